@@ -1,0 +1,40 @@
+//! The `nobat` command line: one subcommand per job. Each subcommand parses its arguments into
+//! domain types and calls the library; `main.rs` only calls [`run`].
+
+use clap::{Parser, Subcommand};
+
+pub mod allocate;
+pub mod scenario;
+pub mod serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nobat",
+    version,
+    about = "Appointment scheduling and capacity engine for the smart national ID card"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the reservation server (SQLite by default, PostgreSQL with DATABASE_URL).
+    Serve(serve::ServeArgs),
+    /// Generate the office network or synthetic citizens from a scenario file.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
+    /// Assign applicants to offices and days (min-cost flow).
+    Allocate(allocate::AllocateArgs),
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Scenario(cmd) => scenario::run(cmd),
+        Command::Allocate(args) => allocate::run(args),
+    }
+}

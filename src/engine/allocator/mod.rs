@@ -1,0 +1,1 @@
+//! The allocator: applicants to office-days by min-cost flow.

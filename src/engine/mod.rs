@@ -1,0 +1,3 @@
+//! Synchronous, deterministic engine code with no I/O: time and randomness come in as inputs.
+
+pub mod allocator;

@@ -1,0 +1,18 @@
+//! nobat (نوبت, "a turn, an appointment"): the appointment scheduling and capacity engine of
+//! the smart national ID card programme.
+//!
+//! Layout, from the inside out (see ARCHITECTURE.md for the invariants):
+//! - [`domain`]: pure types parsed at the edge: identifiers, provinces, offices, services and
+//!   fees, the applicant's form and eligibility, the Jalali calendar and slot generation.
+//! - [`engine`]: synchronous, deterministic logic with no I/O: the allocator.
+//! - [`scenario`]: scenario files and the deterministic synthetic network and civil registry.
+//! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations.
+//! - [`http`]: the axum server.
+//! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
+
+pub mod cli;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod scenario;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Scenario files and the deterministic synthetic office network and civil registry.

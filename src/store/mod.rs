@@ -1,0 +1,1 @@
+//! Storage: sqlx on SQLite (default) or PostgreSQL.

@@ -8,11 +8,14 @@
 //! - [`scenario`]: scenario files and the deterministic synthetic network and civil registry.
 //! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations.
 //! - [`http`]: the axum server.
+//! - [`app`]: the server application value: build, then run until stopped.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
 
+pub mod app;
 pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod scenario;
+pub mod seed;
 pub mod store;

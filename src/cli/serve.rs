@@ -1,10 +1,87 @@
-//! `nobat serve`.
+//! `nobat serve`: configuration by flags or `NOBAT_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {}
+use crate::app::{App, Settings};
+use crate::store::StoreConfig;
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the server is not built yet")
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "NOBAT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://…`) URL; without it, the SQLite file.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// SQLite file used when no database URL is given; created on first start.
+    #[arg(long, env = "NOBAT_SQLITE_PATH", default_value = "nobat.db")]
+    pub sqlite_path: PathBuf,
+    /// Database connections in the pool.
+    #[arg(long, env = "NOBAT_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub db_max_connections: u32,
+    /// Scenario whose office network seeds an empty database (default: the bundled small one).
+    #[arg(long, env = "NOBAT_SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "NOBAT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let settings = Settings {
+        listen: args.listen,
+        store: StoreConfig {
+            database_url: args.database_url,
+            sqlite_path: args.sqlite_path,
+            max_connections: args.db_max_connections,
+            acquire_timeout: Duration::from_secs(3),
+        },
+        scenario: args.scenario,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let app = App::build(settings).await?;
+        tracing::info!(addr = %app.local_addr(), backend = app.store().backend().as_str(), "nobat serving");
+        app.run_until_stopped(shutdown_signal()).await?;
+        tracing::info!("nobat stopped");
+        Ok(())
+    })
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOBAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }

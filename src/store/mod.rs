@@ -1,1 +1,211 @@
-//! Storage: sqlx on SQLite (default) or PostgreSQL.
+//! Storage: sqlx on SQLite (the embedded default: a file created on first start, WAL,
+//! `synchronous=FULL`) or PostgreSQL (`DATABASE_URL=postgres://…`, production).
+//!
+//! Architecture invariant: the database, not this code, is the arbiter of what must never
+//! happen. `slots.taken <= slots.capacity` is a `CHECK`; one active appointment per national
+//! code and service and one live hold per citizen are partial unique indexes; the event log
+//! refuses updates and deletes. Code here may be wrong; the schema still holds.
+//!
+//! Queries are written once in PostgreSQL style (`$1`, `$2`, …) and rewritten for SQLite
+//! (`?1`, `?2`, …, which SQLite binds by number), so both backends run the same SQL text.
+
+mod error;
+mod network;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use error::StoreError;
+pub use network::{CalendarRecord, OfficeRecord};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where to store: a PostgreSQL URL, or else a SQLite file.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `postgres://…` or `sqlite://…`; `None` means the SQLite file at `sqlite_path`.
+    pub database_url: Option<String>,
+    pub sqlite_path: PathBuf,
+    /// Pool bound: requests beyond it wait up to `acquire_timeout`, then get "unavailable".
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl StoreConfig {
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: None,
+            sqlite_path: path.into(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: Some(url.into()),
+            ..Self::sqlite("nobat.db")
+        }
+    }
+}
+
+/// A connection pool to one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool the store holds; `$sql` is PostgreSQL-style text
+/// and is rewritten for SQLite. Inside the body, `$pool` is the typed pool and `$q` the SQL.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $q:ident = $sql:expr => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => {
+                let $q: &str = &$crate::store::sqlite_sql($sql);
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => {
+                let $q: &str = $sql;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Rewrites `$1`-style placeholders to SQLite's numbered `?1` form.
+pub(crate) fn sqlite_sql(pg: &str) -> String {
+    let mut out = String::with_capacity(pg.len());
+    let mut chars = pg.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Connects (creating the SQLite file if needed) and applies the migrations.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        let store = match config.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let options = PgConnectOptions::from_str(url).map_err(StoreError::config)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                Store::Postgres(pool)
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                Store::Sqlite(Self::sqlite_pool(SqliteConnectOptions::from_str(url).map_err(StoreError::config)?, config).await?)
+            }
+            Some(other) => {
+                return Err(StoreError::Config(format!(
+                    "unsupported database URL scheme in {:?}: use postgres://… or sqlite://…",
+                    other.split(':').next().unwrap_or("")
+                )))
+            }
+            None => Store::Sqlite(
+                Self::sqlite_pool(SqliteConnectOptions::new().filename(&config.sqlite_path), config).await?,
+            ),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn sqlite_pool(options: SqliteConnectOptions, config: &StoreConfig) -> Result<SqlitePool, StoreError> {
+        // WAL lets readers run beside the writer; synchronous=FULL makes a commit durable
+        // before it returns, so an acknowledged booking survives `kill -9` and power loss.
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        Ok(SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await?)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool, q = "SELECT 1" => {
+            sqlx::query(q).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(pool) => pool.close().await,
+            Store::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Appends one event to the append-only log.
+    pub async fn append_event(
+        &self,
+        at_unix: i64,
+        actor: &str,
+        kind: &str,
+        subject: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let payload = payload.to_string();
+        on_pool!(self, pool, q = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, $3, $4, $5)" => {
+            sqlx::query(q).bind(at_unix).bind(actor).bind(kind).bind(subject).bind(&payload).execute(pool).await?;
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_for_sqlite() {
+        assert_eq!(sqlite_sql("SELECT $1, $12 FROM t WHERE a = '$'"), "SELECT ?1, ?12 FROM t WHERE a = '$'");
+    }
+}

@@ -1,0 +1,126 @@
+//! Test support: a fresh database per test on each backend, and the real app on a random port.
+//!
+//! PostgreSQL tests run when `TEST_DATABASE_URL` is set (each test creates its own database
+//! `nobat_t_<random>` there and drops it afterwards). Without it they are skipped, unless
+//! `NOBAT_REQUIRE_POSTGRES=1`, which CI sets so that a missing database fails instead of
+//! silently skipping.
+
+use std::net::SocketAddr;
+
+use nobat::app::{App, Settings};
+use nobat::store::{Store, StoreConfig};
+use rand::Rng;
+use sqlx::Connection;
+
+pub enum TestDb {
+    Sqlite { _dir: tempfile::TempDir, config: StoreConfig },
+    Postgres { admin_url: String, name: String, config: StoreConfig },
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = StoreConfig::sqlite(dir.path().join("nobat.db"));
+        TestDb::Sqlite { _dir: dir, config }
+    }
+
+    /// `None` when PostgreSQL tests are not configured (and not required).
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            if std::env::var("NOBAT_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("NOBAT_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set");
+            }
+            eprintln!("skipped: TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("nobat_t_{:016x}", rand::thread_rng().gen::<u64>());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach TEST_DATABASE_URL: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+        admin.close().await.ok();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _db)) => format!("{base}/{name}"),
+            None => panic!("TEST_DATABASE_URL has no database name: {admin_url}"),
+        };
+        Some(TestDb::Postgres { admin_url, name, config: StoreConfig::url(url) })
+    }
+
+    pub fn config(&self) -> StoreConfig {
+        match self {
+            TestDb::Sqlite { config, .. } | TestDb::Postgres { config, .. } => config.clone(),
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.config()).await.expect("connect test store")
+    }
+
+    /// Drops the PostgreSQL database (the SQLite one goes with its temp dir).
+    pub async fn cleanup(self) {
+        if let TestDb::Postgres { admin_url, name, .. } = self {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+            }
+        }
+    }
+}
+
+/// Runs `$body(db)` once on SQLite and once on PostgreSQL, as `$name::sqlite` and
+/// `$name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::helpers::TestDb::sqlite().await;
+                $body(&db).await;
+                db.cleanup().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = $crate::helpers::TestDb::postgres().await else { return };
+                $body(&db).await;
+                db.cleanup().await;
+            }
+        }
+    };
+}
+
+/// The real app on a random port, with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: &TestDb) -> TestApp {
+        let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), store: db.config(), scenario: None };
+        let app = App::build(settings).await.expect("build app");
+        let addr = app.local_addr();
+        let store = app.store().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp { addr, store, client: reqwest::Client::new(), shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server ran");
+        }
+    }
+}

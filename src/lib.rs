@@ -6,6 +6,7 @@
 //!   fees, the applicant's form and eligibility, the Jalali calendar and slot generation.
 //! - [`engine`]: synchronous, deterministic logic with no I/O: the allocator.
 //! - [`scenario`]: scenario files and the deterministic synthetic network and civil registry.
+//! - [`reserve`]: the running booking engine: group-commit writer, availability view, hold sweeper.
 //! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations.
 //! - [`http`]: the axum server.
 //! - [`app`]: the server application value: build, then run until stopped.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod reserve;
 pub mod scenario;
 pub mod seed;
 pub mod store;

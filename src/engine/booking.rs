@@ -1,0 +1,658 @@
+//! The booking decisions of one group-commit batch, as a pure function.
+//!
+//! The writer (see `crate::reserve`) locks and reads every row a batch touches into a
+//! [`BatchState`], calls [`decide`] to apply the requests **in arrival order**, then writes the
+//! returned [`Effects`] and commits once. Because the decisions are pure, they are tested and
+//! property-tested here without a database, and replay exactly from their inputs (the clock
+//! and the pre-generated identifiers are inputs, not read inside).
+//!
+//! Architecture invariant: `decide` never lets a slot's `taken` exceed its `capacity` or go
+//! negative, never gives a citizen two live holds, and never gives a (citizen, service) two
+//! active appointments. The database re-checks all three, so a bug here fails a batch; it
+//! cannot overbook.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// Unix seconds.
+pub type UnixSeconds = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRow {
+    pub id: i64,
+    pub office_id: String,
+    pub start_at: UnixSeconds,
+    pub duration_minutes: i64,
+    pub capacity: i64,
+    pub taken: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    Live,
+    Confirmed,
+    Released,
+    Expired,
+}
+
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Live => "live",
+            HoldStatus::Confirmed => "confirmed",
+            HoldStatus::Released => "released",
+            HoldStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [HoldStatus::Live, HoldStatus::Confirmed, HoldStatus::Released, HoldStatus::Expired]
+            .into_iter()
+            .find(|h| h.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRow {
+    pub id: String,
+    pub slot_id: i64,
+    pub application_id: String,
+    pub national_code: String,
+    pub service: String,
+    pub status: HoldStatus,
+    pub created_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+/// Where an appointment is in its life. Staff steps (check-in, enrolment, pickup) move it on;
+/// only `Booked` and `CheckedIn` are *active* (hold a seat in the future and block a second
+/// booking for the same service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppointmentStatus {
+    Booked,
+    CheckedIn,
+    Enrolled,
+    NoShow,
+    Cancelled,
+    Rescheduled,
+    CardReady,
+    Delivered,
+}
+
+impl AppointmentStatus {
+    pub const ALL: [AppointmentStatus; 8] = [
+        AppointmentStatus::Booked,
+        AppointmentStatus::CheckedIn,
+        AppointmentStatus::Enrolled,
+        AppointmentStatus::NoShow,
+        AppointmentStatus::Cancelled,
+        AppointmentStatus::Rescheduled,
+        AppointmentStatus::CardReady,
+        AppointmentStatus::Delivered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppointmentStatus::Booked => "booked",
+            AppointmentStatus::CheckedIn => "checked_in",
+            AppointmentStatus::Enrolled => "enrolled",
+            AppointmentStatus::NoShow => "no_show",
+            AppointmentStatus::Cancelled => "cancelled",
+            AppointmentStatus::Rescheduled => "rescheduled",
+            AppointmentStatus::CardReady => "card_ready",
+            AppointmentStatus::Delivered => "delivered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Active appointments hold a seat and block another booking of the same service.
+    pub fn is_active(self) -> bool {
+        matches!(self, AppointmentStatus::Booked | AppointmentStatus::CheckedIn)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppointmentRow {
+    pub tracking_code: String,
+    pub slot_id: i64,
+    pub office_id: String,
+    pub start_at: UnixSeconds,
+    pub application_id: String,
+    pub national_code: String,
+    pub service: String,
+    pub payment_id: Option<String>,
+    pub status: AppointmentStatus,
+    pub created_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Paid,
+    Declined,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Paid => "paid",
+            PaymentStatus::Declined => "declined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Declined]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRow {
+    pub id: String,
+    pub application_id: String,
+    /// The service of the application paid for (joined in when read).
+    pub service: String,
+    pub national_code: String,
+    pub status: PaymentStatus,
+}
+
+/// A request to the writer. Identifiers it may create (hold id, tracking code) are generated
+/// before it is queued, so that the decision is a pure function of its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Hold { national_code: String, application_id: String, service: String, slot_id: i64, hold_id: String, expires_at: UnixSeconds },
+    Confirm { national_code: String, hold_id: String, payment_id: String, tracking_code: String },
+    Release { national_code: String, hold_id: String },
+    /// Hold and confirm in one step.
+    Book { national_code: String, application_id: String, service: String, slot_id: i64, payment_id: String, hold_id: String, tracking_code: String },
+    Cancel { national_code: String, tracking_code: String },
+    /// Moves an active appointment to another slot, keeping its tracking code. The old seat is
+    /// given up only if the new one is secured, in the same transaction.
+    Reschedule { national_code: String, tracking_code: String, new_slot_id: i64 },
+    /// A live hold whose time is up (from the expiry sweeper).
+    Expire { hold_id: String },
+}
+
+impl Request {
+    /// The holds, appointments, payments, citizens and slots this request reads, so the writer
+    /// can lock and load them in bulk.
+    pub fn touches(&self, keys: &mut BatchKeys) {
+        match self {
+            Request::Hold { national_code, service, slot_id, .. } => {
+                keys.citizens.push((national_code.clone(), service.clone()));
+                keys.slots.push(*slot_id);
+            }
+            Request::Confirm { hold_id, payment_id, national_code, .. } => {
+                keys.holds.push(hold_id.clone());
+                keys.payments.push(payment_id.clone());
+                keys.citizen_codes.push(national_code.clone());
+            }
+            Request::Release { hold_id, .. } | Request::Expire { hold_id } => keys.holds.push(hold_id.clone()),
+            Request::Book { national_code, service, slot_id, payment_id, .. } => {
+                keys.citizens.push((national_code.clone(), service.clone()));
+                keys.slots.push(*slot_id);
+                keys.payments.push(payment_id.clone());
+            }
+            Request::Cancel { tracking_code, .. } => keys.appointments.push(tracking_code.clone()),
+            Request::Reschedule { tracking_code, new_slot_id, .. } => {
+                keys.appointments.push(tracking_code.clone());
+                keys.slots.push(*new_slot_id);
+            }
+        }
+    }
+
+    pub fn national_code(&self) -> Option<&str> {
+        match self {
+            Request::Hold { national_code, .. }
+            | Request::Confirm { national_code, .. }
+            | Request::Release { national_code, .. }
+            | Request::Book { national_code, .. }
+            | Request::Cancel { national_code, .. }
+            | Request::Reschedule { national_code, .. } => Some(national_code),
+            Request::Expire { .. } => None,
+        }
+    }
+}
+
+/// Everything a batch needs read (and locked) before deciding.
+#[derive(Debug, Default, Clone)]
+pub struct BatchKeys {
+    pub slots: Vec<i64>,
+    pub holds: Vec<String>,
+    pub appointments: Vec<String>,
+    pub payments: Vec<String>,
+    /// (national code, service) pairs whose live hold and active appointment matter.
+    pub citizens: Vec<(String, String)>,
+    /// Citizens whose live hold and active appointments matter for any service.
+    pub citizen_codes: Vec<String>,
+}
+
+impl BatchKeys {
+    /// Sorted and deduplicated, so that locks are always taken in one global order.
+    pub fn normalise(&mut self) {
+        fn tidy<T: Ord>(v: &mut Vec<T>) {
+            v.sort();
+            v.dedup();
+        }
+        tidy(&mut self.slots);
+        tidy(&mut self.holds);
+        tidy(&mut self.appointments);
+        tidy(&mut self.payments);
+        tidy(&mut self.citizens);
+        for (code, _) in &self.citizens {
+            self.citizen_codes.push(code.clone());
+        }
+        tidy(&mut self.citizen_codes);
+    }
+}
+
+/// Why a request was refused. Each maps to one stable API error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum Refusal {
+    SlotFull { slot_id: i64 },
+    SlotUnknown { slot_id: i64 },
+    AlreadyHolding { hold_id: String },
+    AlreadyBooked { tracking_code: String },
+    HoldNotFound,
+    HoldExpired,
+    HoldNotLive { status: HoldStatus },
+    PaymentNotFound,
+    PaymentNotPaid { status: PaymentStatus },
+    PaymentMismatch,
+    AppointmentNotFound,
+    NotActive { status: AppointmentStatus },
+    SameSlot,
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::SlotFull { .. } => "slot_full",
+            Refusal::SlotUnknown { .. } => "slot_unknown",
+            Refusal::AlreadyHolding { .. } => "already_holding",
+            Refusal::AlreadyBooked { .. } => "already_booked",
+            Refusal::HoldNotFound => "hold_not_found",
+            Refusal::HoldExpired => "hold_expired",
+            Refusal::HoldNotLive { .. } => "hold_not_live",
+            Refusal::PaymentNotFound => "payment_not_found",
+            Refusal::PaymentNotPaid { .. } => "payment_not_paid",
+            Refusal::PaymentMismatch => "payment_mismatch",
+            Refusal::AppointmentNotFound => "appointment_not_found",
+            Refusal::NotActive { .. } => "appointment_not_active",
+            Refusal::SameSlot => "same_slot",
+        }
+    }
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Held { hold: HoldRow },
+    Booked { appointment: AppointmentRow },
+    Released { hold_id: String },
+    Cancelled { appointment: AppointmentRow },
+    Rescheduled { appointment: AppointmentRow, old_slot_id: i64 },
+    Expired { hold_id: String },
+    Refused(Refusal),
+}
+
+/// An event for the append-only log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at: UnixSeconds,
+    pub kind: &'static str,
+    /// The hold id or tracking code the event is about.
+    pub subject: String,
+    pub actor: String,
+    pub payload: serde_json::Value,
+}
+
+/// The writes of a batch, to apply in one transaction.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Effects {
+    /// When the batch was decided.
+    pub now: UnixSeconds,
+    pub new_holds: Vec<HoldRow>,
+    /// Hold id → new status (for holds that existed before the batch).
+    pub hold_status: BTreeMap<String, HoldStatus>,
+    pub new_appointments: Vec<AppointmentRow>,
+    /// Updated rows of appointments that existed before the batch.
+    pub appointment_updates: BTreeMap<String, AppointmentRow>,
+    /// Slot id → change of `taken`.
+    pub slot_deltas: BTreeMap<i64, i64>,
+    pub events: Vec<Event>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.new_holds.is_empty()
+            && self.hold_status.is_empty()
+            && self.new_appointments.is_empty()
+            && self.appointment_updates.is_empty()
+            && self.slot_deltas.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// The rows a batch has read and locked. `decide` updates it as it goes, so a later request in
+/// the same batch sees the effects of an earlier one.
+#[derive(Debug, Default, Clone)]
+pub struct BatchState {
+    pub slots: HashMap<i64, SlotRow>,
+    pub holds: HashMap<String, HoldRow>,
+    pub appointments: HashMap<String, AppointmentRow>,
+    pub payments: HashMap<String, PaymentRow>,
+    /// National code → id of its live hold.
+    pub live_hold_by_citizen: HashMap<String, String>,
+    /// (national code, service) → tracking code of the active appointment.
+    pub active_by_citizen_service: HashMap<(String, String), String>,
+}
+
+impl BatchState {
+    /// Indexes loaded holds and appointments by citizen.
+    pub fn index(&mut self) {
+        for h in self.holds.values() {
+            if h.status == HoldStatus::Live {
+                self.live_hold_by_citizen.insert(h.national_code.clone(), h.id.clone());
+            }
+        }
+        for a in self.appointments.values() {
+            if a.status.is_active() {
+                self.active_by_citizen_service
+                    .insert((a.national_code.clone(), a.service.clone()), a.tracking_code.clone());
+            }
+        }
+    }
+}
+
+struct Decider<'a> {
+    state: &'a mut BatchState,
+    effects: Effects,
+    now: UnixSeconds,
+    new_hold_index: HashMap<String, usize>,
+    new_appointment_index: HashMap<String, usize>,
+}
+
+impl Decider<'_> {
+    fn take_seat(&mut self, slot_id: i64) -> Result<(), Refusal> {
+        let slot = self.state.slots.get_mut(&slot_id).ok_or(Refusal::SlotUnknown { slot_id })?;
+        if slot.taken >= slot.capacity {
+            return Err(Refusal::SlotFull { slot_id });
+        }
+        slot.taken += 1;
+        *self.effects.slot_deltas.entry(slot_id).or_default() += 1;
+        Ok(())
+    }
+
+    fn free_seat(&mut self, slot_id: i64) {
+        if let Some(slot) = self.state.slots.get_mut(&slot_id) {
+            // A seat is freed only by the hold or appointment that took it, so taken > 0 here;
+            // the guard keeps a corrupted row from going negative (the CHECK would refuse it).
+            if slot.taken > 0 {
+                slot.taken -= 1;
+                *self.effects.slot_deltas.entry(slot_id).or_default() -= 1;
+            }
+        }
+    }
+
+    fn hold(&self, id: &str) -> Option<HoldRow> {
+        match self.new_hold_index.get(id) {
+            Some(&i) => Some(self.effects.new_holds[i].clone()),
+            None => self.state.holds.get(id).cloned(),
+        }
+    }
+
+    fn set_hold_status(&mut self, hold: &HoldRow, status: HoldStatus) {
+        if let Some(&i) = self.new_hold_index.get(&hold.id) {
+            self.effects.new_holds[i].status = status;
+        } else {
+            self.effects.hold_status.insert(hold.id.clone(), status);
+        }
+        if let Some(h) = self.state.holds.get_mut(&hold.id) {
+            h.status = status;
+        }
+        if status != HoldStatus::Live && self.state.live_hold_by_citizen.get(&hold.national_code) == Some(&hold.id) {
+            self.state.live_hold_by_citizen.remove(&hold.national_code);
+        }
+    }
+
+    fn appointment(&self, code: &str) -> Option<AppointmentRow> {
+        match self.new_appointment_index.get(code) {
+            Some(&i) => Some(self.effects.new_appointments[i].clone()),
+            None => self.effects.appointment_updates.get(code).cloned().or_else(|| self.state.appointments.get(code).cloned()),
+        }
+    }
+
+    fn store_appointment(&mut self, row: AppointmentRow) {
+        let key = (row.national_code.clone(), row.service.clone());
+        if row.status.is_active() {
+            self.state.active_by_citizen_service.insert(key, row.tracking_code.clone());
+        } else if self.state.active_by_citizen_service.get(&key) == Some(&row.tracking_code) {
+            self.state.active_by_citizen_service.remove(&key);
+        }
+        if let Some(&i) = self.new_appointment_index.get(&row.tracking_code) {
+            self.effects.new_appointments[i] = row;
+        } else if self.state.appointments.contains_key(&row.tracking_code) {
+            self.effects.appointment_updates.insert(row.tracking_code.clone(), row);
+        } else {
+            self.new_appointment_index.insert(row.tracking_code.clone(), self.effects.new_appointments.len());
+            self.effects.new_appointments.push(row);
+        }
+    }
+
+    fn event(&mut self, kind: &'static str, subject: &str, actor: &str, payload: serde_json::Value) {
+        self.effects.events.push(Event { at: self.now, kind, subject: subject.to_string(), actor: actor.to_string(), payload });
+    }
+
+    fn check_citizen_free(&self, national_code: &str, service: &str) -> Result<(), Refusal> {
+        if let Some(code) = self.state.active_by_citizen_service.get(&(national_code.to_string(), service.to_string())) {
+            return Err(Refusal::AlreadyBooked { tracking_code: code.clone() });
+        }
+        if let Some(hold_id) = self.state.live_hold_by_citizen.get(national_code) {
+            return Err(Refusal::AlreadyHolding { hold_id: hold_id.clone() });
+        }
+        Ok(())
+    }
+
+    fn check_payment(&self, payment_id: &str, national_code: &str, application_id: &str, service: &str) -> Result<(), Refusal> {
+        let payment = self.state.payments.get(payment_id).filter(|p| p.national_code == national_code).ok_or(Refusal::PaymentNotFound)?;
+        if payment.application_id != application_id || payment.service != service {
+            return Err(Refusal::PaymentMismatch);
+        }
+        if payment.status != PaymentStatus::Paid {
+            return Err(Refusal::PaymentNotPaid { status: payment.status });
+        }
+        Ok(())
+    }
+
+    fn new_appointment(&self, tracking_code: &str, slot_id: i64, application_id: &str, national_code: &str, service: &str, payment_id: &str) -> AppointmentRow {
+        let slot = &self.state.slots[&slot_id];
+        AppointmentRow {
+            tracking_code: tracking_code.to_string(),
+            slot_id,
+            office_id: slot.office_id.clone(),
+            start_at: slot.start_at,
+            application_id: application_id.to_string(),
+            national_code: national_code.to_string(),
+            service: service.to_string(),
+            payment_id: Some(payment_id.to_string()),
+            status: AppointmentStatus::Booked,
+            created_at: self.now,
+            updated_at: self.now,
+        }
+    }
+
+    /// A live hold whose expiry has passed is expired on sight, whoever looks at it.
+    fn expire_if_due(&mut self, hold: &HoldRow) -> bool {
+        if hold.status == HoldStatus::Live && hold.expires_at <= self.now {
+            self.set_hold_status(hold, HoldStatus::Expired);
+            self.free_seat(hold.slot_id);
+            self.event("hold_expired", &hold.id, "system", serde_json::json!({ "slot_id": hold.slot_id }));
+            true
+        } else {
+            false
+        }
+    }
+
+    fn apply(&mut self, request: &Request) -> Outcome {
+        match self.try_apply(request) {
+            Ok(outcome) => outcome,
+            Err(refusal) => Outcome::Refused(refusal),
+        }
+    }
+
+    fn try_apply(&mut self, request: &Request) -> Result<Outcome, Refusal> {
+        match request {
+            Request::Hold { national_code, application_id, service, slot_id, hold_id, expires_at } => {
+                self.check_citizen_free(national_code, service)?;
+                self.take_seat(*slot_id)?;
+                let hold = HoldRow {
+                    id: hold_id.clone(),
+                    slot_id: *slot_id,
+                    application_id: application_id.clone(),
+                    national_code: national_code.clone(),
+                    service: service.clone(),
+                    status: HoldStatus::Live,
+                    created_at: self.now,
+                    expires_at: *expires_at,
+                };
+                self.state.live_hold_by_citizen.insert(national_code.clone(), hold_id.clone());
+                self.new_hold_index.insert(hold_id.clone(), self.effects.new_holds.len());
+                self.effects.new_holds.push(hold.clone());
+                self.event("hold_created", hold_id, national_code, serde_json::json!({ "slot_id": slot_id, "expires_at": expires_at }));
+                Ok(Outcome::Held { hold })
+            }
+            Request::Confirm { national_code, hold_id, payment_id, tracking_code } => {
+                let hold = self.hold(hold_id).filter(|h| &h.national_code == national_code).ok_or(Refusal::HoldNotFound)?;
+                if self.expire_if_due(&hold) {
+                    return Err(Refusal::HoldExpired);
+                }
+                if hold.status != HoldStatus::Live {
+                    return Err(Refusal::HoldNotLive { status: hold.status });
+                }
+                // A declined or pending payment leaves the hold in place until it expires.
+                self.check_payment(payment_id, national_code, &hold.application_id, &hold.service)?;
+                if let Some(code) = self.state.active_by_citizen_service.get(&(national_code.clone(), hold.service.clone())) {
+                    return Err(Refusal::AlreadyBooked { tracking_code: code.clone() });
+                }
+                self.set_hold_status(&hold, HoldStatus::Confirmed);
+                let appointment = self.new_appointment(tracking_code, hold.slot_id, &hold.application_id, national_code, &hold.service, payment_id);
+                self.store_appointment(appointment.clone());
+                self.event("appointment_booked", tracking_code, national_code, serde_json::json!({ "slot_id": hold.slot_id, "hold_id": hold_id, "payment_id": payment_id }));
+                Ok(Outcome::Booked { appointment })
+            }
+            Request::Release { national_code, hold_id } => {
+                let hold = self.hold(hold_id).filter(|h| &h.national_code == national_code).ok_or(Refusal::HoldNotFound)?;
+                if self.expire_if_due(&hold) {
+                    // Already gone by time: releasing it is what the applicant wanted.
+                    return Ok(Outcome::Released { hold_id: hold_id.clone() });
+                }
+                if hold.status != HoldStatus::Live {
+                    return Err(Refusal::HoldNotLive { status: hold.status });
+                }
+                self.set_hold_status(&hold, HoldStatus::Released);
+                self.free_seat(hold.slot_id);
+                self.event("hold_released", hold_id, national_code, serde_json::json!({ "slot_id": hold.slot_id }));
+                Ok(Outcome::Released { hold_id: hold_id.clone() })
+            }
+            Request::Expire { hold_id } => {
+                let hold = self.hold(hold_id).ok_or(Refusal::HoldNotFound)?;
+                if self.expire_if_due(&hold) {
+                    Ok(Outcome::Expired { hold_id: hold_id.clone() })
+                } else {
+                    Err(Refusal::HoldNotLive { status: hold.status })
+                }
+            }
+            Request::Book { national_code, application_id, service, slot_id, payment_id, hold_id, tracking_code } => {
+                self.check_citizen_free(national_code, service)?;
+                self.check_payment(payment_id, national_code, application_id, service)?;
+                self.take_seat(*slot_id)?;
+                // The hold is recorded (already confirmed) so every seat has a hold behind it.
+                let hold = HoldRow {
+                    id: hold_id.clone(),
+                    slot_id: *slot_id,
+                    application_id: application_id.clone(),
+                    national_code: national_code.clone(),
+                    service: service.clone(),
+                    status: HoldStatus::Confirmed,
+                    created_at: self.now,
+                    expires_at: self.now,
+                };
+                self.new_hold_index.insert(hold_id.clone(), self.effects.new_holds.len());
+                self.effects.new_holds.push(hold);
+                let appointment = self.new_appointment(tracking_code, *slot_id, application_id, national_code, service, payment_id);
+                self.store_appointment(appointment.clone());
+                self.event("appointment_booked", tracking_code, national_code, serde_json::json!({ "slot_id": slot_id, "payment_id": payment_id }));
+                Ok(Outcome::Booked { appointment })
+            }
+            Request::Cancel { national_code, tracking_code } => {
+                let mut appointment = self.appointment(tracking_code).filter(|a| &a.national_code == national_code).ok_or(Refusal::AppointmentNotFound)?;
+                if appointment.status != AppointmentStatus::Booked {
+                    return Err(Refusal::NotActive { status: appointment.status });
+                }
+                appointment.status = AppointmentStatus::Cancelled;
+                appointment.updated_at = self.now;
+                self.free_seat(appointment.slot_id);
+                self.store_appointment(appointment.clone());
+                self.event("appointment_cancelled", tracking_code, national_code, serde_json::json!({ "slot_id": appointment.slot_id }));
+                Ok(Outcome::Cancelled { appointment })
+            }
+            Request::Reschedule { national_code, tracking_code, new_slot_id } => {
+                let mut appointment = self.appointment(tracking_code).filter(|a| &a.national_code == national_code).ok_or(Refusal::AppointmentNotFound)?;
+                if appointment.status != AppointmentStatus::Booked {
+                    return Err(Refusal::NotActive { status: appointment.status });
+                }
+                if appointment.slot_id == *new_slot_id {
+                    return Err(Refusal::SameSlot);
+                }
+                // Secure the new seat first; only then give up the old one.
+                self.take_seat(*new_slot_id)?;
+                let old_slot_id = appointment.slot_id;
+                self.free_seat(old_slot_id);
+                let slot = &self.state.slots[new_slot_id];
+                appointment.slot_id = *new_slot_id;
+                appointment.office_id = slot.office_id.clone();
+                appointment.start_at = slot.start_at;
+                appointment.updated_at = self.now;
+                self.store_appointment(appointment.clone());
+                self.event(
+                    "appointment_rescheduled",
+                    tracking_code,
+                    national_code,
+                    serde_json::json!({ "old_slot_id": old_slot_id, "new_slot_id": new_slot_id }),
+                );
+                Ok(Outcome::Rescheduled { appointment, old_slot_id })
+            }
+        }
+    }
+}
+
+/// Applies `requests` in order against `state` at time `now`, returning one outcome per
+/// request and the writes to commit.
+pub fn decide(state: &mut BatchState, requests: &[Request], now: UnixSeconds) -> (Vec<Outcome>, Effects) {
+    let mut decider = Decider {
+        state,
+        effects: Effects { now, ..Effects::default() },
+        now,
+        new_hold_index: HashMap::new(),
+        new_appointment_index: HashMap::new(),
+    };
+    let outcomes = requests.iter().map(|r| decider.apply(r)).collect();
+    decider.effects.slot_deltas.retain(|_, d| *d != 0);
+    (outcomes, decider.effects)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! The writer task: group commit of booking requests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Answer, Availability, EngineConfig, Job, ReserveError};
+use crate::domain::time::Clock;
+use crate::engine::booking::{decide, BatchKeys, Outcome};
+use crate::store::{BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
+
+pub(super) async fn run(
+    store: Store,
+    availability: Arc<Availability>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
+        jobs.push(first);
+        collect(&mut rx, &mut jobs, &config).await;
+        process(&store, &availability, clock.as_ref(), &config, jobs).await;
+    }
+}
+
+/// Takes what is already queued, then waits up to the linger window for more.
+async fn collect(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, config: &EngineConfig) {
+    let deadline = Instant::now() + config.linger;
+    while jobs.len() < config.batch_max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if config.linger.is_zero() {
+                    return;
+                }
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// What a job's answer is, before the commit.
+enum Pending {
+    Decided(usize),
+    Replayed(Outcome),
+    SameAs(usize),
+    KeyReused,
+}
+
+async fn process(store: &Store, availability: &Availability, clock: &dyn Clock, config: &EngineConfig, jobs: Vec<Job>) {
+    let result = attempt(store, clock, config, &jobs).await;
+    match result {
+        Ok((answers, deltas)) => {
+            availability.apply(&deltas);
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+        // One bad request must not sink the others: retry each alone.
+        Err(e) if jobs.len() > 1 && !e.is_unavailable() => {
+            tracing::warn!(error = %e, batch = jobs.len(), "batch failed; applying its requests one by one");
+            for job in jobs {
+                let single = [job];
+                let result = attempt(store, clock, config, &single).await;
+                let [job] = single;
+                match result {
+                    Ok((mut answers, deltas)) => {
+                        availability.apply(&deltas);
+                        let _ = job.reply.send(answers.pop().expect("one answer"));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "request failed alone");
+                        let _ = job.reply.send(Err(ReserveError::from(e)));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(ReserveError::from(StoreError::Unavailable(e.to_string()))));
+            }
+        }
+    }
+}
+
+type Attempt = (Vec<Result<Answer, ReserveError>>, BTreeMap<i64, i64>);
+
+/// Runs the batch, retrying when another writer's commit made it conflict.
+async fn attempt(store: &Store, clock: &dyn Clock, config: &EngineConfig, jobs: &[Job]) -> Result<Attempt, StoreError> {
+    let mut last = None;
+    for _ in 0..config.batch_attempts.max(1) {
+        match run_once(store, clock, jobs).await {
+            Ok(r) => return Ok(r),
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "batch conflicted; retrying with fresh rows");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Attempt, StoreError> {
+    let now = clock.now().timestamp();
+    let mut keys = BatchKeys::default();
+    let mut extras = BatchExtras::default();
+    for job in jobs {
+        job.request.touches(&mut keys);
+        if let Some(k) = &job.idempotency {
+            extras.idempotency_keys.push((k.scope.clone(), k.key.clone()));
+        }
+    }
+    store
+        .run_batch(keys, &extras, |state, stored| {
+            let mut pending = Vec::with_capacity(jobs.len());
+            let mut requests = Vec::with_capacity(jobs.len());
+            let mut first_in_batch: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
+            for (i, job) in jobs.iter().enumerate() {
+                if let Some(k) = &job.idempotency {
+                    if let Some(rec) = stored.get(&(k.scope.clone(), k.key.clone())) {
+                        pending.push(if rec.request_hash == k.request_hash {
+                            match serde_json::from_str::<Outcome>(&rec.response_body) {
+                                Ok(outcome) => Pending::Replayed(outcome),
+                                Err(_) => Pending::KeyReused,
+                            }
+                        } else {
+                            Pending::KeyReused
+                        });
+                        continue;
+                    }
+                    if let Some((hash, j)) = first_in_batch.get(&(k.scope.as_str(), k.key.as_str())) {
+                        pending.push(if *hash == k.request_hash { Pending::SameAs(*j) } else { Pending::KeyReused });
+                        continue;
+                    }
+                    first_in_batch.insert((k.scope.as_str(), k.key.as_str()), (k.request_hash.as_str(), i));
+                }
+                pending.push(Pending::Decided(requests.len()));
+                requests.push(job.request.clone());
+            }
+            let (outcomes, effects) = decide(state, &requests, now);
+            let mut idempotency = Vec::new();
+            for (job, p) in jobs.iter().zip(&pending) {
+                if let (Some(k), Pending::Decided(d)) = (&job.idempotency, p) {
+                    idempotency.push(IdempotencyRecord {
+                        scope: k.scope.clone(),
+                        key: k.key.clone(),
+                        request_hash: k.request_hash.clone(),
+                        response_status: 0,
+                        response_body: serde_json::to_string(&outcomes[*d]).expect("outcomes serialise"),
+                    });
+                }
+            }
+            let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(jobs.len());
+            for p in &pending {
+                let answer = match p {
+                    Pending::Decided(d) => Ok(Answer { outcome: outcomes[*d].clone(), replayed: false }),
+                    Pending::Replayed(o) => Ok(Answer { outcome: o.clone(), replayed: true }),
+                    Pending::SameAs(j) => match &answers[*j] {
+                        Ok(a) => Ok(Answer { outcome: a.outcome.clone(), replayed: true }),
+                        Err(_) => Err(ReserveError::IdempotencyKeyReused),
+                    },
+                    Pending::KeyReused => Err(ReserveError::IdempotencyKeyReused),
+                };
+                answers.push(answer);
+            }
+            let deltas = effects.slot_deltas.clone();
+            BatchWrite { effects, idempotency, result: (answers, deltas) }
+        })
+        .await
+}

@@ -20,7 +20,9 @@ pub struct DayHours {
 }
 
 /// Hours per weekday, indexed from Saturday (0) to Friday (6), the Iranian week.
-/// `None` is closed. Thursday's entry is what an office keeps when its Thursday rule is `Open`.
+/// `None` is closed. Thursday's entry is what an office keeps when its Thursday rule is `Open`
+/// (and halves under `HalfDay`); when it is `None` the Thursday rule uses Saturday's hours.
+/// Friday's entry must be `None` (Friday opens only through an [`ExtraOpening`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeeklyHours {
     pub days: [Option<DayHours>; 7],

@@ -8,15 +8,18 @@
 //! - [`scenario`]: scenario files and the deterministic synthetic network and civil registry.
 //! - [`reserve`]: the running booking engine: group-commit writer, availability view, hold sweeper.
 //! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations.
-//! - [`http`]: the axum server.
+//! - [`http`]: the axum server (the applicant API, probes, metrics, OpenAPI).
+//! - [`directory`]: the in-memory office directory; [`payments`]: the payment gateway port and its sandbox.
 //! - [`app`]: the server application value: build, then run until stopped.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
 
 pub mod app;
 pub mod cli;
+pub mod directory;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod payments;
 pub mod reserve;
 pub mod scenario;
 pub mod seed;

@@ -9,6 +9,7 @@
 //! Queries are written once in PostgreSQL style (`$1`, `$2`, …) and rewritten for SQLite
 //! (`?1`, `?2`, …, which SQLite binds by number), so both backends run the same SQL text.
 
+mod applicants;
 mod booking;
 mod error;
 mod network;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use applicants::{ApplicationRecord, EventRecord, PaymentRecord};
 pub use booking::{BatchExtras, BatchWrite, IdempotencyRecord};
 pub use error::StoreError;
 pub use network::{CalendarRecord, OfficeRecord};

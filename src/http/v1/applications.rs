@@ -1,0 +1,188 @@
+//! `POST /v1/applications` and `POST /v1/payments`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+
+use super::dto::{ApplicationRequest, ApplicationResponse, EligibilityDto, FormDto, PaymentRequest, PaymentResponse, RuleDto};
+use crate::domain::applicant::{ApplicationForm, RawApplicationForm, RawChild, RawPerson, RawPersonal};
+use crate::domain::jalali::JalaliDate;
+use crate::domain::time::iran_date;
+use crate::domain::ServiceCode;
+use crate::http::auth::Applicant;
+use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash};
+use crate::http::json::ApiJson;
+use crate::http::{AppState, Problem};
+use crate::payments::SandboxOutcome;
+use crate::store::{ApplicationRecord, PaymentRecord};
+
+fn raw_form(f: &FormDto) -> RawApplicationForm {
+    let person = |p: &super::dto::PersonDto| RawPerson {
+        first_name: p.first_name.clone(),
+        last_name: p.last_name.clone(),
+        national_code: p.national_code.clone(),
+    };
+    RawApplicationForm {
+        personal: RawPersonal {
+            national_code: f.personal.national_code.clone(),
+            birth_certificate_serial: f.personal.birth_certificate_serial.clone(),
+            first_name: f.personal.first_name.clone(),
+            last_name: f.personal.last_name.clone(),
+            gender: f.personal.gender.clone(),
+            religion: f.personal.religion.clone(),
+            birth_date: f.personal.birth_date.clone(),
+            nationality: f.personal.nationality.clone(),
+            birth_certificate_has_photo: f.personal.birth_certificate_has_photo,
+        },
+        father: person(&f.father),
+        mother: person(&f.mother),
+        spouse: f.spouse.as_ref().map(person),
+        children: f
+            .children
+            .iter()
+            .map(|c| RawChild { first_name: c.first_name.clone(), national_code: c.national_code.clone(), birth_date: c.birth_date.clone() })
+            .collect(),
+        mobile: f.mobile.clone(),
+        postal_code: f.postal_code.clone(),
+        address: f.address.clone(),
+    }
+}
+
+/// Register an application. Refused with every failed field (`invalid_form`) or every failed
+/// eligibility rule (`not_eligible`); nothing is stored then.
+#[utoipa::path(post, path = "/v1/applications", tag = "applicant", security(("bearer" = [])),
+    request_body = ApplicationRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = ApplicationResponse),
+        (status = 401, body = Problem),
+        (status = 422, description = "invalid form or not eligible, with every failed rule", body = Problem)))]
+pub async fn create_application(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ApplicationRequest>,
+) -> Result<impl IntoResponse, Problem> {
+    let key = key_from_headers(&headers)?;
+    let hash = request_hash("POST", "/v1/applications", &serde_json::to_vec(&req).unwrap_or_default());
+    let scope = applicant.national_code.to_string();
+    let now = state.engine.clock().now();
+    let idem = engine_key(&scope, key, hash);
+    let (status, body) = replay_or_run(&state.store, idem, now.timestamp(), || async {
+        let service = ServiceCode::parse(&req.service)?;
+        if service == ServiceCode::CardPickup {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "service_not_bookable",
+                "card pickup is booked by the office when biometrics are taken",
+            ));
+        }
+        let form = ApplicationForm::parse(&raw_form(&req.form)).map_err(|errors| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_form", format!("{} field(s) are invalid", errors.len())).with_errors(&errors)
+        })?;
+        if form.personal.national_code != applicant.national_code {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "national_code_mismatch",
+                "the form's national code is not the logged-in applicant's",
+            ));
+        }
+        let eligibility = form.eligibility(iran_date(now));
+        let failed: Vec<RuleDto> = eligibility.failed.iter().map(|r| RuleDto { code: r.code().to_string(), detail: r.message() }).collect();
+        if !eligibility.is_eligible() {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "not_eligible", "the applicant is not eligible for a card")
+                .with_extra(serde_json::json!({ "failed": failed })));
+        }
+        let record = ApplicationRecord {
+            id: state.engine.ids().opaque("app"),
+            national_code: scope.clone(),
+            service: service.to_string(),
+            form_json: serde_json::to_string(&req.form).unwrap_or_default(),
+            eligible: true,
+            created_at: now.timestamp(),
+        };
+        state.store.insert_application(&record).await?;
+        let response = ApplicationResponse {
+            application_id: record.id,
+            service: record.service,
+            eligibility: EligibilityDto { eligible: true, failed },
+        };
+        Ok((StatusCode::CREATED, serde_json::to_value(response).unwrap_or_default()))
+    })
+    .await?;
+    Ok((status, Json(body)))
+}
+
+/// Pay an application's fee (this year's tariff). Paying an application that is already paid
+/// returns that payment and charges nothing.
+#[utoipa::path(post, path = "/v1/payments", tag = "applicant", security(("bearer" = [])),
+    request_body = PaymentRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, description = "a payment was made (status paid or declined)", body = PaymentResponse),
+        (status = 200, description = "the application was already paid", body = PaymentResponse),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_payment(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PaymentRequest>,
+) -> Result<impl IntoResponse, Problem> {
+    let key = key_from_headers(&headers)?;
+    let hash = request_hash("POST", "/v1/payments", &serde_json::to_vec(&req).unwrap_or_default());
+    let scope = applicant.national_code.to_string();
+    let now = state.engine.clock().now();
+    let idem = engine_key(&scope, key, hash);
+    let (status, body) = replay_or_run(&state.store, idem, now.timestamp(), || async {
+        let sandbox = match req.sandbox_outcome.as_deref() {
+            None | Some("approve") => SandboxOutcome::Approve,
+            Some("decline") => SandboxOutcome::Decline,
+            Some(other) => {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_sandbox_outcome",
+                    format!("sandbox_outcome is approve or decline, not {other:?}"),
+                ))
+            }
+        };
+        let app = state
+            .store
+            .application(&req.application_id)
+            .await?
+            .filter(|a| a.national_code == scope)
+            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "application_not_found", "no such application"))?;
+        if let Some(paid) = state.store.paid_payment_for(&app.id).await? {
+            return Ok((StatusCode::OK, serde_json::to_value(payment_response(&paid)).unwrap_or_default()));
+        }
+        let service = ServiceCode::parse(&app.service)?;
+        let year = JalaliDate::from_gregorian(iran_date(now)).year();
+        let amount = state.fees.fee_rials(service, year).ok_or_else(|| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no_tariff", format!("no fee is published for {service} in {year}"))
+        })?;
+        let amount_rials = i64::try_from(amount).unwrap_or(i64::MAX);
+        let status = state.payments.charge(&app.id, amount_rials, sandbox);
+        let record = PaymentRecord {
+            id: state.engine.ids().opaque("pay"),
+            application_id: app.id.clone(),
+            amount_rials,
+            status,
+            gateway: state.payments.name().to_string(),
+            created_at: now.timestamp(),
+        };
+        state.store.insert_payment(&record, &scope).await?;
+        Ok((StatusCode::CREATED, serde_json::to_value(payment_response(&record)).unwrap_or_default()))
+    })
+    .await?;
+    Ok((status, Json(body)))
+}
+
+fn payment_response(p: &PaymentRecord) -> PaymentResponse {
+    PaymentResponse {
+        payment_id: p.id.clone(),
+        application_id: p.application_id.clone(),
+        amount_rials: p.amount_rials,
+        status: p.status.as_str().to_string(),
+        gateway: p.gateway.clone(),
+    }
+}

@@ -1,0 +1,258 @@
+//! Holds and appointments: everything that changes seats goes to the booking engine's writer.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::dto::{AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, RescheduleRequest};
+use super::receipt::appointment_dto;
+use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
+use crate::domain::ServiceCode;
+use crate::engine::booking::{Outcome, Refusal, Request};
+use crate::http::auth::Applicant;
+use crate::http::idempotency::{engine_key, key_from_headers, request_hash};
+use crate::http::json::ApiJson;
+use crate::http::{AppState, Problem};
+use crate::reserve::ids::normalise_tracking_code;
+use crate::reserve::IdempotencyKey;
+use crate::store::ApplicationRecord;
+
+/// Alternatives offered with `slot_full`: free slots at the same office, then at the nearest
+/// other offices offering the service.
+const ALTERNATIVES_SAME_OFFICE: usize = 3;
+const ALTERNATIVE_OFFICES: usize = 3;
+
+fn idempotency(headers: &HeaderMap, applicant: &Applicant, method: &str, path: &str, body: &impl serde::Serialize) -> Result<Option<IdempotencyKey>, Problem> {
+    let key = key_from_headers(headers)?;
+    let hash = request_hash(method, path, &serde_json::to_vec(body).unwrap_or_default());
+    Ok(engine_key(&applicant.national_code.to_string(), key, hash))
+}
+
+async fn own_application(state: &AppState, applicant: &Applicant, id: &str) -> Result<(ApplicationRecord, ServiceCode), Problem> {
+    let app = state
+        .store
+        .application(id)
+        .await?
+        .filter(|a| a.national_code == applicant.national_code.to_string())
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "application_not_found", "no such application"))?;
+    let service = ServiceCode::parse(&app.service)?;
+    Ok((app, service))
+}
+
+fn slot_full_problem(state: &AppState, refusal: &Refusal, office_id: &str, service: ServiceCode) -> Problem {
+    let now = state.engine.clock().now().timestamp();
+    let availability = state.engine.availability();
+    let same_office: Vec<_> = availability.earliest_free(office_id, now, ALTERNATIVES_SAME_OFFICE).iter().map(slot_dto).collect();
+    let directory = state.directory();
+    let nearby: Vec<_> = directory
+        .get(office_id)
+        .map(|o| {
+            directory
+                .search(None, None, Some(o.location), Some(service))
+                .into_iter()
+                .filter(|(other, _)| other.id != o.id)
+                .filter_map(|(other, d)| {
+                    let free = availability.earliest_free(other.id.as_str(), now, 1);
+                    free.first().map(|s| {
+                        serde_json::json!({
+                            "office_id": other.id.to_string(),
+                            "name": other.name,
+                            "distance_km": d.map(|d| (d * 100.0).round() / 100.0),
+                            "slot": slot_dto(s),
+                        })
+                    })
+                })
+                .take(ALTERNATIVE_OFFICES)
+                .collect()
+        })
+        .unwrap_or_default();
+    refusal_problem(refusal).with_extra(serde_json::json!({ "alternatives": { "same_office": same_office, "nearby": nearby } }))
+}
+
+/// Maps a refusal to its problem, adding alternatives when the slot was full.
+fn refused(state: &AppState, refusal: &Refusal, office_id: Option<&str>, service: Option<ServiceCode>) -> Problem {
+    match (refusal, office_id, service) {
+        (Refusal::SlotFull { .. }, Some(office), Some(service)) => slot_full_problem(state, refusal, office, service),
+        _ => refusal_problem(refusal),
+    }
+}
+
+fn created(dto: AppointmentDto) -> Response {
+    (StatusCode::CREATED, Json(dto)).into_response()
+}
+
+/// Hold a seat while paying. One live hold per applicant; it expires after the hold time.
+#[utoipa::path(post, path = "/v1/holds", tag = "applicant", security(("bearer" = [])),
+    request_body = HoldRequest, params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = HoldResponse),
+        (status = 409, description = "slot_full (with alternatives), already_holding or already_booked", body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn create_hold(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<HoldRequest>,
+) -> Result<Response, Problem> {
+    let idem = idempotency(&headers, &applicant, "POST", "/v1/holds", &req)?;
+    let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
+    let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
+    let now = state.engine.clock().now().timestamp();
+    let request = Request::Hold {
+        national_code: app.national_code.clone(),
+        application_id: app.id.clone(),
+        service: app.service.clone(),
+        slot_id: slot.id,
+        hold_id: state.engine.ids().opaque("hold"),
+        expires_at: now + state.engine.config().hold_ttl.as_secs() as i64,
+    };
+    match state.engine.submit(request, idem).await?.outcome {
+        Outcome::Held { hold } => {
+            let (jalali_date, _) = jalali(slot.start_at);
+            let body = HoldResponse {
+                hold_id: hold.id,
+                office_id: slot.office_id.to_string(),
+                start: iran_rfc3339(slot.start_at),
+                jalali_date,
+                expires_at: iran_rfc3339(hold.expires_at),
+            };
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Confirm a hold with a paid payment for the same application: the appointment is booked.
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/confirm", tag = "applicant", security(("bearer" = [])),
+    request_body = ConfirmRequest, params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = AppointmentDto),
+        (status = 402, description = "the payment is not paid; the hold stays until it expires", body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 410, description = "the hold expired", body = Problem)))]
+pub async fn confirm_hold(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    Path(hold_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ConfirmRequest>,
+) -> Result<Response, Problem> {
+    let idem = idempotency(&headers, &applicant, "POST", &format!("/v1/holds/{hold_id}/confirm"), &req)?;
+    let request = Request::Confirm {
+        national_code: applicant.national_code.to_string(),
+        hold_id,
+        payment_id: req.payment_id,
+        tracking_code: state.engine.ids().tracking_code(),
+    };
+    match state.engine.submit(request, idem).await?.outcome {
+        Outcome::Booked { appointment } => Ok(created(appointment_dto(&state, &appointment))),
+        Outcome::Refused(r) => Err(refused(&state, &r, None, None)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Release a hold before it expires.
+#[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "applicant", security(("bearer" = [])),
+    params(("hold_id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn release_hold(State(state): State<AppState>, applicant: Applicant, Path(hold_id): Path<String>) -> Result<StatusCode, Problem> {
+    let request = Request::Release { national_code: applicant.national_code.to_string(), hold_id };
+    match state.engine.submit(request, None).await?.outcome {
+        Outcome::Released { .. } => Ok(StatusCode::NO_CONTENT),
+        Outcome::Refused(r) => Err(refusal_problem(&r)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Hold and confirm in one step, for simple clients.
+#[utoipa::path(post, path = "/v1/appointments", tag = "applicant", security(("bearer" = [])),
+    request_body = BookRequest, params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = AppointmentDto),
+        (status = 402, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "slot_full (with alternatives), already_holding or already_booked", body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn book(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<BookRequest>,
+) -> Result<Response, Problem> {
+    let idem = idempotency(&headers, &applicant, "POST", "/v1/appointments", &req)?;
+    let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
+    let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
+    let request = Request::Book {
+        national_code: app.national_code.clone(),
+        application_id: app.id.clone(),
+        service: app.service.clone(),
+        slot_id: slot.id,
+        payment_id: req.payment_id.clone(),
+        hold_id: state.engine.ids().opaque("hold"),
+        tracking_code: state.engine.ids().tracking_code(),
+    };
+    match state.engine.submit(request, idem).await?.outcome {
+        Outcome::Booked { appointment } => Ok(created(appointment_dto(&state, &appointment))),
+        Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn tracking(code: &str) -> Result<String, Problem> {
+    normalise_tracking_code(code).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "appointment_not_found", "no such appointment"))
+}
+
+/// Cancel an appointment; its seat returns to the pool.
+#[utoipa::path(post, path = "/v1/appointments/{tracking_code}/cancel", tag = "applicant", security(("bearer" = [])),
+    params(("tracking_code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = AppointmentDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    Path(tracking_code): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let code = tracking(&tracking_code)?;
+    let idem = idempotency(&headers, &applicant, "POST", &format!("/v1/appointments/{code}/cancel"), &())?;
+    let request = Request::Cancel { national_code: applicant.national_code.to_string(), tracking_code: code };
+    match state.engine.submit(request, idem).await?.outcome {
+        Outcome::Cancelled { appointment } => Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response()),
+        Outcome::Refused(r) => Err(refusal_problem(&r)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Move an appointment to another slot, atomically: the old seat is kept until the new one is
+/// secured. The tracking code stays the same.
+#[utoipa::path(post, path = "/v1/appointments/{tracking_code}/reschedule", tag = "applicant", security(("bearer" = [])),
+    request_body = RescheduleRequest, params(("tracking_code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = AppointmentDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn reschedule(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    Path(tracking_code): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RescheduleRequest>,
+) -> Result<Response, Problem> {
+    let code = tracking(&tracking_code)?;
+    let idem = idempotency(&headers, &applicant, "POST", &format!("/v1/appointments/{code}/reschedule"), &req)?;
+    let current = state
+        .store
+        .appointment(&code)
+        .await?
+        .filter(|a| a.national_code == applicant.national_code.to_string())
+        .ok_or_else(|| refusal_problem(&Refusal::AppointmentNotFound))?;
+    let service = ServiceCode::parse(&current.service)?;
+    let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
+    let request = Request::Reschedule { national_code: applicant.national_code.to_string(), tracking_code: code, new_slot_id: slot.id };
+    match state.engine.submit(request, idem).await?.outcome {
+        Outcome::Rescheduled { appointment, .. } => Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response()),
+        Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(outcome: Outcome) -> Problem {
+    tracing::error!(?outcome, "the engine answered with an outcome of another request kind");
+    Problem::internal()
+}

@@ -1,0 +1,178 @@
+//! Read-only catalogue: services, offices, slots. Served from memory (the office directory and
+//! the availability view), never from the writer.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{Duration, NaiveDate, NaiveTime};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::dto::{OfficeDto, ServiceDto, SlotDto};
+use super::slot_dto;
+use crate::domain::jalali::JalaliDate;
+use crate::domain::time::{iran_date, iran_instant};
+use crate::domain::{AreaCode, GeoPoint, OfficeId, Province, Service, ServiceCode};
+use crate::http::{AppState, Problem};
+
+/// Most offices in one listing.
+const OFFICES_LIMIT_MAX: usize = 100;
+/// Longest slot listing, in days.
+const SLOT_RANGE_DAYS_MAX: i64 = 31;
+/// Earliest free slots shown per office.
+const EARLIEST_FREE_PER_OFFICE: usize = 3;
+
+/// The service catalogue with this year's fees.
+#[utoipa::path(get, path = "/v1/services", tag = "applicant", responses((status = 200, body = [ServiceDto])))]
+pub async fn list_services(State(state): State<AppState>) -> Json<Vec<ServiceDto>> {
+    let today = iran_date(state.engine.clock().now());
+    let year = JalaliDate::from_gregorian(today).year();
+    Json(
+        Service::catalogue()
+            .iter()
+            .map(|s| ServiceDto {
+                code: s.code.to_string(),
+                name_fa: s.name_fa.clone(),
+                name_en: s.name_en.clone(),
+                duration_minutes: s.duration_minutes,
+                fee_rials: state.fees.fee_rials(s.code, year),
+                jalali_year: year,
+                office_kinds: s.office_kinds.iter().map(|k| k.to_string()).collect(),
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OfficesQuery {
+    /// Landline area code, e.g. `021`.
+    pub area_code: Option<String>,
+    /// Province slug, English or Persian name.
+    pub province: Option<String>,
+    /// `lat,lon`: sort nearest first and report `distance_km`.
+    pub near: Option<String>,
+    pub service: Option<String>,
+    /// At most 100; default 20.
+    pub limit: Option<usize>,
+}
+
+fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
+    let bad = || Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_near", "near is `lat,lon` in degrees, e.g. 35.69,51.39");
+    let (lat, lon) = s.split_once(',').ok_or_else(bad)?;
+    let lat: f64 = lat.trim().parse().map_err(|_| bad())?;
+    let lon: f64 = lon.trim().parse().map_err(|_| bad())?;
+    GeoPoint::new(lat, lon).map_err(|_| bad())
+}
+
+/// Offices by area code, province or proximity, with their earliest free slots. Without `near`
+/// they are listed by free capacity, most first.
+#[utoipa::path(get, path = "/v1/offices", tag = "applicant", params(OfficesQuery),
+    responses((status = 200, body = [OfficeDto]), (status = 422, body = Problem)))]
+pub async fn list_offices(State(state): State<AppState>, Query(q): Query<OfficesQuery>) -> Result<Json<Vec<OfficeDto>>, Problem> {
+    let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
+    let province = match q.province.as_deref() {
+        Some(p) => Some(
+            Province::find(p)
+                .ok_or_else(|| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_province", format!("no province {p:?}")))?
+                .slug
+                .clone(),
+        ),
+        None => None,
+    };
+    let near = q.near.as_deref().map(parse_near).transpose()?;
+    let service = q.service.as_deref().map(ServiceCode::parse).transpose()?;
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > OFFICES_LIMIT_MAX {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit", format!("limit is 1 to {OFFICES_LIMIT_MAX}")));
+    }
+    let now = state.engine.clock().now().timestamp();
+    let directory = state.directory();
+    let availability = state.engine.availability();
+    let mut rows: Vec<(OfficeDto, i64)> = directory
+        .search(area_code, province.as_deref(), near, service)
+        .into_iter()
+        .map(|(o, distance_km)| {
+            let free_seats = availability.free_seats(o.id.as_str(), now);
+            let dto = OfficeDto {
+                office_id: o.id.to_string(),
+                name: o.name.clone(),
+                kind: o.kind.to_string(),
+                province: o.province.clone(),
+                city: o.city.clone(),
+                area_code: o.area_code.to_string(),
+                lat: o.location.lat,
+                lon: o.location.lon,
+                stations: o.stations,
+                services: o.services.iter().map(|s| s.to_string()).collect(),
+                distance_km: distance_km.map(|d| (d * 100.0).round() / 100.0),
+                free_seats,
+                earliest_free: Vec::new(),
+            };
+            (dto, free_seats)
+        })
+        .collect();
+    if near.is_none() {
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.office_id.cmp(&b.0.office_id)));
+    }
+    rows.truncate(limit);
+    let offices = rows
+        .into_iter()
+        .map(|(mut dto, _)| {
+            dto.earliest_free = availability.earliest_free(&dto.office_id, now, EARLIEST_FREE_PER_OFFICE).iter().map(slot_dto).collect();
+            dto
+        })
+        .collect();
+    Ok(Json(offices))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsQuery {
+    /// `YYYY-MM-DD` (Gregorian, Iran date); default today.
+    pub from: Option<String>,
+    /// `YYYY-MM-DD` inclusive; default `from` + 6 days; at most 31 days after `from`.
+    pub to: Option<String>,
+    pub service: Option<String>,
+}
+
+fn parse_date(s: &str, field: &str) -> Result<NaiveDate, Problem> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_date", format!("{field} is YYYY-MM-DD")))
+}
+
+/// The slots of an office between two dates, with free seats.
+#[utoipa::path(get, path = "/v1/offices/{office_id}/slots", tag = "applicant",
+    params(("office_id" = String, Path), SlotsQuery),
+    responses((status = 200, body = [SlotDto]), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_slots(
+    State(state): State<AppState>,
+    Path(office_id): Path<String>,
+    Query(q): Query<SlotsQuery>,
+) -> Result<Json<Vec<SlotDto>>, Problem> {
+    let id = OfficeId::parse(&office_id)?;
+    let directory = state.directory();
+    let office = directory
+        .get(id.as_str())
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "office_not_found", format!("no office {id}")))?;
+    if let Some(s) = q.service.as_deref() {
+        let service = ServiceCode::parse(s)?;
+        if !office.offers(service) {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "service_not_offered", format!("office {id} does not offer {service}")));
+        }
+    }
+    let today = iran_date(state.engine.clock().now());
+    let from = q.from.as_deref().map(|s| parse_date(s, "from")).transpose()?.unwrap_or(today);
+    let to = q.to.as_deref().map(|s| parse_date(s, "to")).transpose()?.unwrap_or(from + Duration::days(6));
+    if to < from || (to - from).num_days() > SLOT_RANGE_DAYS_MAX {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_range",
+            format!("to must be on or after from, at most {SLOT_RANGE_DAYS_MAX} days later"),
+        ));
+    }
+    let start = iran_instant(from, NaiveTime::MIN)?.timestamp();
+    let end = iran_instant(to + Duration::days(1), NaiveTime::MIN)?.timestamp();
+    let slots = state.engine.availability().range(id.as_str(), start, end, 10_000);
+    Ok(Json(slots.iter().map(slot_dto).collect()))
+}

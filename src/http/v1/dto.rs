@@ -1,0 +1,243 @@
+//! Wire types of the applicant API. They live at the edge so the wire format does not freeze
+//! the domain's internals; each converts into domain types with `TryFrom`/parse at the handler.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// Ten digits; Persian or Arabic-Indic digits are accepted.
+    pub national_code: String,
+    /// e.g. `ج12/345678`.
+    pub birth_certificate_serial: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionResponse {
+    pub token: String,
+    /// RFC 3339, Iran time.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceDto {
+    pub code: String,
+    pub name_fa: String,
+    pub name_en: String,
+    pub duration_minutes: u16,
+    /// Fee in rials for the current Jalali year (`None` before the first published table).
+    pub fee_rials: Option<u64>,
+    pub jalali_year: i32,
+    pub office_kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDto {
+    pub national_code: String,
+    pub birth_certificate_serial: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// `female` or `male`.
+    pub gender: String,
+    #[serde(default)]
+    pub religion: Option<String>,
+    /// `YYYY-MM-DD` (Gregorian).
+    pub birth_date: String,
+    /// ISO 3166-1 alpha-2, `IR` for Iranian nationals.
+    pub nationality: String,
+    pub birth_certificate_has_photo: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonDto {
+    pub first_name: String,
+    pub last_name: String,
+    #[serde(default)]
+    pub national_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChildDto {
+    pub first_name: String,
+    #[serde(default)]
+    pub national_code: Option<String>,
+    pub birth_date: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormDto {
+    pub personal: PersonalDto,
+    pub father: PersonDto,
+    pub mother: PersonDto,
+    #[serde(default)]
+    pub spouse: Option<PersonDto>,
+    #[serde(default)]
+    pub children: Vec<ChildDto>,
+    pub mobile: String,
+    pub postal_code: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    pub service: String,
+    pub form: FormDto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EligibilityDto {
+    pub eligible: bool,
+    pub failed: Vec<RuleDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleDto {
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApplicationResponse {
+    pub application_id: String,
+    pub service: String,
+    pub eligibility: EligibilityDto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    pub application_id: String,
+    /// Sandbox gateway only: `approve` (default) or `decline`.
+    #[serde(default)]
+    pub sandbox_outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentResponse {
+    pub payment_id: String,
+    pub application_id: String,
+    pub amount_rials: i64,
+    /// `paid` or `declined`.
+    pub status: String,
+    pub gateway: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SlotDto {
+    /// RFC 3339, Iran time (`+03:30`).
+    pub start: String,
+    pub duration_minutes: i64,
+    /// Jalali date `YYYY-MM-DD`.
+    pub jalali_date: String,
+    /// What a person reads, e.g. `شنبه ۱ مهر ۱۴۰۳، ۰۸:۰۰`.
+    pub jalali_display: String,
+    pub capacity: i64,
+    pub free: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OfficeDto {
+    pub office_id: String,
+    pub name: String,
+    pub kind: String,
+    pub province: String,
+    pub city: String,
+    pub area_code: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub stations: u16,
+    pub services: Vec<String>,
+    pub distance_km: Option<f64>,
+    /// Free seats from now to the end of the booking window.
+    pub free_seats: i64,
+    pub earliest_free: Vec<SlotDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub application_id: String,
+    pub office_id: String,
+    /// RFC 3339 start of a slot, e.g. `2024-09-22T08:00:00+03:30`.
+    pub start: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HoldResponse {
+    pub hold_id: String,
+    pub office_id: String,
+    pub start: String,
+    pub jalali_date: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub payment_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookRequest {
+    pub application_id: String,
+    pub office_id: String,
+    pub start: String,
+    pub payment_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    pub office_id: String,
+    pub start: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OfficeRefDto {
+    pub office_id: String,
+    pub name: String,
+    pub city: String,
+    pub province: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppointmentDto {
+    pub tracking_code: String,
+    /// The tracking code grouped for reading aloud, e.g. `ABCDE-FGHJK-MNP`.
+    pub tracking_code_display: String,
+    pub status: String,
+    pub service: String,
+    pub service_name_fa: String,
+    pub office: OfficeRefDto,
+    pub start: String,
+    pub jalali_date: String,
+    pub jalali_display: String,
+    pub application_id: String,
+    pub payment_id: Option<String>,
+    /// The national code, masked.
+    pub national_code_masked: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEntryDto {
+    pub at: String,
+    pub jalali_date: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusResponse {
+    pub tracking_code: String,
+    pub status: String,
+    pub office_id: String,
+    pub start: String,
+    pub jalali_date: String,
+    pub history: Vec<HistoryEntryDto>,
+}

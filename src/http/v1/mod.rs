@@ -1,0 +1,162 @@
+//! The applicant API, `/v1/…`.
+
+pub mod applications;
+pub mod bookings;
+pub mod catalogue;
+pub mod dto;
+pub mod receipt;
+pub mod sessions;
+pub mod status;
+
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+
+use super::{AppState, Problem};
+use crate::domain::jalali::{to_persian_digits, JalaliDate};
+use crate::domain::slots::check_slot_start;
+use crate::domain::time::to_iran;
+use crate::domain::{OfficeId, ServiceCode};
+use crate::engine::booking::{Refusal, UnixSeconds};
+use crate::reserve::{ReserveError, SlotView};
+use dto::SlotDto;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions", post(sessions::create_session))
+        .route("/v1/services", get(catalogue::list_services))
+        .route("/v1/applications", post(applications::create_application))
+        .route("/v1/payments", post(applications::create_payment))
+        .route("/v1/offices", get(catalogue::list_offices))
+        .route("/v1/offices/{office_id}/slots", get(catalogue::list_slots))
+        .route("/v1/holds", post(bookings::create_hold))
+        .route("/v1/holds/{hold_id}/confirm", post(bookings::confirm_hold))
+        .route("/v1/holds/{hold_id}", delete(bookings::release_hold))
+        .route("/v1/appointments", post(bookings::book))
+        .route("/v1/appointments/{tracking_code}", get(receipt::get_appointment))
+        .route("/v1/appointments/{tracking_code}/cancel", post(bookings::cancel))
+        .route("/v1/appointments/{tracking_code}/reschedule", post(bookings::reschedule))
+        .route("/v1/status", get(status::get_status))
+}
+
+/// An instant as RFC 3339 in Iran time.
+pub fn iran_rfc3339(unix: UnixSeconds) -> String {
+    to_iran(utc(unix)).to_rfc3339()
+}
+
+pub fn utc(unix: UnixSeconds) -> DateTime<Utc> {
+    Utc.timestamp_opt(unix, 0).single().unwrap_or_default()
+}
+
+/// The Jalali date (`1403-07-01`) and a Persian line a person reads (`شنبه ۱ مهر ۱۴۰۳، ۰۸:۰۰`).
+pub fn jalali(unix: UnixSeconds) -> (String, String) {
+    let local = to_iran(utc(unix));
+    let date = JalaliDate::from_gregorian(local.date_naive());
+    let time = to_persian_digits(&local.format("%H:%M").to_string());
+    (date.to_string(), format!("{}، {time}", date.persian_display_with_weekday()))
+}
+
+pub fn slot_dto(s: &SlotView) -> SlotDto {
+    let (jalali_date, jalali_display) = jalali(s.start_at);
+    SlotDto {
+        start: iran_rfc3339(s.start_at),
+        duration_minutes: s.duration_minutes,
+        jalali_date,
+        jalali_display,
+        capacity: s.capacity,
+        free: s.free(),
+    }
+}
+
+/// Resolves an (office, start) a client asked for into a bookable slot, or says precisely why
+/// not: unknown office, a service it does not offer, a start that is not RFC 3339, in the past,
+/// on a closed day, outside hours, off the slot grid, or beyond the booking window.
+pub fn resolve_slot(state: &AppState, office_id: &str, start: &str, service: ServiceCode) -> Result<SlotView, Problem> {
+    let id = OfficeId::parse(office_id)?;
+    let office = state
+        .directory()
+        .get(id.as_str())
+        .cloned()
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "office_not_found", format!("no office {id}")))?;
+    if !office.offers(service) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "service_not_offered",
+            format!("office {id} does not offer {service}"),
+        ));
+    }
+    let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(start.trim()).map_err(|_| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_start", "start must be an RFC 3339 time, e.g. 2024-09-22T08:00:00+03:30")
+    })?;
+    let now = state.engine.clock().now();
+    if start.with_timezone(&Utc) <= now {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "start_in_past", "the slot has already started"));
+    }
+    check_slot_start(&office, start, &state.holidays)
+        .map_err(|r| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.to_string()))?;
+    state.engine.availability().slot_at(id.as_str(), start.timestamp()).ok_or_else(|| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "outside_booking_window",
+            format!("slots are open for booking {} days ahead", state.config.booking_horizon_days),
+        )
+    })
+}
+
+pub fn refusal_problem(refusal: &Refusal) -> Problem {
+    let (status, detail) = match refusal {
+        Refusal::SlotFull { .. } => (StatusCode::CONFLICT, "the slot has no free seat left".to_string()),
+        Refusal::SlotUnknown { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "the slot is not bookable".to_string()),
+        Refusal::AlreadyHolding { hold_id } => {
+            (StatusCode::CONFLICT, format!("you already hold a seat ({hold_id}); confirm or release it first"))
+        }
+        Refusal::AlreadyBooked { .. } => {
+            (StatusCode::CONFLICT, "you already have an active appointment for this service".to_string())
+        }
+        Refusal::HoldNotFound => (StatusCode::NOT_FOUND, "no such hold".to_string()),
+        Refusal::HoldExpired => (StatusCode::GONE, "the hold expired and its seat was released; hold a slot again".to_string()),
+        Refusal::HoldNotLive { status } => (StatusCode::CONFLICT, format!("the hold is {}", status.as_str())),
+        Refusal::PaymentNotFound => (StatusCode::UNPROCESSABLE_ENTITY, "no such payment".to_string()),
+        Refusal::PaymentNotPaid { status } => {
+            (StatusCode::PAYMENT_REQUIRED, format!("the payment is {}; the hold stays until it expires", status.as_str()))
+        }
+        Refusal::PaymentMismatch => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "the payment is for another application or service".to_string())
+        }
+        Refusal::AppointmentNotFound => (StatusCode::NOT_FOUND, "no such appointment".to_string()),
+        Refusal::NotActive { status } => (StatusCode::CONFLICT, format!("the appointment is {}", status.as_str())),
+        Refusal::SameSlot => (StatusCode::UNPROCESSABLE_ENTITY, "the appointment is already in that slot".to_string()),
+    };
+    let mut problem = Problem::new(status, refusal.code(), detail);
+    match refusal {
+        Refusal::AlreadyHolding { hold_id } => problem = problem.with_extra(serde_json::json!({ "hold_id": hold_id })),
+        Refusal::AlreadyBooked { tracking_code } => {
+            problem = problem.with_extra(serde_json::json!({ "tracking_code": tracking_code }))
+        }
+        _ => {}
+    }
+    problem
+}
+
+impl From<ReserveError> for Problem {
+    fn from(e: ReserveError) -> Self {
+        match e {
+            ReserveError::Overloaded => {
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many bookings are in flight; come back in a few seconds",
+                );
+                p.retry_after_secs = Some(super::problem::RETRY_AFTER_SECS);
+                p
+            }
+            ReserveError::Unavailable(_) | ReserveError::Stopped => Problem::unavailable("booking is unavailable; retry shortly"),
+            ReserveError::IdempotencyKeyReused => super::idempotency::key_reused(),
+            ReserveError::Failed(detail) => {
+                tracing::error!(%detail, "booking failed");
+                Problem::internal()
+            }
+        }
+    }
+}

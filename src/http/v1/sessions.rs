@@ -1,0 +1,41 @@
+//! `POST /v1/sessions`: log in with national code and birth-certificate serial.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+
+use super::dto::{SessionRequest, SessionResponse};
+use super::iran_rfc3339;
+use crate::domain::{BirthCertificateSerial, NationalCode};
+use crate::http::json::ApiJson;
+use crate::http::{AppState, Problem};
+
+/// Log in. Unknown citizens and wrong serials get the same answer, so the endpoint does not
+/// tell which national codes exist.
+#[utoipa::path(post, path = "/v1/sessions", tag = "applicant",
+    request_body = SessionRequest,
+    responses(
+        (status = 201, body = SessionResponse),
+        (status = 401, description = "unknown national code or wrong serial", body = Problem),
+        (status = 422, description = "malformed national code or serial", body = Problem)))]
+pub async fn create_session(State(state): State<AppState>, ApiJson(req): ApiJson<SessionRequest>) -> Result<impl IntoResponse, Problem> {
+    let code = NationalCode::parse(&req.national_code)?;
+    let serial = BirthCertificateSerial::parse(&req.birth_certificate_serial)?;
+    let Some(citizen) = state.registry.lookup(&code).filter(|c| c.birth_certificate_serial == serial) else {
+        tracing::info!(national_code = %code.masked(), "login refused");
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the national code and birth-certificate serial do not match the civil registry",
+        ));
+    };
+    let now = state.engine.clock().now().timestamp();
+    state
+        .store
+        .remember_citizen(&code.to_string(), &serial.to_string(), &citizen.birth_date.to_string(), &citizen.province, now)
+        .await?;
+    let expires_at = now + state.config.session_ttl_secs;
+    let token = state.tokens.issue(&code, expires_at);
+    Ok((StatusCode::CREATED, Json(SessionResponse { token, expires_at: iran_rfc3339(expires_at) })))
+}

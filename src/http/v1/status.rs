@@ -1,0 +1,53 @@
+//! `GET /v1/status`: where an application stands, by national code and tracking code.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::dto::{HistoryEntryDto, StatusResponse};
+use super::{iran_rfc3339, jalali};
+use crate::domain::NationalCode;
+use crate::http::{AppState, Problem};
+use crate::reserve::ids::normalise_tracking_code;
+
+/// Most history entries returned.
+const HISTORY_MAX: i64 = 200;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    pub national_code: String,
+    pub tracking_code: String,
+}
+
+/// Both codes are required: the tracking code is unguessable, so together they prove the
+/// asker holds the receipt, while a national code alone reveals nothing.
+#[utoipa::path(get, path = "/v1/status", tag = "applicant", params(StatusQuery),
+    responses((status = 200, body = StatusResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get_status(State(state): State<AppState>, Query(q): Query<StatusQuery>) -> Result<Json<StatusResponse>, Problem> {
+    let code = NationalCode::parse(&q.national_code)?;
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "appointment_not_found", "no appointment matches these codes");
+    let tracking = normalise_tracking_code(&q.tracking_code).ok_or_else(not_found)?;
+    let appointment = state
+        .store
+        .appointment(&tracking)
+        .await?
+        .filter(|a| a.national_code == code.to_string())
+        .ok_or_else(not_found)?;
+    let events = state.store.events_about(&[appointment.application_id.clone(), tracking.clone()], HISTORY_MAX).await?;
+    let history = events
+        .into_iter()
+        .map(|e| HistoryEntryDto { at: iran_rfc3339(e.at), jalali_date: jalali(e.at).0, kind: e.kind })
+        .collect();
+    let (jalali_date, _) = jalali(appointment.start_at);
+    Ok(Json(StatusResponse {
+        tracking_code: tracking,
+        status: appointment.status.as_str().to_string(),
+        office_id: appointment.office_id,
+        start: iran_rfc3339(appointment.start_at),
+        jalali_date,
+        history,
+    }))
+}

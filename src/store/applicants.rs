@@ -1,0 +1,179 @@
+//! Applications, payments, idempotency records, receipts and history.
+
+use sqlx::Row;
+
+use super::booking::{lite, pg, IdempotencyRecord};
+use super::{on_pool, Store, StoreError};
+use crate::engine::booking::{AppointmentRow, HoldRow, PaymentStatus};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplicationRecord {
+    pub id: String,
+    pub national_code: String,
+    pub service: String,
+    pub form_json: String,
+    pub eligible: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub id: String,
+    pub application_id: String,
+    pub amount_rials: i64,
+    pub status: PaymentStatus,
+    pub gateway: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub at: i64,
+    pub actor: String,
+    pub kind: String,
+    pub subject: String,
+    pub payload_json: String,
+}
+
+impl Store {
+    pub async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        const SQL: &str = "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+        on_pool!(self, pool, q = SQL => {
+            let row = sqlx::query(q).bind(scope).bind(key).fetch_optional(pool).await?;
+            row.map(|r| Ok(IdempotencyRecord {
+                scope: scope.to_string(), key: key.to_string(),
+                request_hash: r.try_get(0)?, response_status: r.try_get(1)?, response_body: r.try_get(2)?,
+            })).transpose()
+        })
+    }
+
+    /// Stores an answer; if a concurrent duplicate stored one first, theirs stands.
+    pub async fn put_idempotency_record(&self, rec: &IdempotencyRecord, now_unix: i64) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
+                           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING";
+        on_pool!(self, pool, q = SQL => {
+            sqlx::query(q).bind(&rec.scope).bind(&rec.key).bind(&rec.request_hash).bind(rec.response_status)
+                .bind(&rec.response_body).bind(now_unix).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Records a citizen the first time they log in.
+    pub async fn remember_citizen(&self, national_code: &str, serial: &str, birth_date: &str, province: &str, now_unix: i64) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
+                           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (national_code) DO NOTHING";
+        on_pool!(self, pool, q = SQL => {
+            sqlx::query(q).bind(national_code).bind(serial).bind(birth_date).bind(province).bind(now_unix).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Inserts an application and its event in one transaction.
+    pub async fn insert_application(&self, app: &ApplicationRecord) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+        const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'application_created', $3, $4)";
+        let payload = serde_json::json!({ "service": app.service, "eligible": app.eligible }).to_string();
+        on_pool!(self, pool, q = SQL => {
+            let event = match self { Store::Sqlite(_) => super::sqlite_sql(EVENT), Store::Postgres(_) => EVENT.to_string() };
+            let mut tx = pool.begin().await?;
+            sqlx::query(q).bind(&app.id).bind(&app.national_code).bind(&app.service).bind(&app.form_json)
+                .bind(app.eligible).bind(app.created_at).execute(&mut *tx).await?;
+            sqlx::query(&event).bind(app.created_at).bind(&app.national_code).bind(&app.id).bind(&payload).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn application(&self, id: &str) -> Result<Option<ApplicationRecord>, StoreError> {
+        const SQL: &str = "SELECT id, national_code, service, form_json, eligible, created_at FROM applications WHERE id = $1";
+        on_pool!(self, pool, q = SQL => {
+            let row = sqlx::query(q).bind(id).fetch_optional(pool).await?;
+            row.map(|r| Ok(ApplicationRecord {
+                id: r.try_get(0)?, national_code: r.try_get(1)?, service: r.try_get(2)?, form_json: r.try_get(3)?,
+                eligible: r.try_get(4)?, created_at: r.try_get(5)?,
+            })).transpose()
+        })
+    }
+
+    /// The paid payment of an application, if any (so paying twice never charges twice).
+    pub async fn paid_payment_for(&self, application_id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        const SQL: &str = "SELECT id, application_id, amount_rials, status, gateway, created_at FROM payments \
+                           WHERE application_id = $1 AND status = 'paid' ORDER BY created_at LIMIT 1";
+        on_pool!(self, pool, q = SQL => {
+            let row = sqlx::query(q).bind(application_id).fetch_optional(pool).await?;
+            row.map(|r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?)).transpose()
+        })
+    }
+
+    pub async fn payment(&self, id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        const SQL: &str = "SELECT id, application_id, amount_rials, status, gateway, created_at FROM payments WHERE id = $1";
+        on_pool!(self, pool, q = SQL => {
+            let row = sqlx::query(q).bind(id).fetch_optional(pool).await?;
+            row.map(|r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?)).transpose()
+        })
+    }
+
+    /// Inserts a payment and its event in one transaction.
+    pub async fn insert_payment(&self, p: &PaymentRecord, actor: &str) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+        const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, $3, $4, $5)";
+        let kind = format!("payment_{}", p.status.as_str());
+        let payload = serde_json::json!({ "payment_id": p.id, "amount_rials": p.amount_rials, "gateway": p.gateway }).to_string();
+        on_pool!(self, pool, q = SQL => {
+            let event = match self { Store::Sqlite(_) => super::sqlite_sql(EVENT), Store::Postgres(_) => EVENT.to_string() };
+            let mut tx = pool.begin().await?;
+            sqlx::query(q).bind(&p.id).bind(&p.application_id).bind(p.amount_rials).bind(p.status.as_str())
+                .bind(&p.gateway).bind(p.created_at).execute(&mut *tx).await?;
+            sqlx::query(&event).bind(p.created_at).bind(actor).bind(&kind).bind(&p.application_id).bind(&payload).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn appointment(&self, tracking_code: &str) -> Result<Option<AppointmentRow>, StoreError> {
+        let sql = "SELECT tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at \
+                   FROM appointments WHERE tracking_code = $1";
+        match self {
+            Store::Postgres(pool) => sqlx::query(sql).bind(tracking_code).fetch_optional(pool).await?.map(|r| pg::appointment(&r)).transpose(),
+            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql)).bind(tracking_code).fetch_optional(pool).await?.map(|r| lite::appointment(&r)).transpose(),
+        }
+    }
+
+    pub async fn hold(&self, id: &str) -> Result<Option<HoldRow>, StoreError> {
+        let sql = "SELECT id, slot_id, application_id, national_code, service, status, created_at, expires_at FROM holds WHERE id = $1";
+        match self {
+            Store::Postgres(pool) => sqlx::query(sql).bind(id).fetch_optional(pool).await?.map(|r| pg::hold(&r)).transpose(),
+            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql)).bind(id).fetch_optional(pool).await?.map(|r| lite::hold(&r)).transpose(),
+        }
+    }
+
+    /// Events about any of `subjects`, oldest first, at most `limit`.
+    pub async fn events_about(&self, subjects: &[String], limit: i64) -> Result<Vec<EventRecord>, StoreError> {
+        let subjects = subjects.iter().take(16).cloned().collect::<Vec<_>>();
+        let placeholders: Vec<String> = (2..subjects.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT at, actor, kind, subject, payload_json FROM events WHERE subject IN ({}) ORDER BY id LIMIT $1",
+            placeholders.join(", ")
+        );
+        on_pool!(self, pool, q = &sql => {
+            let mut query = sqlx::query(q).bind(limit);
+            for s in &subjects {
+                query = query.bind(s);
+            }
+            query.fetch_all(pool).await?.iter().map(|r| Ok(EventRecord {
+                at: r.try_get(0)?, actor: r.try_get(1)?, kind: r.try_get(2)?, subject: r.try_get(3)?, payload_json: r.try_get(4)?,
+            })).collect()
+        })
+    }
+}
+
+fn payment_record(id: String, application_id: String, amount_rials: i64, status: String, gateway: String, created_at: i64) -> Result<PaymentRecord, StoreError> {
+    Ok(PaymentRecord {
+        id,
+        application_id,
+        amount_rials,
+        status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+        gateway,
+        created_at,
+    })
+}

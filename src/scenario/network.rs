@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn largest_remainder_sums_to_total_and_breaks_ties_by_index() {
         assert_eq!(largest_remainder(10, &[1.0, 1.0, 1.0]), vec![4, 3, 3]);
-        assert_eq!(largest_remainder(7, &[0.5, 0.25, 0.25]), vec![4, 2, 1]);
+        assert_eq!(largest_remainder(7, &[0.5, 0.25, 0.25]), vec![3, 2, 2]);
         assert_eq!(largest_remainder(0, &[1.0, 2.0]), vec![0, 0]);
         let counts = largest_remainder(2_200, &[13.2, 6.4, 5.1, 0.58, 0.7]);
         assert_eq!(counts.iter().sum::<u64>(), 2_200);

@@ -221,7 +221,8 @@ fn citizens_spread_over_provinces_by_population() {
 #[test]
 fn the_registry_finds_its_citizens_and_nobody_else() {
     let s = load("small.toml");
-    let registry = SyntheticRegistry::from_scenario(&s);
+    // A deployment swaps in the real registry behind the trait object.
+    let registry: Box<dyn CivilRegistry> = Box::new(SyntheticRegistry::from_scenario(&s));
     let generator = s.citizen_generator();
     let stranger_serial = BirthCertificateSerial::parse("ب01/000001").unwrap();
     for i in (0..5_000).step_by(7) {
@@ -398,6 +399,18 @@ fn bad_scenarios_are_refused_with_the_field_path() {
             "pishkhan = 0.7",
             "pishkhan = 0.7\nbank = 0.1",
             "network.generator.kind_mix.bank",
+        ),
+        (
+            "more offices in a province than four-digit ids allow",
+            "offices_total = 6",
+            "offices_total = 20000",
+            "network.generator",
+        ),
+        (
+            "both a generator and listed offices",
+            "[citizens]",
+            "[[network.offices]]\nid = \"A\"\nname = \"A\"\nkind = \"post\"\nprovince = \"qom\"\ncity = \"Qom\"\nlat = 34.6\nlon = 50.9\nstations = 1\n[citizens]",
+            "network",
         ),
         (
             "too few offices for the provinces",

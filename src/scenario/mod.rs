@@ -672,11 +672,21 @@ fn validate_generator(g: &format::RawGenerator, problems: &mut Problems) -> Opti
             ),
         );
     }
-    let largest_share = provinces
+    // The largest population-shared count, to keep ids within four digits.
+    let free: Vec<&&Province> = provinces
         .iter()
-        .map(|p| p.population_2016 as f64 / (population_m * 1e6))
+        .filter(|p| !g.province_offices.contains_key(&p.slug))
+        .collect();
+    let free_population: f64 = free.iter().map(|p| p.population_2016 as f64).sum();
+    let largest_free = free
+        .iter()
+        .map(|p| p.population_2016 as f64)
         .fold(0.0, f64::max);
-    if f64::from(offices_total) * largest_share > f64::from(OFFICES_PER_PROVINCE_MAX) {
+    let free_total = u64::from(offices_total).saturating_sub(fixed_total) as f64;
+    if free_population > 0.0
+        && (free_total * largest_free / free_population).ceil()
+            > f64::from(OFFICES_PER_PROVINCE_MAX)
+    {
         problems.add(
             P,
             format!("a province would get more than {OFFICES_PER_PROVINCE_MAX} offices"),

@@ -1,14 +1,22 @@
 //! The application value: built (storage connected and migrated, network seeded on first
-//! start, listener bound), then run until a shutdown signal.
+//! start, slots materialised, booking engine started, listener bound), then run until a
+//! shutdown signal.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::directory::Directory;
+use crate::domain::time::{iran_date, Clock, SystemClock};
 use crate::domain::{FeeSchedule, Service};
-use crate::http::{self, AppState};
+use crate::http::{self, ApiConfig, AppState};
+use crate::payments::{PaymentGateway, SandboxGateway};
+use crate::reserve::{EngineConfig, IdSource, Reservations, SecureIds};
+use crate::scenario::SyntheticRegistry;
 use crate::store::{Store, StoreConfig};
 
 /// Everything the server needs to start.
@@ -17,28 +25,128 @@ pub struct Settings {
     /// Address to listen on; port 0 picks a free one (tests).
     pub listen: SocketAddr,
     pub store: StoreConfig,
-    /// Scenario whose office network seeds an empty database; `None` uses the bundled
-    /// `scenarios/small.toml`.
+    /// Scenario whose office network seeds an empty database and whose synthetic citizens
+    /// stand in for the civil registry; `None` uses the bundled `scenarios/small.toml`.
     pub scenario: Option<PathBuf>,
+    pub engine: EngineConfig,
+    /// How often expired holds are swept; `None` disables the sweeper (tests step it).
+    pub sweep_interval: Option<Duration>,
+    pub booking_horizon_days: u32,
+    pub session_ttl: Duration,
+    /// HMAC secret for session tokens (≥ 32 bytes); `None` draws a random one per process.
+    pub token_secret: Option<String>,
+}
+
+impl Settings {
+    pub fn new(listen: SocketAddr, store: StoreConfig) -> Self {
+        Self {
+            listen,
+            store,
+            scenario: None,
+            engine: EngineConfig::default(),
+            sweep_interval: Some(Duration::from_secs(1)),
+            booking_horizon_days: 30,
+            session_ttl: Duration::from_secs(2 * 3600),
+            token_secret: None,
+        }
+    }
+}
+
+/// Time, identifiers and the payment gateway: inputs, so tests can replay them.
+#[derive(Clone)]
+pub struct Dependencies {
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+    pub payments: Arc<dyn PaymentGateway>,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(SecureIds::new()),
+            payments: Arc::new(SandboxGateway),
+        }
+    }
 }
 
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
-    /// Connects storage, applies migrations, seeds an empty database, binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        Self::build_with(settings, Dependencies::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, deps: Dependencies) -> anyhow::Result<App> {
+        if let Some(secret) = &settings.token_secret {
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "the token secret must have at least 32 bytes"
+            );
+        }
+        let scenario = crate::seed::load_scenario(settings.scenario.as_deref())?;
+        let holidays = crate::seed::holidays_for(&scenario)?;
         let store = Store::connect(&settings.store).await?;
-        store.sync_catalogue(Service::catalogue(), FeeSchedule::builtin()).await?;
-        crate::seed::seed_if_empty(&store, settings.scenario.as_deref()).await?;
+        store
+            .sync_catalogue(Service::catalogue(), FeeSchedule::builtin())
+            .await?;
+        let now = deps.clock.now();
+        if crate::seed::seed_if_empty(&store, &scenario, now.timestamp()).await? {
+            tracing::info!(scenario = %scenario.name, "seeded the office network");
+        }
+        let offices = store.offices().await?;
+        let added = crate::seed::materialise_slots(
+            &store,
+            &offices,
+            &holidays,
+            iran_date(now),
+            settings.booking_horizon_days,
+        )
+        .await?;
+        tracing::info!(offices = offices.len(), slots_added = added, "slots ready");
+        let engine = Reservations::start(
+            store.clone(),
+            deps.clock.clone(),
+            deps.ids.clone(),
+            settings.engine.clone(),
+        )
+        .await?;
+        let sweeper = settings
+            .sweep_interval
+            .map(|every| engine.spawn_sweeper(every));
         let listener = TcpListener::bind(settings.listen).await?;
-        Ok(App { listener, state: AppState { store } })
+        let state = AppState {
+            store,
+            engine,
+            directory: Arc::new(RwLock::new(Arc::new(Directory::new(offices)))),
+            holidays: Arc::new(holidays),
+            registry: Arc::new(SyntheticRegistry::from_scenario(&scenario)),
+            tokens: Arc::new(http::auth::TokenKeys::new(
+                settings.token_secret.as_deref().map(str::as_bytes),
+            )),
+            payments: deps.payments,
+            fees: Arc::new(FeeSchedule::builtin().clone()),
+            config: ApiConfig {
+                session_ttl_secs: settings.session_ttl.as_secs() as i64,
+                booking_horizon_days: settings.booking_horizon_days,
+            },
+            metrics: http::metrics::Metrics::install(),
+        };
+        Ok(App {
+            listener,
+            state,
+            sweeper,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -49,11 +157,23 @@ impl App {
         &self.state.store
     }
 
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes storage.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let router = http::router(self.state);
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        if let Some(s) = self.sweeper {
+            s.abort();
+        }
         store.close().await;
         Ok(())
     }

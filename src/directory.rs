@@ -13,7 +13,11 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(offices: Vec<Office>) -> Self {
-        let by_id = offices.iter().enumerate().map(|(i, o)| (o.id.to_string(), i)).collect();
+        let by_id = offices
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.id.to_string(), i))
+            .collect();
         Self { offices, by_id }
     }
 
@@ -50,7 +54,11 @@ impl Directory {
             .map(|o| (o, near.map(|p| p.distance_km(o.location))))
             .collect();
         if near.is_some() {
-            found.sort_by(|a, b| a.1.unwrap_or(f64::MAX).total_cmp(&b.1.unwrap_or(f64::MAX)).then_with(|| a.0.id.cmp(&b.0.id)));
+            found.sort_by(|a, b| {
+                a.1.unwrap_or(f64::MAX)
+                    .total_cmp(&b.1.unwrap_or(f64::MAX))
+                    .then_with(|| a.0.id.cmp(&b.0.id))
+            });
         }
         found
     }

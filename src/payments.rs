@@ -16,7 +16,12 @@ pub trait PaymentGateway: Send + Sync {
     /// A short name stored with each payment.
     fn name(&self) -> &'static str;
     /// Charges `amount_rials` for an application; returns the gateway's verdict.
-    fn charge(&self, application_id: &str, amount_rials: i64, sandbox: SandboxOutcome) -> PaymentStatus;
+    fn charge(
+        &self,
+        application_id: &str,
+        amount_rials: i64,
+        sandbox: SandboxOutcome,
+    ) -> PaymentStatus;
 }
 
 /// Approves every charge unless asked to decline. Never moves money.
@@ -28,7 +33,12 @@ impl PaymentGateway for SandboxGateway {
         "sandbox"
     }
 
-    fn charge(&self, _application_id: &str, _amount_rials: i64, sandbox: SandboxOutcome) -> PaymentStatus {
+    fn charge(
+        &self,
+        _application_id: &str,
+        _amount_rials: i64,
+        sandbox: SandboxOutcome,
+    ) -> PaymentStatus {
         match sandbox {
             SandboxOutcome::Approve => PaymentStatus::Paid,
             SandboxOutcome::Decline => PaymentStatus::Declined,

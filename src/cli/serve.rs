@@ -26,6 +26,21 @@ pub struct ServeArgs {
     /// Scenario whose office network seeds an empty database (default: the bundled small one).
     #[arg(long, env = "NOBAT_SCENARIO")]
     pub scenario: Option<PathBuf>,
+    /// Minutes a hold keeps its seat.
+    #[arg(long, env = "NOBAT_HOLD_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub hold_minutes: u64,
+    /// Days ahead that slots are open for booking.
+    #[arg(long, env = "NOBAT_BOOKING_HORIZON_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub booking_horizon_days: u32,
+    /// Most booking requests committed in one transaction.
+    #[arg(long, env = "NOBAT_BATCH_MAX", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub batch_max: u64,
+    /// Booking requests that may wait for the writer before new ones are refused with 503.
+    #[arg(long, env = "NOBAT_QUEUE_BOUND", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub queue_bound: u64,
+    /// HMAC secret for session tokens (≥ 32 bytes); set the same one on every node.
+    #[arg(long, env = "NOBAT_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "NOBAT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -33,16 +48,21 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let settings = Settings {
-        listen: args.listen,
-        store: StoreConfig {
+    let mut settings = Settings::new(
+        args.listen,
+        StoreConfig {
             database_url: args.database_url,
             sqlite_path: args.sqlite_path,
             max_connections: args.db_max_connections,
             acquire_timeout: Duration::from_secs(3),
         },
-        scenario: args.scenario,
-    };
+    );
+    settings.scenario = args.scenario;
+    settings.engine.hold_ttl = Duration::from_secs(args.hold_minutes * 60);
+    settings.engine.batch_max = args.batch_max as usize;
+    settings.engine.queue_bound = args.queue_bound as usize;
+    settings.booking_horizon_days = args.booking_horizon_days;
+    settings.token_secret = args.token_secret;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = App::build(settings).await?;
@@ -56,7 +76,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOBAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

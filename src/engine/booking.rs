@@ -48,9 +48,14 @@ impl HoldStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [HoldStatus::Live, HoldStatus::Confirmed, HoldStatus::Released, HoldStatus::Expired]
-            .into_iter()
-            .find(|h| h.as_str() == s)
+        [
+            HoldStatus::Live,
+            HoldStatus::Confirmed,
+            HoldStatus::Released,
+            HoldStatus::Expired,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == s)
     }
 }
 
@@ -113,7 +118,10 @@ impl AppointmentStatus {
 
     /// Active appointments hold a seat and block another booking of the same service.
     pub fn is_active(self) -> bool {
-        matches!(self, AppointmentStatus::Booked | AppointmentStatus::CheckedIn)
+        matches!(
+            self,
+            AppointmentStatus::Booked | AppointmentStatus::CheckedIn
+        )
     }
 }
 
@@ -150,9 +158,13 @@ impl PaymentStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [PaymentStatus::Pending, PaymentStatus::Paid, PaymentStatus::Declined]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            PaymentStatus::Pending,
+            PaymentStatus::Paid,
+            PaymentStatus::Declined,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 }
 
@@ -170,15 +182,45 @@ pub struct PaymentRow {
 /// before it is queued, so that the decision is a pure function of its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    Hold { national_code: String, application_id: String, service: String, slot_id: i64, hold_id: String, expires_at: UnixSeconds },
-    Confirm { national_code: String, hold_id: String, payment_id: String, tracking_code: String },
-    Release { national_code: String, hold_id: String },
+    Hold {
+        national_code: String,
+        application_id: String,
+        service: String,
+        slot_id: i64,
+        hold_id: String,
+        expires_at: UnixSeconds,
+    },
+    Confirm {
+        national_code: String,
+        hold_id: String,
+        payment_id: String,
+        tracking_code: String,
+    },
+    Release {
+        national_code: String,
+        hold_id: String,
+    },
     /// Hold and confirm in one step.
-    Book { national_code: String, application_id: String, service: String, slot_id: i64, payment_id: String, hold_id: String, tracking_code: String },
-    Cancel { national_code: String, tracking_code: String },
+    Book {
+        national_code: String,
+        application_id: String,
+        service: String,
+        slot_id: i64,
+        payment_id: String,
+        hold_id: String,
+        tracking_code: String,
+    },
+    Cancel {
+        national_code: String,
+        tracking_code: String,
+    },
     /// Moves an active appointment to another slot, keeping its tracking code. The old seat is
     /// given up only if the new one is secured, in the same transaction.
-    Reschedule { national_code: String, tracking_code: String, new_slot_id: i64 },
+    Reschedule {
+        national_code: String,
+        tracking_code: String,
+        new_slot_id: i64,
+    },
     /// A live hold whose time is up (from the expiry sweeper).
     Expire { hold_id: String },
 }
@@ -188,23 +230,45 @@ impl Request {
     /// can lock and load them in bulk.
     pub fn touches(&self, keys: &mut BatchKeys) {
         match self {
-            Request::Hold { national_code, service, slot_id, .. } => {
+            Request::Hold {
+                national_code,
+                service,
+                slot_id,
+                ..
+            } => {
                 keys.citizens.push((national_code.clone(), service.clone()));
                 keys.slots.push(*slot_id);
             }
-            Request::Confirm { hold_id, payment_id, national_code, .. } => {
+            Request::Confirm {
+                hold_id,
+                payment_id,
+                national_code,
+                ..
+            } => {
                 keys.holds.push(hold_id.clone());
                 keys.payments.push(payment_id.clone());
                 keys.citizen_codes.push(national_code.clone());
             }
-            Request::Release { hold_id, .. } | Request::Expire { hold_id } => keys.holds.push(hold_id.clone()),
-            Request::Book { national_code, service, slot_id, payment_id, .. } => {
+            Request::Release { hold_id, .. } | Request::Expire { hold_id } => {
+                keys.holds.push(hold_id.clone())
+            }
+            Request::Book {
+                national_code,
+                service,
+                slot_id,
+                payment_id,
+                ..
+            } => {
                 keys.citizens.push((national_code.clone(), service.clone()));
                 keys.slots.push(*slot_id);
                 keys.payments.push(payment_id.clone());
             }
             Request::Cancel { tracking_code, .. } => keys.appointments.push(tracking_code.clone()),
-            Request::Reschedule { tracking_code, new_slot_id, .. } => {
+            Request::Reschedule {
+                tracking_code,
+                new_slot_id,
+                ..
+            } => {
                 keys.appointments.push(tracking_code.clone());
                 keys.slots.push(*new_slot_id);
             }
@@ -299,12 +363,25 @@ impl Refusal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Held { hold: HoldRow },
-    Booked { appointment: AppointmentRow },
-    Released { hold_id: String },
-    Cancelled { appointment: AppointmentRow },
-    Rescheduled { appointment: AppointmentRow, old_slot_id: i64 },
-    Expired { hold_id: String },
+    Held {
+        hold: HoldRow,
+    },
+    Booked {
+        appointment: AppointmentRow,
+    },
+    Released {
+        hold_id: String,
+    },
+    Cancelled {
+        appointment: AppointmentRow,
+    },
+    Rescheduled {
+        appointment: AppointmentRow,
+        old_slot_id: i64,
+    },
+    Expired {
+        hold_id: String,
+    },
     Refused(Refusal),
 }
 
@@ -365,13 +442,16 @@ impl BatchState {
     pub fn index(&mut self) {
         for h in self.holds.values() {
             if h.status == HoldStatus::Live {
-                self.live_hold_by_citizen.insert(h.national_code.clone(), h.id.clone());
+                self.live_hold_by_citizen
+                    .insert(h.national_code.clone(), h.id.clone());
             }
         }
         for a in self.appointments.values() {
             if a.status.is_active() {
-                self.active_by_citizen_service
-                    .insert((a.national_code.clone(), a.service.clone()), a.tracking_code.clone());
+                self.active_by_citizen_service.insert(
+                    (a.national_code.clone(), a.service.clone()),
+                    a.tracking_code.clone(),
+                );
             }
         }
     }
@@ -387,7 +467,11 @@ struct Decider<'a> {
 
 impl Decider<'_> {
     fn take_seat(&mut self, slot_id: i64) -> Result<(), Refusal> {
-        let slot = self.state.slots.get_mut(&slot_id).ok_or(Refusal::SlotUnknown { slot_id })?;
+        let slot = self
+            .state
+            .slots
+            .get_mut(&slot_id)
+            .ok_or(Refusal::SlotUnknown { slot_id })?;
         if slot.taken >= slot.capacity {
             return Err(Refusal::SlotFull { slot_id });
         }
@@ -423,7 +507,9 @@ impl Decider<'_> {
         if let Some(h) = self.state.holds.get_mut(&hold.id) {
             h.status = status;
         }
-        if status != HoldStatus::Live && self.state.live_hold_by_citizen.get(&hold.national_code) == Some(&hold.id) {
+        if status != HoldStatus::Live
+            && self.state.live_hold_by_citizen.get(&hold.national_code) == Some(&hold.id)
+        {
             self.state.live_hold_by_citizen.remove(&hold.national_code);
         }
     }
@@ -431,53 +517,106 @@ impl Decider<'_> {
     fn appointment(&self, code: &str) -> Option<AppointmentRow> {
         match self.new_appointment_index.get(code) {
             Some(&i) => Some(self.effects.new_appointments[i].clone()),
-            None => self.effects.appointment_updates.get(code).cloned().or_else(|| self.state.appointments.get(code).cloned()),
+            None => self
+                .effects
+                .appointment_updates
+                .get(code)
+                .cloned()
+                .or_else(|| self.state.appointments.get(code).cloned()),
         }
     }
 
     fn store_appointment(&mut self, row: AppointmentRow) {
         let key = (row.national_code.clone(), row.service.clone());
         if row.status.is_active() {
-            self.state.active_by_citizen_service.insert(key, row.tracking_code.clone());
+            self.state
+                .active_by_citizen_service
+                .insert(key, row.tracking_code.clone());
         } else if self.state.active_by_citizen_service.get(&key) == Some(&row.tracking_code) {
             self.state.active_by_citizen_service.remove(&key);
         }
         if let Some(&i) = self.new_appointment_index.get(&row.tracking_code) {
             self.effects.new_appointments[i] = row;
         } else if self.state.appointments.contains_key(&row.tracking_code) {
-            self.effects.appointment_updates.insert(row.tracking_code.clone(), row);
+            self.effects
+                .appointment_updates
+                .insert(row.tracking_code.clone(), row);
         } else {
-            self.new_appointment_index.insert(row.tracking_code.clone(), self.effects.new_appointments.len());
+            self.new_appointment_index.insert(
+                row.tracking_code.clone(),
+                self.effects.new_appointments.len(),
+            );
             self.effects.new_appointments.push(row);
         }
     }
 
-    fn event(&mut self, kind: &'static str, subject: &str, actor: &str, payload: serde_json::Value) {
-        self.effects.events.push(Event { at: self.now, kind, subject: subject.to_string(), actor: actor.to_string(), payload });
+    fn event(
+        &mut self,
+        kind: &'static str,
+        subject: &str,
+        actor: &str,
+        payload: serde_json::Value,
+    ) {
+        self.effects.events.push(Event {
+            at: self.now,
+            kind,
+            subject: subject.to_string(),
+            actor: actor.to_string(),
+            payload,
+        });
     }
 
     fn check_citizen_free(&self, national_code: &str, service: &str) -> Result<(), Refusal> {
-        if let Some(code) = self.state.active_by_citizen_service.get(&(national_code.to_string(), service.to_string())) {
-            return Err(Refusal::AlreadyBooked { tracking_code: code.clone() });
+        if let Some(code) = self
+            .state
+            .active_by_citizen_service
+            .get(&(national_code.to_string(), service.to_string()))
+        {
+            return Err(Refusal::AlreadyBooked {
+                tracking_code: code.clone(),
+            });
         }
         if let Some(hold_id) = self.state.live_hold_by_citizen.get(national_code) {
-            return Err(Refusal::AlreadyHolding { hold_id: hold_id.clone() });
+            return Err(Refusal::AlreadyHolding {
+                hold_id: hold_id.clone(),
+            });
         }
         Ok(())
     }
 
-    fn check_payment(&self, payment_id: &str, national_code: &str, application_id: &str, service: &str) -> Result<(), Refusal> {
-        let payment = self.state.payments.get(payment_id).filter(|p| p.national_code == national_code).ok_or(Refusal::PaymentNotFound)?;
+    fn check_payment(
+        &self,
+        payment_id: &str,
+        national_code: &str,
+        application_id: &str,
+        service: &str,
+    ) -> Result<(), Refusal> {
+        let payment = self
+            .state
+            .payments
+            .get(payment_id)
+            .filter(|p| p.national_code == national_code)
+            .ok_or(Refusal::PaymentNotFound)?;
         if payment.application_id != application_id || payment.service != service {
             return Err(Refusal::PaymentMismatch);
         }
         if payment.status != PaymentStatus::Paid {
-            return Err(Refusal::PaymentNotPaid { status: payment.status });
+            return Err(Refusal::PaymentNotPaid {
+                status: payment.status,
+            });
         }
         Ok(())
     }
 
-    fn new_appointment(&self, tracking_code: &str, slot_id: i64, application_id: &str, national_code: &str, service: &str, payment_id: &str) -> AppointmentRow {
+    fn new_appointment(
+        &self,
+        tracking_code: &str,
+        slot_id: i64,
+        application_id: &str,
+        national_code: &str,
+        service: &str,
+        payment_id: &str,
+    ) -> AppointmentRow {
         let slot = &self.state.slots[&slot_id];
         AppointmentRow {
             tracking_code: tracking_code.to_string(),
@@ -499,7 +638,12 @@ impl Decider<'_> {
         if hold.status == HoldStatus::Live && hold.expires_at <= self.now {
             self.set_hold_status(hold, HoldStatus::Expired);
             self.free_seat(hold.slot_id);
-            self.event("hold_expired", &hold.id, "system", serde_json::json!({ "slot_id": hold.slot_id }));
+            self.event(
+                "hold_expired",
+                &hold.id,
+                "system",
+                serde_json::json!({ "slot_id": hold.slot_id }),
+            );
             true
         } else {
             false
@@ -515,7 +659,14 @@ impl Decider<'_> {
 
     fn try_apply(&mut self, request: &Request) -> Result<Outcome, Refusal> {
         match request {
-            Request::Hold { national_code, application_id, service, slot_id, hold_id, expires_at } => {
+            Request::Hold {
+                national_code,
+                application_id,
+                service,
+                slot_id,
+                hold_id,
+                expires_at,
+            } => {
                 self.check_citizen_free(national_code, service)?;
                 self.take_seat(*slot_id)?;
                 let hold = HoldRow {
@@ -528,54 +679,119 @@ impl Decider<'_> {
                     created_at: self.now,
                     expires_at: *expires_at,
                 };
-                self.state.live_hold_by_citizen.insert(national_code.clone(), hold_id.clone());
-                self.new_hold_index.insert(hold_id.clone(), self.effects.new_holds.len());
+                self.state
+                    .live_hold_by_citizen
+                    .insert(national_code.clone(), hold_id.clone());
+                self.new_hold_index
+                    .insert(hold_id.clone(), self.effects.new_holds.len());
                 self.effects.new_holds.push(hold.clone());
-                self.event("hold_created", hold_id, national_code, serde_json::json!({ "slot_id": slot_id, "expires_at": expires_at }));
+                self.event(
+                    "hold_created",
+                    hold_id,
+                    national_code,
+                    serde_json::json!({ "slot_id": slot_id, "expires_at": expires_at }),
+                );
                 Ok(Outcome::Held { hold })
             }
-            Request::Confirm { national_code, hold_id, payment_id, tracking_code } => {
-                let hold = self.hold(hold_id).filter(|h| &h.national_code == national_code).ok_or(Refusal::HoldNotFound)?;
+            Request::Confirm {
+                national_code,
+                hold_id,
+                payment_id,
+                tracking_code,
+            } => {
+                let hold = self
+                    .hold(hold_id)
+                    .filter(|h| &h.national_code == national_code)
+                    .ok_or(Refusal::HoldNotFound)?;
                 if self.expire_if_due(&hold) {
                     return Err(Refusal::HoldExpired);
                 }
                 if hold.status != HoldStatus::Live {
-                    return Err(Refusal::HoldNotLive { status: hold.status });
+                    return Err(Refusal::HoldNotLive {
+                        status: hold.status,
+                    });
                 }
                 // A declined or pending payment leaves the hold in place until it expires.
-                self.check_payment(payment_id, national_code, &hold.application_id, &hold.service)?;
-                if let Some(code) = self.state.active_by_citizen_service.get(&(national_code.clone(), hold.service.clone())) {
-                    return Err(Refusal::AlreadyBooked { tracking_code: code.clone() });
+                self.check_payment(
+                    payment_id,
+                    national_code,
+                    &hold.application_id,
+                    &hold.service,
+                )?;
+                if let Some(code) = self
+                    .state
+                    .active_by_citizen_service
+                    .get(&(national_code.clone(), hold.service.clone()))
+                {
+                    return Err(Refusal::AlreadyBooked {
+                        tracking_code: code.clone(),
+                    });
                 }
                 self.set_hold_status(&hold, HoldStatus::Confirmed);
-                let appointment = self.new_appointment(tracking_code, hold.slot_id, &hold.application_id, national_code, &hold.service, payment_id);
+                let appointment = self.new_appointment(
+                    tracking_code,
+                    hold.slot_id,
+                    &hold.application_id,
+                    national_code,
+                    &hold.service,
+                    payment_id,
+                );
                 self.store_appointment(appointment.clone());
                 self.event("appointment_booked", tracking_code, national_code, serde_json::json!({ "slot_id": hold.slot_id, "hold_id": hold_id, "payment_id": payment_id }));
                 Ok(Outcome::Booked { appointment })
             }
-            Request::Release { national_code, hold_id } => {
-                let hold = self.hold(hold_id).filter(|h| &h.national_code == national_code).ok_or(Refusal::HoldNotFound)?;
+            Request::Release {
+                national_code,
+                hold_id,
+            } => {
+                let hold = self
+                    .hold(hold_id)
+                    .filter(|h| &h.national_code == national_code)
+                    .ok_or(Refusal::HoldNotFound)?;
                 if self.expire_if_due(&hold) {
                     // Already gone by time: releasing it is what the applicant wanted.
-                    return Ok(Outcome::Released { hold_id: hold_id.clone() });
+                    return Ok(Outcome::Released {
+                        hold_id: hold_id.clone(),
+                    });
                 }
                 if hold.status != HoldStatus::Live {
-                    return Err(Refusal::HoldNotLive { status: hold.status });
+                    return Err(Refusal::HoldNotLive {
+                        status: hold.status,
+                    });
                 }
                 self.set_hold_status(&hold, HoldStatus::Released);
                 self.free_seat(hold.slot_id);
-                self.event("hold_released", hold_id, national_code, serde_json::json!({ "slot_id": hold.slot_id }));
-                Ok(Outcome::Released { hold_id: hold_id.clone() })
+                self.event(
+                    "hold_released",
+                    hold_id,
+                    national_code,
+                    serde_json::json!({ "slot_id": hold.slot_id }),
+                );
+                Ok(Outcome::Released {
+                    hold_id: hold_id.clone(),
+                })
             }
             Request::Expire { hold_id } => {
                 let hold = self.hold(hold_id).ok_or(Refusal::HoldNotFound)?;
                 if self.expire_if_due(&hold) {
-                    Ok(Outcome::Expired { hold_id: hold_id.clone() })
+                    Ok(Outcome::Expired {
+                        hold_id: hold_id.clone(),
+                    })
                 } else {
-                    Err(Refusal::HoldNotLive { status: hold.status })
+                    Err(Refusal::HoldNotLive {
+                        status: hold.status,
+                    })
                 }
             }
-            Request::Book { national_code, application_id, service, slot_id, payment_id, hold_id, tracking_code } => {
+            Request::Book {
+                national_code,
+                application_id,
+                service,
+                slot_id,
+                payment_id,
+                hold_id,
+                tracking_code,
+            } => {
                 self.check_citizen_free(national_code, service)?;
                 self.check_payment(payment_id, national_code, application_id, service)?;
                 self.take_seat(*slot_id)?;
@@ -590,29 +806,64 @@ impl Decider<'_> {
                     created_at: self.now,
                     expires_at: self.now,
                 };
-                self.new_hold_index.insert(hold_id.clone(), self.effects.new_holds.len());
+                self.new_hold_index
+                    .insert(hold_id.clone(), self.effects.new_holds.len());
                 self.effects.new_holds.push(hold);
-                let appointment = self.new_appointment(tracking_code, *slot_id, application_id, national_code, service, payment_id);
+                let appointment = self.new_appointment(
+                    tracking_code,
+                    *slot_id,
+                    application_id,
+                    national_code,
+                    service,
+                    payment_id,
+                );
                 self.store_appointment(appointment.clone());
-                self.event("appointment_booked", tracking_code, national_code, serde_json::json!({ "slot_id": slot_id, "payment_id": payment_id }));
+                self.event(
+                    "appointment_booked",
+                    tracking_code,
+                    national_code,
+                    serde_json::json!({ "slot_id": slot_id, "payment_id": payment_id }),
+                );
                 Ok(Outcome::Booked { appointment })
             }
-            Request::Cancel { national_code, tracking_code } => {
-                let mut appointment = self.appointment(tracking_code).filter(|a| &a.national_code == national_code).ok_or(Refusal::AppointmentNotFound)?;
+            Request::Cancel {
+                national_code,
+                tracking_code,
+            } => {
+                let mut appointment = self
+                    .appointment(tracking_code)
+                    .filter(|a| &a.national_code == national_code)
+                    .ok_or(Refusal::AppointmentNotFound)?;
                 if appointment.status != AppointmentStatus::Booked {
-                    return Err(Refusal::NotActive { status: appointment.status });
+                    return Err(Refusal::NotActive {
+                        status: appointment.status,
+                    });
                 }
                 appointment.status = AppointmentStatus::Cancelled;
                 appointment.updated_at = self.now;
                 self.free_seat(appointment.slot_id);
                 self.store_appointment(appointment.clone());
-                self.event("appointment_cancelled", tracking_code, national_code, serde_json::json!({ "slot_id": appointment.slot_id }));
+                self.event(
+                    "appointment_cancelled",
+                    tracking_code,
+                    national_code,
+                    serde_json::json!({ "slot_id": appointment.slot_id }),
+                );
                 Ok(Outcome::Cancelled { appointment })
             }
-            Request::Reschedule { national_code, tracking_code, new_slot_id } => {
-                let mut appointment = self.appointment(tracking_code).filter(|a| &a.national_code == national_code).ok_or(Refusal::AppointmentNotFound)?;
+            Request::Reschedule {
+                national_code,
+                tracking_code,
+                new_slot_id,
+            } => {
+                let mut appointment = self
+                    .appointment(tracking_code)
+                    .filter(|a| &a.national_code == national_code)
+                    .ok_or(Refusal::AppointmentNotFound)?;
                 if appointment.status != AppointmentStatus::Booked {
-                    return Err(Refusal::NotActive { status: appointment.status });
+                    return Err(Refusal::NotActive {
+                        status: appointment.status,
+                    });
                 }
                 if appointment.slot_id == *new_slot_id {
                     return Err(Refusal::SameSlot);
@@ -633,7 +884,10 @@ impl Decider<'_> {
                     national_code,
                     serde_json::json!({ "old_slot_id": old_slot_id, "new_slot_id": new_slot_id }),
                 );
-                Ok(Outcome::Rescheduled { appointment, old_slot_id })
+                Ok(Outcome::Rescheduled {
+                    appointment,
+                    old_slot_id,
+                })
             }
         }
     }
@@ -641,10 +895,17 @@ impl Decider<'_> {
 
 /// Applies `requests` in order against `state` at time `now`, returning one outcome per
 /// request and the writes to commit.
-pub fn decide(state: &mut BatchState, requests: &[Request], now: UnixSeconds) -> (Vec<Outcome>, Effects) {
+pub fn decide(
+    state: &mut BatchState,
+    requests: &[Request],
+    now: UnixSeconds,
+) -> (Vec<Outcome>, Effects) {
     let mut decider = Decider {
         state,
-        effects: Effects { now, ..Effects::default() },
+        effects: Effects {
+            now,
+            ..Effects::default()
+        },
         now,
         new_hold_index: HashMap::new(),
         new_appointment_index: HashMap::new(),

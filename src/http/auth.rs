@@ -45,7 +45,11 @@ impl TokenKeys {
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("any key length works");
         mac.update(payload.as_bytes());
         let sig = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(sig))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
     }
 
     /// The national code of a valid, unexpired token.
@@ -78,8 +82,12 @@ pub struct Applicant {
 impl FromRequestParts<AppState> for Applicant {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let unauthorized = |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized =
+            |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -90,7 +98,10 @@ impl FromRequestParts<AppState> for Applicant {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let now = state.engine.clock().now().timestamp();
-        let national_code = state.tokens.verify(token.trim(), now).ok_or_else(|| unauthorized("the token is invalid or expired"))?;
+        let national_code = state
+            .tokens
+            .verify(token.trim(), now)
+            .ok_or_else(|| unauthorized("the token is invalid or expired"))?;
         Ok(Applicant { national_code })
     }
 }

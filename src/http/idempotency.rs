@@ -18,8 +18,14 @@ const KEY_CHARS_MAX: usize = 128;
 
 /// Reads the header; a malformed key is a 400 rather than silently ignored.
 pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= KEY_CHARS_MAX && k.is_ascii());
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= KEY_CHARS_MAX && k.is_ascii());
     match key {
         Some(k) => Ok(Some(k.to_string())),
         None => Err(Problem::new(
@@ -42,7 +48,11 @@ pub fn request_hash(method: &str, path: &str, body: &[u8]) -> String {
 }
 
 pub fn engine_key(scope: &str, key: Option<String>, hash: String) -> Option<IdempotencyKey> {
-    key.map(|key| IdempotencyKey { scope: scope.to_string(), key, request_hash: hash })
+    key.map(|key| IdempotencyKey {
+        scope: scope.to_string(),
+        key,
+        request_hash: hash,
+    })
 }
 
 pub fn key_reused() -> Problem {
@@ -64,7 +74,9 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), Problem>>,
 {
-    let Some(key) = key else { return handler().await };
+    let Some(key) = key else {
+        return handler().await;
+    };
     if let Some(rec) = store.idempotency_record(&key.scope, &key.key).await? {
         if rec.request_hash != key.request_hash {
             return Err(key_reused());

@@ -20,20 +20,26 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(match rejection {
-                JsonRejection::JsonDataError(e) => {
-                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text())
+                JsonRejection::JsonDataError(e) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.body_text(),
+                ),
+                JsonRejection::JsonSyntaxError(e) => {
+                    Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
                 }
-                JsonRejection::JsonSyntaxError(e) => Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()),
                 JsonRejection::MissingJsonContentType(_) => Problem::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "send the body as application/json",
                 ),
-                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the body is larger than {} bytes", super::BODY_BYTES_MAX),
-                ),
+                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        format!("the body is larger than {} bytes", super::BODY_BYTES_MAX),
+                    )
+                }
                 other => Problem::new(other.status(), "invalid_body", other.body_text()),
             }),
         }

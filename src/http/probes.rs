@@ -19,7 +19,9 @@ pub async fn healthz() -> Json<Value> {
 /// The process can serve: its database answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({ "status": "ready", "backend": state.store.backend().as_str() }))),
+        Ok(Ok(())) => Ok(Json(
+            json!({ "status": "ready", "backend": state.store.backend().as_str() }),
+        )),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
             Err(Problem::unavailable("the database is not reachable"))

@@ -11,7 +11,7 @@ use crate::store::StoreError;
 /// Seconds a client should wait before retrying when storage is unavailable.
 pub const RETRY_AFTER_SECS: u64 = 2;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type; `about:blank`-style tags keep it stable without hosting.
     #[serde(rename = "type")]
@@ -22,13 +22,16 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Details particular to the problem (e.g. alternatives for `slot_full`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub extra: Option<serde_json::Value>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub retry_after_secs: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub code: String,
@@ -37,7 +40,11 @@ pub struct FieldError {
 
 impl From<&ValidationError> for FieldError {
     fn from(e: &ValidationError) -> Self {
-        Self { field: e.field.to_string(), code: e.code.to_string(), detail: e.message.clone() }
+        Self {
+            field: e.field.to_string(),
+            code: e.code.to_string(),
+            detail: e.message.clone(),
+        }
     }
 }
 
@@ -72,23 +79,34 @@ impl Problem {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; it has been logged",
+        )
     }
 }
 
 impl From<ValidationError> for Problem {
     fn from(e: ValidationError) -> Self {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.to_string()).with_errors(std::slice::from_ref(&e))
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.to_string())
+            .with_errors(std::slice::from_ref(&e))
     }
 }
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => Problem::unavailable("storage is unavailable; retry shortly"),
+            StoreError::Unavailable(_) => {
+                Problem::unavailable("storage is unavailable; retry shortly")
+            }
             StoreError::Constraint { constraint } => {
                 tracing::warn!(%constraint, "constraint refused a write");
-                Problem::new(StatusCode::CONFLICT, "conflict", "the request conflicts with the current state")
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the request conflicts with the current state",
+                )
             }
             other => {
                 tracing::error!(error = %other, "storage error");
@@ -104,7 +122,10 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -45,11 +45,25 @@ impl Availability {
         let mut inner = Inner::default();
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         for r in rows {
-            let office: Arc<str> = names.entry(r.office_id.clone()).or_insert_with(|| Arc::from(r.office_id.as_str())).clone();
-            inner.by_office.entry(office.clone()).or_default().insert(r.start_at, r.id);
+            let office: Arc<str> = names
+                .entry(r.office_id.clone())
+                .or_insert_with(|| Arc::from(r.office_id.as_str()))
+                .clone();
+            inner
+                .by_office
+                .entry(office.clone())
+                .or_default()
+                .insert(r.start_at, r.id);
             inner.slots.insert(
                 r.id,
-                SlotView { id: r.id, office_id: office, start_at: r.start_at, duration_minutes: r.duration_minutes, capacity: r.capacity, taken: r.taken },
+                SlotView {
+                    id: r.id,
+                    office_id: office,
+                    start_at: r.start_at,
+                    duration_minutes: r.duration_minutes,
+                    capacity: r.capacity,
+                    taken: r.taken,
+                },
             );
         }
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
@@ -69,7 +83,11 @@ impl Availability {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).slots.len()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .slots
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,7 +95,12 @@ impl Availability {
     }
 
     pub fn slot(&self, id: i64) -> Option<SlotView> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).slots.get(&id).cloned()
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .slots
+            .get(&id)
+            .cloned()
     }
 
     pub fn slot_at(&self, office_id: &str, start_at: UnixSeconds) -> Option<SlotView> {
@@ -87,16 +110,30 @@ impl Availability {
     }
 
     /// Slots of an office starting in `[from, to)`, in time order, at most `limit`.
-    pub fn range(&self, office_id: &str, from: UnixSeconds, to: UnixSeconds, limit: usize) -> Vec<SlotView> {
+    pub fn range(
+        &self,
+        office_id: &str,
+        from: UnixSeconds,
+        to: UnixSeconds,
+        limit: usize,
+    ) -> Vec<SlotView> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(starts) = inner.by_office.get(office_id) else { return Vec::new() };
-        starts.range(from..to).take(limit).filter_map(|(_, id)| inner.slots.get(id).cloned()).collect()
+        let Some(starts) = inner.by_office.get(office_id) else {
+            return Vec::new();
+        };
+        starts
+            .range(from..to)
+            .take(limit)
+            .filter_map(|(_, id)| inner.slots.get(id).cloned())
+            .collect()
     }
 
     /// The first `limit` slots with a free seat starting at or after `from`.
     pub fn earliest_free(&self, office_id: &str, from: UnixSeconds, limit: usize) -> Vec<SlotView> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(starts) = inner.by_office.get(office_id) else { return Vec::new() };
+        let Some(starts) = inner.by_office.get(office_id) else {
+            return Vec::new();
+        };
         starts
             .range(from..)
             .filter_map(|(_, id)| inner.slots.get(id))
@@ -109,8 +146,14 @@ impl Availability {
     /// Total free seats per office from `from` on (for listings sorted by free capacity).
     pub fn free_seats(&self, office_id: &str, from: UnixSeconds) -> i64 {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(starts) = inner.by_office.get(office_id) else { return 0 };
-        starts.range(from..).filter_map(|(_, id)| inner.slots.get(id)).map(SlotView::free).sum()
+        let Some(starts) = inner.by_office.get(office_id) else {
+            return 0;
+        };
+        starts
+            .range(from..)
+            .filter_map(|(_, id)| inner.slots.get(id))
+            .map(SlotView::free)
+            .sum()
     }
 }
 
@@ -119,17 +162,40 @@ mod tests {
     use super::*;
 
     fn row(id: i64, office: &str, start: i64, capacity: i64, taken: i64) -> SlotRow {
-        SlotRow { id, office_id: office.into(), start_at: start, duration_minutes: 15, capacity, taken }
+        SlotRow {
+            id,
+            office_id: office.into(),
+            start_at: start,
+            duration_minutes: 15,
+            capacity,
+            taken,
+        }
     }
 
     #[test]
     fn lookups_and_deltas() {
         let a = Availability::default();
-        a.load(vec![row(1, "A", 100, 2, 2), row(2, "A", 200, 2, 0), row(3, "B", 100, 1, 0)]);
+        a.load(vec![
+            row(1, "A", 100, 2, 2),
+            row(2, "A", 200, 2, 0),
+            row(3, "B", 100, 1, 0),
+        ]);
         assert_eq!(a.slot_at("A", 200).unwrap().id, 2);
-        assert_eq!(a.earliest_free("A", 0, 5).iter().map(|s| s.id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            a.earliest_free("A", 0, 5)
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
         a.apply(&BTreeMap::from([(1, -1), (2, 2)]));
-        assert_eq!(a.earliest_free("A", 0, 5).iter().map(|s| s.id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            a.earliest_free("A", 0, 5)
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
         assert_eq!(a.free_seats("A", 0), 1);
         assert_eq!(a.range("A", 100, 201, 10).len(), 2);
     }

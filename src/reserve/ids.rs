@@ -26,7 +26,10 @@ pub trait IdSource: Send + Sync {
 
     /// An opaque id with a readable prefix (`hold_…`), 100 random bits.
     fn opaque(&self, prefix: &str) -> String {
-        format!("{prefix}_{}", encode(self.random_bits(100), 20).to_ascii_lowercase())
+        format!(
+            "{prefix}_{}",
+            encode(self.random_bits(100), 20).to_ascii_lowercase()
+        )
     }
 }
 
@@ -123,21 +126,32 @@ mod tests {
         let code = ids.tracking_code();
         assert_eq!(code.len(), 13);
         let shown = display_tracking_code(&code);
-        assert_eq!(normalise_tracking_code(&shown.to_lowercase()), Some(code.clone()));
+        assert_eq!(
+            normalise_tracking_code(&shown.to_lowercase()),
+            Some(code.clone())
+        );
         assert_eq!(normalise_tracking_code("ABC"), None);
-        assert_eq!(normalise_tracking_code("ABCDE-FGHJK-MNU"), None, "U is not Crockford");
+        assert_eq!(
+            normalise_tracking_code("ABCDE-FGHJK-MNU"),
+            None,
+            "U is not Crockford"
+        );
     }
 
     #[test]
     fn seeded_ids_replay_and_differ() {
-        let a: Vec<_> = (0..5).map({
-            let ids = SeededIds::new(1);
-            move |_| ids.tracking_code()
-        }).collect();
-        let b: Vec<_> = (0..5).map({
-            let ids = SeededIds::new(1);
-            move |_| ids.tracking_code()
-        }).collect();
+        let a: Vec<_> = (0..5)
+            .map({
+                let ids = SeededIds::new(1);
+                move |_| ids.tracking_code()
+            })
+            .collect();
+        let b: Vec<_> = (0..5)
+            .map({
+                let ids = SeededIds::new(1);
+                move |_| ids.tracking_code()
+            })
+            .collect();
         assert_eq!(a, b);
         let mut dedup = a.clone();
         dedup.sort();

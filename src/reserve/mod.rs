@@ -114,14 +114,32 @@ pub struct Reservations {
 impl Reservations {
     /// Loads the availability view from the database and starts the writer task.
     /// The writer stops when every handle is dropped.
-    pub async fn start(store: Store, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>, config: EngineConfig) -> Result<Self, StoreError> {
+    pub async fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+        config: EngineConfig,
+    ) -> Result<Self, StoreError> {
         let availability = Arc::new(Availability::default());
         let now = clock.now().timestamp();
         // Yesterday's slots stay visible so a receipt for this morning still resolves its slot.
         availability.load(store.bookable_slots(now - 86_400).await?);
         let (queue, rx) = mpsc::channel(config.queue_bound);
-        tokio::spawn(writer::run(store.clone(), availability.clone(), clock.clone(), config.clone(), rx));
-        Ok(Self { queue, store, availability, clock, ids, config })
+        tokio::spawn(writer::run(
+            store.clone(),
+            availability.clone(),
+            clock.clone(),
+            config.clone(),
+            rx,
+        ));
+        Ok(Self {
+            queue,
+            store,
+            availability,
+            clock,
+            ids,
+            config,
+        })
     }
 
     pub fn availability(&self) -> &Availability {
@@ -148,17 +166,28 @@ impl Reservations {
     /// up with other processes).
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let now = self.clock.now().timestamp();
-        self.availability.load(self.store.bookable_slots(now - 86_400).await?);
+        self.availability
+            .load(self.store.bookable_slots(now - 86_400).await?);
         Ok(())
     }
 
     /// Queues a request and waits for its committed answer.
-    pub async fn submit(&self, request: Request, idempotency: Option<IdempotencyKey>) -> Result<Answer, ReserveError> {
+    pub async fn submit(
+        &self,
+        request: Request,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Answer, ReserveError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { request, idempotency, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ReserveError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => ReserveError::Stopped,
-        })?;
+        self.queue
+            .try_send(Job {
+                request,
+                idempotency,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ReserveError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => ReserveError::Stopped,
+            })?;
         answer.await.map_err(|_| ReserveError::Stopped)?
     }
 
@@ -167,10 +196,17 @@ impl Reservations {
         let mut waiting = Vec::with_capacity(requests.len());
         for request in requests {
             let (reply, answer) = oneshot::channel();
-            let queued = self.queue.try_send(Job { request, idempotency: None, reply }).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ReserveError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => ReserveError::Stopped,
-            });
+            let queued = self
+                .queue
+                .try_send(Job {
+                    request,
+                    idempotency: None,
+                    reply,
+                })
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => ReserveError::Overloaded,
+                    mpsc::error::TrySendError::Closed(_) => ReserveError::Stopped,
+                });
             waiting.push(queued.map(|()| answer));
         }
         let mut answers = Vec::with_capacity(waiting.len());
@@ -189,7 +225,10 @@ impl Reservations {
     pub async fn sweep_expired(&self) -> Result<usize, ReserveError> {
         let now = self.clock.now().timestamp();
         let due = self.store.due_holds(now, self.config.sweep_limit).await?;
-        let requests = due.into_iter().map(|hold_id| Request::Expire { hold_id }).collect();
+        let requests = due
+            .into_iter()
+            .map(|hold_id| Request::Expire { hold_id })
+            .collect();
         let mut expired = 0;
         for answer in self.submit_many(requests).await {
             if matches!(answer?.outcome, Outcome::Expired { .. }) {

@@ -54,7 +54,13 @@ enum Pending {
     KeyReused,
 }
 
-async fn process(store: &Store, availability: &Availability, clock: &dyn Clock, config: &EngineConfig, jobs: Vec<Job>) {
+async fn process(
+    store: &Store,
+    availability: &Availability,
+    clock: &dyn Clock,
+    config: &EngineConfig,
+    jobs: Vec<Job>,
+) {
     let result = attempt(store, clock, config, &jobs).await;
     match result {
         Ok((answers, deltas)) => {
@@ -84,7 +90,11 @@ async fn process(store: &Store, availability: &Availability, clock: &dyn Clock, 
         }
         Err(e) => {
             for job in jobs {
-                let _ = job.reply.send(Err(ReserveError::from(StoreError::Unavailable(e.to_string()))));
+                let _ = job
+                    .reply
+                    .send(Err(ReserveError::from(StoreError::Unavailable(
+                        e.to_string(),
+                    ))));
             }
         }
     }
@@ -93,7 +103,12 @@ async fn process(store: &Store, availability: &Availability, clock: &dyn Clock, 
 type Attempt = (Vec<Result<Answer, ReserveError>>, BTreeMap<i64, i64>);
 
 /// Runs the batch, retrying when another writer's commit made it conflict.
-async fn attempt(store: &Store, clock: &dyn Clock, config: &EngineConfig, jobs: &[Job]) -> Result<Attempt, StoreError> {
+async fn attempt(
+    store: &Store,
+    clock: &dyn Clock,
+    config: &EngineConfig,
+    jobs: &[Job],
+) -> Result<Attempt, StoreError> {
     let mut last = None;
     for _ in 0..config.batch_attempts.max(1) {
         match run_once(store, clock, jobs).await {
@@ -115,7 +130,9 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
     for job in jobs {
         job.request.touches(&mut keys);
         if let Some(k) = &job.idempotency {
-            extras.idempotency_keys.push((k.scope.clone(), k.key.clone()));
+            extras
+                .idempotency_keys
+                .push((k.scope.clone(), k.key.clone()));
         }
     }
     store
@@ -136,11 +153,19 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                         });
                         continue;
                     }
-                    if let Some((hash, j)) = first_in_batch.get(&(k.scope.as_str(), k.key.as_str())) {
-                        pending.push(if *hash == k.request_hash { Pending::SameAs(*j) } else { Pending::KeyReused });
+                    if let Some((hash, j)) = first_in_batch.get(&(k.scope.as_str(), k.key.as_str()))
+                    {
+                        pending.push(if *hash == k.request_hash {
+                            Pending::SameAs(*j)
+                        } else {
+                            Pending::KeyReused
+                        });
                         continue;
                     }
-                    first_in_batch.insert((k.scope.as_str(), k.key.as_str()), (k.request_hash.as_str(), i));
+                    first_in_batch.insert(
+                        (k.scope.as_str(), k.key.as_str()),
+                        (k.request_hash.as_str(), i),
+                    );
                 }
                 pending.push(Pending::Decided(requests.len()));
                 requests.push(job.request.clone());
@@ -154,17 +179,27 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                         key: k.key.clone(),
                         request_hash: k.request_hash.clone(),
                         response_status: 0,
-                        response_body: serde_json::to_string(&outcomes[*d]).expect("outcomes serialise"),
+                        response_body: serde_json::to_string(&outcomes[*d])
+                            .expect("outcomes serialise"),
                     });
                 }
             }
             let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(jobs.len());
             for p in &pending {
                 let answer = match p {
-                    Pending::Decided(d) => Ok(Answer { outcome: outcomes[*d].clone(), replayed: false }),
-                    Pending::Replayed(o) => Ok(Answer { outcome: o.clone(), replayed: true }),
+                    Pending::Decided(d) => Ok(Answer {
+                        outcome: outcomes[*d].clone(),
+                        replayed: false,
+                    }),
+                    Pending::Replayed(o) => Ok(Answer {
+                        outcome: o.clone(),
+                        replayed: true,
+                    }),
                     Pending::SameAs(j) => match &answers[*j] {
-                        Ok(a) => Ok(Answer { outcome: a.outcome.clone(), replayed: true }),
+                        Ok(a) => Ok(Answer {
+                            outcome: a.outcome.clone(),
+                            replayed: true,
+                        }),
                         Err(_) => Err(ReserveError::IdempotencyKeyReused),
                     },
                     Pending::KeyReused => Err(ReserveError::IdempotencyKeyReused),
@@ -172,7 +207,11 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                 answers.push(answer);
             }
             let deltas = effects.slot_deltas.clone();
-            BatchWrite { effects, idempotency, result: (answers, deltas) }
+            BatchWrite {
+                effects,
+                idempotency,
+                result: (answers, deltas),
+            }
         })
         .await
 }

@@ -36,7 +36,11 @@ pub struct EventRecord {
 }
 
 impl Store {
-    pub async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    pub async fn idempotency_record(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         const SQL: &str = "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
         on_pool!(self, pool, q = SQL => {
             let row = sqlx::query(q).bind(scope).bind(key).fetch_optional(pool).await?;
@@ -48,7 +52,11 @@ impl Store {
     }
 
     /// Stores an answer; if a concurrent duplicate stored one first, theirs stands.
-    pub async fn put_idempotency_record(&self, rec: &IdempotencyRecord, now_unix: i64) -> Result<(), StoreError> {
+    pub async fn put_idempotency_record(
+        &self,
+        rec: &IdempotencyRecord,
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
                            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING";
         on_pool!(self, pool, q = SQL => {
@@ -59,7 +67,14 @@ impl Store {
     }
 
     /// Records a citizen the first time they log in.
-    pub async fn remember_citizen(&self, national_code: &str, serial: &str, birth_date: &str, province: &str, now_unix: i64) -> Result<(), StoreError> {
+    pub async fn remember_citizen(
+        &self,
+        national_code: &str,
+        serial: &str,
+        birth_date: &str,
+        province: &str,
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (national_code) DO NOTHING";
         on_pool!(self, pool, q = SQL => {
@@ -72,7 +87,8 @@ impl Store {
     pub async fn insert_application(&self, app: &ApplicationRecord) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'application_created', $3, $4)";
-        let payload = serde_json::json!({ "service": app.service, "eligible": app.eligible }).to_string();
+        let payload =
+            serde_json::json!({ "service": app.service, "eligible": app.eligible }).to_string();
         on_pool!(self, pool, q = SQL => {
             let event = match self { Store::Sqlite(_) => super::sqlite_sql(EVENT), Store::Postgres(_) => EVENT.to_string() };
             let mut tx = pool.begin().await?;
@@ -96,7 +112,10 @@ impl Store {
     }
 
     /// The paid payment of an application, if any (so paying twice never charges twice).
-    pub async fn paid_payment_for(&self, application_id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+    pub async fn paid_payment_for(
+        &self,
+        application_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
         const SQL: &str = "SELECT id, application_id, amount_rials, status, gateway, created_at FROM payments \
                            WHERE application_id = $1 AND status = 'paid' ORDER BY created_at LIMIT 1";
         on_pool!(self, pool, q = SQL => {
@@ -130,25 +149,52 @@ impl Store {
         Ok(())
     }
 
-    pub async fn appointment(&self, tracking_code: &str) -> Result<Option<AppointmentRow>, StoreError> {
+    pub async fn appointment(
+        &self,
+        tracking_code: &str,
+    ) -> Result<Option<AppointmentRow>, StoreError> {
         let sql = "SELECT tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at \
                    FROM appointments WHERE tracking_code = $1";
         match self {
-            Store::Postgres(pool) => sqlx::query(sql).bind(tracking_code).fetch_optional(pool).await?.map(|r| pg::appointment(&r)).transpose(),
-            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql)).bind(tracking_code).fetch_optional(pool).await?.map(|r| lite::appointment(&r)).transpose(),
+            Store::Postgres(pool) => sqlx::query(sql)
+                .bind(tracking_code)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| pg::appointment(&r))
+                .transpose(),
+            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql))
+                .bind(tracking_code)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| lite::appointment(&r))
+                .transpose(),
         }
     }
 
     pub async fn hold(&self, id: &str) -> Result<Option<HoldRow>, StoreError> {
         let sql = "SELECT id, slot_id, application_id, national_code, service, status, created_at, expires_at FROM holds WHERE id = $1";
         match self {
-            Store::Postgres(pool) => sqlx::query(sql).bind(id).fetch_optional(pool).await?.map(|r| pg::hold(&r)).transpose(),
-            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql)).bind(id).fetch_optional(pool).await?.map(|r| lite::hold(&r)).transpose(),
+            Store::Postgres(pool) => sqlx::query(sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| pg::hold(&r))
+                .transpose(),
+            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .map(|r| lite::hold(&r))
+                .transpose(),
         }
     }
 
     /// Events about any of `subjects`, oldest first, at most `limit`.
-    pub async fn events_about(&self, subjects: &[String], limit: i64) -> Result<Vec<EventRecord>, StoreError> {
+    pub async fn events_about(
+        &self,
+        subjects: &[String],
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let subjects = subjects.iter().take(16).cloned().collect::<Vec<_>>();
         let placeholders: Vec<String> = (2..subjects.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
@@ -167,12 +213,20 @@ impl Store {
     }
 }
 
-fn payment_record(id: String, application_id: String, amount_rials: i64, status: String, gateway: String, created_at: i64) -> Result<PaymentRecord, StoreError> {
+fn payment_record(
+    id: String,
+    application_id: String,
+    amount_rials: i64,
+    status: String,
+    gateway: String,
+    created_at: i64,
+) -> Result<PaymentRecord, StoreError> {
     Ok(PaymentRecord {
         id,
         application_id,
         amount_rials,
-        status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
         gateway,
         created_at,
     })

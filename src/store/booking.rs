@@ -16,8 +16,8 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use super::{Store, StoreError};
 use crate::engine::booking::{
-    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow, HoldStatus, PaymentRow, PaymentStatus,
-    SlotRow,
+    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow, HoldStatus,
+    PaymentRow, PaymentStatus, SlotRow,
 };
 
 /// A stored answer to an idempotent request.
@@ -48,7 +48,8 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-const HOLD_COLS: &str = "id, slot_id, application_id, national_code, service, status, created_at, expires_at";
+const HOLD_COLS: &str =
+    "id, slot_id, application_id, national_code, service, status, created_at, expires_at";
 const APPT_COLS: &str =
     "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at";
 const SLOT_COLS: &str = "id, office_id, start_at, duration_minutes, capacity, taken";
@@ -62,7 +63,8 @@ macro_rules! decode_rows {
                 application_id: row.try_get(2)?,
                 national_code: row.try_get(3)?,
                 service: row.try_get(4)?,
-                status: HoldStatus::parse(row.try_get::<&str, _>(5)?).ok_or_else(|| corrupt("hold status"))?,
+                status: HoldStatus::parse(row.try_get::<&str, _>(5)?)
+                    .ok_or_else(|| corrupt("hold status"))?,
                 created_at: row.try_get(6)?,
                 expires_at: row.try_get(7)?,
             })
@@ -78,7 +80,8 @@ macro_rules! decode_rows {
                 national_code: row.try_get(5)?,
                 service: row.try_get(6)?,
                 payment_id: row.try_get(7)?,
-                status: AppointmentStatus::parse(row.try_get::<&str, _>(8)?).ok_or_else(|| corrupt("appointment status"))?,
+                status: AppointmentStatus::parse(row.try_get::<&str, _>(8)?)
+                    .ok_or_else(|| corrupt("appointment status"))?,
                 created_at: row.try_get(9)?,
                 updated_at: row.try_get(10)?,
             })
@@ -101,7 +104,8 @@ macro_rules! decode_rows {
                 application_id: row.try_get(1)?,
                 service: row.try_get(2)?,
                 national_code: row.try_get(3)?,
-                status: PaymentStatus::parse(row.try_get::<&str, _>(4)?).ok_or_else(|| corrupt("payment status"))?,
+                status: PaymentStatus::parse(row.try_get::<&str, _>(4)?)
+                    .ok_or_else(|| corrupt("payment status"))?,
             })
         }
     };
@@ -117,7 +121,6 @@ pub(crate) mod lite {
     decode_rows!(SqliteRow);
 }
 
-
 fn json_strings(v: &[String]) -> String {
     serde_json::to_string(v).expect("strings serialise")
 }
@@ -129,7 +132,10 @@ impl Store {
         &self,
         mut keys: BatchKeys,
         extras: &BatchExtras,
-        decide: impl FnOnce(&mut BatchState, &HashMap<(String, String), IdempotencyRecord>) -> BatchWrite<T>,
+        decide: impl FnOnce(
+            &mut BatchState,
+            &HashMap<(String, String), IdempotencyRecord>,
+        ) -> BatchWrite<T>,
     ) -> Result<T, StoreError> {
         keys.normalise();
         match self {
@@ -172,8 +178,13 @@ async fn pg_read(
     let mut state = BatchState::default();
     let mut slot_ids = keys.slots.clone();
     if !keys.holds.is_empty() {
-        let sql = format!("SELECT {HOLD_COLS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in sqlx::query(&sql).bind(&keys.holds).fetch_all(&mut **tx).await? {
+        let sql =
+            format!("SELECT {HOLD_COLS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        for row in sqlx::query(&sql)
+            .bind(&keys.holds)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let h = pg::hold(&row)?;
             slot_ids.push(h.slot_id);
             state.holds.insert(h.id.clone(), h);
@@ -181,28 +192,50 @@ async fn pg_read(
     }
     if !keys.appointments.is_empty() {
         let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE tracking_code = ANY($1) ORDER BY tracking_code FOR UPDATE");
-        for row in sqlx::query(&sql).bind(&keys.appointments).fetch_all(&mut **tx).await? {
+        for row in sqlx::query(&sql)
+            .bind(&keys.appointments)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let a = pg::appointment(&row)?;
             slot_ids.push(a.slot_id);
             state.appointments.insert(a.tracking_code.clone(), a);
         }
     }
     if !keys.citizen_codes.is_empty() {
-        let sql = format!("SELECT {HOLD_COLS} FROM holds WHERE national_code = ANY($1) AND status = 'live'");
-        for row in sqlx::query(&sql).bind(&keys.citizen_codes).fetch_all(&mut **tx).await? {
+        let sql = format!(
+            "SELECT {HOLD_COLS} FROM holds WHERE national_code = ANY($1) AND status = 'live'"
+        );
+        for row in sqlx::query(&sql)
+            .bind(&keys.citizen_codes)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let h = pg::hold(&row)?;
             state.holds.entry(h.id.clone()).or_insert(h);
         }
         let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE national_code = ANY($1) AND status IN ('booked', 'checked_in')");
-        for row in sqlx::query(&sql).bind(&keys.citizen_codes).fetch_all(&mut **tx).await? {
+        for row in sqlx::query(&sql)
+            .bind(&keys.citizen_codes)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let a = pg::appointment(&row)?;
-            state.appointments.entry(a.tracking_code.clone()).or_insert(a);
+            state
+                .appointments
+                .entry(a.tracking_code.clone())
+                .or_insert(a);
         }
     }
     if !keys.payments.is_empty() {
-        let sql = "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
+        let sql =
+            "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
                    JOIN applications a ON a.id = p.application_id WHERE p.id = ANY($1)";
-        for row in sqlx::query(sql).bind(&keys.payments).fetch_all(&mut **tx).await? {
+        for row in sqlx::query(sql)
+            .bind(&keys.payments)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let p = pg::payment(&row)?;
             state.payments.insert(p.id.clone(), p);
         }
@@ -210,18 +243,29 @@ async fn pg_read(
     slot_ids.sort_unstable();
     slot_ids.dedup();
     if !slot_ids.is_empty() {
-        let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in sqlx::query(&sql).bind(&slot_ids).fetch_all(&mut **tx).await? {
+        let sql =
+            format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        for row in sqlx::query(&sql)
+            .bind(&slot_ids)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let s = pg::slot(&row)?;
             state.slots.insert(s.id, s);
         }
     }
     let mut stored = HashMap::new();
     if !extras.idempotency_keys.is_empty() {
-        let (scopes, ks): (Vec<String>, Vec<String>) = extras.idempotency_keys.iter().cloned().unzip();
+        let (scopes, ks): (Vec<String>, Vec<String>) =
+            extras.idempotency_keys.iter().cloned().unzip();
         let sql = "SELECT k.scope, k.key, k.request_hash, k.response_status, k.response_body FROM idempotency_keys k \
                    JOIN UNNEST($1::text[], $2::text[]) AS r(scope, key) ON k.scope = r.scope AND k.key = r.key";
-        for row in sqlx::query(sql).bind(&scopes).bind(&ks).fetch_all(&mut **tx).await? {
+        for row in sqlx::query(sql)
+            .bind(&scopes)
+            .bind(&ks)
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let rec = IdempotencyRecord {
                 scope: row.try_get(0)?,
                 key: row.try_get(1)?,
@@ -236,12 +280,19 @@ async fn pg_read(
     Ok((state, stored))
 }
 
-async fn pg_write(tx: &mut Transaction<'_, Postgres>, e: &Effects, idem: &[IdempotencyRecord]) -> Result<(), StoreError> {
+async fn pg_write(
+    tx: &mut Transaction<'_, Postgres>,
+    e: &Effects,
+    idem: &[IdempotencyRecord],
+) -> Result<(), StoreError> {
     // Order matters for the partial unique indexes: statuses that end a live hold or an active
     // appointment are written before new rows that need the slot in the index.
     if !e.hold_status.is_empty() {
-        let (ids, statuses): (Vec<String>, Vec<String>) =
-            e.hold_status.iter().map(|(id, s)| (id.clone(), s.as_str().to_string())).unzip();
+        let (ids, statuses): (Vec<String>, Vec<String>) = e
+            .hold_status
+            .iter()
+            .map(|(id, s)| (id.clone(), s.as_str().to_string()))
+            .unzip();
         sqlx::query("UPDATE holds SET status = u.status FROM UNNEST($1::text[], $2::text[]) AS u(id, status) WHERE holds.id = u.id")
             .bind(&ids)
             .bind(&statuses)
@@ -300,7 +351,8 @@ async fn pg_write(tx: &mut Transaction<'_, Postgres>, e: &Effects, idem: &[Idemp
         .await?;
     }
     if !e.slot_deltas.is_empty() {
-        let (ids, deltas): (Vec<i64>, Vec<i64>) = e.slot_deltas.iter().map(|(id, d)| (*id, *d)).unzip();
+        let (ids, deltas): (Vec<i64>, Vec<i64>) =
+            e.slot_deltas.iter().map(|(id, d)| (*id, *d)).unzip();
         sqlx::query("UPDATE slots SET taken = slots.taken + d.delta FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE slots.id = d.id")
             .bind(&ids)
             .bind(&deltas)
@@ -342,8 +394,13 @@ async fn lite_read(
     let mut state = BatchState::default();
     let mut slot_ids = keys.slots.clone();
     if !keys.holds.is_empty() {
-        let sql = format!("SELECT {HOLD_COLS} FROM holds WHERE id IN (SELECT value FROM json_each(?1))");
-        for row in sqlx::query(&sql).bind(json_strings(&keys.holds)).fetch_all(&mut **tx).await? {
+        let sql =
+            format!("SELECT {HOLD_COLS} FROM holds WHERE id IN (SELECT value FROM json_each(?1))");
+        for row in sqlx::query(&sql)
+            .bind(json_strings(&keys.holds))
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let h = lite::hold(&row)?;
             slot_ids.push(h.slot_id);
             state.holds.insert(h.id.clone(), h);
@@ -351,7 +408,11 @@ async fn lite_read(
     }
     if !keys.appointments.is_empty() {
         let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE tracking_code IN (SELECT value FROM json_each(?1))");
-        for row in sqlx::query(&sql).bind(json_strings(&keys.appointments)).fetch_all(&mut **tx).await? {
+        for row in sqlx::query(&sql)
+            .bind(json_strings(&keys.appointments))
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let a = lite::appointment(&row)?;
             slot_ids.push(a.slot_id);
             state.appointments.insert(a.tracking_code.clone(), a);
@@ -369,13 +430,20 @@ async fn lite_read(
         );
         for row in sqlx::query(&sql).bind(&codes).fetch_all(&mut **tx).await? {
             let a = lite::appointment(&row)?;
-            state.appointments.entry(a.tracking_code.clone()).or_insert(a);
+            state
+                .appointments
+                .entry(a.tracking_code.clone())
+                .or_insert(a);
         }
     }
     if !keys.payments.is_empty() {
         let sql = "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
                    JOIN applications a ON a.id = p.application_id WHERE p.id IN (SELECT value FROM json_each(?1))";
-        for row in sqlx::query(sql).bind(json_strings(&keys.payments)).fetch_all(&mut **tx).await? {
+        for row in sqlx::query(sql)
+            .bind(json_strings(&keys.payments))
+            .fetch_all(&mut **tx)
+            .await?
+        {
             let p = lite::payment(&row)?;
             state.payments.insert(p.id.clone(), p);
         }
@@ -383,7 +451,8 @@ async fn lite_read(
     slot_ids.sort_unstable();
     slot_ids.dedup();
     if !slot_ids.is_empty() {
-        let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id IN (SELECT value FROM json_each(?1))");
+        let sql =
+            format!("SELECT {SLOT_COLS} FROM slots WHERE id IN (SELECT value FROM json_each(?1))");
         let ids = serde_json::to_string(&slot_ids).expect("ids serialise");
         for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
             let s = lite::slot(&row)?;
@@ -410,9 +479,17 @@ async fn lite_read(
     Ok((state, stored))
 }
 
-async fn lite_write(tx: &mut Transaction<'_, Sqlite>, e: &Effects, idem: &[IdempotencyRecord]) -> Result<(), StoreError> {
+async fn lite_write(
+    tx: &mut Transaction<'_, Sqlite>,
+    e: &Effects,
+    idem: &[IdempotencyRecord],
+) -> Result<(), StoreError> {
     if !e.hold_status.is_empty() {
-        let rows: Vec<_> = e.hold_status.iter().map(|(id, s)| json!([id, s.as_str()])).collect();
+        let rows: Vec<_> = e
+            .hold_status
+            .iter()
+            .map(|(id, s)| json!([id, s.as_str()]))
+            .collect();
         sqlx::query("UPDATE holds SET status = u.value ->> 1 FROM json_each(?1) AS u WHERE holds.id = u.value ->> 0")
             .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut **tx)
@@ -422,7 +499,16 @@ async fn lite_write(tx: &mut Transaction<'_, Sqlite>, e: &Effects, idem: &[Idemp
         let rows: Vec<_> = e
             .appointment_updates
             .values()
-            .map(|a| json!([a.tracking_code, a.status.as_str(), a.slot_id, a.office_id, a.start_at, a.updated_at]))
+            .map(|a| {
+                json!([
+                    a.tracking_code,
+                    a.status.as_str(),
+                    a.slot_id,
+                    a.office_id,
+                    a.start_at,
+                    a.updated_at
+                ])
+            })
             .collect();
         sqlx::query(
             "UPDATE appointments SET status = u.value ->> 1, slot_id = u.value ->> 2, office_id = u.value ->> 3, \
@@ -436,7 +522,18 @@ async fn lite_write(tx: &mut Transaction<'_, Sqlite>, e: &Effects, idem: &[Idemp
         let rows: Vec<_> = e
             .new_holds
             .iter()
-            .map(|h| json!([h.id, h.slot_id, h.application_id, h.national_code, h.service, h.status.as_str(), h.created_at, h.expires_at]))
+            .map(|h| {
+                json!([
+                    h.id,
+                    h.slot_id,
+                    h.application_id,
+                    h.national_code,
+                    h.service,
+                    h.status.as_str(),
+                    h.created_at,
+                    h.expires_at
+                ])
+            })
             .collect();
         sqlx::query(&format!(
             "INSERT INTO holds ({HOLD_COLS}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each(?1)"
@@ -450,7 +547,19 @@ async fn lite_write(tx: &mut Transaction<'_, Sqlite>, e: &Effects, idem: &[Idemp
             .new_appointments
             .iter()
             .map(|a| {
-                json!([a.tracking_code, a.slot_id, a.office_id, a.start_at, a.application_id, a.national_code, a.service, a.payment_id, a.status.as_str(), a.created_at, a.updated_at])
+                json!([
+                    a.tracking_code,
+                    a.slot_id,
+                    a.office_id,
+                    a.start_at,
+                    a.application_id,
+                    a.national_code,
+                    a.service,
+                    a.payment_id,
+                    a.status.as_str(),
+                    a.created_at,
+                    a.updated_at
+                ])
             })
             .collect();
         sqlx::query(&format!(
@@ -468,7 +577,11 @@ async fn lite_write(tx: &mut Transaction<'_, Sqlite>, e: &Effects, idem: &[Idemp
             .await?;
     }
     if !e.events.is_empty() {
-        let rows: Vec<_> = e.events.iter().map(|x| json!([x.at, x.actor, x.kind, x.subject, x.payload.to_string()])).collect();
+        let rows: Vec<_> = e
+            .events
+            .iter()
+            .map(|x| json!([x.at, x.actor, x.kind, x.subject, x.payload.to_string()]))
+            .collect();
         sqlx::query(
             "INSERT INTO events (at, actor, kind, subject, payload_json) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)",
         )
@@ -478,7 +591,19 @@ async fn lite_write(tx: &mut Transaction<'_, Sqlite>, e: &Effects, idem: &[Idemp
     }
     if !idem.is_empty() {
         let at = e.now;
-        let rows: Vec<_> = idem.iter().map(|x| json!([x.scope, x.key, x.request_hash, x.response_status, x.response_body, at])).collect();
+        let rows: Vec<_> = idem
+            .iter()
+            .map(|x| {
+                json!([
+                    x.scope,
+                    x.key,
+                    x.request_hash,
+                    x.response_status,
+                    x.response_body,
+                    at
+                ])
+            })
+            .collect();
         sqlx::query(
             "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?1)",

@@ -36,17 +36,21 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(e.to_string())
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) => {
                 use sqlx::error::ErrorKind;
                 match db.kind() {
-                    ErrorKind::UniqueViolation | ErrorKind::CheckViolation | ErrorKind::ForeignKeyViolation => {
-                        StoreError::Constraint {
-                            constraint: db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string()),
-                        }
-                    }
+                    ErrorKind::UniqueViolation
+                    | ErrorKind::CheckViolation
+                    | ErrorKind::ForeignKeyViolation => StoreError::Constraint {
+                        constraint: db
+                            .constraint()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| db.message().to_string()),
+                    },
                     // PostgreSQL: admin shutdown, cannot connect now, too many connections.
                     _ if matches!(db.code().as_deref(), Some("57P01" | "57P03" | "53300")) => {
                         StoreError::Unavailable(db.message().to_string())

@@ -124,9 +124,13 @@ impl Store {
                     .await?;
                 Store::Postgres(pool)
             }
-            Some(url) if url.starts_with("sqlite:") => {
-                Store::Sqlite(Self::sqlite_pool(SqliteConnectOptions::from_str(url).map_err(StoreError::config)?, config).await?)
-            }
+            Some(url) if url.starts_with("sqlite:") => Store::Sqlite(
+                Self::sqlite_pool(
+                    SqliteConnectOptions::from_str(url).map_err(StoreError::config)?,
+                    config,
+                )
+                .await?,
+            ),
             Some(other) => {
                 return Err(StoreError::Config(format!(
                     "unsupported database URL scheme in {:?}: use postgres://… or sqlite://…",
@@ -134,14 +138,21 @@ impl Store {
                 )))
             }
             None => Store::Sqlite(
-                Self::sqlite_pool(SqliteConnectOptions::new().filename(&config.sqlite_path), config).await?,
+                Self::sqlite_pool(
+                    SqliteConnectOptions::new().filename(&config.sqlite_path),
+                    config,
+                )
+                .await?,
             ),
         };
         store.migrate().await?;
         Ok(store)
     }
 
-    async fn sqlite_pool(options: SqliteConnectOptions, config: &StoreConfig) -> Result<SqlitePool, StoreError> {
+    async fn sqlite_pool(
+        options: SqliteConnectOptions,
+        config: &StoreConfig,
+    ) -> Result<SqlitePool, StoreError> {
         // WAL lets readers run beside the writer; synchronous=FULL makes a commit durable
         // before it returns, so an acknowledged booking survives `kill -9` and power loss.
         let options = options
@@ -210,6 +221,9 @@ mod tests {
 
     #[test]
     fn placeholders_are_rewritten_for_sqlite() {
-        assert_eq!(sqlite_sql("SELECT $1, $12 FROM t WHERE a = '$'"), "SELECT ?1, ?12 FROM t WHERE a = '$'");
+        assert_eq!(
+            sqlite_sql("SELECT $1, $12 FROM t WHERE a = '$'"),
+            "SELECT ?1, ?12 FROM t WHERE a = '$'"
+        );
     }
 }

@@ -10,7 +10,9 @@ use super::{on_pool, Store, StoreError};
 use crate::domain::calendar::{
     Closure, DayHours, ExtraOpening, OfficeCalendar, ThursdayOverride, ThursdayRule, WeeklyHours,
 };
-use crate::domain::{AreaCode, FeeSchedule, GeoPoint, Office, OfficeId, OfficeKind, Service, ServiceCode};
+use crate::domain::{
+    AreaCode, FeeSchedule, GeoPoint, Office, OfficeId, OfficeKind, Service, ServiceCode,
+};
 
 /// How an office's calendar is stored (JSON in `offices.calendar_json`). A storage format of its
 /// own, so that the domain types can change without breaking stored rows unnoticed.
@@ -33,7 +35,8 @@ fn hhmm(t: NaiveTime) -> String {
 }
 
 fn parse_hhmm(s: &str) -> Result<NaiveTime, StoreError> {
-    NaiveTime::parse_from_str(s, "%H:%M").map_err(|e| StoreError::Corrupt(format!("time {s:?}: {e}")))
+    NaiveTime::parse_from_str(s, "%H:%M")
+        .map_err(|e| StoreError::Corrupt(format!("time {s:?}: {e}")))
 }
 
 fn thursday_str(rule: ThursdayRule) -> &'static str {
@@ -56,14 +59,21 @@ fn parse_thursday(s: &str) -> Result<ThursdayRule, StoreError> {
 impl CalendarRecord {
     pub fn from_domain(c: &OfficeCalendar) -> Self {
         Self {
-            weekly: c.weekly.days.map(|d| d.map(|h| (hhmm(h.open), hhmm(h.close)))),
+            weekly: c
+                .weekly
+                .days
+                .map(|d| d.map(|h| (hhmm(h.open), hhmm(h.close)))),
             thursday: thursday_str(c.thursday).to_string(),
             thursday_overrides: c
                 .thursday_overrides
                 .iter()
                 .map(|o| (o.from, o.to, thursday_str(o.rule).to_string()))
                 .collect(),
-            closures: c.closures.iter().map(|x| (x.from, x.to, x.reason.clone())).collect(),
+            closures: c
+                .closures
+                .iter()
+                .map(|x| (x.from, x.to, x.reason.clone()))
+                .collect(),
             extra_openings: c
                 .extra_openings
                 .iter()
@@ -77,7 +87,10 @@ impl CalendarRecord {
         let mut days = [None; 7];
         for (slot, day) in days.iter_mut().zip(&self.weekly) {
             if let Some((open, close)) = day {
-                *slot = Some(DayHours { open: parse_hhmm(open)?, close: parse_hhmm(close)? });
+                *slot = Some(DayHours {
+                    open: parse_hhmm(open)?,
+                    close: parse_hhmm(close)?,
+                });
             }
         }
         Ok(OfficeCalendar {
@@ -86,18 +99,34 @@ impl CalendarRecord {
             thursday_overrides: self
                 .thursday_overrides
                 .iter()
-                .map(|(from, to, rule)| Ok(ThursdayOverride { from: *from, to: *to, rule: parse_thursday(rule)? }))
+                .map(|(from, to, rule)| {
+                    Ok(ThursdayOverride {
+                        from: *from,
+                        to: *to,
+                        rule: parse_thursday(rule)?,
+                    })
+                })
                 .collect::<Result<_, StoreError>>()?,
             closures: self
                 .closures
                 .iter()
-                .map(|(from, to, reason)| Closure { from: *from, to: *to, reason: reason.clone() })
+                .map(|(from, to, reason)| Closure {
+                    from: *from,
+                    to: *to,
+                    reason: reason.clone(),
+                })
                 .collect(),
             extra_openings: self
                 .extra_openings
                 .iter()
                 .map(|(date, open, close)| {
-                    Ok(ExtraOpening { date: *date, hours: DayHours { open: parse_hhmm(open)?, close: parse_hhmm(close)? } })
+                    Ok(ExtraOpening {
+                        date: *date,
+                        hours: DayHours {
+                            open: parse_hhmm(open)?,
+                            close: parse_hhmm(close)?,
+                        },
+                    })
                 })
                 .collect::<Result<_, StoreError>>()?,
             slot_minutes: self.slot_minutes,
@@ -133,7 +162,12 @@ impl OfficeRecord {
             lat: o.location.lat,
             lon: o.location.lon,
             stations: i64::from(o.stations),
-            services: o.services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(";"),
+            services: o
+                .services
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
             calendar_json: serde_json::to_string(&CalendarRecord::from_domain(&o.calendar))
                 .expect("a calendar record always serialises"),
         }
@@ -141,7 +175,9 @@ impl OfficeRecord {
 
     /// Decodes a stored row; a failure means the row was edited by hand or a defect wrote it.
     pub fn to_domain(&self) -> Result<Office, StoreError> {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("office {}: {what}: {e}", self.id));
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("office {}: {what}: {e}", self.id))
+        };
         let services = self
             .services
             .split(';')
@@ -172,7 +208,11 @@ const INSERT_CHUNK_ROWS: usize = 500;
 
 impl Store {
     /// Inserts or replaces offices, in one transaction.
-    pub async fn upsert_offices(&self, offices: &[Office], now_unix: i64) -> Result<(), StoreError> {
+    pub async fn upsert_offices(
+        &self,
+        offices: &[Office],
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO offices (id, name, kind, province, city, area_code, lat, lon, stations, services, calendar_json, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, province = excluded.province, \
@@ -213,11 +253,16 @@ impl Store {
     }
 
     /// Writes the service catalogue and every year of the fee schedule (idempotent).
-    pub async fn sync_catalogue(&self, services: &[Service], fees: &FeeSchedule) -> Result<(), StoreError> {
+    pub async fn sync_catalogue(
+        &self,
+        services: &[Service],
+        fees: &FeeSchedule,
+    ) -> Result<(), StoreError> {
         const SERVICE_SQL: &str = "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (code) DO UPDATE SET name_en = excluded.name_en, name_fa = excluded.name_fa, \
              duration_minutes = excluded.duration_minutes, office_kinds = excluded.office_kinds";
-        const TARIFF_SQL: &str = "INSERT INTO tariffs (jalali_year, service, fee_rials) VALUES ($1, $2, $3) \
+        const TARIFF_SQL: &str =
+            "INSERT INTO tariffs (jalali_year, service, fee_rials) VALUES ($1, $2, $3) \
              ON CONFLICT (jalali_year, service) DO UPDATE SET fee_rials = excluded.fee_rials";
         on_pool!(self, pool, q = SERVICE_SQL => {
             let tariff_sql = match self { Store::Sqlite(_) => super::sqlite_sql(TARIFF_SQL), Store::Postgres(_) => TARIFF_SQL.to_string() };
@@ -244,7 +289,9 @@ impl Store {
     pub async fn insert_slots(&self, slots: &[(String, i64, i64, i64)]) -> Result<u64, StoreError> {
         let mut inserted = 0;
         for chunk in slots.chunks(INSERT_CHUNK_ROWS) {
-            let mut sql = String::from("INSERT INTO slots (office_id, start_at, duration_minutes, capacity) VALUES ");
+            let mut sql = String::from(
+                "INSERT INTO slots (office_id, start_at, duration_minutes, capacity) VALUES ",
+            );
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push_str(", ");
@@ -267,7 +314,10 @@ impl Store {
 
 impl Store {
     /// Every slot starting at or after `from_unix`, for the availability view.
-    pub async fn bookable_slots(&self, from_unix: i64) -> Result<Vec<crate::engine::booking::SlotRow>, StoreError> {
+    pub async fn bookable_slots(
+        &self,
+        from_unix: i64,
+    ) -> Result<Vec<crate::engine::booking::SlotRow>, StoreError> {
         const SQL: &str = "SELECT id, office_id, start_at, duration_minutes, capacity, taken FROM slots WHERE start_at >= $1";
         on_pool!(self, pool, q = SQL => {
             sqlx::query(q).bind(from_unix).fetch_all(pool).await?.iter().map(|row| {
@@ -277,5 +327,24 @@ impl Store {
                 })
             }).collect()
         })
+    }
+}
+
+impl Store {
+    /// Each office's latest slot date (Iran date of its last slot start).
+    pub async fn latest_slot_dates(
+        &self,
+    ) -> Result<std::collections::HashMap<String, NaiveDate>, StoreError> {
+        const SQL: &str = "SELECT office_id, MAX(start_at) FROM slots GROUP BY office_id";
+        let rows: Vec<(String, i64)> = on_pool!(self, pool, q = SQL => {
+            sqlx::query_as(q).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(office, start)| {
+                chrono::DateTime::from_timestamp(start, 0)
+                    .map(|t| (office, crate::domain::time::iran_date(t)))
+            })
+            .collect())
     }
 }

@@ -13,8 +13,15 @@ use rand::Rng;
 use sqlx::Connection;
 
 pub enum TestDb {
-    Sqlite { _dir: tempfile::TempDir, config: StoreConfig },
-    Postgres { admin_url: String, name: String, config: StoreConfig },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        config: StoreConfig,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        config: StoreConfig,
+    },
 }
 
 impl TestDb {
@@ -37,13 +44,20 @@ impl TestDb {
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot reach TEST_DATABASE_URL: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
         admin.close().await.ok();
         let url = match admin_url.rsplit_once('/') {
             Some((base, _db)) => format!("{base}/{name}"),
             None => panic!("TEST_DATABASE_URL has no database name: {admin_url}"),
         };
-        Some(TestDb::Postgres { admin_url, name, config: StoreConfig::url(url) })
+        Some(TestDb::Postgres {
+            admin_url,
+            name,
+            config: StoreConfig::url(url),
+        })
     }
 
     pub fn config(&self) -> StoreConfig {
@@ -53,14 +67,21 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> Store {
-        Store::connect(&self.config()).await.expect("connect test store")
+        Store::connect(&self.config())
+            .await
+            .expect("connect test store")
     }
 
     /// Drops the PostgreSQL database (the SQLite one goes with its temp dir).
     pub async fn cleanup(self) {
-        if let TestDb::Postgres { admin_url, name, .. } = self {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
             if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
             }
         }
     }
@@ -81,7 +102,9 @@ macro_rules! on_both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(db) = $crate::helpers::TestDb::postgres().await else { return };
+                let Some(db) = $crate::helpers::TestDb::postgres().await else {
+                    return;
+                };
                 $body(&db).await;
                 db.cleanup().await;
             }
@@ -100,7 +123,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: &TestDb) -> TestApp {
-        let settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), store: db.config(), scenario: None };
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: db.config(),
+            scenario: None,
+        };
         let app = App::build(settings).await.expect("build app");
         let addr = app.local_addr();
         let store = app.store().clone();
@@ -108,7 +135,13 @@ impl TestApp {
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        TestApp { addr, store, client: reqwest::Client::new(), shutdown: Some(tx), handle: Some(handle) }
+        TestApp {
+            addr,
+            store,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

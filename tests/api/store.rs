@@ -7,8 +7,14 @@ use nobat::store::Store;
 /// Runs a raw statement, as a hand-written SQL session would.
 async fn exec(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
     match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
+        Store::Sqlite(pool) => sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Store::Postgres(pool) => sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
     }
 }
 
@@ -31,19 +37,36 @@ async fn fixture(store: &Store) {
 async fn slot_capacity_is_a_check(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
-    assert_eq!(exec(&store, "UPDATE slots SET taken = 2 WHERE id = 1").await.unwrap(), 1);
+    assert_eq!(
+        exec(&store, "UPDATE slots SET taken = 2 WHERE id = 1")
+            .await
+            .unwrap(),
+        1
+    );
     let over = exec(&store, "UPDATE slots SET taken = 3 WHERE id = 1").await;
     assert!(over.is_err(), "writing a slot past capacity must fail");
     let negative = exec(&store, "UPDATE slots SET taken = -1 WHERE id = 1").await;
     assert!(negative.is_err(), "a negative count must fail");
     let shrink = exec(&store, "UPDATE slots SET capacity = 1 WHERE id = 1").await;
-    assert!(shrink.is_err(), "capacity cannot drop below the seats taken");
-    assert_eq!(scalar(&store, "SELECT taken FROM slots WHERE id = 1").await, 2);
+    assert!(
+        shrink.is_err(),
+        "capacity cannot drop below the seats taken"
+    );
+    assert_eq!(
+        scalar(&store, "SELECT taken FROM slots WHERE id = 1").await,
+        2
+    );
     // The error maps to a constraint conflict, not a generic failure.
     let err = nobat::store::StoreError::from(over.unwrap_err());
-    assert!(matches!(err, nobat::store::StoreError::Constraint { .. }), "{err:?}");
+    assert!(
+        matches!(err, nobat::store::StoreError::Constraint { .. }),
+        "{err:?}"
+    );
 }
-on_both_backends!(writing_a_slot_past_capacity_fails, super::slot_capacity_is_a_check);
+on_both_backends!(
+    writing_a_slot_past_capacity_fails,
+    super::slot_capacity_is_a_check
+);
 
 async fn one_active_appointment_per_code_and_service(db: &TestDb) {
     let store = db.store().await;
@@ -55,14 +78,27 @@ async fn one_active_appointment_per_code_and_service(db: &TestDb) {
         )
     };
     exec(&store, &insert("T1", "a1", "booked")).await.unwrap();
-    assert!(exec(&store, &insert("T2", "a2", "booked")).await.is_err(), "a second active appointment must fail");
+    assert!(
+        exec(&store, &insert("T2", "a2", "booked")).await.is_err(),
+        "a second active appointment must fail"
+    );
     // Cancelled and past appointments do not count as active.
-    exec(&store, &insert("T3", "a2", "cancelled")).await.unwrap();
+    exec(&store, &insert("T3", "a2", "cancelled"))
+        .await
+        .unwrap();
     exec(&store, &insert("T4", "a2", "enrolled")).await.unwrap();
-    exec(&store, "UPDATE appointments SET status = 'cancelled' WHERE tracking_code = 'T1'").await.unwrap();
+    exec(
+        &store,
+        "UPDATE appointments SET status = 'cancelled' WHERE tracking_code = 'T1'",
+    )
+    .await
+    .unwrap();
     exec(&store, &insert("T5", "a2", "booked")).await.unwrap();
 }
-on_both_backends!(two_active_appointments_for_one_code_and_service_fail, super::one_active_appointment_per_code_and_service);
+on_both_backends!(
+    two_active_appointments_for_one_code_and_service_fail,
+    super::one_active_appointment_per_code_and_service
+);
 
 async fn one_live_hold_per_citizen(db: &TestDb) {
     let store = db.store().await;
@@ -77,12 +113,26 @@ async fn one_live_hold_per_citizen(db: &TestDb) {
     assert!(exec(&store, &hold("h2", "live")).await.is_err());
     exec(&store, &hold("h3", "expired")).await.unwrap();
 }
-on_both_backends!(two_live_holds_for_one_citizen_fail, super::one_live_hold_per_citizen);
+on_both_backends!(
+    two_live_holds_for_one_citizen_fail,
+    super::one_live_hold_per_citizen
+);
 
 async fn events_are_append_only(db: &TestDb) {
     let store = db.store().await;
-    store.append_event(1, "system", "test", "subject-1", &serde_json::json!({"a": 1})).await.unwrap();
-    assert!(exec(&store, "UPDATE events SET kind = 'forged'").await.is_err());
+    store
+        .append_event(
+            1,
+            "system",
+            "test",
+            "subject-1",
+            &serde_json::json!({"a": 1}),
+        )
+        .await
+        .unwrap();
+    assert!(exec(&store, "UPDATE events SET kind = 'forged'")
+        .await
+        .is_err());
     assert!(exec(&store, "DELETE FROM events").await.is_err());
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM events").await, 1);
 }
@@ -91,9 +141,14 @@ on_both_backends!(the_event_log_refuses_edits, super::events_are_append_only);
 async fn slots_insert_idempotently(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
-    let slots: Vec<_> = (0..1200).map(|i| ("021-0001".to_string(), 1_800_000_000 + i * 900, 15, 2)).collect();
+    let slots: Vec<_> = (0..1200)
+        .map(|i| ("021-0001".to_string(), 1_800_000_000 + i * 900, 15, 2))
+        .collect();
     assert_eq!(store.insert_slots(&slots).await.unwrap(), 1200);
     assert_eq!(store.insert_slots(&slots).await.unwrap(), 0);
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM slots").await, 1201);
 }
-on_both_backends!(slots_insert_in_chunks_and_idempotently, super::slots_insert_idempotently);
+on_both_backends!(
+    slots_insert_in_chunks_and_idempotently,
+    super::slots_insert_idempotently
+);

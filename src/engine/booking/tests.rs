@@ -3,11 +3,24 @@ use proptest::prelude::*;
 use super::*;
 
 fn slot(id: i64, capacity: i64) -> SlotRow {
-    SlotRow { id, office_id: "021-0001".into(), start_at: 1_000_000 + id * 900, duration_minutes: 15, capacity, taken: 0 }
+    SlotRow {
+        id,
+        office_id: "021-0001".into(),
+        start_at: 1_000_000 + id * 900,
+        duration_minutes: 15,
+        capacity,
+        taken: 0,
+    }
 }
 
 fn paid(id: &str, code: &str, app: &str) -> PaymentRow {
-    PaymentRow { id: id.into(), application_id: app.into(), service: "first_issuance".into(), national_code: code.into(), status: PaymentStatus::Paid }
+    PaymentRow {
+        id: id.into(),
+        application_id: app.into(),
+        service: "first_issuance".into(),
+        national_code: code.into(),
+        status: PaymentStatus::Paid,
+    }
 }
 
 fn hold(code: &str, slot_id: i64, hold_id: &str) -> Request {
@@ -22,7 +35,12 @@ fn hold(code: &str, slot_id: i64, hold_id: &str) -> Request {
 }
 
 fn confirm(code: &str, hold_id: &str, tracking: &str) -> Request {
-    Request::Confirm { national_code: code.into(), hold_id: hold_id.into(), payment_id: format!("pay-{code}"), tracking_code: tracking.into() }
+    Request::Confirm {
+        national_code: code.into(),
+        hold_id: hold_id.into(),
+        payment_id: format!("pay-{code}"),
+        tracking_code: tracking.into(),
+    }
 }
 
 fn state_with(slots: &[SlotRow], citizens: &[&str]) -> BatchState {
@@ -42,7 +60,10 @@ fn last_seat_goes_to_the_first_in_arrival_order() {
     let mut state = state_with(&[slot(1, 1)], &["a", "b"]);
     let (outcomes, effects) = decide(&mut state, &[hold("a", 1, "h1"), hold("b", 1, "h2")], 0);
     assert!(matches!(outcomes[0], Outcome::Held { .. }));
-    assert_eq!(outcomes[1], Outcome::Refused(Refusal::SlotFull { slot_id: 1 }));
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::SlotFull { slot_id: 1 })
+    );
     assert_eq!(effects.slot_deltas[&1], 1);
     assert_eq!(effects.new_holds.len(), 1);
 }
@@ -51,33 +72,69 @@ fn last_seat_goes_to_the_first_in_arrival_order() {
 fn one_live_hold_per_citizen_within_a_batch() {
     let mut state = state_with(&[slot(1, 5), slot(2, 5)], &["a"]);
     let (outcomes, effects) = decide(&mut state, &[hold("a", 1, "h1"), hold("a", 2, "h2")], 0);
-    assert_eq!(outcomes[1], Outcome::Refused(Refusal::AlreadyHolding { hold_id: "h1".into() }));
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::AlreadyHolding {
+            hold_id: "h1".into()
+        })
+    );
     assert_eq!(effects.slot_deltas.len(), 1);
 }
 
 #[test]
 fn hold_then_confirm_in_one_batch_books_once() {
     let mut state = state_with(&[slot(1, 2)], &["a"]);
-    let (outcomes, effects) = decide(&mut state, &[hold("a", 1, "h1"), confirm("a", "h1", "T1"), hold("a", 1, "h3")], 10);
-    assert!(matches!(&outcomes[1], Outcome::Booked { appointment } if appointment.tracking_code == "T1"));
-    assert_eq!(outcomes[2], Outcome::Refused(Refusal::AlreadyBooked { tracking_code: "T1".into() }));
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[
+            hold("a", 1, "h1"),
+            confirm("a", "h1", "T1"),
+            hold("a", 1, "h3"),
+        ],
+        10,
+    );
+    assert!(
+        matches!(&outcomes[1], Outcome::Booked { appointment } if appointment.tracking_code == "T1")
+    );
+    assert_eq!(
+        outcomes[2],
+        Outcome::Refused(Refusal::AlreadyBooked {
+            tracking_code: "T1".into()
+        })
+    );
     assert_eq!(effects.new_holds[0].status, HoldStatus::Confirmed);
-    assert_eq!(effects.slot_deltas[&1], 1, "the hold's seat becomes the appointment's seat");
+    assert_eq!(
+        effects.slot_deltas[&1], 1,
+        "the hold's seat becomes the appointment's seat"
+    );
 }
 
 #[test]
 fn confirm_needs_a_paid_payment_and_leaves_the_hold_when_declined() {
     let mut state = state_with(&[slot(1, 2)], &["a"]);
     state.payments.get_mut("pay-a").unwrap().status = PaymentStatus::Declined;
-    let (outcomes, effects) = decide(&mut state, &[hold("a", 1, "h1"), confirm("a", "h1", "T1")], 10);
-    assert_eq!(outcomes[1], Outcome::Refused(Refusal::PaymentNotPaid { status: PaymentStatus::Declined }));
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[hold("a", 1, "h1"), confirm("a", "h1", "T1")],
+        10,
+    );
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::PaymentNotPaid {
+            status: PaymentStatus::Declined
+        })
+    );
     assert_eq!(effects.new_holds[0].status, HoldStatus::Live);
 }
 
 #[test]
 fn someone_elses_hold_is_not_found() {
     let mut state = state_with(&[slot(1, 2)], &["a", "b"]);
-    let (outcomes, _) = decide(&mut state, &[hold("a", 1, "h1"), confirm("b", "h1", "T1")], 10);
+    let (outcomes, _) = decide(
+        &mut state,
+        &[hold("a", 1, "h1"), confirm("b", "h1", "T1")],
+        10,
+    );
     assert_eq!(outcomes[1], Outcome::Refused(Refusal::HoldNotFound));
 }
 
@@ -105,10 +162,28 @@ fn an_expired_hold_cannot_be_confirmed_and_frees_its_seat() {
 #[test]
 fn reschedule_keeps_the_old_seat_when_the_new_slot_is_full() {
     let mut state = state_with(&[slot(1, 1), slot(2, 1)], &["a", "b"]);
-    replay(&mut state, &[vec![hold("a", 1, "h1"), confirm("a", "h1", "T1"), hold("b", 2, "h2")]], 0);
-    let (outcomes, effects) =
-        decide(&mut state, &[Request::Reschedule { national_code: "a".into(), tracking_code: "T1".into(), new_slot_id: 2 }], 1);
-    assert_eq!(outcomes[0], Outcome::Refused(Refusal::SlotFull { slot_id: 2 }));
+    replay(
+        &mut state,
+        &[vec![
+            hold("a", 1, "h1"),
+            confirm("a", "h1", "T1"),
+            hold("b", 2, "h2"),
+        ]],
+        0,
+    );
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[Request::Reschedule {
+            national_code: "a".into(),
+            tracking_code: "T1".into(),
+            new_slot_id: 2,
+        }],
+        1,
+    );
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused(Refusal::SlotFull { slot_id: 2 })
+    );
     assert!(effects.is_empty());
 }
 
@@ -119,7 +194,11 @@ fn replay(state: &mut BatchState, batches: &[Vec<Request>], now: UnixSeconds) {
         for h in effects.new_holds {
             state.holds.insert(h.id.clone(), h);
         }
-        for a in effects.new_appointments.into_iter().chain(effects.appointment_updates.into_values()) {
+        for a in effects
+            .new_appointments
+            .into_iter()
+            .chain(effects.appointment_updates.into_values())
+        {
             state.appointments.insert(a.tracking_code.clone(), a);
         }
     }
@@ -130,10 +209,24 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
     let s = 1..=slots;
     let n = 0..40usize;
     prop_oneof![
-        (c.clone(), s.clone(), n.clone()).prop_map(|(c, s, n)| hold(&format!("c{c}"), s, &format!("h{n}"))),
-        (c.clone(), n.clone(), n.clone()).prop_map(|(c, h, t)| confirm(&format!("c{c}"), &format!("h{h}"), &format!("T{t}"))),
-        (c.clone(), n.clone()).prop_map(|(c, h)| Request::Release { national_code: format!("c{c}"), hold_id: format!("h{h}") }),
-        (c.clone(), n.clone()).prop_map(|(c, t)| Request::Cancel { national_code: format!("c{c}"), tracking_code: format!("T{t}") }),
+        (c.clone(), s.clone(), n.clone()).prop_map(|(c, s, n)| hold(
+            &format!("c{c}"),
+            s,
+            &format!("h{n}")
+        )),
+        (c.clone(), n.clone(), n.clone()).prop_map(|(c, h, t)| confirm(
+            &format!("c{c}"),
+            &format!("h{h}"),
+            &format!("T{t}")
+        )),
+        (c.clone(), n.clone()).prop_map(|(c, h)| Request::Release {
+            national_code: format!("c{c}"),
+            hold_id: format!("h{h}")
+        }),
+        (c.clone(), n.clone()).prop_map(|(c, t)| Request::Cancel {
+            national_code: format!("c{c}"),
+            tracking_code: format!("T{t}")
+        }),
         (c.clone(), n.clone(), s.clone()).prop_map(|(c, t, s)| Request::Reschedule {
             national_code: format!("c{c}"),
             tracking_code: format!("T{t}"),

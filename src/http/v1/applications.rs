@@ -5,8 +5,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
-use super::dto::{ApplicationRequest, ApplicationResponse, EligibilityDto, FormDto, PaymentRequest, PaymentResponse, RuleDto};
-use crate::domain::applicant::{ApplicationForm, RawApplicationForm, RawChild, RawPerson, RawPersonal};
+use super::dto::{
+    ApplicationRequest, ApplicationResponse, EligibilityDto, FormDto, PaymentRequest,
+    PaymentResponse, RuleDto,
+};
+use crate::domain::applicant::{
+    ApplicationForm, RawApplicationForm, RawChild, RawPerson, RawPersonal,
+};
 use crate::domain::jalali::JalaliDate;
 use crate::domain::time::iran_date;
 use crate::domain::ServiceCode;
@@ -41,7 +46,11 @@ fn raw_form(f: &FormDto) -> RawApplicationForm {
         children: f
             .children
             .iter()
-            .map(|c| RawChild { first_name: c.first_name.clone(), national_code: c.national_code.clone(), birth_date: c.birth_date.clone() })
+            .map(|c| RawChild {
+                first_name: c.first_name.clone(),
+                national_code: c.national_code.clone(),
+                birth_date: c.birth_date.clone(),
+            })
             .collect(),
         mobile: f.mobile.clone(),
         postal_code: f.postal_code.clone(),
@@ -65,7 +74,11 @@ pub async fn create_application(
     ApiJson(req): ApiJson<ApplicationRequest>,
 ) -> Result<impl IntoResponse, Problem> {
     let key = key_from_headers(&headers)?;
-    let hash = request_hash("POST", "/v1/applications", &serde_json::to_vec(&req).unwrap_or_default());
+    let hash = request_hash(
+        "POST",
+        "/v1/applications",
+        &serde_json::to_vec(&req).unwrap_or_default(),
+    );
     let scope = applicant.national_code.to_string();
     let now = state.engine.clock().now();
     let idem = engine_key(&scope, key, hash);
@@ -79,7 +92,12 @@ pub async fn create_application(
             ));
         }
         let form = ApplicationForm::parse(&raw_form(&req.form)).map_err(|errors| {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_form", format!("{} field(s) are invalid", errors.len())).with_errors(&errors)
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_form",
+                format!("{} field(s) are invalid", errors.len()),
+            )
+            .with_errors(&errors)
         })?;
         if form.personal.national_code != applicant.national_code {
             return Err(Problem::new(
@@ -89,10 +107,21 @@ pub async fn create_application(
             ));
         }
         let eligibility = form.eligibility(iran_date(now));
-        let failed: Vec<RuleDto> = eligibility.failed.iter().map(|r| RuleDto { code: r.code().to_string(), detail: r.message() }).collect();
+        let failed: Vec<RuleDto> = eligibility
+            .failed
+            .iter()
+            .map(|r| RuleDto {
+                code: r.code().to_string(),
+                detail: r.message(),
+            })
+            .collect();
         if !eligibility.is_eligible() {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "not_eligible", "the applicant is not eligible for a card")
-                .with_extra(serde_json::json!({ "failed": failed })));
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_eligible",
+                "the applicant is not eligible for a card",
+            )
+            .with_extra(serde_json::json!({ "failed": failed })));
         }
         let record = ApplicationRecord {
             id: state.engine.ids().opaque("app"),
@@ -106,9 +135,15 @@ pub async fn create_application(
         let response = ApplicationResponse {
             application_id: record.id,
             service: record.service,
-            eligibility: EligibilityDto { eligible: true, failed },
+            eligibility: EligibilityDto {
+                eligible: true,
+                failed,
+            },
         };
-        Ok((StatusCode::CREATED, serde_json::to_value(response).unwrap_or_default()))
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(response).unwrap_or_default(),
+        ))
     })
     .await?;
     Ok((status, Json(body)))
@@ -130,7 +165,11 @@ pub async fn create_payment(
     ApiJson(req): ApiJson<PaymentRequest>,
 ) -> Result<impl IntoResponse, Problem> {
     let key = key_from_headers(&headers)?;
-    let hash = request_hash("POST", "/v1/payments", &serde_json::to_vec(&req).unwrap_or_default());
+    let hash = request_hash(
+        "POST",
+        "/v1/payments",
+        &serde_json::to_vec(&req).unwrap_or_default(),
+    );
     let scope = applicant.national_code.to_string();
     let now = state.engine.clock().now();
     let idem = engine_key(&scope, key, hash);
@@ -151,14 +190,27 @@ pub async fn create_payment(
             .application(&req.application_id)
             .await?
             .filter(|a| a.national_code == scope)
-            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "application_not_found", "no such application"))?;
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "application_not_found",
+                    "no such application",
+                )
+            })?;
         if let Some(paid) = state.store.paid_payment_for(&app.id).await? {
-            return Ok((StatusCode::OK, serde_json::to_value(payment_response(&paid)).unwrap_or_default()));
+            return Ok((
+                StatusCode::OK,
+                serde_json::to_value(payment_response(&paid)).unwrap_or_default(),
+            ));
         }
         let service = ServiceCode::parse(&app.service)?;
         let year = JalaliDate::from_gregorian(iran_date(now)).year();
         let amount = state.fees.fee_rials(service, year).ok_or_else(|| {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no_tariff", format!("no fee is published for {service} in {year}"))
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_tariff",
+                format!("no fee is published for {service} in {year}"),
+            )
         })?;
         let amount_rials = i64::try_from(amount).unwrap_or(i64::MAX);
         let status = state.payments.charge(&app.id, amount_rials, sandbox);
@@ -171,7 +223,10 @@ pub async fn create_payment(
             created_at: now.timestamp(),
         };
         state.store.insert_payment(&record, &scope).await?;
-        Ok((StatusCode::CREATED, serde_json::to_value(payment_response(&record)).unwrap_or_default()))
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(payment_response(&record)).unwrap_or_default(),
+        ))
     })
     .await?;
     Ok((status, Json(body)))

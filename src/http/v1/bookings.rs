@@ -5,7 +5,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::dto::{AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, RescheduleRequest};
+use super::dto::{
+    AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, RescheduleRequest,
+};
 use super::receipt::appointment_dto;
 use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
 use crate::domain::ServiceCode;
@@ -23,27 +25,52 @@ use crate::store::ApplicationRecord;
 const ALTERNATIVES_SAME_OFFICE: usize = 3;
 const ALTERNATIVE_OFFICES: usize = 3;
 
-fn idempotency(headers: &HeaderMap, applicant: &Applicant, method: &str, path: &str, body: &impl serde::Serialize) -> Result<Option<IdempotencyKey>, Problem> {
+fn idempotency(
+    headers: &HeaderMap,
+    applicant: &Applicant,
+    method: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<Option<IdempotencyKey>, Problem> {
     let key = key_from_headers(headers)?;
     let hash = request_hash(method, path, &serde_json::to_vec(body).unwrap_or_default());
     Ok(engine_key(&applicant.national_code.to_string(), key, hash))
 }
 
-async fn own_application(state: &AppState, applicant: &Applicant, id: &str) -> Result<(ApplicationRecord, ServiceCode), Problem> {
+async fn own_application(
+    state: &AppState,
+    applicant: &Applicant,
+    id: &str,
+) -> Result<(ApplicationRecord, ServiceCode), Problem> {
     let app = state
         .store
         .application(id)
         .await?
         .filter(|a| a.national_code == applicant.national_code.to_string())
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "application_not_found", "no such application"))?;
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "application_not_found",
+                "no such application",
+            )
+        })?;
     let service = ServiceCode::parse(&app.service)?;
     Ok((app, service))
 }
 
-fn slot_full_problem(state: &AppState, refusal: &Refusal, office_id: &str, service: ServiceCode) -> Problem {
+fn slot_full_problem(
+    state: &AppState,
+    refusal: &Refusal,
+    office_id: &str,
+    service: ServiceCode,
+) -> Problem {
     let now = state.engine.clock().now().timestamp();
     let availability = state.engine.availability();
-    let same_office: Vec<_> = availability.earliest_free(office_id, now, ALTERNATIVES_SAME_OFFICE).iter().map(slot_dto).collect();
+    let same_office: Vec<_> = availability
+        .earliest_free(office_id, now, ALTERNATIVES_SAME_OFFICE)
+        .iter()
+        .map(slot_dto)
+        .collect();
     let directory = state.directory();
     let nearby: Vec<_> = directory
         .get(office_id)
@@ -67,13 +94,22 @@ fn slot_full_problem(state: &AppState, refusal: &Refusal, office_id: &str, servi
                 .collect()
         })
         .unwrap_or_default();
-    refusal_problem(refusal).with_extra(serde_json::json!({ "alternatives": { "same_office": same_office, "nearby": nearby } }))
+    refusal_problem(refusal).with_extra(
+        serde_json::json!({ "alternatives": { "same_office": same_office, "nearby": nearby } }),
+    )
 }
 
 /// Maps a refusal to its problem, adding alternatives when the slot was full.
-fn refused(state: &AppState, refusal: &Refusal, office_id: Option<&str>, service: Option<ServiceCode>) -> Problem {
+fn refused(
+    state: &AppState,
+    refusal: &Refusal,
+    office_id: Option<&str>,
+    service: Option<ServiceCode>,
+) -> Problem {
     match (refusal, office_id, service) {
-        (Refusal::SlotFull { .. }, Some(office), Some(service)) => slot_full_problem(state, refusal, office, service),
+        (Refusal::SlotFull { .. }, Some(office), Some(service)) => {
+            slot_full_problem(state, refusal, office, service)
+        }
         _ => refusal_problem(refusal),
     }
 }
@@ -138,7 +174,13 @@ pub async fn confirm_hold(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Response, Problem> {
-    let idem = idempotency(&headers, &applicant, "POST", &format!("/v1/holds/{hold_id}/confirm"), &req)?;
+    let idem = idempotency(
+        &headers,
+        &applicant,
+        "POST",
+        &format!("/v1/holds/{hold_id}/confirm"),
+        &req,
+    )?;
     let request = Request::Confirm {
         national_code: applicant.national_code.to_string(),
         hold_id,
@@ -156,8 +198,15 @@ pub async fn confirm_hold(
 #[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "applicant", security(("bearer" = [])),
     params(("hold_id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn release_hold(State(state): State<AppState>, applicant: Applicant, Path(hold_id): Path<String>) -> Result<StatusCode, Problem> {
-    let request = Request::Release { national_code: applicant.national_code.to_string(), hold_id };
+pub async fn release_hold(
+    State(state): State<AppState>,
+    applicant: Applicant,
+    Path(hold_id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let request = Request::Release {
+        national_code: applicant.national_code.to_string(),
+        hold_id,
+    };
     match state.engine.submit(request, None).await?.outcome {
         Outcome::Released { .. } => Ok(StatusCode::NO_CONTENT),
         Outcome::Refused(r) => Err(refusal_problem(&r)),
@@ -199,7 +248,13 @@ pub async fn book(
 }
 
 fn tracking(code: &str) -> Result<String, Problem> {
-    normalise_tracking_code(code).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "appointment_not_found", "no such appointment"))
+    normalise_tracking_code(code).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "appointment_not_found",
+            "no such appointment",
+        )
+    })
 }
 
 /// Cancel an appointment; its seat returns to the pool.
@@ -213,10 +268,21 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let code = tracking(&tracking_code)?;
-    let idem = idempotency(&headers, &applicant, "POST", &format!("/v1/appointments/{code}/cancel"), &())?;
-    let request = Request::Cancel { national_code: applicant.national_code.to_string(), tracking_code: code };
+    let idem = idempotency(
+        &headers,
+        &applicant,
+        "POST",
+        &format!("/v1/appointments/{code}/cancel"),
+        &(),
+    )?;
+    let request = Request::Cancel {
+        national_code: applicant.national_code.to_string(),
+        tracking_code: code,
+    };
     match state.engine.submit(request, idem).await?.outcome {
-        Outcome::Cancelled { appointment } => Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response()),
+        Outcome::Cancelled { appointment } => {
+            Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response())
+        }
         Outcome::Refused(r) => Err(refusal_problem(&r)),
         other => Err(unexpected(other)),
     }
@@ -235,7 +301,13 @@ pub async fn reschedule(
     ApiJson(req): ApiJson<RescheduleRequest>,
 ) -> Result<Response, Problem> {
     let code = tracking(&tracking_code)?;
-    let idem = idempotency(&headers, &applicant, "POST", &format!("/v1/appointments/{code}/reschedule"), &req)?;
+    let idem = idempotency(
+        &headers,
+        &applicant,
+        "POST",
+        &format!("/v1/appointments/{code}/reschedule"),
+        &req,
+    )?;
     let current = state
         .store
         .appointment(&code)
@@ -244,15 +316,24 @@ pub async fn reschedule(
         .ok_or_else(|| refusal_problem(&Refusal::AppointmentNotFound))?;
     let service = ServiceCode::parse(&current.service)?;
     let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
-    let request = Request::Reschedule { national_code: applicant.national_code.to_string(), tracking_code: code, new_slot_id: slot.id };
+    let request = Request::Reschedule {
+        national_code: applicant.national_code.to_string(),
+        tracking_code: code,
+        new_slot_id: slot.id,
+    };
     match state.engine.submit(request, idem).await?.outcome {
-        Outcome::Rescheduled { appointment, .. } => Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response()),
+        Outcome::Rescheduled { appointment, .. } => {
+            Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response())
+        }
         Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
         other => Err(unexpected(other)),
     }
 }
 
 fn unexpected(outcome: Outcome) -> Problem {
-    tracing::error!(?outcome, "the engine answered with an outcome of another request kind");
+    tracing::error!(
+        ?outcome,
+        "the engine answered with an outcome of another request kind"
+    );
     Problem::internal()
 }

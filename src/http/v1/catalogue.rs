@@ -58,7 +58,13 @@ pub struct OfficesQuery {
 }
 
 fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
-    let bad = || Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_near", "near is `lat,lon` in degrees, e.g. 35.69,51.39");
+    let bad = || {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_near",
+            "near is `lat,lon` in degrees, e.g. 35.69,51.39",
+        )
+    };
     let (lat, lon) = s.split_once(',').ok_or_else(bad)?;
     let lat: f64 = lat.trim().parse().map_err(|_| bad())?;
     let lon: f64 = lon.trim().parse().map_err(|_| bad())?;
@@ -69,12 +75,21 @@ fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
 /// they are listed by free capacity, most first.
 #[utoipa::path(get, path = "/v1/offices", tag = "applicant", params(OfficesQuery),
     responses((status = 200, body = [OfficeDto]), (status = 422, body = Problem)))]
-pub async fn list_offices(State(state): State<AppState>, Query(q): Query<OfficesQuery>) -> Result<Json<Vec<OfficeDto>>, Problem> {
+pub async fn list_offices(
+    State(state): State<AppState>,
+    Query(q): Query<OfficesQuery>,
+) -> Result<Json<Vec<OfficeDto>>, Problem> {
     let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
     let province = match q.province.as_deref() {
         Some(p) => Some(
             Province::find(p)
-                .ok_or_else(|| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_province", format!("no province {p:?}")))?
+                .ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_province",
+                        format!("no province {p:?}"),
+                    )
+                })?
                 .slug
                 .clone(),
         ),
@@ -84,7 +99,11 @@ pub async fn list_offices(State(state): State<AppState>, Query(q): Query<Offices
     let service = q.service.as_deref().map(ServiceCode::parse).transpose()?;
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > OFFICES_LIMIT_MAX {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit", format!("limit is 1 to {OFFICES_LIMIT_MAX}")));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_limit",
+            format!("limit is 1 to {OFFICES_LIMIT_MAX}"),
+        ));
     }
     let now = state.engine.clock().now().timestamp();
     let directory = state.directory();
@@ -113,13 +132,20 @@ pub async fn list_offices(State(state): State<AppState>, Query(q): Query<Offices
         })
         .collect();
     if near.is_none() {
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.office_id.cmp(&b.0.office_id)));
+        rows.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.office_id.cmp(&b.0.office_id))
+        });
     }
     rows.truncate(limit);
     let offices = rows
         .into_iter()
         .map(|(mut dto, _)| {
-            dto.earliest_free = availability.earliest_free(&dto.office_id, now, EARLIEST_FREE_PER_OFFICE).iter().map(slot_dto).collect();
+            dto.earliest_free = availability
+                .earliest_free(&dto.office_id, now, EARLIEST_FREE_PER_OFFICE)
+                .iter()
+                .map(slot_dto)
+                .collect();
             dto
         })
         .collect();
@@ -137,8 +163,13 @@ pub struct SlotsQuery {
 }
 
 fn parse_date(s: &str, field: &str) -> Result<NaiveDate, Problem> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_date", format!("{field} is YYYY-MM-DD")))
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_date",
+            format!("{field} is YYYY-MM-DD"),
+        )
+    })
 }
 
 /// The slots of an office between two dates, with free seats.
@@ -152,18 +183,35 @@ pub async fn list_slots(
 ) -> Result<Json<Vec<SlotDto>>, Problem> {
     let id = OfficeId::parse(&office_id)?;
     let directory = state.directory();
-    let office = directory
-        .get(id.as_str())
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "office_not_found", format!("no office {id}")))?;
+    let office = directory.get(id.as_str()).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "office_not_found",
+            format!("no office {id}"),
+        )
+    })?;
     if let Some(s) = q.service.as_deref() {
         let service = ServiceCode::parse(s)?;
         if !office.offers(service) {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "service_not_offered", format!("office {id} does not offer {service}")));
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "service_not_offered",
+                format!("office {id} does not offer {service}"),
+            ));
         }
     }
     let today = iran_date(state.engine.clock().now());
-    let from = q.from.as_deref().map(|s| parse_date(s, "from")).transpose()?.unwrap_or(today);
-    let to = q.to.as_deref().map(|s| parse_date(s, "to")).transpose()?.unwrap_or(from + Duration::days(6));
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| parse_date(s, "from"))
+        .transpose()?
+        .unwrap_or(today);
+    let to =
+        q.to.as_deref()
+            .map(|s| parse_date(s, "to"))
+            .transpose()?
+            .unwrap_or(from + Duration::days(6));
     if to < from || (to - from).num_days() > SLOT_RANGE_DAYS_MAX {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -173,6 +221,9 @@ pub async fn list_slots(
     }
     let start = iran_instant(from, NaiveTime::MIN)?.timestamp();
     let end = iran_instant(to + Duration::days(1), NaiveTime::MIN)?.timestamp();
-    let slots = state.engine.availability().range(id.as_str(), start, end, 10_000);
+    let slots = state
+        .engine
+        .availability()
+        .range(id.as_str(), start, end, 10_000);
     Ok(Json(slots.iter().map(slot_dto).collect()))
 }

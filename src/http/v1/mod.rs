@@ -34,9 +34,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/holds/{hold_id}/confirm", post(bookings::confirm_hold))
         .route("/v1/holds/{hold_id}", delete(bookings::release_hold))
         .route("/v1/appointments", post(bookings::book))
-        .route("/v1/appointments/{tracking_code}", get(receipt::get_appointment))
-        .route("/v1/appointments/{tracking_code}/cancel", post(bookings::cancel))
-        .route("/v1/appointments/{tracking_code}/reschedule", post(bookings::reschedule))
+        .route(
+            "/v1/appointments/{tracking_code}",
+            get(receipt::get_appointment),
+        )
+        .route(
+            "/v1/appointments/{tracking_code}/cancel",
+            post(bookings::cancel),
+        )
+        .route(
+            "/v1/appointments/{tracking_code}/reschedule",
+            post(bookings::reschedule),
+        )
         .route("/v1/status", get(status::get_status))
 }
 
@@ -54,7 +63,10 @@ pub fn jalali(unix: UnixSeconds) -> (String, String) {
     let local = to_iran(utc(unix));
     let date = JalaliDate::from_gregorian(local.date_naive());
     let time = to_persian_digits(&local.format("%H:%M").to_string());
-    (date.to_string(), format!("{}، {time}", date.persian_display_with_weekday()))
+    (
+        date.to_string(),
+        format!("{}، {time}", date.persian_display_with_weekday()),
+    )
 }
 
 pub fn slot_dto(s: &SlotView) -> SlotDto {
@@ -72,13 +84,20 @@ pub fn slot_dto(s: &SlotView) -> SlotDto {
 /// Resolves an (office, start) a client asked for into a bookable slot, or says precisely why
 /// not: unknown office, a service it does not offer, a start that is not RFC 3339, in the past,
 /// on a closed day, outside hours, off the slot grid, or beyond the booking window.
-pub fn resolve_slot(state: &AppState, office_id: &str, start: &str, service: ServiceCode) -> Result<SlotView, Problem> {
+pub fn resolve_slot(
+    state: &AppState,
+    office_id: &str,
+    start: &str,
+    service: ServiceCode,
+) -> Result<SlotView, Problem> {
     let id = OfficeId::parse(office_id)?;
-    let office = state
-        .directory()
-        .get(id.as_str())
-        .cloned()
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "office_not_found", format!("no office {id}")))?;
+    let office = state.directory().get(id.as_str()).cloned().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "office_not_found",
+            format!("no office {id}"),
+        )
+    })?;
     if !office.offers(service) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -86,51 +105,97 @@ pub fn resolve_slot(state: &AppState, office_id: &str, start: &str, service: Ser
             format!("office {id} does not offer {service}"),
         ));
     }
-    let start: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(start.trim()).map_err(|_| {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_start", "start must be an RFC 3339 time, e.g. 2024-09-22T08:00:00+03:30")
-    })?;
+    let start: DateTime<FixedOffset> =
+        DateTime::parse_from_rfc3339(start.trim()).map_err(|_| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_start",
+                "start must be an RFC 3339 time, e.g. 2024-09-22T08:00:00+03:30",
+            )
+        })?;
     let now = state.engine.clock().now();
     if start.with_timezone(&Utc) <= now {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "start_in_past", "the slot has already started"));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "start_in_past",
+            "the slot has already started",
+        ));
     }
     check_slot_start(&office, start, &state.holidays)
         .map_err(|r| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.to_string()))?;
-    state.engine.availability().slot_at(id.as_str(), start.timestamp()).ok_or_else(|| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "outside_booking_window",
-            format!("slots are open for booking {} days ahead", state.config.booking_horizon_days),
-        )
-    })
+    state
+        .engine
+        .availability()
+        .slot_at(id.as_str(), start.timestamp())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "outside_booking_window",
+                format!(
+                    "slots are open for booking {} days ahead",
+                    state.config.booking_horizon_days
+                ),
+            )
+        })
 }
 
 pub fn refusal_problem(refusal: &Refusal) -> Problem {
     let (status, detail) = match refusal {
-        Refusal::SlotFull { .. } => (StatusCode::CONFLICT, "the slot has no free seat left".to_string()),
-        Refusal::SlotUnknown { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "the slot is not bookable".to_string()),
-        Refusal::AlreadyHolding { hold_id } => {
-            (StatusCode::CONFLICT, format!("you already hold a seat ({hold_id}); confirm or release it first"))
-        }
-        Refusal::AlreadyBooked { .. } => {
-            (StatusCode::CONFLICT, "you already have an active appointment for this service".to_string())
-        }
+        Refusal::SlotFull { .. } => (
+            StatusCode::CONFLICT,
+            "the slot has no free seat left".to_string(),
+        ),
+        Refusal::SlotUnknown { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the slot is not bookable".to_string(),
+        ),
+        Refusal::AlreadyHolding { hold_id } => (
+            StatusCode::CONFLICT,
+            format!("you already hold a seat ({hold_id}); confirm or release it first"),
+        ),
+        Refusal::AlreadyBooked { .. } => (
+            StatusCode::CONFLICT,
+            "you already have an active appointment for this service".to_string(),
+        ),
         Refusal::HoldNotFound => (StatusCode::NOT_FOUND, "no such hold".to_string()),
-        Refusal::HoldExpired => (StatusCode::GONE, "the hold expired and its seat was released; hold a slot again".to_string()),
-        Refusal::HoldNotLive { status } => (StatusCode::CONFLICT, format!("the hold is {}", status.as_str())),
-        Refusal::PaymentNotFound => (StatusCode::UNPROCESSABLE_ENTITY, "no such payment".to_string()),
-        Refusal::PaymentNotPaid { status } => {
-            (StatusCode::PAYMENT_REQUIRED, format!("the payment is {}; the hold stays until it expires", status.as_str()))
-        }
-        Refusal::PaymentMismatch => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "the payment is for another application or service".to_string())
-        }
+        Refusal::HoldExpired => (
+            StatusCode::GONE,
+            "the hold expired and its seat was released; hold a slot again".to_string(),
+        ),
+        Refusal::HoldNotLive { status } => (
+            StatusCode::CONFLICT,
+            format!("the hold is {}", status.as_str()),
+        ),
+        Refusal::PaymentNotFound => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no such payment".to_string(),
+        ),
+        Refusal::PaymentNotPaid { status } => (
+            StatusCode::PAYMENT_REQUIRED,
+            format!(
+                "the payment is {}; the hold stays until it expires",
+                status.as_str()
+            ),
+        ),
+        Refusal::PaymentMismatch => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the payment is for another application or service".to_string(),
+        ),
         Refusal::AppointmentNotFound => (StatusCode::NOT_FOUND, "no such appointment".to_string()),
-        Refusal::NotActive { status } => (StatusCode::CONFLICT, format!("the appointment is {}", status.as_str())),
-        Refusal::SameSlot => (StatusCode::UNPROCESSABLE_ENTITY, "the appointment is already in that slot".to_string()),
+        Refusal::NotActive { status } => (
+            StatusCode::CONFLICT,
+            format!("the appointment is {}", status.as_str()),
+        ),
+        Refusal::SameSlot => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the appointment is already in that slot".to_string(),
+        ),
     };
     let mut problem = Problem::new(status, refusal.code(), detail);
     match refusal {
-        Refusal::AlreadyHolding { hold_id } => problem = problem.with_extra(serde_json::json!({ "hold_id": hold_id })),
+        Refusal::AlreadyHolding { hold_id } => {
+            problem = problem.with_extra(serde_json::json!({ "hold_id": hold_id }))
+        }
         Refusal::AlreadyBooked { tracking_code } => {
             problem = problem.with_extra(serde_json::json!({ "tracking_code": tracking_code }))
         }
@@ -151,7 +216,9 @@ impl From<ReserveError> for Problem {
                 p.retry_after_secs = Some(super::problem::RETRY_AFTER_SECS);
                 p
             }
-            ReserveError::Unavailable(_) | ReserveError::Stopped => Problem::unavailable("booking is unavailable; retry shortly"),
+            ReserveError::Unavailable(_) | ReserveError::Stopped => {
+                Problem::unavailable("booking is unavailable; retry shortly")
+            }
             ReserveError::IdempotencyKeyReused => super::idempotency::key_reused(),
             ReserveError::Failed(detail) => {
                 tracing::error!(%detail, "booking failed");

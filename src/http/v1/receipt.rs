@@ -24,7 +24,9 @@ pub fn appointment_dto(state: &AppState, a: &AppointmentRow) -> AppointmentDto {
         tracking_code_display: display_tracking_code(&a.tracking_code),
         status: a.status.as_str().to_string(),
         service: a.service.clone(),
-        service_name_fa: ServiceCode::parse(&a.service).map(|s| s.info().name_fa.clone()).unwrap_or_default(),
+        service_name_fa: ServiceCode::parse(&a.service)
+            .map(|s| s.info().name_fa.clone())
+            .unwrap_or_default(),
         office: OfficeRefDto {
             office_id: a.office_id.clone(),
             name: office.map(|o| o.name.clone()).unwrap_or_default(),
@@ -36,7 +38,9 @@ pub fn appointment_dto(state: &AppState, a: &AppointmentRow) -> AppointmentDto {
         jalali_display,
         application_id: a.application_id.clone(),
         payment_id: a.payment_id.clone(),
-        national_code_masked: NationalCode::parse(&a.national_code).map(|c| c.masked()).unwrap_or_default(),
+        national_code_masked: NationalCode::parse(&a.national_code)
+            .map(|c| c.masked())
+            .unwrap_or_default(),
     }
 }
 
@@ -52,7 +56,13 @@ pub async fn get_appointment(
     Path(tracking_code): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "appointment_not_found", "no such appointment");
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "appointment_not_found",
+            "no such appointment",
+        )
+    };
     let code = normalise_tracking_code(&tracking_code).ok_or_else(not_found)?;
     let appointment = state
         .store

@@ -19,10 +19,17 @@ use crate::http::{AppState, Problem};
         (status = 201, body = SessionResponse),
         (status = 401, description = "unknown national code or wrong serial", body = Problem),
         (status = 422, description = "malformed national code or serial", body = Problem)))]
-pub async fn create_session(State(state): State<AppState>, ApiJson(req): ApiJson<SessionRequest>) -> Result<impl IntoResponse, Problem> {
+pub async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SessionRequest>,
+) -> Result<impl IntoResponse, Problem> {
     let code = NationalCode::parse(&req.national_code)?;
     let serial = BirthCertificateSerial::parse(&req.birth_certificate_serial)?;
-    let Some(citizen) = state.registry.lookup(&code).filter(|c| c.birth_certificate_serial == serial) else {
+    let Some(citizen) = state
+        .registry
+        .lookup(&code)
+        .filter(|c| c.birth_certificate_serial == serial)
+    else {
         tracing::info!(national_code = %code.masked(), "login refused");
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -33,9 +40,21 @@ pub async fn create_session(State(state): State<AppState>, ApiJson(req): ApiJson
     let now = state.engine.clock().now().timestamp();
     state
         .store
-        .remember_citizen(&code.to_string(), &serial.to_string(), &citizen.birth_date.to_string(), &citizen.province, now)
+        .remember_citizen(
+            &code.to_string(),
+            &serial.to_string(),
+            &citizen.birth_date.to_string(),
+            &citizen.province,
+            now,
+        )
         .await?;
     let expires_at = now + state.config.session_ttl_secs;
     let token = state.tokens.issue(&code, expires_at);
-    Ok((StatusCode::CREATED, Json(SessionResponse { token, expires_at: iran_rfc3339(expires_at) })))
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionResponse {
+            token,
+            expires_at: iran_rfc3339(expires_at),
+        }),
+    ))
 }

@@ -26,9 +26,18 @@ pub struct StatusQuery {
 /// asker holds the receipt, while a national code alone reveals nothing.
 #[utoipa::path(get, path = "/v1/status", tag = "applicant", params(StatusQuery),
     responses((status = 200, body = StatusResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn get_status(State(state): State<AppState>, Query(q): Query<StatusQuery>) -> Result<Json<StatusResponse>, Problem> {
+pub async fn get_status(
+    State(state): State<AppState>,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<StatusResponse>, Problem> {
     let code = NationalCode::parse(&q.national_code)?;
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, "appointment_not_found", "no appointment matches these codes");
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "appointment_not_found",
+            "no appointment matches these codes",
+        )
+    };
     let tracking = normalise_tracking_code(&q.tracking_code).ok_or_else(not_found)?;
     let appointment = state
         .store
@@ -36,10 +45,20 @@ pub async fn get_status(State(state): State<AppState>, Query(q): Query<StatusQue
         .await?
         .filter(|a| a.national_code == code.to_string())
         .ok_or_else(not_found)?;
-    let events = state.store.events_about(&[appointment.application_id.clone(), tracking.clone()], HISTORY_MAX).await?;
+    let events = state
+        .store
+        .events_about(
+            &[appointment.application_id.clone(), tracking.clone()],
+            HISTORY_MAX,
+        )
+        .await?;
     let history = events
         .into_iter()
-        .map(|e| HistoryEntryDto { at: iran_rfc3339(e.at), jalali_date: jalali(e.at).0, kind: e.kind })
+        .map(|e| HistoryEntryDto {
+            at: iran_rfc3339(e.at),
+            jalali_date: jalali(e.at).0,
+            kind: e.kind,
+        })
         .collect();
     let (jalali_date, _) = jalali(appointment.start_at);
     Ok(Json(StatusResponse {

@@ -1,0 +1,57 @@
+//! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations and the
+//! wire types, never written by hand.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status};
+use super::Problem;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "nobat applicant API", description = "Smart national ID card appointments: sessions, applications, payments, offices, slots, holds, appointments, status."),
+    paths(
+        sessions::create_session,
+        catalogue::list_services,
+        catalogue::list_offices,
+        catalogue::list_slots,
+        applications::create_application,
+        applications::create_payment,
+        bookings::create_hold,
+        bookings::confirm_hold,
+        bookings::release_hold,
+        bookings::book,
+        bookings::cancel,
+        bookings::reschedule,
+        receipt::get_appointment,
+        status::get_status,
+    ),
+    components(schemas(
+        Problem,
+        dto::SessionRequest, dto::SessionResponse, dto::ServiceDto, dto::ApplicationRequest, dto::FormDto,
+        dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
+        dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
+        dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
+        dto::StatusResponse, dto::HistoryEntryDto,
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "applicant", description = "What the registration frontend calls"))
+)]
+pub struct ApiDoc;
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -7,6 +7,7 @@
 //! this view.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, RwLock};
 
 use crate::engine::booking::{SlotRow, UnixSeconds};
@@ -128,14 +129,20 @@ impl Availability {
             .collect()
     }
 
-    /// The first `limit` slots with a free seat starting at or after `from`.
-    pub fn earliest_free(&self, office_id: &str, from: UnixSeconds, limit: usize) -> Vec<SlotView> {
+    /// The first `limit` slots with a free seat starting strictly after `after` (a slot that
+    /// starts now can no longer be booked).
+    pub fn earliest_free(
+        &self,
+        office_id: &str,
+        after: UnixSeconds,
+        limit: usize,
+    ) -> Vec<SlotView> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let Some(starts) = inner.by_office.get(office_id) else {
             return Vec::new();
         };
         starts
-            .range(from..)
+            .range((Excluded(after), Unbounded))
             .filter_map(|(_, id)| inner.slots.get(id))
             .filter(|s| s.free() > 0)
             .take(limit)
@@ -143,14 +150,15 @@ impl Availability {
             .collect()
     }
 
-    /// Total free seats per office from `from` on (for listings sorted by free capacity).
-    pub fn free_seats(&self, office_id: &str, from: UnixSeconds) -> i64 {
+    /// Total free seats per office in slots starting after `after` (for listings sorted by
+    /// free capacity).
+    pub fn free_seats(&self, office_id: &str, after: UnixSeconds) -> i64 {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let Some(starts) = inner.by_office.get(office_id) else {
             return 0;
         };
         starts
-            .range(from..)
+            .range((Excluded(after), Unbounded))
             .filter_map(|(_, id)| inner.slots.get(id))
             .map(SlotView::free)
             .sum()
@@ -196,7 +204,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![1]
         );
-        assert_eq!(a.free_seats("A", 0), 1);
+        assert_eq!(a.free_seats("A", -1), 1);
         assert_eq!(a.range("A", 100, 201, 10).len(), 2);
     }
 }

@@ -7,7 +7,13 @@
 
 use std::net::SocketAddr;
 
-use nobat::app::{App, Settings};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use nobat::app::{App, Dependencies, Settings};
+use nobat::domain::time::ManualClock;
+use nobat::payments::SandboxGateway;
+use nobat::reserve::SeededIds;
 use nobat::store::{Store, StoreConfig};
 use rand::Rng;
 use sqlx::Connection;
@@ -112,25 +118,50 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Sunday 1 Mehr 1403, 09:00 in Tehran: a working day (the Saturday before is a holiday).
+pub const TEST_START: &str = "2024-09-22T05:30:00Z";
+
+pub fn test_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        TEST_START.parse::<DateTime<Utc>>().unwrap(),
+    ))
+}
+
 /// The real app on a random port, with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub store: Store,
+    pub state: nobat::http::AppState,
+    pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
+    /// The bundled small scenario, a manual clock at [`TEST_START`], seeded ids, no sweeper
+    /// (tests step it).
     pub async fn spawn(db: &TestDb) -> TestApp {
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: db.config(),
-            scenario: None,
+        Self::spawn_with(db, test_clock(), |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        db: &TestDb,
+        clock: Arc<ManualClock>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), db.config());
+        settings.sweep_interval = None;
+        tweak(&mut settings);
+        let deps = Dependencies {
+            clock: clock.clone(),
+            ids: Arc::new(SeededIds::new(rand::random())),
+            payments: Arc::new(SandboxGateway),
         };
-        let app = App::build(settings).await.expect("build app");
+        let app = App::build_with(settings, deps).await.expect("build app");
         let addr = app.local_addr();
         let store = app.store().clone();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -138,6 +169,8 @@ impl TestApp {
         TestApp {
             addr,
             store,
+            state,
+            clock,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle: Some(handle),

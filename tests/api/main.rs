@@ -1,6 +1,8 @@
 //! Integration tests against the real app and real databases (SQLite and PostgreSQL).
 //! One test binary, so the crate links once.
 
+mod applicant;
 mod helpers;
+mod journey;
 mod probes;
 mod store;

@@ -138,6 +138,27 @@ async fn events_are_append_only(db: &TestDb) {
 }
 on_both_backends!(the_event_log_refuses_edits, super::events_are_append_only);
 
+async fn offices_round_trip(db: &TestDb) {
+    let store = db.store().await;
+    let offices =
+        nobat::scenario::Scenario::from_toml_str(nobat::seed::BUNDLED_SCENARIO, "small.toml")
+            .unwrap()
+            .generate_network();
+    store.upsert_offices(&offices, 0).await.unwrap();
+    store.upsert_offices(&offices, 1).await.unwrap(); // idempotent
+    let mut expected = offices.clone();
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    let stored = store.offices().await.unwrap();
+    assert_eq!(stored.len(), expected.len());
+    for (s, e) in stored.iter().zip(&expected) {
+        assert_eq!(s, e, "office {} differs after the round trip", e.id);
+    }
+}
+on_both_backends!(
+    offices_round_trip_through_storage,
+    super::offices_round_trip
+);
+
 async fn slots_insert_idempotently(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;

@@ -1,0 +1,400 @@
+//! The whole applicant journey, end to end, on both backends.
+
+use serde_json::json;
+
+use crate::applicant::{eligible_citizens, nearest_offices};
+use crate::helpers::{TestApp, TestDb};
+use crate::on_both_backends;
+
+async fn whole_journey(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let c = &eligible_citizens(0, 1)[0];
+    let me = app.ready(c).await;
+
+    // Catalogue: services with this year's fee (1403 law: 1,450,000 rials for first issuance).
+    let (_, services) = app.get(None, "/v1/services").await;
+    let first = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["code"] == "first_issuance")
+        .unwrap();
+    assert_eq!(first["fee_rials"], 1_450_000);
+    assert_eq!(first["jalali_year"], 1403);
+
+    // Find an office near home and its slots.
+    let offices = nearest_offices(&app, c).await;
+    assert!(!offices.is_empty());
+    let office = &offices[0];
+    assert!(office["distance_km"].as_f64().unwrap() < 100.0);
+    let office_id = office["office_id"].as_str().unwrap();
+    let (status, slots) = app
+        .get(
+            None,
+            &format!("/v1/offices/{office_id}/slots?from=2024-09-22&to=2024-09-24"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let slots = slots.as_array().unwrap();
+    assert!(!slots.is_empty(), "Sunday to Tuesday are working days");
+    assert!(slots[0]["start"].as_str().unwrap().ends_with("+03:30"));
+    assert_eq!(slots[0]["jalali_date"], "1403-07-01");
+    let start = office["earliest_free"][0]["start"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Hold, then confirm with the payment.
+    let (status, hold) = app
+        .post(
+            Some(&me.token),
+            "/v1/holds",
+            &json!({ "application_id": me.application_id, "office_id": office_id, "start": start }),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    assert!(hold["expires_at"].as_str().unwrap().ends_with("+03:30"));
+    let (status, appt) = app
+        .post(
+            Some(&me.token),
+            &format!("/v1/holds/{hold_id}/confirm"),
+            &json!({ "payment_id": me.payment_id }),
+        )
+        .await;
+    assert_eq!(status, 201, "{appt}");
+    let code = appt["tracking_code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 13);
+    assert_eq!(appt["status"], "booked");
+    assert_eq!(appt["start"], start);
+
+    // A second booking for the same service is refused.
+    let (status, body) = app
+        .post(
+            Some(&me.token),
+            "/v1/holds",
+            &json!({ "application_id": me.application_id, "office_id": office_id, "start": start }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("already_booked")),
+        "{body}"
+    );
+
+    // Receipt as JSON and as a printable Persian page.
+    let (status, receipt) = app
+        .get(Some(&me.token), &format!("/v1/appointments/{code}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(receipt["tracking_code"], code.as_str());
+    assert!(!receipt["national_code_masked"]
+        .as_str()
+        .unwrap()
+        .contains(&c.national_code.to_string()));
+    let html = app
+        .client
+        .get(app.url(&format!("/v1/appointments/{code}")))
+        .bearer_auth(&me.token)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(html.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = html.text().await.unwrap();
+    assert!(html.contains(r#"dir="rtl""#) && html.contains("کد رهگیری") && html.contains("۱۴۰۳"));
+
+    // Someone else's token cannot see it.
+    let other = app.login(&eligible_citizens(1, 1)[0]).await;
+    let (status, _) = app
+        .get(Some(&other), &format!("/v1/appointments/{code}"))
+        .await;
+    assert_eq!(status, 404);
+
+    // Reschedule to the next free slot at the same office: same tracking code, new start.
+    let (_, slots) = app
+        .get(
+            None,
+            &format!("/v1/offices/{office_id}/slots?from=2024-09-23&to=2024-09-23"),
+        )
+        .await;
+    let new_start = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["free"].as_i64().unwrap() > 0)
+        .unwrap()["start"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, moved) = app
+        .post(
+            Some(&me.token),
+            &format!("/v1/appointments/{code}/reschedule"),
+            &json!({ "office_id": office_id, "start": new_start }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["tracking_code"], code.as_str());
+    assert_eq!(moved["start"], new_start.as_str());
+
+    // Status by national code and tracking code, with history.
+    let (status, st) = app
+        .get(
+            None,
+            &format!(
+                "/v1/status?national_code={}&tracking_code={code}",
+                c.national_code
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["status"], "booked");
+    let kinds: Vec<_> = st["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "application_created",
+            "payment_paid",
+            "appointment_booked",
+            "appointment_rescheduled"
+        ]
+    );
+    let (status, _) = app
+        .get(
+            None,
+            &format!("/v1/status?national_code=0499370899&tracking_code={code}"),
+        )
+        .await;
+    assert_eq!(status, 404, "the wrong national code learns nothing");
+
+    // Cancel: the seat returns.
+    let before = app
+        .state
+        .engine
+        .availability()
+        .slot_at(
+            office_id,
+            chrono::DateTime::parse_from_rfc3339(&new_start)
+                .unwrap()
+                .timestamp(),
+        )
+        .unwrap();
+    let (status, cancelled) = app
+        .post(
+            Some(&me.token),
+            &format!("/v1/appointments/{code}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let after = app
+        .state
+        .engine
+        .availability()
+        .slot_at(office_id, before.start_at)
+        .unwrap();
+    assert_eq!(after.taken, before.taken - 1);
+    let (status, body) = app
+        .post(
+            Some(&me.token),
+            &format!("/v1/appointments/{code}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("appointment_not_active"))
+    );
+
+    // The documents the frontend needs.
+    let (status, spec) = app.get(None, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/v1/holds/{hold_id}/confirm"]["post"].is_object());
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("nobat_http_requests_total"), "{metrics}");
+    app.stop().await;
+}
+on_both_backends!(the_whole_applicant_journey, super::whole_journey);
+
+async fn declined_payment_and_expiry(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let c = &eligible_citizens(2, 1)[0];
+    let token = app.login(c).await;
+    let (_, application) = app
+        .post(
+            Some(&token),
+            "/v1/applications",
+            &json!({ "service": "first_issuance", "form": crate::applicant::form(c) }),
+        )
+        .await;
+    let application_id = application["application_id"].as_str().unwrap();
+    let (status, declined) = app
+        .post(
+            Some(&token),
+            "/v1/payments",
+            &json!({ "application_id": application_id, "sandbox_outcome": "decline" }),
+        )
+        .await;
+    assert_eq!(
+        (status, declined["status"].as_str()),
+        (201, Some("declined"))
+    );
+    let office = &nearest_offices(&app, c).await[0];
+    let office_id = office["office_id"].as_str().unwrap();
+    let start = office["earliest_free"][0]["start"].as_str().unwrap();
+    let (status, hold) = app
+        .post(
+            Some(&token),
+            "/v1/holds",
+            &json!({ "application_id": application_id, "office_id": office_id, "start": start }),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    let (status, body) = app
+        .post(
+            Some(&token),
+            &format!("/v1/holds/{hold_id}/confirm"),
+            &json!({ "payment_id": declined["payment_id"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (402, Some("payment_not_paid")),
+        "{body}"
+    );
+    // The hold is still there: a second hold is refused as already holding.
+    let (status, body) = app
+        .post(
+            Some(&token),
+            "/v1/holds",
+            &json!({ "application_id": application_id, "office_id": office_id, "start": start }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("already_holding"))
+    );
+    let slot_start = chrono::DateTime::parse_from_rfc3339(start)
+        .unwrap()
+        .timestamp();
+    let taken_while_held = app
+        .state
+        .engine
+        .availability()
+        .slot_at(office_id, slot_start)
+        .unwrap()
+        .taken;
+
+    // Ten minutes later the sweeper frees the seat.
+    app.clock.advance(chrono::Duration::minutes(10));
+    assert_eq!(app.state.engine.sweep_expired().await.unwrap(), 1);
+    assert_eq!(
+        app.state
+            .engine
+            .availability()
+            .slot_at(office_id, slot_start)
+            .unwrap()
+            .taken,
+        taken_while_held - 1
+    );
+    let (status, body) = app
+        .post(
+            Some(&token),
+            &format!("/v1/holds/{hold_id}/confirm"),
+            &json!({ "payment_id": declined["payment_id"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("hold_not_live")),
+        "{body}"
+    );
+
+    // Paying again then booking in one step works.
+    let (_, paid) = app
+        .post(
+            Some(&token),
+            "/v1/payments",
+            &json!({ "application_id": application_id }),
+        )
+        .await;
+    assert_eq!(paid["status"], "paid");
+    let (status, again) = app
+        .post(
+            Some(&token),
+            "/v1/payments",
+            &json!({ "application_id": application_id }),
+        )
+        .await;
+    assert_eq!(
+        (status, &again["payment_id"]),
+        (200, &paid["payment_id"]),
+        "paying twice charges once"
+    );
+    let (status, appt) = app
+        .post(Some(&token), "/v1/appointments", &json!({ "application_id": application_id, "office_id": office_id, "start": start, "payment_id": paid["payment_id"] }))
+        .await;
+    assert_eq!(status, 201, "{appt}");
+    app.stop().await;
+}
+on_both_backends!(
+    declined_payment_keeps_the_hold_until_it_expires,
+    super::declined_payment_and_expiry
+);
+
+async fn idempotent_retries(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let me = app.ready(&eligible_citizens(3, 1)[0]).await;
+    let office = &nearest_offices(&app, &me.citizen).await[0];
+    let body = json!({ "application_id": me.application_id, "office_id": office["office_id"], "start": office["earliest_free"][0]["start"] });
+    let send = |key: &'static str, body: serde_json::Value| {
+        let req = app
+            .client
+            .post(app.url("/v1/holds"))
+            .bearer_auth(&me.token)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (s1, b1) = send("k-1", body.clone()).await;
+    let (s2, b2) = send("k-1", body.clone()).await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(b1, b2, "a retried request returns the first answer");
+    let mut other = body.clone();
+    other["start"] = office["earliest_free"][1]["start"].clone();
+    let (s3, b3) = send("k-1", other).await;
+    assert_eq!(
+        (s3, b3["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    let holds = app.store.due_holds(i64::MAX, 100).await.unwrap();
+    assert_eq!(holds.len(), 1, "one hold, however often it was retried");
+    app.stop().await;
+}
+on_both_backends!(a_retried_post_does_nothing_twice, super::idempotent_retries);

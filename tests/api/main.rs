@@ -5,4 +5,5 @@ mod applicant;
 mod helpers;
 mod journey;
 mod probes;
+mod races;
 mod store;

@@ -221,9 +221,22 @@ pub async fn list_slots(
     }
     let start = iran_instant(from, NaiveTime::MIN)?.timestamp();
     let end = iran_instant(to + Duration::days(1), NaiveTime::MIN)?.timestamp();
+    let now = state.engine.clock().now().timestamp();
     let slots = state
         .engine
         .availability()
         .range(id.as_str(), start, end, 10_000);
-    Ok(Json(slots.iter().map(slot_dto).collect()))
+    Ok(Json(
+        slots
+            .iter()
+            .map(|s| {
+                let mut dto = slot_dto(s);
+                // A slot that has started can no longer be booked, whatever seats it has left.
+                if s.start_at <= now {
+                    dto.free = 0;
+                }
+                dto
+            })
+            .collect(),
+    ))
 }

@@ -2,6 +2,7 @@
 //! One test binary, so the crate links once.
 
 mod applicant;
+mod bad_input;
 mod helpers;
 mod journey;
 mod probes;

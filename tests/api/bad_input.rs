@@ -1,0 +1,426 @@
+//! Bad input gets a 4xx problem with a stable code, and writes nothing.
+
+use serde_json::{json, Value};
+
+use crate::applicant::{eligible_citizens, form, nearest_offices};
+use crate::helpers::{TestApp, TestDb};
+use crate::on_both_backends;
+use nobat::store::Store;
+
+async fn counts(store: &Store) -> Vec<i64> {
+    let mut out = Vec::new();
+    for table in [
+        "applications",
+        "payments",
+        "holds",
+        "appointments",
+        "events",
+        "citizens",
+        "idempotency_keys",
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        out.push(match store {
+            Store::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+            Store::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+        });
+    }
+    out.push(match store {
+        Store::Sqlite(pool) => sqlx::query_scalar("SELECT COALESCE(SUM(taken), 0) FROM slots")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        Store::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COALESCE(SUM(taken), 0)::BIGINT FROM slots")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    });
+    out
+}
+
+enum Body {
+    Json(Value),
+    Raw(&'static str, Vec<u8>),
+    None,
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    auth: bool,
+    body: Body,
+    headers: Vec<(&'static str, String)>,
+    status: u16,
+    code: &'static str,
+}
+
+async fn table(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let c = &eligible_citizens(0, 1)[0];
+    let me = app.ready(c).await;
+    // A re-issue application, for an office kind that does not serve it.
+    let (status, reissue) = app
+        .post(
+            Some(&me.token),
+            "/v1/applications",
+            &json!({ "service": "reissue_loss_1", "form": form(c) }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let reissue_id = reissue["application_id"].as_str().unwrap().to_string();
+    let offices = nearest_offices(&app, c).await;
+    let office = &offices[0];
+    let office_id = office["office_id"].as_str().unwrap().to_string();
+    let pishkhan = app
+        .get(None, "/v1/offices?province=tehran&limit=100")
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "pishkhan")
+        .unwrap()["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let good_start = office["earliest_free"][0]["start"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hold = |start: &str, office: &str, app_id: &str| json!({ "application_id": app_id, "office_id": office, "start": start });
+    let mut under_age = form(c);
+    under_age["personal"]["birth_date"] = json!("2015-01-01");
+    let mut bad_form = form(c);
+    bad_form["mobile"] = json!("12345");
+    bad_form["postal_code"] = json!("0000000000");
+
+    let post = |name, path: &str, body: Value, status, code| Case {
+        name,
+        method: "POST",
+        path: path.to_string(),
+        auth: true,
+        body: Body::Json(body),
+        headers: vec![],
+        status,
+        code,
+    };
+    let get = |name, path: String, status, code| Case {
+        name,
+        method: "GET",
+        path,
+        auth: false,
+        body: Body::None,
+        headers: vec![],
+        status,
+        code,
+    };
+    let cases = vec![
+        Case {
+            name: "malformed json",
+            method: "POST",
+            path: "/v1/sessions".into(),
+            auth: false,
+            body: Body::Raw("application/json", b"{\"national_code\": ".to_vec()),
+            headers: vec![],
+            status: 400,
+            code: "malformed_json",
+        },
+        Case {
+            name: "not json",
+            method: "POST",
+            path: "/v1/sessions".into(),
+            auth: false,
+            body: Body::Raw("text/plain", b"hello".to_vec()),
+            headers: vec![],
+            status: 415,
+            code: "unsupported_media_type",
+        },
+        Case {
+            name: "invalid national code",
+            method: "POST",
+            path: "/v1/sessions".into(),
+            auth: false,
+            body: Body::Json(
+                json!({ "national_code": "1111111111", "birth_certificate_serial": "ج12/345678" }),
+            ),
+            headers: vec![],
+            status: 422,
+            code: "invalid_national_code",
+        },
+        Case {
+            name: "wrong serial",
+            method: "POST",
+            path: "/v1/sessions".into(),
+            auth: false,
+            body: Body::Json(
+                json!({ "national_code": c.national_code.to_string(), "birth_certificate_serial": "ج99/999999" }),
+            ),
+            headers: vec![],
+            status: 401,
+            code: "invalid_credentials",
+        },
+        Case {
+            name: "unknown field",
+            method: "POST",
+            path: "/v1/sessions".into(),
+            auth: false,
+            body: Body::Json(
+                json!({ "national_code": c.national_code.to_string(), "birth_certificate_serial": "x", "admin": true }),
+            ),
+            headers: vec![],
+            status: 422,
+            code: "invalid_body",
+        },
+        Case {
+            name: "no token",
+            method: "POST",
+            path: "/v1/holds".into(),
+            auth: false,
+            body: Body::Json(hold(&good_start, &office_id, &me.application_id)),
+            headers: vec![],
+            status: 401,
+            code: "unauthorized",
+        },
+        Case {
+            name: "oversized body",
+            method: "POST",
+            path: "/v1/holds".into(),
+            auth: true,
+            body: Body::Raw(
+                "application/json",
+                format!("{{\"application_id\": \"{}\"}}", "x".repeat(70_000)).into_bytes(),
+            ),
+            headers: vec![],
+            status: 413,
+            code: "body_too_large",
+        },
+        post(
+            "unknown office",
+            "/v1/holds",
+            hold(&good_start, "999-9999", &me.application_id),
+            404,
+            "office_not_found",
+        ),
+        post(
+            "bad office id",
+            "/v1/holds",
+            hold(&good_start, "../etc", &me.application_id),
+            422,
+            "invalid_office_id",
+        ),
+        post(
+            "unknown application",
+            "/v1/holds",
+            hold(&good_start, &office_id, "app_nope"),
+            404,
+            "application_not_found",
+        ),
+        post(
+            "start not a time",
+            "/v1/holds",
+            hold("tomorrow at nine", &office_id, &me.application_id),
+            422,
+            "invalid_start",
+        ),
+        post(
+            "start off the grid",
+            "/v1/holds",
+            hold("2024-09-23T08:07:00+03:30", &office_id, &me.application_id),
+            422,
+            "off_grid",
+        ),
+        post(
+            "start outside hours",
+            "/v1/holds",
+            hold("2024-09-23T18:00:00+03:30", &office_id, &me.application_id),
+            422,
+            "outside_hours",
+        ),
+        post(
+            "start in the past",
+            "/v1/holds",
+            hold("2024-09-22T08:00:00+03:30", &office_id, &me.application_id),
+            422,
+            "start_in_past",
+        ),
+        post(
+            "start on a Friday",
+            "/v1/holds",
+            hold("2024-09-27T08:00:00+03:30", &office_id, &me.application_id),
+            422,
+            "closed_day",
+        ),
+        post(
+            "start beyond the booking window",
+            "/v1/holds",
+            hold("2025-01-05T08:00:00+03:30", &office_id, &me.application_id),
+            422,
+            "outside_booking_window",
+        ),
+        post(
+            "service the office does not offer",
+            "/v1/holds",
+            hold(&good_start, &pishkhan, &reissue_id),
+            422,
+            "service_not_offered",
+        ),
+        post(
+            "confirm an unknown hold",
+            "/v1/holds/hold_nope/confirm",
+            json!({ "payment_id": me.payment_id }),
+            404,
+            "hold_not_found",
+        ),
+        post(
+            "cancel an unknown appointment",
+            "/v1/appointments/ABCDEFGHJKMNP/cancel",
+            json!({}),
+            404,
+            "appointment_not_found",
+        ),
+        post(
+            "book with an unknown payment",
+            "/v1/appointments",
+            json!({ "application_id": me.application_id, "office_id": office_id, "start": good_start, "payment_id": "pay_nope" }),
+            422,
+            "payment_not_found",
+        ),
+        post(
+            "invalid form",
+            "/v1/applications",
+            json!({ "service": "first_issuance", "form": bad_form }),
+            422,
+            "invalid_form",
+        ),
+        post(
+            "not eligible",
+            "/v1/applications",
+            json!({ "service": "first_issuance", "form": under_age }),
+            422,
+            "not_eligible",
+        ),
+        post(
+            "unknown service",
+            "/v1/applications",
+            json!({ "service": "passport", "form": form(c) }),
+            422,
+            "unknown_service",
+        ),
+        post(
+            "pickup is not booked by applicants",
+            "/v1/applications",
+            json!({ "service": "card_pickup", "form": form(c) }),
+            422,
+            "service_not_bookable",
+        ),
+        post(
+            "pay an unknown application",
+            "/v1/payments",
+            json!({ "application_id": "app_nope" }),
+            404,
+            "application_not_found",
+        ),
+        Case {
+            name: "bad idempotency key",
+            method: "POST",
+            path: "/v1/holds".into(),
+            auth: true,
+            body: Body::Json(hold(&good_start, &office_id, &me.application_id)),
+            headers: vec![("idempotency-key", "k".repeat(200))],
+            status: 400,
+            code: "invalid_idempotency_key",
+        },
+        get(
+            "bad near",
+            "/v1/offices?near=north".into(),
+            422,
+            "invalid_near",
+        ),
+        get(
+            "unknown area code",
+            "/v1/offices?area_code=099".into(),
+            422,
+            "unknown_area_code",
+        ),
+        get(
+            "limit too big",
+            "/v1/offices?limit=5000".into(),
+            422,
+            "invalid_limit",
+        ),
+        get(
+            "bad date",
+            format!("/v1/offices/{office_id}/slots?from=2024-13-01"),
+            422,
+            "invalid_date",
+        ),
+        get(
+            "range too long",
+            format!("/v1/offices/{office_id}/slots?from=2024-09-22&to=2024-12-31"),
+            422,
+            "invalid_range",
+        ),
+        get(
+            "slots of an unknown office",
+            "/v1/offices/999-9999/slots".into(),
+            404,
+            "office_not_found",
+        ),
+        get(
+            "status with a bad code",
+            "/v1/status?national_code=123&tracking_code=ABCDEFGHJKMNP".into(),
+            422,
+            "invalid_national_code",
+        ),
+        get("no such endpoint", "/v2/anything".into(), 404, "not_found"),
+    ];
+
+    let before = counts(&app.store).await;
+    for case in cases {
+        let url = app.url(&case.path);
+        let mut req = match case.method {
+            "POST" => app.client.post(url),
+            _ => app.client.get(url),
+        };
+        if case.auth {
+            req = req.bearer_auth(&me.token);
+        }
+        for (k, v) in &case.headers {
+            req = req.header(*k, v);
+        }
+        req = match case.body {
+            Body::Json(v) => req.json(&v),
+            Body::Raw(ct, bytes) => req.header("content-type", ct).body(bytes),
+            Body::None => req,
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (case.status, Some(case.code)),
+            "{}: {body}",
+            case.name
+        );
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/problem+json"),
+            "{}",
+            case.name
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}: a human message",
+            case.name
+        );
+    }
+    assert_eq!(counts(&app.store).await, before, "bad input wrote nothing");
+    app.stop().await;
+}
+on_both_backends!(bad_input_gets_its_problem_and_writes_nothing, super::table);

@@ -3,8 +3,9 @@
 
 mod applicant;
 mod bad_input;
+mod crash;
 mod helpers;
 mod journey;
 mod probes;
-mod races;
+pub mod races;
 mod store;

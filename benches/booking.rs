@@ -1,0 +1,164 @@
+//! The booking engine's hold→confirm path, without HTTP, on SQLite and PostgreSQL.
+//!
+//! Each measured iteration books `PAIRS` appointments (a hold, then its confirmation) from
+//! `CLIENTS` concurrent clients. Two configurations run in the same process, so their ratio is
+//! meaningful on a noisy machine:
+//! - `group_commit`: the engine as shipped (up to 512 requests per transaction);
+//! - `one_per_tx` (the baseline): the same engine with batches of one request, i.e. one
+//!   transaction per reservation step.
+//!
+//! PostgreSQL runs when `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` is set (a fresh database is
+//! created there for the run).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nobat::domain::time::ManualClock;
+use nobat::engine::booking::{Outcome, Request};
+use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
+use nobat::store::{Store, StoreConfig};
+use sqlx::Connection;
+
+const CLIENTS: usize = 256;
+const SLOTS: i64 = 2_000;
+
+struct Bench {
+    store: Store,
+    next_citizen: AtomicU64,
+    runtime: tokio::runtime::Runtime,
+}
+
+async fn exec(store: &Store, sql: &str) {
+    match store {
+        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    }
+    .expect(sql);
+}
+
+impl Bench {
+    fn new(config: StoreConfig) -> Bench {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let store = runtime.block_on(async {
+            let store = Store::connect(&config).await.unwrap();
+            exec(&store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await;
+            exec(&store, "INSERT INTO offices (id, name, kind, province, city, area_code, lat, lon, stations, services, calendar_json, updated_at) VALUES ('021-0001', 'Bench', 'pishkhan', 'tehran', 'Tehran', '021', 35.7, 51.4, 1000, 'first_issuance', '{}', 0)").await;
+            let slots: Vec<_> = (0..SLOTS).map(|i| ("021-0001".to_string(), 2_000_000_000 + i * 900, 15, 1_000_000)).collect();
+            store.insert_slots(&slots).await.unwrap();
+            store
+        });
+        Bench { store, next_citizen: AtomicU64::new(0), runtime }
+    }
+
+    /// Paid applications for `n` new citizens (not timed).
+    fn citizens(&self, n: usize) -> Vec<(String, String, String)> {
+        let first = self.next_citizen.fetch_add(n as u64, Ordering::SeqCst);
+        let people: Vec<_> = (first..first + n as u64).map(|i| (format!("{i:010}"), format!("app_{i}"), format!("pay_{i}"))).collect();
+        self.runtime.block_on(async {
+            for chunk in people.chunks(500) {
+                let apps: Vec<String> = chunk.iter().map(|(c, a, _)| format!("('{a}', '{c}', 'first_issuance', '{{}}', TRUE, 0)")).collect();
+                exec(&self.store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES {}", apps.join(","))).await;
+                let pays: Vec<String> = chunk.iter().map(|(_, a, p)| format!("('{p}', '{a}', 600000, 'paid', 'sandbox', 0)")).collect();
+                exec(&self.store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES {}", pays.join(","))).await;
+            }
+        });
+        people
+    }
+
+    /// Books every citizen (hold, then confirm) from `CLIENTS` concurrent clients; returns the
+    /// elapsed time of the booking alone.
+    fn book_all(&self, engine: &Reservations, people: Vec<(String, String, String)>) -> Duration {
+        let people = Arc::new(people);
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|client| {
+                    let engine = engine.clone();
+                    let people = people.clone();
+                    tokio::spawn(async move {
+                        let mut i = client;
+                        while i < people.len() {
+                            let (code, app, pay) = &people[i];
+                            let hold_id = engine.ids().opaque("hold");
+                            let hold = Request::Hold {
+                                national_code: code.clone(),
+                                application_id: app.clone(),
+                                service: "first_issuance".into(),
+                                slot_id: 1 + (i as i64 % SLOTS),
+                                hold_id: hold_id.clone(),
+                                expires_at: i64::MAX,
+                            };
+                            let held = engine.submit(hold, None).await.expect("hold");
+                            assert!(matches!(held.outcome, Outcome::Held { .. }), "{:?}", held.outcome);
+                            let confirm = Request::Confirm { national_code: code.clone(), hold_id, payment_id: pay.clone(), tracking_code: engine.ids().tracking_code() };
+                            let booked = engine.submit(confirm, None).await.expect("confirm");
+                            assert!(matches!(booked.outcome, Outcome::Booked { .. }), "{:?}", booked.outcome);
+                            i += CLIENTS;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            started.elapsed()
+        })
+    }
+
+    fn engine(&self, batch_max: usize) -> Reservations {
+        let clock = Arc::new(ManualClock::new("2024-09-22T05:30:00Z".parse().unwrap()));
+        let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(7));
+        let config = EngineConfig { batch_max, ..EngineConfig::default() };
+        self.runtime.block_on(Reservations::start(self.store.clone(), clock, ids, config)).unwrap()
+    }
+}
+
+fn run(c: &mut Criterion, backend: &str, config: StoreConfig) {
+    let bench = Bench::new(config);
+    let mut group = c.benchmark_group(format!("booking/hold_confirm/{backend}"));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    for (name, batch_max, pairs) in [("group_commit", 512usize, 4_000usize), ("one_per_tx", 1, 500)] {
+        let engine = bench.engine(batch_max);
+        group.throughput(Throughput::Elements(pairs as u64));
+        group.bench_function(BenchmarkId::new(name, pairs), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let people = bench.citizens(pairs);
+                    total += bench.book_all(&engine, people);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn sqlite(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    run(c, "sqlite", StoreConfig::sqlite(dir.path().join("bench.db")));
+}
+
+fn postgres(c: &mut Criterion) {
+    let Some(admin) = std::env::var("BENCH_DATABASE_URL").ok().or_else(|| std::env::var("TEST_DATABASE_URL").ok()) else {
+        eprintln!("booking/postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+        return;
+    };
+    let name = format!("nobat_bench_{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    });
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    run(c, "postgres", StoreConfig { max_connections: 8, ..StoreConfig::url(url) });
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+    });
+}
+
+criterion_group!(benches, sqlite, postgres);
+criterion_main!(benches);

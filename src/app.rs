@@ -74,6 +74,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    janitor: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -135,12 +136,19 @@ impl App {
                 booking_horizon_days: settings.booking_horizon_days,
             },
             metrics: http::metrics::Metrics::install(),
+            limiter: Arc::new(http::auth::applicant_limiter()),
         };
-        Ok(App {
-            listener,
-            state,
-            sweeper,
-        })
+        // The limiter keeps a cell per applicant seen; forget the idle ones every minute.
+        let limiter = state.limiter.clone();
+        let janitor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        });
+        Ok(App { listener, state, sweeper, janitor })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -174,6 +182,7 @@ impl App {
         if let Some(s) = self.sweeper {
             s.abort();
         }
+        self.janitor.abort();
         store.close().await;
         Ok(())
     }

@@ -74,6 +74,26 @@ impl TokenKeys {
     }
 }
 
+/// Requests per second one applicant may make, and the burst allowed: generous for a person
+/// clicking through the journey, a wall for a bot hammering with one identity (per-IP limits
+/// are defeated by brokers; per-identity limits are not).
+pub const APPLICANT_REQUESTS_PER_SECOND: u32 = 10;
+pub const APPLICANT_BURST: u32 = 30;
+
+/// Uses the standard monotonic clock: the TSC-based default can jump on virtual machines.
+pub type ApplicantLimiter = governor::RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    governor::clock::MonotonicClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
+
+pub fn applicant_limiter() -> ApplicantLimiter {
+    let quota = governor::Quota::per_second(std::num::NonZeroU32::new(APPLICANT_REQUESTS_PER_SECOND).expect("non-zero"))
+        .allow_burst(std::num::NonZeroU32::new(APPLICANT_BURST).expect("non-zero"));
+    governor::RateLimiter::new(quota, Default::default(), governor::clock::MonotonicClock)
+}
+
 /// The applicant a request acts for, from its bearer token.
 pub struct Applicant {
     pub national_code: NationalCode,
@@ -102,6 +122,13 @@ impl FromRequestParts<AppState> for Applicant {
             .tokens
             .verify(token.trim(), now)
             .ok_or_else(|| unauthorized("the token is invalid or expired"))?;
+        if let Err(not_until) = state.limiter.check_key(&national_code.to_string()) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::MonotonicClock));
+            let mut problem =
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this applicant; slow down");
+            problem.retry_after_secs = Some(wait.as_secs().max(1));
+            return Err(problem);
+        }
         Ok(Applicant { national_code })
     }
 }
@@ -123,5 +150,19 @@ mod tests {
         let forged = format!("{forged_payload}.{}", token.split_once('.').unwrap().1);
         assert_eq!(keys.verify(&forged, 0), None, "payload swapped");
         assert_eq!(keys.verify("garbage", 0), None);
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_beyond_the_quota_is_refused_per_identity() {
+        let limiter = applicant_limiter();
+        let key = "0499370899".to_string();
+        let allowed = (0..100).filter(|_| limiter.check_key(&key).is_ok()).count();
+        assert!((APPLICANT_BURST as usize..APPLICANT_BURST as usize + 3).contains(&allowed), "{allowed}");
+        assert!(limiter.check_key(&"0790419904".to_string()).is_ok(), "another identity has its own bucket");
     }
 }

@@ -56,6 +56,8 @@ pub struct AppState {
     pub fees: Arc<FeeSchedule>,
     pub config: ApiConfig,
     pub metrics: metrics::Metrics,
+    /// Per-applicant request limit (keyed by national code).
+    pub limiter: Arc<auth::ApplicantLimiter>,
 }
 
 impl AppState {

@@ -22,7 +22,11 @@ pub(super) async fn run(
         let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
         jobs.push(first);
         collect(&mut rx, &mut jobs, &config).await;
+        metrics::histogram!("nobat_booking_batch_size").record(jobs.len() as f64);
+        metrics::gauge!("nobat_booking_queue_depth").set(rx.len() as f64);
+        let started = std::time::Instant::now();
         process(&store, &availability, clock.as_ref(), &config, jobs).await;
+        metrics::histogram!("nobat_booking_batch_duration_seconds").record(started.elapsed().as_secs_f64());
     }
 }
 

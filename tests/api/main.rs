@@ -6,6 +6,7 @@ mod bad_input;
 mod crash;
 mod helpers;
 mod journey;
+mod outage;
 mod probes;
 pub mod races;
 mod store;

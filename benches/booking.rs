@@ -40,7 +40,11 @@ async fn exec(store: &Store, sql: &str) {
 
 impl Bench {
     fn new(config: StoreConfig) -> Bench {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let store = runtime.block_on(async {
             let store = Store::connect(&config).await.unwrap();
             exec(&store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await;
@@ -49,13 +53,19 @@ impl Bench {
             store.insert_slots(&slots).await.unwrap();
             store
         });
-        Bench { store, next_citizen: AtomicU64::new(0), runtime }
+        Bench {
+            store,
+            next_citizen: AtomicU64::new(0),
+            runtime,
+        }
     }
 
     /// Paid applications for `n` new citizens (not timed).
     fn citizens(&self, n: usize) -> Vec<(String, String, String)> {
         let first = self.next_citizen.fetch_add(n as u64, Ordering::SeqCst);
-        let people: Vec<_> = (first..first + n as u64).map(|i| (format!("{i:010}"), format!("app_{i}"), format!("pay_{i}"))).collect();
+        let people: Vec<_> = (first..first + n as u64)
+            .map(|i| (format!("{i:010}"), format!("app_{i}"), format!("pay_{i}")))
+            .collect();
         self.runtime.block_on(async {
             for chunk in people.chunks(500) {
                 let apps: Vec<String> = chunk.iter().map(|(c, a, _)| format!("('{a}', '{c}', 'first_issuance', '{{}}', TRUE, 0)")).collect();
@@ -91,10 +101,23 @@ impl Bench {
                                 expires_at: i64::MAX,
                             };
                             let held = engine.submit(hold, None).await.expect("hold");
-                            assert!(matches!(held.outcome, Outcome::Held { .. }), "{:?}", held.outcome);
-                            let confirm = Request::Confirm { national_code: code.clone(), hold_id, payment_id: pay.clone(), tracking_code: engine.ids().tracking_code() };
+                            assert!(
+                                matches!(held.outcome, Outcome::Held { .. }),
+                                "{:?}",
+                                held.outcome
+                            );
+                            let confirm = Request::Confirm {
+                                national_code: code.clone(),
+                                hold_id,
+                                payment_id: pay.clone(),
+                                tracking_code: engine.ids().tracking_code(),
+                            };
                             let booked = engine.submit(confirm, None).await.expect("confirm");
-                            assert!(matches!(booked.outcome, Outcome::Booked { .. }), "{:?}", booked.outcome);
+                            assert!(
+                                matches!(booked.outcome, Outcome::Booked { .. }),
+                                "{:?}",
+                                booked.outcome
+                            );
                             i += CLIENTS;
                         }
                     })
@@ -110,16 +133,27 @@ impl Bench {
     fn engine(&self, batch_max: usize) -> Reservations {
         let clock = Arc::new(ManualClock::new("2024-09-22T05:30:00Z".parse().unwrap()));
         let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(7));
-        let config = EngineConfig { batch_max, ..EngineConfig::default() };
-        self.runtime.block_on(Reservations::start(self.store.clone(), clock, ids, config)).unwrap()
+        let config = EngineConfig {
+            batch_max,
+            ..EngineConfig::default()
+        };
+        self.runtime
+            .block_on(Reservations::start(self.store.clone(), clock, ids, config))
+            .unwrap()
     }
 }
 
 fn run(c: &mut Criterion, backend: &str, config: StoreConfig) {
     let bench = Bench::new(config);
     let mut group = c.benchmark_group(format!("booking/hold_confirm/{backend}"));
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
-    for (name, batch_max, pairs) in [("group_commit", 512usize, 4_000usize), ("one_per_tx", 1, 500)] {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8));
+    for (name, batch_max, pairs) in [
+        ("group_commit", 512usize, 4_000usize),
+        ("one_per_tx", 1, 500),
+    ] {
         let engine = bench.engine(batch_max);
         group.throughput(Throughput::Elements(pairs as u64));
         group.bench_function(BenchmarkId::new(name, pairs), |b| {
@@ -138,11 +172,18 @@ fn run(c: &mut Criterion, backend: &str, config: StoreConfig) {
 
 fn sqlite(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    run(c, "sqlite", StoreConfig::sqlite(dir.path().join("bench.db")));
+    run(
+        c,
+        "sqlite",
+        StoreConfig::sqlite(dir.path().join("bench.db")),
+    );
 }
 
 fn postgres(c: &mut Criterion) {
-    let Some(admin) = std::env::var("BENCH_DATABASE_URL").ok().or_else(|| std::env::var("TEST_DATABASE_URL").ok()) else {
+    let Some(admin) = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
+    else {
         eprintln!("booking/postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
         return;
     };
@@ -150,13 +191,25 @@ fn postgres(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     });
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    run(c, "postgres", StoreConfig { max_connections: 8, ..StoreConfig::url(url) });
+    run(
+        c,
+        "postgres",
+        StoreConfig {
+            max_connections: 8,
+            ..StoreConfig::url(url)
+        },
+    );
     rt.block_on(async {
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
     });
 }
 

@@ -148,7 +148,12 @@ impl App {
                 limiter.shrink_to_fit();
             }
         });
-        Ok(App { listener, state, sweeper, janitor })
+        Ok(App {
+            listener,
+            state,
+            sweeper,
+            janitor,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -89,8 +89,10 @@ pub type ApplicantLimiter = governor::RateLimiter<
 >;
 
 pub fn applicant_limiter() -> ApplicantLimiter {
-    let quota = governor::Quota::per_second(std::num::NonZeroU32::new(APPLICANT_REQUESTS_PER_SECOND).expect("non-zero"))
-        .allow_burst(std::num::NonZeroU32::new(APPLICANT_BURST).expect("non-zero"));
+    let quota = governor::Quota::per_second(
+        std::num::NonZeroU32::new(APPLICANT_REQUESTS_PER_SECOND).expect("non-zero"),
+    )
+    .allow_burst(std::num::NonZeroU32::new(APPLICANT_BURST).expect("non-zero"));
     governor::RateLimiter::new(quota, Default::default(), governor::clock::MonotonicClock)
 }
 
@@ -123,9 +125,14 @@ impl FromRequestParts<AppState> for Applicant {
             .verify(token.trim(), now)
             .ok_or_else(|| unauthorized("the token is invalid or expired"))?;
         if let Err(not_until) = state.limiter.check_key(&national_code.to_string()) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::MonotonicClock));
-            let mut problem =
-                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this applicant; slow down");
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::MonotonicClock,
+            ));
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this applicant; slow down",
+            );
             problem.retry_after_secs = Some(wait.as_secs().max(1));
             return Err(problem);
         }
@@ -162,7 +169,13 @@ mod limiter_tests {
         let limiter = applicant_limiter();
         let key = "0499370899".to_string();
         let allowed = (0..100).filter(|_| limiter.check_key(&key).is_ok()).count();
-        assert!((APPLICANT_BURST as usize..APPLICANT_BURST as usize + 3).contains(&allowed), "{allowed}");
-        assert!(limiter.check_key(&"0790419904".to_string()).is_ok(), "another identity has its own bucket");
+        assert!(
+            (APPLICANT_BURST as usize..APPLICANT_BURST as usize + 3).contains(&allowed),
+            "{allowed}"
+        );
+        assert!(
+            limiter.check_key(&"0790419904".to_string()).is_ok(),
+            "another identity has its own bucket"
+        );
     }
 }

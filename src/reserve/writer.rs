@@ -26,7 +26,8 @@ pub(super) async fn run(
         metrics::gauge!("nobat_booking_queue_depth").set(rx.len() as f64);
         let started = std::time::Instant::now();
         process(&store, &availability, clock.as_ref(), &config, jobs).await;
-        metrics::histogram!("nobat_booking_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("nobat_booking_batch_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
     }
 }
 

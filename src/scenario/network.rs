@@ -3,14 +3,13 @@
 
 use std::io::Write;
 
-use chrono::NaiveTime;
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::towns::Town;
 use super::{derive_seed, GeneratorSpec, NetworkSpec, Scenario, StationDistribution};
-use crate::domain::calendar::{Closure, DayHours, OfficeCalendar, ThursdayRule, WeeklyHours};
+use crate::domain::calendar::{Closure, OfficeCalendar, ThursdayRule};
 use crate::domain::geo::EARTH_RADIUS_KM;
 use crate::domain::{GeoPoint, Office, OfficeId, OfficeKind, Province};
 
@@ -60,28 +59,13 @@ pub(super) fn generate(scenario: &Scenario) -> Vec<Office> {
 /// The standard week until the shared calendar constructor lands: Saturday–Wednesday
 /// 08:00–16:00, Thursday by `thursday` (its hours are the full day when open), Friday closed,
 /// 15-minute slots.
+/// The shared standard week (`OfficeCalendar::standard`) with the scenario's Thursday rule and
+/// closures.
 fn standard_calendar(thursday: ThursdayRule, closures: Vec<Closure>) -> OfficeCalendar {
-    let day = DayHours {
-        open: NaiveTime::from_hms_opt(8, 0, 0).expect("valid time"),
-        close: NaiveTime::from_hms_opt(16, 0, 0).expect("valid time"),
-    };
     OfficeCalendar {
-        weekly: WeeklyHours {
-            days: [
-                Some(day),
-                Some(day),
-                Some(day),
-                Some(day),
-                Some(day),
-                Some(day),
-                None,
-            ],
-        },
         thursday,
-        thursday_overrides: Vec::new(),
         closures,
-        extra_openings: Vec::new(),
-        slot_minutes: 15,
+        ..OfficeCalendar::standard()
     }
 }
 

@@ -404,7 +404,10 @@ async fn one_identity_hammering_is_limited(db: &TestDb) {
     let token = app.login(&eligible_citizens(4, 1)[0]).await;
     // A hundred and fifty requests at once, as a bot sends them (burst 30, then 10 a second).
     let sends = (0..150).map(|_| {
-        let req = app.client.get(app.url("/v1/appointments/ABCDEFGHJKMNP")).bearer_auth(&token);
+        let req = app
+            .client
+            .get(app.url("/v1/appointments/ABCDEFGHJKMNP"))
+            .bearer_auth(&token);
         async move {
             let r = req.send().await.unwrap();
             let retry_after = r.headers().get("retry-after").is_some();
@@ -423,13 +426,25 @@ async fn one_identity_hammering_is_limited(db: &TestDb) {
         statuses.push(status);
     }
     statuses.sort();
-    assert!(statuses.iter().filter(|&&s| s == 404).count() >= 20, "the first burst is served");
+    assert!(
+        statuses.iter().filter(|&&s| s == 404).count() >= 20,
+        "the first burst is served"
+    );
     assert!(statuses.iter().all(|&s| s == 404 || s == 429));
     assert!(statuses.contains(&429), "a bot's pace is: {statuses:?}");
     // Another applicant is not affected.
     let other = app.login(&eligible_citizens(5, 1)[0]).await;
-    let r = app.client.get(app.url("/v1/appointments/ABCDEFGHJKMNP")).bearer_auth(&other).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/appointments/ABCDEFGHJKMNP"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     app.stop().await;
 }
-on_both_backends!(one_identity_hammering_is_rate_limited, super::one_identity_hammering_is_limited);
+on_both_backends!(
+    one_identity_hammering_is_rate_limited,
+    super::one_identity_hammering_is_limited
+);

@@ -28,7 +28,9 @@ impl Cable {
         let (up2, conns) = (up.clone(), connections.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped: connection refused by closing at once
                 }
@@ -41,7 +43,11 @@ impl Cable {
                 conns.lock().await.push(handle);
             }
         });
-        Cable { up, port, connections }
+        Cable {
+            up,
+            port,
+            connections,
+        }
     }
 
     async fn cut(&self) {
@@ -58,7 +64,9 @@ impl Cable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_answers_503_then_recovers() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let mut config = db.config();
     let url = config.database_url.clone().unwrap();
     // postgres://user@host:port/db → route host:port through the cable.
@@ -67,7 +75,10 @@ async fn postgres_outage_answers_503_then_recovers() {
     let cable = Cable::start(host_port.to_string()).await;
     config.database_url = Some(format!("{scheme_user}@127.0.0.1:{}/{dbname}", cable.port));
     config.acquire_timeout = Duration::from_secs(2);
-    let proxied = TestDb::Sqlite { _dir: tempfile::tempdir().unwrap(), config };
+    let proxied = TestDb::Sqlite {
+        _dir: tempfile::tempdir().unwrap(),
+        config,
+    };
     let app = TestApp::spawn_with(&proxied, test_clock(), |_| {}).await;
     let me = app.ready(&eligible_citizens(0, 1)[0]).await;
     let office = nearest_offices(&app, &me.citizen).await[0].clone();
@@ -75,29 +86,54 @@ async fn postgres_outage_answers_503_then_recovers() {
 
     cable.cut().await;
     let started = Instant::now();
-    let r = app.client.post(app.url("/v1/holds")).bearer_auth(&me.token).json(&hold).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/holds"))
+        .bearer_auth(&me.token)
+        .json(&hold)
+        .send()
+        .await
+        .unwrap();
     let waited = started.elapsed();
     assert_eq!(r.status(), 503);
     assert!(r.headers().get("retry-after").is_some());
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    assert!(waited < Duration::from_secs(8), "answered in {waited:?}, not left hanging");
+    assert!(
+        waited < Duration::from_secs(8),
+        "answered in {waited:?}, not left hanging"
+    );
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     // Reads served from memory keep working.
-    let r = app.client.get(app.url("/v1/offices?limit=1")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/offices?limit=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     cable.mend();
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        let r = app.client.post(app.url("/v1/holds")).bearer_auth(&me.token).json(&hold).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url("/v1/holds"))
+            .bearer_auth(&me.token)
+            .json(&hold)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         if s != 503 || Instant::now() > deadline {
             break s;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert_eq!(status, 201, "service resumes by itself once the database is back");
+    assert_eq!(
+        status, 201,
+        "service resumes by itself once the database is back"
+    );
     app.stop().await;
     db.cleanup().await;
 }

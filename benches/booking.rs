@@ -21,7 +21,8 @@ use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
 use nobat::store::{Store, StoreConfig};
 use sqlx::Connection;
 
-const CLIENTS: usize = 256;
+/// Concurrent clients: a surge has thousands in flight; this many fill the group-commit batches.
+const CLIENTS: usize = 1024;
 const SLOTS: i64 = 2_000;
 
 struct Bench {
@@ -132,7 +133,8 @@ impl Bench {
 
     fn engine(&self, batch_max: usize) -> Reservations {
         let clock = Arc::new(ManualClock::new("2024-09-22T05:30:00Z".parse().unwrap()));
-        let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(7));
+        // A seed per engine: two engines drawing the same ids would collide on hold ids.
+        let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(batch_max as u64));
         let config = EngineConfig {
             batch_max,
             ..EngineConfig::default()
@@ -151,7 +153,7 @@ fn run(c: &mut Criterion, backend: &str, config: StoreConfig) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8));
     for (name, batch_max, pairs) in [
-        ("group_commit", 512usize, 4_000usize),
+        ("group_commit", 512usize, 8_000usize),
         ("one_per_tx", 1, 500),
     ] {
         let engine = bench.engine(batch_max);

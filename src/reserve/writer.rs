@@ -94,12 +94,15 @@ async fn process(
             }
         }
         Err(e) => {
+            if !e.is_unavailable() {
+                tracing::error!(error = %e, "request failed");
+            }
             for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(ReserveError::from(StoreError::Unavailable(
-                        e.to_string(),
-                    ))));
+                let answer = match &e {
+                    StoreError::Unavailable(m) => ReserveError::Unavailable(m.clone()),
+                    other => ReserveError::Failed(other.to_string()),
+                };
+                let _ = job.reply.send(Err(answer));
             }
         }
     }

@@ -1,1 +1,3 @@
 //! The allocator: applicants to office-days by min-cost flow.
+
+pub mod network_simplex;

@@ -568,8 +568,8 @@ impl NetworkSimplex {
             balance[self.source[e]] += f;
             balance[self.target[e]] -= f;
         }
-        for u in 0..self.node_count {
-            if balance[u] != self.supply[u] {
+        for (u, (&b, &s)) in balance.iter().zip(&self.supply).enumerate() {
+            if b != s {
                 return Err(FlowError::Certificate(format!(
                     "node {u} is out of balance"
                 )));

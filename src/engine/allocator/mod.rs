@@ -8,10 +8,12 @@ pub mod network_simplex;
 mod seating;
 mod solve;
 pub mod spatial;
+mod summary;
 
 pub use model::{
     Allocation, AllocationError, AllocationProblem, Applicant, Assignment, OfficeDaySeats,
     OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
 };
 pub use seating::{lottery_digest, lottery_digests, seat_order};
-pub use solve::allocate;
+pub use solve::{allocate, allocate_observed, Phase};
+pub use summary::{jain_index, summarise, AllocationSummary, ProvinceFigures};

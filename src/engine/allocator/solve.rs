@@ -158,6 +158,25 @@ pub fn allocate(
     problem: &AllocationProblem,
     options: &SolverOptions,
 ) -> Result<Allocation, AllocationError> {
+    allocate_observed(problem, options, &mut |_| {})
+}
+
+/// The stages of [`allocate`], reported as each one ends (callers time them; the engine has
+/// no clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Zones, candidate arcs and the network are built.
+    Built,
+    /// The flow is optimal (pricing included).
+    Solved,
+}
+
+/// [`allocate`], calling `on_phase` at the end of each [`Phase`].
+pub fn allocate_observed(
+    problem: &AllocationProblem,
+    options: &SolverOptions,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<Allocation, AllocationError> {
     validate(problem)?;
     let k = options.candidates_per_zone.max(1);
     let wait_m_per_day = metres(problem.wait_km_per_day);
@@ -345,6 +364,7 @@ pub fn allocate(
             .collect(),
     };
 
+    on_phase(Phase::Built);
     let final_net = if classes.len() <= 1 {
         let spec = StageSpec {
             travel_costs: true,
@@ -394,6 +414,7 @@ pub fn allocate(
         }
     }
     drop(final_net);
+    on_phase(Phase::Solved);
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let digests = lottery_digests(&problem.lottery_seed, &problem.applicants, threads);

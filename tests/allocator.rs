@@ -242,10 +242,12 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
     // Coverage counters: the instances must exercise pricing, classes and every reason.
     let (mut priced, mut multi_class) = (0, 0);
     let mut reasons: BTreeSet<UnassignedReason> = BTreeSet::new();
-    for case in 0..150 {
+    let cases: u64 = std::env::var("NOBAT_LP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    for case in 0..cases {
         let p = random_problem(&mut rng);
         let options = SolverOptions {
             candidates_per_zone: rng.gen_range(1..4),
+            force_two_stage: case % 3 == 0,
             ..SolverOptions::default()
         };
         let alloc = allocate(&p, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));

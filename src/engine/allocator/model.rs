@@ -68,6 +68,8 @@ pub struct SolverOptions {
     pub max_pricing_rounds: u32,
     /// Bound on simplex pivots per solve.
     pub max_pivots: u64,
+    /// Use the two-stage method for priority classes even when stacked penalties fit (tests).
+    pub force_two_stage: bool,
 }
 
 impl Default for SolverOptions {
@@ -76,6 +78,7 @@ impl Default for SolverOptions {
             candidates_per_zone: 6,
             max_pricing_rounds: 200,
             max_pivots: 2_000_000_000,
+            force_two_stage: false,
         }
     }
 }

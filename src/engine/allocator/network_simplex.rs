@@ -536,10 +536,21 @@ impl NetworkSimplex {
             - self.pi[u_in]
             - self.pred_dir[u_in] as i64 * self.cost[self.in_arc];
         let end = self.thread[self.last_succ[u_in]];
-        let mut u = u_in;
-        while u != end {
-            self.pi[u] += sigma;
-            u = self.thread[u];
+        // Potentials matter only up to a constant, so shift whichever side of the tree is
+        // smaller: the re-hung subtree by +sigma, or everything else by -sigma. (The thread is
+        // one cycle through all nodes, the subtree a contiguous run of it.)
+        if 2 * self.succ_num[u_in] <= self.node_count + 1 {
+            let mut u = u_in;
+            while u != end {
+                self.pi[u] += sigma;
+                u = self.thread[u];
+            }
+        } else {
+            let mut u = end;
+            while u != u_in {
+                self.pi[u] -= sigma;
+                u = self.thread[u];
+            }
         }
     }
 

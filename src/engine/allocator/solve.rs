@@ -13,14 +13,19 @@
 //!
 //! **Lexicographic objective.** The sets of applicants that can be seated together form a
 //! transversal matroid, so "most applicants of the top class, then of the next class, …" is
-//! also "most applicants overall", and for element weights that only respect the class order
-//! the maximum-weight independent set has exactly those class counts. Hence:
-//! - one class: a single solve whose unassigned penalty exceeds the cost of any simple path
-//!   through the network ((offices + 1) × longest arc + longest wait), so no exchange can trade
-//!   a seated applicant for cost;
-//! - several classes: stage 1 solves with zero travel costs and penalties 1, 2, … by class
-//!   (top class highest) to get the lexicographically best unassigned counts U*_c; stage 2
-//!   solves the real costs with class c's unassigned arc capped at U*_c.
+//! also "most applicants overall", and a seated set has the lexicographically best class
+//! counts iff no single exchange (seat x of a higher class instead of y) is possible (local
+//! optimality is global for matroid bases). Unassigned penalties are (rank from the bottom
+//! + 1) × B, with B above the cost of any simple path through the network
+//! ((offices + 1) × longest arc + longest wait). At a min-cost flow no residual cycle is
+//! negative; an exchange would decompose into cycles that each move one unassignment between
+//! classes, and each such cycle with cost ≥ 0 can only move it to an equal or higher class
+//! (penalties differ by ≥ B, travel by < B), so no exchange exists, and among solutions with
+//! those class counts the penalties are constant and the travel cost is least.
+//! When the penalties would overflow i64 (very many classes), a two-stage method is used
+//! instead: stage 1 with zero travel costs and penalties 1, 2, … by class gives the best
+//! unassigned counts U*_c; stage 2 solves the real costs with class c's unassigned arc capped
+//! at U*_c.
 //!
 //! **Candidates and pricing.** Each zone starts with its K nearest eligible offices. After a
 //! solve, an omitted arc z → o could improve the optimum only if its reduced cost
@@ -365,34 +370,49 @@ pub fn allocate_observed(
     };
 
     on_phase(Phase::Built);
-    let final_net = if classes.len() <= 1 {
-        let spec = StageSpec {
-            travel_costs: true,
-            penalties: vec![big_penalty],
-            class_caps: vec![CAPACITY_UNBOUNDED],
-            cost_bound: big_penalty.max(longest_wait_m),
-        };
-        ctx.solve_stage(&spec, &mut candidates, options, &mut stats)?
-    } else {
-        let c = classes.len();
-        let stage1 = StageSpec {
-            travel_costs: false,
-            penalties: (0..c).map(|i| (c - i) as i64).collect(),
-            class_caps: vec![CAPACITY_UNBOUNDED; c],
-            cost_bound: c as i64,
-        };
-        let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats)?;
-        let caps: Vec<i64> = (0..c)
-            .map(|i| net1.net.flow(net1.class_to_sink[i]))
-            .collect();
-        drop(net1);
-        let stage2 = StageSpec {
-            travel_costs: true,
-            penalties: vec![0; c],
-            class_caps: caps,
-            cost_bound: longest_arc_m.max(longest_wait_m),
-        };
-        ctx.solve_stage(&stage2, &mut candidates, options, &mut stats)?
+    // One solve with class penalties (rank from the bottom + 1) × big_penalty when they fit
+    // in i64 (see the module docs for why that is exact); else the two-stage method.
+    let c = classes.len();
+    let stacked: Option<Vec<i64>> = (0..c)
+        .map(|i| big_penalty.checked_mul((c - i) as i64))
+        .collect::<Option<Vec<i64>>>()
+        .filter(|p| {
+            let top = p.first().copied().unwrap_or(0);
+            // The simplex needs (bound + 1) × (nodes + 1) and potentials of that order.
+            top.checked_add(1)
+                .and_then(|x| x.checked_mul(4 * (zones.len() + office_count + c + 2) as i64))
+                .is_some()
+        });
+    let final_net = match stacked {
+        Some(penalties) if !options.force_two_stage => {
+            let spec = StageSpec {
+                travel_costs: true,
+                cost_bound: penalties.first().copied().unwrap_or(0).max(longest_wait_m),
+                penalties,
+                class_caps: vec![CAPACITY_UNBOUNDED; c],
+            };
+            ctx.solve_stage(&spec, &mut candidates, options, &mut stats)?
+        }
+        _ => {
+            let stage1 = StageSpec {
+                travel_costs: false,
+                penalties: (0..c).map(|i| (c - i) as i64).collect(),
+                class_caps: vec![CAPACITY_UNBOUNDED; c],
+                cost_bound: c as i64,
+            };
+            let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats)?;
+            let caps: Vec<i64> = (0..c)
+                .map(|i| net1.net.flow(net1.class_to_sink[i]))
+                .collect();
+            drop(net1);
+            let stage2 = StageSpec {
+                travel_costs: true,
+                penalties: vec![0; c],
+                class_caps: caps,
+                cost_bound: longest_arc_m.max(longest_wait_m),
+            };
+            ctx.solve_stage(&stage2, &mut candidates, options, &mut stats)?
+        }
     };
     stats.arcs = final_net.net.arc_count();
     stats.pivots = final_net.net.pivots();

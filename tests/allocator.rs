@@ -431,3 +431,118 @@ fn higher_priority_class_wins_the_last_seat() {
         Outcome::Unassigned(UnassignedReason::NoCapacity)
     );
 }
+
+mod csv_input {
+    use std::path::{Path, PathBuf};
+
+    use nobat::cli::allocate::{load_problem, AllocateArgs};
+
+    const OFFICES: &str = "office_id,lat,lon,province,services\nO1,35.70,51.40,tehran,first_issuance\nO2,35.80,51.50,tehran,\n";
+    const CAPACITY: &str = "office_id,day,seats\nO1,0,2\nO1,1,3\nO2,0,1\n";
+    const APPLICANTS: &str = "applicant_id,lat,lon,priority,max_km,service,registered_at\nA1,35.71,51.41,1,,first_issuance,2026-01-02\nA2,35.72,51.42,,30,,1700000000\n";
+
+    fn args(dir: &Path, offices: &str, capacity: &str, applicants: &str) -> AllocateArgs {
+        let write = |name: &str, text: &str| -> PathBuf {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        AllocateArgs {
+            offices: Some(write("offices.csv", offices)),
+            capacity: Some(write("capacity.csv", capacity)),
+            applicants: Some(write("applicants.csv", applicants)),
+            scenario: None,
+            max_km: 100.0,
+            wait_km_per_day: 5.0,
+            seed: "s".into(),
+            candidates_per_zone: 4,
+            out: dir.join("out.csv"),
+            report: None,
+        }
+    }
+
+    #[test]
+    fn good_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = load_problem(&args(dir.path(), OFFICES, CAPACITY, APPLICANTS)).unwrap();
+        assert_eq!(p.offices.len(), 2);
+        assert_eq!(p.seats.len(), 3);
+        assert_eq!(p.applicants[0].priority, 1);
+        assert_eq!(p.applicants[0].registered_at, Some(1_767_312_000));
+        assert_eq!(p.applicants[1].max_km, Some(30.0));
+        assert!(p.offices[1].services.is_none());
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_file_line_and_reason() {
+        // (which file is replaced, its text, expected "file:line: reason" fragment)
+        let table: &[(&str, &str, &str)] = &[
+            ("offices", "office_id,lat\nO1,35.7\n", "offices.csv:1: missing column `lon`"),
+            ("offices", "office_id,lat,lon\nO1,35.7,51.4\nO1,35.8,51.5\n", "offices.csv:3: duplicate office_id \"O1\""),
+            ("offices", "office_id,lat,lon\nO1,abc,51.4\n", "offices.csv:2: `lat` = \"abc\" is not a number"),
+            ("offices", "office_id,lat,lon\nO1,95,51.4\n", "offices.csv:2: `lat` = 95 is outside [-90, 90]"),
+            ("capacity", "office_id,day,seats\nO1,0,2\nO9,0,1\n", "capacity.csv:3: unknown office_id \"O9\""),
+            ("capacity", "office_id,day,seats\nO1,0,-2\n", "capacity.csv:2: `seats` = -2 is negative"),
+            ("capacity", "office_id,day,seats\nO1,x,2\n", "capacity.csv:2: `day` = \"x\""),
+            ("capacity", "office_id,day,seats\nO1,0,2\nO1,0,3\n", "capacity.csv:3: duplicate row for office \"O1\" day 0"),
+            ("capacity", "office_id,seats\nO1,2\n", "capacity.csv:1: missing column `day`"),
+            ("applicants", "applicant_id,lat,lon\nA1,35.7,51.4\nA1,35.7,51.4\n", "applicants.csv:3: duplicate applicant_id \"A1\""),
+            ("applicants", "applicant_id,lat,lon,max_km\nA1,35.7,51.4,-3\n", "applicants.csv:2: `max_km` = -3 is negative"),
+            ("applicants", "applicant_id,lat,lon,priority\nA1,35.7,51.4,high\n", "applicants.csv:2: `priority` = \"high\" is not a whole number"),
+            ("applicants", "applicant_id,lat,lon\nA1,35.7\n", "applicants.csv:2:"),
+            ("applicants", "applicant_id,lat,lon,registered_at\nA1,35.7,51.4,yesterday\n", "applicants.csv:2: `registered_at` = \"yesterday\""),
+            ("applicants", "applicant_id,lat,lon\n,35.7,51.4\n", "applicants.csv:2: `applicant_id` is empty"),
+        ];
+        for &(file, text, expected) in table {
+            let dir = tempfile::tempdir().unwrap();
+            let (o, c, a) = match file {
+                "offices" => (text, CAPACITY, APPLICANTS),
+                "capacity" => (OFFICES, text, APPLICANTS),
+                _ => (OFFICES, CAPACITY, text),
+            };
+            let err = load_problem(&args(dir.path(), o, c, a))
+                .err()
+                .unwrap_or_else(|| panic!("accepted bad {file}: {text:?}"))
+                .to_string();
+            assert!(err.contains(expected), "{err:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn run_writes_assignments_and_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        a.report = Some(dir.path().join("report.json"));
+        nobat::cli::allocate::run(a).unwrap();
+        let out = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next(),
+            Some("applicant_id,office_id,day,distance_km,seat,slot")
+        );
+        assert_eq!(lines.count(), 2);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["assigned"], 2);
+        assert_eq!(report["unassigned"]["total"], 0);
+        for phase in ["load", "build", "solve", "assign", "write"] {
+            assert!(report["timings_ms"][phase].is_number(), "{phase}");
+        }
+        for key in ["total_cost_km", "total_distance_km", "distance_km", "wait_days", "by_province", "fairness", "office_utilisation"] {
+            assert!(!report[key].is_null(), "{key}");
+        }
+    }
+
+    #[test]
+    fn scenario_without_the_module_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        a.offices = None;
+        a.capacity = None;
+        a.applicants = None;
+        a.scenario = Some("scenarios/iran-national.toml".into());
+        let err = load_problem(&a).unwrap_err().to_string();
+        assert!(err.contains("--scenario"), "{err}");
+    }
+}

@@ -64,6 +64,8 @@ pub struct AllocationProblem {
 pub struct SolverOptions {
     /// Nearest candidate offices per zone in the first model; pricing adds any others needed.
     pub candidates_per_zone: usize,
+    /// Most violating arcs added per zone and pricing round (the most negative first).
+    pub pricing_arcs_per_zone: usize,
     /// Bound on pricing rounds (each adds at least one arc, so the loop is finite anyway).
     pub max_pricing_rounds: u32,
     /// Bound on simplex pivots per solve.
@@ -76,7 +78,8 @@ impl Default for SolverOptions {
     fn default() -> Self {
         Self {
             candidates_per_zone: 6,
-            max_pricing_rounds: 200,
+            pricing_arcs_per_zone: 2,
+            max_pricing_rounds: 1000,
             max_pivots: 2_000_000_000,
             force_two_stage: false,
         }

@@ -361,6 +361,7 @@ pub fn allocate_observed(
         zone_last_m: &zone_last_m,
         day_arcs: &day_arcs,
         wait_m_per_day,
+        pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
         class_count: classes.len(),
         class_of_zone: zones
             .iter()
@@ -546,6 +547,7 @@ struct Context<'a> {
     zone_last_m: &'a [i64],
     day_arcs: &'a [(u32, u32, i64)],
     wait_m_per_day: i64,
+    pricing_arcs_per_zone: usize,
     class_count: usize,
     class_of_zone: Vec<usize>,
 }
@@ -655,8 +657,9 @@ impl Context<'_> {
                     .unwrap_or(i64::MIN)
             })
             .collect();
-        let mut found = Vec::new();
+        let mut found: Vec<(i64, CandidateArc)> = Vec::new();
         let mut hits = Vec::new();
+        let per_zone = self.pricing_arcs_per_zone;
         for &z in self.active {
             let zi = z as usize;
             if self.zone_complete[zi] {
@@ -683,6 +686,9 @@ impl Context<'_> {
                 radius_km.min(std::f64::consts::PI * EARTH_RADIUS_KM),
                 &mut hits,
             );
+            // Only the most negative few per zone and round: the rest are often priced out
+            // by the next solve, and every extra arc slows every later pivot.
+            let start = found.len();
             for &o in &hits {
                 let office = &self.problem.offices[o as usize];
                 let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
@@ -691,15 +697,23 @@ impl Context<'_> {
                 }
                 let d = metres(km);
                 let cost = if travel_costs { d } else { 0 };
-                if cost + pi_z - office_pi(o as usize) < 0 {
-                    found.push(CandidateArc {
-                        zone: z,
-                        office: o,
-                        distance_m: d,
-                    });
+                let rc = cost + pi_z - office_pi(o as usize);
+                if rc < 0 {
+                    found.push((
+                        rc,
+                        CandidateArc {
+                            zone: z,
+                            office: o,
+                            distance_m: d,
+                        },
+                    ));
                 }
             }
+            if found.len() - start > per_zone {
+                found[start..].sort_unstable_by_key(|x| (x.0, x.1.office));
+                found.truncate(start + per_zone);
+            }
         }
-        found
+        found.into_iter().map(|x| x.1).collect()
     }
 }

@@ -617,3 +617,60 @@ mod csv_input {
         assert!(err.contains("--scenario"), "{err}");
     }
 }
+
+#[test]
+fn empty_inputs_are_fine() {
+    let office = OfficeSite {
+        id: "O".into(),
+        lat: 35.7,
+        lon: 51.4,
+        services: None,
+        stations: None,
+        province: None,
+    };
+    let applicant = Applicant {
+        id: "A".into(),
+        lat: 35.7,
+        lon: 51.4,
+        priority: 0,
+        max_km: Some(0.0),
+        service: None,
+        registered_at: None,
+        province: None,
+    };
+    let mut p = AllocationProblem {
+        offices: vec![office],
+        seats: vec![],
+        applicants: vec![],
+        wait_km_per_day: 0.0,
+        default_max_km: None,
+        lottery_seed: String::new(),
+    };
+    assert!(allocate(&p, &SolverOptions::default())
+        .unwrap()
+        .outcomes
+        .is_empty());
+    // No seats anywhere: the applicant is in reach but there is no capacity.
+    p.applicants.push(applicant);
+    let a = allocate(&p, &SolverOptions::default()).unwrap();
+    assert_eq!(
+        a.outcomes,
+        vec![Outcome::Unassigned(UnassignedReason::NoCapacity)]
+    );
+    // One seat, max_km 0 at the very same place: placed.
+    p.seats.push(OfficeDaySeats {
+        office: 0,
+        day: 0,
+        seats: 1,
+    });
+    let a = allocate(&p, &SolverOptions::default()).unwrap();
+    assert!(matches!(a.outcomes[0], Outcome::Assigned(s) if s.distance_km == 0.0));
+    // No offices at all.
+    p.offices.clear();
+    p.seats.clear();
+    let a = allocate(&p, &SolverOptions::default()).unwrap();
+    assert_eq!(
+        a.outcomes,
+        vec![Outcome::Unassigned(UnassignedReason::NoOfficeWithinMaxKm)]
+    );
+}

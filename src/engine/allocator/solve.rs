@@ -341,9 +341,27 @@ pub fn allocate_observed(
         .and_then(|x| x.checked_add(1))
         .ok_or_else(|| AllocationError::TooLarge("penalty overflows".into()))?;
 
-    let active: Vec<u32> = (0..zones.len() as u32)
+    // Zones and their arcs ordered by nearest office: neighbours compete for the same seats,
+    // and keeping them together in node and arc order keeps the simplex's searches local.
+    let mut nearest_office = vec![u32::MAX; zones.len()];
+    for c in &candidates {
+        let n = &mut nearest_office[c.zone as usize];
+        if *n == u32::MAX {
+            *n = c.office;
+        }
+    }
+    let mut active: Vec<u32> = (0..zones.len() as u32)
         .filter(|&z| zone_reason[z as usize].is_none())
         .collect();
+    active.sort_by_key(|&z| (nearest_office[z as usize], z));
+    candidates.sort_by_key(|c| {
+        (
+            nearest_office[c.zone as usize],
+            c.zone,
+            c.distance_m,
+            c.office,
+        )
+    });
     let mut stats = SolveStats {
         zones: zones.len(),
         priority_classes: classes.len(),

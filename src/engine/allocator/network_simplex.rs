@@ -62,7 +62,6 @@ pub struct NetworkSimplex {
     pred_dir: Vec<i8>,
     pi: Vec<i64>,
     dirty_revs: Vec<usize>,
-    hints: Vec<usize>,
     initialised: bool,
     cost_bound: i64,
     art_cost: i64,
@@ -100,7 +99,6 @@ impl NetworkSimplex {
             pred_dir: vec![0; n + 1],
             pi: vec![0; n + 1],
             dirty_revs: Vec::new(),
-            hints: Vec::new(),
             initialised: false,
             cost_bound: cost_bound.max(0),
             art_cost: 0,
@@ -240,21 +238,25 @@ impl NetworkSimplex {
                 self.next_arc = search_start;
             }
             let mut done: u64 = 0;
-            // Hinted arcs first (a crash start: e.g. each source's cheapest arc), then the
-            // block search.
-            let hints = std::mem::take(&mut self.hints);
-            for &e in &hints {
-                if e < search_start || e >= search_end {
-                    continue;
-                }
-                if self.state[e] as i64 * self.reduced_cost(e) >= 0 {
-                    continue;
-                }
-                self.in_arc = e;
-                self.pivot(&mut done, max_pivots)?;
-            }
             while self.find_entering_arc(search_start, search_end, block) {
-                self.pivot(&mut done, max_pivots)?;
+                if done >= max_pivots {
+                    return Err(FlowError::PivotLimit(max_pivots));
+                }
+                done += 1;
+                self.find_join_node();
+                let change = self.find_leaving_arc();
+                if self.delta == CAPACITY_UNBOUNDED {
+                    // Every arc cost is bounded and artificial arcs dominate, so an unbounded
+                    // cycle means a negative-cost cycle of uncapacitated arcs.
+                    return Err(FlowError::Certificate(
+                        "negative cycle of unbounded capacity".into(),
+                    ));
+                }
+                self.change_flow(change);
+                if change {
+                    self.update_tree_structure();
+                    self.update_potential();
+                }
             }
             self.pivots += done;
         }
@@ -267,33 +269,6 @@ impl NetworkSimplex {
             return Err(FlowError::Infeasible(unrouted));
         }
         self.check_certificate()
-    }
-
-    fn pivot(&mut self, done: &mut u64, max_pivots: u64) -> Result<(), FlowError> {
-        if *done >= max_pivots {
-            return Err(FlowError::PivotLimit(max_pivots));
-        }
-        *done += 1;
-        self.find_join_node();
-        let change = self.find_leaving_arc();
-        if self.delta == CAPACITY_UNBOUNDED {
-            // Every arc cost is bounded and artificial arcs dominate, so an unbounded cycle
-            // means a negative-cost cycle of uncapacitated arcs.
-            return Err(FlowError::Certificate(
-                "negative cycle of unbounded capacity".into(),
-            ));
-        }
-        self.change_flow(change);
-        if change {
-            self.update_tree_structure();
-            self.update_potential();
-        }
-        Ok(())
-    }
-
-    /// Arcs to try entering first at the next `solve` (used once, then forgotten).
-    pub fn set_hints(&mut self, arcs: Vec<usize>) {
-        self.hints = arcs;
     }
 
     #[inline]

@@ -15,8 +15,8 @@
 //! transversal matroid, so "most applicants of the top class, then of the next class, …" is
 //! also "most applicants overall", and a seated set has the lexicographically best class
 //! counts iff no single exchange (seat x of a higher class instead of y) is possible (local
-//! optimality is global for matroid bases). Unassigned penalties are B × (1 + rank from the
-//! bottom), with B above the cost of any simple path through the network
+//! optimality is global for matroid bases). Unassigned penalties are (rank from the bottom
+//! + 1) × B, with B above the cost of any simple path through the network
 //! ((offices + 1) × longest arc + longest wait). At a min-cost flow no residual cycle is
 //! negative; an exchange would decompose into cycles that each move one unassignment between
 //! classes, and each such cycle with cost ≥ 0 can only move it to an equal or higher class
@@ -623,17 +623,6 @@ impl Context<'_> {
         for c in 0..self.class_count {
             class_to_sink.push(net.add_arc(class_node(c), sink, spec.class_caps[c], 0)?);
         }
-
-        // Crash start: each zone's nearest candidate, then each office's days in order.
-        let mut hints = Vec::with_capacity(za + day_arc.len());
-        let mut best: Vec<(i64, usize)> = vec![(i64::MAX, usize::MAX); za];
-        for (c, &arc) in candidates.iter().zip(&candidate_arc) {
-            let node = node_of_zone[c.zone as usize] as usize;
-            best[node] = best[node].min((c.distance_m, arc));
-        }
-        hints.extend(best.iter().filter(|b| b.1 != usize::MAX).map(|b| b.1));
-        hints.extend(day_arc.iter().copied());
-        net.set_hints(hints);
 
         let mut rounds = 0u32;
         loop {

@@ -54,10 +54,9 @@ fn instance(applicants: usize, offices: usize, days: u32, seed: u64) -> Allocati
     let mut seats = Vec::new();
     for (i, o) in sites.iter().enumerate() {
         let scale = if rng.gen_bool(0.05) { 0.05 } else { 1.0 };
-        let per_day = applicants as f64 * 1.1 * o.stations.unwrap_or(1) as f64
-            / station_sum
-            / days as f64
-            * scale;
+        let per_day =
+            applicants as f64 * 1.1 * o.stations.unwrap_or(1) as f64 / station_sum / days as f64
+                * scale;
         for day in 0..days {
             seats.push(OfficeDaySeats {
                 office: i,

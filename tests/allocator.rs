@@ -242,7 +242,10 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
     // Coverage counters: the instances must exercise pricing, classes and every reason.
     let (mut priced, mut multi_class) = (0, 0);
     let mut reasons: BTreeSet<UnassignedReason> = BTreeSet::new();
-    let cases: u64 = std::env::var("NOBAT_LP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    let cases: u64 = std::env::var("NOBAT_LP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
     for case in 0..cases {
         let p = random_problem(&mut rng);
         let options = SolverOptions {
@@ -477,21 +480,81 @@ mod csv_input {
     fn bad_input_is_refused_with_file_line_and_reason() {
         // (which file is replaced, its text, expected "file:line: reason" fragment)
         let table: &[(&str, &str, &str)] = &[
-            ("offices", "office_id,lat\nO1,35.7\n", "offices.csv:1: missing column `lon`"),
-            ("offices", "office_id,lat,lon\nO1,35.7,51.4\nO1,35.8,51.5\n", "offices.csv:3: duplicate office_id \"O1\""),
-            ("offices", "office_id,lat,lon\nO1,abc,51.4\n", "offices.csv:2: `lat` = \"abc\" is not a number"),
-            ("offices", "office_id,lat,lon\nO1,95,51.4\n", "offices.csv:2: `lat` = 95 is outside [-90, 90]"),
-            ("capacity", "office_id,day,seats\nO1,0,2\nO9,0,1\n", "capacity.csv:3: unknown office_id \"O9\""),
-            ("capacity", "office_id,day,seats\nO1,0,-2\n", "capacity.csv:2: `seats` = -2 is negative"),
-            ("capacity", "office_id,day,seats\nO1,x,2\n", "capacity.csv:2: `day` = \"x\""),
-            ("capacity", "office_id,day,seats\nO1,0,2\nO1,0,3\n", "capacity.csv:3: duplicate row for office \"O1\" day 0"),
-            ("capacity", "office_id,seats\nO1,2\n", "capacity.csv:1: missing column `day`"),
-            ("applicants", "applicant_id,lat,lon\nA1,35.7,51.4\nA1,35.7,51.4\n", "applicants.csv:3: duplicate applicant_id \"A1\""),
-            ("applicants", "applicant_id,lat,lon,max_km\nA1,35.7,51.4,-3\n", "applicants.csv:2: `max_km` = -3 is negative"),
-            ("applicants", "applicant_id,lat,lon,priority\nA1,35.7,51.4,high\n", "applicants.csv:2: `priority` = \"high\" is not a whole number"),
-            ("applicants", "applicant_id,lat,lon\nA1,35.7\n", "applicants.csv:2:"),
-            ("applicants", "applicant_id,lat,lon,registered_at\nA1,35.7,51.4,yesterday\n", "applicants.csv:2: `registered_at` = \"yesterday\""),
-            ("applicants", "applicant_id,lat,lon\n,35.7,51.4\n", "applicants.csv:2: `applicant_id` is empty"),
+            (
+                "offices",
+                "office_id,lat\nO1,35.7\n",
+                "offices.csv:1: missing column `lon`",
+            ),
+            (
+                "offices",
+                "office_id,lat,lon\nO1,35.7,51.4\nO1,35.8,51.5\n",
+                "offices.csv:3: duplicate office_id \"O1\"",
+            ),
+            (
+                "offices",
+                "office_id,lat,lon\nO1,abc,51.4\n",
+                "offices.csv:2: `lat` = \"abc\" is not a number",
+            ),
+            (
+                "offices",
+                "office_id,lat,lon\nO1,95,51.4\n",
+                "offices.csv:2: `lat` = 95 is outside [-90, 90]",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,0,2\nO9,0,1\n",
+                "capacity.csv:3: unknown office_id \"O9\"",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,0,-2\n",
+                "capacity.csv:2: `seats` = -2 is negative",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,x,2\n",
+                "capacity.csv:2: `day` = \"x\"",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,0,2\nO1,0,3\n",
+                "capacity.csv:3: duplicate row for office \"O1\" day 0",
+            ),
+            (
+                "capacity",
+                "office_id,seats\nO1,2\n",
+                "capacity.csv:1: missing column `day`",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon\nA1,35.7,51.4\nA1,35.7,51.4\n",
+                "applicants.csv:3: duplicate applicant_id \"A1\"",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,max_km\nA1,35.7,51.4,-3\n",
+                "applicants.csv:2: `max_km` = -3 is negative",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,priority\nA1,35.7,51.4,high\n",
+                "applicants.csv:2: `priority` = \"high\" is not a whole number",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon\nA1,35.7\n",
+                "applicants.csv:2:",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,registered_at\nA1,35.7,51.4,yesterday\n",
+                "applicants.csv:2: `registered_at` = \"yesterday\"",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon\n,35.7,51.4\n",
+                "applicants.csv:2: `applicant_id` is empty",
+            ),
         ];
         for &(file, text, expected) in table {
             let dir = tempfile::tempdir().unwrap();
@@ -529,7 +592,15 @@ mod csv_input {
         for phase in ["load", "build", "solve", "assign", "write"] {
             assert!(report["timings_ms"][phase].is_number(), "{phase}");
         }
-        for key in ["total_cost_km", "total_distance_km", "distance_km", "wait_days", "by_province", "fairness", "office_utilisation"] {
+        for key in [
+            "total_cost_km",
+            "total_distance_km",
+            "distance_km",
+            "wait_days",
+            "by_province",
+            "fairness",
+            "office_utilisation",
+        ] {
             assert!(!report[key].is_null(), "{key}");
         }
     }

@@ -26,13 +26,25 @@ const MAX_ROWS: usize = 50_000_000;
 #[derive(Debug, Args)]
 pub struct AllocateArgs {
     /// Offices: office_id,lat,lon[,services,stations,province,kind,...].
-    #[arg(long, required_unless_present = "scenario", conflicts_with = "scenario")]
+    #[arg(
+        long,
+        required_unless_present = "scenario",
+        conflicts_with = "scenario"
+    )]
     pub offices: Option<PathBuf>,
     /// Seats: office_id,day,seats (day = 0-based index into the horizon).
-    #[arg(long, required_unless_present = "scenario", conflicts_with = "scenario")]
+    #[arg(
+        long,
+        required_unless_present = "scenario",
+        conflicts_with = "scenario"
+    )]
     pub capacity: Option<PathBuf>,
     /// Applicants: applicant_id,lat,lon[,priority,max_km,province,service,registered_at].
-    #[arg(long, required_unless_present = "scenario", conflicts_with = "scenario")]
+    #[arg(
+        long,
+        required_unless_present = "scenario",
+        conflicts_with = "scenario"
+    )]
     pub applicants: Option<PathBuf>,
     /// A scenario file that generates offices, seats and applicants instead of the CSVs.
     #[arg(long)]
@@ -66,8 +78,9 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
     };
     let mut marks: Vec<(Phase, Instant)> = Vec::new();
     let phase_start = Instant::now();
-    let allocation = allocate_observed(&problem, &options, &mut |p| marks.push((p, Instant::now())))
-        .context("allocation failed")?;
+    let allocation =
+        allocate_observed(&problem, &options, &mut |p| marks.push((p, Instant::now())))
+            .context("allocation failed")?;
     let assign_end = Instant::now();
     let mark = |phase: Phase| {
         marks
@@ -164,7 +177,8 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
             },
             "peak_rss_mb": peak_rss_mb(),
         });
-        let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = BufWriter::new(file);
         serde_json::to_writer_pretty(&mut w, &report)?;
         writeln!(w)?;
@@ -461,7 +475,10 @@ fn load_applicants(path: &Path) -> anyhow::Result<Vec<Applicant>> {
             }
             None => None,
         };
-        let registered_at = row.opt("registered_at").map(parse_registered_at).transpose()?;
+        let registered_at = row
+            .opt("registered_at")
+            .map(parse_registered_at)
+            .transpose()?;
         if !seen.insert(id.clone()) {
             return Err(format!("duplicate applicant_id {id:?}"));
         }

@@ -15,8 +15,8 @@
 //! transversal matroid, so "most applicants of the top class, then of the next class, …" is
 //! also "most applicants overall", and a seated set has the lexicographically best class
 //! counts iff no single exchange (seat x of a higher class instead of y) is possible (local
-//! optimality is global for matroid bases). Unassigned penalties are (rank from the bottom
-//! + 1) × B, with B above the cost of any simple path through the network
+//! optimality is global for matroid bases). Unassigned penalties are B × (1 + rank from the
+//! bottom), with B above the cost of any simple path through the network
 //! ((offices + 1) × longest arc + longest wait). At a min-cost flow no residual cycle is
 //! negative; an exchange would decompose into cycles that each move one unassignment between
 //! classes, and each such cycle with cost ≥ 0 can only move it to an equal or higher class

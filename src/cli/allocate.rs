@@ -1,10 +1,533 @@
 //! `nobat allocate`: file formats in, assignments and a report out.
+//!
+//! Every input file is read and checked in full before any work starts; a bad row is refused
+//! with `file:line: reason` (line 1 is the header). The in-memory problem is the engine's
+//! [`AllocationProblem`], so the `--scenario` path only has to build the same value.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
 use clap::Args;
+use serde_json::json;
+
+use crate::domain::office::OfficeKind;
+use crate::engine::allocator::{
+    allocate_observed, summarise, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite,
+    Outcome, Phase, SolverOptions,
+};
+
+/// Bound on rows per input file (the national cohort is well below it).
+const MAX_ROWS: usize = 50_000_000;
 
 #[derive(Debug, Args)]
-pub struct AllocateArgs {}
+pub struct AllocateArgs {
+    /// Offices: office_id,lat,lon[,services,stations,province,kind,...].
+    #[arg(
+        long,
+        required_unless_present = "scenario",
+        conflicts_with = "scenario"
+    )]
+    pub offices: Option<PathBuf>,
+    /// Seats: office_id,day,seats (day = 0-based index into the horizon).
+    #[arg(
+        long,
+        required_unless_present = "scenario",
+        conflicts_with = "scenario"
+    )]
+    pub capacity: Option<PathBuf>,
+    /// Applicants: applicant_id,lat,lon[,priority,max_km,province,service,registered_at].
+    #[arg(
+        long,
+        required_unless_present = "scenario",
+        conflicts_with = "scenario"
+    )]
+    pub applicants: Option<PathBuf>,
+    /// A scenario file that generates offices, seats and applicants instead of the CSVs.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Maximum distance for applicants without their own max_km.
+    #[arg(long, default_value_t = 100.0)]
+    pub max_km: f64,
+    /// Cost of one day of waiting, in kilometres of travel.
+    #[arg(long, default_value_t = 5.0)]
+    pub wait_km_per_day: f64,
+    /// Published lottery seed: ties are broken by SHA-256(seed ‖ applicant_id).
+    #[arg(long, default_value = "0")]
+    pub seed: String,
+    /// Nearest offices per zone in the first model (speed only; the optimum is exact anyway).
+    #[arg(long, default_value_t = 6)]
+    pub candidates_per_zone: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
 
-pub fn run(_args: AllocateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the allocator is not built yet")
+pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let problem = load_problem(&args)?;
+    let load_ms = ms(started);
+
+    let options = SolverOptions {
+        candidates_per_zone: args.candidates_per_zone.max(1),
+        ..SolverOptions::default()
+    };
+    let mut marks: Vec<(Phase, Instant)> = Vec::new();
+    let phase_start = Instant::now();
+    let allocation =
+        allocate_observed(&problem, &options, &mut |p| marks.push((p, Instant::now())))
+            .context("allocation failed")?;
+    let assign_end = Instant::now();
+    let mark = |phase: Phase| {
+        marks
+            .iter()
+            .find(|m| m.0 == phase)
+            .map_or(assign_end, |m| m.1)
+    };
+    let (built, solved) = (mark(Phase::Built), mark(Phase::Solved));
+    let build_ms = (built - phase_start).as_secs_f64() * 1e3;
+    let solve_ms = (solved - built).as_secs_f64() * 1e3;
+    let assign_ms = (assign_end - solved).as_secs_f64() * 1e3;
+
+    let write_start = Instant::now();
+    write_assignments(&args.out, &problem, &allocation.outcomes)?;
+    let summary = summarise(&problem, &allocation);
+    let write_ms = ms(write_start);
+    eprintln!(
+        "allocated {} of {} applicants (cost {:.1} km) in {:.0} ms",
+        summary.assigned,
+        summary.applicants,
+        summary.total_cost_km,
+        ms(started)
+    );
+    if let Some(path) = &args.report {
+        let province_wait = |p: &Option<(String, f64)>| {
+            p.as_ref()
+                .map(|(name, w)| json!({"province": name, "wait_days_mean": w}))
+        };
+        let report = json!({
+            "applicants": summary.applicants,
+            "assigned": summary.assigned,
+            "unassigned": {
+                "total": summary.unassigned,
+                "by_reason": summary.unassigned_by_reason,
+            },
+            "total_cost_km": summary.total_cost_km,
+            "total_cost_m": allocation.stats.total_cost_m,
+            "total_distance_km": summary.total_distance_km,
+            "distance_km": {
+                "mean": summary.distance_km_mean,
+                "p95": summary.distance_km_p95,
+                "max": summary.distance_km_max,
+            },
+            "wait_days": {
+                "mean": summary.wait_days_mean,
+                "p95": summary.wait_days_p95,
+            },
+            "by_province": summary.by_province.iter().map(|p| json!({
+                "province": p.province,
+                "applicants": p.applicants,
+                "assigned": p.assigned,
+                "distance_km_mean": p.distance_km_mean,
+                "wait_days_mean": p.wait_days_mean,
+            })).collect::<Vec<_>>(),
+            "fairness": {
+                "worst_province_wait": province_wait(&summary.worst_province_wait),
+                "best_province_wait": province_wait(&summary.best_province_wait),
+                "jain_index_province_wait": summary.jain_index_wait,
+                "jain_index_province_assigned_share": summary.jain_index_assigned_share,
+            },
+            "office_utilisation": {
+                "seats_total": summary.seats_total,
+                "seats_used": summary.seats_used,
+                "utilisation": if summary.seats_total == 0 { 0.0 } else {
+                    summary.seats_used as f64 / summary.seats_total as f64
+                },
+                "offices_with_seats": summary.offices_with_seats,
+                "offices_full": summary.offices_full,
+                "office_min": summary.office_utilisation_min,
+                "office_mean": summary.office_utilisation_mean,
+            },
+            "parameters": {
+                "max_km": args.max_km,
+                "wait_km_per_day": args.wait_km_per_day,
+                "wait_m_per_day": allocation.wait_m_per_day,
+                "lottery_seed": problem.lottery_seed,
+                "lottery_rule": "SHA-256(seed || applicant_id), lower first, after priority (higher first) and registered_at (earlier first)",
+            },
+            "solver": {
+                "zones": allocation.stats.zones,
+                "priority_classes": allocation.stats.priority_classes,
+                "arcs": allocation.stats.arcs,
+                "arcs_added_by_pricing": allocation.stats.arcs_added_by_pricing,
+                "pricing_rounds": allocation.stats.pricing_rounds,
+                "pivots": allocation.stats.pivots,
+            },
+            "timings_ms": {
+                "load": load_ms,
+                "build": build_ms,
+                "solve": solve_ms,
+                "assign": assign_ms,
+                "write": write_ms,
+                "total": ms(started),
+            },
+            "peak_rss_mb": peak_rss_mb(),
+        });
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut w, &report)?;
+        writeln!(w)?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), if the platform tells.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The in-memory problem, from the CSVs or (once wired) from a scenario.
+pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
+    if !(args.max_km.is_finite() && args.max_km >= 0.0) {
+        bail!("--max-km must be a number >= 0, got {}", args.max_km);
+    }
+    if !(args.wait_km_per_day.is_finite() && args.wait_km_per_day >= 0.0) {
+        bail!(
+            "--wait-km-per-day must be a number >= 0, got {}",
+            args.wait_km_per_day
+        );
+    }
+    if let Some(scenario) = &args.scenario {
+        bail!(
+            "--scenario {}: building the allocation problem from a scenario needs the scenario \
+             module, which is not wired into `nobat allocate` in this build; pass --offices, \
+             --capacity and --applicants instead",
+            scenario.display()
+        );
+    }
+    let (Some(offices), Some(capacity), Some(applicants)) =
+        (&args.offices, &args.capacity, &args.applicants)
+    else {
+        bail!("pass --offices, --capacity and --applicants (or --scenario)");
+    };
+    let offices = load_offices(offices)?;
+    let seats = load_capacity(capacity, &offices)?;
+    let applicants = load_applicants(applicants)?;
+    Ok(AllocationProblem {
+        offices,
+        seats,
+        applicants,
+        wait_km_per_day: args.wait_km_per_day,
+        default_max_km: Some(args.max_km),
+        lottery_seed: args.seed.clone(),
+    })
+}
+
+/// A CSV file read by header name, with `file:line` on every error.
+struct Table {
+    path: String,
+    reader: csv::Reader<File>,
+    columns: HashMap<String, usize>,
+}
+
+impl Table {
+    fn open(path: &Path, required: &[&str]) -> anyhow::Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(file);
+        let name = path.display().to_string();
+        let headers = reader
+            .headers()
+            .map_err(|e| anyhow::anyhow!("{name}:1: cannot read the header: {e}"))?
+            .clone();
+        let mut columns = HashMap::new();
+        for (i, h) in headers.iter().enumerate() {
+            let h = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
+            if columns.insert(h.clone(), i).is_some() {
+                bail!("{name}:1: column `{h}` appears twice");
+            }
+        }
+        for r in required {
+            if !columns.contains_key(*r) {
+                bail!("{name}:1: missing column `{r}`");
+            }
+        }
+        Ok(Self {
+            path: name,
+            reader,
+            columns,
+        })
+    }
+
+    /// Calls `row` for every record with (line, accessor); stops at the first error.
+    fn for_each(
+        &mut self,
+        mut row: impl FnMut(u64, &Row) -> Result<(), String>,
+    ) -> anyhow::Result<()> {
+        let mut record = csv::StringRecord::new();
+        let mut rows = 0usize;
+        loop {
+            let more = self.reader.read_record(&mut record).map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                anyhow::anyhow!("{}:{line}: {e}", self.path)
+            })?;
+            if !more {
+                break;
+            }
+            rows += 1;
+            if rows > MAX_ROWS {
+                bail!("{}: more than {MAX_ROWS} rows", self.path);
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            let view = Row {
+                record: &record,
+                columns: &self.columns,
+            };
+            row(line, &view).map_err(|reason| anyhow::anyhow!("{}:{line}: {reason}", self.path))?;
+        }
+        Ok(())
+    }
+}
+
+struct Row<'a> {
+    record: &'a csv::StringRecord,
+    columns: &'a HashMap<String, usize>,
+}
+
+impl Row<'_> {
+    /// The cell, or `None` when the column is absent or the cell empty.
+    fn opt(&self, column: &str) -> Option<&str> {
+        let i = *self.columns.get(column)?;
+        self.record.get(i).filter(|s| !s.is_empty())
+    }
+
+    fn req(&self, column: &str) -> Result<&str, String> {
+        self.opt(column)
+            .ok_or_else(|| format!("`{column}` is empty"))
+    }
+
+    fn float(&self, column: &str) -> Result<f64, String> {
+        let raw = self.req(column)?;
+        raw.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("`{column}` = {raw:?} is not a number"))
+    }
+
+    fn coords(&self) -> Result<(f64, f64), String> {
+        let (lat, lon) = (self.float("lat")?, self.float("lon")?);
+        if !(-90.0..=90.0).contains(&lat) {
+            return Err(format!("`lat` = {lat} is outside [-90, 90]"));
+        }
+        if !(-180.0..=180.0).contains(&lon) {
+            return Err(format!("`lon` = {lon} is outside [-180, 180]"));
+        }
+        Ok((lat, lon))
+    }
+}
+
+fn load_offices(path: &Path) -> anyhow::Result<Vec<OfficeSite>> {
+    let mut table = Table::open(path, &["office_id", "lat", "lon"])?;
+    let mut offices = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    table.for_each(|_, row| {
+        let id = row.req("office_id")?.to_string();
+        if !seen.insert(id.clone()) {
+            return Err(format!("duplicate office_id {id:?}"));
+        }
+        let (lat, lon) = row.coords()?;
+        let kind = row
+            .opt("kind")
+            .map(|k| OfficeKind::parse(k).map_err(|e| format!("`kind`: {}", e.message)))
+            .transpose()?;
+        // Services: listed (separated by ';', '|' or spaces), else the kind's defaults, else all.
+        let services = match row.opt("services") {
+            Some(list) => Some(
+                list.split([';', '|', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect::<BTreeSet<_>>(),
+            ),
+            None => kind.map(|k| {
+                k.default_services()
+                    .into_iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect()
+            }),
+        };
+        let stations = row
+            .opt("stations")
+            .map(|s| {
+                s.parse::<u32>()
+                    .map_err(|_| format!("`stations` = {s:?} is not a whole number >= 0"))
+            })
+            .transpose()?;
+        offices.push(OfficeSite {
+            id,
+            lat,
+            lon,
+            services,
+            stations,
+            province: row.opt("province").map(str::to_string),
+        });
+        Ok(())
+    })?;
+    Ok(offices)
+}
+
+fn load_capacity(path: &Path, offices: &[OfficeSite]) -> anyhow::Result<Vec<OfficeDaySeats>> {
+    let mut table = Table::open(path, &["office_id", "day", "seats"])?;
+    let index: HashMap<&str, usize> = offices
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id.as_str(), i))
+        .collect();
+    let mut seen: HashSet<(usize, u32)> = HashSet::new();
+    let mut seats = Vec::new();
+    table.for_each(|_, row| {
+        let id = row.req("office_id")?;
+        let office = *index
+            .get(id)
+            .ok_or_else(|| format!("unknown office_id {id:?} (not in the offices file)"))?;
+        let raw_day = row.req("day")?;
+        let day: u32 = raw_day
+            .parse()
+            .ok()
+            .filter(|&d| d <= 100_000)
+            .ok_or_else(|| format!("`day` = {raw_day:?} is not a day index in 0..=100000"))?;
+        let raw_seats = row.req("seats")?;
+        let n: i64 = raw_seats
+            .parse()
+            .map_err(|_| format!("`seats` = {raw_seats:?} is not a whole number"))?;
+        if n < 0 {
+            return Err(format!("`seats` = {n} is negative"));
+        }
+        let n = u32::try_from(n).map_err(|_| format!("`seats` = {n} is too large"))?;
+        if !seen.insert((office, day)) {
+            return Err(format!("duplicate row for office {id:?} day {day}"));
+        }
+        seats.push(OfficeDaySeats {
+            office,
+            day,
+            seats: n,
+        });
+        Ok(())
+    })?;
+    Ok(seats)
+}
+
+/// Registration time: an integer (e.g. Unix seconds), an RFC 3339 time or a `YYYY-MM-DD` date.
+fn parse_registered_at(raw: &str) -> Result<i64, String> {
+    if let Ok(v) = raw.parse::<i64>() {
+        return Ok(v);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp());
+    }
+    Err(format!(
+        "`registered_at` = {raw:?} is not an integer, an RFC 3339 time or a YYYY-MM-DD date"
+    ))
+}
+
+fn load_applicants(path: &Path) -> anyhow::Result<Vec<Applicant>> {
+    let mut table = Table::open(path, &["applicant_id", "lat", "lon"])?;
+    let mut applicants = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    table.for_each(|_, row| {
+        let id = row.req("applicant_id")?.to_string();
+        let (lat, lon) = row.coords()?;
+        let priority = row
+            .opt("priority")
+            .map(|p| {
+                p.parse::<i32>()
+                    .map_err(|_| format!("`priority` = {p:?} is not a whole number"))
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let max_km = match row.opt("max_km") {
+            Some(_) => {
+                let m = row.float("max_km")?;
+                if m < 0.0 {
+                    return Err(format!("`max_km` = {m} is negative"));
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        let registered_at = row
+            .opt("registered_at")
+            .map(parse_registered_at)
+            .transpose()?;
+        if !seen.insert(id.clone()) {
+            return Err(format!("duplicate applicant_id {id:?}"));
+        }
+        applicants.push(Applicant {
+            id,
+            lat,
+            lon,
+            priority,
+            max_km,
+            service: row.opt("service").map(str::to_string),
+            registered_at,
+            province: row.opt("province").map(str::to_string),
+        });
+        Ok(())
+    })?;
+    Ok(applicants)
+}
+
+fn write_assignments(
+    path: &Path,
+    problem: &AllocationProblem,
+    outcomes: &[Outcome],
+) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    writeln!(w, "applicant_id,office_id,day,distance_km,seat,slot")?;
+    for (a, outcome) in problem.applicants.iter().zip(outcomes) {
+        if let Outcome::Assigned(s) = outcome {
+            writeln!(
+                w,
+                "{},{},{},{:.3},{},{}",
+                csv_cell(&a.id),
+                csv_cell(&problem.offices[s.office].id),
+                s.day,
+                s.distance_km,
+                s.seat,
+                s.slot
+            )?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Quotes a cell only when CSV needs it.
+fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
 }

@@ -1,1 +1,19 @@
 //! The allocator: applicants to office-days by min-cost flow.
+//!
+//! Pure: no I/O, no clock; the lottery seed is an input. Entry point: [`allocate`]; the method
+//! (zones, candidate arcs with pricing, the lexicographic objective) is described in `solve.rs`.
+
+mod model;
+pub mod network_simplex;
+mod seating;
+mod solve;
+pub mod spatial;
+mod summary;
+
+pub use model::{
+    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, OfficeDaySeats,
+    OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
+};
+pub use seating::{lottery_digest, lottery_digests, seat_order};
+pub use solve::{allocate, allocate_observed, Phase};
+pub use summary::{jain_index, summarise, AllocationSummary, ProvinceFigures};

@@ -1,0 +1,116 @@
+//! The allocator on generated national-style instances: offices around the province capitals,
+//! applicants on a 0.01° grid, 30 days, seats about 1.1 × demand with some offices nearly
+//! closed. Throughput is applicants per second (build + solve + seat assignment).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use nobat::domain::province::Province;
+use nobat::engine::allocator::{
+    allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, SolverOptions,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+    let (u, v): (f64, f64) = (rng.gen_range(1e-12..1.0), rng.gen());
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+fn instance(applicants: usize, offices: usize, days: u32, seed: u64) -> AllocationProblem {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let provinces = Province::all();
+    let population: f64 = provinces.iter().map(|p| p.population_2016 as f64).sum();
+    let pick = |rng: &mut ChaCha8Rng| {
+        let mut x = rng.gen_range(0.0..population);
+        for p in provinces.iter() {
+            x -= p.population_2016 as f64;
+            if x < 0.0 {
+                return p;
+            }
+        }
+        provinces.last().expect("provinces")
+    };
+    let around = |rng: &mut ChaCha8Rng, lat: f64, lon: f64| {
+        let sd = if rng.gen_bool(0.6) { 0.08 } else { 0.7 };
+        let lat = (lat + sd * gaussian(rng)).clamp(25.0, 39.7);
+        let lon = (lon + sd * gaussian(rng)).clamp(44.0, 63.3);
+        ((lat * 100.0).round() / 100.0, (lon * 100.0).round() / 100.0)
+    };
+    let mut sites = Vec::with_capacity(offices);
+    for i in 0..offices {
+        let p = pick(&mut rng);
+        let (lat, lon) = around(&mut rng, p.capital.lat, p.capital.lon);
+        sites.push(OfficeSite {
+            id: format!("O{i:05}"),
+            lat,
+            lon,
+            services: None,
+            stations: Some(rng.gen_range(1..6)),
+            province: Some(p.slug.clone()),
+        });
+    }
+    let station_sum: f64 = sites.iter().map(|o| o.stations.unwrap_or(1) as f64).sum();
+    let mut seats = Vec::new();
+    for (i, o) in sites.iter().enumerate() {
+        let scale = if rng.gen_bool(0.05) { 0.05 } else { 1.0 };
+        let per_day =
+            applicants as f64 * 1.1 * o.stations.unwrap_or(1) as f64 / station_sum / days as f64
+                * scale;
+        for day in 0..days {
+            seats.push(OfficeDaySeats {
+                office: i,
+                day,
+                seats: (per_day * rng.gen_range(0.7..1.3)).round() as u32,
+            });
+        }
+    }
+    let people = (0..applicants)
+        .map(|i| {
+            let p = pick(&mut rng);
+            let (lat, lon) = around(&mut rng, p.capital.lat, p.capital.lon);
+            Applicant {
+                id: format!("A{i:07}"),
+                lat,
+                lon,
+                priority: i32::from(rng.gen_range(0..100) < 5),
+                max_km: None,
+                service: None,
+                registered_at: Some(rng.gen_range(0..86_400)),
+                province: Some(p.slug.clone()),
+            }
+        })
+        .collect();
+    AllocationProblem {
+        offices: sites,
+        seats,
+        applicants: people,
+        wait_km_per_day: 5.0,
+        default_max_km: Some(100.0),
+        lottery_seed: "bench".into(),
+    }
+}
+
+fn bench_allocate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine/allocator/allocate");
+    group.sample_size(10);
+    for &(applicants, offices) in &[(10_000usize, 200usize), (10_000, 2_000), (100_000, 2_000)] {
+        let problem = instance(applicants, offices, 30, 7);
+        group.throughput(Throughput::Elements(applicants as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{applicants}x{offices}x30")),
+            &problem,
+            |b, p| {
+                b.iter_batched(
+                    || (),
+                    |_| black_box(allocate(p, &SolverOptions::default()).expect("solves")),
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_allocate);
+criterion_main!(benches);

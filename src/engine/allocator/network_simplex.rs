@@ -1,0 +1,770 @@
+//! An exact primal network simplex for min-cost flow with integer (i64) costs and capacities.
+//!
+//! The design follows the classic spanning-tree implementation (parent / thread / successor
+//! lists, block-search pivoting, strongly feasible trees so it cannot cycle), as in LEMON's
+//! `NetworkSimplex`, re-written for this crate. Two additions matter for the allocator:
+//!
+//! - **Warm restarts.** Arcs may be added after a solve (they enter at their lower bound, flow 0,
+//!   so the current tree stays a feasible basis) and `solve` continues from where it stopped. The
+//!   allocator uses this to add the arcs its pricing step finds without starting again.
+//! - **A certificate.** After every solve the flow is checked against capacities and node
+//!   balances, and the potentials against complementary slackness on every arc. Passing that
+//!   check proves optimality whatever the pivoting did, so a bug can only cost time, not
+//!   silently wrong answers.
+//!
+//! Layout: node `u` owns artificial arc `u` (to or from the extra root node), real arcs follow.
+
+use thiserror::Error;
+
+/// Capacity meaning "no upper bound".
+pub const CAPACITY_UNBOUNDED: i64 = i64::MAX;
+
+const STATE_UPPER: i8 = -1;
+const STATE_TREE: i8 = 0;
+const STATE_LOWER: i8 = 1;
+const DIR_UP: i8 = 1;
+const DIR_DOWN: i8 = -1;
+const NONE: usize = usize::MAX;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FlowError {
+    #[error("the supplies do not sum to zero (sum {0})")]
+    Unbalanced(i64),
+    #[error("no feasible flow: {0} units could not be routed")]
+    Infeasible(i64),
+    #[error("an arc cost {cost} exceeds the declared bound {bound}")]
+    CostOutOfBound { cost: i64, bound: i64 },
+    #[error("the solver exceeded its pivot bound of {0}")]
+    PivotLimit(u64),
+    #[error("the optimality certificate failed: {0}")]
+    Certificate(String),
+}
+
+/// Min-cost flow on a directed graph with node supplies (positive = source) that sum to zero.
+#[derive(Debug, Clone)]
+pub struct NetworkSimplex {
+    node_count: usize,
+    supply: Vec<i64>,
+    // Arc data (artificial arcs first).
+    source: Vec<usize>,
+    target: Vec<usize>,
+    cap: Vec<i64>,
+    cost: Vec<i64>,
+    flow: Vec<i64>,
+    state: Vec<i8>,
+    // Spanning tree, over node_count + 1 nodes (the root is the last).
+    parent: Vec<usize>,
+    pred: Vec<usize>,
+    thread: Vec<usize>,
+    rev_thread: Vec<usize>,
+    succ_num: Vec<usize>,
+    last_succ: Vec<usize>,
+    pred_dir: Vec<i8>,
+    pi: Vec<i64>,
+    dirty_revs: Vec<usize>,
+    initialised: bool,
+    cost_bound: i64,
+    art_cost: i64,
+    next_arc: usize,
+    pivots: u64,
+    // Pivot scratch.
+    in_arc: usize,
+    join: usize,
+    u_in: usize,
+    v_in: usize,
+    u_out: usize,
+    delta: i64,
+}
+
+impl NetworkSimplex {
+    /// A network with `supply.len()` nodes. `cost_bound` bounds |cost| of every arc that will
+    /// ever be added (it sizes the artificial arcs' cost, which must dominate any real path).
+    pub fn new(supply: Vec<i64>, cost_bound: i64) -> Self {
+        let n = supply.len();
+        let mut s = Self {
+            node_count: n,
+            supply,
+            source: Vec::new(),
+            target: Vec::new(),
+            cap: Vec::new(),
+            cost: Vec::new(),
+            flow: Vec::new(),
+            state: Vec::new(),
+            parent: vec![NONE; n + 1],
+            pred: vec![NONE; n + 1],
+            thread: vec![0; n + 1],
+            rev_thread: vec![0; n + 1],
+            succ_num: vec![0; n + 1],
+            last_succ: vec![0; n + 1],
+            pred_dir: vec![0; n + 1],
+            pi: vec![0; n + 1],
+            dirty_revs: Vec::new(),
+            initialised: false,
+            cost_bound: cost_bound.max(0),
+            art_cost: 0,
+            next_arc: n,
+            pivots: 0,
+            in_arc: 0,
+            join: 0,
+            u_in: 0,
+            v_in: 0,
+            u_out: 0,
+            delta: 0,
+        };
+        // Artificial arcs: placeholders until `init` fixes their direction.
+        for u in 0..n {
+            s.push_arc(u, n, CAPACITY_UNBOUNDED, 0, STATE_TREE);
+        }
+        s
+    }
+
+    fn push_arc(&mut self, u: usize, v: usize, cap: i64, cost: i64, state: i8) -> usize {
+        self.source.push(u);
+        self.target.push(v);
+        self.cap.push(cap);
+        self.cost.push(cost);
+        self.flow.push(0);
+        self.state.push(state);
+        self.source.len() - 1
+    }
+
+    /// Adds an arc `u -> v`; returns its id. Allowed before and after `solve` (warm restart).
+    pub fn add_arc(&mut self, u: usize, v: usize, cap: i64, cost: i64) -> Result<usize, FlowError> {
+        assert!(
+            u < self.node_count && v < self.node_count,
+            "arc endpoint out of range"
+        );
+        if cost.abs() > self.cost_bound {
+            return Err(FlowError::CostOutOfBound {
+                cost,
+                bound: self.cost_bound,
+            });
+        }
+        Ok(self.push_arc(u, v, cap.max(0), cost, STATE_LOWER))
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.node_count
+    }
+
+    /// Real arcs added so far.
+    pub fn arc_count(&self) -> usize {
+        self.source.len() - self.node_count
+    }
+
+    /// Pivots performed over all solves.
+    pub fn pivots(&self) -> u64 {
+        self.pivots
+    }
+
+    pub fn flow(&self, arc: usize) -> i64 {
+        self.flow[arc]
+    }
+
+    /// Node potential: at optimum, `cost(u,v) + potential(u) - potential(v) >= 0` on every arc
+    /// with spare capacity and `<= 0` on every arc with flow.
+    pub fn potential(&self, node: usize) -> i64 {
+        self.pi[node]
+    }
+
+    /// Total cost of the current flow (real arcs only).
+    pub fn total_cost(&self) -> i128 {
+        (self.node_count..self.source.len())
+            .map(|e| self.flow[e] as i128 * self.cost[e] as i128)
+            .sum()
+    }
+
+    fn init(&mut self) -> Result<(), FlowError> {
+        let n = self.node_count;
+        let sum: i64 = self.supply.iter().sum();
+        if sum != 0 {
+            return Err(FlowError::Unbalanced(sum));
+        }
+        // The artificial cost must exceed the cost of any simple path of real arcs.
+        self.art_cost = (self.cost_bound + 1).saturating_mul(n as i64 + 1);
+        let root = n;
+        self.parent[root] = NONE;
+        self.pred[root] = NONE;
+        self.thread[root] = 0;
+        self.rev_thread[0] = root;
+        self.succ_num[root] = n + 1;
+        self.last_succ[root] = if n == 0 { root } else { n - 1 };
+        self.pi[root] = 0;
+        for u in 0..n {
+            let e = u;
+            self.parent[u] = root;
+            self.pred[u] = e;
+            self.thread[u] = u + 1;
+            self.rev_thread[u + 1] = u;
+            self.succ_num[u] = 1;
+            self.last_succ[u] = u;
+            self.cap[e] = CAPACITY_UNBOUNDED;
+            self.state[e] = STATE_TREE;
+            if self.supply[u] >= 0 {
+                self.pred_dir[u] = DIR_UP;
+                self.pi[u] = 0;
+                self.source[e] = u;
+                self.target[e] = root;
+                self.flow[e] = self.supply[u];
+                self.cost[e] = 0;
+            } else {
+                self.pred_dir[u] = DIR_DOWN;
+                self.pi[u] = self.art_cost;
+                self.source[e] = root;
+                self.target[e] = u;
+                self.flow[e] = -self.supply[u];
+                self.cost[e] = self.art_cost;
+            }
+        }
+        if n == 0 {
+            self.thread[root] = root;
+            self.rev_thread[root] = root;
+        }
+        self.initialised = true;
+        Ok(())
+    }
+
+    /// Runs (or continues) the simplex until optimal; `max_pivots` bounds the work of this call.
+    pub fn solve(&mut self, max_pivots: u64) -> Result<(), FlowError> {
+        if !self.initialised {
+            self.init()?;
+        }
+        let search_start = self.node_count;
+        let search_end = self.source.len();
+        let search_len = search_end - search_start;
+        if search_len > 0 {
+            let block = ((search_len as f64).sqrt() as usize).max(10);
+            if self.next_arc < search_start || self.next_arc >= search_end {
+                self.next_arc = search_start;
+            }
+            let mut done: u64 = 0;
+            while self.find_entering_arc(search_start, search_end, block) {
+                if done >= max_pivots {
+                    return Err(FlowError::PivotLimit(max_pivots));
+                }
+                done += 1;
+                self.find_join_node();
+                let change = self.find_leaving_arc();
+                if self.delta == CAPACITY_UNBOUNDED {
+                    // Every arc cost is bounded and artificial arcs dominate, so an unbounded
+                    // cycle means a negative-cost cycle of uncapacitated arcs.
+                    return Err(FlowError::Certificate(
+                        "negative cycle of unbounded capacity".into(),
+                    ));
+                }
+                self.change_flow(change);
+                if change {
+                    self.update_tree_structure();
+                    self.update_potential();
+                }
+            }
+            self.pivots += done;
+        }
+        // Supply still parked on an artificial arc could not be routed on real arcs.
+        let unrouted: i64 = (0..self.node_count)
+            .filter(|&e| self.source[e] != self.node_count)
+            .map(|e| self.flow[e])
+            .sum();
+        if unrouted != 0 {
+            return Err(FlowError::Infeasible(unrouted));
+        }
+        self.check_certificate()
+    }
+
+    #[inline]
+    fn reduced_cost(&self, e: usize) -> i64 {
+        self.cost[e] + self.pi[self.source[e]] - self.pi[self.target[e]]
+    }
+
+    fn find_entering_arc(&mut self, start: usize, end: usize, block: usize) -> bool {
+        let mut min = 0i64;
+        let mut cnt = block;
+        let mut best = NONE;
+        let mut e = self.next_arc;
+        let total = end - start;
+        for _ in 0..total {
+            let c = self.state[e] as i64 * self.reduced_cost(e);
+            if c < min {
+                min = c;
+                best = e;
+            }
+            cnt -= 1;
+            e += 1;
+            if e == end {
+                e = start;
+            }
+            if cnt == 0 {
+                if min < 0 {
+                    break;
+                }
+                cnt = block;
+            }
+        }
+        if min >= 0 {
+            return false;
+        }
+        self.in_arc = best;
+        self.next_arc = e;
+        true
+    }
+
+    fn find_join_node(&mut self) {
+        let mut u = self.source[self.in_arc];
+        let mut v = self.target[self.in_arc];
+        while u != v {
+            if self.succ_num[u] < self.succ_num[v] {
+                u = self.parent[u];
+            } else {
+                v = self.parent[v];
+            }
+        }
+        self.join = u;
+    }
+
+    fn find_leaving_arc(&mut self) -> bool {
+        let in_arc = self.in_arc;
+        let (first, second) = if self.state[in_arc] == STATE_LOWER {
+            (self.source[in_arc], self.target[in_arc])
+        } else {
+            (self.target[in_arc], self.source[in_arc])
+        };
+        self.delta = self.cap[in_arc];
+        let mut result = 0;
+        let mut u = first;
+        while u != self.join {
+            let e = self.pred[u];
+            let d = if self.pred_dir[u] == DIR_DOWN {
+                residual(self.cap[e], self.flow[e])
+            } else {
+                self.flow[e]
+            };
+            if d < self.delta {
+                self.delta = d;
+                self.u_out = u;
+                result = 1;
+            }
+            u = self.parent[u];
+        }
+        let mut u = second;
+        while u != self.join {
+            let e = self.pred[u];
+            let d = if self.pred_dir[u] == DIR_UP {
+                residual(self.cap[e], self.flow[e])
+            } else {
+                self.flow[e]
+            };
+            if d <= self.delta {
+                self.delta = d;
+                self.u_out = u;
+                result = 2;
+            }
+            u = self.parent[u];
+        }
+        if result == 1 {
+            self.u_in = first;
+            self.v_in = second;
+        } else {
+            self.u_in = second;
+            self.v_in = first;
+        }
+        result != 0
+    }
+
+    fn change_flow(&mut self, change: bool) {
+        let in_arc = self.in_arc;
+        if self.delta > 0 {
+            let val = self.state[in_arc] as i64 * self.delta;
+            self.flow[in_arc] += val;
+            let mut u = self.source[in_arc];
+            while u != self.join {
+                let e = self.pred[u];
+                self.flow[e] -= self.pred_dir[u] as i64 * val;
+                u = self.parent[u];
+            }
+            let mut u = self.target[in_arc];
+            while u != self.join {
+                let e = self.pred[u];
+                self.flow[e] += self.pred_dir[u] as i64 * val;
+                u = self.parent[u];
+            }
+        }
+        if change {
+            self.state[in_arc] = STATE_TREE;
+            let out = self.pred[self.u_out];
+            self.state[out] = if self.flow[out] == 0 {
+                STATE_LOWER
+            } else {
+                STATE_UPPER
+            };
+        } else {
+            self.state[in_arc] = -self.state[in_arc];
+        }
+    }
+
+    fn update_tree_structure(&mut self) {
+        let u_in = self.u_in;
+        let v_in = self.v_in;
+        let u_out = self.u_out;
+        let in_arc = self.in_arc;
+        let join = self.join;
+        let old_rev_thread = self.rev_thread[u_out];
+        let old_succ_num = self.succ_num[u_out];
+        let old_last_succ = self.last_succ[u_out];
+        let v_out = self.parent[u_out];
+
+        if u_in == u_out {
+            self.parent[u_in] = v_in;
+            self.pred[u_in] = in_arc;
+            self.pred_dir[u_in] = if u_in == self.source[in_arc] {
+                DIR_UP
+            } else {
+                DIR_DOWN
+            };
+            if self.thread[v_in] != u_out {
+                let mut after = self.thread[old_last_succ];
+                self.thread[old_rev_thread] = after;
+                self.rev_thread[after] = old_rev_thread;
+                after = self.thread[v_in];
+                self.thread[v_in] = u_out;
+                self.rev_thread[u_out] = v_in;
+                self.thread[old_last_succ] = after;
+                self.rev_thread[after] = old_last_succ;
+            }
+        } else {
+            let thread_continue = if old_rev_thread == v_in {
+                self.thread[old_last_succ]
+            } else {
+                self.thread[v_in]
+            };
+            let mut stem = u_in;
+            let mut par_stem = v_in;
+            let mut last = self.last_succ[u_in];
+            let mut after = self.thread[last];
+            self.thread[v_in] = u_in;
+            self.dirty_revs.clear();
+            self.dirty_revs.push(v_in);
+            while stem != u_out {
+                let next_stem = self.parent[stem];
+                self.thread[last] = next_stem;
+                self.dirty_revs.push(last);
+                let before = self.rev_thread[stem];
+                self.thread[before] = after;
+                self.rev_thread[after] = before;
+                self.parent[stem] = par_stem;
+                par_stem = stem;
+                stem = next_stem;
+                last = if self.last_succ[stem] == self.last_succ[par_stem] {
+                    self.rev_thread[par_stem]
+                } else {
+                    self.last_succ[stem]
+                };
+                after = self.thread[last];
+            }
+            self.parent[u_out] = par_stem;
+            self.thread[last] = thread_continue;
+            self.rev_thread[thread_continue] = last;
+            self.last_succ[u_out] = last;
+            if old_rev_thread != v_in {
+                self.thread[old_rev_thread] = after;
+                self.rev_thread[after] = old_rev_thread;
+            }
+            for i in 0..self.dirty_revs.len() {
+                let u = self.dirty_revs[i];
+                let t = self.thread[u];
+                self.rev_thread[t] = u;
+            }
+            let mut tmp_sc: isize = 0;
+            let tmp_ls = self.last_succ[u_out];
+            let mut u = u_out;
+            while u != u_in {
+                let p = self.parent[u];
+                self.pred[u] = self.pred[p];
+                self.pred_dir[u] = -self.pred_dir[p];
+                tmp_sc += self.succ_num[u] as isize - self.succ_num[p] as isize;
+                self.succ_num[u] = tmp_sc as usize;
+                self.last_succ[p] = tmp_ls;
+                u = p;
+            }
+            self.pred[u_in] = in_arc;
+            self.pred_dir[u_in] = if u_in == self.source[in_arc] {
+                DIR_UP
+            } else {
+                DIR_DOWN
+            };
+            self.succ_num[u_in] = old_succ_num;
+        }
+
+        let up_limit_out = if self.last_succ[join] == v_in {
+            join
+        } else {
+            NONE
+        };
+        let last_succ_out = self.last_succ[u_out];
+        let mut u = v_in;
+        while u != NONE && self.last_succ[u] == v_in {
+            self.last_succ[u] = last_succ_out;
+            u = self.parent[u];
+        }
+        if join != old_rev_thread && v_in != old_rev_thread {
+            let mut u = v_out;
+            while u != up_limit_out && self.last_succ[u] == old_last_succ {
+                self.last_succ[u] = old_rev_thread;
+                u = self.parent[u];
+            }
+        } else if last_succ_out != old_last_succ {
+            let mut u = v_out;
+            while u != up_limit_out && self.last_succ[u] == old_last_succ {
+                self.last_succ[u] = last_succ_out;
+                u = self.parent[u];
+            }
+        }
+        let mut u = v_in;
+        while u != join {
+            self.succ_num[u] += old_succ_num;
+            u = self.parent[u];
+        }
+        let mut u = v_out;
+        while u != join {
+            self.succ_num[u] -= old_succ_num;
+            u = self.parent[u];
+        }
+    }
+
+    fn update_potential(&mut self) {
+        let u_in = self.u_in;
+        let sigma = self.pi[self.v_in]
+            - self.pi[u_in]
+            - self.pred_dir[u_in] as i64 * self.cost[self.in_arc];
+        let end = self.thread[self.last_succ[u_in]];
+        // Potentials matter only up to a constant, so shift whichever side of the tree is
+        // smaller: the re-hung subtree by +sigma, or everything else by -sigma. (The thread is
+        // one cycle through all nodes, the subtree a contiguous run of it.)
+        if 2 * self.succ_num[u_in] <= self.node_count + 1 {
+            let mut u = u_in;
+            while u != end {
+                self.pi[u] += sigma;
+                u = self.thread[u];
+            }
+        } else {
+            let mut u = end;
+            while u != u_in {
+                self.pi[u] -= sigma;
+                u = self.thread[u];
+            }
+        }
+    }
+
+    /// Checks feasibility and complementary slackness on every real arc. Artificial arcs carry
+    /// no flow by then (checked by the caller), so they are not part of the problem solved.
+    fn check_certificate(&self) -> Result<(), FlowError> {
+        let mut balance = vec![0i64; self.node_count + 1];
+        for e in self.node_count..self.source.len() {
+            let f = self.flow[e];
+            if f < 0 || f > self.cap[e] {
+                return Err(FlowError::Certificate(format!(
+                    "arc {e} flow {f} out of bounds"
+                )));
+            }
+            let rc = self.reduced_cost(e);
+            if f < self.cap[e] && rc < 0 {
+                return Err(FlowError::Certificate(format!(
+                    "arc {e} has spare capacity and reduced cost {rc}"
+                )));
+            }
+            if f > 0 && rc > 0 {
+                return Err(FlowError::Certificate(format!(
+                    "arc {e} has flow and reduced cost {rc}"
+                )));
+            }
+            balance[self.source[e]] += f;
+            balance[self.target[e]] -= f;
+        }
+        for (u, (&b, &s)) in balance.iter().zip(&self.supply).enumerate() {
+            if b != s {
+                return Err(FlowError::Certificate(format!(
+                    "node {u} is out of balance"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[inline]
+fn residual(cap: i64, flow: i64) -> i64 {
+    if cap == CAPACITY_UNBOUNDED {
+        CAPACITY_UNBOUNDED
+    } else {
+        cap - flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_transportation_problem_is_optimal() {
+        // Two sources (3 and 2 units), two sinks (-4, -1).
+        let mut ns = NetworkSimplex::new(vec![3, 2, -4, -1], 10);
+        let a = ns.add_arc(0, 2, 10, 1).unwrap();
+        let b = ns.add_arc(0, 3, 10, 4).unwrap();
+        let c = ns.add_arc(1, 2, 1, 2).unwrap();
+        let d = ns.add_arc(1, 3, 10, 3).unwrap();
+        ns.solve(1000).unwrap();
+        // Best: 0->2 three units (3), 1->2 one unit (2), 1->3 one unit (3) = 8.
+        assert_eq!(ns.total_cost(), 8);
+        assert_eq!(
+            (ns.flow(a), ns.flow(b), ns.flow(c), ns.flow(d)),
+            (3, 0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn infeasible_is_reported() {
+        let mut ns = NetworkSimplex::new(vec![2, -2], 5);
+        ns.add_arc(0, 1, 1, 1).unwrap();
+        assert_eq!(ns.solve(100), Err(FlowError::Infeasible(1)));
+    }
+
+    #[test]
+    fn warm_restart_uses_a_new_cheaper_arc() {
+        let mut ns = NetworkSimplex::new(vec![5, 0, -5], 100);
+        ns.add_arc(0, 2, CAPACITY_UNBOUNDED, 50).unwrap();
+        ns.solve(100).unwrap();
+        assert_eq!(ns.total_cost(), 250);
+        ns.add_arc(0, 1, 3, 1).unwrap();
+        ns.add_arc(1, 2, CAPACITY_UNBOUNDED, 1).unwrap();
+        ns.solve(100).unwrap();
+        assert_eq!(ns.total_cost(), 3 * 2 + 2 * 50);
+    }
+
+    /// Random problems against a brute-force Bellman-Ford cycle-cancelling reference.
+    #[test]
+    fn random_problems_match_cycle_cancelling() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..300 {
+            let n = rng.gen_range(2..9);
+            let mut supply = vec![0i64; n];
+            for _ in 0..rng.gen_range(1..6) {
+                let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+                let q = rng.gen_range(1..5);
+                supply[a] += q;
+                supply[b] -= q;
+            }
+            let mut arcs = Vec::new();
+            for _ in 0..rng.gen_range(1..20) {
+                let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+                if a != b {
+                    arcs.push((a, b, rng.gen_range(0..6), rng.gen_range(-5..20)));
+                }
+            }
+            // Always feasible: an expensive complete backbone.
+            for a in 0..n {
+                for b in 0..n {
+                    if a != b {
+                        arcs.push((a, b, CAPACITY_UNBOUNDED, 100));
+                    }
+                }
+            }
+            let mut ns = NetworkSimplex::new(supply.clone(), 100);
+            for &(a, b, c, w) in &arcs {
+                ns.add_arc(a, b, c, w).unwrap();
+            }
+            match ns.solve(1_000_000) {
+                Ok(()) => {
+                    let reference = cycle_cancelling(n, &supply, &arcs);
+                    assert_eq!(ns.total_cost(), reference as i128);
+                }
+                Err(FlowError::Certificate(msg)) if msg.contains("negative cycle") => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn cycle_cancelling(n: usize, supply: &[i64], arcs: &[(usize, usize, i64, i64)]) -> i64 {
+        // Route supply along the backbone first (feasible), then cancel negative cycles.
+        let mut flow = vec![0i64; arcs.len()];
+        let mut bal = supply.to_vec();
+        for (i, &(a, b, _, _)) in arcs.iter().enumerate() {
+            if arcs[i].2 == CAPACITY_UNBOUNDED && bal[a] > 0 && bal[b] < 0 {
+                let q = bal[a].min(-bal[b]);
+                flow[i] += q;
+                bal[a] -= q;
+                bal[b] += q;
+            }
+        }
+        assert!(bal.iter().all(|&x| x == 0));
+        loop {
+            // Residual edges: (from, to, cost, arc index, forward?)
+            let mut edges = Vec::new();
+            for (i, &(a, b, c, w)) in arcs.iter().enumerate() {
+                if flow[i] < c {
+                    edges.push((a, b, w, i, true));
+                }
+                if flow[i] > 0 {
+                    edges.push((b, a, -w, i, false));
+                }
+            }
+            let mut dist = vec![0i64; n];
+            let mut pre = vec![usize::MAX; n];
+            let mut last = usize::MAX;
+            for _ in 0..n {
+                last = usize::MAX;
+                for (k, &(a, b, w, _, _)) in edges.iter().enumerate() {
+                    if dist[a] + w < dist[b] {
+                        dist[b] = dist[a] + w;
+                        pre[b] = k;
+                        last = b;
+                    }
+                }
+            }
+            if last == usize::MAX {
+                break;
+            }
+            let mut x = last;
+            for _ in 0..n {
+                x = edges[pre[x]].0;
+            }
+            let mut cycle = Vec::new();
+            let mut y = x;
+            loop {
+                let k = pre[y];
+                cycle.push(k);
+                y = edges[k].0;
+                if y == x {
+                    break;
+                }
+            }
+            let q = cycle
+                .iter()
+                .map(|&k| {
+                    let (_, _, _, i, fwd) = edges[k];
+                    if fwd {
+                        if arcs[i].2 == CAPACITY_UNBOUNDED {
+                            i64::MAX
+                        } else {
+                            arcs[i].2 - flow[i]
+                        }
+                    } else {
+                        flow[i]
+                    }
+                })
+                .min()
+                .unwrap();
+            if q == i64::MAX {
+                return i64::MIN;
+            }
+            for &k in &cycle {
+                let (_, _, _, i, fwd) = edges[k];
+                if fwd {
+                    flow[i] += q;
+                } else {
+                    flow[i] -= q;
+                }
+            }
+        }
+        arcs.iter().zip(&flow).map(|(a, f)| a.3 * f).sum()
+    }
+}

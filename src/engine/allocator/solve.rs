@@ -1,0 +1,737 @@
+//! From applicants to a min-cost flow and back.
+//!
+//! Network (supply flows left to right):
+//!
+//! ```text
+//! zone z --(distance_m, unbounded)--> office o --(wait_m × day, seats)--> T
+//! zone z --(penalty of z's class)--> class c --(cap)--> T
+//! ```
+//!
+//! Zones collapse applicants with identical (lat, lon, service, priority, max_km): exact, no
+//! approximation. Cost is separable (distance + wait × day), so office → T carries one arc per
+//! day and the arc count is zones × K + offices × days rather than zones × K × days.
+//!
+//! **Lexicographic objective.** The sets of applicants that can be seated together form a
+//! transversal matroid, so "most applicants of the top class, then of the next class, …" is
+//! also "most applicants overall", and a seated set has the lexicographically best class
+//! counts iff no single exchange (seat x of a higher class instead of y) is possible (local
+//! optimality is global for matroid bases). Unassigned penalties are B × (1 + rank from the
+//! bottom), with B above the cost of any simple path through the network
+//! ((offices + 1) × longest arc + longest wait). At a min-cost flow no residual cycle is
+//! negative; an exchange would decompose into cycles that each move one unassignment between
+//! classes, and each such cycle with cost ≥ 0 can only move it to an equal or higher class
+//! (penalties differ by ≥ B, travel by < B), so no exchange exists, and among solutions with
+//! those class counts the penalties are constant and the travel cost is least.
+//! When the penalties would overflow i64 (very many classes), a two-stage method is used
+//! instead: stage 1 with zero travel costs and penalties 1, 2, … by class gives the best
+//! unassigned counts U*_c; stage 2 solves the real costs with class c's unassigned arc capped
+//! at U*_c.
+//!
+//! **Candidates and pricing.** Each zone starts with its K nearest eligible offices. After a
+//! solve, an omitted arc z → o could improve the optimum only if its reduced cost
+//! `d(z,o) + π_z − π_o` is negative; since omitted offices are at least as far as the K-th
+//! candidate, a zone needs checking only if `max π_o − π_z` exceeds that distance. Violating
+//! arcs are added (the simplex restarts warm) until none is left: the result is then optimal
+//! for the full problem, by LP duality.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::domain::geo::{haversine_km, EARTH_RADIUS_KM};
+
+use super::model::{
+    Allocation, AllocationError, AllocationProblem, Assignment, Outcome, SolveStats, SolverOptions,
+    UnassignedReason,
+};
+use super::network_simplex::{NetworkSimplex, CAPACITY_UNBOUNDED};
+use super::seating::{lottery_digests, seat_order};
+use super::spatial::{unit_vector, OfficeIndex};
+
+/// Hard bounds on input sizes (node ids are kept in u32).
+const MAX_APPLICANTS: usize = 50_000_000;
+const MAX_OFFICES: usize = 1_000_000;
+const MAX_DAY: u32 = 100_000;
+
+#[derive(Debug, Clone)]
+struct Zone {
+    lat: f64,
+    lon: f64,
+    point: [f64; 3],
+    /// Index into the per-service office indexes (0 = any office).
+    service: usize,
+    priority: i32,
+    max_km: f64,
+    count: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CandidateArc {
+    zone: u32,
+    office: u32,
+    distance_m: i64,
+}
+
+/// Metres, rounded: the solver's unit of cost.
+fn metres(km: f64) -> i64 {
+    (km * 1000.0).round() as i64
+}
+
+fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
+    if problem.applicants.len() > MAX_APPLICANTS {
+        return Err(AllocationError::TooLarge(format!(
+            "{} applicants (at most {MAX_APPLICANTS})",
+            problem.applicants.len()
+        )));
+    }
+    if problem.offices.len() > MAX_OFFICES {
+        return Err(AllocationError::TooLarge(format!(
+            "{} offices (at most {MAX_OFFICES})",
+            problem.offices.len()
+        )));
+    }
+    if !(problem.wait_km_per_day.is_finite() && problem.wait_km_per_day >= 0.0) {
+        return Err(AllocationError::InvalidWait(problem.wait_km_per_day));
+    }
+    if let Some(m) = problem.default_max_km {
+        if !(m.is_finite() && m >= 0.0) {
+            return Err(AllocationError::InvalidMaxKm(m));
+        }
+    }
+    let bad_coords = |lat: f64, lon: f64| {
+        !(lat.is_finite()
+            && lon.is_finite()
+            && (-90.0..=90.0).contains(&lat)
+            && (-180.0..=180.0).contains(&lon))
+    };
+    let mut office_ids = HashSet::with_capacity(problem.offices.len());
+    for o in &problem.offices {
+        if bad_coords(o.lat, o.lon) {
+            return Err(AllocationError::InvalidOffice {
+                id: o.id.clone(),
+                reason: format!("({}, {}) is not a valid latitude/longitude", o.lat, o.lon),
+            });
+        }
+        if !office_ids.insert(o.id.as_str()) {
+            return Err(AllocationError::InvalidOffice {
+                id: o.id.clone(),
+                reason: "duplicate office id".into(),
+            });
+        }
+    }
+    let mut seen = HashSet::with_capacity(problem.seats.len());
+    for (i, s) in problem.seats.iter().enumerate() {
+        if s.office >= problem.offices.len() {
+            return Err(AllocationError::UnknownOffice {
+                index: i,
+                office: s.office,
+            });
+        }
+        if s.day > MAX_DAY {
+            return Err(AllocationError::TooLarge(format!(
+                "day {} (at most {MAX_DAY})",
+                s.day
+            )));
+        }
+        if !seen.insert((s.office, s.day)) {
+            return Err(AllocationError::DuplicateOfficeDay {
+                office_id: problem.offices[s.office].id.clone(),
+                day: s.day,
+            });
+        }
+    }
+    for a in &problem.applicants {
+        if bad_coords(a.lat, a.lon) {
+            return Err(AllocationError::InvalidApplicant {
+                id: a.id.clone(),
+                reason: format!("({}, {}) is not a valid latitude/longitude", a.lat, a.lon),
+            });
+        }
+        if let Some(m) = a.max_km {
+            if !(m.is_finite() && m >= 0.0) {
+                return Err(AllocationError::InvalidApplicant {
+                    id: a.id.clone(),
+                    reason: format!("max_km must be a finite number >= 0, got {m}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Assigns applicants to office-days: lexicographically most applicants by priority class,
+/// then least total cost, exactly (costs in whole metres). See the module docs for the method.
+pub fn allocate(
+    problem: &AllocationProblem,
+    options: &SolverOptions,
+) -> Result<Allocation, AllocationError> {
+    allocate_observed(problem, options, &mut |_| {})
+}
+
+/// The stages of [`allocate`], reported as each one ends (callers time them; the engine has
+/// no clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Zones, candidate arcs and the network are built.
+    Built,
+    /// The flow is optimal (pricing included).
+    Solved,
+}
+
+/// [`allocate`], calling `on_phase` at the end of each [`Phase`].
+pub fn allocate_observed(
+    problem: &AllocationProblem,
+    options: &SolverOptions,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<Allocation, AllocationError> {
+    validate(problem)?;
+    let k = options.candidates_per_zone.max(1);
+    let wait_m_per_day = metres(problem.wait_km_per_day);
+    let office_count = problem.offices.len();
+
+    // Service indexes: 0 = every office, s + 1 = offices offering service s.
+    let mut service_ids: HashMap<&str, usize> = HashMap::new();
+    for a in &problem.applicants {
+        if let Some(s) = &a.service {
+            let next = service_ids.len() + 1;
+            service_ids.entry(s.as_str()).or_insert(next);
+        }
+    }
+    let mut service_names: Vec<&str> = vec![""; service_ids.len() + 1];
+    for (name, &i) in &service_ids {
+        service_names[i] = name;
+    }
+    let office_points: Vec<[f64; 3]> = problem
+        .offices
+        .iter()
+        .map(|o| unit_vector(o.lat, o.lon))
+        .collect();
+    let service_offices: Vec<Vec<u32>> = (0..service_names.len())
+        .map(|s| {
+            (0..office_count as u32)
+                .filter(|&o| {
+                    s == 0
+                        || problem.offices[o as usize]
+                            .services
+                            .as_ref()
+                            .is_none_or(|set| set.contains(service_names[s]))
+                })
+                .collect()
+        })
+        .collect();
+    let indexes: Vec<OfficeIndex> = service_offices
+        .iter()
+        .map(|list| OfficeIndex::build(list.iter().map(|&o| (o, office_points[o as usize]))))
+        .collect();
+
+    // Zones.
+    let mut zone_ids: HashMap<(u64, u64, usize, i32, u64), u32> = HashMap::new();
+    let mut zones: Vec<Zone> = Vec::new();
+    let mut zone_of: Vec<u32> = Vec::with_capacity(problem.applicants.len());
+    for a in &problem.applicants {
+        let service = a.service.as_deref().map_or(0, |s| service_ids[s]);
+        let max_km = a.max_km.or(problem.default_max_km).unwrap_or(f64::INFINITY);
+        // +0.0 folds -0.0 into 0.0 so equal places share a zone.
+        let key = (
+            (a.lat + 0.0).to_bits(),
+            (a.lon + 0.0).to_bits(),
+            service,
+            a.priority,
+            max_km.to_bits(),
+        );
+        let id = *zone_ids.entry(key).or_insert_with(|| {
+            zones.push(Zone {
+                lat: a.lat,
+                lon: a.lon,
+                point: unit_vector(a.lat, a.lon),
+                service,
+                priority: a.priority,
+                max_km,
+                count: 0,
+            });
+            (zones.len() - 1) as u32
+        });
+        zones[id as usize].count += 1;
+        zone_of.push(id);
+    }
+    drop(zone_ids);
+
+    // Candidates: K nearest eligible offices within reach.
+    let mut zone_reason: Vec<Option<UnassignedReason>> = vec![None; zones.len()];
+    let mut zone_complete = vec![false; zones.len()];
+    let mut zone_last_m = vec![0i64; zones.len()];
+    let mut candidates: Vec<CandidateArc> = Vec::with_capacity(zones.len() * k);
+    {
+        let mut near = Vec::with_capacity(k + 1);
+        let mut hits = Vec::new();
+        for (z, zone) in zones.iter().enumerate() {
+            indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
+            let before = candidates.len();
+            for &(_, o) in near.iter() {
+                let office = &problem.offices[o as usize];
+                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
+                if km <= zone.max_km {
+                    candidates.push(CandidateArc {
+                        zone: z as u32,
+                        office: o,
+                        distance_m: metres(km),
+                    });
+                }
+            }
+            zone_complete[z] = near.len() < k;
+            if candidates.len() == before {
+                indexes[0].within(
+                    &zone.point,
+                    zone.max_km.min(EARTH_RADIUS_KM * 4.0),
+                    &mut hits,
+                );
+                let any_within = hits.iter().any(|&o| {
+                    let office = &problem.offices[o as usize];
+                    haversine_km(zone.lat, zone.lon, office.lat, office.lon) <= zone.max_km
+                });
+                zone_reason[z] = Some(if any_within {
+                    UnassignedReason::ServiceNotOffered
+                } else {
+                    UnassignedReason::NoOfficeWithinMaxKm
+                });
+            } else {
+                zone_last_m[z] = candidates[before..]
+                    .iter()
+                    .map(|c| c.distance_m)
+                    .max()
+                    .unwrap_or(0);
+            }
+        }
+    }
+
+    // Day arcs.
+    let mut day_arcs: Vec<(u32, u32, i64)> = problem
+        .seats
+        .iter()
+        .filter(|s| s.seats > 0)
+        .map(|s| (s.office as u32, s.day, s.seats as i64))
+        .collect();
+    day_arcs.sort_unstable();
+    let horizon_days = day_arcs.iter().map(|d| d.1 as i64 + 1).max().unwrap_or(0);
+
+    // Priority classes among zones that can be placed at all, top class first.
+    let mut classes: Vec<i32> = zones
+        .iter()
+        .zip(&zone_reason)
+        .filter(|(_, r)| r.is_none())
+        .map(|(z, _)| z.priority)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    classes.sort_unstable_by(|a, b| b.cmp(a));
+    let class_of = |p: i32| classes.iter().position(|&c| c == p).expect("known class");
+
+    // The longest arc that pricing could ever add, for the penalty bound.
+    let longest_arc_m = zones
+        .iter()
+        .zip(&zone_reason)
+        .filter(|(_, r)| r.is_none())
+        .map(|(z, _)| metres(z.max_km.min(std::f64::consts::PI * EARTH_RADIUS_KM)) + 1)
+        .max()
+        .unwrap_or(0);
+    let longest_wait_m = wait_m_per_day
+        .checked_mul(horizon_days)
+        .ok_or_else(|| AllocationError::TooLarge("wait cost overflows".into()))?;
+    let big_penalty = (office_count as i64 + 1)
+        .checked_mul(longest_arc_m)
+        .and_then(|x| x.checked_add(longest_wait_m))
+        .and_then(|x| x.checked_add(1))
+        .ok_or_else(|| AllocationError::TooLarge("penalty overflows".into()))?;
+
+    // Zones and their arcs ordered by nearest office: neighbours compete for the same seats,
+    // and keeping them together in node and arc order keeps the simplex's searches local.
+    let mut nearest_office = vec![u32::MAX; zones.len()];
+    for c in &candidates {
+        let n = &mut nearest_office[c.zone as usize];
+        if *n == u32::MAX {
+            *n = c.office;
+        }
+    }
+    let mut active: Vec<u32> = (0..zones.len() as u32)
+        .filter(|&z| zone_reason[z as usize].is_none())
+        .collect();
+    active.sort_by_key(|&z| (nearest_office[z as usize], z));
+    candidates.sort_by_key(|c| {
+        (
+            nearest_office[c.zone as usize],
+            c.zone,
+            c.distance_m,
+            c.office,
+        )
+    });
+    let mut stats = SolveStats {
+        zones: zones.len(),
+        priority_classes: classes.len(),
+        ..SolveStats::default()
+    };
+
+    let ctx = Context {
+        zones: &zones,
+        active: &active,
+        offices: office_count,
+        service_offices: &service_offices,
+        problem,
+        indexes: &indexes,
+        zone_complete: &zone_complete,
+        zone_last_m: &zone_last_m,
+        day_arcs: &day_arcs,
+        wait_m_per_day,
+        pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
+        class_count: classes.len(),
+        class_of_zone: zones
+            .iter()
+            .zip(&zone_reason)
+            .map(|(z, r)| if r.is_none() { class_of(z.priority) } else { 0 })
+            .collect(),
+    };
+
+    on_phase(Phase::Built);
+    // One solve with class penalties (rank from the bottom + 1) × big_penalty when they fit
+    // in i64 (see the module docs for why that is exact); else the two-stage method.
+    let c = classes.len();
+    let stacked: Option<Vec<i64>> = (0..c)
+        .map(|i| big_penalty.checked_mul((c - i) as i64))
+        .collect::<Option<Vec<i64>>>()
+        .filter(|p| {
+            let top = p.first().copied().unwrap_or(0);
+            // The simplex needs (bound + 1) × (nodes + 1) and potentials of that order.
+            top.checked_add(1)
+                .and_then(|x| x.checked_mul(4 * (zones.len() + office_count + c + 2) as i64))
+                .is_some()
+        });
+    let final_net = match stacked {
+        Some(penalties) if !options.force_two_stage => {
+            let spec = StageSpec {
+                travel_costs: true,
+                cost_bound: penalties.first().copied().unwrap_or(0).max(longest_wait_m),
+                penalties,
+                class_caps: vec![CAPACITY_UNBOUNDED; c],
+            };
+            ctx.solve_stage(&spec, &mut candidates, options, &mut stats)?
+        }
+        _ => {
+            let stage1 = StageSpec {
+                travel_costs: false,
+                penalties: (0..c).map(|i| (c - i) as i64).collect(),
+                class_caps: vec![CAPACITY_UNBOUNDED; c],
+                cost_bound: c as i64,
+            };
+            let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats)?;
+            let caps: Vec<i64> = (0..c)
+                .map(|i| net1.net.flow(net1.class_to_sink[i]))
+                .collect();
+            drop(net1);
+            let stage2 = StageSpec {
+                travel_costs: true,
+                penalties: vec![0; c],
+                class_caps: caps,
+                cost_bound: longest_arc_m.max(longest_wait_m),
+            };
+            ctx.solve_stage(&stage2, &mut candidates, options, &mut stats)?
+        }
+    };
+    stats.arcs = final_net.net.arc_count();
+    stats.pivots = final_net.net.pivots();
+
+    // Flows back to applicants.
+    let mut zone_flows: Vec<(u32, i64, u32, i64)> = Vec::new(); // (zone, distance, office, flow)
+    for (i, c) in candidates.iter().enumerate() {
+        let f = final_net.net.flow(final_net.candidate_arc[i]);
+        if f > 0 {
+            zone_flows.push((c.zone, c.distance_m, c.office, f));
+        }
+    }
+    zone_flows.sort_unstable();
+    let mut office_day_flows: Vec<Vec<(u32, i64)>> = vec![Vec::new(); office_count];
+    for (i, &(o, day, _)) in day_arcs.iter().enumerate() {
+        let f = final_net.net.flow(final_net.day_arc[i]);
+        if f > 0 {
+            office_day_flows[o as usize].push((day, f));
+        }
+    }
+    drop(final_net);
+    on_phase(Phase::Solved);
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let digests = lottery_digests(&problem.lottery_seed, &problem.applicants, threads);
+
+    // Members of each zone, earliest registration first, then lottery.
+    let mut zone_start = vec![0usize; zones.len() + 1];
+    for &z in &zone_of {
+        zone_start[z as usize + 1] += 1;
+    }
+    for z in 0..zones.len() {
+        zone_start[z + 1] += zone_start[z];
+    }
+    let mut fill = zone_start.clone();
+    let mut members = vec![0u32; problem.applicants.len()];
+    for (i, &z) in zone_of.iter().enumerate() {
+        members[fill[z as usize]] = i as u32;
+        fill[z as usize] += 1;
+    }
+    let apps = &problem.applicants;
+    for z in 0..zones.len() {
+        members[zone_start[z]..zone_start[z + 1]].sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
+        });
+    }
+
+    // Each zone's members go to its offices nearest first; the rest stay unassigned.
+    let mut outcomes: Vec<Outcome> = zone_of
+        .iter()
+        .map(|&z| {
+            Outcome::Unassigned(zone_reason[z as usize].unwrap_or(UnassignedReason::NoCapacity))
+        })
+        .collect();
+    let mut at_office: Vec<Vec<u32>> = vec![Vec::new(); office_count];
+    let mut next_member = zone_start.clone();
+    let mut distance_of = vec![0i64; 0];
+    distance_of.resize(problem.applicants.len(), 0);
+    for &(z, d, o, f) in &zone_flows {
+        for _ in 0..f {
+            let a = members[next_member[z as usize]];
+            next_member[z as usize] += 1;
+            at_office[o as usize].push(a);
+            distance_of[a as usize] = d;
+        }
+    }
+
+    // Inside an office: seat order decides who gets the earlier day and the earlier seat.
+    let mut total_cost_m = 0i64;
+    for (o, list) in at_office.iter_mut().enumerate() {
+        if list.is_empty() {
+            continue;
+        }
+        list.sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
+        });
+        let office = &problem.offices[o];
+        let mut it = list.iter();
+        for &(day, f) in &office_day_flows[o] {
+            for seat in 0..f as u32 {
+                let a = *it.next().expect("office inflow equals its day outflows") as usize;
+                let applicant = &apps[a];
+                let cost_m = distance_of[a] + wait_m_per_day * day as i64;
+                total_cost_m += cost_m;
+                outcomes[a] = Outcome::Assigned(Assignment {
+                    office: o,
+                    day,
+                    seat,
+                    slot: office
+                        .stations
+                        .filter(|&s| s > 0)
+                        .map_or(seat, |s| seat / s),
+                    distance_km: haversine_km(applicant.lat, applicant.lon, office.lat, office.lon),
+                    cost_m,
+                });
+            }
+        }
+    }
+    stats.total_cost_m = total_cost_m;
+    Ok(Allocation {
+        outcomes,
+        stats,
+        wait_m_per_day,
+    })
+}
+
+struct StageSpec {
+    travel_costs: bool,
+    penalties: Vec<i64>,
+    class_caps: Vec<i64>,
+    cost_bound: i64,
+}
+
+struct StageNet {
+    net: NetworkSimplex,
+    candidate_arc: Vec<usize>,
+    day_arc: Vec<usize>,
+    class_to_sink: Vec<usize>,
+}
+
+struct Context<'a> {
+    zones: &'a [Zone],
+    active: &'a [u32],
+    offices: usize,
+    service_offices: &'a [Vec<u32>],
+    problem: &'a AllocationProblem,
+    indexes: &'a [OfficeIndex],
+    zone_complete: &'a [bool],
+    zone_last_m: &'a [i64],
+    day_arcs: &'a [(u32, u32, i64)],
+    wait_m_per_day: i64,
+    pricing_arcs_per_zone: usize,
+    class_count: usize,
+    class_of_zone: Vec<usize>,
+}
+
+impl Context<'_> {
+    /// Builds the stage's network from the candidates, solves it, prices omitted arcs, adds
+    /// the violating ones to `candidates` and re-solves until none is left.
+    fn solve_stage(
+        &self,
+        spec: &StageSpec,
+        candidates: &mut Vec<CandidateArc>,
+        options: &SolverOptions,
+        stats: &mut SolveStats,
+    ) -> Result<StageNet, AllocationError> {
+        let za = self.active.len();
+        let mut node_of_zone = vec![u32::MAX; self.zones.len()];
+        for (i, &z) in self.active.iter().enumerate() {
+            node_of_zone[z as usize] = i as u32;
+        }
+        let office_node = |o: u32| za + o as usize;
+        let class_node = |c: usize| za + self.offices + c;
+        let sink = za + self.offices + self.class_count;
+        let mut supply = vec![0i64; sink + 1];
+        let mut total = 0i64;
+        for (i, &z) in self.active.iter().enumerate() {
+            supply[i] = self.zones[z as usize].count;
+            total += supply[i];
+        }
+        supply[sink] = -total;
+        let mut net = NetworkSimplex::new(supply, spec.cost_bound);
+        let arc_cost = |c: &CandidateArc| if spec.travel_costs { c.distance_m } else { 0 };
+        let mut candidate_arc = Vec::with_capacity(candidates.len());
+        for c in candidates.iter() {
+            candidate_arc.push(net.add_arc(
+                node_of_zone[c.zone as usize] as usize,
+                office_node(c.office),
+                CAPACITY_UNBOUNDED,
+                arc_cost(c),
+            )?);
+        }
+        let mut day_arc = Vec::with_capacity(self.day_arcs.len());
+        for &(o, day, seats) in self.day_arcs {
+            let cost = if spec.travel_costs {
+                self.wait_m_per_day * day as i64
+            } else {
+                0
+            };
+            day_arc.push(net.add_arc(office_node(o), sink, seats, cost)?);
+        }
+        for (i, &z) in self.active.iter().enumerate() {
+            let c = self.class_of_zone[z as usize];
+            net.add_arc(i, class_node(c), CAPACITY_UNBOUNDED, spec.penalties[c])?;
+        }
+        let mut class_to_sink = Vec::with_capacity(self.class_count);
+        for c in 0..self.class_count {
+            class_to_sink.push(net.add_arc(class_node(c), sink, spec.class_caps[c], 0)?);
+        }
+
+        let mut rounds = 0u32;
+        loop {
+            net.solve(options.max_pivots)?;
+            let found = self.price(&net, spec.travel_costs, &node_of_zone);
+            if found.is_empty() {
+                break;
+            }
+            rounds += 1;
+            if rounds > options.max_pricing_rounds {
+                return Err(AllocationError::PricingLimit(options.max_pricing_rounds));
+            }
+            stats.arcs_added_by_pricing += found.len();
+            for c in found {
+                candidate_arc.push(net.add_arc(
+                    node_of_zone[c.zone as usize] as usize,
+                    office_node(c.office),
+                    CAPACITY_UNBOUNDED,
+                    arc_cost(&c),
+                )?);
+                candidates.push(c);
+            }
+        }
+        stats.pricing_rounds += rounds;
+        Ok(StageNet {
+            net,
+            candidate_arc,
+            day_arc,
+            class_to_sink,
+        })
+    }
+
+    /// Omitted arcs with negative reduced cost under the current potentials.
+    fn price(
+        &self,
+        net: &NetworkSimplex,
+        travel_costs: bool,
+        node_of_zone: &[u32],
+    ) -> Vec<CandidateArc> {
+        let za = self.active.len();
+        let office_pi = |o: usize| net.potential(za + o);
+        // Highest office potential per service index: no omitted arc can beat it.
+        let max_pi: Vec<i64> = self
+            .service_offices
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .map(|&o| office_pi(o as usize))
+                    .max()
+                    .unwrap_or(i64::MIN)
+            })
+            .collect();
+        let mut found: Vec<(i64, CandidateArc)> = Vec::new();
+        let mut hits = Vec::new();
+        let per_zone = self.pricing_arcs_per_zone;
+        for &z in self.active {
+            let zi = z as usize;
+            if self.zone_complete[zi] {
+                continue;
+            }
+            let zone = &self.zones[zi];
+            let pi_z = net.potential(node_of_zone[zi] as usize);
+            let slack = max_pi[zone.service].saturating_sub(pi_z);
+            let radius_km = if travel_costs {
+                // Omitted offices are at least (last candidate − 1 m) away (the 1 m covers
+                // rounding ties); their reduced cost is then >= 0 when slack is that small.
+                if slack < self.zone_last_m[zi] {
+                    continue;
+                }
+                zone.max_km.min(slack as f64 / 1000.0 + 0.001)
+            } else {
+                if slack <= 0 {
+                    continue;
+                }
+                zone.max_km
+            };
+            self.indexes[zone.service].within(
+                &zone.point,
+                radius_km.min(std::f64::consts::PI * EARTH_RADIUS_KM),
+                &mut hits,
+            );
+            // Only the most negative few per zone and round: the rest are often priced out
+            // by the next solve, and every extra arc slows every later pivot.
+            let start = found.len();
+            for &o in &hits {
+                let office = &self.problem.offices[o as usize];
+                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
+                if km > zone.max_km {
+                    continue;
+                }
+                let d = metres(km);
+                let cost = if travel_costs { d } else { 0 };
+                let rc = cost + pi_z - office_pi(o as usize);
+                if rc < 0 {
+                    found.push((
+                        rc,
+                        CandidateArc {
+                            zone: z,
+                            office: o,
+                            distance_m: d,
+                        },
+                    ));
+                }
+            }
+            if found.len() - start > per_zone {
+                found[start..].sort_unstable_by_key(|x| (x.0, x.1.office));
+                found.truncate(start + per_zone);
+            }
+        }
+        found.into_iter().map(|x| x.1).collect()
+    }
+}

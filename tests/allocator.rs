@@ -1,0 +1,676 @@
+//! The allocator against an independent LP (good_lp + microlp) on random small instances, plus
+//! feasibility, determinism and the lottery.
+
+use std::collections::{BTreeSet, HashMap};
+
+use good_lp::{
+    constraint, default_solver, variable, Expression, ProblemVariables, Solution, SolverModel,
+    Variable,
+};
+use nobat::domain::geo::haversine_km;
+use nobat::engine::allocator::{
+    allocate, lottery_digest, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
+    SolverOptions, UnassignedReason,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn metres(km: f64) -> i64 {
+    (km * 1000.0).round() as i64
+}
+
+fn random_problem(rng: &mut ChaCha8Rng) -> AllocationProblem {
+    let office_count = rng.gen_range(1..8);
+    let days = rng.gen_range(1..4);
+    let services = ["first_issuance", "replacement"];
+    let offices: Vec<OfficeSite> = (0..office_count)
+        .map(|i| OfficeSite {
+            id: format!("O{i}"),
+            lat: rng.gen_range(35.0..35.8),
+            lon: rng.gen_range(51.0..51.8),
+            services: match rng.gen_range(0..4) {
+                0 => Some(BTreeSet::from([services[0].to_string()])),
+                1 => Some(BTreeSet::from([services[1].to_string()])),
+                _ => None,
+            },
+            stations: Some(rng.gen_range(1..3)),
+            province: Some(if i % 2 == 0 { "tehran" } else { "alborz" }.into()),
+        })
+        .collect();
+    let mut seats = Vec::new();
+    for o in 0..office_count {
+        for day in 0..days {
+            if rng.gen_bool(0.8) {
+                seats.push(OfficeDaySeats {
+                    office: o,
+                    day,
+                    seats: rng.gen_range(0..5),
+                });
+            }
+        }
+    }
+    let n = rng.gen_range(1..40);
+    let mut applicants: Vec<Applicant> = Vec::new();
+    let classes = rng.gen_range(1..4);
+    for i in 0..n {
+        // Reuse an earlier place now and then, so zones collapse several applicants.
+        let (lat, lon) = if i > 0 && rng.gen_bool(0.3) {
+            let j = rng.gen_range(0..applicants.len());
+            (applicants[j].lat, applicants[j].lon)
+        } else {
+            (rng.gen_range(34.9..35.9), rng.gen_range(50.9..51.9))
+        };
+        applicants.push(Applicant {
+            id: format!("A{i:03}"),
+            lat,
+            lon,
+            priority: rng.gen_range(0..classes),
+            max_km: if rng.gen_bool(0.3) {
+                Some(rng.gen_range(5.0..60.0))
+            } else {
+                None
+            },
+            service: match rng.gen_range(0..3) {
+                0 => Some(services[0].into()),
+                1 => Some(services[1].into()),
+                _ => None,
+            },
+            registered_at: if rng.gen_bool(0.5) {
+                Some(rng.gen_range(0..3))
+            } else {
+                None
+            },
+            province: Some("tehran".into()),
+        });
+    }
+    AllocationProblem {
+        offices,
+        seats,
+        applicants,
+        wait_km_per_day: [0.0, 2.5, 5.0, 40.0][rng.gen_range(0..4)],
+        default_max_km: if rng.gen_bool(0.5) { Some(70.0) } else { None },
+        lottery_seed: "seed".into(),
+    }
+}
+
+fn eligible(p: &AllocationProblem, a: &Applicant, o: &OfficeSite) -> Option<f64> {
+    let km = haversine_km(a.lat, a.lon, o.lat, o.lon);
+    let max_km = a.max_km.or(p.default_max_km).unwrap_or(f64::INFINITY);
+    let service_ok = match (&a.service, &o.services) {
+        (Some(s), Some(set)) => set.contains(s),
+        _ => true,
+    };
+    (km <= max_km && service_ok).then_some(km)
+}
+
+/// One LP over the eligible (applicant, seat row) pairs: `weights` per pair, the fixed class
+/// counts as `>=` constraints. Returns the optimal objective value.
+fn solve_lp(
+    p: &AllocationProblem,
+    pairs: &[(usize, usize)],
+    weights: &[f64],
+    maximise: bool,
+    fixed: &[(i32, i64)],
+) -> f64 {
+    let mut vars = ProblemVariables::new();
+    let xs: Vec<Variable> = pairs
+        .iter()
+        .map(|_| vars.add(variable().min(0.0).max(1.0)))
+        .collect();
+    let objective: Expression = xs.iter().zip(weights).map(|(&x, &w)| w * x).sum();
+    let mut model = if maximise {
+        vars.maximise(objective).using(default_solver)
+    } else {
+        vars.minimise(objective).using(default_solver)
+    };
+    let sum_where = |keep: &dyn Fn(&(usize, usize)) -> bool| -> Expression {
+        pairs
+            .iter()
+            .zip(&xs)
+            .filter(|(pair, _)| keep(pair))
+            .map(|(_, &x)| x)
+            .sum()
+    };
+    for i in 0..p.applicants.len() {
+        let e = sum_where(&|pair| pair.0 == i);
+        model = model.with(constraint!(e <= 1));
+    }
+    for (j, s) in p.seats.iter().enumerate() {
+        let e = sum_where(&|pair| pair.1 == j);
+        model = model.with(constraint!(e <= s.seats as f64));
+    }
+    for &(class, count) in fixed {
+        let e = sum_where(&|pair| p.applicants[pair.0].priority == class);
+        model = model.with(constraint!(e >= count as f64));
+    }
+    let solution = model.solve().expect("the LP solves");
+    xs.iter()
+        .zip(weights)
+        .map(|(&x, &w)| w * solution.value(x))
+        .sum()
+}
+
+/// Lexicographic LP: maximise each class's assigned count in turn (top class first), fix it,
+/// then minimise the rounded cost. Returns (assigned per class, top first; cost in metres).
+fn lp_optimum(p: &AllocationProblem, classes: &[i32]) -> (Vec<i64>, i64) {
+    let wait_m = metres(p.wait_km_per_day);
+    let mut pairs = Vec::new();
+    let mut costs = Vec::new();
+    for (i, a) in p.applicants.iter().enumerate() {
+        for (j, s) in p.seats.iter().enumerate() {
+            if s.seats == 0 {
+                continue;
+            }
+            if let Some(km) = eligible(p, a, &p.offices[s.office]) {
+                pairs.push((i, j));
+                costs.push((metres(km) + wait_m * s.day as i64) as f64);
+            }
+        }
+    }
+    let mut fixed: Vec<(i32, i64)> = Vec::new();
+    let mut per_class = Vec::new();
+    for &class in classes {
+        let weights: Vec<f64> = pairs
+            .iter()
+            .map(|&(i, _)| f64::from(u8::from(p.applicants[i].priority == class)))
+            .collect();
+        let v = solve_lp(p, &pairs, &weights, true, &fixed);
+        let count = v.round() as i64;
+        assert!(
+            (v - count as f64).abs() < 1e-6,
+            "LP count not integral: {v}"
+        );
+        fixed.push((class, count));
+        per_class.push(count);
+    }
+    let cost = solve_lp(p, &pairs, &costs, false, &fixed);
+    let cost_m = cost.round() as i64;
+    assert!(
+        (cost - cost_m as f64).abs() < 1e-3,
+        "LP cost not integral: {cost}"
+    );
+    (per_class, cost_m)
+}
+
+fn check_feasible(p: &AllocationProblem, outcomes: &[Outcome]) {
+    let mut used: HashMap<(usize, u32), u32> = HashMap::new();
+    let mut seats_seen: HashMap<(usize, u32), BTreeSet<u32>> = HashMap::new();
+    for (a, out) in p.applicants.iter().zip(outcomes) {
+        match out {
+            Outcome::Assigned(s) => {
+                let o = &p.offices[s.office];
+                assert!(
+                    eligible(p, a, o).is_some(),
+                    "{} placed at ineligible {}",
+                    a.id,
+                    o.id
+                );
+                *used.entry((s.office, s.day)).or_default() += 1;
+                assert!(
+                    seats_seen
+                        .entry((s.office, s.day))
+                        .or_default()
+                        .insert(s.seat),
+                    "seat given twice"
+                );
+            }
+            Outcome::Unassigned(reason) => {
+                let any_in_reach = p.offices.iter().any(|o| {
+                    let max_km = a.max_km.or(p.default_max_km).unwrap_or(f64::INFINITY);
+                    haversine_km(a.lat, a.lon, o.lat, o.lon) <= max_km
+                });
+                let any_eligible = p.offices.iter().any(|o| eligible(p, a, o).is_some());
+                match reason {
+                    UnassignedReason::NoOfficeWithinMaxKm => assert!(!any_in_reach),
+                    UnassignedReason::ServiceNotOffered => {
+                        assert!(any_in_reach && !any_eligible)
+                    }
+                    UnassignedReason::NoCapacity => assert!(any_eligible),
+                }
+            }
+        }
+    }
+    for s in &p.seats {
+        let u = used.get(&(s.office, s.day)).copied().unwrap_or(0);
+        assert!(u <= s.seats, "office-day over capacity");
+    }
+}
+
+#[test]
+fn random_instances_match_the_lexicographic_lp_optimum() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20_260_101);
+    // Coverage counters: the instances must exercise pricing, classes and every reason.
+    let (mut priced, mut multi_class) = (0, 0);
+    let mut reasons: BTreeSet<UnassignedReason> = BTreeSet::new();
+    let cases: u64 = std::env::var("NOBAT_LP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    for case in 0..cases {
+        let p = random_problem(&mut rng);
+        let options = SolverOptions {
+            candidates_per_zone: rng.gen_range(1..4),
+            force_two_stage: case % 3 == 0,
+            ..SolverOptions::default()
+        };
+        let alloc = allocate(&p, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        check_feasible(&p, &alloc.outcomes);
+        let mut classes: Vec<i32> = p
+            .applicants
+            .iter()
+            .map(|a| a.priority)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        classes.reverse();
+        let (lp_counts, lp_cost) = lp_optimum(&p, &classes);
+        let ours: Vec<i64> = classes
+            .iter()
+            .map(|&c| {
+                p.applicants
+                    .iter()
+                    .zip(&alloc.outcomes)
+                    .filter(|(a, o)| a.priority == c && matches!(o, Outcome::Assigned(_)))
+                    .count() as i64
+            })
+            .collect();
+        assert_eq!(ours, lp_counts, "case {case}: assigned per class");
+        assert_eq!(alloc.stats.total_cost_m, lp_cost, "case {case}: cost");
+        priced += usize::from(alloc.stats.arcs_added_by_pricing > 0);
+        multi_class += usize::from(alloc.stats.priority_classes > 1);
+        reasons.extend(alloc.outcomes.iter().filter_map(|o| match o {
+            Outcome::Unassigned(r) => Some(*r),
+            Outcome::Assigned(_) => None,
+        }));
+    }
+    assert!(priced >= 10, "pricing added arcs in only {priced} cases");
+    assert!(multi_class >= 30, "{multi_class} multi-class cases");
+    assert_eq!(reasons.len(), UnassignedReason::ALL.len(), "{reasons:?}");
+}
+
+#[test]
+fn nearest_offices_full_forces_pricing_to_reach_further() {
+    // Everyone lives next to office N (one seat); F is 30 km away with room.
+    let p = AllocationProblem {
+        offices: vec![
+            OfficeSite {
+                id: "N".into(),
+                lat: 35.70,
+                lon: 51.40,
+                services: None,
+                stations: None,
+                province: None,
+            },
+            OfficeSite {
+                id: "F".into(),
+                lat: 35.97,
+                lon: 51.40,
+                services: None,
+                stations: None,
+                province: None,
+            },
+        ],
+        seats: vec![
+            OfficeDaySeats {
+                office: 0,
+                day: 0,
+                seats: 1,
+            },
+            OfficeDaySeats {
+                office: 1,
+                day: 0,
+                seats: 10,
+            },
+        ],
+        applicants: (0..5)
+            .map(|i| Applicant {
+                id: format!("A{i}"),
+                lat: 35.70 + i as f64 * 0.001,
+                lon: 51.40,
+                priority: 0,
+                max_km: None,
+                service: None,
+                registered_at: None,
+                province: None,
+            })
+            .collect(),
+        wait_km_per_day: 5.0,
+        default_max_km: Some(100.0),
+        lottery_seed: "s".into(),
+    };
+    let options = SolverOptions {
+        candidates_per_zone: 1,
+        ..SolverOptions::default()
+    };
+    let alloc = allocate(&p, &options).unwrap();
+    let assigned = alloc
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Assigned(_)))
+        .count();
+    assert_eq!(assigned, 5);
+    assert!(alloc.stats.arcs_added_by_pricing >= 4);
+}
+
+#[test]
+fn same_seed_same_allocation_and_lottery_is_rechecked() {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let mut p = random_problem(&mut rng);
+    // One office, one day, many equal applicants: the lottery alone orders the seats.
+    p.offices.truncate(1);
+    p.offices[0].services = None;
+    p.offices[0].stations = Some(2);
+    p.seats = vec![OfficeDaySeats {
+        office: 0,
+        day: 0,
+        seats: 100,
+    }];
+    for a in p.applicants.iter_mut() {
+        a.priority = 0;
+        a.registered_at = Some(7);
+        a.max_km = None;
+        a.service = None;
+    }
+    p.default_max_km = None;
+    let first = allocate(&p, &SolverOptions::default()).unwrap();
+    let second = allocate(&p, &SolverOptions::default()).unwrap();
+    assert_eq!(first, second);
+    let mut by_seat: Vec<(u32, [u8; 32], u32)> = p
+        .applicants
+        .iter()
+        .zip(&first.outcomes)
+        .map(|(a, o)| match o {
+            Outcome::Assigned(s) => (s.seat, lottery_digest(&p.lottery_seed, &a.id), s.slot),
+            Outcome::Unassigned(r) => panic!("{} unassigned: {r}", a.id),
+        })
+        .collect();
+    by_seat.sort();
+    for w in by_seat.windows(2) {
+        assert!(w[0].1 < w[1].1, "seat order follows the lottery digest");
+    }
+    for (seat, _, slot) in &by_seat {
+        assert_eq!(*slot, seat / 2);
+    }
+    p.lottery_seed = "another".into();
+    let third = allocate(&p, &SolverOptions::default()).unwrap();
+    assert_ne!(first.outcomes, third.outcomes);
+}
+
+#[test]
+fn higher_priority_class_wins_the_last_seat() {
+    let mk = |id: &str, priority| Applicant {
+        id: id.into(),
+        lat: 35.7,
+        lon: 51.4,
+        priority,
+        max_km: None,
+        service: None,
+        registered_at: None,
+        province: None,
+    };
+    let p = AllocationProblem {
+        offices: vec![OfficeSite {
+            id: "O".into(),
+            lat: 35.71,
+            lon: 51.41,
+            services: None,
+            stations: None,
+            province: None,
+        }],
+        seats: vec![OfficeDaySeats {
+            office: 0,
+            day: 3,
+            seats: 1,
+        }],
+        applicants: vec![mk("young", 0), mk("elder", 1), mk("young2", 0)],
+        wait_km_per_day: 5.0,
+        default_max_km: None,
+        lottery_seed: "x".into(),
+    };
+    let alloc = allocate(&p, &SolverOptions::default()).unwrap();
+    assert!(matches!(alloc.outcomes[1], Outcome::Assigned(s) if s.day == 3));
+    assert_eq!(
+        alloc.outcomes[0],
+        Outcome::Unassigned(UnassignedReason::NoCapacity)
+    );
+}
+
+mod csv_input {
+    use std::path::{Path, PathBuf};
+
+    use nobat::cli::allocate::{load_problem, AllocateArgs};
+
+    const OFFICES: &str = "office_id,lat,lon,province,services\nO1,35.70,51.40,tehran,first_issuance\nO2,35.80,51.50,tehran,\n";
+    const CAPACITY: &str = "office_id,day,seats\nO1,0,2\nO1,1,3\nO2,0,1\n";
+    const APPLICANTS: &str = "applicant_id,lat,lon,priority,max_km,service,registered_at\nA1,35.71,51.41,1,,first_issuance,2026-01-02\nA2,35.72,51.42,,30,,1700000000\n";
+
+    fn args(dir: &Path, offices: &str, capacity: &str, applicants: &str) -> AllocateArgs {
+        let write = |name: &str, text: &str| -> PathBuf {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        AllocateArgs {
+            offices: Some(write("offices.csv", offices)),
+            capacity: Some(write("capacity.csv", capacity)),
+            applicants: Some(write("applicants.csv", applicants)),
+            scenario: None,
+            max_km: 100.0,
+            wait_km_per_day: 5.0,
+            seed: "s".into(),
+            candidates_per_zone: 4,
+            out: dir.join("out.csv"),
+            report: None,
+        }
+    }
+
+    #[test]
+    fn good_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = load_problem(&args(dir.path(), OFFICES, CAPACITY, APPLICANTS)).unwrap();
+        assert_eq!(p.offices.len(), 2);
+        assert_eq!(p.seats.len(), 3);
+        assert_eq!(p.applicants[0].priority, 1);
+        assert_eq!(p.applicants[0].registered_at, Some(1_767_312_000));
+        assert_eq!(p.applicants[1].max_km, Some(30.0));
+        assert!(p.offices[1].services.is_none());
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_file_line_and_reason() {
+        // (which file is replaced, its text, expected "file:line: reason" fragment)
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "offices",
+                "office_id,lat\nO1,35.7\n",
+                "offices.csv:1: missing column `lon`",
+            ),
+            (
+                "offices",
+                "office_id,lat,lon\nO1,35.7,51.4\nO1,35.8,51.5\n",
+                "offices.csv:3: duplicate office_id \"O1\"",
+            ),
+            (
+                "offices",
+                "office_id,lat,lon\nO1,abc,51.4\n",
+                "offices.csv:2: `lat` = \"abc\" is not a number",
+            ),
+            (
+                "offices",
+                "office_id,lat,lon\nO1,95,51.4\n",
+                "offices.csv:2: `lat` = 95 is outside [-90, 90]",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,0,2\nO9,0,1\n",
+                "capacity.csv:3: unknown office_id \"O9\"",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,0,-2\n",
+                "capacity.csv:2: `seats` = -2 is negative",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,x,2\n",
+                "capacity.csv:2: `day` = \"x\"",
+            ),
+            (
+                "capacity",
+                "office_id,day,seats\nO1,0,2\nO1,0,3\n",
+                "capacity.csv:3: duplicate row for office \"O1\" day 0",
+            ),
+            (
+                "capacity",
+                "office_id,seats\nO1,2\n",
+                "capacity.csv:1: missing column `day`",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon\nA1,35.7,51.4\nA1,35.7,51.4\n",
+                "applicants.csv:3: duplicate applicant_id \"A1\"",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,max_km\nA1,35.7,51.4,-3\n",
+                "applicants.csv:2: `max_km` = -3 is negative",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,priority\nA1,35.7,51.4,high\n",
+                "applicants.csv:2: `priority` = \"high\" is not a whole number",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon\nA1,35.7\n",
+                "applicants.csv:2:",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,registered_at\nA1,35.7,51.4,yesterday\n",
+                "applicants.csv:2: `registered_at` = \"yesterday\"",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon\n,35.7,51.4\n",
+                "applicants.csv:2: `applicant_id` is empty",
+            ),
+        ];
+        for &(file, text, expected) in table {
+            let dir = tempfile::tempdir().unwrap();
+            let (o, c, a) = match file {
+                "offices" => (text, CAPACITY, APPLICANTS),
+                "capacity" => (OFFICES, text, APPLICANTS),
+                _ => (OFFICES, CAPACITY, text),
+            };
+            let err = load_problem(&args(dir.path(), o, c, a))
+                .err()
+                .unwrap_or_else(|| panic!("accepted bad {file}: {text:?}"))
+                .to_string();
+            assert!(err.contains(expected), "{err:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn run_writes_assignments_and_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        a.report = Some(dir.path().join("report.json"));
+        nobat::cli::allocate::run(a).unwrap();
+        let out = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next(),
+            Some("applicant_id,office_id,day,distance_km,seat,slot")
+        );
+        assert_eq!(lines.count(), 2);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["assigned"], 2);
+        assert_eq!(report["unassigned"]["total"], 0);
+        for phase in ["load", "build", "solve", "assign", "write"] {
+            assert!(report["timings_ms"][phase].is_number(), "{phase}");
+        }
+        for key in [
+            "total_cost_km",
+            "total_distance_km",
+            "distance_km",
+            "wait_days",
+            "by_province",
+            "fairness",
+            "office_utilisation",
+        ] {
+            assert!(!report[key].is_null(), "{key}");
+        }
+    }
+
+    #[test]
+    fn scenario_without_the_module_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        a.offices = None;
+        a.capacity = None;
+        a.applicants = None;
+        a.scenario = Some("scenarios/iran-national.toml".into());
+        let err = load_problem(&a).unwrap_err().to_string();
+        assert!(err.contains("--scenario"), "{err}");
+    }
+}
+
+#[test]
+fn empty_inputs_are_fine() {
+    let office = OfficeSite {
+        id: "O".into(),
+        lat: 35.7,
+        lon: 51.4,
+        services: None,
+        stations: None,
+        province: None,
+    };
+    let applicant = Applicant {
+        id: "A".into(),
+        lat: 35.7,
+        lon: 51.4,
+        priority: 0,
+        max_km: Some(0.0),
+        service: None,
+        registered_at: None,
+        province: None,
+    };
+    let mut p = AllocationProblem {
+        offices: vec![office],
+        seats: vec![],
+        applicants: vec![],
+        wait_km_per_day: 0.0,
+        default_max_km: None,
+        lottery_seed: String::new(),
+    };
+    assert!(allocate(&p, &SolverOptions::default())
+        .unwrap()
+        .outcomes
+        .is_empty());
+    // No seats anywhere: the applicant is in reach but there is no capacity.
+    p.applicants.push(applicant);
+    let a = allocate(&p, &SolverOptions::default()).unwrap();
+    assert_eq!(
+        a.outcomes,
+        vec![Outcome::Unassigned(UnassignedReason::NoCapacity)]
+    );
+    // One seat, max_km 0 at the very same place: placed.
+    p.seats.push(OfficeDaySeats {
+        office: 0,
+        day: 0,
+        seats: 1,
+    });
+    let a = allocate(&p, &SolverOptions::default()).unwrap();
+    assert!(matches!(a.outcomes[0], Outcome::Assigned(s) if s.distance_km == 0.0));
+    // No offices at all.
+    p.offices.clear();
+    p.seats.clear();
+    let a = allocate(&p, &SolverOptions::default()).unwrap();
+    assert_eq!(
+        a.outcomes,
+        vec![Outcome::Unassigned(UnassignedReason::NoOfficeWithinMaxKm)]
+    );
+}

@@ -606,15 +606,54 @@ mod csv_input {
     }
 
     #[test]
-    fn scenario_without_the_module_is_a_clear_error() {
+    fn a_scenario_becomes_its_offices_calendar_seats_and_eligible_citizens() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
         a.offices = None;
         a.capacity = None;
         a.applicants = None;
-        a.scenario = Some("scenarios/iran-national.toml".into());
-        let err = load_problem(&a).unwrap_err().to_string();
-        assert!(err.contains("--scenario"), "{err}");
+        a.scenario = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.toml").into());
+        let p = load_problem(&a).unwrap();
+        let scenario = nobat::scenario::Scenario::load(a.scenario.as_ref().unwrap()).unwrap();
+        assert_eq!(p.offices.len(), scenario.generate_network().len());
+        // Seats come from the calendar: none on Fridays, every office-day within 32 slots × stations.
+        let start = scenario.calendar.start_date;
+        for s in &p.seats {
+            let date = start + chrono::Days::new(u64::from(s.day));
+            assert_ne!(
+                chrono::Datelike::weekday(&date),
+                chrono::Weekday::Fri,
+                "no seats on a Friday"
+            );
+            assert!(s.seats <= 32 * p.offices[s.office].stations.unwrap());
+        }
+        assert!(
+            p.applicants.len() > scenario.citizen_count() as usize * 3 / 4,
+            "most citizens are eligible"
+        );
+        assert!(
+            p.applicants.len() < scenario.citizen_count() as usize,
+            "the under-age and foreign ones are not"
+        );
+        let allocation = nobat::engine::allocator::allocate(&p, &Default::default()).unwrap();
+        let assigned = allocation
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, nobat::engine::allocator::Outcome::Assigned(_)))
+            .count();
+        assert!(assigned > 0);
+    }
+
+    #[test]
+    fn a_bad_scenario_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        a.offices = None;
+        a.capacity = None;
+        a.applicants = None;
+        a.scenario = Some(dir.path().join("missing.toml"));
+        let err = format!("{:#}", load_problem(&a).unwrap_err());
+        assert!(err.contains("missing.toml"), "{err}");
     }
 }
 

@@ -199,7 +199,8 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The in-memory problem, from the CSVs or (once wired) from a scenario.
+/// The in-memory problem, from the CSVs or from a scenario (its offices, their seats per day
+/// from the calendar, and its eligible citizens).
 pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
     if !(args.max_km.is_finite() && args.max_km >= 0.0) {
         bail!("--max-km must be a number >= 0, got {}", args.max_km);
@@ -210,13 +211,16 @@ pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
             args.wait_km_per_day
         );
     }
-    if let Some(scenario) = &args.scenario {
-        bail!(
-            "--scenario {}: building the allocation problem from a scenario needs the scenario \
-             module, which is not wired into `nobat allocate` in this build; pass --offices, \
-             --capacity and --applicants instead",
-            scenario.display()
-        );
+    if let Some(path) = &args.scenario {
+        let scenario = crate::scenario::Scenario::load(path)?;
+        let holidays = crate::seed::holidays_for(&scenario)?;
+        return Ok(crate::scenario::allocation::allocation_problem(
+            &scenario,
+            &holidays,
+            args.wait_km_per_day,
+            args.max_km,
+            &args.seed,
+        ));
     }
     let (Some(offices), Some(capacity), Some(applicants)) =
         (&args.offices, &args.capacity, &args.applicants)

@@ -6,6 +6,7 @@
 //! Each generator derives its own RNG from the seed and a purpose tag ([`derive_seed`]), so
 //! changing the citizen count does not move a single office.
 
+pub mod allocation;
 mod citizens;
 mod format;
 mod network;

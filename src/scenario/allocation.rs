@@ -1,0 +1,91 @@
+//! A scenario as an allocation problem: its offices with their seats per day over the horizon
+//! (from the real calendar and slot rules), and its eligible citizens as applicants.
+
+use std::collections::BTreeSet;
+
+use crate::domain::applicant::{age_full_years, eligibility};
+use crate::domain::calendar::HolidayCalendar;
+use crate::domain::slots::seats_per_day;
+use crate::domain::ServiceCode;
+use crate::engine::allocator::{AllocationProblem, Applicant, OfficeDaySeats, OfficeSite};
+
+use super::Scenario;
+
+/// Age from which applicants are placed first (the elderly priority class).
+pub const PRIORITY_AGE_YEARS: u32 = 65;
+
+/// Builds the problem: every office and each day of the horizon with its seats; every citizen
+/// eligible on the first day applies for first issuance, the elderly with priority 1.
+pub fn allocation_problem(
+    scenario: &Scenario,
+    holidays: &HolidayCalendar,
+    wait_km_per_day: f64,
+    max_km: f64,
+    lottery_seed: &str,
+) -> AllocationProblem {
+    let offices = scenario.generate_network();
+    let start = scenario.calendar.start_date;
+    let days = scenario.calendar.horizon_days;
+    let mut seats = Vec::new();
+    for (index, office) in offices.iter().enumerate() {
+        for day in 0..days {
+            let date = start + chrono::Days::new(u64::from(day));
+            let n = seats_per_day(office, date, holidays);
+            if n > 0 {
+                seats.push(OfficeDaySeats {
+                    office: index,
+                    day,
+                    seats: n,
+                });
+            }
+        }
+    }
+    let sites = offices
+        .iter()
+        .map(|o| OfficeSite {
+            id: o.id.to_string(),
+            lat: o.location.lat,
+            lon: o.location.lon,
+            services: Some(
+                o.services
+                    .iter()
+                    .filter(|s| o.offers(**s))
+                    .map(|s| s.to_string())
+                    .collect::<BTreeSet<_>>(),
+            ),
+            stations: Some(u32::from(o.stations)),
+            province: Some(o.province.clone()),
+        })
+        .collect();
+    let generator = scenario.citizen_generator();
+    let applicants = (0..generator.count())
+        .filter_map(|i| generator.citizen(i))
+        .filter(|c| {
+            eligibility(
+                c.birth_date,
+                &c.nationality,
+                c.birth_certificate_has_photo,
+                start,
+            )
+            .is_eligible()
+        })
+        .map(|c| Applicant {
+            id: c.national_code.to_string(),
+            lat: c.location.lat,
+            lon: c.location.lon,
+            priority: i32::from(age_full_years(c.birth_date, start) >= PRIORITY_AGE_YEARS),
+            max_km: None,
+            service: Some(ServiceCode::FirstIssuance.to_string()),
+            registered_at: None,
+            province: Some(c.province.clone()),
+        })
+        .collect();
+    AllocationProblem {
+        offices: sites,
+        seats,
+        applicants,
+        wait_km_per_day,
+        default_max_km: Some(max_km),
+        lottery_seed: lottery_seed.to_string(),
+    }
+}

@@ -5,7 +5,8 @@
 //! meaningful on a noisy machine:
 //! - `group_commit`: the engine as shipped (up to 512 requests per transaction);
 //! - `one_per_tx` (the baseline): the same engine with batches of one request, i.e. one
-//!   transaction per reservation step.
+//!   transaction per reservation step, with eight such transactions in flight on PostgreSQL
+//!   (one per pooled connection; SQLite's single write lock allows one).
 //!
 //! PostgreSQL runs when `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` is set (a fresh database is
 //! created there for the run).
@@ -135,8 +136,16 @@ impl Bench {
         let clock = Arc::new(ManualClock::new("2024-09-22T05:30:00Z".parse().unwrap()));
         // A seed per engine: two engines drawing the same ids would collide on hold ids.
         let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(batch_max as u64));
+        // The baseline runs one transaction per request on every pooled connection at once
+        // (what a naive server does); group commit runs the shipped configuration.
+        let writers = if batch_max == 1 {
+            8
+        } else {
+            EngineConfig::default().writers
+        };
         let config = EngineConfig {
             batch_max,
+            writers,
             ..EngineConfig::default()
         };
         self.runtime

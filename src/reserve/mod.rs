@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub batch_attempts: u32,
     /// Most expired holds released per sweep.
     pub sweep_limit: i64,
+    /// Concurrent writer tasks on PostgreSQL (SQLite always uses one).
+    pub writers: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +53,7 @@ impl Default for EngineConfig {
             hold_ttl: Duration::from_secs(600),
             batch_attempts: 3,
             sweep_limit: 2_000,
+            writers: 2,
         }
     }
 }
@@ -125,13 +128,22 @@ impl Reservations {
         // Yesterday's slots stay visible so a receipt for this morning still resolves its slot.
         availability.load(store.bookable_slots(now - 86_400).await?);
         let (queue, rx) = mpsc::channel(config.queue_bound);
-        tokio::spawn(writer::run(
-            store.clone(),
-            availability.clone(),
-            clock.clone(),
-            config.clone(),
-            rx,
-        ));
+        // PostgreSQL locks rows, so several writers overlap one batch's commit with the next
+        // batch's work; SQLite has one write lock, so a second writer would only wait for it.
+        let writers = match store.backend() {
+            crate::store::Backend::Postgres => config.writers.max(1),
+            crate::store::Backend::Sqlite => 1,
+        };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..writers {
+            tokio::spawn(writer::run(
+                store.clone(),
+                availability.clone(),
+                clock.clone(),
+                config.clone(),
+                rx.clone(),
+            ));
+        }
         Ok(Self {
             queue,
             store,

@@ -11,19 +11,26 @@ use crate::domain::time::Clock;
 use crate::engine::booking::{decide, BatchKeys, Outcome};
 use crate::store::{BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
 
+/// One writer: takes a batch from the shared queue (holding the queue only while collecting,
+/// so another writer can collect the next batch while this one commits), applies it, repeats.
 pub(super) async fn run(
     store: Store,
     availability: Arc<Availability>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    mut rx: mpsc::Receiver<Job>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
-        jobs.push(first);
-        collect(&mut rx, &mut jobs, &config).await;
+    loop {
+        let jobs = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
+            jobs.push(first);
+            collect(&mut rx, &mut jobs, &config).await;
+            metrics::gauge!("nobat_booking_queue_depth").set(rx.len() as f64);
+            jobs
+        };
         metrics::histogram!("nobat_booking_batch_size").record(jobs.len() as f64);
-        metrics::gauge!("nobat_booking_queue_depth").set(rx.len() as f64);
         let started = std::time::Instant::now();
         process(&store, &availability, clock.as_ref(), &config, jobs).await;
         metrics::histogram!("nobat_booking_batch_duration_seconds")

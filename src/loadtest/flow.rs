@@ -18,6 +18,8 @@ use tokio::time::Instant;
 use super::journal::{AckedAppointment, Journal, Knowledge};
 use super::scenario::LoadScenario;
 use super::stats::{AttemptResult, Endpoint, Stats};
+use crate::domain::geo::haversine_km;
+use crate::domain::GeoPoint;
 use crate::http::v1::dto::{AppointmentDto, HoldResponse, OfficeDto, SlotDto};
 use crate::scenario::{derive_seed, CitizenGenerator, CitizenRecord};
 
@@ -97,6 +99,9 @@ pub struct Ctx {
     pub base_url: String,
     pub scenario: Arc<LoadScenario>,
     pub citizens: CitizenGenerator,
+    /// Offices offering the service, with their locations (from the server's scenario), for
+    /// applicants who already know their nearest offices.
+    pub offices: Vec<(String, GeoPoint)>,
     pub stats: Arc<Mutex<Stats>>,
     pub journal: Arc<Mutex<Journal>>,
     /// The run's start; timeline seconds count from here.
@@ -384,6 +389,35 @@ async fn find_slot(
     c: &CitizenRecord,
     avoid: Option<&(String, i64)>,
 ) -> Result<(String, String), String> {
+    let is_avoided = |office: &str, start: &str| {
+        avoid.is_some_and(|(o, s)| o == office && parse_start(start) == Some(*s))
+    };
+    if !ctx.offices.is_empty()
+        && !user
+            .rng
+            .gen_bool(ctx.scenario.behaviour.office_search_share)
+    {
+        let mut nearest: Vec<(f64, &String)> = ctx
+            .offices
+            .iter()
+            .map(|(id, p)| {
+                (
+                    haversine_km(c.location.lat, c.location.lon, p.lat, p.lon),
+                    id,
+                )
+            })
+            .collect();
+        let k = 3.min(nearest.len());
+        nearest.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+        let office_id = nearest[user.rng.gen_range(0..k)].1.clone();
+        let path = format!("/v1/offices/{office_id}/slots?service={SERVICE}");
+        if let Reply::Ok(v) = call(ctx, user, Endpoint::Slots, Method::GET, &path, None).await {
+            user.think(ctx);
+            if let Some(start) = pick_listed_slot(user, &v, &office_id, &is_avoided) {
+                return Ok((office_id, start));
+            }
+        }
+    }
     let path = format!(
         "/v1/offices?near={:.4},{:.4}&service={SERVICE}&limit={}",
         c.location.lat, c.location.lon, ctx.scenario.behaviour.offices_limit
@@ -395,9 +429,6 @@ async fn find_slot(
         other => return Err(format!("offices: {}", other.outcome())),
     };
     user.think(ctx);
-    let is_avoided = |office: &str, start: &str| {
-        avoid.is_some_and(|(o, s)| o == office && parse_start(start) == Some(*s))
-    };
     let with_free: Vec<&OfficeDto> = offices
         .iter()
         .filter(|o| {
@@ -414,19 +445,8 @@ async fn find_slot(
         let path = format!("/v1/offices/{}/slots?service={SERVICE}", office.office_id);
         if let Reply::Ok(v) = call(ctx, user, Endpoint::Slots, Method::GET, &path, None).await {
             user.think(ctx);
-            let slots: Vec<SlotDto> = serde_json::from_value(v).unwrap_or_default();
-            // The listing includes today's slots that have already started (still "free");
-            // a person skips those, so must we.
-            let soon = chrono::Utc::now().timestamp() + 60;
-            let free: Vec<&SlotDto> = slots
-                .iter()
-                .filter(|s| parse_start(&s.start).is_some_and(|t| t > soon))
-                .filter(|s| s.free > 0 && !is_avoided(&office.office_id, &s.start))
-                .take(SLOT_CHOICES_MAX)
-                .collect();
-            if !free.is_empty() {
-                let s = free[user.rng.gen_range(0..free.len())];
-                return Ok((office.office_id.clone(), s.start.clone()));
+            if let Some(start) = pick_listed_slot(user, &v, &office.office_id, &is_avoided) {
+                return Ok((office.office_id.clone(), start));
             }
         }
     }
@@ -437,6 +457,29 @@ async fn find_slot(
         .collect();
     let s = free[user.rng.gen_range(0..free.len())];
     Ok((office.office_id.clone(), s.start.clone()))
+}
+
+/// A random free slot among the first few of a slot listing that start over a minute from now.
+fn pick_listed_slot(
+    user: &mut User,
+    listing: &Value,
+    office_id: &str,
+    is_avoided: &dyn Fn(&str, &str) -> bool,
+) -> Option<String> {
+    let slots: Vec<SlotDto> = serde_json::from_value(listing.clone()).unwrap_or_default();
+    // The listing includes today's slots that have already started (still "free"); a person
+    // skips those, so must we.
+    let soon = chrono::Utc::now().timestamp() + 60;
+    let free: Vec<&SlotDto> = slots
+        .iter()
+        .filter(|s| parse_start(&s.start).is_some_and(|t| t > soon))
+        .filter(|s| s.free > 0 && !is_avoided(office_id, &s.start))
+        .take(SLOT_CHOICES_MAX)
+        .collect();
+    if free.is_empty() {
+        return None;
+    }
+    Some(free[user.rng.gen_range(0..free.len())].start.clone())
 }
 
 /// The first alternative a `slot_full` answer offers.

@@ -124,6 +124,12 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     let server_scenario = Scenario::load(&scenario.server_scenario)
         .map_err(|e| LoadtestError::ServerScenario(e.to_string()))?;
     let citizens = CitizenGenerator::new(&server_scenario);
+    let offices = server_scenario
+        .generate_network()
+        .into_iter()
+        .filter(|o| o.offers(crate::domain::ServiceCode::FirstIssuance))
+        .map(|o| (o.id.to_string(), o.location))
+        .collect();
 
     let mut spawned = None;
     let (base_url, store_config, sweep_secs, backend) = match &config.target {
@@ -168,6 +174,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         base_url: base_url.clone(),
         scenario: scenario.clone(),
         citizens,
+        offices,
         stats: stats.clone(),
         journal: journal.clone(),
         t0,

@@ -153,6 +153,10 @@ pub struct Behaviour {
     pub think_ms_max: u64,
     /// Share of applicants who list an office's slots rather than take an earliest free one.
     pub list_slots_share: f64,
+    /// Share of applicants who search offices with `GET /v1/offices`; the others already know
+    /// their nearest offices (from the network) and go straight to an office's slot list.
+    #[serde(default = "Behaviour::default_office_search_share")]
+    pub office_search_share: f64,
     /// Share of those who booked that then check their status.
     pub status_check_share: f64,
     /// Offices asked for near home.
@@ -166,12 +170,19 @@ pub struct Behaviour {
     pub bot_identities: u64,
 }
 
+impl Behaviour {
+    fn default_office_search_share() -> f64 {
+        1.0
+    }
+}
+
 impl Default for Behaviour {
     fn default() -> Self {
         Self {
             think_ms_min: 100,
             think_ms_max: 1_000,
             list_slots_share: 0.3,
+            office_search_share: 1.0,
             status_check_share: 0.3,
             offices_limit: 5,
             hold_attempts_max: 3,
@@ -342,6 +353,7 @@ impl LoadScenario {
         for (name, v) in [
             ("behaviour.list_slots_share", b.list_slots_share),
             ("behaviour.status_check_share", b.status_check_share),
+            ("behaviour.office_search_share", b.office_search_share),
             ("retry.impatient_share", self.retry.impatient_share),
         ] {
             if !(0.0..=1.0).contains(&v) {

@@ -11,6 +11,7 @@
 //! - [`http`]: the axum server (the applicant API, probes, metrics, OpenAPI).
 //! - [`directory`]: the in-memory office directory; [`payments`]: the payment gateway port and its sandbox.
 //! - [`app`]: the server application value: build, then run until stopped.
+//! - [`loadtest`]: surge-day load tests: open-loop synthetic applicants, crash runs, audit.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod directory;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod loadtest;
 pub mod payments;
 pub mod reserve;
 pub mod scenario;

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod allocate;
+pub mod loadtest;
 pub mod scenario;
 pub mod serve;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Scenario(scenario::ScenarioCommand),
     /// Assign applicants to offices and days (min-cost flow).
     Allocate(allocate::AllocateArgs),
+    /// Surge-day load test against a loopback server (or one it spawns), then an audit.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -36,5 +39,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Scenario(cmd) => scenario::run(cmd),
         Command::Allocate(args) => allocate::run(args),
+        Command::Loadtest(args) => loadtest::run(args),
     }
 }

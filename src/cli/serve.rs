@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Minutes a hold keeps its seat.
     #[arg(long, env = "NOBAT_HOLD_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub hold_minutes: u64,
+    /// Seconds a hold keeps its seat; overrides `--hold-minutes` (short load tests watch holds
+    /// expire within the run).
+    #[arg(long, env = "NOBAT_HOLD_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub hold_seconds: Option<u64>,
     /// Days ahead that slots are open for booking.
     #[arg(long, env = "NOBAT_BOOKING_HORIZON_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub booking_horizon_days: u32,
@@ -58,7 +62,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     settings.scenario = args.scenario;
-    settings.engine.hold_ttl = Duration::from_secs(args.hold_minutes * 60);
+    settings.engine.hold_ttl =
+        Duration::from_secs(args.hold_seconds.unwrap_or(args.hold_minutes * 60));
     settings.engine.batch_max = args.batch_max as usize;
     settings.engine.queue_bound = args.queue_bound as usize;
     settings.booking_horizon_days = args.booking_horizon_days;

@@ -1,0 +1,145 @@
+//! `nobat loadtest SCENARIO --target URL --out DIR` or `--spawn`: a surge run, its audit and
+//! its reports. Exits non-zero when the audit fails.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::loadtest::scenario::LoadScenario;
+use crate::loadtest::server::ServerSpec;
+use crate::loadtest::{loopback_target, RunConfig, Target};
+use crate::store::StoreConfig;
+
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// Surge scenario, e.g. `scenarios/loadtest/surge-day.toml`.
+    pub scenario: PathBuf,
+    /// A running server (loopback only: 127.0.0.0/8, localhost, [::1]).
+    #[arg(long, conflicts_with = "spawn", required_unless_present = "spawn")]
+    pub target: Option<String>,
+    /// Start the server as a child process on a free loopback port.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Folder for `report.json`, `report.md`, `chart.svg` (and the spawned server's log and
+    /// SQLite file); created if missing.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The database under test: with `--spawn`, the server uses it (PostgreSQL; default a
+    /// SQLite file in `--out`); with `--target`, the audit reads it.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// The SQLite file of a `--target` server, for the audit.
+    #[arg(long, conflicts_with = "database_url")]
+    pub sqlite_path: Option<PathBuf>,
+    /// With `--spawn`: SIGKILL the server this many seconds into the run, restart it, go on.
+    #[arg(long, requires = "spawn")]
+    pub crash_after: Option<f64>,
+    /// With `--spawn`: pin the server to these CPUs (`taskset -c`), e.g. `0`.
+    #[arg(long, requires = "spawn")]
+    pub server_cpus: Option<String>,
+    /// Pin this generator to these CPUs (`taskset -a -p -c`), e.g. `1`.
+    #[arg(long)]
+    pub generator_cpus: Option<String>,
+    /// Multiply every arrival rate (to find or approach the saturation point).
+    #[arg(long, default_value_t = 1.0)]
+    pub rate_scale: f64,
+    /// Multiply every arrival segment's length.
+    #[arg(long, default_value_t = 1.0)]
+    pub duration_scale: f64,
+    /// The server binary for `--spawn` (default: this executable).
+    #[arg(long)]
+    pub server_exe: Option<PathBuf>,
+}
+
+pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    if let Some(cpus) = &args.generator_cpus {
+        // Before the runtime starts its threads, so they all inherit the mask.
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running taskset for --generator-cpus")?;
+        anyhow::ensure!(status.success(), "taskset refused CPU list {cpus:?}");
+    }
+    anyhow::ensure!(
+        args.rate_scale > 0.0 && args.rate_scale <= 1_000.0,
+        "--rate-scale must be in (0, 1000]"
+    );
+    anyhow::ensure!(
+        args.duration_scale > 0.0 && args.duration_scale <= 100.0,
+        "--duration-scale must be in (0, 100]"
+    );
+    let mut scenario = LoadScenario::load(&args.scenario)?;
+    scenario.scale_rates(args.rate_scale);
+    scenario.scale_duration(args.duration_scale);
+    scenario.recheck(&args.scenario.display().to_string())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let target = if args.spawn {
+        Target::Spawn(ServerSpec {
+            exe: match args.server_exe {
+                Some(p) => p,
+                None => std::env::current_exe().context("finding this executable")?,
+            },
+            database_url: args.database_url.clone(),
+            sqlite_path: args.out.join("nobat.db"),
+            server_cpus: args.server_cpus.clone(),
+            log_path: args.out.join("server.log"),
+        })
+    } else {
+        let url = loopback_target(args.target.as_deref().unwrap_or_default())?;
+        let audit_store = match (&args.database_url, &args.sqlite_path) {
+            (Some(u), _) => StoreConfig::url(u.clone()),
+            (None, Some(p)) => StoreConfig::sqlite(p.clone()),
+            (None, None) => anyhow::bail!(
+                "--target needs --database-url or --sqlite-path: the audit reads the server's database"
+            ),
+        };
+        Target::Url {
+            url,
+            audit_store,
+            sweep_interval_secs: scenario.server.sweep_interval_secs,
+        }
+    };
+    let crash_after = match args.crash_after {
+        Some(s) if s > 0.0 && s < scenario.duration_secs() => Some(Duration::from_secs_f64(s)),
+        Some(s) => anyhow::bail!(
+            "--crash-after {s} must fall inside the arrivals (0 to {:.0} s)",
+            scenario.duration_secs()
+        ),
+        None => None,
+    };
+    let config = RunConfig {
+        scenario,
+        scenario_path: args.scenario.clone(),
+        rate_scale: args.rate_scale,
+        target,
+        out_dir: args.out.clone(),
+        crash_after,
+        generator_cpus: args.generator_cpus.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let outcome = runtime.block_on(crate::loadtest::run(config))?;
+    let r = &outcome.report;
+    println!(
+        "{}: {} arrivals, {} requests ({} ok, {} refused, {} errors), {} bookings ({:.2}/s); p50 {} ms, p99 {} ms; audit {}",
+        r.scenario.name,
+        r.totals.arrivals,
+        r.totals.requests,
+        r.totals.ok,
+        r.totals.refused,
+        r.totals.errors,
+        r.totals.bookings,
+        r.totals.bookings_per_sec_mean,
+        r.all_requests.p50_ms,
+        r.all_requests.p99_ms,
+        if r.audit.passed { "passed" } else { "FAILED" }
+    );
+    println!("reports in {}", args.out.display());
+    if !r.audit.passed {
+        anyhow::bail!("{}", r.audit.failures());
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The audit after a run: the database, read directly, against what the server told the
+//! generator. Each check names itself and says what broke; `passed` is the conjunction.
+//!
+//! Checks:
+//! - `slot_capacity`: no slot has `taken` above its capacity (or below zero);
+//! - `slot_seats_match`: each slot's `taken` equals its live holds plus its seat-holding
+//!   appointments (so no seat leaked or was counted twice);
+//! - `one_active_per_citizen_service`: no national code has two active appointments for one
+//!   service;
+//! - `acknowledged_bookings_present`: every confirmation answered 2xx exists with the same
+//!   tracking code, national code, slot (or the one a 2xx reschedule moved it to) and a status
+//!   that fits (cancelled only if the generator cancelled it);
+//! - `hold_expiry`: no hold outlived its expiry by more than the allowance (the sweep interval
+//!   plus grace, plus any time the server was down);
+//! - `counts_match`: holds, bookings and cancellations in the database lie between what the
+//!   server acknowledged and that plus the requests that got no definite answer.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::journal::{Journal, Knowledge, Outcomes};
+use crate::store::{on_pool, Store, StoreError};
+
+/// Violations listed per check (the count is always exact).
+const VIOLATIONS_SHOWN_MAX: usize = 20;
+/// Appointment statuses that keep a seat.
+const SEAT_FREEING: &str = "('cancelled', 'rescheduled')";
+
+#[derive(Debug, Clone)]
+pub struct AuditParams {
+    /// Rows created before this (Unix seconds) belong to earlier runs and are not counted.
+    pub since_unix: i64,
+    /// The audit's "now" (Unix seconds).
+    pub now_unix: i64,
+    /// How long past its expiry a hold may stay live or be expired.
+    pub hold_allowance_secs: i64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+    pub violations: u64,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AuditReport {
+    pub passed: bool,
+    pub checks: Vec<CheckResult>,
+}
+
+impl AuditReport {
+    /// One line per failed check, naming it.
+    pub fn failures(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| {
+                format!(
+                    "audit check `{}` failed: {} (e.g. {})",
+                    c.name,
+                    c.detail,
+                    c.examples.join("; ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn check(&self, name: &str) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+fn check(
+    name: &str,
+    violations: Vec<String>,
+    ok_detail: String,
+    bad_detail: String,
+) -> CheckResult {
+    let n = violations.len() as u64;
+    CheckResult {
+        name: name.to_string(),
+        passed: n == 0,
+        detail: if n == 0 { ok_detail } else { bad_detail },
+        violations: n,
+        examples: violations.into_iter().take(VIOLATIONS_SHOWN_MAX).collect(),
+    }
+}
+
+type SlotRow = (i64, i64, i64, i64);
+type AppointmentRow = (String, String, String, String, i64);
+
+pub async fn audit(
+    store: &Store,
+    journal: &Journal,
+    p: &AuditParams,
+) -> Result<AuditReport, StoreError> {
+    let mut checks = Vec::new();
+
+    // slot_capacity
+    let over: Vec<(i64, i64, i64)> = on_pool!(store, pool, q = "SELECT id, taken, capacity FROM slots WHERE taken > capacity OR taken < 0 ORDER BY id LIMIT 1000" => {
+        sqlx::query_as(q).fetch_all(pool).await?
+    });
+    checks.push(check(
+        "slot_capacity",
+        over.iter()
+            .map(|(id, t, c)| format!("slot {id} has {t} taken of capacity {c}"))
+            .collect(),
+        "no slot is over capacity".into(),
+        format!("{} slot(s) are over capacity or negative", over.len()),
+    ));
+
+    // slot_seats_match
+    let seats_sql = format!(
+        "WITH seats AS (
+            SELECT slot_id, COUNT(*) AS n FROM holds WHERE status = 'live' GROUP BY slot_id
+            UNION ALL
+            SELECT slot_id, COUNT(*) AS n FROM appointments WHERE status NOT IN {SEAT_FREEING} GROUP BY slot_id
+         ), per_slot AS (SELECT slot_id, CAST(SUM(n) AS BIGINT) AS n FROM seats GROUP BY slot_id)
+         SELECT s.id, s.taken, s.capacity, COALESCE(p.n, 0) FROM slots s LEFT JOIN per_slot p ON p.slot_id = s.id
+         WHERE s.taken <> COALESCE(p.n, 0) ORDER BY s.id LIMIT 1000"
+    );
+    let mismatched: Vec<SlotRow> = on_pool!(store, pool, q = &seats_sql => {
+        sqlx::query_as(q).fetch_all(pool).await?
+    });
+    checks.push(check(
+        "slot_seats_match",
+        mismatched
+            .iter()
+            .map(|(id, t, _, n)| {
+                format!("slot {id}: taken {t}, but {n} live hold(s) and active appointment(s)")
+            })
+            .collect(),
+        "every slot's taken count equals its live holds plus active appointments".into(),
+        format!(
+            "{} slot(s) count seats that no hold or appointment explains",
+            mismatched.len()
+        ),
+    ));
+
+    // one_active_per_citizen_service
+    let doubles: Vec<(String, String, i64)> = on_pool!(store, pool, q = "SELECT national_code, service, COUNT(*) FROM appointments WHERE status IN ('booked', 'checked_in') GROUP BY national_code, service HAVING COUNT(*) > 1 LIMIT 1000" => {
+        sqlx::query_as(q).fetch_all(pool).await?
+    });
+    checks.push(check(
+        "one_active_per_citizen_service",
+        doubles
+            .iter()
+            .map(|(c, s, n)| format!("{}…: {n} active {s} appointments", &c[..c.len().min(3)]))
+            .collect(),
+        "no national code has two active appointments for one service".into(),
+        format!(
+            "{} national code(s) have two or more active appointments for one service",
+            doubles.len()
+        ),
+    ));
+
+    // acknowledged_bookings_present
+    let rows: Vec<AppointmentRow> = on_pool!(store, pool, q = "SELECT tracking_code, national_code, status, office_id, start_at FROM appointments WHERE created_at >= $1" => {
+        sqlx::query_as(q).bind(p.since_unix).fetch_all(pool).await?
+    });
+    let by_code: HashMap<&str, &AppointmentRow> = rows.iter().map(|r| (r.0.as_str(), r)).collect();
+    let mut missing = Vec::new();
+    for a in journal.appointments.values() {
+        let Some((_, national_code, status, office_id, start_at)) =
+            by_code.get(a.tracking_code.as_str()).copied()
+        else {
+            missing.push(format!(
+                "tracking code {} was confirmed (2xx) but is not in the database",
+                a.tracking_code
+            ));
+            continue;
+        };
+        if national_code != &a.national_code {
+            missing.push(format!(
+                "{}: belongs to another national code",
+                a.tracking_code
+            ));
+        }
+        let cancelled = status == "cancelled";
+        let allowed_cancel = matches!(a.cancelled, Knowledge::Yes | Knowledge::Unknown);
+        let must_cancel = a.cancelled == Knowledge::Yes;
+        if cancelled && !allowed_cancel {
+            missing.push(format!(
+                "{}: cancelled, but nobody cancelled it",
+                a.tracking_code
+            ));
+        } else if must_cancel && !cancelled {
+            missing.push(format!(
+                "{}: cancel was answered 2xx but status is {status}",
+                a.tracking_code
+            ));
+        } else if !cancelled
+            && ![
+                "booked",
+                "checked_in",
+                "enrolled",
+                "no_show",
+                "card_ready",
+                "delivered",
+            ]
+            .contains(&status.as_str())
+        {
+            missing.push(format!("{}: unexpected status {status}", a.tracking_code));
+        }
+        let here = (office_id.clone(), *start_at);
+        let expected = a
+            .rescheduled_to
+            .clone()
+            .unwrap_or((a.office_id.clone(), a.start_unix));
+        let original = (a.office_id.clone(), a.start_unix);
+        let slot_ok = here == expected || (a.reschedule_unknown && here == original);
+        if !slot_ok && !(a.reschedule_unknown) {
+            missing.push(format!(
+                "{}: at {} {} but the server said {} {}",
+                a.tracking_code, here.0, here.1, expected.0, expected.1
+            ));
+        }
+    }
+    let acked = journal.appointments.len();
+    checks.push(check(
+        "acknowledged_bookings_present",
+        missing.clone(),
+        format!("all {acked} bookings answered 2xx are present as answered"),
+        format!(
+            "{} of {acked} bookings answered 2xx are missing or differ",
+            missing.len()
+        ),
+    ));
+
+    // hold_expiry
+    let limit = p.now_unix - p.hold_allowance_secs;
+    let stuck: Vec<(String, i64)> = on_pool!(store, pool, q = "SELECT id, expires_at FROM holds WHERE status = 'live' AND expires_at < $1 ORDER BY expires_at LIMIT 1000" => {
+        sqlx::query_as(q).bind(limit).fetch_all(pool).await?
+    });
+    let late: Vec<(String, i64, i64)> = on_pool!(store, pool, q = "SELECT h.id, h.expires_at, e.at FROM holds h JOIN events e ON e.subject = h.id AND e.kind = 'hold_expired' WHERE h.status = 'expired' AND h.created_at >= $1 AND e.at > h.expires_at + $2 ORDER BY h.id LIMIT 1000" => {
+        sqlx::query_as(q).bind(p.since_unix).bind(p.hold_allowance_secs).fetch_all(pool).await?
+    });
+    let mut v: Vec<String> = stuck
+        .iter()
+        .map(|(id, exp)| {
+            format!(
+                "hold {id} is still live {} s after its expiry",
+                p.now_unix - exp
+            )
+        })
+        .collect();
+    v.extend(
+        late.iter()
+            .map(|(id, exp, at)| format!("hold {id} expired {} s after its expiry", at - exp)),
+    );
+    checks.push(check(
+        "hold_expiry",
+        v,
+        format!(
+            "no hold outlived its expiry by more than {} s",
+            p.hold_allowance_secs
+        ),
+        format!(
+            "holds outlived their expiry by more than {} s",
+            p.hold_allowance_secs
+        ),
+    ));
+
+    // counts_match
+    let db_holds: i64 = on_pool!(store, pool, q = "SELECT COUNT(*) FROM holds WHERE created_at >= $1" => {
+        sqlx::query_scalar(q).bind(p.since_unix).fetch_one(pool).await?
+    });
+    let db_cancelled = rows.iter().filter(|r| r.2 == "cancelled").count() as i64;
+    let mut v = Vec::new();
+    let mut within = |what: &str, db: i64, o: &Outcomes| {
+        let lo = o.acked as i64;
+        let hi = (o.acked + o.unknown) as i64;
+        if db < lo || db > hi {
+            v.push(format!(
+                "{what}: database has {db}, the server acknowledged {lo} and {} got no answer",
+                o.unknown
+            ));
+        }
+    };
+    within("holds", db_holds, &journal.holds);
+    within("bookings", rows.len() as i64, &journal.confirms);
+    within("cancellations", db_cancelled, &journal.cancels);
+    checks.push(check(
+        "counts_match",
+        v,
+        format!(
+            "database holds {db_holds} holds, {} bookings, {db_cancelled} cancellations: within what the server said",
+            rows.len()
+        ),
+        "database counts differ from what the server acknowledged".into(),
+    ));
+
+    Ok(AuditReport {
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+    })
+}

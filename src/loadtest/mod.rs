@@ -1,0 +1,391 @@
+//! Surge-day load tests: open-loop arrivals of synthetic applicants against a running (or
+//! spawned) server, latencies from the intended send time, an optional `kill -9` mid-surge,
+//! and an audit of the database against what the server said.
+//!
+//! - [`scenario`]: the surge scenario file (arrival profile, journey mix, retries, scale);
+//! - [`flow`]: one virtual applicant's journey over HTTP, with the retry model;
+//! - [`stats`]: HDR histograms per endpoint, status counts, a per-second timeline;
+//! - [`journal`]: what the server acknowledged, for the audit;
+//! - [`audit`]: the checks against the database;
+//! - [`server`]: starting, killing and restarting the server under test;
+//! - [`report`]: `report.json`, `report.md`, `chart.svg`.
+//!
+//! Bounds: a run lasts at most its arrivals plus drain (≤ 1 h) plus one request timeout;
+//! journeys in flight are capped (arrivals beyond are shed and counted); every request has a
+//! timeout and a bounded number of attempts. Targets are loopback only.
+
+pub mod audit;
+pub mod flow;
+pub mod journal;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod stats;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use crate::scenario::{derive_seed, CitizenGenerator, Scenario};
+use crate::store::{Store, StoreConfig};
+use audit::{AuditParams, AuditReport};
+use journal::Journal;
+use report::{CrashInfo, Report, ScenarioInfo, TargetInfo};
+use scenario::{LoadScenario, ARRIVALS_MAX};
+use server::{ServerSpec, SpawnedServer};
+use stats::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadtestError {
+    #[error("refusing target {0:?}: only loopback addresses (127.0.0.0/8, localhost, [::1]) over http:// may be load-tested here")]
+    TargetNotLoopback(String),
+    #[error("bad target URL {0:?}: {1}")]
+    BadTarget(String, String),
+    #[error(transparent)]
+    Scenario(#[from] scenario::LoadScenarioError),
+    #[error("server scenario: {0}")]
+    ServerScenario(String),
+    #[error("server: {0}")]
+    Server(String),
+    #[error("audit database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("report: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks that `url` is `http://` on a loopback address and returns it without a trailing `/`.
+pub fn loopback_target(url: &str) -> Result<String, LoadtestError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| LoadtestError::BadTarget(url.into(), e.to_string()))?;
+    if parsed.scheme() != "http" {
+        return Err(LoadtestError::TargetNotLoopback(url.into()));
+    }
+    let host = parsed.host_str().unwrap_or("");
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(LoadtestError::TargetNotLoopback(url.into()));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Where the load goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A server already running; `audit_store` reaches its database.
+    Url {
+        url: String,
+        audit_store: StoreConfig,
+        sweep_interval_secs: f64,
+    },
+    /// Start the server as a child process (and kill/restart it for a crash run).
+    Spawn(ServerSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub scenario: LoadScenario,
+    pub scenario_path: PathBuf,
+    pub rate_scale: f64,
+    pub target: Target,
+    pub out_dir: PathBuf,
+    /// With a spawned server: SIGKILL it this long after the start, restart it, go on.
+    pub crash_after: Option<Duration>,
+    pub generator_cpus: Option<String>,
+}
+
+/// What a run leaves: the report (also written to `out_dir`), the journal and how to reach
+/// the database, so tests can re-audit after doctoring it.
+pub struct RunOutcome {
+    pub report: Report,
+    pub journal: Journal,
+    pub store: StoreConfig,
+    pub audit_params: AuditParams,
+}
+
+/// Extra time past a hold's expiry the audit allows, beyond the sweep interval: one second
+/// of clock granularity and one for the sweep's trip through a busy writer queue.
+pub const HOLD_GRACE_SECS: i64 = 2;
+/// Longest wait after the drain for short holds to come due before the audit.
+pub const SETTLE_SECS_MAX: i64 = 60;
+
+pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
+    let scenario = Arc::new(config.scenario.clone());
+    let server_scenario = Scenario::load(&scenario.server_scenario)
+        .map_err(|e| LoadtestError::ServerScenario(e.to_string()))?;
+    let citizens = CitizenGenerator::new(&server_scenario);
+    let offices = server_scenario
+        .generate_network()
+        .into_iter()
+        .filter(|o| o.offers(crate::domain::ServiceCode::FirstIssuance))
+        .map(|o| (o.id.to_string(), o.location))
+        .collect();
+
+    let mut spawned = None;
+    let (base_url, store_config, sweep_secs, backend) = match &config.target {
+        Target::Url {
+            url,
+            audit_store,
+            sweep_interval_secs,
+        } => (
+            loopback_target(url)?,
+            audit_store.clone(),
+            *sweep_interval_secs,
+            backend_name(audit_store),
+        ),
+        Target::Spawn(spec) => {
+            let server = SpawnedServer::start(spec.clone(), &scenario)
+                .await
+                .map_err(LoadtestError::Server)?;
+            let out = (
+                server.base_url(),
+                spec.store_config(),
+                scenario.server.sweep_interval_secs,
+                backend_name(&spec.store_config()),
+            );
+            spawned = Some(server);
+            out
+        }
+    };
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| LoadtestError::Server(e.to_string()))?;
+
+    let started_at = chrono::Utc::now();
+    let since_unix = started_at.timestamp() - 1;
+    let t0 = Instant::now();
+    let arrival_secs = scenario.duration_secs();
+    let stop_at = t0 + Duration::from_secs_f64(arrival_secs + scenario.drain_secs);
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let journal = Arc::new(Mutex::new(Journal::default()));
+    let ctx = Arc::new(flow::Ctx {
+        client,
+        base_url: base_url.clone(),
+        scenario: scenario.clone(),
+        citizens,
+        offices,
+        stats: stats.clone(),
+        journal: journal.clone(),
+        t0,
+        stop_at,
+    });
+
+    // The crash: SIGKILL mid-surge, restart on the same database and port.
+    let spawned = spawned.map(|s| Arc::new(tokio::sync::Mutex::new(s)));
+    let crash_task = match (config.crash_after, &spawned) {
+        (Some(after), Some(server)) => {
+            let server = server.clone();
+            Some(tokio::spawn(async move {
+                tokio::time::sleep_until(t0 + after).await;
+                let mut s = server.lock().await;
+                let killed = t0.elapsed().as_secs_f64();
+                s.kill9().await?;
+                s.restart().await?;
+                let back = t0.elapsed().as_secs_f64();
+                Ok::<CrashInfo, String>(CrashInfo {
+                    killed_at_secs: killed,
+                    ready_again_at_secs: back,
+                    downtime_secs: back - killed,
+                })
+            }))
+        }
+        (Some(_), None) => {
+            return Err(LoadtestError::Server(
+                "--crash-after needs --spawn (the generator must own the server it kills)".into(),
+            ))
+        }
+        _ => None,
+    };
+
+    // Open-loop arrivals: a non-homogeneous Poisson process by thinning against the peak rate.
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(scenario.seed, "loadtest-arrivals", 0));
+    let peak = scenario.peak_rate();
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        scenario.limits.journeys_in_flight_max,
+    ));
+    let mut journeys = tokio::task::JoinSet::new();
+    let mut t = 0.0_f64;
+    let mut seq = 0_u64;
+    while peak > 0.0 && seq < ARRIVALS_MAX {
+        t += -(1.0 - rng.gen::<f64>()).ln() / peak;
+        if t >= arrival_secs {
+            break;
+        }
+        if rng.gen::<f64>() * peak > scenario.rate_at(t) {
+            continue;
+        }
+        let at = t0 + Duration::from_secs_f64(t);
+        tokio::time::sleep_until(at).await;
+        seq += 1;
+        while journeys.try_join_next().is_some() {}
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                stats_lock(&stats).arrival(t, false);
+                let ctx = ctx.clone();
+                journeys.spawn(async move {
+                    flow::journey(ctx, seq, at).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => stats_lock(&stats).arrival(t, true),
+        }
+    }
+    // Drain: journeys stop sending at `stop_at`; one request timeout later, whatever is left
+    // is cut.
+    let hard_stop = stop_at
+        + Duration::from_millis(scenario.limits.request_timeout_ms)
+        + Duration::from_secs(2);
+    while !journeys.is_empty() {
+        match tokio::time::timeout_at(hard_stop, journeys.join_next()).await {
+            Ok(_) => {}
+            Err(_) => {
+                stats_lock(&stats).journeys_cut += journeys.len() as u64;
+                journeys.abort_all();
+                break;
+            }
+        }
+    }
+    let crash = match crash_task {
+        Some(task) => match task.await {
+            Ok(Ok(info)) => Some(info),
+            Ok(Err(e)) => return Err(LoadtestError::Server(format!("crash run: {e}"))),
+            Err(e) => return Err(LoadtestError::Server(format!("crash task: {e}"))),
+        },
+        None => None,
+    };
+    // Settle: with short holds, wait until the last granted hold is due and one sweep has
+    // passed, so the audit sees expiry happen rather than holds still legitimately live.
+    if spawned.is_some() {
+        let latest = journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latest_hold_expiry_unix;
+        if let Some(latest) = latest {
+            let wait = latest + sweep_secs.ceil() as i64 + 1 - chrono::Utc::now().timestamp();
+            if (1..=SETTLE_SECS_MAX).contains(&wait) {
+                tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+            }
+        }
+    }
+    let wall_secs = t0.elapsed().as_secs_f64();
+
+    // The audit, against the database, with the server still up (its sweeper keeps running).
+    let downtime = crash.as_ref().map_or(0.0, |c| c.downtime_secs);
+    let audit_params = AuditParams {
+        since_unix,
+        now_unix: chrono::Utc::now().timestamp(),
+        hold_allowance_secs: sweep_secs.ceil() as i64 + HOLD_GRACE_SECS + downtime.ceil() as i64,
+    };
+    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let audit_result = audit_database(&store_config, &journal, &audit_params).await;
+    if let Some(server) = &spawned {
+        server.lock().await.stop().await;
+    }
+    let audit_report = audit_result?;
+
+    let stats = stats_lock(&stats);
+    let report = report::build(
+        ScenarioInfo {
+            name: scenario.name.clone(),
+            path: config.scenario_path.display().to_string(),
+            description: scenario.description.clone(),
+            server_scenario: scenario.server_scenario.display().to_string(),
+            scale: scenario.scale.clone(),
+            rate_scale: config.rate_scale,
+            arrival_secs,
+            drain_secs: scenario.drain_secs,
+            peak_arrivals_per_sec: peak,
+            expected_arrivals: scenario.expected_arrivals().round(),
+        },
+        TargetInfo {
+            url: base_url,
+            spawned: matches!(config.target, Target::Spawn(_)),
+            backend,
+            server_cpus: match &config.target {
+                Target::Spawn(spec) => spec.server_cpus.clone(),
+                Target::Url { .. } => None,
+            },
+            generator_cpus: config.generator_cpus.clone(),
+        },
+        started_at.to_rfc3339(),
+        wall_secs,
+        &stats,
+        &journal,
+        crash,
+        audit_report,
+    );
+    report::write(&config.out_dir, &report)?;
+    Ok(RunOutcome {
+        report,
+        journal,
+        store: store_config,
+        audit_params,
+    })
+}
+
+/// Connects to the database under test and audits it.
+pub async fn audit_database(
+    config: &StoreConfig,
+    journal: &Journal,
+    params: &AuditParams,
+) -> Result<AuditReport, LoadtestError> {
+    let mut config = config.clone();
+    config.max_connections = 2;
+    let store = Store::connect(&config).await?;
+    let result = audit::audit(&store, journal, params).await;
+    store.close().await;
+    Ok(result?)
+}
+
+fn backend_name(c: &StoreConfig) -> String {
+    match c.database_url.as_deref() {
+        Some(u) if u.starts_with("postgres") => "postgres".into(),
+        _ => "sqlite".into(),
+    }
+}
+
+fn stats_lock(s: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3:1/",
+            "http://localhost:9000",
+            "http://[::1]:8080",
+        ] {
+            assert!(loopback_target(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:8080",
+            "http://192.168.1.5",
+            "http://example.com",
+            "https://127.0.0.1:8443",
+            "http://[::2]:80",
+            "http://127.0.0.1.example.com",
+        ] {
+            let e = loopback_target(bad).unwrap_err();
+            assert!(
+                matches!(e, LoadtestError::TargetNotLoopback(_)),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

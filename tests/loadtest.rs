@@ -1,0 +1,263 @@
+//! Surge load tests against the real server binary: the short surge on SQLite and PostgreSQL
+//! with a passing audit, the audit failing on seeded faults, and the crash run (`kill -9`
+//! mid-surge, restart, audit).
+//!
+//! PostgreSQL tests run when `TEST_DATABASE_URL` is set (each creates its own database there
+//! and drops it afterwards); without it they are skipped, unless `NOBAT_REQUIRE_POSTGRES=1`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nobat::loadtest::scenario::LoadScenario;
+use nobat::loadtest::server::ServerSpec;
+use nobat::loadtest::{audit_database, run, RunConfig, RunOutcome, Target};
+use rand::Rng;
+use sqlx::Connection;
+
+fn surge_short() -> (LoadScenario, PathBuf) {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/loadtest/surge-short.toml"
+    ));
+    (LoadScenario::load(&path).expect("surge-short loads"), path)
+}
+
+fn spec(dir: &std::path::Path, database_url: Option<String>) -> ServerSpec {
+    ServerSpec {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_nobat")),
+        database_url,
+        sqlite_path: dir.join("nobat.db"),
+        server_cpus: None,
+        log_path: dir.join("server.log"),
+    }
+}
+
+async fn run_surge(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+    crash_after: Option<Duration>,
+) -> RunOutcome {
+    let (scenario, path) = surge_short();
+    let outcome = run(RunConfig {
+        scenario,
+        scenario_path: path,
+        rate_scale: 1.0,
+        target: Target::Spawn(spec(dir, database_url)),
+        out_dir: dir.join("report"),
+        crash_after,
+        generator_cpus: None,
+    })
+    .await
+    .unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        panic!("run failed: {e}\nserver log:\n{log}")
+    });
+    let r = &outcome.report;
+    assert!(
+        r.audit.passed,
+        "audit failed:\n{}\n{}",
+        r.audit.failures(),
+        serde_json::to_string_pretty(&r.totals).unwrap()
+    );
+    assert!(r.totals.bookings >= 10, "too few bookings: {:?}", r.totals);
+    assert_eq!(
+        r.totals.bookings as usize,
+        outcome.journal.appointments.len()
+    );
+    assert!(r.totals.arrivals >= 50, "{:?}", r.totals);
+    // The reports are written, and the JSON carries the audit.
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("report/report.json")).expect("report.json"),
+    )
+    .expect("report.json parses");
+    assert_eq!(json["audit"]["passed"], serde_json::Value::Bool(true));
+    assert_eq!(json["audit"]["checks"].as_array().map(Vec::len), Some(6));
+    assert!(json["endpoints"].as_array().is_some_and(|e| e.len() >= 8));
+    let md = std::fs::read_to_string(dir.join("report/report.md")).expect("report.md");
+    assert!(md.contains("## Audit: PASSED") && md.contains("chart.svg"));
+    assert!(std::fs::read_to_string(dir.join("report/chart.svg"))
+        .expect("chart.svg")
+        .contains("<polyline"));
+    outcome
+}
+
+/// Seeds two faults (an over-capacity slot, a confirmed appointment removed) and checks that
+/// the audit fails naming both.
+async fn seeded_faults_fail(outcome: &RunOutcome, doctor: impl std::future::Future<Output = ()>) {
+    doctor.await;
+    let audit = audit_database(&outcome.store, &outcome.journal, &outcome.audit_params)
+        .await
+        .expect("audit runs");
+    assert!(!audit.passed);
+    let failures = audit.failures();
+    assert!(!audit.check("slot_capacity").unwrap().passed, "{failures}");
+    assert!(
+        !audit.check("acknowledged_bookings_present").unwrap().passed,
+        "{failures}"
+    );
+    let victim = outcome.journal.appointments.keys().next().unwrap();
+    assert!(
+        failures.contains("audit check `slot_capacity` failed"),
+        "{failures}"
+    );
+    assert!(failures.contains("over capacity"), "{failures}");
+    assert!(
+        failures.contains(&format!(
+            "tracking code {victim} was confirmed (2xx) but is not in the database"
+        )),
+        "{failures}"
+    );
+    // The checks that were not touched still pass.
+    assert!(
+        audit
+            .check("one_active_per_citizen_service")
+            .unwrap()
+            .passed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_short_on_sqlite_passes_the_audit_and_seeded_faults_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_surge(dir.path(), None, None).await;
+    let victim = outcome.journal.appointments.keys().next().unwrap().clone();
+    let db = dir.path().join("nobat.db");
+    seeded_faults_fail(&outcome, async move {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        // The CHECK would refuse the write; the audit must catch what bypasses it.
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE slots SET taken = capacity + 1 WHERE id = (SELECT MIN(id) FROM slots)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM appointments WHERE tracking_code = ?1")
+            .bind(&victim)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_run_on_sqlite_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_surge(dir.path(), None, Some(Duration::from_secs(5))).await;
+    let r = &outcome.report;
+    let crash = r.crash.as_ref().expect("the server was killed");
+    assert!(crash.downtime_secs > 0.0 && crash.killed_at_secs >= 5.0);
+    // Bookings went on after the restart.
+    let after: u64 = r
+        .timeline
+        .iter()
+        .filter(|s| s.t as f64 > crash.ready_again_at_secs)
+        .map(|s| s.bookings)
+        .sum();
+    assert!(after > 0, "no bookings after the restart: {:?}", r.totals);
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+struct PgDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    async fn create() -> Option<PgDb> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            if std::env::var("NOBAT_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("NOBAT_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set");
+            }
+            eprintln!("skipped: TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("nobat_lt_{:016x}", rand::thread_rng().gen::<u64>());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach TEST_DATABASE_URL: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("TEST_DATABASE_URL has a database name");
+        let url = format!("{base}/{name}");
+        Some(PgDb {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn drop_db(self) {
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_short_on_postgres_passes_the_audit_and_seeded_faults_fail_it() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_surge(dir.path(), Some(db.url.clone()), None).await;
+    let victim = outcome.journal.appointments.keys().next().unwrap().clone();
+    let url = db.url.clone();
+    seeded_faults_fail(&outcome, async move {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        // Drop the CHECK constraints on slots so the doctored row can be written at all.
+        sqlx::query(
+            "DO $$ DECLARE r record; BEGIN
+               FOR r IN SELECT conname FROM pg_constraint WHERE conrelid = 'slots'::regclass AND contype = 'c' LOOP
+                 EXECUTE 'ALTER TABLE slots DROP CONSTRAINT ' || quote_ident(r.conname);
+               END LOOP; END $$",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE slots SET taken = capacity + 1 WHERE id = (SELECT MIN(id) FROM slots)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM appointments WHERE tracking_code = $1")
+            .bind(&victim)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+    })
+    .await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_run_on_postgres_loses_nothing() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_surge(
+        dir.path(),
+        Some(db.url.clone()),
+        Some(Duration::from_secs(5)),
+    )
+    .await;
+    assert!(outcome.report.crash.is_some());
+    db.drop_db().await;
+}

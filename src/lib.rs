@@ -19,6 +19,7 @@ pub mod directory;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod notify;
 pub mod payments;
 pub mod reserve;
 pub mod scenario;

@@ -5,6 +5,8 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::admin::{self, closures, offices, stats};
+use super::staff;
 use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status};
 use super::Problem;
 
@@ -38,6 +40,23 @@ impl Modify for BearerAuth {
         bookings::reschedule,
         receipt::get_appointment,
         status::get_status,
+        staff::list_appointments,
+        staff::check_in,
+        staff::enrol,
+        staff::no_show,
+        staff::card_ready,
+        staff::deliver,
+        admin::create_staff_token,
+        offices::create_office,
+        offices::get_office,
+        offices::update_office,
+        offices::get_fees,
+        offices::put_fees,
+        closures::close_office,
+        closures::add_holiday,
+        closures::list_holidays,
+        stats::get_stats,
+        stats::get_stats_csv,
     ),
     components(schemas(
         Problem,
@@ -45,10 +64,16 @@ impl Modify for BearerAuth {
         dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
         dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
         dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
-        dto::StatusResponse, dto::HistoryEntryDto,
+        dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
+        staff::StaffAppointmentDto, staff::OfficeDayDto, admin::StaffTokenRequest, admin::StaffTokenResponse,
+        offices::OfficeCreate, offices::OfficeUpdate, offices::AdminOfficeDto, offices::FeeTableDto, offices::FeeTableRequest,
+        closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
+        stats::StatsRow, stats::StatsResponse,
     )),
     modifiers(&BearerAuth),
-    tags((name = "applicant", description = "What the registration frontend calls"))
+    tags((name = "applicant", description = "What the registration frontend calls"),
+        (name = "staff", description = "Office staff (a staff token scoped to one office)"),
+        (name = "admin", description = "Administrators and planners (an admin token)"))
 )]
 pub struct ApiDoc;
 

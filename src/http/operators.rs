@@ -4,6 +4,9 @@
 //! are never accepted here (their hash matches nothing), and operator tokens are never accepted
 //! by applicant endpoints (they are not HMAC-signed).
 
+// `Problem` is the one error type of the HTTP layer; boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};

@@ -3,6 +3,9 @@
 //! the same office), no-show, card ready, delivered. Every step is a writer request, recorded
 //! in the appointment's history. An appointment of another office does not exist for them.
 
+// `Problem` is the one error type of the HTTP layer; boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -322,9 +325,9 @@ pub async fn enrol(
     }
     answer(
         &state,
-        last.unwrap_or_else(|| {
-            Outcome::Refused(crate::engine::booking::Refusal::AppointmentNotFound)
-        }),
+        last.unwrap_or(Outcome::Refused(
+            crate::engine::booking::Refusal::AppointmentNotFound,
+        )),
     )
     .await
 }

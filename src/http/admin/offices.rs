@@ -3,6 +3,9 @@
 //! closure; more stations open more seats at once. Changed hours and Thursday rules shape the
 //! days not yet materialised (close a day to take it away now).
 
+// `Problem` is the one error type of the HTTP layer; boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::extract::{Path, State};

@@ -40,6 +40,24 @@ impl Modify for BearerAuth {
         bookings::reschedule,
         receipt::get_appointment,
         status::get_status,
+    ),
+    components(schemas(
+        Problem,
+        dto::SessionRequest, dto::SessionResponse, dto::ServiceDto, dto::ApplicationRequest, dto::FormDto,
+        dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
+        dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
+        dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
+        dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "applicant", description = "What the registration frontend calls"))
+)]
+pub struct ApiDoc;
+
+/// The staff and admin half, merged into the applicant document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
         staff::list_appointments,
         staff::check_in,
         staff::enrol,
@@ -59,24 +77,42 @@ impl Modify for BearerAuth {
         stats::get_stats_csv,
     ),
     components(schemas(
-        Problem,
-        dto::SessionRequest, dto::SessionResponse, dto::ServiceDto, dto::ApplicationRequest, dto::FormDto,
-        dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
-        dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
-        dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
-        dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
-        staff::StaffAppointmentDto, staff::OfficeDayDto, admin::StaffTokenRequest, admin::StaffTokenResponse,
+        staff::StaffAppointmentDto, staff::StaffPickupDto, staff::OfficeDayDto, admin::StaffTokenRequest, admin::StaffTokenResponse,
         offices::OfficeCreate, offices::OfficeUpdate, offices::AdminOfficeDto, offices::FeeTableDto, offices::FeeTableRequest,
         closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
         stats::StatsRow, stats::StatsResponse,
     )),
-    modifiers(&BearerAuth),
-    tags((name = "applicant", description = "What the registration frontend calls"),
-        (name = "staff", description = "Office staff (a staff token scoped to one office)"),
+    tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),
         (name = "admin", description = "Administrators and planners (an admin token)"))
 )]
-pub struct ApiDoc;
+pub struct OperatorsDoc;
+
+/// The whole document: the applicant API merged with the staff and admin API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(OperatorsDoc::openapi());
+    doc
+}
 
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A tokio worker has a 2 MiB stack: the document must build within it (a recursive
+    /// schema once made it recurse without end).
+    #[test]
+    fn the_document_builds_on_a_worker_sized_stack() {
+        let doc = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(super::document)
+            .unwrap()
+            .join()
+            .unwrap();
+        let json = serde_json::to_value(&doc).unwrap();
+        assert!(json["paths"]["/v1/staff/appointments/{tracking_code}/enrol"]["post"].is_object());
+        assert!(json["paths"]["/v1/admin/offices/{office_id}/closures"]["post"].is_object());
+        assert!(json["paths"]["/v1/holds/{hold_id}/confirm"]["post"].is_object());
+    }
 }

@@ -75,7 +75,18 @@ pub struct StaffAppointmentDto {
     pub ready_jalali_date: Option<String>,
     /// The pickup visit booked at enrolment.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pickup: Option<Box<StaffAppointmentDto>>,
+    pub pickup: Option<StaffPickupDto>,
+}
+
+/// The pickup visit, as listed with its enrolment (not recursive, for the OpenAPI schema).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StaffPickupDto {
+    pub tracking_code: String,
+    pub status: String,
+    pub service: String,
+    pub start: String,
+    pub jalali_date: String,
+    pub jalali_display: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -191,7 +202,15 @@ async fn full_dto(state: &AppState, a: &AppointmentRow) -> Result<StaffAppointme
             d = with_ready(d, &card.ready_date);
             if let Some(p) = &card.pickup_tracking_code {
                 if let Some(p) = state.store.appointment(p).await? {
-                    d.pickup = Some(Box::new(dto(&p)));
+                    let p = dto(&p);
+                    d.pickup = Some(StaffPickupDto {
+                        tracking_code: p.tracking_code,
+                        status: p.status,
+                        service: p.service,
+                        start: p.start,
+                        jalali_date: p.jalali_date,
+                        jalali_display: p.jalali_display,
+                    });
                 }
             }
         }

@@ -35,6 +35,11 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// HMAC secret for session tokens (≥ 32 bytes); `None` draws a random one per process.
     pub token_secret: Option<String>,
+    /// The admin token (≥ 24 characters); only its hash is kept. `None`: no admin access
+    /// except through admin rows of `operator_tokens`.
+    pub admin_token: Option<String>,
+    /// How often the outbox relay sends queued notices; `None` disables it (tests step it).
+    pub outbox_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -48,6 +53,8 @@ impl Settings {
             booking_horizon_days: 30,
             session_ttl: Duration::from_secs(2 * 3600),
             token_secret: None,
+            admin_token: None,
+            outbox_interval: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -75,6 +82,7 @@ pub struct App {
     state: AppState,
     sweeper: Option<tokio::task::JoinHandle<()>>,
     janitor: tokio::task::JoinHandle<()>,
+    relay: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -89,12 +97,19 @@ impl App {
                 "the token secret must have at least 32 bytes"
             );
         }
+        if let Some(token) = &settings.admin_token {
+            anyhow::ensure!(
+                token.len() >= 24,
+                "the admin token must have at least 24 characters"
+            );
+        }
         let scenario = crate::seed::load_scenario(settings.scenario.as_deref())?;
         let holidays = crate::seed::holidays_for(&scenario)?;
         let store = Store::connect(&settings.store).await?;
         store
             .sync_catalogue(Service::catalogue(), FeeSchedule::builtin())
             .await?;
+        store.reapply_fee_overrides().await?;
         let now = deps.clock.now();
         if crate::seed::seed_if_empty(&store, &scenario, now.timestamp()).await? {
             tracing::info!(scenario = %scenario.name, "seeded the office network");
@@ -137,7 +152,19 @@ impl App {
             },
             metrics: http::metrics::Metrics::install(),
             limiter: Arc::new(http::auth::applicant_limiter()),
+            operators: Arc::new(http::operators::OperatorKeys::new(
+                settings.admin_token.as_deref(),
+            )),
+            notifier: Arc::new(crate::notify::LogNotifier),
         };
+        let relay = settings.outbox_interval.map(|every| {
+            crate::notify::spawn_relay(
+                state.store.clone(),
+                state.notifier.clone(),
+                deps.clock.clone(),
+                every,
+            )
+        });
         // The limiter keeps a cell per applicant seen; forget the idle ones every minute.
         let limiter = state.limiter.clone();
         let janitor = tokio::spawn(async move {
@@ -153,6 +180,7 @@ impl App {
             state,
             sweeper,
             janitor,
+            relay,
         })
     }
 
@@ -188,6 +216,9 @@ impl App {
             s.abort();
         }
         self.janitor.abort();
+        if let Some(r) = self.relay {
+            r.abort();
+        }
         store.close().await;
         Ok(())
     }

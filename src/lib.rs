@@ -21,6 +21,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod loadtest;
+pub mod notify;
 pub mod payments;
 pub mod reserve;
 pub mod scenario;

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// HMAC secret for session tokens (≥ 32 bytes); set the same one on every node.
     #[arg(long, env = "NOBAT_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Admin API token (≥ 24 characters); only its SHA-256 is kept in memory. Without it the
+    /// admin API is closed.
+    #[arg(long, env = "NOBAT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "NOBAT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -68,6 +72,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     settings.engine.queue_bound = args.queue_bound as usize;
     settings.booking_horizon_days = args.booking_horizon_days;
     settings.token_secret = args.token_secret;
+    settings.admin_token = args.admin_token;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = App::build(settings).await?;

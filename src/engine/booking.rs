@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 /// Unix seconds.
 pub type UnixSeconds = i64;
 
+/// The service code of the card-pickup visit booked at enrolment.
+pub const PICKUP_SERVICE: &str = "card_pickup";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotRow {
     pub id: i64,
@@ -223,6 +226,150 @@ pub enum Request {
     },
     /// A live hold whose time is up (from the expiry sweeper).
     Expire { hold_id: String },
+    /// Staff: the applicant arrived at `office_id` for a booked appointment.
+    CheckIn {
+        office_id: String,
+        tracking_code: String,
+        actor: String,
+    },
+    /// Staff: biometrics taken. The appointment leaves the active set (its seat, in a slot
+    /// that has started, is freed), the card's ready date is recorded, and the card-pickup
+    /// visit is booked at the same office in the same transaction when a seat was found.
+    Enrol {
+        office_id: String,
+        tracking_code: String,
+        /// Whose appointment it is (read by the handler), so the batch loads their other
+        /// active appointments and cannot book a second pickup.
+        national_code: String,
+        /// ISO date the card is expected to be ready.
+        ready_date: String,
+        pickup: Option<PickupBooking>,
+        actor: String,
+    },
+    /// Staff: the applicant did not come. The appointment leaves the active set and its seat
+    /// (in a slot already started, never re-sold: bookings of past slots are refused) is
+    /// freed; the applicant may book again.
+    NoShow {
+        office_id: String,
+        tracking_code: String,
+        actor: String,
+    },
+    /// Staff: the card arrived at the office.
+    CardReady {
+        office_id: String,
+        tracking_code: String,
+        actor: String,
+    },
+    /// Staff: the card was handed over. The pickup appointment (if any) ends too and frees its
+    /// seat.
+    Deliver {
+        office_id: String,
+        tracking_code: String,
+        pickup_tracking_code: Option<String>,
+        actor: String,
+    },
+    /// Admin (closure, holiday, capacity cut): moves an active appointment to `new_slot_id`,
+    /// or cancels it when `None`, and queues one notice to the applicant keyed by
+    /// `notice_key` (so the same closure can never queue twice).
+    Relocate {
+        tracking_code: String,
+        new_slot_id: Option<i64>,
+        reason: RelocationReason,
+        notice_key: String,
+        actor: String,
+    },
+    /// Admin: sets a slot's capacity; refused below the seats already taken (move those
+    /// appointments first).
+    SetCapacity {
+        slot_id: i64,
+        capacity: i64,
+        actor: String,
+    },
+}
+
+/// The pickup visit booked by [`Request::Enrol`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickupBooking {
+    pub slot_id: i64,
+    pub tracking_code: String,
+}
+
+/// Why an administrator's change moved or cancelled an appointment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelocationReason {
+    OfficeClosed,
+    Holiday,
+    CapacityCut,
+}
+
+impl RelocationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelocationReason::OfficeClosed => "office_closed",
+            RelocationReason::Holiday => "holiday",
+            RelocationReason::CapacityCut => "capacity_cut",
+        }
+    }
+
+    fn persian(self) -> &'static str {
+        match self {
+            RelocationReason::OfficeClosed => "تعطیلی دفتر",
+            RelocationReason::Holiday => "تعطیل رسمی",
+            RelocationReason::CapacityCut => "کاهش ظرفیت دفتر",
+        }
+    }
+}
+
+/// The card of an enrolment: written once, when biometrics are taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRow {
+    /// The enrolment appointment.
+    pub tracking_code: String,
+    pub office_id: String,
+    pub ready_date: String,
+    pub pickup_tracking_code: Option<String>,
+    pub created_at: UnixSeconds,
+}
+
+/// A notice to an applicant, queued in the outbox in the same transaction as the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    pub national_code: String,
+    pub application_id: String,
+    pub tracking_code: String,
+    /// What caused it; unique with the tracking code.
+    pub notice_key: String,
+    pub channel: String,
+    pub body: String,
+    pub created_at: UnixSeconds,
+}
+
+/// The Persian SMS an applicant gets when an administrator's change moves or cancels their
+/// appointment.
+pub fn relocation_sms(
+    tracking_code: &str,
+    reason: RelocationReason,
+    moved_to: Option<(&str, UnixSeconds)>,
+) -> String {
+    match moved_to {
+        Some((office_id, start_at)) => {
+            let local = crate::domain::time::to_iran(
+                chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default(),
+            );
+            let date = crate::domain::JalaliDate::from_gregorian(local.date_naive());
+            let time = crate::domain::jalali::to_persian_digits(&local.format("%H:%M").to_string());
+            format!(
+                "نوبت شما با کد رهگیری {tracking_code} به دلیل {} به {}، ساعت {time} در دفتر {office_id} منتقل شد.",
+                reason.persian(),
+                date.persian_display_with_weekday()
+            )
+        }
+        None => format!(
+            "نوبت شما با کد رهگیری {tracking_code} به دلیل {} لغو شد؛ نوبت خالی جایگزین نبود. لطفاً دوباره نوبت بگیرید.",
+            reason.persian()
+        ),
+    }
 }
 
 impl Request {
@@ -272,6 +419,41 @@ impl Request {
                 keys.appointments.push(tracking_code.clone());
                 keys.slots.push(*new_slot_id);
             }
+            Request::CheckIn { tracking_code, .. }
+            | Request::NoShow { tracking_code, .. }
+            | Request::CardReady { tracking_code, .. } => {
+                keys.appointments.push(tracking_code.clone())
+            }
+            Request::Enrol {
+                tracking_code,
+                national_code,
+                pickup,
+                ..
+            } => {
+                keys.appointments.push(tracking_code.clone());
+                keys.citizen_codes.push(national_code.clone());
+                if let Some(p) = pickup {
+                    keys.slots.push(p.slot_id);
+                }
+            }
+            Request::Deliver {
+                tracking_code,
+                pickup_tracking_code,
+                ..
+            } => {
+                keys.appointments.push(tracking_code.clone());
+                keys.appointments
+                    .extend(pickup_tracking_code.iter().cloned());
+            }
+            Request::Relocate {
+                tracking_code,
+                new_slot_id,
+                ..
+            } => {
+                keys.appointments.push(tracking_code.clone());
+                keys.slots.extend(new_slot_id.iter().copied());
+            }
+            Request::SetCapacity { slot_id, .. } => keys.slots.push(*slot_id),
         }
     }
 
@@ -283,7 +465,14 @@ impl Request {
             | Request::Book { national_code, .. }
             | Request::Cancel { national_code, .. }
             | Request::Reschedule { national_code, .. } => Some(national_code),
-            Request::Expire { .. } => None,
+            Request::Expire { .. }
+            | Request::CheckIn { .. }
+            | Request::Enrol { .. }
+            | Request::NoShow { .. }
+            | Request::CardReady { .. }
+            | Request::Deliver { .. }
+            | Request::Relocate { .. }
+            | Request::SetCapacity { .. } => None,
         }
     }
 }
@@ -324,19 +513,44 @@ impl BatchKeys {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "refusal", rename_all = "snake_case")]
 pub enum Refusal {
-    SlotFull { slot_id: i64 },
-    SlotUnknown { slot_id: i64 },
-    AlreadyHolding { hold_id: String },
-    AlreadyBooked { tracking_code: String },
+    SlotFull {
+        slot_id: i64,
+    },
+    SlotUnknown {
+        slot_id: i64,
+    },
+    AlreadyHolding {
+        hold_id: String,
+    },
+    AlreadyBooked {
+        tracking_code: String,
+    },
     HoldNotFound,
     HoldExpired,
-    HoldNotLive { status: HoldStatus },
+    HoldNotLive {
+        status: HoldStatus,
+    },
     PaymentNotFound,
-    PaymentNotPaid { status: PaymentStatus },
+    PaymentNotPaid {
+        status: PaymentStatus,
+    },
     PaymentMismatch,
     AppointmentNotFound,
-    NotActive { status: AppointmentStatus },
+    NotActive {
+        status: AppointmentStatus,
+    },
     SameSlot,
+    /// A staff step that does not follow from the appointment's status.
+    InvalidTransition {
+        status: AppointmentStatus,
+    },
+    /// A no-show marked before the appointment's start.
+    TooEarly,
+    /// A capacity below the seats already taken.
+    CapacityBelowTaken {
+        slot_id: i64,
+        taken: i64,
+    },
 }
 
 impl Refusal {
@@ -355,6 +569,9 @@ impl Refusal {
             Refusal::AppointmentNotFound => "appointment_not_found",
             Refusal::NotActive { .. } => "appointment_not_active",
             Refusal::SameSlot => "same_slot",
+            Refusal::InvalidTransition { .. } => "invalid_transition",
+            Refusal::TooEarly => "too_early",
+            Refusal::CapacityBelowTaken { .. } => "capacity_below_taken",
         }
     }
 }
@@ -381,6 +598,28 @@ pub enum Outcome {
     },
     Expired {
         hold_id: String,
+    },
+    /// A staff step (check-in, no-show, card ready) changed the appointment's status.
+    Updated {
+        appointment: AppointmentRow,
+    },
+    Enrolled {
+        appointment: AppointmentRow,
+        card: CardRow,
+        pickup: Option<AppointmentRow>,
+    },
+    Delivered {
+        appointment: AppointmentRow,
+        pickup: Option<AppointmentRow>,
+    },
+    /// Moved (status still active) or cancelled by an administrator's change.
+    Relocated {
+        appointment: AppointmentRow,
+        old_slot_id: i64,
+    },
+    CapacitySet {
+        slot_id: i64,
+        capacity: i64,
     },
     Refused(Refusal),
 }
@@ -409,6 +648,10 @@ pub struct Effects {
     pub appointment_updates: BTreeMap<String, AppointmentRow>,
     /// Slot id → change of `taken`.
     pub slot_deltas: BTreeMap<i64, i64>,
+    /// Slot id → new capacity (never below its taken seats).
+    pub slot_capacity: BTreeMap<i64, i64>,
+    pub new_cards: Vec<CardRow>,
+    pub outbox: Vec<OutboxRow>,
     pub events: Vec<Event>,
 }
 
@@ -419,6 +662,9 @@ impl Effects {
             && self.new_appointments.is_empty()
             && self.appointment_updates.is_empty()
             && self.slot_deltas.is_empty()
+            && self.slot_capacity.is_empty()
+            && self.new_cards.is_empty()
+            && self.outbox.is_empty()
             && self.events.is_empty()
     }
 }
@@ -648,6 +894,39 @@ impl Decider<'_> {
         } else {
             false
         }
+    }
+
+    /// An appointment as staff of `office_id` see it: one of another office does not exist.
+    fn at_office(&self, office_id: &str, code: &str) -> Result<AppointmentRow, Refusal> {
+        self.appointment(code)
+            .filter(|a| a.office_id == office_id)
+            .ok_or(Refusal::AppointmentNotFound)
+    }
+
+    /// A staff step from `from` to `to` that keeps the seat as it is.
+    fn transition(
+        &mut self,
+        mut appointment: AppointmentRow,
+        from: AppointmentStatus,
+        to: AppointmentStatus,
+        kind: &'static str,
+        actor: &str,
+    ) -> Result<Outcome, Refusal> {
+        if appointment.status != from {
+            return Err(Refusal::InvalidTransition {
+                status: appointment.status,
+            });
+        }
+        appointment.status = to;
+        appointment.updated_at = self.now;
+        self.store_appointment(appointment.clone());
+        self.event(
+            kind,
+            &appointment.tracking_code.clone(),
+            actor,
+            serde_json::json!({ "office_id": appointment.office_id }),
+        );
+        Ok(Outcome::Updated { appointment })
     }
 
     fn apply(&mut self, request: &Request) -> Outcome {
@@ -887,6 +1166,294 @@ impl Decider<'_> {
                 Ok(Outcome::Rescheduled {
                     appointment,
                     old_slot_id,
+                })
+            }
+            Request::CheckIn {
+                office_id,
+                tracking_code,
+                actor,
+            } => {
+                let appointment = self.at_office(office_id, tracking_code)?;
+                self.transition(
+                    appointment,
+                    AppointmentStatus::Booked,
+                    AppointmentStatus::CheckedIn,
+                    "appointment_checked_in",
+                    actor,
+                )
+            }
+            Request::NoShow {
+                office_id,
+                tracking_code,
+                actor,
+            } => {
+                let appointment = self.at_office(office_id, tracking_code)?;
+                if appointment.status == AppointmentStatus::Booked
+                    && self.now < appointment.start_at
+                {
+                    return Err(Refusal::TooEarly);
+                }
+                let slot_id = appointment.slot_id;
+                let outcome = self.transition(
+                    appointment,
+                    AppointmentStatus::Booked,
+                    AppointmentStatus::NoShow,
+                    "appointment_no_show",
+                    actor,
+                )?;
+                self.free_seat(slot_id);
+                Ok(outcome)
+            }
+            Request::CardReady {
+                office_id,
+                tracking_code,
+                actor,
+            } => {
+                let appointment = self.at_office(office_id, tracking_code)?;
+                self.transition(
+                    appointment,
+                    AppointmentStatus::Enrolled,
+                    AppointmentStatus::CardReady,
+                    "card_ready",
+                    actor,
+                )
+            }
+            Request::Enrol {
+                office_id,
+                tracking_code,
+                national_code,
+                ready_date,
+                pickup,
+                actor,
+            } => {
+                let mut appointment = self.at_office(office_id, tracking_code)?;
+                if &appointment.national_code != national_code
+                    || appointment.service == PICKUP_SERVICE
+                {
+                    return Err(Refusal::AppointmentNotFound);
+                }
+                if appointment.status != AppointmentStatus::CheckedIn {
+                    return Err(Refusal::InvalidTransition {
+                        status: appointment.status,
+                    });
+                }
+                // Book the pickup first: when its seat is gone, nothing changes and the
+                // handler tries the next slot.
+                let pickup_row = match pickup {
+                    Some(p) => {
+                        let slot = self
+                            .state
+                            .slots
+                            .get(&p.slot_id)
+                            .ok_or(Refusal::SlotUnknown { slot_id: p.slot_id })?;
+                        if &slot.office_id != office_id {
+                            return Err(Refusal::SlotUnknown { slot_id: p.slot_id });
+                        }
+                        if let Some(code) = self
+                            .state
+                            .active_by_citizen_service
+                            .get(&(national_code.clone(), PICKUP_SERVICE.to_string()))
+                        {
+                            return Err(Refusal::AlreadyBooked {
+                                tracking_code: code.clone(),
+                            });
+                        }
+                        self.take_seat(p.slot_id)?;
+                        let mut row = self.new_appointment(
+                            &p.tracking_code,
+                            p.slot_id,
+                            &appointment.application_id,
+                            national_code,
+                            PICKUP_SERVICE,
+                            "",
+                        );
+                        row.payment_id = None;
+                        self.store_appointment(row.clone());
+                        Some(row)
+                    }
+                    None => None,
+                };
+                appointment.status = AppointmentStatus::Enrolled;
+                appointment.updated_at = self.now;
+                self.free_seat(appointment.slot_id);
+                self.store_appointment(appointment.clone());
+                let card = CardRow {
+                    tracking_code: tracking_code.clone(),
+                    office_id: office_id.clone(),
+                    ready_date: ready_date.clone(),
+                    pickup_tracking_code: pickup_row.as_ref().map(|p| p.tracking_code.clone()),
+                    created_at: self.now,
+                };
+                self.effects.new_cards.push(card.clone());
+                self.event(
+                    "appointment_enrolled",
+                    tracking_code,
+                    actor,
+                    serde_json::json!({ "office_id": office_id, "ready_date": ready_date }),
+                );
+                if let Some(p) = &pickup_row {
+                    self.event(
+                        "pickup_booked",
+                        tracking_code,
+                        actor,
+                        serde_json::json!({ "pickup_tracking_code": p.tracking_code, "slot_id": p.slot_id, "start_at": p.start_at }),
+                    );
+                    self.event(
+                        "appointment_booked",
+                        &p.tracking_code,
+                        actor,
+                        serde_json::json!({ "slot_id": p.slot_id, "pickup_of": tracking_code }),
+                    );
+                }
+                Ok(Outcome::Enrolled {
+                    appointment,
+                    card,
+                    pickup: pickup_row,
+                })
+            }
+            Request::Deliver {
+                office_id,
+                tracking_code,
+                pickup_tracking_code,
+                actor,
+            } => {
+                let mut appointment = self.at_office(office_id, tracking_code)?;
+                if appointment.status != AppointmentStatus::CardReady {
+                    return Err(Refusal::InvalidTransition {
+                        status: appointment.status,
+                    });
+                }
+                let pickup = match pickup_tracking_code {
+                    Some(code) => {
+                        let p = self
+                            .appointment(code)
+                            .filter(|p| {
+                                p.national_code == appointment.national_code
+                                    && p.service == PICKUP_SERVICE
+                            })
+                            .ok_or(Refusal::AppointmentNotFound)?;
+                        // A pickup already ended (no-show, cancelled by a closure) still lets
+                        // the card go to its owner; only an active one gives up its seat.
+                        if p.status.is_active() {
+                            let mut p = p;
+                            p.status = AppointmentStatus::Delivered;
+                            p.updated_at = self.now;
+                            self.free_seat(p.slot_id);
+                            self.store_appointment(p.clone());
+                            Some(p)
+                        } else {
+                            Some(p)
+                        }
+                    }
+                    None => None,
+                };
+                appointment.status = AppointmentStatus::Delivered;
+                appointment.updated_at = self.now;
+                self.store_appointment(appointment.clone());
+                self.event(
+                    "card_delivered",
+                    tracking_code,
+                    actor,
+                    serde_json::json!({ "office_id": office_id, "pickup_tracking_code": pickup_tracking_code }),
+                );
+                Ok(Outcome::Delivered {
+                    appointment,
+                    pickup,
+                })
+            }
+            Request::Relocate {
+                tracking_code,
+                new_slot_id,
+                reason,
+                notice_key,
+                actor,
+            } => {
+                let mut appointment = self
+                    .appointment(tracking_code)
+                    .ok_or(Refusal::AppointmentNotFound)?;
+                if appointment.status != AppointmentStatus::Booked {
+                    return Err(Refusal::NotActive {
+                        status: appointment.status,
+                    });
+                }
+                let old_slot_id = appointment.slot_id;
+                match new_slot_id {
+                    Some(new_slot_id) => {
+                        if *new_slot_id == old_slot_id {
+                            return Err(Refusal::SameSlot);
+                        }
+                        self.take_seat(*new_slot_id)?;
+                        self.free_seat(old_slot_id);
+                        let slot = &self.state.slots[new_slot_id];
+                        appointment.slot_id = *new_slot_id;
+                        appointment.office_id = slot.office_id.clone();
+                        appointment.start_at = slot.start_at;
+                    }
+                    None => {
+                        self.free_seat(old_slot_id);
+                        appointment.status = AppointmentStatus::Cancelled;
+                    }
+                }
+                appointment.updated_at = self.now;
+                self.store_appointment(appointment.clone());
+                let moved_to =
+                    new_slot_id.map(|_| (appointment.office_id.as_str(), appointment.start_at));
+                let body = relocation_sms(tracking_code, *reason, moved_to);
+                self.effects.outbox.push(OutboxRow {
+                    national_code: appointment.national_code.clone(),
+                    application_id: appointment.application_id.clone(),
+                    tracking_code: tracking_code.clone(),
+                    notice_key: notice_key.clone(),
+                    channel: "sms".to_string(),
+                    body,
+                    created_at: self.now,
+                });
+                let (kind, payload) = match new_slot_id {
+                    Some(new) => (
+                        "appointment_relocated",
+                        serde_json::json!({ "reason": reason.as_str(), "old_slot_id": old_slot_id, "new_slot_id": new, "office_id": appointment.office_id }),
+                    ),
+                    None => (
+                        "appointment_cancelled",
+                        serde_json::json!({ "reason": "no_free_slot", "cause": reason.as_str(), "old_slot_id": old_slot_id }),
+                    ),
+                };
+                self.event(kind, tracking_code, actor, payload);
+                Ok(Outcome::Relocated {
+                    appointment,
+                    old_slot_id,
+                })
+            }
+            Request::SetCapacity {
+                slot_id,
+                capacity,
+                actor,
+            } => {
+                let slot = self
+                    .state
+                    .slots
+                    .get_mut(slot_id)
+                    .ok_or(Refusal::SlotUnknown { slot_id: *slot_id })?;
+                if *capacity < slot.taken || *capacity < 0 {
+                    return Err(Refusal::CapacityBelowTaken {
+                        slot_id: *slot_id,
+                        taken: slot.taken,
+                    });
+                }
+                if slot.capacity != *capacity {
+                    let old = slot.capacity;
+                    slot.capacity = *capacity;
+                    self.effects.slot_capacity.insert(*slot_id, *capacity);
+                    self.event(
+                        "slot_capacity_set",
+                        &slot_id.to_string(),
+                        actor,
+                        serde_json::json!({ "old": old, "new": capacity }),
+                    );
+                }
+                Ok(Outcome::CapacitySet {
+                    slot_id: *slot_id,
+                    capacity: *capacity,
                 })
             }
         }

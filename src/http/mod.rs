@@ -4,13 +4,16 @@
 // most once per request; boxing it everywhere would cost more clarity than the copies cost time.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod auth;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
+pub mod operators;
 mod probes;
 pub mod problem;
+pub mod staff;
 pub mod v1;
 
 use std::sync::{Arc, RwLock};
@@ -62,6 +65,10 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Per-applicant request limit (keyed by national code).
     pub limiter: Arc<auth::ApplicantLimiter>,
+    /// The configured admin token's hash.
+    pub operators: Arc<operators::OperatorKeys>,
+    /// Where outbox notices go.
+    pub notifier: Arc<dyn crate::notify::Notifier>,
 }
 
 impl AppState {
@@ -81,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
         .merge(v1::routes())
+        .merge(staff::routes())
+        .merge(admin::routes())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -5,6 +5,8 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::admin::{self, closures, offices, stats};
+use super::staff;
 use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status};
 use super::Problem;
 
@@ -45,13 +47,72 @@ impl Modify for BearerAuth {
         dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
         dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
         dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
-        dto::StatusResponse, dto::HistoryEntryDto,
+        dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "applicant", description = "What the registration frontend calls"))
 )]
 pub struct ApiDoc;
 
+/// The staff and admin half, merged into the applicant document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        staff::list_appointments,
+        staff::check_in,
+        staff::enrol,
+        staff::no_show,
+        staff::card_ready,
+        staff::deliver,
+        admin::create_staff_token,
+        offices::create_office,
+        offices::get_office,
+        offices::update_office,
+        offices::get_fees,
+        offices::put_fees,
+        closures::close_office,
+        closures::add_holiday,
+        closures::list_holidays,
+        stats::get_stats,
+        stats::get_stats_csv,
+    ),
+    components(schemas(
+        staff::StaffAppointmentDto, staff::StaffPickupDto, staff::OfficeDayDto, admin::StaffTokenRequest, admin::StaffTokenResponse,
+        offices::OfficeCreate, offices::OfficeUpdate, offices::AdminOfficeDto, offices::FeeTableDto, offices::FeeTableRequest,
+        closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
+        stats::StatsRow, stats::StatsResponse,
+    )),
+    tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),
+        (name = "admin", description = "Administrators and planners (an admin token)"))
+)]
+pub struct OperatorsDoc;
+
+/// The whole document: the applicant API merged with the staff and admin API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(OperatorsDoc::openapi());
+    doc
+}
+
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A tokio worker has a 2 MiB stack: the document must build within it (a recursive
+    /// schema once made it recurse without end).
+    #[test]
+    fn the_document_builds_on_a_worker_sized_stack() {
+        let doc = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(super::document)
+            .unwrap()
+            .join()
+            .unwrap();
+        let json = serde_json::to_value(&doc).unwrap();
+        assert!(json["paths"]["/v1/staff/appointments/{tracking_code}/enrol"]["post"].is_object());
+        assert!(json["paths"]["/v1/admin/offices/{office_id}/closures"]["post"].is_object());
+        assert!(json["paths"]["/v1/holds/{hold_id}/confirm"]["post"].is_object());
+    }
 }

@@ -61,7 +61,7 @@ async fn collect(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, config: &Eng
 /// What a job's answer is, before the commit.
 enum Pending {
     Decided(usize),
-    Replayed(Outcome),
+    Replayed(Box<Outcome>),
     SameAs(usize),
     KeyReused,
 }
@@ -160,7 +160,7 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                     if let Some(rec) = stored.get(&(k.scope.clone(), k.key.clone())) {
                         pending.push(if rec.request_hash == k.request_hash {
                             match serde_json::from_str::<Outcome>(&rec.response_body) {
-                                Ok(outcome) => Pending::Replayed(outcome),
+                                Ok(outcome) => Pending::Replayed(Box::new(outcome)),
                                 Err(_) => Pending::KeyReused,
                             }
                         } else {
@@ -207,7 +207,7 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                         replayed: false,
                     }),
                     Pending::Replayed(o) => Ok(Answer {
-                        outcome: o.clone(),
+                        outcome: (**o).clone(),
                         replayed: true,
                     }),
                     Pending::SameAs(j) => match &answers[*j] {

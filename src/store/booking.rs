@@ -350,12 +350,56 @@ async fn pg_write(
         .execute(&mut **tx)
         .await?;
     }
+    // Capacity changes bracket the seat deltas so the CHECK holds after every statement:
+    // raise first, apply the deltas, then set the final (possibly lower) capacity.
+    let (cap_ids, caps): (Vec<i64>, Vec<i64>) =
+        e.slot_capacity.iter().map(|(id, c)| (*id, *c)).unzip();
+    if !cap_ids.is_empty() {
+        sqlx::query("UPDATE slots SET capacity = GREATEST(slots.capacity, c.capacity) FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
+            .bind(&cap_ids)
+            .bind(&caps)
+            .execute(&mut **tx)
+            .await?;
+    }
     if !e.slot_deltas.is_empty() {
         let (ids, deltas): (Vec<i64>, Vec<i64>) =
             e.slot_deltas.iter().map(|(id, d)| (*id, *d)).unzip();
         sqlx::query("UPDATE slots SET taken = slots.taken + d.delta FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE slots.id = d.id")
             .bind(&ids)
             .bind(&deltas)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !cap_ids.is_empty() {
+        sqlx::query("UPDATE slots SET capacity = c.capacity FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
+            .bind(&cap_ids)
+            .bind(&caps)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !e.new_cards.is_empty() {
+        let c = &e.new_cards;
+        sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])")
+            .bind(c.iter().map(|x| x.tracking_code.clone()).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| x.office_id.clone()).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| x.ready_date.clone()).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| x.pickup_tracking_code.clone()).collect::<Vec<_>>())
+            .bind(c.iter().map(|x| x.created_at).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !e.outbox.is_empty() {
+        let o = &e.outbox;
+        sqlx::query("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
+                     ON CONFLICT (tracking_code, notice_key) DO NOTHING")
+            .bind(o.iter().map(|x| x.national_code.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|x| x.application_id.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|x| x.tracking_code.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|x| x.notice_key.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|x| x.channel.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|x| x.body.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|x| x.created_at).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }
@@ -569,9 +613,73 @@ async fn lite_write(
         .execute(&mut **tx)
         .await?;
     }
+    // Capacity changes bracket the seat deltas so the CHECK holds after every statement.
+    let caps = serde_json::Value::Array(
+        e.slot_capacity
+            .iter()
+            .map(|(id, c)| json!([id, c]))
+            .collect(),
+    )
+    .to_string();
+    if !e.slot_capacity.is_empty() {
+        sqlx::query("UPDATE slots SET capacity = MAX(capacity, c.value ->> 1) FROM json_each(?1) AS c WHERE slots.id = c.value ->> 0")
+            .bind(&caps)
+            .execute(&mut **tx)
+            .await?;
+    }
     if !e.slot_deltas.is_empty() {
         let rows: Vec<_> = e.slot_deltas.iter().map(|(id, d)| json!([id, d])).collect();
         sqlx::query("UPDATE slots SET taken = taken + (d.value ->> 1) FROM json_each(?1) AS d WHERE slots.id = d.value ->> 0")
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !e.slot_capacity.is_empty() {
+        sqlx::query("UPDATE slots SET capacity = c.value ->> 1 FROM json_each(?1) AS c WHERE slots.id = c.value ->> 0")
+            .bind(&caps)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !e.new_cards.is_empty() {
+        let rows: Vec<_> = e
+            .new_cards
+            .iter()
+            .map(|c| {
+                json!([
+                    c.tracking_code,
+                    c.office_id,
+                    c.ready_date,
+                    c.pickup_tracking_code,
+                    c.created_at
+                ])
+            })
+            .collect();
+        sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) \
+                     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)")
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !e.outbox.is_empty() {
+        let rows: Vec<_> = e
+            .outbox
+            .iter()
+            .map(|o| {
+                json!([
+                    o.national_code,
+                    o.application_id,
+                    o.tracking_code,
+                    o.notice_key,
+                    o.channel,
+                    o.body,
+                    o.created_at
+                ])
+            })
+            .collect();
+        // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
+        sqlx::query("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
+                     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM json_each(?1) WHERE true \
+                     ON CONFLICT (tracking_code, notice_key) DO NOTHING")
             .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut **tx)
             .await?;

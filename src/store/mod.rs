@@ -13,6 +13,7 @@ mod applicants;
 mod booking;
 mod error;
 mod network;
+mod operations;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -26,6 +27,9 @@ pub use applicants::{ApplicationRecord, EventRecord, PaymentRecord};
 pub use booking::{BatchExtras, BatchWrite, IdempotencyRecord};
 pub use error::StoreError;
 pub use network::{CalendarRecord, OfficeRecord};
+pub use operations::{
+    AppointmentCounts, OperatorRecord, OutboxMessage, CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS,
+};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Integration tests against the real app and real databases (SQLite and PostgreSQL).
 //! One test binary, so the crate links once.
 
+mod admin;
 mod applicant;
 mod bad_input;
 mod crash;
@@ -9,4 +10,5 @@ mod journey;
 mod outage;
 mod probes;
 pub mod races;
+mod staff;
 mod store;

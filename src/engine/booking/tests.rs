@@ -232,6 +232,55 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
             tracking_code: format!("T{t}"),
             new_slot_id: s
         }),
+        (n.clone()).prop_map(|t| Request::CheckIn {
+            office_id: "021-0001".into(),
+            tracking_code: format!("T{t}"),
+            actor: "staff".into(),
+        }),
+        (n.clone()).prop_map(|t| Request::NoShow {
+            office_id: "021-0001".into(),
+            tracking_code: format!("B{t}"),
+            actor: "staff".into(),
+        }),
+        (
+            c.clone(),
+            n.clone(),
+            prop::option::of((s.clone(), n.clone()))
+        )
+            .prop_map(|(c, t, p)| Request::Enrol {
+                office_id: "021-0001".into(),
+                tracking_code: format!("T{t}"),
+                national_code: format!("c{c}"),
+                ready_date: "2024-10-06".into(),
+                pickup: p.map(|(slot_id, k)| PickupBooking {
+                    slot_id,
+                    tracking_code: format!("P{k}")
+                }),
+                actor: "staff".into(),
+            }),
+        (n.clone()).prop_map(|t| Request::CardReady {
+            office_id: "021-0001".into(),
+            tracking_code: format!("T{t}"),
+            actor: "staff".into(),
+        }),
+        (n.clone(), prop::option::of(n.clone())).prop_map(|(t, p)| Request::Deliver {
+            office_id: "021-0001".into(),
+            tracking_code: format!("T{t}"),
+            pickup_tracking_code: p.map(|p| format!("P{p}")),
+            actor: "staff".into(),
+        }),
+        (n.clone(), prop::option::of(s.clone())).prop_map(|(t, s)| Request::Relocate {
+            tracking_code: format!("B{t}"),
+            new_slot_id: s,
+            reason: RelocationReason::OfficeClosed,
+            notice_key: "closure".into(),
+            actor: "admin".into(),
+        }),
+        (s.clone(), 0i64..3).prop_map(|(s, c)| Request::SetCapacity {
+            slot_id: s,
+            capacity: c,
+            actor: "admin".into(),
+        }),
         (c, s, n.clone(), n).prop_map(|(c, s, h, t)| Request::Book {
             national_code: format!("c{c}"),
             application_id: format!("app-c{c}"),
@@ -265,9 +314,26 @@ proptest! {
             Request::Hold { hold_id, .. } => seen.insert(hold_id.clone()),
             Request::Confirm { tracking_code, .. } => seen.insert(tracking_code.clone()),
             Request::Book { hold_id, tracking_code, .. } => seen.insert(hold_id.clone()) && seen.insert(tracking_code.clone()),
+            Request::Enrol { pickup: Some(p), .. } => seen.insert(p.tracking_code.clone()),
             _ => true,
+        }).map(|r| match r {
+            // Holds outlive the batches, so that "now" can be after every slot's start (which
+            // no-shows need) without every hold expiring on sight.
+            Request::Hold { national_code, application_id, service, slot_id, hold_id, .. } =>
+                Request::Hold { national_code, application_id, service, slot_id, hold_id, expires_at: 10_000_000 },
+            other => other,
         }).collect()).collect();
-        replay(&mut state, &batches, 0);
+        for batch in &batches {
+            let (outcomes, effects) = decide(&mut state, batch, 2_000_000);
+            let relocated = outcomes.iter().filter(|o| matches!(o, Outcome::Relocated { .. })).count();
+            prop_assert_eq!(relocated, effects.outbox.len(), "one notice per moved or cancelled appointment");
+            for h in effects.new_holds {
+                state.holds.insert(h.id.clone(), h);
+            }
+            for a in effects.new_appointments.into_iter().chain(effects.appointment_updates.into_values()) {
+                state.appointments.insert(a.tracking_code.clone(), a);
+            }
+        }
         for s in state.slots.values() {
             prop_assert!(s.taken >= 0 && s.taken <= s.capacity, "slot {} taken {} capacity {}", s.id, s.taken, s.capacity);
             let live = state.holds.values().filter(|h| h.slot_id == s.id && h.status == HoldStatus::Live).count() as i64;
@@ -277,8 +343,257 @@ proptest! {
         for c in &citizens {
             let live = state.holds.values().filter(|h| &h.national_code == c && h.status == HoldStatus::Live).count();
             prop_assert!(live <= 1);
-            let active = state.appointments.values().filter(|a| &a.national_code == c && a.status.is_active()).count();
-            prop_assert!(active <= 1);
+            for service in ["first_issuance", PICKUP_SERVICE] {
+                let active = state.appointments.values().filter(|a| &a.national_code == c && a.service == service && a.status.is_active()).count();
+                prop_assert!(active <= 1, "{} has {} active {}", c, active, service);
+            }
         }
     }
+}
+
+fn booked(state: &mut BatchState, code: &str, slot_id: i64, tracking: &str) {
+    let (outcomes, _) = decide(
+        state,
+        &[Request::Book {
+            national_code: code.into(),
+            application_id: format!("app-{code}"),
+            service: "first_issuance".into(),
+            slot_id,
+            payment_id: format!("pay-{code}"),
+            hold_id: format!("h-{tracking}"),
+            tracking_code: tracking.into(),
+        }],
+        0,
+    );
+    match &outcomes[0] {
+        Outcome::Booked { appointment } => {
+            state
+                .appointments
+                .insert(appointment.tracking_code.clone(), appointment.clone());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn staff(req: &str, tracking: &str) -> Request {
+    let office_id = "021-0001".to_string();
+    let tracking_code = tracking.to_string();
+    let actor = "staff:1".to_string();
+    match req {
+        "check_in" => Request::CheckIn {
+            office_id,
+            tracking_code,
+            actor,
+        },
+        "no_show" => Request::NoShow {
+            office_id,
+            tracking_code,
+            actor,
+        },
+        "card_ready" => Request::CardReady {
+            office_id,
+            tracking_code,
+            actor,
+        },
+        _ => unreachable!(),
+    }
+}
+
+fn apply_all(state: &mut BatchState, requests: &[Request], now: UnixSeconds) -> Vec<Outcome> {
+    let (outcomes, effects) = decide(state, requests, now);
+    for a in effects
+        .new_appointments
+        .into_iter()
+        .chain(effects.appointment_updates.into_values())
+    {
+        state.appointments.insert(a.tracking_code.clone(), a);
+    }
+    outcomes
+}
+
+#[test]
+fn enrolment_frees_the_visit_seat_and_books_the_pickup_at_the_same_office() {
+    let mut state = state_with(&[slot(1, 1), slot(2, 1)], &["a"]);
+    booked(&mut state, "a", 1, "T1");
+    let enrol = |slot_id| Request::Enrol {
+        office_id: "021-0001".into(),
+        tracking_code: "T1".into(),
+        national_code: "a".into(),
+        ready_date: "2024-10-06".into(),
+        pickup: Some(PickupBooking {
+            slot_id,
+            tracking_code: "P1".into(),
+        }),
+        actor: "staff:1".into(),
+    };
+    // Not checked in yet: refused, nothing changes.
+    let (outcomes, effects) = decide(&mut state, &[enrol(2)], 10);
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused(Refusal::InvalidTransition {
+            status: AppointmentStatus::Booked
+        })
+    );
+    assert!(effects.is_empty());
+    apply_all(&mut state, &[staff("check_in", "T1")], 10);
+    let (outcomes, effects) = decide(&mut state, &[enrol(2)], 20);
+    match &outcomes[0] {
+        Outcome::Enrolled {
+            appointment,
+            card,
+            pickup,
+        } => {
+            assert_eq!(appointment.status, AppointmentStatus::Enrolled);
+            assert_eq!(card.pickup_tracking_code.as_deref(), Some("P1"));
+            let pickup = pickup.as_ref().unwrap();
+            assert_eq!(
+                (pickup.service.as_str(), pickup.slot_id),
+                (PICKUP_SERVICE, 2)
+            );
+            assert_eq!(pickup.office_id, "021-0001");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        effects.slot_deltas[&1], -1,
+        "the visit's seat leaves with the active set"
+    );
+    assert_eq!(effects.slot_deltas[&2], 1, "the pickup takes a seat");
+    assert_eq!(effects.new_cards.len(), 1);
+}
+
+#[test]
+fn a_full_pickup_slot_refuses_the_whole_enrolment() {
+    let mut state = state_with(&[slot(1, 1), slot(2, 0)], &["a"]);
+    booked(&mut state, "a", 1, "T1");
+    apply_all(&mut state, &[staff("check_in", "T1")], 10);
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[Request::Enrol {
+            office_id: "021-0001".into(),
+            tracking_code: "T1".into(),
+            national_code: "a".into(),
+            ready_date: "2024-10-06".into(),
+            pickup: Some(PickupBooking {
+                slot_id: 2,
+                tracking_code: "P1".into(),
+            }),
+            actor: "staff:1".into(),
+        }],
+        20,
+    );
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused(Refusal::SlotFull { slot_id: 2 })
+    );
+    assert!(effects.is_empty());
+}
+
+#[test]
+fn staff_of_another_office_do_not_see_the_appointment() {
+    let mut state = state_with(&[slot(1, 1)], &["a"]);
+    booked(&mut state, "a", 1, "T1");
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[Request::CheckIn {
+            office_id: "021-0002".into(),
+            tracking_code: "T1".into(),
+            actor: "staff:2".into(),
+        }],
+        10,
+    );
+    assert_eq!(outcomes[0], Outcome::Refused(Refusal::AppointmentNotFound));
+    assert!(effects.is_empty());
+}
+
+#[test]
+fn no_show_only_after_the_start_and_frees_the_seat() {
+    let mut state = state_with(&[slot(1, 1)], &["a"]);
+    booked(&mut state, "a", 1, "T1");
+    let start = state.slots[&1].start_at;
+    let (outcomes, _) = decide(&mut state, &[staff("no_show", "T1")], start - 1);
+    assert_eq!(outcomes[0], Outcome::Refused(Refusal::TooEarly));
+    let (outcomes, effects) = decide(&mut state, &[staff("no_show", "T1")], start + 60);
+    assert!(
+        matches!(&outcomes[0], Outcome::Updated { appointment } if appointment.status == AppointmentStatus::NoShow)
+    );
+    assert_eq!(effects.slot_deltas[&1], -1);
+}
+
+#[test]
+fn relocation_moves_or_cancels_with_one_notice_each() {
+    let mut state = state_with(&[slot(1, 2), slot(2, 1)], &["a", "b"]);
+    booked(&mut state, "a", 1, "T1");
+    booked(&mut state, "b", 1, "T2");
+    let relocate = |code: &str| Request::Relocate {
+        tracking_code: code.into(),
+        new_slot_id: Some(2),
+        reason: RelocationReason::OfficeClosed,
+        notice_key: "closure:021-0001:2024-09-23".into(),
+        actor: "admin".into(),
+    };
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[
+            relocate("T1"),
+            relocate("T2"),
+            Request::Relocate {
+                tracking_code: "T2".into(),
+                new_slot_id: None,
+                reason: RelocationReason::OfficeClosed,
+                notice_key: "closure:021-0001:2024-09-23".into(),
+                actor: "admin".into(),
+            },
+            Request::SetCapacity {
+                slot_id: 1,
+                capacity: 0,
+                actor: "admin".into(),
+            },
+        ],
+        10,
+    );
+    assert!(
+        matches!(&outcomes[0], Outcome::Relocated { appointment, .. } if appointment.slot_id == 2)
+    );
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::SlotFull { slot_id: 2 })
+    );
+    assert!(
+        matches!(&outcomes[2], Outcome::Relocated { appointment, .. } if appointment.status == AppointmentStatus::Cancelled)
+    );
+    assert_eq!(
+        outcomes[3],
+        Outcome::CapacitySet {
+            slot_id: 1,
+            capacity: 0
+        }
+    );
+    assert_eq!(effects.outbox.len(), 2);
+    assert!(effects.outbox[0].body.contains("منتقل شد") && effects.outbox[0].body.contains("T1"));
+    assert!(effects.outbox[1].body.contains("لغو شد"));
+    assert_eq!(effects.slot_capacity[&1], 0);
+}
+
+#[test]
+fn capacity_cannot_drop_below_taken() {
+    let mut state = state_with(&[slot(1, 2)], &["a"]);
+    booked(&mut state, "a", 1, "T1");
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[Request::SetCapacity {
+            slot_id: 1,
+            capacity: 0,
+            actor: "admin".into(),
+        }],
+        10,
+    );
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused(Refusal::CapacityBelowTaken {
+            slot_id: 1,
+            taken: 1
+        })
+    );
+    assert!(effects.is_empty());
 }

@@ -239,5 +239,19 @@ pub struct StatusResponse {
     pub office_id: String,
     pub start: String,
     pub jalali_date: String,
+    /// The card's ready date (ISO), once biometrics are taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_date: Option<String>,
+    /// The card-pickup visit booked at enrolment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup: Option<PickupDto>,
     pub history: Vec<HistoryEntryDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PickupDto {
+    pub tracking_code: String,
+    pub status: String,
+    pub start: String,
+    pub jalali_date: String,
 }

@@ -190,6 +190,21 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             StatusCode::UNPROCESSABLE_ENTITY,
             "the appointment is already in that slot".to_string(),
         ),
+        Refusal::InvalidTransition { status } => (
+            StatusCode::CONFLICT,
+            format!(
+                "the appointment is {}; that step does not follow",
+                status.as_str()
+            ),
+        ),
+        Refusal::TooEarly => (
+            StatusCode::CONFLICT,
+            "the appointment has not started yet".to_string(),
+        ),
+        Refusal::CapacityBelowTaken { taken, .. } => (
+            StatusCode::CONFLICT,
+            format!("{taken} seats are taken; move those appointments first"),
+        ),
     };
     let mut problem = Problem::new(status, refusal.code(), detail);
     match refusal {

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::dto::{HistoryEntryDto, StatusResponse};
+use super::dto::{HistoryEntryDto, PickupDto, StatusResponse};
 use super::{iran_rfc3339, jalali};
 use crate::domain::NationalCode;
 use crate::http::{AppState, Problem};
@@ -45,13 +45,27 @@ pub async fn get_status(
         .await?
         .filter(|a| a.national_code == code.to_string())
         .ok_or_else(not_found)?;
-    let events = state
-        .store
-        .events_about(
-            &[appointment.application_id.clone(), tracking.clone()],
-            HISTORY_MAX,
-        )
-        .await?;
+    // The card's pickup visit (booked at enrolment) belongs to the same history.
+    let card = state.store.card(&tracking).await?;
+    let mut subjects = vec![appointment.application_id.clone(), tracking.clone()];
+    subjects.extend(card.iter().flat_map(|c| {
+        [
+            Some(c.tracking_code.clone()),
+            c.pickup_tracking_code.clone(),
+        ]
+        .into_iter()
+        .flatten()
+    }));
+    subjects.sort();
+    subjects.dedup();
+    let events = state.store.events_about(&subjects, HISTORY_MAX).await?;
+    let pickup = match card
+        .as_ref()
+        .and_then(|c| c.pickup_tracking_code.as_deref())
+    {
+        Some(code) if code != tracking => state.store.appointment(code).await?,
+        _ => None,
+    };
     let history = events
         .into_iter()
         .map(|e| HistoryEntryDto {
@@ -67,6 +81,13 @@ pub async fn get_status(
         office_id: appointment.office_id,
         start: iran_rfc3339(appointment.start_at),
         jalali_date,
+        ready_date: card.as_ref().map(|c| c.ready_date.clone()),
+        pickup: pickup.map(|p| PickupDto {
+            tracking_code: p.tracking_code.clone(),
+            status: p.status.as_str().to_string(),
+            start: iran_rfc3339(p.start_at),
+            jalali_date: jalali(p.start_at).0,
+        }),
         history,
     }))
 }

@@ -1,0 +1,117 @@
+//! The admin API, `/v1/admin/…` (an admin token): offices and their calendars, staff tokens,
+//! closures and capacity cuts (with the affected appointments moved or cancelled and each
+//! applicant notified), holidays, fees, and statistics. Every change is written to the event
+//! log with who and when.
+
+pub mod closures;
+pub mod offices;
+pub mod stats;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::json::ApiJson;
+use super::operators::{new_token, token_hash_hex, Admin};
+use super::{AppState, Problem};
+use crate::store::OperatorRecord;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/offices", post(offices::create_office))
+        .route(
+            "/v1/admin/offices/{office_id}",
+            get(offices::get_office).patch(offices::update_office),
+        )
+        .route(
+            "/v1/admin/offices/{office_id}/staff-tokens",
+            post(create_staff_token),
+        )
+        .route(
+            "/v1/admin/offices/{office_id}/closures",
+            post(closures::close_office),
+        )
+        .route(
+            "/v1/admin/holidays",
+            get(closures::list_holidays).post(closures::add_holiday),
+        )
+        .route(
+            "/v1/admin/fees/{jalali_year}",
+            get(offices::get_fees).put(offices::put_fees),
+        )
+        .route("/v1/admin/stats", get(stats::get_stats))
+        .route("/v1/admin/stats.csv", get(stats::get_stats_csv))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaffTokenRequest {
+    /// Who the token is for (shown in the event log), 1 to 64 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StaffTokenResponse {
+    /// Shown once; only its SHA-256 is stored.
+    pub token: String,
+    pub office_id: String,
+    pub name: String,
+}
+
+pub fn office_not_found(id: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "office_not_found",
+        format!("no office {id}"),
+    )
+}
+
+pub fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> Problem {
+    Problem::from(crate::domain::ValidationError::new(field, code, detail))
+}
+
+/// Issues a staff token for one office. The token is in this answer only.
+#[utoipa::path(post, path = "/v1/admin/offices/{office_id}/staff-tokens", tag = "admin", security(("bearer" = [])),
+    request_body = StaffTokenRequest, params(("office_id" = String, Path)),
+    responses((status = 201, body = StaffTokenResponse), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_staff_token(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(office_id): Path<String>,
+    ApiJson(req): ApiJson<StaffTokenRequest>,
+) -> Result<(StatusCode, Json<StaffTokenResponse>), Problem> {
+    if state.directory().get(&office_id).is_none() {
+        return Err(office_not_found(&office_id));
+    }
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(invalid(
+            "name",
+            "invalid_name",
+            "a name is 1 to 64 characters",
+        ));
+    }
+    let token = new_token("staff");
+    let record = OperatorRecord {
+        role: "staff".to_string(),
+        office_id: Some(office_id.clone()),
+        name: name.clone(),
+    };
+    let now = state.engine.clock().now().timestamp();
+    state
+        .store
+        .insert_operator_token(&token_hash_hex(&token), &record, &admin.actor(), now)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StaffTokenResponse {
+            token,
+            office_id,
+            name,
+        }),
+    ))
+}

@@ -9,7 +9,8 @@
 //! - [`reserve`]: the running booking engine: group-commit writer, availability view, hold sweeper.
 //! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations.
 //! - [`http`]: the axum server (the applicant API, probes, metrics, OpenAPI).
-//! - [`directory`]: the in-memory office directory; [`payments`]: the payment gateway port and its sandbox.
+//! - [`directory`]: the in-memory office directory; [`payments`]: the payment gateway port and its
+//!   sandbox; [`notify`]: the outbox sender port (the built-in one logs).
 //! - [`app`]: the server application value: build, then run until stopped.
 //! - [`loadtest`]: surge-day load tests: open-loop synthetic applicants, crash runs, audit.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.

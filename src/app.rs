@@ -32,6 +32,8 @@ pub struct Settings {
     /// How often expired holds are swept; `None` disables the sweeper (tests step it).
     pub sweep_interval: Option<Duration>,
     pub booking_horizon_days: u32,
+    /// API requests served at once before new ones are shed with 503.
+    pub max_in_flight: usize,
     pub session_ttl: Duration,
     /// HMAC secret for session tokens (≥ 32 bytes); `None` draws a random one per process.
     pub token_secret: Option<String>,
@@ -51,6 +53,7 @@ impl Settings {
             engine: EngineConfig::default(),
             sweep_interval: Some(Duration::from_secs(1)),
             booking_horizon_days: 30,
+            max_in_flight: 1024,
             session_ttl: Duration::from_secs(2 * 3600),
             token_secret: None,
             admin_token: None,
@@ -149,6 +152,7 @@ impl App {
             config: ApiConfig {
                 session_ttl_secs: settings.session_ttl.as_secs() as i64,
                 booking_horizon_days: settings.booking_horizon_days,
+                max_in_flight: settings.max_in_flight,
             },
             metrics: http::metrics::Metrics::install(),
             limiter: Arc::new(http::auth::applicant_limiter()),

@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Booking requests that may wait for the writer before new ones are refused with 503.
     #[arg(long, env = "NOBAT_QUEUE_BOUND", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue_bound: u64,
+    /// API requests served at once; beyond it, 503 `overloaded` with `Retry-After` at once.
+    #[arg(long, env = "NOBAT_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_in_flight: u64,
     /// HMAC secret for session tokens (≥ 32 bytes); set the same one on every node.
     #[arg(long, env = "NOBAT_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
@@ -71,6 +74,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     settings.engine.batch_max = args.batch_max as usize;
     settings.engine.queue_bound = args.queue_bound as usize;
     settings.booking_horizon_days = args.booking_horizon_days;
+    settings.max_in_flight = args.max_in_flight as usize;
     settings.token_secret = args.token_secret;
     settings.admin_token = args.admin_token;
     let runtime = tokio::runtime::Runtime::new()?;

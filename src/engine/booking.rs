@@ -673,6 +673,9 @@ impl Effects {
 /// the same batch sees the effects of an earlier one.
 #[derive(Debug, Default, Clone)]
 pub struct BatchState {
+    /// Live holds found already expired when the batch was read; the writer expires them in
+    /// the same transaction.
+    pub due_holds: Vec<String>,
     pub slots: HashMap<i64, SlotRow>,
     pub holds: HashMap<String, HoldRow>,
     pub appointments: HashMap<String, AppointmentRow>,

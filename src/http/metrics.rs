@@ -76,3 +76,8 @@ pub async fn track(State(_state): State<AppState>, request: Request, next: Next)
     metrics::histogram!("nobat_http_request_duration_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
     response
 }
+
+/// Counts a request refused by the in-flight limit.
+pub fn shed() {
+    metrics::counter!("nobat_http_shed_total").increment(1);
+}

@@ -48,6 +48,9 @@ pub struct ApiConfig {
     pub session_ttl_secs: i64,
     /// Days ahead that slots are open for booking.
     pub booking_horizon_days: u32,
+    /// API requests served at once; more are refused at once with 503 `overloaded` and
+    /// `Retry-After` (an honest "come back in a moment" instead of a queue that times out).
+    pub max_in_flight: usize,
 }
 
 /// What every handler can reach.
@@ -81,15 +84,40 @@ impl AppState {
     }
 }
 
+/// The API routes behind the in-flight limit; probes and metrics stay outside it so that an
+/// overloaded server still reports on itself.
+fn api_routes(max_in_flight: usize) -> Router<AppState> {
+    let shed = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async {
+                metrics::shed();
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the server is at capacity; come back in a few seconds",
+                );
+                p.retry_after_secs = Some(problem::RETRY_AFTER_SECS);
+                p
+            },
+        ))
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            max_in_flight.max(1),
+        ));
+    Router::new()
+        .merge(v1::routes())
+        .merge(staff::routes())
+        .merge(admin::routes())
+        .layer(shed)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
-        .merge(v1::routes())
-        .merge(staff::routes())
-        .merge(admin::routes())
+        .merge(api_routes(state.config.max_in_flight))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

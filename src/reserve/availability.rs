@@ -33,6 +33,9 @@ struct Inner {
     slots: HashMap<i64, SlotView>,
     /// Office → start → slot id.
     by_office: HashMap<Arc<str>, BTreeMap<UnixSeconds, i64>>,
+    /// Office → free seats over all its loaded slots, kept current by `apply`, so that listing
+    /// thousands of offices by free capacity does not walk their slots.
+    free_by_office: HashMap<Arc<str>, i64>,
 }
 
 #[derive(Default)]
@@ -67,6 +70,12 @@ impl Availability {
                 },
             );
         }
+        for slot in inner.slots.values() {
+            *inner
+                .free_by_office
+                .entry(slot.office_id.clone())
+                .or_default() += slot.free();
+        }
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
     }
 
@@ -75,10 +84,14 @@ impl Availability {
         if deltas.is_empty() {
             return;
         }
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
         for (id, d) in deltas {
             if let Some(s) = inner.slots.get_mut(id) {
+                let free_before = s.free();
                 s.taken = (s.taken + d).clamp(0, s.capacity);
+                *inner.free_by_office.entry(s.office_id.clone()).or_default() +=
+                    s.free() - free_before;
             }
         }
     }
@@ -157,11 +170,14 @@ impl Availability {
         let Some(starts) = inner.by_office.get(office_id) else {
             return 0;
         };
-        starts
-            .range((Excluded(after), Unbounded))
+        // The running total, less the slots that have started: the view holds only yesterday's
+        // and today's, so this walks a few dozen slots, not the whole booking window.
+        let started: i64 = starts
+            .range(..=after)
             .filter_map(|(_, id)| inner.slots.get(id))
             .map(SlotView::free)
-            .sum()
+            .sum();
+        inner.free_by_office.get(office_id).copied().unwrap_or(0) - started
     }
 }
 

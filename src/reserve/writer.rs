@@ -8,7 +8,10 @@ use tokio::time::Instant;
 
 use super::{Answer, Availability, EngineConfig, Job, ReserveError};
 use crate::domain::time::Clock;
-use crate::engine::booking::{decide, BatchKeys, Outcome};
+use crate::engine::booking::{decide, BatchKeys, Outcome, Request};
+
+/// Overdue holds each batch expires on the side (bounded, so a backlog cannot bloat a batch).
+const SWEEP_PER_BATCH: i64 = 64;
 use crate::store::{BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
 
 /// One writer: takes a batch from the shared queue (holding the queue only while collecting,
@@ -141,7 +144,10 @@ async fn attempt(
 async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Attempt, StoreError> {
     let now = clock.now().timestamp();
     let mut keys = BatchKeys::default();
-    let mut extras = BatchExtras::default();
+    let mut extras = BatchExtras {
+        sweep_due: Some((now, SWEEP_PER_BATCH)),
+        ..BatchExtras::default()
+    };
     for job in jobs {
         job.request.touches(&mut keys);
         if let Some(k) = &job.idempotency {
@@ -185,6 +191,11 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                 pending.push(Pending::Decided(requests.len()));
                 requests.push(job.request.clone());
             }
+            // Expire what is overdue while the transaction is open anyway; their outcomes answer
+            // no one.
+            requests.extend(state.due_holds.iter().map(|hold_id| Request::Expire {
+                hold_id: hold_id.clone(),
+            }));
             let (outcomes, effects) = decide(state, &requests, now);
             let mut idempotency = Vec::new();
             for (job, p) in jobs.iter().zip(&pending) {

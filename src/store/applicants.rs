@@ -35,6 +35,10 @@ pub struct EventRecord {
     pub payload_json: String,
 }
 
+/// Records a citizen the first time they apply.
+const REMEMBER_CITIZEN: &str = "INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
+                                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (national_code) DO NOTHING";
+
 impl Store {
     pub async fn idempotency_record(
         &self,
@@ -66,25 +70,13 @@ impl Store {
         Ok(())
     }
 
-    /// Records a citizen the first time they log in.
-    pub async fn remember_citizen(
+    /// Inserts an application, its event, and the citizen's row if this is their first, in one
+    /// transaction. `citizen` is (serial, birth date, province) from the civil registry.
+    pub async fn insert_application(
         &self,
-        national_code: &str,
-        serial: &str,
-        birth_date: &str,
-        province: &str,
-        now_unix: i64,
+        app: &ApplicationRecord,
+        citizen: (&str, &str, &str),
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
-                           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (national_code) DO NOTHING";
-        on_pool!(self, pool, q = SQL => {
-            sqlx::query(q).bind(national_code).bind(serial).bind(birth_date).bind(province).bind(now_unix).execute(pool).await?;
-        });
-        Ok(())
-    }
-
-    /// Inserts an application and its event in one transaction.
-    pub async fn insert_application(&self, app: &ApplicationRecord) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'application_created', $3, $4)";
         let payload =
@@ -95,6 +87,9 @@ impl Store {
             sqlx::query(q).bind(&app.id).bind(&app.national_code).bind(&app.service).bind(&app.form_json)
                 .bind(app.eligible).bind(app.created_at).execute(&mut *tx).await?;
             sqlx::query(&event).bind(app.created_at).bind(&app.national_code).bind(&app.id).bind(&payload).execute(&mut *tx).await?;
+            let remember = match self { Store::Sqlite(_) => super::sqlite_sql(REMEMBER_CITIZEN), Store::Postgres(_) => REMEMBER_CITIZEN.to_string() };
+            sqlx::query(&remember).bind(&app.national_code).bind(citizen.0).bind(citizen.1).bind(citizen.2).bind(app.created_at)
+                .execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())

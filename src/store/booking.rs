@@ -35,6 +35,10 @@ pub struct IdempotencyRecord {
 pub struct BatchExtras {
     /// (scope, key) pairs of the batch's idempotency keys.
     pub idempotency_keys: Vec<(String, String)>,
+    /// `(now, limit)`: also lock and load up to `limit` live holds already expired at `now`
+    /// (into `BatchState::due_holds`), so every batch expires some while it is there anyway:
+    /// seats come back on time even when the pool is too busy for the separate sweeper.
+    pub sweep_due: Option<(i64, i64)>,
 }
 
 /// The decisions of a batch plus the idempotency records to store with them.
@@ -177,11 +181,26 @@ async fn pg_read(
 ) -> Result<(BatchState, HashMap<(String, String), IdempotencyRecord>), StoreError> {
     let mut state = BatchState::default();
     let mut slot_ids = keys.slots.clone();
-    if !keys.holds.is_empty() {
+    let mut hold_ids = keys.holds.clone();
+    if let Some((now, limit)) = extras.sweep_due {
+        // SKIP LOCKED: a hold another writer is handling is left to it.
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM holds WHERE status = 'live' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+        hold_ids.extend(due.iter().cloned());
+        hold_ids.sort();
+        hold_ids.dedup();
+        state.due_holds = due;
+    }
+    if !hold_ids.is_empty() {
         let sql =
             format!("SELECT {HOLD_COLS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
         for row in sqlx::query(&sql)
-            .bind(&keys.holds)
+            .bind(&hold_ids)
             .fetch_all(&mut **tx)
             .await?
         {
@@ -437,11 +456,25 @@ async fn lite_read(
 ) -> Result<(BatchState, HashMap<(String, String), IdempotencyRecord>), StoreError> {
     let mut state = BatchState::default();
     let mut slot_ids = keys.slots.clone();
-    if !keys.holds.is_empty() {
+    let mut hold_ids = keys.holds.clone();
+    if let Some((now, limit)) = extras.sweep_due {
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+        hold_ids.extend(due.iter().cloned());
+        hold_ids.sort();
+        hold_ids.dedup();
+        state.due_holds = due;
+    }
+    if !hold_ids.is_empty() {
         let sql =
             format!("SELECT {HOLD_COLS} FROM holds WHERE id IN (SELECT value FROM json_each(?1))");
         for row in sqlx::query(&sql)
-            .bind(json_strings(&keys.holds))
+            .bind(json_strings(&hold_ids))
             .fetch_all(&mut **tx)
             .await?
         {

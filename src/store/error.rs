@@ -52,7 +52,13 @@ impl From<sqlx::Error> for StoreError {
                             .unwrap_or_else(|| db.message().to_string()),
                     },
                     // PostgreSQL: admin shutdown, cannot connect now, too many connections.
-                    _ if matches!(db.code().as_deref(), Some("57P01" | "57P03" | "53300")) => {
+                    // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) after the busy timeout, i.e.
+                    // the single write lock is saturated: come back later, not a fault.
+                    _ if matches!(
+                        db.code().as_deref(),
+                        Some("57P01" | "57P03" | "53300" | "5" | "6" | "261" | "517")
+                    ) =>
+                    {
                         StoreError::Unavailable(db.message().to_string())
                     }
                     _ => StoreError::Other(e),

@@ -448,3 +448,54 @@ on_both_backends!(
     one_identity_hammering_is_rate_limited,
     super::one_identity_hammering_is_limited
 );
+
+async fn overload_is_shed_at_once(db: &TestDb) {
+    let app = TestApp::spawn_with(db, crate::helpers::test_clock(), |s| s.max_in_flight = 1).await;
+    // A hundred and twenty queries at once against room for one: some are refused at once, honestly.
+    let sends = (0..120).map(|_| {
+        // A status query waits on the database, so requests overlap.
+        let req = app
+            .client
+            .get(app.url("/v1/status?national_code=0499370899&tracking_code=ABCDEFGHJKMNP"));
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("retry-after").is_some(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let shed: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert!(answers.iter().all(|(s, _, _)| *s == 404 || *s == 503));
+    assert!(
+        answers.iter().any(|(s, _, _)| *s == 404),
+        "those admitted are answered"
+    );
+    // How many are shed depends on timing; every refusal must be the honest one.
+    eprintln!("shed {} of {}", shed.len(), answers.len());
+    assert!(
+        !shed.is_empty(),
+        "a hundred and twenty at once against room for one"
+    );
+    for (_, retry_after, body) in &shed {
+        assert!(*retry_after);
+        assert_eq!(body["code"], "overloaded");
+    }
+    // Probes stay outside the limit.
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    overload_is_shed_with_retry_after,
+    super::overload_is_shed_at_once
+);

@@ -131,7 +131,17 @@ pub async fn create_application(
             eligible: true,
             created_at: now.timestamp(),
         };
-        state.store.insert_application(&record).await?;
+        let province = state
+            .registry
+            .lookup(&form.personal.national_code)
+            .map(|c| c.province)
+            .unwrap_or_default();
+        let serial = form.personal.birth_certificate_serial.to_string();
+        let birth_date = form.personal.birth_date.to_string();
+        state
+            .store
+            .insert_application(&record, (&serial, &birth_date, &province))
+            .await?;
         let response = ApplicationResponse {
             application_id: record.id,
             service: record.service,

@@ -25,29 +25,17 @@ pub async fn create_session(
 ) -> Result<impl IntoResponse, Problem> {
     let code = NationalCode::parse(&req.national_code)?;
     let serial = BirthCertificateSerial::parse(&req.birth_certificate_serial)?;
-    let Some(citizen) = state
-        .registry
-        .lookup(&code)
-        .filter(|c| c.birth_certificate_serial == serial)
-    else {
+    if !state.registry.verify(&code, &serial) {
         tracing::info!(national_code = %code.masked(), "login refused");
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "the national code and birth-certificate serial do not match the civil registry",
         ));
-    };
+    }
+    // No write here: logins are the most frequent request on a surge day and the token is
+    // stateless; the citizen is recorded with their first application.
     let now = state.engine.clock().now().timestamp();
-    state
-        .store
-        .remember_citizen(
-            &code.to_string(),
-            &serial.to_string(),
-            &citizen.birth_date.to_string(),
-            &citizen.province,
-            now,
-        )
-        .await?;
     let expires_at = now + state.config.session_ttl_secs;
     let token = state.tokens.issue(&code, expires_at);
     Ok((

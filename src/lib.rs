@@ -11,6 +11,7 @@
 //! - [`http`]: the axum server (the applicant API, probes, metrics, OpenAPI).
 //! - [`directory`]: the in-memory office directory; [`payments`]: the payment gateway port and its sandbox.
 //! - [`app`]: the server application value: build, then run until stopped.
+//! - [`report`]: simulation and plan reports: JSON summary, CSV series, self-contained HTML.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
 
 pub mod app;
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod payments;
+pub mod report;
 pub mod reserve;
 pub mod scenario;
 pub mod seed;

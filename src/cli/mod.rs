@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod allocate;
 pub mod scenario;
 pub mod serve;
+pub mod simulate;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +28,8 @@ pub enum Command {
     Scenario(scenario::ScenarioCommand),
     /// Assign applicants to offices and days (min-cost flow).
     Allocate(allocate::AllocateArgs),
+    /// Simulate a scenario day by day; write a JSON summary, CSV series and an HTML report.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -36,5 +39,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Scenario(cmd) => scenario::run(cmd),
         Command::Allocate(args) => allocate::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }

@@ -169,7 +169,7 @@ pub fn bar_chart(
     let per = series_names.len().max(1);
     let bar_h = 9.0;
     let row_h = bar_h * per as f64 + 6.0;
-    let (left, right, top, bottom) = (190.0, 60.0, 40.0, 50.0);
+    let (left, right, top, bottom) = (190.0, 60.0, 56.0, 50.0);
     let w = 960.0;
     let h = top + bottom + row_h * groups as f64;
     let pw = w - left - right;
@@ -239,10 +239,10 @@ pub fn bar_chart(
         );
     }
     for (k, name) in series_names.iter().enumerate() {
-        let lx = w - right - 150.0 * (series_names.len() - k) as f64;
+        let lx = left + 150.0 * k as f64;
         let _ = write!(
             svg,
-            r#"<rect x="{lx}" y="14" width="12" height="12" fill="{c}"/><text x="{tx}" y="24" class="tick">{n}</text>"#,
+            r#"<rect x="{lx}" y="32" width="12" height="12" fill="{c}"/><text x="{tx}" y="42" class="tick">{n}</text>"#,
             c = PALETTE[k % PALETTE.len()],
             tx = lx + 18.0,
             n = escape(name)

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod allocate;
+pub mod plan;
 pub mod scenario;
 pub mod serve;
 pub mod simulate;
@@ -30,6 +31,8 @@ pub enum Command {
     Allocate(allocate::AllocateArgs),
     /// Simulate a scenario day by day; write a JSON summary, CSV series and an HTML report.
     Simulate(simulate::SimulateArgs),
+    /// Find the cheapest capacity additions that meet the scenario's [plan] target.
+    Plan(plan::PlanArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -40,5 +43,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Scenario(cmd) => scenario::run(cmd),
         Command::Allocate(args) => allocate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }

@@ -562,3 +562,193 @@ pub fn write_simulation(
     )?;
     Ok(())
 }
+
+/// The plan as text a person reads: per province what to add, when, and at what cost.
+pub fn plan_text(plan: &crate::engine::plan::Plan, world: &World) -> String {
+    let mut s = String::new();
+    let date = |d: u32| {
+        let j = JalaliDate::from_gregorian(world.date(d));
+        format!("{} ({})", j, world.date(d))
+    };
+    let _ = writeln!(
+        s,
+        "Capacity plan: every province enrolled within {} working days of registering.",
+        plan.target_wait_days
+    );
+    let _ = writeln!(
+        s,
+        "Total cost: {:.0}. {}",
+        plan.total_cost(),
+        if plan.feasible() {
+            "The target is met in every province.".to_string()
+        } else {
+            let n = plan.provinces.iter().filter(|p| !p.feasible).count();
+            format!("The target CANNOT be met in {n} province(s) within the limits (below).")
+        }
+    );
+    let _ = writeln!(s);
+    for p in &plan.provinces {
+        let nothing = p.stations_by_block.iter().all(|&n| n == 0)
+            && p.mobile_units_by_block.iter().all(|&n| n == 0)
+            && p.thursday_openings.is_empty()
+            && p.friday_openings.is_empty();
+        if nothing && p.feasible {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{} ({} offices, {} stations, {} registrations): cost {:.0}",
+            p.name_en, p.offices, p.stations, p.registered, p.cost
+        );
+        for (k, &n) in p.stations_by_block.iter().enumerate() {
+            if n > 0 {
+                let (a, b) = plan.blocks[k];
+                let _ = writeln!(s, "  + {n} stations from {} to {}", date(a), date(b));
+            }
+        }
+        for (k, &n) in p.mobile_units_by_block.iter().enumerate() {
+            if n > 0 {
+                let (a, b) = plan.blocks[k];
+                let towns: Vec<&str> = p
+                    .mobile_towns
+                    .iter()
+                    .cycle()
+                    .take(n as usize)
+                    .map(String::as_str)
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  + {n} mobile units ({} stations each) from {} to {} in {}",
+                    plan.mobile_unit_stations,
+                    date(a),
+                    date(b),
+                    towns.join(", ")
+                );
+            }
+        }
+        if !p.thursday_openings.is_empty() {
+            let days: Vec<String> = p.thursday_openings.iter().map(|&d| date(d)).collect();
+            let _ = writeln!(
+                s,
+                "  + full-day Thursdays at every office: {}",
+                days.join(", ")
+            );
+        }
+        if !p.friday_openings.is_empty() {
+            let days: Vec<String> = p.friday_openings.iter().map(|&d| date(d)).collect();
+            let _ = writeln!(
+                s,
+                "  + Friday openings at every office: {}",
+                days.join(", ")
+            );
+        }
+        if p.far_demand_share > 0.0 {
+            let _ = writeln!(
+                s,
+                "  {:.1}% of registrations live beyond the distance limit from every office",
+                p.far_demand_share * 100.0
+            );
+        }
+        if !p.feasible {
+            let _ = writeln!(
+                s,
+                "  INFEASIBLE: even with every addition at its limit, up to {} applicants are late{}",
+                p.late_applicants_max,
+                match p.best_reachable_wait_days {
+                    Some(n) => format!("; the shortest reachable wait is {n} working days"),
+                    None => "; no wait within the horizon is reachable".to_string(),
+                }
+            );
+        }
+    }
+    s
+}
+
+/// The plan as JSON.
+pub fn plan_json(plan: &crate::engine::plan::Plan) -> Value {
+    json!({
+        "target_wait_days": plan.target_wait_days,
+        "feasible": plan.feasible(),
+        "total_cost": round3(plan.total_cost()),
+        "blocks": plan.blocks.iter().map(|(a, b)| json!({"from_day": a, "to_day": b})).collect::<Vec<_>>(),
+        "provinces": plan.provinces.iter().map(|p| json!({
+            "slug": p.slug,
+            "name": p.name_en,
+            "offices": p.offices,
+            "stations": p.stations,
+            "registered": p.registered,
+            "feasible": p.feasible,
+            "cost": round3(p.cost),
+            "stations_by_block": p.stations_by_block,
+            "mobile_units_by_block": p.mobile_units_by_block,
+            "thursday_openings": p.thursday_openings,
+            "friday_openings": p.friday_openings,
+            "late_applicants_max": p.late_applicants_max,
+            "best_reachable_wait_days": p.best_reachable_wait_days,
+            "far_demand_share": round3(p.far_demand_share),
+            "mobile_towns": p.mobile_towns.iter().take(5).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A small HTML page of the plan (its text, and the added stations per province as bars).
+pub fn plan_html(plan: &crate::engine::plan::Plan, world: &World, scenario: &Scenario) -> String {
+    let mut html = format!(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>nobat plan: {n}</title><style>{STYLE}</style></head><body><h1>Capacity plan: {n}</h1>"#,
+        n = escape(&scenario.name)
+    );
+    let rows: Vec<&crate::engine::plan::ProvincePlan> = plan
+        .provinces
+        .iter()
+        .filter(|p| p.cost > 0.0 || !p.feasible)
+        .collect();
+    let labels: Vec<String> = rows.iter().map(|p| p.name_en.clone()).collect();
+    let stations: Vec<f64> = rows
+        .iter()
+        .map(|p| f64::from(p.stations_by_block.iter().copied().max().unwrap_or(0)))
+        .collect();
+    let units: Vec<f64> = rows
+        .iter()
+        .map(|p| f64::from(p.mobile_units_by_block.iter().copied().max().unwrap_or(0)))
+        .collect();
+    let openings: Vec<f64> = rows
+        .iter()
+        .map(|p| (p.thursday_openings.len() + p.friday_openings.len()) as f64)
+        .collect();
+    if !rows.is_empty() {
+        html.push_str(&bar_chart(
+            "chart-plan",
+            "Additions by province (most in any block)",
+            "count",
+            &labels,
+            &["stations", "mobile units", "extra opening days"],
+            &[stations, units, openings],
+            None,
+        ));
+    }
+    html.push_str("<pre>");
+    html.push_str(&escape(&plan_text(plan, world)));
+    html.push_str("</pre></body></html>");
+    html
+}
+
+/// Writes `plan.txt`, `plan.json`, `plan.html` and `overlay.toml` into `dir`.
+pub fn write_plan(
+    dir: &Path,
+    scenario: &Scenario,
+    world: &World,
+    plan: &crate::engine::plan::Plan,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("plan.txt"), plan_text(plan, world))?;
+    std::fs::write(
+        dir.join("plan.json"),
+        serde_json::to_string_pretty(&plan_json(plan)).map_err(std::io::Error::other)? + "\n",
+    )?;
+    std::fs::write(dir.join("plan.html"), plan_html(plan, world, scenario))?;
+    std::fs::write(
+        dir.join("overlay.toml"),
+        crate::engine::plan::overlay_toml(plan, &scenario.name),
+    )?;
+    Ok(())
+}

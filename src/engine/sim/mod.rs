@@ -414,8 +414,9 @@ impl<'w> Simulation<'w> {
             self.booked[i] -= b.count as u32;
             self.free_hint[b.site as usize] = self.free_hint[b.site as usize].min(b.appt_day);
             if r.rebook {
+                // A moved booking starts a new wait today: the applicant chose to move it.
                 self.mv(State::Booked, State::Waiting, b.count);
-                self.add_waiting(b.cell, b.reg_day, b.count);
+                self.add_waiting(b.cell, today, b.count);
                 rec.reschedules_today += b.count;
             } else {
                 self.mv(State::Booked, State::Cancelled, b.count);
@@ -431,8 +432,9 @@ impl<'w> Simulation<'w> {
             let no_show = binomial(&mut self.rng, b.count, self.behaviour.no_show_rate);
             let show = b.count - no_show;
             let rebook = binomial(&mut self.rng, no_show, self.behaviour.rebook_after_no_show);
+            // A no-show who registers again starts a new wait today.
             self.mv(State::Booked, State::Waiting, rebook);
-            self.add_waiting(b.cell, b.reg_day, rebook);
+            self.add_waiting(b.cell, today, rebook);
             self.mv(State::Booked, State::NoShowDropped, no_show - rebook);
             self.mv(State::Booked, State::InProduction, show);
             self.province_waiting_booked[p] -= show + no_show - rebook;

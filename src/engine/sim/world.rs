@@ -22,6 +22,8 @@ const RURAL_CELLS_PER_TOWN: usize = 4;
 pub struct Cell {
     pub province: usize,
     pub name: String,
+    /// The town the cell belongs to (its centre or its villages).
+    pub town: String,
     pub location: GeoPoint,
     /// Share of the province's registrations (the province's cells sum to 1).
     pub weight: f64,
@@ -43,6 +45,8 @@ pub struct Site {
     /// permanent site of the province).
     pub pickup_site: usize,
     pub is_mobile_leg: bool,
+    /// Stations without the added ones.
+    pub stations: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +65,14 @@ pub struct World {
     pub base_daily: Vec<u32>,
     /// Surge registrations per day per province (horizon × provinces), exact integers.
     pub surge_daily: Vec<Vec<u64>>,
+    /// Slots per station on each day under the scenario's default calendar (the planner's
+    /// unit of added capacity).
+    pub standard_slots: Vec<u32>,
+    /// Slots of a full day (Saturday's hours): what a Thursday or Friday opening gives.
+    pub full_day_slots: u32,
+    /// Whether each day is a public holiday.
+    pub is_holiday: Vec<bool>,
+    pub pickup_share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,8 +242,35 @@ impl World {
                     let shares = if matches!(target, ChangeTarget::Office(_)) {
                         vec![u64::from(*stations)]
                     } else {
-                        let mut w: Vec<f64> =
+                        // Fill the shortage first: with T stations in all after the addition,
+                        // office i should have T × (its share of the demand it is nearest
+                        // to); the new stations go in proportion to each office's deficit.
+                        let base: Vec<f64> = targets
+                            .iter()
+                            .map(|&s| {
+                                f64::from(site_meta[s].5)
+                                    + added[s]
+                                        .iter()
+                                        .filter(|(a, b, _)| *a <= *to_day && *from_day <= *b)
+                                        .map(|x| f64::from(x.2))
+                                        .sum::<f64>()
+                            })
+                            .collect();
+                        let demand: Vec<f64> =
                             targets.iter().map(|&s| nearest_site_weight[s]).collect();
+                        let demand_total: f64 = demand.iter().sum();
+                        let total = base.iter().sum::<f64>() + f64::from(*stations);
+                        let mut w: Vec<f64> = demand
+                            .iter()
+                            .zip(&base)
+                            .map(|(d, b)| {
+                                if demand_total > 0.0 {
+                                    (total * d / demand_total - b).max(0.0)
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
                         if w.iter().sum::<f64>() <= 0.0 {
                             w = vec![1.0; targets.len()];
                         }
@@ -343,6 +382,7 @@ impl World {
                 pickup_visits,
                 pickup_site: s,
                 is_mobile_leg: is_leg,
+                stations,
             });
         }
         // Cards enrolled at a mobile leg are collected at the nearest permanent office.
@@ -369,20 +409,32 @@ impl World {
             .map(|cell| candidate_sites(cell, &sites, max_km))
             .collect();
 
+        let standard_slots: Vec<u32> = (0..horizon)
+            .map(|d| {
+                base_calendar
+                    .hours_on(start + Days::new(u64::from(d)), holidays)
+                    .map_or(0, |h| h.slot_count(base_calendar.slot_minutes))
+            })
+            .collect();
         let working_days_through = {
             let mut acc = 0;
-            (0..horizon)
-                .map(|d| {
-                    if base_calendar
-                        .hours_on(start + Days::new(u64::from(d)), holidays)
-                        .is_some()
-                    {
-                        acc += 1;
-                    }
+            standard_slots
+                .iter()
+                .map(|&slots| {
+                    acc += u32::from(slots > 0);
                     acc
                 })
                 .collect()
         };
+        let full_day_slots =
+            base_calendar.weekly.days[0].map_or(0, |h| h.slot_count(base_calendar.slot_minutes));
+        let is_holiday = (0..horizon)
+            .map(|d| {
+                holidays
+                    .is_holiday(start + Days::new(u64::from(d)))
+                    .is_some()
+            })
+            .collect();
 
         let base_daily = provinces
             .iter()
@@ -427,6 +479,10 @@ impl World {
             working_days_through,
             base_daily,
             surge_daily,
+            standard_slots,
+            full_day_slots,
+            is_holiday,
+            pickup_share,
         })
     }
 }
@@ -454,6 +510,7 @@ fn build_cells(scenario: &Scenario, provinces: &[&'static Province]) -> Vec<Cell
             cells.push(Cell {
                 province: pi,
                 name: t.name_en.clone(),
+                town: t.name_en.clone(),
                 location: t.location,
                 weight: (1.0 - rural) * f64::from(t.population_thousands) / pop,
             });
@@ -464,6 +521,7 @@ fn build_cells(scenario: &Scenario, provinces: &[&'static Province]) -> Vec<Cell
                         + k as f64 * std::f64::consts::TAU / RURAL_CELLS_PER_TOWN as f64;
                     cells.push(Cell {
                         province: pi,
+                        town: t.name_en.clone(),
                         name: format!("{} villages {}", t.name_en, ["NE", "NW", "SW", "SE"][k]),
                         location: offset_km(
                             t.location,
@@ -501,9 +559,10 @@ fn nearest_weights(
     w
 }
 
-/// Sites of the cell's province within `max_km`, nearest first (at most
-/// [`CANDIDATES_PER_CELL_MAX`]); with no permanent office in reach, the nearest permanent one
-/// too: people travel when they must.
+/// Sites of the cell's province within reach, nearest first (at most
+/// [`CANDIDATES_PER_CELL_MAX`]). Reach is `max_km`, or 1.5 × the nearest permanent office's
+/// distance when that is further: people who must travel 80 km anyway will go 120 km for an
+/// earlier slot. With no permanent office in reach, the nearest permanent one is added.
 fn candidate_sites(cell: &Cell, sites: &[Site], max_km: f64) -> Vec<(u32, f64)> {
     let mut all: Vec<(u32, f64)> = sites
         .iter()
@@ -512,6 +571,11 @@ fn candidate_sites(cell: &Cell, sites: &[Site], max_km: f64) -> Vec<(u32, f64)> 
         .map(|(i, s)| (i as u32, cell.location.distance_km(s.location)))
         .collect();
     all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let nearest_permanent = all
+        .iter()
+        .find(|&&(s, _)| !sites[s as usize].is_mobile_leg)
+        .map_or(0.0, |&(_, d)| d);
+    let max_km = max_km.max(1.5 * nearest_permanent);
     let mut chosen: Vec<(u32, f64)> = all
         .iter()
         .copied()

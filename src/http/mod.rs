@@ -5,6 +5,7 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
+pub mod planner;
 mod probes;
 pub mod problem;
 pub mod v1;

@@ -597,8 +597,8 @@ pub fn plan_text(plan: &crate::engine::plan::Plan, world: &World) -> String {
         }
         let _ = writeln!(
             s,
-            "{} ({} offices, {} stations, {} registrations): cost {:.0}",
-            p.name_en, p.offices, p.stations, p.registered, p.cost
+            "{}, {} area ({} offices, {} stations, {} registrations): cost {:.0}",
+            p.name_en, p.town, p.offices, p.stations, p.registered, p.cost
         );
         for (k, &n) in p.stations_by_block.iter().enumerate() {
             if n > 0 {
@@ -674,6 +674,7 @@ pub fn plan_json(plan: &crate::engine::plan::Plan) -> Value {
         "provinces": plan.provinces.iter().map(|p| json!({
             "slug": p.slug,
             "name": p.name_en,
+            "town": p.town,
             "offices": p.offices,
             "stations": p.stations,
             "registered": p.registered,
@@ -702,7 +703,10 @@ pub fn plan_html(plan: &crate::engine::plan::Plan, world: &World, scenario: &Sce
         .iter()
         .filter(|p| p.cost > 0.0 || !p.feasible)
         .collect();
-    let labels: Vec<String> = rows.iter().map(|p| p.name_en.clone()).collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|p| format!("{}, {}", p.town, p.name_en))
+        .collect();
     let stations: Vec<f64> = rows
         .iter()
         .map(|p| f64::from(p.stations_by_block.iter().copied().max().unwrap_or(0)))
@@ -718,7 +722,7 @@ pub fn plan_html(plan: &crate::engine::plan::Plan, world: &World, scenario: &Sce
     if !rows.is_empty() {
         html.push_str(&bar_chart(
             "chart-plan",
-            "Additions by province (most in any block)",
+            "Additions by area (most in any block)",
             "count",
             &labels,
             &["stations", "mobile units", "extra opening days"],

@@ -103,6 +103,8 @@ pub(crate) enum RawChangeKind {
 pub(crate) struct RawCapacityChange {
     pub kind: RawChangeKind,
     pub province: Option<String>,
+    /// With `province`: the offices of one town (their `city`).
+    pub town: Option<String>,
     pub office: Option<String>,
     pub from_day: Option<u32>,
     pub to_day: Option<u32>,

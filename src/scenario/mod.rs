@@ -294,61 +294,50 @@ impl Scenario {
         Ok(out)
     }
 
-    /// Changes that name an office must name one of the network's.
+    /// Changes that name an office, or a town, must name one of the network's.
     fn check_office_references(
         &self,
         changes: &[CapacityChange],
         prefix: &str,
     ) -> Result<(), ScenarioError> {
+        let target = |c: &CapacityChange| match c {
+            CapacityChange::AddStations { target, .. }
+            | CapacityChange::Thursday { target, .. }
+            | CapacityChange::FridayOpening { target, .. }
+            | CapacityChange::Closure { target, .. } => Some(target.clone()),
+            CapacityChange::MobileUnit { .. } => None,
+        };
         let named = changes.iter().any(|c| {
             matches!(
-                c,
-                CapacityChange::AddStations {
-                    target: ChangeTarget::Office(_),
-                    ..
-                } | CapacityChange::Thursday {
-                    target: ChangeTarget::Office(_),
-                    ..
-                } | CapacityChange::FridayOpening {
-                    target: ChangeTarget::Office(_),
-                    ..
-                } | CapacityChange::Closure {
-                    target: ChangeTarget::Office(_),
-                    ..
-                }
+                target(c),
+                Some(ChangeTarget::Office(_)) | Some(ChangeTarget::Town(..))
             )
         });
         if !named {
             return Ok(());
         }
-        let ids: BTreeSet<String> = self
-            .generate_network()
-            .into_iter()
-            .map(|o| o.id.to_string())
+        let network = self.generate_network();
+        let ids: BTreeSet<String> = network.iter().map(|o| o.id.to_string()).collect();
+        let towns: BTreeSet<(String, String)> = network
+            .iter()
+            .map(|o| (o.province.clone(), o.city.clone()))
             .collect();
         let errors: Vec<FieldError> = changes
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| match c {
-                CapacityChange::AddStations {
-                    target: ChangeTarget::Office(id),
-                    ..
-                }
-                | CapacityChange::Thursday {
-                    target: ChangeTarget::Office(id),
-                    ..
-                }
-                | CapacityChange::FridayOpening {
-                    target: ChangeTarget::Office(id),
-                    ..
-                }
-                | CapacityChange::Closure {
-                    target: ChangeTarget::Office(id),
-                    ..
-                } if !ids.contains(id) => Some(FieldError {
+            .filter_map(|(i, c)| match target(c) {
+                Some(ChangeTarget::Office(id)) if !ids.contains(&id) => Some(FieldError {
                     path: format!("{prefix}[{i}].office"),
                     message: format!("no office {id:?} in the network"),
                 }),
+                Some(ChangeTarget::Town(p, town))
+                    if !towns.contains(&(p.slug.clone(), town.clone())) =>
+                {
+                    Some(FieldError {
+                        path: format!("{prefix}[{i}].town"),
+                        message: format!("no office of {} is in {town:?}", p.name_en),
+                    })
+                }
                 _ => None,
             })
             .collect();

@@ -150,6 +150,8 @@ impl Default for Behaviour {
 pub enum ChangeTarget {
     All,
     Province(&'static Province),
+    /// The offices of a province whose town (`city`) is this.
+    Town(&'static Province, String),
     Office(String),
 }
 
@@ -158,6 +160,7 @@ impl ChangeTarget {
         match self {
             ChangeTarget::All => "every office".into(),
             ChangeTarget::Province(p) => format!("offices in {}", p.name_en),
+            ChangeTarget::Town(p, town) => format!("offices in {town}, {}", p.name_en),
             ChangeTarget::Office(id) => format!("office {id}"),
         }
     }
@@ -639,14 +642,21 @@ pub(super) fn validate_changes(
         };
         // Fields that do not belong to the kind are refused, not ignored.
         let allowed: &[&str] = match c.kind {
-            RawChangeKind::AddStations => &["province", "office", "from_day", "to_day", "stations"],
-            RawChangeKind::Thursday => &["province", "office", "from_day", "to_day", "rule"],
-            RawChangeKind::FridayOpening => &["province", "office", "from_day", "to_day"],
-            RawChangeKind::Closure => &["province", "office", "from_day", "to_day", "reason"],
+            RawChangeKind::AddStations => &[
+                "province", "town", "office", "from_day", "to_day", "stations",
+            ],
+            RawChangeKind::Thursday => {
+                &["province", "town", "office", "from_day", "to_day", "rule"]
+            }
+            RawChangeKind::FridayOpening => &["province", "town", "office", "from_day", "to_day"],
+            RawChangeKind::Closure => {
+                &["province", "town", "office", "from_day", "to_day", "reason"]
+            }
             RawChangeKind::MobileUnit => &["province", "id", "stations", "schedule"],
         };
         let present = [
             ("province", c.province.is_some()),
+            ("town", c.town.is_some()),
             ("office", c.office.is_some()),
             ("from_day", c.from_day.is_some()),
             ("to_day", c.to_day.is_some()),
@@ -682,9 +692,17 @@ pub(super) fn validate_changes(
                 ChangeTarget::All
             }
             (Some(id), None) => ChangeTarget::Office(id.trim().to_string()),
-            (None, Some(p)) => ChangeTarget::Province(p),
+            (None, Some(p)) => match &c.town {
+                Some(town) if c.kind != RawChangeKind::MobileUnit => {
+                    ChangeTarget::Town(p, town.trim().to_string())
+                }
+                _ => ChangeTarget::Province(p),
+            },
             (None, None) => ChangeTarget::All,
         };
+        if c.town.is_some() && c.province.is_none() {
+            problems.add(at("town"), "a town needs its province");
+        }
         let from_day = c.from_day.unwrap_or(0);
         let to_day = c.to_day.unwrap_or(horizon_days.saturating_sub(1));
         if c.kind != RawChangeKind::MobileUnit {

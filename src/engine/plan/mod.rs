@@ -2,8 +2,11 @@
 //! units that keep every province's wait under the target, as a mixed-integer programme per
 //! province (good_lp with the pure-Rust microlp backend).
 //!
-//! **Model.** Provinces are planned independently (applicants book in their own province).
-//! For province p over horizon days τ, with A(t) the registrations through day t:
+//! **Model.** Applicants book in their own province, and mostly near home, so the plan is
+//! made per catchment area: the offices of one town of a province and the demand cells whose
+//! nearest office is among them (a province-wide model let a congested town borrow the idle
+//! seats of a town 200 km away, and the simulated plan missed its target). For an area over
+//! horizon days τ, with A(t) its registrations through day t:
 //!
 //! ```text
 //! minimise   Σ_k cost_station·open_days(k)·x_k + Σ_k cost_unit·open_days(k)·m_k
@@ -13,6 +16,12 @@
 //!            S_deadline(t) + u_t ≥ A(t)                                          (the target)
 //!            x_k, m_k whole; o_j, f_j ∈ {0, 1}; u_t ≥ 0
 //! ```
+//!
+//! **Solving.** microlp's branch and bound on a few hundred variables took minutes on some
+//! areas, so the relaxation is solved (seconds for the whole country) and rounded up to
+//! whole units (more capacity never breaks the target), then trimmed greedily, the costliest
+//! additions first, while an exact check of the target (the greedy running total, which is
+//! the largest possible) still holds. On the hand-worked tests this is the optimum.
 //!
 //! s_τ is enrolments on day τ and S_τ their running total; c_τ the province's enrolment seats;
 //! σ_τ the seats of one added station (the default calendar less the pickup share); θ_τ and
@@ -57,6 +66,8 @@ pub enum PlanError {
 pub struct ProvincePlan {
     pub slug: String,
     pub name_en: String,
+    /// The catchment area within the province: the town whose offices it adds to.
+    pub town: String,
     /// Prefix of the ids of planned mobile units (`plan-054`, the province's area code).
     pub unit_prefix: String,
     pub offices: u32,
@@ -113,20 +124,87 @@ struct ProvinceInputs {
     far_share: f64,
 }
 
-fn province_inputs(
-    world: &World,
-    scenario: &Scenario,
-    spec: &PlanSpec,
-    p: usize,
-) -> ProvinceInputs {
+/// A catchment area: the offices of one town of a province and the demand cells whose
+/// nearest permanent office is one of them (mobile legs count with their nearest office).
+struct Area {
+    province: usize,
+    town: String,
+    sites: Vec<usize>,
+    /// Share of the province's registrations living here.
+    weight: f64,
+    cells: Vec<usize>,
+}
+
+fn areas_of(world: &World, p: usize) -> Vec<Area> {
+    let permanent: Vec<usize> = (0..world.sites.len())
+        .filter(|&s| world.sites[s].province == p && !world.sites[s].is_mobile_leg)
+        .collect();
+    let mut areas: Vec<Area> = Vec::new();
+    for &s in &permanent {
+        let town = &world.sites[s].town;
+        match areas.iter_mut().find(|a| &a.town == town) {
+            Some(a) => a.sites.push(s),
+            None => areas.push(Area {
+                province: p,
+                town: town.clone(),
+                sites: vec![s],
+                weight: 0.0,
+                cells: Vec::new(),
+            }),
+        }
+    }
+    let nearest_area = |at: crate::domain::GeoPoint| -> Option<usize> {
+        permanent
+            .iter()
+            .min_by(|&&a, &&b| {
+                at.distance_km(world.sites[a].location)
+                    .total_cmp(&at.distance_km(world.sites[b].location))
+                    .then(a.cmp(&b))
+            })
+            .and_then(|&s| areas.iter().position(|a| a.sites.contains(&s)))
+    };
+    let legs: Vec<(usize, Option<usize>)> = (0..world.sites.len())
+        .filter(|&s| world.sites[s].province == p && world.sites[s].is_mobile_leg)
+        .map(|s| (s, nearest_area(world.sites[s].location)))
+        .collect();
+    let cells: Vec<(usize, Option<usize>)> = (0..world.cells.len())
+        .filter(|&c| world.cells[c].province == p)
+        .map(|c| (c, nearest_area(world.cells[c].location)))
+        .collect();
+    if areas.is_empty() {
+        // No office at all: one area of the whole province, which only mobile units can serve.
+        let town = cells
+            .first()
+            .map(|&(c, _)| world.cells[c].town.clone())
+            .unwrap_or_default();
+        areas.push(Area {
+            province: p,
+            town,
+            sites: Vec::new(),
+            weight: 0.0,
+            cells: Vec::new(),
+        });
+    }
+    for (s, a) in legs {
+        areas[a.unwrap_or(0)].sites.push(s);
+    }
+    for (c, a) in cells {
+        let area = &mut areas[a.unwrap_or(0)];
+        area.weight += world.cells[c].weight;
+        area.cells.push(c);
+    }
+    areas
+}
+
+fn area_inputs(world: &World, spec: &PlanSpec, area: &Area) -> ProvinceInputs {
     let h = world.horizon_days as usize;
     let mut cumulative = Vec::with_capacity(h);
     let mut acc = 0.0;
     for d in 0..h as u32 {
-        acc += world.arrivals(d)[p] as f64;
+        acc += world.arrivals(d)[area.province] as f64 * area.weight;
         cumulative.push(acc);
     }
-    let sites: Vec<_> = world.sites.iter().filter(|s| s.province == p).collect();
+    let sites: Vec<_> = area.sites.iter().map(|&s| &world.sites[s]).collect();
     let seats = (0..h)
         .map(|d| sites.iter().map(|s| f64::from(s.enrol_seats[d])).sum())
         .collect();
@@ -156,21 +234,25 @@ fn province_inputs(
             }
         })
         .unzip();
-    let far_share = match spec.max_distance_km {
+    let all_permanent: Vec<_> = world
+        .sites
+        .iter()
+        .filter(|s| s.province == area.province && !s.is_mobile_leg)
+        .collect();
+    let far_weight: f64 = match spec.max_distance_km {
         None => 0.0,
-        Some(max_km) => world
+        Some(max_km) => area
             .cells
             .iter()
-            .filter(|c| c.province == p)
+            .map(|&c| &world.cells[c])
             .filter(|c| {
-                permanent
+                all_permanent
                     .iter()
                     .all(|s| c.location.distance_km(s.location) > max_km)
             })
             .map(|c| c.weight)
             .sum(),
     };
-    let _ = scenario;
     ProvinceInputs {
         cumulative,
         seats,
@@ -178,7 +260,11 @@ fn province_inputs(
         thursday_extra,
         friday_extra,
         offices: permanent.len() as u32,
-        far_share,
+        far_share: if area.weight > 0.0 {
+            far_weight / area.weight
+        } else {
+            0.0
+        },
     }
 }
 
@@ -255,56 +341,59 @@ pub fn plan(scenario: &Scenario, world: &World) -> Result<Plan, PlanError> {
     let deadline = deadlines(world, spec.target_wait_days_p95);
     let mut provinces = Vec::new();
     for (p, province) in world.provinces.iter().enumerate() {
-        let inputs = province_inputs(world, scenario, spec, p);
-        let registered = inputs.cumulative.last().copied().unwrap_or(0.0);
-        let mut result = ProvincePlan {
-            slug: province.slug.clone(),
-            name_en: province.name_en.clone(),
-            unit_prefix: format!("plan-{}", province.area_code),
-            offices: inputs.offices,
-            stations: world
-                .sites
-                .iter()
-                .filter(|s| s.province == p && !s.is_mobile_leg)
-                .map(|s| u32::from(s.stations))
-                .sum(),
-            stations_by_block: vec![0; blocks.len()],
-            mobile_units_by_block: vec![0; blocks.len()],
-            thursday_openings: Vec::new(),
-            friday_openings: Vec::new(),
-            cost: 0.0,
-            feasible: true,
-            late_applicants_max: 0,
-            best_reachable_wait_days: None,
-            far_demand_share: inputs.far_share,
-            mobile_towns: Vec::new(),
-            registered: registered as u64,
-        };
-        if registered == 0.0 {
+        for area in areas_of(world, p) {
+            let inputs = area_inputs(world, spec, &area);
+            let registered = inputs.cumulative.last().copied().unwrap_or(0.0);
+            let mut result = ProvincePlan {
+                slug: province.slug.clone(),
+                name_en: province.name_en.clone(),
+                town: area.town.clone(),
+                unit_prefix: format!("plan-{}-{}", province.area_code, provinces.len() + 1),
+                offices: inputs.offices,
+                stations: area
+                    .sites
+                    .iter()
+                    .filter(|&&s| !world.sites[s].is_mobile_leg)
+                    .map(|&s| u32::from(world.sites[s].stations))
+                    .sum(),
+                stations_by_block: vec![0; blocks.len()],
+                mobile_units_by_block: vec![0; blocks.len()],
+                thursday_openings: Vec::new(),
+                friday_openings: Vec::new(),
+                cost: 0.0,
+                feasible: true,
+                late_applicants_max: 0,
+                best_reachable_wait_days: None,
+                far_demand_share: inputs.far_share,
+                mobile_towns: Vec::new(),
+                registered: registered.round() as u64,
+            };
+            if registered < 0.5 {
+                provinces.push(result);
+                continue;
+            }
+            // Can the target be met at all? The greedy maximum says so without a solver.
+            let best = max_cumulative(&inputs, spec, efficiency, lead);
+            let late = lateness(&inputs.cumulative, &best, &deadline);
+            if late > 0.5 {
+                result.feasible = false;
+                result.late_applicants_max = late.round() as u64;
+                result.best_reachable_wait_days = (spec.target_wait_days_p95 + 1..=h)
+                    .find(|&n| lateness(&inputs.cumulative, &best, &deadlines(world, n)) <= 0.5);
+            }
+            solve_province(
+                world,
+                spec,
+                &inputs,
+                &blocks,
+                &deadline,
+                efficiency,
+                lead,
+                &mut result,
+            )?;
+            result.mobile_towns = mobile_towns(world, spec, &area);
             provinces.push(result);
-            continue;
         }
-        // Can the target be met at all? The greedy maximum says so without a solver.
-        let best = max_cumulative(&inputs, spec, efficiency, lead);
-        let late = lateness(&inputs.cumulative, &best, &deadline);
-        if late > 0.5 {
-            result.feasible = false;
-            result.late_applicants_max = late.round() as u64;
-            result.best_reachable_wait_days = (spec.target_wait_days_p95 + 1..=h)
-                .find(|&n| lateness(&inputs.cumulative, &best, &deadlines(world, n)) <= 0.5);
-        }
-        solve_province(
-            world,
-            spec,
-            &inputs,
-            &blocks,
-            &deadline,
-            efficiency,
-            lead,
-            &mut result,
-        )?;
-        result.mobile_towns = mobile_towns(world, spec, p);
-        provinces.push(result);
     }
     Ok(Plan {
         target_wait_days: spec.target_wait_days_p95,
@@ -340,34 +429,20 @@ fn solve_province(
     };
     let mut vars = ProblemVariables::new();
     let x: Vec<Variable> = (0..blocks.len())
-        .map(|_| {
-            vars.add(
-                variable()
-                    .integer()
-                    .min(0)
-                    .max(spec.stations_per_province_max),
-            )
-        })
+        .map(|_| vars.add(variable().min(0).max(spec.stations_per_province_max)))
         .collect();
     let m: Vec<Variable> = (0..blocks.len())
-        .map(|_| {
-            vars.add(
-                variable()
-                    .integer()
-                    .min(0)
-                    .max(spec.mobile_units_per_province_max),
-            )
-        })
+        .map(|_| vars.add(variable().min(0).max(spec.mobile_units_per_province_max)))
         .collect();
     let thursdays: Vec<usize> = (0..h).filter(|&d| inputs.thursday_extra[d] > 0.0).collect();
     let fridays: Vec<usize> = (0..h).filter(|&d| inputs.friday_extra[d] > 0.0).collect();
     let o: Vec<Variable> = thursdays
         .iter()
-        .map(|_| vars.add(variable().binary()))
+        .map(|_| vars.add(variable().min(0).max(1)))
         .collect();
     let f: Vec<Variable> = fridays
         .iter()
-        .map(|_| vars.add(variable().binary()))
+        .map(|_| vars.add(variable().min(0).max(1)))
         .collect();
     let s: Vec<Variable> = (0..h).map(|_| vars.add(variable().min(0))).collect();
     let cum: Vec<Variable> = (0..h).map(|_| vars.add(variable().min(0))).collect();
@@ -454,20 +529,81 @@ fn solve_province(
             province: result.slug.clone(),
             message: e.to_string(),
         })?;
-    for k in 0..blocks.len() {
-        result.stations_by_block[k] = solution.value(x[k]).round().max(0.0) as u32;
-        result.mobile_units_by_block[k] = solution.value(m[k]).round().max(0.0) as u32;
+    // Whole units: round the relaxation up (more capacity never breaks the target), then
+    // trim greedily, the costliest first, while the target still holds.
+    let up = |v: f64| (v - 1e-6).ceil().max(0.0) as u32;
+    let mut add = Additions {
+        stations: x.iter().map(|&v| up(solution.value(v))).collect(),
+        units: m.iter().map(|&v| up(solution.value(v))).collect(),
+        thursdays: thursdays
+            .iter()
+            .zip(&o)
+            .map(|(_, &v)| solution.value(v) > 1e-6)
+            .collect(),
+        fridays: fridays
+            .iter()
+            .zip(&f)
+            .map(|(_, &v)| solution.value(v) > 1e-6)
+            .collect(),
+    };
+    let lp_late: f64 = u.iter().map(|&v| solution.value(v)).fold(0.0, f64::max);
+    let allowed_late = lp_late + 0.5;
+    let check = Check {
+        inputs,
+        blocks,
+        deadline,
+        efficiency,
+        lead,
+        unit_stations: w,
+        thursdays: &thursdays,
+        fridays: &fridays,
+    };
+    if check.late(&add) <= allowed_late {
+        for j in (0..add.fridays.len()).rev() {
+            if add.fridays[j] {
+                add.fridays[j] = false;
+                if check.late(&add) > allowed_late {
+                    add.fridays[j] = true;
+                }
+            }
+        }
+        for j in (0..add.thursdays.len()).rev() {
+            if add.thursdays[j] {
+                add.thursdays[j] = false;
+                if check.late(&add) > allowed_late {
+                    add.thursdays[j] = true;
+                }
+            }
+        }
+        for k in 0..blocks.len() {
+            while add.units[k] > 0 {
+                add.units[k] -= 1;
+                if check.late(&add) > allowed_late || !check.far_covered(&add, k) {
+                    add.units[k] += 1;
+                    break;
+                }
+            }
+            while add.stations[k] > 0 {
+                add.stations[k] -= 1;
+                if check.late(&add) > allowed_late {
+                    add.stations[k] += 1;
+                    break;
+                }
+            }
+        }
     }
+    result.stations_by_block = add.stations.clone();
+    result.mobile_units_by_block = add.units.clone();
     result.thursday_openings = thursdays
         .iter()
-        .zip(&o)
-        .filter(|(_, &v)| solution.value(v) > 0.5)
+        .zip(&add.thursdays)
+        .filter(|(_, &open)| open)
         .map(|(&d, _)| d as u32)
         .collect();
     result.friday_openings = fridays
         .iter()
-        .zip(&f)
-        .filter(|(_, &v)| solution.value(v) > 0.5)
+        .zip(&add.fridays)
+        .filter(|(_, &open)| open)
         .map(|(&d, _)| d as u32)
         .collect();
     result.cost = (0..blocks.len())
@@ -479,26 +615,96 @@ fn solve_province(
         .sum::<f64>()
         + result.thursday_openings.len() as f64 * spec.thursday_office_day_cost * offices
         + result.friday_openings.len() as f64 * friday_cost * offices;
-    if result.feasible {
-        let late: f64 = u.iter().map(|&v| solution.value(v)).fold(0.0, f64::max);
-        if late > 0.5 {
-            // The greedy check said feasible; the solver disagrees only by rounding.
-            result.late_applicants_max = late.round() as u64;
-        }
-    }
     Ok(())
 }
 
-/// Towns for mobile units, least served first: demand beyond the distance limit, then demand
-/// per permanent station within 10 km.
-fn mobile_towns(world: &World, spec: &PlanSpec, p: usize) -> Vec<String> {
+/// Whole additions of one area.
+struct Additions {
+    stations: Vec<u32>,
+    units: Vec<u32>,
+    thursdays: Vec<bool>,
+    fridays: Vec<bool>,
+}
+
+/// Checks additions against the target with the greedy running total (the largest possible).
+struct Check<'a> {
+    inputs: &'a ProvinceInputs,
+    blocks: &'a [(u32, u32)],
+    deadline: &'a [Option<usize>],
+    efficiency: f64,
+    lead: usize,
+    unit_stations: f64,
+    thursdays: &'a [usize],
+    fridays: &'a [usize],
+}
+
+impl Check<'_> {
+    fn late(&self, add: &Additions) -> f64 {
+        let i = self.inputs;
+        let mut extra = vec![0.0; i.seats.len()];
+        for (k, &(a, b)) in self.blocks.iter().enumerate() {
+            let stations =
+                f64::from(add.stations[k]) + self.unit_stations * f64::from(add.units[k]);
+            let range = a as usize..=b as usize;
+            for (slot, seats) in extra[range.clone()].iter_mut().zip(&i.station_seats[range]) {
+                *slot += seats * stations;
+            }
+        }
+        for (j, &d) in self.thursdays.iter().enumerate() {
+            if add.thursdays[j] {
+                extra[d] += i.thursday_extra[d];
+            }
+        }
+        for (j, &d) in self.fridays.iter().enumerate() {
+            if add.fridays[j] {
+                extra[d] += i.friday_extra[d];
+            }
+        }
+        let mut total = 0.0;
+        let served: Vec<f64> = (0..i.seats.len())
+            .map(|d| {
+                let registered = if d >= self.lead {
+                    i.cumulative[d - self.lead]
+                } else {
+                    0.0
+                };
+                total = (total + self.efficiency * (i.seats[d] + extra[d])).min(registered);
+                total
+            })
+            .collect();
+        lateness(&i.cumulative, &served, self.deadline)
+    }
+
+    /// Mobile units cover the far demand of block k.
+    fn far_covered(&self, add: &Additions, k: usize) -> bool {
+        let i = self.inputs;
+        if i.far_share <= 0.0 {
+            return true;
+        }
+        let (a, b) = self.blocks[k];
+        let arrivals = i.cumulative[b as usize]
+            - if a == 0 {
+                0.0
+            } else {
+                i.cumulative[a as usize - 1]
+            };
+        let unit_seats: f64 = (a..=b).map(|d| i.station_seats[d as usize]).sum::<f64>()
+            * self.efficiency
+            * self.unit_stations;
+        unit_seats <= 0.0 || unit_seats * f64::from(add.units[k]) + 1e-6 >= i.far_share * arrivals
+    }
+}
+
+/// Towns for mobile units in an area, least served first: demand beyond the distance limit,
+/// then demand per permanent station within 10 km.
+fn mobile_towns(world: &World, spec: &PlanSpec, area: &Area) -> Vec<String> {
     let permanent: Vec<_> = world
         .sites
         .iter()
-        .filter(|s| s.province == p && !s.is_mobile_leg)
+        .filter(|s| s.province == area.province && !s.is_mobile_leg)
         .collect();
     let mut towns: Vec<(String, f64, f64)> = Vec::new();
-    for c in world.cells.iter().filter(|c| c.province == p) {
+    for c in area.cells.iter().map(|&c| &world.cells[c]) {
         let nearest = permanent
             .iter()
             .map(|s| c.location.distance_km(s.location))
@@ -509,16 +715,14 @@ fn mobile_towns(world: &World, spec: &PlanSpec, p: usize) -> Vec<String> {
             .filter(|s| c.location.distance_km(s.location) <= 10.0)
             .map(|s| f64::from(s.stations))
             .sum();
+        let far_weight = if far { c.weight } else { 0.0 };
+        let pressure = c.weight / (near_stations + 1.0);
         match towns.iter_mut().find(|t| t.0 == c.town) {
             Some(t) => {
-                t.1 += if far { c.weight } else { 0.0 };
-                t.2 += c.weight / (near_stations + 1.0);
+                t.1 += far_weight;
+                t.2 += pressure;
             }
-            None => towns.push((
-                c.town.clone(),
-                if far { c.weight } else { 0.0 },
-                c.weight / (near_stations + 1.0),
-            )),
+            None => towns.push((c.town.clone(), far_weight, pressure)),
         }
     }
     towns.sort_by(|a, b| {
@@ -544,21 +748,21 @@ pub fn overlay_toml(plan: &Plan, scenario_name: &str) -> String {
             if n > 0 {
                 let (a, b) = plan.blocks[k];
                 out.push_str(&format!(
-                    "\n[[capacity_changes]]\nkind = \"add_stations\"\nprovince = \"{}\"\nstations = {n}\nfrom_day = {a}\nto_day = {b}\n",
-                    p.slug
+                    "\n[[capacity_changes]]\nkind = \"add_stations\"\nprovince = \"{}\"\ntown = \"{}\"\nstations = {n}\nfrom_day = {a}\nto_day = {b}\n",
+                    p.slug, p.town
                 ));
             }
         }
         for &d in &p.thursday_openings {
             out.push_str(&format!(
-                "\n[[capacity_changes]]\nkind = \"thursday\"\nprovince = \"{}\"\nrule = \"open\"\nfrom_day = {d}\nto_day = {d}\n",
-                p.slug
+                "\n[[capacity_changes]]\nkind = \"thursday\"\nprovince = \"{}\"\ntown = \"{}\"\nrule = \"open\"\nfrom_day = {d}\nto_day = {d}\n",
+                p.slug, p.town
             ));
         }
         for &d in &p.friday_openings {
             out.push_str(&format!(
-                "\n[[capacity_changes]]\nkind = \"friday_opening\"\nprovince = \"{}\"\nfrom_day = {d}\nto_day = {d}\n",
-                p.slug
+                "\n[[capacity_changes]]\nkind = \"friday_opening\"\nprovince = \"{}\"\ntown = \"{}\"\nfrom_day = {d}\nto_day = {d}\n",
+                p.slug, p.town
             ));
         }
         let mut unit = 0;

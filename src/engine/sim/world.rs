@@ -218,6 +218,9 @@ impl World {
             let matches = |s: usize, target: &ChangeTarget| match target {
                 ChangeTarget::All => true,
                 ChangeTarget::Province(p) => provinces[site_meta[s].1].slug == p.slug,
+                ChangeTarget::Town(p, town) => {
+                    provinces[site_meta[s].1].slug == p.slug && site_meta[s].3 == *town
+                }
                 ChangeTarget::Office(id) => site_meta[s].0 == *id,
             };
             match change {

@@ -34,6 +34,8 @@ pub struct Settings {
     pub booking_horizon_days: u32,
     /// API requests served at once before new ones are shed with 503.
     pub max_in_flight: usize,
+    /// Bearer token of the planner endpoints (`/v1/planner/…`); `None` leaves them unmounted.
+    pub planner_token: Option<String>,
     pub session_ttl: Duration,
     /// HMAC secret for session tokens (≥ 32 bytes); `None` draws a random one per process.
     pub token_secret: Option<String>,
@@ -54,6 +56,7 @@ impl Settings {
             sweep_interval: Some(Duration::from_secs(1)),
             booking_horizon_days: 30,
             max_in_flight: 1024,
+            planner_token: None,
             session_ttl: Duration::from_secs(2 * 3600),
             token_secret: None,
             admin_token: None,
@@ -86,6 +89,7 @@ pub struct App {
     sweeper: Option<tokio::task::JoinHandle<()>>,
     janitor: tokio::task::JoinHandle<()>,
     relay: Option<tokio::task::JoinHandle<()>>,
+    planner: Option<http::planner::PlannerState>,
 }
 
 impl App {
@@ -185,6 +189,10 @@ impl App {
             sweeper,
             janitor,
             relay,
+            planner: settings
+                .planner_token
+                .as_deref()
+                .map(http::planner::PlannerState::from_token),
         })
     }
 
@@ -212,7 +220,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
-        let router = http::router(self.state);
+        let mut router = http::router(self.state);
+        if let Some(planner) = self.planner {
+            router = router.merge(http::planner::router(planner));
+        }
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;

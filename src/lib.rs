@@ -13,6 +13,7 @@
 //!   sandbox; [`notify`]: the outbox sender port (the built-in one logs).
 //! - [`app`]: the server application value: build, then run until stopped.
 //! - [`loadtest`]: surge-day load tests: open-loop synthetic applicants, crash runs, audit.
+//! - [`report`]: simulation and plan reports: JSON summary, CSV series, self-contained HTML.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod loadtest;
 pub mod notify;
 pub mod payments;
+pub mod report;
 pub mod reserve;
 pub mod scenario;
 pub mod seed;

@@ -5,8 +5,10 @@ use clap::{Parser, Subcommand};
 
 pub mod allocate;
 pub mod loadtest;
+pub mod plan;
 pub mod scenario;
 pub mod serve;
+pub mod simulate;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,10 @@ pub enum Command {
     Allocate(allocate::AllocateArgs),
     /// Surge-day load test against a loopback server (or one it spawns), then an audit.
     Loadtest(loadtest::LoadtestArgs),
+    /// Simulate a scenario day by day; write a JSON summary, CSV series and an HTML report.
+    Simulate(simulate::SimulateArgs),
+    /// Find the cheapest capacity additions that meet the scenario's [plan] target.
+    Plan(plan::PlanArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -40,5 +46,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Scenario(cmd) => scenario::run(cmd),
         Command::Allocate(args) => allocate::run(args),
         Command::Loadtest(args) => loadtest::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }

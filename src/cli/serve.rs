@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// API requests served at once; beyond it, 503 `overloaded` with `Retry-After` at once.
     #[arg(long, env = "NOBAT_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_in_flight: u64,
+    /// Bearer token for the planner endpoints (`/v1/planner/…`); unset leaves them off.
+    #[arg(long, env = "NOBAT_PLANNER_TOKEN", hide_env_values = true)]
+    pub planner_token: Option<String>,
     /// HMAC secret for session tokens (≥ 32 bytes); set the same one on every node.
     #[arg(long, env = "NOBAT_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
@@ -75,6 +78,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     settings.engine.queue_bound = args.queue_bound as usize;
     settings.booking_horizon_days = args.booking_horizon_days;
     settings.max_in_flight = args.max_in_flight as usize;
+    settings.planner_token = args.planner_token;
     settings.token_secret = args.token_secret;
     settings.admin_token = args.admin_token;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -2,3 +2,5 @@
 
 pub mod allocator;
 pub mod booking;
+pub mod plan;
+pub mod sim;

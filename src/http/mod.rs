@@ -11,6 +11,7 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod operators;
+pub mod planner;
 mod probes;
 pub mod problem;
 pub mod staff;

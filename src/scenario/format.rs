@@ -21,6 +21,153 @@ pub(crate) struct RawScenario {
     pub calendar: RawCalendar,
     pub network: RawNetwork,
     pub citizens: RawCitizens,
+    /// Simulation and planning sections (all optional; see `scenarios/README.md`).
+    pub demand: Option<RawDemand>,
+    pub behaviour: Option<RawBehaviour>,
+    #[serde(default)]
+    pub capacity_changes: Vec<RawCapacityChange>,
+    pub policy: Option<RawPolicy>,
+    pub plan: Option<RawPlan>,
+}
+
+/// A file holding only capacity changes, laid over a scenario (what `nobat plan` writes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOverlay {
+    #[serde(default)]
+    pub capacity_changes: Vec<RawCapacityChange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDemand {
+    /// Base registrations per calendar day per million inhabitants (2016 census).
+    pub base_daily_per_million: Option<f64>,
+    /// Base registrations per day for some provinces, replacing the per-million figure.
+    #[serde(default)]
+    pub province_daily: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub surges: Vec<RawSurge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSurge {
+    pub name: String,
+    pub total: u64,
+    pub start_day: u32,
+    pub days: u32,
+    pub peak_day: Option<u32>,
+    pub shape: Option<RawSurgeShape>,
+    pub provinces: Option<ProvinceSelection>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawSurgeShape {
+    Flat,
+    Triangle,
+    FrontLoaded,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBehaviour {
+    pub max_distance_km: Option<f64>,
+    pub km_per_wait_day: Option<f64>,
+    pub wait_threshold_days: Option<u32>,
+    pub decline_share: Option<f64>,
+    pub no_show_rate: Option<f64>,
+    pub rebook_after_no_show: Option<f64>,
+    pub cancel_rate: Option<f64>,
+    pub reschedule_rate: Option<f64>,
+    pub abandon_after_days: Option<u32>,
+    pub card_production_days: Option<u32>,
+    pub pickup_minutes: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawChangeKind {
+    AddStations,
+    Thursday,
+    FridayOpening,
+    Closure,
+    MobileUnit,
+}
+
+/// One capacity change; which fields apply depends on `kind` (checked with paths in
+/// validation, so that a misplaced field is named rather than silently ignored).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCapacityChange {
+    pub kind: RawChangeKind,
+    pub province: Option<String>,
+    /// With `province`: the offices of one town (their `city`).
+    pub town: Option<String>,
+    pub office: Option<String>,
+    pub from_day: Option<u32>,
+    pub to_day: Option<u32>,
+    pub stations: Option<u16>,
+    pub rule: Option<RawThursday>,
+    pub reason: Option<String>,
+    pub id: Option<String>,
+    pub schedule: Option<Vec<RawMobileLeg>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMobileLeg {
+    pub town: String,
+    pub from_day: u32,
+    pub to_day: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawPolicyKind {
+    Fcfs,
+    DailyBatch,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub kind: Option<RawPolicyKind>,
+    pub booking_window_days: Option<u32>,
+    pub lead_days: Option<u32>,
+    pub pickup_share: Option<f64>,
+    pub batch_max_applicants: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlan {
+    pub target_wait_days_p95: u32,
+    pub max_distance_km: Option<f64>,
+    pub block_days: Option<u32>,
+    pub costs: RawPlanCosts,
+    #[serde(default)]
+    pub limits: RawPlanLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlanCosts {
+    pub station_day: f64,
+    pub thursday_office_day: f64,
+    pub friday_office_day: Option<f64>,
+    pub mobile_unit_day: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlanLimits {
+    pub stations_per_province_max: Option<u32>,
+    pub mobile_units_per_province_max: Option<u32>,
+    pub mobile_unit_stations: Option<u16>,
+    pub thursday_openings: Option<bool>,
+    pub friday_openings: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

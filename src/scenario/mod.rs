@@ -10,6 +10,7 @@ pub mod allocation;
 mod citizens;
 mod format;
 mod network;
+pub mod simulation;
 pub mod towns;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,10 @@ pub use citizens::{
     write_citizens_csv, CitizenGenerator, CitizenRecord, CivilRegistry, SyntheticRegistry,
 };
 pub use network::{write_network_csv, NetworkSummary};
+pub use simulation::{
+    Behaviour, CapacityChange, ChangeTarget, DemandSpec, MobileLeg, PlanSpec, Policy, PolicyKind,
+    Surge, SurgeShape,
+};
 pub use towns::Town;
 
 use format::{ProvinceSelection, RawScenario, RawThursday};
@@ -106,6 +111,14 @@ pub struct Scenario {
     pub calendar: ScenarioCalendar,
     pub network: NetworkSpec,
     pub citizens: CitizenSpec,
+    /// Registrations per province per day and surge events (none when absent).
+    pub demand: DemandSpec,
+    pub behaviour: Behaviour,
+    /// Capacity changes over the horizon, in file order (a plan's overlay appends to them).
+    pub capacity_changes: Vec<CapacityChange>,
+    pub policy: Policy,
+    /// Targets and costs for `nobat plan`.
+    pub plan: Option<PlanSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -240,7 +253,103 @@ impl Scenario {
                     message: inner.message().trim().to_string(),
                 }
             })?;
-        validate(raw, origin)
+        let scenario = validate(raw, origin)?;
+        scenario.check_office_references(&scenario.capacity_changes, "capacity_changes")?;
+        Ok(scenario)
+    }
+
+    /// Lays an overlay (a file of `[[capacity_changes]]`, as `nobat plan` writes) over this
+    /// scenario: its changes are appended. Errors name `overlay.capacity_changes[i]…` paths.
+    pub fn with_overlay(&self, text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let raw: format::RawOverlay =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let line = inner
+                    .span()
+                    .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+                ScenarioError::Format {
+                    origin: origin.to_string(),
+                    line,
+                    path,
+                    message: inner.message().trim().to_string(),
+                }
+            })?;
+        let mut problems = Problems(Vec::new());
+        let changes = simulation::validate_changes(
+            &raw.capacity_changes,
+            "capacity_changes",
+            self.calendar.horizon_days,
+            &self.citizens.provinces,
+            &mut problems,
+        );
+        if !problems.0.is_empty() {
+            return Err(ScenarioError::Invalid {
+                origin: origin.to_string(),
+                errors: problems.0,
+            });
+        }
+        self.check_office_references(&changes, "capacity_changes")?;
+        let mut out = self.clone();
+        out.capacity_changes.extend(changes);
+        Ok(out)
+    }
+
+    /// Changes that name an office, or a town, must name one of the network's.
+    fn check_office_references(
+        &self,
+        changes: &[CapacityChange],
+        prefix: &str,
+    ) -> Result<(), ScenarioError> {
+        let target = |c: &CapacityChange| match c {
+            CapacityChange::AddStations { target, .. }
+            | CapacityChange::Thursday { target, .. }
+            | CapacityChange::FridayOpening { target, .. }
+            | CapacityChange::Closure { target, .. } => Some(target.clone()),
+            CapacityChange::MobileUnit { .. } => None,
+        };
+        let named = changes.iter().any(|c| {
+            matches!(
+                target(c),
+                Some(ChangeTarget::Office(_)) | Some(ChangeTarget::Town(..))
+            )
+        });
+        if !named {
+            return Ok(());
+        }
+        let network = self.generate_network();
+        let ids: BTreeSet<String> = network.iter().map(|o| o.id.to_string()).collect();
+        let towns: BTreeSet<(String, String)> = network
+            .iter()
+            .map(|o| (o.province.clone(), o.city.clone()))
+            .collect();
+        let errors: Vec<FieldError> = changes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match target(c) {
+                Some(ChangeTarget::Office(id)) if !ids.contains(&id) => Some(FieldError {
+                    path: format!("{prefix}[{i}].office"),
+                    message: format!("no office {id:?} in the network"),
+                }),
+                Some(ChangeTarget::Town(p, town))
+                    if !towns.contains(&(p.slug.clone(), town.clone())) =>
+                {
+                    Some(FieldError {
+                        path: format!("{prefix}[{i}].town"),
+                        message: format!("no office of {} is in {town:?}", p.name_en),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioError::Invalid {
+                origin: self.origin.clone(),
+                errors,
+            })
+        }
     }
 
     /// The office network: listed offices as given, or the generated network.
@@ -483,6 +592,25 @@ fn validate(raw: RawScenario, origin: &str) -> Result<Scenario, ScenarioError> {
         foreign_share: problems.share("citizens.foreign_share", rc.foreign_share, 0.0),
     };
 
+    // Simulation and planning sections.
+    let horizon_days = calendar.horizon_days.max(1);
+    let demand = simulation::validate_demand(
+        raw.demand.as_ref(),
+        horizon_days,
+        &citizens.provinces,
+        &mut problems,
+    );
+    let behaviour = simulation::validate_behaviour(raw.behaviour.as_ref(), &mut problems);
+    let capacity_changes = simulation::validate_changes(
+        &raw.capacity_changes,
+        "capacity_changes",
+        horizon_days,
+        &citizens.provinces,
+        &mut problems,
+    );
+    let policy = simulation::validate_policy(raw.policy.as_ref(), &mut problems);
+    let plan = simulation::validate_plan(raw.plan.as_ref(), horizon_days, &mut problems);
+
     match network {
         Some(network) if problems.0.is_empty() => Ok(Scenario {
             name: raw.name.trim().to_string(),
@@ -492,6 +620,11 @@ fn validate(raw: RawScenario, origin: &str) -> Result<Scenario, ScenarioError> {
             calendar,
             network,
             citizens,
+            demand,
+            behaviour,
+            capacity_changes,
+            policy,
+            plan,
         }),
         _ => Err(ScenarioError::Invalid {
             origin: origin.to_string(),

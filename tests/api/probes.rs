@@ -50,3 +50,70 @@ on_both_backends!(
     first_start_seeds_the_network_once,
     super::first_start_seeds_network
 );
+
+async fn planner_endpoints_are_mounted_with_a_token(db: &TestDb) {
+    let app = TestApp::spawn_with(db, crate::helpers::test_clock(), |s| {
+        s.planner_token = Some("planner-secret-token".into())
+    })
+    .await;
+    let anonymous = app
+        .client
+        .get(app.url("/v1/planner/jobs/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/thin-province.toml"
+    ))
+    .unwrap();
+    let posted = app
+        .client
+        .post(app.url("/v1/planner/simulations"))
+        .bearer_auth("planner-secret-token")
+        .header("content-type", "application/toml")
+        .body(scenario)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let job: serde_json::Value = posted.json().await.unwrap();
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = app
+            .client
+            .get(app.url(&format!("/v1/planner/jobs/{id}")))
+            .bearer_auth("planner-secret-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "done" {
+            break;
+        }
+        assert_ne!(status["status"], "failed", "{status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulation did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let report = app
+        .client
+        .get(app.url(&format!("/v1/planner/jobs/{id}/report")))
+        .bearer_auth("planner-secret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert!(report.text().await.unwrap().contains("<svg"));
+    app.stop().await;
+}
+on_both_backends!(
+    planner_endpoints_run_a_posted_scenario,
+    super::planner_endpoints_are_mounted_with_a_token
+);

@@ -1,0 +1,121 @@
+//! `nobat simulate FILE --out DIR`: runs a scenario day by day and writes the reports.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::engine::sim::{self, SimOptions};
+use crate::scenario::Scenario;
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario file (TOML, see scenarios/README.md).
+    pub file: PathBuf,
+    /// Directory for summary.json, daily.csv, provinces_daily.csv, offices.csv, report.html.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Capacity changes to lay over the scenario (the overlay.toml that `nobat plan` writes).
+    #[arg(long)]
+    pub overlay: Option<PathBuf>,
+    /// Recount every applicant's state after each day (slower; a self-check).
+    #[arg(long)]
+    pub audit: bool,
+}
+
+/// Loads a scenario and, when given, lays an overlay over it.
+pub fn load_with_overlay(
+    file: &std::path::Path,
+    overlay: Option<&std::path::Path>,
+) -> anyhow::Result<Scenario> {
+    let scenario = Scenario::load(file)?;
+    Ok(match overlay {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the overlay", path.display()))?;
+            scenario.with_overlay(&text, &path.display().to_string())?
+        }
+        None => scenario,
+    })
+}
+
+/// A one-line progress bar on stderr, only when stderr is a terminal.
+pub struct Progress {
+    enabled: bool,
+    label: &'static str,
+    last_shown: u32,
+}
+
+impl Progress {
+    pub fn new(label: &'static str) -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            label,
+            last_shown: u32::MAX,
+        }
+    }
+
+    pub fn update(&mut self, done: u32, total: u32) {
+        if !self.enabled || total == 0 {
+            return;
+        }
+        let percent = done * 100 / total;
+        if percent == self.last_shown {
+            return;
+        }
+        self.last_shown = percent;
+        let width = 40;
+        let filled = (done as usize * width) / total as usize;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{} [{}{}] {done}/{total} days",
+            self.label,
+            "#".repeat(filled),
+            "-".repeat(width - filled)
+        );
+        if done == total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let scenario = load_with_overlay(&args.file, args.overlay.as_deref())?;
+    let offices = scenario.generate_network();
+    let mut progress = Progress::new("simulating");
+    let (world, output) = sim::simulate(
+        &scenario,
+        &offices,
+        SimOptions {
+            audit_every_day: args.audit,
+        },
+        &mut |d, h| progress.update(d, h),
+    )?;
+    crate::report::write_simulation(&args.out, &scenario, &world, &output)
+        .with_context(|| format!("{}: cannot write the reports", args.out.display()))?;
+    let summary = crate::report::simulation_summary(&scenario, &world, &output);
+    let t = &summary["totals"];
+    eprintln!(
+        "{}: {} registered, {} enrolled, backlog {} at the end; wait p50 {} / p95 {} working days; \
+         worst province {} (p95 {}); {:.1} s",
+        scenario.name,
+        t["registered"],
+        t["enrolled"],
+        t["backlog_end"],
+        summary["wait_days"]["p50"],
+        summary["wait_days"]["p95"],
+        summary["fairness"]["worst_province"],
+        summary["fairness"]["wait_days_p95_max"],
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "reports in {}: summary.json, daily.csv, provinces_daily.csv, offices.csv, report.html",
+        args.out.display()
+    );
+    Ok(())
+}

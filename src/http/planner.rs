@@ -1,0 +1,357 @@
+//! Planner endpoints: run a simulation or a capacity plan from a posted scenario, poll for the
+//! result, fetch the HTML report. Guarded by the planner token (only its SHA-256 is held,
+//! compared in constant time). Jobs run on the blocking pool; the job table is bounded.
+//!
+//! - `POST /v1/planner/simulations` (TOML body, ≤ 1 MiB) → 202 `{job_id, status_url}`
+//! - `POST /v1/planner/plans` (TOML body with a `[plan]` section) → 202 `{job_id, status_url}`
+//! - `GET /v1/planner/jobs/{id}` → `{job_id, kind, status, result?, error?}`
+//! - `GET /v1/planner/jobs/{id}/report` → the HTML report (409 while running)
+
+// Handlers return `Problem` by value like every other handler of the API.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::problem::FieldError;
+use super::Problem;
+use crate::engine::sim::{self, SimOptions, World};
+use crate::scenario::Scenario;
+
+/// Largest scenario accepted, in bytes.
+pub const SCENARIO_BYTES_MAX: usize = 1 << 20;
+/// Jobs kept at once; when full, the oldest finished job is evicted, and with none finished
+/// a new job is refused (503).
+pub const JOBS_MAX: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    Simulation,
+    Plan,
+}
+
+impl JobKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Simulation => "simulation",
+            JobKind::Plan => "plan",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum JobStatus {
+    Running,
+    Done { result: Value, report_html: String },
+    Failed { error: String },
+}
+
+#[derive(Debug)]
+struct Job {
+    kind: JobKind,
+    status: JobStatus,
+}
+
+#[derive(Debug, Default)]
+struct JobTable {
+    next_id: u64,
+    jobs: BTreeMap<u64, Job>,
+}
+
+/// What the planner endpoints hold: the token's hash and the job table.
+#[derive(Clone)]
+pub struct PlannerState {
+    token_sha256: [u8; 32],
+    jobs: Arc<Mutex<JobTable>>,
+}
+
+impl PlannerState {
+    /// From the SHA-256 of the planner token (what configuration stores).
+    pub fn new(token_sha256: [u8; 32]) -> Self {
+        Self {
+            token_sha256,
+            jobs: Arc::new(Mutex::new(JobTable::default())),
+        }
+    }
+
+    /// From the token itself (hashed at once; the token is not kept).
+    pub fn from_token(token: &str) -> Self {
+        Self::new(Sha256::digest(token.as_bytes()).into())
+    }
+
+    fn authorise(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
+        // Compare every byte whatever the first difference, so timing says nothing.
+        let ok = presented.is_some_and(|hash| {
+            hash.iter()
+                .zip(&self.token_sha256)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorised",
+                "a valid planner token is needed: Authorization: Bearer <token>",
+            ))
+        }
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, JobTable> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a running job, evicting the oldest finished one when the table is full.
+    fn insert(&self, kind: JobKind) -> Result<u64, Problem> {
+        let mut table = self.jobs();
+        if table.jobs.len() >= JOBS_MAX {
+            let finished = table
+                .jobs
+                .iter()
+                .find(|(_, j)| !matches!(j.status, JobStatus::Running))
+                .map(|(&id, _)| id);
+            match finished {
+                Some(id) => {
+                    table.jobs.remove(&id);
+                }
+                None => {
+                    return Err(Problem::unavailable(format!(
+                        "{JOBS_MAX} planner jobs are running; retry when one finishes"
+                    )))
+                }
+            }
+        }
+        table.next_id += 1;
+        let id = table.next_id;
+        table.jobs.insert(
+            id,
+            Job {
+                kind,
+                status: JobStatus::Running,
+            },
+        );
+        Ok(id)
+    }
+
+    fn finish(&self, id: u64, status: JobStatus) {
+        if let Some(job) = self.jobs().jobs.get_mut(&id) {
+            job.status = status;
+        }
+    }
+}
+
+pub fn router(state: PlannerState) -> Router {
+    Router::new()
+        .route("/v1/planner/simulations", post(post_simulation))
+        .route("/v1/planner/plans", post(post_plan))
+        .route("/v1/planner/jobs/{id}", get(get_job))
+        .route("/v1/planner/jobs/{id}/report", get(get_report))
+        .layer(DefaultBodyLimit::max(SCENARIO_BYTES_MAX))
+        .with_state(state)
+}
+
+fn parse_scenario(body: &Bytes) -> Result<Scenario, Problem> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_scenario",
+            "the scenario must be UTF-8 TOML",
+        )
+    })?;
+    Scenario::from_toml_str(text, "request body").map_err(|e| {
+        let mut problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_scenario",
+            "the scenario breaks these rules",
+        );
+        problem.errors = e
+            .field_errors()
+            .into_iter()
+            .map(|f| FieldError {
+                field: f.path,
+                code: "invalid".into(),
+                detail: f.message,
+            })
+            .collect();
+        problem
+    })
+}
+
+fn accepted(id: u64) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "job_id": id.to_string(),
+            "status_url": format!("/v1/planner/jobs/{id}"),
+        })),
+    )
+        .into_response()
+}
+
+fn run_simulation(scenario: &Scenario) -> Result<(Value, String), String> {
+    let offices = scenario.generate_network();
+    let (world, out) = sim::simulate(scenario, &offices, SimOptions::default(), &mut |_, _| {})
+        .map_err(|e| e.to_string())?;
+    Ok((
+        crate::report::simulation_summary(scenario, &world, &out),
+        crate::report::simulation_html(scenario, &world, &out),
+    ))
+}
+
+fn run_plan(scenario: &Scenario) -> Result<(Value, String), String> {
+    let offices = scenario.generate_network();
+    let holidays = sim::holidays_for(scenario);
+    let world = World::build(scenario, &offices, &holidays).map_err(|e| e.to_string())?;
+    let plan = crate::engine::plan::plan(scenario, &world).map_err(|e| e.to_string())?;
+    let mut result = crate::report::plan_json(&plan);
+    result["overlay_toml"] = json!(crate::engine::plan::overlay_toml(&plan, &scenario.name));
+    result["text"] = json!(crate::report::plan_text(&plan, &world));
+    Ok((result, crate::report::plan_html(&plan, &world, scenario)))
+}
+
+fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Response, Problem> {
+    if kind == JobKind::Plan && scenario.plan.is_none() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_scenario",
+            "a plan needs a [plan] section with the target and the costs",
+        ));
+    }
+    let id = state.insert(kind)?;
+    let worker = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let outcome = match kind {
+            JobKind::Simulation => run_simulation(&scenario),
+            JobKind::Plan => run_plan(&scenario),
+        };
+        worker.finish(
+            id,
+            match outcome {
+                Ok((result, report_html)) => JobStatus::Done {
+                    result,
+                    report_html,
+                },
+                Err(error) => JobStatus::Failed { error },
+            },
+        );
+    });
+    Ok(accepted(id))
+}
+
+async fn post_simulation(
+    State(state): State<PlannerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    state.authorise(&headers)?;
+    let scenario = parse_scenario(&body)?;
+    start(state, JobKind::Simulation, scenario)
+}
+
+async fn post_plan(
+    State(state): State<PlannerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    state.authorise(&headers)?;
+    let scenario = parse_scenario(&body)?;
+    start(state, JobKind::Plan, scenario)
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+        format!("no planner job {id:?} (finished jobs are evicted when {JOBS_MAX} are held)"),
+    )
+}
+
+async fn get_job(
+    State(state): State<PlannerState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    state.authorise(&headers)?;
+    let key: u64 = id.parse().map_err(|_| not_found(&id))?;
+    let table = state.jobs();
+    let job = table.jobs.get(&key).ok_or_else(|| not_found(&id))?;
+    let mut body = json!({ "job_id": id, "kind": job.kind.as_str() });
+    match &job.status {
+        JobStatus::Running => body["status"] = json!("running"),
+        JobStatus::Done { result, .. } => {
+            body["status"] = json!("done");
+            body["result"] = result.clone();
+            body["report_url"] = json!(format!("/v1/planner/jobs/{id}/report"));
+        }
+        JobStatus::Failed { error } => {
+            body["status"] = json!("failed");
+            body["error"] = json!(error);
+        }
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn get_report(
+    State(state): State<PlannerState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    state.authorise(&headers)?;
+    let key: u64 = id.parse().map_err(|_| not_found(&id))?;
+    let table = state.jobs();
+    let job = table.jobs.get(&key).ok_or_else(|| not_found(&id))?;
+    match &job.status {
+        JobStatus::Done { report_html, .. } => Ok(Html(report_html.clone()).into_response()),
+        JobStatus::Running => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "job_running",
+            "the job is still running; poll its status",
+        )),
+        JobStatus::Failed { error } => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "job_failed",
+            format!("the job failed: {error}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_finished_job_or_refuses() {
+        let state = PlannerState::from_token("t");
+        let ids: Vec<u64> = (0..JOBS_MAX)
+            .map(|_| state.insert(JobKind::Simulation).unwrap())
+            .collect();
+        let refused = state.insert(JobKind::Plan).unwrap_err();
+        assert_eq!(refused.status, 503);
+        state.finish(ids[3], JobStatus::Failed { error: "x".into() });
+        state.finish(ids[7], JobStatus::Failed { error: "x".into() });
+        let id = state.insert(JobKind::Plan).unwrap();
+        let table = state.jobs();
+        assert!(
+            !table.jobs.contains_key(&ids[3]),
+            "the oldest finished job goes"
+        );
+        assert!(table.jobs.contains_key(&ids[7]));
+        assert!(table.jobs.contains_key(&id));
+        assert_eq!(table.jobs.len(), JOBS_MAX);
+    }
+}

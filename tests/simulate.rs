@@ -443,3 +443,27 @@ fn the_report_renders_in_headless_chromium() {
     assert!(dom.matches("<polyline").count() >= 10);
     assert!(dom.matches("class=\"bar\"").count() >= 8);
 }
+
+#[test]
+fn the_daily_batch_policy_places_the_waiting_with_the_allocator() {
+    let text =
+        noisy_scenario(4) + "\n[policy]\nkind = \"daily_batch\"\nbatch_max_applicants = 3000\n";
+    // `run` audits conservation every day.
+    let (_, _, a) = run(&text);
+    let (_, _, b) = run(&text);
+    assert_eq!(a, b, "the same seed replays exactly");
+    for (e, s) in a.enrolled_by_site_day.iter().zip(&a.seats_by_site_day) {
+        assert!(e <= s, "{e} enrolled on {s} seats");
+    }
+    let last = a.days.last().unwrap();
+    assert!(
+        last.count(State::Delivered) > 0,
+        "bookings were made and served"
+    );
+    let (_, _, fcfs) = run(&noisy_scenario(4));
+    assert_eq!(
+        fcfs.days.last().unwrap().registered_total,
+        last.registered_total,
+        "the same demand"
+    );
+}

@@ -89,8 +89,9 @@ impl State {
 pub enum SimError {
     #[error(transparent)]
     World(#[from] WorldError),
-    #[error("the {0} policy is not available in this build")]
-    PolicyUnavailable(&'static str),
+    /// The allocator refused the day's batch (a defect: the batch is built to be valid).
+    #[error("the daily allocation failed: {0}")]
+    Allocation(String),
     #[error("conservation broken on day {day}: {detail}")]
     Audit { day: u32, detail: String },
 }
@@ -298,9 +299,6 @@ pub struct Simulation<'w> {
 
 impl<'w> Simulation<'w> {
     pub fn new(world: &'w World, scenario: &Scenario) -> Result<Self, SimError> {
-        if scenario.policy.kind == PolicyKind::DailyBatch {
-            return Err(SimError::PolicyUnavailable("daily_batch"));
-        }
         let h = world.horizon_days as usize;
         let n_sites = world.sites.len();
         let seats_by_site_day: Vec<u32> = world
@@ -397,9 +395,9 @@ impl<'w> Simulation<'w> {
     }
 
     /// Runs one day. Returns false once the horizon is over.
-    pub fn step(&mut self) -> bool {
+    pub fn step(&mut self) -> Result<bool, SimError> {
         if self.is_done() {
-            return false;
+            return Ok(false);
         }
         let today = self.day;
         let mut rec = DayRecord {
@@ -540,7 +538,10 @@ impl<'w> Simulation<'w> {
         }
 
         // 5. Booking.
-        self.book_fcfs(today);
+        match self.policy.kind {
+            PolicyKind::Fcfs => self.book_fcfs(today),
+            PolicyKind::DailyBatch => self.book_daily_batch(today)?,
+        }
 
         rec.registered_total = self.registered_total;
         rec.states = self.states;
@@ -555,7 +556,7 @@ impl<'w> Simulation<'w> {
         }
         self.out.days.push(rec);
         self.day += 1;
-        true
+        Ok(true)
     }
 
     /// The best offer for a cell: (site, day, cost), or `None` when nothing is free in reach.
@@ -650,6 +651,125 @@ impl<'w> Simulation<'w> {
                 }
             }
         }
+    }
+
+    /// The daily batch policy: everyone waiting (oldest first, at most `batch_max_applicants`)
+    /// is placed at once by the allocator (exact min-cost flow: most placed, then least
+    /// distance plus waiting cost), instead of the fastest clicker taking the nearest seat.
+    /// Applicants stay within their province (the province is the "service" both sides carry)
+    /// and within `max_distance_km`.
+    fn book_daily_batch(&mut self, today: u32) -> Result<(), SimError> {
+        use crate::engine::allocator::{
+            allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
+        };
+        let h = self.world.horizon_days;
+        let lo = today + self.policy.lead_days;
+        if lo >= h {
+            return Ok(());
+        }
+        let hi = (today + self.policy.booking_window_days).min(h - 1);
+        let mut waiting: Vec<(u32, u32, u64)> = Vec::new();
+        for (cell, map) in self.waiting.iter().enumerate() {
+            for (&reg, &n) in map {
+                waiting.push((reg, cell as u32, n));
+            }
+        }
+        waiting.sort_unstable();
+        let mut budget = u64::from(self.policy.batch_max_applicants);
+        let province_key = |p: usize| format!("p{p}");
+        let mut applicants = Vec::new();
+        for (reg, cell, n) in waiting {
+            let take = n.min(budget);
+            budget -= take;
+            let c = &self.world.cells[cell as usize];
+            for k in 0..take {
+                applicants.push(Applicant {
+                    id: format!("{cell}/{reg}/{k}"),
+                    lat: c.location.lat,
+                    lon: c.location.lon,
+                    priority: 0,
+                    max_km: None,
+                    service: Some(province_key(c.province)),
+                    registered_at: Some(i64::from(reg)),
+                    province: None,
+                });
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        if applicants.is_empty() {
+            return Ok(());
+        }
+        let offices = self
+            .world
+            .sites
+            .iter()
+            .map(|s| OfficeSite {
+                id: s.id.clone(),
+                lat: s.location.lat,
+                lon: s.location.lon,
+                services: Some(std::iter::once(province_key(s.province)).collect()),
+                stations: None,
+                province: None,
+            })
+            .collect();
+        let mut seats = Vec::new();
+        for (site, s) in self.world.sites.iter().enumerate() {
+            for day in lo..=hi {
+                let free = s.enrol_seats[day as usize] - self.booked[self.idx(site as u32, day)];
+                if free > 0 {
+                    seats.push(OfficeDaySeats {
+                        office: site,
+                        day: day - today,
+                        seats: free,
+                    });
+                }
+            }
+        }
+        let problem = AllocationProblem {
+            offices,
+            seats,
+            applicants,
+            wait_km_per_day: self.behaviour.km_per_wait_day,
+            default_max_km: Some(self.behaviour.max_distance_km),
+            lottery_seed: format!("day-{today}"),
+        };
+        let allocation = allocate(&problem, &Default::default())
+            .map_err(|e| SimError::Allocation(e.to_string()))?;
+        // (cell, registration day, site, day) → how many; ordered, so the draws below replay.
+        let mut placed: BTreeMap<(u32, u32, u32, u32), u64> = BTreeMap::new();
+        for (a, outcome) in problem.applicants.iter().zip(&allocation.outcomes) {
+            if let Outcome::Assigned(x) = outcome {
+                let mut parts = a.id.split('/');
+                let cell: u32 = parts
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("ids are cell/reg/k");
+                let reg: u32 = parts
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("ids are cell/reg/k");
+                *placed
+                    .entry((cell, reg, x.office as u32, today + x.day))
+                    .or_default() += 1;
+            }
+        }
+        for ((cell, reg, site, day), mut n) in placed {
+            if let Some(threshold) = self.behaviour.wait_threshold_days {
+                if day - today > threshold {
+                    // Offered too late for some: they decline and wait for tomorrow's run.
+                    n -= binomial(&mut self.rng, n, self.behaviour.decline_share);
+                }
+            }
+            if n == 0 {
+                continue;
+            }
+            let i = self.idx(site, day);
+            self.booked[i] += n as u32;
+            self.book(cell, site, reg, day, n);
+        }
+        Ok(())
     }
 
     /// Moves `n` waiting applicants into a booking, drawing who will cancel or reschedule.
@@ -805,7 +925,7 @@ pub fn run_world(
     progress: &mut dyn FnMut(u32, u32),
 ) -> Result<SimOutput, SimError> {
     let mut sim = Simulation::new(world, scenario)?;
-    while sim.step() {
+    while sim.step()? {
         if options.audit_every_day {
             sim.audit()?;
         }

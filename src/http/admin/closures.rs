@@ -131,6 +131,133 @@ pub async fn save_offices(state: &AppState, offices: &[Office]) -> Result<(), Pr
     Ok(())
 }
 
+/// From this many appointments at once, their new slots come from the allocator (exact
+/// min-cost flow: most moved, then least distance plus a day's wait counted as
+/// `RELOCATION_WAIT_KM_PER_DAY`); fewer are placed greedily.
+const ALLOCATOR_MIN_MOVES: usize = 8;
+const RELOCATION_WAIT_KM_PER_DAY: f64 = 10.0;
+
+/// Where each affected appointment goes, by the allocator: the candidate offices' free seats
+/// form office-days, the appointments are applicants at their old office, and the seats the
+/// allocator hands out inside an office-day map to that day's free slots in time order.
+fn plan_with_allocator(
+    state: &AppState,
+    affected: &[AppointmentRow],
+    not_before: i64,
+    excluded: &(dyn Fn(&SlotView) -> bool + Sync),
+) -> Option<Vec<Option<SlotView>>> {
+    use crate::engine::allocator::{
+        allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome as Placed,
+    };
+    let directory = state.directory();
+    let availability = state.engine.availability();
+    let first_day = iran_date(crate::http::v1::utc(not_before));
+    // Candidate offices: within reach of any affected appointment's office.
+    let origins: Vec<&Office> = affected
+        .iter()
+        .filter_map(|a| directory.get(&a.office_id))
+        .collect();
+    let candidates: Vec<&Office> = directory
+        .all()
+        .iter()
+        .filter(|o| {
+            origins
+                .iter()
+                .any(|x| x.location.distance_km(o.location) <= RELOCATION_RADIUS_KM)
+        })
+        .collect();
+    let mut offices = Vec::with_capacity(candidates.len());
+    let mut seats = Vec::new();
+    // (office index, day) → free seats of that day in start order, one entry per seat.
+    let mut seat_slots: HashMap<(usize, u32), Vec<SlotView>> = HashMap::new();
+    for (i, office) in candidates.iter().enumerate() {
+        offices.push(OfficeSite {
+            id: office.id.to_string(),
+            lat: office.location.lat,
+            lon: office.location.lon,
+            services: Some(
+                office
+                    .services
+                    .iter()
+                    .filter(|s| office.offers(**s))
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            stations: None,
+            province: None,
+        });
+        for slot in availability.earliest_free(office.id.as_str(), not_before - 1, CANDIDATE_SLOTS)
+        {
+            if excluded(&slot) {
+                continue;
+            }
+            let day = (iran_date(crate::http::v1::utc(slot.start_at)) - first_day)
+                .num_days()
+                .max(0) as u32;
+            let list = seat_slots.entry((i, day)).or_default();
+            for _ in 0..slot.free() {
+                list.push(slot.clone());
+            }
+        }
+    }
+    for (&(office, day), list) in &seat_slots {
+        seats.push(OfficeDaySeats {
+            office,
+            day,
+            seats: list.len() as u32,
+        });
+    }
+    seats.sort_by_key(|s| (s.office, s.day));
+    let applicants = affected
+        .iter()
+        .map(|a| {
+            let origin = directory.get(&a.office_id);
+            Applicant {
+                id: a.tracking_code.clone(),
+                lat: origin.map_or(0.0, |o| o.location.lat),
+                lon: origin.map_or(0.0, |o| o.location.lon),
+                priority: 0,
+                max_km: Some(if origin.is_some() {
+                    RELOCATION_RADIUS_KM
+                } else {
+                    0.0
+                }),
+                service: Some(a.service.clone()),
+                registered_at: Some(a.created_at),
+                province: None,
+            }
+        })
+        .collect();
+    let problem = AllocationProblem {
+        offices,
+        seats,
+        applicants,
+        wait_km_per_day: RELOCATION_WAIT_KM_PER_DAY,
+        default_max_km: Some(RELOCATION_RADIUS_KM),
+        lottery_seed: "relocation".to_string(),
+    };
+    let allocation = match allocate(&problem, &Default::default()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "relocation allocator failed; placing greedily");
+            return None;
+        }
+    };
+    Some(
+        allocation
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                Placed::Assigned(x) => seat_slots
+                    .get(&(x.office, x.day))
+                    .and_then(|l| l.get(x.seat as usize))
+                    .cloned(),
+                Placed::Unassigned(_) => None,
+            })
+            .collect(),
+    )
+}
+
 /// Where each affected appointment goes: a slot id, or `None` to cancel.
 fn plan(
     state: &AppState,
@@ -205,7 +332,13 @@ pub async fn relocate_all(
             break;
         }
         let last = attempt + 1 == MOVE_ATTEMPTS;
-        let targets = plan(state, &pending, not_before, excluded, &mut planned);
+        let targets = match (pending.len() >= ALLOCATOR_MIN_MOVES)
+            .then(|| plan_with_allocator(state, &pending, not_before, excluded))
+            .flatten()
+        {
+            Some(targets) => targets,
+            None => plan(state, &pending, not_before, excluded, &mut planned),
+        };
         let requests = pending
             .iter()
             .zip(&targets)

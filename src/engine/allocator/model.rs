@@ -72,6 +72,19 @@ pub struct SolverOptions {
     pub max_pivots: u64,
     /// Use the two-stage method for priority classes even when stacked penalties fit (tests).
     pub force_two_stage: bool,
+    /// The min-cost flow algorithm (both exact; cost scaling is far faster at scale).
+    pub solver: FlowSolver,
+}
+
+/// Which exact min-cost flow algorithm solves the allocation network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowSolver {
+    /// Push–relabel with ε-scaling (`cost_scaling.rs`); falls back to the simplex when the
+    /// scaled costs would not fit in i64.
+    #[default]
+    CostScaling,
+    /// The primal network simplex (`network_simplex.rs`).
+    NetworkSimplex,
 }
 
 impl Default for SolverOptions {
@@ -82,6 +95,7 @@ impl Default for SolverOptions {
             max_pricing_rounds: 1000,
             max_pivots: 2_000_000_000,
             force_two_stage: false,
+            solver: FlowSolver::default(),
         }
     }
 }

@@ -551,8 +551,8 @@ struct StageSpec {
 
 /// The flow network of a stage, in whichever exact solver the options chose.
 enum FlowNet {
-    Simplex(NetworkSimplex),
-    Scaling(CostScaling),
+    Simplex(Box<NetworkSimplex>),
+    Scaling(Box<CostScaling>),
 }
 
 impl FlowNet {
@@ -654,9 +654,13 @@ impl Context<'_> {
         let scaling = options.solver == FlowSolver::CostScaling
             && CostScaling::fits(spec.cost_bound, cycle_len_bound);
         let mut net = if scaling {
-            FlowNet::Scaling(CostScaling::new(supply, spec.cost_bound, cycle_len_bound))
+            FlowNet::Scaling(Box::new(CostScaling::new(
+                supply,
+                spec.cost_bound,
+                cycle_len_bound,
+            )))
         } else {
-            FlowNet::Simplex(NetworkSimplex::new(supply, spec.cost_bound))
+            FlowNet::Simplex(Box::new(NetworkSimplex::new(supply, spec.cost_bound)))
         };
         // A zone's arcs never carry more than its applicants: a finite capacity keeps cost
         // scaling's saturating pushes small (the simplex is left as it was).

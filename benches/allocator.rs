@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use nobat::domain::province::Province;
 use nobat::engine::allocator::{
-    allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, SolverOptions,
+    allocate, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats, OfficeSite, SolverOptions,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -112,5 +112,25 @@ fn bench_allocate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_allocate);
+/// The two exact flow solvers on the same instance (same optimum, different speed).
+fn bench_solvers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine/allocator/solver");
+    group.sample_size(10);
+    let problem = instance(10_000, 200, 30, 7);
+    group.throughput(Throughput::Elements(10_000));
+    for solver in [FlowSolver::NetworkSimplex, FlowSolver::CostScaling] {
+        let options = SolverOptions {
+            solver,
+            ..SolverOptions::default()
+        };
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{solver:?}/10000x200x30")),
+            &problem,
+            |b, p| b.iter(|| black_box(allocate(p, &options).expect("solves"))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_allocate, bench_solvers);
 criterion_main!(benches);

@@ -9,8 +9,8 @@ use good_lp::{
 };
 use nobat::domain::geo::haversine_km;
 use nobat::engine::allocator::{
-    allocate, lottery_digest, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
-    SolverOptions, UnassignedReason,
+    allocate, lottery_digest, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats, OfficeSite,
+    Outcome, SolverOptions, UnassignedReason,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -338,18 +338,109 @@ fn nearest_offices_full_forces_pricing_to_reach_further() {
         default_max_km: Some(100.0),
         lottery_seed: "s".into(),
     };
-    let options = SolverOptions {
-        candidates_per_zone: 1,
-        ..SolverOptions::default()
-    };
-    let alloc = allocate(&p, &options).unwrap();
-    let assigned = alloc
-        .outcomes
+    for solver in [FlowSolver::NetworkSimplex, FlowSolver::CostScaling] {
+        for force_two_stage in [false, true] {
+            let options = SolverOptions {
+                candidates_per_zone: 1,
+                solver,
+                force_two_stage,
+                ..SolverOptions::default()
+            };
+            let alloc = allocate(&p, &options).unwrap();
+            let assigned = alloc
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Assigned(_)))
+                .count();
+            assert_eq!(assigned, 5, "{solver:?}");
+            assert!(alloc.stats.arcs_added_by_pricing >= 4, "{solver:?}");
+        }
+    }
+}
+
+/// Assigned applicants per class, top class first.
+fn class_counts(p: &AllocationProblem, outcomes: &[Outcome], classes: &[i32]) -> Vec<i64> {
+    classes
         .iter()
-        .filter(|o| matches!(o, Outcome::Assigned(_)))
-        .count();
-    assert_eq!(assigned, 5);
-    assert!(alloc.stats.arcs_added_by_pricing >= 4);
+        .map(|&c| {
+            p.applicants
+                .iter()
+                .zip(outcomes)
+                .filter(|(a, o)| a.priority == c && matches!(o, Outcome::Assigned(_)))
+                .count() as i64
+        })
+        .collect()
+}
+
+#[test]
+fn cost_scaling_matches_the_simplex_and_the_lp() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20_260_505);
+    let (mut priced, mut two_stage, mut short) = (0, 0, 0);
+    for case in 0..150u64 {
+        let mut p = random_problem(&mut rng);
+        // A third of the cases: everyone competes for one office's few seats first, so the
+        // nearest offices are full and pricing must reach further.
+        if case % 3 == 1 && !p.offices.is_empty() {
+            let (lat, lon) = (p.offices[0].lat, p.offices[0].lon);
+            for a in p.applicants.iter_mut().step_by(2) {
+                a.lat = lat + 0.001;
+                a.lon = lon;
+            }
+        }
+        let force_two_stage = case % 2 == 0;
+        let base = SolverOptions {
+            candidates_per_zone: rng.gen_range(1..4),
+            force_two_stage,
+            ..SolverOptions::default()
+        };
+        let simplex = allocate(
+            &p,
+            &SolverOptions {
+                solver: FlowSolver::NetworkSimplex,
+                ..base
+            },
+        )
+        .unwrap_or_else(|e| panic!("case {case} simplex: {e}"));
+        let scaling = allocate(
+            &p,
+            &SolverOptions {
+                solver: FlowSolver::CostScaling,
+                ..base
+            },
+        )
+        .unwrap_or_else(|e| panic!("case {case} cost scaling: {e}"));
+        check_feasible(&p, &scaling.outcomes);
+        let mut classes: Vec<i32> = p
+            .applicants
+            .iter()
+            .map(|a| a.priority)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        classes.reverse();
+        let (lp_counts, lp_cost) = lp_optimum(&p, &classes);
+        let ours = class_counts(&p, &scaling.outcomes, &classes);
+        assert_eq!(ours, lp_counts, "case {case}: assigned per class vs LP");
+        assert_eq!(
+            scaling.stats.total_cost_m, lp_cost,
+            "case {case}: cost vs LP"
+        );
+        assert_eq!(
+            ours,
+            class_counts(&p, &simplex.outcomes, &classes),
+            "case {case}: assigned per class vs simplex"
+        );
+        assert_eq!(
+            scaling.stats.total_cost_m, simplex.stats.total_cost_m,
+            "case {case}: cost vs simplex"
+        );
+        priced += usize::from(scaling.stats.arcs_added_by_pricing > 0);
+        two_stage += usize::from(force_two_stage && scaling.stats.priority_classes > 1);
+        short += usize::from(ours.iter().sum::<i64>() < p.applicants.len() as i64);
+    }
+    assert!(priced >= 10, "pricing added arcs in only {priced} cases");
+    assert!(two_stage >= 20, "{two_stage} multi-class two-stage cases");
+    assert!(short >= 30, "{short} cases with someone unassigned");
 }
 
 #[test]

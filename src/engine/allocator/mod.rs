@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock; the lottery seed is an input. Entry point: [`allocate`]; the method
 //! (zones, candidate arcs with pricing, the lexicographic objective) is described in `solve.rs`.
 
+pub mod cost_scaling;
 mod model;
 pub mod network_simplex;
 mod seating;
@@ -11,8 +12,8 @@ pub mod spatial;
 mod summary;
 
 pub use model::{
-    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, OfficeDaySeats,
-    OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
+    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, FlowSolver,
+    OfficeDaySeats, OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
 };
 pub use seating::{lottery_digest, lottery_digests, seat_order};
 pub use solve::{allocate, allocate_observed, Phase};

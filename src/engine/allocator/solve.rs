@@ -38,11 +38,13 @@ use std::collections::{HashMap, HashSet};
 
 use crate::domain::geo::{haversine_km, EARTH_RADIUS_KM};
 
+use super::cost_scaling::CostScaling;
+use super::model::FlowSolver;
 use super::model::{
     Allocation, AllocationError, AllocationProblem, Assignment, Outcome, SolveStats, SolverOptions,
     UnassignedReason,
 };
-use super::network_simplex::{NetworkSimplex, CAPACITY_UNBOUNDED};
+use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::seating::{lottery_digests, seat_order};
 use super::spatial::{unit_vector, OfficeIndex};
 
@@ -434,7 +436,7 @@ pub fn allocate_observed(
         }
     };
     stats.arcs = final_net.net.arc_count();
-    stats.pivots = final_net.net.pivots();
+    stats.pivots = final_net.net.work();
 
     // Flows back to applicants.
     let mut zone_flows: Vec<(u32, i64, u32, i64)> = Vec::new(); // (zone, distance, office, flow)
@@ -547,8 +549,59 @@ struct StageSpec {
     cost_bound: i64,
 }
 
+/// The flow network of a stage, in whichever exact solver the options chose.
+enum FlowNet {
+    Simplex(Box<NetworkSimplex>),
+    Scaling(Box<CostScaling>),
+}
+
+impl FlowNet {
+    fn add_arc(&mut self, u: usize, v: usize, cap: i64, cost: i64) -> Result<usize, FlowError> {
+        match self {
+            FlowNet::Simplex(n) => n.add_arc(u, v, cap, cost),
+            FlowNet::Scaling(n) => n.add_arc(u, v, cap, cost),
+        }
+    }
+
+    fn solve(&mut self, max_work: u64) -> Result<(), FlowError> {
+        match self {
+            FlowNet::Simplex(n) => n.solve(max_work),
+            FlowNet::Scaling(n) => n.solve(max_work),
+        }
+    }
+
+    fn flow(&self, arc: usize) -> i64 {
+        match self {
+            FlowNet::Simplex(n) => n.flow(arc),
+            FlowNet::Scaling(n) => n.flow(arc),
+        }
+    }
+
+    fn potential(&self, node: usize) -> i64 {
+        match self {
+            FlowNet::Simplex(n) => n.potential(node),
+            FlowNet::Scaling(n) => n.potential(node),
+        }
+    }
+
+    fn arc_count(&self) -> usize {
+        match self {
+            FlowNet::Simplex(n) => n.arc_count(),
+            FlowNet::Scaling(n) => n.arc_count(),
+        }
+    }
+
+    /// Simplex pivots, or pushes and relabels.
+    fn work(&self) -> u64 {
+        match self {
+            FlowNet::Simplex(n) => n.pivots(),
+            FlowNet::Scaling(n) => n.work(),
+        }
+    }
+}
+
 struct StageNet {
-    net: NetworkSimplex,
+    net: FlowNet,
     candidate_arc: Vec<usize>,
     day_arc: Vec<usize>,
     class_to_sink: Vec<usize>,
@@ -595,14 +648,36 @@ impl Context<'_> {
             total += supply[i];
         }
         supply[sink] = -total;
-        let mut net = NetworkSimplex::new(supply, spec.cost_bound);
+        // Zones are never adjacent, so a simple residual cycle has at most two arcs per
+        // non-zone node (offices, classes, the sink).
+        let cycle_len_bound = 2 * (self.offices + self.class_count + 1);
+        let scaling = options.solver == FlowSolver::CostScaling
+            && CostScaling::fits(spec.cost_bound, cycle_len_bound);
+        let mut net = if scaling {
+            FlowNet::Scaling(Box::new(CostScaling::new(
+                supply,
+                spec.cost_bound,
+                cycle_len_bound,
+            )))
+        } else {
+            FlowNet::Simplex(Box::new(NetworkSimplex::new(supply, spec.cost_bound)))
+        };
+        // A zone's arcs never carry more than its applicants: a finite capacity keeps cost
+        // scaling's saturating pushes small (the simplex is left as it was).
+        let zone_cap = |z: u32| {
+            if scaling {
+                self.zones[z as usize].count
+            } else {
+                CAPACITY_UNBOUNDED
+            }
+        };
         let arc_cost = |c: &CandidateArc| if spec.travel_costs { c.distance_m } else { 0 };
         let mut candidate_arc = Vec::with_capacity(candidates.len());
         for c in candidates.iter() {
             candidate_arc.push(net.add_arc(
                 node_of_zone[c.zone as usize] as usize,
                 office_node(c.office),
-                CAPACITY_UNBOUNDED,
+                zone_cap(c.zone),
                 arc_cost(c),
             )?);
         }
@@ -617,7 +692,7 @@ impl Context<'_> {
         }
         for (i, &z) in self.active.iter().enumerate() {
             let c = self.class_of_zone[z as usize];
-            net.add_arc(i, class_node(c), CAPACITY_UNBOUNDED, spec.penalties[c])?;
+            net.add_arc(i, class_node(c), zone_cap(z), spec.penalties[c])?;
         }
         let mut class_to_sink = Vec::with_capacity(self.class_count);
         for c in 0..self.class_count {
@@ -640,7 +715,7 @@ impl Context<'_> {
                 candidate_arc.push(net.add_arc(
                     node_of_zone[c.zone as usize] as usize,
                     office_node(c.office),
-                    CAPACITY_UNBOUNDED,
+                    zone_cap(c.zone),
                     arc_cost(&c),
                 )?);
                 candidates.push(c);
@@ -656,12 +731,7 @@ impl Context<'_> {
     }
 
     /// Omitted arcs with negative reduced cost under the current potentials.
-    fn price(
-        &self,
-        net: &NetworkSimplex,
-        travel_costs: bool,
-        node_of_zone: &[u32],
-    ) -> Vec<CandidateArc> {
+    fn price(&self, net: &FlowNet, travel_costs: bool, node_of_zone: &[u32]) -> Vec<CandidateArc> {
         let za = self.active.len();
         let office_pi = |o: usize| net.potential(za + o);
         // Highest office potential per service index: no omitted arc can beat it.

@@ -111,7 +111,7 @@ impl App {
             );
         }
         let scenario = crate::seed::load_scenario(settings.scenario.as_deref())?;
-        let holidays = crate::seed::holidays_for(&scenario)?;
+        let holidays = scenario.holidays();
         let store = Store::connect(&settings.store).await?;
         store
             .sync_catalogue(Service::catalogue(), FeeSchedule::builtin())

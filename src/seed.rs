@@ -24,21 +24,6 @@ pub fn load_scenario(path: Option<&Path>) -> anyhow::Result<Scenario> {
     })
 }
 
-/// The national holiday table plus the scenario's own closures.
-pub fn holidays_for(scenario: &Scenario) -> anyhow::Result<HolidayCalendar> {
-    let mut holidays = HolidayCalendar::builtin().clone();
-    for h in &scenario.calendar.holidays {
-        if holidays.is_holiday(h.date).is_none() {
-            holidays.add(
-                crate::domain::JalaliDate::from_gregorian(h.date),
-                &h.name,
-                &h.name,
-            )?;
-        }
-    }
-    Ok(holidays)
-}
-
 /// Writes the scenario's office network into an empty database. Returns whether it did.
 pub async fn seed_if_empty(
     store: &Store,

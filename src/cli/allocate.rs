@@ -213,7 +213,7 @@ pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
     }
     if let Some(path) = &args.scenario {
         let scenario = crate::scenario::Scenario::load(path)?;
-        let holidays = crate::seed::holidays_for(&scenario)?;
+        let holidays = scenario.holidays();
         return Ok(crate::scenario::allocation::allocation_problem(
             &scenario,
             &holidays,

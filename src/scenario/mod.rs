@@ -25,7 +25,7 @@ use crate::domain::{GeoPoint, OfficeId, OfficeKind, Province, ServiceCode};
 pub use citizens::{
     write_citizens_csv, CitizenGenerator, CitizenRecord, CivilRegistry, SyntheticRegistry,
 };
-pub use network::{write_network_csv, NetworkSummary};
+pub use network::{largest_remainder, write_network_csv, NetworkSummary};
 pub use simulation::{
     Behaviour, CapacityChange, ChangeTarget, DemandSpec, MobileLeg, PlanSpec, Policy, PolicyKind,
     Surge, SurgeShape,
@@ -353,6 +353,24 @@ impl Scenario {
     }
 
     /// The office network: listed offices as given, or the generated network.
+    /// The national holiday table plus this scenario's own closures. A scenario holiday on a
+    /// day that is already a holiday adds nothing.
+    pub fn holidays(&self) -> crate::domain::calendar::HolidayCalendar {
+        let mut holidays = crate::domain::calendar::HolidayCalendar::builtin().clone();
+        for h in &self.calendar.holidays {
+            if holidays.is_holiday(h.date).is_none() {
+                // Two scenario holidays on one date: the second adds nothing, so its refusal
+                // is not an error.
+                let _ = holidays.add(
+                    crate::domain::JalaliDate::from_gregorian(h.date),
+                    &h.name,
+                    &h.name,
+                );
+            }
+        }
+        holidays
+    }
+
     pub fn generate_network(&self) -> Vec<crate::domain::Office> {
         network::generate(self)
     }

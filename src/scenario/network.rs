@@ -71,7 +71,7 @@ fn standard_calendar(thursday: ThursdayRule, closures: Vec<Closure>) -> OfficeCa
 
 /// Splits `total` in proportion to `weights` by the largest-remainder method; ties go to the
 /// earlier index so the result is deterministic.
-pub(crate) fn largest_remainder(total: u64, weights: &[f64]) -> Vec<u64> {
+pub fn largest_remainder(total: u64, weights: &[f64]) -> Vec<u64> {
     let sum: f64 = weights.iter().sum();
     if weights.is_empty() || sum <= 0.0 {
         return vec![0; weights.len()];

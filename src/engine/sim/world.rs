@@ -8,7 +8,7 @@ use crate::domain::calendar::{
     Closure, ExtraOpening, HolidayCalendar, OfficeCalendar, ThursdayOverride,
 };
 use crate::domain::geo::EARTH_RADIUS_KM;
-use crate::domain::{GeoPoint, JalaliDate, Office, OfficeKind, Province};
+use crate::domain::{GeoPoint, Office, OfficeKind, Province};
 use crate::scenario::{CapacityChange, ChangeTarget, Scenario, Town};
 
 /// Most candidate sites an applicant cell weighs (nearest first): enough for every office of
@@ -83,36 +83,10 @@ pub enum WorldError {
 
 /// The national holiday table plus the scenario's own closures (as the server combines them).
 pub fn holidays_for(scenario: &Scenario) -> HolidayCalendar {
-    let mut holidays = HolidayCalendar::builtin().clone();
-    for h in &scenario.calendar.holidays {
-        if holidays.is_holiday(h.date).is_none() {
-            // A second scenario holiday on the same date adds nothing; ignore the refusal.
-            let _ = holidays.add(JalaliDate::from_gregorian(h.date), &h.name, &h.name);
-        }
-    }
-    holidays
+    scenario.holidays()
 }
 
-/// Splits `total` in proportion to `weights` (largest remainder, ties to the earlier index).
-pub fn largest_remainder(total: u64, weights: &[f64]) -> Vec<u64> {
-    let sum: f64 = weights.iter().sum();
-    if weights.is_empty() || sum <= 0.0 {
-        return vec![0; weights.len()];
-    }
-    let quotas: Vec<f64> = weights.iter().map(|w| total as f64 * w / sum).collect();
-    let mut counts: Vec<u64> = quotas.iter().map(|q| q.floor() as u64).collect();
-    let assigned: u64 = counts.iter().sum();
-    let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by(|&a, &b| {
-        let ra = quotas[a] - quotas[a].floor();
-        let rb = quotas[b] - quotas[b].floor();
-        rb.total_cmp(&ra).then(a.cmp(&b))
-    });
-    for &i in order.iter().take(total.saturating_sub(assigned) as usize) {
-        counts[i] += 1;
-    }
-    counts
-}
+pub use crate::scenario::largest_remainder;
 
 fn offset_km(from: GeoPoint, north_km: f64, east_km: f64) -> GeoPoint {
     let km_per_degree = EARTH_RADIUS_KM * std::f64::consts::PI / 180.0;

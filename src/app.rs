@@ -173,14 +173,47 @@ impl App {
                 every,
             )
         });
-        // The limiter keeps a cell per applicant seen; forget the idle ones every minute.
+        // Housekeeping: every minute the limiter forgets idle applicants; every hour the booking
+        // window rolls on (tomorrow's slots are opened, the view drops yesterday's), so a
+        // server that runs for weeks keeps `booking_horizon_days` of slots open.
         let limiter = state.limiter.clone();
+        let roll = (
+            state.clone(),
+            deps.clock.clone(),
+            settings.booking_horizon_days,
+        );
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+            tick.tick().await;
+            for minute in 1u64.. {
                 tick.tick().await;
                 limiter.retain_recent();
                 limiter.shrink_to_fit();
+                if minute % 60 == 0 {
+                    let (state, clock, days) = &roll;
+                    let today = iran_date(clock.now());
+                    let directory = state.directory();
+                    match crate::seed::materialise_slots(
+                        &state.store,
+                        directory.all(),
+                        &state.holidays,
+                        today,
+                        *days,
+                    )
+                    .await
+                    {
+                        Ok(added) => {
+                            if let Err(e) = state.engine.refresh().await {
+                                tracing::warn!(error = %e, "rolling the booking window: refresh failed");
+                            } else if added > 0 {
+                                tracing::info!(slots_added = added, "booking window rolled on");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rolling the booking window failed; will retry")
+                        }
+                    }
+                }
             }
         });
         Ok(App {

@@ -117,3 +117,46 @@ on_both_backends!(
     planner_endpoints_run_a_posted_scenario,
     super::planner_endpoints_are_mounted_with_a_token
 );
+
+async fn the_booking_window_rolls_on(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let office = app.state.directory().all()[0].clone();
+    let last_open = |app: &TestApp| {
+        app.state
+            .engine
+            .availability()
+            .range(office.id.as_str(), 0, i64::MAX, 100_000)
+            .last()
+            .map(|s| s.start_at)
+            .unwrap()
+    };
+    let before = last_open(&app);
+    // Ten days later the hourly roll opens ten more days.
+    app.clock.advance(chrono::Duration::days(10));
+    let today = nobat::domain::time::iran_date(nobat::domain::time::Clock::now(app.clock.as_ref()));
+    let directory = app.state.directory();
+    let added =
+        nobat::seed::materialise_slots(&app.store, directory.all(), &app.state.holidays, today, 30)
+            .await
+            .unwrap();
+    assert!(added > 0);
+    app.state.engine.refresh().await.unwrap();
+    let after = last_open(&app);
+    assert!(
+        after - before >= 8 * 86_400,
+        "the window moved on by about ten days ({} s)",
+        after - before
+    );
+    // Running it again adds nothing.
+    assert_eq!(
+        nobat::seed::materialise_slots(&app.store, directory.all(), &app.state.holidays, today, 30)
+            .await
+            .unwrap(),
+        0
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    the_booking_window_rolls_on_and_is_idempotent,
+    super::the_booking_window_rolls_on
+);

@@ -25,7 +25,6 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use problem::Problem;
@@ -85,6 +84,26 @@ impl AppState {
     }
 }
 
+/// Answers 503 problem+json with `Retry-After` when a request runs past [`REQUEST_TIMEOUT`]
+/// (its work is dropped: nothing is acknowledged that did not commit).
+async fn time_limit(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut p = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; retry shortly",
+            );
+            p.retry_after_secs = Some(problem::RETRY_AFTER_SECS);
+            axum::response::IntoResponse::into_response(p)
+        }
+    }
+}
+
 /// The API routes behind the in-flight limit; probes and metrics stay outside it so that an
 /// overloaded server still reports on itself.
 fn api_routes(max_in_flight: usize) -> Router<AppState> {
@@ -129,9 +148,6 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Problem::internal())
         }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(axum::middleware::from_fn(time_limit))
         .layer(TraceLayer::new_for_http())
 }

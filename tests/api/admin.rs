@@ -5,18 +5,11 @@
 use serde_json::{json, Value};
 
 use crate::applicant::{eligible_citizens, nearest_offices};
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{scalar, TestApp, TestDb};
 use crate::on_both_backends;
 use crate::races::assert_seats_consistent;
 use crate::staff::{spawn, ADMIN_TOKEN};
 use nobat::store::Store;
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-    }
-}
 
 /// Monday 2 Mehr 1403 in Tehran, as Unix seconds [start, end).
 const MONDAY: (i64, i64) = (1_727_037_000, 1_727_123_400);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::TestDb;
+use crate::helpers::{scalar, TestDb};
 use crate::on_both_backends;
 use crate::races::assert_seats_consistent;
 use nobat::scenario::Scenario;
@@ -71,13 +71,6 @@ async fn post(
     let r = req.send().await?;
     let status = r.status().as_u16();
     Ok((status, r.json().await.unwrap_or(Value::Null)))
-}
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-    }
 }
 
 async fn kill_nine_while_confirming(db: &TestDb) {

@@ -190,3 +190,32 @@ impl TestApp {
         }
     }
 }
+
+/// Runs a raw statement, as a hand-written SQL session would.
+pub async fn try_exec(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
+    match store {
+        Store::Sqlite(pool) => sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Store::Postgres(pool) => sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+}
+
+/// Runs a raw statement that must succeed.
+pub async fn exec(store: &Store, sql: &str) {
+    try_exec(store, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The one integer a raw query returns.
+pub async fn scalar(store: &Store, sql: &str) -> i64 {
+    match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}

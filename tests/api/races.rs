@@ -6,25 +6,11 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::applicant::{eligible_citizens, Ready};
-use crate::helpers::{test_clock, TestApp, TestDb};
+use crate::helpers::{exec, scalar, test_clock, TestApp, TestDb};
 use crate::on_both_backends;
 use nobat::store::Store;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-shared";
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-    }
-}
-
-async fn exec(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()).unwrap(),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()).unwrap(),
-    }
-}
 
 /// Every slot within capacity, and every taken seat backed by a live hold or an active appointment.
 pub async fn assert_seats_consistent(store: &Store) {

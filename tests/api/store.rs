@@ -1,53 +1,32 @@
 //! The database itself refuses what must never happen, whatever the code above it does.
 
-use crate::helpers::TestDb;
+use crate::helpers::{scalar, try_exec, TestDb};
 use crate::on_both_backends;
 use nobat::store::Store;
 
-/// Runs a raw statement, as a hand-written SQL session would.
-async fn exec(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-        Store::Postgres(pool) => sqlx::query(sql)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()),
-    }
-}
-
-async fn scalar(store: &Store, sql: &str) -> i64 {
-    match store {
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-    }
-}
-
 async fn fixture(store: &Store) {
-    exec(store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await.unwrap();
-    exec(store, "INSERT INTO offices (id, name, kind, province, city, area_code, lat, lon, stations, services, calendar_json, updated_at) \
+    try_exec(store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await.unwrap();
+    try_exec(store, "INSERT INTO offices (id, name, kind, province, city, area_code, lat, lon, stations, services, calendar_json, updated_at) \
                  VALUES ('021-0001', 'Office 1', 'pishkhan', 'tehran', 'Tehran', '021', 35.7, 51.4, 2, 'first_issuance', '{}', 0)").await.unwrap();
-    exec(store, "INSERT INTO slots (office_id, start_at, duration_minutes, capacity) VALUES ('021-0001', 1700000000, 15, 2)").await.unwrap();
-    exec(store, "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('a1', '0499370899', 'first_issuance', '{}', TRUE, 0)").await.unwrap();
-    exec(store, "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('a2', '0499370899', 'first_issuance', '{}', TRUE, 0)").await.unwrap();
+    try_exec(store, "INSERT INTO slots (office_id, start_at, duration_minutes, capacity) VALUES ('021-0001', 1700000000, 15, 2)").await.unwrap();
+    try_exec(store, "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('a1', '0499370899', 'first_issuance', '{}', TRUE, 0)").await.unwrap();
+    try_exec(store, "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('a2', '0499370899', 'first_issuance', '{}', TRUE, 0)").await.unwrap();
 }
 
 async fn slot_capacity_is_a_check(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
     assert_eq!(
-        exec(&store, "UPDATE slots SET taken = 2 WHERE id = 1")
+        try_exec(&store, "UPDATE slots SET taken = 2 WHERE id = 1")
             .await
             .unwrap(),
         1
     );
-    let over = exec(&store, "UPDATE slots SET taken = 3 WHERE id = 1").await;
+    let over = try_exec(&store, "UPDATE slots SET taken = 3 WHERE id = 1").await;
     assert!(over.is_err(), "writing a slot past capacity must fail");
-    let negative = exec(&store, "UPDATE slots SET taken = -1 WHERE id = 1").await;
+    let negative = try_exec(&store, "UPDATE slots SET taken = -1 WHERE id = 1").await;
     assert!(negative.is_err(), "a negative count must fail");
-    let shrink = exec(&store, "UPDATE slots SET capacity = 1 WHERE id = 1").await;
+    let shrink = try_exec(&store, "UPDATE slots SET capacity = 1 WHERE id = 1").await;
     assert!(
         shrink.is_err(),
         "capacity cannot drop below the seats taken"
@@ -77,23 +56,31 @@ async fn one_active_appointment_per_code_and_service(db: &TestDb) {
              VALUES ('{code}', 1, '021-0001', 1700000000, '{app}', '0499370899', 'first_issuance', '{status}', 0, 0)"
         )
     };
-    exec(&store, &insert("T1", "a1", "booked")).await.unwrap();
+    try_exec(&store, &insert("T1", "a1", "booked"))
+        .await
+        .unwrap();
     assert!(
-        exec(&store, &insert("T2", "a2", "booked")).await.is_err(),
+        try_exec(&store, &insert("T2", "a2", "booked"))
+            .await
+            .is_err(),
         "a second active appointment must fail"
     );
     // Cancelled and past appointments do not count as active.
-    exec(&store, &insert("T3", "a2", "cancelled"))
+    try_exec(&store, &insert("T3", "a2", "cancelled"))
         .await
         .unwrap();
-    exec(&store, &insert("T4", "a2", "enrolled")).await.unwrap();
-    exec(
+    try_exec(&store, &insert("T4", "a2", "enrolled"))
+        .await
+        .unwrap();
+    try_exec(
         &store,
         "UPDATE appointments SET status = 'cancelled' WHERE tracking_code = 'T1'",
     )
     .await
     .unwrap();
-    exec(&store, &insert("T5", "a2", "booked")).await.unwrap();
+    try_exec(&store, &insert("T5", "a2", "booked"))
+        .await
+        .unwrap();
 }
 on_both_backends!(
     two_active_appointments_for_one_code_and_service_fail,
@@ -109,9 +96,9 @@ async fn one_live_hold_per_citizen(db: &TestDb) {
              VALUES ('{id}', 1, 'a1', '0499370899', 'first_issuance', '{status}', 0, 600)"
         )
     };
-    exec(&store, &hold("h1", "live")).await.unwrap();
-    assert!(exec(&store, &hold("h2", "live")).await.is_err());
-    exec(&store, &hold("h3", "expired")).await.unwrap();
+    try_exec(&store, &hold("h1", "live")).await.unwrap();
+    assert!(try_exec(&store, &hold("h2", "live")).await.is_err());
+    try_exec(&store, &hold("h3", "expired")).await.unwrap();
 }
 on_both_backends!(
     two_live_holds_for_one_citizen_fail,
@@ -130,10 +117,10 @@ async fn events_are_append_only(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert!(exec(&store, "UPDATE events SET kind = 'forged'")
+    assert!(try_exec(&store, "UPDATE events SET kind = 'forged'")
         .await
         .is_err());
-    assert!(exec(&store, "DELETE FROM events").await.is_err());
+    assert!(try_exec(&store, "DELETE FROM events").await.is_err());
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM events").await, 1);
 }
 on_both_backends!(the_event_log_refuses_edits, super::events_are_append_only);

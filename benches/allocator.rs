@@ -112,13 +112,17 @@ fn bench_allocate(c: &mut Criterion) {
     group.finish();
 }
 
-/// The two exact flow solvers on the same instance (same optimum, different speed).
+/// The three exact flow solvers on the same instance (same optimum, different speed).
 fn bench_solvers(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine/allocator/solver");
     group.sample_size(10);
     let problem = instance(10_000, 200, 30, 7);
     group.throughput(Throughput::Elements(10_000));
-    for solver in [FlowSolver::NetworkSimplex, FlowSolver::CostScaling] {
+    for solver in [
+        FlowSolver::NetworkSimplex,
+        FlowSolver::CostScaling,
+        FlowSolver::OfficePaths,
+    ] {
         let options = SolverOptions {
             solver,
             ..SolverOptions::default()

@@ -338,7 +338,11 @@ fn nearest_offices_full_forces_pricing_to_reach_further() {
         default_max_km: Some(100.0),
         lottery_seed: "s".into(),
     };
-    for solver in [FlowSolver::NetworkSimplex, FlowSolver::CostScaling] {
+    for solver in [
+        FlowSolver::NetworkSimplex,
+        FlowSolver::CostScaling,
+        FlowSolver::OfficePaths,
+    ] {
         for force_two_stage in [false, true] {
             let options = SolverOptions {
                 candidates_per_zone: 1,
@@ -373,7 +377,7 @@ fn class_counts(p: &AllocationProblem, outcomes: &[Outcome], classes: &[i32]) ->
 }
 
 #[test]
-fn cost_scaling_matches_the_simplex_and_the_lp() {
+fn all_three_solvers_match_each_other_and_the_lp() {
     let mut rng = ChaCha8Rng::seed_from_u64(20_260_505);
     let (mut priced, mut two_stage, mut short) = (0, 0, 0);
     for case in 0..150u64 {
@@ -410,6 +414,15 @@ fn cost_scaling_matches_the_simplex_and_the_lp() {
         )
         .unwrap_or_else(|e| panic!("case {case} cost scaling: {e}"));
         check_feasible(&p, &scaling.outcomes);
+        let paths = allocate(
+            &p,
+            &SolverOptions {
+                solver: FlowSolver::OfficePaths,
+                ..base
+            },
+        )
+        .unwrap_or_else(|e| panic!("case {case} office paths: {e}"));
+        check_feasible(&p, &paths.outcomes);
         let mut classes: Vec<i32> = p
             .applicants
             .iter()
@@ -433,6 +446,15 @@ fn cost_scaling_matches_the_simplex_and_the_lp() {
         assert_eq!(
             scaling.stats.total_cost_m, simplex.stats.total_cost_m,
             "case {case}: cost vs simplex"
+        );
+        assert_eq!(
+            ours,
+            class_counts(&p, &paths.outcomes, &classes),
+            "case {case}: assigned per class, office paths vs LP"
+        );
+        assert_eq!(
+            paths.stats.total_cost_m, lp_cost,
+            "case {case}: cost, office paths vs LP"
         );
         priced += usize::from(scaling.stats.arcs_added_by_pricing > 0);
         two_stage += usize::from(force_two_stage && scaling.stats.priority_classes > 1);
@@ -529,7 +551,7 @@ fn higher_priority_class_wins_the_last_seat() {
 mod csv_input {
     use std::path::{Path, PathBuf};
 
-    use nobat::cli::allocate::{load_problem, AllocateArgs};
+    use nobat::cli::allocate::{load_problem, AllocateArgs, SolverChoice};
 
     const OFFICES: &str = "office_id,lat,lon,province,services\nO1,35.70,51.40,tehran,first_issuance\nO2,35.80,51.50,tehran,\n";
     const CAPACITY: &str = "office_id,day,seats\nO1,0,2\nO1,1,3\nO2,0,1\n";
@@ -550,6 +572,7 @@ mod csv_input {
             wait_km_per_day: 5.0,
             seed: "s".into(),
             candidates_per_zone: 4,
+            solver: SolverChoice::OfficePaths,
             out: dir.join("out.csv"),
             report: None,
         }

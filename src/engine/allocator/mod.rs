@@ -6,6 +6,7 @@
 pub mod cost_scaling;
 mod model;
 pub mod network_simplex;
+pub mod office_paths;
 mod seating;
 mod solve;
 pub mod spatial;

@@ -86,6 +86,10 @@ pub enum FlowSolver {
     /// Push–relabel with ε-scaling (`cost_scaling.rs`); falls back to the simplex when the
     /// scaled costs would not fit in i64.
     CostScaling,
+    /// Successive shortest paths searched over offices rather than zones
+    /// (`office_paths.rs`): built for this network's shape (many zones, few offices). Fastest
+    /// on the first restricted model; its warm re-solves after pricing are the slow part.
+    OfficePaths,
 }
 
 impl Default for SolverOptions {

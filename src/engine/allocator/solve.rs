@@ -45,6 +45,7 @@ use super::model::{
     UnassignedReason,
 };
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
+use super::office_paths::OfficePaths;
 use super::seating::{lottery_digests, seat_order};
 use super::spatial::{unit_vector, OfficeIndex};
 
@@ -553,6 +554,7 @@ struct StageSpec {
 enum FlowNet {
     Simplex(Box<NetworkSimplex>),
     Scaling(Box<CostScaling>),
+    Paths(Box<OfficePaths>),
 }
 
 impl FlowNet {
@@ -560,6 +562,7 @@ impl FlowNet {
         match self {
             FlowNet::Simplex(n) => n.add_arc(u, v, cap, cost),
             FlowNet::Scaling(n) => n.add_arc(u, v, cap, cost),
+            FlowNet::Paths(n) => n.add_arc(u, v, cap, cost),
         }
     }
 
@@ -567,6 +570,7 @@ impl FlowNet {
         match self {
             FlowNet::Simplex(n) => n.solve(max_work),
             FlowNet::Scaling(n) => n.solve(max_work),
+            FlowNet::Paths(n) => n.solve(max_work),
         }
     }
 
@@ -574,6 +578,7 @@ impl FlowNet {
         match self {
             FlowNet::Simplex(n) => n.flow(arc),
             FlowNet::Scaling(n) => n.flow(arc),
+            FlowNet::Paths(n) => n.flow(arc),
         }
     }
 
@@ -581,6 +586,7 @@ impl FlowNet {
         match self {
             FlowNet::Simplex(n) => n.potential(node),
             FlowNet::Scaling(n) => n.potential(node),
+            FlowNet::Paths(n) => n.potential(node),
         }
     }
 
@@ -588,14 +594,16 @@ impl FlowNet {
         match self {
             FlowNet::Simplex(n) => n.arc_count(),
             FlowNet::Scaling(n) => n.arc_count(),
+            FlowNet::Paths(n) => n.arc_count(),
         }
     }
 
-    /// Simplex pivots, or pushes and relabels.
+    /// Simplex pivots, pushes and relabels, or settled search nodes.
     fn work(&self) -> u64 {
         match self {
             FlowNet::Simplex(n) => n.pivots(),
             FlowNet::Scaling(n) => n.work(),
+            FlowNet::Paths(n) => n.work(),
         }
     }
 }
@@ -653,7 +661,14 @@ impl Context<'_> {
         let cycle_len_bound = 2 * (self.offices + self.class_count + 1);
         let scaling = options.solver == FlowSolver::CostScaling
             && CostScaling::fits(spec.cost_bound, cycle_len_bound);
-        let mut net = if scaling {
+        let mut net = if options.solver == FlowSolver::OfficePaths {
+            FlowNet::Paths(Box::new(OfficePaths::new(
+                supply,
+                za,
+                self.offices,
+                self.class_count,
+            )))
+        } else if scaling {
             FlowNet::Scaling(Box::new(CostScaling::new(
                 supply,
                 spec.cost_bound,

@@ -371,7 +371,7 @@ impl OfficePaths {
             zone_out[c.zone as usize] += f;
             office_in[c.office as usize] += f;
         }
-        for z in 0..self.zones {
+        for (z, &sent) in zone_out.iter().enumerate() {
             if self.zone_class[z] == NONE {
                 if self.supply[z] != 0 {
                     return fail(format!("zone {z} has no class arc"));
@@ -382,11 +382,8 @@ impl OfficePaths {
             let rc = self.zone_penalty[z] + self.zone_pi[z] - self.pi[self.offices + c];
             check("unassigned arc", rc, self.unassigned[z], CAPACITY_UNBOUNDED)?;
             class_in[c] += self.unassigned[z];
-            if zone_out[z] != self.supply[z] {
-                return fail(format!(
-                    "zone {z} sends {} of {}",
-                    zone_out[z], self.supply[z]
-                ));
+            if sent != self.supply[z] {
+                return fail(format!("zone {z} sends {sent} of {}", self.supply[z]));
             }
         }
         for (i, d) in self.days.iter().enumerate() {
@@ -397,10 +394,10 @@ impl OfficePaths {
         if office_in != office_out {
             return fail("office flow is not conserved".into());
         }
-        for c in 0..self.classes {
+        for (c, &received) in class_in.iter().enumerate() {
             let rc = self.pi[self.offices + c] - self.pi[t];
             check("class arc", rc, self.class_flow[c], self.class_cap[c])?;
-            if class_in[c] != self.class_flow[c] {
+            if received != self.class_flow[c] {
                 return fail(format!("class {c} flow is not conserved"));
             }
         }
@@ -1111,7 +1108,10 @@ mod tests {
     fn shapes_outside_the_allocation_network_are_refused() {
         let mut net = OfficePaths::new(vec![1, 0, 0, -1], 1, 1, 1);
         assert!(net.add_arc(2, 1, 1, 0).is_err(), "class to office");
-        assert!(net.add_arc(0, 1, CAPACITY_UNBOUNDED, -1).is_err(), "negative cost");
+        assert!(
+            net.add_arc(0, 1, CAPACITY_UNBOUNDED, -1).is_err(),
+            "negative cost"
+        );
         assert!(net.add_arc(1, 1, 1, 0).is_err(), "office to office");
         // A zone without a class arc cannot be routed.
         net.add_arc(0, 1, CAPACITY_UNBOUNDED, 1).unwrap();

@@ -159,7 +159,7 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
     store
         .run_batch(keys, &extras, |state, stored| {
             let mut pending = Vec::with_capacity(jobs.len());
-            let mut requests = Vec::with_capacity(jobs.len());
+            let mut requests: Vec<&Request> = Vec::with_capacity(jobs.len());
             let mut first_in_batch: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
             for (i, job) in jobs.iter().enumerate() {
                 if let Some(k) = &job.idempotency {
@@ -189,14 +189,19 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                     );
                 }
                 pending.push(Pending::Decided(requests.len()));
-                requests.push(job.request.clone());
+                requests.push(&job.request);
             }
             // Expire what is overdue while the transaction is open anyway; their outcomes answer
             // no one.
-            requests.extend(state.due_holds.iter().map(|hold_id| Request::Expire {
-                hold_id: hold_id.clone(),
-            }));
-            let (outcomes, effects) = decide(state, &requests, now);
+            let expiries: Vec<Request> = state
+                .due_holds
+                .iter()
+                .map(|hold_id| Request::Expire {
+                    hold_id: hold_id.clone(),
+                })
+                .collect();
+            let (outcomes, effects) =
+                decide(state, requests.iter().copied().chain(expiries.iter()), now);
             let mut idempotency = Vec::new();
             for (job, p) in jobs.iter().zip(&pending) {
                 if let (Some(k), Pending::Decided(d)) = (&job.idempotency, p) {
@@ -210,11 +215,13 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                     });
                 }
             }
+            // Each decided outcome answers exactly one job: move it rather than clone it.
+            let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
             let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(jobs.len());
             for p in &pending {
                 let answer = match p {
                     Pending::Decided(d) => Ok(Answer {
-                        outcome: outcomes[*d].clone(),
+                        outcome: outcomes[*d].take().expect("one answer per outcome"),
                         replayed: false,
                     }),
                     Pending::Replayed(o) => Ok(Answer {

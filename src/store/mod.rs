@@ -164,6 +164,10 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (a multi-row statement's undo, within the transaction) stay
+            // in memory instead of spilling to a temporary file; durability is unchanged (the
+            // WAL and its fsync at commit are what make a write survive).
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5));
         Ok(SqlitePoolOptions::new()
             .max_connections(config.max_connections)

@@ -24,7 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{ApplicationRecord, EventRecord, PaymentRecord};
-pub use booking::{BatchExtras, BatchWrite, IdempotencyRecord};
+pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord};
 pub use error::StoreError;
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{

@@ -1,9 +1,11 @@
 //! The writer's transaction: lock and read every row a batch touches, decide in memory
 //! (`engine::booking::decide`), write the effects in bulk, commit once.
 //!
-//! Each step is one statement whatever the batch size (arrays bound as PostgreSQL `UNNEST`
-//! parameters, or as JSON read with SQLite's `json_each`), so a batch of 500 requests costs
-//! about a dozen round trips, not thousands. Rows are locked (`FOR UPDATE`, in id order) on
+//! Each step is one statement whatever the batch size on PostgreSQL (arrays bound as `UNNEST`
+//! parameters); on SQLite the reads take the keys as JSON (`json_each`) and the hot writes
+//! (holds, appointments, seats, events, idempotency records) are multi-row `VALUES` with bound
+//! parameters, 64 rows a statement, so that SQLite parses no JSON per row. Either way a batch
+//! of 500 requests costs a few dozen statements at most, not thousands. Rows are locked (`FOR UPDATE`, in id order) on
 //! PostgreSQL so that several nobat processes can share one database; on SQLite the write
 //! transaction is already exclusive.
 

@@ -214,7 +214,10 @@ fn run(c: &mut Criterion, backend: &str, config: StoreConfig) {
                 total
             })
         });
-        let per_pair = |cpu: f64| cpu * 1e6 / booked.max(1) as f64;
+        if booked == 0 {
+            continue; // filtered out
+        }
+        let per_pair = |cpu: f64| cpu * 1e6 / booked as f64;
         eprintln!(
             "{backend}/{name}: {booked} pairs, CPU per pair: this process {:.1} µs, postgres processes {:.1} µs",
             per_pair(own_cpu),

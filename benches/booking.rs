@@ -22,6 +22,36 @@ use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
 use nobat::store::{Store, StoreConfig};
 use sqlx::Connection;
 
+/// CPU seconds used so far by this process (all threads) and by every `postgres` process,
+/// from `/proc` (Linux; zero elsewhere). On a shared, noisy machine the CPU a pair costs is a
+/// steadier figure than wall-clock throughput, which depends on what else is running.
+fn cpu_seconds() -> (f64, f64) {
+    fn ticks(stat: &str) -> Option<u64> {
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    }
+    const HZ: f64 = 100.0;
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ticks(&s))
+        .unwrap_or(0);
+    let mut pg = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let path = entry.path();
+            if std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+                pg += std::fs::read_to_string(path.join("stat"))
+                    .ok()
+                    .and_then(|s| ticks(&s))
+                    .unwrap_or(0);
+            }
+        }
+    }
+    (own as f64 / HZ, pg as f64 / HZ)
+}
+
 /// Concurrent clients: a surge has thousands in flight; this many fill the group-commit batches.
 const CLIENTS: usize = 1024;
 const SLOTS: i64 = 2_000;
@@ -166,17 +196,33 @@ fn run(c: &mut Criterion, backend: &str, config: StoreConfig) {
         ("one_per_tx", 1, 500),
     ] {
         let engine = bench.engine(batch_max);
+        let mut booked = 0u64;
+        let (mut own_cpu, mut pg_cpu) = (0.0, 0.0);
         group.throughput(Throughput::Elements(pairs as u64));
         group.bench_function(BenchmarkId::new(name, pairs), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let people = bench.citizens(pairs);
+                    let (own0, pg0) = cpu_seconds();
                     total += bench.book_all(&engine, people);
+                    let (own1, pg1) = cpu_seconds();
+                    own_cpu += own1 - own0;
+                    pg_cpu += pg1 - pg0;
+                    booked += pairs as u64;
                 }
                 total
             })
         });
+        if booked == 0 {
+            continue; // filtered out
+        }
+        let per_pair = |cpu: f64| cpu * 1e6 / booked as f64;
+        eprintln!(
+            "{backend}/{name}: {booked} pairs, CPU per pair: this process {:.1} µs, postgres processes {:.1} µs",
+            per_pair(own_cpu),
+            per_pair(pg_cpu),
+        );
     }
     group.finish();
 }

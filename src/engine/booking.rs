@@ -1465,9 +1465,9 @@ impl Decider<'_> {
 
 /// Applies `requests` in order against `state` at time `now`, returning one outcome per
 /// request and the writes to commit.
-pub fn decide(
+pub fn decide<'r>(
     state: &mut BatchState,
-    requests: &[Request],
+    requests: impl IntoIterator<Item = &'r Request>,
     now: UnixSeconds,
 ) -> (Vec<Outcome>, Effects) {
     let mut decider = Decider {
@@ -1480,7 +1480,7 @@ pub fn decide(
         new_hold_index: HashMap::new(),
         new_appointment_index: HashMap::new(),
     };
-    let outcomes = requests.iter().map(|r| decider.apply(r)).collect();
+    let outcomes = requests.into_iter().map(|r| decider.apply(r)).collect();
     decider.effects.slot_deltas.retain(|_, d| *d != 0);
     (outcomes, decider.effects)
 }

@@ -12,7 +12,7 @@ use crate::engine::booking::{decide, BatchKeys, Outcome, Request};
 
 /// Overdue holds each batch expires on the side (bounded, so a backlog cannot bloat a batch).
 const SWEEP_PER_BATCH: i64 = 64;
-use crate::store::{BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
+use crate::store::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
 
 /// One writer: takes a batch from the shared queue (holding the queue only while collecting,
 /// so another writer can collect the next batch while this one commits), applies it, repeats.
@@ -23,6 +23,7 @@ pub(super) async fn run(
     config: EngineConfig,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
 ) {
+    let mut conn = BatchConn::default();
     loop {
         let jobs = {
             let mut rx = rx.lock().await;
@@ -35,7 +36,15 @@ pub(super) async fn run(
         };
         metrics::histogram!("nobat_booking_batch_size").record(jobs.len() as f64);
         let started = std::time::Instant::now();
-        process(&store, &availability, clock.as_ref(), &config, jobs).await;
+        process(
+            &store,
+            &mut conn,
+            &availability,
+            clock.as_ref(),
+            &config,
+            jobs,
+        )
+        .await;
         metrics::histogram!("nobat_booking_batch_duration_seconds")
             .record(started.elapsed().as_secs_f64());
     }
@@ -71,12 +80,13 @@ enum Pending {
 
 async fn process(
     store: &Store,
+    conn: &mut BatchConn,
     availability: &Availability,
     clock: &dyn Clock,
     config: &EngineConfig,
     jobs: Vec<Job>,
 ) {
-    let result = attempt(store, clock, config, &jobs).await;
+    let result = attempt(store, conn, clock, config, &jobs).await;
     match result {
         Ok((answers, deltas)) => {
             availability.apply(&deltas);
@@ -89,7 +99,7 @@ async fn process(
             tracing::warn!(error = %e, batch = jobs.len(), "batch failed; applying its requests one by one");
             for job in jobs {
                 let single = [job];
-                let result = attempt(store, clock, config, &single).await;
+                let result = attempt(store, conn, clock, config, &single).await;
                 let [job] = single;
                 match result {
                     Ok((mut answers, deltas)) => {
@@ -123,13 +133,14 @@ type Attempt = (Vec<Result<Answer, ReserveError>>, BTreeMap<i64, i64>);
 /// Runs the batch, retrying when another writer's commit made it conflict.
 async fn attempt(
     store: &Store,
+    conn: &mut BatchConn,
     clock: &dyn Clock,
     config: &EngineConfig,
     jobs: &[Job],
 ) -> Result<Attempt, StoreError> {
     let mut last = None;
     for _ in 0..config.batch_attempts.max(1) {
-        match run_once(store, clock, jobs).await {
+        match run_once(store, conn, clock, jobs).await {
             Ok(r) => return Ok(r),
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
             Err(e) => {
@@ -141,7 +152,12 @@ async fn attempt(
     Err(last.expect("at least one attempt"))
 }
 
-async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Attempt, StoreError> {
+async fn run_once(
+    store: &Store,
+    conn: &mut BatchConn,
+    clock: &dyn Clock,
+    jobs: &[Job],
+) -> Result<Attempt, StoreError> {
     let now = clock.now().timestamp();
     let mut keys = BatchKeys::default();
     let mut extras = BatchExtras {
@@ -157,9 +173,9 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
         }
     }
     store
-        .run_batch(keys, &extras, |state, stored| {
+        .run_batch(conn, keys, &extras, |state, stored| {
             let mut pending = Vec::with_capacity(jobs.len());
-            let mut requests = Vec::with_capacity(jobs.len());
+            let mut requests: Vec<&Request> = Vec::with_capacity(jobs.len());
             let mut first_in_batch: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
             for (i, job) in jobs.iter().enumerate() {
                 if let Some(k) = &job.idempotency {
@@ -189,14 +205,19 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                     );
                 }
                 pending.push(Pending::Decided(requests.len()));
-                requests.push(job.request.clone());
+                requests.push(&job.request);
             }
             // Expire what is overdue while the transaction is open anyway; their outcomes answer
             // no one.
-            requests.extend(state.due_holds.iter().map(|hold_id| Request::Expire {
-                hold_id: hold_id.clone(),
-            }));
-            let (outcomes, effects) = decide(state, &requests, now);
+            let expiries: Vec<Request> = state
+                .due_holds
+                .iter()
+                .map(|hold_id| Request::Expire {
+                    hold_id: hold_id.clone(),
+                })
+                .collect();
+            let (outcomes, effects) =
+                decide(state, requests.iter().copied().chain(expiries.iter()), now);
             let mut idempotency = Vec::new();
             for (job, p) in jobs.iter().zip(&pending) {
                 if let (Some(k), Pending::Decided(d)) = (&job.idempotency, p) {
@@ -210,11 +231,13 @@ async fn run_once(store: &Store, clock: &dyn Clock, jobs: &[Job]) -> Result<Atte
                     });
                 }
             }
+            // Each decided outcome answers exactly one job: move it rather than clone it.
+            let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
             let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(jobs.len());
             for p in &pending {
                 let answer = match p {
                     Pending::Decided(d) => Ok(Answer {
-                        outcome: outcomes[*d].clone(),
+                        outcome: outcomes[*d].take().expect("one answer per outcome"),
                         replayed: false,
                     }),
                     Pending::Replayed(o) => Ok(Answer {

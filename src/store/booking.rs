@@ -1,22 +1,23 @@
 //! The writer's transaction: lock and read every row a batch touches, decide in memory
 //! (`engine::booking::decide`), write the effects in bulk, commit once.
 //!
-//! Each step is one statement whatever the batch size (arrays bound as PostgreSQL `UNNEST`
-//! parameters, or as JSON read with SQLite's `json_each`), so a batch of 500 requests costs
-//! about a dozen round trips, not thousands. Rows are locked (`FOR UPDATE`, in id order) on
+//! Each step is one statement whatever the batch size on PostgreSQL (arrays bound as `UNNEST`
+//! parameters); on SQLite the reads take the keys as JSON (`json_each`) and the hot writes
+//! (holds, appointments, seats, events, idempotency records) are multi-row `VALUES` with bound
+//! parameters, 64 rows a statement, so that SQLite parses no JSON per row. Either way a batch
+//! of 500 requests costs a few dozen statements at most, not thousands. Rows are locked (`FOR UPDATE`, in id order) on
 //! PostgreSQL so that several nobat processes can share one database; on SQLite the write
 //! transaction is already exclusive.
 
 use std::collections::HashMap;
 
-use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use super::{Store, StoreError};
 use crate::engine::booking::{
-    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow, HoldStatus,
+    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, Event, HoldRow, HoldStatus,
     PaymentRow, PaymentStatus, SlotRow,
 };
 
@@ -39,6 +40,30 @@ pub struct BatchExtras {
     /// (into `BatchState::due_holds`), so every batch expires some while it is there anyway:
     /// seats come back on time even when the pool is too busy for the separate sweeper.
     pub sweep_due: Option<(i64, i64)>,
+}
+
+/// The connection a writer runs its batches on. On SQLite it is the writer's own, outside the
+/// pool (opened on first use with the pool's options, so WAL and `synchronous=FULL` hold): a
+/// pooled connection would have its page cache discarded whenever another connection had
+/// committed since it last ran, i.e. before nearly every batch; this one stays warm, as do its
+/// prepared statements. PostgreSQL batches take a pooled connection each (several writers lock
+/// rows side by side).
+#[derive(Default)]
+pub struct BatchConn {
+    lite: Option<sqlx::SqliteConnection>,
+}
+
+impl BatchConn {
+    /// Page cache of the writer's SQLite connection: 64 MiB (SQLite's default is 2 MiB).
+    const LITE_CACHE_KIB: i64 = 64 * 1024;
+
+    async fn open_lite(pool: &sqlx::SqlitePool) -> Result<sqlx::SqliteConnection, StoreError> {
+        use sqlx::ConnectOptions;
+        let options = (*pool.connect_options())
+            .clone()
+            .pragma("cache_size", format!("-{}", Self::LITE_CACHE_KIB));
+        Ok(options.connect().await?)
+    }
 }
 
 /// The decisions of a batch plus the idempotency records to store with them.
@@ -125,6 +150,12 @@ pub(crate) mod lite {
     decode_rows!(SqliteRow);
 }
 
+/// Rows as one JSON array of arrays (tuples serialise as arrays, without building
+/// `serde_json::Value`s), for `json_each`.
+fn json_rows<T: serde::Serialize>(rows: &[T]) -> String {
+    serde_json::to_string(rows).expect("rows serialise")
+}
+
 fn json_strings(v: &[String]) -> String {
     serde_json::to_string(v).expect("strings serialise")
 }
@@ -134,6 +165,7 @@ impl Store {
     /// writes its effects and idempotency records, commits. Any error rolls everything back.
     pub async fn run_batch<T>(
         &self,
+        conn: &mut BatchConn,
         mut keys: BatchKeys,
         extras: &BatchExtras,
         decide: impl FnOnce(
@@ -152,15 +184,30 @@ impl Store {
                 Ok(write.result)
             }
             Store::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                // IMMEDIATE takes the write lock up front, so the reads below cannot go stale
-                // before the writes (and no deferred-upgrade deadlock is possible).
-                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-                let (mut state, stored) = lite_read(&mut tx, &keys, extras).await?;
-                let write = decide(&mut state, &stored);
-                lite_write(&mut tx, &write.effects, &write.idempotency).await?;
-                tx.commit().await?;
-                Ok(write.result)
+                let lite = match &mut conn.lite {
+                    Some(c) => c,
+                    None => conn.lite.insert(BatchConn::open_lite(pool).await?),
+                };
+                let result = async {
+                    // IMMEDIATE takes the write lock up front, so the reads below cannot go
+                    // stale before the writes (and no deferred-upgrade deadlock is possible).
+                    let mut tx =
+                        sqlx::Connection::begin_with(&mut *lite, "BEGIN IMMEDIATE").await?;
+                    let (mut state, stored) = lite_read(&mut tx, &keys, extras).await?;
+                    let write = decide(&mut state, &stored);
+                    lite_write(&mut tx, &write.effects, &write.idempotency).await?;
+                    tx.commit().await?;
+                    Ok(write.result)
+                }
+                .await;
+                if let Err(e) = &result {
+                    // A refused write leaves the connection sound (the transaction rolls back);
+                    // after anything else, start again from a fresh connection.
+                    if !matches!(e, StoreError::Constraint { .. }) {
+                        conn.lite = None;
+                    }
+                }
+                result
             }
         }
     }
@@ -556,104 +603,180 @@ async fn lite_read(
     Ok((state, stored))
 }
 
+type LiteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// A row written by [`lite_values`]: binds its values in column order.
+trait LiteRow {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q>;
+}
+
+/// Rows per multi-row statement on SQLite. A batch is written in full chunks of this size,
+/// then the remainder in powers of two, so a few statement texts (each prepared once per
+/// connection and cached) cover every batch size.
+const LITE_CHUNK: usize = 64;
+
+/// Writes `rows` with `head VALUES (?, …), (?, …) tail`, binding each row's `cols` values:
+/// plain bound parameters, so SQLite parses no JSON for the hot writes.
+async fn lite_values<R>(
+    tx: &mut Transaction<'_, Sqlite>,
+    head: &str,
+    tail: &str,
+    cols: usize,
+    rows: &[R],
+) -> Result<(), StoreError>
+where
+    R: LiteRow,
+{
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= LITE_CHUNK {
+            LITE_CHUNK
+        } else {
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail_rows) = rest.split_at(n);
+        rest = tail_rows;
+        let mut row = String::with_capacity(2 + 2 * cols);
+        row.push('(');
+        for c in 0..cols {
+            row.push_str(if c == 0 { "?" } else { ",?" });
+        }
+        row.push(')');
+        let mut sql = String::with_capacity(head.len() + tail.len() + 8 + n * (row.len() + 1));
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for i in 0..n {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&row);
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = r.bind(q);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl LiteRow for (&str, &'static str) {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
+        q.bind(self.0).bind(self.1)
+    }
+}
+
+impl LiteRow for (i64, i64) {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
+        q.bind(self.0).bind(self.1)
+    }
+}
+
+impl LiteRow for HoldRow {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
+        q.bind(self.id.as_str())
+            .bind(self.slot_id)
+            .bind(self.application_id.as_str())
+            .bind(self.national_code.as_str())
+            .bind(self.service.as_str())
+            .bind(self.status.as_str())
+            .bind(self.created_at)
+            .bind(self.expires_at)
+    }
+}
+
+impl LiteRow for AppointmentRow {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
+        q.bind(self.tracking_code.as_str())
+            .bind(self.slot_id)
+            .bind(self.office_id.as_str())
+            .bind(self.start_at)
+            .bind(self.application_id.as_str())
+            .bind(self.national_code.as_str())
+            .bind(self.service.as_str())
+            .bind(self.payment_id.as_deref())
+            .bind(self.status.as_str())
+            .bind(self.created_at)
+            .bind(self.updated_at)
+    }
+}
+
+impl LiteRow for Event {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
+        q.bind(self.at)
+            .bind(self.actor.as_str())
+            .bind(self.kind)
+            .bind(self.subject.as_str())
+            .bind(self.payload.to_string())
+    }
+}
+
+impl LiteRow for (&IdempotencyRecord, i64) {
+    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
+        q.bind(self.0.scope.as_str())
+            .bind(self.0.key.as_str())
+            .bind(self.0.request_hash.as_str())
+            .bind(self.0.response_status)
+            .bind(self.0.response_body.as_str())
+            .bind(self.1)
+    }
+}
+
 async fn lite_write(
     tx: &mut Transaction<'_, Sqlite>,
     e: &Effects,
     idem: &[IdempotencyRecord],
 ) -> Result<(), StoreError> {
     if !e.hold_status.is_empty() {
-        let rows: Vec<_> = e
+        let rows: Vec<(&str, &'static str)> = e
             .hold_status
             .iter()
-            .map(|(id, s)| json!([id, s.as_str()]))
+            .map(|(id, s)| (id.as_str(), s.as_str()))
             .collect();
-        sqlx::query("UPDATE holds SET status = u.value ->> 1 FROM json_each(?1) AS u WHERE holds.id = u.value ->> 0")
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut **tx)
-            .await?;
+        lite_values(
+            tx,
+            "UPDATE holds SET status = u.column2 FROM (",
+            ") AS u WHERE holds.id = u.column1",
+            2,
+            &rows,
+        )
+        .await?;
     }
     if !e.appointment_updates.is_empty() {
         let rows: Vec<_> = e
             .appointment_updates
             .values()
             .map(|a| {
-                json!([
-                    a.tracking_code,
+                (
+                    &a.tracking_code,
                     a.status.as_str(),
-                    a.slot_id,
-                    a.office_id,
-                    a.start_at,
-                    a.updated_at
-                ])
+                    &a.slot_id,
+                    &a.office_id,
+                    &a.start_at,
+                    &a.updated_at,
+                )
             })
             .collect();
         sqlx::query(
             "UPDATE appointments SET status = u.value ->> 1, slot_id = u.value ->> 2, office_id = u.value ->> 3, \
              start_at = u.value ->> 4, updated_at = u.value ->> 5 FROM json_each(?1) AS u WHERE appointments.tracking_code = u.value ->> 0",
         )
-        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(json_rows(&rows))
         .execute(&mut **tx)
         .await?;
     }
     if !e.new_holds.is_empty() {
-        let rows: Vec<_> = e
-            .new_holds
-            .iter()
-            .map(|h| {
-                json!([
-                    h.id,
-                    h.slot_id,
-                    h.application_id,
-                    h.national_code,
-                    h.service,
-                    h.status.as_str(),
-                    h.created_at,
-                    h.expires_at
-                ])
-            })
-            .collect();
-        sqlx::query(&format!(
-            "INSERT INTO holds ({HOLD_COLS}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM json_each(?1)"
-        ))
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut **tx)
-        .await?;
+        let head = format!("INSERT INTO holds ({HOLD_COLS})");
+        lite_values(tx, &head, "", 8, &e.new_holds).await?;
     }
     if !e.new_appointments.is_empty() {
-        let rows: Vec<_> = e
-            .new_appointments
-            .iter()
-            .map(|a| {
-                json!([
-                    a.tracking_code,
-                    a.slot_id,
-                    a.office_id,
-                    a.start_at,
-                    a.application_id,
-                    a.national_code,
-                    a.service,
-                    a.payment_id,
-                    a.status.as_str(),
-                    a.created_at,
-                    a.updated_at
-                ])
-            })
-            .collect();
-        sqlx::query(&format!(
-            "INSERT INTO appointments ({APPT_COLS}) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?1)"
-        ))
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut **tx)
-        .await?;
+        let head = format!("INSERT INTO appointments ({APPT_COLS})");
+        lite_values(tx, &head, "", 11, &e.new_appointments).await?;
     }
     // Capacity changes bracket the seat deltas so the CHECK holds after every statement.
-    let caps = serde_json::Value::Array(
-        e.slot_capacity
-            .iter()
-            .map(|(id, c)| json!([id, c]))
-            .collect(),
-    )
-    .to_string();
+    let caps = json_rows(&e.slot_capacity.iter().collect::<Vec<_>>());
     if !e.slot_capacity.is_empty() {
         sqlx::query("UPDATE slots SET capacity = MAX(capacity, c.value ->> 1) FROM json_each(?1) AS c WHERE slots.id = c.value ->> 0")
             .bind(&caps)
@@ -661,11 +784,15 @@ async fn lite_write(
             .await?;
     }
     if !e.slot_deltas.is_empty() {
-        let rows: Vec<_> = e.slot_deltas.iter().map(|(id, d)| json!([id, d])).collect();
-        sqlx::query("UPDATE slots SET taken = taken + (d.value ->> 1) FROM json_each(?1) AS d WHERE slots.id = d.value ->> 0")
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut **tx)
-            .await?;
+        let rows: Vec<(i64, i64)> = e.slot_deltas.iter().map(|(id, d)| (*id, *d)).collect();
+        lite_values(
+            tx,
+            "UPDATE slots SET taken = taken + u.column2 FROM (",
+            ") AS u WHERE slots.id = u.column1",
+            2,
+            &rows,
+        )
+        .await?;
     }
     if !e.slot_capacity.is_empty() {
         sqlx::query("UPDATE slots SET capacity = c.value ->> 1 FROM json_each(?1) AS c WHERE slots.id = c.value ->> 0")
@@ -678,18 +805,18 @@ async fn lite_write(
             .new_cards
             .iter()
             .map(|c| {
-                json!([
-                    c.tracking_code,
-                    c.office_id,
-                    c.ready_date,
-                    c.pickup_tracking_code,
-                    c.created_at
-                ])
+                (
+                    &c.tracking_code,
+                    &c.office_id,
+                    &c.ready_date,
+                    &c.pickup_tracking_code,
+                    &c.created_at,
+                )
             })
             .collect();
         sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) \
                      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)")
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(json_rows(&rows))
             .execute(&mut **tx)
             .await?;
     }
@@ -698,59 +825,43 @@ async fn lite_write(
             .outbox
             .iter()
             .map(|o| {
-                json!([
-                    o.national_code,
-                    o.application_id,
-                    o.tracking_code,
-                    o.notice_key,
-                    o.channel,
-                    o.body,
-                    o.created_at
-                ])
+                (
+                    &o.national_code,
+                    &o.application_id,
+                    &o.tracking_code,
+                    &o.notice_key,
+                    &o.channel,
+                    &o.body,
+                    &o.created_at,
+                )
             })
             .collect();
         // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
         sqlx::query("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
                      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM json_each(?1) WHERE true \
                      ON CONFLICT (tracking_code, notice_key) DO NOTHING")
-            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(json_rows(&rows))
             .execute(&mut **tx)
             .await?;
     }
     if !e.events.is_empty() {
-        let rows: Vec<_> = e
-            .events
-            .iter()
-            .map(|x| json!([x.at, x.actor, x.kind, x.subject, x.payload.to_string()]))
-            .collect();
-        sqlx::query(
-            "INSERT INTO events (at, actor, kind, subject, payload_json) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)",
+        lite_values(
+            tx,
+            "INSERT INTO events (at, actor, kind, subject, payload_json)",
+            "",
+            5,
+            &e.events,
         )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut **tx)
         .await?;
     }
     if !idem.is_empty() {
-        let at = e.now;
-        let rows: Vec<_> = idem
-            .iter()
-            .map(|x| {
-                json!([
-                    x.scope,
-                    x.key,
-                    x.request_hash,
-                    x.response_status,
-                    x.response_body,
-                    at
-                ])
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?1)",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .execute(&mut **tx)
+        let rows: Vec<(&IdempotencyRecord, i64)> = idem.iter().map(|x| (x, e.now)).collect();
+        lite_values(
+            tx,
+            "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at)",
+            "",
+            6,
+            &rows)
         .await?;
     }
     Ok(())

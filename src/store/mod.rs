@@ -24,7 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{ApplicationRecord, EventRecord, PaymentRecord};
-pub use booking::{BatchExtras, BatchWrite, IdempotencyRecord};
+pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord};
 pub use error::StoreError;
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{
@@ -164,6 +164,10 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (a multi-row statement's undo, within the transaction) stay
+            // in memory instead of spilling to a temporary file; durability is unchanged (the
+            // WAL and its fsync at commit are what make a write survive).
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5));
         Ok(SqlitePoolOptions::new()
             .max_connections(config.max_connections)

@@ -38,6 +38,8 @@ pub enum FlowError {
     PivotLimit(u64),
     #[error("the optimality certificate failed: {0}")]
     Certificate(String),
+    #[error("the network does not have the shape this solver is built for: {0}")]
+    Shape(String),
 }
 
 /// Min-cost flow on a directed graph with node supplies (positive = source) that sum to zero.

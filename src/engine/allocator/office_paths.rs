@@ -188,9 +188,7 @@ impl OfficePaths {
     }
 
     fn shape_error(u: usize, v: usize, why: &str) -> FlowError {
-        FlowError::Certificate(format!(
-            "arc {u} -> {v} does not fit the office network: {why}"
-        ))
+        FlowError::Shape(format!("arc {u} -> {v}: {why}"))
     }
 
     /// Adds an arc; only the shapes of the allocation network are accepted, with costs >= 0.
@@ -293,10 +291,8 @@ impl OfficePaths {
             ));
         }
         if (self.zones..self.sink()).any(|n| self.supply[n] != 0) {
-            return Err(Self::shape_error(
-                0,
-                0,
-                "only zones supply and only T demands",
+            return Err(FlowError::Shape(
+                "only zones supply and only T demands".into(),
             ));
         }
         let mut run = Run::new(self)?;
@@ -526,7 +522,7 @@ impl<'a> Run<'a> {
             deficit[t] -= class_flow[c];
         }
         if excess.iter().chain(&deficit).any(|&x| x < 0) {
-            return Err(FlowError::Certificate(
+            return Err(FlowError::Shape(
                 "the previous flow does not fit the network".into(),
             ));
         }
@@ -1107,7 +1103,10 @@ mod tests {
     #[test]
     fn shapes_outside_the_allocation_network_are_refused() {
         let mut net = OfficePaths::new(vec![1, 0, 0, -1], 1, 1, 1);
-        assert!(net.add_arc(2, 1, 1, 0).is_err(), "class to office");
+        assert!(
+            matches!(net.add_arc(2, 1, 1, 0), Err(FlowError::Shape(_))),
+            "class to office"
+        );
         assert!(
             net.add_arc(0, 1, CAPACITY_UNBOUNDED, -1).is_err(),
             "negative cost"

@@ -397,31 +397,14 @@ fn all_three_solvers_match_each_other_and_the_lp() {
             force_two_stage,
             ..SolverOptions::default()
         };
-        let simplex = allocate(
-            &p,
-            &SolverOptions {
-                solver: FlowSolver::NetworkSimplex,
-                ..base
-            },
-        )
-        .unwrap_or_else(|e| panic!("case {case} simplex: {e}"));
-        let scaling = allocate(
-            &p,
-            &SolverOptions {
-                solver: FlowSolver::CostScaling,
-                ..base
-            },
-        )
-        .unwrap_or_else(|e| panic!("case {case} cost scaling: {e}"));
+        let solve = |solver: FlowSolver| {
+            allocate(&p, &SolverOptions { solver, ..base })
+                .unwrap_or_else(|e| panic!("case {case} {solver:?}: {e}"))
+        };
+        let simplex = solve(FlowSolver::NetworkSimplex);
+        let scaling = solve(FlowSolver::CostScaling);
         check_feasible(&p, &scaling.outcomes);
-        let paths = allocate(
-            &p,
-            &SolverOptions {
-                solver: FlowSolver::OfficePaths,
-                ..base
-            },
-        )
-        .unwrap_or_else(|e| panic!("case {case} office paths: {e}"));
+        let paths = solve(FlowSolver::OfficePaths);
         check_feasible(&p, &paths.outcomes);
         let mut classes: Vec<i32> = p
             .applicants

@@ -240,7 +240,7 @@ fn check_feasible(p: &AllocationProblem, outcomes: &[Outcome]) {
 fn random_instances_match_the_lexicographic_lp_optimum() {
     let mut rng = ChaCha8Rng::seed_from_u64(20_260_101);
     // Coverage counters: the instances must exercise pricing, classes and every reason.
-    let (mut priced, mut multi_class) = (0, 0);
+    let (mut priced, mut multi_class, mut seeded) = (0, 0, 0);
     let mut reasons: BTreeSet<UnassignedReason> = BTreeSet::new();
     let cases: u64 = std::env::var("NOBAT_LP_CASES")
         .ok()
@@ -251,9 +251,13 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
         let options = SolverOptions {
             candidates_per_zone: rng.gen_range(1..4),
             force_two_stage: case % 3 == 0,
+            // Half the cases start from a coarse problem's seeds, however small.
+            seed_min_zones: if case % 2 == 1 { 1 } else { usize::MAX },
+            seed_arcs_per_zone: 1 + case as usize % 3,
             ..SolverOptions::default()
         };
         let alloc = allocate(&p, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        seeded += usize::from(alloc.stats.arcs_added_by_seeding > 0);
         check_feasible(&p, &alloc.outcomes);
         let mut classes: Vec<i32> = p
             .applicants
@@ -285,6 +289,10 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
     }
     assert!(priced >= 10, "pricing added arcs in only {priced} cases");
     assert!(multi_class >= 30, "{multi_class} multi-class cases");
+    assert!(
+        seeded >= 20,
+        "coarse seeds added arcs in only {seeded} cases"
+    );
     assert_eq!(reasons.len(), UnassignedReason::ALL.len(), "{reasons:?}");
 }
 
@@ -379,7 +387,7 @@ fn class_counts(p: &AllocationProblem, outcomes: &[Outcome], classes: &[i32]) ->
 #[test]
 fn all_three_solvers_match_each_other_and_the_lp() {
     let mut rng = ChaCha8Rng::seed_from_u64(20_260_505);
-    let (mut priced, mut two_stage, mut short) = (0, 0, 0);
+    let (mut priced, mut two_stage, mut short, mut seeded) = (0, 0, 0, 0);
     for case in 0..150u64 {
         let mut p = random_problem(&mut rng);
         // A third of the cases: everyone competes for one office's few seats first, so the
@@ -395,6 +403,7 @@ fn all_three_solvers_match_each_other_and_the_lp() {
         let base = SolverOptions {
             candidates_per_zone: rng.gen_range(1..4),
             force_two_stage,
+            seed_min_zones: if case % 4 >= 2 { 1 } else { usize::MAX },
             ..SolverOptions::default()
         };
         let solve = |solver: FlowSolver| {
@@ -440,12 +449,17 @@ fn all_three_solvers_match_each_other_and_the_lp() {
             "case {case}: cost, office paths vs LP"
         );
         priced += usize::from(scaling.stats.arcs_added_by_pricing > 0);
+        seeded += usize::from(paths.stats.arcs_added_by_seeding > 0);
         two_stage += usize::from(force_two_stage && scaling.stats.priority_classes > 1);
         short += usize::from(ours.iter().sum::<i64>() < p.applicants.len() as i64);
     }
     assert!(priced >= 10, "pricing added arcs in only {priced} cases");
     assert!(two_stage >= 20, "{two_stage} multi-class two-stage cases");
     assert!(short >= 30, "{short} cases with someone unassigned");
+    assert!(
+        seeded >= 20,
+        "coarse seeds added arcs in only {seeded} cases"
+    );
 }
 
 #[test]

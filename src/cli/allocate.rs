@@ -82,7 +82,7 @@ pub struct AllocateArgs {
     #[arg(long, default_value = "0")]
     pub seed: String,
     /// Nearest offices per zone in the first model (speed only; the optimum is exact anyway).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = SolverOptions::default().candidates_per_zone)]
     pub candidates_per_zone: usize,
     /// The exact min-cost flow solver (all three give the same optimum).
     #[arg(long, value_enum, default_value_t = SolverChoice::Simplex)]
@@ -191,6 +191,7 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
                 "priority_classes": allocation.stats.priority_classes,
                 "arcs": allocation.stats.arcs,
                 "arcs_added_by_pricing": allocation.stats.arcs_added_by_pricing,
+                "arcs_added_by_seeding": allocation.stats.arcs_added_by_seeding,
                 "pricing_rounds": allocation.stats.pricing_rounds,
                 "algorithm": format!("{:?}", options.solver),
                 "work": allocation.stats.pivots,

@@ -74,6 +74,12 @@ pub struct SolverOptions {
     pub force_two_stage: bool,
     /// The min-cost flow algorithm (both exact and certified).
     pub solver: FlowSolver,
+    /// Networks with at least this many zones first solve a coarse version of themselves
+    /// (neighbouring zones merged) and start from candidates its optimum points to.
+    pub seed_min_zones: usize,
+    /// At most this many extra candidates per zone from the coarse optimum (0 turns
+    /// seeding off).
+    pub seed_arcs_per_zone: usize,
 }
 
 /// Which exact min-cost flow algorithm solves the allocation network.
@@ -95,12 +101,14 @@ pub enum FlowSolver {
 impl Default for SolverOptions {
     fn default() -> Self {
         Self {
-            candidates_per_zone: 6,
+            candidates_per_zone: 3,
             pricing_arcs_per_zone: 2,
             max_pricing_rounds: 1000,
             max_pivots: 2_000_000_000,
             force_two_stage: false,
             solver: FlowSolver::default(),
+            seed_min_zones: 20_000,
+            seed_arcs_per_zone: 24,
         }
     }
 }
@@ -164,6 +172,8 @@ pub struct SolveStats {
     pub priority_classes: usize,
     pub arcs: usize,
     pub arcs_added_by_pricing: usize,
+    /// Candidates added from a coarse version of the problem before the first solve.
+    pub arcs_added_by_seeding: usize,
     pub pricing_rounds: u32,
     pub pivots: u64,
     /// The exact objective: sum of `cost_m` over assigned applicants.

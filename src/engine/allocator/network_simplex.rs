@@ -48,8 +48,9 @@ pub struct NetworkSimplex {
     node_count: usize,
     supply: Vec<i64>,
     // Arc data (artificial arcs first).
-    source: Vec<usize>,
-    target: Vec<usize>,
+    // u32 halves the bytes the entering-arc scan streams through (node ids fit: see `new`).
+    source: Vec<u32>,
+    target: Vec<u32>,
     cap: Vec<i64>,
     cost: Vec<i64>,
     flow: Vec<i64>,
@@ -81,8 +82,10 @@ pub struct NetworkSimplex {
 impl NetworkSimplex {
     /// A network with `supply.len()` nodes. `cost_bound` bounds |cost| of every arc that will
     /// ever be added (it sizes the artificial arcs' cost, which must dominate any real path).
+    /// Node ids are kept in u32 (the allocator bounds its inputs far below that).
     pub fn new(supply: Vec<i64>, cost_bound: i64) -> Self {
         let n = supply.len();
+        debug_assert!(n < u32::MAX as usize, "node ids must fit in u32");
         let mut s = Self {
             node_count: n,
             supply,
@@ -121,8 +124,8 @@ impl NetworkSimplex {
     }
 
     fn push_arc(&mut self, u: usize, v: usize, cap: i64, cost: i64, state: i8) -> usize {
-        self.source.push(u);
-        self.target.push(v);
+        self.source.push(u as u32);
+        self.target.push(v as u32);
         self.cap.push(cap);
         self.cost.push(cost);
         self.flow.push(0);
@@ -205,15 +208,15 @@ impl NetworkSimplex {
             if self.supply[u] >= 0 {
                 self.pred_dir[u] = DIR_UP;
                 self.pi[u] = 0;
-                self.source[e] = u;
-                self.target[e] = root;
+                self.source[e] = u as u32;
+                self.target[e] = root as u32;
                 self.flow[e] = self.supply[u];
                 self.cost[e] = 0;
             } else {
                 self.pred_dir[u] = DIR_DOWN;
                 self.pi[u] = self.art_cost;
-                self.source[e] = root;
-                self.target[e] = u;
+                self.source[e] = root as u32;
+                self.target[e] = u as u32;
                 self.flow[e] = -self.supply[u];
                 self.cost[e] = self.art_cost;
             }
@@ -264,7 +267,7 @@ impl NetworkSimplex {
         }
         // Supply still parked on an artificial arc could not be routed on real arcs.
         let unrouted: i64 = (0..self.node_count)
-            .filter(|&e| self.source[e] != self.node_count)
+            .filter(|&e| self.source[e] as usize != self.node_count)
             .map(|e| self.flow[e])
             .sum();
         if unrouted != 0 {
@@ -275,7 +278,7 @@ impl NetworkSimplex {
 
     #[inline]
     fn reduced_cost(&self, e: usize) -> i64 {
-        self.cost[e] + self.pi[self.source[e]] - self.pi[self.target[e]]
+        self.cost[e] + self.pi[self.source[e] as usize] - self.pi[self.target[e] as usize]
     }
 
     fn find_entering_arc(&mut self, start: usize, end: usize, block: usize) -> bool {
@@ -311,8 +314,8 @@ impl NetworkSimplex {
     }
 
     fn find_join_node(&mut self) {
-        let mut u = self.source[self.in_arc];
-        let mut v = self.target[self.in_arc];
+        let mut u = self.source[self.in_arc] as usize;
+        let mut v = self.target[self.in_arc] as usize;
         while u != v {
             if self.succ_num[u] < self.succ_num[v] {
                 u = self.parent[u];
@@ -326,9 +329,9 @@ impl NetworkSimplex {
     fn find_leaving_arc(&mut self) -> bool {
         let in_arc = self.in_arc;
         let (first, second) = if self.state[in_arc] == STATE_LOWER {
-            (self.source[in_arc], self.target[in_arc])
+            (self.source[in_arc] as usize, self.target[in_arc] as usize)
         } else {
-            (self.target[in_arc], self.source[in_arc])
+            (self.target[in_arc] as usize, self.source[in_arc] as usize)
         };
         self.delta = self.cap[in_arc];
         let mut result = 0;
@@ -377,13 +380,13 @@ impl NetworkSimplex {
         if self.delta > 0 {
             let val = self.state[in_arc] as i64 * self.delta;
             self.flow[in_arc] += val;
-            let mut u = self.source[in_arc];
+            let mut u = self.source[in_arc] as usize;
             while u != self.join {
                 let e = self.pred[u];
                 self.flow[e] -= self.pred_dir[u] as i64 * val;
                 u = self.parent[u];
             }
-            let mut u = self.target[in_arc];
+            let mut u = self.target[in_arc] as usize;
             while u != self.join {
                 let e = self.pred[u];
                 self.flow[e] += self.pred_dir[u] as i64 * val;
@@ -417,7 +420,7 @@ impl NetworkSimplex {
         if u_in == u_out {
             self.parent[u_in] = v_in;
             self.pred[u_in] = in_arc;
-            self.pred_dir[u_in] = if u_in == self.source[in_arc] {
+            self.pred_dir[u_in] = if u_in == self.source[in_arc] as usize {
                 DIR_UP
             } else {
                 DIR_DOWN
@@ -488,7 +491,7 @@ impl NetworkSimplex {
                 u = p;
             }
             self.pred[u_in] = in_arc;
-            self.pred_dir[u_in] = if u_in == self.source[in_arc] {
+            self.pred_dir[u_in] = if u_in == self.source[in_arc] as usize {
                 DIR_UP
             } else {
                 DIR_DOWN
@@ -578,8 +581,8 @@ impl NetworkSimplex {
                     "arc {e} has flow and reduced cost {rc}"
                 )));
             }
-            balance[self.source[e]] += f;
-            balance[self.target[e]] -= f;
+            balance[self.source[e] as usize] += f;
+            balance[self.target[e] as usize] -= f;
         }
         for (u, (&b, &s)) in balance.iter().zip(&self.supply).enumerate() {
             if b != s {

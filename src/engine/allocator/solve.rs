@@ -33,6 +33,13 @@
 //! candidate, a zone needs checking only if `max π_o − π_z` exceeds that distance. Violating
 //! arcs are added (the simplex restarts warm) until none is left: the result is then optimal
 //! for the full problem, by LP duality.
+//!
+//! **Coarse seeds.** Each pricing round costs a warm re-solve and a scan, and where the
+//! nearest offices are full the optimum sends people far past them, which pricing discovers
+//! a couple of arcs per zone per round. Large networks therefore first solve a coarse copy
+//! of themselves (zones of one grid cell merged at their centroid, seeded the same way when
+//! still large) and add, for each zone, the offices that the coarse optimum's potentials rank
+//! near its best. Seeds only choose starting arcs; pricing still proves the optimum.
 
 use std::collections::{HashMap, HashSet};
 
@@ -72,6 +79,20 @@ struct CandidateArc {
     office: u32,
     distance_m: i64,
 }
+
+/// The coarse problem has at most 1 / SEED_SHRINK of the zones.
+const SEED_SHRINK: usize = 8;
+/// The first coarse grid cell, in degrees (it doubles until the problem is small enough).
+const SEED_CELL_DEG: f64 = 0.02;
+/// A fine zone takes the offices whose coarse value `d(z,o) − π̂_o` is within this of its
+/// best (measured: 2 km beat 5, 10 and 20 km and fixed counts on both national instances).
+const SEED_MARGIN_M: i64 = 2_000;
+/// Pricing rounds on a coarse problem. It is small, so these are cheap, and closer
+/// potentials make better seeds; a hard stop keeps a pathological case bounded.
+const SEED_PRICING_ROUNDS: u32 = 40;
+
+/// Pricing splits its zones over threads only in chunks at least this big.
+const PRICE_CHUNK_MIN: usize = 4_096;
 
 /// Metres, rounded: the solver's unit of cost.
 fn metres(km: f64) -> i64 {
@@ -413,7 +434,7 @@ pub fn allocate_observed(
                 penalties,
                 class_caps: vec![CAPACITY_UNBOUNDED; c],
             };
-            ctx.solve_stage(&spec, &mut candidates, options, &mut stats)?
+            ctx.solve_stage(&spec, &mut candidates, options, &mut stats, None)?
         }
         _ => {
             let stage1 = StageSpec {
@@ -422,7 +443,7 @@ pub fn allocate_observed(
                 class_caps: vec![CAPACITY_UNBOUNDED; c],
                 cost_bound: c as i64,
             };
-            let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats)?;
+            let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats, None)?;
             let caps: Vec<i64> = (0..c)
                 .map(|i| net1.net.flow(net1.class_to_sink[i]))
                 .collect();
@@ -433,7 +454,7 @@ pub fn allocate_observed(
                 class_caps: caps,
                 cost_bound: longest_arc_m.max(longest_wait_m),
             };
-            ctx.solve_stage(&stage2, &mut candidates, options, &mut stats)?
+            ctx.solve_stage(&stage2, &mut candidates, options, &mut stats, None)?
         }
     };
     stats.arcs = final_net.net.arc_count();
@@ -634,17 +655,29 @@ struct Context<'a> {
 impl Context<'_> {
     /// Builds the stage's network from the candidates, solves it, prices omitted arcs, adds
     /// the violating ones to `candidates` and re-solves until none is left.
+    ///
+    /// With `rounds_limit` the pricing stops after that many rounds and the result is only
+    /// a good flow, not a proven optimum (what a coarse seed needs); without, running out of
+    /// `options.max_pricing_rounds` is an error.
     fn solve_stage(
         &self,
         spec: &StageSpec,
         candidates: &mut Vec<CandidateArc>,
         options: &SolverOptions,
         stats: &mut SolveStats,
+        rounds_limit: Option<u32>,
     ) -> Result<StageNet, AllocationError> {
         let za = self.active.len();
         let mut node_of_zone = vec![u32::MAX; self.zones.len()];
         for (i, &z) in self.active.iter().enumerate() {
             node_of_zone[z as usize] = i as u32;
+        }
+        if spec.travel_costs && options.seed_arcs_per_zone > 0 && za >= options.seed_min_zones {
+            let seeded = self.seed_from_coarse(spec, candidates, options)?;
+            stats.arcs_added_by_seeding += seeded;
+            // Keep each zone's arcs together, in node order (see `allocate_observed`).
+            candidates
+                .sort_unstable_by_key(|c| (node_of_zone[c.zone as usize], c.distance_m, c.office));
         }
         let office_node = |o: u32| za + o as usize;
         let class_node = |c: usize| za + self.offices + c;
@@ -717,6 +750,9 @@ impl Context<'_> {
         let mut rounds = 0u32;
         loop {
             net.solve(options.max_pivots)?;
+            if rounds_limit.is_some_and(|limit| rounds >= limit) {
+                break;
+            }
             let found = self.price(&net, spec.travel_costs, &node_of_zone);
             if found.is_empty() {
                 break;
@@ -745,10 +781,195 @@ impl Context<'_> {
         })
     }
 
+    /// Adds candidates that a coarse version of the problem says are likely to be used, and
+    /// returns how many. Pricing rounds on a large network are costly (a solve and a scan
+    /// each), and the K nearest offices are a poor guess where those are full: the optimum
+    /// then sends people past them, and pricing discovers that a few arcs per zone per round.
+    /// Zones in one grid cell (same service, class and reach) are merged into one coarse
+    /// zone at their centroid; its offices are the union of its members' candidates. The
+    /// coarse problem (seeded the same way when it is itself large) is solved with a few
+    /// pricing rounds; its office potentials `π̂` then rank, for each fine zone, the offices
+    /// its coarse zone ended with by `π̂_o − d(z,o)` (the zone's side of the reduced cost),
+    /// and the best few become candidates. This only chooses the starting arcs: the fine
+    /// solve still prices every omitted arc, so the optimum stays exact whatever the seed.
+    fn seed_from_coarse(
+        &self,
+        spec: &StageSpec,
+        candidates: &mut Vec<CandidateArc>,
+        options: &SolverOptions,
+    ) -> Result<usize, AllocationError> {
+        // Grow the cell until the coarse problem is a fraction of this one.
+        let mut cell_deg = SEED_CELL_DEG;
+        let (parent, coarse_count) = loop {
+            let mut ids: HashMap<(i64, i64, usize, usize, u64), u32> = HashMap::new();
+            let mut parent = vec![u32::MAX; self.zones.len()];
+            for &z in self.active {
+                let zone = &self.zones[z as usize];
+                let key = (
+                    (zone.lat / cell_deg).floor() as i64,
+                    (zone.lon / cell_deg).floor() as i64,
+                    zone.service,
+                    self.class_of_zone[z as usize],
+                    zone.max_km.to_bits(),
+                );
+                let next = ids.len() as u32;
+                parent[z as usize] = *ids.entry(key).or_insert(next);
+            }
+            if ids.len() * SEED_SHRINK <= self.active.len() || cell_deg >= 90.0 {
+                break (parent, ids.len());
+            }
+            cell_deg *= 2.0;
+        };
+        if coarse_count >= self.active.len() {
+            return Ok(0); // nothing merges: the coarse problem would be this one
+        }
+
+        // Coarse zones at their members' centroid.
+        let mut sum = vec![([0.0f64; 3], 0i64, 0u32); coarse_count];
+        for &z in self.active {
+            let zone = &self.zones[z as usize];
+            let entry = &mut sum[parent[z as usize] as usize];
+            for (acc, x) in entry.0.iter_mut().zip(zone.point) {
+                *acc += x * zone.count as f64;
+            }
+            entry.1 += zone.count;
+            entry.2 = z;
+        }
+        let coarse_zones: Vec<Zone> = sum
+            .iter()
+            .map(|&(v, count, member)| {
+                let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                let template = &self.zones[member as usize];
+                let (lat, lon) = if norm > 0.0 {
+                    (
+                        (v[2] / norm).clamp(-1.0, 1.0).asin().to_degrees(),
+                        v[1].atan2(v[0]).to_degrees(),
+                    )
+                } else {
+                    (template.lat, template.lon)
+                };
+                Zone {
+                    lat,
+                    lon,
+                    point: unit_vector(lat, lon),
+                    count,
+                    ..template.clone()
+                }
+            })
+            .collect();
+        let coarse_class: Vec<usize> = sum
+            .iter()
+            .map(|&(_, _, member)| self.class_of_zone[member as usize])
+            .collect();
+        let mut pairs: Vec<(u32, u32)> = candidates
+            .iter()
+            .filter(|c| parent[c.zone as usize] != u32::MAX)
+            .map(|c| (parent[c.zone as usize], c.office))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut coarse_candidates: Vec<CandidateArc> = pairs
+            .into_iter()
+            .filter_map(|(p, o)| {
+                let zone = &coarse_zones[p as usize];
+                let office = &self.problem.offices[o as usize];
+                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
+                (km <= zone.max_km).then(|| CandidateArc {
+                    zone: p,
+                    office: o,
+                    distance_m: metres(km),
+                })
+            })
+            .collect();
+        let coarse_active: Vec<u32> = (0..coarse_count as u32).collect();
+        let coarse = Context {
+            zones: &coarse_zones,
+            active: &coarse_active,
+            // No lower bound on omitted offices' distance: pricing checks every zone.
+            zone_complete: &vec![false; coarse_count],
+            zone_last_m: &vec![0; coarse_count],
+            class_of_zone: coarse_class,
+            ..*self
+        };
+        let mut ignored = SolveStats::default();
+        let net = coarse.solve_stage(
+            spec,
+            &mut coarse_candidates,
+            options,
+            &mut ignored,
+            Some(SEED_PRICING_ROUNDS),
+        )?;
+        let office_pi: Vec<i64> = (0..self.offices)
+            .map(|o| net.net.potential(coarse_count + o))
+            .collect();
+        drop(net);
+
+        // Each coarse zone's offices, then the best few of them for each member.
+        coarse_candidates.sort_unstable_by_key(|c| (c.zone, c.office));
+        let mut start = vec![0usize; coarse_count + 1];
+        for c in &coarse_candidates {
+            start[c.zone as usize + 1] += 1;
+        }
+        for p in 0..coarse_count {
+            start[p + 1] += start[p];
+        }
+        let cap = options.seed_arcs_per_zone;
+        let mut have: Vec<u32> = Vec::new();
+        let mut ranked: Vec<(i64, u32, i64)> = Vec::new();
+        let mut seeds: Vec<CandidateArc> = Vec::new();
+        let mut by_zone: Vec<(u32, u32)> = candidates.iter().map(|c| (c.zone, c.office)).collect();
+        by_zone.sort_unstable();
+        let mut cursor = 0usize;
+        let mut zones_in_order: Vec<u32> = self.active.to_vec();
+        zones_in_order.sort_unstable();
+        for z in zones_in_order {
+            have.clear();
+            while cursor < by_zone.len() && by_zone[cursor].0 < z {
+                cursor += 1;
+            }
+            while cursor < by_zone.len() && by_zone[cursor].0 == z {
+                have.push(by_zone[cursor].1);
+                cursor += 1;
+            }
+            let zone = &self.zones[z as usize];
+            let p = parent[z as usize] as usize;
+            ranked.clear();
+            for c in &coarse_candidates[start[p]..start[p + 1]] {
+                let office = &self.problem.offices[c.office as usize];
+                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
+                if km > zone.max_km {
+                    continue;
+                }
+                let d = metres(km);
+                ranked.push((d - office_pi[c.office as usize], c.office, d));
+            }
+            ranked.sort_unstable();
+            let Some(&(best, _, _)) = ranked.first() else {
+                continue;
+            };
+            let taken = ranked
+                .iter()
+                .take_while(|r| r.0 <= best.saturating_add(SEED_MARGIN_M))
+                .filter(|r| !have.contains(&r.1))
+                .take(cap);
+            for &(_, office, distance_m) in taken {
+                seeds.push(CandidateArc {
+                    zone: z,
+                    office,
+                    distance_m,
+                });
+            }
+        }
+        let added = seeds.len();
+        candidates.extend(seeds);
+        Ok(added)
+    }
+
     /// Omitted arcs with negative reduced cost under the current potentials.
     fn price(&self, net: &FlowNet, travel_costs: bool, node_of_zone: &[u32]) -> Vec<CandidateArc> {
         let za = self.active.len();
-        let office_pi = |o: usize| net.potential(za + o);
+        let node_pi: Vec<i64> = (0..za + self.offices).map(|i| net.potential(i)).collect();
+        let office_pi = |o: usize| node_pi[za + o];
         // Highest office potential per service index: no omitted arc can beat it.
         let max_pi: Vec<i64> = self
             .service_offices
@@ -760,16 +981,48 @@ impl Context<'_> {
                     .unwrap_or(i64::MIN)
             })
             .collect();
+        // Zones are independent here: split them over the cores, keep their order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = self.active.len().div_ceil(threads).max(PRICE_CHUNK_MIN);
+        let price_chunk =
+            |zones: &[u32]| self.price_zones(zones, &node_pi, &max_pi, travel_costs, node_of_zone);
+        if self.active.len() <= chunk {
+            return price_chunk(self.active);
+        }
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .active
+                .chunks(chunk)
+                .map(|zones| scope.spawn(move || price_chunk(zones)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().expect("pricing thread panicked"))
+                .collect()
+        })
+    }
+
+    /// `price` for some of the zones, given every node's potential.
+    fn price_zones(
+        &self,
+        active: &[u32],
+        node_pi: &[i64],
+        max_pi: &[i64],
+        travel_costs: bool,
+        node_of_zone: &[u32],
+    ) -> Vec<CandidateArc> {
+        let za = self.active.len();
+        let office_pi = |o: usize| node_pi[za + o];
         let mut found: Vec<(i64, CandidateArc)> = Vec::new();
         let mut hits = Vec::new();
         let per_zone = self.pricing_arcs_per_zone;
-        for &z in self.active {
+        for &z in active {
             let zi = z as usize;
             if self.zone_complete[zi] {
                 continue;
             }
             let zone = &self.zones[zi];
-            let pi_z = net.potential(node_of_zone[zi] as usize);
+            let pi_z = node_pi[node_of_zone[zi] as usize];
             let slack = max_pi[zone.service].saturating_sub(pi_z);
             let radius_km = if travel_costs {
                 // Omitted offices are at least (last candidate − 1 m) away (the 1 m covers

@@ -42,6 +42,12 @@ pub enum FlowError {
     Shape(String),
 }
 
+/// Block search scans `BLOCK_FACTOR × √arcs` arcs per pivot candidate. LEMON uses 1.0; on the
+/// allocation networks (arcs sorted by zone, most of them never entering) 0.25 measured
+/// fastest: 10k applicants 96 → 84 ms, 100k 5.0 → 4.1 s, iran-national 15.4 → 10.2 s
+/// (0.03, 0.1, 0.2, 0.3, 1 and 3 were tried).
+const BLOCK_FACTOR: f64 = 0.25;
+
 /// Min-cost flow on a directed graph with node supplies (positive = source) that sum to zero.
 #[derive(Debug, Clone)]
 pub struct NetworkSimplex {
@@ -238,7 +244,7 @@ impl NetworkSimplex {
         let search_end = self.source.len();
         let search_len = search_end - search_start;
         if search_len > 0 {
-            let block = ((search_len as f64).sqrt() as usize).max(10);
+            let block = (((search_len as f64).sqrt() * BLOCK_FACTOR) as usize).max(10);
             if self.next_arc < search_start || self.next_arc >= search_end {
                 self.next_arc = search_start;
             }

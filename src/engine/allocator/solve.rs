@@ -54,7 +54,7 @@ use super::model::{
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::office_paths::OfficePaths;
 use super::seating::{lottery_digests, seat_order};
-use super::spatial::{unit_vector, OfficeIndex};
+use super::spatial::{dist2, unit_vector, OfficeIndex};
 
 /// Hard bounds on input sizes (node ids are kept in u32).
 const MAX_APPLICANTS: usize = 50_000_000;
@@ -405,6 +405,7 @@ pub fn allocate_observed(
         wait_m_per_day,
         pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
         class_count: classes.len(),
+        office_points: &office_points,
         class_of_zone: zones
             .iter()
             .zip(&zone_reason)
@@ -650,6 +651,7 @@ struct Context<'a> {
     pricing_arcs_per_zone: usize,
     class_count: usize,
     class_of_zone: Vec<usize>,
+    office_points: &'a [[f64; 3]],
 }
 
 impl Context<'_> {
@@ -1046,6 +1048,21 @@ impl Context<'_> {
             // by the next solve, and every extra arc slows every later pivot.
             let start = found.len();
             for &o in &hits {
+                // What the arc's travel cost must stay under to price in; most offices in
+                // the radius are ruled out by that without trigonometry (the chord is a
+                // lower bound of the great-circle distance).
+                let gain = office_pi(o as usize).saturating_sub(pi_z);
+                if gain <= 0 {
+                    continue;
+                }
+                if travel_costs {
+                    let chord_m = dist2(&zone.point, &self.office_points[o as usize]).sqrt()
+                        * EARTH_RADIUS_KM
+                        * 1000.0;
+                    if chord_m * (1.0 - 1e-9) - 1.0 >= gain as f64 {
+                        continue;
+                    }
+                }
                 let office = &self.problem.offices[o as usize];
                 let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
                 if km > zone.max_km {

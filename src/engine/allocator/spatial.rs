@@ -25,7 +25,8 @@ pub fn chord_for_km(distance_km: f64) -> f64 {
     2.0 * (angle / 2.0).sin()
 }
 
-fn dist2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+/// Squared chord length between two unit vectors.
+pub fn dist2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     let (x, y, z) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
     x * x + y * y + z * z
 }

@@ -789,10 +789,11 @@ impl Context<'_> {
     /// then sends people past them, and pricing discovers that a few arcs per zone per round.
     /// Zones in one grid cell (same service, class and reach) are merged into one coarse
     /// zone at their centroid; its offices are the union of its members' candidates. The
-    /// coarse problem (seeded the same way when it is itself large) is solved with a few
-    /// pricing rounds; its office potentials `π̂` then rank, for each fine zone, the offices
-    /// its coarse zone ended with by `π̂_o − d(z,o)` (the zone's side of the reduced cost),
-    /// and the best few become candidates. This only chooses the starting arcs: the fine
+    /// coarse problem (seeded the same way when it is itself large) is solved with up to
+    /// `SEED_PRICING_ROUNDS` pricing rounds; its office potentials `π̂` then rank, for each
+    /// fine zone, the offices its coarse zone ended with by `π̂_o − d(z,o)` (the zone's side
+    /// of the reduced cost), and those within `SEED_MARGIN_M` of the best (at most
+    /// `seed_arcs_per_zone`) become candidates. This only chooses the starting arcs: the fine
     /// solve still prices every omitted arc, so the optimum stays exact whatever the seed.
     fn seed_from_coarse(
         &self,

@@ -48,8 +48,8 @@ use crate::domain::geo::{haversine_km, EARTH_RADIUS_KM};
 use super::cost_scaling::CostScaling;
 use super::model::FlowSolver;
 use super::model::{
-    Allocation, AllocationError, AllocationProblem, Assignment, Outcome, SolveStats, SolverOptions,
-    UnassignedReason,
+    Allocation, AllocationError, AllocationProblem, Assignment, OfficeSite, Outcome, SolveStats,
+    SolverOptions, UnassignedReason,
 };
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::office_paths::OfficePaths;
@@ -71,6 +71,14 @@ struct Zone {
     priority: i32,
     max_km: f64,
     count: i64,
+}
+
+impl Zone {
+    /// The solver's travel cost to `office` in metres, or None when it is beyond reach.
+    fn metres_to(&self, office: &OfficeSite) -> Option<i64> {
+        let km = haversine_km(self.lat, self.lon, office.lat, office.lon);
+        (km <= self.max_km).then(|| metres(km))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -290,13 +298,11 @@ pub fn allocate_observed(
             indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
             let before = candidates.len();
             for &(_, o) in near.iter() {
-                let office = &problem.offices[o as usize];
-                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
-                if km <= zone.max_km {
+                if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
                     candidates.push(CandidateArc {
                         zone: z as u32,
                         office: o,
-                        distance_m: metres(km),
+                        distance_m,
                     });
                 }
             }
@@ -307,10 +313,9 @@ pub fn allocate_observed(
                     zone.max_km.min(EARTH_RADIUS_KM * 4.0),
                     &mut hits,
                 );
-                let any_within = hits.iter().any(|&o| {
-                    let office = &problem.offices[o as usize];
-                    haversine_km(zone.lat, zone.lon, office.lat, office.lon) <= zone.max_km
-                });
+                let any_within = hits
+                    .iter()
+                    .any(|&o| zone.metres_to(&problem.offices[o as usize]).is_some());
                 zone_reason[z] = Some(if any_within {
                     UnassignedReason::ServiceNotOffered
                 } else {
@@ -874,14 +879,13 @@ impl Context<'_> {
         let mut coarse_candidates: Vec<CandidateArc> = pairs
             .into_iter()
             .filter_map(|(p, o)| {
-                let zone = &coarse_zones[p as usize];
-                let office = &self.problem.offices[o as usize];
-                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
-                (km <= zone.max_km).then(|| CandidateArc {
-                    zone: p,
-                    office: o,
-                    distance_m: metres(km),
-                })
+                coarse_zones[p as usize]
+                    .metres_to(&self.problem.offices[o as usize])
+                    .map(|distance_m| CandidateArc {
+                        zone: p,
+                        office: o,
+                        distance_m,
+                    })
             })
             .collect();
         let coarse_active: Vec<u32> = (0..coarse_count as u32).collect();
@@ -938,13 +942,9 @@ impl Context<'_> {
             let p = parent[z as usize] as usize;
             ranked.clear();
             for c in &coarse_candidates[start[p]..start[p + 1]] {
-                let office = &self.problem.offices[c.office as usize];
-                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
-                if km > zone.max_km {
-                    continue;
+                if let Some(d) = zone.metres_to(&self.problem.offices[c.office as usize]) {
+                    ranked.push((d - office_pi[c.office as usize], c.office, d));
                 }
-                let d = metres(km);
-                ranked.push((d - office_pi[c.office as usize], c.office, d));
             }
             ranked.sort_unstable();
             let Some(&(best, _, _)) = ranked.first() else {
@@ -1064,12 +1064,9 @@ impl Context<'_> {
                         continue;
                     }
                 }
-                let office = &self.problem.offices[o as usize];
-                let km = haversine_km(zone.lat, zone.lon, office.lat, office.lon);
-                if km > zone.max_km {
+                let Some(d) = zone.metres_to(&self.problem.offices[o as usize]) else {
                     continue;
-                }
-                let d = metres(km);
+                };
                 let cost = if travel_costs { d } else { 0 };
                 let rc = cost + pi_z - office_pi(o as usize);
                 if rc < 0 {

@@ -78,6 +78,8 @@ fn instance(applicants: usize, offices: usize, days: u32, seed: u64) -> Allocati
                 service: None,
                 registered_at: Some(rng.gen_range(0..86_400)),
                 province: Some(p.slug.clone()),
+                earliest_day: None,
+                preferred_offices: None,
             }
         })
         .collect();

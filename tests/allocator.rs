@@ -81,6 +81,13 @@ fn random_problem(rng: &mut ChaCha8Rng) -> AllocationProblem {
                 None
             },
             province: Some("tehran".into()),
+            // Now and then past the last day, so nobody can place them.
+            earliest_day: rng.gen_bool(0.3).then(|| rng.gen_range(0..=days)),
+            preferred_offices: rng.gen_bool(0.2).then(|| {
+                (0..rng.gen_range(1..3))
+                    .map(|_| rng.gen_range(0..office_count))
+                    .collect()
+            }),
         });
     }
     AllocationProblem {
@@ -93,14 +100,23 @@ fn random_problem(rng: &mut ChaCha8Rng) -> AllocationProblem {
     }
 }
 
-fn eligible(p: &AllocationProblem, a: &Applicant, o: &OfficeSite) -> Option<f64> {
-    let km = haversine_km(a.lat, a.lon, o.lat, o.lon);
+/// Whether the applicant accepts office `o` at all (its preferred offices, if any).
+fn accepts(a: &Applicant, o: usize) -> bool {
+    a.preferred_offices
+        .as_ref()
+        .is_none_or(|list| list.contains(&o))
+}
+
+/// Distance to office `o` when the applicant may be placed there (on some day).
+fn eligible(p: &AllocationProblem, a: &Applicant, o: usize) -> Option<f64> {
+    let office = &p.offices[o];
+    let km = haversine_km(a.lat, a.lon, office.lat, office.lon);
     let max_km = a.max_km.or(p.default_max_km).unwrap_or(f64::INFINITY);
-    let service_ok = match (&a.service, &o.services) {
+    let service_ok = match (&a.service, &office.services) {
         (Some(s), Some(set)) => set.contains(s),
         _ => true,
     };
-    (km <= max_km && service_ok).then_some(km)
+    (km <= max_km && service_ok && accepts(a, o)).then_some(km)
 }
 
 /// One LP over the eligible (applicant, seat row) pairs: `weights` per pair, the fixed class
@@ -161,7 +177,10 @@ fn lp_optimum(p: &AllocationProblem, classes: &[i32]) -> (Vec<i64>, i64) {
             if s.seats == 0 {
                 continue;
             }
-            if let Some(km) = eligible(p, a, &p.offices[s.office]) {
+            if s.day < a.earliest_day.unwrap_or(0) {
+                continue;
+            }
+            if let Some(km) = eligible(p, a, s.office) {
                 pairs.push((i, j));
                 costs.push((metres(km) + wait_m * s.day as i64) as f64);
             }
@@ -198,12 +217,17 @@ fn check_feasible(p: &AllocationProblem, outcomes: &[Outcome]) {
     for (a, out) in p.applicants.iter().zip(outcomes) {
         match out {
             Outcome::Assigned(s) => {
-                let o = &p.offices[s.office];
                 assert!(
-                    eligible(p, a, o).is_some(),
+                    eligible(p, a, s.office).is_some(),
                     "{} placed at ineligible {}",
                     a.id,
-                    o.id
+                    p.offices[s.office].id
+                );
+                assert!(
+                    s.day >= a.earliest_day.unwrap_or(0),
+                    "{} placed on day {} before their earliest day",
+                    a.id,
+                    s.day
                 );
                 *used.entry((s.office, s.day)).or_default() += 1;
                 assert!(
@@ -215,11 +239,11 @@ fn check_feasible(p: &AllocationProblem, outcomes: &[Outcome]) {
                 );
             }
             Outcome::Unassigned(reason) => {
-                let any_in_reach = p.offices.iter().any(|o| {
+                let any_in_reach = p.offices.iter().enumerate().any(|(i, o)| {
                     let max_km = a.max_km.or(p.default_max_km).unwrap_or(f64::INFINITY);
-                    haversine_km(a.lat, a.lon, o.lat, o.lon) <= max_km
+                    accepts(a, i) && haversine_km(a.lat, a.lon, o.lat, o.lon) <= max_km
                 });
-                let any_eligible = p.offices.iter().any(|o| eligible(p, a, o).is_some());
+                let any_eligible = (0..p.offices.len()).any(|o| eligible(p, a, o).is_some());
                 match reason {
                     UnassignedReason::NoOfficeWithinMaxKm => assert!(!any_in_reach),
                     UnassignedReason::ServiceNotOffered => {
@@ -240,7 +264,7 @@ fn check_feasible(p: &AllocationProblem, outcomes: &[Outcome]) {
 fn random_instances_match_the_lexicographic_lp_optimum() {
     let mut rng = ChaCha8Rng::seed_from_u64(20_260_101);
     // Coverage counters: the instances must exercise pricing, classes and every reason.
-    let (mut priced, mut multi_class, mut seeded) = (0, 0, 0);
+    let (mut priced, mut multi_class, mut seeded, mut constrained) = (0, 0, 0, 0);
     let mut reasons: BTreeSet<UnassignedReason> = BTreeSet::new();
     let cases: u64 = std::env::var("NOBAT_LP_CASES")
         .ok()
@@ -259,6 +283,10 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
         let alloc = allocate(&p, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));
         seeded += usize::from(alloc.stats.arcs_added_by_seeding > 0);
         check_feasible(&p, &alloc.outcomes);
+        constrained += usize::from(p.applicants.iter().zip(&alloc.outcomes).any(|(a, o)| {
+            matches!(o, Outcome::Assigned(_))
+                && (a.earliest_day.unwrap_or(0) > 0 || a.preferred_offices.is_some())
+        }));
         let mut classes: Vec<i32> = p
             .applicants
             .iter()
@@ -289,6 +317,10 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
     }
     assert!(priced >= 10, "pricing added arcs in only {priced} cases");
     assert!(multi_class >= 30, "{multi_class} multi-class cases");
+    assert!(
+        constrained >= 30,
+        "someone with an earliest day or preferred offices placed in only {constrained} cases"
+    );
     assert!(
         seeded >= 20,
         "coarse seeds added arcs in only {seeded} cases"
@@ -340,6 +372,8 @@ fn nearest_offices_full_forces_pricing_to_reach_further() {
                 service: None,
                 registered_at: None,
                 province: None,
+                earliest_day: None,
+                preferred_offices: None,
             })
             .collect(),
         wait_km_per_day: 5.0,
@@ -480,6 +514,8 @@ fn same_seed_same_allocation_and_lottery_is_rechecked() {
         a.registered_at = Some(7);
         a.max_km = None;
         a.service = None;
+        a.earliest_day = None;
+        a.preferred_offices = None;
     }
     p.default_max_km = None;
     let first = allocate(&p, &SolverOptions::default()).unwrap();
@@ -506,6 +542,181 @@ fn same_seed_same_allocation_and_lottery_is_rechecked() {
     assert_ne!(first.outcomes, third.outcomes);
 }
 
+/// Beyond what the LP can check: a city-sized instance with earliest days and preferred
+/// offices, where the nearest offices run out, solved with and without coarse seeds, with
+/// one and with many nearest candidates, and by every solver: one optimum.
+#[test]
+fn entry_days_keep_pricing_and_seeding_exact_at_city_scale() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7_070);
+    let offices: Vec<OfficeSite> = (0..60)
+        .map(|i| OfficeSite {
+            id: format!("O{i}"),
+            lat: rng.gen_range(35.5..35.9),
+            lon: rng.gen_range(51.2..51.6),
+            services: None,
+            stations: Some(2),
+            province: None,
+        })
+        .collect();
+    let mut seats = Vec::new();
+    for office in 0..offices.len() {
+        for day in 0..6 {
+            seats.push(OfficeDaySeats {
+                office,
+                day,
+                seats: rng.gen_range(0..12),
+            });
+        }
+    }
+    // Crowded around the centre, so the nearest offices fill and people go further.
+    let applicants: Vec<Applicant> = (0..3_000)
+        .map(|i| Applicant {
+            id: format!("A{i}"),
+            lat: 35.7 + rng.gen_range(-0.06..0.06f64),
+            lon: 51.4 + rng.gen_range(-0.06..0.06f64),
+            priority: i32::from(rng.gen_bool(0.1)),
+            max_km: None,
+            service: None,
+            registered_at: None,
+            province: None,
+            earliest_day: rng.gen_bool(0.4).then(|| rng.gen_range(0..7)),
+            preferred_offices: rng
+                .gen_bool(0.05)
+                .then(|| vec![rng.gen_range(0..60), rng.gen_range(0..60)]),
+        })
+        .collect();
+    let p = AllocationProblem {
+        offices,
+        seats,
+        applicants,
+        wait_km_per_day: 3.0,
+        default_max_km: Some(60.0),
+        lottery_seed: "s".into(),
+    };
+    let mut results = Vec::new();
+    for (solver, k, seed_min_zones) in [
+        (FlowSolver::NetworkSimplex, 1, usize::MAX),
+        (FlowSolver::NetworkSimplex, 1, 1),
+        (FlowSolver::NetworkSimplex, 12, usize::MAX),
+        (FlowSolver::CostScaling, 2, 1),
+        (FlowSolver::OfficePaths, 3, usize::MAX),
+    ] {
+        let options = SolverOptions {
+            solver,
+            candidates_per_zone: k,
+            seed_min_zones,
+            ..SolverOptions::default()
+        };
+        let alloc = allocate(&p, &options).unwrap();
+        check_feasible(&p, &alloc.outcomes);
+        let placed = alloc
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Assigned(_)))
+            .count();
+        if seed_min_zones == 1 {
+            assert!(alloc.stats.arcs_added_by_seeding > 0, "{solver:?}");
+        }
+        if k == 1 {
+            assert!(alloc.stats.arcs_added_by_pricing > 0, "{solver:?}");
+        }
+        results.push((placed, alloc.stats.total_cost_m));
+    }
+    assert!(results[0].0 < p.applicants.len(), "seats must run short");
+    assert!(
+        results.iter().all(|r| *r == results[0]),
+        "different optima: {results:?}"
+    );
+}
+
+#[test]
+fn earliest_days_and_preferred_offices_bind() {
+    // N is next to everyone, with one seat on day 0 and one on day 2; F is 20 km north; R
+    // is next door but offers only replacements.
+    let site = |id: &str, lat: f64, service: Option<&str>| OfficeSite {
+        id: id.into(),
+        lat,
+        lon: 51.40,
+        services: service.map(|s| BTreeSet::from([s.to_string()])),
+        stations: None,
+        province: None,
+    };
+    let person =
+        |id: &str, priority, earliest_day, preferred_offices: Option<Vec<usize>>| Applicant {
+            id: id.into(),
+            lat: 35.70,
+            lon: 51.40,
+            priority,
+            max_km: None,
+            service: Some("first_issuance".into()),
+            registered_at: None,
+            province: None,
+            earliest_day,
+            preferred_offices,
+        };
+    let seats = |office, day, seats| OfficeDaySeats { office, day, seats };
+    let mut unreachable = person("unreachable", 0, None, Some(vec![1]));
+    unreachable.max_km = Some(5.0);
+    let p = AllocationProblem {
+        offices: vec![
+            site("N", 35.70, None),
+            site("F", 35.88, None),
+            site("R", 35.701, Some("replacement")),
+        ],
+        seats: vec![
+            seats(0, 0, 1),
+            seats(0, 2, 1),
+            seats(1, 0, 5),
+            seats(2, 0, 5),
+        ],
+        applicants: vec![
+            // Top class, so first in N's seat order, but cannot come before day 2.
+            person("late", 1, Some(2), None),
+            person("early", 0, None, None),
+            // Only F will do, though N is closer.
+            person("far", 0, None, Some(vec![1])),
+            person("replacement-office-only", 0, None, Some(vec![2])),
+            person("after-the-horizon", 0, Some(9), None),
+            unreachable,
+        ],
+        wait_km_per_day: 5.0,
+        default_max_km: Some(100.0),
+        lottery_seed: "s".into(),
+    };
+    for solver in [
+        FlowSolver::NetworkSimplex,
+        FlowSolver::CostScaling,
+        FlowSolver::OfficePaths,
+    ] {
+        for force_two_stage in [false, true] {
+            let options = SolverOptions {
+                solver,
+                force_two_stage,
+                candidates_per_zone: 1,
+                ..SolverOptions::default()
+            };
+            let alloc = allocate(&p, &options).unwrap();
+            check_feasible(&p, &alloc.outcomes);
+            let placed = |i: usize| match alloc.outcomes[i] {
+                Outcome::Assigned(s) => Ok((p.offices[s.office].id.as_str(), s.day)),
+                Outcome::Unassigned(r) => Err(r),
+            };
+            assert_eq!(placed(0), Ok(("N", 2)), "{solver:?}");
+            assert_eq!(placed(1), Ok(("N", 0)), "{solver:?}");
+            assert_eq!(placed(2), Ok(("F", 0)), "{solver:?}");
+            assert_eq!(placed(3), Err(UnassignedReason::ServiceNotOffered));
+            assert_eq!(placed(4), Err(UnassignedReason::NoCapacity));
+            assert_eq!(placed(5), Err(UnassignedReason::NoOfficeWithinMaxKm));
+            // Office paths cannot take entry days: the simplex stands in, and says so.
+            let expected = match solver {
+                FlowSolver::OfficePaths => FlowSolver::NetworkSimplex,
+                other => other,
+            };
+            assert_eq!(alloc.stats.solver, expected);
+        }
+    }
+}
+
 #[test]
 fn higher_priority_class_wins_the_last_seat() {
     let mk = |id: &str, priority| Applicant {
@@ -517,6 +728,8 @@ fn higher_priority_class_wins_the_last_seat() {
         service: None,
         registered_at: None,
         province: None,
+        earliest_day: None,
+        preferred_offices: None,
     };
     let p = AllocationProblem {
         offices: vec![OfficeSite {
@@ -552,7 +765,7 @@ mod csv_input {
 
     const OFFICES: &str = "office_id,lat,lon,province,services\nO1,35.70,51.40,tehran,first_issuance\nO2,35.80,51.50,tehran,\n";
     const CAPACITY: &str = "office_id,day,seats\nO1,0,2\nO1,1,3\nO2,0,1\n";
-    const APPLICANTS: &str = "applicant_id,lat,lon,priority,max_km,service,registered_at\nA1,35.71,51.41,1,,first_issuance,2026-01-02\nA2,35.72,51.42,,30,,1700000000\n";
+    const APPLICANTS: &str = "applicant_id,lat,lon,priority,max_km,service,registered_at,earliest_day,preferred_offices\nA1,35.71,51.41,1,,first_issuance,2026-01-02,1,O2; O1\nA2,35.72,51.42,,30,,1700000000,,\n";
 
     fn args(dir: &Path, offices: &str, capacity: &str, applicants: &str) -> AllocateArgs {
         let write = |name: &str, text: &str| -> PathBuf {
@@ -584,11 +797,19 @@ mod csv_input {
         assert_eq!(p.applicants[0].priority, 1);
         assert_eq!(p.applicants[0].registered_at, Some(1_767_312_000));
         assert_eq!(p.applicants[1].max_km, Some(30.0));
+        assert_eq!(p.applicants[0].earliest_day, Some(1));
+        assert_eq!(p.applicants[0].preferred_offices, Some(vec![1, 0]));
+        assert_eq!(p.applicants[1].earliest_day, None);
+        assert_eq!(p.applicants[1].preferred_offices, None);
         assert!(p.offices[1].services.is_none());
     }
 
     #[test]
     fn bad_input_is_refused_with_file_line_and_reason() {
+        let too_many_preferred = format!(
+            "applicant_id,lat,lon,preferred_offices\nA1,35.7,51.4,{}\n",
+            vec!["O1"; 33].join(";")
+        );
         // (which file is replaced, its text, expected "file:line: reason" fragment)
         let table: &[(&str, &str, &str)] = &[
             (
@@ -665,6 +886,26 @@ mod csv_input {
                 "applicants",
                 "applicant_id,lat,lon\n,35.7,51.4\n",
                 "applicants.csv:2: `applicant_id` is empty",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,earliest_day\nA1,35.7,51.4,-1\n",
+                "applicants.csv:2: `earliest_day` = \"-1\" is not a day index",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,preferred_offices\nA1,35.7,51.4,O1;O9\n",
+                "applicants.csv:2: `preferred_offices` names unknown office \"O9\"",
+            ),
+            (
+                "applicants",
+                "applicant_id,lat,lon,preferred_offices\nA1,35.7,51.4,;\n",
+                "applicants.csv:2: `preferred_offices` names no office",
+            ),
+            (
+                "applicants",
+                &too_many_preferred,
+                "applicants.csv:2: `preferred_offices` names more than 32 offices",
             ),
         ];
         for &(file, text, expected) in table {
@@ -787,6 +1028,8 @@ fn empty_inputs_are_fine() {
         service: None,
         registered_at: None,
         province: None,
+        earliest_day: None,
+        preferred_offices: None,
     };
     let mut p = AllocationProblem {
         offices: vec![office],

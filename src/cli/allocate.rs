@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::domain::office::OfficeKind;
 use crate::engine::allocator::{
     allocate_observed, summarise, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats,
-    OfficeSite, Outcome, Phase, SolverOptions,
+    OfficeSite, Outcome, Phase, SolverOptions, MAX_PREFERRED_OFFICES,
 };
 
 /// `--solver`: which exact min-cost flow algorithm runs.
@@ -62,7 +62,10 @@ pub struct AllocateArgs {
         conflicts_with = "scenario"
     )]
     pub capacity: Option<PathBuf>,
-    /// Applicants: applicant_id,lat,lon[,priority,max_km,province,service,registered_at].
+    /// Applicants: applicant_id,lat,lon[,priority,max_km,province,service,registered_at,
+    /// earliest_day,preferred_offices]. `earliest_day` is a 0-based day like capacity's;
+    /// `preferred_offices` lists office_ids separated by `;`, the only offices the applicant
+    /// accepts (at most 32).
     #[arg(
         long,
         required_unless_present = "scenario",
@@ -193,7 +196,7 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
                 "arcs_added_by_pricing": allocation.stats.arcs_added_by_pricing,
                 "arcs_added_by_seeding": allocation.stats.arcs_added_by_seeding,
                 "pricing_rounds": allocation.stats.pricing_rounds,
-                "algorithm": format!("{:?}", options.solver),
+                "algorithm": format!("{:?}", allocation.stats.solver),
                 "work": allocation.stats.pivots,
             },
             "timings_ms": {
@@ -258,7 +261,7 @@ pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
     };
     let offices = load_offices(offices)?;
     let seats = load_capacity(capacity, &offices)?;
-    let applicants = load_applicants(applicants)?;
+    let applicants = load_applicants(applicants, &offices)?;
     Ok(AllocationProblem {
         offices,
         seats,
@@ -483,10 +486,15 @@ fn parse_registered_at(raw: &str) -> Result<i64, String> {
     ))
 }
 
-fn load_applicants(path: &Path) -> anyhow::Result<Vec<Applicant>> {
+fn load_applicants(path: &Path, offices: &[OfficeSite]) -> anyhow::Result<Vec<Applicant>> {
     let mut table = Table::open(path, &["applicant_id", "lat", "lon"])?;
     let mut applicants = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
+    let office_index: HashMap<&str, usize> = offices
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id.as_str(), i))
+        .collect();
     table.for_each(|_, row| {
         let id = row.req("applicant_id")?.to_string();
         let (lat, lon) = row.coords()?;
@@ -512,6 +520,17 @@ fn load_applicants(path: &Path) -> anyhow::Result<Vec<Applicant>> {
             .opt("registered_at")
             .map(parse_registered_at)
             .transpose()?;
+        let earliest_day = row
+            .opt("earliest_day")
+            .map(|d| {
+                d.parse::<u32>()
+                    .map_err(|_| format!("`earliest_day` = {d:?} is not a day index (0, 1, ...)"))
+            })
+            .transpose()?;
+        let preferred_offices = row
+            .opt("preferred_offices")
+            .map(|cell| parse_preferred_offices(cell, &office_index))
+            .transpose()?;
         if !seen.insert(id.clone()) {
             return Err(format!("duplicate applicant_id {id:?}"));
         }
@@ -524,10 +543,35 @@ fn load_applicants(path: &Path) -> anyhow::Result<Vec<Applicant>> {
             service: row.opt("service").map(str::to_string),
             registered_at,
             province: row.opt("province").map(str::to_string),
+            earliest_day,
+            preferred_offices,
         });
         Ok(())
     })?;
     Ok(applicants)
+}
+
+/// `preferred_offices`: office ids separated by `;`, each one in offices.csv.
+fn parse_preferred_offices(
+    cell: &str,
+    office_index: &HashMap<&str, usize>,
+) -> Result<Vec<usize>, String> {
+    let mut list = Vec::new();
+    for id in cell.split(';').map(str::trim).filter(|id| !id.is_empty()) {
+        if list.len() == MAX_PREFERRED_OFFICES {
+            return Err(format!(
+                "`preferred_offices` names more than {MAX_PREFERRED_OFFICES} offices"
+            ));
+        }
+        let &o = office_index
+            .get(id)
+            .ok_or_else(|| format!("`preferred_offices` names unknown office {id:?}"))?;
+        list.push(o);
+    }
+    if list.is_empty() {
+        return Err("`preferred_offices` names no office".into());
+    }
+    Ok(list)
 }
 
 fn write_assignments(

@@ -14,6 +14,9 @@ use super::Scenario;
 /// Age from which applicants are placed first (the elderly priority class).
 pub const PRIORITY_AGE_YEARS: u32 = 65;
 
+/// Generation is split over threads only in ranges at least this big.
+const CITIZENS_PER_THREAD_MIN: u64 = 50_000;
+
 /// Builds the problem: every office and each day of the horizon with its seats; every citizen
 /// eligible on the first day applies for first issuance, the elderly with priority 1.
 pub fn allocation_problem(
@@ -57,29 +60,50 @@ pub fn allocation_problem(
             province: Some(o.province.clone()),
         })
         .collect();
+    // Citizen i depends on (seed, i) alone: generate ranges on every core, keep the order.
     let generator = scenario.citizen_generator();
-    let applicants = (0..generator.count())
-        .filter_map(|i| generator.citizen(i))
-        .filter(|c| {
-            eligibility(
-                c.birth_date,
-                &c.nationality,
-                c.birth_certificate_has_photo,
-                start,
-            )
-            .is_eligible()
-        })
-        .map(|c| Applicant {
-            id: c.national_code.to_string(),
-            lat: c.location.lat,
-            lon: c.location.lon,
-            priority: i32::from(age_full_years(c.birth_date, start) >= PRIORITY_AGE_YEARS),
-            max_km: None,
-            service: Some(ServiceCode::FirstIssuance.to_string()),
-            registered_at: None,
-            province: Some(c.province.clone()),
-        })
-        .collect();
+    let count = generator.count();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let chunk = count.div_ceil(threads).max(CITIZENS_PER_THREAD_MIN);
+    let applicants_in = |from: u64, to: u64| -> Vec<Applicant> {
+        (from..to)
+            .filter_map(|i| generator.citizen(i))
+            .filter(|c| {
+                eligibility(
+                    c.birth_date,
+                    &c.nationality,
+                    c.birth_certificate_has_photo,
+                    start,
+                )
+                .is_eligible()
+            })
+            .map(|c| Applicant {
+                id: c.national_code.to_string(),
+                lat: c.location.lat,
+                lon: c.location.lon,
+                priority: i32::from(age_full_years(c.birth_date, start) >= PRIORITY_AGE_YEARS),
+                max_km: None,
+                service: Some(ServiceCode::FirstIssuance.to_string()),
+                registered_at: None,
+                province: Some(c.province),
+                earliest_day: None,
+                preferred_offices: None,
+            })
+            .collect()
+    };
+    let applicants: Vec<Applicant> = std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..count)
+            .step_by(chunk.max(1) as usize)
+            .map(|from| {
+                let to = (from + chunk).min(count);
+                scope.spawn(move || applicants_in(from, to))
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("citizen generation panicked"))
+            .collect()
+    });
     AllocationProblem {
         offices: sites,
         seats,

@@ -15,6 +15,7 @@ mod summary;
 pub use model::{
     Allocation, AllocationError, AllocationProblem, Applicant, Assignment, FlowSolver,
     OfficeDaySeats, OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
+    MAX_PREFERRED_OFFICES,
 };
 pub use seating::{lottery_digest, lottery_digests, seat_order};
 pub use solve::{allocate, allocate_observed, Phase};

@@ -30,7 +30,7 @@ pub struct OfficeDaySeats {
     pub seats: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Applicant {
     pub id: String,
     pub lat: f64,
@@ -44,7 +44,17 @@ pub struct Applicant {
     /// Registration time (any monotone integer, e.g. Unix seconds); `None` sorts last.
     pub registered_at: Option<i64>,
     pub province: Option<String>,
+    /// First day of the horizon (0-based, like [`OfficeDaySeats::day`]) the applicant can
+    /// come; `None` = any day.
+    pub earliest_day: Option<u32>,
+    /// The only offices the applicant accepts (indexes into [`AllocationProblem::offices`],
+    /// at most [`MAX_PREFERRED_OFFICES`]); they must still be within reach and offer the
+    /// service. `None` = any office.
+    pub preferred_offices: Option<Vec<usize>>,
 }
+
+/// Bound on an applicant's preferred offices (a person names a few, not a province).
+pub const MAX_PREFERRED_OFFICES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocationProblem {
@@ -176,6 +186,10 @@ pub struct SolveStats {
     pub arcs_added_by_seeding: usize,
     pub pricing_rounds: u32,
     pub pivots: u64,
+    /// The algorithm that solved the final network: the one asked for, unless it cannot
+    /// take this network (cost scaling's scaled costs overflow; office paths with entry
+    /// days), when the simplex does.
+    pub solver: FlowSolver,
     /// The exact objective: sum of `cost_m` over assigned applicants.
     pub total_cost_m: i64,
 }

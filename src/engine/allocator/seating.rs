@@ -78,6 +78,8 @@ mod tests {
             service: None,
             registered_at,
             province: None,
+            earliest_day: None,
+            preferred_offices: None,
         };
         let (a, b, c) = (mk("a", 0, Some(5)), mk("b", 1, Some(9)), mk("c", 0, None));
         let (da, db, dc) = ([9u8; 32], [5u8; 32], [0u8; 32]);

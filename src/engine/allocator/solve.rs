@@ -7,9 +7,20 @@
 //! zone z --(penalty of z's class)--> class c --(cap)--> T
 //! ```
 //!
-//! Zones collapse applicants with identical (lat, lon, service, priority, max_km): exact, no
-//! approximation. Cost is separable (distance + wait × day), so office → T carries one arc per
-//! day and the arc count is zones × K + offices × days rather than zones × K × days.
+//! Zones collapse applicants with identical (lat, lon, service, priority, max_km, earliest
+//! day, preferred offices): exact, no approximation. Cost is separable (distance + wait ×
+//! day), so office → T carries one arc per day and the arc count is zones × K + offices ×
+//! days rather than zones × K × days.
+//!
+//! **Earliest days.** When applicants name an earliest acceptable day, each office becomes a
+//! chain of entry nodes, one per distinct earliest day e₀ = 0 < e₁ < …: entry j carries the
+//! office's days in [e_j, e_{j+1}) and flows on to entry j + 1 at no cost, and a zone's arcs
+//! go into the entry of its own earliest day, so it reaches exactly the days it can come.
+//! Without earliest days there is one entry per office and the network is the one above.
+//! Inside an office, seats then go in seat order among those who can come that day.
+//!
+//! **Preferred offices** restrict a zone's candidates to those offices (still within reach
+//! and offering the service); such zones are complete from the start and never priced.
 //!
 //! **Lexicographic objective.** The sets of applicants that can be seated together form a
 //! transversal matroid, so "most applicants of the top class, then of the next class, …" is
@@ -49,7 +60,7 @@ use super::cost_scaling::CostScaling;
 use super::model::FlowSolver;
 use super::model::{
     Allocation, AllocationError, AllocationProblem, Assignment, OfficeSite, Outcome, SolveStats,
-    SolverOptions, UnassignedReason,
+    SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
 };
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::office_paths::OfficePaths;
@@ -71,6 +82,11 @@ struct Zone {
     priority: i32,
     max_km: f64,
     count: i64,
+    /// Index into the entry days: the zone's arcs enter its offices' day chains there.
+    entry: usize,
+    /// Index into the preference sets, or `NO_PREFERENCE`: a zone with a set has exactly
+    /// those of its offices as candidates, and pricing leaves it alone.
+    preferred: u32,
 }
 
 impl Zone {
@@ -101,6 +117,13 @@ const SEED_PRICING_ROUNDS: u32 = 40;
 
 /// Pricing splits its zones over threads only in chunks at least this big.
 const PRICE_CHUNK_MIN: usize = 4_096;
+
+/// What the applicants of one zone share besides their place: service, priority (class in
+/// a coarse zone), reach (`max_km` bits), entry day and preference set.
+type ZoneTraits = (usize, i64, u64, usize, u32);
+
+/// `Zone::preferred` of a zone that accepts any office.
+const NO_PREFERENCE: u32 = u32::MAX;
 
 /// Metres, rounded: the solver's unit of cost.
 fn metres(km: f64) -> i64 {
@@ -185,6 +208,32 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
                 });
             }
         }
+        if let Some(day) = a.earliest_day.filter(|&d| d > MAX_DAY) {
+            return Err(AllocationError::InvalidApplicant {
+                id: a.id.clone(),
+                reason: format!("earliest_day {day} is past day {MAX_DAY}"),
+            });
+        }
+        if let Some(list) = &a.preferred_offices {
+            let reason = if list.is_empty() {
+                Some("preferred_offices is empty (leave it out to accept any office)".into())
+            } else if list.len() > MAX_PREFERRED_OFFICES {
+                Some(format!(
+                    "{} preferred offices (at most {MAX_PREFERRED_OFFICES})",
+                    list.len()
+                ))
+            } else {
+                list.iter()
+                    .find(|&&o| o >= problem.offices.len())
+                    .map(|o| format!("preferred office index {o} is out of range"))
+            };
+            if let Some(reason) = reason {
+                return Err(AllocationError::InvalidApplicant {
+                    id: a.id.clone(),
+                    reason,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -254,20 +303,52 @@ pub fn allocate_observed(
         .map(|list| OfficeIndex::build(list.iter().map(|&o| (o, office_points[o as usize]))))
         .collect();
 
+    // Entry days: day 0 and every earliest day asked for. Each office gets one node per
+    // entry day; its days hang off the latest entry at or before them, and each entry flows
+    // on (at no cost) to the next, so a zone entering at day e reaches exactly days >= e.
+    let mut entry_days: Vec<u32> = std::iter::once(0)
+        .chain(problem.applicants.iter().filter_map(|a| a.earliest_day))
+        .collect();
+    entry_days.sort_unstable();
+    entry_days.dedup();
+    let entry_of_day = |day: u32| entry_days.partition_point(|&e| e <= day) - 1;
+
+    // Preference sets, each stored once.
+    let mut preference_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut preference_sets: Vec<Vec<u32>> = Vec::new();
+
     // Zones.
-    let mut zone_ids: HashMap<(u64, u64, usize, i32, u64), u32> = HashMap::new();
+    let mut zone_ids: HashMap<(u64, u64, ZoneTraits), u32> = HashMap::new();
     let mut zones: Vec<Zone> = Vec::new();
     let mut zone_of: Vec<u32> = Vec::with_capacity(problem.applicants.len());
     for a in &problem.applicants {
         let service = a.service.as_deref().map_or(0, |s| service_ids[s]);
         let max_km = a.max_km.or(problem.default_max_km).unwrap_or(f64::INFINITY);
+        let entry = entry_of_day(a.earliest_day.unwrap_or(0));
+        let preferred = match &a.preferred_offices {
+            None => NO_PREFERENCE,
+            Some(list) => {
+                let mut set: Vec<u32> = list.iter().map(|&o| o as u32).collect();
+                set.sort_unstable();
+                set.dedup();
+                let next = preference_sets.len() as u32;
+                *preference_ids.entry(set).or_insert_with_key(|set| {
+                    preference_sets.push(set.clone());
+                    next
+                })
+            }
+        };
         // +0.0 folds -0.0 into 0.0 so equal places share a zone.
         let key = (
             (a.lat + 0.0).to_bits(),
             (a.lon + 0.0).to_bits(),
-            service,
-            a.priority,
-            max_km.to_bits(),
+            (
+                service,
+                i64::from(a.priority),
+                max_km.to_bits(),
+                entry,
+                preferred,
+            ),
         );
         let id = *zone_ids.entry(key).or_insert_with(|| {
             zones.push(Zone {
@@ -278,6 +359,8 @@ pub fn allocate_observed(
                 priority: a.priority,
                 max_km,
                 count: 0,
+                entry,
+                preferred,
             });
             (zones.len() - 1) as u32
         });
@@ -285,6 +368,7 @@ pub fn allocate_observed(
         zone_of.push(id);
     }
     drop(zone_ids);
+    drop(preference_ids);
 
     // Candidates: K nearest eligible offices within reach.
     let mut zone_reason: Vec<Option<UnassignedReason>> = vec![None; zones.len()];
@@ -295,24 +379,47 @@ pub fn allocate_observed(
         let mut near = Vec::with_capacity(k + 1);
         let mut hits = Vec::new();
         for (z, zone) in zones.iter().enumerate() {
-            indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
             let before = candidates.len();
-            for &(_, o) in near.iter() {
-                if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
-                    candidates.push(CandidateArc {
-                        zone: z as u32,
-                        office: o,
-                        distance_m,
-                    });
+            if zone.preferred == NO_PREFERENCE {
+                indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
+                for &(_, o) in near.iter() {
+                    if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
+                        candidates.push(CandidateArc {
+                            zone: z as u32,
+                            office: o,
+                            distance_m,
+                        });
+                    }
                 }
+                zone_complete[z] = near.len() < k;
+            } else {
+                // Exactly the preferred offices that offer the service within reach.
+                let set = &preference_sets[zone.preferred as usize];
+                for &o in set {
+                    if service_offices[zone.service].binary_search(&o).is_err() {
+                        continue;
+                    }
+                    if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
+                        candidates.push(CandidateArc {
+                            zone: z as u32,
+                            office: o,
+                            distance_m,
+                        });
+                    }
+                }
+                candidates[before..].sort_unstable_by_key(|c| (c.distance_m, c.office));
+                zone_complete[z] = true;
             }
-            zone_complete[z] = near.len() < k;
             if candidates.len() == before {
-                indexes[0].within(
-                    &zone.point,
-                    zone.max_km.min(EARTH_RADIUS_KM * 4.0),
-                    &mut hits,
-                );
+                if zone.preferred == NO_PREFERENCE {
+                    indexes[0].within(
+                        &zone.point,
+                        zone.max_km.min(EARTH_RADIUS_KM * 4.0),
+                        &mut hits,
+                    );
+                } else {
+                    hits.clone_from(&preference_sets[zone.preferred as usize]);
+                }
                 let any_within = hits
                     .iter()
                     .any(|&o| zone.metres_to(&problem.offices[o as usize]).is_some());
@@ -364,7 +471,11 @@ pub fn allocate_observed(
     let longest_wait_m = wait_m_per_day
         .checked_mul(horizon_days)
         .ok_or_else(|| AllocationError::TooLarge("wait cost overflows".into()))?;
-    let big_penalty = (office_count as i64 + 1)
+    // A simple path enters each office entry node at most once.
+    let entry_nodes = office_count
+        .checked_mul(entry_days.len())
+        .ok_or_else(|| AllocationError::TooLarge("too many entry days".into()))?;
+    let big_penalty = (entry_nodes as i64 + 1)
         .checked_mul(longest_arc_m)
         .and_then(|x| x.checked_add(longest_wait_m))
         .and_then(|x| x.checked_add(1))
@@ -408,6 +519,7 @@ pub fn allocate_observed(
         zone_last_m: &zone_last_m,
         day_arcs: &day_arcs,
         wait_m_per_day,
+        entry_days: &entry_days,
         pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
         class_count: classes.len(),
         office_points: &office_points,
@@ -429,7 +541,7 @@ pub fn allocate_observed(
             let top = p.first().copied().unwrap_or(0);
             // The simplex needs (bound + 1) × (nodes + 1) and potentials of that order.
             top.checked_add(1)
-                .and_then(|x| x.checked_mul(4 * (zones.len() + office_count + c + 2) as i64))
+                .and_then(|x| x.checked_mul(4 * (zones.len() + entry_nodes + c + 2) as i64))
                 .is_some()
         });
     let final_net = match stacked {
@@ -530,8 +642,14 @@ pub fn allocate_observed(
         }
     }
 
-    // Inside an office: seat order decides who gets the earlier day and the earlier seat.
+    // Inside an office: seat order decides who gets the earlier day and the earlier seat,
+    // among those who can come that day. Days ascend, so whoever can come stays able to,
+    // and the flow sent at least as many people into each entry as the days from it on
+    // hold: every seat finds someone. Who sits where inside an office changes no cost.
     let mut total_cost_m = 0i64;
+    let entries = entry_days.len();
+    let mut queues: Vec<Vec<(u32, u32)>> = vec![Vec::new(); entries]; // (rank, applicant)
+    let mut heads = vec![0usize; entries];
     for (o, list) in at_office.iter_mut().enumerate() {
         if list.is_empty() {
             continue;
@@ -540,11 +658,23 @@ pub fn allocate_observed(
             let (a, b) = (a as usize, b as usize);
             seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
         });
+        for q in queues.iter_mut() {
+            q.clear();
+        }
+        heads.fill(0);
+        for (rank, &a) in list.iter().enumerate() {
+            queues[zones[zone_of[a as usize] as usize].entry].push((rank as u32, a));
+        }
         let office = &problem.offices[o];
-        let mut it = list.iter();
         for &(day, f) in &office_day_flows[o] {
+            let open = entry_of_day(day) + 1;
             for seat in 0..f as u32 {
-                let a = *it.next().expect("office inflow equals its day outflows") as usize;
+                let q = (0..open)
+                    .filter(|&j| heads[j] < queues[j].len())
+                    .min_by_key(|&j| queues[j][heads[j]].0)
+                    .expect("the flow sends each entry's days enough people");
+                let a = queues[q][heads[q]].1 as usize;
+                heads[q] += 1;
                 let applicant = &apps[a];
                 let cost_m = distance_of[a] + wait_m_per_day * day as i64;
                 total_cost_m += cost_m;
@@ -653,6 +783,8 @@ struct Context<'a> {
     zone_last_m: &'a [i64],
     day_arcs: &'a [(u32, u32, i64)],
     wait_m_per_day: i64,
+    /// Sorted, starting at 0: the days where office chains can be entered.
+    entry_days: &'a [u32],
     pricing_arcs_per_zone: usize,
     class_count: usize,
     class_of_zone: Vec<usize>,
@@ -686,9 +818,13 @@ impl Context<'_> {
             candidates
                 .sort_unstable_by_key(|c| (node_of_zone[c.zone as usize], c.distance_m, c.office));
         }
-        let office_node = |o: u32| za + o as usize;
-        let class_node = |c: usize| za + self.offices + c;
-        let sink = za + self.offices + self.class_count;
+        let entries = self.entry_days.len();
+        let entry_node = |o: u32, entry: usize| za + o as usize * entries + entry;
+        let zone_office_node =
+            |c: &CandidateArc| entry_node(c.office, self.zones[c.zone as usize].entry);
+        let entry_nodes = self.offices * entries;
+        let class_node = |c: usize| za + entry_nodes + c;
+        let sink = za + entry_nodes + self.class_count;
         let mut supply = vec![0i64; sink + 1];
         let mut total = 0i64;
         for (i, &z) in self.active.iter().enumerate() {
@@ -697,11 +833,13 @@ impl Context<'_> {
         }
         supply[sink] = -total;
         // Zones are never adjacent, so a simple residual cycle has at most two arcs per
-        // non-zone node (offices, classes, the sink).
-        let cycle_len_bound = 2 * (self.offices + self.class_count + 1);
+        // non-zone node (office entries, classes, the sink).
+        let cycle_len_bound = 2 * (entry_nodes + self.class_count + 1);
         let scaling = options.solver == FlowSolver::CostScaling
             && CostScaling::fits(spec.cost_bound, cycle_len_bound);
-        let mut net = if options.solver == FlowSolver::OfficePaths {
+        // Office paths knows only the one-node-per-office shape: with entry days the
+        // simplex solves instead.
+        let mut net = if options.solver == FlowSolver::OfficePaths && entries == 1 {
             FlowNet::Paths(Box::new(OfficePaths::new(
                 supply,
                 za,
@@ -731,7 +869,7 @@ impl Context<'_> {
         for c in candidates.iter() {
             candidate_arc.push(net.add_arc(
                 node_of_zone[c.zone as usize] as usize,
-                office_node(c.office),
+                zone_office_node(c),
                 zone_cap(c.zone),
                 arc_cost(c),
             )?);
@@ -743,7 +881,18 @@ impl Context<'_> {
             } else {
                 0
             };
-            day_arc.push(net.add_arc(office_node(o), sink, seats, cost)?);
+            let entry = self.entry_days.partition_point(|&e| e <= day) - 1;
+            day_arc.push(net.add_arc(entry_node(o, entry), sink, seats, cost)?);
+        }
+        for o in 0..self.offices as u32 {
+            for entry in 1..entries {
+                net.add_arc(
+                    entry_node(o, entry - 1),
+                    entry_node(o, entry),
+                    CAPACITY_UNBOUNDED,
+                    0,
+                )?;
+            }
         }
         for (i, &z) in self.active.iter().enumerate() {
             let c = self.class_of_zone[z as usize];
@@ -772,7 +921,7 @@ impl Context<'_> {
             for c in found {
                 candidate_arc.push(net.add_arc(
                     node_of_zone[c.zone as usize] as usize,
-                    office_node(c.office),
+                    zone_office_node(&c),
                     zone_cap(c.zone),
                     arc_cost(&c),
                 )?);
@@ -780,6 +929,11 @@ impl Context<'_> {
             }
         }
         stats.pricing_rounds += rounds;
+        stats.solver = match net {
+            FlowNet::Simplex(_) => FlowSolver::NetworkSimplex,
+            FlowNet::Scaling(_) => FlowSolver::CostScaling,
+            FlowNet::Paths(_) => FlowSolver::OfficePaths,
+        };
         Ok(StageNet {
             net,
             candidate_arc,
@@ -809,16 +963,20 @@ impl Context<'_> {
         // Grow the cell until the coarse problem is a fraction of this one.
         let mut cell_deg = SEED_CELL_DEG;
         let (parent, coarse_count) = loop {
-            let mut ids: HashMap<(i64, i64, usize, usize, u64), u32> = HashMap::new();
+            let mut ids: HashMap<(i64, i64, ZoneTraits), u32> = HashMap::new();
             let mut parent = vec![u32::MAX; self.zones.len()];
             for &z in self.active {
                 let zone = &self.zones[z as usize];
                 let key = (
                     (zone.lat / cell_deg).floor() as i64,
                     (zone.lon / cell_deg).floor() as i64,
-                    zone.service,
-                    self.class_of_zone[z as usize],
-                    zone.max_km.to_bits(),
+                    (
+                        zone.service,
+                        self.class_of_zone[z as usize] as i64,
+                        zone.max_km.to_bits(),
+                        zone.entry,
+                        zone.preferred,
+                    ),
                 );
                 let next = ids.len() as u32;
                 parent[z as usize] = *ids.entry(key).or_insert(next);
@@ -889,11 +1047,16 @@ impl Context<'_> {
             })
             .collect();
         let coarse_active: Vec<u32> = (0..coarse_count as u32).collect();
+        let coarse_complete: Vec<bool> = coarse_zones
+            .iter()
+            .map(|z| z.preferred != NO_PREFERENCE)
+            .collect();
         let coarse = Context {
             zones: &coarse_zones,
             active: &coarse_active,
-            // No lower bound on omitted offices' distance: pricing checks every zone.
-            zone_complete: &vec![false; coarse_count],
+            // No lower bound on omitted offices' distance: pricing checks every zone but
+            // those restricted to their preferred offices.
+            zone_complete: &coarse_complete,
             zone_last_m: &vec![0; coarse_count],
             class_of_zone: coarse_class,
             ..*self
@@ -906,8 +1069,10 @@ impl Context<'_> {
             &mut ignored,
             Some(SEED_PRICING_ROUNDS),
         )?;
-        let office_pi: Vec<i64> = (0..self.offices)
-            .map(|o| net.net.potential(coarse_count + o))
+        // Potentials of every office entry node, office-major like the nodes.
+        let entries = self.entry_days.len();
+        let office_pi: Vec<i64> = (0..self.offices * entries)
+            .map(|i| net.net.potential(coarse_count + i))
             .collect();
         drop(net);
 
@@ -943,7 +1108,8 @@ impl Context<'_> {
             ranked.clear();
             for c in &coarse_candidates[start[p]..start[p + 1]] {
                 if let Some(d) = zone.metres_to(&self.problem.offices[c.office as usize]) {
-                    ranked.push((d - office_pi[c.office as usize], c.office, d));
+                    let pi = office_pi[c.office as usize * entries + zone.entry];
+                    ranked.push((d - pi, c.office, d));
                 }
             }
             ranked.sort_unstable();
@@ -971,17 +1137,23 @@ impl Context<'_> {
     /// Omitted arcs with negative reduced cost under the current potentials.
     fn price(&self, net: &FlowNet, travel_costs: bool, node_of_zone: &[u32]) -> Vec<CandidateArc> {
         let za = self.active.len();
-        let node_pi: Vec<i64> = (0..za + self.offices).map(|i| net.potential(i)).collect();
-        let office_pi = |o: usize| node_pi[za + o];
-        // Highest office potential per service index: no omitted arc can beat it.
+        let entries = self.entry_days.len();
+        let node_pi: Vec<i64> = (0..za + self.offices * entries)
+            .map(|i| net.potential(i))
+            .collect();
+        // Highest office potential per service and entry day (`[service * entries +
+        // entry]`): no omitted arc can beat it.
         let max_pi: Vec<i64> = self
             .service_offices
             .iter()
-            .map(|list| {
-                list.iter()
-                    .map(|&o| office_pi(o as usize))
-                    .max()
-                    .unwrap_or(i64::MIN)
+            .flat_map(|list| {
+                let node_pi = &node_pi;
+                (0..entries).map(move |entry| {
+                    list.iter()
+                        .map(|&o| node_pi[za + o as usize * entries + entry])
+                        .max()
+                        .unwrap_or(i64::MIN)
+                })
             })
             .collect();
         // Zones are independent here: split them over the cores, keep their order.
@@ -1015,7 +1187,7 @@ impl Context<'_> {
         node_of_zone: &[u32],
     ) -> Vec<CandidateArc> {
         let za = self.active.len();
-        let office_pi = |o: usize| node_pi[za + o];
+        let entries = self.entry_days.len();
         let mut found: Vec<(i64, CandidateArc)> = Vec::new();
         let mut hits = Vec::new();
         let per_zone = self.pricing_arcs_per_zone;
@@ -1025,8 +1197,9 @@ impl Context<'_> {
                 continue;
             }
             let zone = &self.zones[zi];
+            let office_pi = |o: usize| node_pi[za + o * entries + zone.entry];
             let pi_z = node_pi[node_of_zone[zi] as usize];
-            let slack = max_pi[zone.service].saturating_sub(pi_z);
+            let slack = max_pi[zone.service * entries + zone.entry].saturating_sub(pi_z);
             let radius_km = if travel_costs {
                 // Omitted offices are at least (last candidate − 1 m) away (the 1 m covers
                 // rounding ties); their reduced cost is then >= 0 when slack is that small.

@@ -692,6 +692,8 @@ impl<'w> Simulation<'w> {
                     service: Some(province_key(c.province)),
                     registered_at: Some(i64::from(reg)),
                     province: None,
+                    earliest_day: None,
+                    preferred_offices: None,
                 });
             }
             if budget == 0 {

@@ -225,6 +225,8 @@ fn plan_with_allocator(
                 service: Some(a.service.clone()),
                 registered_at: Some(a.created_at),
                 province: None,
+                earliest_day: None,
+                preferred_offices: None,
             }
         })
         .collect();

@@ -111,6 +111,21 @@ fn bench_allocate(c: &mut Criterion) {
             },
         );
     }
+    // The same 100k instance with a third of the applicants naming an earliest day (one of
+    // five): each office becomes a chain of entry nodes. The ratio to the plain 100k run
+    // above is the price of that constraint.
+    let mut problem = instance(100_000, 2_000, 30, 7);
+    for (i, a) in problem.applicants.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            a.earliest_day = Some([1, 3, 7, 10, 14][i / 3 % 5]);
+        }
+    }
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_with_input(
+        BenchmarkId::from_parameter("100000x2000x30/earliest_days"),
+        &problem,
+        |b, p| b.iter(|| black_box(allocate(p, &SolverOptions::default()).expect("solves"))),
+    );
     group.finish();
 }
 

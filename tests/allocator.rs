@@ -718,6 +718,61 @@ fn earliest_days_and_preferred_offices_bind() {
 }
 
 #[test]
+fn earliest_days_between_seat_days_share_one_zone() {
+    // Seats only on days 0 and 10: asking for day 1 or day 9 reaches the same seats.
+    let p = AllocationProblem {
+        offices: vec![OfficeSite {
+            id: "O".into(),
+            lat: 35.7,
+            lon: 51.4,
+            services: None,
+            stations: None,
+            province: None,
+        }],
+        seats: vec![
+            OfficeDaySeats {
+                office: 0,
+                day: 0,
+                seats: 5,
+            },
+            OfficeDaySeats {
+                office: 0,
+                day: 10,
+                seats: 5,
+            },
+        ],
+        applicants: (0..12u32)
+            .map(|i| Applicant {
+                id: format!("A{i:02}"),
+                lat: 35.7,
+                lon: 51.4,
+                earliest_day: match i {
+                    0 | 1 => None,
+                    11 => Some(11),
+                    day => Some(day - 1),
+                },
+                ..Applicant::default()
+            })
+            .collect(),
+        wait_km_per_day: 1.0,
+        default_max_km: None,
+        lottery_seed: "s".into(),
+    };
+    let alloc = allocate(&p, &SolverOptions::default()).unwrap();
+    check_feasible(&p, &alloc.outcomes);
+    // Anytime; days 1..=9 (all meaning day 10); past the last seat day.
+    assert_eq!(alloc.stats.zones, 3);
+    let on_day = |day: u32| {
+        alloc
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Assigned(s) if s.day == day))
+            .count()
+    };
+    assert_eq!((on_day(0), on_day(10)), (2, 5));
+}
+
+#[test]
 fn higher_priority_class_wins_the_last_seat() {
     let mk = |id: &str, priority| Applicant {
         id: id.into(),

@@ -306,8 +306,29 @@ pub fn allocate_observed(
     // Entry days: day 0 and every earliest day asked for. Each office gets one node per
     // entry day; its days hang off the latest entry at or before them, and each entry flows
     // on (at no cost) to the next, so a zone entering at day e reaches exactly days >= e.
+    // An earliest day is first moved to the next day that has seats anywhere (or one past
+    // the last): days that differ only by seatless days reach the same seats, so there are
+    // at most (days with seats + 2) entries, however many distinct days people name.
+    let mut seat_days: Vec<u32> = problem
+        .seats
+        .iter()
+        .filter(|s| s.seats > 0)
+        .map(|s| s.day)
+        .collect();
+    seat_days.sort_unstable();
+    seat_days.dedup();
+    let snap_day = |e: u32| match seat_days.get(seat_days.partition_point(|&d| d < e)) {
+        _ if e == 0 => 0,
+        Some(&d) => d,
+        None => seat_days.last().map_or(0, |&d| d + 1),
+    };
     let mut entry_days: Vec<u32> = std::iter::once(0)
-        .chain(problem.applicants.iter().filter_map(|a| a.earliest_day))
+        .chain(
+            problem
+                .applicants
+                .iter()
+                .filter_map(|a| a.earliest_day.map(snap_day)),
+        )
         .collect();
     entry_days.sort_unstable();
     entry_days.dedup();
@@ -324,7 +345,7 @@ pub fn allocate_observed(
     for a in &problem.applicants {
         let service = a.service.as_deref().map_or(0, |s| service_ids[s]);
         let max_km = a.max_km.or(problem.default_max_km).unwrap_or(f64::INFINITY);
-        let entry = entry_of_day(a.earliest_day.unwrap_or(0));
+        let entry = entry_of_day(a.earliest_day.map_or(0, snap_day));
         let preferred = match &a.preferred_offices {
             None => NO_PREFERENCE,
             Some(list) => {

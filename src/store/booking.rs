@@ -61,7 +61,8 @@ impl BatchConn {
         use sqlx::ConnectOptions;
         let options = (*pool.connect_options())
             .clone()
-            .pragma("cache_size", format!("-{}", Self::LITE_CACHE_KIB));
+            .pragma("cache_size", format!("-{}", Self::LITE_CACHE_KIB))
+            .pragma("wal_autocheckpoint", "10000");
         Ok(options.connect().await?)
     }
 }

@@ -125,6 +125,12 @@ type ZoneTraits = (usize, i64, u64, usize, u32);
 /// `Zone::preferred` of a zone that accepts any office.
 const NO_PREFERENCE: u32 = u32::MAX;
 
+/// The entry a day hangs off: the last entry day at or before it (`entry_days` is sorted
+/// and starts at 0).
+fn entry_of(entry_days: &[u32], day: u32) -> usize {
+    entry_days.partition_point(|&e| e <= day) - 1
+}
+
 /// Metres, rounded: the solver's unit of cost.
 fn metres(km: f64) -> i64 {
     (km * 1000.0).round() as i64
@@ -332,7 +338,7 @@ pub fn allocate_observed(
         .collect();
     entry_days.sort_unstable();
     entry_days.dedup();
-    let entry_of_day = |day: u32| entry_days.partition_point(|&e| e <= day) - 1;
+    let entry_of_day = |day: u32| entry_of(&entry_days, day);
 
     // Preference sets, each stored once.
     let mut preference_ids: HashMap<Vec<u32>, u32> = HashMap::new();
@@ -902,7 +908,7 @@ impl Context<'_> {
             } else {
                 0
             };
-            let entry = self.entry_days.partition_point(|&e| e <= day) - 1;
+            let entry = entry_of(self.entry_days, day);
             day_arc.push(net.add_arc(entry_node(o, entry), sink, seats, cost)?);
         }
         for o in 0..self.offices as u32 {

@@ -380,28 +380,36 @@ fn nearest_offices_full_forces_pricing_to_reach_further() {
         default_max_km: Some(100.0),
         lottery_seed: "s".into(),
     };
-    for solver in [
+    for options in every_solver(1) {
+        let solver = options.solver;
+        let alloc = allocate(&p, &options).unwrap();
+        let assigned = alloc
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Assigned(_)))
+            .count();
+        assert_eq!(assigned, 5, "{solver:?}");
+        assert!(alloc.stats.arcs_added_by_pricing >= 4, "{solver:?}");
+    }
+}
+
+/// Each exact solver, with stacked penalties and with the two-stage method, starting from
+/// `k` nearest candidates per zone.
+fn every_solver(k: usize) -> impl Iterator<Item = SolverOptions> {
+    [
         FlowSolver::NetworkSimplex,
         FlowSolver::CostScaling,
         FlowSolver::OfficePaths,
-    ] {
-        for force_two_stage in [false, true] {
-            let options = SolverOptions {
-                candidates_per_zone: 1,
-                solver,
-                force_two_stage,
-                ..SolverOptions::default()
-            };
-            let alloc = allocate(&p, &options).unwrap();
-            let assigned = alloc
-                .outcomes
-                .iter()
-                .filter(|o| matches!(o, Outcome::Assigned(_)))
-                .count();
-            assert_eq!(assigned, 5, "{solver:?}");
-            assert!(alloc.stats.arcs_added_by_pricing >= 4, "{solver:?}");
-        }
-    }
+    ]
+    .into_iter()
+    .flat_map(move |solver| {
+        [false, true].map(|force_two_stage| SolverOptions {
+            candidates_per_zone: k,
+            solver,
+            force_two_stage,
+            ..SolverOptions::default()
+        })
+    })
 }
 
 /// Assigned applicants per class, top class first.
@@ -683,37 +691,26 @@ fn earliest_days_and_preferred_offices_bind() {
         default_max_km: Some(100.0),
         lottery_seed: "s".into(),
     };
-    for solver in [
-        FlowSolver::NetworkSimplex,
-        FlowSolver::CostScaling,
-        FlowSolver::OfficePaths,
-    ] {
-        for force_two_stage in [false, true] {
-            let options = SolverOptions {
-                solver,
-                force_two_stage,
-                candidates_per_zone: 1,
-                ..SolverOptions::default()
-            };
-            let alloc = allocate(&p, &options).unwrap();
-            check_feasible(&p, &alloc.outcomes);
-            let placed = |i: usize| match alloc.outcomes[i] {
-                Outcome::Assigned(s) => Ok((p.offices[s.office].id.as_str(), s.day)),
-                Outcome::Unassigned(r) => Err(r),
-            };
-            assert_eq!(placed(0), Ok(("N", 2)), "{solver:?}");
-            assert_eq!(placed(1), Ok(("N", 0)), "{solver:?}");
-            assert_eq!(placed(2), Ok(("F", 0)), "{solver:?}");
-            assert_eq!(placed(3), Err(UnassignedReason::ServiceNotOffered));
-            assert_eq!(placed(4), Err(UnassignedReason::NoCapacity));
-            assert_eq!(placed(5), Err(UnassignedReason::NoOfficeWithinMaxKm));
-            // Office paths cannot take entry days: the simplex stands in, and says so.
-            let expected = match solver {
-                FlowSolver::OfficePaths => FlowSolver::NetworkSimplex,
-                other => other,
-            };
-            assert_eq!(alloc.stats.solver, expected);
-        }
+    for options in every_solver(1) {
+        let solver = options.solver;
+        let alloc = allocate(&p, &options).unwrap();
+        check_feasible(&p, &alloc.outcomes);
+        let placed = |i: usize| match alloc.outcomes[i] {
+            Outcome::Assigned(s) => Ok((p.offices[s.office].id.as_str(), s.day)),
+            Outcome::Unassigned(r) => Err(r),
+        };
+        assert_eq!(placed(0), Ok(("N", 2)), "{solver:?}");
+        assert_eq!(placed(1), Ok(("N", 0)), "{solver:?}");
+        assert_eq!(placed(2), Ok(("F", 0)), "{solver:?}");
+        assert_eq!(placed(3), Err(UnassignedReason::ServiceNotOffered));
+        assert_eq!(placed(4), Err(UnassignedReason::NoCapacity));
+        assert_eq!(placed(5), Err(UnassignedReason::NoOfficeWithinMaxKm));
+        // Office paths cannot take entry days: the simplex stands in, and says so.
+        let expected = match solver {
+            FlowSolver::OfficePaths => FlowSolver::NetworkSimplex,
+            other => other,
+        };
+        assert_eq!(alloc.stats.solver, expected);
     }
 }
 

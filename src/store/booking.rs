@@ -56,13 +56,21 @@ pub struct BatchConn {
 impl BatchConn {
     /// Page cache of the writer's SQLite connection: 64 MiB (SQLite's default is 2 MiB).
     const LITE_CACHE_KIB: i64 = 64 * 1024;
+    /// WAL pages between the checkpoints the writer runs after its commits (SQLite's default
+    /// is 1,000). The same hot pages (slot rows, index roots) are copied back once per
+    /// checkpoint, so rarer checkpoints copy less per booking: on the hold→confirm bench
+    /// about +12% (noisy); the WAL stays under ~40 MiB.
+    const LITE_WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
     async fn open_lite(pool: &sqlx::SqlitePool) -> Result<sqlx::SqliteConnection, StoreError> {
         use sqlx::ConnectOptions;
         let options = (*pool.connect_options())
             .clone()
             .pragma("cache_size", format!("-{}", Self::LITE_CACHE_KIB))
-            .pragma("wal_autocheckpoint", "10000");
+            .pragma(
+                "wal_autocheckpoint",
+                Self::LITE_WAL_AUTOCHECKPOINT_PAGES.to_string(),
+            );
         Ok(options.connect().await?)
     }
 }

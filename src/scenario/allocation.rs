@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::domain::applicant::{age_full_years, eligibility};
+use crate::domain::applicant::age_full_years;
 use crate::domain::calendar::HolidayCalendar;
 use crate::domain::slots::seats_per_day;
 use crate::domain::ServiceCode;
@@ -68,15 +68,7 @@ pub fn allocation_problem(
     let applicants_in = |from: u64, to: u64| -> Vec<Applicant> {
         (from..to)
             .filter_map(|i| generator.citizen(i))
-            .filter(|c| {
-                eligibility(
-                    c.birth_date,
-                    &c.nationality,
-                    c.birth_certificate_has_photo,
-                    start,
-                )
-                .is_eligible()
-            })
+            .filter(|c| c.eligibility(start).is_eligible())
             .map(|c| Applicant {
                 id: c.national_code.to_string(),
                 lat: c.location.lat,

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::network::{offset_km, pick_weighted};
 use super::towns::Town;
 use super::{derive_seed, CitizenSpec, Scenario};
-use crate::domain::applicant::Gender;
+use crate::domain::applicant::{eligibility, Eligibility, Gender};
 use crate::domain::{BirthCertificateSerial, GeoPoint, Mobile, NationalCode, PostalCode};
 
 /// What the civil registry knows about a person.
@@ -35,6 +35,18 @@ pub struct CitizenRecord {
     /// ISO 3166 alpha-2; `IR` for Iranian nationals.
     pub nationality: String,
     pub birth_certificate_has_photo: bool,
+}
+
+impl CitizenRecord {
+    /// Whether this person may apply for a card on `today` (every rule, as the API checks it).
+    pub fn eligibility(&self, today: NaiveDate) -> Eligibility {
+        eligibility(
+            self.birth_date,
+            &self.nationality,
+            self.birth_certificate_has_photo,
+            today,
+        )
+    }
 }
 
 /// The civil-registration authority as the booking system sees it. A deployment plugs in the

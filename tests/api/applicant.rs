@@ -1,7 +1,6 @@
 //! Drives the applicant journey over HTTP, as the frontend does.
 
 use chrono::NaiveDate;
-use nobat::domain::applicant::eligibility;
 use nobat::scenario::{CitizenRecord, Scenario};
 use serde_json::{json, Value};
 
@@ -14,15 +13,7 @@ pub fn eligible_citizens(skip: usize, n: usize) -> Vec<CitizenRecord> {
     let today = NaiveDate::from_ymd_opt(2024, 9, 22).unwrap();
     (0..generator.count())
         .filter_map(|i| generator.citizen(i))
-        .filter(|c| {
-            eligibility(
-                c.birth_date,
-                &c.nationality,
-                c.birth_certificate_has_photo,
-                today,
-            )
-            .is_eligible()
-        })
+        .filter(|c| c.eligibility(today).is_eligible())
         .skip(skip)
         .take(n)
         .collect()

@@ -84,15 +84,7 @@ async fn kill_nine_while_confirming(db: &TestDb) {
     let today = chrono::Utc::now().date_naive();
     let citizens: Vec<_> = (0..generator.count())
         .filter_map(|i| generator.citizen(i))
-        .filter(|c| {
-            nobat::domain::applicant::eligibility(
-                c.birth_date,
-                &c.nationality,
-                c.birth_certificate_has_photo,
-                today,
-            )
-            .is_eligible()
-        })
+        .filter(|c| c.eligibility(today).is_eligible())
         .take(120)
         .collect();
     let (_, offices) = {

@@ -438,16 +438,18 @@ pub fn allocate_observed(
                 zone_complete[z] = true;
             }
             if candidates.len() == before {
-                if zone.preferred == NO_PREFERENCE {
+                // Offices the zone would accept, whatever their services.
+                let acceptable: &[u32] = if zone.preferred == NO_PREFERENCE {
                     indexes[0].within(
                         &zone.point,
                         zone.max_km.min(EARTH_RADIUS_KM * 4.0),
                         &mut hits,
                     );
+                    &hits
                 } else {
-                    hits.clone_from(&preference_sets[zone.preferred as usize]);
-                }
-                let any_within = hits
+                    &preference_sets[zone.preferred as usize]
+                };
+                let any_within = acceptable
                     .iter()
                     .any(|&o| zone.metres_to(&problem.offices[o as usize]).is_some());
                 zone_reason[z] = Some(if any_within {

@@ -3,6 +3,13 @@
 //!
 //! They come from an [`IdSource`] so that tests and simulations replay from a seed, while the
 //! server uses a CSPRNG seeded from the operating system: tracking codes must be unguessable.
+//!
+//! Every id starts with an *order bucket*: 15 bits that change once per [`IDS_PER_BUCKET`] ids
+//! drawn, followed by the random part. Ids drawn close together therefore sort close together,
+//! so the rows a batch inserts land on a few index pages instead of one random page each: a
+//! purely random key dirties (and writes to the WAL) a whole page per row. On the hold→confirm
+//! bench that locality roughly doubles SQLite's throughput. The bucket carries no secret and
+//! adds no guessability: the random part alone has ≥ 65 bits.
 
 use std::sync::Mutex;
 
@@ -12,24 +19,35 @@ use rand_chacha::ChaCha20Rng;
 /// Crockford's base32: no I, L, O, U, so a code read over the phone is not misheard.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// Characters of a tracking code; 13 × 5 = 65 bits of randomness.
-pub const TRACKING_CODE_CHARS: usize = 13;
+/// Characters of the order bucket (3 × 5 = 15 bits, so 32,768 buckets before they repeat).
+const BUCKET_CHARS: usize = 3;
+/// Ids drawn per bucket. A batch's ids mostly share one bucket, and a bucket comes round again
+/// only after 32 million ids, so its stretch of an index stays a few pages long.
+pub const IDS_PER_BUCKET: u64 = 1024;
+/// Random characters of a tracking code: 13 × 5 = 65 bits.
+const TRACKING_RANDOM_CHARS: usize = 13;
+/// Characters of a tracking code: the bucket, then 65 random bits; read as `ABCD-EFGH-JKMN-PQRS`.
+pub const TRACKING_CODE_CHARS: usize = BUCKET_CHARS + TRACKING_RANDOM_CHARS;
 
 pub trait IdSource: Send + Sync {
     /// `bits` random bits (≤ 128).
     fn random_bits(&self, bits: u32) -> u128;
 
-    /// A tracking code: 13 Crockford base32 characters, 65 random bits.
+    /// The order bucket of the next id (see the module docs), 15 bits.
+    fn next_bucket(&self) -> u16;
+
+    /// A tracking code: 16 Crockford base32 characters, the order bucket and 65 random bits.
     fn tracking_code(&self) -> String {
-        encode(self.random_bits(65), TRACKING_CODE_CHARS)
+        let mut code = encode(u128::from(self.next_bucket()), BUCKET_CHARS);
+        code.push_str(&encode(self.random_bits(65), TRACKING_RANDOM_CHARS));
+        code
     }
 
-    /// An opaque id with a readable prefix (`hold_…`), 100 random bits.
+    /// An opaque id with a readable prefix (`hold_…`): the order bucket and 100 random bits.
     fn opaque(&self, prefix: &str) -> String {
-        format!(
-            "{prefix}_{}",
-            encode(self.random_bits(100), 20).to_ascii_lowercase()
-        )
+        let bucket = encode(u128::from(self.next_bucket()), BUCKET_CHARS);
+        let random = encode(self.random_bits(100), 20);
+        format!("{prefix}_{}{}", bucket, random).to_ascii_lowercase()
     }
 }
 
@@ -61,20 +79,60 @@ pub fn normalise_tracking_code(input: &str) -> Option<String> {
     (out.len() == TRACKING_CODE_CHARS).then_some(out)
 }
 
-/// Shows a tracking code in groups for reading: `ABCDE-FGHJK-MNP`.
+/// Shows a tracking code in groups of four for reading: `ABCD-EFGH-JKMN-PQRS`.
 pub fn display_tracking_code(code: &str) -> String {
-    if code.len() != TRACKING_CODE_CHARS {
+    if code.len() != TRACKING_CODE_CHARS || !code.is_ascii() {
         return code.to_string();
     }
-    format!("{}-{}-{}", &code[..5], &code[5..10], &code[10..])
+    let groups: Vec<&str> = (0..TRACKING_CODE_CHARS)
+        .step_by(4)
+        .map(|i| &code[i..(i + 4).min(TRACKING_CODE_CHARS)])
+        .collect();
+    groups.join("-")
+}
+
+/// A random generator and the count of ids drawn, behind one lock.
+struct Draws {
+    rng: ChaCha20Rng,
+    /// Ids drawn so far, from a random start: two processes do not walk the buckets in step.
+    count: u64,
+}
+
+impl Draws {
+    fn new(mut rng: ChaCha20Rng) -> Mutex<Self> {
+        let count = rng.next_u64();
+        Mutex::new(Self { rng, count })
+    }
+}
+
+fn lock(draws: &Mutex<Draws>) -> std::sync::MutexGuard<'_, Draws> {
+    draws.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn draw(draws: &Mutex<Draws>, bits: u32) -> u128 {
+    assert!(bits <= 128);
+    let mut d = lock(draws);
+    let v = (u128::from(d.rng.next_u64()) << 64) | u128::from(d.rng.gen::<u64>());
+    if bits == 128 {
+        v
+    } else {
+        v & ((1u128 << bits) - 1)
+    }
+}
+
+fn bucket(draws: &Mutex<Draws>) -> u16 {
+    let mut d = lock(draws);
+    let b = (d.count / IDS_PER_BUCKET) & 0x7fff;
+    d.count = d.count.wrapping_add(1);
+    b as u16
 }
 
 /// The server's source: ChaCha20 seeded from the operating system.
-pub struct SecureIds(Mutex<ChaCha20Rng>);
+pub struct SecureIds(Mutex<Draws>);
 
 impl SecureIds {
     pub fn new() -> Self {
-        Self(Mutex::new(ChaCha20Rng::from_entropy()))
+        Self(Draws::new(ChaCha20Rng::from_entropy()))
     }
 }
 
@@ -85,22 +143,11 @@ impl Default for SecureIds {
 }
 
 /// A seeded source for tests and simulations: same seed, same ids.
-pub struct SeededIds(Mutex<ChaCha20Rng>);
+pub struct SeededIds(Mutex<Draws>);
 
 impl SeededIds {
     pub fn new(seed: u64) -> Self {
-        Self(Mutex::new(ChaCha20Rng::seed_from_u64(seed)))
-    }
-}
-
-fn draw(rng: &Mutex<ChaCha20Rng>, bits: u32) -> u128 {
-    assert!(bits <= 128);
-    let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
-    let v = (u128::from(rng.next_u64()) << 64) | u128::from(rng.gen::<u64>());
-    if bits == 128 {
-        v
-    } else {
-        v & ((1u128 << bits) - 1)
+        Self(Draws::new(ChaCha20Rng::seed_from_u64(seed)))
     }
 }
 
@@ -108,11 +155,19 @@ impl IdSource for SecureIds {
     fn random_bits(&self, bits: u32) -> u128 {
         draw(&self.0, bits)
     }
+
+    fn next_bucket(&self) -> u16 {
+        bucket(&self.0)
+    }
 }
 
 impl IdSource for SeededIds {
     fn random_bits(&self, bits: u32) -> u128 {
         draw(&self.0, bits)
+    }
+
+    fn next_bucket(&self) -> u16 {
+        bucket(&self.0)
     }
 }
 
@@ -124,18 +179,52 @@ mod tests {
     fn tracking_codes_are_short_and_round_trip() {
         let ids = SeededIds::new(7);
         let code = ids.tracking_code();
-        assert_eq!(code.len(), 13);
+        assert_eq!(code.len(), TRACKING_CODE_CHARS);
         let shown = display_tracking_code(&code);
+        assert_eq!(shown.len(), 19, "{shown}");
+        assert_eq!(shown.matches('-').count(), 3, "{shown}");
         assert_eq!(
             normalise_tracking_code(&shown.to_lowercase()),
             Some(code.clone())
         );
         assert_eq!(normalise_tracking_code("ABC"), None);
         assert_eq!(
-            normalise_tracking_code("ABCDE-FGHJK-MNU"),
+            normalise_tracking_code("ABCD-EFGH-JKMN-PQRU"),
             None,
             "U is not Crockford"
         );
+        assert_eq!(
+            normalise_tracking_code("abcd efgh jkmn pqrs"),
+            Some("ABCDEFGHJKMNPQRS".to_string())
+        );
+    }
+
+    #[test]
+    fn ids_drawn_together_share_a_bucket_and_stay_random() {
+        let ids = SeededIds::new(3);
+        let codes: Vec<String> = (0..4 * IDS_PER_BUCKET)
+            .map(|i| {
+                if i % 2 == 0 {
+                    ids.tracking_code()
+                } else {
+                    ids.opaque("hold")
+                }
+            })
+            .collect();
+        // The bucket changes every IDS_PER_BUCKET draws: four of them span four or five buckets.
+        let buckets: std::collections::BTreeSet<String> = codes
+            .iter()
+            .map(|c| c.trim_start_matches("hold_").to_ascii_uppercase()[..BUCKET_CHARS].to_string())
+            .collect();
+        assert!((4..=5).contains(&buckets.len()), "{buckets:?}");
+        // Within a bucket the codes still differ in their random part.
+        let mut tracking: Vec<&String> = codes.iter().step_by(2).collect();
+        tracking.sort();
+        tracking.dedup();
+        assert_eq!(tracking.len(), 2 * IDS_PER_BUCKET as usize);
+        // Two sources start at unrelated buckets.
+        let other = SeededIds::new(4).tracking_code();
+        assert_ne!(&other[..BUCKET_CHARS], &codes[0][..BUCKET_CHARS]);
     }
 
     #[test]

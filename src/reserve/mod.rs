@@ -24,7 +24,7 @@ pub use ids::{IdSource, SecureIds, SeededIds};
 
 use crate::domain::time::Clock;
 use crate::engine::booking::{Outcome, Request};
-use crate::store::{Store, StoreError};
+use crate::store::{BatchConn, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -40,7 +40,9 @@ pub struct EngineConfig {
     pub batch_attempts: u32,
     /// Most expired holds released per sweep.
     pub sweep_limit: i64,
-    /// Concurrent writer tasks on PostgreSQL (SQLite always uses one).
+    /// Concurrent writer tasks. On PostgreSQL each has its own connection and their
+    /// transactions overlap; on SQLite they share one connection, and one collects the next
+    /// batch while another's transaction runs.
     pub writers: usize,
 }
 
@@ -128,20 +130,25 @@ impl Reservations {
         // Yesterday's slots stay visible so a receipt for this morning still resolves its slot.
         availability.load(store.bookable_slots(now - 86_400).await?);
         let (queue, rx) = mpsc::channel(config.queue_bound);
-        // PostgreSQL locks rows, so several writers overlap one batch's commit with the next
-        // batch's work; SQLite has one write lock, so a second writer would only wait for it.
-        let writers = match store.backend() {
-            crate::store::Backend::Postgres => config.writers.max(1),
-            crate::store::Backend::Sqlite => 1,
-        };
+        // PostgreSQL locks rows, so several writers, each on its own connection, overlap one
+        // batch's commit with the next batch's work. SQLite has one write lock: its writers
+        // share one connection, and overlap collecting a batch with the other's transaction.
+        let shared = Arc::new(tokio::sync::Mutex::new(BatchConn::default()));
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..writers {
+        for _ in 0..config.writers.max(1) {
+            let conn = match store.backend() {
+                crate::store::Backend::Postgres => {
+                    Arc::new(tokio::sync::Mutex::new(BatchConn::default()))
+                }
+                crate::store::Backend::Sqlite => shared.clone(),
+            };
             tokio::spawn(writer::run(
                 store.clone(),
                 availability.clone(),
                 clock.clone(),
                 config.clone(),
                 rx.clone(),
+                conn,
             ));
         }
         Ok(Self {

@@ -14,40 +14,64 @@ use crate::engine::booking::{decide, BatchKeys, Outcome, Request};
 const SWEEP_PER_BATCH: i64 = 64;
 use crate::store::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
 
-/// One writer: takes a batch from the shared queue (holding the queue only while collecting,
-/// so another writer can collect the next batch while this one commits), applies it, repeats.
+/// The connection writers run their batches on. On SQLite every writer shares one (there is one
+/// write lock): while one writer's transaction runs, the next writer gathers the following
+/// batch, so the database never waits for a batch to be collected. On PostgreSQL each writer
+/// has its own and their transactions overlap (rows are locked, not the database).
+pub(super) type SharedConn = Arc<tokio::sync::Mutex<BatchConn>>;
+
+/// One writer: takes a batch from the shared queue and the connection (holding the queue only
+/// while collecting, so another writer can collect the next batch while this one commits),
+/// applies it, repeats.
 pub(super) async fn run(
     store: Store,
     availability: Arc<Availability>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    conn: SharedConn,
 ) {
-    let mut conn = BatchConn::default();
     loop {
-        let jobs = {
+        let (jobs, conn) = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
             let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
             jobs.push(first);
             collect(&mut rx, &mut jobs, &config).await;
+            // The connection is taken while the queue is still held, so batches reach the
+            // database in the order they were collected; until it is free, the batch grows.
+            let conn = collect_until_free(&mut rx, &mut jobs, &config, &conn).await;
             metrics::gauge!("nobat_booking_queue_depth").set(rx.len() as f64);
-            jobs
+            (jobs, conn)
         };
         metrics::histogram!("nobat_booking_batch_size").record(jobs.len() as f64);
         let started = std::time::Instant::now();
-        process(
-            &store,
-            &mut conn,
-            &availability,
-            clock.as_ref(),
-            &config,
-            jobs,
-        )
-        .await;
+        process(&store, conn, &availability, clock.as_ref(), &config, jobs).await;
         metrics::histogram!("nobat_booking_batch_duration_seconds")
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Waits for the connection, adding requests that arrive meanwhile (up to the batch bound).
+async fn collect_until_free<'c>(
+    rx: &mut mpsc::Receiver<Job>,
+    jobs: &mut Vec<Job>,
+    config: &EngineConfig,
+    conn: &'c SharedConn,
+) -> tokio::sync::MutexGuard<'c, BatchConn> {
+    let lock = conn.lock();
+    tokio::pin!(lock);
+    while jobs.len() < config.batch_max {
+        tokio::select! {
+            biased;
+            guard = &mut lock => return guard,
+            job = rx.recv() => match job {
+                Some(job) => jobs.push(job),
+                None => break,
+            },
+        }
+    }
+    lock.await
 }
 
 /// Takes what is already queued, then waits up to the linger window for more.
@@ -78,17 +102,20 @@ enum Pending {
     KeyReused,
 }
 
+/// Applies a batch and answers its requests. The connection is let go as soon as the batch is
+/// committed, so the next writer's transaction starts while this one answers.
 async fn process(
     store: &Store,
-    conn: &mut BatchConn,
+    mut conn: tokio::sync::MutexGuard<'_, BatchConn>,
     availability: &Availability,
     clock: &dyn Clock,
     config: &EngineConfig,
     jobs: Vec<Job>,
 ) {
-    let result = attempt(store, conn, clock, config, &jobs).await;
+    let result = attempt(store, &mut conn, clock, config, &jobs).await;
     match result {
         Ok((answers, deltas)) => {
+            drop(conn);
             availability.apply(&deltas);
             for (job, answer) in jobs.into_iter().zip(answers) {
                 let _ = job.reply.send(answer);
@@ -99,7 +126,7 @@ async fn process(
             tracing::warn!(error = %e, batch = jobs.len(), "batch failed; applying its requests one by one");
             for job in jobs {
                 let single = [job];
-                let result = attempt(store, conn, clock, config, &single).await;
+                let result = attempt(store, &mut conn, clock, config, &single).await;
                 let [job] = single;
                 match result {
                     Ok((mut answers, deltas)) => {

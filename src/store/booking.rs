@@ -1,23 +1,22 @@
 //! The writer's transaction: lock and read every row a batch touches, decide in memory
 //! (`engine::booking::decide`), write the effects in bulk, commit once.
 //!
-//! Each step is one statement whatever the batch size on PostgreSQL (arrays bound as `UNNEST`
-//! parameters); on SQLite the reads take the keys as JSON (`json_each`) and the hot writes
-//! (holds, appointments, seats, events, idempotency records) are multi-row `VALUES` with bound
-//! parameters, 64 rows a statement, so that SQLite parses no JSON per row. Either way a batch
-//! of 500 requests costs a few dozen statements at most, not thousands. Rows are locked (`FOR UPDATE`, in id order) on
-//! PostgreSQL so that several nobat processes can share one database; on SQLite the write
-//! transaction is already exclusive.
+//! On PostgreSQL each step is one statement whatever the batch size (arrays bound as `UNNEST`
+//! parameters), so a batch of 500 requests costs a few dozen statements at most, not
+//! thousands; rows are locked (`FOR UPDATE`, in id order) so that several nobat processes can
+//! share one database. On SQLite the batch runs on a thread of its own with prepared statements
+//! (`lite_writer`), and the write transaction is exclusive.
 
 use std::collections::HashMap;
 
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Postgres, Row, Sqlite, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 
+use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
 use crate::engine::booking::{
-    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, Event, HoldRow, HoldStatus,
+    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow, HoldStatus,
     PaymentRow, PaymentStatus, SlotRow,
 };
 
@@ -42,36 +41,29 @@ pub struct BatchExtras {
     pub sweep_due: Option<(i64, i64)>,
 }
 
-/// The connection a writer runs its batches on. On SQLite it is the writer's own, outside the
-/// pool (opened on first use with the pool's options, so WAL and `synchronous=FULL` hold): a
-/// pooled connection would have its page cache discarded whenever another connection had
-/// committed since it last ran, i.e. before nearly every batch; this one stays warm, as do its
-/// prepared statements. PostgreSQL batches take a pooled connection each (several writers lock
-/// rows side by side).
+/// The connection a writer runs its batches on. On SQLite it is the handle of the writer
+/// thread (`lite_writer`), started on first use, outside the pool: a pooled connection would
+/// have its page cache discarded whenever another connection had committed since it last ran,
+/// i.e. before nearly every batch; this one stays warm, as do its prepared statements.
+/// PostgreSQL batches take a pooled connection each (several writers lock rows side by side).
 #[derive(Default)]
 pub struct BatchConn {
-    lite: Option<sqlx::SqliteConnection>,
+    lite: Option<LiteWriter>,
 }
 
 impl BatchConn {
-    /// Page cache of the writer's SQLite connection: 64 MiB (SQLite's default is 2 MiB).
-    const LITE_CACHE_KIB: i64 = 64 * 1024;
-    /// WAL pages between the checkpoints the writer runs after its commits (SQLite's default
-    /// is 1,000). The same hot pages (slot rows, index roots) are copied back once per
-    /// checkpoint, so rarer checkpoints copy less per booking: on the hold→confirm bench
-    /// about +12% (noisy); the WAL stays under ~40 MiB.
-    const LITE_WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
-
-    async fn open_lite(pool: &sqlx::SqlitePool) -> Result<sqlx::SqliteConnection, StoreError> {
-        use sqlx::ConnectOptions;
-        let options = (*pool.connect_options())
-            .clone()
-            .pragma("cache_size", format!("-{}", Self::LITE_CACHE_KIB))
-            .pragma(
-                "wal_autocheckpoint",
-                Self::LITE_WAL_AUTOCHECKPOINT_PAGES.to_string(),
-            );
-        Ok(options.connect().await?)
+    fn start_lite(pool: &sqlx::SqlitePool) -> Result<LiteWriter, StoreError> {
+        let options = pool.connect_options();
+        let path = options.get_filename();
+        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+            return Err(StoreError::Config(
+                "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
+            ));
+        }
+        LiteWriter::start(LiteSettings {
+            path: path.to_path_buf(),
+            busy_timeout: super::SQLITE_BUSY_TIMEOUT,
+        })
     }
 }
 
@@ -82,17 +74,19 @@ pub struct BatchWrite<T> {
     pub result: T,
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-const HOLD_COLS: &str =
+pub(super) const HOLD_COLS: &str =
     "id, slot_id, application_id, national_code, service, status, created_at, expires_at";
-const APPT_COLS: &str =
+pub(super) const APPT_COLS: &str =
     "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at";
-const SLOT_COLS: &str = "id, office_id, start_at, duration_minutes, capacity, taken";
+pub(super) const SLOT_COLS: &str = "id, office_id, start_at, duration_minutes, capacity, taken";
 
-macro_rules! decode_rows {
+/// Decoders of hold and appointment rows for a row type whose `try_get(index)` reads a column
+/// (sqlx's rows, and rusqlite's through `lite_writer::TryGet`).
+macro_rules! decode_booking_rows {
     ($row_ty:ty) => {
         pub(crate) fn hold(row: &$row_ty) -> Result<HoldRow, StoreError> {
             Ok(HoldRow {
@@ -101,7 +95,7 @@ macro_rules! decode_rows {
                 application_id: row.try_get(2)?,
                 national_code: row.try_get(3)?,
                 service: row.try_get(4)?,
-                status: HoldStatus::parse(row.try_get::<&str, _>(5)?)
+                status: HoldStatus::parse(row.try_get::<String, _>(5)?.as_str())
                     .ok_or_else(|| corrupt("hold status"))?,
                 created_at: row.try_get(6)?,
                 expires_at: row.try_get(7)?,
@@ -118,13 +112,18 @@ macro_rules! decode_rows {
                 national_code: row.try_get(5)?,
                 service: row.try_get(6)?,
                 payment_id: row.try_get(7)?,
-                status: AppointmentStatus::parse(row.try_get::<&str, _>(8)?)
+                status: AppointmentStatus::parse(row.try_get::<String, _>(8)?.as_str())
                     .ok_or_else(|| corrupt("appointment status"))?,
                 created_at: row.try_get(9)?,
                 updated_at: row.try_get(10)?,
             })
         }
+    };
+}
 
+/// Decoders of the slot and payment rows a batch reads.
+macro_rules! decode_batch_rows {
+    ($row_ty:ty) => {
         pub(crate) fn slot(row: &$row_ty) -> Result<SlotRow, StoreError> {
             Ok(SlotRow {
                 id: row.try_get(0)?,
@@ -142,31 +141,24 @@ macro_rules! decode_rows {
                 application_id: row.try_get(1)?,
                 service: row.try_get(2)?,
                 national_code: row.try_get(3)?,
-                status: PaymentStatus::parse(row.try_get::<&str, _>(4)?)
+                status: PaymentStatus::parse(row.try_get::<String, _>(4)?.as_str())
                     .ok_or_else(|| corrupt("payment status"))?,
             })
         }
     };
 }
 
+pub(crate) use {decode_batch_rows, decode_booking_rows};
+
 pub(crate) mod pg {
     use super::*;
-    decode_rows!(PgRow);
+    decode_booking_rows!(PgRow);
+    decode_batch_rows!(PgRow);
 }
 
 pub(crate) mod lite {
     use super::*;
-    decode_rows!(SqliteRow);
-}
-
-/// Rows as one JSON array of arrays (tuples serialise as arrays, without building
-/// `serde_json::Value`s), for `json_each`.
-fn json_rows<T: serde::Serialize>(rows: &[T]) -> String {
-    serde_json::to_string(rows).expect("rows serialise")
-}
-
-fn json_strings(v: &[String]) -> String {
-    serde_json::to_string(v).expect("strings serialise")
+    decode_booking_rows!(SqliteRow);
 }
 
 impl Store {
@@ -194,29 +186,14 @@ impl Store {
             }
             Store::Sqlite(pool) => {
                 let lite = match &mut conn.lite {
-                    Some(c) => c,
-                    None => conn.lite.insert(BatchConn::open_lite(pool).await?),
+                    Some(w) => w,
+                    None => conn.lite.insert(BatchConn::start_lite(pool)?),
                 };
-                let result = async {
-                    // IMMEDIATE takes the write lock up front, so the reads below cannot go
-                    // stale before the writes (and no deferred-upgrade deadlock is possible).
-                    let mut tx =
-                        sqlx::Connection::begin_with(&mut *lite, "BEGIN IMMEDIATE").await?;
-                    let (mut state, stored) = lite_read(&mut tx, &keys, extras).await?;
-                    let write = decide(&mut state, &stored);
-                    lite_write(&mut tx, &write.effects, &write.idempotency).await?;
-                    tx.commit().await?;
-                    Ok(write.result)
-                }
-                .await;
-                if let Err(e) = &result {
-                    // A refused write leaves the connection sound (the transaction rolls back);
-                    // after anything else, start again from a fresh connection.
-                    if !matches!(e, StoreError::Constraint { .. }) {
-                        conn.lite = None;
-                    }
-                }
-                result
+                let read = lite.read(keys, extras.clone()).await?;
+                let mut state = read.state;
+                let write = decide(&mut state, &read.stored);
+                LiteWriter::write(read.write, write.effects, write.idempotency).await?;
+                Ok(write.result)
             }
         }
     }
@@ -500,377 +477,6 @@ async fn pg_write(
         .bind(idem.iter().map(|x| x.response_body.clone()).collect::<Vec<_>>())
         .bind(idem.iter().map(|_| e.now).collect::<Vec<_>>())
         .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn lite_read(
-    tx: &mut Transaction<'_, Sqlite>,
-    keys: &BatchKeys,
-    extras: &BatchExtras,
-) -> Result<(BatchState, HashMap<(String, String), IdempotencyRecord>), StoreError> {
-    let mut state = BatchState::default();
-    let mut slot_ids = keys.slots.clone();
-    let mut hold_ids = keys.holds.clone();
-    if let Some((now, limit)) = extras.sweep_due {
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?;
-        hold_ids.extend(due.iter().cloned());
-        hold_ids.sort();
-        hold_ids.dedup();
-        state.due_holds = due;
-    }
-    if !hold_ids.is_empty() {
-        let sql =
-            format!("SELECT {HOLD_COLS} FROM holds WHERE id IN (SELECT value FROM json_each(?1))");
-        for row in sqlx::query(&sql)
-            .bind(json_strings(&hold_ids))
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let h = lite::hold(&row)?;
-            slot_ids.push(h.slot_id);
-            state.holds.insert(h.id.clone(), h);
-        }
-    }
-    if !keys.appointments.is_empty() {
-        let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE tracking_code IN (SELECT value FROM json_each(?1))");
-        for row in sqlx::query(&sql)
-            .bind(json_strings(&keys.appointments))
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let a = lite::appointment(&row)?;
-            slot_ids.push(a.slot_id);
-            state.appointments.insert(a.tracking_code.clone(), a);
-        }
-    }
-    if !keys.citizen_codes.is_empty() {
-        let codes = json_strings(&keys.citizen_codes);
-        let sql = format!("SELECT {HOLD_COLS} FROM holds WHERE national_code IN (SELECT value FROM json_each(?1)) AND status = 'live'");
-        for row in sqlx::query(&sql).bind(&codes).fetch_all(&mut **tx).await? {
-            let h = lite::hold(&row)?;
-            state.holds.entry(h.id.clone()).or_insert(h);
-        }
-        let sql = format!(
-            "SELECT {APPT_COLS} FROM appointments WHERE national_code IN (SELECT value FROM json_each(?1)) AND status IN ('booked', 'checked_in')"
-        );
-        for row in sqlx::query(&sql).bind(&codes).fetch_all(&mut **tx).await? {
-            let a = lite::appointment(&row)?;
-            state
-                .appointments
-                .entry(a.tracking_code.clone())
-                .or_insert(a);
-        }
-    }
-    if !keys.payments.is_empty() {
-        let sql = "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
-                   JOIN applications a ON a.id = p.application_id WHERE p.id IN (SELECT value FROM json_each(?1))";
-        for row in sqlx::query(sql)
-            .bind(json_strings(&keys.payments))
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let p = lite::payment(&row)?;
-            state.payments.insert(p.id.clone(), p);
-        }
-    }
-    slot_ids.sort_unstable();
-    slot_ids.dedup();
-    if !slot_ids.is_empty() {
-        let sql =
-            format!("SELECT {SLOT_COLS} FROM slots WHERE id IN (SELECT value FROM json_each(?1))");
-        let ids = serde_json::to_string(&slot_ids).expect("ids serialise");
-        for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
-            let s = lite::slot(&row)?;
-            state.slots.insert(s.id, s);
-        }
-    }
-    let mut stored = HashMap::new();
-    if !extras.idempotency_keys.is_empty() {
-        let pairs = serde_json::to_string(&extras.idempotency_keys).expect("pairs serialise");
-        let sql = "SELECT k.scope, k.key, k.request_hash, k.response_status, k.response_body FROM json_each(?1) r \
-                   JOIN idempotency_keys k ON k.scope = r.value ->> 0 AND k.key = r.value ->> 1";
-        for row in sqlx::query(sql).bind(pairs).fetch_all(&mut **tx).await? {
-            let rec = IdempotencyRecord {
-                scope: row.try_get(0)?,
-                key: row.try_get(1)?,
-                request_hash: row.try_get(2)?,
-                response_status: row.try_get(3)?,
-                response_body: row.try_get(4)?,
-            };
-            stored.insert((rec.scope.clone(), rec.key.clone()), rec);
-        }
-    }
-    state.index();
-    Ok((state, stored))
-}
-
-type LiteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// A row written by [`lite_values`]: binds its values in column order.
-trait LiteRow {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q>;
-}
-
-/// Rows per multi-row statement on SQLite. A batch is written in full chunks of this size,
-/// then the remainder in powers of two, so a few statement texts (each prepared once per
-/// connection and cached) cover every batch size.
-const LITE_CHUNK: usize = 64;
-
-/// Writes `rows` with `head VALUES (?, …), (?, …) tail`, binding each row's `cols` values:
-/// plain bound parameters, so SQLite parses no JSON for the hot writes.
-async fn lite_values<R>(
-    tx: &mut Transaction<'_, Sqlite>,
-    head: &str,
-    tail: &str,
-    cols: usize,
-    rows: &[R],
-) -> Result<(), StoreError>
-where
-    R: LiteRow,
-{
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = if rest.len() >= LITE_CHUNK {
-            LITE_CHUNK
-        } else {
-            1 << (usize::BITS - 1 - rest.len().leading_zeros())
-        };
-        let (chunk, tail_rows) = rest.split_at(n);
-        rest = tail_rows;
-        let mut row = String::with_capacity(2 + 2 * cols);
-        row.push('(');
-        for c in 0..cols {
-            row.push_str(if c == 0 { "?" } else { ",?" });
-        }
-        row.push(')');
-        let mut sql = String::with_capacity(head.len() + tail.len() + 8 + n * (row.len() + 1));
-        sql.push_str(head);
-        sql.push_str(" VALUES ");
-        for i in 0..n {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&row);
-        }
-        sql.push(' ');
-        sql.push_str(tail);
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = r.bind(q);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-impl LiteRow for (&str, &'static str) {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
-        q.bind(self.0).bind(self.1)
-    }
-}
-
-impl LiteRow for (i64, i64) {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
-        q.bind(self.0).bind(self.1)
-    }
-}
-
-impl LiteRow for HoldRow {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
-        q.bind(self.id.as_str())
-            .bind(self.slot_id)
-            .bind(self.application_id.as_str())
-            .bind(self.national_code.as_str())
-            .bind(self.service.as_str())
-            .bind(self.status.as_str())
-            .bind(self.created_at)
-            .bind(self.expires_at)
-    }
-}
-
-impl LiteRow for AppointmentRow {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
-        q.bind(self.tracking_code.as_str())
-            .bind(self.slot_id)
-            .bind(self.office_id.as_str())
-            .bind(self.start_at)
-            .bind(self.application_id.as_str())
-            .bind(self.national_code.as_str())
-            .bind(self.service.as_str())
-            .bind(self.payment_id.as_deref())
-            .bind(self.status.as_str())
-            .bind(self.created_at)
-            .bind(self.updated_at)
-    }
-}
-
-impl LiteRow for Event {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
-        q.bind(self.at)
-            .bind(self.actor.as_str())
-            .bind(self.kind)
-            .bind(self.subject.as_str())
-            .bind(self.payload.to_string())
-    }
-}
-
-impl LiteRow for (&IdempotencyRecord, i64) {
-    fn bind<'q>(&'q self, q: LiteQuery<'q>) -> LiteQuery<'q> {
-        q.bind(self.0.scope.as_str())
-            .bind(self.0.key.as_str())
-            .bind(self.0.request_hash.as_str())
-            .bind(self.0.response_status)
-            .bind(self.0.response_body.as_str())
-            .bind(self.1)
-    }
-}
-
-async fn lite_write(
-    tx: &mut Transaction<'_, Sqlite>,
-    e: &Effects,
-    idem: &[IdempotencyRecord],
-) -> Result<(), StoreError> {
-    if !e.hold_status.is_empty() {
-        let rows: Vec<(&str, &'static str)> = e
-            .hold_status
-            .iter()
-            .map(|(id, s)| (id.as_str(), s.as_str()))
-            .collect();
-        lite_values(
-            tx,
-            "UPDATE holds SET status = u.column2 FROM (",
-            ") AS u WHERE holds.id = u.column1",
-            2,
-            &rows,
-        )
-        .await?;
-    }
-    if !e.appointment_updates.is_empty() {
-        let rows: Vec<_> = e
-            .appointment_updates
-            .values()
-            .map(|a| {
-                (
-                    &a.tracking_code,
-                    a.status.as_str(),
-                    &a.slot_id,
-                    &a.office_id,
-                    &a.start_at,
-                    &a.updated_at,
-                )
-            })
-            .collect();
-        sqlx::query(
-            "UPDATE appointments SET status = u.value ->> 1, slot_id = u.value ->> 2, office_id = u.value ->> 3, \
-             start_at = u.value ->> 4, updated_at = u.value ->> 5 FROM json_each(?1) AS u WHERE appointments.tracking_code = u.value ->> 0",
-        )
-        .bind(json_rows(&rows))
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !e.new_holds.is_empty() {
-        let head = format!("INSERT INTO holds ({HOLD_COLS})");
-        lite_values(tx, &head, "", 8, &e.new_holds).await?;
-    }
-    if !e.new_appointments.is_empty() {
-        let head = format!("INSERT INTO appointments ({APPT_COLS})");
-        lite_values(tx, &head, "", 11, &e.new_appointments).await?;
-    }
-    // Capacity changes bracket the seat deltas so the CHECK holds after every statement.
-    let caps = json_rows(&e.slot_capacity.iter().collect::<Vec<_>>());
-    if !e.slot_capacity.is_empty() {
-        sqlx::query("UPDATE slots SET capacity = MAX(capacity, c.value ->> 1) FROM json_each(?1) AS c WHERE slots.id = c.value ->> 0")
-            .bind(&caps)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.slot_deltas.is_empty() {
-        let rows: Vec<(i64, i64)> = e.slot_deltas.iter().map(|(id, d)| (*id, *d)).collect();
-        lite_values(
-            tx,
-            "UPDATE slots SET taken = taken + u.column2 FROM (",
-            ") AS u WHERE slots.id = u.column1",
-            2,
-            &rows,
-        )
-        .await?;
-    }
-    if !e.slot_capacity.is_empty() {
-        sqlx::query("UPDATE slots SET capacity = c.value ->> 1 FROM json_each(?1) AS c WHERE slots.id = c.value ->> 0")
-            .bind(&caps)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.new_cards.is_empty() {
-        let rows: Vec<_> = e
-            .new_cards
-            .iter()
-            .map(|c| {
-                (
-                    &c.tracking_code,
-                    &c.office_id,
-                    &c.ready_date,
-                    &c.pickup_tracking_code,
-                    &c.created_at,
-                )
-            })
-            .collect();
-        sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) \
-                     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)")
-            .bind(json_rows(&rows))
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.outbox.is_empty() {
-        let rows: Vec<_> = e
-            .outbox
-            .iter()
-            .map(|o| {
-                (
-                    &o.national_code,
-                    &o.application_id,
-                    &o.tracking_code,
-                    &o.notice_key,
-                    &o.channel,
-                    &o.body,
-                    &o.created_at,
-                )
-            })
-            .collect();
-        // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
-        sqlx::query("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
-                     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM json_each(?1) WHERE true \
-                     ON CONFLICT (tracking_code, notice_key) DO NOTHING")
-            .bind(json_rows(&rows))
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.events.is_empty() {
-        lite_values(
-            tx,
-            "INSERT INTO events (at, actor, kind, subject, payload_json)",
-            "",
-            5,
-            &e.events,
-        )
-        .await?;
-    }
-    if !idem.is_empty() {
-        let rows: Vec<(&IdempotencyRecord, i64)> = idem.iter().map(|x| (x, e.now)).collect();
-        lite_values(
-            tx,
-            "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at)",
-            "",
-            6,
-            &rows)
         .await?;
     }
     Ok(())

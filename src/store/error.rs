@@ -21,6 +21,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Other(sqlx::Error),
+    /// An error of the SQLite batch writer's connection (rusqlite) not sorted above.
+    #[error("database error: {0}")]
+    Sqlite(String),
 }
 
 impl StoreError {
@@ -66,5 +69,34 @@ impl From<sqlx::Error> for StoreError {
             }
             _ => StoreError::Other(e),
         }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, message) => match f.code {
+                ErrorCode::ConstraintViolation => StoreError::Constraint {
+                    constraint: message.clone().unwrap_or_else(|| e.to_string()),
+                },
+                // The write lock stayed taken past the busy timeout, or the file cannot be
+                // reached: come back later, not a fault.
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DiskFull
+                | ErrorCode::OutOfMemory => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Sqlite(e.to_string()),
+            },
+            _ => StoreError::Sqlite(e.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        StoreError::Corrupt(e.to_string())
     }
 }

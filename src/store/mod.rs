@@ -12,6 +12,7 @@
 mod applicants;
 mod booking;
 mod error;
+mod lite_writer;
 mod network;
 mod operations;
 
@@ -30,6 +31,9 @@ pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{
     AppointmentCounts, OperatorRecord, OutboxMessage, CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS,
 };
+
+/// How long a SQLite connection waits for the write lock before giving up ("unavailable").
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +172,7 @@ impl Store {
             // in memory instead of spilling to a temporary file; durability is unchanged (the
             // WAL and its fsync at commit are what make a write survive).
             .pragma("temp_store", "memory")
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
         Ok(SqlitePoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)

@@ -64,7 +64,7 @@ async fn whole_journey(db: &TestDb) {
         .await;
     assert_eq!(status, 201, "{appt}");
     let code = appt["tracking_code"].as_str().unwrap().to_string();
-    assert_eq!(code.len(), 13);
+    assert_eq!(code.len(), nobat::reserve::ids::TRACKING_CODE_CHARS);
     assert_eq!(appt["status"], "booked");
     assert_eq!(appt["start"], start);
 

@@ -210,7 +210,7 @@ pub struct OfficeRefDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AppointmentDto {
     pub tracking_code: String,
-    /// The tracking code grouped for reading aloud, e.g. `ABCDE-FGHJK-MNP`.
+    /// The tracking code grouped for reading aloud, e.g. `ABCD-EFGH-JKMN-PQRS`.
     pub tracking_code_display: String,
     pub status: String,
     pub service: String,

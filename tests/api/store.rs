@@ -125,6 +125,29 @@ async fn events_are_append_only(db: &TestDb) {
 }
 on_both_backends!(the_event_log_refuses_edits, super::events_are_append_only);
 
+/// What appointments and holds point at is never deleted, so no booking can lose its slot,
+/// office, application or payment.
+async fn booked_parents_are_never_deleted(db: &TestDb) {
+    let store = db.store().await;
+    fixture(&store).await;
+    try_exec(&store, "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('p1', 'a1', 1, 'paid', 'sandbox', 0)").await.unwrap();
+    for (table, key) in [
+        ("slots", "id = 1"),
+        ("offices", "id = '021-0001'"),
+        ("applications", "id = 'a2'"),
+        ("payments", "id = 'p1'"),
+    ] {
+        let sql = format!("DELETE FROM {table} WHERE {key}");
+        assert!(try_exec(&store, &sql).await.is_err(), "{sql} must fail");
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {key}");
+        assert_eq!(scalar(&store, &sql).await, 1, "{sql}");
+    }
+}
+on_both_backends!(
+    slots_offices_applications_and_payments_are_never_deleted,
+    super::booked_parents_are_never_deleted
+);
+
 async fn offices_round_trip(db: &TestDb) {
     let store = db.store().await;
     let offices =

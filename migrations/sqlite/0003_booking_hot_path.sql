@@ -1,0 +1,16 @@
+-- Two appointment indexes no query uses: lookups by citizen go through the partial unique index
+-- `appointments_one_active` (national_code, service) and by slot through the office's day
+-- (`appointments_office_start`). Every booking paid for both on insert.
+DROP INDEX appointments_slot;
+DROP INDEX appointments_national_code;
+
+-- Offices, slots, applications and payments are never deleted (the PostgreSQL schema relies
+-- on it in place of foreign keys on appointments); refused here too, so both backends agree.
+CREATE TRIGGER offices_no_delete BEFORE DELETE ON offices
+BEGIN SELECT RAISE(ABORT, 'offices rows are never deleted'); END;
+CREATE TRIGGER slots_no_delete BEFORE DELETE ON slots
+BEGIN SELECT RAISE(ABORT, 'slots rows are never deleted'); END;
+CREATE TRIGGER applications_no_delete BEFORE DELETE ON applications
+BEGIN SELECT RAISE(ABORT, 'applications rows are never deleted'); END;
+CREATE TRIGGER payments_no_delete BEFORE DELETE ON payments
+BEGIN SELECT RAISE(ABORT, 'payments rows are never deleted'); END;

@@ -39,6 +39,9 @@ pub(super) struct ReadDone {
 
 pub(super) struct WriteRequest {
     pub effects: Effects,
+    /// `effects.events[i].payload` as JSON text, serialised before it reaches the thread: the
+    /// thread is the one serial stage of SQLite's write path, so it does nothing else can.
+    pub event_payloads: Vec<String>,
     pub idempotency: Vec<IdempotencyRecord>,
     pub reply: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -104,8 +107,14 @@ impl LiteWriter {
         idempotency: Vec<IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
+        let event_payloads = effects
+            .events
+            .iter()
+            .map(|e| e.payload.to_string())
+            .collect();
         read.send(WriteRequest {
             effects,
+            event_payloads,
             idempotency,
             reply,
         })
@@ -188,7 +197,7 @@ fn run(conn: &mut Connection, request: ReadRequest) -> Result<(), StoreError> {
     let Ok(w) = effects.recv_timeout(WRITE_WAIT) else {
         return Ok(()); // the caller left or stalled: roll back
     };
-    let result = write_effects(&tx, &w.effects, &w.idempotency).and_then(|()| Ok(tx.commit()?));
+    let result = write_effects(&tx, &w).and_then(|()| Ok(tx.commit()?));
     match result {
         Ok(()) => {
             let _ = w.reply.send(Ok(()));
@@ -362,11 +371,8 @@ fn read(
 /// Writes a batch's effects. The order matters for the partial unique indexes and the
 /// capacity `CHECK`, as on PostgreSQL: statuses that end a live hold or an active appointment
 /// first, then new rows; capacity raises before the seat deltas, final capacities after.
-fn write_effects(
-    tx: &Transaction<'_>,
-    e: &Effects,
-    idem: &[IdempotencyRecord],
-) -> Result<(), StoreError> {
+fn write_effects(tx: &Transaction<'_>, w: &WriteRequest) -> Result<(), StoreError> {
+    let (e, idem) = (&w.effects, &w.idempotency);
     if !e.hold_status.is_empty() {
         let mut q = tx.prepare_cached("UPDATE holds SET status = ?2 WHERE id = ?1")?;
         for (id, status) in &e.hold_status {
@@ -481,14 +487,8 @@ fn write_effects(
         let mut q = tx.prepare_cached(
             "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for ev in &e.events {
-            q.execute(params![
-                ev.at,
-                ev.actor,
-                ev.kind,
-                ev.subject,
-                ev.payload.to_string()
-            ])?;
+        for (ev, payload) in e.events.iter().zip(&w.event_payloads) {
+            q.execute(params![ev.at, ev.actor, ev.kind, ev.subject, payload])?;
         }
     }
     if !idem.is_empty() {

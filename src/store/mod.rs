@@ -1,5 +1,6 @@
 //! Storage: sqlx on SQLite (the embedded default: a file created on first start, WAL,
-//! `synchronous=FULL`) or PostgreSQL (`DATABASE_URL=postgres://…`, production).
+//! `synchronous=FULL`) or PostgreSQL (`DATABASE_URL=postgres://…`, production). SQLite's booking
+//! batches alone run on rusqlite, on a thread of their own (`lite_writer`, which says why).
 //!
 //! Architecture invariant: the database, not this code, is the arbiter of what must never
 //! happen. `slots.taken <= slots.capacity` is a `CHECK`; one active appointment per national

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Answer, Availability, EngineConfig, Job, ReserveError};
+use super::{Answer, Availability, EngineConfig, IdempotencyKey, Job, ReserveError};
 use crate::domain::time::Clock;
 use crate::engine::booking::{decide, BatchKeys, Outcome, Request};
 
@@ -199,13 +199,20 @@ async fn run_once(
                 .push((k.scope.clone(), k.key.clone()));
         }
     }
+    // The decision may run on another thread (SQLite's writer thread runs read, decide, write
+    // and commit without a hand-off), so it owns copies of the requests; the jobs keep the
+    // reply channels, and the first copies for a retry of each request alone.
+    let batch: Vec<(Request, Option<IdempotencyKey>)> = jobs
+        .iter()
+        .map(|j| (j.request.clone(), j.idempotency.clone()))
+        .collect();
     store
-        .run_batch(conn, keys, &extras, |state, stored| {
-            let mut pending = Vec::with_capacity(jobs.len());
-            let mut requests: Vec<&Request> = Vec::with_capacity(jobs.len());
+        .run_batch(conn, keys, &extras, move |state, stored| {
+            let mut pending = Vec::with_capacity(batch.len());
+            let mut requests: Vec<&Request> = Vec::with_capacity(batch.len());
             let mut first_in_batch: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
-            for (i, job) in jobs.iter().enumerate() {
-                if let Some(k) = &job.idempotency {
+            for (i, (request, idempotency)) in batch.iter().enumerate() {
+                if let Some(k) = idempotency {
                     if let Some(rec) = stored.get(&(k.scope.clone(), k.key.clone())) {
                         pending.push(if rec.request_hash == k.request_hash {
                             match serde_json::from_str::<Outcome>(&rec.response_body) {
@@ -232,7 +239,7 @@ async fn run_once(
                     );
                 }
                 pending.push(Pending::Decided(requests.len()));
-                requests.push(&job.request);
+                requests.push(request);
             }
             // Expire what is overdue while the transaction is open anyway; their outcomes answer
             // no one.
@@ -246,8 +253,8 @@ async fn run_once(
             let (outcomes, effects) =
                 decide(state, requests.iter().copied().chain(expiries.iter()), now);
             let mut idempotency = Vec::new();
-            for (job, p) in jobs.iter().zip(&pending) {
-                if let (Some(k), Pending::Decided(d)) = (&job.idempotency, p) {
+            for ((_, key), p) in batch.iter().zip(&pending) {
+                if let (Some(k), Pending::Decided(d)) = (key, p) {
                     idempotency.push(IdempotencyRecord {
                         scope: k.scope.clone(),
                         key: k.key.clone(),
@@ -260,7 +267,7 @@ async fn run_once(
             }
             // Each decided outcome answers exactly one job: move it rather than clone it.
             let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
-            let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(jobs.len());
+            let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(batch.len());
             for p in &pending {
                 let answer = match p {
                     Pending::Decided(d) => Ok(Answer {

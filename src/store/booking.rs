@@ -164,15 +164,14 @@ pub(crate) mod lite {
 impl Store {
     /// Runs one batch: reads and locks what `keys` names, lets `decide` work on the state,
     /// writes its effects and idempotency records, commits. Any error rolls everything back.
-    pub async fn run_batch<T>(
+    pub async fn run_batch<T: Send + 'static>(
         &self,
         conn: &mut BatchConn,
         mut keys: BatchKeys,
         extras: &BatchExtras,
-        decide: impl FnOnce(
-            &mut BatchState,
-            &HashMap<(String, String), IdempotencyRecord>,
-        ) -> BatchWrite<T>,
+        decide: impl FnOnce(&mut BatchState, &HashMap<(String, String), IdempotencyRecord>) -> BatchWrite<T>
+            + Send
+            + 'static,
     ) -> Result<T, StoreError> {
         keys.normalise();
         match self {
@@ -189,11 +188,12 @@ impl Store {
                     Some(w) => w,
                     None => conn.lite.insert(BatchConn::start_lite(pool)?),
                 };
-                let read = lite.read(keys, extras.clone()).await?;
-                let mut state = read.state;
-                let write = decide(&mut state, &read.stored);
-                LiteWriter::write(read.write, write.effects, write.idempotency).await?;
-                Ok(write.result)
+                let result = lite.run(keys, extras.clone(), decide).await;
+                if result.as_ref().is_err_and(StoreError::is_unavailable) {
+                    // Perhaps the thread is gone: the next batch starts a new one.
+                    conn.lite = None;
+                }
+                result
             }
         }
     }

@@ -1,19 +1,20 @@
 //! SQLite's batch writer: one OS thread that owns the write connection and runs each batch's
-//! transaction with prepared, cached statements (rusqlite), one row per statement execution.
+//! transaction (read, decide, write, commit) with prepared, cached statements (rusqlite), one
+//! row per statement execution.
 //!
 //! Why a thread of its own rather than a pooled sqlx connection: sqlx runs every statement on
 //! the connection's worker thread and hands each result back to the async task, so a batch of
 //! a few dozen statements paid a few dozen thread hand-offs, and the connection sat idle during
 //! each one (measured: the worker thread was busy half the time at full load). Here a batch
-//! crosses threads twice: the async writer sends the keys to read and gets the locked state
-//! back; it decides (pure code, on the async side) and sends the effects; the thread writes
-//! them, commits, and answers. The transaction stays open on the thread in between; if the
-//! async side goes away before sending the effects, the thread rolls it back.
+//! crosses threads twice: the async writer sends the keys and the decision (a closure over the
+//! batch's requests, pure code), and gets the result back after the commit. SQLite has one
+//! write lock, so this thread is the serial stage of every booking; it does nothing else.
 //!
 //! The connection is opened with the pool's durability settings (WAL, `synchronous=FULL`,
 //! foreign keys on), so a commit acknowledged here survives `kill -9` and power loss exactly
 //! as before.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -22,34 +23,22 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::booking::{BatchExtras, IdempotencyRecord, APPT_COLS, HOLD_COLS, SLOT_COLS};
+use super::booking::{BatchExtras, BatchWrite, IdempotencyRecord, APPT_COLS, HOLD_COLS, SLOT_COLS};
 use super::StoreError;
 use crate::engine::booking::{
-    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow, HoldStatus,
-    PaymentRow, PaymentStatus, SlotRow,
+    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus, PaymentRow,
+    PaymentStatus, SlotRow,
 };
 
-/// What a batch read returns: the locked state, the stored idempotency answers, and where to
-/// send the effects of the open transaction.
-pub(super) struct ReadDone {
-    pub state: BatchState,
-    pub stored: HashMap<(String, String), IdempotencyRecord>,
-    pub write: std_mpsc::Sender<WriteRequest>,
-}
+type Stored = HashMap<(String, String), IdempotencyRecord>;
+/// A batch's decision with its result type erased, so every batch travels on one channel.
+type Decide = Box<dyn FnOnce(&mut BatchState, &Stored) -> BatchWrite<Box<dyn Any + Send>> + Send>;
 
-pub(super) struct WriteRequest {
-    pub effects: Effects,
-    /// `effects.events[i].payload` as JSON text, serialised before it reaches the thread: the
-    /// thread is the one serial stage of SQLite's write path, so it does nothing else can.
-    pub event_payloads: Vec<String>,
-    pub idempotency: Vec<IdempotencyRecord>,
-    pub reply: oneshot::Sender<Result<(), StoreError>>,
-}
-
-struct ReadRequest {
+struct Batch {
     keys: BatchKeys,
     extras: BatchExtras,
-    reply: oneshot::Sender<Result<ReadDone, StoreError>>,
+    decide: Decide,
+    reply: oneshot::Sender<Result<Box<dyn Any + Send>, StoreError>>,
 }
 
 /// How the thread opens its connection.
@@ -61,7 +50,7 @@ pub(super) struct LiteSettings {
 
 /// A handle to the writer thread; the thread ends when the handle is dropped.
 pub(super) struct LiteWriter {
-    requests: std_mpsc::Sender<ReadRequest>,
+    batches: std_mpsc::Sender<Batch>,
 }
 
 /// Page cache of the writer's connection: 64 MiB (SQLite's default is 2 MiB).
@@ -72,54 +61,46 @@ const CACHE_KIB: i64 = 64 * 1024;
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// Prepared statements the connection keeps (a batch uses about twenty distinct ones).
 const STATEMENT_CACHE: usize = 64;
-/// How long the thread keeps a transaction open waiting for its effects before rolling back:
-/// a bound, so a stuck caller cannot hold the write lock forever.
-const WRITE_WAIT: Duration = Duration::from_secs(30);
 
 impl LiteWriter {
     pub fn start(settings: LiteSettings) -> Result<LiteWriter, StoreError> {
-        let (requests, rx) = std_mpsc::channel::<ReadRequest>();
+        let (batches, rx) = std_mpsc::channel::<Batch>();
         std::thread::Builder::new()
             .name("nobat-sqlite-writer".into())
             .spawn(move || serve(settings, rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(LiteWriter { requests })
+        Ok(LiteWriter { batches })
     }
 
-    /// Begins a transaction, reads and returns what `keys` names. The transaction stays open
-    /// until the returned `write` channel gets the effects (commit) or is dropped (rollback).
-    pub async fn read(&self, keys: BatchKeys, extras: BatchExtras) -> Result<ReadDone, StoreError> {
+    /// Runs one batch on the thread: begins, reads what `keys` names, lets `decide` work on
+    /// the state, writes its effects, commits; returns `decide`'s result after the commit.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        keys: BatchKeys,
+        extras: BatchExtras,
+        decide: impl FnOnce(&mut BatchState, &Stored) -> BatchWrite<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(ReadRequest {
+        let decide: Decide = Box::new(move |state, stored| {
+            let w = decide(state, stored);
+            BatchWrite {
+                effects: w.effects,
+                idempotency: w.idempotency,
+                result: Box::new(w.result) as Box<dyn Any + Send>,
+            }
+        });
+        self.batches
+            .send(Batch {
                 keys,
                 extras,
+                decide,
                 reply,
             })
             .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    /// Sends the effects of the transaction `read` opened; returns after the commit.
-    pub async fn write(
-        read: std_mpsc::Sender<WriteRequest>,
-        effects: Effects,
-        idempotency: Vec<IdempotencyRecord>,
-    ) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let event_payloads = effects
-            .events
-            .iter()
-            .map(|e| e.payload.to_string())
-            .collect();
-        read.send(WriteRequest {
-            effects,
-            event_payloads,
-            idempotency,
-            reply,
-        })
-        .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let result = answer.await.map_err(|_| stopped())??;
+        Ok(*result
+            .downcast::<T>()
+            .expect("a batch's result comes back as the type its decision made"))
     }
 }
 
@@ -141,85 +122,50 @@ fn open(settings: &LiteSettings) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn serve(settings: LiteSettings, requests: std_mpsc::Receiver<ReadRequest>) {
+fn serve(settings: LiteSettings, batches: std_mpsc::Receiver<Batch>) {
     let mut conn: Option<Connection> = None;
-    while let Ok(request) = requests.recv() {
+    while let Ok(batch) = batches.recv() {
         let c = match &mut conn {
             Some(c) => c,
             None => match open(&settings) {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
-                    let _ = request.reply.send(Err(e));
+                    let _ = batch.reply.send(Err(e));
                     continue;
                 }
             },
         };
-        if let Err(e) = run(c, request) {
+        // A panic in a decision must not take the thread (and every later batch) with it: it
+        // fails that batch, rolled back, and the thread starts over on a fresh connection.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(c, batch.keys, &batch.extras, batch.decide)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Sqlite("the batch's decision panicked".into())));
+        if let Err(e) = &result {
             // A refused write leaves the connection sound (the transaction rolled back); after
             // anything else, start again from a fresh connection.
             if !matches!(e, StoreError::Constraint { .. }) {
                 conn = None;
             }
         }
+        let _ = batch.reply.send(result);
     }
 }
 
-/// One transaction: read, hand the state over, wait for the effects, write, commit. Errors are
-/// sent to whoever is waiting and also returned (to decide whether to reopen).
-fn run(conn: &mut Connection, request: ReadRequest) -> Result<(), StoreError> {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let e = StoreError::from(e);
-            let _ = request.reply.send(Err(clone_error(&e)));
-            return Err(e);
-        }
-    };
-    let (state, stored) = match read(&tx, &request.keys, &request.extras) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = request.reply.send(Err(clone_error(&e)));
-            return Err(e);
-        }
-    };
-    let (write, effects) = std_mpsc::channel();
-    if request
-        .reply
-        .send(Ok(ReadDone {
-            state,
-            stored,
-            write,
-        }))
-        .is_err()
-    {
-        return Ok(()); // the caller left: roll back
-    }
-    let Ok(w) = effects.recv_timeout(WRITE_WAIT) else {
-        return Ok(()); // the caller left or stalled: roll back
-    };
-    let result = write_effects(&tx, &w).and_then(|()| Ok(tx.commit()?));
-    match result {
-        Ok(()) => {
-            let _ = w.reply.send(Ok(()));
-            Ok(())
-        }
-        Err(e) => {
-            let _ = w.reply.send(Err(clone_error(&e)));
-            Err(e)
-        }
-    }
-}
-
-/// The error for the caller; the thread keeps the original to decide about its connection.
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Constraint { constraint } => StoreError::Constraint {
-            constraint: constraint.clone(),
-        },
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        other => StoreError::Sqlite(other.to_string()),
-    }
+/// One transaction: read, decide, write, commit. Any error rolls it back (the transaction is
+/// dropped uncommitted).
+fn run(
+    conn: &mut Connection,
+    keys: BatchKeys,
+    extras: &BatchExtras,
+    decide: Decide,
+) -> Result<Box<dyn Any + Send>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (mut state, stored) = read(&tx, &keys, extras)?;
+    let write = decide(&mut state, &stored);
+    write_effects(&tx, &write)?;
+    tx.commit()?;
+    Ok(write.result)
 }
 
 /// rusqlite's `Row::get` under the name sqlx's rows use, so the shared decoders read both.
@@ -242,8 +188,6 @@ impl TryGet for Row<'_> {
 use super::booking::corrupt;
 super::booking::decode_booking_rows!(Row<'_>);
 super::booking::decode_batch_rows!(Row<'_>);
-
-type Stored = HashMap<(String, String), IdempotencyRecord>;
 
 /// Reads what the batch touches, one keyed lookup per row (a prepared statement's lookup costs
 /// a few microseconds in this thread; no key list is serialised or parsed).
@@ -371,7 +315,7 @@ fn read(
 /// Writes a batch's effects. The order matters for the partial unique indexes and the
 /// capacity `CHECK`, as on PostgreSQL: statuses that end a live hold or an active appointment
 /// first, then new rows; capacity raises before the seat deltas, final capacities after.
-fn write_effects(tx: &Transaction<'_>, w: &WriteRequest) -> Result<(), StoreError> {
+fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), StoreError> {
     let (e, idem) = (&w.effects, &w.idempotency);
     if !e.hold_status.is_empty() {
         let mut q = tx.prepare_cached("UPDATE holds SET status = ?2 WHERE id = ?1")?;
@@ -487,8 +431,14 @@ fn write_effects(tx: &Transaction<'_>, w: &WriteRequest) -> Result<(), StoreErro
         let mut q = tx.prepare_cached(
             "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for (ev, payload) in e.events.iter().zip(&w.event_payloads) {
-            q.execute(params![ev.at, ev.actor, ev.kind, ev.subject, payload])?;
+        for ev in &e.events {
+            q.execute(params![
+                ev.at,
+                ev.actor,
+                ev.kind,
+                ev.subject,
+                ev.payload.to_string()
+            ])?;
         }
     }
     if !idem.is_empty() {

@@ -41,8 +41,8 @@ pub struct EngineConfig {
     /// Most expired holds released per sweep.
     pub sweep_limit: i64,
     /// Concurrent writer tasks. On PostgreSQL each has its own connection and their
-    /// transactions overlap; on SQLite they share one connection, and one collects the next
-    /// batch while another's transaction runs.
+    /// transactions overlap; on SQLite they share the writer thread, and one's batch waits in
+    /// its queue while another's runs.
     pub writers: usize,
 }
 
@@ -132,14 +132,13 @@ impl Reservations {
         let (queue, rx) = mpsc::channel(config.queue_bound);
         // PostgreSQL locks rows, so several writers, each on its own connection, overlap one
         // batch's commit with the next batch's work. SQLite has one write lock: its writers
-        // share one connection, and overlap collecting a batch with the other's transaction.
-        let shared = Arc::new(tokio::sync::Mutex::new(BatchConn::default()));
+        // share the one writer thread, whose queue holds one writer's batch while the other's
+        // runs.
+        let shared = Arc::new(BatchConn::default());
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..config.writers.max(1) {
             let conn = match store.backend() {
-                crate::store::Backend::Postgres => {
-                    Arc::new(tokio::sync::Mutex::new(BatchConn::default()))
-                }
+                crate::store::Backend::Postgres => Arc::new(BatchConn::default()),
                 crate::store::Backend::Sqlite => shared.clone(),
             };
             tokio::spawn(writer::run(

@@ -8,6 +8,8 @@
 //! (`lite_writer`), and the write transaction is exclusive.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -41,18 +43,25 @@ pub struct BatchExtras {
     pub sweep_due: Option<(i64, i64)>,
 }
 
-/// The connection a writer runs its batches on. On SQLite it is the handle of the writer
-/// thread (`lite_writer`), started on first use, outside the pool: a pooled connection would
-/// have its page cache discarded whenever another connection had committed since it last ran,
-/// i.e. before nearly every batch; this one stays warm, as do its prepared statements.
-/// PostgreSQL batches take a pooled connection each (several writers lock rows side by side).
+/// What writers run their batches on. On SQLite it holds the handle of the writer thread
+/// (`lite_writer`), started on first use and shared by the writers: the thread takes batches in
+/// the order they are submitted, and one writer's batch waits in its queue while another's
+/// runs, so the connection never waits for a batch to be collected. The thread's connection is
+/// outside the pool: a pooled connection would have its page cache discarded whenever another
+/// connection had committed since it last ran, i.e. before nearly every batch; this one stays
+/// warm, as do its prepared statements. On PostgreSQL each writer has its own `BatchConn`
+/// (empty) and takes a pooled connection per batch; their transactions overlap.
 #[derive(Default)]
 pub struct BatchConn {
-    lite: Option<LiteWriter>,
+    lite: std::sync::Mutex<Option<Arc<LiteWriter>>>,
 }
 
 impl BatchConn {
-    fn start_lite(pool: &sqlx::SqlitePool) -> Result<LiteWriter, StoreError> {
+    fn lite_writer(&self, pool: &sqlx::SqlitePool) -> Result<Arc<LiteWriter>, StoreError> {
+        let mut lite = self.lite.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = &*lite {
+            return Ok(w.clone());
+        }
         let options = pool.connect_options();
         let path = options.get_filename();
         if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
@@ -60,10 +69,17 @@ impl BatchConn {
                 "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
             ));
         }
-        LiteWriter::start(LiteSettings {
+        let w = Arc::new(LiteWriter::start(LiteSettings {
             path: path.to_path_buf(),
             busy_timeout: super::SQLITE_BUSY_TIMEOUT,
-        })
+        })?);
+        *lite = Some(w.clone());
+        Ok(w)
+    }
+
+    /// Forgets the writer thread (perhaps gone); the next batch starts a new one.
+    fn reset_lite(&self) {
+        *self.lite.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -164,36 +180,47 @@ pub(crate) mod lite {
 impl Store {
     /// Runs one batch: reads and locks what `keys` names, lets `decide` work on the state,
     /// writes its effects and idempotency records, commits. Any error rolls everything back.
-    pub async fn run_batch<T: Send + 'static>(
-        &self,
-        conn: &mut BatchConn,
+    ///
+    /// On SQLite the batch is handed to the writer thread when this is called, not when the
+    /// future is first polled: batches submitted one after another (the writers submit while
+    /// they hold the request queue) commit in that order.
+    pub fn run_batch<'a, T: Send + 'static>(
+        &'a self,
+        conn: &'a BatchConn,
         mut keys: BatchKeys,
-        extras: &BatchExtras,
+        extras: BatchExtras,
         decide: impl FnOnce(&mut BatchState, &HashMap<(String, String), IdempotencyRecord>) -> BatchWrite<T>
             + Send
             + 'static,
-    ) -> Result<T, StoreError> {
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
         keys.normalise();
-        match self {
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let (mut state, stored) = pg_read(&mut tx, &keys, extras).await?;
-                let write = decide(&mut state, &stored);
-                pg_write(&mut tx, &write.effects, &write.idempotency).await?;
-                tx.commit().await?;
-                Ok(write.result)
-            }
-            Store::Sqlite(pool) => {
-                let lite = match &mut conn.lite {
-                    Some(w) => w,
-                    None => conn.lite.insert(BatchConn::start_lite(pool)?),
-                };
-                let result = lite.run(keys, extras.clone(), decide).await;
-                if result.as_ref().is_err_and(StoreError::is_unavailable) {
-                    // Perhaps the thread is gone: the next batch starts a new one.
-                    conn.lite = None;
+        let submitted = match self {
+            Store::Sqlite(pool) => Ok(conn
+                .lite_writer(pool)
+                .and_then(|w| w.submit(keys, extras, decide))),
+            Store::Postgres(_) => Err((keys, extras, decide)),
+        };
+        async move {
+            match (self, submitted) {
+                (Store::Postgres(pool), Err((keys, extras, decide))) => {
+                    let mut tx = pool.begin().await?;
+                    let (mut state, stored) = pg_read(&mut tx, &keys, &extras).await?;
+                    let write = decide(&mut state, &stored);
+                    pg_write(&mut tx, &write.effects, &write.idempotency).await?;
+                    tx.commit().await?;
+                    Ok(write.result)
                 }
-                result
+                (_, Ok(submitted)) => {
+                    let result = match submitted {
+                        Ok(pending) => pending.result().await,
+                        Err(e) => Err(e),
+                    };
+                    if result.as_ref().is_err_and(StoreError::is_unavailable) {
+                        conn.reset_lite();
+                    }
+                    result
+                }
+                (Store::Sqlite(_), Err(_)) => unreachable!("SQLite batches are submitted above"),
             }
         }
     }

@@ -16,6 +16,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -72,14 +73,15 @@ impl LiteWriter {
         Ok(LiteWriter { batches })
     }
 
-    /// Runs one batch on the thread: begins, reads what `keys` names, lets `decide` work on
-    /// the state, writes its effects, commits; returns `decide`'s result after the commit.
-    pub async fn run<T: Send + 'static>(
+    /// Queues one batch for the thread, which begins, reads what `keys` names, lets `decide`
+    /// work on the state, writes its effects and commits; [`Pending::result`] gives
+    /// `decide`'s result after the commit. Batches run in the order they are submitted.
+    pub fn submit<T: Send + 'static>(
         &self,
         keys: BatchKeys,
         extras: BatchExtras,
         decide: impl FnOnce(&mut BatchState, &Stored) -> BatchWrite<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    ) -> Result<Pending<T>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let decide: Decide = Box::new(move |state, stored| {
             let w = decide(state, stored);
@@ -97,7 +99,23 @@ impl LiteWriter {
                 reply,
             })
             .map_err(|_| stopped())?;
-        let result = answer.await.map_err(|_| stopped())??;
+        Ok(Pending {
+            answer,
+            result: PhantomData,
+        })
+    }
+}
+
+/// A submitted batch.
+pub(super) struct Pending<T> {
+    answer: oneshot::Receiver<Result<Box<dyn Any + Send>, StoreError>>,
+    result: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Pending<T> {
+    /// Waits for the commit (or the error that rolled the batch back).
+    pub async fn result(self) -> Result<T, StoreError> {
+        let result = self.answer.await.map_err(|_| stopped())??;
         Ok(*result
             .downcast::<T>()
             .expect("a batch's result comes back as the type its decision made"))

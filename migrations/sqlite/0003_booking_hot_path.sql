@@ -4,8 +4,9 @@
 DROP INDEX appointments_slot;
 DROP INDEX appointments_national_code;
 
--- Offices, slots, applications and payments are never deleted (the PostgreSQL schema relies
--- on it in place of foreign keys on appointments); refused here too, so both backends agree.
+-- Offices, slots, applications and payments are never deleted: refused outright. The booking
+-- writer checks what the holds and appointments it inserts point at in the same transaction,
+-- and its connection skips the declared foreign keys (PostgreSQL drops them; see its 0003).
 CREATE TRIGGER offices_no_delete BEFORE DELETE ON offices
 BEGIN SELECT RAISE(ABORT, 'offices rows are never deleted'); END;
 CREATE TRIGGER slots_no_delete BEFORE DELETE ON slots

@@ -181,6 +181,14 @@ pub struct PaymentRow {
     pub status: PaymentStatus,
 }
 
+/// Whose application it is and for which service: what a hold must agree with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationRef {
+    pub id: String,
+    pub national_code: String,
+    pub service: String,
+}
+
 /// A request to the writer. Identifiers it may create (hold id, tracking code) are generated
 /// before it is queued, so that the decision is a pure function of its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,12 +387,14 @@ impl Request {
         match self {
             Request::Hold {
                 national_code,
+                application_id,
                 service,
                 slot_id,
                 ..
             } => {
                 keys.citizens.push((national_code.clone(), service.clone()));
                 keys.slots.push(*slot_id);
+                keys.applications.push(application_id.clone());
             }
             Request::Confirm {
                 hold_id,
@@ -484,6 +494,8 @@ pub struct BatchKeys {
     pub holds: Vec<String>,
     pub appointments: Vec<String>,
     pub payments: Vec<String>,
+    /// Applications new holds are for.
+    pub applications: Vec<String>,
     /// (national code, service) pairs whose live hold and active appointment matter.
     pub citizens: Vec<(String, String)>,
     /// Citizens whose live hold and active appointments matter for any service.
@@ -501,6 +513,7 @@ impl BatchKeys {
         tidy(&mut self.holds);
         tidy(&mut self.appointments);
         tidy(&mut self.payments);
+        tidy(&mut self.applications);
         tidy(&mut self.citizens);
         for (code, _) in &self.citizens {
             self.citizen_codes.push(code.clone());
@@ -535,6 +548,8 @@ pub enum Refusal {
         status: PaymentStatus,
     },
     PaymentMismatch,
+    /// The hold's application is not this citizen's, or not for this service.
+    ApplicationNotFound,
     AppointmentNotFound,
     NotActive {
         status: AppointmentStatus,
@@ -566,6 +581,7 @@ impl Refusal {
             Refusal::PaymentNotFound => "payment_not_found",
             Refusal::PaymentNotPaid { .. } => "payment_not_paid",
             Refusal::PaymentMismatch => "payment_mismatch",
+            Refusal::ApplicationNotFound => "application_not_found",
             Refusal::AppointmentNotFound => "appointment_not_found",
             Refusal::NotActive { .. } => "appointment_not_active",
             Refusal::SameSlot => "same_slot",
@@ -680,6 +696,7 @@ pub struct BatchState {
     pub holds: HashMap<String, HoldRow>,
     pub appointments: HashMap<String, AppointmentRow>,
     pub payments: HashMap<String, PaymentRow>,
+    pub applications: HashMap<String, ApplicationRef>,
     /// National code → id of its live hold.
     pub live_hold_by_citizen: HashMap<String, String>,
     /// (national code, service) → tracking code of the active appointment.
@@ -833,6 +850,20 @@ impl Decider<'_> {
         Ok(())
     }
 
+    /// The writer's own check of what a new hold points at (the schema leaves it to the
+    /// writer, in this transaction: see the 0003 migration).
+    fn check_application(
+        &self,
+        application_id: &str,
+        national_code: &str,
+        service: &str,
+    ) -> Result<(), Refusal> {
+        match self.state.applications.get(application_id) {
+            Some(a) if a.national_code == national_code && a.service == service => Ok(()),
+            _ => Err(Refusal::ApplicationNotFound),
+        }
+    }
+
     fn check_payment(
         &self,
         payment_id: &str,
@@ -949,6 +980,7 @@ impl Decider<'_> {
                 hold_id,
                 expires_at,
             } => {
+                self.check_application(application_id, national_code, service)?;
                 self.check_citizen_free(national_code, service)?;
                 self.take_seat(*slot_id)?;
                 let hold = HoldRow {

@@ -18,8 +18,8 @@ use sqlx::{Postgres, Row, Transaction};
 use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
 use crate::engine::booking::{
-    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow, HoldStatus,
-    PaymentRow, PaymentStatus, SlotRow,
+    ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow,
+    HoldStatus, PaymentRow, PaymentStatus, SlotRow,
 };
 
 /// A stored answer to an idempotent request.
@@ -317,6 +317,21 @@ async fn pg_read(
         {
             let p = pg::payment(&row)?;
             state.payments.insert(p.id.clone(), p);
+        }
+    }
+    if !keys.applications.is_empty() {
+        let sql = "SELECT id, national_code, service FROM applications WHERE id = ANY($1)";
+        for row in sqlx::query(sql)
+            .bind(&keys.applications)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let a = ApplicationRef {
+                id: row.try_get(0)?,
+                national_code: row.try_get(1)?,
+                service: row.try_get(2)?,
+            };
+            state.applications.insert(a.id.clone(), a);
         }
     }
     slot_ids.sort_unstable();

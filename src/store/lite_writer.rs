@@ -10,9 +10,8 @@
 //! batch's requests, pure code), and gets the result back after the commit. SQLite has one
 //! write lock, so this thread is the serial stage of every booking; it does nothing else.
 //!
-//! The connection is opened with the pool's durability settings (WAL, `synchronous=FULL`,
-//! foreign keys on), so a commit acknowledged here survives `kill -9` and power loss exactly
-//! as before.
+//! The connection is opened with the pool's durability settings (WAL, `synchronous=FULL`), so
+//! a commit acknowledged here survives `kill -9` and power loss exactly as before.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -27,8 +26,8 @@ use tokio::sync::oneshot;
 use super::booking::{BatchExtras, BatchWrite, IdempotencyRecord, APPT_COLS, HOLD_COLS, SLOT_COLS};
 use super::StoreError;
 use crate::engine::booking::{
-    AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus, PaymentRow,
-    PaymentStatus, SlotRow,
+    ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
+    PaymentRow, PaymentStatus, SlotRow,
 };
 
 type Stored = HashMap<(String, String), IdempotencyRecord>;
@@ -132,7 +131,11 @@ fn open(settings: &LiteSettings) -> Result<Connection, StoreError> {
     // The pool created the file in WAL mode; these match its per-connection settings.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The rows this connection inserts are checked by the writer in the same transaction (the
+    // slot read, the hold's application read, the payment read and verified), and their parents
+    // are never deleted (triggers refuse it); declared foreign keys would look every parent up
+    // again per row. Every other connection still enforces them.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
@@ -283,6 +286,24 @@ fn read(
             if let Some(p) = q.query_row([id], |r| Ok(payment(r))).optional()? {
                 let p = p?;
                 state.payments.insert(p.id.clone(), p);
+            }
+        }
+    }
+    if !keys.applications.is_empty() {
+        let mut q =
+            tx.prepare_cached("SELECT id, national_code, service FROM applications WHERE id = ?1")?;
+        for id in &keys.applications {
+            let found = q
+                .query_row([id], |r| {
+                    Ok(ApplicationRef {
+                        id: r.get(0)?,
+                        national_code: r.get(1)?,
+                        service: r.get(2)?,
+                    })
+                })
+                .optional()?;
+            if let Some(a) = found {
+                state.applications.insert(a.id.clone(), a);
             }
         }
     }

@@ -51,8 +51,35 @@ fn state_with(slots: &[SlotRow], citizens: &[&str]) -> BatchState {
     for c in citizens {
         let p = paid(&format!("pay-{c}"), c, &format!("app-{c}"));
         state.payments.insert(p.id.clone(), p);
+        let a = ApplicationRef {
+            id: format!("app-{c}"),
+            national_code: c.to_string(),
+            service: "first_issuance".into(),
+        };
+        state.applications.insert(a.id.clone(), a);
     }
     state
+}
+
+#[test]
+fn a_hold_needs_the_citizens_own_application_for_the_service() {
+    let mut state = state_with(&[slot(1, 5)], &["a", "b"]);
+    let mut foreign = hold("a", 1, "h1");
+    if let Request::Hold { application_id, .. } = &mut foreign {
+        *application_id = "app-b".into();
+    }
+    let mut other_service = hold("a", 1, "h2");
+    if let Request::Hold { service, .. } = &mut other_service {
+        *service = "renewal".into();
+    }
+    let unknown = hold("c", 1, "h3");
+    let (outcomes, effects) = decide(&mut state, &[foreign, other_service, unknown], 0);
+    for o in &outcomes {
+        assert_eq!(o, &Outcome::Refused(Refusal::ApplicationNotFound));
+    }
+    assert!(effects.new_holds.is_empty() && effects.slot_deltas.is_empty());
+    let (outcomes, _) = decide(&mut state, &[hold("a", 1, "h4")], 0);
+    assert!(matches!(outcomes[0], Outcome::Held { .. }), "{outcomes:?}");
 }
 
 #[test]

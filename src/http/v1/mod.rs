@@ -177,6 +177,10 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
                 status.as_str()
             ),
         ),
+        Refusal::ApplicationNotFound => (
+            StatusCode::NOT_FOUND,
+            "no such application of yours for this service".to_string(),
+        ),
         Refusal::PaymentMismatch => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "the payment is for another application or service".to_string(),

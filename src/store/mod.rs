@@ -133,13 +133,17 @@ impl Store {
                     .await?;
                 Store::Postgres(pool)
             }
-            Some(url) if url.starts_with("sqlite:") => Store::Sqlite(
-                Self::sqlite_pool(
-                    SqliteConnectOptions::from_str(url).map_err(StoreError::config)?,
-                    config,
-                )
-                .await?,
-            ),
+            Some(url) if url.starts_with("sqlite:") => {
+                let options = SqliteConnectOptions::from_str(url).map_err(StoreError::config)?;
+                // The booking writer opens the file on a connection of its own, and an
+                // in-memory database is one per connection.
+                if url.contains(":memory:") || url.contains("mode=memory") {
+                    return Err(StoreError::Config(
+                        "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
+                    ));
+                }
+                Store::Sqlite(Self::sqlite_pool(options, config).await?)
+            }
             Some(other) => {
                 return Err(StoreError::Config(format!(
                     "unsupported database URL scheme in {:?}: use postgres://… or sqlite://…",

@@ -183,3 +183,17 @@ on_both_backends!(
     slots_insert_in_chunks_and_idempotently,
     super::slots_insert_idempotently
 );
+
+/// The booking writer opens the SQLite file on its own connection, so an in-memory database
+/// (one per connection) is refused at connect time rather than failing the first booking.
+#[tokio::test]
+async fn in_memory_sqlite_is_refused_at_connect() {
+    let err = match Store::connect(&nobat::store::StoreConfig::url("sqlite::memory:")).await {
+        Ok(_) => panic!("an in-memory SQLite database must be refused"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, nobat::store::StoreError::Config(_)),
+        "{err:?}"
+    );
+}

@@ -28,6 +28,9 @@ pub const IDS_PER_BUCKET: u64 = 1024;
 const TRACKING_RANDOM_CHARS: usize = 13;
 /// Characters of a tracking code: the bucket, then 65 random bits; read as `ABCD-EFGH-JKMN-PQRS`.
 pub const TRACKING_CODE_CHARS: usize = BUCKET_CHARS + TRACKING_RANDOM_CHARS;
+/// Tracking codes issued before the order bucket: 65 random bits alone, read as
+/// `ABCDE-FGHJK-MNP`. Still accepted, so a receipt printed then still finds its appointment.
+const LEGACY_TRACKING_CODE_CHARS: usize = TRACKING_RANDOM_CHARS;
 
 pub trait IdSource: Send + Sync {
     /// `bits` random bits (≤ 128).
@@ -76,17 +79,23 @@ pub fn normalise_tracking_code(input: &str) -> Option<String> {
         }
         out.push(c);
     }
-    (out.len() == TRACKING_CODE_CHARS).then_some(out)
+    (out.len() == TRACKING_CODE_CHARS || out.len() == LEGACY_TRACKING_CODE_CHARS).then_some(out)
 }
 
-/// Shows a tracking code in groups of four for reading: `ABCD-EFGH-JKMN-PQRS`.
+/// Shows a tracking code in groups for reading: `ABCD-EFGH-JKMN-PQRS` (a legacy code:
+/// `ABCDE-FGHJK-MNP`).
 pub fn display_tracking_code(code: &str) -> String {
-    if code.len() != TRACKING_CODE_CHARS || !code.is_ascii() {
+    let group = match code.len() {
+        TRACKING_CODE_CHARS => 4,
+        LEGACY_TRACKING_CODE_CHARS => 5,
+        _ => return code.to_string(),
+    };
+    if !code.is_ascii() {
         return code.to_string();
     }
-    let groups: Vec<&str> = (0..TRACKING_CODE_CHARS)
-        .step_by(4)
-        .map(|i| &code[i..(i + 4).min(TRACKING_CODE_CHARS)])
+    let groups: Vec<&str> = (0..code.len())
+        .step_by(group)
+        .map(|i| &code[i..(i + group).min(code.len())])
         .collect();
     groups.join("-")
 }
@@ -197,6 +206,13 @@ mod tests {
             normalise_tracking_code("abcd efgh jkmn pqrs"),
             Some("ABCDEFGHJKMNPQRS".to_string())
         );
+        // A code issued before the order bucket still parses and shows as it was printed.
+        assert_eq!(
+            normalise_tracking_code("abcde-fghjk-mnp"),
+            Some("ABCDEFGHJKMNP".to_string())
+        );
+        assert_eq!(display_tracking_code("ABCDEFGHJKMNP"), "ABCDE-FGHJK-MNP");
+        assert_eq!(normalise_tracking_code("ABCD-EFGH-JKMN-PQ"), None);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub(super) struct LiteSettings {
 
 /// A handle to the writer thread; the thread ends when the handle is dropped.
 pub(super) struct LiteWriter {
+    /// Unbounded as a channel, bounded in use: each writer task waits for its batch before it
+    /// submits another, so at most one batch per writer is ever queued.
     batches: std_mpsc::Sender<Batch>,
 }
 

@@ -260,6 +260,18 @@ fn check_feasible(p: &AllocationProblem, outcomes: &[Outcome]) {
     }
 }
 
+/// An office offering every service, with no station count or province.
+fn plain_site(id: &str, lat: f64, lon: f64) -> OfficeSite {
+    OfficeSite {
+        id: id.into(),
+        lat,
+        lon,
+        services: None,
+        stations: None,
+        province: None,
+    }
+}
+
 #[test]
 fn random_instances_match_the_lexicographic_lp_optimum() {
     let mut rng = ChaCha8Rng::seed_from_u64(20_260_101);
@@ -332,24 +344,7 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
 fn nearest_offices_full_forces_pricing_to_reach_further() {
     // Everyone lives next to office N (one seat); F is 30 km away with room.
     let p = AllocationProblem {
-        offices: vec![
-            OfficeSite {
-                id: "N".into(),
-                lat: 35.70,
-                lon: 51.40,
-                services: None,
-                stations: None,
-                province: None,
-            },
-            OfficeSite {
-                id: "F".into(),
-                lat: 35.97,
-                lon: 51.40,
-                services: None,
-                stations: None,
-                province: None,
-            },
-        ],
+        offices: vec![plain_site("N", 35.70, 51.40), plain_site("F", 35.97, 51.40)],
         seats: vec![
             OfficeDaySeats {
                 office: 0,
@@ -718,14 +713,7 @@ fn earliest_days_and_preferred_offices_bind() {
 fn earliest_days_between_seat_days_share_one_zone() {
     // Seats only on days 0 and 10: asking for day 1 or day 9 reaches the same seats.
     let p = AllocationProblem {
-        offices: vec![OfficeSite {
-            id: "O".into(),
-            lat: 35.7,
-            lon: 51.4,
-            services: None,
-            stations: None,
-            province: None,
-        }],
+        offices: vec![plain_site("O", 35.7, 51.4)],
         seats: vec![
             OfficeDaySeats {
                 office: 0,
@@ -784,14 +772,7 @@ fn higher_priority_class_wins_the_last_seat() {
         preferred_offices: None,
     };
     let p = AllocationProblem {
-        offices: vec![OfficeSite {
-            id: "O".into(),
-            lat: 35.71,
-            lon: 51.41,
-            services: None,
-            stations: None,
-            province: None,
-        }],
+        offices: vec![plain_site("O", 35.71, 51.41)],
         seats: vec![OfficeDaySeats {
             office: 0,
             day: 3,
@@ -1063,14 +1044,7 @@ mod csv_input {
 
 #[test]
 fn empty_inputs_are_fine() {
-    let office = OfficeSite {
-        id: "O".into(),
-        lat: 35.7,
-        lon: 51.4,
-        services: None,
-        stations: None,
-        province: None,
-    };
+    let office = plain_site("O", 35.7, 51.4);
     let applicant = Applicant {
         id: "A".into(),
         lat: 35.7,

@@ -62,15 +62,9 @@ impl BatchConn {
         if let Some(w) = &*lite {
             return Ok(w.clone());
         }
-        let options = pool.connect_options();
-        let path = options.get_filename();
-        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
-            return Err(StoreError::Config(
-                "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
-            ));
-        }
+        // A file: `Store::connect` refused in-memory databases.
         let w = Arc::new(LiteWriter::start(LiteSettings {
-            path: path.to_path_buf(),
+            path: pool.connect_options().get_filename().to_path_buf(),
             busy_timeout: super::SQLITE_BUSY_TIMEOUT,
         })?);
         *lite = Some(w.clone());

@@ -120,6 +120,20 @@ pub(crate) fn sqlite_sql(pg: &str) -> String {
     out
 }
 
+/// The booking writer opens the SQLite file on a connection of its own (`lite_writer`), and an
+/// in-memory database is one per connection: refused at connect, not at the first booking.
+fn refuse_in_memory(url_or_path: &str) -> Result<(), StoreError> {
+    if url_or_path.is_empty()
+        || url_or_path.contains(":memory:")
+        || url_or_path.contains("mode=memory")
+    {
+        return Err(StoreError::Config(
+            "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Connects (creating the SQLite file if needed) and applies the migrations.
     pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
@@ -134,14 +148,8 @@ impl Store {
                 Store::Postgres(pool)
             }
             Some(url) if url.starts_with("sqlite:") => {
+                refuse_in_memory(url)?;
                 let options = SqliteConnectOptions::from_str(url).map_err(StoreError::config)?;
-                // The booking writer opens the file on a connection of its own, and an
-                // in-memory database is one per connection.
-                if url.contains(":memory:") || url.contains("mode=memory") {
-                    return Err(StoreError::Config(
-                        "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
-                    ));
-                }
                 Store::Sqlite(Self::sqlite_pool(options, config).await?)
             }
             Some(other) => {
@@ -150,13 +158,16 @@ impl Store {
                     other.split(':').next().unwrap_or("")
                 )))
             }
-            None => Store::Sqlite(
-                Self::sqlite_pool(
-                    SqliteConnectOptions::new().filename(&config.sqlite_path),
-                    config,
+            None => {
+                refuse_in_memory(&config.sqlite_path.to_string_lossy())?;
+                Store::Sqlite(
+                    Self::sqlite_pool(
+                        SqliteConnectOptions::new().filename(&config.sqlite_path),
+                        config,
+                    )
+                    .await?,
                 )
-                .await?,
-            ),
+            }
         };
         store.migrate().await?;
         Ok(store)

@@ -188,12 +188,18 @@ on_both_backends!(
 /// (one per connection) is refused at connect time rather than failing the first booking.
 #[tokio::test]
 async fn in_memory_sqlite_is_refused_at_connect() {
-    let err = match Store::connect(&nobat::store::StoreConfig::url("sqlite::memory:")).await {
-        Ok(_) => panic!("an in-memory SQLite database must be refused"),
-        Err(e) => e,
-    };
-    assert!(
-        matches!(err, nobat::store::StoreError::Config(_)),
-        "{err:?}"
-    );
+    use nobat::store::StoreConfig;
+    for config in [
+        StoreConfig::url("sqlite::memory:"),
+        StoreConfig::sqlite(":memory:"),
+    ] {
+        let err = match Store::connect(&config).await {
+            Ok(_) => panic!("an in-memory SQLite database must be refused: {config:?}"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, nobat::store::StoreError::Config(_)),
+            "{err:?}"
+        );
+    }
 }

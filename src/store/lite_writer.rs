@@ -1,6 +1,7 @@
 //! SQLite's batch writer: one OS thread that owns the write connection and runs each batch's
-//! transaction (read, decide, write, commit) with prepared, cached statements (rusqlite), one
-//! row per statement execution.
+//! transaction (read, decide, write, commit) with prepared, cached statements (rusqlite):
+//! keyed lookups one row per execution, the bulk writes (new holds and appointments, hold
+//! status changes, events) many rows per statement (`insert_rows`).
 //!
 //! Why a thread of its own rather than a pooled sqlx connection: sqlx runs every statement on
 //! the connection's worker thread and hands each result back to the async task, so a batch of
@@ -20,14 +21,17 @@ use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::types::{ToSql, ToSqlOutput};
+use rusqlite::{
+    params, params_from_iter, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use tokio::sync::oneshot;
 
 use super::booking::{BatchExtras, BatchWrite, IdempotencyRecord, APPT_COLS, HOLD_COLS, SLOT_COLS};
 use super::StoreError;
 use crate::engine::booking::{
-    ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
-    PaymentRow, PaymentStatus, SlotRow,
+    ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Event, HoldRow,
+    HoldStatus, PaymentRow, PaymentStatus, SlotRow,
 };
 
 type Stored = HashMap<(String, String), IdempotencyRecord>;
@@ -61,8 +65,9 @@ const CACHE_KIB: i64 = 64 * 1024;
 /// 1,000). The same hot pages (slot rows, index roots) are copied back once per checkpoint, so
 /// rarer checkpoints copy less per booking; the WAL stays under ~40 MiB.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
-/// Prepared statements the connection keeps (a batch uses about twenty distinct ones).
-const STATEMENT_CACHE: usize = 64;
+/// Prepared statements the connection keeps: a batch's multi-row writes take up to eight
+/// distinct row counts each (`ROWS_PER_STATEMENT`), about 60 statements, plus a dozen reads.
+const STATEMENT_CACHE: usize = 256;
 
 impl LiteWriter {
     pub fn start(settings: LiteSettings) -> Result<LiteWriter, StoreError> {
@@ -358,11 +363,29 @@ fn read(
 /// first, then new rows; capacity raises before the seat deltas, final capacities after.
 fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), StoreError> {
     let (e, idem) = (&w.effects, &w.idempotency);
-    if !e.hold_status.is_empty() {
-        let mut q = tx.prepare_cached("UPDATE holds SET status = ?2 WHERE id = ?1")?;
-        for (id, status) in &e.hold_status {
-            q.execute(params![id, status.as_str()])?;
-        }
+    // Statuses that end a live hold before any that makes one live (none does today).
+    for status in [
+        HoldStatus::Confirmed,
+        HoldStatus::Released,
+        HoldStatus::Expired,
+        HoldStatus::Live,
+    ] {
+        let ids: Vec<&String> = e
+            .hold_status
+            .iter()
+            .filter(|(_, s)| **s == status)
+            .map(|(id, _)| id)
+            .collect();
+        in_chunks(&ids, |chunk| {
+            let mut q = tx.prepare_cached(&format!(
+                "UPDATE holds SET status = ? WHERE id IN ({})",
+                placeholders(chunk.len(), 1)
+            ))?;
+            let params = std::iter::once(&status as &dyn ToSql)
+                .chain(chunk.iter().map(|id| id as &dyn ToSql));
+            q.execute(params_from_iter(params))?;
+            Ok(())
+        })?;
     }
     if !e.appointment_updates.is_empty() {
         let mut q = tx.prepare_cached(
@@ -380,43 +403,45 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
             ])?;
         }
     }
-    if !e.new_holds.is_empty() {
-        let mut q = tx.prepare_cached(&format!(
-            "INSERT INTO holds ({HOLD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))?;
-        for h in &e.new_holds {
-            q.execute(params![
-                h.id,
-                h.slot_id,
-                h.application_id,
-                h.national_code,
-                h.service,
-                h.status.as_str(),
-                h.created_at,
-                h.expires_at
-            ])?;
-        }
-    }
-    if !e.new_appointments.is_empty() {
-        let mut q = tx.prepare_cached(&format!(
-            "INSERT INTO appointments ({APPT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-        ))?;
-        for a in &e.new_appointments {
-            q.execute(params![
-                a.tracking_code,
-                a.slot_id,
-                a.office_id,
-                a.start_at,
-                a.application_id,
-                a.national_code,
-                a.service,
-                a.payment_id,
-                a.status.as_str(),
-                a.created_at,
-                a.updated_at
-            ])?;
-        }
-    }
+    insert_rows(
+        tx,
+        &format!("INSERT INTO holds ({HOLD_COLS})"),
+        "",
+        &e.new_holds,
+        |h| {
+            vec![
+                &h.id,
+                &h.slot_id,
+                &h.application_id,
+                &h.national_code,
+                &h.service,
+                &h.status,
+                &h.created_at,
+                &h.expires_at,
+            ]
+        },
+    )?;
+    insert_rows(
+        tx,
+        &format!("INSERT INTO appointments ({APPT_COLS})"),
+        "",
+        &e.new_appointments,
+        |a| {
+            vec![
+                &a.tracking_code,
+                &a.slot_id,
+                &a.office_id,
+                &a.start_at,
+                &a.application_id,
+                &a.national_code,
+                &a.service,
+                &a.payment_id,
+                &a.status,
+                &a.created_at,
+                &a.updated_at,
+            ]
+        },
+    )?;
     if !e.slot_capacity.is_empty() {
         let mut q =
             tx.prepare_cached("UPDATE slots SET capacity = MAX(capacity, ?2) WHERE id = ?1")?;
@@ -468,20 +493,18 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
             ])?;
         }
     }
-    if !e.events.is_empty() {
-        let mut q = tx.prepare_cached(
-            "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for ev in &e.events {
-            q.execute(params![
-                ev.at,
-                ev.actor,
-                ev.kind,
-                ev.subject,
-                ev.payload.to_string()
-            ])?;
-        }
-    }
+    let payloads: Vec<(&Event, String)> = e
+        .events
+        .iter()
+        .map(|ev| (ev, ev.payload.to_string()))
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO events (at, actor, kind, subject, payload_json)",
+        "",
+        &payloads,
+        |(ev, payload)| vec![&ev.at, &ev.actor, &ev.kind, &ev.subject, payload],
+    )?;
     if !idem.is_empty() {
         let mut q = tx.prepare_cached(
             "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
@@ -499,4 +522,123 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+/// Most rows one multi-row statement writes. A batch's rows go in full chunks of this many,
+/// the rest in power-of-two chunks, so one table needs at most eight distinct statements in
+/// the cache. Why multi-row: every statement execution pays a fixed cost (cursors opened and
+/// closed, the statement journal, `AUTOINCREMENT`'s counter written back) that one row per
+/// execution paid per row.
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// Runs `write` on consecutive chunks of `rows` whose lengths are `ROWS_PER_STATEMENT` or a
+/// smaller power of two.
+fn in_chunks<'r, R>(
+    rows: &'r [R],
+    mut write: impl FnMut(&'r [R]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= ROWS_PER_STATEMENT {
+            ROWS_PER_STATEMENT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        write(chunk)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// `n` groups of `width` anonymous parameters: `(?, ?), (?, ?)`; a group of one is a bare `?`.
+fn placeholders(n: usize, width: usize) -> String {
+    let group = if width == 1 {
+        "?".to_string()
+    } else {
+        format!("({})", vec!["?"; width].join(", "))
+    };
+    vec![group; n].join(", ")
+}
+
+/// Inserts `rows` with multi-row statements, `{head} VALUES (…), (…){tail}`, each row's values
+/// as `bind` lists them (the same number for every row).
+fn insert_rows<'r, R>(
+    tx: &Transaction<'_>,
+    head: &str,
+    tail: &str,
+    rows: &'r [R],
+    bind: impl Fn(&'r R) -> Vec<&'r dyn ToSql>,
+) -> Result<(), StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let width = bind(first).len();
+    in_chunks(rows, |chunk| {
+        let mut q = tx.prepare_cached(&format!(
+            "{head} VALUES {}{tail}",
+            placeholders(chunk.len(), width)
+        ))?;
+        q.execute(params_from_iter(chunk.iter().flat_map(&bind)))?;
+        Ok(())
+    })
+}
+
+impl ToSql for HoldStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl ToSql for AppointmentStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_go_in_full_chunks_then_falling_powers_of_two() {
+        for n in [0usize, 1, 2, 3, 7, 127, 128, 129, 300, 1000] {
+            let rows: Vec<usize> = (0..n).collect();
+            let mut sizes = Vec::new();
+            let mut seen = Vec::new();
+            in_chunks(&rows, |chunk| {
+                sizes.push(chunk.len());
+                seen.extend_from_slice(chunk);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, rows, "every row once, in order (n = {n})");
+            let full = n / ROWS_PER_STATEMENT;
+            assert!(sizes[..full].iter().all(|&s| s == ROWS_PER_STATEMENT));
+            let rest = &sizes[full..];
+            assert!(rest
+                .iter()
+                .all(|s| s.is_power_of_two() && *s < ROWS_PER_STATEMENT));
+            assert!(rest.windows(2).all(|w| w[0] > w[1]), "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_stops_the_chunks() {
+        let rows: Vec<usize> = (0..300).collect();
+        let mut calls = 0;
+        let result = in_chunks(&rows, |_| {
+            calls += 1;
+            Err(StoreError::Sqlite("refused".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn placeholders_group_by_row() {
+        assert_eq!(placeholders(1, 1), "?");
+        assert_eq!(placeholders(3, 1), "?, ?, ?");
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
 }

@@ -203,3 +203,118 @@ async fn in_memory_sqlite_is_refused_at_connect() {
         );
     }
 }
+
+/// A batch of hundreds of requests writes every row it decided, on both backends: the SQLite
+/// writer splits such a batch into multi-row statements of up to 128 rows (and smaller
+/// powers of two), so 300 holds and 300 confirmations cross every chunk size.
+async fn large_batches_write_every_row(db: &TestDb) {
+    use nobat::engine::booking::{Outcome, Request};
+    use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
+    use std::sync::Arc;
+
+    const PEOPLE: usize = 300;
+    let store = db.store().await;
+    fixture(&store).await;
+    try_exec(&store, "UPDATE slots SET capacity = 1000 WHERE id = 1")
+        .await
+        .unwrap();
+    for i in 0..PEOPLE {
+        try_exec(&store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('big_{i}', 'c{i:09}', 'first_issuance', '{{}}', TRUE, 0)")).await.unwrap();
+        try_exec(&store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('pay_{i}', 'big_{i}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
+    }
+    let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(7));
+    let engine = Reservations::start(
+        store.clone(),
+        crate::helpers::test_clock(),
+        ids,
+        EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    // Every request is queued before the writers take any, so batches run to hundreds.
+    let submit_all = |requests: Vec<Request>| {
+        let engine = engine.clone();
+        async move {
+            let pending: Vec<_> = requests
+                .into_iter()
+                .map(|r| {
+                    let engine = engine.clone();
+                    tokio::spawn(async move { engine.submit(r, None).await.unwrap().outcome })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for p in pending {
+                outcomes.push(p.await.unwrap());
+            }
+            outcomes
+        }
+    };
+    let hold_ids: Vec<String> = (0..PEOPLE).map(|_| engine.ids().opaque("hold")).collect();
+    let holds = (0..PEOPLE)
+        .map(|i| Request::Hold {
+            national_code: format!("c{i:09}"),
+            application_id: format!("big_{i}"),
+            service: "first_issuance".into(),
+            slot_id: 1,
+            hold_id: hold_ids[i].clone(),
+            expires_at: i64::MAX,
+        })
+        .collect();
+    for outcome in submit_all(holds).await {
+        assert!(matches!(outcome, Outcome::Held { .. }), "{outcome:?}");
+    }
+    let confirms = (0..PEOPLE)
+        .map(|i| Request::Confirm {
+            national_code: format!("c{i:09}"),
+            hold_id: hold_ids[i].clone(),
+            payment_id: format!("pay_{i}"),
+            tracking_code: engine.ids().tracking_code(),
+        })
+        .collect();
+    for outcome in submit_all(confirms).await {
+        assert!(matches!(outcome, Outcome::Booked { .. }), "{outcome:?}");
+    }
+    let n = PEOPLE as i64;
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM holds WHERE status = 'confirmed'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM holds").await, n);
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM appointments WHERE status = 'booked'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(DISTINCT national_code) FROM appointments"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        scalar(&store, "SELECT taken FROM slots WHERE id = 1").await,
+        n
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM events WHERE kind = 'hold_created'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM events").await, 2 * n);
+}
+on_both_backends!(
+    large_batches_write_every_row,
+    super::large_batches_write_every_row
+);

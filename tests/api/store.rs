@@ -206,7 +206,7 @@ async fn in_memory_sqlite_is_refused_at_connect() {
 
 /// A batch of hundreds of requests writes every row it decided, on both backends: the SQLite
 /// writer splits such a batch into multi-row statements of up to 128 rows (and smaller
-/// powers of two), so 300 holds and 300 confirmations cross every chunk size.
+/// powers of two), so 300 holds and 300 confirmations over 150 slots cross every chunk size.
 async fn large_batches_write_every_row(db: &TestDb) {
     use nobat::engine::booking::{Outcome, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
@@ -215,9 +215,11 @@ async fn large_batches_write_every_row(db: &TestDb) {
     const PEOPLE: usize = 300;
     let store = db.store().await;
     fixture(&store).await;
-    try_exec(&store, "UPDATE slots SET capacity = 1000 WHERE id = 1")
-        .await
-        .unwrap();
+    // 150 slots of two seats: a batch changes the seats of many slots at once.
+    const SLOTS: usize = 150;
+    for k in 1..SLOTS {
+        try_exec(&store, &format!("INSERT INTO slots (office_id, start_at, duration_minutes, capacity) VALUES ('021-0001', {}, 15, 2)", 1_700_000_000 + k * 900)).await.unwrap();
+    }
     for i in 0..PEOPLE {
         try_exec(&store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('big_{i}', 'c{i:09}', 'first_issuance', '{{}}', TRUE, 0)")).await.unwrap();
         try_exec(&store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('pay_{i}', 'big_{i}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
@@ -255,7 +257,7 @@ async fn large_batches_write_every_row(db: &TestDb) {
             national_code: format!("c{i:09}"),
             application_id: format!("big_{i}"),
             service: "first_issuance".into(),
-            slot_id: 1,
+            slot_id: 1 + (i % SLOTS) as i64,
             hold_id: hold_ids[i].clone(),
             expires_at: i64::MAX,
         })
@@ -301,8 +303,8 @@ async fn large_batches_write_every_row(db: &TestDb) {
         n
     );
     assert_eq!(
-        scalar(&store, "SELECT taken FROM slots WHERE id = 1").await,
-        n
+        scalar(&store, "SELECT COUNT(*) FROM slots WHERE taken = 2").await,
+        SLOTS as i64
     );
     assert_eq!(
         scalar(
@@ -317,4 +319,89 @@ async fn large_batches_write_every_row(db: &TestDb) {
 on_both_backends!(
     large_batches_write_every_row,
     super::large_batches_write_every_row
+);
+
+/// Every status column takes exactly its listed values, on both backends. On SQLite the CHECKs
+/// of the tables each booking writes are OR chains, not IN lists (migration 0004: an IN list
+/// in a CHECK builds a temporary b-tree per row written).
+async fn status_checks_refuse_unknown_values(db: &TestDb) {
+    let store = db.store().await;
+    fixture(&store).await;
+    let hold = |id: &str, status: &str| {
+        format!("INSERT INTO holds (id, slot_id, application_id, national_code, service, status, created_at, expires_at) \
+                 VALUES ('{id}', 1, 'a1', '0499370899', 'first_issuance', '{status}', 0, 60)")
+    };
+    for (i, status) in ["live", "confirmed", "released", "expired"]
+        .iter()
+        .enumerate()
+    {
+        try_exec(&store, &hold(&format!("h{i}"), status))
+            .await
+            .unwrap();
+    }
+    for bad in ["bogus", "LIVE", ""] {
+        assert!(try_exec(&store, &hold("hx", bad)).await.is_err(), "{bad:?}");
+    }
+    assert!(
+        try_exec(&store, "UPDATE holds SET status = 'bogus' WHERE id = 'h1'")
+            .await
+            .is_err()
+    );
+    let appointment = |code: &str, status: &str| {
+        format!("INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, status, created_at, updated_at) \
+                 VALUES ('{code}', 1, '021-0001', 1700000000, 'a1', '0499370899', 'first_issuance', '{status}', 0, 0)")
+    };
+    let statuses = [
+        "booked",
+        "checked_in",
+        "enrolled",
+        "no_show",
+        "cancelled",
+        "rescheduled",
+        "card_ready",
+        "delivered",
+    ];
+    for (i, status) in statuses.iter().enumerate() {
+        // One active appointment per citizen and service: end the previous active one first.
+        try_exec(
+            &store,
+            "UPDATE appointments SET status = 'cancelled' WHERE status IN ('booked', 'checked_in')",
+        )
+        .await
+        .unwrap();
+        try_exec(&store, &appointment(&format!("T{i}"), status))
+            .await
+            .unwrap();
+    }
+    assert!(try_exec(&store, &appointment("TX", "lost")).await.is_err());
+    let payment = |id: &str, status: &str| {
+        format!(
+            "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) \
+                 VALUES ('{id}', 'a1', 600000, '{status}', 'sandbox', 0)"
+        )
+    };
+    for (i, status) in ["pending", "paid", "declined"].iter().enumerate() {
+        try_exec(&store, &payment(&format!("p{i}"), status))
+            .await
+            .unwrap();
+    }
+    assert!(try_exec(&store, &payment("px", "refunded")).await.is_err());
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM holds").await, 4);
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM appointments").await, 8);
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM payments").await, 3);
+    if matches!(store, Store::Sqlite(_)) {
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('holds', 'appointments', 'payments') \
+                 AND instr(sql, 'status IN') = 0 AND instr(sql, 'CHECK (status = ') > 0"
+            )
+            .await,
+            3
+        );
+    }
+}
+on_both_backends!(
+    status_checks_refuse_unknown_values,
+    super::status_checks_refuse_unknown_values
 );

@@ -406,7 +406,6 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
     insert_rows(
         tx,
         &format!("INSERT INTO holds ({HOLD_COLS})"),
-        "",
         &e.new_holds,
         |h| {
             vec![
@@ -424,7 +423,6 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
     insert_rows(
         tx,
         &format!("INSERT INTO appointments ({APPT_COLS})"),
-        "",
         &e.new_appointments,
         |a| {
             vec![
@@ -501,7 +499,6 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
     insert_rows(
         tx,
         "INSERT INTO events (at, actor, kind, subject, payload_json)",
-        "",
         &payloads,
         |(ev, payload)| vec![&ev.at, &ev.actor, &ev.kind, &ev.subject, payload],
     )?;
@@ -561,12 +558,11 @@ fn placeholders(n: usize, width: usize) -> String {
     vec![group; n].join(", ")
 }
 
-/// Inserts `rows` with multi-row statements, `{head} VALUES (…), (…){tail}`, each row's values
-/// as `bind` lists them (the same number for every row).
+/// Inserts `rows` with multi-row statements, `{head} VALUES (…), (…)`, each row's values as
+/// `bind` lists them (the same number for every row).
 fn insert_rows<'r, R>(
     tx: &Transaction<'_>,
     head: &str,
-    tail: &str,
     rows: &'r [R],
     bind: impl Fn(&'r R) -> Vec<&'r dyn ToSql>,
 ) -> Result<(), StoreError> {
@@ -576,7 +572,7 @@ fn insert_rows<'r, R>(
     let width = bind(first).len();
     in_chunks(rows, |chunk| {
         let mut q = tx.prepare_cached(&format!(
-            "{head} VALUES {}{tail}",
+            "{head} VALUES {}",
             placeholders(chunk.len(), width)
         ))?;
         q.execute(params_from_iter(chunk.iter().flat_map(&bind)))?;

@@ -405,3 +405,55 @@ on_both_backends!(
     status_checks_refuse_unknown_values,
     super::status_checks_refuse_unknown_values
 );
+
+/// PostgreSQL compares the booking path's identifier columns byte by byte (migration 0004:
+/// strcoll was a seventh of PostgreSQL's CPU per booking); joins and foreign keys between them
+/// and the columns left at the default collation still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_compare_bytewise_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let Store::Postgres(pool) = &store else {
+        unreachable!("TestDb::postgres gives a PostgreSQL store")
+    };
+    let bytewise: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND collation_name = 'C' ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let expected = [
+        ("applications", "id"),
+        ("appointments", "national_code"),
+        ("appointments", "office_id"),
+        ("appointments", "service"),
+        ("appointments", "tracking_code"),
+        ("events", "subject"),
+        ("holds", "id"),
+        ("holds", "national_code"),
+        ("idempotency_keys", "key"),
+        ("idempotency_keys", "scope"),
+        ("payments", "id"),
+    ];
+    let bytewise: Vec<(&str, &str)> = bytewise
+        .iter()
+        .map(|(t, c)| (t.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(bytewise, expected);
+    // payments.application_id (default collation) still references applications.id ("C").
+    fixture(&store).await;
+    try_exec(&store, "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('p1', 'a1', 600000, 'paid', 'sandbox', 0)").await.unwrap();
+    assert!(try_exec(&store, "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('p2', 'nobody', 600000, 'paid', 'sandbox', 0)").await.is_err());
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM payments p JOIN applications a ON a.id = p.application_id"
+        )
+        .await,
+        1
+    );
+    db.cleanup().await;
+}

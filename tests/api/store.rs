@@ -87,15 +87,17 @@ on_both_backends!(
     super::one_active_appointment_per_code_and_service
 );
 
+/// A hold of the fixture's citizen on its slot, written directly.
+fn hold(id: &str, status: &str) -> String {
+    format!(
+        "INSERT INTO holds (id, slot_id, application_id, national_code, service, status, created_at, expires_at) \
+         VALUES ('{id}', 1, 'a1', '0499370899', 'first_issuance', '{status}', 0, 600)"
+    )
+}
+
 async fn one_live_hold_per_citizen(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
-    let hold = |id: &str, status: &str| {
-        format!(
-            "INSERT INTO holds (id, slot_id, application_id, national_code, service, status, created_at, expires_at) \
-             VALUES ('{id}', 1, 'a1', '0499370899', 'first_issuance', '{status}', 0, 600)"
-        )
-    };
     try_exec(&store, &hold("h1", "live")).await.unwrap();
     assert!(try_exec(&store, &hold("h2", "live")).await.is_err());
     try_exec(&store, &hold("h3", "expired")).await.unwrap();
@@ -327,10 +329,6 @@ on_both_backends!(
 async fn status_checks_refuse_unknown_values(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
-    let hold = |id: &str, status: &str| {
-        format!("INSERT INTO holds (id, slot_id, application_id, national_code, service, status, created_at, expires_at) \
-                 VALUES ('{id}', 1, 'a1', '0499370899', 'first_issuance', '{status}', 0, 60)")
-    };
     for (i, status) in ["live", "confirmed", "released", "expired"]
         .iter()
         .enumerate()

@@ -405,7 +405,7 @@ on_both_backends!(
 );
 
 /// PostgreSQL compares the booking path's identifier columns byte by byte (migration 0004:
-/// strcoll was a seventh of PostgreSQL's CPU per booking); joins and foreign keys between them
+/// strcoll was about 13% of PostgreSQL's CPU per booking); joins and foreign keys between them
 /// and the columns left at the default collation still hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identifiers_compare_bytewise_on_postgres() {

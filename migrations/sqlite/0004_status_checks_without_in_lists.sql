@@ -14,7 +14,7 @@
 -- transaction; it is safe when every existing row satisfies the new rule, as here, where the
 -- rule is unchanged. Creating and dropping `schema_edit_check` bumps the schema cookie, so
 -- every open connection reloads the schema, and its CHECK fails the migration (and rolls it
--- back) unless both edits took. PostgreSQL needs none of this: it checks IN lists as arrays.
+-- back) unless all three edits took. PostgreSQL needs none of this: it checks IN lists as arrays.
 PRAGMA writable_schema = ON;
 
 UPDATE sqlite_schema

@@ -93,6 +93,7 @@ pub(super) const HOLD_COLS: &str =
 pub(super) const APPT_COLS: &str =
     "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at";
 pub(super) const SLOT_COLS: &str = "id, office_id, start_at, duration_minutes, capacity, taken";
+pub(super) const APPLICATION_COLS: &str = "id, national_code, service";
 
 /// Decoders of hold and appointment rows for a row type whose `try_get(index)` reads a column
 /// (sqlx's rows, and rusqlite's through `lite_writer::TryGet`).
@@ -142,6 +143,14 @@ macro_rules! decode_batch_rows {
                 duration_minutes: row.try_get(3)?,
                 capacity: row.try_get(4)?,
                 taken: row.try_get(5)?,
+            })
+        }
+
+        pub(crate) fn application(row: &$row_ty) -> Result<ApplicationRef, StoreError> {
+            Ok(ApplicationRef {
+                id: row.try_get(0)?,
+                national_code: row.try_get(1)?,
+                service: row.try_get(2)?,
             })
         }
 
@@ -314,17 +323,13 @@ async fn pg_read(
         }
     }
     if !keys.applications.is_empty() {
-        let sql = "SELECT id, national_code, service FROM applications WHERE id = ANY($1)";
-        for row in sqlx::query(sql)
+        let sql = format!("SELECT {APPLICATION_COLS} FROM applications WHERE id = ANY($1)");
+        for row in sqlx::query(&sql)
             .bind(&keys.applications)
             .fetch_all(&mut **tx)
             .await?
         {
-            let a = ApplicationRef {
-                id: row.try_get(0)?,
-                national_code: row.try_get(1)?,
-                service: row.try_get(2)?,
-            };
+            let a = pg::application(&row)?;
             state.applications.insert(a.id.clone(), a);
         }
     }

@@ -27,7 +27,9 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
-use super::booking::{BatchExtras, BatchWrite, IdempotencyRecord, APPT_COLS, HOLD_COLS, SLOT_COLS};
+use super::booking::{
+    BatchExtras, BatchWrite, IdempotencyRecord, APPLICATION_COLS, APPT_COLS, HOLD_COLS, SLOT_COLS,
+};
 use super::StoreError;
 use crate::engine::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Event, HoldRow,
@@ -297,19 +299,12 @@ fn read(
         }
     }
     if !keys.applications.is_empty() {
-        let mut q =
-            tx.prepare_cached("SELECT id, national_code, service FROM applications WHERE id = ?1")?;
+        let mut q = tx.prepare_cached(&format!(
+            "SELECT {APPLICATION_COLS} FROM applications WHERE id = ?1"
+        ))?;
         for id in &keys.applications {
-            let found = q
-                .query_row([id], |r| {
-                    Ok(ApplicationRef {
-                        id: r.get(0)?,
-                        national_code: r.get(1)?,
-                        service: r.get(2)?,
-                    })
-                })
-                .optional()?;
-            if let Some(a) = found {
+            if let Some(a) = q.query_row([id], |r| Ok(application(r))).optional()? {
+                let a = a?;
                 state.applications.insert(a.id.clone(), a);
             }
         }

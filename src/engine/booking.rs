@@ -402,7 +402,7 @@ impl Request {
                 national_code,
                 ..
             } => {
-                keys.holds.push(hold_id.clone());
+                keys.confirmed_holds.push(hold_id.clone());
                 keys.payments.push(payment_id.clone());
                 keys.citizen_codes.push(national_code.clone());
             }
@@ -467,6 +467,46 @@ impl Request {
         }
     }
 
+    /// The slot this request may take a seat in (and so must lock), if any.
+    pub fn seat_slot(&self) -> Option<i64> {
+        match self {
+            Request::Hold { slot_id, .. }
+            | Request::Book { slot_id, .. }
+            | Request::SetCapacity { slot_id, .. } => Some(*slot_id),
+            Request::Reschedule { new_slot_id, .. } => Some(*new_slot_id),
+            Request::Relocate { new_slot_id, .. } => *new_slot_id,
+            Request::Enrol { pickup, .. } => pickup.as_ref().map(|p| p.slot_id),
+            Request::Confirm { .. }
+            | Request::Release { .. }
+            | Request::Expire { .. }
+            | Request::Cancel { .. }
+            | Request::CheckIn { .. }
+            | Request::NoShow { .. }
+            | Request::CardReady { .. }
+            | Request::Deliver { .. } => None,
+        }
+    }
+
+    /// The citizen this request is for, or else the record it names.
+    pub fn subject(&self) -> &str {
+        match self {
+            Request::Hold { national_code, .. }
+            | Request::Confirm { national_code, .. }
+            | Request::Release { national_code, .. }
+            | Request::Book { national_code, .. }
+            | Request::Cancel { national_code, .. }
+            | Request::Reschedule { national_code, .. } => national_code,
+            Request::Expire { hold_id } => hold_id,
+            Request::CheckIn { tracking_code, .. }
+            | Request::Enrol { tracking_code, .. }
+            | Request::NoShow { tracking_code, .. }
+            | Request::CardReady { tracking_code, .. }
+            | Request::Deliver { tracking_code, .. }
+            | Request::Relocate { tracking_code, .. } => tracking_code,
+            Request::SetCapacity { .. } => "",
+        }
+    }
+
     pub fn national_code(&self) -> Option<&str> {
         match self {
             Request::Hold { national_code, .. }
@@ -492,6 +532,10 @@ impl Request {
 pub struct BatchKeys {
     pub slots: Vec<i64>,
     pub holds: Vec<String>,
+    /// Holds a request confirms. They are read like `holds`; but a live, unexpired hold's seat
+    /// moves to its appointment and `taken` does not change, so its slot needs no lock (on
+    /// PostgreSQL, where a lock held by one writer makes the other wait).
+    pub confirmed_holds: Vec<String>,
     pub appointments: Vec<String>,
     pub payments: Vec<String>,
     /// Applications new holds are for.
@@ -511,6 +555,7 @@ impl BatchKeys {
         }
         tidy(&mut self.slots);
         tidy(&mut self.holds);
+        tidy(&mut self.confirmed_holds);
         tidy(&mut self.appointments);
         tidy(&mut self.payments);
         tidy(&mut self.applications);

@@ -1,6 +1,6 @@
-//! The reservation engine's running part: one writer task per process that takes booking
-//! requests from a bounded queue, applies a batch of them in one database transaction (group
-//! commit), and answers each request only after the commit. Around it: the in-memory
+//! The reservation engine's running part: writer tasks that take booking requests from bounded
+//! queues, apply a batch of them in one database transaction (group commit), and answer each
+//! request only after the commit. Around it: the in-memory
 //! availability view, the hold-expiry sweeper, and idempotent replays.
 //!
 //! Architecture invariants:
@@ -26,13 +26,34 @@ use crate::domain::time::Clock;
 use crate::engine::booking::{Outcome, Request};
 use crate::store::{BatchConn, Store, StoreError};
 
+/// The queue (of `queues`) a request goes to: by the slot it may take a seat in, else by the
+/// citizen or record it names, so that a request's writer does not depend on what else is
+/// queued, and two writers never lock the same slot to take seats in it.
+fn queue_index(request: &Request, queues: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if queues <= 1 {
+        return 0;
+    }
+    let key = match request.seat_slot() {
+        Some(slot_id) => slot_id.unsigned_abs(),
+        None => {
+            // SipHash with fixed keys: the same subject goes to the same queue in every run.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            request.subject().hash(&mut h);
+            h.finish()
+        }
+    };
+    (key % queues as u64) as usize
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Most requests in one transaction.
     pub batch_max: usize,
     /// How long the writer waits for more requests once it has one (group commit window).
     pub linger: Duration,
-    /// Requests waiting for the writer; beyond this, callers get `Overloaded` at once.
+    /// Requests waiting for the writers (on PostgreSQL split evenly between the writers'
+    /// queues); beyond this, callers get `Overloaded` at once.
     pub queue_bound: usize,
     /// How long a hold keeps its seat.
     pub hold_ttl: Duration,
@@ -108,7 +129,8 @@ pub(crate) struct Job {
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Reservations {
-    queue: mpsc::Sender<Job>,
+    /// One queue per writer on PostgreSQL, one shared by the writers on SQLite.
+    queues: Arc<[mpsc::Sender<Job>]>,
     store: Store,
     availability: Arc<Availability>,
     clock: Arc<dyn Clock>,
@@ -129,29 +151,51 @@ impl Reservations {
         let now = clock.now().timestamp();
         // Yesterday's slots stay visible so a receipt for this morning still resolves its slot.
         availability.load(store.bookable_slots(now - 86_400).await?);
-        let (queue, rx) = mpsc::channel(config.queue_bound);
-        // PostgreSQL locks rows, so several writers, each on its own connection, overlap one
-        // batch's commit with the next batch's work. SQLite has one write lock: its writers
-        // share the one writer thread, whose queue holds one writer's batch while the other's
-        // runs.
-        let shared = Arc::new(BatchConn::default());
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..config.writers.max(1) {
-            let conn = match store.backend() {
-                crate::store::Backend::Postgres => Arc::new(BatchConn::default()),
-                crate::store::Backend::Sqlite => shared.clone(),
-            };
+        // PostgreSQL locks rows, so several writers, each on its own connection and queue,
+        // overlap one batch's commit with the next batch's work. Requests that may take a seat
+        // go to the queue of their slot (`route`), so two writers of one process never lock
+        // the same slot and wait for each other's commit. SQLite has one write lock: its
+        // writers share one queue and the one writer thread, whose queue holds one writer's
+        // batch while the other's runs.
+        let writers = config.writers.max(1);
+        let shared_conn = Arc::new(BatchConn::default());
+        let shared_queue = match store.backend() {
+            crate::store::Backend::Postgres => None,
+            crate::store::Backend::Sqlite => Some(mpsc::channel(config.queue_bound)),
+        };
+        let mut queues = Vec::with_capacity(writers);
+        let mut receivers = Vec::with_capacity(writers);
+        match shared_queue {
+            Some((queue, rx)) => {
+                queues.push(queue);
+                let rx = Arc::new(tokio::sync::Mutex::new(rx));
+                receivers.resize_with(writers, || (rx.clone(), 0, shared_conn.clone()));
+            }
+            None => {
+                for i in 0..writers {
+                    let (queue, rx) = mpsc::channel((config.queue_bound / writers).max(1));
+                    queues.push(queue);
+                    receivers.push((
+                        Arc::new(tokio::sync::Mutex::new(rx)),
+                        i,
+                        Arc::new(BatchConn::default()),
+                    ));
+                }
+            }
+        }
+        for (rx, queue, conn) in receivers {
             tokio::spawn(writer::run(
                 store.clone(),
                 availability.clone(),
                 clock.clone(),
                 config.clone(),
-                rx.clone(),
+                rx,
+                queue,
                 conn,
             ));
         }
         Ok(Self {
-            queue,
+            queues: queues.into(),
             store,
             availability,
             clock,
@@ -189,6 +233,10 @@ impl Reservations {
         Ok(())
     }
 
+    fn queue_for(&self, request: &Request) -> &mpsc::Sender<Job> {
+        &self.queues[queue_index(request, self.queues.len())]
+    }
+
     /// Queues a request and waits for its committed answer.
     pub async fn submit(
         &self,
@@ -196,7 +244,7 @@ impl Reservations {
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Answer, ReserveError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
+        self.queue_for(&request)
             .try_send(Job {
                 request,
                 idempotency,
@@ -215,7 +263,7 @@ impl Reservations {
         for request in requests {
             let (reply, answer) = oneshot::channel();
             let queued = self
-                .queue
+                .queue_for(&request)
                 .try_send(Job {
                     request,
                     idempotency: None,
@@ -272,5 +320,65 @@ impl Reservations {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_index;
+    use crate::engine::booking::Request;
+
+    fn hold(code: &str, slot_id: i64) -> Request {
+        Request::Hold {
+            national_code: code.into(),
+            application_id: "a".into(),
+            service: "first_issuance".into(),
+            slot_id,
+            hold_id: "h".into(),
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn requests_that_take_seats_in_one_slot_share_a_queue() {
+        for queues in 1..=4 {
+            for slot_id in 1..50 {
+                let q = queue_index(&hold("0499370899", slot_id), queues);
+                assert!(q < queues);
+                assert_eq!(q, queue_index(&hold("1111111111", slot_id), queues));
+                let reschedule = Request::Reschedule {
+                    national_code: "2222222222".into(),
+                    tracking_code: "T".into(),
+                    new_slot_id: slot_id,
+                };
+                assert_eq!(q, queue_index(&reschedule, queues));
+            }
+        }
+        // Two queues: slots alternate, so both writers get work.
+        assert_ne!(queue_index(&hold("x", 1), 2), queue_index(&hold("x", 2), 2));
+    }
+
+    #[test]
+    fn other_requests_go_by_their_citizen() {
+        let confirm = |code: &str, hold_id: &str| Request::Confirm {
+            national_code: code.into(),
+            hold_id: hold_id.into(),
+            payment_id: "p".into(),
+            tracking_code: "T".into(),
+        };
+        let release = Request::Release {
+            national_code: "0499370899".into(),
+            hold_id: "h2".into(),
+        };
+        for queues in 1..=4 {
+            let q = queue_index(&confirm("0499370899", "h1"), queues);
+            assert!(q < queues);
+            assert_eq!(q, queue_index(&confirm("0499370899", "h9"), queues));
+            assert_eq!(q, queue_index(&release, queues));
+        }
+        let spread: std::collections::HashSet<usize> = (0..64)
+            .map(|i| queue_index(&confirm(&format!("{i:010}"), "h"), 2))
+            .collect();
+        assert_eq!(spread.len(), 2, "citizens spread over the queues");
     }
 }

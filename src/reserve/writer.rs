@@ -34,8 +34,10 @@ pub(super) async fn run(
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    queue: usize,
     conn: SharedConn,
 ) {
+    let queue = queue.to_string();
     loop {
         let (jobs, first) = {
             let mut rx = rx.lock().await;
@@ -43,7 +45,8 @@ pub(super) async fn run(
             let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
             jobs.push(first);
             collect(&mut rx, &mut jobs, &config).await;
-            metrics::gauge!("nobat_booking_queue_depth").set(rx.len() as f64);
+            metrics::gauge!("nobat_booking_queue_depth", "queue" => queue.clone())
+                .set(rx.len() as f64);
             let first = run_once(&store, &conn, clock.as_ref(), &jobs);
             (jobs, first)
         };
@@ -185,6 +188,7 @@ fn run_once<'a>(
     let mut keys = BatchKeys::default();
     let mut extras = BatchExtras {
         sweep_due: Some((now, SWEEP_PER_BATCH)),
+        now: Some(now),
         ..BatchExtras::default()
     };
     for job in jobs {

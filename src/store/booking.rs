@@ -41,6 +41,10 @@ pub struct BatchExtras {
     /// (into `BatchState::due_holds`), so every batch expires some while it is there anyway:
     /// seats come back on time even when the pool is too busy for the separate sweeper.
     pub sweep_due: Option<(i64, i64)>,
+    /// The time the batch is decided at. With it, PostgreSQL reads the slot of a hold that is
+    /// only confirmed, live and unexpired at this time without locking it (its seat moves to
+    /// the appointment); without it, every slot the batch reads is locked.
+    pub now: Option<i64>,
 }
 
 /// What writers run their batches on. On SQLite it holds the handle of the writer thread
@@ -243,8 +247,13 @@ async fn pg_read(
     extras: &BatchExtras,
 ) -> Result<(BatchState, HashMap<(String, String), IdempotencyRecord>), StoreError> {
     let mut state = BatchState::default();
+    // Slots whose `taken` the batch may change are locked, in id order; the others are only
+    // read. Two writers confirming and holding on the same slots at once then wait for each
+    // other only where one of them changes a seat count.
     let mut slot_ids = keys.slots.clone();
+    let mut unlocked_slot_ids = Vec::new();
     let mut hold_ids = keys.holds.clone();
+    hold_ids.extend(keys.confirmed_holds.iter().cloned());
     if let Some((now, limit)) = extras.sweep_due {
         // SKIP LOCKED: a hold another writer is handling is left to it.
         let due: Vec<String> = sqlx::query_scalar(
@@ -255,10 +264,10 @@ async fn pg_read(
         .fetch_all(&mut **tx)
         .await?;
         hold_ids.extend(due.iter().cloned());
-        hold_ids.sort();
-        hold_ids.dedup();
         state.due_holds = due;
     }
+    hold_ids.sort_unstable();
+    hold_ids.dedup();
     if !hold_ids.is_empty() {
         let sql =
             format!("SELECT {HOLD_COLS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
@@ -268,7 +277,11 @@ async fn pg_read(
             .await?
         {
             let h = pg::hold(&row)?;
-            slot_ids.push(h.slot_id);
+            if keeps_its_seat(&h, keys, extras.now) {
+                unlocked_slot_ids.push(h.slot_id);
+            } else {
+                slot_ids.push(h.slot_id);
+            }
             state.holds.insert(h.id.clone(), h);
         }
     }
@@ -347,6 +360,20 @@ async fn pg_read(
             state.slots.insert(s.id, s);
         }
     }
+    unlocked_slot_ids.retain(|id| slot_ids.binary_search(id).is_err());
+    unlocked_slot_ids.sort_unstable();
+    unlocked_slot_ids.dedup();
+    if !unlocked_slot_ids.is_empty() {
+        let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1)");
+        for row in sqlx::query(&sql)
+            .bind(&unlocked_slot_ids)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let s = pg::slot(&row)?;
+            state.slots.insert(s.id, s);
+        }
+    }
     let mut stored = HashMap::new();
     if !extras.idempotency_keys.is_empty() {
         let (scopes, ks): (Vec<String>, Vec<String>) =
@@ -371,6 +398,17 @@ async fn pg_read(
     }
     state.index();
     Ok((state, stored))
+}
+
+/// Whether deciding the batch leaves the seat count of `hold`'s slot as it is: the hold is only
+/// confirmed (no other request of the batch names it), and it is either live until after
+/// `now` (its seat moves to the appointment) or no longer live (the confirmation is refused).
+/// A live hold that has expired by `now` frees its seat when it is looked at.
+fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: Option<i64>) -> bool {
+    let Some(now) = now else { return false };
+    keys.holds.binary_search(&hold.id).is_err()
+        && keys.confirmed_holds.binary_search(&hold.id).is_ok()
+        && (hold.status != HoldStatus::Live || hold.expires_at > now)
 }
 
 async fn pg_write(

@@ -229,6 +229,7 @@ fn read(
     let mut state = BatchState::default();
     let mut slot_ids = keys.slots.clone();
     let mut hold_ids = keys.holds.clone();
+    hold_ids.extend(keys.confirmed_holds.iter().cloned());
     if let Some((now, limit)) = extras.sweep_due {
         let mut q = tx.prepare_cached(
             "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
@@ -237,10 +238,10 @@ fn read(
             .query_map(params![now, limit], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         hold_ids.extend(due.iter().cloned());
-        hold_ids.sort();
-        hold_ids.dedup();
         state.due_holds = due;
     }
+    hold_ids.sort_unstable();
+    hold_ids.dedup();
     if !hold_ids.is_empty() {
         let mut q = tx.prepare_cached(&format!("SELECT {HOLD_COLS} FROM holds WHERE id = ?1"))?;
         for id in &hold_ids {

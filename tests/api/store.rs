@@ -455,3 +455,150 @@ async fn identifiers_compare_bytewise_on_postgres() {
     );
     db.cleanup().await;
 }
+
+/// On PostgreSQL a batch locks a slot only where it may change the slot's seat count: a live
+/// hold's confirmation moves its seat to the appointment and reads the slot without a lock,
+/// so another writer holding the slot does not hold it up. A release, and the confirmation of
+/// an expired hold (which frees its seat), still wait for the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
+    use nobat::engine::booking::{Outcome, Refusal, Request};
+    use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
+    use sqlx::Connection;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    fixture(&store).await;
+    try_exec(&store, "UPDATE slots SET capacity = 3 WHERE id = 1")
+        .await
+        .unwrap();
+    for p in ["a", "b", "c"] {
+        try_exec(&store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('lock_{p}', 'code_{p}', 'first_issuance', '{{}}', TRUE, 0)")).await.unwrap();
+        try_exec(&store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('pay_{p}', 'lock_{p}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
+    }
+    let clock = crate::helpers::test_clock();
+    let now = nobat::domain::time::Clock::now(clock.as_ref()).timestamp();
+    let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(11));
+    let engine = Reservations::start(store.clone(), clock.clone(), ids, EngineConfig::default())
+        .await
+        .unwrap();
+    let mut hold_ids = Vec::new();
+    for (p, ttl) in [("a", 600), ("b", 600), ("c", 60)] {
+        let hold_id = engine.ids().opaque("hold");
+        let held = engine
+            .submit(
+                Request::Hold {
+                    national_code: format!("code_{p}"),
+                    application_id: format!("lock_{p}"),
+                    service: "first_issuance".into(),
+                    slot_id: 1,
+                    hold_id: hold_id.clone(),
+                    expires_at: now + ttl,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(held.outcome, Outcome::Held { .. }),
+            "{:?}",
+            held.outcome
+        );
+        hold_ids.push(hold_id);
+    }
+    let confirm = |p: &str, hold_id: &str| Request::Confirm {
+        national_code: format!("code_{p}"),
+        hold_id: hold_id.to_string(),
+        payment_id: format!("pay_{p}"),
+        tracking_code: engine.ids().tracking_code(),
+    };
+
+    // Another transaction (another writer, another process) holds the slot's row lock.
+    let url = match &db {
+        TestDb::Postgres { config, .. } => config.database_url.clone().unwrap(),
+        TestDb::Sqlite { .. } => unreachable!(),
+    };
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT taken FROM slots WHERE id = 1 FOR UPDATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+
+    let booked = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.submit(confirm("a", &hold_ids[0]), None),
+    )
+    .await
+    .expect("a live hold's confirmation does not wait for the slot's lock")
+    .unwrap();
+    assert!(
+        matches!(booked.outcome, Outcome::Booked { .. }),
+        "{:?}",
+        booked.outcome
+    );
+
+    clock.advance(chrono::Duration::seconds(120));
+    let expired = tokio::spawn({
+        let engine = engine.clone();
+        let request = confirm("c", &hold_ids[2]);
+        async move { engine.submit(request, None).await }
+    });
+    // The confirmation's batch runs first, so no other batch sweeps the expired hold.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let release = tokio::spawn({
+        let engine = engine.clone();
+        let hold_id = hold_ids[1].clone();
+        async move {
+            engine
+                .submit(
+                    Request::Release {
+                        national_code: "code_b".into(),
+                        hold_id,
+                    },
+                    None,
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !release.is_finished(),
+        "a release frees a seat: it waits for the slot's lock"
+    );
+    assert!(
+        !expired.is_finished(),
+        "an expired hold frees its seat: it waits for the lock"
+    );
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+
+    let released = release.await.unwrap().unwrap();
+    assert!(
+        matches!(released.outcome, Outcome::Released { .. }),
+        "{:?}",
+        released.outcome
+    );
+    let refused = expired.await.unwrap().unwrap();
+    assert!(
+        matches!(refused.outcome, Outcome::Refused(Refusal::HoldExpired)),
+        "{:?}",
+        refused.outcome
+    );
+    assert_eq!(
+        scalar(&store, "SELECT taken FROM slots WHERE id = 1").await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM appointments WHERE status = 'booked'"
+        )
+        .await,
+        1
+    );
+    db.cleanup().await;
+}

@@ -540,7 +540,7 @@ async fn pg_write(
             .bind(e.events.iter().map(|x| x.actor.clone()).collect::<Vec<_>>())
             .bind(e.events.iter().map(|x| x.kind.to_string()).collect::<Vec<_>>())
             .bind(e.events.iter().map(|x| x.subject.clone()).collect::<Vec<_>>())
-            .bind(e.events.iter().map(|x| x.payload.to_string()).collect::<Vec<_>>())
+            .bind(e.events.iter().map(|x| x.payload_json.clone()).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }

@@ -32,8 +32,8 @@ use super::booking::{
 };
 use super::StoreError;
 use crate::engine::booking::{
-    ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Event, HoldRow,
-    HoldStatus, PaymentRow, PaymentStatus, SlotRow,
+    ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
+    PaymentRow, PaymentStatus, SlotRow,
 };
 
 type Stored = HashMap<(String, String), IdempotencyRecord>;
@@ -487,16 +487,11 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
             ])?;
         }
     }
-    let payloads: Vec<(&Event, String)> = e
-        .events
-        .iter()
-        .map(|ev| (ev, ev.payload.to_string()))
-        .collect();
     insert_rows(
         tx,
         "INSERT INTO events (at, actor, kind, subject, payload_json)",
-        &payloads,
-        |(ev, payload)| vec![&ev.at, &ev.actor, &ev.kind, &ev.subject, payload],
+        &e.events,
+        |ev| vec![&ev.at, &ev.actor, &ev.kind, &ev.subject, &ev.payload_json],
     )?;
     if !idem.is_empty() {
         let mut q = tx.prepare_cached(

@@ -547,8 +547,12 @@ pub struct BatchKeys {
     pub applications: Vec<String>,
     /// (national code, service) pairs whose live hold and active appointment matter.
     pub citizens: Vec<(String, String)>,
-    /// Citizens whose live hold and active appointments matter for any service.
+    /// Citizens whose active appointments matter for any service (a confirmation, a pickup
+    /// booking; after `normalise` also those of `citizens`).
     pub citizen_codes: Vec<String>,
+    /// Citizens whose live hold matters too (filled by `normalise` from `citizens`): a
+    /// confirmation names its hold, so only a new hold or booking reads the citizen's others.
+    pub hold_codes: Vec<String>,
 }
 
 impl BatchKeys {
@@ -567,8 +571,10 @@ impl BatchKeys {
         tidy(&mut self.citizens);
         for (code, _) in &self.citizens {
             self.citizen_codes.push(code.clone());
+            self.hold_codes.push(code.clone());
         }
         tidy(&mut self.citizen_codes);
+        tidy(&mut self.hold_codes);
     }
 }
 

@@ -297,18 +297,20 @@ async fn pg_read(
             state.appointments.insert(a.tracking_code.clone(), a);
         }
     }
-    if !keys.citizen_codes.is_empty() {
+    if !keys.hold_codes.is_empty() {
         let sql = format!(
             "SELECT {HOLD_COLS} FROM holds WHERE national_code = ANY($1) AND status = 'live'"
         );
         for row in sqlx::query(&sql)
-            .bind(&keys.citizen_codes)
+            .bind(&keys.hold_codes)
             .fetch_all(&mut **tx)
             .await?
         {
             let h = pg::hold(&row)?;
             state.holds.entry(h.id.clone()).or_insert(h);
         }
+    }
+    if !keys.citizen_codes.is_empty() {
         let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE national_code = ANY($1) AND status IN ('booked', 'checked_in')");
         for row in sqlx::query(&sql)
             .bind(&keys.citizen_codes)

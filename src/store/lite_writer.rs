@@ -264,19 +264,23 @@ fn read(
             }
         }
     }
-    if !keys.citizen_codes.is_empty() {
+    if !keys.hold_codes.is_empty() {
         let mut holds = tx.prepare_cached(&format!(
             "SELECT {HOLD_COLS} FROM holds WHERE national_code = ?1 AND status = 'live'"
         ))?;
-        let mut appointments = tx.prepare_cached(&format!(
-            "SELECT {APPT_COLS} FROM appointments WHERE national_code = ?1 AND status IN ('booked', 'checked_in')"
-        ))?;
-        for code in &keys.citizen_codes {
+        for code in &keys.hold_codes {
             let mut rows = holds.query([code])?;
             while let Some(r) = rows.next()? {
                 let h = hold(r)?;
                 state.holds.entry(h.id.clone()).or_insert(h);
             }
+        }
+    }
+    if !keys.citizen_codes.is_empty() {
+        let mut appointments = tx.prepare_cached(&format!(
+            "SELECT {APPT_COLS} FROM appointments WHERE national_code = ?1 AND status IN ('booked', 'checked_in')"
+        ))?;
+        for code in &keys.citizen_codes {
             let mut rows = appointments.query([code])?;
             while let Some(r) = rows.next()? {
                 let a = appointment(r)?;

@@ -624,3 +624,37 @@ fn capacity_cannot_drop_below_taken() {
     );
     assert!(effects.is_empty());
 }
+
+/// What a batch reads, and on PostgreSQL locks: a confirmation names its hold (read, slot
+/// lock left to `keeps_its_seat`) and needs the citizen's active appointments, not their other
+/// holds; a new hold needs both, and locks its slot.
+#[test]
+fn a_confirmation_reads_its_hold_and_the_citizens_appointments() {
+    let mut keys = BatchKeys::default();
+    Request::Confirm {
+        national_code: "0499370899".into(),
+        hold_id: "h1".into(),
+        payment_id: "p1".into(),
+        tracking_code: "T1".into(),
+    }
+    .touches(&mut keys);
+    keys.normalise();
+    assert_eq!(keys.confirmed_holds, ["h1"]);
+    assert!(keys.holds.is_empty() && keys.slots.is_empty());
+    assert_eq!(keys.citizen_codes, ["0499370899"]);
+    assert!(keys.hold_codes.is_empty());
+
+    let mut keys = BatchKeys::default();
+    hold("1111111111", 7, "h2").touches(&mut keys);
+    Request::Release {
+        national_code: "0499370899".into(),
+        hold_id: "h1".into(),
+    }
+    .touches(&mut keys);
+    keys.normalise();
+    assert_eq!(keys.slots, [7]);
+    assert_eq!(keys.holds, ["h1"]);
+    assert!(keys.confirmed_holds.is_empty());
+    assert_eq!(keys.citizen_codes, ["1111111111"]);
+    assert_eq!(keys.hold_codes, ["1111111111"]);
+}

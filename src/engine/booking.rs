@@ -494,13 +494,10 @@ impl Request {
 
     /// The citizen this request is for, or else the record it names.
     pub fn subject(&self) -> &str {
+        if let Some(code) = self.national_code() {
+            return code;
+        }
         match self {
-            Request::Hold { national_code, .. }
-            | Request::Confirm { national_code, .. }
-            | Request::Release { national_code, .. }
-            | Request::Book { national_code, .. }
-            | Request::Cancel { national_code, .. }
-            | Request::Reschedule { national_code, .. } => national_code,
             Request::Expire { hold_id } => hold_id,
             Request::CheckIn { tracking_code, .. }
             | Request::Enrol { tracking_code, .. }
@@ -508,7 +505,8 @@ impl Request {
             | Request::CardReady { tracking_code, .. }
             | Request::Deliver { tracking_code, .. }
             | Request::Relocate { tracking_code, .. } => tracking_code,
-            Request::SetCapacity { .. } => "",
+            // `SetCapacity` names a slot; the others name a citizen (above).
+            _ => "",
         }
     }
 

@@ -153,7 +153,7 @@ impl Reservations {
         availability.load(store.bookable_slots(now - 86_400).await?);
         // PostgreSQL locks rows, so several writers, each on its own connection and queue,
         // overlap one batch's commit with the next batch's work. Requests that may take a seat
-        // go to the queue of their slot (`route`), so two writers of one process never lock
+        // go to the queue of their slot (`queue_index`), so two writers of one process never lock
         // the same slot and wait for each other's commit. SQLite has one write lock: its
         // writers share one queue and the one writer thread, whose queue holds one writer's
         // batch while the other's runs.

@@ -350,28 +350,18 @@ async fn pg_read(
     }
     slot_ids.sort_unstable();
     slot_ids.dedup();
-    if !slot_ids.is_empty() {
-        let sql =
-            format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in sqlx::query(&sql)
-            .bind(&slot_ids)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let s = pg::slot(&row)?;
-            state.slots.insert(s.id, s);
-        }
-    }
-    unlocked_slot_ids.retain(|id| slot_ids.binary_search(id).is_err());
     unlocked_slot_ids.sort_unstable();
     unlocked_slot_ids.dedup();
-    if !unlocked_slot_ids.is_empty() {
-        let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1)");
-        for row in sqlx::query(&sql)
-            .bind(&unlocked_slot_ids)
-            .fetch_all(&mut **tx)
-            .await?
-        {
+    unlocked_slot_ids.retain(|id| slot_ids.binary_search(id).is_err());
+    for (ids, lock) in [
+        (&slot_ids, "ORDER BY id FOR UPDATE"),
+        (&unlocked_slot_ids, ""),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1) {lock}");
+        for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
             let s = pg::slot(&row)?;
             state.slots.insert(s.id, s);
         }

@@ -13,12 +13,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 /// The batch's in-memory maps. Their keys are ids and codes of at most one batch (bounded), so
 /// a fast, fixed-seed hash serves (FxHash: SipHash was about 4% of the SQLite writer thread's
 /// instructions per booking), and a map's order is the same in every run.
 pub type BatchMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
-
-use serde::{Deserialize, Serialize};
 
 /// Unix seconds.
 pub type UnixSeconds = i64;

@@ -187,9 +187,9 @@ fn run_once<'a>(
     let now = clock.now().timestamp();
     let mut keys = BatchKeys::default();
     let mut extras = BatchExtras {
-        sweep_due: Some((now, SWEEP_PER_BATCH)),
-        now: Some(now),
-        ..BatchExtras::default()
+        now,
+        idempotency_keys: Vec::new(),
+        sweep_limit: Some(SWEEP_PER_BATCH),
     };
     for job in jobs {
         job.request.touches(&mut keys);

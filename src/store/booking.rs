@@ -33,18 +33,18 @@ pub struct IdempotencyRecord {
 }
 
 /// What a batch's transaction reads besides the booking rows.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct BatchExtras {
+    /// The time the batch is decided at (what `decide` is given). PostgreSQL reads the slot of
+    /// a hold that is only confirmed, live and unexpired at this time without locking it (its
+    /// seat moves to the appointment).
+    pub now: i64,
     /// (scope, key) pairs of the batch's idempotency keys.
     pub idempotency_keys: Vec<(String, String)>,
-    /// `(now, limit)`: also lock and load up to `limit` live holds already expired at `now`
-    /// (into `BatchState::due_holds`), so every batch expires some while it is there anyway:
-    /// seats come back on time even when the pool is too busy for the separate sweeper.
-    pub sweep_due: Option<(i64, i64)>,
-    /// The time the batch is decided at. With it, PostgreSQL reads the slot of a hold that is
-    /// only confirmed, live and unexpired at this time without locking it (its seat moves to
-    /// the appointment); without it, every slot the batch reads is locked.
-    pub now: Option<i64>,
+    /// Also lock and load up to this many live holds already expired at `now` (into
+    /// `BatchState::due_holds`), so every batch expires some while it is there anyway: seats
+    /// come back on time even when the pool is too busy for the separate sweeper.
+    pub sweep_limit: Option<i64>,
 }
 
 /// What writers run their batches on. On SQLite it holds the handle of the writer thread
@@ -254,12 +254,12 @@ async fn pg_read(
     let mut unlocked_slot_ids = Vec::new();
     let mut hold_ids = keys.holds.clone();
     hold_ids.extend(keys.confirmed_holds.iter().cloned());
-    if let Some((now, limit)) = extras.sweep_due {
+    if let Some(limit) = extras.sweep_limit {
         // SKIP LOCKED: a hold another writer is handling is left to it.
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM holds WHERE status = 'live' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
-        .bind(now)
+        .bind(extras.now)
         .bind(limit)
         .fetch_all(&mut **tx)
         .await?;
@@ -396,8 +396,7 @@ async fn pg_read(
 /// confirmed (no other request of the batch names it), and it is either live until after
 /// `now` (its seat moves to the appointment) or no longer live (the confirmation is refused).
 /// A live hold that has expired by `now` frees its seat when it is looked at.
-fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: Option<i64>) -> bool {
-    let Some(now) = now else { return false };
+fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: i64) -> bool {
     keys.holds.binary_search(&hold.id).is_err()
         && keys.confirmed_holds.binary_search(&hold.id).is_ok()
         && (hold.status != HoldStatus::Live || hold.expires_at > now)

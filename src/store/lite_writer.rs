@@ -230,12 +230,12 @@ fn read(
     let mut slot_ids = keys.slots.clone();
     let mut hold_ids = keys.holds.clone();
     hold_ids.extend(keys.confirmed_holds.iter().cloned());
-    if let Some((now, limit)) = extras.sweep_due {
+    if let Some(limit) = extras.sweep_limit {
         let mut q = tx.prepare_cached(
             "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
         )?;
         let due = q
-            .query_map(params![now, limit], |r| r.get::<_, String>(0))?
+            .query_map(params![extras.now, limit], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         hold_ids.extend(due.iter().cloned());
         state.due_holds = due;

@@ -13,6 +13,12 @@ async fn fixture(store: &Store) {
     try_exec(store, "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('a2', '0499370899', 'first_issuance', '{}', TRUE, 0)").await.unwrap();
 }
 
+/// An eligible application `app` of citizen `code` with its paid payment `pay`.
+async fn paid_application(store: &Store, app: &str, code: &str, pay: &str) {
+    try_exec(store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('{app}', '{code}', 'first_issuance', '{{}}', TRUE, 0)")).await.unwrap();
+    try_exec(store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('{pay}', '{app}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
+}
+
 async fn slot_capacity_is_a_check(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
@@ -223,8 +229,13 @@ async fn large_batches_write_every_row(db: &TestDb) {
         try_exec(&store, &format!("INSERT INTO slots (office_id, start_at, duration_minutes, capacity) VALUES ('021-0001', {}, 15, 2)", 1_700_000_000 + k * 900)).await.unwrap();
     }
     for i in 0..PEOPLE {
-        try_exec(&store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('big_{i}', 'c{i:09}', 'first_issuance', '{{}}', TRUE, 0)")).await.unwrap();
-        try_exec(&store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('pay_{i}', 'big_{i}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
+        paid_application(
+            &store,
+            &format!("big_{i}"),
+            &format!("c{i:09}"),
+            &format!("pay_{i}"),
+        )
+        .await;
     }
     let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(7));
     let engine = Reservations::start(
@@ -477,8 +488,13 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
         .await
         .unwrap();
     for p in ["a", "b", "c"] {
-        try_exec(&store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ('lock_{p}', 'code_{p}', 'first_issuance', '{{}}', TRUE, 0)")).await.unwrap();
-        try_exec(&store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('pay_{p}', 'lock_{p}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
+        paid_application(
+            &store,
+            &format!("lock_{p}"),
+            &format!("code_{p}"),
+            &format!("pay_{p}"),
+        )
+        .await;
     }
     let clock = crate::helpers::test_clock();
     let now = nobat::domain::time::Clock::now(clock.as_ref()).timestamp();

@@ -1,4 +1,4 @@
-//! The reservation engine's running part: writer tasks that take booking requests from bounded
+//! The reservation engine's running part: writer tasks that take booking requests from
 //! queues, apply a batch of them in one database transaction (group commit), and answer each
 //! request only after the commit. Around it: the in-memory
 //! availability view, the hold-expiry sweeper, and idempotent replays.
@@ -8,7 +8,8 @@
 //!   writes `slots.taken`, `holds` or `appointments` (staff and admin changes enter as writer
 //!   requests too);
 //! - a request is answered only after its batch committed (or definitely failed);
-//! - the queue is bounded: when it is full the caller is told to come back later, at once.
+//! - the queues are bounded together: when `queue_bound` requests are waiting, in whichever
+//!   queues, the caller is told to come back later, at once.
 
 pub mod availability;
 pub mod ids;
@@ -17,7 +18,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 pub use availability::{Availability, SlotView};
 pub use ids::{IdSource, SecureIds, SeededIds};
@@ -52,8 +53,8 @@ pub struct EngineConfig {
     pub batch_max: usize,
     /// How long the writer waits for more requests once it has one (group commit window).
     pub linger: Duration,
-    /// Requests waiting for the writers (on PostgreSQL split evenly between the writers'
-    /// queues); beyond this, callers get `Overloaded` at once.
+    /// Requests waiting for the writers, in all their queues together; beyond this, callers
+    /// get `Overloaded` at once.
     pub queue_bound: usize,
     /// How long a hold keeps its seat.
     pub hold_ttl: Duration,
@@ -124,13 +125,20 @@ pub(crate) struct Job {
     pub request: Request,
     pub idempotency: Option<IdempotencyKey>,
     pub reply: oneshot::Sender<Result<Answer, ReserveError>>,
+    /// The job's place among the `queue_bound` waiting requests; the writer lets it go when it
+    /// takes the job into a batch.
+    pub waiting: Option<OwnedSemaphorePermit>,
 }
 
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Reservations {
-    /// One queue per writer on PostgreSQL, one shared by the writers on SQLite.
-    queues: Arc<[mpsc::Sender<Job>]>,
+    /// One queue per writer on PostgreSQL, one shared by the writers on SQLite. Unbounded as
+    /// channels; `waiting` bounds them together.
+    queues: Arc<[mpsc::UnboundedSender<Job>]>,
+    /// `queue_bound` permits, one held by each waiting request. One bound for all the queues,
+    /// so a surge on one slot (one queue) may use all of it.
+    waiting: Arc<Semaphore>,
     store: Store,
     availability: Arc<Availability>,
     clock: Arc<dyn Clock>,
@@ -161,7 +169,7 @@ impl Reservations {
         let shared_conn = Arc::new(BatchConn::default());
         let shared_queue = match store.backend() {
             crate::store::Backend::Postgres => None,
-            crate::store::Backend::Sqlite => Some(mpsc::channel(config.queue_bound)),
+            crate::store::Backend::Sqlite => Some(mpsc::unbounded_channel()),
         };
         let mut queues = Vec::with_capacity(writers);
         let mut receivers = Vec::with_capacity(writers);
@@ -173,7 +181,7 @@ impl Reservations {
             }
             None => {
                 for i in 0..writers {
-                    let (queue, rx) = mpsc::channel((config.queue_bound / writers).max(1));
+                    let (queue, rx) = mpsc::unbounded_channel();
                     queues.push(queue);
                     receivers.push((
                         Arc::new(tokio::sync::Mutex::new(rx)),
@@ -194,8 +202,10 @@ impl Reservations {
                 conn,
             ));
         }
+        let queue_bound = config.queue_bound.clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             queues: queues.into(),
+            waiting: Arc::new(Semaphore::new(queue_bound)),
             store,
             availability,
             clock,
@@ -233,8 +243,31 @@ impl Reservations {
         Ok(())
     }
 
-    fn queue_for(&self, request: &Request) -> &mpsc::Sender<Job> {
-        &self.queues[queue_index(request, self.queues.len())]
+    /// Puts a request in its queue, or refuses it at once when `queue_bound` requests are
+    /// already waiting.
+    fn enqueue(
+        &self,
+        request: Request,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<oneshot::Receiver<Result<Answer, ReserveError>>, ReserveError> {
+        let waiting = self
+            .waiting
+            .clone()
+            .try_acquire_owned()
+            .map_err(|e| match e {
+                TryAcquireError::NoPermits => ReserveError::Overloaded,
+                TryAcquireError::Closed => ReserveError::Stopped,
+            })?;
+        let (reply, answer) = oneshot::channel();
+        self.queues[queue_index(&request, self.queues.len())]
+            .send(Job {
+                request,
+                idempotency,
+                reply,
+                waiting: Some(waiting),
+            })
+            .map_err(|_| ReserveError::Stopped)?;
+        Ok(answer)
     }
 
     /// Queues a request and waits for its committed answer.
@@ -243,38 +276,16 @@ impl Reservations {
         request: Request,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Answer, ReserveError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue_for(&request)
-            .try_send(Job {
-                request,
-                idempotency,
-                reply,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ReserveError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => ReserveError::Stopped,
-            })?;
+        let answer = self.enqueue(request, idempotency)?;
         answer.await.map_err(|_| ReserveError::Stopped)?
     }
 
     /// Queues several requests at once (so they can share a batch) and waits for all answers.
     pub async fn submit_many(&self, requests: Vec<Request>) -> Vec<Result<Answer, ReserveError>> {
-        let mut waiting = Vec::with_capacity(requests.len());
-        for request in requests {
-            let (reply, answer) = oneshot::channel();
-            let queued = self
-                .queue_for(&request)
-                .try_send(Job {
-                    request,
-                    idempotency: None,
-                    reply,
-                })
-                .map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => ReserveError::Overloaded,
-                    mpsc::error::TrySendError::Closed(_) => ReserveError::Stopped,
-                });
-            waiting.push(queued.map(|()| answer));
-        }
+        let waiting: Vec<_> = requests
+            .into_iter()
+            .map(|request| self.enqueue(request, None))
+            .collect();
         let mut answers = Vec::with_capacity(waiting.len());
         for w in waiting {
             answers.push(match w {

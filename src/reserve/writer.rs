@@ -33,7 +33,7 @@ pub(super) async fn run(
     availability: Arc<Availability>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>,
     queue: usize,
     conn: SharedConn,
 ) {
@@ -45,6 +45,10 @@ pub(super) async fn run(
             let mut jobs = Vec::with_capacity(config.batch_max.min(1024));
             jobs.push(first);
             collect(&mut rx, &mut jobs, &config).await;
+            // In a batch, the jobs no longer wait: their places go to new requests.
+            for job in &mut jobs {
+                job.waiting = None;
+            }
             metrics::gauge!("nobat_booking_queue_depth", "queue" => queue.clone())
                 .set(rx.len() as f64);
             let first = run_once(&store, &conn, clock.as_ref(), &jobs);
@@ -68,7 +72,11 @@ pub(super) async fn run(
 }
 
 /// Takes what is already queued, then waits up to the linger window for more.
-async fn collect(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, config: &EngineConfig) {
+async fn collect(
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    jobs: &mut Vec<Job>,
+    config: &EngineConfig,
+) {
     let deadline = Instant::now() + config.linger;
     while jobs.len() < config.batch_max {
         match rx.try_recv() {

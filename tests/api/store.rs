@@ -618,3 +618,137 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
     );
     db.cleanup().await;
 }
+
+/// The writers' queues share one bound: while the writers are stuck (another transaction holds
+/// the lock their batch needs), `queue_bound` requests wait, in whichever queue (here all in
+/// one, a hot slot's), and every request beyond is refused at once, writing nothing.
+async fn a_full_queue_refuses_at_once(db: &TestDb) {
+    use nobat::engine::booking::{Outcome, Request};
+    use nobat::reserve::{EngineConfig, IdSource, Reservations, ReserveError, SeededIds};
+    use sqlx::Connection;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const CITIZENS: usize = 40;
+    const QUEUE_BOUND: usize = 8;
+    let store = db.store().await;
+    fixture(&store).await;
+    try_exec(&store, "UPDATE slots SET capacity = 100 WHERE id = 1")
+        .await
+        .unwrap();
+    for i in 0..CITIZENS {
+        paid_application(
+            &store,
+            &format!("full_{i}"),
+            &format!("code_{i:02}"),
+            &format!("pay_{i}"),
+        )
+        .await;
+    }
+    let clock = crate::helpers::test_clock();
+    let now = nobat::domain::time::Clock::now(clock.as_ref()).timestamp();
+    let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(12));
+    let config = EngineConfig {
+        queue_bound: QUEUE_BOUND,
+        batch_max: 1,
+        ..EngineConfig::default()
+    };
+    let writers = config.writers;
+    let engine = Reservations::start(store.clone(), clock, ids, config)
+        .await
+        .unwrap();
+
+    // Another transaction holds what a hold's batch must lock: the slot's row on PostgreSQL,
+    // the write lock on SQLite.
+    enum Blocker {
+        Lite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+        Pg(sqlx::PgConnection),
+    }
+    let mut blocker = match (&store, db) {
+        (Store::Sqlite(pool), _) => {
+            let mut c = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *c)
+                .await
+                .unwrap();
+            Blocker::Lite(c)
+        }
+        (Store::Postgres(_), TestDb::Postgres { config, .. }) => {
+            let url = config.database_url.clone().unwrap();
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::query("SELECT taken FROM slots WHERE id = 1 FOR UPDATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            Blocker::Pg(c)
+        }
+        _ => unreachable!(),
+    };
+
+    let submissions: Vec<_> = (0..CITIZENS)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let request = Request::Hold {
+                    national_code: format!("code_{i:02}"),
+                    application_id: format!("full_{i}"),
+                    service: "first_issuance".into(),
+                    slot_id: 1,
+                    hold_id: engine.ids().opaque("hold"),
+                    expires_at: now + 600,
+                };
+                engine.submit(request, None).await
+            })
+        })
+        .collect();
+    // Refusals come at once, while the admitted wait for the lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused_at_once = submissions.iter().filter(|s| s.is_finished()).count();
+    match &mut blocker {
+        Blocker::Lite(c) => {
+            sqlx::query("COMMIT").execute(&mut **c).await.unwrap();
+        }
+        Blocker::Pg(c) => {
+            sqlx::query("COMMIT").execute(c).await.unwrap();
+        }
+    }
+    let (mut held, mut overloaded) = (0, 0);
+    for s in submissions {
+        match s.await.unwrap() {
+            Ok(answer) => {
+                assert!(
+                    matches!(answer.outcome, Outcome::Held { .. }),
+                    "{:?}",
+                    answer.outcome
+                );
+                held += 1;
+            }
+            Err(ReserveError::Overloaded) => overloaded += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    // Admitted: the waiting ones, plus what the stuck writers took into their batches (one
+    // request each).
+    assert!(
+        (QUEUE_BOUND..=QUEUE_BOUND + writers).contains(&held),
+        "held {held} of {CITIZENS} with a queue bound of {QUEUE_BOUND}"
+    );
+    assert_eq!(held + overloaded, CITIZENS);
+    assert_eq!(
+        refused_at_once, overloaded,
+        "every refusal came before the lock was let go, none after"
+    );
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) FROM holds").await,
+        held as i64
+    );
+    assert_eq!(
+        scalar(&store, "SELECT taken FROM slots WHERE id = 1").await,
+        held as i64
+    );
+}
+on_both_backends!(
+    a_full_booking_queue_refuses_at_once,
+    super::a_full_queue_refuses_at_once
+);

@@ -139,6 +139,14 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .merge(api_routes(state.config.max_in_flight))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        // After every route: it applies to the routes registered so far. axum adds `Allow`.
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take this method; `Allow` lists those it takes",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -28,6 +28,25 @@ async fn health_and_readiness(db: &TestDb) {
     );
     let body: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(body["code"], "not_found");
+    // A known path with a method it does not take: 405, a problem, and what it does take.
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/v1/services", "GET,HEAD"),
+        (reqwest::Method::GET, "/v1/holds", "POST"),
+        (reqwest::Method::PUT, "/v1/holds/hold_x/confirm", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET,HEAD"),
+    ] {
+        let wrong = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 405, "{method} {path}");
+        assert_eq!(wrong.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(wrong.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = wrong.json().await.unwrap();
+        assert_eq!(body["code"], "method_not_allowed", "{method} {path}");
+    }
     app.stop().await;
 }
 on_both_backends!(health_and_readiness_answer, super::health_and_readiness);

@@ -6,8 +6,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod extract;
 pub mod idempotency;
-pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod operators;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::problem::FieldError;
 use super::Problem;
 use crate::engine::sim::{self, SimOptions, World};
+use crate::http::extract::ApiPath;
 use crate::scenario::Scenario;
 
 /// Largest scenario accepted, in bytes.
@@ -284,7 +285,7 @@ fn not_found(id: &str) -> Problem {
 async fn get_job(
     State(state): State<PlannerState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     state.authorise(&headers)?;
     let key: u64 = id.parse().map_err(|_| not_found(&id))?;
@@ -309,7 +310,7 @@ async fn get_job(
 async fn get_report(
     State(state): State<PlannerState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     state.authorise(&headers)?;
     let key: u64 = id.parse().map_err(|_| not_found(&id))?;

@@ -6,7 +6,7 @@
 // `Problem` is the one error type of the HTTP layer; boxing it would only add noise here.
 #![allow(clippy::result_large_err)]
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,6 +21,7 @@ use crate::domain::calendar::HolidayCalendar;
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{JalaliDate, NationalCode, Office};
 use crate::engine::booking::{AppointmentRow, Outcome, PickupBooking, Request, PICKUP_SERVICE};
+use crate::http::extract::{ApiPath, ApiQuery};
 use crate::reserve::ids::normalise_tracking_code;
 
 /// Working days (the office open) from enrolment to the card's arrival at the office.
@@ -238,7 +239,7 @@ async fn answer(state: &AppState, outcome: Outcome) -> Result<Json<StaffAppointm
 pub async fn list_appointments(
     State(state): State<AppState>,
     staff: Staff,
-    Query(q): Query<DayQuery>,
+    ApiQuery(q): ApiQuery<DayQuery>,
 ) -> Result<Json<OfficeDayDto>, Problem> {
     let date = match q.date.as_deref() {
         Some(d) => parse_day(d)?,
@@ -268,7 +269,7 @@ pub async fn list_appointments(
 pub async fn check_in(
     State(state): State<AppState>,
     staff: Staff,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let a = own(&state, &staff, &code).await?;
     let today = iran_date(state.engine.clock().now());
@@ -296,7 +297,7 @@ pub async fn check_in(
 pub async fn enrol(
     State(state): State<AppState>,
     staff: Staff,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let a = own(&state, &staff, &code).await?;
     let office = state
@@ -359,7 +360,7 @@ pub async fn enrol(
 pub async fn no_show(
     State(state): State<AppState>,
     staff: Staff,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let a = own(&state, &staff, &code).await?;
     let request = Request::NoShow {
@@ -393,7 +394,7 @@ async fn enrolment_of(
 pub async fn card_ready(
     State(state): State<AppState>,
     staff: Staff,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let (enrolment, _) = enrolment_of(&state, &staff, &code).await?;
     let request = Request::CardReady {
@@ -411,7 +412,7 @@ pub async fn card_ready(
 pub async fn deliver(
     State(state): State<AppState>,
     staff: Staff,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let (enrolment, pickup) = enrolment_of(&state, &staff, &code).await?;
     let request = Request::Deliver {

@@ -374,6 +374,24 @@ async fn table(db: &TestDb) {
             422,
             "invalid_national_code",
         ),
+        get(
+            "limit not a number",
+            "/v1/offices?limit=abc".into(),
+            422,
+            "invalid_query",
+        ),
+        get(
+            "status without its codes",
+            "/v1/status".into(),
+            422,
+            "invalid_query",
+        ),
+        get(
+            "office id not UTF-8",
+            "/v1/offices/%FF%FE/slots".into(),
+            400,
+            "invalid_path",
+        ),
         get("no such endpoint", "/v2/anything".into(), 404, "not_found"),
     ];
 

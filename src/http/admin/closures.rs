@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use crate::domain::calendar::Closure;
 use crate::domain::time::iran_date;
 use crate::domain::{JalaliDate, Office, ServiceCode};
 use crate::engine::booking::{AppointmentRow, Outcome, Refusal, RelocationReason, Request};
-use crate::http::json::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::operators::Admin;
 use crate::http::staff::{day_bounds, parse_day};
 use crate::http::v1::{iran_rfc3339, jalali};
@@ -526,7 +526,7 @@ pub async fn close_days(
 pub async fn close_office(
     State(state): State<AppState>,
     admin: Admin,
-    Path(office_id): Path<String>,
+    ApiPath(office_id): ApiPath<String>,
     ApiJson(req): ApiJson<ClosureRequest>,
 ) -> Result<Json<ClosureReport>, Problem> {
     if state.directory().get(&office_id).is_none() {
@@ -636,7 +636,7 @@ pub async fn add_holiday(
 pub async fn list_holidays(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<YearQuery>,
+    ApiQuery(q): ApiQuery<YearQuery>,
 ) -> Result<Json<Vec<HolidayDto>>, Problem> {
     let first = JalaliDate::new(q.year, 1, 1)
         .map_err(|_| invalid("year", "invalid_year", "a Jalali year such as 1403"))?;

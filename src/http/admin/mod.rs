@@ -7,16 +7,16 @@ pub mod closures;
 pub mod offices;
 pub mod stats;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::json::ApiJson;
 use super::operators::{new_token, token_hash_hex, Admin};
 use super::{AppState, Problem};
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::store::OperatorRecord;
 
 pub fn routes() -> Router<AppState> {
@@ -81,7 +81,7 @@ pub fn invalid(field: &'static str, code: &'static str, detail: impl Into<String
 pub async fn create_staff_token(
     State(state): State<AppState>,
     admin: Admin,
-    Path(office_id): Path<String>,
+    ApiPath(office_id): ApiPath<String>,
     ApiJson(req): ApiJson<StaffTokenRequest>,
 ) -> Result<(StatusCode, Json<StaffTokenResponse>), Problem> {
     if state.directory().get(&office_id).is_none() {

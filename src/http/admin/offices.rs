@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use super::{invalid, office_not_found};
 use crate::domain::time::iran_date;
 use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, OfficeKind, Province, ServiceCode};
 use crate::engine::booking::{RelocationReason, Request};
-use crate::http::json::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::operators::Admin;
 use crate::http::{AppState, Problem};
 use crate::store::CalendarRecord;
@@ -236,7 +236,7 @@ pub async fn create_office(
 pub async fn get_office(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(office_id): Path<String>,
+    ApiPath(office_id): ApiPath<String>,
 ) -> Result<Json<AdminOfficeDto>, Problem> {
     let directory = state.directory();
     let office = directory
@@ -254,7 +254,7 @@ pub async fn get_office(
 pub async fn update_office(
     State(state): State<AppState>,
     admin: Admin,
-    Path(office_id): Path<String>,
+    ApiPath(office_id): ApiPath<String>,
     ApiJson(req): ApiJson<OfficeUpdate>,
 ) -> Result<Json<AdminOfficeDto>, Problem> {
     let old = state
@@ -419,7 +419,7 @@ fn check_year(year: i64) -> Result<i64, Problem> {
 pub async fn get_fees(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(year): Path<i64>,
+    ApiPath(year): ApiPath<i64>,
 ) -> Result<Json<FeeTableDto>, Problem> {
     let year = check_year(year)?;
     let fees = state.store.fees_of_year(year).await?.into_iter().collect();
@@ -436,7 +436,7 @@ pub async fn get_fees(
 pub async fn put_fees(
     State(state): State<AppState>,
     admin: Admin,
-    Path(year): Path<i64>,
+    ApiPath(year): ApiPath<i64>,
     ApiJson(req): ApiJson<FeeTableRequest>,
 ) -> Result<Json<FeeTableDto>, Problem> {
     let year = check_year(year)?;

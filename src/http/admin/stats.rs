@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::invalid;
 use crate::domain::JalaliDate;
 use crate::engine::booking::PICKUP_SERVICE;
+use crate::http::extract::ApiQuery;
 use crate::http::operators::Admin;
 use crate::http::staff::{day_bounds, parse_day};
 use crate::http::{AppState, Problem};
@@ -208,7 +209,7 @@ pub async fn get_stats(
     State(state): State<AppState>,
     _admin: Admin,
     headers: HeaderMap,
-    Query(q): Query<StatsQuery>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Response, Problem> {
     let stats = compute(&state, &q).await?;
     let wants_csv = headers
@@ -229,7 +230,7 @@ pub async fn get_stats(
 pub async fn get_stats_csv(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<StatsQuery>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Response, Problem> {
     csv_response(&compute(&state, &q).await?)
 }

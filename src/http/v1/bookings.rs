@@ -1,6 +1,6 @@
 //! Holds and appointments: everything that changes seats goes to the booking engine's writer.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,8 +13,8 @@ use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
 use crate::domain::ServiceCode;
 use crate::engine::booking::{Outcome, Refusal, Request};
 use crate::http::auth::Applicant;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::idempotency::{engine_key, key_from_headers, request_hash};
-use crate::http::json::ApiJson;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
 use crate::reserve::IdempotencyKey;
@@ -170,7 +170,7 @@ pub async fn create_hold(
 pub async fn confirm_hold(
     State(state): State<AppState>,
     applicant: Applicant,
-    Path(hold_id): Path<String>,
+    ApiPath(hold_id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Response, Problem> {
@@ -201,7 +201,7 @@ pub async fn confirm_hold(
 pub async fn release_hold(
     State(state): State<AppState>,
     applicant: Applicant,
-    Path(hold_id): Path<String>,
+    ApiPath(hold_id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
     let request = Request::Release {
         national_code: applicant.national_code.to_string(),
@@ -264,7 +264,7 @@ fn tracking(code: &str) -> Result<String, Problem> {
 pub async fn cancel(
     State(state): State<AppState>,
     applicant: Applicant,
-    Path(tracking_code): Path<String>,
+    ApiPath(tracking_code): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let code = tracking(&tracking_code)?;
@@ -296,7 +296,7 @@ pub async fn cancel(
 pub async fn reschedule(
     State(state): State<AppState>,
     applicant: Applicant,
-    Path(tracking_code): Path<String>,
+    ApiPath(tracking_code): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<RescheduleRequest>,
 ) -> Result<Response, Problem> {

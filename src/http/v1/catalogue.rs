@@ -1,7 +1,7 @@
 //! Read-only catalogue: services, offices, slots. Served from memory (the office directory and
 //! the availability view), never from the writer.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{Duration, NaiveDate, NaiveTime};
@@ -13,6 +13,7 @@ use super::slot_dto;
 use crate::domain::jalali::JalaliDate;
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{AreaCode, GeoPoint, OfficeId, Province, Service, ServiceCode};
+use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::{AppState, Problem};
 
 /// Most offices in one listing.
@@ -77,7 +78,7 @@ fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
     responses((status = 200, body = [OfficeDto]), (status = 422, body = Problem)))]
 pub async fn list_offices(
     State(state): State<AppState>,
-    Query(q): Query<OfficesQuery>,
+    ApiQuery(q): ApiQuery<OfficesQuery>,
 ) -> Result<Json<Vec<OfficeDto>>, Problem> {
     let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
     let province = match q.province.as_deref() {
@@ -178,8 +179,8 @@ fn parse_date(s: &str, field: &str) -> Result<NaiveDate, Problem> {
     responses((status = 200, body = [SlotDto]), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_slots(
     State(state): State<AppState>,
-    Path(office_id): Path<String>,
-    Query(q): Query<SlotsQuery>,
+    ApiPath(office_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SlotsQuery>,
 ) -> Result<Json<Vec<SlotDto>>, Problem> {
     let id = OfficeId::parse(&office_id)?;
     let directory = state.directory();

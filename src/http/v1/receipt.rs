@@ -1,7 +1,7 @@
 //! The receipt: `GET /v1/appointments/{tracking_code}` as JSON, or with `Accept: text/html` a
 //! printable Persian (right-to-left) page.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,7 @@ use crate::domain::jalali::to_persian_digits;
 use crate::domain::{NationalCode, ServiceCode};
 use crate::engine::booking::AppointmentRow;
 use crate::http::auth::Applicant;
+use crate::http::extract::ApiPath;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::{display_tracking_code, normalise_tracking_code};
 
@@ -53,7 +54,7 @@ pub fn appointment_dto(state: &AppState, a: &AppointmentRow) -> AppointmentDto {
 pub async fn get_appointment(
     State(state): State<AppState>,
     applicant: Applicant,
-    Path(tracking_code): Path<String>,
+    ApiPath(tracking_code): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let not_found = || {

@@ -8,7 +8,7 @@ use axum::Json;
 use super::dto::{SessionRequest, SessionResponse};
 use super::iran_rfc3339;
 use crate::domain::{BirthCertificateSerial, NationalCode};
-use crate::http::json::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::http::{AppState, Problem};
 
 /// Log in. Unknown citizens and wrong serials get the same answer, so the endpoint does not

@@ -1,6 +1,6 @@
 //! `GET /v1/status`: where an application stands, by national code and tracking code.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -9,6 +9,7 @@ use utoipa::IntoParams;
 use super::dto::{HistoryEntryDto, PickupDto, StatusResponse};
 use super::{iran_rfc3339, jalali};
 use crate::domain::NationalCode;
+use crate::http::extract::ApiQuery;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
 
@@ -28,7 +29,7 @@ pub struct StatusQuery {
     responses((status = 200, body = StatusResponse), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn get_status(
     State(state): State<AppState>,
-    Query(q): Query<StatusQuery>,
+    ApiQuery(q): ApiQuery<StatusQuery>,
 ) -> Result<Json<StatusResponse>, Problem> {
     let code = NationalCode::parse(&q.national_code)?;
     let not_found = || {

@@ -19,6 +19,51 @@ async fn paid_application(store: &Store, app: &str, code: &str, pay: &str) {
     try_exec(store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ('{pay}', '{app}', 600000, 'paid', 'sandbox', 0)")).await.unwrap();
 }
 
+/// Another transaction, holding what a batch that takes a seat in slot 1 must lock: the slot's
+/// row on PostgreSQL (as another writer or process would), the write lock on SQLite.
+enum SlotBlocker {
+    Lite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Pg(sqlx::PgConnection),
+}
+
+impl SlotBlocker {
+    async fn hold(db: &TestDb, store: &Store) -> SlotBlocker {
+        use sqlx::Connection;
+        match (store, db) {
+            (Store::Sqlite(pool), _) => {
+                let mut c = pool.acquire().await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut *c)
+                    .await
+                    .unwrap();
+                SlotBlocker::Lite(c)
+            }
+            (Store::Postgres(_), TestDb::Postgres { config, .. }) => {
+                let url = config.database_url.clone().unwrap();
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+                sqlx::query("SELECT taken FROM slots WHERE id = 1 FOR UPDATE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                SlotBlocker::Pg(c)
+            }
+            _ => unreachable!("a store is on its test database's backend"),
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            SlotBlocker::Lite(mut c) => {
+                sqlx::query("COMMIT").execute(&mut *c).await.unwrap();
+            }
+            SlotBlocker::Pg(mut c) => {
+                sqlx::query("COMMIT").execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
 async fn slot_capacity_is_a_check(db: &TestDb) {
     let store = db.store().await;
     fixture(&store).await;
@@ -475,7 +520,6 @@ async fn identifiers_compare_bytewise_on_postgres() {
 async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
     use nobat::engine::booking::{Outcome, Refusal, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
-    use sqlx::Connection;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -534,16 +578,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
     };
 
     // Another transaction (another writer, another process) holds the slot's row lock.
-    let url = match &db {
-        TestDb::Postgres { config, .. } => config.database_url.clone().unwrap(),
-        TestDb::Sqlite { .. } => unreachable!(),
-    };
-    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
-    sqlx::query("SELECT taken FROM slots WHERE id = 1 FOR UPDATE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = SlotBlocker::hold(&db, &store).await;
 
     let booked = tokio::time::timeout(
         Duration::from_secs(10),
@@ -590,7 +625,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
         !expired.is_finished(),
         "an expired hold frees its seat: it waits for the lock"
     );
-    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    blocker.release().await;
 
     let released = release.await.unwrap().unwrap();
     assert!(
@@ -625,7 +660,6 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
 async fn a_full_queue_refuses_at_once(db: &TestDb) {
     use nobat::engine::booking::{Outcome, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, ReserveError, SeededIds};
-    use sqlx::Connection;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -658,33 +692,8 @@ async fn a_full_queue_refuses_at_once(db: &TestDb) {
         .await
         .unwrap();
 
-    // Another transaction holds what a hold's batch must lock: the slot's row on PostgreSQL,
-    // the write lock on SQLite.
-    enum Blocker {
-        Lite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
-        Pg(sqlx::PgConnection),
-    }
-    let mut blocker = match (&store, db) {
-        (Store::Sqlite(pool), _) => {
-            let mut c = pool.acquire().await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut *c)
-                .await
-                .unwrap();
-            Blocker::Lite(c)
-        }
-        (Store::Postgres(_), TestDb::Postgres { config, .. }) => {
-            let url = config.database_url.clone().unwrap();
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
-            sqlx::query("SELECT taken FROM slots WHERE id = 1 FOR UPDATE")
-                .execute(&mut c)
-                .await
-                .unwrap();
-            Blocker::Pg(c)
-        }
-        _ => unreachable!(),
-    };
+    // Another transaction holds what a hold's batch must lock.
+    let blocker = SlotBlocker::hold(db, &store).await;
 
     let submissions: Vec<_> = (0..CITIZENS)
         .map(|i| {
@@ -705,14 +714,7 @@ async fn a_full_queue_refuses_at_once(db: &TestDb) {
     // Refusals come at once, while the admitted wait for the lock.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let refused_at_once = submissions.iter().filter(|s| s.is_finished()).count();
-    match &mut blocker {
-        Blocker::Lite(c) => {
-            sqlx::query("COMMIT").execute(&mut **c).await.unwrap();
-        }
-        Blocker::Pg(c) => {
-            sqlx::query("COMMIT").execute(c).await.unwrap();
-        }
-    }
+    blocker.release().await;
     let (mut held, mut overloaded) = (0, 0);
     for s in submissions {
         match s.await.unwrap() {

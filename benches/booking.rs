@@ -1,7 +1,7 @@
 //! The booking engine's hold→confirm path, without HTTP, on SQLite and PostgreSQL.
 //!
 //! Each measured iteration books `PAIRS` appointments (a hold, then its confirmation) from
-//! `CLIENTS` concurrent clients. Two configurations run in the same process, so their ratio is
+//! `clients()` concurrent clients. Two configurations run in the same process, so their ratio is
 //! meaningful on a noisy machine:
 //! - `group_commit`: the engine as shipped (up to 512 requests per transaction);
 //! - `one_per_tx` (the baseline): the same engine with batches of one request, i.e. one
@@ -9,7 +9,11 @@
 //!   (one per pooled connection; SQLite's single write lock allows one).
 //!
 //! PostgreSQL runs when `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` is set (a fresh database is
-//! created there for the run).
+//! created there for the run). `BENCH_CLIENTS` (default 1024) and `BENCH_WRITERS` (default: the
+//! engine's) vary the concurrency of the group-commit run, to see how batch size and writer
+//! count trade: on this 2-core machine's PostgreSQL, 4 or 6 writers for 1024 clients made
+//! smaller batches and cost more CPU per pair than 2 (134.8 -> 173.3 -> 229.4 µs of postgres
+//! CPU per pair, 9.3k -> 8.6k -> 6.9k pairs/s).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,8 +56,27 @@ fn cpu_seconds() -> (f64, f64) {
     (own as f64 / HZ, pg as f64 / HZ)
 }
 
-/// Concurrent clients: a surge has thousands in flight; this many fill the group-commit batches.
-const CLIENTS: usize = 1024;
+/// Concurrent clients (`BENCH_CLIENTS`, default 1024): a surge has thousands in flight; this
+/// many fill the group-commit batches.
+fn clients() -> usize {
+    env_usize("BENCH_CLIENTS").unwrap_or(1024)
+}
+
+/// Writer tasks of the group-commit run (`BENCH_WRITERS`, default: the engine's default).
+fn writers() -> usize {
+    env_usize("BENCH_WRITERS").unwrap_or(EngineConfig::default().writers)
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse::<usize>()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a count"))
+            .max(1),
+    )
+}
+
 const SLOTS: i64 = 2_000;
 
 struct Bench {
@@ -109,13 +132,14 @@ impl Bench {
         people
     }
 
-    /// Books every citizen (hold, then confirm) from `CLIENTS` concurrent clients; returns the
+    /// Books every citizen (hold, then confirm) from `clients()` concurrent clients; returns the
     /// elapsed time of the booking alone.
     fn book_all(&self, engine: &Reservations, people: Vec<(String, String, String)>) -> Duration {
         let people = Arc::new(people);
         self.runtime.block_on(async {
             let started = Instant::now();
-            let tasks: Vec<_> = (0..CLIENTS)
+            let clients = clients();
+            let tasks: Vec<_> = (0..clients)
                 .map(|client| {
                     let engine = engine.clone();
                     let people = people.clone();
@@ -150,7 +174,7 @@ impl Bench {
                                 "{:?}",
                                 booked.outcome
                             );
-                            i += CLIENTS;
+                            i += clients;
                         }
                     })
                 })
@@ -168,11 +192,7 @@ impl Bench {
         let ids: Arc<dyn IdSource> = Arc::new(SeededIds::new(batch_max as u64));
         // The baseline runs one transaction per request on every pooled connection at once
         // (what a naive server does); group commit runs the shipped configuration.
-        let writers = if batch_max == 1 {
-            8
-        } else {
-            EngineConfig::default().writers
-        };
+        let writers = if batch_max == 1 { 8 } else { writers() };
         let config = EngineConfig {
             batch_max,
             writers,

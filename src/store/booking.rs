@@ -210,7 +210,7 @@ impl Store {
         async move {
             match (self, submitted) {
                 (Store::Postgres(pool), Err((keys, extras, decide))) => {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = pool.begin_with(PG_BATCH_BEGIN).await?;
                     let (mut state, stored) = pg_read(&mut tx, &keys, &extras).await?;
                     let write = decide(&mut state, &stored);
                     pg_write(&mut tx, &write.effects, &write.idempotency).await?;
@@ -240,6 +240,15 @@ impl Store {
         })
     }
 }
+
+/// Opens a batch's transaction on PostgreSQL, in the same round trip as `BEGIN`. Every
+/// statement of a batch looks rows up by key (arrays of at most `batch_max` ids), so the plan
+/// that serves it is an index lookup whatever the tables hold; these settings leave the planner
+/// no other choice. Without them, a pooled connection that prepared a statement while a table
+/// was nearly empty kept a generic plan with a sequential scan (the confirmation's `UPDATE
+/// holds … FROM UNNEST` hash-joined the whole holds table in every batch), and PostgreSQL
+/// replans only when the table is analyzed, which with autovacuum off is never.
+pub const PG_BATCH_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
 async fn pg_read(
     tx: &mut Transaction<'_, Postgres>,

@@ -26,7 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{ApplicationRecord, EventRecord, PaymentRecord};
-pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord};
+pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, PG_BATCH_BEGIN};
 pub use error::StoreError;
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{

@@ -2,7 +2,7 @@
 
 use crate::helpers::{scalar, try_exec, TestDb};
 use crate::on_both_backends;
-use nobat::store::Store;
+use nobat::store::{Store, PG_BATCH_BEGIN};
 
 async fn fixture(store: &Store) {
     try_exec(store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await.unwrap();
@@ -753,4 +753,104 @@ async fn a_full_queue_refuses_at_once(db: &TestDb) {
 on_both_backends!(
     a_full_booking_queue_refuses_at_once,
     super::a_full_queue_refuses_at_once
+);
+
+/// The writer's keyed statements read a few pages whatever the tables hold, also on a pooled
+/// connection that cached its plans while the tables were empty (PostgreSQL keeps one generic
+/// plan per prepared statement and replans only when a table is analyzed). Two ways this went
+/// wrong on PostgreSQL: the sweeper's partial index on `expires_at` matched the lookup of
+/// citizens' live holds, and a plan made on an empty table read every live hold (and every
+/// index entry of a hold that was once live) in each batch: migration 0005; and the
+/// confirmation's `UPDATE holds … FROM UNNEST` hash-joined a sequential scan of the whole
+/// table: `PG_BATCH_BEGIN`.
+async fn the_writers_lookups_stay_on_their_indexes(db: &TestDb) {
+    let store = db.store().await;
+    fixture(&store).await;
+    try_exec(&store, &hold("h1", "live")).await.unwrap();
+    // Four thousand other live holds (a recursive CTE: both backends have it).
+    let others = "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 4000) \
+                  INSERT INTO holds (id, slot_id, application_id, national_code, service, status, created_at, expires_at) \
+                  SELECT 'other_' || n, 1, 'a2', 'c' || n, 'first_issuance', 'live', 0, 600 + n FROM s";
+    match &store {
+        Store::Postgres(pool) => {
+            // Inside a batch's transaction, with plans cached while the tables were empty.
+            let mut tx = pool.begin_with(PG_BATCH_BEGIN).await.unwrap();
+            for sql in [
+                "SET LOCAL plan_cache_mode = force_generic_plan",
+                "PREPARE citizen_holds(text[]) AS SELECT id, slot_id, application_id, national_code, service, status, created_at, expires_at \
+                 FROM holds WHERE national_code = ANY($1) AND status = 'live'",
+                "PREPARE hold_status(text[], text[]) AS UPDATE holds SET status = u.status \
+                 FROM UNNEST($1::text[], $2::text[]) AS u(id, status) WHERE holds.id = u.id",
+                "PREPARE due_holds(bigint, bigint) AS SELECT id FROM holds \
+                 WHERE status = 'live' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+                "EXECUTE citizen_holds('{0499370899}')",
+                "EXECUTE hold_status('{nobody}', '{released}')",
+                "EXECUTE due_holds(0, 1)",
+                others,
+            ] {
+                sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
+            }
+            for (execute, index, rows) in [
+                (
+                    "citizen_holds('{0499370899}')",
+                    "holds_one_live_per_citizen",
+                    1,
+                ),
+                ("hold_status('{other_17}', '{released}')", "holds_pkey", 0),
+                ("due_holds(700, 100)", "holds_live_expiry", 100),
+            ] {
+                let plan: serde_json::Value = sqlx::query_scalar(&format!(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {execute}"
+                ))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                let top = &plan[0]["Plan"];
+                let pages = top["Shared Hit Blocks"].as_i64().unwrap()
+                    + top["Shared Read Blocks"].as_i64().unwrap();
+                assert_eq!(top["Actual Rows"], rows, "{execute}: {plan:#}");
+                assert!(
+                    plan.to_string().contains(index) && pages <= 12,
+                    "{execute} read {pages} pages: {plan:#}"
+                );
+            }
+            // Not DEALLOCATE ALL: the pooled connection keeps sqlx's own prepared statements.
+            // (DEALLOCATE is not transactional: it takes effect inside the transaction.)
+            sqlx::raw_sql("DEALLOCATE citizen_holds; DEALLOCATE hold_status; DEALLOCATE due_holds")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+        }
+        Store::Sqlite(pool) => {
+            // SQLite plans a statement when it is prepared, from the indexes alone (nobat
+            // gathers no statistics): the equality on `national_code` picks the citizen index.
+            try_exec(&store, others).await.unwrap();
+            for (query, index) in [
+                (
+                    "SELECT id, slot_id, application_id, national_code, service, status, created_at, expires_at \
+                     FROM holds WHERE national_code = '0499370899' AND status = 'live'",
+                    "holds_one_live_per_citizen",
+                ),
+                (
+                    "SELECT id FROM holds WHERE status = 'live' AND expires_at <= 700 ORDER BY expires_at LIMIT 100",
+                    "holds_live_expiry",
+                ),
+            ] {
+                let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| sqlx::Row::get::<String, _>(row, 3))
+                    .collect();
+                assert!(plan.iter().any(|step| step.contains(index)), "{query}: {plan:?}");
+            }
+        }
+    }
+}
+
+on_both_backends!(
+    writer_lookups_use_indexes,
+    super::the_writers_lookups_stay_on_their_indexes
 );

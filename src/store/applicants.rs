@@ -191,11 +191,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let subjects = subjects.iter().take(16).cloned().collect::<Vec<_>>();
-        let placeholders: Vec<String> = (2..subjects.len() + 2).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT at, actor, kind, subject, payload_json FROM events WHERE subject IN ({}) ORDER BY id LIMIT $1",
-            placeholders.join(", ")
-        );
+        let sql = events_about_sql(subjects.len());
         on_pool!(self, pool, q = &sql => {
             let mut query = sqlx::query(q).bind(limit);
             for s in &subjects {
@@ -206,6 +202,21 @@ impl Store {
             })).collect()
         })
     }
+}
+
+/// The query of `Store::events_about` for `subjects` subjects: `$1` is the limit, `$2…` the
+/// subjects. It orders by `+id`, not `id`: ordered by the bare column, the primary key offered
+/// the planner a walk of the whole log in id order, filtering by subject until `limit` rows
+/// matched, and a plan made while the log was nearly empty chose it and kept it (a pooled
+/// connection's generic plan on PostgreSQL): 2,419 pages for a citizen's two events among
+/// 200,000, against 8 through `events_subject` and a sort of the few rows found. The unary plus
+/// is the same number and no index's order, on PostgreSQL and on SQLite.
+pub fn events_about_sql(subjects: usize) -> String {
+    let placeholders: Vec<String> = (2..subjects + 2).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT at, actor, kind, subject, payload_json FROM events WHERE subject IN ({}) ORDER BY +id LIMIT $1",
+        placeholders.join(", ")
+    )
 }
 
 fn payment_record(

@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use applicants::{ApplicationRecord, EventRecord, PaymentRecord};
+pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
 pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, PG_BATCH_BEGIN};
 pub use error::StoreError;
 pub use network::{CalendarRecord, OfficeRecord};

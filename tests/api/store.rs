@@ -2,7 +2,7 @@
 
 use crate::helpers::{scalar, try_exec, TestDb};
 use crate::on_both_backends;
-use nobat::store::{Store, PG_BATCH_BEGIN};
+use nobat::store::{events_about_sql, Store, PG_BATCH_BEGIN};
 
 async fn fixture(store: &Store) {
     try_exec(store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await.unwrap();
@@ -853,4 +853,77 @@ async fn the_writers_lookups_stay_on_their_indexes(db: &TestDb) {
 on_both_backends!(
     writer_lookups_use_indexes,
     super::the_writers_lookups_stay_on_their_indexes
+);
+
+/// A citizen's status history is read through `events_subject` whatever the log holds, also on
+/// a pooled PostgreSQL connection whose plan was cached while the log was empty: ordered by
+/// the bare `id`, that plan walked the primary key through the whole log.
+async fn status_history_is_read_by_subject(db: &TestDb) {
+    let store = db.store().await;
+    let sql = events_about_sql(2);
+    let log = "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 20000) \
+               INSERT INTO events (at, actor, kind, subject, payload_json) \
+               SELECT n, 'system', 'hold_created', 'hold_' || n, '{}' FROM s";
+    match &store {
+        Store::Postgres(pool) => {
+            let mut conn = pool.acquire().await.unwrap();
+            for statement in [
+                "SET plan_cache_mode = force_generic_plan".to_string(),
+                format!("PREPARE history(bigint, text, text) AS {sql}"),
+                "EXECUTE history(100, 'hold_5', 'hold_7')".to_string(),
+                log.to_string(),
+            ] {
+                sqlx::raw_sql(&statement).execute(&mut *conn).await.unwrap();
+            }
+            let plan: serde_json::Value = sqlx::query_scalar(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE history(100, 'hold_5', 'hold_7')",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            let top = &plan[0]["Plan"];
+            let pages = top["Shared Hit Blocks"].as_i64().unwrap()
+                + top["Shared Read Blocks"].as_i64().unwrap();
+            assert_eq!(top["Actual Rows"], 2, "{plan:#}");
+            assert!(
+                plan.to_string().contains("events_subject") && pages <= 12,
+                "the history read {pages} pages: {plan:#}"
+            );
+            sqlx::raw_sql("DEALLOCATE history; RESET plan_cache_mode")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        Store::Sqlite(pool) => {
+            try_exec(&store, log).await.unwrap();
+            let plan: Vec<String> = sqlx::query(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                sql.replace("$1", "100")
+                    .replace("$2", "'hold_5'")
+                    .replace("$3", "'hold_7'")
+            ))
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, 3))
+            .collect();
+            assert!(
+                plan.iter().any(|step| step.contains("events_subject")),
+                "{plan:?}"
+            );
+        }
+    }
+    // And the store's own call returns both events, oldest first.
+    let events = store
+        .events_about(&["hold_7".to_string(), "hold_5".to_string()], 100)
+        .await
+        .unwrap();
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+    assert_eq!(subjects, ["hold_5", "hold_7"]);
+}
+
+on_both_backends!(
+    status_history_uses_its_index,
+    super::status_history_is_read_by_subject
 );

@@ -755,6 +755,46 @@ on_both_backends!(
     super::a_full_queue_refuses_at_once
 );
 
+/// Runs `EXPLAIN (ANALYZE, BUFFERS) EXECUTE {execute}` (a statement prepared on `conn`) and
+/// asserts that the plan reads through `index`, returns `rows` rows and touches at most a
+/// dozen buffer pages.
+async fn assert_reads_through(
+    conn: &mut sqlx::PgConnection,
+    execute: &str,
+    index: &str,
+    rows: i64,
+) {
+    let plan: serde_json::Value = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {execute}"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let top = &plan[0]["Plan"];
+    let pages =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    assert_eq!(top["Actual Rows"], rows, "{execute}: {plan:#}");
+    assert!(
+        plan.to_string().contains(index) && pages <= 12,
+        "{execute} read {pages} pages: {plan:#}"
+    );
+}
+
+/// Asserts that SQLite's plan for `query` uses `index`.
+async fn assert_sqlite_plan_uses(pool: &sqlx::SqlitePool, query: &str, index: &str) {
+    let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| sqlx::Row::get::<String, _>(row, 3))
+        .collect();
+    assert!(
+        plan.iter().any(|step| step.contains(index)),
+        "{query}: {plan:?}"
+    );
+}
+
 /// The writer's keyed statements read a few pages whatever the tables hold, also on a pooled
 /// connection that cached its plans while the tables were empty (PostgreSQL keeps one generic
 /// plan per prepared statement and replans only when a table is analyzed). Two ways this went
@@ -799,20 +839,7 @@ async fn the_writers_lookups_stay_on_their_indexes(db: &TestDb) {
                 ("hold_status('{other_17}', '{released}')", "holds_pkey", 0),
                 ("due_holds(700, 100)", "holds_live_expiry", 100),
             ] {
-                let plan: serde_json::Value = sqlx::query_scalar(&format!(
-                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {execute}"
-                ))
-                .fetch_one(&mut *tx)
-                .await
-                .unwrap();
-                let top = &plan[0]["Plan"];
-                let pages = top["Shared Hit Blocks"].as_i64().unwrap()
-                    + top["Shared Read Blocks"].as_i64().unwrap();
-                assert_eq!(top["Actual Rows"], rows, "{execute}: {plan:#}");
-                assert!(
-                    plan.to_string().contains(index) && pages <= 12,
-                    "{execute} read {pages} pages: {plan:#}"
-                );
+                assert_reads_through(&mut tx, execute, index, rows).await;
             }
             // Not DEALLOCATE ALL: the pooled connection keeps sqlx's own prepared statements.
             // (DEALLOCATE is not transactional: it takes effect inside the transaction.)
@@ -837,14 +864,7 @@ async fn the_writers_lookups_stay_on_their_indexes(db: &TestDb) {
                     "holds_live_expiry",
                 ),
             ] {
-                let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
-                    .fetch_all(pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|row| sqlx::Row::get::<String, _>(row, 3))
-                    .collect();
-                assert!(plan.iter().any(|step| step.contains(index)), "{query}: {plan:?}");
+                assert_sqlite_plan_uses(pool, query, index).await;
             }
         }
     }
@@ -875,20 +895,13 @@ async fn status_history_is_read_by_subject(db: &TestDb) {
             ] {
                 sqlx::raw_sql(&statement).execute(&mut *conn).await.unwrap();
             }
-            let plan: serde_json::Value = sqlx::query_scalar(
-                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE history(100, 'hold_5', 'hold_7')",
+            assert_reads_through(
+                &mut conn,
+                "history(100, 'hold_5', 'hold_7')",
+                "events_subject",
+                2,
             )
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-            let top = &plan[0]["Plan"];
-            let pages = top["Shared Hit Blocks"].as_i64().unwrap()
-                + top["Shared Read Blocks"].as_i64().unwrap();
-            assert_eq!(top["Actual Rows"], 2, "{plan:#}");
-            assert!(
-                plan.to_string().contains("events_subject") && pages <= 12,
-                "the history read {pages} pages: {plan:#}"
-            );
+            .await;
             sqlx::raw_sql("DEALLOCATE history; RESET plan_cache_mode")
                 .execute(&mut *conn)
                 .await
@@ -896,22 +909,11 @@ async fn status_history_is_read_by_subject(db: &TestDb) {
         }
         Store::Sqlite(pool) => {
             try_exec(&store, log).await.unwrap();
-            let plan: Vec<String> = sqlx::query(&format!(
-                "EXPLAIN QUERY PLAN {}",
-                sql.replace("$1", "100")
-                    .replace("$2", "'hold_5'")
-                    .replace("$3", "'hold_7'")
-            ))
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| sqlx::Row::get::<String, _>(row, 3))
-            .collect();
-            assert!(
-                plan.iter().any(|step| step.contains("events_subject")),
-                "{plan:?}"
-            );
+            let query = sql
+                .replace("$1", "100")
+                .replace("$2", "'hold_5'")
+                .replace("$3", "'hold_7'");
+            assert_sqlite_plan_uses(pool, &query, "events_subject").await;
         }
     }
     // And the store's own call returns both events, oldest first.

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::booking::{lite, pg, IdempotencyRecord};
-use super::{on_pool, Store, StoreError};
+use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord};
+use super::{on_pool, sqlite_sql, Store, StoreError};
 use crate::engine::booking::{AppointmentRow, HoldRow, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,32 @@ pub struct EventRecord {
     pub payload_json: String,
 }
 
+/// Runs a write on the SQLite writer thread (`lite_writer`: no wait for the write lock, and
+/// a commit shared with the writes queued beside it).
+async fn lite_write<T: Send + 'static>(
+    pool: &sqlx::SqlitePool,
+    write: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    lite_writer_of(pool)?.write(write)?.result().await
+}
+
+/// A foreign key checked by hand: `sql` (one `?1` parameter) must find a row, else the write
+/// is refused as the declared constraint would refuse it.
+fn require_row(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    key: &str,
+    constraint: &str,
+) -> Result<(), StoreError> {
+    if conn.prepare_cached(sql)?.exists([key])? {
+        Ok(())
+    } else {
+        Err(StoreError::Constraint {
+            constraint: format!("FOREIGN KEY {constraint}"),
+        })
+    }
+}
+
 /// Records a citizen the first time they apply.
 const REMEMBER_CITIZEN: &str = "INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
                                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (national_code) DO NOTHING";
@@ -63,11 +89,36 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
                            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING";
-        on_pool!(self, pool, q = SQL => {
-            sqlx::query(q).bind(&rec.scope).bind(&rec.key).bind(&rec.request_hash).bind(rec.response_status)
-                .bind(&rec.response_body).bind(now_unix).execute(pool).await?;
-        });
-        Ok(())
+        match self {
+            Store::Sqlite(pool) => {
+                let rec = rec.clone();
+                lite_write(pool, move |conn| {
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![
+                            rec.scope,
+                            rec.key,
+                            rec.request_hash,
+                            rec.response_status,
+                            rec.response_body,
+                            now_unix
+                        ])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(SQL)
+                    .bind(&rec.scope)
+                    .bind(&rec.key)
+                    .bind(&rec.request_hash)
+                    .bind(rec.response_status)
+                    .bind(&rec.response_body)
+                    .bind(now_unix)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// Inserts an application, its event, and the citizen's row if this is their first, in one
@@ -81,18 +132,81 @@ impl Store {
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'application_created', $3, $4)";
         let payload =
             serde_json::json!({ "service": app.service, "eligible": app.eligible }).to_string();
-        on_pool!(self, pool, q = SQL => {
-            let event = match self { Store::Sqlite(_) => super::sqlite_sql(EVENT), Store::Postgres(_) => EVENT.to_string() };
-            let mut tx = pool.begin().await?;
-            sqlx::query(q).bind(&app.id).bind(&app.national_code).bind(&app.service).bind(&app.form_json)
-                .bind(app.eligible).bind(app.created_at).execute(&mut *tx).await?;
-            sqlx::query(&event).bind(app.created_at).bind(&app.national_code).bind(&app.id).bind(&payload).execute(&mut *tx).await?;
-            let remember = match self { Store::Sqlite(_) => super::sqlite_sql(REMEMBER_CITIZEN), Store::Postgres(_) => REMEMBER_CITIZEN.to_string() };
-            sqlx::query(&remember).bind(&app.national_code).bind(citizen.0).bind(citizen.1).bind(citizen.2).bind(app.created_at)
-                .execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        match self {
+            Store::Sqlite(pool) => {
+                let app = app.clone();
+                let (serial, birth_date, province) = (
+                    citizen.0.to_string(),
+                    citizen.1.to_string(),
+                    citizen.2.to_string(),
+                );
+                lite_write(pool, move |conn| {
+                    // The writer thread's connection leaves foreign keys to whoever writes
+                    // through it (`lite_writer`): the service must exist.
+                    require_row(
+                        conn,
+                        "SELECT 1 FROM services WHERE code = ?1",
+                        &app.service,
+                        "applications.service",
+                    )?;
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![
+                            app.id,
+                            app.national_code,
+                            app.service,
+                            app.form_json,
+                            app.eligible,
+                            app.created_at
+                        ])?;
+                    conn.prepare_cached(&sqlite_sql(EVENT))?
+                        .execute(rusqlite::params![
+                            app.created_at,
+                            app.national_code,
+                            app.id,
+                            payload
+                        ])?;
+                    conn.prepare_cached(&sqlite_sql(REMEMBER_CITIZEN))?
+                        .execute(rusqlite::params![
+                            app.national_code,
+                            serial,
+                            birth_date,
+                            province,
+                            app.created_at
+                        ])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(SQL)
+                    .bind(&app.id)
+                    .bind(&app.national_code)
+                    .bind(&app.service)
+                    .bind(&app.form_json)
+                    .bind(app.eligible)
+                    .bind(app.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(EVENT)
+                    .bind(app.created_at)
+                    .bind(&app.national_code)
+                    .bind(&app.id)
+                    .bind(&payload)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(REMEMBER_CITIZEN)
+                    .bind(&app.national_code)
+                    .bind(citizen.0)
+                    .bind(citizen.1)
+                    .bind(citizen.2)
+                    .bind(app.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 
     pub async fn application(&self, id: &str) -> Result<Option<ApplicationRecord>, StoreError> {
@@ -133,15 +247,60 @@ impl Store {
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, $3, $4, $5)";
         let kind = format!("payment_{}", p.status.as_str());
         let payload = serde_json::json!({ "payment_id": p.id, "amount_rials": p.amount_rials, "gateway": p.gateway }).to_string();
-        on_pool!(self, pool, q = SQL => {
-            let event = match self { Store::Sqlite(_) => super::sqlite_sql(EVENT), Store::Postgres(_) => EVENT.to_string() };
-            let mut tx = pool.begin().await?;
-            sqlx::query(q).bind(&p.id).bind(&p.application_id).bind(p.amount_rials).bind(p.status.as_str())
-                .bind(&p.gateway).bind(p.created_at).execute(&mut *tx).await?;
-            sqlx::query(&event).bind(p.created_at).bind(actor).bind(&kind).bind(&p.application_id).bind(&payload).execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        match self {
+            Store::Sqlite(pool) => {
+                let (p, actor) = (p.clone(), actor.to_string());
+                lite_write(pool, move |conn| {
+                    require_row(
+                        conn,
+                        "SELECT 1 FROM applications WHERE id = ?1",
+                        &p.application_id,
+                        "payments.application_id",
+                    )?;
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![
+                            p.id,
+                            p.application_id,
+                            p.amount_rials,
+                            p.status.as_str(),
+                            p.gateway,
+                            p.created_at
+                        ])?;
+                    conn.prepare_cached(&sqlite_sql(EVENT))?
+                        .execute(rusqlite::params![
+                            p.created_at,
+                            actor,
+                            kind,
+                            p.application_id,
+                            payload
+                        ])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(SQL)
+                    .bind(&p.id)
+                    .bind(&p.application_id)
+                    .bind(p.amount_rials)
+                    .bind(p.status.as_str())
+                    .bind(&p.gateway)
+                    .bind(p.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(EVENT)
+                    .bind(p.created_at)
+                    .bind(actor)
+                    .bind(&kind)
+                    .bind(&p.application_id)
+                    .bind(&payload)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 
     pub async fn appointment(

@@ -66,11 +66,7 @@ impl BatchConn {
         if let Some(w) = &*lite {
             return Ok(w.clone());
         }
-        // A file: `Store::connect` refused in-memory databases.
-        let w = Arc::new(LiteWriter::start(LiteSettings {
-            path: pool.connect_options().get_filename().to_path_buf(),
-            busy_timeout: super::SQLITE_BUSY_TIMEOUT,
-        })?);
+        let w = lite_writer_of(pool)?;
         *lite = Some(w.clone());
         Ok(w)
     }
@@ -79,6 +75,15 @@ impl BatchConn {
     fn reset_lite(&self) {
         *self.lite.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
+}
+
+/// The writer thread of the pool's database file (`LiteWriter::shared`).
+pub(super) fn lite_writer_of(pool: &sqlx::SqlitePool) -> Result<Arc<LiteWriter>, StoreError> {
+    // A file: `Store::connect` refused in-memory databases.
+    LiteWriter::shared(LiteSettings {
+        path: pool.connect_options().get_filename().to_path_buf(),
+        busy_timeout: super::SQLITE_BUSY_TIMEOUT,
+    })
 }
 
 /// The decisions of a batch plus the idempotency records to store with them.

@@ -201,6 +201,102 @@ on_both_backends!(
     super::booked_parents_are_never_deleted
 );
 
+/// Applications and payments (on SQLite written by the writer thread, whose connection leaves
+/// foreign keys to its callers) are refused when what they point at does not exist, and write
+/// nothing; with their parents they are stored with their events, and a repeated idempotency
+/// record leaves the first.
+async fn applications_and_payments_need_their_parents(db: &TestDb) {
+    use nobat::engine::booking::PaymentStatus;
+    use nobat::store::{ApplicationRecord, IdempotencyRecord, PaymentRecord, StoreError};
+    let store = db.store().await;
+    fixture(&store).await;
+    let app = |id: &str, service: &str| ApplicationRecord {
+        id: id.into(),
+        national_code: "0499370899".into(),
+        service: service.into(),
+        form_json: "{}".into(),
+        eligible: true,
+        created_at: 5,
+    };
+    let pay = |id: &str, application_id: &str| PaymentRecord {
+        id: id.into(),
+        application_id: application_id.into(),
+        amount_rials: 600_000,
+        status: PaymentStatus::Paid,
+        gateway: "sandbox".into(),
+        created_at: 6,
+    };
+    let citizen = ("ه29/289467", "1997-04-18", "tehran");
+    let events = "SELECT COUNT(*) FROM events";
+    let no_service = store
+        .insert_application(&app("a9", "no_such_service"), citizen)
+        .await;
+    assert!(
+        matches!(no_service, Err(StoreError::Constraint { .. })),
+        "{no_service:?}"
+    );
+    let no_application = store
+        .insert_payment(&pay("p9", "no_such_application"), "0499370899")
+        .await;
+    assert!(
+        matches!(no_application, Err(StoreError::Constraint { .. })),
+        "{no_application:?}"
+    );
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) FROM applications WHERE id = 'a9'").await,
+        0
+    );
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(scalar(&store, events).await, 0);
+
+    store
+        .insert_application(&app("a3", "first_issuance"), citizen)
+        .await
+        .unwrap();
+    store
+        .insert_payment(&pay("p3", "a3"), "0499370899")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.application("a3").await.unwrap().unwrap(),
+        app("a3", "first_issuance")
+    );
+    assert_eq!(store.payment("p3").await.unwrap().unwrap(), pay("p3", "a3"));
+    assert_eq!(scalar(&store, events).await, 2);
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM citizens WHERE national_code = '0499370899'"
+        )
+        .await,
+        1
+    );
+
+    let record = |body: &str| IdempotencyRecord {
+        scope: "0499370899".into(),
+        key: "k1".into(),
+        request_hash: "h".into(),
+        response_status: 201,
+        response_body: body.into(),
+    };
+    store
+        .put_idempotency_record(&record("first"), 7)
+        .await
+        .unwrap();
+    store
+        .put_idempotency_record(&record("second"), 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.idempotency_record("0499370899", "k1").await.unwrap(),
+        Some(record("first"))
+    );
+}
+on_both_backends!(
+    applications_and_payments_need_their_parents,
+    super::applications_and_payments_need_their_parents
+);
+
 async fn offices_round_trip(db: &TestDb) {
     let store = db.store().await;
     let offices =

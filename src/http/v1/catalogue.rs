@@ -9,10 +9,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::dto::{OfficeDto, ServiceDto, SlotDto};
-use super::slot_dto;
+use super::JalaliDays;
 use crate::domain::jalali::JalaliDate;
 use crate::domain::time::{iran_date, iran_instant};
-use crate::domain::{AreaCode, GeoPoint, OfficeId, Province, Service, ServiceCode};
+use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, Province, Service, ServiceCode};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::{AppState, Problem};
 
@@ -109,45 +109,46 @@ pub async fn list_offices(
     let now = state.engine.clock().now().timestamp();
     let directory = state.directory();
     let availability = state.engine.availability();
-    let mut rows: Vec<(OfficeDto, i64)> = directory
-        .search(area_code, province.as_deref(), near, service)
+    let found = directory.search(area_code, province.as_deref(), near, service);
+    // Only the offices returned are described: a national search matches thousands, and each
+    // description allocates a dozen strings and totals the office's free seats.
+    let picked: Vec<(&Office, Option<f64>, i64)> = if near.is_some() {
+        // Nearest first already.
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(o, d)| (o, d, availability.free_seats(o.id.as_str(), now)))
+            .collect()
+    } else {
+        let mut rows: Vec<_> = found
+            .into_iter()
+            .map(|(o, d)| (o, d, availability.free_seats(o.id.as_str(), now)))
+            .collect();
+        rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.id.cmp(&b.0.id)));
+        rows.truncate(limit);
+        rows
+    };
+    let mut days = JalaliDays::default();
+    let offices = picked
         .into_iter()
-        .map(|(o, distance_km)| {
-            let free_seats = availability.free_seats(o.id.as_str(), now);
-            let dto = OfficeDto {
-                office_id: o.id.to_string(),
-                name: o.name.clone(),
-                kind: o.kind.to_string(),
-                province: o.province.clone(),
-                city: o.city.clone(),
-                area_code: o.area_code.to_string(),
-                lat: o.location.lat,
-                lon: o.location.lon,
-                stations: o.stations,
-                services: o.services.iter().map(|s| s.to_string()).collect(),
-                distance_km: distance_km.map(|d| (d * 100.0).round() / 100.0),
-                free_seats,
-                earliest_free: Vec::new(),
-            };
-            (dto, free_seats)
-        })
-        .collect();
-    if near.is_none() {
-        rows.sort_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then_with(|| a.0.office_id.cmp(&b.0.office_id))
-        });
-    }
-    rows.truncate(limit);
-    let offices = rows
-        .into_iter()
-        .map(|(mut dto, _)| {
-            dto.earliest_free = availability
-                .earliest_free(&dto.office_id, now, EARLIEST_FREE_PER_OFFICE)
+        .map(|(o, distance_km, free_seats)| OfficeDto {
+            office_id: o.id.to_string(),
+            name: o.name.clone(),
+            kind: o.kind.to_string(),
+            province: o.province.clone(),
+            city: o.city.clone(),
+            area_code: o.area_code.to_string(),
+            lat: o.location.lat,
+            lon: o.location.lon,
+            stations: o.stations,
+            services: o.services.iter().map(|s| s.to_string()).collect(),
+            distance_km: distance_km.map(|d| (d * 100.0).round() / 100.0),
+            free_seats,
+            earliest_free: availability
+                .earliest_free(o.id.as_str(), now, EARLIEST_FREE_PER_OFFICE)
                 .iter()
-                .map(slot_dto)
-                .collect();
-            dto
+                .map(|s| days.slot_dto(s))
+                .collect(),
         })
         .collect();
     Ok(Json(offices))
@@ -227,11 +228,12 @@ pub async fn list_slots(
         .engine
         .availability()
         .range(id.as_str(), start, end, 10_000);
+    let mut days = JalaliDays::default();
     Ok(Json(
         slots
             .iter()
             .map(|s| {
-                let mut dto = slot_dto(s);
+                let mut dto = days.slot_dto(s);
                 // A slot that has started can no longer be booked, whatever seats it has left.
                 if s.start_at <= now {
                     dto.free = 0;

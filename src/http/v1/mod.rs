@@ -60,25 +60,53 @@ pub fn utc(unix: UnixSeconds) -> DateTime<Utc> {
 
 /// The Jalali date (`1403-07-01`) and a Persian line a person reads (`شنبه ۱ مهر ۱۴۰۳، ۰۸:۰۰`).
 pub fn jalali(unix: UnixSeconds) -> (String, String) {
-    let local = to_iran(utc(unix));
-    let date = JalaliDate::from_gregorian(local.date_naive());
-    let time = to_persian_digits(&local.format("%H:%M").to_string());
-    (
-        date.to_string(),
-        format!("{}، {time}", date.persian_display_with_weekday()),
-    )
+    JalaliDays::default().jalali(unix)
+}
+
+/// `jalali` for many instants, the day's part worked out once per day: a slot list of a week
+/// is a few hundred slots on a handful of days, and the calendar conversion and the Persian
+/// weekday and month names were most of what a slot's description cost.
+#[derive(Default)]
+pub struct JalaliDays {
+    /// The last day seen: its Gregorian date, Jalali `YYYY-MM-DD`, and Persian display.
+    last: Option<(chrono::NaiveDate, String, String)>,
+}
+
+impl JalaliDays {
+    pub fn jalali(&mut self, unix: UnixSeconds) -> (String, String) {
+        use chrono::Timelike;
+        let local = to_iran(utc(unix));
+        let day = local.date_naive();
+        let (_, date, display) = match &self.last {
+            Some(last) if last.0 == day => last,
+            _ => {
+                let jalali = JalaliDate::from_gregorian(day);
+                self.last.insert((
+                    day,
+                    jalali.to_string(),
+                    jalali.persian_display_with_weekday(),
+                ))
+            }
+        };
+        let time = to_persian_digits(&format!("{:02}:{:02}", local.hour(), local.minute()));
+        (date.clone(), format!("{display}، {time}"))
+    }
+
+    pub fn slot_dto(&mut self, s: &SlotView) -> SlotDto {
+        let (jalali_date, jalali_display) = self.jalali(s.start_at);
+        SlotDto {
+            start: iran_rfc3339(s.start_at),
+            duration_minutes: s.duration_minutes,
+            jalali_date,
+            jalali_display,
+            capacity: s.capacity,
+            free: s.free(),
+        }
+    }
 }
 
 pub fn slot_dto(s: &SlotView) -> SlotDto {
-    let (jalali_date, jalali_display) = jalali(s.start_at);
-    SlotDto {
-        start: iran_rfc3339(s.start_at),
-        duration_minutes: s.duration_minutes,
-        jalali_date,
-        jalali_display,
-        capacity: s.capacity,
-        free: s.free(),
-    }
+    JalaliDays::default().slot_dto(s)
 }
 
 /// Resolves an (office, start) a client asked for into a bookable slot, or says precisely why
@@ -244,5 +272,35 @@ impl From<ReserveError> for Problem {
                 Problem::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memo gives what working each instant out afresh gives, across days and around
+    /// Iran's midnight (20:30 UTC).
+    #[test]
+    fn jalali_days_match_a_fresh_conversion() {
+        let fresh = |unix: UnixSeconds| {
+            let local = to_iran(utc(unix));
+            let date = JalaliDate::from_gregorian(local.date_naive());
+            let time = to_persian_digits(&local.format("%H:%M").to_string());
+            (
+                date.to_string(),
+                format!("{}، {time}", date.persian_display_with_weekday()),
+            )
+        };
+        // 2024-09-21T20:00:00Z, then every 13 minutes for three days.
+        let first = 1_726_948_800;
+        let mut days = JalaliDays::default();
+        for step in 0..(3 * 24 * 60 / 13) {
+            let t = first + step * 13 * 60;
+            assert_eq!(days.jalali(t), fresh(t), "at {t}");
+        }
+        // 2024-09-22T08:00+03:30 is 1 Mehr 1403.
+        assert_eq!(jalali(1_726_979_400).0, "1403-07-01");
+        assert!(jalali(1_726_979_400).1.ends_with("۰۸:۰۰"));
     }
 }

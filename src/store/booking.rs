@@ -48,7 +48,8 @@ pub struct BatchExtras {
 }
 
 /// What writers run their batches on. On SQLite it holds the handle of the writer thread
-/// (`lite_writer`), started on first use and shared by the writers: the thread takes batches in
+/// (`lite_writer`), started on first use and shared by the writers (and by the applicant's
+/// other writes: `LiteWriter::shared`, one thread per file): the thread takes batches in
 /// the order they are submitted, and one writer's batch waits in its queue while another's
 /// runs, so the connection never waits for a batch to be collected. The thread's connection is
 /// outside the pool: a pooled connection would have its page cache discarded whenever another

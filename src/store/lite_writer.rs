@@ -9,7 +9,7 @@
 //! each one (measured: the worker thread was busy half the time at full load). Here a batch
 //! crosses threads twice: the async writer sends the keys and the decision (a closure over the
 //! batch's requests, pure code), and gets the result back after the commit. SQLite has one
-//! write lock, so this thread is the serial stage of every booking; it does nothing else.
+//! write lock, so this thread is the serial stage of every booking; it does nothing but write.
 //!
 //! The connection is opened with the pool's durability settings (WAL, `synchronous=FULL`), so
 //! a commit acknowledged here survives `kill -9` and power loss exactly as before.

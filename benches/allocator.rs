@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use nobat::domain::province::Province;
-use nobat::engine::allocator::{
+use nobat::planning::allocator::{
     allocate, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats, OfficeSite, SolverOptions,
 };
 use rand::{Rng, SeedableRng};

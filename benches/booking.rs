@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nobat::booking::{Outcome, Request};
 use nobat::domain::time::ManualClock;
-use nobat::engine::booking::{Outcome, Request};
 use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
 use nobat::store::{Store, StoreConfig, PG_BATCH_BEGIN};
 use sqlx::Connection;

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nobat::scenario::{CivilRegistry, Scenario, SyntheticRegistry};
+use nobat::domain::registry::CivilRegistry;
+use nobat::planning::scenario::{Scenario, SyntheticRegistry};
 
 fn national() -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/iran-national.toml");

@@ -2,9 +2,9 @@
 //! once with `/usr/bin/time -v`, see the README of scenarios/).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nobat::engine::plan;
-use nobat::engine::sim::{self, SimOptions, World};
-use nobat::scenario::Scenario;
+use nobat::planning::plan;
+use nobat::planning::scenario::Scenario;
+use nobat::planning::sim::{self, SimOptions, World};
 
 fn load(name: &str) -> Scenario {
     Scenario::load(format!("scenarios/{name}.toml")).expect("shipped scenario loads")

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::directory::Directory;
 use crate::domain::time::{iran_date, Clock, SystemClock};
 use crate::domain::{FeeSchedule, Service};
 use crate::http::{self, ApiConfig, AppState};
-use crate::payments::{PaymentGateway, SandboxGateway};
+use crate::planning::scenario::SyntheticRegistry;
+use crate::ports::payments::{PaymentGateway, SandboxGateway};
+use crate::reserve::directory::Directory;
 use crate::reserve::{EngineConfig, IdSource, Reservations, SecureIds};
-use crate::scenario::SyntheticRegistry;
 use crate::store::{Store, StoreConfig};
 
 /// Everything the server needs to start.
@@ -110,7 +110,7 @@ impl App {
                 "the admin token must have at least 24 characters"
             );
         }
-        let scenario = crate::seed::load_scenario(settings.scenario.as_deref())?;
+        let scenario = crate::store::seed::load_scenario(settings.scenario.as_deref())?;
         let holidays = scenario.holidays();
         let store = Store::connect(&settings.store).await?;
         store
@@ -118,11 +118,11 @@ impl App {
             .await?;
         store.reapply_fee_overrides().await?;
         let now = deps.clock.now();
-        if crate::seed::seed_if_empty(&store, &scenario, now.timestamp()).await? {
+        if crate::store::seed::seed_if_empty(&store, &scenario, now.timestamp()).await? {
             tracing::info!(scenario = %scenario.name, "seeded the office network");
         }
         let offices = store.offices().await?;
-        let added = crate::seed::materialise_slots(
+        let added = crate::store::seed::materialise_slots(
             &store,
             &offices,
             &holidays,
@@ -163,10 +163,10 @@ impl App {
             operators: Arc::new(http::operators::OperatorKeys::new(
                 settings.admin_token.as_deref(),
             )),
-            notifier: Arc::new(crate::notify::LogNotifier),
+            notifier: Arc::new(crate::ports::notify::LogNotifier),
         };
         let relay = settings.outbox_interval.map(|every| {
-            crate::notify::spawn_relay(
+            crate::ports::notify::spawn_relay(
                 state.store.clone(),
                 state.notifier.clone(),
                 deps.clock.clone(),
@@ -193,7 +193,7 @@ impl App {
                     let (state, clock, days) = &roll;
                     let today = iran_date(clock.now());
                     let directory = state.directory();
-                    match crate::seed::materialise_slots(
+                    match crate::store::seed::materialise_slots(
                         &state.store,
                         directory.all(),
                         &state.holidays,

@@ -1,34 +1,36 @@
 //! nobat (نوبت, "a turn, an appointment"): the appointment scheduling and capacity engine of
 //! the smart national ID card programme.
 //!
-//! Layout, from the inside out (see ARCHITECTURE.md for the invariants):
-//! - [`domain`]: pure types parsed at the edge: identifiers, provinces, offices, services and
-//!   fees, the applicant's form and eligibility, the Jalali calendar and slot generation.
-//! - [`engine`]: synchronous, deterministic logic with no I/O: the allocator.
-//! - [`scenario`]: scenario files and the deterministic synthetic network and civil registry.
-//! - [`reserve`]: the running booking engine: group-commit writer, availability view, hold sweeper.
-//! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations.
-//! - [`http`]: the axum server (the applicant API, probes, metrics, OpenAPI).
-//! - [`directory`]: the in-memory office directory; [`payments`]: the payment gateway port and its
-//!   sandbox; [`notify`]: the outbox sender port (the built-in one logs).
+//! The workspace holds three pure library crates, re-exported here under short names, and this
+//! crate, the running product. From the inside out (ARCHITECTURE.md has the invariants):
+//! - [`domain`] (`nobat-domain`): types parsed at the edge: identifiers, provinces, offices,
+//!   services and fees, the applicant's form and eligibility, the Jalali calendar, slot
+//!   generation, and the civil-registry port.
+//! - [`booking`] (`nobat-booking`): the decisions of one booking batch, a pure function.
+//! - [`planning`] (`nobat-planning`): the exact allocator, the simulator, the capacity plan,
+//!   scenario files and reports.
+//! - [`store`]: sqlx storage on SQLite (default) or PostgreSQL, with migrations; start-up seed
+//!   data and the rolling window of slots.
+//! - [`reserve`]: the running booking engine: group-commit writers, the availability view and
+//!   the office directory, the hold sweeper.
+//! - [`ports`]: the payment gateway and the notifier, each a trait with a built-in
+//!   implementation.
+//! - [`http`]: the axum server (the applicant, staff, admin and planner APIs, probes, metrics,
+//!   OpenAPI).
 //! - [`app`]: the server application value: build, then run until stopped.
 //! - [`loadtest`]: surge-day load tests: open-loop synthetic applicants, crash runs, audit.
-//! - [`report`]: simulation and plan reports: JSON summary, CSV series, self-contained HTML.
 //! - [`cli`]: the `nobat` command line; `main.rs` only calls it.
+
+pub use nobat_booking as booking;
+pub use nobat_domain as domain;
+pub use nobat_planning as planning;
 
 pub mod app;
 pub mod cli;
-pub mod directory;
-pub mod domain;
-pub mod engine;
 pub mod http;
 pub mod loadtest;
-pub mod notify;
-pub mod payments;
-pub mod report;
+pub mod ports;
 pub mod reserve;
-pub mod scenario;
-pub mod seed;
 pub mod store;
 
 /// The process's allocator, for every binary linking nobat (the server, the tests, the

@@ -8,7 +8,7 @@ use good_lp::{
     Variable,
 };
 use nobat::domain::geo::haversine_km;
-use nobat::engine::allocator::{
+use nobat::planning::allocator::{
     allocate, lottery_digest, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats, OfficeSite,
     Outcome, SolverOptions, UnassignedReason,
 };
@@ -999,7 +999,8 @@ mod csv_input {
         a.applicants = None;
         a.scenario = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.toml").into());
         let p = load_problem(&a).unwrap();
-        let scenario = nobat::scenario::Scenario::load(a.scenario.as_ref().unwrap()).unwrap();
+        let scenario =
+            nobat::planning::scenario::Scenario::load(a.scenario.as_ref().unwrap()).unwrap();
         assert_eq!(p.offices.len(), scenario.generate_network().len());
         // Seats come from the calendar: none on Fridays, every office-day within 32 slots × stations.
         let start = scenario.calendar.start_date;
@@ -1020,11 +1021,11 @@ mod csv_input {
             p.applicants.len() < scenario.citizen_count() as usize,
             "the under-age and foreign ones are not"
         );
-        let allocation = nobat::engine::allocator::allocate(&p, &Default::default()).unwrap();
+        let allocation = nobat::planning::allocator::allocate(&p, &Default::default()).unwrap();
         let assigned = allocation
             .outcomes
             .iter()
-            .filter(|o| matches!(o, nobat::engine::allocator::Outcome::Assigned(_)))
+            .filter(|o| matches!(o, nobat::planning::allocator::Outcome::Assigned(_)))
             .count();
         assert!(assigned > 0);
     }

@@ -3,10 +3,10 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use nobat::engine::plan;
-use nobat::engine::sim::{self, SimOptions, World};
 use nobat::http::planner::{router, PlannerState};
-use nobat::scenario::Scenario;
+use nobat::planning::plan;
+use nobat::planning::scenario::Scenario;
+use nobat::planning::sim::{self, SimOptions, World};
 use tower::ServiceExt;
 
 /// One Qom office with one station (32 seats a day, Saturday–Wednesday; Thursday and Friday
@@ -132,7 +132,7 @@ fn an_unreachable_target_is_reported_with_how_far_off_it_is() {
     assert!(!qom.feasible);
     assert_eq!(qom.late_applicants_max, 32);
     assert_eq!(qom.best_reachable_wait_days, Some(3));
-    let text = nobat::report::plan_text(
+    let text = nobat::planning::report::plan_text(
         &p,
         &World::build(
             &Scenario::from_toml_str(&scenario(2.5, ""), "x").unwrap(),

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use nobat::domain::applicant::age_full_years;
 use nobat::domain::calendar::ThursdayRule;
+use nobat::domain::registry::CivilRegistry;
 use nobat::domain::{
     BirthCertificateSerial, Mobile, NationalCode, OfficeKind, PostalCode, Province,
 };
-use nobat::scenario::{
-    write_citizens_csv, write_network_csv, CivilRegistry, NetworkSummary, Scenario, ScenarioError,
+use nobat::planning::scenario::{
+    write_citizens_csv, write_network_csv, NetworkSummary, Scenario, ScenarioError,
     SyntheticRegistry, Town,
 };
 use rand::Rng;

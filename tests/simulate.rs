@@ -1,8 +1,8 @@
 //! Simulator tests: hand-computed runs, conservation of applicants, capacity, determinism,
 //! refusal of bad scenario sections, and the HTML report in headless Chromium.
 
-use nobat::engine::sim::{self, SimOptions, SimOutput, State, World};
-use nobat::scenario::Scenario;
+use nobat::planning::scenario::Scenario;
+use nobat::planning::sim::{self, SimOptions, SimOutput, State, World};
 
 /// One Qom office with one station, Thursday and Friday closed, no randomness (every rate 0),
 /// no seats kept for pickups; the rest of the file is `extra`. 2024-05-18 is a Saturday
@@ -252,12 +252,12 @@ fn the_same_seed_gives_the_same_run_and_reports() {
     assert_eq!(a, b);
     let (s2, w2, _) = run(&noisy_scenario(5));
     assert_eq!(
-        nobat::report::simulation_html(&s1, &w1, &a),
-        nobat::report::simulation_html(&s2, &w2, &b)
+        nobat::planning::report::simulation_html(&s1, &w1, &a),
+        nobat::planning::report::simulation_html(&s2, &w2, &b)
     );
     assert_eq!(
-        nobat::report::daily_csv(&w1, &a),
-        nobat::report::daily_csv(&w2, &b)
+        nobat::planning::report::daily_csv(&w1, &a),
+        nobat::planning::report::daily_csv(&w2, &b)
     );
     let (_, _, c) = run(&noisy_scenario(6));
     assert_ne!(a.days, c.days, "another seed should draw differently");
@@ -381,7 +381,7 @@ fn the_report_renders_in_headless_chromium() {
     }
     let (scenario, world, out) = run(&noisy_scenario(4));
     let dir = tempfile::tempdir().unwrap();
-    nobat::report::write_simulation(dir.path(), &scenario, &world, &out).unwrap();
+    nobat::planning::report::write_simulation(dir.path(), &scenario, &world, &out).unwrap();
     let report = dir.path().join("report.html");
     let png = dir.path().join("report.png");
     let profile = dir.path().join("profile");

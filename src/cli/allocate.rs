@@ -15,7 +15,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::domain::office::OfficeKind;
-use crate::engine::allocator::{
+use crate::planning::allocator::{
     allocate_observed, summarise, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats,
     OfficeSite, Outcome, Phase, SolverOptions, MAX_PREFERRED_OFFICES,
 };
@@ -244,9 +244,9 @@ pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
         );
     }
     if let Some(path) = &args.scenario {
-        let scenario = crate::scenario::Scenario::load(path)?;
+        let scenario = crate::planning::scenario::Scenario::load(path)?;
         let holidays = scenario.holidays();
-        return Ok(crate::scenario::allocation::allocation_problem(
+        return Ok(crate::planning::scenario::allocation::allocation_problem(
             &scenario,
             &holidays,
             args.wait_km_per_day,

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use crate::engine::plan;
-use crate::engine::sim::{self, SimOptions, World};
+use crate::planning::plan;
+use crate::planning::sim::{self, SimOptions, World};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -24,14 +24,14 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let scenario = crate::scenario::Scenario::load(&args.file)?;
+    let scenario = crate::planning::scenario::Scenario::load(&args.file)?;
     let offices = scenario.generate_network();
     let holidays = sim::holidays_for(&scenario);
     let world = World::build(&scenario, &offices, &holidays)?;
     let result = plan::plan(&scenario, &world)?;
-    crate::report::write_plan(&args.out, &scenario, &world, &result)
+    crate::planning::report::write_plan(&args.out, &scenario, &world, &result)
         .with_context(|| format!("{}: cannot write the plan", args.out.display()))?;
-    print!("{}", crate::report::plan_text(&result, &world));
+    print!("{}", crate::planning::report::plan_text(&result, &world));
     eprintln!(
         "plan written to {} (plan.txt, plan.json, plan.html, overlay.toml) in {:.1} s",
         args.out.display(),
@@ -47,7 +47,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
                 progress.update(d, h)
             })?;
         let dir = args.out.join("check");
-        crate::report::write_simulation(&dir, &checked, &world, &output)
+        crate::planning::report::write_simulation(&dir, &checked, &world, &output)
             .with_context(|| format!("{}: cannot write the check", dir.display()))?;
         let target = result.target_wait_days;
         let over: Vec<String> = output

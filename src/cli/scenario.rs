@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::scenario::{write_citizens_csv, write_network_csv, NetworkSummary, Scenario};
+use crate::planning::scenario::{write_citizens_csv, write_network_csv, NetworkSummary, Scenario};
 
 /// Most citizens one `citizens` call prints: a bound on output size (page with --offset).
 const CITIZENS_LIMIT_MAX: u64 = 10_000_000;

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use crate::engine::sim::{self, SimOptions};
-use crate::scenario::Scenario;
+use crate::planning::scenario::Scenario;
+use crate::planning::sim::{self, SimOptions};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -96,9 +96,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         },
         &mut |d, h| progress.update(d, h),
     )?;
-    crate::report::write_simulation(&args.out, &scenario, &world, &output)
+    crate::planning::report::write_simulation(&args.out, &scenario, &world, &output)
         .with_context(|| format!("{}: cannot write the reports", args.out.display()))?;
-    let summary = crate::report::simulation_summary(&scenario, &world, &output);
+    let summary = crate::planning::report::simulation_summary(&scenario, &world, &output);
     let t = &summary["totals"];
     eprintln!(
         "{}: {} registered, {} enrolled, backlog {} at the end; wait p50 {} / p95 {} working days; \

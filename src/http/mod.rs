@@ -29,12 +29,12 @@ use tower_http::trace::TraceLayer;
 
 pub use problem::Problem;
 
-use crate::directory::Directory;
 use crate::domain::calendar::HolidayCalendar;
+use crate::domain::registry::CivilRegistry;
 use crate::domain::FeeSchedule;
-use crate::payments::PaymentGateway;
+use crate::ports::payments::PaymentGateway;
+use crate::reserve::directory::Directory;
 use crate::reserve::Reservations;
-use crate::scenario::CivilRegistry;
 use crate::store::Store;
 
 /// Largest request body accepted; a registration form is a few kilobytes.
@@ -71,7 +71,7 @@ pub struct AppState {
     /// The configured admin token's hash.
     pub operators: Arc<operators::OperatorKeys>,
     /// Where outbox notices go.
-    pub notifier: Arc<dyn crate::notify::Notifier>,
+    pub notifier: Arc<dyn crate::ports::notify::Notifier>,
 }
 
 impl AppState {

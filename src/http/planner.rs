@@ -24,9 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::problem::FieldError;
 use super::Problem;
-use crate::engine::sim::{self, SimOptions, World};
 use crate::http::extract::ApiPath;
-use crate::scenario::Scenario;
+use crate::planning::scenario::Scenario;
+use crate::planning::sim::{self, SimOptions, World};
 
 /// Largest scenario accepted, in bytes.
 pub const SCENARIO_BYTES_MAX: usize = 1 << 20;
@@ -209,8 +209,8 @@ fn run_simulation(scenario: &Scenario) -> Result<(Value, String), String> {
     let (world, out) = sim::simulate(scenario, &offices, SimOptions::default(), &mut |_, _| {})
         .map_err(|e| e.to_string())?;
     Ok((
-        crate::report::simulation_summary(scenario, &world, &out),
-        crate::report::simulation_html(scenario, &world, &out),
+        crate::planning::report::simulation_summary(scenario, &world, &out),
+        crate::planning::report::simulation_html(scenario, &world, &out),
     ))
 }
 
@@ -218,11 +218,14 @@ fn run_plan(scenario: &Scenario) -> Result<(Value, String), String> {
     let offices = scenario.generate_network();
     let holidays = sim::holidays_for(scenario);
     let world = World::build(scenario, &offices, &holidays).map_err(|e| e.to_string())?;
-    let plan = crate::engine::plan::plan(scenario, &world).map_err(|e| e.to_string())?;
-    let mut result = crate::report::plan_json(&plan);
-    result["overlay_toml"] = json!(crate::engine::plan::overlay_toml(&plan, &scenario.name));
-    result["text"] = json!(crate::report::plan_text(&plan, &world));
-    Ok((result, crate::report::plan_html(&plan, &world, scenario)))
+    let plan = crate::planning::plan::plan(scenario, &world).map_err(|e| e.to_string())?;
+    let mut result = crate::planning::report::plan_json(&plan);
+    result["overlay_toml"] = json!(crate::planning::plan::overlay_toml(&plan, &scenario.name));
+    result["text"] = json!(crate::planning::report::plan_text(&plan, &world));
+    Ok((
+        result,
+        crate::planning::report::plan_html(&plan, &world, scenario),
+    ))
 }
 
 fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Response, Problem> {

@@ -17,10 +17,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::operators::Staff;
 use super::v1::{iran_rfc3339, jalali, refusal_problem, utc};
 use super::{AppState, Problem};
+use crate::booking::{AppointmentRow, Outcome, PickupBooking, Request, PICKUP_SERVICE};
 use crate::domain::calendar::HolidayCalendar;
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{JalaliDate, NationalCode, Office};
-use crate::engine::booking::{AppointmentRow, Outcome, PickupBooking, Request, PICKUP_SERVICE};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::reserve::ids::normalise_tracking_code;
 
@@ -336,7 +336,7 @@ pub async fn enrol(
         let outcome = state.engine.submit(request, None).await?.outcome;
         match &outcome {
             // Someone took the seat since the view was read: try the next one.
-            Outcome::Refused(crate::engine::booking::Refusal::SlotFull { .. }) => {
+            Outcome::Refused(crate::booking::Refusal::SlotFull { .. }) => {
                 last = Some(outcome);
                 continue;
             }
@@ -346,7 +346,7 @@ pub async fn enrol(
     answer(
         &state,
         last.unwrap_or(Outcome::Refused(
-            crate::engine::booking::Refusal::AppointmentNotFound,
+            crate::booking::Refusal::AppointmentNotFound,
         )),
     )
     .await

@@ -19,9 +19,10 @@ use super::journal::{AckedAppointment, Journal, Knowledge};
 use super::scenario::LoadScenario;
 use super::stats::{AttemptResult, Endpoint, Stats};
 use crate::domain::geo::haversine_km;
+use crate::domain::registry::CitizenRecord;
 use crate::domain::GeoPoint;
 use crate::http::v1::dto::{AppointmentDto, HoldResponse, OfficeDto, SlotDto};
-use crate::scenario::{derive_seed, CitizenGenerator, CitizenRecord};
+use crate::planning::scenario::{derive_seed, CitizenGenerator};
 
 /// The service every synthetic applicant applies for.
 const SERVICE: &str = "first_issuance";

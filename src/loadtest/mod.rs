@@ -32,7 +32,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
-use crate::scenario::{derive_seed, CitizenGenerator, Scenario};
+use crate::planning::scenario::{derive_seed, CitizenGenerator, Scenario};
 use crate::store::{Store, StoreConfig};
 use audit::{AuditParams, AuditReport};
 use journal::Journal;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, RwLock};
 
-use crate::engine::booking::{SlotRow, UnixSeconds};
+use crate::booking::{SlotRow, UnixSeconds};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotView {

@@ -12,6 +12,7 @@
 //!   queues, the caller is told to come back later, at once.
 
 pub mod availability;
+pub mod directory;
 pub mod ids;
 mod writer;
 
@@ -23,8 +24,8 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, SlotView};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
+use crate::booking::{Outcome, Request};
 use crate::domain::time::Clock;
-use crate::engine::booking::{Outcome, Request};
 use crate::store::{BatchConn, Store, StoreError};
 
 /// The queue (of `queues`) a request goes to: by the slot it may take a seat in, else by the
@@ -337,7 +338,7 @@ impl Reservations {
 #[cfg(test)]
 mod tests {
     use super::queue_index;
-    use crate::engine::booking::Request;
+    use crate::booking::Request;
 
     fn hold(code: &str, slot_id: i64) -> Request {
         Request::Hold {

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Answer, Availability, EngineConfig, IdempotencyKey, Job, ReserveError};
+use crate::booking::{decide, BatchKeys, Outcome, Request};
 use crate::domain::time::Clock;
-use crate::engine::booking::{decide, BatchKeys, Outcome, Request};
 
 /// Overdue holds each batch expires on the side (bounded, so a backlog cannot bloat a batch).
 const SWEEP_PER_BATCH: i64 = 64;

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord};
 use super::{on_pool, sqlite_sql, Store, StoreError};
-use crate::engine::booking::{AppointmentRow, HoldRow, PaymentStatus};
+use crate::booking::{AppointmentRow, HoldRow, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApplicationRecord {

@@ -17,7 +17,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
-use crate::engine::booking::{
+use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow,
     HoldStatus, PaymentRow, PaymentStatus, SlotRow,
 };

@@ -33,7 +33,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use rusqlite::types::{ToSql, ToSqlOutput};
+use rusqlite::types::ToSql;
 use rusqlite::{
     params, params_from_iter, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
 };
@@ -43,7 +43,7 @@ use super::booking::{
     BatchExtras, BatchWrite, IdempotencyRecord, APPLICATION_COLS, APPT_COLS, HOLD_COLS, SLOT_COLS,
 };
 use super::StoreError;
-use crate::engine::booking::{
+use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
     PaymentRow, PaymentStatus, SlotRow,
 };
@@ -556,7 +556,7 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
                 "UPDATE holds SET status = ? WHERE id IN ({})",
                 placeholders(chunk.len(), 1)
             ))?;
-            let params = std::iter::once(&status as &dyn ToSql)
+            let params = std::iter::once(hold_status_sql(status))
                 .chain(chunk.iter().map(|id| id as &dyn ToSql));
             q.execute(params_from_iter(params))?;
             Ok(())
@@ -589,7 +589,7 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
                 &h.application_id,
                 &h.national_code,
                 &h.service,
-                &h.status,
+                hold_status_sql(h.status),
                 &h.created_at,
                 &h.expires_at,
             ]
@@ -609,7 +609,7 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
                 &a.national_code,
                 &a.service,
                 &a.payment_id,
-                &a.status,
+                appointment_status_sql(a.status),
                 &a.created_at,
                 &a.updated_at,
             ]
@@ -750,21 +750,56 @@ fn insert_rows<'r, R>(
     })
 }
 
-impl ToSql for HoldStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+/// A hold's status as the value bound for its column. The booking crate's enums know nothing
+/// of SQLite, and the multi-row binder takes references that live as long as the rows, hence
+/// references to static texts (the test below holds them to `as_str`).
+fn hold_status_sql(status: HoldStatus) -> &'static dyn ToSql {
+    match status {
+        HoldStatus::Live => &"live",
+        HoldStatus::Confirmed => &"confirmed",
+        HoldStatus::Released => &"released",
+        HoldStatus::Expired => &"expired",
     }
 }
 
-impl ToSql for AppointmentStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+/// An appointment's status as the value bound for its column (see [`hold_status_sql`]).
+fn appointment_status_sql(status: AppointmentStatus) -> &'static dyn ToSql {
+    match status {
+        AppointmentStatus::Booked => &"booked",
+        AppointmentStatus::CheckedIn => &"checked_in",
+        AppointmentStatus::Enrolled => &"enrolled",
+        AppointmentStatus::NoShow => &"no_show",
+        AppointmentStatus::Cancelled => &"cancelled",
+        AppointmentStatus::Rescheduled => &"rescheduled",
+        AppointmentStatus::CardReady => &"card_ready",
+        AppointmentStatus::Delivered => &"delivered",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_texts_bound_are_the_stored_ones() {
+        let text = |v: &dyn ToSql| match v.to_sql().unwrap() {
+            rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(t)) => {
+                String::from_utf8(t.to_vec()).unwrap()
+            }
+            other => panic!("not text: {other:?}"),
+        };
+        for s in [
+            HoldStatus::Live,
+            HoldStatus::Confirmed,
+            HoldStatus::Released,
+            HoldStatus::Expired,
+        ] {
+            assert_eq!(text(hold_status_sql(s)), s.as_str());
+        }
+        for s in AppointmentStatus::ALL {
+            assert_eq!(text(appointment_status_sql(s)), s.as_str());
+        }
+    }
 
     fn settings(dir: &tempfile::TempDir) -> LiteSettings {
         let path = dir.path().join("w.db");

@@ -16,6 +16,7 @@ mod error;
 mod lite_writer;
 mod network;
 mod operations;
+pub mod seed;
 
 use std::path::PathBuf;
 use std::str::FromStr;

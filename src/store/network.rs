@@ -317,11 +317,11 @@ impl Store {
     pub async fn bookable_slots(
         &self,
         from_unix: i64,
-    ) -> Result<Vec<crate::engine::booking::SlotRow>, StoreError> {
+    ) -> Result<Vec<crate::booking::SlotRow>, StoreError> {
         const SQL: &str = "SELECT id, office_id, start_at, duration_minutes, capacity, taken FROM slots WHERE start_at >= $1";
         on_pool!(self, pool, q = SQL => {
             sqlx::query(q).bind(from_unix).fetch_all(pool).await?.iter().map(|row| {
-                Ok(crate::engine::booking::SlotRow {
+                Ok(crate::booking::SlotRow {
                     id: row.try_get(0)?, office_id: row.try_get(1)?, start_at: row.try_get(2)?,
                     duration_minutes: row.try_get(3)?, capacity: row.try_get(4)?, taken: row.try_get(5)?,
                 })

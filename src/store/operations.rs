@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::booking::{lite, pg};
 use super::{on_pool, Store, StoreError};
-use crate::engine::booking::{AppointmentRow, CardRow, HoldRow, SlotRow};
+use crate::booking::{AppointmentRow, CardRow, HoldRow, SlotRow};
 
 /// Most appointments one office-day listing returns.
 pub const OFFICE_DAY_LIMIT: i64 = 5_000;

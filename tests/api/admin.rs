@@ -144,12 +144,13 @@ async fn closing_a_busy_office(db: &TestDb) {
 
     // The relay sends each notice once.
     let now = nobat::domain::time::Clock::now(app.clock.as_ref()).timestamp();
-    let sent = nobat::notify::relay_once(&app.store, &nobat::notify::LogNotifier, now)
-        .await
-        .unwrap();
+    let sent =
+        nobat::ports::notify::relay_once(&app.store, &nobat::ports::notify::LogNotifier, now)
+            .await
+            .unwrap();
     assert_eq!(sent, 8);
     assert_eq!(
-        nobat::notify::relay_once(&app.store, &nobat::notify::LogNotifier, now)
+        nobat::ports::notify::relay_once(&app.store, &nobat::ports::notify::LogNotifier, now)
             .await
             .unwrap(),
         0

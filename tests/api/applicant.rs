@@ -1,14 +1,15 @@
 //! Drives the applicant journey over HTTP, as the frontend does.
 
 use chrono::NaiveDate;
-use nobat::scenario::{CitizenRecord, Scenario};
+use nobat::domain::registry::CitizenRecord;
+use nobat::planning::scenario::Scenario;
 use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
 /// Eligible citizens of the bundled scenario on the test date, from index `skip` on.
 pub fn eligible_citizens(skip: usize, n: usize) -> Vec<CitizenRecord> {
-    let scenario = Scenario::from_toml_str(nobat::seed::BUNDLED_SCENARIO, "small").unwrap();
+    let scenario = Scenario::from_toml_str(nobat::store::seed::BUNDLED_SCENARIO, "small").unwrap();
     let generator = scenario.citizen_generator();
     let today = NaiveDate::from_ymd_opt(2024, 9, 22).unwrap();
     (0..generator.count())

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::{scalar, TestDb};
 use crate::on_both_backends;
 use crate::races::assert_seats_consistent;
-use nobat::scenario::Scenario;
+use nobat::planning::scenario::Scenario;
 use nobat::store::{Store, StoreConfig};
 
 struct Server {
@@ -79,7 +79,7 @@ async fn kill_nine_while_confirming(db: &TestDb) {
     let mut server = start(&config, port).await;
     let client = reqwest::Client::new();
     // Real clock here: the citizens must be eligible today.
-    let scenario = Scenario::from_toml_str(nobat::seed::BUNDLED_SCENARIO, "small").unwrap();
+    let scenario = Scenario::from_toml_str(nobat::store::seed::BUNDLED_SCENARIO, "small").unwrap();
     let generator = scenario.citizen_generator();
     let today = chrono::Utc::now().date_naive();
     let citizens: Vec<_> = (0..generator.count())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use nobat::app::{App, Dependencies, Settings};
 use nobat::domain::time::ManualClock;
-use nobat::payments::SandboxGateway;
+use nobat::ports::payments::SandboxGateway;
 use nobat::reserve::SeededIds;
 use nobat::store::{Store, StoreConfig};
 use rand::Rng;

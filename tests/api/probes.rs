@@ -154,10 +154,15 @@ async fn the_booking_window_rolls_on(db: &TestDb) {
     app.clock.advance(chrono::Duration::days(10));
     let today = nobat::domain::time::iran_date(nobat::domain::time::Clock::now(app.clock.as_ref()));
     let directory = app.state.directory();
-    let added =
-        nobat::seed::materialise_slots(&app.store, directory.all(), &app.state.holidays, today, 30)
-            .await
-            .unwrap();
+    let added = nobat::store::seed::materialise_slots(
+        &app.store,
+        directory.all(),
+        &app.state.holidays,
+        today,
+        30,
+    )
+    .await
+    .unwrap();
     assert!(added > 0);
     app.state.engine.refresh().await.unwrap();
     let after = last_open(&app);
@@ -168,9 +173,15 @@ async fn the_booking_window_rolls_on(db: &TestDb) {
     );
     // Running it again adds nothing.
     assert_eq!(
-        nobat::seed::materialise_slots(&app.store, directory.all(), &app.state.holidays, today, 30)
-            .await
-            .unwrap(),
+        nobat::store::seed::materialise_slots(
+            &app.store,
+            directory.all(),
+            &app.state.holidays,
+            today,
+            30
+        )
+        .await
+        .unwrap(),
         0
     );
     app.stop().await;

@@ -206,7 +206,7 @@ on_both_backends!(
 /// nothing; with their parents they are stored with their events, and a repeated idempotency
 /// record leaves the first.
 async fn applications_and_payments_need_their_parents(db: &TestDb) {
-    use nobat::engine::booking::PaymentStatus;
+    use nobat::booking::PaymentStatus;
     use nobat::store::{ApplicationRecord, IdempotencyRecord, PaymentRecord, StoreError};
     let store = db.store().await;
     fixture(&store).await;
@@ -299,10 +299,12 @@ on_both_backends!(
 
 async fn offices_round_trip(db: &TestDb) {
     let store = db.store().await;
-    let offices =
-        nobat::scenario::Scenario::from_toml_str(nobat::seed::BUNDLED_SCENARIO, "small.toml")
-            .unwrap()
-            .generate_network();
+    let offices = nobat::planning::scenario::Scenario::from_toml_str(
+        nobat::store::seed::BUNDLED_SCENARIO,
+        "small.toml",
+    )
+    .unwrap()
+    .generate_network();
     store.upsert_offices(&offices, 0).await.unwrap();
     store.upsert_offices(&offices, 1).await.unwrap(); // idempotent
     let mut expected = offices.clone();
@@ -357,7 +359,7 @@ async fn in_memory_sqlite_is_refused_at_connect() {
 /// writer splits such a batch into multi-row statements of up to 128 rows (and smaller
 /// powers of two), so 300 holds and 300 confirmations over 150 slots cross every chunk size.
 async fn large_batches_write_every_row(db: &TestDb) {
-    use nobat::engine::booking::{Outcome, Request};
+    use nobat::booking::{Outcome, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
     use std::sync::Arc;
 
@@ -614,7 +616,7 @@ async fn identifiers_compare_bytewise_on_postgres() {
 /// an expired hold (which frees its seat), still wait for the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
-    use nobat::engine::booking::{Outcome, Refusal, Request};
+    use nobat::booking::{Outcome, Refusal, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
     use std::sync::Arc;
     use std::time::Duration;
@@ -754,7 +756,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
 /// the lock their batch needs), `queue_bound` requests wait, in whichever queue (here all in
 /// one, a hot slot's), and every request beyond is refused at once, writing nothing.
 async fn a_full_queue_refuses_at_once(db: &TestDb) {
-    use nobat::engine::booking::{Outcome, Request};
+    use nobat::booking::{Outcome, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, ReserveError, SeededIds};
     use std::sync::Arc;
     use std::time::Duration;

@@ -23,16 +23,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{invalid, office_not_found};
-use crate::directory::Directory;
+use crate::booking::{AppointmentRow, Outcome, Refusal, RelocationReason, Request};
 use crate::domain::calendar::Closure;
 use crate::domain::time::iran_date;
 use crate::domain::{JalaliDate, Office, ServiceCode};
-use crate::engine::booking::{AppointmentRow, Outcome, Refusal, RelocationReason, Request};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::operators::Admin;
 use crate::http::staff::{day_bounds, parse_day};
 use crate::http::v1::{iran_rfc3339, jalali};
 use crate::http::{AppState, Problem};
+use crate::reserve::directory::Directory;
 use crate::reserve::SlotView;
 
 /// Offices farther than this from the closed one are not offered as a destination.
@@ -146,7 +146,7 @@ fn plan_with_allocator(
     not_before: i64,
     excluded: &(dyn Fn(&SlotView) -> bool + Sync),
 ) -> Option<Vec<Option<SlotView>>> {
-    use crate::engine::allocator::{
+    use crate::planning::allocator::{
         allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome as Placed,
     };
     let directory = state.directory();

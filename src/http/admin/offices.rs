@@ -16,9 +16,9 @@ use utoipa::ToSchema;
 
 use super::closures::{relocate_all, save_offices, MoveDto};
 use super::{invalid, office_not_found};
+use crate::booking::{RelocationReason, Request};
 use crate::domain::time::iran_date;
 use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, OfficeKind, Province, ServiceCode};
-use crate::engine::booking::{RelocationReason, Request};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::operators::Admin;
 use crate::http::{AppState, Problem};
@@ -208,7 +208,7 @@ pub async fn create_office(
     }
     save_offices(&state, std::slice::from_ref(&office)).await?;
     let now = state.engine.clock().now();
-    crate::seed::materialise_slots(
+    crate::store::seed::materialise_slots(
         &state.store,
         std::slice::from_ref(&office),
         &state.holidays,
@@ -308,7 +308,7 @@ async fn set_stations(
     let far = i64::MAX / 2;
     let id = office.id.as_str();
     let target = i64::from(office.stations);
-    let open = |s: &crate::engine::booking::SlotRow| {
+    let open = |s: &crate::booking::SlotRow| {
         office
             .calendar
             .hours_on(iran_date(crate::http::v1::utc(s.start_at)), &state.holidays)

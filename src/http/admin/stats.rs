@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::invalid;
+use crate::booking::PICKUP_SERVICE;
 use crate::domain::JalaliDate;
-use crate::engine::booking::PICKUP_SERVICE;
 use crate::http::extract::ApiQuery;
 use crate::http::operators::Admin;
 use crate::http::staff::{day_bounds, parse_day};

@@ -19,7 +19,7 @@ use crate::http::auth::Applicant;
 use crate::http::extract::ApiJson;
 use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash};
 use crate::http::{AppState, Problem};
-use crate::payments::SandboxOutcome;
+use crate::ports::payments::SandboxOutcome;
 use crate::store::{ApplicationRecord, PaymentRecord};
 
 fn raw_form(f: &FormDto) -> RawApplicationForm {

@@ -10,8 +10,8 @@ use super::dto::{
 };
 use super::receipt::appointment_dto;
 use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
+use crate::booking::{Outcome, Refusal, Request};
 use crate::domain::ServiceCode;
-use crate::engine::booking::{Outcome, Refusal, Request};
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::idempotency::{engine_key, key_from_headers, request_hash};

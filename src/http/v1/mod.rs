@@ -14,11 +14,11 @@ use axum::Router;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 
 use super::{AppState, Problem};
+use crate::booking::{Refusal, UnixSeconds};
 use crate::domain::jalali::{to_persian_digits, JalaliDate};
 use crate::domain::slots::check_slot_start;
 use crate::domain::time::to_iran;
 use crate::domain::{OfficeId, ServiceCode};
-use crate::engine::booking::{Refusal, UnixSeconds};
 use crate::reserve::{ReserveError, SlotView};
 use dto::SlotDto;
 

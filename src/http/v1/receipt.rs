@@ -8,9 +8,9 @@ use axum::Json;
 
 use super::dto::{AppointmentDto, OfficeRefDto};
 use super::{iran_rfc3339, jalali};
+use crate::booking::AppointmentRow;
 use crate::domain::jalali::to_persian_digits;
 use crate::domain::{NationalCode, ServiceCode};
-use crate::engine::booking::AppointmentRow;
 use crate::http::auth::Applicant;
 use crate::http::extract::ApiPath;
 use crate::http::{AppState, Problem};

@@ -1,0 +1,1292 @@
+//! From applicants to a min-cost flow and back.
+//!
+//! Network (supply flows left to right):
+//!
+//! ```text
+//! zone z --(distance_m, unbounded)--> office o --(wait_m × day, seats)--> T
+//! zone z --(penalty of z's class)--> class c --(cap)--> T
+//! ```
+//!
+//! Zones collapse applicants with identical (lat, lon, service, priority, max_km, earliest
+//! day, preferred offices): exact, no approximation. Cost is separable (distance + wait ×
+//! day), so office → T carries one arc per day and the arc count is zones × K + offices ×
+//! days rather than zones × K × days.
+//!
+//! **Earliest days.** When applicants name an earliest acceptable day, each office becomes a
+//! chain of entry nodes, one per distinct earliest day e₀ = 0 < e₁ < …: entry j carries the
+//! office's days in [e_j, e_{j+1}) and flows on to entry j + 1 at no cost, and a zone's arcs
+//! go into the entry of its own earliest day, so it reaches exactly the days it can come.
+//! Without earliest days there is one entry per office and the network is the one above.
+//! Inside an office, seats then go in seat order among those who can come that day.
+//!
+//! **Preferred offices** restrict a zone's candidates to those offices (still within reach
+//! and offering the service); such zones are complete from the start and never priced.
+//!
+//! **Lexicographic objective.** The sets of applicants that can be seated together form a
+//! transversal matroid, so "most applicants of the top class, then of the next class, …" is
+//! also "most applicants overall", and a seated set has the lexicographically best class
+//! counts iff no single exchange (seat x of a higher class instead of y) is possible (local
+//! optimality is global for matroid bases). Unassigned penalties are B × (1 + rank from the
+//! bottom), with B above the cost of any simple path through the network
+//! ((offices + 1) × longest arc + longest wait). At a min-cost flow no residual cycle is
+//! negative; an exchange would decompose into cycles that each move one unassignment between
+//! classes, and each such cycle with cost ≥ 0 can only move it to an equal or higher class
+//! (penalties differ by ≥ B, travel by < B), so no exchange exists, and among solutions with
+//! those class counts the penalties are constant and the travel cost is least.
+//! When the penalties would overflow i64 (very many classes), a two-stage method is used
+//! instead: stage 1 with zero travel costs and penalties 1, 2, … by class gives the best
+//! unassigned counts U*_c; stage 2 solves the real costs with class c's unassigned arc capped
+//! at U*_c.
+//!
+//! **Candidates and pricing.** Each zone starts with its K nearest eligible offices. After a
+//! solve, an omitted arc z → o could improve the optimum only if its reduced cost
+//! `d(z,o) + π_z − π_o` is negative; since omitted offices are at least as far as the K-th
+//! candidate, a zone needs checking only if `max π_o − π_z` exceeds that distance. Violating
+//! arcs are added (the simplex restarts warm) until none is left: the result is then optimal
+//! for the full problem, by LP duality.
+//!
+//! **Coarse seeds.** Each pricing round costs a warm re-solve and a scan, and where the
+//! nearest offices are full the optimum sends people far past them, which pricing discovers
+//! a couple of arcs per zone per round. Large networks therefore first solve a coarse copy
+//! of themselves (zones of one grid cell merged at their centroid, seeded the same way when
+//! still large) and add, for each zone, the offices that the coarse optimum's potentials rank
+//! near its best. Seeds only choose starting arcs; pricing still proves the optimum.
+
+use std::collections::{HashMap, HashSet};
+
+use nobat_domain::geo::{haversine_km, EARTH_RADIUS_KM};
+
+use super::cost_scaling::CostScaling;
+use super::model::FlowSolver;
+use super::model::{
+    Allocation, AllocationError, AllocationProblem, Assignment, OfficeSite, Outcome, SolveStats,
+    SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
+};
+use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
+use super::office_paths::OfficePaths;
+use super::seating::{lottery_digests, seat_order};
+use super::spatial::{dist2, unit_vector, OfficeIndex};
+
+/// Hard bounds on input sizes (node ids are kept in u32).
+const MAX_APPLICANTS: usize = 50_000_000;
+const MAX_OFFICES: usize = 1_000_000;
+const MAX_DAY: u32 = 100_000;
+
+#[derive(Debug, Clone)]
+struct Zone {
+    lat: f64,
+    lon: f64,
+    point: [f64; 3],
+    /// Index into the per-service office indexes (0 = any office).
+    service: usize,
+    priority: i32,
+    max_km: f64,
+    count: i64,
+    /// Index into the entry days: the zone's arcs enter its offices' day chains there.
+    entry: usize,
+    /// Index into the preference sets, or `NO_PREFERENCE`: a zone with a set has exactly
+    /// those of its offices as candidates, and pricing leaves it alone.
+    preferred: u32,
+}
+
+impl Zone {
+    /// The solver's travel cost to `office` in metres, or None when it is beyond reach.
+    fn metres_to(&self, office: &OfficeSite) -> Option<i64> {
+        let km = haversine_km(self.lat, self.lon, office.lat, office.lon);
+        (km <= self.max_km).then(|| metres(km))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CandidateArc {
+    zone: u32,
+    office: u32,
+    distance_m: i64,
+}
+
+/// The coarse problem has at most 1 / SEED_SHRINK of the zones.
+const SEED_SHRINK: usize = 8;
+/// The first coarse grid cell, in degrees (it doubles until the problem is small enough).
+const SEED_CELL_DEG: f64 = 0.02;
+/// A fine zone takes the offices whose coarse value `d(z,o) − π̂_o` is within this of its
+/// best (measured: 2 km beat 5, 10 and 20 km and fixed counts on both national instances).
+const SEED_MARGIN_M: i64 = 2_000;
+/// Pricing rounds on a coarse problem. It is small, so these are cheap, and closer
+/// potentials make better seeds; a hard stop keeps a pathological case bounded.
+const SEED_PRICING_ROUNDS: u32 = 40;
+
+/// Pricing splits its zones over threads only in chunks at least this big.
+const PRICE_CHUNK_MIN: usize = 4_096;
+
+/// What the applicants of one zone share besides their place: service, priority (class in
+/// a coarse zone), reach (`max_km` bits), entry day and preference set.
+type ZoneTraits = (usize, i64, u64, usize, u32);
+
+/// `Zone::preferred` of a zone that accepts any office.
+const NO_PREFERENCE: u32 = u32::MAX;
+
+/// The entry a day hangs off: the last entry day at or before it (`entry_days` is sorted
+/// and starts at 0).
+fn entry_of(entry_days: &[u32], day: u32) -> usize {
+    entry_days.partition_point(|&e| e <= day) - 1
+}
+
+/// Metres, rounded: the solver's unit of cost.
+fn metres(km: f64) -> i64 {
+    (km * 1000.0).round() as i64
+}
+
+fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
+    if problem.applicants.len() > MAX_APPLICANTS {
+        return Err(AllocationError::TooLarge(format!(
+            "{} applicants (at most {MAX_APPLICANTS})",
+            problem.applicants.len()
+        )));
+    }
+    if problem.offices.len() > MAX_OFFICES {
+        return Err(AllocationError::TooLarge(format!(
+            "{} offices (at most {MAX_OFFICES})",
+            problem.offices.len()
+        )));
+    }
+    if !(problem.wait_km_per_day.is_finite() && problem.wait_km_per_day >= 0.0) {
+        return Err(AllocationError::InvalidWait(problem.wait_km_per_day));
+    }
+    if let Some(m) = problem.default_max_km {
+        if !(m.is_finite() && m >= 0.0) {
+            return Err(AllocationError::InvalidMaxKm(m));
+        }
+    }
+    let bad_coords = |lat: f64, lon: f64| {
+        !(lat.is_finite()
+            && lon.is_finite()
+            && (-90.0..=90.0).contains(&lat)
+            && (-180.0..=180.0).contains(&lon))
+    };
+    let mut office_ids = HashSet::with_capacity(problem.offices.len());
+    for o in &problem.offices {
+        if bad_coords(o.lat, o.lon) {
+            return Err(AllocationError::InvalidOffice {
+                id: o.id.clone(),
+                reason: format!("({}, {}) is not a valid latitude/longitude", o.lat, o.lon),
+            });
+        }
+        if !office_ids.insert(o.id.as_str()) {
+            return Err(AllocationError::InvalidOffice {
+                id: o.id.clone(),
+                reason: "duplicate office id".into(),
+            });
+        }
+    }
+    let mut seen = HashSet::with_capacity(problem.seats.len());
+    for (i, s) in problem.seats.iter().enumerate() {
+        if s.office >= problem.offices.len() {
+            return Err(AllocationError::UnknownOffice {
+                index: i,
+                office: s.office,
+            });
+        }
+        if s.day > MAX_DAY {
+            return Err(AllocationError::TooLarge(format!(
+                "day {} (at most {MAX_DAY})",
+                s.day
+            )));
+        }
+        if !seen.insert((s.office, s.day)) {
+            return Err(AllocationError::DuplicateOfficeDay {
+                office_id: problem.offices[s.office].id.clone(),
+                day: s.day,
+            });
+        }
+    }
+    for a in &problem.applicants {
+        if bad_coords(a.lat, a.lon) {
+            return Err(AllocationError::InvalidApplicant {
+                id: a.id.clone(),
+                reason: format!("({}, {}) is not a valid latitude/longitude", a.lat, a.lon),
+            });
+        }
+        if let Some(m) = a.max_km {
+            if !(m.is_finite() && m >= 0.0) {
+                return Err(AllocationError::InvalidApplicant {
+                    id: a.id.clone(),
+                    reason: format!("max_km must be a finite number >= 0, got {m}"),
+                });
+            }
+        }
+        if let Some(day) = a.earliest_day.filter(|&d| d > MAX_DAY) {
+            return Err(AllocationError::InvalidApplicant {
+                id: a.id.clone(),
+                reason: format!("earliest_day {day} is past day {MAX_DAY}"),
+            });
+        }
+        if let Some(list) = &a.preferred_offices {
+            let reason = if list.is_empty() {
+                Some("preferred_offices is empty (leave it out to accept any office)".into())
+            } else if list.len() > MAX_PREFERRED_OFFICES {
+                Some(format!(
+                    "{} preferred offices (at most {MAX_PREFERRED_OFFICES})",
+                    list.len()
+                ))
+            } else {
+                list.iter()
+                    .find(|&&o| o >= problem.offices.len())
+                    .map(|o| format!("preferred office index {o} is out of range"))
+            };
+            if let Some(reason) = reason {
+                return Err(AllocationError::InvalidApplicant {
+                    id: a.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Assigns applicants to office-days: lexicographically most applicants by priority class,
+/// then least total cost, exactly (costs in whole metres). See the module docs for the method.
+pub fn allocate(
+    problem: &AllocationProblem,
+    options: &SolverOptions,
+) -> Result<Allocation, AllocationError> {
+    allocate_observed(problem, options, &mut |_| {})
+}
+
+/// The stages of [`allocate`], reported as each one ends (callers time them; the engine has
+/// no clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Zones, candidate arcs and the network are built.
+    Built,
+    /// The flow is optimal (pricing included).
+    Solved,
+}
+
+/// [`allocate`], calling `on_phase` at the end of each [`Phase`].
+pub fn allocate_observed(
+    problem: &AllocationProblem,
+    options: &SolverOptions,
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<Allocation, AllocationError> {
+    validate(problem)?;
+    let k = options.candidates_per_zone.max(1);
+    let wait_m_per_day = metres(problem.wait_km_per_day);
+    let office_count = problem.offices.len();
+
+    // Service indexes: 0 = every office, s + 1 = offices offering service s.
+    let mut service_ids: HashMap<&str, usize> = HashMap::new();
+    for a in &problem.applicants {
+        if let Some(s) = &a.service {
+            let next = service_ids.len() + 1;
+            service_ids.entry(s.as_str()).or_insert(next);
+        }
+    }
+    let mut service_names: Vec<&str> = vec![""; service_ids.len() + 1];
+    for (name, &i) in &service_ids {
+        service_names[i] = name;
+    }
+    let office_points: Vec<[f64; 3]> = problem
+        .offices
+        .iter()
+        .map(|o| unit_vector(o.lat, o.lon))
+        .collect();
+    let service_offices: Vec<Vec<u32>> = (0..service_names.len())
+        .map(|s| {
+            (0..office_count as u32)
+                .filter(|&o| {
+                    s == 0
+                        || problem.offices[o as usize]
+                            .services
+                            .as_ref()
+                            .is_none_or(|set| set.contains(service_names[s]))
+                })
+                .collect()
+        })
+        .collect();
+    let indexes: Vec<OfficeIndex> = service_offices
+        .iter()
+        .map(|list| OfficeIndex::build(list.iter().map(|&o| (o, office_points[o as usize]))))
+        .collect();
+
+    // Entry days: day 0 and every earliest day asked for. Each office gets one node per
+    // entry day; its days hang off the latest entry at or before them, and each entry flows
+    // on (at no cost) to the next, so a zone entering at day e reaches exactly days >= e.
+    // An earliest day is first moved to the next day that has seats anywhere (or one past
+    // the last): days that differ only by seatless days reach the same seats, so there are
+    // at most (days with seats + 2) entries, however many distinct days people name.
+    let mut seat_days: Vec<u32> = problem
+        .seats
+        .iter()
+        .filter(|s| s.seats > 0)
+        .map(|s| s.day)
+        .collect();
+    seat_days.sort_unstable();
+    seat_days.dedup();
+    let snap_day = |e: u32| match seat_days.get(seat_days.partition_point(|&d| d < e)) {
+        _ if e == 0 => 0,
+        Some(&d) => d,
+        None => seat_days.last().map_or(0, |&d| d + 1),
+    };
+    let mut entry_days: Vec<u32> = std::iter::once(0)
+        .chain(
+            problem
+                .applicants
+                .iter()
+                .filter_map(|a| a.earliest_day.map(snap_day)),
+        )
+        .collect();
+    entry_days.sort_unstable();
+    entry_days.dedup();
+    let entry_of_day = |day: u32| entry_of(&entry_days, day);
+
+    // Preference sets, each stored once.
+    let mut preference_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut preference_sets: Vec<Vec<u32>> = Vec::new();
+
+    // Zones.
+    let mut zone_ids: HashMap<(u64, u64, ZoneTraits), u32> = HashMap::new();
+    let mut zones: Vec<Zone> = Vec::new();
+    let mut zone_of: Vec<u32> = Vec::with_capacity(problem.applicants.len());
+    for a in &problem.applicants {
+        let service = a.service.as_deref().map_or(0, |s| service_ids[s]);
+        let max_km = a.max_km.or(problem.default_max_km).unwrap_or(f64::INFINITY);
+        let entry = entry_of_day(a.earliest_day.map_or(0, snap_day));
+        let preferred = match &a.preferred_offices {
+            None => NO_PREFERENCE,
+            Some(list) => {
+                let mut set: Vec<u32> = list.iter().map(|&o| o as u32).collect();
+                set.sort_unstable();
+                set.dedup();
+                let next = preference_sets.len() as u32;
+                *preference_ids.entry(set).or_insert_with_key(|set| {
+                    preference_sets.push(set.clone());
+                    next
+                })
+            }
+        };
+        // +0.0 folds -0.0 into 0.0 so equal places share a zone.
+        let key = (
+            (a.lat + 0.0).to_bits(),
+            (a.lon + 0.0).to_bits(),
+            (
+                service,
+                i64::from(a.priority),
+                max_km.to_bits(),
+                entry,
+                preferred,
+            ),
+        );
+        let id = *zone_ids.entry(key).or_insert_with(|| {
+            zones.push(Zone {
+                lat: a.lat,
+                lon: a.lon,
+                point: unit_vector(a.lat, a.lon),
+                service,
+                priority: a.priority,
+                max_km,
+                count: 0,
+                entry,
+                preferred,
+            });
+            (zones.len() - 1) as u32
+        });
+        zones[id as usize].count += 1;
+        zone_of.push(id);
+    }
+    drop(zone_ids);
+    drop(preference_ids);
+
+    // Candidates: K nearest eligible offices within reach.
+    let mut zone_reason: Vec<Option<UnassignedReason>> = vec![None; zones.len()];
+    let mut zone_complete = vec![false; zones.len()];
+    let mut zone_last_m = vec![0i64; zones.len()];
+    let mut candidates: Vec<CandidateArc> = Vec::with_capacity(zones.len() * k);
+    {
+        let mut near = Vec::with_capacity(k + 1);
+        let mut hits = Vec::new();
+        for (z, zone) in zones.iter().enumerate() {
+            let before = candidates.len();
+            if zone.preferred == NO_PREFERENCE {
+                indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
+                for &(_, o) in near.iter() {
+                    if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
+                        candidates.push(CandidateArc {
+                            zone: z as u32,
+                            office: o,
+                            distance_m,
+                        });
+                    }
+                }
+                zone_complete[z] = near.len() < k;
+            } else {
+                // Exactly the preferred offices that offer the service within reach.
+                let set = &preference_sets[zone.preferred as usize];
+                for &o in set {
+                    if service_offices[zone.service].binary_search(&o).is_err() {
+                        continue;
+                    }
+                    if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
+                        candidates.push(CandidateArc {
+                            zone: z as u32,
+                            office: o,
+                            distance_m,
+                        });
+                    }
+                }
+                candidates[before..].sort_unstable_by_key(|c| (c.distance_m, c.office));
+                zone_complete[z] = true;
+            }
+            if candidates.len() == before {
+                // Offices the zone would accept, whatever their services.
+                let acceptable: &[u32] = if zone.preferred == NO_PREFERENCE {
+                    indexes[0].within(
+                        &zone.point,
+                        zone.max_km.min(EARTH_RADIUS_KM * 4.0),
+                        &mut hits,
+                    );
+                    &hits
+                } else {
+                    &preference_sets[zone.preferred as usize]
+                };
+                let any_within = acceptable
+                    .iter()
+                    .any(|&o| zone.metres_to(&problem.offices[o as usize]).is_some());
+                zone_reason[z] = Some(if any_within {
+                    UnassignedReason::ServiceNotOffered
+                } else {
+                    UnassignedReason::NoOfficeWithinMaxKm
+                });
+            } else {
+                zone_last_m[z] = candidates[before..]
+                    .iter()
+                    .map(|c| c.distance_m)
+                    .max()
+                    .unwrap_or(0);
+            }
+        }
+    }
+
+    // Day arcs.
+    let mut day_arcs: Vec<(u32, u32, i64)> = problem
+        .seats
+        .iter()
+        .filter(|s| s.seats > 0)
+        .map(|s| (s.office as u32, s.day, s.seats as i64))
+        .collect();
+    day_arcs.sort_unstable();
+    let horizon_days = day_arcs.iter().map(|d| d.1 as i64 + 1).max().unwrap_or(0);
+
+    // Priority classes among zones that can be placed at all, top class first.
+    let mut classes: Vec<i32> = zones
+        .iter()
+        .zip(&zone_reason)
+        .filter(|(_, r)| r.is_none())
+        .map(|(z, _)| z.priority)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    classes.sort_unstable_by(|a, b| b.cmp(a));
+    let class_of = |p: i32| classes.iter().position(|&c| c == p).expect("known class");
+
+    // The longest arc that pricing could ever add, for the penalty bound.
+    let longest_arc_m = zones
+        .iter()
+        .zip(&zone_reason)
+        .filter(|(_, r)| r.is_none())
+        .map(|(z, _)| metres(z.max_km.min(std::f64::consts::PI * EARTH_RADIUS_KM)) + 1)
+        .max()
+        .unwrap_or(0);
+    let longest_wait_m = wait_m_per_day
+        .checked_mul(horizon_days)
+        .ok_or_else(|| AllocationError::TooLarge("wait cost overflows".into()))?;
+    // A simple path enters each office entry node at most once.
+    let entry_nodes = office_count
+        .checked_mul(entry_days.len())
+        .ok_or_else(|| AllocationError::TooLarge("too many entry days".into()))?;
+    let big_penalty = (entry_nodes as i64 + 1)
+        .checked_mul(longest_arc_m)
+        .and_then(|x| x.checked_add(longest_wait_m))
+        .and_then(|x| x.checked_add(1))
+        .ok_or_else(|| AllocationError::TooLarge("penalty overflows".into()))?;
+
+    // Zones and their arcs ordered by nearest office: neighbours compete for the same seats,
+    // and keeping them together in node and arc order keeps the simplex's searches local.
+    let mut nearest_office = vec![u32::MAX; zones.len()];
+    for c in &candidates {
+        let n = &mut nearest_office[c.zone as usize];
+        if *n == u32::MAX {
+            *n = c.office;
+        }
+    }
+    let mut active: Vec<u32> = (0..zones.len() as u32)
+        .filter(|&z| zone_reason[z as usize].is_none())
+        .collect();
+    active.sort_by_key(|&z| (nearest_office[z as usize], z));
+    candidates.sort_by_key(|c| {
+        (
+            nearest_office[c.zone as usize],
+            c.zone,
+            c.distance_m,
+            c.office,
+        )
+    });
+    let mut stats = SolveStats {
+        zones: zones.len(),
+        priority_classes: classes.len(),
+        ..SolveStats::default()
+    };
+
+    let ctx = Context {
+        zones: &zones,
+        active: &active,
+        offices: office_count,
+        service_offices: &service_offices,
+        problem,
+        indexes: &indexes,
+        zone_complete: &zone_complete,
+        zone_last_m: &zone_last_m,
+        day_arcs: &day_arcs,
+        wait_m_per_day,
+        entry_days: &entry_days,
+        pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
+        class_count: classes.len(),
+        office_points: &office_points,
+        class_of_zone: zones
+            .iter()
+            .zip(&zone_reason)
+            .map(|(z, r)| if r.is_none() { class_of(z.priority) } else { 0 })
+            .collect(),
+    };
+
+    on_phase(Phase::Built);
+    // One solve with class penalties (rank from the bottom + 1) × big_penalty when they fit
+    // in i64 (see the module docs for why that is exact); else the two-stage method.
+    let c = classes.len();
+    let stacked: Option<Vec<i64>> = (0..c)
+        .map(|i| big_penalty.checked_mul((c - i) as i64))
+        .collect::<Option<Vec<i64>>>()
+        .filter(|p| {
+            let top = p.first().copied().unwrap_or(0);
+            // The simplex needs (bound + 1) × (nodes + 1) and potentials of that order.
+            top.checked_add(1)
+                .and_then(|x| x.checked_mul(4 * (zones.len() + entry_nodes + c + 2) as i64))
+                .is_some()
+        });
+    let final_net = match stacked {
+        Some(penalties) if !options.force_two_stage => {
+            let spec = StageSpec {
+                travel_costs: true,
+                cost_bound: penalties.first().copied().unwrap_or(0).max(longest_wait_m),
+                penalties,
+                class_caps: vec![CAPACITY_UNBOUNDED; c],
+            };
+            ctx.solve_stage(&spec, &mut candidates, options, &mut stats, None)?
+        }
+        _ => {
+            let stage1 = StageSpec {
+                travel_costs: false,
+                penalties: (0..c).map(|i| (c - i) as i64).collect(),
+                class_caps: vec![CAPACITY_UNBOUNDED; c],
+                cost_bound: c as i64,
+            };
+            let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats, None)?;
+            let caps: Vec<i64> = (0..c)
+                .map(|i| net1.net.flow(net1.class_to_sink[i]))
+                .collect();
+            drop(net1);
+            let stage2 = StageSpec {
+                travel_costs: true,
+                penalties: vec![0; c],
+                class_caps: caps,
+                cost_bound: longest_arc_m.max(longest_wait_m),
+            };
+            ctx.solve_stage(&stage2, &mut candidates, options, &mut stats, None)?
+        }
+    };
+    stats.arcs = final_net.net.arc_count();
+    stats.pivots = final_net.net.work();
+
+    // Flows back to applicants.
+    let mut zone_flows: Vec<(u32, i64, u32, i64)> = Vec::new(); // (zone, distance, office, flow)
+    for (i, c) in candidates.iter().enumerate() {
+        let f = final_net.net.flow(final_net.candidate_arc[i]);
+        if f > 0 {
+            zone_flows.push((c.zone, c.distance_m, c.office, f));
+        }
+    }
+    zone_flows.sort_unstable();
+    let mut office_day_flows: Vec<Vec<(u32, i64)>> = vec![Vec::new(); office_count];
+    for (i, &(o, day, _)) in day_arcs.iter().enumerate() {
+        let f = final_net.net.flow(final_net.day_arc[i]);
+        if f > 0 {
+            office_day_flows[o as usize].push((day, f));
+        }
+    }
+    drop(final_net);
+    on_phase(Phase::Solved);
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let digests = lottery_digests(&problem.lottery_seed, &problem.applicants, threads);
+
+    // Members of each zone, earliest registration first, then lottery.
+    let mut zone_start = vec![0usize; zones.len() + 1];
+    for &z in &zone_of {
+        zone_start[z as usize + 1] += 1;
+    }
+    for z in 0..zones.len() {
+        zone_start[z + 1] += zone_start[z];
+    }
+    let mut fill = zone_start.clone();
+    let mut members = vec![0u32; problem.applicants.len()];
+    for (i, &z) in zone_of.iter().enumerate() {
+        members[fill[z as usize]] = i as u32;
+        fill[z as usize] += 1;
+    }
+    let apps = &problem.applicants;
+    for z in 0..zones.len() {
+        members[zone_start[z]..zone_start[z + 1]].sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
+        });
+    }
+
+    // Each zone's members go to its offices nearest first; the rest stay unassigned.
+    let mut outcomes: Vec<Outcome> = zone_of
+        .iter()
+        .map(|&z| {
+            Outcome::Unassigned(zone_reason[z as usize].unwrap_or(UnassignedReason::NoCapacity))
+        })
+        .collect();
+    let mut at_office: Vec<Vec<u32>> = vec![Vec::new(); office_count];
+    let mut next_member = zone_start.clone();
+    let mut distance_of = vec![0i64; 0];
+    distance_of.resize(problem.applicants.len(), 0);
+    for &(z, d, o, f) in &zone_flows {
+        for _ in 0..f {
+            let a = members[next_member[z as usize]];
+            next_member[z as usize] += 1;
+            at_office[o as usize].push(a);
+            distance_of[a as usize] = d;
+        }
+    }
+
+    // Inside an office: seat order decides who gets the earlier day and the earlier seat,
+    // among those who can come that day. Days ascend, so whoever can come stays able to,
+    // and the flow sent at least as many people into each entry as the days from it on
+    // hold: every seat finds someone. Who sits where inside an office changes no cost.
+    let mut total_cost_m = 0i64;
+    let entries = entry_days.len();
+    let mut queues: Vec<Vec<(u32, u32)>> = vec![Vec::new(); entries]; // (rank, applicant)
+    let mut heads = vec![0usize; entries];
+    for (o, list) in at_office.iter_mut().enumerate() {
+        if list.is_empty() {
+            continue;
+        }
+        list.sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
+        });
+        for q in queues.iter_mut() {
+            q.clear();
+        }
+        heads.fill(0);
+        for (rank, &a) in list.iter().enumerate() {
+            queues[zones[zone_of[a as usize] as usize].entry].push((rank as u32, a));
+        }
+        let office = &problem.offices[o];
+        for &(day, f) in &office_day_flows[o] {
+            let open = entry_of_day(day) + 1;
+            for seat in 0..f as u32 {
+                let q = (0..open)
+                    .filter(|&j| heads[j] < queues[j].len())
+                    .min_by_key(|&j| queues[j][heads[j]].0)
+                    .expect("the flow sends each entry's days enough people");
+                let a = queues[q][heads[q]].1 as usize;
+                heads[q] += 1;
+                let applicant = &apps[a];
+                let cost_m = distance_of[a] + wait_m_per_day * day as i64;
+                total_cost_m += cost_m;
+                outcomes[a] = Outcome::Assigned(Assignment {
+                    office: o,
+                    day,
+                    seat,
+                    slot: office
+                        .stations
+                        .filter(|&s| s > 0)
+                        .map_or(seat, |s| seat / s),
+                    distance_km: haversine_km(applicant.lat, applicant.lon, office.lat, office.lon),
+                    cost_m,
+                });
+            }
+        }
+    }
+    stats.total_cost_m = total_cost_m;
+    Ok(Allocation {
+        outcomes,
+        stats,
+        wait_m_per_day,
+    })
+}
+
+struct StageSpec {
+    travel_costs: bool,
+    penalties: Vec<i64>,
+    class_caps: Vec<i64>,
+    cost_bound: i64,
+}
+
+/// The flow network of a stage, in whichever exact solver the options chose.
+enum FlowNet {
+    Simplex(Box<NetworkSimplex>),
+    Scaling(Box<CostScaling>),
+    Paths(Box<OfficePaths>),
+}
+
+impl FlowNet {
+    fn add_arc(&mut self, u: usize, v: usize, cap: i64, cost: i64) -> Result<usize, FlowError> {
+        match self {
+            FlowNet::Simplex(n) => n.add_arc(u, v, cap, cost),
+            FlowNet::Scaling(n) => n.add_arc(u, v, cap, cost),
+            FlowNet::Paths(n) => n.add_arc(u, v, cap, cost),
+        }
+    }
+
+    fn solve(&mut self, max_work: u64) -> Result<(), FlowError> {
+        match self {
+            FlowNet::Simplex(n) => n.solve(max_work),
+            FlowNet::Scaling(n) => n.solve(max_work),
+            FlowNet::Paths(n) => n.solve(max_work),
+        }
+    }
+
+    fn flow(&self, arc: usize) -> i64 {
+        match self {
+            FlowNet::Simplex(n) => n.flow(arc),
+            FlowNet::Scaling(n) => n.flow(arc),
+            FlowNet::Paths(n) => n.flow(arc),
+        }
+    }
+
+    fn potential(&self, node: usize) -> i64 {
+        match self {
+            FlowNet::Simplex(n) => n.potential(node),
+            FlowNet::Scaling(n) => n.potential(node),
+            FlowNet::Paths(n) => n.potential(node),
+        }
+    }
+
+    fn arc_count(&self) -> usize {
+        match self {
+            FlowNet::Simplex(n) => n.arc_count(),
+            FlowNet::Scaling(n) => n.arc_count(),
+            FlowNet::Paths(n) => n.arc_count(),
+        }
+    }
+
+    /// Simplex pivots, pushes and relabels, or settled search nodes.
+    fn work(&self) -> u64 {
+        match self {
+            FlowNet::Simplex(n) => n.pivots(),
+            FlowNet::Scaling(n) => n.work(),
+            FlowNet::Paths(n) => n.work(),
+        }
+    }
+}
+
+struct StageNet {
+    net: FlowNet,
+    candidate_arc: Vec<usize>,
+    day_arc: Vec<usize>,
+    class_to_sink: Vec<usize>,
+}
+
+struct Context<'a> {
+    zones: &'a [Zone],
+    active: &'a [u32],
+    offices: usize,
+    service_offices: &'a [Vec<u32>],
+    problem: &'a AllocationProblem,
+    indexes: &'a [OfficeIndex],
+    zone_complete: &'a [bool],
+    zone_last_m: &'a [i64],
+    day_arcs: &'a [(u32, u32, i64)],
+    wait_m_per_day: i64,
+    /// Sorted, starting at 0: the days where office chains can be entered.
+    entry_days: &'a [u32],
+    pricing_arcs_per_zone: usize,
+    class_count: usize,
+    class_of_zone: Vec<usize>,
+    office_points: &'a [[f64; 3]],
+}
+
+impl Context<'_> {
+    /// Builds the stage's network from the candidates, solves it, prices omitted arcs, adds
+    /// the violating ones to `candidates` and re-solves until none is left.
+    ///
+    /// With `rounds_limit` the pricing stops after that many rounds and the result is only
+    /// a good flow, not a proven optimum (what a coarse seed needs); without, running out of
+    /// `options.max_pricing_rounds` is an error.
+    fn solve_stage(
+        &self,
+        spec: &StageSpec,
+        candidates: &mut Vec<CandidateArc>,
+        options: &SolverOptions,
+        stats: &mut SolveStats,
+        rounds_limit: Option<u32>,
+    ) -> Result<StageNet, AllocationError> {
+        let za = self.active.len();
+        let mut node_of_zone = vec![u32::MAX; self.zones.len()];
+        for (i, &z) in self.active.iter().enumerate() {
+            node_of_zone[z as usize] = i as u32;
+        }
+        if spec.travel_costs && options.seed_arcs_per_zone > 0 && za >= options.seed_min_zones {
+            let seeded = self.seed_from_coarse(spec, candidates, options)?;
+            stats.arcs_added_by_seeding += seeded;
+            // Keep each zone's arcs together, in node order (see `allocate_observed`).
+            candidates
+                .sort_unstable_by_key(|c| (node_of_zone[c.zone as usize], c.distance_m, c.office));
+        }
+        let entries = self.entry_days.len();
+        let entry_node = |o: u32, entry: usize| za + o as usize * entries + entry;
+        let zone_office_node =
+            |c: &CandidateArc| entry_node(c.office, self.zones[c.zone as usize].entry);
+        let entry_nodes = self.offices * entries;
+        let class_node = |c: usize| za + entry_nodes + c;
+        let sink = za + entry_nodes + self.class_count;
+        let mut supply = vec![0i64; sink + 1];
+        let mut total = 0i64;
+        for (i, &z) in self.active.iter().enumerate() {
+            supply[i] = self.zones[z as usize].count;
+            total += supply[i];
+        }
+        supply[sink] = -total;
+        // Zones are never adjacent, so a simple residual cycle has at most two arcs per
+        // non-zone node (office entries, classes, the sink).
+        let cycle_len_bound = 2 * (entry_nodes + self.class_count + 1);
+        let scaling = options.solver == FlowSolver::CostScaling
+            && CostScaling::fits(spec.cost_bound, cycle_len_bound);
+        // Office paths knows only the one-node-per-office shape: with entry days the
+        // simplex solves instead.
+        let mut net = if options.solver == FlowSolver::OfficePaths && entries == 1 {
+            FlowNet::Paths(Box::new(OfficePaths::new(
+                supply,
+                za,
+                self.offices,
+                self.class_count,
+            )))
+        } else if scaling {
+            FlowNet::Scaling(Box::new(CostScaling::new(
+                supply,
+                spec.cost_bound,
+                cycle_len_bound,
+            )))
+        } else {
+            FlowNet::Simplex(Box::new(NetworkSimplex::new(supply, spec.cost_bound)))
+        };
+        // A zone's arcs never carry more than its applicants: a finite capacity keeps cost
+        // scaling's saturating pushes small (the simplex is left as it was).
+        let zone_cap = |z: u32| {
+            if scaling {
+                self.zones[z as usize].count
+            } else {
+                CAPACITY_UNBOUNDED
+            }
+        };
+        let arc_cost = |c: &CandidateArc| if spec.travel_costs { c.distance_m } else { 0 };
+        let mut candidate_arc = Vec::with_capacity(candidates.len());
+        for c in candidates.iter() {
+            candidate_arc.push(net.add_arc(
+                node_of_zone[c.zone as usize] as usize,
+                zone_office_node(c),
+                zone_cap(c.zone),
+                arc_cost(c),
+            )?);
+        }
+        let mut day_arc = Vec::with_capacity(self.day_arcs.len());
+        for &(o, day, seats) in self.day_arcs {
+            let cost = if spec.travel_costs {
+                self.wait_m_per_day * day as i64
+            } else {
+                0
+            };
+            let entry = entry_of(self.entry_days, day);
+            day_arc.push(net.add_arc(entry_node(o, entry), sink, seats, cost)?);
+        }
+        for o in 0..self.offices as u32 {
+            for entry in 1..entries {
+                net.add_arc(
+                    entry_node(o, entry - 1),
+                    entry_node(o, entry),
+                    CAPACITY_UNBOUNDED,
+                    0,
+                )?;
+            }
+        }
+        for (i, &z) in self.active.iter().enumerate() {
+            let c = self.class_of_zone[z as usize];
+            net.add_arc(i, class_node(c), zone_cap(z), spec.penalties[c])?;
+        }
+        let mut class_to_sink = Vec::with_capacity(self.class_count);
+        for c in 0..self.class_count {
+            class_to_sink.push(net.add_arc(class_node(c), sink, spec.class_caps[c], 0)?);
+        }
+
+        let mut rounds = 0u32;
+        loop {
+            net.solve(options.max_pivots)?;
+            if rounds_limit.is_some_and(|limit| rounds >= limit) {
+                break;
+            }
+            let found = self.price(&net, spec.travel_costs, &node_of_zone);
+            if found.is_empty() {
+                break;
+            }
+            rounds += 1;
+            if rounds > options.max_pricing_rounds {
+                return Err(AllocationError::PricingLimit(options.max_pricing_rounds));
+            }
+            stats.arcs_added_by_pricing += found.len();
+            for c in found {
+                candidate_arc.push(net.add_arc(
+                    node_of_zone[c.zone as usize] as usize,
+                    zone_office_node(&c),
+                    zone_cap(c.zone),
+                    arc_cost(&c),
+                )?);
+                candidates.push(c);
+            }
+        }
+        stats.pricing_rounds += rounds;
+        stats.solver = match net {
+            FlowNet::Simplex(_) => FlowSolver::NetworkSimplex,
+            FlowNet::Scaling(_) => FlowSolver::CostScaling,
+            FlowNet::Paths(_) => FlowSolver::OfficePaths,
+        };
+        Ok(StageNet {
+            net,
+            candidate_arc,
+            day_arc,
+            class_to_sink,
+        })
+    }
+
+    /// Adds candidates that a coarse version of the problem says are likely to be used, and
+    /// returns how many. Pricing rounds on a large network are costly (a solve and a scan
+    /// each), and the K nearest offices are a poor guess where those are full: the optimum
+    /// then sends people past them, and pricing discovers that a few arcs per zone per round.
+    /// Zones in one grid cell (same service, class and reach) are merged into one coarse
+    /// zone at their centroid; its offices are the union of its members' candidates. The
+    /// coarse problem (seeded the same way when it is itself large) is solved with up to
+    /// `SEED_PRICING_ROUNDS` pricing rounds; its office potentials `π̂` then rank, for each
+    /// fine zone, the offices its coarse zone ended with by `π̂_o − d(z,o)` (the zone's side
+    /// of the reduced cost), and those within `SEED_MARGIN_M` of the best (at most
+    /// `seed_arcs_per_zone`) become candidates. This only chooses the starting arcs: the fine
+    /// solve still prices every omitted arc, so the optimum stays exact whatever the seed.
+    fn seed_from_coarse(
+        &self,
+        spec: &StageSpec,
+        candidates: &mut Vec<CandidateArc>,
+        options: &SolverOptions,
+    ) -> Result<usize, AllocationError> {
+        // Grow the cell until the coarse problem is a fraction of this one.
+        let mut cell_deg = SEED_CELL_DEG;
+        let (parent, coarse_count) = loop {
+            let mut ids: HashMap<(i64, i64, ZoneTraits), u32> = HashMap::new();
+            let mut parent = vec![u32::MAX; self.zones.len()];
+            for &z in self.active {
+                let zone = &self.zones[z as usize];
+                let key = (
+                    (zone.lat / cell_deg).floor() as i64,
+                    (zone.lon / cell_deg).floor() as i64,
+                    (
+                        zone.service,
+                        self.class_of_zone[z as usize] as i64,
+                        zone.max_km.to_bits(),
+                        zone.entry,
+                        zone.preferred,
+                    ),
+                );
+                let next = ids.len() as u32;
+                parent[z as usize] = *ids.entry(key).or_insert(next);
+            }
+            if ids.len() * SEED_SHRINK <= self.active.len() || cell_deg >= 90.0 {
+                break (parent, ids.len());
+            }
+            cell_deg *= 2.0;
+        };
+        if coarse_count >= self.active.len() {
+            return Ok(0); // nothing merges: the coarse problem would be this one
+        }
+
+        // Coarse zones at their members' centroid.
+        let mut sum = vec![([0.0f64; 3], 0i64, 0u32); coarse_count];
+        for &z in self.active {
+            let zone = &self.zones[z as usize];
+            let entry = &mut sum[parent[z as usize] as usize];
+            for (acc, x) in entry.0.iter_mut().zip(zone.point) {
+                *acc += x * zone.count as f64;
+            }
+            entry.1 += zone.count;
+            entry.2 = z;
+        }
+        let coarse_zones: Vec<Zone> = sum
+            .iter()
+            .map(|&(v, count, member)| {
+                let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                let template = &self.zones[member as usize];
+                let (lat, lon) = if norm > 0.0 {
+                    (
+                        (v[2] / norm).clamp(-1.0, 1.0).asin().to_degrees(),
+                        v[1].atan2(v[0]).to_degrees(),
+                    )
+                } else {
+                    (template.lat, template.lon)
+                };
+                Zone {
+                    lat,
+                    lon,
+                    point: unit_vector(lat, lon),
+                    count,
+                    ..template.clone()
+                }
+            })
+            .collect();
+        let coarse_class: Vec<usize> = sum
+            .iter()
+            .map(|&(_, _, member)| self.class_of_zone[member as usize])
+            .collect();
+        let mut pairs: Vec<(u32, u32)> = candidates
+            .iter()
+            .filter(|c| parent[c.zone as usize] != u32::MAX)
+            .map(|c| (parent[c.zone as usize], c.office))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut coarse_candidates: Vec<CandidateArc> = pairs
+            .into_iter()
+            .filter_map(|(p, o)| {
+                coarse_zones[p as usize]
+                    .metres_to(&self.problem.offices[o as usize])
+                    .map(|distance_m| CandidateArc {
+                        zone: p,
+                        office: o,
+                        distance_m,
+                    })
+            })
+            .collect();
+        let coarse_active: Vec<u32> = (0..coarse_count as u32).collect();
+        let coarse_complete: Vec<bool> = coarse_zones
+            .iter()
+            .map(|z| z.preferred != NO_PREFERENCE)
+            .collect();
+        let coarse = Context {
+            zones: &coarse_zones,
+            active: &coarse_active,
+            // No lower bound on omitted offices' distance: pricing checks every zone but
+            // those restricted to their preferred offices.
+            zone_complete: &coarse_complete,
+            zone_last_m: &vec![0; coarse_count],
+            class_of_zone: coarse_class,
+            ..*self
+        };
+        let mut ignored = SolveStats::default();
+        let net = coarse.solve_stage(
+            spec,
+            &mut coarse_candidates,
+            options,
+            &mut ignored,
+            Some(SEED_PRICING_ROUNDS),
+        )?;
+        // Potentials of every office entry node, office-major like the nodes.
+        let entries = self.entry_days.len();
+        let office_pi: Vec<i64> = (0..self.offices * entries)
+            .map(|i| net.net.potential(coarse_count + i))
+            .collect();
+        drop(net);
+
+        // Each coarse zone's offices, then the best few of them for each member.
+        coarse_candidates.sort_unstable_by_key(|c| (c.zone, c.office));
+        let mut start = vec![0usize; coarse_count + 1];
+        for c in &coarse_candidates {
+            start[c.zone as usize + 1] += 1;
+        }
+        for p in 0..coarse_count {
+            start[p + 1] += start[p];
+        }
+        let cap = options.seed_arcs_per_zone;
+        let mut have: Vec<u32> = Vec::new();
+        let mut ranked: Vec<(i64, u32, i64)> = Vec::new();
+        let mut seeds: Vec<CandidateArc> = Vec::new();
+        let mut by_zone: Vec<(u32, u32)> = candidates.iter().map(|c| (c.zone, c.office)).collect();
+        by_zone.sort_unstable();
+        let mut cursor = 0usize;
+        let mut zones_in_order: Vec<u32> = self.active.to_vec();
+        zones_in_order.sort_unstable();
+        for z in zones_in_order {
+            have.clear();
+            while cursor < by_zone.len() && by_zone[cursor].0 < z {
+                cursor += 1;
+            }
+            while cursor < by_zone.len() && by_zone[cursor].0 == z {
+                have.push(by_zone[cursor].1);
+                cursor += 1;
+            }
+            let zone = &self.zones[z as usize];
+            let p = parent[z as usize] as usize;
+            ranked.clear();
+            for c in &coarse_candidates[start[p]..start[p + 1]] {
+                if let Some(d) = zone.metres_to(&self.problem.offices[c.office as usize]) {
+                    let pi = office_pi[c.office as usize * entries + zone.entry];
+                    ranked.push((d - pi, c.office, d));
+                }
+            }
+            ranked.sort_unstable();
+            let Some(&(best, _, _)) = ranked.first() else {
+                continue;
+            };
+            let taken = ranked
+                .iter()
+                .take_while(|r| r.0 <= best.saturating_add(SEED_MARGIN_M))
+                .filter(|r| !have.contains(&r.1))
+                .take(cap);
+            for &(_, office, distance_m) in taken {
+                seeds.push(CandidateArc {
+                    zone: z,
+                    office,
+                    distance_m,
+                });
+            }
+        }
+        let added = seeds.len();
+        candidates.extend(seeds);
+        Ok(added)
+    }
+
+    /// Omitted arcs with negative reduced cost under the current potentials.
+    fn price(&self, net: &FlowNet, travel_costs: bool, node_of_zone: &[u32]) -> Vec<CandidateArc> {
+        let za = self.active.len();
+        let entries = self.entry_days.len();
+        let node_pi: Vec<i64> = (0..za + self.offices * entries)
+            .map(|i| net.potential(i))
+            .collect();
+        // Highest office potential per service and entry day (`[service * entries +
+        // entry]`): no omitted arc can beat it.
+        let max_pi: Vec<i64> = self
+            .service_offices
+            .iter()
+            .flat_map(|list| {
+                let node_pi = &node_pi;
+                (0..entries).map(move |entry| {
+                    list.iter()
+                        .map(|&o| node_pi[za + o as usize * entries + entry])
+                        .max()
+                        .unwrap_or(i64::MIN)
+                })
+            })
+            .collect();
+        // Zones are independent here: split them over the cores, keep their order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = self.active.len().div_ceil(threads).max(PRICE_CHUNK_MIN);
+        let price_chunk =
+            |zones: &[u32]| self.price_zones(zones, &node_pi, &max_pi, travel_costs, node_of_zone);
+        if self.active.len() <= chunk {
+            return price_chunk(self.active);
+        }
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .active
+                .chunks(chunk)
+                .map(|zones| scope.spawn(move || price_chunk(zones)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().expect("pricing thread panicked"))
+                .collect()
+        })
+    }
+
+    /// `price` for some of the zones, given every node's potential.
+    fn price_zones(
+        &self,
+        active: &[u32],
+        node_pi: &[i64],
+        max_pi: &[i64],
+        travel_costs: bool,
+        node_of_zone: &[u32],
+    ) -> Vec<CandidateArc> {
+        let za = self.active.len();
+        let entries = self.entry_days.len();
+        let mut found: Vec<(i64, CandidateArc)> = Vec::new();
+        let mut hits = Vec::new();
+        let per_zone = self.pricing_arcs_per_zone;
+        for &z in active {
+            let zi = z as usize;
+            if self.zone_complete[zi] {
+                continue;
+            }
+            let zone = &self.zones[zi];
+            let office_pi = |o: usize| node_pi[za + o * entries + zone.entry];
+            let pi_z = node_pi[node_of_zone[zi] as usize];
+            let slack = max_pi[zone.service * entries + zone.entry].saturating_sub(pi_z);
+            let radius_km = if travel_costs {
+                // Omitted offices are at least (last candidate − 1 m) away (the 1 m covers
+                // rounding ties); their reduced cost is then >= 0 when slack is that small.
+                if slack < self.zone_last_m[zi] {
+                    continue;
+                }
+                zone.max_km.min(slack as f64 / 1000.0 + 0.001)
+            } else {
+                if slack <= 0 {
+                    continue;
+                }
+                zone.max_km
+            };
+            self.indexes[zone.service].within(
+                &zone.point,
+                radius_km.min(std::f64::consts::PI * EARTH_RADIUS_KM),
+                &mut hits,
+            );
+            // Only the most negative few per zone and round: the rest are often priced out
+            // by the next solve, and every extra arc slows every later pivot.
+            let start = found.len();
+            for &o in &hits {
+                // What the arc's travel cost must stay under to price in; most offices in
+                // the radius are ruled out by that without trigonometry (the chord is a
+                // lower bound of the great-circle distance).
+                let gain = office_pi(o as usize).saturating_sub(pi_z);
+                if gain <= 0 {
+                    continue;
+                }
+                if travel_costs {
+                    let chord_m = dist2(&zone.point, &self.office_points[o as usize]).sqrt()
+                        * EARTH_RADIUS_KM
+                        * 1000.0;
+                    if chord_m * (1.0 - 1e-9) - 1.0 >= gain as f64 {
+                        continue;
+                    }
+                }
+                let Some(d) = zone.metres_to(&self.problem.offices[o as usize]) else {
+                    continue;
+                };
+                let cost = if travel_costs { d } else { 0 };
+                let rc = cost + pi_z - office_pi(o as usize);
+                if rc < 0 {
+                    found.push((
+                        rc,
+                        CandidateArc {
+                            zone: z,
+                            office: o,
+                            distance_m: d,
+                        },
+                    ));
+                }
+            }
+            if found.len() - start > per_zone {
+                found[start..].sort_unstable_by_key(|x| (x.0, x.1.office));
+                found.truncate(start + per_zone);
+            }
+        }
+        found.into_iter().map(|x| x.1).collect()
+    }
+}

@@ -1,0 +1,19 @@
+//! nobat's planning tools, for the planners' jobs and for the server's own decisions (closures,
+//! and later ballots and auto-pick): synchronous, deterministic code with no I/O but the files a
+//! caller names. Time and randomness are inputs (a scenario's seed, a published lottery seed).
+//!
+//! - [`allocator`]: the exact min-cost-flow assignment of applicants to office-days.
+//! - [`scenario`]: scenario files, the generated office network and synthetic citizens.
+//! - [`sim`]: the day-by-day capacity simulation (first come or batch allocation).
+//! - [`plan`]: the cheapest capacity to add to meet a waiting-time target (LP, checked by
+//!   simulation).
+//! - [`report`]: simulation and plan reports: JSON summary, CSV series, self-contained HTML.
+//!
+//! Architecture invariant: this crate depends on no async runtime, database or HTTP crate
+//! (see its `Cargo.toml`), so nothing here can block on I/O or read the wall clock unseen.
+
+pub mod allocator;
+pub mod plan;
+pub mod report;
+pub mod scenario;
+pub mod sim;

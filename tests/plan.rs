@@ -201,7 +201,7 @@ async fn planner_endpoints_run_jobs_and_guard_them() {
 
     let (status, body) = call(&app, "POST", "/v1/planner/simulations", None, text.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert!(body.contains("\"code\":\"unauthorised\""));
+    assert!(body.contains("\"code\":\"unauthorized\""));
     let (status, _) = call(
         &app,
         "POST",

@@ -13,6 +13,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::problem::ProblemCode;
 use super::{AppState, Problem};
 use crate::domain::NationalCode;
 
@@ -108,8 +109,9 @@ impl FromRequestParts<AppState> for Applicant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized =
-            |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+        let unauthorized = |detail: &str| {
+            Problem::new(StatusCode::UNAUTHORIZED, ProblemCode::Unauthorized, detail)
+        };
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -130,7 +132,7 @@ impl FromRequestParts<AppState> for Applicant {
             ));
             let mut problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ProblemCode::RateLimited,
                 "too many requests for this applicant; slow down",
             );
             problem.retry_after_secs = Some(wait.as_secs().max(1));

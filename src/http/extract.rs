@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+use super::problem::ProblemCode;
 use super::Problem;
 
 pub struct ApiJson<T>(pub T);
@@ -24,25 +25,27 @@ where
             Err(rejection) => Err(match rejection {
                 JsonRejection::JsonDataError(e) => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
+                    ProblemCode::InvalidBody,
                     e.body_text(),
                 ),
-                JsonRejection::JsonSyntaxError(e) => {
-                    Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
-                }
+                JsonRejection::JsonSyntaxError(e) => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    ProblemCode::MalformedJson,
+                    e.body_text(),
+                ),
                 JsonRejection::MissingJsonContentType(_) => Problem::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ProblemCode::UnsupportedMediaType,
                     "send the body as application/json",
                 ),
                 JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     Problem::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
+                        ProblemCode::BodyTooLarge,
                         format!("the body is larger than {} bytes", super::BODY_BYTES_MAX),
                     )
                 }
-                other => Problem::new(other.status(), "invalid_body", other.body_text()),
+                other => Problem::new(other.status(), ProblemCode::InvalidBody, other.body_text()),
             }),
         }
     }
@@ -66,7 +69,7 @@ where
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(rejection) => Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_query",
+                ProblemCode::InvalidQuery,
                 rejection.body_text(),
             )),
         }
@@ -96,7 +99,7 @@ where
             }
             Err(rejection) => Err(Problem::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_path",
+                ProblemCode::InvalidPath,
                 rejection.body_text(),
             )),
         }

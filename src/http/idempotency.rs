@@ -9,6 +9,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 
+use super::problem::ProblemCode;
 use super::Problem;
 use crate::reserve::IdempotencyKey;
 use crate::store::{IdempotencyRecord, Store};
@@ -30,7 +31,7 @@ pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<String>, Problem> 
         Some(k) => Ok(Some(k.to_string())),
         None => Err(Problem::new(
             StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
+            ProblemCode::InvalidIdempotencyKey,
             format!("Idempotency-Key must be 1 to {KEY_CHARS_MAX} printable ASCII characters"),
         )),
     }
@@ -58,7 +59,7 @@ pub fn engine_key(scope: &str, key: Option<String>, hash: String) -> Option<Idem
 pub fn key_reused() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
+        ProblemCode::IdempotencyKeyReused,
         "this Idempotency-Key was already used with a different request",
     )
 }

@@ -27,7 +27,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use problem::Problem;
+pub use problem::{Problem, ProblemCode};
 
 use crate::domain::calendar::HolidayCalendar;
 use crate::domain::registry::CivilRegistry;
@@ -95,7 +95,7 @@ async fn time_limit(
         Err(_) => {
             let mut p = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+                ProblemCode::Timeout,
                 "the request took too long; retry shortly",
             );
             p.retry_after_secs = Some(problem::RETRY_AFTER_SECS);
@@ -113,7 +113,7 @@ fn api_routes(max_in_flight: usize) -> Router<AppState> {
                 metrics::shed();
                 let mut p = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                    ProblemCode::Overloaded,
                     "the server is at capacity; come back in a few seconds",
                 );
                 p.retry_after_secs = Some(problem::RETRY_AFTER_SECS);
@@ -138,12 +138,18 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
         .merge(api_routes(state.config.max_in_flight))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::NotFound,
+                "no such endpoint",
+            )
+        })
         // After every route: it applies to the routes registered so far. axum adds `Allow`.
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ProblemCode::MethodNotAllowed,
                 "this endpoint does not take this method; `Allow` lists those it takes",
             )
         })

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::admin::{self, closures, offices, stats};
 use super::staff;
 use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status};
-use super::Problem;
+use super::{Problem, ProblemCode};
 
 struct BearerAuth;
 
@@ -42,7 +42,7 @@ impl Modify for BearerAuth {
         status::get_status,
     ),
     components(schemas(
-        Problem,
+        Problem, ProblemCode,
         dto::SessionRequest, dto::SessionResponse, dto::ServiceDto, dto::ApplicationRequest, dto::FormDto,
         dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
         dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
@@ -114,5 +114,25 @@ mod tests {
         assert!(json["paths"]["/v1/staff/appointments/{tracking_code}/enrol"]["post"].is_object());
         assert!(json["paths"]["/v1/admin/offices/{office_id}/closures"]["post"].is_object());
         assert!(json["paths"]["/v1/holds/{hold_id}/confirm"]["post"].is_object());
+    }
+
+    /// The Problem schema's `code` lists exactly the codes of [`super::ProblemCode`], as sent.
+    #[test]
+    fn the_problem_code_enum_lists_every_code() {
+        let json = serde_json::to_value(super::document()).unwrap();
+        let schemas = &json["components"]["schemas"];
+        let reference = schemas["Problem"]["properties"]["code"]["$ref"]
+            .as_str()
+            .expect("Problem.code refers to the code enum");
+        let name = reference.rsplit('/').next().unwrap();
+        let listed: Vec<&str> = schemas[name]["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let codes: Vec<&str> = super::ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, codes);
+        assert!(listed.contains(&"unauthorized") && !listed.contains(&"unauthorised"));
     }
 }

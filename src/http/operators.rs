@@ -15,6 +15,7 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::problem::ProblemCode;
 use super::{AppState, Problem};
 use crate::store::OperatorRecord;
 
@@ -66,7 +67,7 @@ impl OperatorKeys {
 
 fn bearer(parts: &Parts) -> Result<&str, Problem> {
     let unauthorized =
-        |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+        |detail: &str| Problem::new(StatusCode::UNAUTHORIZED, ProblemCode::Unauthorized, detail);
     let value = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -117,7 +118,7 @@ impl FromRequestParts<AppState> for Staff {
             }) if role == "staff" => Ok(Staff { office_id, name }),
             _ => Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ProblemCode::Unauthorized,
                 "the token is not a staff token",
             )),
         }
@@ -153,12 +154,12 @@ impl FromRequestParts<AppState> for Admin {
             Some(OperatorRecord { role, name, .. }) if role == "admin" => Ok(Admin { name }),
             Some(_) => Err(Problem::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ProblemCode::Forbidden,
                 "this endpoint is for administrators",
             )),
             None => Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ProblemCode::Unauthorized,
                 "the token is not an admin token",
             )),
         }

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::problem::FieldError;
+use super::problem::ProblemCode;
 use super::Problem;
 use crate::http::extract::ApiPath;
 use crate::planning::scenario::Scenario;
@@ -107,7 +108,7 @@ impl PlannerState {
         } else {
             Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorised",
+                ProblemCode::Unauthorized,
                 "a valid planner token is needed: Authorization: Bearer <token>",
             ))
         }
@@ -170,14 +171,14 @@ fn parse_scenario(body: &Bytes) -> Result<Scenario, Problem> {
     let text = std::str::from_utf8(body).map_err(|_| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_scenario",
+            ProblemCode::InvalidScenario,
             "the scenario must be UTF-8 TOML",
         )
     })?;
     Scenario::from_toml_str(text, "request body").map_err(|e| {
         let mut problem = Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_scenario",
+            ProblemCode::InvalidScenario,
             "the scenario breaks these rules",
         );
         problem.errors = e
@@ -232,7 +233,7 @@ fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Respo
     if kind == JobKind::Plan && scenario.plan.is_none() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_scenario",
+            ProblemCode::InvalidScenario,
             "a plan needs a [plan] section with the target and the costs",
         ));
     }
@@ -280,7 +281,7 @@ async fn post_plan(
 fn not_found(id: &str) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
-        "job_not_found",
+        ProblemCode::JobNotFound,
         format!("no planner job {id:?} (finished jobs are evicted when {JOBS_MAX} are held)"),
     )
 }
@@ -323,12 +324,12 @@ async fn get_report(
         JobStatus::Done { report_html, .. } => Ok(Html(report_html.clone()).into_response()),
         JobStatus::Running => Err(Problem::new(
             StatusCode::CONFLICT,
-            "job_running",
+            ProblemCode::JobRunning,
             "the job is still running; poll its status",
         )),
         JobStatus::Failed { error } => Err(Problem::new(
             StatusCode::CONFLICT,
-            "job_failed",
+            ProblemCode::JobFailed,
             format!("the job failed: {error}"),
         )),
     }

@@ -1,5 +1,8 @@
 //! The HTTP layer's one error type, answered as RFC 9457 `application/problem+json` with a
-//! stable machine-readable `code` and a human `detail`. Internal errors never leak details.
+//! stable machine-readable `code` (one of [`ProblemCode`]) and a human `detail`. Internal
+//! errors never leak details.
+
+mod code;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -7,6 +10,8 @@ use serde::Serialize;
 
 use crate::domain::ValidationError;
 use crate::store::StoreError;
+
+pub use code::ProblemCode;
 
 /// Seconds a client should wait before retrying when storage is unavailable.
 pub const RETRY_AFTER_SECS: u64 = 2;
@@ -18,7 +23,7 @@ pub struct Problem {
     pub type_uri: String,
     pub title: String,
     pub status: u16,
-    pub code: String,
+    pub code: ProblemCode,
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -31,6 +36,9 @@ pub struct Problem {
     pub retry_after_secs: Option<u64>,
 }
 
+/// One failed field. Its `code` is the field-level vocabulary (the domain's validation codes,
+/// or `invalid` for a scenario's rules), kept a string: it names what is wrong with a field,
+/// not the problem, and the planner's scenario rules are not a closed set.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
@@ -49,12 +57,12 @@ impl From<&ValidationError> for FieldError {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
         Self {
             type_uri: format!("tag:nobat,2026:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
-            code: code.to_string(),
+            code,
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
@@ -73,7 +81,11 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        let mut p = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail);
+        let mut p = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::Unavailable,
+            detail,
+        );
         p.retry_after_secs = Some(RETRY_AFTER_SECS);
         p
     }
@@ -81,15 +93,43 @@ impl Problem {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ProblemCode::Internal,
             "an internal error occurred; it has been logged",
         )
     }
+
+    /// A 422 for one failed field whose code is the problem's code too (what a domain
+    /// validation error gives), for the checks the HTTP layer makes itself.
+    pub fn invalid_field(field: &str, code: ProblemCode, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let mut problem = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            format!("{field}: {detail}"),
+        );
+        problem.errors = vec![FieldError {
+            field: field.to_string(),
+            code: code.as_str().to_string(),
+            detail,
+        }];
+        problem
+    }
 }
 
+/// A single failed field: its code is the problem's code. A domain code without a problem
+/// code (a test rules it out) is answered `invalid_form`, the code of "some field is
+/// invalid", with the field's own code still in `errors`.
 impl From<ValidationError> for Problem {
     fn from(e: ValidationError) -> Self {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.to_string())
+        let code = ProblemCode::of_validation(e.code).unwrap_or_else(|| {
+            tracing::error!(
+                code = e.code,
+                field = e.field,
+                "a validation code has no problem code"
+            );
+            ProblemCode::InvalidForm
+        });
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
             .with_errors(std::slice::from_ref(&e))
     }
 }
@@ -104,7 +144,7 @@ impl From<StoreError> for Problem {
                 tracing::warn!(%constraint, "constraint refused a write");
                 Problem::new(
                     StatusCode::CONFLICT,
-                    "conflict",
+                    ProblemCode::Conflict,
                     "the request conflicts with the current state",
                 )
             }

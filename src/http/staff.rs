@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::operators::Staff;
+use super::problem::ProblemCode;
 use super::v1::{iran_rfc3339, jalali, refusal_problem, utc};
 use super::{AppState, Problem};
 use crate::booking::{AppointmentRow, Outcome, PickupBooking, Request, PICKUP_SERVICE};
@@ -130,7 +131,7 @@ pub fn parse_day(input: &str) -> Result<NaiveDate, Problem> {
     let bad = || {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_date",
+            ProblemCode::InvalidDate,
             format!("{input:?} is not a date; use 2024-09-22 or 1403-07-01"),
         )
     };
@@ -180,7 +181,7 @@ pub fn ready_date(
 fn not_found() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
-        "appointment_not_found",
+        ProblemCode::AppointmentNotFound,
         "no such appointment at your office",
     )
 }
@@ -276,7 +277,7 @@ pub async fn check_in(
     if iran_date(utc(a.start_at)) != today {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            "not_today",
+            ProblemCode::NotToday,
             format!("the appointment is on {}, not today", jalali(a.start_at).0),
         ));
     }

@@ -29,6 +29,7 @@ use crate::domain::time::iran_date;
 use crate::domain::{JalaliDate, Office, ServiceCode};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::operators::Admin;
+use crate::http::problem::ProblemCode;
 use crate::http::staff::{day_bounds, parse_day};
 use crate::http::v1::{iran_rfc3339, jalali};
 use crate::http::{AppState, Problem};
@@ -94,17 +95,25 @@ fn parse_range(
         None => from,
     };
     if to < from {
-        return Err(invalid("to", "invalid_range", "`to` is before `from`"));
+        return Err(invalid(
+            "to",
+            ProblemCode::InvalidRange,
+            "`to` is before `from`",
+        ));
     }
     if (to - from).num_days() >= CLOSURE_DAYS_MAX {
         return Err(invalid(
             "to",
-            "range_too_long",
+            ProblemCode::RangeTooLong,
             format!("a closure covers at most {CLOSURE_DAYS_MAX} days"),
         ));
     }
     if from < today {
-        return Err(invalid("from", "date_in_past", "the past cannot be closed"));
+        return Err(invalid(
+            "from",
+            ProblemCode::DateInPast,
+            "the past cannot be closed",
+        ));
     }
     Ok((from, to))
 }
@@ -114,7 +123,7 @@ fn check_reason(reason: &str) -> Result<String, Problem> {
     if r.is_empty() || r.chars().count() > 200 {
         return Err(invalid(
             "reason",
-            "invalid_reason",
+            ProblemCode::InvalidReason,
             "a reason is 1 to 200 characters",
         ));
     }
@@ -588,10 +597,20 @@ pub async fn add_holiday(
 ) -> Result<Json<ClosureReport>, Problem> {
     let today = iran_date(state.engine.clock().now());
     let (date, _) = parse_range(&req.date, None, today)?;
-    let name_fa = check_reason(&req.name_fa)
-        .map_err(|_| invalid("name_fa", "invalid_name", "a name is 1 to 200 characters"))?;
-    let name_en = check_reason(&req.name_en)
-        .map_err(|_| invalid("name_en", "invalid_name", "a name is 1 to 200 characters"))?;
+    let name_fa = check_reason(&req.name_fa).map_err(|_| {
+        invalid(
+            "name_fa",
+            ProblemCode::InvalidName,
+            "a name is 1 to 200 characters",
+        )
+    })?;
+    let name_en = check_reason(&req.name_en).map_err(|_| {
+        invalid(
+            "name_en",
+            ProblemCode::InvalidName,
+            "a name is 1 to 200 characters",
+        )
+    })?;
     let now = state.engine.clock().now().timestamp();
     if state
         .store
@@ -638,10 +657,21 @@ pub async fn list_holidays(
     _admin: Admin,
     ApiQuery(q): ApiQuery<YearQuery>,
 ) -> Result<Json<Vec<HolidayDto>>, Problem> {
-    let first = JalaliDate::new(q.year, 1, 1)
-        .map_err(|_| invalid("year", "invalid_year", "a Jalali year such as 1403"))?;
+    let first = JalaliDate::new(q.year, 1, 1).map_err(|_| {
+        invalid(
+            "year",
+            ProblemCode::InvalidYear,
+            "a Jalali year such as 1403",
+        )
+    })?;
     let last = JalaliDate::new(q.year + 1, 1, 1)
-        .map_err(|_| invalid("year", "invalid_year", "a Jalali year such as 1403"))?
+        .map_err(|_| {
+            invalid(
+                "year",
+                ProblemCode::InvalidYear,
+                "a Jalali year such as 1403",
+            )
+        })?
         .to_gregorian()
         - Duration::days(1);
     let mut out: Vec<HolidayDto> = state

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use super::operators::{new_token, token_hash_hex, Admin};
 use super::{AppState, Problem};
 use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::problem::ProblemCode;
 use crate::store::OperatorRecord;
 
 pub fn routes() -> Router<AppState> {
@@ -64,13 +65,13 @@ pub struct StaffTokenResponse {
 pub fn office_not_found(id: &str) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
-        "office_not_found",
+        ProblemCode::OfficeNotFound,
         format!("no office {id}"),
     )
 }
 
-pub fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> Problem {
-    Problem::from(crate::domain::ValidationError::new(field, code, detail))
+pub fn invalid(field: &'static str, code: ProblemCode, detail: impl Into<String>) -> Problem {
+    Problem::invalid_field(field, code, detail)
 }
 
 /// Issues a staff token for one office. The token is in this answer only.
@@ -91,7 +92,7 @@ pub async fn create_staff_token(
     if name.is_empty() || name.chars().count() > 64 {
         return Err(invalid(
             "name",
-            "invalid_name",
+            ProblemCode::InvalidName,
             "a name is 1 to 64 characters",
         ));
     }

@@ -21,6 +21,7 @@ use crate::domain::time::iran_date;
 use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, OfficeKind, Province, ServiceCode};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::operators::Admin;
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::store::CalendarRecord;
 
@@ -102,7 +103,7 @@ fn check_name(name: &str) -> Result<String, Problem> {
     if n.is_empty() || n.chars().count() > 200 {
         return Err(invalid(
             "name",
-            "invalid_name",
+            ProblemCode::InvalidName,
             "a name is 1 to 200 characters",
         ));
     }
@@ -113,7 +114,7 @@ fn check_stations(n: u16) -> Result<u16, Problem> {
     if n > STATIONS_MAX {
         return Err(invalid(
             "stations",
-            "invalid_stations",
+            ProblemCode::InvalidStations,
             format!("0 to {STATIONS_MAX} stations"),
         ));
     }
@@ -127,7 +128,7 @@ fn parse_services(list: &[String], kind: OfficeKind) -> Result<BTreeSet<ServiceC
         if !code.info().offered_at(kind) {
             return Err(invalid(
                 "services",
-                "service_not_for_kind",
+                ProblemCode::ServiceNotForKind,
                 format!("{code} is not offered at {} offices", kind.as_str()),
             ));
         }
@@ -155,7 +156,7 @@ fn apply_calendar(
     let calendar = record.to_domain().map_err(|e| {
         invalid(
             "weekly",
-            "invalid_calendar",
+            ProblemCode::InvalidCalendar,
             e.to_string().replace("corrupt stored data: ", ""),
         )
     })?;
@@ -178,7 +179,7 @@ pub async fn create_office(
     if !Province::all().iter().any(|p| p.slug == req.province) {
         return Err(invalid(
             "province",
-            "unknown_province",
+            ProblemCode::UnknownProvince,
             format!("no province {:?}", req.province),
         ));
     }
@@ -187,8 +188,13 @@ pub async fn create_office(
         name: check_name(&req.name)?,
         kind,
         province: req.province.clone(),
-        city: check_name(&req.city)
-            .map_err(|_| invalid("city", "invalid_city", "a city is 1 to 200 characters"))?,
+        city: check_name(&req.city).map_err(|_| {
+            invalid(
+                "city",
+                ProblemCode::InvalidCity,
+                "a city is 1 to 200 characters",
+            )
+        })?,
         area_code: AreaCode::parse(&req.area_code)?,
         location: GeoPoint::new(req.lat, req.lon)?,
         stations: check_stations(req.stations)?,
@@ -202,7 +208,7 @@ pub async fn create_office(
     if state.directory().get(id.as_str()).is_some() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            "office_exists",
+            ProblemCode::OfficeExists,
             format!("office {id} exists"),
         ));
     }
@@ -406,7 +412,7 @@ fn check_year(year: i64) -> Result<i64, Problem> {
     if !(1390..=1500).contains(&year) {
         return Err(invalid(
             "jalali_year",
-            "invalid_year",
+            ProblemCode::InvalidYear,
             "a Jalali year from 1390 to 1500",
         ));
     }
@@ -441,7 +447,11 @@ pub async fn put_fees(
 ) -> Result<Json<FeeTableDto>, Problem> {
     let year = check_year(year)?;
     if req.fees.is_empty() || req.fees.len() > ServiceCode::ALL.len() {
-        return Err(invalid("fees", "invalid_fees", "one fee per service"));
+        return Err(invalid(
+            "fees",
+            ProblemCode::InvalidFees,
+            "one fee per service",
+        ));
     }
     let mut checked = Vec::new();
     for (service, fee) in &req.fees {
@@ -449,7 +459,7 @@ pub async fn put_fees(
         if !(0..=1_000_000_000_000).contains(fee) {
             return Err(invalid(
                 "fees",
-                "invalid_fee",
+                ProblemCode::InvalidFee,
                 format!("{service}: a fee is 0 to 10^12 rials"),
             ));
         }

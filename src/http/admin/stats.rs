@@ -20,6 +20,7 @@ use crate::booking::PICKUP_SERVICE;
 use crate::domain::JalaliDate;
 use crate::http::extract::ApiQuery;
 use crate::http::operators::Admin;
+use crate::http::problem::ProblemCode;
 use crate::http::staff::{day_bounds, parse_day};
 use crate::http::{AppState, Problem};
 
@@ -91,7 +92,7 @@ async fn compute(state: &AppState, q: &StatsQuery) -> Result<StatsResponse, Prob
     if to < from || (to - from).num_days() >= STATS_DAYS_MAX {
         return Err(invalid(
             "to",
-            "invalid_range",
+            ProblemCode::InvalidRange,
             format!("`to` must be on or after `from`, at most {STATS_DAYS_MAX} days"),
         ));
     }
@@ -99,7 +100,7 @@ async fn compute(state: &AppState, q: &StatsQuery) -> Result<StatsResponse, Prob
     if group != "office" && group != "province" {
         return Err(invalid(
             "group",
-            "invalid_group",
+            ProblemCode::InvalidGroup,
             "group is `office` or `province`",
         ));
     }

@@ -18,6 +18,7 @@ use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::ApiJson;
 use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash};
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::ports::payments::SandboxOutcome;
 use crate::store::{ApplicationRecord, PaymentRecord};
@@ -87,14 +88,14 @@ pub async fn create_application(
         if service == ServiceCode::CardPickup {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "service_not_bookable",
+                ProblemCode::ServiceNotBookable,
                 "card pickup is booked by the office when biometrics are taken",
             ));
         }
         let form = ApplicationForm::parse(&raw_form(&req.form)).map_err(|errors| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_form",
+                ProblemCode::InvalidForm,
                 format!("{} field(s) are invalid", errors.len()),
             )
             .with_errors(&errors)
@@ -102,7 +103,7 @@ pub async fn create_application(
         if form.personal.national_code != applicant.national_code {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "national_code_mismatch",
+                ProblemCode::NationalCodeMismatch,
                 "the form's national code is not the logged-in applicant's",
             ));
         }
@@ -118,7 +119,7 @@ pub async fn create_application(
         if !eligibility.is_eligible() {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "not_eligible",
+                ProblemCode::NotEligible,
                 "the applicant is not eligible for a card",
             )
             .with_extra(serde_json::json!({ "failed": failed })));
@@ -190,7 +191,7 @@ pub async fn create_payment(
             Some(other) => {
                 return Err(Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_sandbox_outcome",
+                    ProblemCode::InvalidSandboxOutcome,
                     format!("sandbox_outcome is approve or decline, not {other:?}"),
                 ))
             }
@@ -203,7 +204,7 @@ pub async fn create_payment(
             .ok_or_else(|| {
                 Problem::new(
                     StatusCode::NOT_FOUND,
-                    "application_not_found",
+                    ProblemCode::ApplicationNotFound,
                     "no such application",
                 )
             })?;
@@ -218,7 +219,7 @@ pub async fn create_payment(
         let amount = state.fees.fee_rials(service, year).ok_or_else(|| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "no_tariff",
+                ProblemCode::NoTariff,
                 format!("no fee is published for {service} in {year}"),
             )
         })?;

@@ -15,6 +15,7 @@ use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::idempotency::{engine_key, key_from_headers, request_hash};
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
 use crate::reserve::IdempotencyKey;
@@ -50,7 +51,7 @@ async fn own_application(
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::NOT_FOUND,
-                "application_not_found",
+                ProblemCode::ApplicationNotFound,
                 "no such application",
             )
         })?;
@@ -251,7 +252,7 @@ fn tracking(code: &str) -> Result<String, Problem> {
     normalise_tracking_code(code).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "appointment_not_found",
+            ProblemCode::AppointmentNotFound,
             "no such appointment",
         )
     })

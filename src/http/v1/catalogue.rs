@@ -14,6 +14,7 @@ use crate::domain::jalali::JalaliDate;
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, Province, Service, ServiceCode};
 use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 
 /// Most offices in one listing.
@@ -62,7 +63,7 @@ fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
     let bad = || {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_near",
+            ProblemCode::InvalidNear,
             "near is `lat,lon` in degrees, e.g. 35.69,51.39",
         )
     };
@@ -87,7 +88,7 @@ pub async fn list_offices(
                 .ok_or_else(|| {
                     Problem::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        "unknown_province",
+                        ProblemCode::UnknownProvince,
                         format!("no province {p:?}"),
                     )
                 })?
@@ -102,7 +103,7 @@ pub async fn list_offices(
     if limit == 0 || limit > OFFICES_LIMIT_MAX {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_limit",
+            ProblemCode::InvalidLimit,
             format!("limit is 1 to {OFFICES_LIMIT_MAX}"),
         ));
     }
@@ -168,7 +169,7 @@ fn parse_date(s: &str, field: &str) -> Result<NaiveDate, Problem> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_date",
+            ProblemCode::InvalidDate,
             format!("{field} is YYYY-MM-DD"),
         )
     })
@@ -188,7 +189,7 @@ pub async fn list_slots(
     let office = directory.get(id.as_str()).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "office_not_found",
+            ProblemCode::OfficeNotFound,
             format!("no office {id}"),
         )
     })?;
@@ -197,7 +198,7 @@ pub async fn list_slots(
         if !office.offers(service) {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "service_not_offered",
+                ProblemCode::ServiceNotOffered,
                 format!("office {id} does not offer {service}"),
             ));
         }
@@ -217,7 +218,7 @@ pub async fn list_slots(
     if to < from || (to - from).num_days() > SLOT_RANGE_DAYS_MAX {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_range",
+            ProblemCode::InvalidRange,
             format!("to must be on or after from, at most {SLOT_RANGE_DAYS_MAX} days later"),
         ));
     }

@@ -19,6 +19,7 @@ use crate::domain::jalali::{to_persian_digits, JalaliDate};
 use crate::domain::slots::check_slot_start;
 use crate::domain::time::to_iran;
 use crate::domain::{OfficeId, ServiceCode};
+use crate::http::problem::ProblemCode;
 use crate::reserve::{ReserveError, SlotView};
 use dto::SlotDto;
 
@@ -122,14 +123,14 @@ pub fn resolve_slot(
     let office = state.directory().get(id.as_str()).cloned().ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "office_not_found",
+            ProblemCode::OfficeNotFound,
             format!("no office {id}"),
         )
     })?;
     if !office.offers(service) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "service_not_offered",
+            ProblemCode::ServiceNotOffered,
             format!("office {id} does not offer {service}"),
         ));
     }
@@ -137,7 +138,7 @@ pub fn resolve_slot(
         DateTime::parse_from_rfc3339(start.trim()).map_err(|_| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_start",
+                ProblemCode::InvalidStart,
                 "start must be an RFC 3339 time, e.g. 2024-09-22T08:00:00+03:30",
             )
         })?;
@@ -145,12 +146,12 @@ pub fn resolve_slot(
     if start.with_timezone(&Utc) <= now {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "start_in_past",
+            ProblemCode::StartInPast,
             "the slot has already started",
         ));
     }
     check_slot_start(&office, start, &state.holidays)
-        .map_err(|r| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.to_string()))?;
+        .map_err(|r| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, (&r).into(), r.to_string()))?;
     state
         .engine
         .availability()
@@ -158,7 +159,7 @@ pub fn resolve_slot(
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "outside_booking_window",
+                ProblemCode::OutsideBookingWindow,
                 format!(
                     "slots are open for booking {} days ahead",
                     state.config.booking_horizon_days
@@ -238,7 +239,7 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             format!("{taken} seats are taken; move those appointments first"),
         ),
     };
-    let mut problem = Problem::new(status, refusal.code(), detail);
+    let mut problem = Problem::new(status, refusal.into(), detail);
     match refusal {
         Refusal::AlreadyHolding { hold_id } => {
             problem = problem.with_extra(serde_json::json!({ "hold_id": hold_id }))
@@ -257,7 +258,7 @@ impl From<ReserveError> for Problem {
             ReserveError::Overloaded => {
                 let mut p = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
+                    ProblemCode::Overloaded,
                     "too many bookings are in flight; come back in a few seconds",
                 );
                 p.retry_after_secs = Some(super::problem::RETRY_AFTER_SECS);

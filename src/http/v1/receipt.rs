@@ -13,6 +13,7 @@ use crate::domain::jalali::to_persian_digits;
 use crate::domain::{NationalCode, ServiceCode};
 use crate::http::auth::Applicant;
 use crate::http::extract::ApiPath;
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::{display_tracking_code, normalise_tracking_code};
 
@@ -60,7 +61,7 @@ pub async fn get_appointment(
     let not_found = || {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "appointment_not_found",
+            ProblemCode::AppointmentNotFound,
             "no such appointment",
         )
     };

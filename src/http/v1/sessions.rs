@@ -9,6 +9,7 @@ use super::dto::{SessionRequest, SessionResponse};
 use super::iran_rfc3339;
 use crate::domain::{BirthCertificateSerial, NationalCode};
 use crate::http::extract::ApiJson;
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 
 /// Log in. Unknown citizens and wrong serials get the same answer, so the endpoint does not
@@ -29,7 +30,7 @@ pub async fn create_session(
         tracing::info!(national_code = %code.masked(), "login refused");
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
+            ProblemCode::InvalidCredentials,
             "the national code and birth-certificate serial do not match the civil registry",
         ));
     }

@@ -10,6 +10,7 @@ use super::dto::{HistoryEntryDto, PickupDto, StatusResponse};
 use super::{iran_rfc3339, jalali};
 use crate::domain::NationalCode;
 use crate::http::extract::ApiQuery;
+use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
 
@@ -35,7 +36,7 @@ pub async fn get_status(
     let not_found = || {
         Problem::new(
             StatusCode::NOT_FOUND,
-            "appointment_not_found",
+            ProblemCode::AppointmentNotFound,
             "no appointment matches these codes",
         )
     };

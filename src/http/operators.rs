@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::problem::ProblemCode;
 use super::{AppState, Problem};
@@ -34,9 +35,11 @@ pub fn token_hash_hex(token: &str) -> String {
         .collect()
 }
 
-/// Compares two hashes without an early exit, so timing says nothing about how much matched.
+/// Compares two hashes in constant time, so timing says nothing about how much matched. The
+/// one comparison of presented tokens with known ones (admin, planner); applicant sessions are
+/// checked by `hmac`'s own constant-time `verify_slice`.
 pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// A new token: a prefix naming its role and 256 random bits.

@@ -13,6 +13,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::operators::{hashes_equal, token_hash};
+use super::problem::FieldError;
+use super::problem::ProblemCode;
+use super::Problem;
+use crate::http::extract::ApiPath;
+use crate::planning::scenario::Scenario;
+use crate::planning::sim::{self, SimOptions, World};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -20,14 +27,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-use super::problem::FieldError;
-use super::problem::ProblemCode;
-use super::Problem;
-use crate::http::extract::ApiPath;
-use crate::planning::scenario::Scenario;
-use crate::planning::sim::{self, SimOptions, World};
 
 /// Largest scenario accepted, in bytes.
 pub const SCENARIO_BYTES_MAX: usize = 1 << 20;
@@ -87,7 +86,7 @@ impl PlannerState {
 
     /// From the token itself (hashed at once; the token is not kept).
     pub fn from_token(token: &str) -> Self {
-        Self::new(Sha256::digest(token.as_bytes()).into())
+        Self::new(token_hash(token))
     }
 
     fn authorise(&self, headers: &HeaderMap) -> Result<(), Problem> {
@@ -95,15 +94,8 @@ impl PlannerState {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
-        // Compare every byte whatever the first difference, so timing says nothing.
-        let ok = presented.is_some_and(|hash| {
-            hash.iter()
-                .zip(&self.token_sha256)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-        });
-        if ok {
+            .map(|t| token_hash(t.trim()));
+        if presented.is_some_and(|hash| hashes_equal(&hash, &self.token_sha256)) {
             Ok(())
         } else {
             Err(Problem::new(

@@ -19,7 +19,9 @@ use crate::reserve::directory::Directory;
 use crate::reserve::{EngineConfig, IdSource, Reservations, SecureIds};
 use crate::store::{Store, StoreConfig};
 
-/// Everything the server needs to start.
+/// Everything the server needs to start. [`Settings::default`] is the one place of the
+/// defaults: `nobat serve` takes its flags' defaults from it, and the load tester its
+/// spawned server's.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free one (tests).
@@ -46,11 +48,14 @@ pub struct Settings {
     pub outbox_interval: Option<Duration>,
 }
 
-impl Settings {
-    pub fn new(listen: SocketAddr, store: StoreConfig) -> Self {
+impl Default for Settings {
+    /// The engine's own defaults (batch size, queue bound, hold time) are
+    /// [`EngineConfig::default`], the pool's are [`StoreConfig::sqlite`]'s: named here, not
+    /// copied.
+    fn default() -> Self {
         Self {
-            listen,
-            store,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: StoreConfig::sqlite("nobat.db"),
             scenario: None,
             engine: EngineConfig::default(),
             sweep_interval: Some(Duration::from_secs(1)),
@@ -61,6 +66,18 @@ impl Settings {
             token_secret: None,
             admin_token: None,
             outbox_interval: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, listening on `listen` with storage `store` (tests: port 0, a fresh
+    /// database).
+    pub fn new(listen: SocketAddr, store: StoreConfig) -> Self {
+        Self {
+            listen,
+            store,
+            ..Self::default()
         }
     }
 }

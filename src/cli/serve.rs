@@ -1,4 +1,5 @@
-//! `nobat serve`: configuration by flags or `NOBAT_*` environment variables.
+//! `nobat serve`: configuration by flags or `NOBAT_*` environment variables. The flags'
+//! defaults are [`Settings::default`]'s, so `--help`, the server and the tests agree.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,43 +8,44 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::app::{App, Settings};
+use crate::reserve::EngineConfig;
 use crate::store::StoreConfig;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "NOBAT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "NOBAT_LISTEN", default_value_t = Settings::default().listen)]
     pub listen: SocketAddr,
     /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://…`) URL; without it, the SQLite file.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
     /// SQLite file used when no database URL is given; created on first start.
-    #[arg(long, env = "NOBAT_SQLITE_PATH", default_value = "nobat.db")]
+    #[arg(long, env = "NOBAT_SQLITE_PATH", default_value_os_t = Settings::default().store.sqlite_path)]
     pub sqlite_path: PathBuf,
     /// Database connections in the pool.
-    #[arg(long, env = "NOBAT_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, env = "NOBAT_DB_MAX_CONNECTIONS", default_value_t = Settings::default().store.max_connections, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub db_max_connections: u32,
     /// Scenario whose office network seeds an empty database (default: the bundled small one).
     #[arg(long, env = "NOBAT_SCENARIO")]
     pub scenario: Option<PathBuf>,
     /// Minutes a hold keeps its seat.
-    #[arg(long, env = "NOBAT_HOLD_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    #[arg(long, env = "NOBAT_HOLD_MINUTES", default_value_t = Settings::default().engine.hold_ttl.as_secs() / 60, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub hold_minutes: u64,
     /// Seconds a hold keeps its seat; overrides `--hold-minutes` (short load tests watch holds
     /// expire within the run).
     #[arg(long, env = "NOBAT_HOLD_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]
     pub hold_seconds: Option<u64>,
     /// Days ahead that slots are open for booking.
-    #[arg(long, env = "NOBAT_BOOKING_HORIZON_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
+    #[arg(long, env = "NOBAT_BOOKING_HORIZON_DAYS", default_value_t = Settings::default().booking_horizon_days, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub booking_horizon_days: u32,
     /// Most booking requests committed in one transaction.
-    #[arg(long, env = "NOBAT_BATCH_MAX", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, env = "NOBAT_BATCH_MAX", default_value_t = Settings::default().engine.batch_max as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub batch_max: u64,
     /// Booking requests that may wait for the writer before new ones are refused with 503.
-    #[arg(long, env = "NOBAT_QUEUE_BOUND", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env = "NOBAT_QUEUE_BOUND", default_value_t = Settings::default().engine.queue_bound as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue_bound: u64,
     /// API requests served at once; beyond it, 503 `overloaded` with `Retry-After` at once.
-    #[arg(long, env = "NOBAT_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, env = "NOBAT_MAX_IN_FLIGHT", default_value_t = Settings::default().max_in_flight as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_in_flight: u64,
     /// Bearer token for the planner endpoints (`/v1/planner/…`); unset leaves them off.
     #[arg(long, env = "NOBAT_PLANNER_TOKEN", hide_env_values = true)]
@@ -60,27 +62,38 @@ pub struct ServeArgs {
     pub log_format: String,
 }
 
+impl ServeArgs {
+    /// The server's settings: [`Settings::default`] with what the flags say.
+    pub fn settings(self) -> Settings {
+        let defaults = Settings::default();
+        Settings {
+            listen: self.listen,
+            store: StoreConfig {
+                database_url: self.database_url,
+                sqlite_path: self.sqlite_path,
+                max_connections: self.db_max_connections,
+                ..defaults.store
+            },
+            scenario: self.scenario,
+            engine: EngineConfig {
+                hold_ttl: Duration::from_secs(self.hold_seconds.unwrap_or(self.hold_minutes * 60)),
+                batch_max: self.batch_max as usize,
+                queue_bound: self.queue_bound as usize,
+                ..defaults.engine
+            },
+            booking_horizon_days: self.booking_horizon_days,
+            max_in_flight: self.max_in_flight as usize,
+            planner_token: self.planner_token,
+            token_secret: self.token_secret,
+            admin_token: self.admin_token,
+            ..defaults
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let mut settings = Settings::new(
-        args.listen,
-        StoreConfig {
-            database_url: args.database_url,
-            sqlite_path: args.sqlite_path,
-            max_connections: args.db_max_connections,
-            acquire_timeout: Duration::from_secs(3),
-        },
-    );
-    settings.scenario = args.scenario;
-    settings.engine.hold_ttl =
-        Duration::from_secs(args.hold_seconds.unwrap_or(args.hold_minutes * 60));
-    settings.engine.batch_max = args.batch_max as usize;
-    settings.engine.queue_bound = args.queue_bound as usize;
-    settings.booking_horizon_days = args.booking_horizon_days;
-    settings.max_in_flight = args.max_in_flight as usize;
-    settings.planner_token = args.planner_token;
-    settings.token_secret = args.token_secret;
-    settings.admin_token = args.admin_token;
+    let settings = args.settings();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = App::build(settings).await?;
@@ -123,5 +136,72 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["nobat", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    /// `nobat serve` without flags runs with [`Settings::default`] (the database URL aside:
+    /// `DATABASE_URL` may be set where the tests run).
+    #[test]
+    fn serve_without_flags_runs_with_the_default_settings() {
+        let mut settings = serve_args(&[]).settings();
+        settings.store.database_url = None;
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", Settings::default())
+        );
+        let settings = serve_args(&["--hold-seconds", "90", "--batch-max", "64"]).settings();
+        assert_eq!(settings.engine.hold_ttl, Duration::from_secs(90));
+        assert_eq!(settings.engine.batch_max, 64);
+        assert_eq!(settings.engine.linger, EngineConfig::default().linger);
+    }
+
+    #[test]
+    fn help_shows_the_defaults() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_help()
+            .to_string();
+        let d = Settings::default();
+        for (flag, default) in [
+            ("--listen", d.listen.to_string()),
+            ("--sqlite-path", d.store.sqlite_path.display().to_string()),
+            ("--db-max-connections", d.store.max_connections.to_string()),
+            (
+                "--hold-minutes",
+                (d.engine.hold_ttl.as_secs() / 60).to_string(),
+            ),
+            ("--booking-horizon-days", d.booking_horizon_days.to_string()),
+            ("--batch-max", d.engine.batch_max.to_string()),
+            ("--queue-bound", d.engine.queue_bound.to_string()),
+            ("--max-in-flight", d.max_in_flight.to_string()),
+        ] {
+            // The flag's entry: from its name to the next flag's.
+            let at = help
+                .find(&format!("{flag} <"))
+                .unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
+            let rest = &help[at + flag.len()..];
+            let line = &rest[..rest.find(" --").unwrap_or(rest.len())];
+            assert!(
+                line.contains(&format!("[default: {default}]")),
+                "{flag} does not show {default}:\n{line}"
+            );
+        }
     }
 }

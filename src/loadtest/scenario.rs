@@ -253,11 +253,14 @@ pub struct ServerSettings {
 }
 
 impl Default for ServerSettings {
+    /// The server's own defaults ([`crate::app::Settings::default`]), so a scenario that says
+    /// nothing runs the server as `nobat serve` would.
     fn default() -> Self {
+        let server = crate::app::Settings::default();
         Self {
-            hold_seconds: 600,
-            sweep_interval_secs: 1.0,
-            db_max_connections: 8,
+            hold_seconds: server.engine.hold_ttl.as_secs(),
+            sweep_interval_secs: server.sweep_interval.map_or(0.0, |d| d.as_secs_f64()),
+            db_max_connections: server.store.max_connections,
             ready_timeout_secs: 120,
         }
     }

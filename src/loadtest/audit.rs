@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::journal::{Journal, Knowledge, Outcomes};
+use super::journal::{AckedAppointment, Journal, Knowledge, Outcomes};
 use crate::store::{on_pool, Store, StoreError};
 
 /// Violations listed per check (the count is always exact).
@@ -94,27 +94,43 @@ fn check(
 type SlotRow = (i64, i64, i64, i64);
 type AppointmentRow = (String, String, String, String, i64);
 
+/// Runs the checks in order (each reads the database when it runs: the server's sweeper may
+/// still be expiring holds).
 pub async fn audit(
     store: &Store,
     journal: &Journal,
     p: &AuditParams,
 ) -> Result<AuditReport, StoreError> {
-    let mut checks = Vec::new();
+    let mut checks = vec![
+        slot_capacity(store).await?,
+        slot_seats_match(store).await?,
+        one_active_per_citizen_service(store).await?,
+    ];
+    let rows = appointments_since(store, p.since_unix).await?;
+    checks.push(acknowledged_bookings_present(journal, &rows));
+    checks.push(hold_expiry(store, p).await?);
+    checks.push(counts_match(store, journal, p, &rows).await?);
+    Ok(AuditReport {
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+    })
+}
 
-    // slot_capacity
+async fn slot_capacity(store: &Store) -> Result<CheckResult, StoreError> {
     let over: Vec<(i64, i64, i64)> = on_pool!(store, pool, q = "SELECT id, taken, capacity FROM slots WHERE taken > capacity OR taken < 0 ORDER BY id LIMIT 1000" => {
         sqlx::query_as(q).fetch_all(pool).await?
     });
-    checks.push(check(
+    Ok(check(
         "slot_capacity",
         over.iter()
             .map(|(id, t, c)| format!("slot {id} has {t} taken of capacity {c}"))
             .collect(),
         "no slot is over capacity".into(),
         format!("{} slot(s) are over capacity or negative", over.len()),
-    ));
+    ))
+}
 
-    // slot_seats_match
+async fn slot_seats_match(store: &Store) -> Result<CheckResult, StoreError> {
     let seats_sql = format!(
         "WITH seats AS (
             SELECT slot_id, COUNT(*) AS n FROM holds WHERE status = 'live' GROUP BY slot_id
@@ -127,7 +143,7 @@ pub async fn audit(
     let mismatched: Vec<SlotRow> = on_pool!(store, pool, q = &seats_sql => {
         sqlx::query_as(q).fetch_all(pool).await?
     });
-    checks.push(check(
+    Ok(check(
         "slot_seats_match",
         mismatched
             .iter()
@@ -140,13 +156,14 @@ pub async fn audit(
             "{} slot(s) count seats that no hold or appointment explains",
             mismatched.len()
         ),
-    ));
+    ))
+}
 
-    // one_active_per_citizen_service
+async fn one_active_per_citizen_service(store: &Store) -> Result<CheckResult, StoreError> {
     let doubles: Vec<(String, String, i64)> = on_pool!(store, pool, q = "SELECT national_code, service, COUNT(*) FROM appointments WHERE status IN ('booked', 'checked_in') GROUP BY national_code, service HAVING COUNT(*) > 1 LIMIT 1000" => {
         sqlx::query_as(q).fetch_all(pool).await?
     });
-    checks.push(check(
+    Ok(check(
         "one_active_per_citizen_service",
         doubles
             .iter()
@@ -157,72 +174,35 @@ pub async fn audit(
             "{} national code(s) have two or more active appointments for one service",
             doubles.len()
         ),
-    ));
+    ))
+}
 
-    // acknowledged_bookings_present
-    let rows: Vec<AppointmentRow> = on_pool!(store, pool, q = "SELECT tracking_code, national_code, status, office_id, start_at FROM appointments WHERE created_at >= $1" => {
-        sqlx::query_as(q).bind(p.since_unix).fetch_all(pool).await?
-    });
+/// The run's appointments: tracking code, national code, status, office, start.
+async fn appointments_since(
+    store: &Store,
+    since_unix: i64,
+) -> Result<Vec<AppointmentRow>, StoreError> {
+    Ok(
+        on_pool!(store, pool, q = "SELECT tracking_code, national_code, status, office_id, start_at FROM appointments WHERE created_at >= $1" => {
+            sqlx::query_as(q).bind(since_unix).fetch_all(pool).await?
+        }),
+    )
+}
+
+fn acknowledged_bookings_present(journal: &Journal, rows: &[AppointmentRow]) -> CheckResult {
     let by_code: HashMap<&str, &AppointmentRow> = rows.iter().map(|r| (r.0.as_str(), r)).collect();
     let mut missing = Vec::new();
     for a in journal.appointments.values() {
-        let Some((_, national_code, status, office_id, start_at)) =
-            by_code.get(a.tracking_code.as_str()).copied()
-        else {
-            missing.push(format!(
+        match by_code.get(a.tracking_code.as_str()) {
+            Some(row) => differences(a, row, &mut missing),
+            None => missing.push(format!(
                 "tracking code {} was confirmed (2xx) but is not in the database",
                 a.tracking_code
-            ));
-            continue;
-        };
-        if national_code != &a.national_code {
-            missing.push(format!(
-                "{}: belongs to another national code",
-                a.tracking_code
-            ));
-        }
-        let cancelled = status == "cancelled";
-        let allowed_cancel = matches!(a.cancelled, Knowledge::Yes | Knowledge::Unknown);
-        let must_cancel = a.cancelled == Knowledge::Yes;
-        if cancelled && !allowed_cancel {
-            missing.push(format!(
-                "{}: cancelled, but nobody cancelled it",
-                a.tracking_code
-            ));
-        } else if must_cancel && !cancelled {
-            missing.push(format!(
-                "{}: cancel was answered 2xx but status is {status}",
-                a.tracking_code
-            ));
-        } else if !cancelled
-            && ![
-                "booked",
-                "checked_in",
-                "enrolled",
-                "no_show",
-                "card_ready",
-                "delivered",
-            ]
-            .contains(&status.as_str())
-        {
-            missing.push(format!("{}: unexpected status {status}", a.tracking_code));
-        }
-        let here = (office_id.clone(), *start_at);
-        let expected = a
-            .rescheduled_to
-            .clone()
-            .unwrap_or((a.office_id.clone(), a.start_unix));
-        let original = (a.office_id.clone(), a.start_unix);
-        let slot_ok = here == expected || (a.reschedule_unknown && here == original);
-        if !slot_ok && !(a.reschedule_unknown) {
-            missing.push(format!(
-                "{}: at {} {} but the server said {} {}",
-                a.tracking_code, here.0, here.1, expected.0, expected.1
-            ));
+            )),
         }
     }
     let acked = journal.appointments.len();
-    checks.push(check(
+    check(
         "acknowledged_bookings_present",
         missing.clone(),
         format!("all {acked} bookings answered 2xx are present as answered"),
@@ -230,9 +210,61 @@ pub async fn audit(
             "{} of {acked} bookings answered 2xx are missing or differ",
             missing.len()
         ),
-    ));
+    )
+}
 
-    // hold_expiry
+/// How a stored appointment differs from what the server acknowledged: owner, status (given
+/// what the generator knows of its cancellation) and slot (given its reschedules).
+fn differences(a: &AckedAppointment, row: &AppointmentRow, missing: &mut Vec<String>) {
+    let (_, national_code, status, office_id, start_at) = row;
+    if national_code != &a.national_code {
+        missing.push(format!(
+            "{}: belongs to another national code",
+            a.tracking_code
+        ));
+    }
+    let cancelled = status == "cancelled";
+    let allowed_cancel = matches!(a.cancelled, Knowledge::Yes | Knowledge::Unknown);
+    let must_cancel = a.cancelled == Knowledge::Yes;
+    if cancelled && !allowed_cancel {
+        missing.push(format!(
+            "{}: cancelled, but nobody cancelled it",
+            a.tracking_code
+        ));
+    } else if must_cancel && !cancelled {
+        missing.push(format!(
+            "{}: cancel was answered 2xx but status is {status}",
+            a.tracking_code
+        ));
+    } else if !cancelled
+        && ![
+            "booked",
+            "checked_in",
+            "enrolled",
+            "no_show",
+            "card_ready",
+            "delivered",
+        ]
+        .contains(&status.as_str())
+    {
+        missing.push(format!("{}: unexpected status {status}", a.tracking_code));
+    }
+    let here = (office_id.clone(), *start_at);
+    let expected = a
+        .rescheduled_to
+        .clone()
+        .unwrap_or((a.office_id.clone(), a.start_unix));
+    let original = (a.office_id.clone(), a.start_unix);
+    let slot_ok = here == expected || (a.reschedule_unknown && here == original);
+    if !slot_ok && !(a.reschedule_unknown) {
+        missing.push(format!(
+            "{}: at {} {} but the server said {} {}",
+            a.tracking_code, here.0, here.1, expected.0, expected.1
+        ));
+    }
+}
+
+async fn hold_expiry(store: &Store, p: &AuditParams) -> Result<CheckResult, StoreError> {
     let limit = p.now_unix - p.hold_allowance_secs;
     let stuck: Vec<(String, i64)> = on_pool!(store, pool, q = "SELECT id, expires_at FROM holds WHERE status = 'live' AND expires_at < $1 ORDER BY expires_at LIMIT 1000" => {
         sqlx::query_as(q).bind(limit).fetch_all(pool).await?
@@ -253,7 +285,7 @@ pub async fn audit(
         late.iter()
             .map(|(id, exp, at)| format!("hold {id} expired {} s after its expiry", at - exp)),
     );
-    checks.push(check(
+    Ok(check(
         "hold_expiry",
         v,
         format!(
@@ -264,9 +296,15 @@ pub async fn audit(
             "holds outlived their expiry by more than {} s",
             p.hold_allowance_secs
         ),
-    ));
+    ))
+}
 
-    // counts_match
+async fn counts_match(
+    store: &Store,
+    journal: &Journal,
+    p: &AuditParams,
+    rows: &[AppointmentRow],
+) -> Result<CheckResult, StoreError> {
     let db_holds: i64 = on_pool!(store, pool, q = "SELECT COUNT(*) FROM holds WHERE created_at >= $1" => {
         sqlx::query_scalar(q).bind(p.since_unix).fetch_one(pool).await?
     });
@@ -285,7 +323,7 @@ pub async fn audit(
     within("holds", db_holds, &journal.holds);
     within("bookings", rows.len() as i64, &journal.confirms);
     within("cancellations", db_cancelled, &journal.cancels);
-    checks.push(check(
+    Ok(check(
         "counts_match",
         v,
         format!(
@@ -293,10 +331,5 @@ pub async fn audit(
             rows.len()
         ),
         "database counts differ from what the server acknowledged".into(),
-    ));
-
-    Ok(AuditReport {
-        passed: checks.iter().all(|c| c.passed),
-        checks,
-    })
+    ))
 }

@@ -32,6 +32,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
+use crate::domain::GeoPoint;
 use crate::planning::scenario::{derive_seed, CitizenGenerator, Scenario};
 use crate::store::{Store, StoreConfig};
 use audit::{AuditParams, AuditReport};
@@ -119,44 +120,12 @@ pub const HOLD_GRACE_SECS: i64 = 2;
 /// Longest wait after the drain for short holds to come due before the audit.
 pub const SETTLE_SECS_MAX: i64 = 60;
 
+/// One run: reach the target, send the arrivals, drain, (crash and restart), settle, audit,
+/// report.
 pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     let scenario = Arc::new(config.scenario.clone());
-    let server_scenario = Scenario::load(&scenario.server_scenario)
-        .map_err(|e| LoadtestError::ServerScenario(e.to_string()))?;
-    let citizens = CitizenGenerator::new(&server_scenario);
-    let offices = server_scenario
-        .generate_network()
-        .into_iter()
-        .filter(|o| o.offers(crate::domain::ServiceCode::FirstIssuance))
-        .map(|o| (o.id.to_string(), o.location))
-        .collect();
-
-    let mut spawned = None;
-    let (base_url, store_config, sweep_secs, backend) = match &config.target {
-        Target::Url {
-            url,
-            audit_store,
-            sweep_interval_secs,
-        } => (
-            loopback_target(url)?,
-            audit_store.clone(),
-            *sweep_interval_secs,
-            backend_name(audit_store),
-        ),
-        Target::Spawn(spec) => {
-            let server = SpawnedServer::start(spec.clone(), &scenario)
-                .await
-                .map_err(LoadtestError::Server)?;
-            let out = (
-                server.base_url(),
-                spec.store_config(),
-                scenario.server.sweep_interval_secs,
-                backend_name(&spec.store_config()),
-            );
-            spawned = Some(server);
-            out
-        }
-    };
+    let (citizens, offices) = server_world(&scenario)?;
+    let (reached, spawned) = reach(&config.target, &scenario).await?;
     let client = reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
@@ -171,7 +140,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     let journal = Arc::new(Mutex::new(Journal::default()));
     let ctx = Arc::new(flow::Ctx {
         client,
-        base_url: base_url.clone(),
+        base_url: reached.base_url.clone(),
         scenario: scenario.clone(),
         citizens,
         offices,
@@ -181,12 +150,124 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         stop_at,
     });
 
-    // The crash: SIGKILL mid-surge, restart on the same database and port.
     let spawned = spawned.map(|s| Arc::new(tokio::sync::Mutex::new(s)));
-    let crash_task = match (config.crash_after, &spawned) {
+    let crash_task = schedule_crash(config.crash_after, spawned.as_ref(), t0)?;
+    let journeys = send_arrivals(&ctx, arrival_secs).await;
+    drain(journeys, &ctx).await;
+    let crash = crash_outcome(crash_task).await?;
+    if spawned.is_some() {
+        settle(&journal, reached.sweep_secs).await;
+    }
+    let wall_secs = t0.elapsed().as_secs_f64();
+
+    // The audit, against the database, with the server still up (its sweeper keeps running).
+    let downtime = crash.as_ref().map_or(0.0, |c| c.downtime_secs);
+    let audit_params = AuditParams {
+        since_unix,
+        now_unix: chrono::Utc::now().timestamp(),
+        hold_allowance_secs: reached.sweep_secs.ceil() as i64
+            + HOLD_GRACE_SECS
+            + downtime.ceil() as i64,
+    };
+    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let audit_result = audit_database(&reached.store, &journal, &audit_params).await;
+    if let Some(server) = &spawned {
+        server.lock().await.stop().await;
+    }
+    let audit_report = audit_result?;
+
+    let report = report::build(
+        scenario_info(&config, &scenario),
+        target_info(&config, &reached),
+        started_at.to_rfc3339(),
+        wall_secs,
+        &stats_lock(&stats),
+        &journal,
+        crash,
+        audit_report,
+    );
+    report::write(&config.out_dir, &report)?;
+    Ok(RunOutcome {
+        report,
+        journal,
+        store: reached.store,
+        audit_params,
+    })
+}
+
+/// The server's scenario as the generator needs it: its synthetic citizens, and the offices
+/// offering first issuance with their locations.
+fn server_world(
+    scenario: &LoadScenario,
+) -> Result<(CitizenGenerator, Vec<(String, GeoPoint)>), LoadtestError> {
+    let server_scenario = Scenario::load(&scenario.server_scenario)
+        .map_err(|e| LoadtestError::ServerScenario(e.to_string()))?;
+    let citizens = CitizenGenerator::new(&server_scenario);
+    let offices = server_scenario
+        .generate_network()
+        .into_iter()
+        .filter(|o| o.offers(crate::domain::ServiceCode::FirstIssuance))
+        .map(|o| (o.id.to_string(), o.location))
+        .collect();
+    Ok((citizens, offices))
+}
+
+/// The server under load, however it was reached.
+struct Reached {
+    base_url: String,
+    /// Its database, for the audit.
+    store: StoreConfig,
+    /// Its hold-sweep interval, for the audit's allowance.
+    sweep_secs: f64,
+    backend: String,
+}
+
+/// Checks the given server's address, or starts one (returned, to be stopped or crashed).
+async fn reach(
+    target: &Target,
+    scenario: &LoadScenario,
+) -> Result<(Reached, Option<SpawnedServer>), LoadtestError> {
+    match target {
+        Target::Url {
+            url,
+            audit_store,
+            sweep_interval_secs,
+        } => Ok((
+            Reached {
+                base_url: loopback_target(url)?,
+                store: audit_store.clone(),
+                sweep_secs: *sweep_interval_secs,
+                backend: backend_name(audit_store),
+            },
+            None,
+        )),
+        Target::Spawn(spec) => {
+            let server = SpawnedServer::start(spec.clone(), scenario)
+                .await
+                .map_err(LoadtestError::Server)?;
+            let reached = Reached {
+                base_url: server.base_url(),
+                store: spec.store_config(),
+                sweep_secs: scenario.server.sweep_interval_secs,
+                backend: backend_name(&spec.store_config()),
+            };
+            Ok((reached, Some(server)))
+        }
+    }
+}
+
+type CrashTask = tokio::task::JoinHandle<Result<CrashInfo, String>>;
+
+/// The crash: SIGKILL mid-surge, restart on the same database and port.
+fn schedule_crash(
+    crash_after: Option<Duration>,
+    spawned: Option<&Arc<tokio::sync::Mutex<SpawnedServer>>>,
+    t0: Instant,
+) -> Result<Option<CrashTask>, LoadtestError> {
+    match (crash_after, spawned) {
         (Some(after), Some(server)) => {
             let server = server.clone();
-            Some(tokio::spawn(async move {
+            Ok(Some(tokio::spawn(async move {
                 tokio::time::sleep_until(t0 + after).await;
                 let mut s = server.lock().await;
                 let killed = t0.elapsed().as_secs_f64();
@@ -198,17 +279,20 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
                     ready_again_at_secs: back,
                     downtime_secs: back - killed,
                 })
-            }))
+            })))
         }
-        (Some(_), None) => {
-            return Err(LoadtestError::Server(
-                "--crash-after needs --spawn (the generator must own the server it kills)".into(),
-            ))
-        }
-        _ => None,
-    };
+        (Some(_), None) => Err(LoadtestError::Server(
+            "--crash-after needs --spawn (the generator must own the server it kills)".into(),
+        )),
+        _ => Ok(None),
+    }
+}
 
-    // Open-loop arrivals: a non-homogeneous Poisson process by thinning against the peak rate.
+/// Open-loop arrivals: a non-homogeneous Poisson process by thinning against the peak rate.
+/// Each arrival's journey runs on its own task, unless `journeys_in_flight_max` are running
+/// (then it is shed and counted).
+async fn send_arrivals(ctx: &Arc<flow::Ctx>, arrival_secs: f64) -> tokio::task::JoinSet<()> {
+    let scenario = &ctx.scenario;
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(scenario.seed, "loadtest-arrivals", 0));
     let peak = scenario.peak_rate();
     let permits = Arc::new(tokio::sync::Semaphore::new(
@@ -225,113 +309,95 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         if rng.gen::<f64>() * peak > scenario.rate_at(t) {
             continue;
         }
-        let at = t0 + Duration::from_secs_f64(t);
+        let at = ctx.t0 + Duration::from_secs_f64(t);
         tokio::time::sleep_until(at).await;
         seq += 1;
         while journeys.try_join_next().is_some() {}
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                stats_lock(&stats).arrival(t, false);
+                stats_lock(&ctx.stats).arrival(t, false);
                 let ctx = ctx.clone();
                 journeys.spawn(async move {
                     flow::journey(ctx, seq, at).await;
                     drop(permit);
                 });
             }
-            Err(_) => stats_lock(&stats).arrival(t, true),
+            Err(_) => stats_lock(&ctx.stats).arrival(t, true),
         }
     }
-    // Drain: journeys stop sending at `stop_at`; one request timeout later, whatever is left
-    // is cut.
-    let hard_stop = stop_at
-        + Duration::from_millis(scenario.limits.request_timeout_ms)
+    journeys
+}
+
+/// Drain: journeys stop sending at `stop_at`; one request timeout later, whatever is left is
+/// cut (and counted).
+async fn drain(mut journeys: tokio::task::JoinSet<()>, ctx: &flow::Ctx) {
+    let hard_stop = ctx.stop_at
+        + Duration::from_millis(ctx.scenario.limits.request_timeout_ms)
         + Duration::from_secs(2);
     while !journeys.is_empty() {
         match tokio::time::timeout_at(hard_stop, journeys.join_next()).await {
             Ok(_) => {}
             Err(_) => {
-                stats_lock(&stats).journeys_cut += journeys.len() as u64;
+                stats_lock(&ctx.stats).journeys_cut += journeys.len() as u64;
                 journeys.abort_all();
                 break;
             }
         }
     }
-    let crash = match crash_task {
+}
+
+async fn crash_outcome(task: Option<CrashTask>) -> Result<Option<CrashInfo>, LoadtestError> {
+    match task {
         Some(task) => match task.await {
-            Ok(Ok(info)) => Some(info),
-            Ok(Err(e)) => return Err(LoadtestError::Server(format!("crash run: {e}"))),
-            Err(e) => return Err(LoadtestError::Server(format!("crash task: {e}"))),
+            Ok(Ok(info)) => Ok(Some(info)),
+            Ok(Err(e)) => Err(LoadtestError::Server(format!("crash run: {e}"))),
+            Err(e) => Err(LoadtestError::Server(format!("crash task: {e}"))),
         },
-        None => None,
-    };
-    // Settle: with short holds, wait until the last granted hold is due and one sweep has
-    // passed, so the audit sees expiry happen rather than holds still legitimately live.
-    if spawned.is_some() {
-        let latest = journal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .latest_hold_expiry_unix;
-        if let Some(latest) = latest {
-            let wait = latest + sweep_secs.ceil() as i64 + 1 - chrono::Utc::now().timestamp();
-            if (1..=SETTLE_SECS_MAX).contains(&wait) {
-                tokio::time::sleep(Duration::from_secs(wait as u64)).await;
-            }
+        None => Ok(None),
+    }
+}
+
+/// Settle: with short holds, wait until the last granted hold is due and one sweep has
+/// passed, so the audit sees expiry happen rather than holds still legitimately live.
+async fn settle(journal: &Mutex<Journal>, sweep_secs: f64) {
+    let latest = journal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .latest_hold_expiry_unix;
+    if let Some(latest) = latest {
+        let wait = latest + sweep_secs.ceil() as i64 + 1 - chrono::Utc::now().timestamp();
+        if (1..=SETTLE_SECS_MAX).contains(&wait) {
+            tokio::time::sleep(Duration::from_secs(wait as u64)).await;
         }
     }
-    let wall_secs = t0.elapsed().as_secs_f64();
+}
 
-    // The audit, against the database, with the server still up (its sweeper keeps running).
-    let downtime = crash.as_ref().map_or(0.0, |c| c.downtime_secs);
-    let audit_params = AuditParams {
-        since_unix,
-        now_unix: chrono::Utc::now().timestamp(),
-        hold_allowance_secs: sweep_secs.ceil() as i64 + HOLD_GRACE_SECS + downtime.ceil() as i64,
-    };
-    let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let audit_result = audit_database(&store_config, &journal, &audit_params).await;
-    if let Some(server) = &spawned {
-        server.lock().await.stop().await;
+fn scenario_info(config: &RunConfig, scenario: &LoadScenario) -> ScenarioInfo {
+    ScenarioInfo {
+        name: scenario.name.clone(),
+        path: config.scenario_path.display().to_string(),
+        description: scenario.description.clone(),
+        server_scenario: scenario.server_scenario.display().to_string(),
+        scale: scenario.scale.clone(),
+        rate_scale: config.rate_scale,
+        arrival_secs: scenario.duration_secs(),
+        drain_secs: scenario.drain_secs,
+        peak_arrivals_per_sec: scenario.peak_rate(),
+        expected_arrivals: scenario.expected_arrivals().round(),
     }
-    let audit_report = audit_result?;
+}
 
-    let stats = stats_lock(&stats);
-    let report = report::build(
-        ScenarioInfo {
-            name: scenario.name.clone(),
-            path: config.scenario_path.display().to_string(),
-            description: scenario.description.clone(),
-            server_scenario: scenario.server_scenario.display().to_string(),
-            scale: scenario.scale.clone(),
-            rate_scale: config.rate_scale,
-            arrival_secs,
-            drain_secs: scenario.drain_secs,
-            peak_arrivals_per_sec: peak,
-            expected_arrivals: scenario.expected_arrivals().round(),
+fn target_info(config: &RunConfig, reached: &Reached) -> TargetInfo {
+    TargetInfo {
+        url: reached.base_url.clone(),
+        spawned: matches!(config.target, Target::Spawn(_)),
+        backend: reached.backend.clone(),
+        server_cpus: match &config.target {
+            Target::Spawn(spec) => spec.server_cpus.clone(),
+            Target::Url { .. } => None,
         },
-        TargetInfo {
-            url: base_url,
-            spawned: matches!(config.target, Target::Spawn(_)),
-            backend,
-            server_cpus: match &config.target {
-                Target::Spawn(spec) => spec.server_cpus.clone(),
-                Target::Url { .. } => None,
-            },
-            generator_cpus: config.generator_cpus.clone(),
-        },
-        started_at.to_rfc3339(),
-        wall_secs,
-        &stats,
-        &journal,
-        crash,
-        audit_report,
-    );
-    report::write(&config.out_dir, &report)?;
-    Ok(RunOutcome {
-        report,
-        journal,
-        store: store_config,
-        audit_params,
-    })
+        generator_cpus: config.generator_cpus.clone(),
+    }
 }
 
 /// Connects to the database under test and audits it.

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::domain::time::{iran_date, Clock, SystemClock};
 use crate::domain::{FeeSchedule, Service};
+use crate::http::problem::ErrorChain;
 use crate::http::{self, ApiConfig, AppState};
 use crate::planning::scenario::SyntheticRegistry;
 use crate::ports::payments::{PaymentGateway, SandboxGateway};
@@ -221,13 +222,13 @@ impl App {
                     {
                         Ok(added) => {
                             if let Err(e) = state.engine.refresh().await {
-                                tracing::warn!(error = %e, "rolling the booking window: refresh failed");
+                                tracing::warn!(error = %ErrorChain(&e), "rolling the booking window: refresh failed");
                             } else if added > 0 {
                                 tracing::info!(slots_added = added, "booking window rolled on");
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "rolling the booking window failed; will retry")
+                            tracing::warn!(error = %ErrorChain(&e), "rolling the booking window failed; will retry")
                         }
                     }
                 }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::operators::{hashes_equal, token_hash};
-use super::problem::FieldError;
 use super::problem::ProblemCode;
+use super::problem::{ErrorChain, FieldError};
 use super::Problem;
 use crate::http::extract::ApiPath;
 use crate::planning::scenario::Scenario;
@@ -197,21 +197,23 @@ fn accepted(id: u64) -> Response {
         .into_response()
 }
 
-fn run_simulation(scenario: &Scenario) -> Result<(Value, String), String> {
+/// Why a job failed: the planner is shown its message, the log gets its chain.
+type JobError = Box<dyn std::error::Error + Send + Sync>;
+
+fn run_simulation(scenario: &Scenario) -> Result<(Value, String), JobError> {
     let offices = scenario.generate_network();
-    let (world, out) = sim::simulate(scenario, &offices, SimOptions::default(), &mut |_, _| {})
-        .map_err(|e| e.to_string())?;
+    let (world, out) = sim::simulate(scenario, &offices, SimOptions::default(), &mut |_, _| {})?;
     Ok((
         crate::planning::report::simulation_summary(scenario, &world, &out),
         crate::planning::report::simulation_html(scenario, &world, &out),
     ))
 }
 
-fn run_plan(scenario: &Scenario) -> Result<(Value, String), String> {
+fn run_plan(scenario: &Scenario) -> Result<(Value, String), JobError> {
     let offices = scenario.generate_network();
     let holidays = sim::holidays_for(scenario);
-    let world = World::build(scenario, &offices, &holidays).map_err(|e| e.to_string())?;
-    let plan = crate::planning::plan::plan(scenario, &world).map_err(|e| e.to_string())?;
+    let world = World::build(scenario, &offices, &holidays)?;
+    let plan = crate::planning::plan::plan(scenario, &world)?;
     let mut result = crate::planning::report::plan_json(&plan);
     result["overlay_toml"] = json!(crate::planning::plan::overlay_toml(&plan, &scenario.name));
     result["text"] = json!(crate::planning::report::plan_text(&plan, &world));
@@ -243,7 +245,12 @@ fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Respo
                     result,
                     report_html,
                 },
-                Err(error) => JobStatus::Failed { error },
+                Err(error) => {
+                    tracing::warn!(job = id, error = %ErrorChain(&*error), "planner job failed");
+                    JobStatus::Failed {
+                        error: error.to_string(),
+                    }
+                }
             },
         );
     });

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::problem::ErrorChain;
 use super::{AppState, Problem};
 
 /// How long readiness waits for the database before saying "not ready".
@@ -23,7 +24,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Proble
             json!({ "status": "ready", "backend": state.store.backend().as_str() }),
         )),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: database unreachable");
+            tracing::warn!(error = %ErrorChain(&e), "readiness: database unreachable");
             Err(Problem::unavailable("the database is not reachable"))
         }
         Err(_) => Err(Problem::unavailable("the database did not answer in time")),

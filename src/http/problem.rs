@@ -1,6 +1,6 @@
 //! The HTTP layer's one error type, answered as RFC 9457 `application/problem+json` with a
 //! stable machine-readable `code` (one of [`ProblemCode`]) and a human `detail`. Internal
-//! errors never leak details.
+//! errors never leak details: they are logged with their chain of sources ([`ErrorChain`]).
 
 mod code;
 
@@ -98,6 +98,13 @@ impl Problem {
         )
     }
 
+    /// A 500 for `error`, which is logged (`what` went wrong, with the error's whole chain);
+    /// the client gets `internal` and none of it.
+    pub fn internal_error(what: &str, error: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %ErrorChain(error), "{what}");
+        Self::internal()
+    }
+
     /// A 422 for one failed field whose code is the problem's code too (what a domain
     /// validation error gives), for the checks the HTTP layer makes itself.
     pub fn invalid_field(field: &str, code: ProblemCode, detail: impl Into<String>) -> Self {
@@ -134,10 +141,29 @@ impl From<ValidationError> for Problem {
     }
 }
 
+/// An error followed by its sources, `outer: inner: innermost`, for logs. JSON logs would
+/// otherwise keep only the outer message (tracing records an error field by its `Display`).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => {
+                // At debug: in a surge every request turned away would log; the 503s are in
+                // the metrics.
+                tracing::debug!(error = %ErrorChain(&e), "storage unavailable");
                 Problem::unavailable("storage is unavailable; retry shortly")
             }
             StoreError::Constraint { constraint } => {
@@ -148,10 +174,7 @@ impl From<StoreError> for Problem {
                     "the request conflicts with the current state",
                 )
             }
-            other => {
-                tracing::error!(error = %other, "storage error");
-                Problem::internal()
-            }
+            other => Problem::internal_error("storage error", &other),
         }
     }
 }
@@ -170,5 +193,23 @@ impl IntoResponse for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the journal")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_names_every_source() {
+        let e = Outer(std::io::Error::other("disk full"));
+        assert_eq!(ErrorChain(&e).to_string(), "reading the journal: disk full");
+        let p = Problem::internal_error("journal", &e);
+        assert_eq!(p.code, ProblemCode::Internal);
+        assert!(!p.detail.contains("disk"), "{}", p.detail);
     }
 }

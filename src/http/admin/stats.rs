@@ -163,7 +163,7 @@ async fn compute(state: &AppState, q: &StatsQuery) -> Result<StatsResponse, Prob
 
 fn csv_response(stats: &StatsResponse) -> Result<Response, Problem> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let fail = |_| Problem::internal();
+    let fail = |e: csv::Error| Problem::internal_error("writing the statistics CSV", &e);
     w.write_record([
         "key",
         "date",
@@ -192,7 +192,9 @@ fn csv_response(stats: &StatsResponse) -> Result<Response, Problem> {
         ])
         .map_err(fail)?;
     }
-    let body = w.into_inner().map_err(|_| Problem::internal())?;
+    let body = w
+        .into_inner()
+        .map_err(|e| Problem::internal_error("writing the statistics CSV", &e))?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],

@@ -19,7 +19,7 @@ use crate::domain::jalali::{to_persian_digits, JalaliDate};
 use crate::domain::slots::check_slot_start;
 use crate::domain::time::to_iran;
 use crate::domain::{OfficeId, ServiceCode};
-use crate::http::problem::ProblemCode;
+use crate::http::problem::{ErrorChain, ProblemCode};
 use crate::reserve::{ReserveError, SlotView};
 use dto::SlotDto;
 
@@ -254,7 +254,7 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
 
 impl From<ReserveError> for Problem {
     fn from(e: ReserveError) -> Self {
-        match e {
+        match &e {
             ReserveError::Overloaded => {
                 let mut p = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -265,13 +265,12 @@ impl From<ReserveError> for Problem {
                 p
             }
             ReserveError::Unavailable(_) | ReserveError::Stopped => {
+                // At debug, like storage's 503s: a surge would flood the log.
+                tracing::debug!(error = %ErrorChain(&e), "booking unavailable");
                 Problem::unavailable("booking is unavailable; retry shortly")
             }
             ReserveError::IdempotencyKeyReused => super::idempotency::key_reused(),
-            ReserveError::Failed(detail) => {
-                tracing::error!(%detail, "booking failed");
-                Problem::internal()
-            }
+            ReserveError::Failed(_) => Problem::internal_error("booking failed", &e),
         }
     }
 }

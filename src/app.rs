@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use tokio::net::TcpListener;
 
 use crate::domain::time::{iran_date, Clock, SystemClock};
@@ -79,6 +80,54 @@ impl Settings {
             listen,
             store,
             ..Self::default()
+        }
+    }
+}
+
+/// Housekeeping: every minute the limiter forgets idle applicants; every hour the booking
+/// window rolls on (tomorrow's slots are opened, the view drops yesterday's), so a server that
+/// runs for weeks keeps `horizon_days` of slots open.
+fn spawn_janitor(
+    state: AppState,
+    clock: Arc<dyn Clock>,
+    horizon_days: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        for minute in 1u64.. {
+            tick.tick().await;
+            state.limiter.retain_recent();
+            state.limiter.shrink_to_fit();
+            if minute % 60 == 0 {
+                roll_booking_window(&state, iran_date(clock.now()), horizon_days).await;
+            }
+        }
+    })
+}
+
+/// Opens the slots up to `horizon_days` from `today` and refreshes the availability view; a
+/// failure is logged and retried at the next hour.
+async fn roll_booking_window(state: &AppState, today: NaiveDate, horizon_days: u32) {
+    let directory = state.directory();
+    match crate::store::seed::materialise_slots(
+        &state.store,
+        directory.all(),
+        &state.holidays,
+        today,
+        horizon_days,
+    )
+    .await
+    {
+        Ok(added) => {
+            if let Err(e) = state.engine.refresh().await {
+                tracing::warn!(error = %ErrorChain(&e), "rolling the booking window: refresh failed");
+            } else if added > 0 {
+                tracing::info!(slots_added = added, "booking window rolled on");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %ErrorChain(&e), "rolling the booking window failed; will retry")
         }
     }
 }
@@ -191,49 +240,11 @@ impl App {
                 every,
             )
         });
-        // Housekeeping: every minute the limiter forgets idle applicants; every hour the booking
-        // window rolls on (tomorrow's slots are opened, the view drops yesterday's), so a
-        // server that runs for weeks keeps `booking_horizon_days` of slots open.
-        let limiter = state.limiter.clone();
-        let roll = (
+        let janitor = spawn_janitor(
             state.clone(),
             deps.clock.clone(),
             settings.booking_horizon_days,
         );
-        let janitor = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            tick.tick().await;
-            for minute in 1u64.. {
-                tick.tick().await;
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-                if minute % 60 == 0 {
-                    let (state, clock, days) = &roll;
-                    let today = iran_date(clock.now());
-                    let directory = state.directory();
-                    match crate::store::seed::materialise_slots(
-                        &state.store,
-                        directory.all(),
-                        &state.holidays,
-                        today,
-                        *days,
-                    )
-                    .await
-                    {
-                        Ok(added) => {
-                            if let Err(e) = state.engine.refresh().await {
-                                tracing::warn!(error = %ErrorChain(&e), "rolling the booking window: refresh failed");
-                            } else if added > 0 {
-                                tracing::info!(slots_added = added, "booking window rolled on");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %ErrorChain(&e), "rolling the booking window failed; will retry")
-                        }
-                    }
-                }
-            }
-        });
         Ok(App {
             listener,
             state,

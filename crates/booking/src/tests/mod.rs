@@ -658,3 +658,7 @@ fn a_confirmation_reads_its_hold_and_the_citizens_appointments() {
     assert_eq!(keys.citizen_codes, ["1111111111"]);
     assert_eq!(keys.hold_codes, ["1111111111"]);
 }
+
+mod effects;
+mod json;
+mod routing;

@@ -49,37 +49,37 @@ fn render(out: &mut String, outcomes: &[Outcome], effects: &Effects) {
 }
 
 fn book(code: &str, slot_id: i64, tracking: &str) -> Request {
-    Request::Book {
+    Request::Book(Book {
         national_code: code.into(),
-        application_id: format!("app-{code}"),
+        application_id: format!("app-{code}").into(),
         service: "first_issuance".into(),
         slot_id,
-        payment_id: format!("pay-{code}"),
-        hold_id: format!("h-{tracking}"),
+        payment_id: format!("pay-{code}").into(),
+        hold_id: format!("h-{tracking}").into(),
         tracking_code: tracking.into(),
-    }
+    })
 }
 
 fn staff_step(kind: &str, tracking: &str) -> Request {
     let office_id = "021-0001".to_string();
-    let tracking_code = tracking.to_string();
+    let tracking_code = TrackingCode::from(tracking);
     let actor = "staff:1".to_string();
     match kind {
-        "check_in" => Request::CheckIn {
+        "check_in" => Request::CheckIn(CheckIn {
             office_id,
             tracking_code,
             actor,
-        },
-        "no_show" => Request::NoShow {
+        }),
+        "no_show" => Request::NoShow(NoShow {
             office_id,
             tracking_code,
             actor,
-        },
-        "card_ready" => Request::CardReady {
+        }),
+        "card_ready" => Request::CardReady(CardReady {
             office_id,
             tracking_code,
             actor,
-        },
+        }),
         _ => unreachable!(),
     }
 }
@@ -87,8 +87,8 @@ fn staff_step(kind: &str, tracking: &str) -> Request {
 /// Batches with the time each is decided at.
 fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
     let mut short = hold("d", 2, "h4");
-    if let Request::Hold { expires_at, .. } = &mut short {
-        *expires_at = 5;
+    if let Request::Hold(h) = &mut short {
+        h.expires_at = 5;
     }
     vec![
         (
@@ -98,10 +98,10 @@ fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
                 confirm("a", "h1", "T1"),
                 book("b", 1, "T2"),
                 hold("c", 2, "h3"),
-                Request::Release {
+                Request::Release(Release {
                     national_code: "c".into(),
                     hold_id: "h3".into(),
-                },
+                }),
                 short,
                 book("e", 3, "T5"),
                 book("f", 3, "T6"),
@@ -113,30 +113,30 @@ fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
         (
             10,
             vec![
-                Request::Expire {
+                Request::Expire(Expire {
                     hold_id: "h4".into(),
-                },
-                Request::Reschedule {
+                }),
+                Request::Reschedule(Reschedule {
                     national_code: "a".into(),
                     tracking_code: "T1".into(),
                     new_slot_id: 2,
-                },
-                Request::Cancel {
+                }),
+                Request::Cancel(Cancel {
                     national_code: "b".into(),
                     tracking_code: "T2".into(),
-                },
+                }),
                 // Refused: already cancelled.
-                Request::Cancel {
+                Request::Cancel(Cancel {
                     national_code: "b".into(),
                     tracking_code: "T2".into(),
-                },
+                }),
             ],
         ),
         (
             2_000_000,
             vec![
                 staff_step("check_in", "T1"),
-                Request::Enrol {
+                Request::Enrol(Enrol {
                     office_id: "021-0001".into(),
                     tracking_code: "T1".into(),
                     national_code: "a".into(),
@@ -146,40 +146,40 @@ fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
                         tracking_code: "P1".into(),
                     }),
                     actor: "staff:1".into(),
-                },
+                }),
                 staff_step("card_ready", "T1"),
-                Request::Deliver {
+                Request::Deliver(Deliver {
                     office_id: "021-0001".into(),
                     tracking_code: "T1".into(),
                     pickup_tracking_code: Some("P1".into()),
                     actor: "staff:1".into(),
-                },
+                }),
                 staff_step("no_show", "T5"),
-                Request::Relocate {
+                Request::Relocate(Relocate {
                     tracking_code: "T6".into(),
                     new_slot_id: Some(1),
                     reason: RelocationReason::Holiday,
                     notice_key: "holiday:2024-09-23".into(),
                     actor: "admin:root".into(),
-                },
-                Request::Relocate {
+                }),
+                Request::Relocate(Relocate {
                     tracking_code: "T7".into(),
                     new_slot_id: None,
                     reason: RelocationReason::CapacityCut,
                     notice_key: "cut:3".into(),
                     actor: "admin:root".into(),
-                },
-                Request::SetCapacity {
+                }),
+                Request::SetCapacity(SetCapacity {
                     slot_id: 3,
                     capacity: 1,
                     actor: "admin:root".into(),
-                },
+                }),
                 // Refused: below the seats taken.
-                Request::SetCapacity {
+                Request::SetCapacity(SetCapacity {
                     slot_id: 1,
                     capacity: 0,
                     actor: "admin:root".into(),
-                },
+                }),
             ],
         ),
     ]

@@ -61,25 +61,25 @@ fn card_row() -> CardRow {
 
 pub(super) fn requests() -> Vec<Request> {
     vec![
-        Request::Hold {
+        Request::Hold(Hold {
             national_code: "0499370899".into(),
             application_id: "app-1".into(),
             service: "first_issuance".into(),
             slot_id: 7,
             hold_id: "hold_x1".into(),
             expires_at: 700,
-        },
-        Request::Confirm {
+        }),
+        Request::Confirm(Confirm {
             national_code: "0499370899".into(),
             hold_id: "hold_x1".into(),
             payment_id: "pay-1".into(),
             tracking_code: "T1".into(),
-        },
-        Request::Release {
+        }),
+        Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "hold_x1".into(),
-        },
-        Request::Book {
+        }),
+        Request::Book(Book {
             national_code: "0499370899".into(),
             application_id: "app-1".into(),
             service: "first_issuance".into(),
@@ -87,25 +87,25 @@ pub(super) fn requests() -> Vec<Request> {
             payment_id: "pay-1".into(),
             hold_id: "hold_x2".into(),
             tracking_code: "T2".into(),
-        },
-        Request::Cancel {
+        }),
+        Request::Cancel(Cancel {
             national_code: "0499370899".into(),
             tracking_code: "T1".into(),
-        },
-        Request::Reschedule {
+        }),
+        Request::Reschedule(Reschedule {
             national_code: "0499370899".into(),
             tracking_code: "T1".into(),
             new_slot_id: 8,
-        },
-        Request::Expire {
+        }),
+        Request::Expire(Expire {
             hold_id: "hold_x1".into(),
-        },
-        Request::CheckIn {
+        }),
+        Request::CheckIn(CheckIn {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             actor: "staff:1".into(),
-        },
-        Request::Enrol {
+        }),
+        Request::Enrol(Enrol {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             national_code: "0499370899".into(),
@@ -115,56 +115,56 @@ pub(super) fn requests() -> Vec<Request> {
                 tracking_code: "P1".into(),
             }),
             actor: "staff:1".into(),
-        },
-        Request::Enrol {
+        }),
+        Request::Enrol(Enrol {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             national_code: "0499370899".into(),
             ready_date: "2024-10-06".into(),
             pickup: None,
             actor: "staff:1".into(),
-        },
-        Request::NoShow {
+        }),
+        Request::NoShow(NoShow {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             actor: "staff:1".into(),
-        },
-        Request::CardReady {
+        }),
+        Request::CardReady(CardReady {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             actor: "staff:1".into(),
-        },
-        Request::Deliver {
+        }),
+        Request::Deliver(Deliver {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             pickup_tracking_code: Some("P1".into()),
             actor: "staff:1".into(),
-        },
-        Request::Deliver {
+        }),
+        Request::Deliver(Deliver {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             pickup_tracking_code: None,
             actor: "staff:1".into(),
-        },
-        Request::Relocate {
+        }),
+        Request::Relocate(Relocate {
             tracking_code: "T1".into(),
             new_slot_id: Some(8),
             reason: RelocationReason::OfficeClosed,
             notice_key: "closure:021-0001:2024-09-23".into(),
             actor: "admin:root".into(),
-        },
-        Request::Relocate {
+        }),
+        Request::Relocate(Relocate {
             tracking_code: "T1".into(),
             new_slot_id: None,
             reason: RelocationReason::CapacityCut,
             notice_key: "cut:7".into(),
             actor: "admin:root".into(),
-        },
-        Request::SetCapacity {
+        }),
+        Request::SetCapacity(SetCapacity {
             slot_id: 7,
             capacity: 3,
             actor: "admin:root".into(),
-        },
+        }),
     ]
 }
 

@@ -24,23 +24,23 @@ fn paid(id: &str, code: &str, app: &str) -> PaymentRow {
 }
 
 fn hold(code: &str, slot_id: i64, hold_id: &str) -> Request {
-    Request::Hold {
+    Request::Hold(Hold {
         national_code: code.into(),
-        application_id: format!("app-{code}"),
+        application_id: format!("app-{code}").into(),
         service: "first_issuance".into(),
         slot_id,
         hold_id: hold_id.into(),
         expires_at: 600,
-    }
+    })
 }
 
 fn confirm(code: &str, hold_id: &str, tracking: &str) -> Request {
-    Request::Confirm {
+    Request::Confirm(Confirm {
         national_code: code.into(),
         hold_id: hold_id.into(),
-        payment_id: format!("pay-{code}"),
+        payment_id: format!("pay-{code}").into(),
         tracking_code: tracking.into(),
-    }
+    })
 }
 
 fn state_with(slots: &[SlotRow], citizens: &[&str]) -> BatchState {
@@ -65,12 +65,12 @@ fn state_with(slots: &[SlotRow], citizens: &[&str]) -> BatchState {
 fn a_hold_needs_the_citizens_own_application_for_the_service() {
     let mut state = state_with(&[slot(1, 5)], &["a", "b"]);
     let mut foreign = hold("a", 1, "h1");
-    if let Request::Hold { application_id, .. } = &mut foreign {
-        *application_id = "app-b".into();
+    if let Request::Hold(h) = &mut foreign {
+        h.application_id = "app-b".into();
     }
     let mut other_service = hold("a", 1, "h2");
-    if let Request::Hold { service, .. } = &mut other_service {
-        *service = "renewal".into();
+    if let Request::Hold(h) = &mut other_service {
+        h.service = "renewal".into();
     }
     let unknown = hold("c", 1, "h3");
     let (outcomes, effects) = decide(&mut state, &[foreign, other_service, unknown], 0);
@@ -200,11 +200,11 @@ fn reschedule_keeps_the_old_seat_when_the_new_slot_is_full() {
     );
     let (outcomes, effects) = decide(
         &mut state,
-        &[Request::Reschedule {
+        &[Request::Reschedule(Reschedule {
             national_code: "a".into(),
             tracking_code: "T1".into(),
             new_slot_id: 2,
-        }],
+        })],
         1,
     );
     assert_eq!(
@@ -246,77 +246,77 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
             &format!("h{h}"),
             &format!("T{t}")
         )),
-        (c.clone(), n.clone()).prop_map(|(c, h)| Request::Release {
+        (c.clone(), n.clone()).prop_map(|(c, h)| Request::Release(Release {
             national_code: format!("c{c}"),
-            hold_id: format!("h{h}")
-        }),
-        (c.clone(), n.clone()).prop_map(|(c, t)| Request::Cancel {
+            hold_id: format!("h{h}").into()
+        })),
+        (c.clone(), n.clone()).prop_map(|(c, t)| Request::Cancel(Cancel {
             national_code: format!("c{c}"),
-            tracking_code: format!("T{t}")
-        }),
-        (c.clone(), n.clone(), s.clone()).prop_map(|(c, t, s)| Request::Reschedule {
+            tracking_code: format!("T{t}").into()
+        })),
+        (c.clone(), n.clone(), s.clone()).prop_map(|(c, t, s)| Request::Reschedule(Reschedule {
             national_code: format!("c{c}"),
-            tracking_code: format!("T{t}"),
+            tracking_code: format!("T{t}").into(),
             new_slot_id: s
-        }),
-        (n.clone()).prop_map(|t| Request::CheckIn {
+        })),
+        (n.clone()).prop_map(|t| Request::CheckIn(CheckIn {
             office_id: "021-0001".into(),
-            tracking_code: format!("T{t}"),
+            tracking_code: format!("T{t}").into(),
             actor: "staff".into(),
-        }),
-        (n.clone()).prop_map(|t| Request::NoShow {
+        })),
+        (n.clone()).prop_map(|t| Request::NoShow(NoShow {
             office_id: "021-0001".into(),
-            tracking_code: format!("B{t}"),
+            tracking_code: format!("B{t}").into(),
             actor: "staff".into(),
-        }),
+        })),
         (
             c.clone(),
             n.clone(),
             prop::option::of((s.clone(), n.clone()))
         )
-            .prop_map(|(c, t, p)| Request::Enrol {
+            .prop_map(|(c, t, p)| Request::Enrol(Enrol {
                 office_id: "021-0001".into(),
-                tracking_code: format!("T{t}"),
+                tracking_code: format!("T{t}").into(),
                 national_code: format!("c{c}"),
                 ready_date: "2024-10-06".into(),
                 pickup: p.map(|(slot_id, k)| PickupBooking {
                     slot_id,
-                    tracking_code: format!("P{k}")
+                    tracking_code: format!("P{k}").into()
                 }),
                 actor: "staff".into(),
-            }),
-        (n.clone()).prop_map(|t| Request::CardReady {
+            })),
+        (n.clone()).prop_map(|t| Request::CardReady(CardReady {
             office_id: "021-0001".into(),
-            tracking_code: format!("T{t}"),
+            tracking_code: format!("T{t}").into(),
             actor: "staff".into(),
-        }),
-        (n.clone(), prop::option::of(n.clone())).prop_map(|(t, p)| Request::Deliver {
+        })),
+        (n.clone(), prop::option::of(n.clone())).prop_map(|(t, p)| Request::Deliver(Deliver {
             office_id: "021-0001".into(),
-            tracking_code: format!("T{t}"),
-            pickup_tracking_code: p.map(|p| format!("P{p}")),
+            tracking_code: format!("T{t}").into(),
+            pickup_tracking_code: p.map(|p| format!("P{p}").into()),
             actor: "staff".into(),
-        }),
-        (n.clone(), prop::option::of(s.clone())).prop_map(|(t, s)| Request::Relocate {
-            tracking_code: format!("B{t}"),
+        })),
+        (n.clone(), prop::option::of(s.clone())).prop_map(|(t, s)| Request::Relocate(Relocate {
+            tracking_code: format!("B{t}").into(),
             new_slot_id: s,
             reason: RelocationReason::OfficeClosed,
             notice_key: "closure".into(),
             actor: "admin".into(),
-        }),
-        (s.clone(), 0i64..3).prop_map(|(s, c)| Request::SetCapacity {
+        })),
+        (s.clone(), 0i64..3).prop_map(|(s, c)| Request::SetCapacity(SetCapacity {
             slot_id: s,
             capacity: c,
             actor: "admin".into(),
-        }),
-        (c, s, n.clone(), n).prop_map(|(c, s, h, t)| Request::Book {
+        })),
+        (c, s, n.clone(), n).prop_map(|(c, s, h, t)| Request::Book(Book {
             national_code: format!("c{c}"),
-            application_id: format!("app-c{c}"),
+            application_id: format!("app-c{c}").into(),
             service: "first_issuance".into(),
             slot_id: s,
-            payment_id: format!("pay-c{c}"),
-            hold_id: format!("b{h}"),
-            tracking_code: format!("B{t}")
-        }),
+            payment_id: format!("pay-c{c}").into(),
+            hold_id: format!("b{h}").into(),
+            tracking_code: format!("B{t}").into()
+        })),
     ]
 }
 
@@ -338,16 +338,15 @@ proptest! {
         // requests that would create an id already used.
         let mut seen = std::collections::HashSet::new();
         let batches: Vec<Vec<Request>> = batches.into_iter().map(|b| b.into_iter().filter(|r| match r {
-            Request::Hold { hold_id, .. } => seen.insert(hold_id.clone()),
-            Request::Confirm { tracking_code, .. } => seen.insert(tracking_code.clone()),
-            Request::Book { hold_id, tracking_code, .. } => seen.insert(hold_id.clone()) && seen.insert(tracking_code.clone()),
-            Request::Enrol { pickup: Some(p), .. } => seen.insert(p.tracking_code.clone()),
+            Request::Hold(h) => seen.insert(h.hold_id.to_string()),
+            Request::Confirm(c) => seen.insert(c.tracking_code.to_string()),
+            Request::Book(b) => seen.insert(b.hold_id.to_string()) && seen.insert(b.tracking_code.to_string()),
+            Request::Enrol(Enrol { pickup: Some(p), .. }) => seen.insert(p.tracking_code.to_string()),
             _ => true,
         }).map(|r| match r {
             // Holds outlive the batches, so that "now" can be after every slot's start (which
             // no-shows need) without every hold expiring on sight.
-            Request::Hold { national_code, application_id, service, slot_id, hold_id, .. } =>
-                Request::Hold { national_code, application_id, service, slot_id, hold_id, expires_at: 10_000_000 },
+            Request::Hold(h) => Request::Hold(Hold { expires_at: 10_000_000, ..h }),
             other => other,
         }).collect()).collect();
         for batch in &batches {
@@ -381,15 +380,15 @@ proptest! {
 fn booked(state: &mut BatchState, code: &str, slot_id: i64, tracking: &str) {
     let (outcomes, _) = decide(
         state,
-        &[Request::Book {
+        &[Request::Book(Book {
             national_code: code.into(),
-            application_id: format!("app-{code}"),
+            application_id: format!("app-{code}").into(),
             service: "first_issuance".into(),
             slot_id,
-            payment_id: format!("pay-{code}"),
-            hold_id: format!("h-{tracking}"),
+            payment_id: format!("pay-{code}").into(),
+            hold_id: format!("h-{tracking}").into(),
             tracking_code: tracking.into(),
-        }],
+        })],
         0,
     );
     match &outcomes[0] {
@@ -404,24 +403,24 @@ fn booked(state: &mut BatchState, code: &str, slot_id: i64, tracking: &str) {
 
 fn staff(req: &str, tracking: &str) -> Request {
     let office_id = "021-0001".to_string();
-    let tracking_code = tracking.to_string();
+    let tracking_code = TrackingCode::from(tracking);
     let actor = "staff:1".to_string();
     match req {
-        "check_in" => Request::CheckIn {
+        "check_in" => Request::CheckIn(CheckIn {
             office_id,
             tracking_code,
             actor,
-        },
-        "no_show" => Request::NoShow {
+        }),
+        "no_show" => Request::NoShow(NoShow {
             office_id,
             tracking_code,
             actor,
-        },
-        "card_ready" => Request::CardReady {
+        }),
+        "card_ready" => Request::CardReady(CardReady {
             office_id,
             tracking_code,
             actor,
-        },
+        }),
         _ => unreachable!(),
     }
 }
@@ -442,16 +441,18 @@ fn apply_all(state: &mut BatchState, requests: &[Request], now: UnixSeconds) -> 
 fn enrolment_frees_the_visit_seat_and_books_the_pickup_at_the_same_office() {
     let mut state = state_with(&[slot(1, 1), slot(2, 1)], &["a"]);
     booked(&mut state, "a", 1, "T1");
-    let enrol = |slot_id| Request::Enrol {
-        office_id: "021-0001".into(),
-        tracking_code: "T1".into(),
-        national_code: "a".into(),
-        ready_date: "2024-10-06".into(),
-        pickup: Some(PickupBooking {
-            slot_id,
-            tracking_code: "P1".into(),
-        }),
-        actor: "staff:1".into(),
+    let enrol = |slot_id| {
+        Request::Enrol(Enrol {
+            office_id: "021-0001".into(),
+            tracking_code: "T1".into(),
+            national_code: "a".into(),
+            ready_date: "2024-10-06".into(),
+            pickup: Some(PickupBooking {
+                slot_id,
+                tracking_code: "P1".into(),
+            }),
+            actor: "staff:1".into(),
+        })
     };
     // Not checked in yet: refused, nothing changes.
     let (outcomes, effects) = decide(&mut state, &[enrol(2)], 10);
@@ -496,7 +497,7 @@ fn a_full_pickup_slot_refuses_the_whole_enrolment() {
     apply_all(&mut state, &[staff("check_in", "T1")], 10);
     let (outcomes, effects) = decide(
         &mut state,
-        &[Request::Enrol {
+        &[Request::Enrol(Enrol {
             office_id: "021-0001".into(),
             tracking_code: "T1".into(),
             national_code: "a".into(),
@@ -506,7 +507,7 @@ fn a_full_pickup_slot_refuses_the_whole_enrolment() {
                 tracking_code: "P1".into(),
             }),
             actor: "staff:1".into(),
-        }],
+        })],
         20,
     );
     assert_eq!(
@@ -522,11 +523,11 @@ fn staff_of_another_office_do_not_see_the_appointment() {
     booked(&mut state, "a", 1, "T1");
     let (outcomes, effects) = decide(
         &mut state,
-        &[Request::CheckIn {
+        &[Request::CheckIn(CheckIn {
             office_id: "021-0002".into(),
             tracking_code: "T1".into(),
             actor: "staff:2".into(),
-        }],
+        })],
         10,
     );
     assert_eq!(outcomes[0], Outcome::Refused(Refusal::AppointmentNotFound));
@@ -552,30 +553,32 @@ fn relocation_moves_or_cancels_with_one_notice_each() {
     let mut state = state_with(&[slot(1, 2), slot(2, 1)], &["a", "b"]);
     booked(&mut state, "a", 1, "T1");
     booked(&mut state, "b", 1, "T2");
-    let relocate = |code: &str| Request::Relocate {
-        tracking_code: code.into(),
-        new_slot_id: Some(2),
-        reason: RelocationReason::OfficeClosed,
-        notice_key: "closure:021-0001:2024-09-23".into(),
-        actor: "admin".into(),
+    let relocate = |code: &str| {
+        Request::Relocate(Relocate {
+            tracking_code: code.into(),
+            new_slot_id: Some(2),
+            reason: RelocationReason::OfficeClosed,
+            notice_key: "closure:021-0001:2024-09-23".into(),
+            actor: "admin".into(),
+        })
     };
     let (outcomes, effects) = decide(
         &mut state,
         &[
             relocate("T1"),
             relocate("T2"),
-            Request::Relocate {
+            Request::Relocate(Relocate {
                 tracking_code: "T2".into(),
                 new_slot_id: None,
                 reason: RelocationReason::OfficeClosed,
                 notice_key: "closure:021-0001:2024-09-23".into(),
                 actor: "admin".into(),
-            },
-            Request::SetCapacity {
+            }),
+            Request::SetCapacity(SetCapacity {
                 slot_id: 1,
                 capacity: 0,
                 actor: "admin".into(),
-            },
+            }),
         ],
         10,
     );
@@ -608,11 +611,11 @@ fn capacity_cannot_drop_below_taken() {
     booked(&mut state, "a", 1, "T1");
     let (outcomes, effects) = decide(
         &mut state,
-        &[Request::SetCapacity {
+        &[Request::SetCapacity(SetCapacity {
             slot_id: 1,
             capacity: 0,
             actor: "admin".into(),
-        }],
+        })],
         10,
     );
     assert_eq!(
@@ -631,12 +634,12 @@ fn capacity_cannot_drop_below_taken() {
 #[test]
 fn a_confirmation_reads_its_hold_and_the_citizens_appointments() {
     let mut keys = BatchKeys::default();
-    Request::Confirm {
+    Request::Confirm(Confirm {
         national_code: "0499370899".into(),
         hold_id: "h1".into(),
         payment_id: "p1".into(),
         tracking_code: "T1".into(),
-    }
+    })
     .touches(&mut keys);
     keys.normalise();
     assert_eq!(keys.confirmed_holds, ["h1"]);
@@ -646,10 +649,10 @@ fn a_confirmation_reads_its_hold_and_the_citizens_appointments() {
 
     let mut keys = BatchKeys::default();
     hold("1111111111", 7, "h2").touches(&mut keys);
-    Request::Release {
+    Request::Release(Release {
         national_code: "0499370899".into(),
         hold_id: "h1".into(),
-    }
+    })
     .touches(&mut keys);
     keys.normalise();
     assert_eq!(keys.slots, [7]);

@@ -60,30 +60,6 @@ fn book(code: &str, slot_id: i64, tracking: &str) -> Request {
     })
 }
 
-fn staff_step(kind: &str, tracking: &str) -> Request {
-    let office_id = "021-0001".to_string();
-    let tracking_code = TrackingCode::from(tracking);
-    let actor = "staff:1".to_string();
-    match kind {
-        "check_in" => Request::CheckIn(CheckIn {
-            office_id,
-            tracking_code,
-            actor,
-        }),
-        "no_show" => Request::NoShow(NoShow {
-            office_id,
-            tracking_code,
-            actor,
-        }),
-        "card_ready" => Request::CardReady(CardReady {
-            office_id,
-            tracking_code,
-            actor,
-        }),
-        _ => unreachable!(),
-    }
-}
-
 /// Batches with the time each is decided at.
 fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
     let mut short = hold("d", 2, "h4");
@@ -135,7 +111,7 @@ fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
         (
             2_000_000,
             vec![
-                staff_step("check_in", "T1"),
+                staff("check_in", "T1"),
                 Request::Enrol(Enrol {
                     office_id: "021-0001".into(),
                     tracking_code: "T1".into(),
@@ -147,14 +123,14 @@ fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
                     }),
                     actor: "staff:1".into(),
                 }),
-                staff_step("card_ready", "T1"),
+                staff("card_ready", "T1"),
                 Request::Deliver(Deliver {
                     office_id: "021-0001".into(),
                     tracking_code: "T1".into(),
                     pickup_tracking_code: Some("P1".into()),
                     actor: "staff:1".into(),
                 }),
-                staff_step("no_show", "T5"),
+                staff("no_show", "T5"),
                 Request::Relocate(Relocate {
                     tracking_code: "T6".into(),
                     new_slot_id: Some(1),

@@ -276,14 +276,14 @@ impl Decider<'_> {
     ) -> AppointmentRow {
         let slot = &self.state.slots[&slot_id];
         AppointmentRow {
-            tracking_code: tracking_code.to_string(),
+            tracking_code: tracking_code.as_str().to_owned(),
             slot_id,
             office_id: slot.office_id.clone(),
             start_at: slot.start_at,
             application_id: claim.application_id.to_string(),
             national_code: claim.national_code.to_string(),
             service: claim.service.to_string(),
-            payment_id: payment_id.map(PaymentId::to_string),
+            payment_id: payment_id.map(|id| id.as_str().to_owned()),
             status: AppointmentStatus::Booked,
             created_at: self.now,
             updated_at: self.now,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nobat::booking::{Outcome, Request};
+use nobat::booking::{Confirm, Hold, Outcome, Request};
 use nobat::domain::time::ManualClock;
 use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
 use nobat::store::{Store, StoreConfig, PG_BATCH_BEGIN};
@@ -152,26 +152,26 @@ impl Bench {
                         while i < people.len() {
                             let (code, app, pay) = &people[i];
                             let hold_id = engine.ids().opaque("hold");
-                            let hold = Request::Hold {
+                            let hold = Request::Hold(Hold {
                                 national_code: code.clone(),
-                                application_id: app.clone(),
+                                application_id: app.clone().into(),
                                 service: "first_issuance".into(),
                                 slot_id: 1 + (i as i64 % SLOTS),
-                                hold_id: hold_id.clone(),
+                                hold_id: hold_id.clone().into(),
                                 expires_at: i64::MAX,
-                            };
+                            });
                             let held = engine.submit(hold, None).await.expect("hold");
                             assert!(
                                 matches!(held.outcome, Outcome::Held { .. }),
                                 "{:?}",
                                 held.outcome
                             );
-                            let confirm = Request::Confirm {
+                            let confirm = Request::Confirm(Confirm {
                                 national_code: code.clone(),
-                                hold_id,
-                                payment_id: pay.clone(),
-                                tracking_code: engine.ids().tracking_code(),
-                            };
+                                hold_id: hold_id.into(),
+                                payment_id: pay.clone().into(),
+                                tracking_code: engine.ids().tracking_code().into(),
+                            });
                             let booked = engine.submit(confirm, None).await.expect("confirm");
                             assert!(
                                 matches!(booked.outcome, Outcome::Booked { .. }),

@@ -18,7 +18,10 @@ use super::operators::Staff;
 use super::problem::ProblemCode;
 use super::v1::{iran_rfc3339, jalali, refusal_problem, utc};
 use super::{AppState, Problem};
-use crate::booking::{AppointmentRow, Outcome, PickupBooking, Request, PICKUP_SERVICE};
+use crate::booking::{
+    AppointmentRow, CardReady, CheckIn, Deliver, Enrol, NoShow, Outcome, PickupBooking, Request,
+    PICKUP_SERVICE,
+};
 use crate::domain::calendar::HolidayCalendar;
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{JalaliDate, NationalCode, Office};
@@ -281,11 +284,11 @@ pub async fn check_in(
             format!("the appointment is on {}, not today", jalali(a.start_at).0),
         ));
     }
-    let request = Request::CheckIn {
+    let request = Request::CheckIn(CheckIn {
         office_id: staff.office_id.clone(),
-        tracking_code: a.tracking_code,
+        tracking_code: a.tracking_code.into(),
         actor: staff.actor(),
-    };
+    });
     answer(&state, state.engine.submit(request, None).await?.outcome).await
 }
 
@@ -323,17 +326,17 @@ pub async fn enrol(
     tries.push(None);
     let mut last = None;
     for slot_id in tries {
-        let request = Request::Enrol {
+        let request = Request::Enrol(Enrol {
             office_id: staff.office_id.clone(),
-            tracking_code: a.tracking_code.clone(),
+            tracking_code: a.tracking_code.clone().into(),
             national_code: a.national_code.clone(),
             ready_date: ready.to_string(),
             pickup: slot_id.map(|slot_id| PickupBooking {
                 slot_id,
-                tracking_code: state.engine.ids().tracking_code(),
+                tracking_code: state.engine.ids().tracking_code().into(),
             }),
             actor: staff.actor(),
-        };
+        });
         let outcome = state.engine.submit(request, None).await?.outcome;
         match &outcome {
             // Someone took the seat since the view was read: try the next one.
@@ -364,11 +367,11 @@ pub async fn no_show(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let a = own(&state, &staff, &code).await?;
-    let request = Request::NoShow {
+    let request = Request::NoShow(NoShow {
         office_id: staff.office_id.clone(),
-        tracking_code: a.tracking_code,
+        tracking_code: a.tracking_code.into(),
         actor: staff.actor(),
-    };
+    });
     answer(&state, state.engine.submit(request, None).await?.outcome).await
 }
 
@@ -398,11 +401,11 @@ pub async fn card_ready(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let (enrolment, _) = enrolment_of(&state, &staff, &code).await?;
-    let request = Request::CardReady {
+    let request = Request::CardReady(CardReady {
         office_id: staff.office_id.clone(),
-        tracking_code: enrolment,
+        tracking_code: enrolment.into(),
         actor: staff.actor(),
-    };
+    });
     answer(&state, state.engine.submit(request, None).await?.outcome).await
 }
 
@@ -416,11 +419,11 @@ pub async fn deliver(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<StaffAppointmentDto>, Problem> {
     let (enrolment, pickup) = enrolment_of(&state, &staff, &code).await?;
-    let request = Request::Deliver {
+    let request = Request::Deliver(Deliver {
         office_id: staff.office_id.clone(),
-        tracking_code: enrolment,
-        pickup_tracking_code: pickup,
+        tracking_code: enrolment.into(),
+        pickup_tracking_code: pickup.map(Into::into),
         actor: staff.actor(),
-    };
+    });
     answer(&state, state.engine.submit(request, None).await?.outcome).await
 }

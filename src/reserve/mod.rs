@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, SlotView};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
-use crate::booking::{Outcome, Request};
+use crate::booking::{Expire, Outcome, Request};
 use crate::domain::time::Clock;
 use crate::store::{BatchConn, Store, StoreError};
 
@@ -305,7 +305,11 @@ impl Reservations {
         let due = self.store.due_holds(now, self.config.sweep_limit).await?;
         let requests = due
             .into_iter()
-            .map(|hold_id| Request::Expire { hold_id })
+            .map(|hold_id| {
+                Request::Expire(Expire {
+                    hold_id: hold_id.into(),
+                })
+            })
             .collect();
         let mut expired = 0;
         for answer in self.submit_many(requests).await {
@@ -338,17 +342,17 @@ impl Reservations {
 #[cfg(test)]
 mod tests {
     use super::queue_index;
-    use crate::booking::Request;
+    use crate::booking::{Confirm, Hold, Release, Request, Reschedule};
 
     fn hold(code: &str, slot_id: i64) -> Request {
-        Request::Hold {
+        Request::Hold(Hold {
             national_code: code.into(),
             application_id: "a".into(),
             service: "first_issuance".into(),
             slot_id,
             hold_id: "h".into(),
             expires_at: 0,
-        }
+        })
     }
 
     #[test]
@@ -358,11 +362,11 @@ mod tests {
                 let q = queue_index(&hold("0499370899", slot_id), queues);
                 assert!(q < queues);
                 assert_eq!(q, queue_index(&hold("1111111111", slot_id), queues));
-                let reschedule = Request::Reschedule {
+                let reschedule = Request::Reschedule(Reschedule {
                     national_code: "2222222222".into(),
                     tracking_code: "T".into(),
                     new_slot_id: slot_id,
-                };
+                });
                 assert_eq!(q, queue_index(&reschedule, queues));
             }
         }
@@ -372,16 +376,18 @@ mod tests {
 
     #[test]
     fn other_requests_go_by_their_citizen() {
-        let confirm = |code: &str, hold_id: &str| Request::Confirm {
-            national_code: code.into(),
-            hold_id: hold_id.into(),
-            payment_id: "p".into(),
-            tracking_code: "T".into(),
+        let confirm = |code: &str, hold_id: &str| {
+            Request::Confirm(Confirm {
+                national_code: code.into(),
+                hold_id: hold_id.into(),
+                payment_id: "p".into(),
+                tracking_code: "T".into(),
+            })
         };
-        let release = Request::Release {
+        let release = Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "h2".into(),
-        };
+        });
         for queues in 1..=4 {
             let q = queue_index(&confirm("0499370899", "h1"), queues);
             assert!(q < queues);

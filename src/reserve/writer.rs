@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Answer, Availability, EngineConfig, IdempotencyKey, Job, ReserveError};
-use crate::booking::{decide, BatchKeys, Outcome, Request};
+use crate::booking::{decide, BatchKeys, Expire, Outcome, Request};
 use crate::domain::time::Clock;
 
 /// Overdue holds each batch expires on the side (bounded, so a backlog cannot bloat a batch).
@@ -252,8 +252,10 @@ fn run_once<'a>(
         let expiries: Vec<Request> = state
             .due_holds
             .iter()
-            .map(|hold_id| Request::Expire {
-                hold_id: hold_id.clone(),
+            .map(|hold_id| {
+                Request::Expire(Expire {
+                    hold_id: hold_id.clone().into(),
+                })
             })
             .collect();
         let (outcomes, effects) =

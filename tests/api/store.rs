@@ -359,7 +359,7 @@ async fn in_memory_sqlite_is_refused_at_connect() {
 /// writer splits such a batch into multi-row statements of up to 128 rows (and smaller
 /// powers of two), so 300 holds and 300 confirmations over 150 slots cross every chunk size.
 async fn large_batches_write_every_row(db: &TestDb) {
-    use nobat::booking::{Outcome, Request};
+    use nobat::booking::{Confirm, Hold, Outcome, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
     use std::sync::Arc;
 
@@ -409,24 +409,28 @@ async fn large_batches_write_every_row(db: &TestDb) {
     };
     let hold_ids: Vec<String> = (0..PEOPLE).map(|_| engine.ids().opaque("hold")).collect();
     let holds = (0..PEOPLE)
-        .map(|i| Request::Hold {
-            national_code: format!("c{i:09}"),
-            application_id: format!("big_{i}"),
-            service: "first_issuance".into(),
-            slot_id: 1 + (i % SLOTS) as i64,
-            hold_id: hold_ids[i].clone(),
-            expires_at: i64::MAX,
+        .map(|i| {
+            Request::Hold(Hold {
+                national_code: format!("c{i:09}"),
+                application_id: format!("big_{i}").into(),
+                service: "first_issuance".into(),
+                slot_id: 1 + (i % SLOTS) as i64,
+                hold_id: hold_ids[i].clone().into(),
+                expires_at: i64::MAX,
+            })
         })
         .collect();
     for outcome in submit_all(holds).await {
         assert!(matches!(outcome, Outcome::Held { .. }), "{outcome:?}");
     }
     let confirms = (0..PEOPLE)
-        .map(|i| Request::Confirm {
-            national_code: format!("c{i:09}"),
-            hold_id: hold_ids[i].clone(),
-            payment_id: format!("pay_{i}"),
-            tracking_code: engine.ids().tracking_code(),
+        .map(|i| {
+            Request::Confirm(Confirm {
+                national_code: format!("c{i:09}"),
+                hold_id: hold_ids[i].clone().into(),
+                payment_id: format!("pay_{i}").into(),
+                tracking_code: engine.ids().tracking_code().into(),
+            })
         })
         .collect();
     for outcome in submit_all(confirms).await {
@@ -616,7 +620,7 @@ async fn identifiers_compare_bytewise_on_postgres() {
 /// an expired hold (which frees its seat), still wait for the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
-    use nobat::booking::{Outcome, Refusal, Request};
+    use nobat::booking::{Confirm, Hold, Outcome, Refusal, Release, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
     use std::sync::Arc;
     use std::time::Duration;
@@ -649,14 +653,14 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
         let hold_id = engine.ids().opaque("hold");
         let held = engine
             .submit(
-                Request::Hold {
+                Request::Hold(Hold {
                     national_code: format!("code_{p}"),
-                    application_id: format!("lock_{p}"),
+                    application_id: format!("lock_{p}").into(),
                     service: "first_issuance".into(),
                     slot_id: 1,
-                    hold_id: hold_id.clone(),
+                    hold_id: hold_id.clone().into(),
                     expires_at: now + ttl,
-                },
+                }),
                 None,
             )
             .await
@@ -668,11 +672,13 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
         );
         hold_ids.push(hold_id);
     }
-    let confirm = |p: &str, hold_id: &str| Request::Confirm {
-        national_code: format!("code_{p}"),
-        hold_id: hold_id.to_string(),
-        payment_id: format!("pay_{p}"),
-        tracking_code: engine.ids().tracking_code(),
+    let confirm = |p: &str, hold_id: &str| {
+        Request::Confirm(Confirm {
+            national_code: format!("code_{p}"),
+            hold_id: hold_id.into(),
+            payment_id: format!("pay_{p}").into(),
+            tracking_code: engine.ids().tracking_code().into(),
+        })
     };
 
     // Another transaction (another writer, another process) holds the slot's row lock.
@@ -705,10 +711,10 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
         async move {
             engine
                 .submit(
-                    Request::Release {
+                    Request::Release(Release {
                         national_code: "code_b".into(),
-                        hold_id,
-                    },
+                        hold_id: hold_id.into(),
+                    }),
                     None,
                 )
                 .await
@@ -756,7 +762,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
 /// the lock their batch needs), `queue_bound` requests wait, in whichever queue (here all in
 /// one, a hot slot's), and every request beyond is refused at once, writing nothing.
 async fn a_full_queue_refuses_at_once(db: &TestDb) {
-    use nobat::booking::{Outcome, Request};
+    use nobat::booking::{Hold, Outcome, Request};
     use nobat::reserve::{EngineConfig, IdSource, Reservations, ReserveError, SeededIds};
     use std::sync::Arc;
     use std::time::Duration;
@@ -797,14 +803,14 @@ async fn a_full_queue_refuses_at_once(db: &TestDb) {
         .map(|i| {
             let engine = engine.clone();
             tokio::spawn(async move {
-                let request = Request::Hold {
+                let request = Request::Hold(Hold {
                     national_code: format!("code_{i:02}"),
-                    application_id: format!("full_{i}"),
+                    application_id: format!("full_{i}").into(),
                     service: "first_issuance".into(),
                     slot_id: 1,
-                    hold_id: engine.ids().opaque("hold"),
+                    hold_id: engine.ids().opaque("hold").into(),
                     expires_at: now + 600,
-                };
+                });
                 engine.submit(request, None).await
             })
         })

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{invalid, office_not_found};
-use crate::booking::{AppointmentRow, Outcome, Refusal, RelocationReason, Request};
+use crate::booking::{
+    AppointmentRow, Outcome, Refusal, Release, Relocate, RelocationReason, Request, SetCapacity,
+};
 use crate::domain::calendar::Closure;
 use crate::domain::time::iran_date;
 use crate::domain::{JalaliDate, Office, ServiceCode};
@@ -353,13 +355,15 @@ pub async fn relocate_all(
         let requests = pending
             .iter()
             .zip(&targets)
-            .map(|(a, t)| Request::Relocate {
-                tracking_code: a.tracking_code.clone(),
-                // On the last attempt, a seat lost again means no seat: cancel.
-                new_slot_id: t.as_ref().map(|s| s.id),
-                reason,
-                notice_key: notice_key.to_string(),
-                actor: actor.to_string(),
+            .map(|(a, t)| {
+                Request::Relocate(Relocate {
+                    tracking_code: a.tracking_code.clone().into(),
+                    // On the last attempt, a seat lost again means no seat: cancel.
+                    new_slot_id: t.as_ref().map(|s| s.id),
+                    reason,
+                    notice_key: notice_key.to_string(),
+                    actor: actor.to_string(),
+                })
             })
             .collect();
         let answers = state.engine.submit_many(requests).await;
@@ -369,13 +373,13 @@ pub async fn relocate_all(
                 Outcome::Relocated { appointment, .. } => moves.push(move_dto(&appointment)),
                 Outcome::Refused(Refusal::SlotFull { .. }) if !last => retry.push(a),
                 Outcome::Refused(Refusal::SlotFull { .. }) => {
-                    let request = Request::Relocate {
-                        tracking_code: a.tracking_code.clone(),
+                    let request = Request::Relocate(Relocate {
+                        tracking_code: a.tracking_code.clone().into(),
                         new_slot_id: None,
                         reason,
                         notice_key: notice_key.to_string(),
                         actor: actor.to_string(),
-                    };
+                    });
                     if let Outcome::Relocated { appointment, .. } =
                         state.engine.submit(request, None).await?.outcome
                     {
@@ -420,10 +424,12 @@ async fn shrink_slots(
     let requests: Vec<Request> = slots
         .iter()
         .filter(|s| s.capacity != s.taken)
-        .map(|s| Request::SetCapacity {
-            slot_id: s.id,
-            capacity: s.taken,
-            actor: actor.to_string(),
+        .map(|s| {
+            Request::SetCapacity(SetCapacity {
+                slot_id: s.id,
+                capacity: s.taken,
+                actor: actor.to_string(),
+            })
         })
         .collect();
     for answer in state.engine.submit_many(requests).await {
@@ -494,9 +500,11 @@ pub async fn close_days(
             .await?;
         let releases = holds
             .into_iter()
-            .map(|h| Request::Release {
-                national_code: h.national_code,
-                hold_id: h.id,
+            .map(|h| {
+                Request::Release(Release {
+                    national_code: h.national_code,
+                    hold_id: h.id.into(),
+                })
             })
             .collect();
         for answer in state.engine.submit_many(releases).await {

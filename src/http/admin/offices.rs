@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::closures::{relocate_all, save_offices, MoveDto};
 use super::{invalid, office_not_found};
-use crate::booking::{RelocationReason, Request};
+use crate::booking::{RelocationReason, Request, SetCapacity};
 use crate::domain::time::iran_date;
 use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, OfficeKind, Province, ServiceCode};
 use crate::http::extract::{ApiJson, ApiPath};
@@ -325,10 +325,12 @@ async fn set_stations(
     let fitting: Vec<Request> = slots
         .iter()
         .filter(|s| open(s) && s.taken <= target && s.capacity != target)
-        .map(|s| Request::SetCapacity {
-            slot_id: s.id,
-            capacity: target,
-            actor: actor.to_string(),
+        .map(|s| {
+            Request::SetCapacity(SetCapacity {
+                slot_id: s.id,
+                capacity: target,
+                actor: actor.to_string(),
+            })
         })
         .collect();
     for a in state.engine.submit_many(fitting).await {
@@ -382,10 +384,12 @@ async fn set_stations(
     let rest: Vec<Request> = slots
         .iter()
         .filter(|s| overfull.contains_key(&s.id))
-        .map(|s| Request::SetCapacity {
-            slot_id: s.id,
-            capacity: s.taken.max(target),
-            actor: actor.to_string(),
+        .map(|s| {
+            Request::SetCapacity(SetCapacity {
+                slot_id: s.id,
+                capacity: s.taken.max(target),
+                actor: actor.to_string(),
+            })
         })
         .collect();
     for a in state.engine.submit_many(rest).await {

@@ -10,7 +10,7 @@ use super::dto::{
 };
 use super::receipt::appointment_dto;
 use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
-use crate::booking::{Outcome, Refusal, Request};
+use crate::booking::{Book, Cancel, Confirm, Hold, Outcome, Refusal, Release, Request, Reschedule};
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
@@ -136,14 +136,14 @@ pub async fn create_hold(
     let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
     let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
     let now = state.engine.clock().now().timestamp();
-    let request = Request::Hold {
+    let request = Request::Hold(Hold {
         national_code: app.national_code.clone(),
-        application_id: app.id.clone(),
+        application_id: app.id.clone().into(),
         service: app.service.clone(),
         slot_id: slot.id,
-        hold_id: state.engine.ids().opaque("hold"),
+        hold_id: state.engine.ids().opaque("hold").into(),
         expires_at: now + state.engine.config().hold_ttl.as_secs() as i64,
-    };
+    });
     match state.engine.submit(request, idem).await?.outcome {
         Outcome::Held { hold } => {
             let (jalali_date, _) = jalali(slot.start_at);
@@ -182,12 +182,12 @@ pub async fn confirm_hold(
         &format!("/v1/holds/{hold_id}/confirm"),
         &req,
     )?;
-    let request = Request::Confirm {
+    let request = Request::Confirm(Confirm {
         national_code: applicant.national_code.to_string(),
-        hold_id,
-        payment_id: req.payment_id,
-        tracking_code: state.engine.ids().tracking_code(),
-    };
+        hold_id: hold_id.into(),
+        payment_id: req.payment_id.into(),
+        tracking_code: state.engine.ids().tracking_code().into(),
+    });
     match state.engine.submit(request, idem).await?.outcome {
         Outcome::Booked { appointment } => Ok(created(appointment_dto(&state, &appointment))),
         Outcome::Refused(r) => Err(refused(&state, &r, None, None)),
@@ -204,10 +204,10 @@ pub async fn release_hold(
     applicant: Applicant,
     ApiPath(hold_id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
-    let request = Request::Release {
+    let request = Request::Release(Release {
         national_code: applicant.national_code.to_string(),
-        hold_id,
-    };
+        hold_id: hold_id.into(),
+    });
     match state.engine.submit(request, None).await?.outcome {
         Outcome::Released { .. } => Ok(StatusCode::NO_CONTENT),
         Outcome::Refused(r) => Err(refusal_problem(&r)),
@@ -232,15 +232,15 @@ pub async fn book(
     let idem = idempotency(&headers, &applicant, "POST", "/v1/appointments", &req)?;
     let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
     let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
-    let request = Request::Book {
+    let request = Request::Book(Book {
         national_code: app.national_code.clone(),
-        application_id: app.id.clone(),
+        application_id: app.id.clone().into(),
         service: app.service.clone(),
         slot_id: slot.id,
-        payment_id: req.payment_id.clone(),
-        hold_id: state.engine.ids().opaque("hold"),
-        tracking_code: state.engine.ids().tracking_code(),
-    };
+        payment_id: req.payment_id.clone().into(),
+        hold_id: state.engine.ids().opaque("hold").into(),
+        tracking_code: state.engine.ids().tracking_code().into(),
+    });
     match state.engine.submit(request, idem).await?.outcome {
         Outcome::Booked { appointment } => Ok(created(appointment_dto(&state, &appointment))),
         Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
@@ -276,10 +276,10 @@ pub async fn cancel(
         &format!("/v1/appointments/{code}/cancel"),
         &(),
     )?;
-    let request = Request::Cancel {
+    let request = Request::Cancel(Cancel {
         national_code: applicant.national_code.to_string(),
-        tracking_code: code,
-    };
+        tracking_code: code.into(),
+    });
     match state.engine.submit(request, idem).await?.outcome {
         Outcome::Cancelled { appointment } => {
             Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response())
@@ -317,11 +317,11 @@ pub async fn reschedule(
         .ok_or_else(|| refusal_problem(&Refusal::AppointmentNotFound))?;
     let service = ServiceCode::parse(&current.service)?;
     let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
-    let request = Request::Reschedule {
+    let request = Request::Reschedule(Reschedule {
         national_code: applicant.national_code.to_string(),
-        tracking_code: code,
+        tracking_code: code.into(),
         new_slot_id: slot.id,
-    };
+    });
     match state.engine.submit(request, idem).await?.outcome {
         Outcome::Rescheduled { appointment, .. } => {
             Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response())

@@ -404,8 +404,36 @@ impl<'w> Simulation<'w> {
             day: today,
             ..DayRecord::default()
         };
+        // The order is the day's: seats freed first, then appointments kept or missed,
+        // cards collected, applicants giving up, new registrations, and booking last.
+        self.release(today, &mut rec);
+        self.appointments(today, &mut rec);
+        self.pickups(today, &mut rec);
+        self.abandon(today);
+        self.arrivals(today, &mut rec);
+        match self.policy.kind {
+            PolicyKind::Fcfs => self.book_fcfs(today),
+            PolicyKind::DailyBatch => self.book_daily_batch(today)?,
+        }
 
-        // 1. Releases.
+        rec.registered_total = self.registered_total;
+        rec.states = self.states;
+        rec.enrol_seats_today = self
+            .world
+            .sites
+            .iter()
+            .map(|s| u64::from(s.enrol_seats[today as usize]))
+            .sum();
+        for (p, pr) in self.out.provinces.iter_mut().enumerate() {
+            pr.backlog_daily.push(self.province_waiting_booked[p]);
+        }
+        self.out.days.push(rec);
+        self.day += 1;
+        Ok(true)
+    }
+
+    /// Bookings cancelled or moved today give their seats back.
+    fn release(&mut self, today: u32, rec: &mut DayRecord) {
         for r in std::mem::take(&mut self.releases[today as usize]) {
             let b = r.booking;
             let i = self.idx(b.site, b.appt_day);
@@ -423,8 +451,11 @@ impl<'w> Simulation<'w> {
                 rec.cancellations_today += b.count;
             }
         }
+    }
 
-        // 2. Appointments.
+    /// Today's appointments: shows enrol (their cards go into production), no-shows lose
+    /// the seat and some register again.
+    fn appointments(&mut self, today: u32, rec: &mut DayRecord) {
         for b in std::mem::take(&mut self.bookings[today as usize]) {
             let p = self.province_of_cell(b.cell);
             let no_show = binomial(&mut self.rng, b.count, self.behaviour.no_show_rate);
@@ -465,8 +496,11 @@ impl<'w> Simulation<'w> {
             }
             // Cards ready after the horizon stay in production at the end.
         }
+    }
 
-        // 3. Cards ready; pickups.
+    /// Cards ready today join their pickup site's queue; each site serves its pickup visits
+    /// oldest cards first.
+    fn pickups(&mut self, today: u32, rec: &mut DayRecord) {
         for (site, n) in std::mem::take(&mut self.production[today as usize]) {
             self.mv(State::InProduction, State::AwaitingPickup, n);
             self.pickup_queue[site as usize].push_back((today, n));
@@ -495,8 +529,10 @@ impl<'w> Simulation<'w> {
                 rec.pickups_today += served;
             }
         }
+    }
 
-        // 4. Abandonment, then arrivals.
+    /// Applicants waiting longer than the behaviour's limit give up.
+    fn abandon(&mut self, today: u32) {
         if let Some(limit) = self.behaviour.abandon_after_days {
             if today >= limit {
                 let cutoff = today - limit;
@@ -514,6 +550,10 @@ impl<'w> Simulation<'w> {
                 }
             }
         }
+    }
+
+    /// Today's registrations, spread over each province's cells by weight.
+    fn arrivals(&mut self, today: u32, rec: &mut DayRecord) {
         let arrivals = self.world.arrivals(today);
         let mut province_cells: Vec<Vec<usize>> = vec![Vec::new(); self.world.provinces.len()];
         for (c, cell) in self.world.cells.iter().enumerate() {
@@ -536,27 +576,6 @@ impl<'w> Simulation<'w> {
             rec.registered_today += n;
             self.registered_total += n;
         }
-
-        // 5. Booking.
-        match self.policy.kind {
-            PolicyKind::Fcfs => self.book_fcfs(today),
-            PolicyKind::DailyBatch => self.book_daily_batch(today)?,
-        }
-
-        rec.registered_total = self.registered_total;
-        rec.states = self.states;
-        rec.enrol_seats_today = self
-            .world
-            .sites
-            .iter()
-            .map(|s| u64::from(s.enrol_seats[today as usize]))
-            .sum();
-        for (p, pr) in self.out.provinces.iter_mut().enumerate() {
-            pr.backlog_daily.push(self.province_waiting_booked[p]);
-        }
-        self.out.days.push(rec);
-        self.day += 1;
-        Ok(true)
     }
 
     /// The best offer for a cell: (site, day, cost), or `None` when nothing is free in reach.

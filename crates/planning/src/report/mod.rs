@@ -3,6 +3,7 @@
 //! return strings and values); [`write_simulation`] and [`write_plan`] put them in a directory.
 
 pub mod svg;
+pub mod tables;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -117,82 +118,19 @@ pub fn simulation_summary(scenario: &Scenario, world: &World, out: &SimOutput) -
     })
 }
 
-/// `daily.csv`: the national time series.
+/// `daily.csv` as a string (see [`tables::write_daily`]).
 pub fn daily_csv(world: &World, out: &SimOutput) -> String {
-    let mut s = String::from("day,date,date_jalali,registered_today,registered_total");
-    for state in State::ALL {
-        let _ = write!(s, ",{}", state.as_str());
-    }
-    s.push_str(",backlog,enrolled_today,no_shows_today,cancellations_today,reschedules_today,enrol_seats_today,pickups_today,pickup_visits_today\n");
-    for d in &out.days {
-        let _ = write!(
-            s,
-            "{},{},{},{},{}",
-            d.day,
-            world.date(d.day),
-            jalali(world, d.day),
-            d.registered_today,
-            d.registered_total
-        );
-        for v in d.states {
-            let _ = write!(s, ",{v}");
-        }
-        let _ = writeln!(
-            s,
-            ",{},{},{},{},{},{},{},{}",
-            d.backlog(),
-            d.enrolled_today,
-            d.no_shows_today,
-            d.cancellations_today,
-            d.reschedules_today,
-            d.enrol_seats_today,
-            d.pickups_today,
-            d.pickup_visits_today
-        );
-    }
-    s
+    tables::in_memory(|w| tables::write_daily(w, world, out))
 }
 
-/// `provinces_daily.csv`: backlog and enrolments per province per day.
+/// `provinces_daily.csv` as a string (see [`tables::write_provinces_daily`]).
 pub fn provinces_daily_csv(world: &World, out: &SimOutput) -> String {
-    let mut s = String::from("day,date,province,backlog,enrolled\n");
-    for d in 0..out.days.len() {
-        for p in &out.provinces {
-            let _ = writeln!(
-                s,
-                "{d},{},{},{},{}",
-                world.date(d as u32),
-                p.slug,
-                p.backlog_daily.get(d).copied().unwrap_or(0),
-                p.enrolled_daily.get(d).copied().unwrap_or(0)
-            );
-        }
-    }
-    s
+    tables::in_memory(|w| tables::write_provinces_daily(w, world, out))
 }
 
-/// `offices.csv`: seats, enrolments, utilisation and pickups per office (and mobile leg).
+/// `offices.csv` as a string (see [`tables::write_offices`]).
 pub fn offices_csv(out: &SimOutput) -> String {
-    let mut s = String::from(
-        "office,province,kind,town,enrol_seats,enrolled,utilisation,no_shows,pickup_visits,pickups\n",
-    );
-    for o in &out.sites {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{:.3},{},{},{}",
-            o.id,
-            o.province,
-            o.kind,
-            o.town.replace(',', " "),
-            o.enrol_seats,
-            o.enrolled,
-            o.utilisation(),
-            o.no_shows,
-            o.pickup_visits,
-            o.pickups
-        );
-    }
-    s
+    tables::in_memory(|w| tables::write_offices(w, out))
 }
 
 const STYLE: &str = r#"body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Vazirmatn",sans-serif;margin:24px auto;max-width:1000px;color:#222;background:#fff}
@@ -599,12 +537,10 @@ pub fn write_simulation(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)? + "\n",
     )?;
-    std::fs::write(dir.join("daily.csv"), daily_csv(world, out))?;
-    std::fs::write(
-        dir.join("provinces_daily.csv"),
-        provinces_daily_csv(world, out),
-    )?;
-    std::fs::write(dir.join("offices.csv"), offices_csv(out))?;
+    let create = |name: &str| std::fs::File::create(dir.join(name)).map(std::io::BufWriter::new);
+    tables::write_daily(create("daily.csv")?, world, out)?;
+    tables::write_provinces_daily(create("provinces_daily.csv")?, world, out)?;
+    tables::write_offices(create("offices.csv")?, out)?;
     std::fs::write(
         dir.join("report.html"),
         simulation_html(scenario, world, out),

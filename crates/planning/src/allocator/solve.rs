@@ -59,8 +59,8 @@ use nobat_domain::geo::{haversine_km, EARTH_RADIUS_KM};
 use super::cost_scaling::CostScaling;
 use super::model::FlowSolver;
 use super::model::{
-    Allocation, AllocationError, AllocationProblem, Assignment, OfficeSite, Outcome, SolveStats,
-    SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
+    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, OfficeSite, Outcome,
+    SolveStats, SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
 };
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::office_paths::OfficePaths;
@@ -157,12 +157,6 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
             return Err(AllocationError::InvalidMaxKm(m));
         }
     }
-    let bad_coords = |lat: f64, lon: f64| {
-        !(lat.is_finite()
-            && lon.is_finite()
-            && (-90.0..=90.0).contains(&lat)
-            && (-180.0..=180.0).contains(&lon))
-    };
     let mut office_ids = HashSet::with_capacity(problem.offices.len());
     for o in &problem.offices {
         if bad_coords(o.lat, o.lon) {
@@ -200,45 +194,58 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
         }
     }
     for a in &problem.applicants {
-        if bad_coords(a.lat, a.lon) {
+        validate_applicant(a, problem.offices.len())?;
+    }
+    Ok(())
+}
+
+/// Whether (lat, lon) is not a place on Earth in degrees.
+fn bad_coords(lat: f64, lon: f64) -> bool {
+    !(lat.is_finite()
+        && lon.is_finite()
+        && (-90.0..=90.0).contains(&lat)
+        && (-180.0..=180.0).contains(&lon))
+}
+
+fn validate_applicant(a: &Applicant, office_count: usize) -> Result<(), AllocationError> {
+    if bad_coords(a.lat, a.lon) {
+        return Err(AllocationError::InvalidApplicant {
+            id: a.id.clone(),
+            reason: format!("({}, {}) is not a valid latitude/longitude", a.lat, a.lon),
+        });
+    }
+    if let Some(m) = a.max_km {
+        if !(m.is_finite() && m >= 0.0) {
             return Err(AllocationError::InvalidApplicant {
                 id: a.id.clone(),
-                reason: format!("({}, {}) is not a valid latitude/longitude", a.lat, a.lon),
+                reason: format!("max_km must be a finite number >= 0, got {m}"),
             });
         }
-        if let Some(m) = a.max_km {
-            if !(m.is_finite() && m >= 0.0) {
-                return Err(AllocationError::InvalidApplicant {
-                    id: a.id.clone(),
-                    reason: format!("max_km must be a finite number >= 0, got {m}"),
-                });
-            }
-        }
-        if let Some(day) = a.earliest_day.filter(|&d| d > MAX_DAY) {
+    }
+    if let Some(day) = a.earliest_day.filter(|&d| d > MAX_DAY) {
+        return Err(AllocationError::InvalidApplicant {
+            id: a.id.clone(),
+            reason: format!("earliest_day {day} is past day {MAX_DAY}"),
+        });
+    }
+    if let Some(list) = &a.preferred_offices {
+        let reason = if list.is_empty() {
+            Some("preferred_offices is empty (leave it out to accept any office)".into())
+        } else if list.len() > MAX_PREFERRED_OFFICES {
+            Some(format!(
+                "{} preferred offices (at most {MAX_PREFERRED_OFFICES})",
+                list.len()
+            ))
+        } else {
+            list.iter()
+                .find(|&&o| o >= office_count)
+                .map(|o| format!("preferred office index {o} is out of range"))
+        };
+        if let Some(reason) = reason {
             return Err(AllocationError::InvalidApplicant {
                 id: a.id.clone(),
-                reason: format!("earliest_day {day} is past day {MAX_DAY}"),
+                reason,
             });
-        }
-        if let Some(list) = &a.preferred_offices {
-            let reason = if list.is_empty() {
-                Some("preferred_offices is empty (leave it out to accept any office)".into())
-            } else if list.len() > MAX_PREFERRED_OFFICES {
-                Some(format!(
-                    "{} preferred offices (at most {MAX_PREFERRED_OFFICES})",
-                    list.len()
-                ))
-            } else {
-                list.iter()
-                    .find(|&&o| o >= problem.offices.len())
-                    .map(|o| format!("preferred office index {o} is out of range"))
-            };
-            if let Some(reason) = reason {
-                return Err(AllocationError::InvalidApplicant {
-                    id: a.id.clone(),
-                    reason,
-                });
-            }
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::format::{
     RawBehaviour, RawCapacityChange, RawChangeKind, RawDemand, RawMobileLeg, RawPlan, RawPolicy,
-    RawPolicyKind, RawSurgeShape,
+    RawPolicyKind, RawSurge, RawSurgeShape,
 };
 use super::towns::Town;
 use super::{thursday_rule, Problems};
@@ -305,87 +305,101 @@ pub(super) fn validate_demand(
             format!("at most {SURGES_MAX} surges, got {}", raw.surges.len()),
         );
     }
-    let mut surges = Vec::new();
-    for (i, s) in raw.surges.iter().enumerate() {
-        let at = |f: &str| format!("demand.surges[{i}].{f}");
-        if s.name.trim().is_empty() {
-            problems.add(at("name"), "must not be empty");
-        }
-        if s.total > SURGE_TOTAL_MAX {
-            problems.add(
-                at("total"),
-                format!("at most {SURGE_TOTAL_MAX}, got {}", s.total),
-            );
-        }
-        if s.start_day >= horizon_days {
-            problems.add(
-                at("start_day"),
-                format!(
-                    "{} is beyond the {horizon_days}-day horizon (days count from 0)",
-                    s.start_day
-                ),
-            );
-        }
-        if s.days == 0 {
-            problems.add(at("days"), "must be at least 1");
-        } else if u64::from(s.start_day) + u64::from(s.days) > u64::from(horizon_days) {
-            problems.add(
-                at("days"),
-                format!(
-                    "days {}..{} run past the {horizon_days}-day horizon",
-                    s.start_day,
-                    u64::from(s.start_day) + u64::from(s.days) - 1
-                ),
-            );
-        }
-        let peak_day = s.peak_day.unwrap_or(s.start_day);
-        if peak_day >= horizon_days {
-            problems.add(
-                at("peak_day"),
-                format!("{peak_day} is beyond the {horizon_days}-day horizon"),
-            );
-        } else if peak_day < s.start_day
-            || u64::from(peak_day) >= u64::from(s.start_day) + u64::from(s.days.max(1))
-        {
-            problems.add(
-                at("peak_day"),
-                format!(
-                    "{peak_day} is outside the surge (days {}..{})",
-                    s.start_day,
-                    u64::from(s.start_day) + u64::from(s.days.max(1)) - 1
-                ),
-            );
-        }
-        let surge_provinces = match &s.provinces {
-            Some(sel) => problems.provinces(&at("provinces"), sel),
-            None => provinces.to_vec(),
-        };
-        for (j, p) in surge_provinces.iter().enumerate() {
-            if !provinces.iter().any(|q| q.slug == p.slug) {
-                problems.add(
-                    format!("demand.surges[{i}].provinces[{j}]"),
-                    format!("{:?} is not one of the scenario's provinces", p.slug),
-                );
-            }
-        }
-        surges.push(Surge {
-            name: s.name.trim().to_string(),
-            total: s.total,
-            start_day: s.start_day,
-            days: s.days.max(1),
-            peak_day,
-            shape: match s.shape.unwrap_or(RawSurgeShape::Triangle) {
-                RawSurgeShape::Flat => SurgeShape::Flat,
-                RawSurgeShape::Triangle => SurgeShape::Triangle,
-                RawSurgeShape::FrontLoaded => SurgeShape::FrontLoaded,
-            },
-            provinces: surge_provinces,
-        });
-    }
+    let surges = raw
+        .surges
+        .iter()
+        .enumerate()
+        .map(|(i, s)| validate_surge(i, s, horizon_days, provinces, problems))
+        .collect();
     DemandSpec {
         base_daily_per_million: base,
         province_daily: raw.province_daily.clone(),
         surges,
+    }
+}
+
+/// Surge `i` of the demand section: its days within the horizon, its peak within its days,
+/// its provinces among the scenario's.
+fn validate_surge(
+    i: usize,
+    s: &RawSurge,
+    horizon_days: u32,
+    provinces: &[&'static Province],
+    problems: &mut Problems,
+) -> Surge {
+    let at = |f: &str| format!("demand.surges[{i}].{f}");
+    if s.name.trim().is_empty() {
+        problems.add(at("name"), "must not be empty");
+    }
+    if s.total > SURGE_TOTAL_MAX {
+        problems.add(
+            at("total"),
+            format!("at most {SURGE_TOTAL_MAX}, got {}", s.total),
+        );
+    }
+    if s.start_day >= horizon_days {
+        problems.add(
+            at("start_day"),
+            format!(
+                "{} is beyond the {horizon_days}-day horizon (days count from 0)",
+                s.start_day
+            ),
+        );
+    }
+    if s.days == 0 {
+        problems.add(at("days"), "must be at least 1");
+    } else if u64::from(s.start_day) + u64::from(s.days) > u64::from(horizon_days) {
+        problems.add(
+            at("days"),
+            format!(
+                "days {}..{} run past the {horizon_days}-day horizon",
+                s.start_day,
+                u64::from(s.start_day) + u64::from(s.days) - 1
+            ),
+        );
+    }
+    let peak_day = s.peak_day.unwrap_or(s.start_day);
+    if peak_day >= horizon_days {
+        problems.add(
+            at("peak_day"),
+            format!("{peak_day} is beyond the {horizon_days}-day horizon"),
+        );
+    } else if peak_day < s.start_day
+        || u64::from(peak_day) >= u64::from(s.start_day) + u64::from(s.days.max(1))
+    {
+        problems.add(
+            at("peak_day"),
+            format!(
+                "{peak_day} is outside the surge (days {}..{})",
+                s.start_day,
+                u64::from(s.start_day) + u64::from(s.days.max(1)) - 1
+            ),
+        );
+    }
+    let surge_provinces = match &s.provinces {
+        Some(sel) => problems.provinces(&at("provinces"), sel),
+        None => provinces.to_vec(),
+    };
+    for (j, p) in surge_provinces.iter().enumerate() {
+        if !provinces.iter().any(|q| q.slug == p.slug) {
+            problems.add(
+                format!("demand.surges[{i}].provinces[{j}]"),
+                format!("{:?} is not one of the scenario's provinces", p.slug),
+            );
+        }
+    }
+    Surge {
+        name: s.name.trim().to_string(),
+        total: s.total,
+        start_day: s.start_day,
+        days: s.days.max(1),
+        peak_day,
+        shape: match s.shape.unwrap_or(RawSurgeShape::Triangle) {
+            RawSurgeShape::Flat => SurgeShape::Flat,
+            RawSurgeShape::Triangle => SurgeShape::Triangle,
+            RawSurgeShape::FrontLoaded => SurgeShape::FrontLoaded,
+        },
+        provinces: surge_provinces,
     }
 }
 

@@ -26,6 +26,9 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::allocator::{
+    allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
+};
 use crate::scenario::{derive_seed, Behaviour, Policy, PolicyKind, Scenario};
 use nobat_domain::Office;
 
@@ -295,6 +298,11 @@ pub struct Simulation<'w> {
     province_waiting_booked: Vec<u64>,
     registered_total: u64,
     out: SimOutput,
+}
+
+/// The allocator's "service" of a province in the daily batch: offices serve their own.
+fn province_key(p: usize) -> String {
+    format!("p{p}")
 }
 
 impl<'w> Simulation<'w> {
@@ -678,79 +686,31 @@ impl<'w> Simulation<'w> {
     /// Applicants stay within their province (the province is the "service" both sides carry)
     /// and within `max_distance_km`.
     fn book_daily_batch(&mut self, today: u32) -> Result<(), SimError> {
-        use crate::allocator::{
-            allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
-        };
         let h = self.world.horizon_days;
         let lo = today + self.policy.lead_days;
         if lo >= h {
             return Ok(());
         }
         let hi = (today + self.policy.booking_window_days).min(h - 1);
-        let mut waiting: Vec<(u32, u32, u64)> = Vec::new();
-        for (cell, map) in self.waiting.iter().enumerate() {
-            for (&reg, &n) in map {
-                waiting.push((reg, cell as u32, n));
-            }
-        }
-        waiting.sort_unstable();
-        let mut budget = u64::from(self.policy.batch_max_applicants);
-        let province_key = |p: usize| format!("p{p}");
-        let mut applicants = Vec::new();
-        for (reg, cell, n) in waiting {
-            let take = n.min(budget);
-            budget -= take;
-            let c = &self.world.cells[cell as usize];
-            for k in 0..take {
-                applicants.push(Applicant {
-                    id: format!("{cell}/{reg}/{k}"),
-                    lat: c.location.lat,
-                    lon: c.location.lon,
-                    priority: 0,
-                    max_km: None,
-                    service: Some(province_key(c.province)),
-                    registered_at: Some(i64::from(reg)),
-                    province: None,
-                    earliest_day: None,
-                    preferred_offices: None,
-                });
-            }
-            if budget == 0 {
-                break;
-            }
-        }
+        let applicants = self.batch_applicants();
         if applicants.is_empty() {
             return Ok(());
         }
-        let offices = self
-            .world
-            .sites
-            .iter()
-            .map(|s| OfficeSite {
-                id: s.id.clone(),
-                lat: s.location.lat,
-                lon: s.location.lon,
-                services: Some(std::iter::once(province_key(s.province)).collect()),
-                stations: None,
-                province: None,
-            })
-            .collect();
-        let mut seats = Vec::new();
-        for (site, s) in self.world.sites.iter().enumerate() {
-            for day in lo..=hi {
-                let free = s.enrol_seats[day as usize] - self.booked[self.idx(site as u32, day)];
-                if free > 0 {
-                    seats.push(OfficeDaySeats {
-                        office: site,
-                        day: day - today,
-                        seats: free,
-                    });
-                }
-            }
-        }
         let problem = AllocationProblem {
-            offices,
-            seats,
+            offices: self
+                .world
+                .sites
+                .iter()
+                .map(|s| OfficeSite {
+                    id: s.id.clone(),
+                    lat: s.location.lat,
+                    lon: s.location.lon,
+                    services: Some(std::iter::once(province_key(s.province)).collect()),
+                    stations: None,
+                    province: None,
+                })
+                .collect(),
+            seats: self.batch_seats(today, lo, hi),
             applicants,
             wait_km_per_day: self.behaviour.km_per_wait_day,
             default_max_km: Some(self.behaviour.max_distance_km),
@@ -791,6 +751,61 @@ impl<'w> Simulation<'w> {
             self.book(cell, site, reg, day, n);
         }
         Ok(())
+    }
+
+    /// The day's batch: those waiting longest first, at most `batch_max_applicants`, each
+    /// an applicant of its cell whose "service" is its province (offices serve their own).
+    fn batch_applicants(&self) -> Vec<Applicant> {
+        let mut waiting: Vec<(u32, u32, u64)> = Vec::new();
+        for (cell, map) in self.waiting.iter().enumerate() {
+            for (&reg, &n) in map {
+                waiting.push((reg, cell as u32, n));
+            }
+        }
+        waiting.sort_unstable();
+        let mut budget = u64::from(self.policy.batch_max_applicants);
+        let mut applicants = Vec::new();
+        for (reg, cell, n) in waiting {
+            let take = n.min(budget);
+            budget -= take;
+            let c = &self.world.cells[cell as usize];
+            for k in 0..take {
+                applicants.push(Applicant {
+                    id: format!("{cell}/{reg}/{k}"),
+                    lat: c.location.lat,
+                    lon: c.location.lon,
+                    priority: 0,
+                    max_km: None,
+                    service: Some(province_key(c.province)),
+                    registered_at: Some(i64::from(reg)),
+                    province: None,
+                    earliest_day: None,
+                    preferred_offices: None,
+                });
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        applicants
+    }
+
+    /// Free seats of every site on days `lo..=hi`, as days from `today`.
+    fn batch_seats(&self, today: u32, lo: u32, hi: u32) -> Vec<OfficeDaySeats> {
+        let mut seats = Vec::new();
+        for (site, s) in self.world.sites.iter().enumerate() {
+            for day in lo..=hi {
+                let free = s.enrol_seats[day as usize] - self.booked[self.idx(site as u32, day)];
+                if free > 0 {
+                    seats.push(OfficeDaySeats {
+                        office: site,
+                        day: day - today,
+                        seats: free,
+                    });
+                }
+            }
+        }
+        seats
     }
 
     /// Moves `n` waiting applicants into a booking, drawing who will cancel or reschedule.

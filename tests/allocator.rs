@@ -822,6 +822,48 @@ mod csv_input {
     }
 
     #[test]
+    fn ids_with_commas_and_quotes_round_trip_through_the_assignments() {
+        let dir = tempfile::tempdir().unwrap();
+        let offices = "office_id,lat,lon\n\"O,1\",35.70,51.40\n\"O\"\"2\"\"\",35.80,51.50\n";
+        let capacity = "office_id,day,seats\n\"O,1\",0,1\n\"O\"\"2\"\"\",0,1\n";
+        let applicants =
+            "applicant_id,lat,lon\n\"A,1\",35.70,51.40\n\"say \"\"hi\"\"\",35.80,51.50\n";
+        let args = args(dir.path(), offices, capacity, applicants);
+        let out = args.out.clone();
+        nobat::cli::allocate::run(args).unwrap();
+        let mut reader = csv::Reader::from_path(&out).unwrap();
+        assert_eq!(
+            reader.headers().unwrap(),
+            vec![
+                "applicant_id",
+                "office_id",
+                "day",
+                "distance_km",
+                "seat",
+                "slot"
+            ]
+        );
+        let rows: Vec<(String, String, String)> = reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[0].to_string(), r[1].to_string(), r[3].to_string())
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("A,1".to_string(), "O,1".to_string(), "0.000".to_string()),
+                (
+                    "say \"hi\"".to_string(),
+                    "O\"2\"".to_string(),
+                    "0.000".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn good_files_load() {
         let dir = tempfile::tempdir().unwrap();
         let p = load_problem(&args(dir.path(), OFFICES, CAPACITY, APPLICANTS)).unwrap();

@@ -580,31 +580,60 @@ fn write_assignments(
     outcomes: &[Outcome],
 ) -> anyhow::Result<()> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    writeln!(w, "applicant_id,office_id,day,distance_km,seat,slot")?;
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_writer(file);
     for (a, outcome) in problem.applicants.iter().zip(outcomes) {
         if let Outcome::Assigned(s) = outcome {
-            writeln!(
-                w,
-                "{},{},{},{:.3},{},{}",
-                csv_cell(&a.id),
-                csv_cell(&problem.offices[s.office].id),
-                s.day,
-                s.distance_km,
-                s.seat,
-                s.slot
-            )?;
+            w.serialize(AssignmentRow {
+                applicant_id: &a.id,
+                office_id: &problem.offices[s.office].id,
+                day: s.day,
+                distance_km: Km(s.distance_km),
+                seat: s.seat,
+                slot: s.slot,
+            })?;
         }
+    }
+    if !outcomes.iter().any(|o| matches!(o, Outcome::Assigned(_))) {
+        // serde writes the header with the first row: without rows, write it by hand.
+        w.write_record([
+            "applicant_id",
+            "office_id",
+            "day",
+            "distance_km",
+            "seat",
+            "slot",
+        ])?;
     }
     w.flush()?;
     Ok(())
 }
 
-/// Quotes a cell only when CSV needs it.
-fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
+/// One row of the assignments file (the field names are its header).
+#[derive(serde::Serialize)]
+struct AssignmentRow<'a> {
+    applicant_id: &'a str,
+    office_id: &'a str,
+    day: u32,
+    distance_km: Km,
+    seat: u32,
+    slot: u32,
+}
+
+/// A distance written to the metre (three decimals), as the file has always had it.
+struct Km(f64);
+
+impl serde::Serialize for Km {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Formatted on the stack: a million rows should not cost a million allocations.
+        let mut buf = [0u8; 32];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        if write!(cursor, "{:.3}", self.0).is_err() {
+            return serializer.collect_str(&format_args!("{:.3}", self.0));
+        }
+        let len = cursor.position() as usize;
+        let text = std::str::from_utf8(&buf[..len]).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
     }
 }

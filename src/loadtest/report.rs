@@ -11,6 +11,7 @@ use super::audit::AuditReport;
 use super::journal::{Journal, Outcomes};
 use super::scenario::Scale;
 use super::stats::{Endpoint, LatencySummary, Stats};
+use crate::planning::report::svg::{line_charts_file, LineChart, Series};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioInfo {
@@ -352,96 +353,107 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
-/// Two stacked panels over the run's seconds: throughput (arrivals, ok requests, errors,
-/// bookings per second) and latency (p50, p99 per second).
+/// Two stacked line charts over the run's seconds: throughput (arrivals, ok requests,
+/// errors, bookings per second) and latency (p50, p99 per second), drawn by the planning
+/// reports' chart module. Series order picks the palette: bookings and p50 first (blue),
+/// errors and p99 second (vermilion).
 pub fn chart_svg(timeline: &[SecondReport]) -> String {
-    let (w, h, pad) = (900.0_f64, 260.0_f64, 50.0_f64);
-    let n = timeline.len().max(2) as f64;
-    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (n - 1.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#,
-        2.0 * h + 20.0
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let panel = |s: &mut String, top: f64, title: &str, series: &[(&str, &str, Vec<f64>)]| {
-        let max = series
-            .iter()
-            .flat_map(|(_, _, v)| v.iter().copied())
-            .fold(1.0, f64::max);
-        let y = |v: f64| top + h - pad + (-(h - 2.0 * pad) * v / max);
-        let _ = writeln!(
-            s,
-            r#"<text x="{pad}" y="{}" font-weight="bold">{title}</text>"#,
-            top + 20.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-            top + h - pad,
-            w - pad,
-            top + h - pad
-        );
-        let _ = writeln!(
-            s,
-            r#"<line x1="{pad}" y1="{}" x2="{pad}" y2="{}" stroke="black"/>"#,
-            top + pad,
-            top + h - pad
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="5" y="{}">{max:.0}</text><text x="5" y="{}">0</text>"#,
-            top + pad + 4.0,
-            top + h - pad
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}">{} s</text>"#,
-            w - pad - 20.0,
-            top + h - pad + 15.0,
-            timeline.len()
-        );
-        for (k, (name, colour, v)) in series.iter().enumerate() {
-            let pts: Vec<String> = v
-                .iter()
-                .enumerate()
-                .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
-                pts.join(" ")
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{}" y="{}" fill="{colour}">{name}</text>"#,
-                pad + 10.0 + 150.0 * k as f64 + 150.0,
-                top + 20.0
+    let col = |f: fn(&SecondReport) -> f64| timeline.iter().map(f).collect::<Vec<f64>>();
+    let seconds: Vec<String> = (0..timeline.len()).map(|t| format!("{t} s")).collect();
+    let (bookings, errors) = (col(|r| r.bookings as f64), col(|r| r.errors as f64));
+    let (ok, arrivals) = (col(|r| r.ok as f64), col(|r| r.arrivals as f64));
+    let (p50, p99) = (col(|r| r.p50_ms), col(|r| r.p99_ms));
+    let throughput = [
+        Series {
+            name: "bookings/s",
+            values: &bookings,
+        },
+        Series {
+            name: "errors/s",
+            values: &errors,
+        },
+        Series {
+            name: "ok requests/s",
+            values: &ok,
+        },
+        Series {
+            name: "arrivals/s",
+            values: &arrivals,
+        },
+    ];
+    let latency = [
+        Series {
+            name: "p50",
+            values: &p50,
+        },
+        Series {
+            name: "p99",
+            values: &p99,
+        },
+    ];
+    line_charts_file(&[
+        LineChart {
+            id: "chart-throughput",
+            title: "Per second",
+            y_label: "per second",
+            x_labels: &seconds,
+            series: &throughput,
+            reference: None,
+        },
+        LineChart {
+            id: "chart-latency",
+            title: "Latency per second, ms",
+            y_label: "ms",
+            x_labels: &seconds,
+            series: &latency,
+            reference: None,
+        },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(t: usize) -> SecondReport {
+        SecondReport {
+            t,
+            arrivals: 10 + t as u64,
+            shed: 0,
+            requests: 30,
+            ok: 28,
+            refused: 1,
+            errors: 1,
+            bookings: 9,
+            p50_ms: 4.5,
+            p99_ms: 80.0 + t as f64,
+        }
+    }
+
+    #[test]
+    fn the_chart_shows_throughput_and_latency_per_second() {
+        let timeline: Vec<SecondReport> = (0..120).map(second).collect();
+        let svg = chart_svg(&timeline);
+        assert!(svg.contains(r#"id="chart-throughput""#) && svg.contains(r#"id="chart-latency""#));
+        for name in [
+            "arrivals/s",
+            "ok requests/s",
+            "errors/s",
+            "bookings/s",
+            "p50",
+            "p99",
+        ] {
+            assert!(
+                svg.contains(&format!("<title>{name}</title></polyline>")),
+                "{name}"
             );
         }
-    };
-    let col = |f: fn(&SecondReport) -> f64| timeline.iter().map(f).collect::<Vec<f64>>();
-    panel(
-        &mut s,
-        0.0,
-        "per second",
-        &[
-            ("arrivals/s", "gray", col(|r| r.arrivals as f64)),
-            ("ok requests/s", "green", col(|r| r.ok as f64)),
-            ("errors/s", "red", col(|r| r.errors as f64)),
-            ("bookings/s", "blue", col(|r| r.bookings as f64)),
-        ],
-    );
-    panel(
-        &mut s,
-        h + 20.0,
-        "latency, ms",
-        &[
-            ("p50", "green", col(|r| r.p50_ms)),
-            ("p99", "red", col(|r| r.p99_ms)),
-        ],
-    );
-    s.push_str("</svg>\n");
-    s
+        // One point per second in each of the six series.
+        let points: Vec<usize> = svg
+            .split(r#"points=""#)
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap().split(' ').count())
+            .collect();
+        assert_eq!(points, vec![120; 6]);
+    }
 }

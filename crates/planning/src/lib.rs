@@ -8,12 +8,15 @@
 //! - [`plan`]: the cheapest capacity to add to meet a waiting-time target (LP, checked by
 //!   simulation).
 //! - [`report`]: simulation and plan reports: JSON summary, CSV series, self-contained HTML.
+//! - [`relocation`]: where the appointments of a closed office go (greedy for a few, the
+//!   allocator for more); the server's closure handler reads the seats and makes the moves.
 //!
 //! Architecture invariant: this crate depends on no async runtime, database or HTTP crate
 //! (see its `Cargo.toml`), so nothing here can block on I/O or read the wall clock unseen.
 
 pub mod allocator;
 pub mod plan;
+pub mod relocation;
 pub mod report;
 pub mod scenario;
 pub mod sim;

@@ -4,17 +4,14 @@
 //! gets one outbox notice, and the closed slots' capacity drops to what is still taken. Every
 //! seat change is a writer request. Running the same change twice changes nothing.
 //!
-//! Destinations are chosen greedily (the min-cost-flow allocator is not merged yet): in
-//! booking order, each appointment gets the free slot with the earliest day after the closed
-//! range, then the nearest office (the same office is nearest), then the earliest start, among
-//! offices offering the service within [`RELOCATION_RADIUS_KM`]; seats planned for earlier
-//! appointments are counted so that no slot is planned over its capacity (and the writer
-//! refuses it anyway).
+//! Destinations come from the pure planner [`crate::planning::relocation`] (greedy for a few
+//! appointments, the min-cost-flow allocator for more, among offices offering the service
+//! within [`RELOCATION_RADIUS_KM`]); this handler reads the free slots it plans with, submits
+//! the moves, and plans again for the moves whose seat was taken meanwhile (the writer refuses
+//! a full slot, so no plan can overbook).
 
 // `Problem` is the one error type of the HTTP layer; boxing it would only add noise here.
 #![allow(clippy::result_large_err)]
-
-use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::Json;
@@ -28,26 +25,23 @@ use crate::booking::{
 };
 use crate::domain::calendar::Closure;
 use crate::domain::time::iran_date;
-use crate::domain::{JalaliDate, Office, ServiceCode};
+use crate::domain::{JalaliDate, Office};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::operators::Admin;
 use crate::http::problem::ProblemCode;
 use crate::http::staff::{day_bounds, parse_day};
 use crate::http::v1::{iran_rfc3339, jalali};
 use crate::http::{AppState, Problem};
+use crate::planning::relocation::{self, Attempt, FreeSlot, Method, Relocation, SeatTaken};
 use crate::reserve::directory::Directory;
 use crate::reserve::SlotView;
 
 /// Offices farther than this from the closed one are not offered as a destination.
 pub const RELOCATION_RADIUS_KM: f64 = 50.0;
-/// Nearest offices considered per appointment (the closed one included).
-const CANDIDATE_OFFICES: usize = 8;
-/// Free slots looked at per candidate office.
+/// Free slots read per candidate office.
 const CANDIDATE_SLOTS: usize = 1_024;
 /// Longest closure in one request, in days.
 pub const CLOSURE_DAYS_MAX: i64 = 31;
-/// Attempts per appointment when a planned seat was taken by someone else meanwhile.
-const MOVE_ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -142,189 +136,72 @@ pub async fn save_offices(state: &AppState, offices: &[Office]) -> Result<(), Pr
     Ok(())
 }
 
-/// From this many appointments at once, their new slots come from the allocator (exact
-/// min-cost flow: most moved, then least distance plus a day's wait counted as
-/// `RELOCATION_WAIT_KM_PER_DAY`); fewer are placed greedily.
-const ALLOCATOR_MIN_MOVES: usize = 8;
+/// What a moved appointment's wait costs when the allocator plans: a day's later seat
+/// weighs as much as this much travel.
 const RELOCATION_WAIT_KM_PER_DAY: f64 = 10.0;
 
-/// Where each affected appointment goes, by the allocator: the candidate offices' free seats
-/// form office-days, the appointments are applicants at their old office, and the seats the
-/// allocator hands out inside an office-day map to that day's free slots in time order.
-fn plan_with_allocator(
+/// What the planner needs, read from the directory and the availability view: the
+/// appointments at their offices' positions, and the free slots (less the excluded ones) of
+/// every office within reach of any of them, in directory order.
+fn relocation_input(
     state: &AppState,
     affected: &[AppointmentRow],
     not_before: i64,
     excluded: &(dyn Fn(&SlotView) -> bool + Sync),
-) -> Option<Vec<Option<SlotView>>> {
-    use crate::planning::allocator::{
-        allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome as Placed,
-    };
+) -> Relocation {
     let directory = state.directory();
     let availability = state.engine.availability();
     let first_day = iran_date(crate::http::v1::utc(not_before));
-    // Candidate offices: within reach of any affected appointment's office.
-    let origins: Vec<&Office> = affected
+    let appointments: Vec<relocation::Appointment> = affected
         .iter()
-        .filter_map(|a| directory.get(&a.office_id))
+        .map(|a| relocation::Appointment {
+            id: a.tracking_code.clone(),
+            origin: directory.get(&a.office_id).map(|o| o.location),
+            service: a.service.clone(),
+            booked_at: a.created_at,
+        })
         .collect();
-    let candidates: Vec<&Office> = directory
+    let in_reach = |office: &Office| {
+        appointments
+            .iter()
+            .filter_map(|a| a.origin)
+            .any(|origin| origin.distance_km(office.location) <= RELOCATION_RADIUS_KM)
+    };
+    let offices = directory
         .all()
         .iter()
-        .filter(|o| {
-            origins
+        .filter(|o| in_reach(o))
+        .map(|office| relocation::Office {
+            id: office.id.clone(),
+            location: office.location,
+            services: office
+                .services
                 .iter()
-                .any(|x| x.location.distance_km(o.location) <= RELOCATION_RADIUS_KM)
-        })
-        .collect();
-    let mut offices = Vec::with_capacity(candidates.len());
-    let mut seats = Vec::new();
-    // (office index, day) → free seats of that day in start order, one entry per seat.
-    let mut seat_slots: HashMap<(usize, u32), Vec<SlotView>> = HashMap::new();
-    for (i, office) in candidates.iter().enumerate() {
-        offices.push(OfficeSite {
-            id: office.id.to_string(),
-            lat: office.location.lat,
-            lon: office.location.lon,
-            services: Some(
-                office
-                    .services
-                    .iter()
-                    .filter(|s| office.offers(**s))
-                    .map(|s| s.to_string())
-                    .collect(),
-            ),
-            stations: None,
-            province: None,
-        });
-        for slot in availability.earliest_free(office.id.as_str(), not_before - 1, CANDIDATE_SLOTS)
-        {
-            if excluded(&slot) {
-                continue;
-            }
-            let day = (iran_date(crate::http::v1::utc(slot.start_at)) - first_day)
-                .num_days()
-                .max(0) as u32;
-            let list = seat_slots.entry((i, day)).or_default();
-            for _ in 0..slot.free() {
-                list.push(slot.clone());
-            }
-        }
-    }
-    for (&(office, day), list) in &seat_slots {
-        seats.push(OfficeDaySeats {
-            office,
-            day,
-            seats: list.len() as u32,
-        });
-    }
-    seats.sort_by_key(|s| (s.office, s.day));
-    let applicants = affected
-        .iter()
-        .map(|a| {
-            let origin = directory.get(&a.office_id);
-            Applicant {
-                id: a.tracking_code.clone(),
-                lat: origin.map_or(0.0, |o| o.location.lat),
-                lon: origin.map_or(0.0, |o| o.location.lon),
-                priority: 0,
-                max_km: Some(if origin.is_some() {
-                    RELOCATION_RADIUS_KM
-                } else {
-                    0.0
-                }),
-                service: Some(a.service.clone()),
-                registered_at: Some(a.created_at),
-                province: None,
-                earliest_day: None,
-                preferred_offices: None,
-            }
-        })
-        .collect();
-    let problem = AllocationProblem {
-        offices,
-        seats,
-        applicants,
-        wait_km_per_day: RELOCATION_WAIT_KM_PER_DAY,
-        default_max_km: Some(RELOCATION_RADIUS_KM),
-        lottery_seed: "relocation".to_string(),
-    };
-    let allocation = match allocate(&problem, &Default::default()) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "relocation allocator failed; placing greedily");
-            return None;
-        }
-    };
-    Some(
-        allocation
-            .outcomes
-            .iter()
-            .map(|o| match o {
-                Placed::Assigned(x) => seat_slots
-                    .get(&(x.office, x.day))
-                    .and_then(|l| l.get(x.seat as usize))
-                    .cloned(),
-                Placed::Unassigned(_) => None,
-            })
-            .collect(),
-    )
-}
-
-/// Where each affected appointment goes: a slot id, or `None` to cancel.
-fn plan(
-    state: &AppState,
-    affected: &[AppointmentRow],
-    not_before: i64,
-    excluded: &(dyn Fn(&SlotView) -> bool + Sync),
-    planned: &mut HashMap<i64, i64>,
-) -> Vec<Option<SlotView>> {
-    let directory = state.directory();
-    let availability = state.engine.availability();
-    let mut free_by_office: HashMap<String, Vec<SlotView>> = HashMap::new();
-    affected
-        .iter()
-        .map(|a| {
-            let origin = directory.get(&a.office_id)?;
-            let service = ServiceCode::parse(&a.service).ok()?;
-            let mut best: Option<(NaiveDate, f64, i64, SlotView)> = None;
-            let candidates = directory
-                .search(None, None, Some(origin.location), Some(service))
+                .copied()
+                .filter(|s| office.offers(*s))
+                .collect(),
+            // In start order, each starting after `not_before` (so on or after its day).
+            slots: availability
+                .earliest_free(office.id.as_str(), not_before - 1, CANDIDATE_SLOTS)
                 .into_iter()
-                .filter(|(_, d)| d.unwrap_or(f64::MAX) <= RELOCATION_RADIUS_KM)
-                .take(CANDIDATE_OFFICES);
-            for (office, distance) in candidates {
-                let free = free_by_office
-                    .entry(office.id.to_string())
-                    .or_insert_with(|| {
-                        availability.earliest_free(
-                            office.id.as_str(),
-                            not_before - 1,
-                            CANDIDATE_SLOTS,
-                        )
-                    });
-                let Some(slot) = free.iter().find(|s| {
-                    !excluded(s) && s.free() - planned.get(&s.id).copied().unwrap_or(0) > 0
-                }) else {
-                    continue;
-                };
-                let key = (
-                    iran_date(crate::http::v1::utc(slot.start_at)),
-                    distance.unwrap_or(0.0),
-                    slot.start_at,
-                );
-                if best
-                    .as_ref()
-                    .is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2))
-                {
-                    best = Some((key.0, key.1, key.2, slot.clone()));
-                }
-            }
-            let (_, _, _, slot) = best?;
-            *planned.entry(slot.id).or_default() += 1;
-            Some(slot)
+                .filter(|s| !excluded(s))
+                .map(|s| FreeSlot {
+                    id: s.id,
+                    day: (iran_date(crate::http::v1::utc(s.start_at)) - first_day)
+                        .num_days()
+                        .max(0) as u32,
+                    start_at: s.start_at,
+                    free: u32::try_from(s.free()).unwrap_or(u32::MAX),
+                })
+                .collect(),
         })
-        .collect()
+        .collect();
+    Relocation {
+        appointments,
+        offices,
+        radius_km: RELOCATION_RADIUS_KM,
+        wait_km_per_day: RELOCATION_WAIT_KM_PER_DAY,
+    }
 }
 
 /// Moves (or cancels) every appointment in `affected`, each with one notice.
@@ -337,29 +214,26 @@ pub async fn relocate_all(
     notice_key: &str,
     actor: &str,
 ) -> Result<Vec<MoveDto>, Problem> {
-    let mut planned = HashMap::new();
     let mut pending = affected;
     let mut moves = Vec::new();
-    for attempt in 0..MOVE_ATTEMPTS {
+    for attempt in Attempt::all() {
         if pending.is_empty() {
             break;
         }
-        let last = attempt + 1 == MOVE_ATTEMPTS;
-        let targets = match (pending.len() >= ALLOCATOR_MIN_MOVES)
-            .then(|| plan_with_allocator(state, &pending, not_before, excluded))
-            .flatten()
-        {
-            Some(targets) => targets,
-            None => plan(state, &pending, not_before, excluded, &mut planned),
-        };
+        let input = relocation_input(state, &pending, not_before, excluded);
+        let plan = relocation::plan(&input)
+            .map_err(|e| Problem::internal_error("relocation planner refused its input", &e))?;
+        if let Method::GreedyFallback(e) = &plan.method {
+            tracing::error!(error = %e, "relocation allocator failed; placing greedily");
+        }
         let requests = pending
             .iter()
-            .zip(&targets)
-            .map(|(a, t)| {
+            .zip(&plan.placements)
+            .map(|(a, p)| {
                 Request::Relocate(Relocate {
                     tracking_code: a.tracking_code.clone().into(),
-                    // On the last attempt, a seat lost again means no seat: cancel.
-                    new_slot_id: t.as_ref().map(|s| s.id),
+                    // No destination: cancel.
+                    new_slot_id: p.slot_id(),
                     reason,
                     notice_key: notice_key.to_string(),
                     actor: actor.to_string(),
@@ -371,28 +245,30 @@ pub async fn relocate_all(
         for (a, answer) in pending.into_iter().zip(answers) {
             match answer?.outcome {
                 Outcome::Relocated { appointment, .. } => moves.push(move_dto(&appointment)),
-                Outcome::Refused(Refusal::SlotFull { .. }) if !last => retry.push(a),
-                Outcome::Refused(Refusal::SlotFull { .. }) => {
-                    let request = Request::Relocate(Relocate {
-                        tracking_code: a.tracking_code.clone().into(),
-                        new_slot_id: None,
-                        reason,
-                        notice_key: notice_key.to_string(),
-                        actor: actor.to_string(),
-                    });
-                    if let Outcome::Relocated { appointment, .. } =
-                        state.engine.submit(request, None).await?.outcome
-                    {
-                        moves.push(move_dto(&appointment));
+                Outcome::Refused(Refusal::SlotFull { .. }) => match attempt.on_seat_taken() {
+                    SeatTaken::Replan => retry.push(a),
+                    // A seat lost on the last attempt means no seat: cancel.
+                    SeatTaken::Cancel => {
+                        let request = Request::Relocate(Relocate {
+                            tracking_code: a.tracking_code.clone().into(),
+                            new_slot_id: None,
+                            reason,
+                            notice_key: notice_key.to_string(),
+                            actor: actor.to_string(),
+                        });
+                        if let Outcome::Relocated { appointment, .. } =
+                            state.engine.submit(request, None).await?.outcome
+                        {
+                            moves.push(move_dto(&appointment));
+                        }
                     }
-                }
+                },
                 // Cancelled or checked in meanwhile: nothing to move.
                 _ => {}
             }
         }
         // The view may be stale where the plan failed: read it again.
         state.engine.refresh().await?;
-        planned.clear();
         pending = retry;
     }
     Ok(moves)
@@ -699,7 +575,8 @@ pub async fn list_holidays(
         .admin_holidays(&first.to_gregorian().to_string(), &last.to_string())
         .await?
     {
-        let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| Problem::internal())?;
+        let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+            .map_err(|e| Problem::internal_error("a stored holiday's date does not parse", &e))?;
         out.push(HolidayDto {
             date: day,
             jalali_date: JalaliDate::from_gregorian(date).to_string(),

@@ -401,6 +401,127 @@ impl OfficePaths {
     }
 }
 
+/// Candidates grouped by zone, each zone's in (cost, office) order: the arc index at each
+/// position, and each zone's first position.
+fn group_candidates(net: &OfficePaths) -> (Vec<u32>, Vec<u32>) {
+    let mut cand_order: Vec<u32> = (0..net.cand.len() as u32).collect();
+    cand_order.sort_by_key(|&i| {
+        let c = &net.cand[i as usize];
+        (c.zone, c.cost, c.office)
+    });
+    let mut cand_start = vec![0u32; net.zones + 1];
+    for c in &net.cand {
+        cand_start[c.zone as usize + 1] += 1;
+    }
+    for z in 0..net.zones {
+        cand_start[z + 1] += cand_start[z];
+    }
+    (cand_order, cand_start)
+}
+
+/// Day arcs grouped by office in day-cost order, and each office's first position.
+fn group_days(net: &OfficePaths) -> (Vec<u32>, Vec<u32>) {
+    let mut day_order: Vec<u32> = (0..net.days.len() as u32).collect();
+    day_order.sort_by_key(|&i| {
+        let d = &net.days[i as usize];
+        (d.office, d.cost, i)
+    });
+    let mut day_start = vec![0u32; net.offices + 1];
+    for d in &net.days {
+        day_start[d.office as usize + 1] += 1;
+    }
+    for o in 0..net.offices {
+        day_start[o + 1] += day_start[o];
+    }
+    (day_order, day_start)
+}
+
+/// The flow a solve starts from: cold (zero), or warm from the last optimum with the zones
+/// that gained arcs re-opened.
+struct WarmFlow {
+    /// By candidate position (see `group_candidates`).
+    cand_flow: Vec<i64>,
+    unassigned: Vec<i64>,
+    day_flow: Vec<i64>,
+    class_flow: Vec<i64>,
+    pi: Vec<i64>,
+}
+
+impl WarmFlow {
+    fn from_last_optimum(net: &OfficePaths, cand_order: &[u32]) -> Self {
+        let nodes = net.offices + net.classes + 1;
+        let mut warm = Self {
+            cand_flow: vec![0i64; net.cand.len()],
+            unassigned: vec![0i64; net.zones],
+            day_flow: vec![0i64; net.days.len()],
+            class_flow: vec![0i64; net.classes],
+            pi: vec![0i64; nodes],
+        };
+        let Some(solved) = net.solved_cands else {
+            return warm;
+        };
+        let mut reopen = vec![false; net.zones];
+        for c in &net.cand[solved..] {
+            reopen[c.zone as usize] = true;
+        }
+        for (pos, &i) in cand_order.iter().enumerate() {
+            let i = i as usize;
+            if i < solved && !reopen[net.cand[i].zone as usize] {
+                warm.cand_flow[pos] = net.cand_flow[i];
+            }
+        }
+        for ((unassigned, &last), &reopened) in
+            warm.unassigned.iter_mut().zip(&net.unassigned).zip(&reopen)
+        {
+            if !reopened {
+                *unassigned = last;
+            }
+        }
+        warm.day_flow[..net.day_flow.len()].copy_from_slice(&net.day_flow);
+        warm.class_flow.copy_from_slice(&net.class_flow);
+        warm.pi.copy_from_slice(&net.pi);
+        warm
+    }
+
+    /// Each zone's supply not yet routed, and what each search node still has to receive.
+    fn balances(
+        &self,
+        net: &OfficePaths,
+        cand_order: &[u32],
+    ) -> Result<(Vec<i64>, Vec<i64>), FlowError> {
+        let nodes = net.offices + net.classes + 1;
+        let mut excess: Vec<i64> = net.supply[..net.zones].to_vec();
+        let mut deficit = vec![0i64; nodes];
+        let t = nodes - 1;
+        deficit[t] = excess.iter().sum();
+        for z in 0..net.zones {
+            excess[z] -= self.unassigned[z];
+            if self.unassigned[z] > 0 {
+                deficit[net.offices + net.zone_class[z] as usize] -= self.unassigned[z];
+            }
+        }
+        for (pos, &i) in cand_order.iter().enumerate() {
+            let c = &net.cand[i as usize];
+            excess[c.zone as usize] -= self.cand_flow[pos];
+            deficit[c.office as usize] -= self.cand_flow[pos];
+        }
+        for (i, d) in net.days.iter().enumerate() {
+            deficit[d.office as usize] += self.day_flow[i];
+            deficit[t] -= self.day_flow[i];
+        }
+        for c in 0..net.classes {
+            deficit[net.offices + c] += self.class_flow[c];
+            deficit[t] -= self.class_flow[c];
+        }
+        if excess.iter().chain(&deficit).any(|&x| x < 0) {
+            return Err(FlowError::Shape(
+                "the previous flow does not fit the network".into(),
+            ));
+        }
+        Ok((excess, deficit))
+    }
+}
+
 /// The state of one solve. Search nodes: offices `0..O`, classes `O..O+C`, T = `O+C`.
 struct Run<'a> {
     net: &'a OfficePaths,
@@ -447,91 +568,16 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(net: &'a OfficePaths) -> Result<Self, FlowError> {
         let nodes = net.offices + net.classes + 1;
-        let mut cand_order: Vec<u32> = (0..net.cand.len() as u32).collect();
-        cand_order.sort_by_key(|&i| {
-            let c = &net.cand[i as usize];
-            (c.zone, c.cost, c.office)
-        });
-        let mut cand_start = vec![0u32; net.zones + 1];
-        for c in &net.cand {
-            cand_start[c.zone as usize + 1] += 1;
-        }
-        for z in 0..net.zones {
-            cand_start[z + 1] += cand_start[z];
-        }
-        let mut day_order: Vec<u32> = (0..net.days.len() as u32).collect();
-        day_order.sort_by_key(|&i| {
-            let d = &net.days[i as usize];
-            (d.office, d.cost, i)
-        });
-        let mut day_start = vec![0u32; net.offices + 1];
-        for d in &net.days {
-            day_start[d.office as usize + 1] += 1;
-        }
-        for o in 0..net.offices {
-            day_start[o + 1] += day_start[o];
-        }
-
-        // Cold, or warm from the last optimum with the zones that gained arcs re-opened.
-        let mut cand_flow = vec![0i64; net.cand.len()];
-        let mut unassigned = vec![0i64; net.zones];
-        let mut day_flow = vec![0i64; net.days.len()];
-        let mut class_flow = vec![0i64; net.classes];
-        let mut pi = vec![0i64; nodes];
-        if let Some(solved) = net.solved_cands {
-            let mut reopen = vec![false; net.zones];
-            for c in &net.cand[solved..] {
-                reopen[c.zone as usize] = true;
-            }
-            for (pos, &i) in cand_order.iter().enumerate() {
-                let i = i as usize;
-                if i < solved && !reopen[net.cand[i].zone as usize] {
-                    cand_flow[pos] = net.cand_flow[i];
-                }
-            }
-            for z in 0..net.zones {
-                if !reopen[z] {
-                    unassigned[z] = net.unassigned[z];
-                }
-            }
-            day_flow[..net.day_flow.len()].copy_from_slice(&net.day_flow);
-            class_flow.copy_from_slice(&net.class_flow);
-            pi.copy_from_slice(&net.pi);
-        }
-        let mut excess: Vec<i64> = net.supply[..net.zones].to_vec();
-        let mut deficit = vec![0i64; nodes];
-        let t = nodes - 1;
-        deficit[t] = excess.iter().sum();
-        for z in 0..net.zones {
-            excess[z] -= unassigned[z];
-            if unassigned[z] > 0 {
-                deficit[net.offices + net.zone_class[z] as usize] -= unassigned[z];
-            }
-        }
-        for (pos, &i) in cand_order.iter().enumerate() {
-            let c = &net.cand[i as usize];
-            excess[c.zone as usize] -= cand_flow[pos];
-            deficit[c.office as usize] -= cand_flow[pos];
-        }
-        for (i, d) in net.days.iter().enumerate() {
-            deficit[d.office as usize] += day_flow[i];
-            deficit[t] -= day_flow[i];
-        }
-        for c in 0..net.classes {
-            deficit[net.offices + c] += class_flow[c];
-            deficit[t] -= class_flow[c];
-        }
-        if excess.iter().chain(&deficit).any(|&x| x < 0) {
-            return Err(FlowError::Shape(
-                "the previous flow does not fit the network".into(),
-            ));
-        }
+        let (cand_order, cand_start) = group_candidates(net);
+        let (day_order, day_start) = group_days(net);
+        let warm = WarmFlow::from_last_optimum(net, &cand_order);
+        let (excess, deficit) = warm.balances(net, &cand_order)?;
         let mut fill_pos = vec![0u32; net.offices];
         for o in 0..net.offices {
             let mut p = day_start[o];
             while p < day_start[o + 1] {
                 let i = day_order[p as usize] as usize;
-                if day_flow[i] < net.days[i].cap {
+                if warm.day_flow[i] < net.days[i].cap {
                     break;
                 }
                 p += 1;
@@ -543,17 +589,17 @@ impl<'a> Run<'a> {
             net,
             cand_start,
             cand_order,
-            cand_flow,
-            unassigned,
+            cand_flow: warm.cand_flow,
+            unassigned: warm.unassigned,
             excess,
             remaining,
             deficit,
             day_start,
             day_order,
             fill_pos,
-            day_flow,
-            class_flow,
-            pi,
+            day_flow: warm.day_flow,
+            class_flow: warm.class_flow,
+            pi: warm.pi,
             pair_heap: HashMap::new(),
             heaps: Vec::new(),
             out_pairs: vec![Vec::new(); nodes],
@@ -578,35 +624,41 @@ impl<'a> Run<'a> {
                 run.push_class_steps(z);
             }
         }
-        // A re-opened zone leaves a deficit where its flow was. Where the seat (or the
-        // unassigned unit) it held is on a tight arc, give that back too, so the deficit moves
-        // to T: searches then end at the first office with room instead of having to reach
-        // back to the old office.
-        for o in 0..net.offices {
-            while run.deficit[o] > 0 {
-                let Some(i) = run.last_day(o) else { break };
-                if net.days[i].cost + run.pi[o] - run.pi[t] != 0 {
-                    break;
-                }
-                let back = run.deficit[o].min(run.day_flow[i]);
-                run.unfill(o, back);
-                run.deficit[o] -= back;
-                run.deficit[t] += back;
-            }
-        }
-        for c in 0..net.classes {
-            let cn = net.offices + c;
-            if run.deficit[cn] > 0 && run.pi[cn] == run.pi[t] {
-                let back = run.deficit[cn];
-                run.class_flow[c] -= back;
-                run.deficit[cn] = 0;
-                run.deficit[t] += back;
-            }
-        }
+        run.move_tight_deficits_to_sink();
         for o in 0..net.offices as u32 {
             run.refresh_unfill(o);
         }
         Ok(run)
+    }
+
+    /// A re-opened zone leaves a deficit where its flow was. Where the seat (or the
+    /// unassigned unit) it held is on a tight arc, give that back too, so the deficit moves
+    /// to T: searches then end at the first office with room instead of having to reach
+    /// back to the old office.
+    fn move_tight_deficits_to_sink(&mut self) {
+        let net = self.net;
+        let t = self.t() as usize;
+        for o in 0..net.offices {
+            while self.deficit[o] > 0 {
+                let Some(i) = self.last_day(o) else { break };
+                if net.days[i].cost + self.pi[o] - self.pi[t] != 0 {
+                    break;
+                }
+                let back = self.deficit[o].min(self.day_flow[i]);
+                self.unfill(o, back);
+                self.deficit[o] -= back;
+                self.deficit[t] += back;
+            }
+        }
+        for c in 0..net.classes {
+            let cn = net.offices + c;
+            if self.deficit[cn] > 0 && self.pi[cn] == self.pi[t] {
+                let back = self.deficit[cn];
+                self.class_flow[c] -= back;
+                self.deficit[cn] = 0;
+                self.deficit[t] += back;
+            }
+        }
     }
 
     fn t(&self) -> u32 {

@@ -59,8 +59,8 @@ use nobat_domain::geo::{haversine_km, EARTH_RADIUS_KM};
 use super::cost_scaling::CostScaling;
 use super::model::FlowSolver;
 use super::model::{
-    Allocation, AllocationError, AllocationProblem, Assignment, OfficeSite, Outcome, SolveStats,
-    SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
+    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, OfficeSite, Outcome,
+    SolveStats, SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
 };
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::office_paths::OfficePaths;
@@ -157,12 +157,6 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
             return Err(AllocationError::InvalidMaxKm(m));
         }
     }
-    let bad_coords = |lat: f64, lon: f64| {
-        !(lat.is_finite()
-            && lon.is_finite()
-            && (-90.0..=90.0).contains(&lat)
-            && (-180.0..=180.0).contains(&lon))
-    };
     let mut office_ids = HashSet::with_capacity(problem.offices.len());
     for o in &problem.offices {
         if bad_coords(o.lat, o.lon) {
@@ -200,45 +194,58 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
         }
     }
     for a in &problem.applicants {
-        if bad_coords(a.lat, a.lon) {
+        validate_applicant(a, problem.offices.len())?;
+    }
+    Ok(())
+}
+
+/// Whether (lat, lon) is not a place on Earth in degrees.
+fn bad_coords(lat: f64, lon: f64) -> bool {
+    !(lat.is_finite()
+        && lon.is_finite()
+        && (-90.0..=90.0).contains(&lat)
+        && (-180.0..=180.0).contains(&lon))
+}
+
+fn validate_applicant(a: &Applicant, office_count: usize) -> Result<(), AllocationError> {
+    if bad_coords(a.lat, a.lon) {
+        return Err(AllocationError::InvalidApplicant {
+            id: a.id.clone(),
+            reason: format!("({}, {}) is not a valid latitude/longitude", a.lat, a.lon),
+        });
+    }
+    if let Some(m) = a.max_km {
+        if !(m.is_finite() && m >= 0.0) {
             return Err(AllocationError::InvalidApplicant {
                 id: a.id.clone(),
-                reason: format!("({}, {}) is not a valid latitude/longitude", a.lat, a.lon),
+                reason: format!("max_km must be a finite number >= 0, got {m}"),
             });
         }
-        if let Some(m) = a.max_km {
-            if !(m.is_finite() && m >= 0.0) {
-                return Err(AllocationError::InvalidApplicant {
-                    id: a.id.clone(),
-                    reason: format!("max_km must be a finite number >= 0, got {m}"),
-                });
-            }
-        }
-        if let Some(day) = a.earliest_day.filter(|&d| d > MAX_DAY) {
+    }
+    if let Some(day) = a.earliest_day.filter(|&d| d > MAX_DAY) {
+        return Err(AllocationError::InvalidApplicant {
+            id: a.id.clone(),
+            reason: format!("earliest_day {day} is past day {MAX_DAY}"),
+        });
+    }
+    if let Some(list) = &a.preferred_offices {
+        let reason = if list.is_empty() {
+            Some("preferred_offices is empty (leave it out to accept any office)".into())
+        } else if list.len() > MAX_PREFERRED_OFFICES {
+            Some(format!(
+                "{} preferred offices (at most {MAX_PREFERRED_OFFICES})",
+                list.len()
+            ))
+        } else {
+            list.iter()
+                .find(|&&o| o >= office_count)
+                .map(|o| format!("preferred office index {o} is out of range"))
+        };
+        if let Some(reason) = reason {
             return Err(AllocationError::InvalidApplicant {
                 id: a.id.clone(),
-                reason: format!("earliest_day {day} is past day {MAX_DAY}"),
+                reason,
             });
-        }
-        if let Some(list) = &a.preferred_offices {
-            let reason = if list.is_empty() {
-                Some("preferred_offices is empty (leave it out to accept any office)".into())
-            } else if list.len() > MAX_PREFERRED_OFFICES {
-                Some(format!(
-                    "{} preferred offices (at most {MAX_PREFERRED_OFFICES})",
-                    list.len()
-                ))
-            } else {
-                list.iter()
-                    .find(|&&o| o >= problem.offices.len())
-                    .map(|o| format!("preferred office index {o} is out of range"))
-            };
-            if let Some(reason) = reason {
-                return Err(AllocationError::InvalidApplicant {
-                    id: a.id.clone(),
-                    reason,
-                });
-            }
         }
     }
     Ok(())
@@ -270,260 +277,554 @@ pub fn allocate_observed(
     on_phase: &mut dyn FnMut(Phase),
 ) -> Result<Allocation, AllocationError> {
     validate(problem)?;
-    let k = options.candidates_per_zone.max(1);
-    let wait_m_per_day = metres(problem.wait_km_per_day);
-    let office_count = problem.offices.len();
+    let mut model = Model::build(problem, options)?;
+    let mut stats = SolveStats {
+        zones: model.zones.len(),
+        priority_classes: model.classes.len(),
+        ..SolveStats::default()
+    };
+    on_phase(Phase::Built);
+    let flows = model.solve(options, &mut stats)?;
+    on_phase(Phase::Solved);
+    let (outcomes, total_cost_m) = model.seat(&flows);
+    stats.total_cost_m = total_cost_m;
+    Ok(Allocation {
+        outcomes,
+        stats,
+        wait_m_per_day: model.wait_m_per_day,
+    })
+}
 
-    // Service indexes: 0 = every office, s + 1 = offices offering service s.
-    let mut service_ids: HashMap<&str, usize> = HashMap::new();
-    for a in &problem.applicants {
-        if let Some(s) = &a.service {
-            let next = service_ids.len() + 1;
-            service_ids.entry(s.as_str()).or_insert(next);
+/// Offices by service, each list with its nearest-office index: `[0]` holds every office,
+/// `[s]` those offering service `s` (numbered from 1 in the applicants' order of first use).
+struct Services<'p> {
+    ids: HashMap<&'p str, usize>,
+    offices: Vec<Vec<u32>>,
+    indexes: Vec<OfficeIndex>,
+    /// Unit vectors of the offices, in the problem's order.
+    office_points: Vec<[f64; 3]>,
+}
+
+impl<'p> Services<'p> {
+    fn build(problem: &'p AllocationProblem) -> Self {
+        let office_count = problem.offices.len();
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for a in &problem.applicants {
+            if let Some(s) = &a.service {
+                let next = ids.len() + 1;
+                ids.entry(s.as_str()).or_insert(next);
+            }
+        }
+        let mut names: Vec<&str> = vec![""; ids.len() + 1];
+        for (name, &i) in &ids {
+            names[i] = name;
+        }
+        let office_points: Vec<[f64; 3]> = problem
+            .offices
+            .iter()
+            .map(|o| unit_vector(o.lat, o.lon))
+            .collect();
+        let offices: Vec<Vec<u32>> = (0..names.len())
+            .map(|s| {
+                (0..office_count as u32)
+                    .filter(|&o| {
+                        s == 0
+                            || problem.offices[o as usize]
+                                .services
+                                .as_ref()
+                                .is_none_or(|set| set.contains(names[s]))
+                    })
+                    .collect()
+            })
+            .collect();
+        let indexes: Vec<OfficeIndex> = offices
+            .iter()
+            .map(|list| OfficeIndex::build(list.iter().map(|&o| (o, office_points[o as usize]))))
+            .collect();
+        Self {
+            ids,
+            offices,
+            indexes,
+            office_points,
         }
     }
-    let mut service_names: Vec<&str> = vec![""; service_ids.len() + 1];
-    for (name, &i) in &service_ids {
-        service_names[i] = name;
+
+    /// The index of an applicant's service (0 = any office will do).
+    fn of(&self, service: Option<&str>) -> usize {
+        service.map_or(0, |s| self.ids[s])
     }
-    let office_points: Vec<[f64; 3]> = problem
-        .offices
-        .iter()
-        .map(|o| unit_vector(o.lat, o.lon))
-        .collect();
-    let service_offices: Vec<Vec<u32>> = (0..service_names.len())
-        .map(|s| {
-            (0..office_count as u32)
-                .filter(|&o| {
-                    s == 0
-                        || problem.offices[o as usize]
-                            .services
-                            .as_ref()
-                            .is_none_or(|set| set.contains(service_names[s]))
-                })
-                .collect()
-        })
-        .collect();
-    let indexes: Vec<OfficeIndex> = service_offices
-        .iter()
-        .map(|list| OfficeIndex::build(list.iter().map(|&o| (o, office_points[o as usize]))))
-        .collect();
+}
 
-    // Entry days: day 0 and every earliest day asked for. Each office gets one node per
-    // entry day; its days hang off the latest entry at or before them, and each entry flows
-    // on (at no cost) to the next, so a zone entering at day e reaches exactly days >= e.
-    // An earliest day is first moved to the next day that has seats anywhere (or one past
-    // the last): days that differ only by seatless days reach the same seats, so there are
-    // at most (days with seats + 2) entries, however many distinct days people name.
-    let mut seat_days: Vec<u32> = problem
-        .seats
-        .iter()
-        .filter(|s| s.seats > 0)
-        .map(|s| s.day)
-        .collect();
-    seat_days.sort_unstable();
-    seat_days.dedup();
-    let snap_day = |e: u32| match seat_days.get(seat_days.partition_point(|&d| d < e)) {
-        _ if e == 0 => 0,
-        Some(&d) => d,
-        None => seat_days.last().map_or(0, |&d| d + 1),
-    };
-    let mut entry_days: Vec<u32> = std::iter::once(0)
-        .chain(
-            problem
-                .applicants
-                .iter()
-                .filter_map(|a| a.earliest_day.map(snap_day)),
-        )
-        .collect();
-    entry_days.sort_unstable();
-    entry_days.dedup();
-    let entry_of_day = |day: u32| entry_of(&entry_days, day);
+/// Entry days: day 0 and every earliest day asked for. Each office gets one node per entry
+/// day; its days hang off the latest entry at or before them, and each entry flows on (at no
+/// cost) to the next, so a zone entering at day e reaches exactly days >= e. An earliest day
+/// is first moved to the next day that has seats anywhere (or one past the last): days that
+/// differ only by seatless days reach the same seats, so there are at most (days with seats
+/// + 2) entries, however many distinct days people name.
+struct EntryDays {
+    /// Days with seats at some office, ascending.
+    seat_days: Vec<u32>,
+    /// The entry days: sorted, starting at 0.
+    days: Vec<u32>,
+}
 
-    // Preference sets, each stored once.
-    let mut preference_ids: HashMap<Vec<u32>, u32> = HashMap::new();
-    let mut preference_sets: Vec<Vec<u32>> = Vec::new();
-
-    // Zones.
-    let mut zone_ids: HashMap<(u64, u64, ZoneTraits), u32> = HashMap::new();
-    let mut zones: Vec<Zone> = Vec::new();
-    let mut zone_of: Vec<u32> = Vec::with_capacity(problem.applicants.len());
-    for a in &problem.applicants {
-        let service = a.service.as_deref().map_or(0, |s| service_ids[s]);
-        let max_km = a.max_km.or(problem.default_max_km).unwrap_or(f64::INFINITY);
-        let entry = entry_of_day(a.earliest_day.map_or(0, snap_day));
-        let preferred = match &a.preferred_offices {
-            None => NO_PREFERENCE,
-            Some(list) => {
-                let mut set: Vec<u32> = list.iter().map(|&o| o as u32).collect();
-                set.sort_unstable();
-                set.dedup();
-                let next = preference_sets.len() as u32;
-                *preference_ids.entry(set).or_insert_with_key(|set| {
-                    preference_sets.push(set.clone());
-                    next
-                })
-            }
+impl EntryDays {
+    fn build(problem: &AllocationProblem) -> Self {
+        let mut seat_days: Vec<u32> = problem
+            .seats
+            .iter()
+            .filter(|s| s.seats > 0)
+            .map(|s| s.day)
+            .collect();
+        seat_days.sort_unstable();
+        seat_days.dedup();
+        let mut entry = Self {
+            seat_days,
+            days: Vec::new(),
         };
-        // +0.0 folds -0.0 into 0.0 so equal places share a zone.
-        let key = (
-            (a.lat + 0.0).to_bits(),
-            (a.lon + 0.0).to_bits(),
-            (
-                service,
-                i64::from(a.priority),
-                max_km.to_bits(),
-                entry,
-                preferred,
-            ),
-        );
-        let id = *zone_ids.entry(key).or_insert_with(|| {
-            zones.push(Zone {
-                lat: a.lat,
-                lon: a.lon,
-                point: unit_vector(a.lat, a.lon),
-                service,
-                priority: a.priority,
-                max_km,
-                count: 0,
-                entry,
-                preferred,
-            });
-            (zones.len() - 1) as u32
-        });
-        zones[id as usize].count += 1;
-        zone_of.push(id);
+        let mut days: Vec<u32> = std::iter::once(0)
+            .chain(
+                problem
+                    .applicants
+                    .iter()
+                    .filter_map(|a| a.earliest_day.map(|e| entry.snap(e))),
+            )
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        entry.days = days;
+        entry
     }
-    drop(zone_ids);
-    drop(preference_ids);
 
-    // Candidates: K nearest eligible offices within reach.
-    let mut zone_reason: Vec<Option<UnassignedReason>> = vec![None; zones.len()];
-    let mut zone_complete = vec![false; zones.len()];
-    let mut zone_last_m = vec![0i64; zones.len()];
-    let mut candidates: Vec<CandidateArc> = Vec::with_capacity(zones.len() * k);
-    {
+    /// The first day with seats at or after `e` (see the type's docs).
+    fn snap(&self, e: u32) -> u32 {
+        let seat_days = &self.seat_days;
+        match seat_days.get(seat_days.partition_point(|&d| d < e)) {
+            _ if e == 0 => 0,
+            Some(&d) => d,
+            None => seat_days.last().map_or(0, |&d| d + 1),
+        }
+    }
+
+    /// The entry of an applicant who can come from `earliest_day` on.
+    fn of_applicant(&self, earliest_day: Option<u32>) -> usize {
+        entry_of(&self.days, earliest_day.map_or(0, |e| self.snap(e)))
+    }
+}
+
+/// Applicants merged into zones (exact: members share everything the network sees).
+struct Zoning {
+    zones: Vec<Zone>,
+    /// The zone of each applicant.
+    zone_of: Vec<u32>,
+    /// Preference sets, each stored once (`Zone::preferred` indexes them).
+    preference_sets: Vec<Vec<u32>>,
+}
+
+impl Zoning {
+    fn build(problem: &AllocationProblem, services: &Services, entry_days: &EntryDays) -> Self {
+        let mut preference_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut preference_sets: Vec<Vec<u32>> = Vec::new();
+        let mut zone_ids: HashMap<(u64, u64, ZoneTraits), u32> = HashMap::new();
+        let mut zones: Vec<Zone> = Vec::new();
+        let mut zone_of: Vec<u32> = Vec::with_capacity(problem.applicants.len());
+        for a in &problem.applicants {
+            let service = services.of(a.service.as_deref());
+            let max_km = a.max_km.or(problem.default_max_km).unwrap_or(f64::INFINITY);
+            let entry = entry_days.of_applicant(a.earliest_day);
+            let preferred = match &a.preferred_offices {
+                None => NO_PREFERENCE,
+                Some(list) => {
+                    let mut set: Vec<u32> = list.iter().map(|&o| o as u32).collect();
+                    set.sort_unstable();
+                    set.dedup();
+                    let next = preference_sets.len() as u32;
+                    *preference_ids.entry(set).or_insert_with_key(|set| {
+                        preference_sets.push(set.clone());
+                        next
+                    })
+                }
+            };
+            // +0.0 folds -0.0 into 0.0 so equal places share a zone.
+            let key = (
+                (a.lat + 0.0).to_bits(),
+                (a.lon + 0.0).to_bits(),
+                (
+                    service,
+                    i64::from(a.priority),
+                    max_km.to_bits(),
+                    entry,
+                    preferred,
+                ),
+            );
+            let id = *zone_ids.entry(key).or_insert_with(|| {
+                zones.push(Zone {
+                    lat: a.lat,
+                    lon: a.lon,
+                    point: unit_vector(a.lat, a.lon),
+                    service,
+                    priority: a.priority,
+                    max_km,
+                    count: 0,
+                    entry,
+                    preferred,
+                });
+                (zones.len() - 1) as u32
+            });
+            zones[id as usize].count += 1;
+            zone_of.push(id);
+        }
+        Self {
+            zones,
+            zone_of,
+            preference_sets,
+        }
+    }
+}
+
+/// Each zone's first candidate arcs, or why the zone cannot be placed at all.
+struct Candidates {
+    arcs: Vec<CandidateArc>,
+    /// Set for zones without a single candidate.
+    zone_reason: Vec<Option<UnassignedReason>>,
+    /// The zone has every office it could use (fewer than K in reach, or a preference set):
+    /// pricing skips it.
+    zone_complete: Vec<bool>,
+    /// The distance of the zone's farthest first candidate: omitted offices are no nearer.
+    zone_last_m: Vec<i64>,
+}
+
+impl Candidates {
+    /// The K nearest eligible offices within reach of each zone (exactly its preferred ones
+    /// when it has a preference set).
+    fn find(problem: &AllocationProblem, services: &Services, zoning: &Zoning, k: usize) -> Self {
+        let zones = &zoning.zones;
+        let mut found = Self {
+            arcs: Vec::with_capacity(zones.len() * k),
+            zone_reason: vec![None; zones.len()],
+            zone_complete: vec![false; zones.len()],
+            zone_last_m: vec![0i64; zones.len()],
+        };
         let mut near = Vec::with_capacity(k + 1);
         let mut hits = Vec::new();
         for (z, zone) in zones.iter().enumerate() {
-            let before = candidates.len();
+            let before = found.arcs.len();
+            let arc = |office: u32, distance_m: i64| CandidateArc {
+                zone: z as u32,
+                office,
+                distance_m,
+            };
             if zone.preferred == NO_PREFERENCE {
-                indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
+                services.indexes[zone.service].nearest(&zone.point, k, zone.max_km, &mut near);
                 for &(_, o) in near.iter() {
                     if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
-                        candidates.push(CandidateArc {
-                            zone: z as u32,
-                            office: o,
-                            distance_m,
-                        });
+                        found.arcs.push(arc(o, distance_m));
                     }
                 }
-                zone_complete[z] = near.len() < k;
+                found.zone_complete[z] = near.len() < k;
             } else {
                 // Exactly the preferred offices that offer the service within reach.
-                let set = &preference_sets[zone.preferred as usize];
+                let set = &zoning.preference_sets[zone.preferred as usize];
                 for &o in set {
-                    if service_offices[zone.service].binary_search(&o).is_err() {
+                    if services.offices[zone.service].binary_search(&o).is_err() {
                         continue;
                     }
                     if let Some(distance_m) = zone.metres_to(&problem.offices[o as usize]) {
-                        candidates.push(CandidateArc {
-                            zone: z as u32,
-                            office: o,
-                            distance_m,
-                        });
+                        found.arcs.push(arc(o, distance_m));
                     }
                 }
-                candidates[before..].sort_unstable_by_key(|c| (c.distance_m, c.office));
-                zone_complete[z] = true;
+                found.arcs[before..].sort_unstable_by_key(|c| (c.distance_m, c.office));
+                found.zone_complete[z] = true;
             }
-            if candidates.len() == before {
-                // Offices the zone would accept, whatever their services.
-                let acceptable: &[u32] = if zone.preferred == NO_PREFERENCE {
-                    indexes[0].within(
-                        &zone.point,
-                        zone.max_km.min(EARTH_RADIUS_KM * 4.0),
-                        &mut hits,
-                    );
-                    &hits
-                } else {
-                    &preference_sets[zone.preferred as usize]
-                };
-                let any_within = acceptable
-                    .iter()
-                    .any(|&o| zone.metres_to(&problem.offices[o as usize]).is_some());
-                zone_reason[z] = Some(if any_within {
-                    UnassignedReason::ServiceNotOffered
-                } else {
-                    UnassignedReason::NoOfficeWithinMaxKm
-                });
+            if found.arcs.len() == before {
+                found.zone_reason[z] = Some(Self::why_unplaceable(
+                    problem, services, zoning, zone, &mut hits,
+                ));
             } else {
-                zone_last_m[z] = candidates[before..]
+                found.zone_last_m[z] = found.arcs[before..]
                     .iter()
                     .map(|c| c.distance_m)
                     .max()
                     .unwrap_or(0);
             }
         }
+        found
     }
 
-    // Day arcs.
-    let mut day_arcs: Vec<(u32, u32, i64)> = problem
-        .seats
-        .iter()
-        .filter(|s| s.seats > 0)
-        .map(|s| (s.office as u32, s.day, s.seats as i64))
-        .collect();
-    day_arcs.sort_unstable();
-    let horizon_days = day_arcs.iter().map(|d| d.1 as i64 + 1).max().unwrap_or(0);
+    /// Why a zone without candidates cannot be placed: no office it accepts lies within
+    /// reach, or some does but offers another service.
+    fn why_unplaceable(
+        problem: &AllocationProblem,
+        services: &Services,
+        zoning: &Zoning,
+        zone: &Zone,
+        hits: &mut Vec<u32>,
+    ) -> UnassignedReason {
+        // Offices the zone would accept, whatever their services.
+        let acceptable: &[u32] = if zone.preferred == NO_PREFERENCE {
+            services.indexes[0].within(&zone.point, zone.max_km.min(EARTH_RADIUS_KM * 4.0), hits);
+            hits
+        } else {
+            &zoning.preference_sets[zone.preferred as usize]
+        };
+        let any_within = acceptable
+            .iter()
+            .any(|&o| zone.metres_to(&problem.offices[o as usize]).is_some());
+        if any_within {
+            UnassignedReason::ServiceNotOffered
+        } else {
+            UnassignedReason::NoOfficeWithinMaxKm
+        }
+    }
+}
 
-    // Priority classes among zones that can be placed at all, top class first.
-    let mut classes: Vec<i32> = zones
-        .iter()
-        .zip(&zone_reason)
-        .filter(|(_, r)| r.is_none())
-        .map(|(z, _)| z.priority)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    classes.sort_unstable_by(|a, b| b.cmp(a));
-    let class_of = |p: i32| classes.iter().position(|&c| c == p).expect("known class");
+/// Bounds that make the stacked class penalties exact (see the module docs).
+struct PenaltyBounds {
+    /// The longest arc that pricing could ever add.
+    longest_arc_m: i64,
+    /// The cost of waiting until the last day with seats.
+    longest_wait_m: i64,
+    /// Office entry nodes (offices × entry days).
+    entry_nodes: usize,
+    /// Above the cost of any simple path through the network.
+    big_penalty: i64,
+}
 
-    // The longest arc that pricing could ever add, for the penalty bound.
-    let longest_arc_m = zones
-        .iter()
-        .zip(&zone_reason)
-        .filter(|(_, r)| r.is_none())
-        .map(|(z, _)| metres(z.max_km.min(std::f64::consts::PI * EARTH_RADIUS_KM)) + 1)
-        .max()
-        .unwrap_or(0);
-    let longest_wait_m = wait_m_per_day
-        .checked_mul(horizon_days)
-        .ok_or_else(|| AllocationError::TooLarge("wait cost overflows".into()))?;
-    // A simple path enters each office entry node at most once.
-    let entry_nodes = office_count
-        .checked_mul(entry_days.len())
-        .ok_or_else(|| AllocationError::TooLarge("too many entry days".into()))?;
-    let big_penalty = (entry_nodes as i64 + 1)
-        .checked_mul(longest_arc_m)
-        .and_then(|x| x.checked_add(longest_wait_m))
-        .and_then(|x| x.checked_add(1))
-        .ok_or_else(|| AllocationError::TooLarge("penalty overflows".into()))?;
+impl PenaltyBounds {
+    fn new(
+        problem: &AllocationProblem,
+        model_zones: &[Zone],
+        zone_reason: &[Option<UnassignedReason>],
+        entry_days: usize,
+        horizon_days: i64,
+        wait_m_per_day: i64,
+    ) -> Result<Self, AllocationError> {
+        let longest_arc_m = model_zones
+            .iter()
+            .zip(zone_reason)
+            .filter(|(_, r)| r.is_none())
+            .map(|(z, _)| metres(z.max_km.min(std::f64::consts::PI * EARTH_RADIUS_KM)) + 1)
+            .max()
+            .unwrap_or(0);
+        let longest_wait_m = wait_m_per_day
+            .checked_mul(horizon_days)
+            .ok_or_else(|| AllocationError::TooLarge("wait cost overflows".into()))?;
+        // A simple path enters each office entry node at most once.
+        let entry_nodes = problem
+            .offices
+            .len()
+            .checked_mul(entry_days)
+            .ok_or_else(|| AllocationError::TooLarge("too many entry days".into()))?;
+        let big_penalty = (entry_nodes as i64 + 1)
+            .checked_mul(longest_arc_m)
+            .and_then(|x| x.checked_add(longest_wait_m))
+            .and_then(|x| x.checked_add(1))
+            .ok_or_else(|| AllocationError::TooLarge("penalty overflows".into()))?;
+        Ok(Self {
+            longest_arc_m,
+            longest_wait_m,
+            entry_nodes,
+            big_penalty,
+        })
+    }
+}
 
-    // Zones and their arcs ordered by nearest office: neighbours compete for the same seats,
-    // and keeping them together in node and arc order keeps the simplex's searches local.
+/// What the phases of one allocation share: the problem, its zones and their candidate
+/// arcs, and the network's shape. Built once ([`Model::build`]: zones, candidate arcs, day
+/// arcs, classes), solved ([`Model::solve`]: coarse seed, solve, pricing rounds), then read
+/// back into outcomes ([`Model::seat`]: seat order inside each office).
+struct Model<'p> {
+    problem: &'p AllocationProblem,
+    wait_m_per_day: i64,
+    services: Services<'p>,
+    entry_days: EntryDays,
+    zones: Vec<Zone>,
+    zone_of: Vec<u32>,
+    candidates: Candidates,
+    /// (office, day, seats) of the office-days with seats, sorted.
+    day_arcs: Vec<(u32, u32, i64)>,
+    /// Priority classes among zones that can be placed at all, top class first.
+    classes: Vec<i32>,
+    class_of_zone: Vec<usize>,
+    /// Zones that can be placed, ordered by nearest office.
+    active: Vec<u32>,
+    bounds: PenaltyBounds,
+}
+
+impl<'p> Model<'p> {
+    fn build(
+        problem: &'p AllocationProblem,
+        options: &SolverOptions,
+    ) -> Result<Self, AllocationError> {
+        let wait_m_per_day = metres(problem.wait_km_per_day);
+        let services = Services::build(problem);
+        let entry_days = EntryDays::build(problem);
+        let zoning = Zoning::build(problem, &services, &entry_days);
+        let k = options.candidates_per_zone.max(1);
+        let mut candidates = Candidates::find(problem, &services, &zoning, k);
+        let Zoning { zones, zone_of, .. } = zoning;
+
+        let mut day_arcs: Vec<(u32, u32, i64)> = problem
+            .seats
+            .iter()
+            .filter(|s| s.seats > 0)
+            .map(|s| (s.office as u32, s.day, s.seats as i64))
+            .collect();
+        day_arcs.sort_unstable();
+        let horizon_days = day_arcs.iter().map(|d| d.1 as i64 + 1).max().unwrap_or(0);
+
+        let mut classes: Vec<i32> = zones
+            .iter()
+            .zip(&candidates.zone_reason)
+            .filter(|(_, r)| r.is_none())
+            .map(|(z, _)| z.priority)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        classes.sort_unstable_by(|a, b| b.cmp(a));
+        let bounds = PenaltyBounds::new(
+            problem,
+            &zones,
+            &candidates.zone_reason,
+            entry_days.days.len(),
+            horizon_days,
+            wait_m_per_day,
+        )?;
+        let active = order_by_nearest_office(&zones, &mut candidates);
+        let class_of = |p: i32| classes.iter().position(|&c| c == p).expect("known class");
+        let class_of_zone = zones
+            .iter()
+            .zip(&candidates.zone_reason)
+            .map(|(z, r)| if r.is_none() { class_of(z.priority) } else { 0 })
+            .collect();
+        Ok(Self {
+            problem,
+            wait_m_per_day,
+            services,
+            entry_days,
+            zones,
+            zone_of,
+            candidates,
+            day_arcs,
+            classes,
+            class_of_zone,
+            active,
+            bounds,
+        })
+    }
+
+    /// The optimum flow, pricing included: one solve with class penalties (rank from the
+    /// bottom + 1) × big_penalty when they fit in i64 (see the module docs for why that is
+    /// exact), else the two-stage method.
+    fn solve(
+        &mut self,
+        options: &SolverOptions,
+        stats: &mut SolveStats,
+    ) -> Result<Flows, AllocationError> {
+        let ctx = Context {
+            zones: &self.zones,
+            active: &self.active,
+            offices: self.problem.offices.len(),
+            service_offices: &self.services.offices,
+            problem: self.problem,
+            indexes: &self.services.indexes,
+            zone_complete: &self.candidates.zone_complete,
+            zone_last_m: &self.candidates.zone_last_m,
+            day_arcs: &self.day_arcs,
+            wait_m_per_day: self.wait_m_per_day,
+            entry_days: &self.entry_days.days,
+            pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
+            class_count: self.classes.len(),
+            class_of_zone: &self.class_of_zone,
+            office_points: &self.services.office_points,
+        };
+        let candidates = &mut self.candidates.arcs;
+        let net = ctx.solve_lexicographic(&self.bounds, candidates, options, stats)?;
+        stats.arcs = net.net.arc_count();
+        stats.pivots = net.net.work();
+        Ok(Flows::read(&net, candidates, &self.day_arcs, ctx.offices))
+    }
+
+    /// Outcomes from the flow: each zone's members, in seat order, go to its offices
+    /// nearest first; inside an office, seat order picks days and seats. Returns the total
+    /// cost too.
+    fn seat(&self, flows: &Flows) -> (Vec<Outcome>, i64) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let apps = &self.problem.applicants;
+        let digests = lottery_digests(&self.problem.lottery_seed, apps, threads);
+        let by_seat_order = |a: &u32, b: &u32| {
+            let (a, b) = (*a as usize, *b as usize);
+            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
+        };
+        let members = ZoneMembers::sorted(&self.zone_of, self.zones.len(), by_seat_order);
+        // Unplaced unless a seat is found below.
+        let mut outcomes: Vec<Outcome> = self
+            .zone_of
+            .iter()
+            .map(|&z| {
+                let reason = self.candidates.zone_reason[z as usize];
+                Outcome::Unassigned(reason.unwrap_or(UnassignedReason::NoCapacity))
+            })
+            .collect();
+        let (mut at_office, distance_of) = self.to_offices(&flows.zone_flows, &members);
+        let mut seating = OfficeSeating::new(self.entry_days.days.len());
+        let mut total_cost_m = 0i64;
+        for (o, list) in at_office.iter_mut().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            list.sort_unstable_by(by_seat_order);
+            total_cost_m += seating.seat(
+                self,
+                o,
+                list,
+                &flows.office_day_flows[o],
+                &distance_of,
+                &mut outcomes,
+            );
+        }
+        (outcomes, total_cost_m)
+    }
+
+    /// Each zone's flow as people: its members in seat order fill its arcs nearest office
+    /// first. Returns who went to each office and each applicant's travel cost.
+    fn to_offices(
+        &self,
+        zone_flows: &[(u32, i64, u32, i64)],
+        members: &ZoneMembers,
+    ) -> (Vec<Vec<u32>>, Vec<i64>) {
+        let mut at_office: Vec<Vec<u32>> = vec![Vec::new(); self.problem.offices.len()];
+        let mut next_member = members.start.clone();
+        let mut distance_of = vec![0i64; 0];
+        distance_of.resize(self.problem.applicants.len(), 0);
+        for &(z, d, o, f) in zone_flows {
+            for _ in 0..f {
+                let a = members.list[next_member[z as usize]];
+                next_member[z as usize] += 1;
+                at_office[o as usize].push(a);
+                distance_of[a as usize] = d;
+            }
+        }
+        (at_office, distance_of)
+    }
+}
+
+/// Zones and their arcs ordered by nearest office: neighbours compete for the same seats,
+/// and keeping them together in node and arc order keeps the simplex's searches local.
+/// Returns the zones that can be placed, in that order.
+fn order_by_nearest_office(zones: &[Zone], candidates: &mut Candidates) -> Vec<u32> {
     let mut nearest_office = vec![u32::MAX; zones.len()];
-    for c in &candidates {
+    for c in &candidates.arcs {
         let n = &mut nearest_office[c.zone as usize];
         if *n == u32::MAX {
             *n = c.office;
         }
     }
     let mut active: Vec<u32> = (0..zones.len() as u32)
-        .filter(|&z| zone_reason[z as usize].is_none())
+        .filter(|&z| candidates.zone_reason[z as usize].is_none())
         .collect();
     active.sort_by_key(|&z| (nearest_office[z as usize], z));
-    candidates.sort_by_key(|c| {
+    candidates.arcs.sort_by_key(|c| {
         (
             nearest_office[c.zone as usize],
             c.zone,
@@ -531,172 +832,120 @@ pub fn allocate_observed(
             c.office,
         )
     });
-    let mut stats = SolveStats {
-        zones: zones.len(),
-        priority_classes: classes.len(),
-        ..SolveStats::default()
-    };
+    active
+}
 
-    let ctx = Context {
-        zones: &zones,
-        active: &active,
-        offices: office_count,
-        service_offices: &service_offices,
-        problem,
-        indexes: &indexes,
-        zone_complete: &zone_complete,
-        zone_last_m: &zone_last_m,
-        day_arcs: &day_arcs,
-        wait_m_per_day,
-        entry_days: &entry_days,
-        pricing_arcs_per_zone: options.pricing_arcs_per_zone.max(1),
-        class_count: classes.len(),
-        office_points: &office_points,
-        class_of_zone: zones
-            .iter()
-            .zip(&zone_reason)
-            .map(|(z, r)| if r.is_none() { class_of(z.priority) } else { 0 })
-            .collect(),
-    };
+/// The optimum flow, read off the network before it is dropped.
+struct Flows {
+    /// (zone, distance, office, flow) of the candidate arcs that carry flow, sorted.
+    zone_flows: Vec<(u32, i64, u32, i64)>,
+    /// Per office, (day, flow) of its day arcs that carry flow, days ascending.
+    office_day_flows: Vec<Vec<(u32, i64)>>,
+}
 
-    on_phase(Phase::Built);
-    // One solve with class penalties (rank from the bottom + 1) × big_penalty when they fit
-    // in i64 (see the module docs for why that is exact); else the two-stage method.
-    let c = classes.len();
-    let stacked: Option<Vec<i64>> = (0..c)
-        .map(|i| big_penalty.checked_mul((c - i) as i64))
-        .collect::<Option<Vec<i64>>>()
-        .filter(|p| {
-            let top = p.first().copied().unwrap_or(0);
-            // The simplex needs (bound + 1) × (nodes + 1) and potentials of that order.
-            top.checked_add(1)
-                .and_then(|x| x.checked_mul(4 * (zones.len() + entry_nodes + c + 2) as i64))
-                .is_some()
-        });
-    let final_net = match stacked {
-        Some(penalties) if !options.force_two_stage => {
-            let spec = StageSpec {
-                travel_costs: true,
-                cost_bound: penalties.first().copied().unwrap_or(0).max(longest_wait_m),
-                penalties,
-                class_caps: vec![CAPACITY_UNBOUNDED; c],
-            };
-            ctx.solve_stage(&spec, &mut candidates, options, &mut stats, None)?
+impl Flows {
+    fn read(
+        net: &StageNet,
+        candidates: &[CandidateArc],
+        day_arcs: &[(u32, u32, i64)],
+        office_count: usize,
+    ) -> Self {
+        let mut zone_flows: Vec<(u32, i64, u32, i64)> = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            let f = net.net.flow(net.candidate_arc[i]);
+            if f > 0 {
+                zone_flows.push((c.zone, c.distance_m, c.office, f));
+            }
         }
-        _ => {
-            let stage1 = StageSpec {
-                travel_costs: false,
-                penalties: (0..c).map(|i| (c - i) as i64).collect(),
-                class_caps: vec![CAPACITY_UNBOUNDED; c],
-                cost_bound: c as i64,
-            };
-            let net1 = ctx.solve_stage(&stage1, &mut candidates, options, &mut stats, None)?;
-            let caps: Vec<i64> = (0..c)
-                .map(|i| net1.net.flow(net1.class_to_sink[i]))
-                .collect();
-            drop(net1);
-            let stage2 = StageSpec {
-                travel_costs: true,
-                penalties: vec![0; c],
-                class_caps: caps,
-                cost_bound: longest_arc_m.max(longest_wait_m),
-            };
-            ctx.solve_stage(&stage2, &mut candidates, options, &mut stats, None)?
+        zone_flows.sort_unstable();
+        let mut office_day_flows: Vec<Vec<(u32, i64)>> = vec![Vec::new(); office_count];
+        for (i, &(o, day, _)) in day_arcs.iter().enumerate() {
+            let f = net.net.flow(net.day_arc[i]);
+            if f > 0 {
+                office_day_flows[o as usize].push((day, f));
+            }
         }
-    };
-    stats.arcs = final_net.net.arc_count();
-    stats.pivots = final_net.net.work();
-
-    // Flows back to applicants.
-    let mut zone_flows: Vec<(u32, i64, u32, i64)> = Vec::new(); // (zone, distance, office, flow)
-    for (i, c) in candidates.iter().enumerate() {
-        let f = final_net.net.flow(final_net.candidate_arc[i]);
-        if f > 0 {
-            zone_flows.push((c.zone, c.distance_m, c.office, f));
+        Self {
+            zone_flows,
+            office_day_flows,
         }
     }
-    zone_flows.sort_unstable();
-    let mut office_day_flows: Vec<Vec<(u32, i64)>> = vec![Vec::new(); office_count];
-    for (i, &(o, day, _)) in day_arcs.iter().enumerate() {
-        let f = final_net.net.flow(final_net.day_arc[i]);
-        if f > 0 {
-            office_day_flows[o as usize].push((day, f));
+}
+
+/// Members of each zone in seat order (earliest registration first, then lottery):
+/// `list[start[z]..start[z + 1]]`.
+struct ZoneMembers {
+    start: Vec<usize>,
+    list: Vec<u32>,
+}
+
+impl ZoneMembers {
+    fn sorted(
+        zone_of: &[u32],
+        zone_count: usize,
+        by_seat_order: impl Fn(&u32, &u32) -> std::cmp::Ordering,
+    ) -> Self {
+        let mut start = vec![0usize; zone_count + 1];
+        for &z in zone_of {
+            start[z as usize + 1] += 1;
         }
+        for z in 0..zone_count {
+            start[z + 1] += start[z];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![0u32; zone_of.len()];
+        for (i, &z) in zone_of.iter().enumerate() {
+            list[fill[z as usize]] = i as u32;
+            fill[z as usize] += 1;
+        }
+        for z in 0..zone_count {
+            list[start[z]..start[z + 1]].sort_unstable_by(&by_seat_order);
+        }
+        Self { start, list }
     }
-    drop(final_net);
-    on_phase(Phase::Solved);
+}
 
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let digests = lottery_digests(&problem.lottery_seed, &problem.applicants, threads);
+/// Seats inside an office: seat order decides who gets the earlier day and the earlier
+/// seat, among those who can come that day. Days ascend, so whoever can come stays able to,
+/// and the flow sent at least as many people into each entry as the days from it on hold:
+/// every seat finds someone. Who sits where inside an office changes no cost.
+struct OfficeSeating {
+    /// Per entry day, (rank in the office's seat order, applicant) of those entering there.
+    queues: Vec<Vec<(u32, u32)>>,
+    heads: Vec<usize>,
+}
 
-    // Members of each zone, earliest registration first, then lottery.
-    let mut zone_start = vec![0usize; zones.len() + 1];
-    for &z in &zone_of {
-        zone_start[z as usize + 1] += 1;
-    }
-    for z in 0..zones.len() {
-        zone_start[z + 1] += zone_start[z];
-    }
-    let mut fill = zone_start.clone();
-    let mut members = vec![0u32; problem.applicants.len()];
-    for (i, &z) in zone_of.iter().enumerate() {
-        members[fill[z as usize]] = i as u32;
-        fill[z as usize] += 1;
-    }
-    let apps = &problem.applicants;
-    for z in 0..zones.len() {
-        members[zone_start[z]..zone_start[z + 1]].sort_unstable_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
-        });
-    }
-
-    // Each zone's members go to its offices nearest first; the rest stay unassigned.
-    let mut outcomes: Vec<Outcome> = zone_of
-        .iter()
-        .map(|&z| {
-            Outcome::Unassigned(zone_reason[z as usize].unwrap_or(UnassignedReason::NoCapacity))
-        })
-        .collect();
-    let mut at_office: Vec<Vec<u32>> = vec![Vec::new(); office_count];
-    let mut next_member = zone_start.clone();
-    let mut distance_of = vec![0i64; 0];
-    distance_of.resize(problem.applicants.len(), 0);
-    for &(z, d, o, f) in &zone_flows {
-        for _ in 0..f {
-            let a = members[next_member[z as usize]];
-            next_member[z as usize] += 1;
-            at_office[o as usize].push(a);
-            distance_of[a as usize] = d;
+impl OfficeSeating {
+    fn new(entries: usize) -> Self {
+        Self {
+            queues: vec![Vec::new(); entries],
+            heads: vec![0usize; entries],
         }
     }
 
-    // Inside an office: seat order decides who gets the earlier day and the earlier seat,
-    // among those who can come that day. Days ascend, so whoever can come stays able to,
-    // and the flow sent at least as many people into each entry as the days from it on
-    // hold: every seat finds someone. Who sits where inside an office changes no cost.
-    let mut total_cost_m = 0i64;
-    let entries = entry_days.len();
-    let mut queues: Vec<Vec<(u32, u32)>> = vec![Vec::new(); entries]; // (rank, applicant)
-    let mut heads = vec![0usize; entries];
-    for (o, list) in at_office.iter_mut().enumerate() {
-        if list.is_empty() {
-            continue;
-        }
-        list.sort_unstable_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            seat_order((&apps[a], &digests[a], a), (&apps[b], &digests[b], b))
-        });
+    /// Seats office `o`'s people (`list`, in seat order) on its used days; returns their cost.
+    fn seat(
+        &mut self,
+        model: &Model,
+        o: usize,
+        list: &[u32],
+        day_flows: &[(u32, i64)],
+        distance_of: &[i64],
+        outcomes: &mut [Outcome],
+    ) -> i64 {
+        let (queues, heads) = (&mut self.queues, &mut self.heads);
         for q in queues.iter_mut() {
             q.clear();
         }
         heads.fill(0);
         for (rank, &a) in list.iter().enumerate() {
-            queues[zones[zone_of[a as usize] as usize].entry].push((rank as u32, a));
+            queues[model.zones[model.zone_of[a as usize] as usize].entry].push((rank as u32, a));
         }
-        let office = &problem.offices[o];
-        for &(day, f) in &office_day_flows[o] {
-            let open = entry_of_day(day) + 1;
+        let apps = &model.problem.applicants;
+        let office = &model.problem.offices[o];
+        let mut total_cost_m = 0i64;
+        for &(day, f) in day_flows {
+            let open = entry_of(&model.entry_days.days, day) + 1;
             for seat in 0..f as u32 {
                 let q = (0..open)
                     .filter(|&j| heads[j] < queues[j].len())
@@ -705,7 +954,7 @@ pub fn allocate_observed(
                 let a = queues[q][heads[q]].1 as usize;
                 heads[q] += 1;
                 let applicant = &apps[a];
-                let cost_m = distance_of[a] + wait_m_per_day * day as i64;
+                let cost_m = distance_of[a] + model.wait_m_per_day * day as i64;
                 total_cost_m += cost_m;
                 outcomes[a] = Outcome::Assigned(Assignment {
                     office: o,
@@ -720,13 +969,8 @@ pub fn allocate_observed(
                 });
             }
         }
+        total_cost_m
     }
-    stats.total_cost_m = total_cost_m;
-    Ok(Allocation {
-        outcomes,
-        stats,
-        wait_m_per_day,
-    })
 }
 
 struct StageSpec {
@@ -816,8 +1060,25 @@ struct Context<'a> {
     entry_days: &'a [u32],
     pricing_arcs_per_zone: usize,
     class_count: usize,
-    class_of_zone: Vec<usize>,
+    class_of_zone: &'a [usize],
     office_points: &'a [[f64; 3]],
+}
+
+/// How a stage turns candidate arcs into network arcs (the first build and pricing alike).
+struct StageArcs<'s> {
+    spec: &'s StageSpec,
+    /// Cost scaling solves this stage: zone arcs get finite capacities.
+    scaling: bool,
+    /// The node of each active zone (`u32::MAX` for the others).
+    node_of_zone: Vec<u32>,
+}
+
+/// A coarse copy of the problem: neighbouring zones merged (see `seed_from_coarse`).
+struct CoarseZones {
+    /// The coarse zone of each active fine zone (`u32::MAX` for the others).
+    parent: Vec<u32>,
+    zones: Vec<Zone>,
+    class_of_zone: Vec<usize>,
 }
 
 impl Context<'_> {
@@ -843,15 +1104,84 @@ impl Context<'_> {
         if spec.travel_costs && options.seed_arcs_per_zone > 0 && za >= options.seed_min_zones {
             let seeded = self.seed_from_coarse(spec, candidates, options)?;
             stats.arcs_added_by_seeding += seeded;
-            // Keep each zone's arcs together, in node order (see `allocate_observed`).
+            // Keep each zone's arcs together, in node order (see `order_by_nearest_office`).
             candidates
                 .sort_unstable_by_key(|c| (node_of_zone[c.zone as usize], c.distance_m, c.office));
         }
+        // Zones are never adjacent, so a simple residual cycle has at most two arcs per
+        // non-zone node (office entries, classes, the sink).
+        let cycle_len_bound = 2 * (self.entry_nodes() + self.class_count + 1);
+        let arcs = StageArcs {
+            spec,
+            scaling: options.solver == FlowSolver::CostScaling
+                && CostScaling::fits(spec.cost_bound, cycle_len_bound),
+            node_of_zone,
+        };
+        let mut stage = self.stage_network(&arcs, candidates, options.solver, cycle_len_bound)?;
+        let rounds =
+            self.pricing_rounds(&arcs, &mut stage, candidates, options, stats, rounds_limit)?;
+        stats.pricing_rounds += rounds;
+        stats.solver = match stage.net {
+            FlowNet::Simplex(_) => FlowSolver::NetworkSimplex,
+            FlowNet::Scaling(_) => FlowSolver::CostScaling,
+            FlowNet::Paths(_) => FlowSolver::OfficePaths,
+        };
+        Ok(stage)
+    }
+
+    /// Office entry nodes: one per office and entry day.
+    fn entry_nodes(&self) -> usize {
+        self.offices * self.entry_days.len()
+    }
+
+    /// The node of office `o`'s entry `entry` (nodes: active zones, entries office-major,
+    /// classes, the sink).
+    fn entry_node(&self, o: u32, entry: usize) -> usize {
+        self.active.len() + o as usize * self.entry_days.len() + entry
+    }
+
+    /// Adds candidate `c` to the stage's network.
+    fn add_candidate(
+        &self,
+        arcs: &StageArcs,
+        net: &mut FlowNet,
+        c: &CandidateArc,
+    ) -> Result<usize, FlowError> {
+        let zone = &self.zones[c.zone as usize];
+        net.add_arc(
+            arcs.node_of_zone[c.zone as usize] as usize,
+            self.entry_node(c.office, zone.entry),
+            self.zone_cap(arcs, c.zone),
+            if arcs.spec.travel_costs {
+                c.distance_m
+            } else {
+                0
+            },
+        )
+    }
+
+    /// A zone's arcs never carry more than its applicants: a finite capacity keeps cost
+    /// scaling's saturating pushes small (the simplex is left as it was).
+    fn zone_cap(&self, arcs: &StageArcs, z: u32) -> i64 {
+        if arcs.scaling {
+            self.zones[z as usize].count
+        } else {
+            CAPACITY_UNBOUNDED
+        }
+    }
+
+    /// The stage's network: supplies, candidate arcs, day arcs, entry chains, class arcs.
+    fn stage_network(
+        &self,
+        arcs: &StageArcs,
+        candidates: &[CandidateArc],
+        solver: FlowSolver,
+        cycle_len_bound: usize,
+    ) -> Result<StageNet, AllocationError> {
+        let spec = arcs.spec;
+        let za = self.active.len();
         let entries = self.entry_days.len();
-        let entry_node = |o: u32, entry: usize| za + o as usize * entries + entry;
-        let zone_office_node =
-            |c: &CandidateArc| entry_node(c.office, self.zones[c.zone as usize].entry);
-        let entry_nodes = self.offices * entries;
+        let entry_nodes = self.entry_nodes();
         let class_node = |c: usize| za + entry_nodes + c;
         let sink = za + entry_nodes + self.class_count;
         let mut supply = vec![0i64; sink + 1];
@@ -861,21 +1191,16 @@ impl Context<'_> {
             total += supply[i];
         }
         supply[sink] = -total;
-        // Zones are never adjacent, so a simple residual cycle has at most two arcs per
-        // non-zone node (office entries, classes, the sink).
-        let cycle_len_bound = 2 * (entry_nodes + self.class_count + 1);
-        let scaling = options.solver == FlowSolver::CostScaling
-            && CostScaling::fits(spec.cost_bound, cycle_len_bound);
         // Office paths knows only the one-node-per-office shape: with entry days the
         // simplex solves instead.
-        let mut net = if options.solver == FlowSolver::OfficePaths && entries == 1 {
+        let mut net = if solver == FlowSolver::OfficePaths && entries == 1 {
             FlowNet::Paths(Box::new(OfficePaths::new(
                 supply,
                 za,
                 self.offices,
                 self.class_count,
             )))
-        } else if scaling {
+        } else if arcs.scaling {
             FlowNet::Scaling(Box::new(CostScaling::new(
                 supply,
                 spec.cost_bound,
@@ -884,24 +1209,9 @@ impl Context<'_> {
         } else {
             FlowNet::Simplex(Box::new(NetworkSimplex::new(supply, spec.cost_bound)))
         };
-        // A zone's arcs never carry more than its applicants: a finite capacity keeps cost
-        // scaling's saturating pushes small (the simplex is left as it was).
-        let zone_cap = |z: u32| {
-            if scaling {
-                self.zones[z as usize].count
-            } else {
-                CAPACITY_UNBOUNDED
-            }
-        };
-        let arc_cost = |c: &CandidateArc| if spec.travel_costs { c.distance_m } else { 0 };
         let mut candidate_arc = Vec::with_capacity(candidates.len());
-        for c in candidates.iter() {
-            candidate_arc.push(net.add_arc(
-                node_of_zone[c.zone as usize] as usize,
-                zone_office_node(c),
-                zone_cap(c.zone),
-                arc_cost(c),
-            )?);
+        for c in candidates {
+            candidate_arc.push(self.add_candidate(arcs, &mut net, c)?);
         }
         let mut day_arc = Vec::with_capacity(self.day_arcs.len());
         for &(o, day, seats) in self.day_arcs {
@@ -911,13 +1221,13 @@ impl Context<'_> {
                 0
             };
             let entry = entry_of(self.entry_days, day);
-            day_arc.push(net.add_arc(entry_node(o, entry), sink, seats, cost)?);
+            day_arc.push(net.add_arc(self.entry_node(o, entry), sink, seats, cost)?);
         }
         for o in 0..self.offices as u32 {
             for entry in 1..entries {
                 net.add_arc(
-                    entry_node(o, entry - 1),
-                    entry_node(o, entry),
+                    self.entry_node(o, entry - 1),
+                    self.entry_node(o, entry),
                     CAPACITY_UNBOUNDED,
                     0,
                 )?;
@@ -925,22 +1235,40 @@ impl Context<'_> {
         }
         for (i, &z) in self.active.iter().enumerate() {
             let c = self.class_of_zone[z as usize];
-            net.add_arc(i, class_node(c), zone_cap(z), spec.penalties[c])?;
+            net.add_arc(i, class_node(c), self.zone_cap(arcs, z), spec.penalties[c])?;
         }
         let mut class_to_sink = Vec::with_capacity(self.class_count);
         for c in 0..self.class_count {
             class_to_sink.push(net.add_arc(class_node(c), sink, spec.class_caps[c], 0)?);
         }
+        Ok(StageNet {
+            net,
+            candidate_arc,
+            day_arc,
+            class_to_sink,
+        })
+    }
 
+    /// Solves, prices and adds the violating arcs until none is left (or `rounds_limit`
+    /// rounds have run); returns the number of rounds.
+    fn pricing_rounds(
+        &self,
+        arcs: &StageArcs,
+        stage: &mut StageNet,
+        candidates: &mut Vec<CandidateArc>,
+        options: &SolverOptions,
+        stats: &mut SolveStats,
+        rounds_limit: Option<u32>,
+    ) -> Result<u32, AllocationError> {
         let mut rounds = 0u32;
         loop {
-            net.solve(options.max_pivots)?;
+            stage.net.solve(options.max_pivots)?;
             if rounds_limit.is_some_and(|limit| rounds >= limit) {
-                break;
+                return Ok(rounds);
             }
-            let found = self.price(&net, spec.travel_costs, &node_of_zone);
+            let found = self.price(&stage.net, arcs.spec.travel_costs, &arcs.node_of_zone);
             if found.is_empty() {
-                break;
+                return Ok(rounds);
             }
             rounds += 1;
             if rounds > options.max_pricing_rounds {
@@ -948,27 +1276,71 @@ impl Context<'_> {
             }
             stats.arcs_added_by_pricing += found.len();
             for c in found {
-                candidate_arc.push(net.add_arc(
-                    node_of_zone[c.zone as usize] as usize,
-                    zone_office_node(&c),
-                    zone_cap(c.zone),
-                    arc_cost(&c),
-                )?);
+                stage
+                    .candidate_arc
+                    .push(self.add_candidate(arcs, &mut stage.net, &c)?);
                 candidates.push(c);
             }
         }
-        stats.pricing_rounds += rounds;
-        stats.solver = match net {
-            FlowNet::Simplex(_) => FlowSolver::NetworkSimplex,
-            FlowNet::Scaling(_) => FlowSolver::CostScaling,
-            FlowNet::Paths(_) => FlowSolver::OfficePaths,
-        };
-        Ok(StageNet {
-            net,
-            candidate_arc,
-            day_arc,
-            class_to_sink,
-        })
+    }
+
+    /// The final network of the lexicographic objective: one solve with class penalties
+    /// (rank from the bottom + 1) × big_penalty when they fit in i64 (see the module docs
+    /// for why that is exact), else the two-stage method.
+    fn solve_lexicographic(
+        &self,
+        bounds: &PenaltyBounds,
+        candidates: &mut Vec<CandidateArc>,
+        options: &SolverOptions,
+        stats: &mut SolveStats,
+    ) -> Result<StageNet, AllocationError> {
+        let c = self.class_count;
+        let stacked: Option<Vec<i64>> = (0..c)
+            .map(|i| bounds.big_penalty.checked_mul((c - i) as i64))
+            .collect::<Option<Vec<i64>>>()
+            .filter(|p| {
+                let top = p.first().copied().unwrap_or(0);
+                // The simplex needs (bound + 1) × (nodes + 1) and potentials of that order.
+                let nodes = self.zones.len() + bounds.entry_nodes + c + 2;
+                top.checked_add(1)
+                    .and_then(|x| x.checked_mul(4 * nodes as i64))
+                    .is_some()
+            });
+        match stacked {
+            Some(penalties) if !options.force_two_stage => {
+                let spec = StageSpec {
+                    travel_costs: true,
+                    cost_bound: penalties
+                        .first()
+                        .copied()
+                        .unwrap_or(0)
+                        .max(bounds.longest_wait_m),
+                    penalties,
+                    class_caps: vec![CAPACITY_UNBOUNDED; c],
+                };
+                self.solve_stage(&spec, candidates, options, stats, None)
+            }
+            _ => {
+                let stage1 = StageSpec {
+                    travel_costs: false,
+                    penalties: (0..c).map(|i| (c - i) as i64).collect(),
+                    class_caps: vec![CAPACITY_UNBOUNDED; c],
+                    cost_bound: c as i64,
+                };
+                let net1 = self.solve_stage(&stage1, candidates, options, stats, None)?;
+                let caps: Vec<i64> = (0..c)
+                    .map(|i| net1.net.flow(net1.class_to_sink[i]))
+                    .collect();
+                drop(net1);
+                let stage2 = StageSpec {
+                    travel_costs: true,
+                    penalties: vec![0; c],
+                    class_caps: caps,
+                    cost_bound: bounds.longest_arc_m.max(bounds.longest_wait_m),
+                };
+                self.solve_stage(&stage2, candidates, options, stats, None)
+            }
+        }
     }
 
     /// Adds candidates that a coarse version of the problem says are likely to be used, and
@@ -989,7 +1361,57 @@ impl Context<'_> {
         candidates: &mut Vec<CandidateArc>,
         options: &SolverOptions,
     ) -> Result<usize, AllocationError> {
-        // Grow the cell until the coarse problem is a fraction of this one.
+        let Some(coarse) = self.coarse_zones() else {
+            return Ok(0); // nothing merges: the coarse problem would be this one
+        };
+        let coarse_count = coarse.zones.len();
+        let mut coarse_candidates = self.coarse_candidates(&coarse, candidates);
+        let coarse_active: Vec<u32> = (0..coarse_count as u32).collect();
+        let coarse_complete: Vec<bool> = coarse
+            .zones
+            .iter()
+            .map(|z| z.preferred != NO_PREFERENCE)
+            .collect();
+        let coarse_last_m = vec![0; coarse_count];
+        let coarse_ctx = Context {
+            zones: &coarse.zones,
+            active: &coarse_active,
+            // No lower bound on omitted offices' distance: pricing checks every zone but
+            // those restricted to their preferred offices.
+            zone_complete: &coarse_complete,
+            zone_last_m: &coarse_last_m,
+            class_of_zone: &coarse.class_of_zone,
+            ..*self
+        };
+        let mut ignored = SolveStats::default();
+        let net = coarse_ctx.solve_stage(
+            spec,
+            &mut coarse_candidates,
+            options,
+            &mut ignored,
+            Some(SEED_PRICING_ROUNDS),
+        )?;
+        // Potentials of every office entry node, office-major like the nodes.
+        let office_pi: Vec<i64> = (0..self.entry_nodes())
+            .map(|i| net.net.potential(coarse_count + i))
+            .collect();
+        drop(net);
+        let seeds = self.seeds(
+            &coarse,
+            coarse_candidates,
+            &office_pi,
+            candidates,
+            options.seed_arcs_per_zone,
+        );
+        let added = seeds.len();
+        candidates.extend(seeds);
+        Ok(added)
+    }
+
+    /// Active zones merged by grid cell (same service, class, reach, entry and preference
+    /// set), the cell growing until the coarse problem is a fraction of this one, each
+    /// coarse zone at its members' centroid; `None` when nothing merges.
+    fn coarse_zones(&self) -> Option<CoarseZones> {
         let mut cell_deg = SEED_CELL_DEG;
         let (parent, coarse_count) = loop {
             let mut ids: HashMap<(i64, i64, ZoneTraits), u32> = HashMap::new();
@@ -1016,10 +1438,9 @@ impl Context<'_> {
             cell_deg *= 2.0;
         };
         if coarse_count >= self.active.len() {
-            return Ok(0); // nothing merges: the coarse problem would be this one
+            return None;
         }
-
-        // Coarse zones at their members' centroid.
+        // Sum of unit vectors weighted by applicants, applicants, one member.
         let mut sum = vec![([0.0f64; 3], 0i64, 0u32); coarse_count];
         for &z in self.active {
             let zone = &self.zones[z as usize];
@@ -1030,7 +1451,7 @@ impl Context<'_> {
             entry.1 += zone.count;
             entry.2 = z;
         }
-        let coarse_zones: Vec<Zone> = sum
+        let zones: Vec<Zone> = sum
             .iter()
             .map(|&(v, count, member)| {
                 let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
@@ -1052,10 +1473,24 @@ impl Context<'_> {
                 }
             })
             .collect();
-        let coarse_class: Vec<usize> = sum
+        let class_of_zone: Vec<usize> = sum
             .iter()
             .map(|&(_, _, member)| self.class_of_zone[member as usize])
             .collect();
+        Some(CoarseZones {
+            parent,
+            zones,
+            class_of_zone,
+        })
+    }
+
+    /// A coarse zone's candidates: the union of its members' offices, within its reach.
+    fn coarse_candidates(
+        &self,
+        coarse: &CoarseZones,
+        candidates: &[CandidateArc],
+    ) -> Vec<CandidateArc> {
+        let parent = &coarse.parent;
         let mut pairs: Vec<(u32, u32)> = candidates
             .iter()
             .filter(|c| parent[c.zone as usize] != u32::MAX)
@@ -1063,10 +1498,10 @@ impl Context<'_> {
             .collect();
         pairs.sort_unstable();
         pairs.dedup();
-        let mut coarse_candidates: Vec<CandidateArc> = pairs
+        pairs
             .into_iter()
             .filter_map(|(p, o)| {
-                coarse_zones[p as usize]
+                coarse.zones[p as usize]
                     .metres_to(&self.problem.offices[o as usize])
                     .map(|distance_m| CandidateArc {
                         zone: p,
@@ -1074,38 +1509,23 @@ impl Context<'_> {
                         distance_m,
                     })
             })
-            .collect();
-        let coarse_active: Vec<u32> = (0..coarse_count as u32).collect();
-        let coarse_complete: Vec<bool> = coarse_zones
-            .iter()
-            .map(|z| z.preferred != NO_PREFERENCE)
-            .collect();
-        let coarse = Context {
-            zones: &coarse_zones,
-            active: &coarse_active,
-            // No lower bound on omitted offices' distance: pricing checks every zone but
-            // those restricted to their preferred offices.
-            zone_complete: &coarse_complete,
-            zone_last_m: &vec![0; coarse_count],
-            class_of_zone: coarse_class,
-            ..*self
-        };
-        let mut ignored = SolveStats::default();
-        let net = coarse.solve_stage(
-            spec,
-            &mut coarse_candidates,
-            options,
-            &mut ignored,
-            Some(SEED_PRICING_ROUNDS),
-        )?;
-        // Potentials of every office entry node, office-major like the nodes.
-        let entries = self.entry_days.len();
-        let office_pi: Vec<i64> = (0..self.offices * entries)
-            .map(|i| net.net.potential(coarse_count + i))
-            .collect();
-        drop(net);
+            .collect()
+    }
 
-        // Each coarse zone's offices, then the best few of them for each member.
+    /// For each fine zone, the offices of its coarse zone that rank within `SEED_MARGIN_M`
+    /// of its best by `d(z,o) − π̂_o` (at most `cap`), less those it has already.
+    fn seeds(
+        &self,
+        coarse: &CoarseZones,
+        mut coarse_candidates: Vec<CandidateArc>,
+        office_pi: &[i64],
+        candidates: &[CandidateArc],
+        cap: usize,
+    ) -> Vec<CandidateArc> {
+        let entries = self.entry_days.len();
+        let coarse_count = coarse.zones.len();
+        let parent = &coarse.parent;
+        // Each coarse zone's offices: `coarse_candidates[start[p]..start[p + 1]]`.
         coarse_candidates.sort_unstable_by_key(|c| (c.zone, c.office));
         let mut start = vec![0usize; coarse_count + 1];
         for c in &coarse_candidates {
@@ -1114,7 +1534,6 @@ impl Context<'_> {
         for p in 0..coarse_count {
             start[p + 1] += start[p];
         }
-        let cap = options.seed_arcs_per_zone;
         let mut have: Vec<u32> = Vec::new();
         let mut ranked: Vec<(i64, u32, i64)> = Vec::new();
         let mut seeds: Vec<CandidateArc> = Vec::new();
@@ -1158,9 +1577,7 @@ impl Context<'_> {
                 });
             }
         }
-        let added = seeds.len();
-        candidates.extend(seeds);
-        Ok(added)
+        seeds
     }
 
     /// Omitted arcs with negative reduced cost under the current potentials.

@@ -72,6 +72,25 @@ pub fn jain_index(values: &[f64]) -> f64 {
     }
 }
 
+/// Seats of all offices, the share used at each office with seats, and how many are full.
+fn office_use(problem: &AllocationProblem, used_per_office: &[u64]) -> (u64, Vec<f64>, usize) {
+    let mut seats_per_office = vec![0u64; problem.offices.len()];
+    for s in &problem.seats {
+        seats_per_office[s.office] += s.seats as u64;
+    }
+    let mut utilisations = Vec::new();
+    let mut offices_full = 0;
+    for (&seats, &used) in seats_per_office.iter().zip(used_per_office) {
+        if seats > 0 {
+            utilisations.push(used as f64 / seats as f64);
+            offices_full += usize::from(used == seats);
+        }
+    }
+    (seats_per_office.iter().sum(), utilisations, offices_full)
+}
+
+/// The figures of an allocation for its report: placed and why not, distances, waits,
+/// fairness across provinces and office utilisation.
 pub fn summarise(problem: &AllocationProblem, allocation: &Allocation) -> AllocationSummary {
     let mut distances = Vec::new();
     let mut waits = Vec::new();
@@ -134,18 +153,7 @@ pub fn summarise(problem: &AllocationProblem, allocation: &Allocation) -> Alloca
         .map(|p| p.assigned as f64 / p.applicants.max(1) as f64)
         .collect();
 
-    let mut seats_per_office = vec![0u64; problem.offices.len()];
-    for s in &problem.seats {
-        seats_per_office[s.office] += s.seats as u64;
-    }
-    let mut utilisations = Vec::new();
-    let mut offices_full = 0;
-    for (&seats, &used) in seats_per_office.iter().zip(&used_per_office) {
-        if seats > 0 {
-            utilisations.push(used as f64 / seats as f64);
-            offices_full += usize::from(used == seats);
-        }
-    }
+    let (seats_total, utilisations, offices_full) = office_use(problem, &used_per_office);
     AllocationSummary {
         applicants: problem.applicants.len(),
         assigned,
@@ -163,7 +171,7 @@ pub fn summarise(problem: &AllocationProblem, allocation: &Allocation) -> Alloca
         best_province_wait: best,
         jain_index_wait: jain_index(&waits_by_province),
         jain_index_assigned_share: jain_index(&shares),
-        seats_total: seats_per_office.iter().sum(),
+        seats_total,
         seats_used: used_per_office.iter().sum(),
         offices_with_seats: utilisations.len(),
         offices_full,

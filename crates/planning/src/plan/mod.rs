@@ -415,182 +415,22 @@ fn solve_province(
     result: &mut ProvincePlan,
 ) -> Result<(), PlanError> {
     let h = world.horizon_days as usize;
-    let block_of = |d: usize| {
-        blocks
-            .iter()
-            .position(|&(a, b)| a as usize <= d && d <= b as usize)
-            .unwrap_or(0)
-    };
-    let open_days = |k: usize| {
-        let (a, b) = blocks[k];
-        (a..=b)
-            .filter(|&d| inputs.station_seats[d as usize] > 0.0)
-            .count() as f64
-    };
-    let mut vars = ProblemVariables::new();
-    let x: Vec<Variable> = (0..blocks.len())
-        .map(|_| vars.add(variable().min(0).max(spec.stations_per_province_max)))
-        .collect();
-    let m: Vec<Variable> = (0..blocks.len())
-        .map(|_| vars.add(variable().min(0).max(spec.mobile_units_per_province_max)))
-        .collect();
     let thursdays: Vec<usize> = (0..h).filter(|&d| inputs.thursday_extra[d] > 0.0).collect();
     let fridays: Vec<usize> = (0..h).filter(|&d| inputs.friday_extra[d] > 0.0).collect();
-    let o: Vec<Variable> = thursdays
-        .iter()
-        .map(|_| vars.add(variable().min(0).max(1)))
-        .collect();
-    let f: Vec<Variable> = fridays
-        .iter()
-        .map(|_| vars.add(variable().min(0).max(1)))
-        .collect();
-    let s: Vec<Variable> = (0..h).map(|_| vars.add(variable().min(0))).collect();
-    let cum: Vec<Variable> = (0..h).map(|_| vars.add(variable().min(0))).collect();
-    let constrained: Vec<(usize, usize)> = deadline
-        .iter()
-        .enumerate()
-        .filter_map(|(t, d)| d.map(|d| (t, d)))
-        .collect();
-    let u: Vec<Variable> = constrained
-        .iter()
-        .map(|_| vars.add(variable().min(0)))
-        .collect();
-
-    let offices = f64::from(inputs.offices);
-    let mut objective = Expression::from(0.0);
-    for k in 0..blocks.len() {
-        objective += spec.station_day_cost * open_days(k) * x[k];
-        objective += spec.mobile_unit_day_cost * open_days(k) * m[k];
-    }
-    for &v in &o {
-        objective += spec.thursday_office_day_cost * offices * v;
-    }
-    let friday_cost = spec.friday_office_day_cost.unwrap_or(0.0);
-    for &v in &f {
-        objective += friday_cost * offices * v;
-    }
-    for &v in &u {
-        objective += LATE_PENALTY * v;
-    }
-    let mut model = vars.minimise(objective).using(microlp);
-    let w = f64::from(spec.mobile_unit_stations);
-    for d in 0..h {
-        let k = block_of(d);
-        let mut capacity: Expression = Expression::from(efficiency * inputs.seats[d]);
-        if inputs.station_seats[d] > 0.0 {
-            capacity += efficiency * inputs.station_seats[d] * x[k];
-            capacity += efficiency * inputs.station_seats[d] * w * m[k];
-        }
-        if let Some(j) = thursdays.iter().position(|&t| t == d) {
-            capacity += efficiency * inputs.thursday_extra[d] * o[j];
-        }
-        if let Some(j) = fridays.iter().position(|&t| t == d) {
-            capacity += efficiency * inputs.friday_extra[d] * f[j];
-        }
-        model = model.with(constraint!(s[d] <= capacity));
-        if d == 0 {
-            model = model.with(constraint!(cum[0] == s[0]));
-        } else {
-            model = model.with(constraint!(cum[d] == cum[d - 1] + s[d]));
-        }
-        let registered = if d >= lead {
-            inputs.cumulative[d - lead]
-        } else {
-            0.0
-        };
-        model = model.with(constraint!(cum[d] <= registered));
-    }
-    for (i, &(t, d)) in constrained.iter().enumerate() {
-        model = model.with(constraint!(cum[d] + u[i] >= inputs.cumulative[t]));
-    }
-    if inputs.far_share > 0.0 {
-        for (k, &(a, b)) in blocks.iter().enumerate() {
-            let arrivals = inputs.cumulative[b as usize]
-                - if a == 0 {
-                    0.0
-                } else {
-                    inputs.cumulative[a as usize - 1]
-                };
-            let unit_seats: f64 = (a..=b)
-                .map(|d| inputs.station_seats[d as usize])
-                .sum::<f64>()
-                * efficiency
-                * w;
-            if unit_seats > 0.0 {
-                model = model.with(constraint!(
-                    unit_seats * m[k] >= inputs.far_share * arrivals
-                ));
-            }
-        }
-    }
-    let solution = model
-        .solve()
-        .map_err(|e: ResolutionError| PlanError::Solver {
-            province: result.slug.clone(),
-            message: e.to_string(),
-        })?;
-    // Whole units: round the relaxation up (more capacity never breaks the target), then
-    // trim greedily, the costliest first, while the target still holds.
-    let up = |v: f64| (v - 1e-6).ceil().max(0.0) as u32;
-    let mut add = Additions {
-        stations: x.iter().map(|&v| up(solution.value(v))).collect(),
-        units: m.iter().map(|&v| up(solution.value(v))).collect(),
-        thursdays: thursdays
-            .iter()
-            .zip(&o)
-            .map(|(_, &v)| solution.value(v) > 1e-6)
-            .collect(),
-        fridays: fridays
-            .iter()
-            .zip(&f)
-            .map(|(_, &v)| solution.value(v) > 1e-6)
-            .collect(),
-    };
-    let lp_late: f64 = u.iter().map(|&v| solution.value(v)).fold(0.0, f64::max);
-    let allowed_late = lp_late + 0.5;
     let check = Check {
         inputs,
         blocks,
         deadline,
         efficiency,
         lead,
-        unit_stations: w,
+        unit_stations: f64::from(spec.mobile_unit_stations),
         thursdays: &thursdays,
         fridays: &fridays,
     };
+    let (mut add, lp_late) = check.relaxation(spec, h, &result.slug)?;
+    let allowed_late = lp_late + 0.5;
     if check.late(&add) <= allowed_late {
-        for j in (0..add.fridays.len()).rev() {
-            if add.fridays[j] {
-                add.fridays[j] = false;
-                if check.late(&add) > allowed_late {
-                    add.fridays[j] = true;
-                }
-            }
-        }
-        for j in (0..add.thursdays.len()).rev() {
-            if add.thursdays[j] {
-                add.thursdays[j] = false;
-                if check.late(&add) > allowed_late {
-                    add.thursdays[j] = true;
-                }
-            }
-        }
-        for k in 0..blocks.len() {
-            while add.units[k] > 0 {
-                add.units[k] -= 1;
-                if check.late(&add) > allowed_late || !check.far_covered(&add, k) {
-                    add.units[k] += 1;
-                    break;
-                }
-            }
-            while add.stations[k] > 0 {
-                add.stations[k] -= 1;
-                if check.late(&add) > allowed_late {
-                    add.stations[k] += 1;
-                    break;
-                }
-            }
-        }
+        check.trim(&mut add, allowed_late);
     }
     result.stations_by_block = add.stations.clone();
     result.mobile_units_by_block = add.units.clone();
@@ -606,16 +446,34 @@ fn solve_province(
         .filter(|(_, &open)| open)
         .map(|(&d, _)| d as u32)
         .collect();
+    let offices = f64::from(inputs.offices);
     result.cost = (0..blocks.len())
         .map(|k| {
-            open_days(k)
+            check.open_days(k)
                 * (spec.station_day_cost * f64::from(result.stations_by_block[k])
                     + spec.mobile_unit_day_cost * f64::from(result.mobile_units_by_block[k]))
         })
         .sum::<f64>()
         + result.thursday_openings.len() as f64 * spec.thursday_office_day_cost * offices
-        + result.friday_openings.len() as f64 * friday_cost * offices;
+        + result.friday_openings.len() as f64
+            * spec.friday_office_day_cost.unwrap_or(0.0)
+            * offices;
     Ok(())
+}
+
+/// The relaxation's variables (see the module docs): per block the stations `x` and mobile
+/// units `m`; per possible Thursday and Friday opening `o` and `f`; per day the enrolments
+/// `s` and their running total `cum`; per day with a deadline the applicants late `u`.
+struct LpVars {
+    x: Vec<Variable>,
+    m: Vec<Variable>,
+    o: Vec<Variable>,
+    f: Vec<Variable>,
+    s: Vec<Variable>,
+    cum: Vec<Variable>,
+    u: Vec<Variable>,
+    /// (registration day, deadline day) of each `u`.
+    constrained: Vec<(usize, usize)>,
 }
 
 /// Whole additions of one area.
@@ -626,7 +484,9 @@ struct Additions {
     fridays: Vec<bool>,
 }
 
-/// Checks additions against the target with the greedy running total (the largest possible).
+/// An area's capacity problem: its inputs, the blocks and the deadlines. Solves the
+/// relaxation and checks additions against the target with the greedy running total (the
+/// largest possible).
 struct Check<'a> {
     inputs: &'a ProvinceInputs,
     blocks: &'a [(u32, u32)],
@@ -639,6 +499,214 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// Horizon days of block `k` on which an added station has seats.
+    fn open_days(&self, k: usize) -> f64 {
+        let (a, b) = self.blocks[k];
+        (a..=b)
+            .filter(|&d| self.inputs.station_seats[d as usize] > 0.0)
+            .count() as f64
+    }
+
+    /// The LP relaxation over `h` days, solved and rounded up to whole units (more capacity
+    /// never breaks the target); also the most applicants it leaves late after a deadline.
+    fn relaxation(
+        &self,
+        spec: &PlanSpec,
+        h: usize,
+        slug: &str,
+    ) -> Result<(Additions, f64), PlanError> {
+        let mut vars = ProblemVariables::new();
+        let blocks = self.blocks.len();
+        let x: Vec<Variable> = (0..blocks)
+            .map(|_| vars.add(variable().min(0).max(spec.stations_per_province_max)))
+            .collect();
+        let m: Vec<Variable> = (0..blocks)
+            .map(|_| vars.add(variable().min(0).max(spec.mobile_units_per_province_max)))
+            .collect();
+        let o: Vec<Variable> = self
+            .thursdays
+            .iter()
+            .map(|_| vars.add(variable().min(0).max(1)))
+            .collect();
+        let f: Vec<Variable> = self
+            .fridays
+            .iter()
+            .map(|_| vars.add(variable().min(0).max(1)))
+            .collect();
+        let s: Vec<Variable> = (0..h).map(|_| vars.add(variable().min(0))).collect();
+        let cum: Vec<Variable> = (0..h).map(|_| vars.add(variable().min(0))).collect();
+        let constrained: Vec<(usize, usize)> = self
+            .deadline
+            .iter()
+            .enumerate()
+            .filter_map(|(t, d)| d.map(|d| (t, d)))
+            .collect();
+        let u: Vec<Variable> = constrained
+            .iter()
+            .map(|_| vars.add(variable().min(0)))
+            .collect();
+        let lp = LpVars {
+            x,
+            m,
+            o,
+            f,
+            s,
+            cum,
+            u,
+            constrained,
+        };
+        let model = vars.minimise(self.objective(spec, &lp)).using(microlp);
+        let solution = self
+            .constrain(model, &lp)
+            .solve()
+            .map_err(|e: ResolutionError| PlanError::Solver {
+                province: slug.to_string(),
+                message: e.to_string(),
+            })?;
+        let up = |v: f64| (v - 1e-6).ceil().max(0.0) as u32;
+        let add = Additions {
+            stations: lp.x.iter().map(|&v| up(solution.value(v))).collect(),
+            units: lp.m.iter().map(|&v| up(solution.value(v))).collect(),
+            thursdays: lp.o.iter().map(|&v| solution.value(v) > 1e-6).collect(),
+            fridays: lp.f.iter().map(|&v| solution.value(v) > 1e-6).collect(),
+        };
+        let lp_late: f64 = lp.u.iter().map(|&v| solution.value(v)).fold(0.0, f64::max);
+        Ok((add, lp_late))
+    }
+
+    /// What the additions cost, plus the penalty on late applicants.
+    fn objective(&self, spec: &PlanSpec, lp: &LpVars) -> Expression {
+        let offices = f64::from(self.inputs.offices);
+        let mut objective = Expression::from(0.0);
+        for k in 0..self.blocks.len() {
+            objective += spec.station_day_cost * self.open_days(k) * lp.x[k];
+            objective += spec.mobile_unit_day_cost * self.open_days(k) * lp.m[k];
+        }
+        for &v in &lp.o {
+            objective += spec.thursday_office_day_cost * offices * v;
+        }
+        let friday_cost = spec.friday_office_day_cost.unwrap_or(0.0);
+        for &v in &lp.f {
+            objective += friday_cost * offices * v;
+        }
+        for &v in &lp.u {
+            objective += LATE_PENALTY * v;
+        }
+        objective
+    }
+
+    /// Seats, causality and the target per day; mobile units cover the far demand per block.
+    fn constrain<M: SolverModel>(&self, mut model: M, lp: &LpVars) -> M {
+        let i = self.inputs;
+        let (efficiency, w) = (self.efficiency, self.unit_stations);
+        let (s, cum) = (&lp.s, &lp.cum);
+        for d in 0..s.len() {
+            let k = self.block_of(d);
+            let mut capacity: Expression = Expression::from(efficiency * i.seats[d]);
+            if i.station_seats[d] > 0.0 {
+                capacity += efficiency * i.station_seats[d] * lp.x[k];
+                capacity += efficiency * i.station_seats[d] * w * lp.m[k];
+            }
+            if let Some(j) = self.thursdays.iter().position(|&t| t == d) {
+                capacity += efficiency * i.thursday_extra[d] * lp.o[j];
+            }
+            if let Some(j) = self.fridays.iter().position(|&t| t == d) {
+                capacity += efficiency * i.friday_extra[d] * lp.f[j];
+            }
+            model = model.with(constraint!(s[d] <= capacity));
+            if d == 0 {
+                model = model.with(constraint!(cum[0] == s[0]));
+            } else {
+                model = model.with(constraint!(cum[d] == cum[d - 1] + s[d]));
+            }
+            let registered = if d >= self.lead {
+                i.cumulative[d - self.lead]
+            } else {
+                0.0
+            };
+            model = model.with(constraint!(cum[d] <= registered));
+        }
+        for (j, &(t, d)) in lp.constrained.iter().enumerate() {
+            model = model.with(constraint!(cum[d] + lp.u[j] >= i.cumulative[t]));
+        }
+        if i.far_share > 0.0 {
+            for (k, &(a, b)) in self.blocks.iter().enumerate() {
+                let unit_seats = self.unit_seats(a, b);
+                if unit_seats > 0.0 {
+                    let arrivals = self.arrivals(a, b);
+                    model = model.with(constraint!(unit_seats * lp.m[k] >= i.far_share * arrivals));
+                }
+            }
+        }
+        model
+    }
+
+    /// The block that holds day `d`.
+    fn block_of(&self, d: usize) -> usize {
+        self.blocks
+            .iter()
+            .position(|&(a, b)| a as usize <= d && d <= b as usize)
+            .unwrap_or(0)
+    }
+
+    /// Registrations from day `a` through day `b`.
+    fn arrivals(&self, a: u32, b: u32) -> f64 {
+        let cumulative = &self.inputs.cumulative;
+        cumulative[b as usize]
+            - if a == 0 {
+                0.0
+            } else {
+                cumulative[a as usize - 1]
+            }
+    }
+
+    /// Seats one mobile unit serves from day `a` through day `b`, no-shows deducted.
+    fn unit_seats(&self, a: u32, b: u32) -> f64 {
+        (a..=b)
+            .map(|d| self.inputs.station_seats[d as usize])
+            .sum::<f64>()
+            * self.efficiency
+            * self.unit_stations
+    }
+
+    /// Removes additions greedily, the costliest kinds first (Friday, then Thursday
+    /// openings, then per block mobile units and stations), while no more than
+    /// `allowed_late` applicants are late and units still cover the far demand.
+    fn trim(&self, add: &mut Additions, allowed_late: f64) {
+        for j in (0..add.fridays.len()).rev() {
+            if add.fridays[j] {
+                add.fridays[j] = false;
+                if self.late(add) > allowed_late {
+                    add.fridays[j] = true;
+                }
+            }
+        }
+        for j in (0..add.thursdays.len()).rev() {
+            if add.thursdays[j] {
+                add.thursdays[j] = false;
+                if self.late(add) > allowed_late {
+                    add.thursdays[j] = true;
+                }
+            }
+        }
+        for k in 0..self.blocks.len() {
+            while add.units[k] > 0 {
+                add.units[k] -= 1;
+                if self.late(add) > allowed_late || !self.far_covered(add, k) {
+                    add.units[k] += 1;
+                    break;
+                }
+            }
+            while add.stations[k] > 0 {
+                add.stations[k] -= 1;
+                if self.late(add) > allowed_late {
+                    add.stations[k] += 1;
+                    break;
+                }
+            }
+        }
+    }
+
     fn late(&self, add: &Additions) -> f64 {
         let i = self.inputs;
         let mut extra = vec![0.0; i.seats.len()];
@@ -682,15 +750,8 @@ impl Check<'_> {
             return true;
         }
         let (a, b) = self.blocks[k];
-        let arrivals = i.cumulative[b as usize]
-            - if a == 0 {
-                0.0
-            } else {
-                i.cumulative[a as usize - 1]
-            };
-        let unit_seats: f64 = (a..=b).map(|d| i.station_seats[d as usize]).sum::<f64>()
-            * self.efficiency
-            * self.unit_stations;
+        let arrivals = self.arrivals(a, b);
+        let unit_seats = self.unit_seats(a, b);
         unit_seats <= 0.0 || unit_seats * f64::from(add.units[k]) + 1e-6 >= i.far_share * arrivals
     }
 }

@@ -3,6 +3,7 @@
 //! return strings and values); [`write_simulation`] and [`write_plan`] put them in a directory.
 
 pub mod svg;
+pub mod tables;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -117,82 +118,19 @@ pub fn simulation_summary(scenario: &Scenario, world: &World, out: &SimOutput) -
     })
 }
 
-/// `daily.csv`: the national time series.
+/// `daily.csv` as a string (see [`tables::write_daily`]).
 pub fn daily_csv(world: &World, out: &SimOutput) -> String {
-    let mut s = String::from("day,date,date_jalali,registered_today,registered_total");
-    for state in State::ALL {
-        let _ = write!(s, ",{}", state.as_str());
-    }
-    s.push_str(",backlog,enrolled_today,no_shows_today,cancellations_today,reschedules_today,enrol_seats_today,pickups_today,pickup_visits_today\n");
-    for d in &out.days {
-        let _ = write!(
-            s,
-            "{},{},{},{},{}",
-            d.day,
-            world.date(d.day),
-            jalali(world, d.day),
-            d.registered_today,
-            d.registered_total
-        );
-        for v in d.states {
-            let _ = write!(s, ",{v}");
-        }
-        let _ = writeln!(
-            s,
-            ",{},{},{},{},{},{},{},{}",
-            d.backlog(),
-            d.enrolled_today,
-            d.no_shows_today,
-            d.cancellations_today,
-            d.reschedules_today,
-            d.enrol_seats_today,
-            d.pickups_today,
-            d.pickup_visits_today
-        );
-    }
-    s
+    tables::in_memory(|w| tables::write_daily(w, world, out))
 }
 
-/// `provinces_daily.csv`: backlog and enrolments per province per day.
+/// `provinces_daily.csv` as a string (see [`tables::write_provinces_daily`]).
 pub fn provinces_daily_csv(world: &World, out: &SimOutput) -> String {
-    let mut s = String::from("day,date,province,backlog,enrolled\n");
-    for d in 0..out.days.len() {
-        for p in &out.provinces {
-            let _ = writeln!(
-                s,
-                "{d},{},{},{},{}",
-                world.date(d as u32),
-                p.slug,
-                p.backlog_daily.get(d).copied().unwrap_or(0),
-                p.enrolled_daily.get(d).copied().unwrap_or(0)
-            );
-        }
-    }
-    s
+    tables::in_memory(|w| tables::write_provinces_daily(w, world, out))
 }
 
-/// `offices.csv`: seats, enrolments, utilisation and pickups per office (and mobile leg).
+/// `offices.csv` as a string (see [`tables::write_offices`]).
 pub fn offices_csv(out: &SimOutput) -> String {
-    let mut s = String::from(
-        "office,province,kind,town,enrol_seats,enrolled,utilisation,no_shows,pickup_visits,pickups\n",
-    );
-    for o in &out.sites {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{:.3},{},{},{}",
-            o.id,
-            o.province,
-            o.kind,
-            o.town.replace(',', " "),
-            o.enrol_seats,
-            o.enrolled,
-            o.utilisation(),
-            o.no_shows,
-            o.pickup_visits,
-            o.pickups
-        );
-    }
-    s
+    tables::in_memory(|w| tables::write_offices(w, out))
 }
 
 const STYLE: &str = r#"body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Vazirmatn",sans-serif;margin:24px auto;max-width:1000px;color:#222;background:#fff}
@@ -215,325 +153,374 @@ fn figure(value: &str, label: &str) -> String {
 
 /// The HTML report of a run: a page a planner opens in a browser, with every chart inline.
 pub fn simulation_html(scenario: &Scenario, world: &World, out: &SimOutput) -> String {
-    let summary = simulation_summary(scenario, world, out);
-    let labels: Vec<String> = (0..out.days.len() as u32)
-        .map(|d| {
-            let j = JalaliDate::from_gregorian(world.date(d));
-            format!("{:02}/{:02}", j.month(), j.day())
-        })
-        .collect();
-    let f = |v: u64| v as f64;
-    let col = |g: fn(&crate::sim::DayRecord) -> u64| -> Vec<f64> {
-        out.days.iter().map(|d| f(g(d))).collect()
+    let page = SimulationPage {
+        scenario,
+        world,
+        out,
+        summary: simulation_summary(scenario, world, out),
+        labels: (0..out.days.len() as u32)
+            .map(|d| {
+                let j = JalaliDate::from_gregorian(world.date(d));
+                format!("{:02}/{:02}", j.month(), j.day())
+            })
+            .collect(),
+        target: scenario.plan.as_ref().map(|p| p.target_wait_days_p95),
     };
-    let target = scenario.plan.as_ref().map(|p| p.target_wait_days_p95);
     let mut html = String::new();
-    let _ = write!(
-        html,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>nobat simulation: {name}</title><style>{STYLE}</style></head><body>"#,
-        name = escape(&scenario.name)
-    );
-    let _ = write!(
-        html,
-        r#"<h1>Simulation: {}</h1><p class="sub">{} · {} days from {} ({}) · seed {} · {} offices{}</p>"#,
-        escape(&scenario.name),
-        escape(&scenario.description),
-        scenario.calendar.horizon_days,
-        scenario.calendar.start_date,
-        jalali(world, 0),
-        scenario.seed,
-        summary["scenario"]["offices"],
-        if scenario.capacity_changes.is_empty() {
-            String::new()
-        } else {
-            format!(" · {} capacity changes", scenario.capacity_changes.len())
-        }
-    );
-    let t = &summary["totals"];
-    let num = |v: &Value| short_number(v.as_f64().unwrap_or(0.0));
-    let pct = |v: &Value| format!("{:.1}%", v.as_f64().unwrap_or(0.0) * 100.0);
-    let opt_days = |v: &Value| v.as_u64().map_or("–".to_string(), |d| format!("{d} days"));
-    html.push_str(r#"<div class="figures">"#);
-    html.push_str(&figure(&num(&t["registered"]), "registered"));
-    html.push_str(&figure(&num(&t["enrolled"]), "enrolled"));
-    html.push_str(&figure(&num(&t["backlog_end"]), "backlog at the end"));
-    html.push_str(&figure(
-        &opt_days(&summary["wait_days"]["p50"]),
-        "median wait (working days)",
-    ));
-    html.push_str(&figure(
-        &opt_days(&summary["wait_days"]["p95"]),
-        "p95 wait (working days)",
-    ));
-    html.push_str(&figure(&pct(&t["utilisation"]), "seat utilisation"));
-    html.push_str(&figure(&num(&t["no_shows"]), "no-shows (seats lost)"));
-    html.push_str(&figure(
-        &pct(&summary["distance_shares"]["within_25_km"]),
-        "enrolled within 25 km",
-    ));
-    html.push_str("</div>");
-
-    // Backlog.
-    html.push_str("<h2>Backlog</h2>");
-    let waiting = col(|d| d.count(State::Waiting));
-    let booked = col(|d| d.count(State::Booked));
-    let backlog = col(|d| d.backlog());
-    let registered = col(|d| d.registered_today);
-    html.push_str(&line_chart(
-        "chart-backlog",
-        "Backlog per day: registered, not yet enrolled",
-        "applicants",
-        &labels,
-        &[
-            Series {
-                name: "backlog",
-                values: &backlog,
-            },
-            Series {
-                name: "waiting for a slot",
-                values: &waiting,
-            },
-            Series {
-                name: "booked",
-                values: &booked,
-            },
-            Series {
-                name: "registered that day",
-                values: &registered,
-            },
-        ],
-        None,
-    ));
-    let mut worst: Vec<&crate::sim::ProvinceResult> = out.provinces.iter().collect();
-    worst.sort_by(|a, b| {
-        b.wait_percentile(0.95)
-            .cmp(&a.wait_percentile(0.95))
-            .then(a.slug.cmp(&b.slug))
-    });
-    let top: Vec<Vec<f64>> = worst
-        .iter()
-        .take(6)
-        .map(|p| p.backlog_daily.iter().map(|&v| v as f64).collect())
-        .collect();
-    let series: Vec<Series<'_>> = worst
-        .iter()
-        .take(6)
-        .zip(&top)
-        .map(|(p, v)| Series {
-            name: &p.name_en,
-            values: v,
-        })
-        .collect();
-    html.push_str(&line_chart(
-        "chart-backlog-provinces",
-        "Backlog of the six provinces with the longest p95 wait",
-        "applicants",
-        &labels,
-        &series,
-        None,
-    ));
-
-    // Waits.
-    html.push_str("<h2>Wait from registration to enrolment</h2>");
-    let mut by_p95 = out.provinces.clone();
-    by_p95.sort_by(|a, b| {
-        b.wait_percentile(0.95)
-            .cmp(&a.wait_percentile(0.95))
-            .then(a.slug.cmp(&b.slug))
-    });
-    let names: Vec<String> = by_p95.iter().map(|p| p.name_en.clone()).collect();
-    let p50: Vec<f64> = by_p95
-        .iter()
-        .map(|p| f64::from(p.wait_percentile(0.5).unwrap_or(0)))
-        .collect();
-    let p95: Vec<f64> = by_p95
-        .iter()
-        .map(|p| f64::from(p.wait_percentile(0.95).unwrap_or(0)))
-        .collect();
-    let target_label = target.map(|t| format!("target {t}"));
-    html.push_str(&bar_chart(
-        "chart-waits",
-        "Wait by province, working days (enrolled applicants)",
-        "working days",
-        &names,
-        &["p50", "p95"],
-        &[p50, p95],
-        target
-            .zip(target_label.as_deref())
-            .map(|(t, l)| (f64::from(t), l)),
-    ));
-    html.push_str(r#"<p class="note">Waits count working days after the registration day up to the enrolment day. Applicants still waiting at the end are not in these figures; the backlog charts show them.</p>"#);
-
-    // Utilisation.
-    html.push_str("<h2>Office utilisation</h2>");
-    let mut bins = [0f64; 11];
-    for s in out.sites.iter().filter(|s| s.enrol_seats > 0) {
-        let b = ((s.utilisation() * 10.0).floor() as usize).min(10);
-        bins[b] += 1.0;
-    }
-    let bin_labels: Vec<String> = (0..11)
-        .map(|b| {
-            if b == 10 {
-                "100%".to_string()
-            } else {
-                format!("{}–{}%", b * 10, b * 10 + 10)
-            }
-        })
-        .collect();
-    html.push_str(&column_chart(
-        "chart-utilisation",
-        "Offices by share of enrolment seats used over the horizon",
-        "offices",
-        &bin_labels,
-        &bins,
-    ));
-    let seats_daily = col(|d| d.enrol_seats_today);
-    let enrolled_daily = col(|d| d.enrolled_today);
-    html.push_str(&line_chart(
-        "chart-seats",
-        "Enrolment seats and enrolments per day",
-        "per day",
-        &labels,
-        &[
-            Series {
-                name: "enrolment seats",
-                values: &seats_daily,
-            },
-            Series {
-                name: "enrolled",
-                values: &enrolled_daily,
-            },
-        ],
-        None,
-    ));
-
-    // Distance.
-    html.push_str("<h2>Distance travelled</h2>");
-    let bands = out.distance_bands;
-    let total: u64 = bands.iter().sum();
-    let cumulative = [
-        bands[0],
-        bands[0] + bands[1],
-        bands[0] + bands[1] + bands[2],
-    ];
-    let band_labels: Vec<String> = DISTANCE_BANDS_KM
-        .iter()
-        .map(|km| format!("within {km} km"))
-        .chain(std::iter::once(format!(
-            "beyond {} km",
-            DISTANCE_BANDS_KM[2]
-        )))
-        .collect();
-    let band_values: Vec<f64> = cumulative
-        .iter()
-        .chain(std::iter::once(&bands[3]))
-        .map(|&v| 100.0 * share(v, total))
-        .collect();
-    html.push_str(&column_chart(
-        "chart-distance",
-        "Share of enrolled applicants by distance to their office (%)",
-        "% of enrolled",
-        &band_labels,
-        &band_values,
-    ));
-
-    // No-shows.
-    html.push_str("<h2>No-shows and cancellations</h2>");
-    let no_shows = col(|d| d.no_shows_today);
-    let cancels = col(|d| d.cancellations_today);
-    let rescheds = col(|d| d.reschedules_today);
-    html.push_str(&line_chart(
-        "chart-no-shows",
-        "Seats lost to no-shows, and bookings cancelled or moved, per day",
-        "per day",
-        &labels,
-        &[
-            Series {
-                name: "no-shows (seat lost)",
-                values: &no_shows,
-            },
-            Series {
-                name: "cancelled",
-                values: &cancels,
-            },
-            Series {
-                name: "rescheduled",
-                values: &rescheds,
-            },
-        ],
-        None,
-    ));
-
-    // Pickups.
-    html.push_str("<h2>Card pickups</h2>");
-    let pickups = col(|d| d.pickups_today);
-    let pickup_cap = col(|d| d.pickup_visits_today);
-    let awaiting = col(|d| d.count(State::AwaitingPickup));
-    html.push_str(&line_chart(
-        "chart-pickups",
-        "Pickup load: visits served, pickup capacity and cards waiting",
-        "per day",
-        &labels,
-        &[
-            Series {
-                name: "pickups served",
-                values: &pickups,
-            },
-            Series {
-                name: "pickup capacity",
-                values: &pickup_cap,
-            },
-            Series {
-                name: "cards awaiting pickup",
-                values: &awaiting,
-            },
-        ],
-        None,
-    ));
-
-    // Fairness.
-    html.push_str("<h2>Fairness across provinces</h2>");
-    let fair = &summary["fairness"];
-    let _ = write!(
-        html,
-        r#"<p>Jain's index of the provinces' mean waits: <b>{}</b> (1 = every province waits alike). Longest p95: <b>{}</b> ({}); shortest: <b>{}</b>.{}</p>"#,
-        fair["jain_index_mean_wait"]
-            .as_f64()
-            .map_or("–".into(), |v| format!("{v:.3}")),
-        opt_days(&fair["wait_days_p95_max"]),
-        escape(fair["worst_province"].as_str().unwrap_or("–")),
-        opt_days(&fair["wait_days_p95_min"]),
-        fair["provinces_over_target"]
-            .as_u64()
-            .map(|n| format!(" Provinces over the target: <b>{n}</b>."))
-            .unwrap_or_default()
-    );
-    html.push_str("<table><tr><th>province</th><th>registered</th><th>enrolled</th><th>backlog at end</th><th>p50</th><th>p95</th><th>utilisation</th><th>no-shows</th></tr>");
-    for p in summary["provinces"].as_array().into_iter().flatten() {
-        let p95 = p["wait_days_p95"].as_u64();
-        let class = match (target, p95) {
-            (Some(t), Some(w)) if w > u64::from(t) => "bad",
-            (Some(_), _) => "ok",
-            _ => "",
-        };
-        let _ = write!(
-            html,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="{class}">{}</td><td>{}</td><td>{}</td></tr>"#,
-            escape(p["name"].as_str().unwrap_or("")),
-            num(&p["registered"]),
-            num(&p["enrolled"]),
-            num(&p["backlog_end"]),
-            p["wait_days_p50"]
-                .as_u64()
-                .map_or("–".into(), |v| v.to_string()),
-            p95.map_or("–".into(), |v| v.to_string()),
-            pct(&p["utilisation"]),
-            num(&p["no_shows"]),
-        );
-    }
-    html.push_str("</table>");
+    page.head(&mut html);
+    page.backlog(&mut html);
+    page.waits(&mut html);
+    page.utilisation(&mut html);
+    page.distance(&mut html);
+    page.no_shows_and_pickups(&mut html);
+    page.fairness(&mut html);
     html.push_str(r#"<p class="note">Generated by nobat simulate. Every figure comes from a deterministic run: the same scenario file and seed give the same report.</p></body></html>"#);
     html
+}
+
+/// What the sections of the simulation report share: the run, its JSON summary (the
+/// figures are read from it, so the page and `summary.json` cannot disagree), the day
+/// labels of the time axes and the p95 wait target.
+struct SimulationPage<'a> {
+    scenario: &'a Scenario,
+    world: &'a World,
+    out: &'a SimOutput,
+    summary: Value,
+    labels: Vec<String>,
+    target: Option<u32>,
+}
+
+fn num(v: &Value) -> String {
+    short_number(v.as_f64().unwrap_or(0.0))
+}
+
+fn pct(v: &Value) -> String {
+    format!("{:.1}%", v.as_f64().unwrap_or(0.0) * 100.0)
+}
+
+fn opt_days(v: &Value) -> String {
+    v.as_u64().map_or("–".to_string(), |d| format!("{d} days"))
+}
+
+/// Provinces by p95 wait, longest first (then by slug).
+fn by_p95_wait(
+    a: &crate::sim::ProvinceResult,
+    b: &crate::sim::ProvinceResult,
+) -> std::cmp::Ordering {
+    b.wait_percentile(0.95)
+        .cmp(&a.wait_percentile(0.95))
+        .then(a.slug.cmp(&b.slug))
+}
+
+impl SimulationPage<'_> {
+    /// A national daily series as chart values.
+    fn col(&self, g: fn(&crate::sim::DayRecord) -> u64) -> Vec<f64> {
+        self.out.days.iter().map(|d| g(d) as f64).collect()
+    }
+
+    /// A line chart over the days.
+    fn daily_chart(&self, id: &str, title: &str, unit: &str, series: &[Series<'_>]) -> String {
+        line_chart(id, title, unit, &self.labels, series, None)
+    }
+
+    /// The document head, the title line and the headline figures.
+    fn head(&self, html: &mut String) {
+        let scenario = self.scenario;
+        let summary = &self.summary;
+        let _ = write!(
+            html,
+            r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>nobat simulation: {name}</title><style>{STYLE}</style></head><body>"#,
+            name = escape(&scenario.name)
+        );
+        let _ = write!(
+            html,
+            r#"<h1>Simulation: {}</h1><p class="sub">{} · {} days from {} ({}) · seed {} · {} offices{}</p>"#,
+            escape(&scenario.name),
+            escape(&scenario.description),
+            scenario.calendar.horizon_days,
+            scenario.calendar.start_date,
+            jalali(self.world, 0),
+            scenario.seed,
+            summary["scenario"]["offices"],
+            if scenario.capacity_changes.is_empty() {
+                String::new()
+            } else {
+                format!(" · {} capacity changes", scenario.capacity_changes.len())
+            }
+        );
+        let t = &summary["totals"];
+        html.push_str(r#"<div class="figures">"#);
+        html.push_str(&figure(&num(&t["registered"]), "registered"));
+        html.push_str(&figure(&num(&t["enrolled"]), "enrolled"));
+        html.push_str(&figure(&num(&t["backlog_end"]), "backlog at the end"));
+        html.push_str(&figure(
+            &opt_days(&summary["wait_days"]["p50"]),
+            "median wait (working days)",
+        ));
+        html.push_str(&figure(
+            &opt_days(&summary["wait_days"]["p95"]),
+            "p95 wait (working days)",
+        ));
+        html.push_str(&figure(&pct(&t["utilisation"]), "seat utilisation"));
+        html.push_str(&figure(&num(&t["no_shows"]), "no-shows (seats lost)"));
+        html.push_str(&figure(
+            &pct(&summary["distance_shares"]["within_25_km"]),
+            "enrolled within 25 km",
+        ));
+        html.push_str("</div>");
+    }
+
+    /// The national backlog and that of the six provinces that wait longest.
+    fn backlog(&self, html: &mut String) {
+        html.push_str("<h2>Backlog</h2>");
+        let waiting = self.col(|d| d.count(State::Waiting));
+        let booked = self.col(|d| d.count(State::Booked));
+        let backlog = self.col(|d| d.backlog());
+        let registered = self.col(|d| d.registered_today);
+        html.push_str(&self.daily_chart(
+            "chart-backlog",
+            "Backlog per day: registered, not yet enrolled",
+            "applicants",
+            &[
+                Series {
+                    name: "backlog",
+                    values: &backlog,
+                },
+                Series {
+                    name: "waiting for a slot",
+                    values: &waiting,
+                },
+                Series {
+                    name: "booked",
+                    values: &booked,
+                },
+                Series {
+                    name: "registered that day",
+                    values: &registered,
+                },
+            ],
+        ));
+        let mut worst: Vec<&crate::sim::ProvinceResult> = self.out.provinces.iter().collect();
+        worst.sort_by(|a, b| by_p95_wait(a, b));
+        let top: Vec<Vec<f64>> = worst
+            .iter()
+            .take(6)
+            .map(|p| p.backlog_daily.iter().map(|&v| v as f64).collect())
+            .collect();
+        let series: Vec<Series<'_>> = worst
+            .iter()
+            .take(6)
+            .zip(&top)
+            .map(|(p, v)| Series {
+                name: &p.name_en,
+                values: v,
+            })
+            .collect();
+        html.push_str(&self.daily_chart(
+            "chart-backlog-provinces",
+            "Backlog of the six provinces with the longest p95 wait",
+            "applicants",
+            &series,
+        ));
+    }
+
+    /// p50 and p95 waits by province, against the target.
+    fn waits(&self, html: &mut String) {
+        html.push_str("<h2>Wait from registration to enrolment</h2>");
+        let mut by_p95 = self.out.provinces.clone();
+        by_p95.sort_by(by_p95_wait);
+        let names: Vec<String> = by_p95.iter().map(|p| p.name_en.clone()).collect();
+        let p50: Vec<f64> = by_p95
+            .iter()
+            .map(|p| f64::from(p.wait_percentile(0.5).unwrap_or(0)))
+            .collect();
+        let p95: Vec<f64> = by_p95
+            .iter()
+            .map(|p| f64::from(p.wait_percentile(0.95).unwrap_or(0)))
+            .collect();
+        let target_label = self.target.map(|t| format!("target {t}"));
+        html.push_str(&bar_chart(
+            "chart-waits",
+            "Wait by province, working days (enrolled applicants)",
+            "working days",
+            &names,
+            &["p50", "p95"],
+            &[p50, p95],
+            self.target
+                .zip(target_label.as_deref())
+                .map(|(t, l)| (f64::from(t), l)),
+        ));
+        html.push_str(r#"<p class="note">Waits count working days after the registration day up to the enrolment day. Applicants still waiting at the end are not in these figures; the backlog charts show them.</p>"#);
+    }
+
+    /// Offices by share of seats used, and seats against enrolments per day.
+    fn utilisation(&self, html: &mut String) {
+        html.push_str("<h2>Office utilisation</h2>");
+        let mut bins = [0f64; 11];
+        for s in self.out.sites.iter().filter(|s| s.enrol_seats > 0) {
+            let b = ((s.utilisation() * 10.0).floor() as usize).min(10);
+            bins[b] += 1.0;
+        }
+        let bin_labels: Vec<String> = (0..11)
+            .map(|b| {
+                if b == 10 {
+                    "100%".to_string()
+                } else {
+                    format!("{}–{}%", b * 10, b * 10 + 10)
+                }
+            })
+            .collect();
+        html.push_str(&column_chart(
+            "chart-utilisation",
+            "Offices by share of enrolment seats used over the horizon",
+            "offices",
+            &bin_labels,
+            &bins,
+        ));
+        let seats_daily = self.col(|d| d.enrol_seats_today);
+        let enrolled_daily = self.col(|d| d.enrolled_today);
+        html.push_str(&self.daily_chart(
+            "chart-seats",
+            "Enrolment seats and enrolments per day",
+            "per day",
+            &[
+                Series {
+                    name: "enrolment seats",
+                    values: &seats_daily,
+                },
+                Series {
+                    name: "enrolled",
+                    values: &enrolled_daily,
+                },
+            ],
+        ));
+    }
+
+    /// Shares of enrolled applicants by distance band (cumulative up to the last band).
+    fn distance(&self, html: &mut String) {
+        html.push_str("<h2>Distance travelled</h2>");
+        let bands = self.out.distance_bands;
+        let total: u64 = bands.iter().sum();
+        let cumulative = [
+            bands[0],
+            bands[0] + bands[1],
+            bands[0] + bands[1] + bands[2],
+        ];
+        let band_labels: Vec<String> = DISTANCE_BANDS_KM
+            .iter()
+            .map(|km| format!("within {km} km"))
+            .chain(std::iter::once(format!(
+                "beyond {} km",
+                DISTANCE_BANDS_KM[2]
+            )))
+            .collect();
+        let band_values: Vec<f64> = cumulative
+            .iter()
+            .chain(std::iter::once(&bands[3]))
+            .map(|&v| 100.0 * share(v, total))
+            .collect();
+        html.push_str(&column_chart(
+            "chart-distance",
+            "Share of enrolled applicants by distance to their office (%)",
+            "% of enrolled",
+            &band_labels,
+            &band_values,
+        ));
+    }
+
+    /// Seats lost and bookings changed per day; the pickup load.
+    fn no_shows_and_pickups(&self, html: &mut String) {
+        html.push_str("<h2>No-shows and cancellations</h2>");
+        let no_shows = self.col(|d| d.no_shows_today);
+        let cancels = self.col(|d| d.cancellations_today);
+        let rescheds = self.col(|d| d.reschedules_today);
+        html.push_str(&self.daily_chart(
+            "chart-no-shows",
+            "Seats lost to no-shows, and bookings cancelled or moved, per day",
+            "per day",
+            &[
+                Series {
+                    name: "no-shows (seat lost)",
+                    values: &no_shows,
+                },
+                Series {
+                    name: "cancelled",
+                    values: &cancels,
+                },
+                Series {
+                    name: "rescheduled",
+                    values: &rescheds,
+                },
+            ],
+        ));
+        html.push_str("<h2>Card pickups</h2>");
+        let pickups = self.col(|d| d.pickups_today);
+        let pickup_cap = self.col(|d| d.pickup_visits_today);
+        let awaiting = self.col(|d| d.count(State::AwaitingPickup));
+        html.push_str(&self.daily_chart(
+            "chart-pickups",
+            "Pickup load: visits served, pickup capacity and cards waiting",
+            "per day",
+            &[
+                Series {
+                    name: "pickups served",
+                    values: &pickups,
+                },
+                Series {
+                    name: "pickup capacity",
+                    values: &pickup_cap,
+                },
+                Series {
+                    name: "cards awaiting pickup",
+                    values: &awaiting,
+                },
+            ],
+        ));
+    }
+
+    /// Jain's index, the extremes and a table of every province.
+    fn fairness(&self, html: &mut String) {
+        html.push_str("<h2>Fairness across provinces</h2>");
+        let fair = &self.summary["fairness"];
+        let _ = write!(
+            html,
+            r#"<p>Jain's index of the provinces' mean waits: <b>{}</b> (1 = every province waits alike). Longest p95: <b>{}</b> ({}); shortest: <b>{}</b>.{}</p>"#,
+            fair["jain_index_mean_wait"]
+                .as_f64()
+                .map_or("–".into(), |v| format!("{v:.3}")),
+            opt_days(&fair["wait_days_p95_max"]),
+            escape(fair["worst_province"].as_str().unwrap_or("–")),
+            opt_days(&fair["wait_days_p95_min"]),
+            fair["provinces_over_target"]
+                .as_u64()
+                .map(|n| format!(" Provinces over the target: <b>{n}</b>."))
+                .unwrap_or_default()
+        );
+        html.push_str("<table><tr><th>province</th><th>registered</th><th>enrolled</th><th>backlog at end</th><th>p50</th><th>p95</th><th>utilisation</th><th>no-shows</th></tr>");
+        for p in self.summary["provinces"].as_array().into_iter().flatten() {
+            let p95 = p["wait_days_p95"].as_u64();
+            let class = match (self.target, p95) {
+                (Some(t), Some(w)) if w > u64::from(t) => "bad",
+                (Some(_), _) => "ok",
+                _ => "",
+            };
+            let _ = write!(
+                html,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="{class}">{}</td><td>{}</td><td>{}</td></tr>"#,
+                escape(p["name"].as_str().unwrap_or("")),
+                num(&p["registered"]),
+                num(&p["enrolled"]),
+                num(&p["backlog_end"]),
+                p["wait_days_p50"]
+                    .as_u64()
+                    .map_or("–".into(), |v| v.to_string()),
+                p95.map_or("–".into(), |v| v.to_string()),
+                pct(&p["utilisation"]),
+                num(&p["no_shows"]),
+            );
+        }
+        html.push_str("</table>");
+    }
 }
 
 /// Writes `summary.json`, `daily.csv`, `provinces_daily.csv`, `offices.csv` and
@@ -550,12 +537,10 @@ pub fn write_simulation(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)? + "\n",
     )?;
-    std::fs::write(dir.join("daily.csv"), daily_csv(world, out))?;
-    std::fs::write(
-        dir.join("provinces_daily.csv"),
-        provinces_daily_csv(world, out),
-    )?;
-    std::fs::write(dir.join("offices.csv"), offices_csv(out))?;
+    let create = |name: &str| std::fs::File::create(dir.join(name)).map(std::io::BufWriter::new);
+    tables::write_daily(create("daily.csv")?, world, out)?;
+    tables::write_provinces_daily(create("provinces_daily.csv")?, world, out)?;
+    tables::write_offices(create("offices.csv")?, out)?;
     std::fs::write(
         dir.join("report.html"),
         simulation_html(scenario, world, out),

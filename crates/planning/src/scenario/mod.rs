@@ -492,122 +492,12 @@ impl Problems {
 
 fn validate(raw: RawScenario, origin: &str) -> Result<Scenario, ScenarioError> {
     let mut problems = Problems(Vec::new());
-
     if raw.name.trim().is_empty() {
         problems.add("name", "must not be empty");
     }
-
-    // Calendar.
-    let c = &raw.calendar;
-    if !(1..=HORIZON_DAYS_MAX).contains(&c.horizon_days) {
-        problems.add(
-            "calendar.horizon_days",
-            format!(
-                "must be between 1 and {HORIZON_DAYS_MAX}, got {}",
-                c.horizon_days
-            ),
-        );
-    }
-    if c.holidays.len() > HOLIDAYS_MAX {
-        problems.add(
-            "calendar.holidays",
-            format!("at most {HOLIDAYS_MAX} holidays, got {}", c.holidays.len()),
-        );
-    }
-    for (i, h) in c.holidays.iter().enumerate() {
-        if h.name.trim().is_empty() {
-            problems.add(format!("calendar.holidays[{i}].name"), "must not be empty");
-        }
-    }
-    let calendar = ScenarioCalendar {
-        start_date: c.start_date.0,
-        horizon_days: c.horizon_days,
-        holidays: c
-            .holidays
-            .iter()
-            .map(|h| ScenarioHoliday {
-                date: h.date.0,
-                name: h.name.trim().to_string(),
-            })
-            .collect(),
-        thursday: c
-            .thursday
-            .map(thursday_rule)
-            .unwrap_or(ThursdayRule::HalfDay),
-    };
-
-    // Network.
-    let network = match (&raw.network.generator, raw.network.offices.is_empty()) {
-        (Some(_), false) => {
-            problems.add(
-                "network",
-                "give either [[network.offices]] or [network.generator], not both",
-            );
-            None
-        }
-        (None, true) => {
-            problems.add(
-                "network",
-                "give the offices ([[network.offices]]) or a generator ([network.generator])",
-            );
-            None
-        }
-        (None, false) => Some(NetworkSpec::Explicit(validate_offices(
-            &raw.network.offices,
-            &mut problems,
-        ))),
-        (Some(g), true) => validate_generator(g, &mut problems).map(NetworkSpec::Generated),
-    };
-
-    // Citizens.
-    let rc = &raw.citizens;
-    if rc.count > CITIZENS_MAX {
-        problems.add(
-            "citizens.count",
-            format!("must be at most {CITIZENS_MAX}, got {}", rc.count),
-        );
-    }
-    let citizen_provinces = match (&rc.provinces, &network) {
-        (Some(selection), _) => problems.provinces("citizens.provinces", selection),
-        (None, Some(NetworkSpec::Generated(g))) => g.provinces.clone(),
-        (None, Some(NetworkSpec::Explicit(offices))) => {
-            let slugs: BTreeSet<&str> = offices.iter().map(|o| o.province.slug.as_str()).collect();
-            Province::all()
-                .iter()
-                .filter(|p| slugs.contains(p.slug.as_str()))
-                .collect()
-        }
-        (None, None) => Vec::new(),
-    };
-    let dispersion_km = problems.distance("citizens.dispersion_km", rc.dispersion_km, 1.2, 50.0);
-    let max_dispersion_km = problems.distance(
-        "citizens.max_dispersion_km",
-        rc.max_dispersion_km,
-        60.0,
-        300.0,
-    );
-    let rural_dispersion_km = problems.distance(
-        "citizens.rural_dispersion_km",
-        rc.rural_dispersion_km,
-        15.0,
-        100.0,
-    );
-    let citizens = CitizenSpec {
-        count: rc.count,
-        provinces: citizen_provinces,
-        dispersion_km,
-        max_dispersion_km,
-        rural_share: problems.share("citizens.rural_share", rc.rural_share, 0.25),
-        rural_dispersion_km,
-        under_15_share: problems.share("citizens.under_15_share", rc.under_15_share, 0.0),
-        photo_certificate_share: problems.share(
-            "citizens.photo_certificate_share",
-            rc.photo_certificate_share,
-            0.98,
-        ),
-        female_share: problems.share("citizens.female_share", rc.female_share, 0.5),
-        foreign_share: problems.share("citizens.foreign_share", rc.foreign_share, 0.0),
-    };
+    let calendar = validate_calendar(&raw.calendar, &mut problems);
+    let network = validate_network(&raw.network, &mut problems);
+    let citizens = validate_citizens(&raw.citizens, network.as_ref(), &mut problems);
 
     // Simulation and planning sections.
     let horizon_days = calendar.horizon_days.max(1);
@@ -647,6 +537,124 @@ fn validate(raw: RawScenario, origin: &str) -> Result<Scenario, ScenarioError> {
             origin: origin.to_string(),
             errors: problems.0,
         }),
+    }
+}
+
+fn validate_calendar(c: &format::RawCalendar, problems: &mut Problems) -> ScenarioCalendar {
+    if !(1..=HORIZON_DAYS_MAX).contains(&c.horizon_days) {
+        problems.add(
+            "calendar.horizon_days",
+            format!(
+                "must be between 1 and {HORIZON_DAYS_MAX}, got {}",
+                c.horizon_days
+            ),
+        );
+    }
+    if c.holidays.len() > HOLIDAYS_MAX {
+        problems.add(
+            "calendar.holidays",
+            format!("at most {HOLIDAYS_MAX} holidays, got {}", c.holidays.len()),
+        );
+    }
+    for (i, h) in c.holidays.iter().enumerate() {
+        if h.name.trim().is_empty() {
+            problems.add(format!("calendar.holidays[{i}].name"), "must not be empty");
+        }
+    }
+    ScenarioCalendar {
+        start_date: c.start_date.0,
+        horizon_days: c.horizon_days,
+        holidays: c
+            .holidays
+            .iter()
+            .map(|h| ScenarioHoliday {
+                date: h.date.0,
+                name: h.name.trim().to_string(),
+            })
+            .collect(),
+        thursday: c
+            .thursday
+            .map(thursday_rule)
+            .unwrap_or(ThursdayRule::HalfDay),
+    }
+}
+
+/// Explicit offices or a generator, exactly one of them.
+fn validate_network(n: &format::RawNetwork, problems: &mut Problems) -> Option<NetworkSpec> {
+    match (&n.generator, n.offices.is_empty()) {
+        (Some(_), false) => {
+            problems.add(
+                "network",
+                "give either [[network.offices]] or [network.generator], not both",
+            );
+            None
+        }
+        (None, true) => {
+            problems.add(
+                "network",
+                "give the offices ([[network.offices]]) or a generator ([network.generator])",
+            );
+            None
+        }
+        (None, false) => Some(NetworkSpec::Explicit(validate_offices(
+            &n.offices, problems,
+        ))),
+        (Some(g), true) => validate_generator(g, problems).map(NetworkSpec::Generated),
+    }
+}
+
+/// The citizens; their provinces default to the network's.
+fn validate_citizens(
+    rc: &format::RawCitizens,
+    network: Option<&NetworkSpec>,
+    problems: &mut Problems,
+) -> CitizenSpec {
+    if rc.count > CITIZENS_MAX {
+        problems.add(
+            "citizens.count",
+            format!("must be at most {CITIZENS_MAX}, got {}", rc.count),
+        );
+    }
+    let citizen_provinces = match (&rc.provinces, network) {
+        (Some(selection), _) => problems.provinces("citizens.provinces", selection),
+        (None, Some(NetworkSpec::Generated(g))) => g.provinces.clone(),
+        (None, Some(NetworkSpec::Explicit(offices))) => {
+            let slugs: BTreeSet<&str> = offices.iter().map(|o| o.province.slug.as_str()).collect();
+            Province::all()
+                .iter()
+                .filter(|p| slugs.contains(p.slug.as_str()))
+                .collect()
+        }
+        (None, None) => Vec::new(),
+    };
+    let dispersion_km = problems.distance("citizens.dispersion_km", rc.dispersion_km, 1.2, 50.0);
+    let max_dispersion_km = problems.distance(
+        "citizens.max_dispersion_km",
+        rc.max_dispersion_km,
+        60.0,
+        300.0,
+    );
+    let rural_dispersion_km = problems.distance(
+        "citizens.rural_dispersion_km",
+        rc.rural_dispersion_km,
+        15.0,
+        100.0,
+    );
+    CitizenSpec {
+        count: rc.count,
+        provinces: citizen_provinces,
+        dispersion_km,
+        max_dispersion_km,
+        rural_share: problems.share("citizens.rural_share", rc.rural_share, 0.25),
+        rural_dispersion_km,
+        under_15_share: problems.share("citizens.under_15_share", rc.under_15_share, 0.0),
+        photo_certificate_share: problems.share(
+            "citizens.photo_certificate_share",
+            rc.photo_certificate_share,
+            0.98,
+        ),
+        female_share: problems.share("citizens.female_share", rc.female_share, 0.5),
+        foreign_share: problems.share("citizens.foreign_share", rc.foreign_share, 0.0),
     }
 }
 
@@ -751,11 +759,50 @@ fn default_stations(kind: OfficeKind) -> StationDistribution {
     }
 }
 
+/// The path of the generator section in a scenario file.
+const GENERATOR: &str = "network.generator";
+
 fn validate_generator(g: &format::RawGenerator, problems: &mut Problems) -> Option<GeneratorSpec> {
-    const P: &str = "network.generator";
+    const P: &str = GENERATOR;
     let errors_before = problems.0.len();
     let provinces = problems.provinces(&format!("{P}.provinces"), &g.provinces);
+    let offices_total = generator_offices_total(g, &provinces, problems);
+    check_province_offices(g, &provinces, offices_total, problems);
+    let kind_mix = generator_kind_mix(&g.kind_mix, problems);
+    let s = &g.stations;
+    let raw_ranges = [&s.pishkhan, &s.civil_registry, &s.post, &s.mobile_station];
+    let stations = std::array::from_fn(|k| {
+        let kind = OfficeKind::ALL[k];
+        match raw_ranges[k] {
+            None => default_stations(kind),
+            Some(r) => station_distribution(kind, r, problems),
+        }
+    });
+    let jitter_km = g.jitter_km.unwrap_or(3.0);
+    if !(0.0..=50.0).contains(&jitter_km) {
+        problems.add(
+            format!("{P}.jitter_km"),
+            format!("must be between 0 and 50 km, got {jitter_km}"),
+        );
+    }
+    (problems.0.len() == errors_before).then(|| GeneratorSpec {
+        provinces,
+        offices_total,
+        province_offices: g.province_offices.clone(),
+        kind_mix,
+        stations,
+        jitter_km,
+        thursday: g.thursday.map(thursday_rule),
+    })
+}
 
+/// Offices to generate: given, or per million inhabitants of the provinces (0 when invalid).
+fn generator_offices_total(
+    g: &format::RawGenerator,
+    provinces: &[&'static Province],
+    problems: &mut Problems,
+) -> u32 {
+    const P: &str = GENERATOR;
     let population_m: f64 = provinces
         .iter()
         .map(|p| p.population_2016 as f64 / 1e6)
@@ -793,7 +840,18 @@ fn validate_generator(g: &format::RawGenerator, problems: &mut Problems) -> Opti
             format!("at most {OFFICES_MAX} offices may be generated, got {offices_total}"),
         );
     }
+    offices_total
+}
 
+/// Fixed per-province counts: in the generator's provinces, in range, and leaving every
+/// other province at least one office and none more than the maximum.
+fn check_province_offices(
+    g: &format::RawGenerator,
+    provinces: &[&'static Province],
+    offices_total: u32,
+    problems: &mut Problems,
+) {
+    const P: &str = GENERATOR;
     let mut fixed_total: u64 = 0;
     for (slug, &count) in &g.province_offices {
         let path = format!("{P}.province_offices.{slug}");
@@ -843,8 +901,11 @@ fn validate_generator(g: &format::RawGenerator, problems: &mut Problems) -> Opti
             format!("a province would get more than {OFFICES_PER_PROVINCE_MAX} offices"),
         );
     }
+}
 
-    let m = &g.kind_mix;
+/// Shares of the office kinds, normalised to sum to 1.
+fn generator_kind_mix(m: &format::RawKindMix, problems: &mut Problems) -> [f64; 4] {
+    const P: &str = GENERATOR;
     let mix = [m.pishkhan, m.civil_registry, m.post, m.mobile_station];
     for (kind, share) in OfficeKind::ALL.iter().zip(mix) {
         if !(share.is_finite() && share >= 0.0) {
@@ -858,71 +919,53 @@ fn validate_generator(g: &format::RawGenerator, problems: &mut Problems) -> Opti
     if !(mix_sum > 0.0 && mix_sum.is_finite()) {
         problems.add(format!("{P}.kind_mix"), "the shares must not all be 0");
     }
-    let kind_mix = mix.map(|s| if mix_sum > 0.0 { s / mix_sum } else { 0.0 });
+    mix.map(|s| if mix_sum > 0.0 { s / mix_sum } else { 0.0 })
+}
 
-    let s = &g.stations;
-    let raw_ranges = [&s.pishkhan, &s.civil_registry, &s.post, &s.mobile_station];
-    let stations = std::array::from_fn(|k| {
-        let kind = OfficeKind::ALL[k];
-        let Some(r) = raw_ranges[k] else {
-            return default_stations(kind);
-        };
-        let path = format!("{P}.stations.{kind}");
-        if !(1 <= r.min && r.min <= r.max && r.max <= STATIONS_MAX) {
-            problems.add(
-                &path,
-                format!(
-                    "need 1 <= min <= max <= {STATIONS_MAX}, got min {} and max {}",
-                    r.min, r.max
-                ),
-            );
-            return default_stations(kind);
-        }
-        let len = usize::from(r.max - r.min) + 1;
-        let weights = match &r.weights {
-            None => vec![1.0; len],
-            Some(w) => {
-                if w.len() != len {
-                    problems.add(
-                        format!("{path}.weights"),
-                        format!(
-                            "needs one weight per count from min to max ({len}), got {}",
-                            w.len()
-                        ),
-                    );
-                    return default_stations(kind);
-                }
-                if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
-                    problems.add(
-                        format!("{path}.weights"),
-                        "weights must be at least 0 and not all 0",
-                    );
-                    return default_stations(kind);
-                }
-                w.clone()
-            }
-        };
-        StationDistribution {
-            min: r.min,
-            weights,
-        }
-    });
-
-    let jitter_km = g.jitter_km.unwrap_or(3.0);
-    if !(0.0..=50.0).contains(&jitter_km) {
+/// Stations per office of a kind from its range and weights (the kind's default when they
+/// are invalid, with the problem reported).
+fn station_distribution(
+    kind: OfficeKind,
+    r: &format::RawStationRange,
+    problems: &mut Problems,
+) -> StationDistribution {
+    let path = format!("{GENERATOR}.stations.{kind}");
+    if !(1 <= r.min && r.min <= r.max && r.max <= STATIONS_MAX) {
         problems.add(
-            format!("{P}.jitter_km"),
-            format!("must be between 0 and 50 km, got {jitter_km}"),
+            &path,
+            format!(
+                "need 1 <= min <= max <= {STATIONS_MAX}, got min {} and max {}",
+                r.min, r.max
+            ),
         );
+        return default_stations(kind);
     }
-
-    (problems.0.len() == errors_before).then(|| GeneratorSpec {
-        provinces,
-        offices_total,
-        province_offices: g.province_offices.clone(),
-        kind_mix,
-        stations,
-        jitter_km,
-        thursday: g.thursday.map(thursday_rule),
-    })
+    let len = usize::from(r.max - r.min) + 1;
+    let weights = match &r.weights {
+        None => vec![1.0; len],
+        Some(w) => {
+            if w.len() != len {
+                problems.add(
+                    format!("{path}.weights"),
+                    format!(
+                        "needs one weight per count from min to max ({len}), got {}",
+                        w.len()
+                    ),
+                );
+                return default_stations(kind);
+            }
+            if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+                problems.add(
+                    format!("{path}.weights"),
+                    "weights must be at least 0 and not all 0",
+                );
+                return default_stations(kind);
+            }
+            w.clone()
+        }
+    };
+    StationDistribution {
+        min: r.min,
+        weights,
+    }
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::format::{
-    RawBehaviour, RawCapacityChange, RawChangeKind, RawDemand, RawPlan, RawPolicy, RawPolicyKind,
-    RawSurgeShape,
+    RawBehaviour, RawCapacityChange, RawChangeKind, RawDemand, RawMobileLeg, RawPlan, RawPolicy,
+    RawPolicyKind, RawSurge, RawSurgeShape,
 };
 use super::towns::Town;
 use super::{thursday_rule, Problems};
@@ -305,87 +305,101 @@ pub(super) fn validate_demand(
             format!("at most {SURGES_MAX} surges, got {}", raw.surges.len()),
         );
     }
-    let mut surges = Vec::new();
-    for (i, s) in raw.surges.iter().enumerate() {
-        let at = |f: &str| format!("demand.surges[{i}].{f}");
-        if s.name.trim().is_empty() {
-            problems.add(at("name"), "must not be empty");
-        }
-        if s.total > SURGE_TOTAL_MAX {
-            problems.add(
-                at("total"),
-                format!("at most {SURGE_TOTAL_MAX}, got {}", s.total),
-            );
-        }
-        if s.start_day >= horizon_days {
-            problems.add(
-                at("start_day"),
-                format!(
-                    "{} is beyond the {horizon_days}-day horizon (days count from 0)",
-                    s.start_day
-                ),
-            );
-        }
-        if s.days == 0 {
-            problems.add(at("days"), "must be at least 1");
-        } else if u64::from(s.start_day) + u64::from(s.days) > u64::from(horizon_days) {
-            problems.add(
-                at("days"),
-                format!(
-                    "days {}..{} run past the {horizon_days}-day horizon",
-                    s.start_day,
-                    u64::from(s.start_day) + u64::from(s.days) - 1
-                ),
-            );
-        }
-        let peak_day = s.peak_day.unwrap_or(s.start_day);
-        if peak_day >= horizon_days {
-            problems.add(
-                at("peak_day"),
-                format!("{peak_day} is beyond the {horizon_days}-day horizon"),
-            );
-        } else if peak_day < s.start_day
-            || u64::from(peak_day) >= u64::from(s.start_day) + u64::from(s.days.max(1))
-        {
-            problems.add(
-                at("peak_day"),
-                format!(
-                    "{peak_day} is outside the surge (days {}..{})",
-                    s.start_day,
-                    u64::from(s.start_day) + u64::from(s.days.max(1)) - 1
-                ),
-            );
-        }
-        let surge_provinces = match &s.provinces {
-            Some(sel) => problems.provinces(&at("provinces"), sel),
-            None => provinces.to_vec(),
-        };
-        for (j, p) in surge_provinces.iter().enumerate() {
-            if !provinces.iter().any(|q| q.slug == p.slug) {
-                problems.add(
-                    format!("demand.surges[{i}].provinces[{j}]"),
-                    format!("{:?} is not one of the scenario's provinces", p.slug),
-                );
-            }
-        }
-        surges.push(Surge {
-            name: s.name.trim().to_string(),
-            total: s.total,
-            start_day: s.start_day,
-            days: s.days.max(1),
-            peak_day,
-            shape: match s.shape.unwrap_or(RawSurgeShape::Triangle) {
-                RawSurgeShape::Flat => SurgeShape::Flat,
-                RawSurgeShape::Triangle => SurgeShape::Triangle,
-                RawSurgeShape::FrontLoaded => SurgeShape::FrontLoaded,
-            },
-            provinces: surge_provinces,
-        });
-    }
+    let surges = raw
+        .surges
+        .iter()
+        .enumerate()
+        .map(|(i, s)| validate_surge(i, s, horizon_days, provinces, problems))
+        .collect();
     DemandSpec {
         base_daily_per_million: base,
         province_daily: raw.province_daily.clone(),
         surges,
+    }
+}
+
+/// Surge `i` of the demand section: its days within the horizon, its peak within its days,
+/// its provinces among the scenario's.
+fn validate_surge(
+    i: usize,
+    s: &RawSurge,
+    horizon_days: u32,
+    provinces: &[&'static Province],
+    problems: &mut Problems,
+) -> Surge {
+    let at = |f: &str| format!("demand.surges[{i}].{f}");
+    if s.name.trim().is_empty() {
+        problems.add(at("name"), "must not be empty");
+    }
+    if s.total > SURGE_TOTAL_MAX {
+        problems.add(
+            at("total"),
+            format!("at most {SURGE_TOTAL_MAX}, got {}", s.total),
+        );
+    }
+    if s.start_day >= horizon_days {
+        problems.add(
+            at("start_day"),
+            format!(
+                "{} is beyond the {horizon_days}-day horizon (days count from 0)",
+                s.start_day
+            ),
+        );
+    }
+    if s.days == 0 {
+        problems.add(at("days"), "must be at least 1");
+    } else if u64::from(s.start_day) + u64::from(s.days) > u64::from(horizon_days) {
+        problems.add(
+            at("days"),
+            format!(
+                "days {}..{} run past the {horizon_days}-day horizon",
+                s.start_day,
+                u64::from(s.start_day) + u64::from(s.days) - 1
+            ),
+        );
+    }
+    let peak_day = s.peak_day.unwrap_or(s.start_day);
+    if peak_day >= horizon_days {
+        problems.add(
+            at("peak_day"),
+            format!("{peak_day} is beyond the {horizon_days}-day horizon"),
+        );
+    } else if peak_day < s.start_day
+        || u64::from(peak_day) >= u64::from(s.start_day) + u64::from(s.days.max(1))
+    {
+        problems.add(
+            at("peak_day"),
+            format!(
+                "{peak_day} is outside the surge (days {}..{})",
+                s.start_day,
+                u64::from(s.start_day) + u64::from(s.days.max(1)) - 1
+            ),
+        );
+    }
+    let surge_provinces = match &s.provinces {
+        Some(sel) => problems.provinces(&at("provinces"), sel),
+        None => provinces.to_vec(),
+    };
+    for (j, p) in surge_provinces.iter().enumerate() {
+        if !provinces.iter().any(|q| q.slug == p.slug) {
+            problems.add(
+                format!("demand.surges[{i}].provinces[{j}]"),
+                format!("{:?} is not one of the scenario's provinces", p.slug),
+            );
+        }
+    }
+    Surge {
+        name: s.name.trim().to_string(),
+        total: s.total,
+        start_day: s.start_day,
+        days: s.days.max(1),
+        peak_day,
+        shape: match s.shape.unwrap_or(RawSurgeShape::Triangle) {
+            RawSurgeShape::Flat => SurgeShape::Flat,
+            RawSurgeShape::Triangle => SurgeShape::Triangle,
+            RawSurgeShape::FrontLoaded => SurgeShape::FrontLoaded,
+        },
+        provinces: surge_provinces,
     }
 }
 
@@ -630,9 +644,106 @@ pub(super) fn validate_changes(
         );
         return Vec::new();
     }
-    let mut out = Vec::new();
-    for (i, c) in raw.iter().enumerate() {
-        let at = |f: &str| format!("{prefix}[{i}].{f}");
+    raw.iter()
+        .enumerate()
+        .filter_map(|(index, c)| {
+            let check = ChangeCheck {
+                prefix,
+                index,
+                horizon_days,
+                provinces,
+            };
+            check.validate(c, problems)
+        })
+        .collect()
+}
+
+/// One capacity change being validated: where it is in the file and what it is checked
+/// against. Problems are reported in field order, each change's after the previous one's.
+struct ChangeCheck<'a> {
+    prefix: &'a str,
+    index: usize,
+    horizon_days: u32,
+    provinces: &'a [&'static Province],
+}
+
+impl ChangeCheck<'_> {
+    fn at(&self, field: &str) -> String {
+        format!("{}[{}].{field}", self.prefix, self.index)
+    }
+
+    /// The change, or `None` when it lacks what its kind cannot do without.
+    fn validate(&self, c: &RawCapacityChange, problems: &mut Problems) -> Option<CapacityChange> {
+        self.refuse_foreign_fields(c, problems);
+        let province = self.province(c, problems);
+        let target = self.target(c, province, problems);
+        let from_day = c.from_day.unwrap_or(0);
+        let to_day = c.to_day.unwrap_or(self.horizon_days.saturating_sub(1));
+        if c.kind != RawChangeKind::MobileUnit {
+            check_day_range(
+                problems,
+                &self.at("from_day"),
+                &self.at("to_day"),
+                from_day,
+                to_day,
+                self.horizon_days,
+            );
+        }
+        let change = match c.kind {
+            RawChangeKind::AddStations => {
+                let stations = c.stations.unwrap_or(0);
+                if !(1..=1_000).contains(&stations) {
+                    problems.add(
+                        self.at("stations"),
+                        format!("must be between 1 and 1000, got {stations}"),
+                    );
+                }
+                CapacityChange::AddStations {
+                    target,
+                    from_day,
+                    to_day,
+                    stations,
+                }
+            }
+            RawChangeKind::Thursday => {
+                let Some(rule) = c.rule else {
+                    problems.add(
+                        self.at("rule"),
+                        "a thursday change needs rule = closed, half_day or open",
+                    );
+                    return None;
+                };
+                CapacityChange::Thursday {
+                    target,
+                    from_day,
+                    to_day,
+                    rule: thursday_rule(rule),
+                }
+            }
+            RawChangeKind::FridayOpening => CapacityChange::FridayOpening {
+                target,
+                from_day,
+                to_day,
+            },
+            RawChangeKind::Closure => CapacityChange::Closure {
+                target,
+                from_day,
+                to_day,
+                reason: c
+                    .reason
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("closed")
+                    .to_string(),
+            },
+            RawChangeKind::MobileUnit => return self.mobile_unit(c, province, problems),
+        };
+        Some(change)
+    }
+
+    /// Fields that do not belong to the kind are refused, not ignored.
+    fn refuse_foreign_fields(&self, c: &RawCapacityChange, problems: &mut Problems) {
         let kind_name = match c.kind {
             RawChangeKind::AddStations => "add_stations",
             RawChangeKind::Thursday => "thursday",
@@ -640,7 +751,6 @@ pub(super) fn validate_changes(
             RawChangeKind::Closure => "closure",
             RawChangeKind::MobileUnit => "mobile_unit",
         };
-        // Fields that do not belong to the kind are refused, not ignored.
         let allowed: &[&str] = match c.kind {
             RawChangeKind::AddStations => &[
                 "province", "town", "office", "from_day", "to_day", "stations",
@@ -668,27 +778,46 @@ pub(super) fn validate_changes(
         ];
         for (field, is_present) in present {
             if is_present && !allowed.contains(&field) {
-                problems.add(at(field), format!("does not apply to a {kind_name} change"));
+                problems.add(
+                    self.at(field),
+                    format!("does not apply to a {kind_name} change"),
+                );
             }
         }
-        let province = c.province.as_ref().and_then(|slug| {
-            let p = Province::by_slug(slug);
-            match p {
-                None => problems.add(
-                    at("province"),
-                    format!("unknown province slug {slug:?} (see data/provinces.csv)"),
-                ),
-                Some(p) if !provinces.iter().any(|q| q.slug == p.slug) => problems.add(
-                    at("province"),
-                    format!("{slug:?} is not one of the scenario's provinces"),
-                ),
-                _ => {}
-            }
-            p
-        });
+    }
+
+    /// The named province, if it exists (reported when it is not one of the scenario's).
+    fn province(
+        &self,
+        c: &RawCapacityChange,
+        problems: &mut Problems,
+    ) -> Option<&'static Province> {
+        let slug = c.province.as_ref()?;
+        let p = Province::by_slug(slug);
+        match p {
+            None => problems.add(
+                self.at("province"),
+                format!("unknown province slug {slug:?} (see data/provinces.csv)"),
+            ),
+            Some(p) if !self.provinces.iter().any(|q| q.slug == p.slug) => problems.add(
+                self.at("province"),
+                format!("{slug:?} is not one of the scenario's provinces"),
+            ),
+            _ => {}
+        }
+        p
+    }
+
+    /// Which offices the change applies to.
+    fn target(
+        &self,
+        c: &RawCapacityChange,
+        province: Option<&'static Province>,
+        problems: &mut Problems,
+    ) -> ChangeTarget {
         let target = match (&c.office, province) {
             (Some(_), Some(_)) => {
-                problems.add(at("office"), "give office or province, not both");
+                problems.add(self.at("office"), "give office or province, not both");
                 ChangeTarget::All
             }
             (Some(id), None) => ChangeTarget::Office(id.trim().to_string()),
@@ -701,155 +830,109 @@ pub(super) fn validate_changes(
             (None, None) => ChangeTarget::All,
         };
         if c.town.is_some() && c.province.is_none() {
-            problems.add(at("town"), "a town needs its province");
+            problems.add(self.at("town"), "a town needs its province");
         }
-        let from_day = c.from_day.unwrap_or(0);
-        let to_day = c.to_day.unwrap_or(horizon_days.saturating_sub(1));
-        if c.kind != RawChangeKind::MobileUnit {
-            check_day_range(
-                problems,
-                &at("from_day"),
-                &at("to_day"),
-                from_day,
-                to_day,
-                horizon_days,
+        target
+    }
+
+    fn mobile_unit(
+        &self,
+        c: &RawCapacityChange,
+        province: Option<&'static Province>,
+        problems: &mut Problems,
+    ) -> Option<CapacityChange> {
+        let Some(province) = province else {
+            problems.add(self.at("province"), "a mobile unit needs its province");
+            return None;
+        };
+        let id = c.id.clone().unwrap_or_default();
+        if nobat_domain::OfficeId::parse(&id).is_err() {
+            problems.add(
+                self.at("id"),
+                "a mobile unit needs an id of 1 to 32 letters, digits, '-' and '_'",
             );
         }
-        let change = match c.kind {
-            RawChangeKind::AddStations => {
-                let stations = c.stations.unwrap_or(0);
-                if !(1..=1_000).contains(&stations) {
-                    problems.add(
-                        at("stations"),
-                        format!("must be between 1 and 1000, got {stations}"),
-                    );
-                }
-                CapacityChange::AddStations {
-                    target,
-                    from_day,
-                    to_day,
-                    stations,
-                }
-            }
-            RawChangeKind::Thursday => {
-                let Some(rule) = c.rule else {
-                    problems.add(
-                        at("rule"),
-                        "a thursday change needs rule = closed, half_day or open",
-                    );
-                    continue;
-                };
-                CapacityChange::Thursday {
-                    target,
-                    from_day,
-                    to_day,
-                    rule: thursday_rule(rule),
-                }
-            }
-            RawChangeKind::FridayOpening => CapacityChange::FridayOpening {
-                target,
-                from_day,
-                to_day,
-            },
-            RawChangeKind::Closure => CapacityChange::Closure {
-                target,
-                from_day,
-                to_day,
-                reason: c
-                    .reason
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("closed")
-                    .to_string(),
-            },
-            RawChangeKind::MobileUnit => {
-                let Some(province) = province else {
-                    problems.add(at("province"), "a mobile unit needs its province");
-                    continue;
-                };
-                let id = c.id.clone().unwrap_or_default();
-                if nobat_domain::OfficeId::parse(&id).is_err() {
-                    problems.add(
-                        at("id"),
-                        "a mobile unit needs an id of 1 to 32 letters, digits, '-' and '_'",
-                    );
-                }
-                let stations = c.stations.unwrap_or(1);
-                if !(1..=super::STATIONS_MAX).contains(&stations) {
-                    problems.add(
-                        at("stations"),
-                        format!(
-                            "must be between 1 and {}, got {stations}",
-                            super::STATIONS_MAX
-                        ),
-                    );
-                }
-                let schedule = c.schedule.as_deref().unwrap_or(&[]);
-                if schedule.is_empty() || schedule.len() > MOBILE_LEGS_MAX {
-                    problems.add(
-                        at("schedule"),
-                        format!("needs 1 to {MOBILE_LEGS_MAX} legs, got {}", schedule.len()),
-                    );
-                }
-                let towns = Town::of_province(&province.slug);
-                let mut legs: Vec<MobileLeg> = Vec::new();
-                for (j, leg) in schedule.iter().enumerate() {
-                    let lat = |f: &str| format!("{prefix}[{i}].schedule[{j}].{f}");
-                    check_day_range(
-                        problems,
-                        &lat("from_day"),
-                        &lat("to_day"),
-                        leg.from_day,
-                        leg.to_day,
-                        horizon_days,
-                    );
-                    if let Some(prev) = legs.last() {
-                        if leg.from_day <= prev.to_day {
-                            problems.add(
-                                lat("from_day"),
-                                format!(
-                                    "overlaps the previous leg, which ends on day {}",
-                                    prev.to_day
-                                ),
-                            );
-                        }
-                    }
-                    match towns.iter().find(|t| {
-                        t.name_en.eq_ignore_ascii_case(leg.town.trim())
-                            || t.name_fa == leg.town.trim()
-                    }) {
-                        Some(town) => legs.push(MobileLeg {
-                            town,
-                            from_day: leg.from_day,
-                            to_day: leg.to_day,
-                        }),
-                        None => problems.add(
-                            lat("town"),
-                            format!(
-                                "{:?} is not a town of {} in data/towns.csv (one of: {})",
-                                leg.town,
-                                province.name_en,
-                                towns
-                                    .iter()
-                                    .map(|t| t.name_en.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ),
-                    }
-                }
-                CapacityChange::MobileUnit {
-                    id,
-                    province,
-                    stations,
-                    legs,
-                }
-            }
-        };
-        out.push(change);
+        let stations = c.stations.unwrap_or(1);
+        if !(1..=super::STATIONS_MAX).contains(&stations) {
+            problems.add(
+                self.at("stations"),
+                format!(
+                    "must be between 1 and {}, got {stations}",
+                    super::STATIONS_MAX
+                ),
+            );
+        }
+        let schedule = c.schedule.as_deref().unwrap_or(&[]);
+        if schedule.is_empty() || schedule.len() > MOBILE_LEGS_MAX {
+            problems.add(
+                self.at("schedule"),
+                format!("needs 1 to {MOBILE_LEGS_MAX} legs, got {}", schedule.len()),
+            );
+        }
+        Some(CapacityChange::MobileUnit {
+            id,
+            province,
+            stations,
+            legs: self.mobile_legs(schedule, province, problems),
+        })
     }
-    out
+
+    /// A mobile unit's legs: in the horizon, in order without overlaps, each in a known
+    /// town of the unit's province.
+    fn mobile_legs(
+        &self,
+        schedule: &[RawMobileLeg],
+        province: &'static Province,
+        problems: &mut Problems,
+    ) -> Vec<MobileLeg> {
+        let towns = Town::of_province(&province.slug);
+        let mut legs: Vec<MobileLeg> = Vec::new();
+        for (j, leg) in schedule.iter().enumerate() {
+            let lat = |f: &str| format!("{}[{}].schedule[{j}].{f}", self.prefix, self.index);
+            check_day_range(
+                problems,
+                &lat("from_day"),
+                &lat("to_day"),
+                leg.from_day,
+                leg.to_day,
+                self.horizon_days,
+            );
+            if let Some(prev) = legs.last() {
+                if leg.from_day <= prev.to_day {
+                    problems.add(
+                        lat("from_day"),
+                        format!(
+                            "overlaps the previous leg, which ends on day {}",
+                            prev.to_day
+                        ),
+                    );
+                }
+            }
+            match towns.iter().find(|t| {
+                t.name_en.eq_ignore_ascii_case(leg.town.trim()) || t.name_fa == leg.town.trim()
+            }) {
+                Some(town) => legs.push(MobileLeg {
+                    town,
+                    from_day: leg.from_day,
+                    to_day: leg.to_day,
+                }),
+                None => problems.add(
+                    lat("town"),
+                    format!(
+                        "{:?} is not a town of {} in data/towns.csv (one of: {})",
+                        leg.town,
+                        province.name_en,
+                        towns
+                            .iter()
+                            .map(|t| t.name_en.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
+        }
+        legs
+    }
 }
 
 fn check_day_range(

@@ -26,6 +26,9 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::allocator::{
+    allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
+};
 use crate::scenario::{derive_seed, Behaviour, Policy, PolicyKind, Scenario};
 use nobat_domain::Office;
 
@@ -297,6 +300,11 @@ pub struct Simulation<'w> {
     out: SimOutput,
 }
 
+/// The allocator's "service" of a province in the daily batch: offices serve their own.
+fn province_key(p: usize) -> String {
+    format!("p{p}")
+}
+
 impl<'w> Simulation<'w> {
     pub fn new(world: &'w World, scenario: &Scenario) -> Result<Self, SimError> {
         let h = world.horizon_days as usize;
@@ -404,8 +412,36 @@ impl<'w> Simulation<'w> {
             day: today,
             ..DayRecord::default()
         };
+        // The order is the day's: seats freed first, then appointments kept or missed,
+        // cards collected, applicants giving up, new registrations, and booking last.
+        self.release(today, &mut rec);
+        self.appointments(today, &mut rec);
+        self.pickups(today, &mut rec);
+        self.abandon(today);
+        self.arrivals(today, &mut rec);
+        match self.policy.kind {
+            PolicyKind::Fcfs => self.book_fcfs(today),
+            PolicyKind::DailyBatch => self.book_daily_batch(today)?,
+        }
 
-        // 1. Releases.
+        rec.registered_total = self.registered_total;
+        rec.states = self.states;
+        rec.enrol_seats_today = self
+            .world
+            .sites
+            .iter()
+            .map(|s| u64::from(s.enrol_seats[today as usize]))
+            .sum();
+        for (p, pr) in self.out.provinces.iter_mut().enumerate() {
+            pr.backlog_daily.push(self.province_waiting_booked[p]);
+        }
+        self.out.days.push(rec);
+        self.day += 1;
+        Ok(true)
+    }
+
+    /// Bookings cancelled or moved today give their seats back.
+    fn release(&mut self, today: u32, rec: &mut DayRecord) {
         for r in std::mem::take(&mut self.releases[today as usize]) {
             let b = r.booking;
             let i = self.idx(b.site, b.appt_day);
@@ -423,8 +459,11 @@ impl<'w> Simulation<'w> {
                 rec.cancellations_today += b.count;
             }
         }
+    }
 
-        // 2. Appointments.
+    /// Today's appointments: shows enrol (their cards go into production), no-shows lose
+    /// the seat and some register again.
+    fn appointments(&mut self, today: u32, rec: &mut DayRecord) {
         for b in std::mem::take(&mut self.bookings[today as usize]) {
             let p = self.province_of_cell(b.cell);
             let no_show = binomial(&mut self.rng, b.count, self.behaviour.no_show_rate);
@@ -465,8 +504,11 @@ impl<'w> Simulation<'w> {
             }
             // Cards ready after the horizon stay in production at the end.
         }
+    }
 
-        // 3. Cards ready; pickups.
+    /// Cards ready today join their pickup site's queue; each site serves its pickup visits
+    /// oldest cards first.
+    fn pickups(&mut self, today: u32, rec: &mut DayRecord) {
         for (site, n) in std::mem::take(&mut self.production[today as usize]) {
             self.mv(State::InProduction, State::AwaitingPickup, n);
             self.pickup_queue[site as usize].push_back((today, n));
@@ -495,8 +537,10 @@ impl<'w> Simulation<'w> {
                 rec.pickups_today += served;
             }
         }
+    }
 
-        // 4. Abandonment, then arrivals.
+    /// Applicants waiting longer than the behaviour's limit give up.
+    fn abandon(&mut self, today: u32) {
         if let Some(limit) = self.behaviour.abandon_after_days {
             if today >= limit {
                 let cutoff = today - limit;
@@ -514,6 +558,10 @@ impl<'w> Simulation<'w> {
                 }
             }
         }
+    }
+
+    /// Today's registrations, spread over each province's cells by weight.
+    fn arrivals(&mut self, today: u32, rec: &mut DayRecord) {
         let arrivals = self.world.arrivals(today);
         let mut province_cells: Vec<Vec<usize>> = vec![Vec::new(); self.world.provinces.len()];
         for (c, cell) in self.world.cells.iter().enumerate() {
@@ -536,27 +584,6 @@ impl<'w> Simulation<'w> {
             rec.registered_today += n;
             self.registered_total += n;
         }
-
-        // 5. Booking.
-        match self.policy.kind {
-            PolicyKind::Fcfs => self.book_fcfs(today),
-            PolicyKind::DailyBatch => self.book_daily_batch(today)?,
-        }
-
-        rec.registered_total = self.registered_total;
-        rec.states = self.states;
-        rec.enrol_seats_today = self
-            .world
-            .sites
-            .iter()
-            .map(|s| u64::from(s.enrol_seats[today as usize]))
-            .sum();
-        for (p, pr) in self.out.provinces.iter_mut().enumerate() {
-            pr.backlog_daily.push(self.province_waiting_booked[p]);
-        }
-        self.out.days.push(rec);
-        self.day += 1;
-        Ok(true)
     }
 
     /// The best offer for a cell: (site, day, cost), or `None` when nothing is free in reach.
@@ -659,79 +686,31 @@ impl<'w> Simulation<'w> {
     /// Applicants stay within their province (the province is the "service" both sides carry)
     /// and within `max_distance_km`.
     fn book_daily_batch(&mut self, today: u32) -> Result<(), SimError> {
-        use crate::allocator::{
-            allocate, AllocationProblem, Applicant, OfficeDaySeats, OfficeSite, Outcome,
-        };
         let h = self.world.horizon_days;
         let lo = today + self.policy.lead_days;
         if lo >= h {
             return Ok(());
         }
         let hi = (today + self.policy.booking_window_days).min(h - 1);
-        let mut waiting: Vec<(u32, u32, u64)> = Vec::new();
-        for (cell, map) in self.waiting.iter().enumerate() {
-            for (&reg, &n) in map {
-                waiting.push((reg, cell as u32, n));
-            }
-        }
-        waiting.sort_unstable();
-        let mut budget = u64::from(self.policy.batch_max_applicants);
-        let province_key = |p: usize| format!("p{p}");
-        let mut applicants = Vec::new();
-        for (reg, cell, n) in waiting {
-            let take = n.min(budget);
-            budget -= take;
-            let c = &self.world.cells[cell as usize];
-            for k in 0..take {
-                applicants.push(Applicant {
-                    id: format!("{cell}/{reg}/{k}"),
-                    lat: c.location.lat,
-                    lon: c.location.lon,
-                    priority: 0,
-                    max_km: None,
-                    service: Some(province_key(c.province)),
-                    registered_at: Some(i64::from(reg)),
-                    province: None,
-                    earliest_day: None,
-                    preferred_offices: None,
-                });
-            }
-            if budget == 0 {
-                break;
-            }
-        }
+        let applicants = self.batch_applicants();
         if applicants.is_empty() {
             return Ok(());
         }
-        let offices = self
-            .world
-            .sites
-            .iter()
-            .map(|s| OfficeSite {
-                id: s.id.clone(),
-                lat: s.location.lat,
-                lon: s.location.lon,
-                services: Some(std::iter::once(province_key(s.province)).collect()),
-                stations: None,
-                province: None,
-            })
-            .collect();
-        let mut seats = Vec::new();
-        for (site, s) in self.world.sites.iter().enumerate() {
-            for day in lo..=hi {
-                let free = s.enrol_seats[day as usize] - self.booked[self.idx(site as u32, day)];
-                if free > 0 {
-                    seats.push(OfficeDaySeats {
-                        office: site,
-                        day: day - today,
-                        seats: free,
-                    });
-                }
-            }
-        }
         let problem = AllocationProblem {
-            offices,
-            seats,
+            offices: self
+                .world
+                .sites
+                .iter()
+                .map(|s| OfficeSite {
+                    id: s.id.clone(),
+                    lat: s.location.lat,
+                    lon: s.location.lon,
+                    services: Some(std::iter::once(province_key(s.province)).collect()),
+                    stations: None,
+                    province: None,
+                })
+                .collect(),
+            seats: self.batch_seats(today, lo, hi),
             applicants,
             wait_km_per_day: self.behaviour.km_per_wait_day,
             default_max_km: Some(self.behaviour.max_distance_km),
@@ -772,6 +751,61 @@ impl<'w> Simulation<'w> {
             self.book(cell, site, reg, day, n);
         }
         Ok(())
+    }
+
+    /// The day's batch: those waiting longest first, at most `batch_max_applicants`, each
+    /// an applicant of its cell whose "service" is its province (offices serve their own).
+    fn batch_applicants(&self) -> Vec<Applicant> {
+        let mut waiting: Vec<(u32, u32, u64)> = Vec::new();
+        for (cell, map) in self.waiting.iter().enumerate() {
+            for (&reg, &n) in map {
+                waiting.push((reg, cell as u32, n));
+            }
+        }
+        waiting.sort_unstable();
+        let mut budget = u64::from(self.policy.batch_max_applicants);
+        let mut applicants = Vec::new();
+        for (reg, cell, n) in waiting {
+            let take = n.min(budget);
+            budget -= take;
+            let c = &self.world.cells[cell as usize];
+            for k in 0..take {
+                applicants.push(Applicant {
+                    id: format!("{cell}/{reg}/{k}"),
+                    lat: c.location.lat,
+                    lon: c.location.lon,
+                    priority: 0,
+                    max_km: None,
+                    service: Some(province_key(c.province)),
+                    registered_at: Some(i64::from(reg)),
+                    province: None,
+                    earliest_day: None,
+                    preferred_offices: None,
+                });
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        applicants
+    }
+
+    /// Free seats of every site on days `lo..=hi`, as days from `today`.
+    fn batch_seats(&self, today: u32, lo: u32, hi: u32) -> Vec<OfficeDaySeats> {
+        let mut seats = Vec::new();
+        for (site, s) in self.world.sites.iter().enumerate() {
+            for day in lo..=hi {
+                let free = s.enrol_seats[day as usize] - self.booked[self.idx(site as u32, day)];
+                if free > 0 {
+                    seats.push(OfficeDaySeats {
+                        office: site,
+                        day: day - today,
+                        seats: free,
+                    });
+                }
+            }
+        }
+        seats
     }
 
     /// Moves `n` waiting applicants into a booking, drawing who will cancel or reschedule.

@@ -130,262 +130,23 @@ impl World {
                     || offices.iter().any(|o| o.province == p.slug)
             })
             .collect();
-        let province_index = |slug: &str| provinces.iter().position(|p| p.slug == slug);
-
         let cells = build_cells(scenario, &provinces);
-
-        // Sites: the network's offices, then the mobile legs.
-        let mut calendars: Vec<OfficeCalendar> =
-            offices.iter().map(|o| o.calendar.clone()).collect();
-        let mut site_meta: Vec<(String, usize, OfficeKind, String, GeoPoint, u16, bool)> = offices
-            .iter()
-            .map(|o| {
-                (
-                    o.id.to_string(),
-                    province_index(&o.province).expect("provinces include every office's"),
-                    o.kind,
-                    o.city.clone(),
-                    o.location,
-                    o.stations,
-                    false,
-                )
-            })
-            .collect();
-        let mut leg_ranges: Vec<Option<(u32, u32)>> = vec![None; offices.len()];
-        let mut base_calendar = offices
-            .first()
-            .map(|o| o.calendar.clone())
-            .unwrap_or_else(OfficeCalendar::standard);
-        base_calendar.thursday = scenario.calendar.thursday;
-        base_calendar.closures.clear();
-        base_calendar.thursday_overrides.clear();
-        base_calendar.extra_openings.clear();
-        for change in &scenario.capacity_changes {
-            if let CapacityChange::MobileUnit {
-                id,
-                province,
-                stations,
-                legs,
-            } = change
-            {
-                for (k, leg) in legs.iter().enumerate() {
-                    calendars.push(base_calendar.clone());
-                    site_meta.push((
-                        format!("{id}#{}", k + 1),
-                        province_index(&province.slug).expect("validated province"),
-                        OfficeKind::MobileStation,
-                        leg.town.name_en.clone(),
-                        leg.town.location,
-                        *stations,
-                        true,
-                    ));
-                    leg_ranges.push(Some((leg.from_day, leg.to_day)));
-                }
-            }
-        }
-
-        // Stations added per site per change (province-wide additions go where demand is).
-        let nearest_site_weight = nearest_weights(&cells, &site_meta);
-        let mut added: Vec<Vec<(u32, u32, u32)>> = vec![Vec::new(); site_meta.len()];
+        let base_calendar = default_calendar(scenario, offices);
+        let mut drafts = site_drafts(scenario, offices, &provinces, &base_calendar);
+        let changes = Changes {
+            provinces: &provinces,
+            nearest_site_weight: nearest_weights(&cells, &drafts),
+            start,
+        };
         for (i, change) in scenario.capacity_changes.iter().enumerate() {
-            let date = |d: u32| start + Days::new(u64::from(d));
-            let matches = |s: usize, target: &ChangeTarget| match target {
-                ChangeTarget::All => true,
-                ChangeTarget::Province(p) => provinces[site_meta[s].1].slug == p.slug,
-                ChangeTarget::Town(p, town) => {
-                    provinces[site_meta[s].1].slug == p.slug && site_meta[s].3 == *town
-                }
-                ChangeTarget::Office(id) => site_meta[s].0 == *id,
-            };
-            match change {
-                CapacityChange::AddStations {
-                    target,
-                    from_day,
-                    to_day,
-                    stations,
-                } => {
-                    let targets: Vec<usize> = (0..site_meta.len())
-                        .filter(|&s| !site_meta[s].6 && matches(s, target))
-                        .collect();
-                    if targets.is_empty() {
-                        return Err(WorldError::Invalid {
-                            path: format!("capacity_changes[{i}]"),
-                            message: format!(
-                                "{} has no office to add stations to",
-                                target.describe()
-                            ),
-                        });
-                    }
-                    let shares = if matches!(target, ChangeTarget::Office(_)) {
-                        vec![u64::from(*stations)]
-                    } else {
-                        // Fill the shortage first: with T stations in all after the addition,
-                        // office i should have T × (its share of the demand it is nearest
-                        // to); the new stations go in proportion to each office's deficit.
-                        let base: Vec<f64> = targets
-                            .iter()
-                            .map(|&s| {
-                                f64::from(site_meta[s].5)
-                                    + added[s]
-                                        .iter()
-                                        .filter(|(a, b, _)| *a <= *to_day && *from_day <= *b)
-                                        .map(|x| f64::from(x.2))
-                                        .sum::<f64>()
-                            })
-                            .collect();
-                        let demand: Vec<f64> =
-                            targets.iter().map(|&s| nearest_site_weight[s]).collect();
-                        let demand_total: f64 = demand.iter().sum();
-                        let total = base.iter().sum::<f64>() + f64::from(*stations);
-                        let mut w: Vec<f64> = demand
-                            .iter()
-                            .zip(&base)
-                            .map(|(d, b)| {
-                                if demand_total > 0.0 {
-                                    (total * d / demand_total - b).max(0.0)
-                                } else {
-                                    0.0
-                                }
-                            })
-                            .collect();
-                        if w.iter().sum::<f64>() <= 0.0 {
-                            w = vec![1.0; targets.len()];
-                        }
-                        largest_remainder(u64::from(*stations), &w)
-                    };
-                    for (&s, n) in targets.iter().zip(shares) {
-                        if n > 0 {
-                            added[s].push((*from_day, *to_day, n as u32));
-                        }
-                    }
-                }
-                CapacityChange::Thursday {
-                    target,
-                    from_day,
-                    to_day,
-                    rule,
-                } => {
-                    for (s, cal) in calendars.iter_mut().enumerate() {
-                        if matches(s, target) {
-                            // The latest change wins: the calendar takes the first override.
-                            cal.thursday_overrides.insert(
-                                0,
-                                ThursdayOverride {
-                                    from: date(*from_day),
-                                    to: date(*to_day),
-                                    rule: *rule,
-                                },
-                            );
-                        }
-                    }
-                }
-                CapacityChange::FridayOpening {
-                    target,
-                    from_day,
-                    to_day,
-                } => {
-                    for (s, cal) in calendars.iter_mut().enumerate() {
-                        if !matches(s, target) {
-                            continue;
-                        }
-                        let Some(hours) = cal.weekly.days[0] else {
-                            continue;
-                        };
-                        for d in *from_day..=*to_day {
-                            let dt = date(d);
-                            if dt.weekday() == Weekday::Fri
-                                && !cal.extra_openings.iter().any(|e| e.date == dt)
-                            {
-                                cal.extra_openings.push(ExtraOpening { date: dt, hours });
-                            }
-                        }
-                    }
-                }
-                CapacityChange::Closure {
-                    target,
-                    from_day,
-                    to_day,
-                    reason,
-                } => {
-                    for (s, cal) in calendars.iter_mut().enumerate() {
-                        if matches(s, target) {
-                            cal.closures.push(Closure {
-                                from: date(*from_day),
-                                to: date(*to_day),
-                                reason: reason.clone(),
-                            });
-                        }
-                    }
-                }
-                CapacityChange::MobileUnit { .. } => {}
-            }
+            changes.apply(i, change, &mut drafts)?;
         }
-
-        // Seats per day from the calendar: slots of the day × stations on the day.
-        let pickup_share = scenario.policy.pickup_share;
-        let pickup_minutes = u32::from(scenario.behaviour.pickup_minutes.max(1));
-        let mut sites: Vec<Site> = Vec::with_capacity(site_meta.len());
-        for (s, (id, province, kind, town, location, stations, is_leg)) in
-            site_meta.iter().cloned().enumerate()
-        {
-            let cal = &calendars[s];
-            let mut enrol_seats = Vec::with_capacity(horizon as usize);
-            let mut pickup_visits = Vec::with_capacity(horizon as usize);
-            for d in 0..horizon {
-                let in_leg = leg_ranges[s].is_none_or(|(a, b)| a <= d && d <= b);
-                let slots = if in_leg {
-                    cal.hours_on(start + Days::new(u64::from(d)), holidays)
-                        .map_or(0, |h| h.slot_count(cal.slot_minutes))
-                } else {
-                    0
-                };
-                let extra: u32 = added[s]
-                    .iter()
-                    .filter(|(a, b, _)| *a <= d && d <= *b)
-                    .map(|(_, _, n)| n)
-                    .sum();
-                let seats = slots * (u32::from(stations) + extra);
-                let pickup_seats = (f64::from(seats) * pickup_share).floor() as u32;
-                enrol_seats.push(seats - pickup_seats);
-                pickup_visits.push(pickup_seats * u32::from(cal.slot_minutes) / pickup_minutes);
-            }
-            sites.push(Site {
-                id,
-                province,
-                kind,
-                town,
-                location,
-                enrol_seats,
-                pickup_visits,
-                pickup_site: s,
-                is_mobile_leg: is_leg,
-                stations,
-            });
-        }
-        // Cards enrolled at a mobile leg are collected at the nearest permanent office.
-        for s in 0..sites.len() {
-            if sites[s].is_mobile_leg {
-                let here = sites[s].location;
-                let province = sites[s].province;
-                if let Some(best) = (0..sites.len())
-                    .filter(|&t| !sites[t].is_mobile_leg && sites[t].province == province)
-                    .min_by(|&a, &b| {
-                        here.distance_km(sites[a].location)
-                            .total_cmp(&here.distance_km(sites[b].location))
-                            .then(a.cmp(&b))
-                    })
-                {
-                    sites[s].pickup_site = best;
-                }
-            }
-        }
-
+        let sites = seat_sites(drafts, scenario, holidays);
         let max_km = scenario.behaviour.max_distance_km;
         let candidates = cells
             .iter()
             .map(|cell| candidate_sites(cell, &sites, max_km))
             .collect();
-
         let standard_slots: Vec<u32> = (0..horizon)
             .map(|d| {
                 base_calendar
@@ -412,40 +173,7 @@ impl World {
                     .is_some()
             })
             .collect();
-
-        let base_daily = provinces
-            .iter()
-            .map(|p| {
-                if scenario.citizens.provinces.iter().any(|q| q.slug == p.slug) {
-                    scenario.demand.base_daily(p)
-                } else {
-                    0
-                }
-            })
-            .collect();
-        let mut surge_daily = vec![vec![0u64; provinces.len()]; horizon as usize];
-        for surge in &scenario.demand.surges {
-            let weights: Vec<f64> = provinces
-                .iter()
-                .map(|p| {
-                    if surge.provinces.iter().any(|q| q.slug == p.slug) {
-                        p.population_2016 as f64
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            for (k, total) in surge.daily_totals().into_iter().enumerate() {
-                let day = surge.start_day as usize + k;
-                if day >= horizon as usize {
-                    break;
-                }
-                for (p, n) in largest_remainder(total, &weights).into_iter().enumerate() {
-                    surge_daily[day][p] += n;
-                }
-            }
-        }
-
+        let (base_daily, surge_daily) = registrations(scenario, &provinces);
         Ok(World {
             start_date: start,
             horizon_days: horizon,
@@ -459,9 +187,365 @@ impl World {
             standard_slots,
             full_day_slots,
             is_holiday,
-            pickup_share,
+            pickup_share: scenario.policy.pickup_share,
         })
     }
+}
+
+/// The scenario's default calendar (the first office's, with the scenario's Thursday rule
+/// and no closures, overrides or extra openings): what mobile legs follow and what the
+/// planner's unit of added capacity is measured in.
+fn default_calendar(scenario: &Scenario, offices: &[Office]) -> OfficeCalendar {
+    let mut base_calendar = offices
+        .first()
+        .map(|o| o.calendar.clone())
+        .unwrap_or_else(OfficeCalendar::standard);
+    base_calendar.thursday = scenario.calendar.thursday;
+    base_calendar.closures.clear();
+    base_calendar.thursday_overrides.clear();
+    base_calendar.extra_openings.clear();
+    base_calendar
+}
+
+/// A site before its seats are counted: what it is, its calendar and the stations added to
+/// it, as the capacity changes leave them.
+struct SiteDraft {
+    id: String,
+    province: usize,
+    kind: OfficeKind,
+    town: String,
+    location: GeoPoint,
+    stations: u16,
+    is_mobile_leg: bool,
+    /// A mobile leg's first and last day there.
+    leg_days: Option<(u32, u32)>,
+    calendar: OfficeCalendar,
+    /// (first day, last day, stations) of each addition.
+    added: Vec<(u32, u32, u32)>,
+}
+
+/// Sites: the network's offices, then the mobile legs.
+fn site_drafts(
+    scenario: &Scenario,
+    offices: &[Office],
+    provinces: &[&'static Province],
+    base_calendar: &OfficeCalendar,
+) -> Vec<SiteDraft> {
+    let province_index = |slug: &str| provinces.iter().position(|p| p.slug == slug);
+    let mut drafts: Vec<SiteDraft> = offices
+        .iter()
+        .map(|o| SiteDraft {
+            id: o.id.to_string(),
+            province: province_index(&o.province).expect("provinces include every office's"),
+            kind: o.kind,
+            town: o.city.clone(),
+            location: o.location,
+            stations: o.stations,
+            is_mobile_leg: false,
+            leg_days: None,
+            calendar: o.calendar.clone(),
+            added: Vec::new(),
+        })
+        .collect();
+    for change in &scenario.capacity_changes {
+        if let CapacityChange::MobileUnit {
+            id,
+            province,
+            stations,
+            legs,
+        } = change
+        {
+            for (k, leg) in legs.iter().enumerate() {
+                drafts.push(SiteDraft {
+                    id: format!("{id}#{}", k + 1),
+                    province: province_index(&province.slug).expect("validated province"),
+                    kind: OfficeKind::MobileStation,
+                    town: leg.town.name_en.clone(),
+                    location: leg.town.location,
+                    stations: *stations,
+                    is_mobile_leg: true,
+                    leg_days: Some((leg.from_day, leg.to_day)),
+                    calendar: base_calendar.clone(),
+                    added: Vec::new(),
+                });
+            }
+        }
+    }
+    drafts
+}
+
+/// What applying the capacity changes to the sites needs.
+struct Changes<'a> {
+    provinces: &'a [&'static Province],
+    /// Demand weight each site is the nearest permanent site for.
+    nearest_site_weight: Vec<f64>,
+    start: NaiveDate,
+}
+
+impl Changes<'_> {
+    fn date(&self, d: u32) -> NaiveDate {
+        self.start + Days::new(u64::from(d))
+    }
+
+    fn matches(&self, site: &SiteDraft, target: &ChangeTarget) -> bool {
+        match target {
+            ChangeTarget::All => true,
+            ChangeTarget::Province(p) => self.provinces[site.province].slug == p.slug,
+            ChangeTarget::Town(p, town) => {
+                self.provinces[site.province].slug == p.slug && site.town == *town
+            }
+            ChangeTarget::Office(id) => site.id == *id,
+        }
+    }
+
+    /// Applies change `i` (mobile units are sites already, see `site_drafts`).
+    fn apply(
+        &self,
+        i: usize,
+        change: &CapacityChange,
+        drafts: &mut [SiteDraft],
+    ) -> Result<(), WorldError> {
+        match change {
+            CapacityChange::AddStations {
+                target,
+                from_day,
+                to_day,
+                stations,
+            } => self.add_stations(i, target, (*from_day, *to_day), *stations, drafts)?,
+            CapacityChange::Thursday {
+                target,
+                from_day,
+                to_day,
+                rule,
+            } => {
+                for site in drafts.iter_mut().filter(|s| self.matches(s, target)) {
+                    // The latest change wins: the calendar takes the first override.
+                    site.calendar.thursday_overrides.insert(
+                        0,
+                        ThursdayOverride {
+                            from: self.date(*from_day),
+                            to: self.date(*to_day),
+                            rule: *rule,
+                        },
+                    );
+                }
+            }
+            CapacityChange::FridayOpening {
+                target,
+                from_day,
+                to_day,
+            } => {
+                for site in drafts.iter_mut().filter(|s| self.matches(s, target)) {
+                    let cal = &mut site.calendar;
+                    let Some(hours) = cal.weekly.days[0] else {
+                        continue;
+                    };
+                    for d in *from_day..=*to_day {
+                        let dt = self.date(d);
+                        if dt.weekday() == Weekday::Fri
+                            && !cal.extra_openings.iter().any(|e| e.date == dt)
+                        {
+                            cal.extra_openings.push(ExtraOpening { date: dt, hours });
+                        }
+                    }
+                }
+            }
+            CapacityChange::Closure {
+                target,
+                from_day,
+                to_day,
+                reason,
+            } => {
+                for site in drafts.iter_mut().filter(|s| self.matches(s, target)) {
+                    site.calendar.closures.push(Closure {
+                        from: self.date(*from_day),
+                        to: self.date(*to_day),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            CapacityChange::MobileUnit { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Stations added to the permanent sites of `target` over `days` (province-wide
+    /// additions go where demand is).
+    fn add_stations(
+        &self,
+        i: usize,
+        target: &ChangeTarget,
+        days: (u32, u32),
+        stations: u16,
+        drafts: &mut [SiteDraft],
+    ) -> Result<(), WorldError> {
+        let (from_day, to_day) = days;
+        let targets: Vec<usize> = (0..drafts.len())
+            .filter(|&s| !drafts[s].is_mobile_leg && self.matches(&drafts[s], target))
+            .collect();
+        if targets.is_empty() {
+            return Err(WorldError::Invalid {
+                path: format!("capacity_changes[{i}]"),
+                message: format!("{} has no office to add stations to", target.describe()),
+            });
+        }
+        let shares = if matches!(target, ChangeTarget::Office(_)) {
+            vec![u64::from(stations)]
+        } else {
+            // Fill the shortage first: with T stations in all after the addition, office i
+            // should have T × (its share of the demand it is nearest to); the new stations
+            // go in proportion to each office's deficit.
+            let base: Vec<f64> = targets
+                .iter()
+                .map(|&s| {
+                    f64::from(drafts[s].stations)
+                        + drafts[s]
+                            .added
+                            .iter()
+                            .filter(|(a, b, _)| *a <= to_day && from_day <= *b)
+                            .map(|x| f64::from(x.2))
+                            .sum::<f64>()
+                })
+                .collect();
+            let demand: Vec<f64> = targets
+                .iter()
+                .map(|&s| self.nearest_site_weight[s])
+                .collect();
+            let demand_total: f64 = demand.iter().sum();
+            let total = base.iter().sum::<f64>() + f64::from(stations);
+            let mut w: Vec<f64> = demand
+                .iter()
+                .zip(&base)
+                .map(|(d, b)| {
+                    if demand_total > 0.0 {
+                        (total * d / demand_total - b).max(0.0)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            if w.iter().sum::<f64>() <= 0.0 {
+                w = vec![1.0; targets.len()];
+            }
+            largest_remainder(u64::from(stations), &w)
+        };
+        for (&s, n) in targets.iter().zip(shares) {
+            if n > 0 {
+                drafts[s].added.push((from_day, to_day, n as u32));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seats per day from each site's calendar: slots of the day × stations on the day, less
+/// the pickup share; cards enrolled at a mobile leg are collected at the nearest permanent
+/// office of its province.
+fn seat_sites(
+    drafts: Vec<SiteDraft>,
+    scenario: &Scenario,
+    holidays: &HolidayCalendar,
+) -> Vec<Site> {
+    let horizon = scenario.calendar.horizon_days;
+    let start = scenario.calendar.start_date;
+    let pickup_share = scenario.policy.pickup_share;
+    let pickup_minutes = u32::from(scenario.behaviour.pickup_minutes.max(1));
+    let mut sites: Vec<Site> = Vec::with_capacity(drafts.len());
+    for (s, draft) in drafts.into_iter().enumerate() {
+        let cal = &draft.calendar;
+        let mut enrol_seats = Vec::with_capacity(horizon as usize);
+        let mut pickup_visits = Vec::with_capacity(horizon as usize);
+        for d in 0..horizon {
+            let in_leg = draft.leg_days.is_none_or(|(a, b)| a <= d && d <= b);
+            let slots = if in_leg {
+                cal.hours_on(start + Days::new(u64::from(d)), holidays)
+                    .map_or(0, |h| h.slot_count(cal.slot_minutes))
+            } else {
+                0
+            };
+            let extra: u32 = draft
+                .added
+                .iter()
+                .filter(|(a, b, _)| *a <= d && d <= *b)
+                .map(|(_, _, n)| n)
+                .sum();
+            let seats = slots * (u32::from(draft.stations) + extra);
+            let pickup_seats = (f64::from(seats) * pickup_share).floor() as u32;
+            enrol_seats.push(seats - pickup_seats);
+            pickup_visits.push(pickup_seats * u32::from(cal.slot_minutes) / pickup_minutes);
+        }
+        sites.push(Site {
+            id: draft.id,
+            province: draft.province,
+            kind: draft.kind,
+            town: draft.town,
+            location: draft.location,
+            enrol_seats,
+            pickup_visits,
+            pickup_site: s,
+            is_mobile_leg: draft.is_mobile_leg,
+            stations: draft.stations,
+        });
+    }
+    for s in 0..sites.len() {
+        if sites[s].is_mobile_leg {
+            let here = sites[s].location;
+            let province = sites[s].province;
+            if let Some(best) = (0..sites.len())
+                .filter(|&t| !sites[t].is_mobile_leg && sites[t].province == province)
+                .min_by(|&a, &b| {
+                    here.distance_km(sites[a].location)
+                        .total_cmp(&here.distance_km(sites[b].location))
+                        .then(a.cmp(&b))
+                })
+            {
+                sites[s].pickup_site = best;
+            }
+        }
+    }
+    sites
+}
+
+/// Registrations per day: the base rate per province, and the surges per day and province
+/// (spread over their provinces by population, exact integers).
+fn registrations(
+    scenario: &Scenario,
+    provinces: &[&'static Province],
+) -> (Vec<u32>, Vec<Vec<u64>>) {
+    let horizon = scenario.calendar.horizon_days;
+    let base_daily = provinces
+        .iter()
+        .map(|p| {
+            if scenario.citizens.provinces.iter().any(|q| q.slug == p.slug) {
+                scenario.demand.base_daily(p)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let mut surge_daily = vec![vec![0u64; provinces.len()]; horizon as usize];
+    for surge in &scenario.demand.surges {
+        let weights: Vec<f64> = provinces
+            .iter()
+            .map(|p| {
+                if surge.provinces.iter().any(|q| q.slug == p.slug) {
+                    p.population_2016 as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        for (k, total) in surge.daily_totals().into_iter().enumerate() {
+            let day = surge.start_day as usize + k;
+            if day >= horizon as usize {
+                break;
+            }
+            for (p, n) in largest_remainder(total, &weights).into_iter().enumerate() {
+                surge_daily[day][p] += n;
+            }
+        }
+    }
+    (base_daily, surge_daily)
 }
 
 /// Town cells and village rings, weighted like the synthetic citizens: town dwellers by town
@@ -515,18 +599,15 @@ fn build_cells(scenario: &Scenario, provinces: &[&'static Province]) -> Vec<Cell
 }
 
 /// Demand weight each site is the nearest permanent site for (within its province).
-fn nearest_weights(
-    cells: &[Cell],
-    sites: &[(String, usize, OfficeKind, String, GeoPoint, u16, bool)],
-) -> Vec<f64> {
+fn nearest_weights(cells: &[Cell], sites: &[SiteDraft]) -> Vec<f64> {
     let mut w = vec![0.0; sites.len()];
     for c in cells {
         let best = (0..sites.len())
-            .filter(|&s| !sites[s].6 && sites[s].1 == c.province)
+            .filter(|&s| !sites[s].is_mobile_leg && sites[s].province == c.province)
             .min_by(|&a, &b| {
                 c.location
-                    .distance_km(sites[a].4)
-                    .total_cmp(&c.location.distance_km(sites[b].4))
+                    .distance_km(sites[a].location)
+                    .total_cmp(&c.location.distance_km(sites[b].location))
                     .then(a.cmp(&b))
             });
         if let Some(s) = best {

@@ -11,6 +11,7 @@
 //! (`?1`, `?2`, …, which SQLite binds by number), so both backends run the same SQL text.
 
 mod applicants;
+mod batch_plan;
 mod booking;
 mod error;
 mod lite_writer;

@@ -100,7 +100,7 @@ impl From<StoreError> for Problem {
             StoreError::Unavailable(_) => {
                 Problem::unavailable("storage is unavailable; retry shortly")
             }
-            StoreError::Constraint { constraint } => {
+            StoreError::Constraint { constraint, .. } => {
                 tracing::warn!(%constraint, "constraint refused a write");
                 Problem::new(
                     StatusCode::CONFLICT,

@@ -26,7 +26,7 @@ pub use ids::{IdSource, SecureIds, SeededIds};
 
 use crate::booking::{Outcome, Request};
 use crate::domain::time::Clock;
-use crate::store::{BatchConn, Store, StoreError};
+use crate::store::{BatchConn, Source, Store, StoreError};
 
 /// The queue (of `queues`) a request goes to: by the slot it may take a seat in, else by the
 /// citizen or record it names, so that a request's writer does not depend on what else is
@@ -99,16 +99,18 @@ pub struct Answer {
     pub replayed: bool,
 }
 
+/// Why a request got no answer from the writer. The storage error underneath, if any, is the
+/// `source` (the same one for every request of a failed batch).
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
     #[error("the booking queue is full; retry shortly")]
     Overloaded,
     #[error("storage is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Source),
     #[error("the idempotency key was used with a different request")]
     IdempotencyKeyReused,
     #[error("the booking could not be applied: {0}")]
-    Failed(String),
+    Failed(#[source] StoreError),
     #[error("the booking engine has stopped")]
     Stopped,
 }
@@ -116,8 +118,8 @@ pub enum ReserveError {
 impl From<StoreError> for ReserveError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ReserveError::Unavailable(m),
-            other => ReserveError::Failed(other.to_string()),
+            StoreError::Unavailable(cause) => ReserveError::Unavailable(cause),
+            other => ReserveError::Failed(other),
         }
     }
 }
@@ -328,7 +330,10 @@ impl Reservations {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(expired = n, "hold sweep"),
                     Err(ReserveError::Stopped) => break,
-                    Err(e) => tracing::warn!(error = %e, "hold sweep failed; will retry"),
+                    Err(e) => tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "hold sweep failed; will retry"
+                    ),
                 }
             }
         })
@@ -337,8 +342,36 @@ impl Reservations {
 
 #[cfg(test)]
 mod tests {
-    use super::queue_index;
+    use super::{queue_index, ReserveError};
     use crate::booking::Request;
+    use crate::store::StoreError;
+    use std::error::Error;
+
+    #[test]
+    fn a_storage_error_stays_the_source() {
+        let timed_out = sqlx::Error::PoolTimedOut.to_string();
+        let e = ReserveError::from(StoreError::from(sqlx::Error::PoolTimedOut));
+        assert!(matches!(e, ReserveError::Unavailable(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("storage is unavailable: {timed_out}")
+        );
+        assert_eq!(e.source().map(|s| s.to_string()), Some(timed_out));
+
+        let io = std::io::Error::other("disk on fire");
+        let e = ReserveError::from(StoreError::from(rusqlite::Error::ToSqlConversionFailure(
+            Box::new(io),
+        )));
+        assert!(matches!(e, ReserveError::Failed(_)), "{e:?}");
+        let chain: Vec<String> = std::iter::successors(e.source(), |e| (*e).source())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            chain.last().map(String::as_str),
+            Some("disk on fire"),
+            "{chain:?}"
+        );
+    }
 
     fn hold(code: &str, slot_id: i64) -> Request {
         Request::Hold {

@@ -123,7 +123,11 @@ async fn process(
         }
         // One bad request must not sink the others: retry each alone.
         Err(e) if jobs.len() > 1 && !e.is_unavailable() => {
-            tracing::warn!(error = %e, batch = jobs.len(), "batch failed; applying its requests one by one");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                batch = jobs.len(),
+                "batch failed; applying its requests one by one"
+            );
             for job in jobs {
                 let single = [job];
                 let result = attempt(store, conn, clock, config, &single, None).await;
@@ -134,7 +138,10 @@ async fn process(
                         let _ = job.reply.send(answers.pop().expect("one answer"));
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "request failed alone");
+                        tracing::error!(
+                            error = &e as &dyn std::error::Error,
+                            "request failed alone"
+                        );
                         let _ = job.reply.send(Err(ReserveError::from(e)));
                     }
                 }
@@ -142,14 +149,10 @@ async fn process(
         }
         Err(e) => {
             if !e.is_unavailable() {
-                tracing::error!(error = %e, "request failed");
+                tracing::error!(error = &e as &dyn std::error::Error, "request failed");
             }
             for job in jobs {
-                let answer = match &e {
-                    StoreError::Unavailable(m) => ReserveError::Unavailable(m.clone()),
-                    other => ReserveError::Failed(other.to_string()),
-                };
-                let _ = job.reply.send(Err(answer));
+                let _ = job.reply.send(Err(ReserveError::from(e.clone())));
             }
         }
     }
@@ -176,7 +179,10 @@ async fn attempt(
             Ok(r) => return Ok(r),
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
             Err(e) => {
-                tracing::debug!(error = %e, "batch conflicted; retrying with fresh rows");
+                tracing::debug!(
+                    error = &e as &dyn std::error::Error,
+                    "batch conflicted; retrying with fresh rows"
+                );
                 last = Some(e);
             }
         }

@@ -57,6 +57,7 @@ fn require_row(
     } else {
         Err(StoreError::Constraint {
             constraint: format!("FOREIGN KEY {constraint}"),
+            source: None,
         })
     }
 }
@@ -391,7 +392,7 @@ fn payment_record(
         application_id,
         amount_rials,
         status: PaymentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("payment status {status:?}")))?,
         gateway,
         created_at,
     })

@@ -96,7 +96,7 @@ pub struct BatchWrite<T> {
 }
 
 pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
+    StoreError::corrupt(what)
 }
 
 pub(super) const HOLD_COLS: &str =

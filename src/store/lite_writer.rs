@@ -43,6 +43,7 @@ use super::batch_plan::{self, ReadPlan, ReadStep, Stored, WriteStep};
 use super::booking::{
     BatchExtras, BatchWrite, IdempotencyRecord, APPLICATION_COLS, APPT_COLS, HOLD_COLS, SLOT_COLS,
 };
+use super::error::message;
 use super::StoreError;
 use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
@@ -152,7 +153,9 @@ impl LiteWriter {
                 let _on_exit = on_exit;
                 serve(settings, rx)
             })
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(message(format!("cannot start the SQLite writer: {e}")))
+            })?;
         Ok(LiteWriter { jobs, stopped })
     }
 
@@ -225,7 +228,7 @@ impl<T: 'static> Pending<T> {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the SQLite writer thread stopped".into())
+    StoreError::Unavailable(message("the SQLite writer thread stopped"))
 }
 
 /// Marks the thread stopped when it ends, by return or by panic.
@@ -285,7 +288,7 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
                     run(c, keys, &extras, decide)
                 }))
                 .unwrap_or_else(|_| {
-                    Err(StoreError::Sqlite("the batch's decision panicked".into()))
+                    Err(StoreError::Sqlite(message("the batch's decision panicked")))
                 });
                 // A refused write leaves the connection sound (the transaction rolled back).
                 let sound =
@@ -326,7 +329,7 @@ fn run_writes(conn: &mut Connection, group: Vec<Write>) -> bool {
         for run in runs {
             let savepoint = tx.savepoint()?;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&savepoint)))
-                .unwrap_or_else(|_| Err(StoreError::Sqlite("a write panicked".into())));
+                .unwrap_or_else(|_| Err(StoreError::Sqlite(message("a write panicked"))));
             if result.is_ok() {
                 savepoint.commit()?;
             } // else dropped: rolled back to where it began
@@ -343,14 +346,8 @@ fn run_writes(conn: &mut Connection, group: Vec<Write>) -> bool {
             true
         }
         Err(e) => {
-            let message = e.to_string();
-            let unavailable = e.is_unavailable();
             for reply in replies {
-                let _ = reply.send(Err(if unavailable {
-                    StoreError::Unavailable(message.clone())
-                } else {
-                    StoreError::Sqlite(message.clone())
-                }));
+                let _ = reply.send(Err(e.clone()));
             }
             false
         }
@@ -842,7 +839,7 @@ mod tests {
                 .unwrap(),
             w.write(|conn| {
                 conn.execute("INSERT INTO t (k, v) VALUES ('half', 0)", [])?;
-                Err(StoreError::Corrupt("refused after writing".into()))
+                Err(StoreError::corrupt("refused after writing"))
             })
             .unwrap(),
             w.write(insert("b", 3)).unwrap(),
@@ -929,7 +926,7 @@ mod tests {
         let mut calls = 0;
         let result = in_chunks(&rows, |_| {
             calls += 1;
-            Err(StoreError::Sqlite("refused".into()))
+            Err(StoreError::Sqlite(message("refused")))
         });
         assert!(result.is_err());
         assert_eq!(calls, 1);

@@ -29,7 +29,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
 pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, PG_BATCH_BEGIN};
-pub use error::StoreError;
+pub use error::{Source, StoreError};
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{
     AppointmentCounts, OperatorRecord, OutboxMessage, CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS,
@@ -129,9 +129,9 @@ fn refuse_in_memory(url_or_path: &str) -> Result<(), StoreError> {
         || url_or_path.contains(":memory:")
         || url_or_path.contains("mode=memory")
     {
-        return Err(StoreError::Config(
-            "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
-        ));
+        return Err(StoreError::Config(error::message(
+            "an in-memory SQLite database cannot be shared with the booking writer; give a file path",
+        )));
     }
     Ok(())
 }
@@ -155,10 +155,10 @@ impl Store {
                 Store::Sqlite(Self::sqlite_pool(options, config).await?)
             }
             Some(other) => {
-                return Err(StoreError::Config(format!(
+                return Err(StoreError::Config(error::message(format!(
                     "unsupported database URL scheme in {:?}: use postgres://… or sqlite://…",
                     other.split(':').next().unwrap_or("")
-                )))
+                ))))
             }
             None => {
                 refuse_in_memory(&config.sqlite_path.to_string_lossy())?;

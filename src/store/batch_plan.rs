@@ -36,7 +36,7 @@ use crate::booking::{
 };
 
 /// The idempotency records a batch found, by (scope, key).
-pub(crate) type Stored = HashMap<(String, String), IdempotencyRecord>;
+pub type Stored = HashMap<(String, String), IdempotencyRecord>;
 
 /// One write step of a batch (see the module's list for the order and its reasons).
 pub(super) enum WriteStep<'e> {
@@ -368,6 +368,7 @@ fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: i64) -> bool {
 mod tests {
     use super::*;
     use crate::booking::AppointmentStatus;
+    use crate::store::StoredAnswer;
 
     fn hold(id: &str, slot_id: i64, status: HoldStatus, expires_at: i64) -> HoldRow {
         HoldRow {
@@ -454,8 +455,10 @@ mod tests {
             scope: "c".into(),
             key: "k".into(),
             request_hash: "h".into(),
-            response_status: 201,
-            response_body: "{}".into(),
+            answer: StoredAnswer::Http {
+                status: 201,
+                body: "{}".into(),
+            },
         }];
         let order: Vec<&str> = writes(&e, &records).map(|w| kind(&w)).collect();
         assert_eq!(

@@ -29,8 +29,56 @@ pub struct IdempotencyRecord {
     pub scope: String,
     pub key: String,
     pub request_hash: String,
-    pub response_status: i64,
-    pub response_body: String,
+    pub answer: StoredAnswer,
+}
+
+/// What an idempotency record replays, by the format it was stored in (migration 0006).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredAnswer {
+    /// The HTTP status and JSON body the client got: every record of the current format, and
+    /// the format-1 records of requests other than bookings, which stored the same.
+    Http { status: u16, body: String },
+    /// A format-1 booking record: the engine's `Outcome` as JSON (stored with status 0).
+    /// `reserve` replays it through its legacy decoder.
+    LegacyOutcome(String),
+    /// A format this build does not know (a newer build wrote it), as stored.
+    Unknown {
+        format_version: i32,
+        status: i64,
+        body: String,
+    },
+}
+
+/// The format idempotency records are written in: the HTTP status and body (`StoredAnswer::Http`).
+pub const IDEMPOTENCY_FORMAT: i32 = 2;
+
+impl StoredAnswer {
+    /// The answer stored in the columns `format_version`, `response_status`, `response_body`.
+    pub(crate) fn from_columns(format_version: i32, status: i64, body: String) -> StoredAnswer {
+        match (format_version, u16::try_from(status)) {
+            (IDEMPOTENCY_FORMAT, Ok(status)) => StoredAnswer::Http { status, body },
+            (1, Ok(0)) => StoredAnswer::LegacyOutcome(body),
+            (1, Ok(status)) => StoredAnswer::Http { status, body },
+            _ => StoredAnswer::Unknown {
+                format_version,
+                status,
+                body,
+            },
+        }
+    }
+
+    /// The columns it is stored in: `format_version`, `response_status`, `response_body`.
+    pub(crate) fn columns(&self) -> (i32, i64, &str) {
+        match self {
+            StoredAnswer::Http { status, body } => (IDEMPOTENCY_FORMAT, i64::from(*status), body),
+            StoredAnswer::LegacyOutcome(body) => (1, 0, body),
+            StoredAnswer::Unknown {
+                format_version,
+                status,
+                body,
+            } => (*format_version, *status, body),
+        }
+    }
 }
 
 /// What a batch's transaction reads besides the booking rows.
@@ -334,7 +382,7 @@ async fn pg_read(
             ReadStep::IdempotencyRecords(pairs) => {
                 let (scopes, ks): (Vec<&str>, Vec<&str>) =
                     pairs.iter().map(|(s, k)| (s.as_str(), k.as_str())).unzip();
-                let sql = "SELECT k.scope, k.key, k.request_hash, k.response_status, k.response_body FROM idempotency_keys k \
+                let sql = "SELECT k.scope, k.key, k.request_hash, k.format_version, k.response_status, k.response_body FROM idempotency_keys k \
                            JOIN UNNEST($1::text[], $2::text[]) AS r(scope, key) ON k.scope = r.scope AND k.key = r.key";
                 for row in sqlx::query(sql)
                     .bind(&scopes)
@@ -346,8 +394,11 @@ async fn pg_read(
                         scope: row.try_get(0)?,
                         key: row.try_get(1)?,
                         request_hash: row.try_get(2)?,
-                        response_status: row.try_get(3)?,
-                        response_body: row.try_get(4)?,
+                        answer: StoredAnswer::from_columns(
+                            row.try_get(3)?,
+                            row.try_get(4)?,
+                            row.try_get(5)?,
+                        ),
                     });
                 }
             }
@@ -488,14 +539,15 @@ async fn pg_write(
                 created_at,
             } => {
                 sqlx::query(
-                    "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])",
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::text[], $7::bigint[])",
                 )
                 .bind(column(records, |x| x.scope.as_str()))
                 .bind(column(records, |x| x.key.as_str()))
                 .bind(column(records, |x| x.request_hash.as_str()))
-                .bind(column(records, |x| x.response_status))
-                .bind(column(records, |x| x.response_body.as_str()))
+                .bind(column(records, |x| x.answer.columns().0))
+                .bind(column(records, |x| x.answer.columns().1))
+                .bind(column(records, |x| x.answer.columns().2))
                 .bind(column(records, |_| created_at))
                 .execute(&mut **tx)
                 .await?;

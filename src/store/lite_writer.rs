@@ -41,7 +41,8 @@ use tokio::sync::oneshot;
 
 use super::batch_plan::{self, ReadPlan, ReadStep, Stored, WriteStep};
 use super::booking::{
-    BatchExtras, BatchWrite, IdempotencyRecord, APPLICATION_COLS, APPT_COLS, HOLD_COLS, SLOT_COLS,
+    BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, APPLICATION_COLS, APPT_COLS,
+    HOLD_COLS, SLOT_COLS,
 };
 use super::error::message;
 use super::StoreError;
@@ -484,25 +485,23 @@ fn read(
             }
             ReadStep::IdempotencyRecords(pairs) => {
                 let mut q = tx.prepare_cached(
-                    "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+                    "SELECT request_hash, format_version, response_status, response_body FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
                 )?;
                 for (scope, key) in pairs {
                     let found = q
                         .query_row([scope, key], |r| {
                             Ok((
                                 r.get::<_, String>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, String>(2)?,
+                                StoredAnswer::from_columns(r.get(1)?, r.get(2)?, r.get(3)?),
                             ))
                         })
                         .optional()?;
-                    if let Some((request_hash, response_status, response_body)) = found {
+                    if let Some((request_hash, answer)) = found {
                         plan.record(IdempotencyRecord {
                             scope: scope.clone(),
                             key: key.clone(),
                             request_hash,
-                            response_status,
-                            response_body,
+                            answer,
                         });
                     }
                 }
@@ -637,16 +636,18 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
                 created_at,
             } => {
                 let mut q = tx.prepare_cached(
-                    "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for r in records {
+                    let (format_version, status, body) = r.answer.columns();
                     q.execute(params![
                         r.scope,
                         r.key,
                         r.request_hash,
-                        r.response_status,
-                        r.response_body,
+                        format_version,
+                        status,
+                        body,
                         created_at
                     ])?;
                 }

@@ -28,7 +28,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
-pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, PG_BATCH_BEGIN};
+pub use batch_plan::Stored;
+pub use booking::{
+    BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, IDEMPOTENCY_FORMAT,
+    PG_BATCH_BEGIN,
+};
 pub use error::{Source, StoreError};
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{

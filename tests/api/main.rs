@@ -6,6 +6,7 @@ mod applicant;
 mod bad_input;
 mod crash;
 mod helpers;
+mod idempotency;
 mod journey;
 mod outage;
 mod probes;

@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod journey;
 mod outage;
+mod parity;
 mod probes;
 pub mod races;
 mod staff;

@@ -282,12 +282,14 @@ fn decide_batch(
     let mut answers: Vec<Result<Reply, ReserveError>> = Vec::with_capacity(batch.len());
     for ((_, keyed), p) in batch.iter().zip(pending) {
         let answer = match p {
+            // The outcome is moved straight into its reply: it is large (hundreds of bytes),
+            // and the writer thread copies it once per request as it is.
             Pending::Decided(d) => {
-                let outcome = outcomes[d].take().expect("one answer per outcome");
                 match keyed {
                     // What the client gets, stored with its key in this transaction.
                     Some(k) => {
-                        let rendered = (k.render)(&outcome);
+                        let outcome = outcomes[d].as_ref().expect("one answer per outcome");
+                        let rendered = (k.render)(outcome);
                         idempotency.push(IdempotencyRecord {
                             scope: k.key.scope.clone(),
                             key: k.key.key.clone(),
@@ -302,7 +304,9 @@ fn decide_batch(
                             replayed: false,
                         }))
                     }
-                    None => Ok(Reply::Decided(outcome)),
+                    None => Ok(Reply::Decided(
+                        outcomes[d].take().expect("one answer per outcome"),
+                    )),
                 }
             }
             Pending::Replayed(rendered) => Ok(Reply::Rendered(RenderedAnswer {

@@ -150,6 +150,19 @@ pub(super) enum ReadStep<'k> {
     IdempotencyRecords(&'k [(String, String)]),
 }
 
+/// How an executor's reads lock what they read, which decides whether slots are sorted into
+/// locked and unlocked ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Locking {
+    /// Rows are locked as they are read, and other writers' transactions run beside this one
+    /// (PostgreSQL): a slot whose seat count the batch leaves alone is read without a lock.
+    Rows,
+    /// The transaction holds the database's one write lock (SQLite): nothing else writes until
+    /// it ends, so every slot is read alike, as [`ReadStep::LockedSlots`], and the holds read
+    /// are not sorted by what their confirmation does to their slot.
+    Database,
+}
+
 /// Where a [`ReadPlan`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -189,6 +202,7 @@ impl ReadStep<'_> {
 pub(super) struct ReadPlan<'k> {
     keys: &'k BatchKeys,
     extras: &'k BatchExtras,
+    locking: Locking,
     /// The stage `next` looks at first.
     stage: Stage,
     /// The stage of the read `next` gave last: what the rows handed back belong to.
@@ -202,12 +216,13 @@ pub(super) struct ReadPlan<'k> {
 
 impl<'k> ReadPlan<'k> {
     /// `keys` normalised (sorted, deduplicated: `BatchKeys::normalise`).
-    pub fn new(keys: &'k BatchKeys, extras: &'k BatchExtras) -> Self {
+    pub fn new(keys: &'k BatchKeys, extras: &'k BatchExtras, locking: Locking) -> Self {
         let mut hold_ids = keys.holds.clone();
         hold_ids.extend(keys.confirmed_holds.iter().cloned());
         ReadPlan {
             keys,
             extras,
+            locking,
             stage: Stage::DueHolds,
             reading: Stage::Done,
             state: BatchState::default(),
@@ -276,7 +291,7 @@ impl<'k> ReadPlan<'k> {
     pub fn hold(&mut self, h: HoldRow) {
         match self.reading {
             Stage::Holds => {
-                if keeps_its_seat(&h, self.keys, self.extras.now) {
+                if self.locking == Locking::Rows && keeps_its_seat(&h, self.keys, self.extras.now) {
                     self.unlocked_slots.push(h.slot_id);
                 } else {
                     self.locked_slots.push(h.slot_id);
@@ -502,10 +517,11 @@ mod tests {
     fn run_reads(
         keys: &BatchKeys,
         extras: &BatchExtras,
+        locking: Locking,
         holds: &[HoldRow],
         due: &[&str],
     ) -> (Vec<String>, BatchState) {
-        let mut plan = ReadPlan::new(keys, extras);
+        let mut plan = ReadPlan::new(keys, extras, locking);
         let mut asked = Vec::new();
         while let Some(read) = plan.next() {
             match read {
@@ -551,7 +567,7 @@ mod tests {
             hold("h_over", 2, HoldStatus::Live, 50),
             hold("h_due", 3, HoldStatus::Live, 10),
         ];
-        let (asked, state) = run_reads(&keys, &extras, &holds, &["h_due"]);
+        let (asked, state) = run_reads(&keys, &extras, Locking::Rows, &holds, &["h_due"]);
         assert_eq!(
             asked,
             [
@@ -570,6 +586,10 @@ mod tests {
             3,
             "the state is indexed by citizen"
         );
+        // Under the database's one lock every slot is read alike.
+        let (asked, _) = run_reads(&keys, &extras, Locking::Database, &holds, &["h_due"]);
+        assert_eq!(asked[3], "locked slots [1, 2, 3, 9]");
+        assert_eq!(asked[4], r#"records [("c", "k")]"#);
     }
 
     #[test]
@@ -585,7 +605,13 @@ mod tests {
             idempotency_keys: Vec::new(),
             sweep_limit: None,
         };
-        let (asked, _) = run_reads(&keys, &extras, &[hold("h", 1, HoldStatus::Live, 600)], &[]);
+        let (asked, _) = run_reads(
+            &keys,
+            &extras,
+            Locking::Rows,
+            &[hold("h", 1, HoldStatus::Live, 600)],
+            &[],
+        );
         assert_eq!(asked, [r#"holds ["h"]"#, "locked slots [1]"]);
     }
 }

@@ -15,7 +15,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::batch_plan::{self, ReadPlan, ReadStep, Stored, WriteStep};
+use super::batch_plan::{self, Locking, ReadPlan, ReadStep, Stored, WriteStep};
 use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
 use crate::booking::{
@@ -310,7 +310,7 @@ async fn pg_read(
     keys: &BatchKeys,
     extras: &BatchExtras,
 ) -> Result<(BatchState, Stored), StoreError> {
-    let mut plan = ReadPlan::new(keys, extras);
+    let mut plan = ReadPlan::new(keys, extras, Locking::Rows);
     while let Some(read) = plan.next() {
         match read {
             ReadStep::DueHolds { now, limit } => {

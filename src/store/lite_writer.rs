@@ -39,7 +39,7 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
-use super::batch_plan::{self, ReadPlan, ReadStep, Stored, WriteStep};
+use super::batch_plan::{self, Locking, ReadPlan, ReadStep, Stored, WriteStep};
 use super::booking::{
     BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, APPLICATION_COLS, APPT_COLS,
     HOLD_COLS, SLOT_COLS,
@@ -400,7 +400,7 @@ fn read(
     keys: &BatchKeys,
     extras: &BatchExtras,
 ) -> Result<(BatchState, Stored), StoreError> {
-    let mut plan = ReadPlan::new(keys, extras);
+    let mut plan = ReadPlan::new(keys, extras, Locking::Database);
     while let Some(read) = plan.next() {
         match read {
             ReadStep::DueHolds { now, limit } => {

@@ -360,3 +360,88 @@ fn replay(record: &IdempotencyRecord, keyed: &Keyed) -> Pending {
         StoredAnswer::Unknown { .. } => Pending::Unreadable,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::reserve::IdempotencyKey;
+
+    fn keyed(hash: &str) -> Keyed {
+        Keyed {
+            key: IdempotencyKey {
+                scope: "c".into(),
+                key: "k".into(),
+                request_hash: hash.into(),
+            },
+            render: Arc::new(|outcome: &Outcome| Rendered {
+                status: 299,
+                body: format!("{outcome:?}"),
+            }),
+        }
+    }
+
+    fn record(answer: StoredAnswer) -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope: "c".into(),
+            key: "k".into(),
+            request_hash: "h".into(),
+            answer,
+        }
+    }
+
+    fn replayed(p: Pending) -> Option<Rendered> {
+        match p {
+            Pending::Replayed(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn records_replay_by_their_format() {
+        let http = StoredAnswer::Http {
+            status: 201,
+            body: r#"{"hold_id":"h1"}"#.into(),
+        };
+        assert_eq!(
+            replayed(replay(&record(http.clone()), &keyed("h"))),
+            Some(Rendered {
+                status: 201,
+                body: r#"{"hold_id":"h1"}"#.into()
+            }),
+            "as stored"
+        );
+        assert!(matches!(
+            replay(&record(http), &keyed("other")),
+            Pending::KeyReused
+        ));
+        // Format 1: the outcome, rendered now by the retry's render function.
+        let legacy = StoredAnswer::LegacyOutcome(r#"{"outcome":"released","hold_id":"h1"}"#.into());
+        assert_eq!(
+            replayed(replay(&record(legacy), &keyed("h"))),
+            Some(Rendered {
+                status: 299,
+                body: format!(
+                    "{:?}",
+                    Outcome::Released {
+                        hold_id: "h1".into()
+                    }
+                )
+            })
+        );
+        for unreadable in [
+            StoredAnswer::LegacyOutcome(r#"{"outcome":"let_go","hold_id":"h1"}"#.into()),
+            StoredAnswer::Unknown {
+                format_version: 3,
+                status: 201,
+                body: "{}".into(),
+            },
+        ] {
+            assert!(matches!(
+                replay(&record(unreadable), &keyed("h")),
+                Pending::Unreadable
+            ));
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The writer's transaction: lock and read every row a batch touches, decide in memory
-//! (`engine::booking::decide`), write the effects in bulk, commit once.
+//! (`booking::decide`), write the effects in bulk, commit once. What is read and written, and in
+//! which order, is `batch_plan`'s; this file holds PostgreSQL's executor of it.
 //!
 //! On PostgreSQL each step is one statement whatever the batch size (arrays bound as `UNNEST`
 //! parameters), so a batch of 500 requests costs a few dozen statements at most, not
@@ -566,4 +567,50 @@ fn column<'r, R: 'r, T>(rows: impl IntoIterator<Item = &'r R>, get: impl Fn(&'r 
 /// A map of slot id → value as the two arrays bound.
 fn pairs(m: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
     m.iter().map(|(k, v)| (*k, *v)).unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_answers_read_by_their_format() {
+        let body = || "{}".to_string();
+        assert_eq!(
+            StoredAnswer::from_columns(2, 201, body()),
+            StoredAnswer::Http {
+                status: 201,
+                body: body()
+            }
+        );
+        // Format 1: a booking's outcome (status 0), or another POST's HTTP answer.
+        assert_eq!(
+            StoredAnswer::from_columns(1, 0, body()),
+            StoredAnswer::LegacyOutcome(body())
+        );
+        assert_eq!(
+            StoredAnswer::from_columns(1, 200, body()),
+            StoredAnswer::Http {
+                status: 200,
+                body: body()
+            }
+        );
+        for (format_version, status) in [(3, 201), (2, -1), (2, 70_000)] {
+            let answer = StoredAnswer::from_columns(format_version, status, body());
+            assert!(matches!(answer, StoredAnswer::Unknown { .. }), "{answer:?}");
+            assert_eq!(
+                answer.columns(),
+                (format_version, status, "{}"),
+                "kept as stored"
+            );
+        }
+        assert_eq!(
+            StoredAnswer::Http {
+                status: 409,
+                body: body()
+            }
+            .columns(),
+            (IDEMPOTENCY_FORMAT, 409, "{}")
+        );
+    }
 }

@@ -160,7 +160,7 @@ impl Bench {
                                 hold_id: hold_id.clone().into(),
                                 expires_at: i64::MAX,
                             });
-                            let held = engine.submit(hold, None).await.expect("hold");
+                            let held = engine.submit(hold).await.expect("hold");
                             assert!(
                                 matches!(held.outcome, Outcome::Held { .. }),
                                 "{:?}",
@@ -172,7 +172,7 @@ impl Bench {
                                 payment_id: pay.clone().into(),
                                 tracking_code: engine.ids().tracking_code().into(),
                             });
-                            let booked = engine.submit(confirm, None).await.expect("confirm");
+                            let booked = engine.submit(confirm).await.expect("confirm");
                             assert!(
                                 matches!(booked.outcome, Outcome::Booked { .. }),
                                 "{:?}",

@@ -1,18 +1,28 @@
 //! `Idempotency-Key`: a retried POST returns the first answer and does nothing twice.
 //!
-//! Booking requests (holds, confirmations, cancellations, reschedules) store their key inside the
-//! writer's transaction, so the effect and its record commit together. Other POSTs (sessions,
-//! applications, payments) use [`replay_or_run`], which records the answer after the handler's
-//! own commit; those handlers are themselves safe to repeat (a payment for an already paid
-//! application returns that payment instead of charging again).
+//! Every record holds the HTTP status and JSON body the client got (record format 2, migration
+//! 0006), and a retry is answered with them byte for byte. Booking requests (holds,
+//! confirmations, cancellations, reschedules, bookings) store their key inside the writer's
+//! transaction, so the effect and its record commit together: the handler hands the writer its
+//! render function with the request (`Reservations::submit_rendered`), the writer renders the
+//! outcome there, stores the answer, and the handler sends that same answer ([`respond`]).
+//! Other POSTs (sessions, applications, payments) use [`replay_or_run`], which records the
+//! answer after the handler's own commit; those handlers are themselves safe to repeat (a
+//! payment for an already paid application returns that payment instead of charging again).
+//!
+//! Records of format 1, written before: booking records held the engine's outcome instead. The
+//! writer still replays them, decoded and rendered afresh, while the outcome's form reads them;
+//! one it cannot read is answered 422 `idempotency_record_unreadable` ([`record_unreadable`];
+//! `reserve::writer::replay` says why).
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::problem::ProblemCode;
 use super::Problem;
-use crate::reserve::IdempotencyKey;
-use crate::store::{IdempotencyRecord, Store};
+use crate::reserve::{IdempotencyKey, Rendered};
+use crate::store::{IdempotencyRecord, Store, StoredAnswer};
 
 /// Longest key accepted (a UUID is 36).
 const KEY_CHARS_MAX: usize = 128;
@@ -64,6 +74,48 @@ pub fn key_reused() -> Problem {
     )
 }
 
+/// The key's stored answer was written by an older (or newer) version of the server and cannot
+/// be replayed; the request is not run again either (it may have taken effect).
+pub fn record_unreadable() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ProblemCode::IdempotencyRecordUnreadable,
+        "this Idempotency-Key's first answer was stored in a form this server version cannot replay; use a new key",
+    )
+}
+
+/// A JSON answer as it is sent and stored.
+pub fn rendered_json(status: StatusCode, body: &impl serde::Serialize) -> Rendered {
+    Rendered {
+        status: status.as_u16(),
+        body: serde_json::to_string(body).expect("answers serialise"),
+    }
+}
+
+/// A problem as it is sent and stored (the bytes `Problem::into_response` sends).
+pub fn rendered_problem(problem: &Problem) -> Rendered {
+    rendered_json(
+        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        problem,
+    )
+}
+
+/// Sends a rendered answer: its status, its body as it is, and the content type its status
+/// implies (an error status carries a problem, a success the resource as JSON).
+pub fn respond(answer: Rendered) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if status.is_client_error() || status.is_server_error() {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
+    let mut response = (status, answer.body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
 /// For non-booking POSTs: replays a stored answer, or runs `handler` and stores its answer.
 pub async fn replay_or_run<F, Fut>(
     store: &Store,
@@ -82,8 +134,13 @@ where
         if rec.request_hash != key.request_hash {
             return Err(key_reused());
         }
-        let status = StatusCode::from_u16(rec.response_status as u16).unwrap_or(StatusCode::OK);
-        let body = serde_json::from_str(&rec.response_body).unwrap_or(serde_json::Value::Null);
+        // Only a booking's record holds anything but an HTTP answer, and its request hash (its
+        // method and path) is never this request's.
+        let StoredAnswer::Http { status, body } = rec.answer else {
+            return Err(record_unreadable());
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
         return Ok((status, body));
     }
     let (status, body) = handler().await?;
@@ -93,8 +150,10 @@ where
                 scope: key.scope,
                 key: key.key,
                 request_hash: key.request_hash,
-                response_status: i64::from(status.as_u16()),
-                response_body: body.to_string(),
+                answer: StoredAnswer::Http {
+                    status: status.as_u16(),
+                    body: body.to_string(),
+                },
             },
             now_unix,
         )

@@ -166,7 +166,7 @@ impl From<StoreError> for Problem {
                 tracing::debug!(error = %ErrorChain(&e), "storage unavailable");
                 Problem::unavailable("storage is unavailable; retry shortly")
             }
-            StoreError::Constraint { constraint } => {
+            StoreError::Constraint { constraint, .. } => {
                 tracing::warn!(%constraint, "constraint refused a write");
                 Problem::new(
                     StatusCode::CONFLICT,

@@ -289,7 +289,7 @@ pub async fn check_in(
         tracking_code: a.tracking_code.into(),
         actor: staff.actor(),
     });
-    answer(&state, state.engine.submit(request, None).await?.outcome).await
+    answer(&state, state.engine.submit(request).await?.outcome).await
 }
 
 /// Biometrics taken: the card's ready date is set and the pickup visit is booked at the same
@@ -337,7 +337,7 @@ pub async fn enrol(
             }),
             actor: staff.actor(),
         });
-        let outcome = state.engine.submit(request, None).await?.outcome;
+        let outcome = state.engine.submit(request).await?.outcome;
         match &outcome {
             // Someone took the seat since the view was read: try the next one.
             Outcome::Refused(crate::booking::Refusal::SlotFull { .. }) => {
@@ -372,7 +372,7 @@ pub async fn no_show(
         tracking_code: a.tracking_code.into(),
         actor: staff.actor(),
     });
-    answer(&state, state.engine.submit(request, None).await?.outcome).await
+    answer(&state, state.engine.submit(request).await?.outcome).await
 }
 
 /// The enrolment's card, found by its own or its pickup's tracking code.
@@ -406,7 +406,7 @@ pub async fn card_ready(
         tracking_code: enrolment.into(),
         actor: staff.actor(),
     });
-    answer(&state, state.engine.submit(request, None).await?.outcome).await
+    answer(&state, state.engine.submit(request).await?.outcome).await
 }
 
 /// The card was handed over; the pickup visit ends with it.
@@ -425,5 +425,5 @@ pub async fn deliver(
         pickup_tracking_code: pickup.map(Into::into),
         actor: staff.actor(),
     });
-    answer(&state, state.engine.submit(request, None).await?.outcome).await
+    answer(&state, state.engine.submit(request).await?.outcome).await
 }

@@ -3,13 +3,25 @@
 //! edits reload it).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::domain::{AreaCode, GeoPoint, Office, ServiceCode};
+
+/// Nearest offices kept per office and service (`Directory::nearest_offering`): enough for the
+/// alternatives of a `slot_full` answer, which usually come from the first three.
+const NEAREST_KEPT: usize = 8;
 
 pub struct Directory {
     offices: Vec<Office>,
     by_id: HashMap<String, usize>,
+    /// (office, service) → the `NEAREST_KEPT` other offices nearest to it that offer the
+    /// service (indices, distances in km), nearest first; filled on first use. Bounded by the
+    /// offices times the services.
+    nearest: Mutex<HashMap<(usize, ServiceCode), Nearest>>,
 }
+
+/// Offices (their indices) with their distances in km, nearest first.
+type Nearest = Arc<[(usize, f64)]>;
 
 impl Directory {
     pub fn new(offices: Vec<Office>) -> Self {
@@ -18,7 +30,11 @@ impl Directory {
             .enumerate()
             .map(|(i, o)| (o.id.to_string(), i))
             .collect();
-        Self { offices, by_id }
+        Self {
+            offices,
+            by_id,
+            nearest: Mutex::default(),
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<&Office> {
@@ -61,5 +77,96 @@ impl Directory {
             });
         }
         found
+    }
+
+    /// The other offices offering `service`, nearest to `from` first (ties by id), with their
+    /// distances in km: the order of `search` near `from`, without `from`. A `slot_full` answer
+    /// takes the first few with a free seat, and with an Idempotency-Key it is rendered on the
+    /// booking writer's thread, where a search of every office (a sort of 2,200 on the
+    /// national network) would hold up every booking: the first `NEAREST_KEPT` are kept per
+    /// office and service, and only a caller that goes past them pays for a full search.
+    pub fn nearest_offering<'d>(
+        &'d self,
+        from: &'d Office,
+        service: ServiceCode,
+    ) -> impl Iterator<Item = (&'d Office, f64)> + 'd {
+        let kept: Nearest = match self.by_id.get(from.id.as_str()) {
+            Some(&i) => {
+                let mut nearest = self.nearest.lock().unwrap_or_else(|p| p.into_inner());
+                nearest
+                    .entry((i, service))
+                    .or_insert_with(|| {
+                        let mut all = self.sorted_offering(from, service);
+                        all.truncate(NEAREST_KEPT);
+                        all.into()
+                    })
+                    .clone()
+            }
+            None => Arc::from([]),
+        };
+        let head = kept.len();
+        // A short list is every office there is; a full one may go on.
+        let more = head == NEAREST_KEPT || !self.by_id.contains_key(from.id.as_str());
+        (0..head)
+            .map(move |k| (&self.offices[kept[k].0], kept[k].1))
+            .chain(
+                std::iter::once(more)
+                    .filter(|more| *more)
+                    .flat_map(move |_| self.sorted_offering(from, service).into_iter().skip(head))
+                    .map(|(i, d)| (&self.offices[i], d)),
+            )
+    }
+
+    /// Every office but `from` offering `service`, nearest to `from` first, ties by id.
+    fn sorted_offering(&self, from: &Office, service: ServiceCode) -> Vec<(usize, f64)> {
+        let mut found: Vec<(usize, f64)> = self
+            .offices
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.id != from.id && o.offers(service))
+            .map(|(i, o)| (i, from.location.distance_km(o.location)))
+            .collect();
+        found.sort_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then_with(|| self.offices[a.0].id.cmp(&self.offices[b.0].id))
+        });
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_offering_is_the_search_order_without_the_office_itself() {
+        let offices = crate::planning::scenario::Scenario::from_toml_str(
+            crate::store::seed::BUNDLED_SCENARIO,
+            "small.toml",
+        )
+        .unwrap()
+        .generate_network();
+        let directory = Directory::new(offices);
+        let mut longer_than_kept = 0;
+        for from in directory.all() {
+            for service in ServiceCode::ALL {
+                let searched: Vec<(String, f64)> = directory
+                    .search(None, None, Some(from.location), Some(service))
+                    .into_iter()
+                    .filter(|(o, _)| o.id != from.id)
+                    .map(|(o, d)| (o.id.to_string(), d.unwrap()))
+                    .collect();
+                longer_than_kept += usize::from(searched.len() > NEAREST_KEPT);
+                // Twice: computed, then from the memo.
+                for _ in 0..2 {
+                    let nearest: Vec<(String, f64)> = directory
+                        .nearest_offering(from, service)
+                        .map(|(o, d)| (o.id.to_string(), d))
+                        .collect();
+                    assert_eq!(nearest, searched, "from {} for {service:?}", from.id);
+                }
+            }
+        }
+        assert!(longer_than_kept > 0, "some lists go past the kept ones");
     }
 }

@@ -26,7 +26,7 @@ pub use ids::{IdSource, SecureIds, SeededIds};
 
 use crate::booking::{Expire, Outcome, Request};
 use crate::domain::time::Clock;
-use crate::store::{BatchConn, Store, StoreError};
+use crate::store::{BatchConn, Source, Store, StoreError};
 
 /// The queue (of `queues`) a request goes to: by the slot it may take a seat in, else by the
 /// citizen or record it names, so that a request's writer does not depend on what else is
@@ -91,24 +91,69 @@ pub struct IdempotencyKey {
     pub request_hash: String,
 }
 
-/// The writer's answer to one request.
+/// The answer a client gets, as the HTTP layer renders it: a status code and a JSON body. Kept
+/// free of HTTP types: this layer stores it with the request's idempotency key and hands it
+/// back byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Renders an outcome as the client gets it: the HTTP layer's own function, the one its handler
+/// answers with. For a request with an idempotency key the writer calls it inside the batch's
+/// transaction (on SQLite on the writer thread, the serial stage of every booking), so it must
+/// be quick and must not block or do I/O.
+pub type Render = Arc<dyn Fn(&Outcome) -> Rendered + Send + Sync>;
+
+/// The writer's answer to one request without an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub outcome: Outcome,
+}
+
+/// The answer to a request submitted with its render function (`submit_rendered`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedAnswer {
+    pub rendered: Rendered,
     /// True when this is the stored answer to an earlier request with the same key.
     pub replayed: bool,
 }
 
+/// A request's idempotency key and how its answer is rendered for the record.
+#[derive(Clone)]
+pub(crate) struct Keyed {
+    pub key: IdempotencyKey,
+    pub render: Render,
+}
+
+/// What the writer answers a job with: the outcome for a job without a key, the rendered
+/// answer (stored with the key in the same transaction, or replayed) for one with a key.
+// The outcome is not boxed: a reply moves once, through its oneshot, and a box would cost an
+// allocation per request on the booking path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Decided(Outcome),
+    Rendered(RenderedAnswer),
+}
+
+/// Why a request got no answer from the writer. The storage error underneath, if any, is the
+/// `source` (the same one for every request of a failed batch).
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
     #[error("the booking queue is full; retry shortly")]
     Overloaded,
     #[error("storage is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Source),
     #[error("the idempotency key was used with a different request")]
     IdempotencyKeyReused,
+    /// The key's stored answer is in a format this build cannot replay (a format-1 booking
+    /// record whose outcome no longer decodes, or a newer build's format).
+    #[error("the idempotency key's stored answer cannot be replayed by this version")]
+    IdempotencyRecordUnreadable,
     #[error("the booking could not be applied: {0}")]
-    Failed(String),
+    Failed(#[source] StoreError),
     #[error("the booking engine has stopped")]
     Stopped,
 }
@@ -116,16 +161,16 @@ pub enum ReserveError {
 impl From<StoreError> for ReserveError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ReserveError::Unavailable(m),
-            other => ReserveError::Failed(other.to_string()),
+            StoreError::Unavailable(cause) => ReserveError::Unavailable(cause),
+            other => ReserveError::Failed(other),
         }
     }
 }
 
 pub(crate) struct Job {
     pub request: Request,
-    pub idempotency: Option<IdempotencyKey>,
-    pub reply: oneshot::Sender<Result<Answer, ReserveError>>,
+    pub idempotency: Option<Keyed>,
+    pub reply: oneshot::Sender<Result<Reply, ReserveError>>,
     /// The job's place among the `queue_bound` waiting requests; the writer lets it go when it
     /// takes the job into a batch.
     pub waiting: Option<OwnedSemaphorePermit>,
@@ -249,8 +294,8 @@ impl Reservations {
     fn enqueue(
         &self,
         request: Request,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<oneshot::Receiver<Result<Answer, ReserveError>>, ReserveError> {
+        idempotency: Option<Keyed>,
+    ) -> Result<oneshot::Receiver<Result<Reply, ReserveError>>, ReserveError> {
         let waiting = self
             .waiting
             .clone()
@@ -271,17 +316,45 @@ impl Reservations {
         Ok(answer)
     }
 
-    /// Queues a request and waits for its committed answer.
-    pub async fn submit(
+    /// Queues a request and waits for its committed outcome.
+    pub async fn submit(&self, request: Request) -> Result<Answer, ReserveError> {
+        let reply = self.enqueue(request, None)?;
+        decided(reply.await.map_err(|_| ReserveError::Stopped)?)
+    }
+
+    /// Queues a request whose answer the client gets as `render` makes it, and waits for that
+    /// answer. With an idempotency key, the writer renders the outcome inside the transaction
+    /// that stores the key and stores the rendered answer with it, so a retry with the same key
+    /// is answered with the same status and the same bytes (`replayed`); without one, the
+    /// outcome is rendered here after the commit.
+    pub async fn submit_rendered(
         &self,
         request: Request,
         idempotency: Option<IdempotencyKey>,
-    ) -> Result<Answer, ReserveError> {
-        let answer = self.enqueue(request, idempotency)?;
-        answer.await.map_err(|_| ReserveError::Stopped)?
+        render: Render,
+    ) -> Result<RenderedAnswer, ReserveError> {
+        let Some(key) = idempotency else {
+            let answer = self.submit(request).await?;
+            return Ok(RenderedAnswer {
+                rendered: render(&answer.outcome),
+                replayed: false,
+            });
+        };
+        let keyed = Keyed {
+            key,
+            render: render.clone(),
+        };
+        let reply = self.enqueue(request, Some(keyed))?;
+        Ok(match reply.await.map_err(|_| ReserveError::Stopped)?? {
+            Reply::Rendered(answer) => answer,
+            Reply::Decided(outcome) => RenderedAnswer {
+                rendered: render(&outcome),
+                replayed: false,
+            },
+        })
     }
 
-    /// Queues several requests at once (so they can share a batch) and waits for all answers.
+    /// Queues several requests at once (so they can share a batch) and waits for all outcomes.
     pub async fn submit_many(&self, requests: Vec<Request>) -> Vec<Result<Answer, ReserveError>> {
         let waiting: Vec<_> = requests
             .into_iter()
@@ -290,7 +363,7 @@ impl Reservations {
         let mut answers = Vec::with_capacity(waiting.len());
         for w in waiting {
             answers.push(match w {
-                Ok(answer) => answer.await.unwrap_or(Err(ReserveError::Stopped)),
+                Ok(reply) => decided(reply.await.unwrap_or(Err(ReserveError::Stopped))),
                 Err(e) => Err(e),
             });
         }
@@ -332,17 +405,56 @@ impl Reservations {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(expired = n, "hold sweep"),
                     Err(ReserveError::Stopped) => break,
-                    Err(e) => tracing::warn!(error = %e, "hold sweep failed; will retry"),
+                    Err(e) => tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "hold sweep failed; will retry"
+                    ),
                 }
             }
         })
     }
 }
 
+/// The outcome the writer answered a job without a key with.
+fn decided(reply: Result<Reply, ReserveError>) -> Result<Answer, ReserveError> {
+    match reply? {
+        Reply::Decided(outcome) => Ok(Answer { outcome }),
+        Reply::Rendered(_) => unreachable!("the writer renders only the answers of keyed jobs"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::queue_index;
+    use super::{queue_index, ReserveError};
     use crate::booking::{Confirm, Hold, Release, Request, Reschedule};
+    use crate::store::StoreError;
+    use std::error::Error;
+
+    #[test]
+    fn a_storage_error_stays_the_source() {
+        let timed_out = sqlx::Error::PoolTimedOut.to_string();
+        let e = ReserveError::from(StoreError::from(sqlx::Error::PoolTimedOut));
+        assert!(matches!(e, ReserveError::Unavailable(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("storage is unavailable: {timed_out}")
+        );
+        assert_eq!(e.source().map(|s| s.to_string()), Some(timed_out));
+
+        let io = std::io::Error::other("disk on fire");
+        let e = ReserveError::from(StoreError::from(rusqlite::Error::ToSqlConversionFailure(
+            Box::new(io),
+        )));
+        assert!(matches!(e, ReserveError::Failed(_)), "{e:?}");
+        let chain: Vec<String> = std::iter::successors(e.source(), |e| (*e).source())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            chain.last().map(String::as_str),
+            Some("disk on fire"),
+            "{chain:?}"
+        );
+    }
 
     fn hold(code: &str, slot_id: i64) -> Request {
         Request::Hold(Hold {

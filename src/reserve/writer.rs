@@ -8,13 +8,17 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Answer, Availability, EngineConfig, IdempotencyKey, Job, ReserveError};
-use crate::booking::{decide, BatchKeys, Expire, Outcome, Request};
+use super::{
+    Availability, EngineConfig, Job, Keyed, Rendered, RenderedAnswer, Reply, ReserveError,
+};
+use crate::booking::{decide, BatchKeys, BatchState, Expire, Outcome, Request};
 use crate::domain::time::Clock;
 
 /// Overdue holds each batch expires on the side (bounded, so a backlog cannot bloat a batch).
 const SWEEP_PER_BATCH: i64 = 64;
-use crate::store::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError};
+use crate::store::{
+    BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, Store, StoreError, Stored, StoredAnswer,
+};
 
 /// What writers run their batches on: on SQLite one, shared (the writer thread; see
 /// `store::BatchConn`), on PostgreSQL one per writer.
@@ -95,14 +99,6 @@ async fn collect(
     }
 }
 
-/// What a job's answer is, before the commit.
-enum Pending {
-    Decided(usize),
-    Replayed(Box<Outcome>),
-    SameAs(usize),
-    KeyReused,
-}
-
 /// Applies a batch (`first` is its first attempt, already started) and answers its requests.
 async fn process(
     store: &Store,
@@ -123,7 +119,11 @@ async fn process(
         }
         // One bad request must not sink the others: retry each alone.
         Err(e) if jobs.len() > 1 && !e.is_unavailable() => {
-            tracing::warn!(error = %e, batch = jobs.len(), "batch failed; applying its requests one by one");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                batch = jobs.len(),
+                "batch failed; applying its requests one by one"
+            );
             for job in jobs {
                 let single = [job];
                 let result = attempt(store, conn, clock, config, &single, None).await;
@@ -134,7 +134,10 @@ async fn process(
                         let _ = job.reply.send(answers.pop().expect("one answer"));
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "request failed alone");
+                        tracing::error!(
+                            error = &e as &dyn std::error::Error,
+                            "request failed alone"
+                        );
                         let _ = job.reply.send(Err(ReserveError::from(e)));
                     }
                 }
@@ -142,20 +145,16 @@ async fn process(
         }
         Err(e) => {
             if !e.is_unavailable() {
-                tracing::error!(error = %e, "request failed");
+                tracing::error!(error = &e as &dyn std::error::Error, "request failed");
             }
             for job in jobs {
-                let answer = match &e {
-                    StoreError::Unavailable(m) => ReserveError::Unavailable(m.clone()),
-                    other => ReserveError::Failed(other.to_string()),
-                };
-                let _ = job.reply.send(Err(answer));
+                let _ = job.reply.send(Err(ReserveError::from(e.clone())));
             }
         }
     }
 }
 
-type Attempt = (Vec<Result<Answer, ReserveError>>, BTreeMap<i64, i64>);
+type Attempt = (Vec<Result<Reply, ReserveError>>, BTreeMap<i64, i64>);
 
 /// Runs the batch (starting with `first` if it was already started), retrying when another
 /// writer's commit made it conflict.
@@ -176,7 +175,10 @@ async fn attempt(
             Ok(r) => return Ok(r),
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
             Err(e) => {
-                tracing::debug!(error = %e, "batch conflicted; retrying with fresh rows");
+                tracing::debug!(
+                    error = &e as &dyn std::error::Error,
+                    "batch conflicted; retrying with fresh rows"
+                );
                 last = Some(e);
             }
         }
@@ -204,104 +206,244 @@ fn run_once<'a>(
         if let Some(k) = &job.idempotency {
             extras
                 .idempotency_keys
-                .push((k.scope.clone(), k.key.clone()));
+                .push((k.key.scope.clone(), k.key.key.clone()));
         }
     }
     // The decision may run on another thread (SQLite's writer thread runs read, decide, write
     // and commit without a hand-off), so it owns copies of the requests; the jobs keep the
     // reply channels, and the first copies for a retry of each request alone.
-    let batch: Vec<(Request, Option<IdempotencyKey>)> = jobs
+    let batch: Vec<(Request, Option<Keyed>)> = jobs
         .iter()
         .map(|j| (j.request.clone(), j.idempotency.clone()))
         .collect();
     Box::pin(store.run_batch(conn, keys, extras, move |state, stored| {
-        let mut pending = Vec::with_capacity(batch.len());
-        let mut requests: Vec<&Request> = Vec::with_capacity(batch.len());
-        let mut first_in_batch: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
-        for (i, (request, idempotency)) in batch.iter().enumerate() {
-            if let Some(k) = idempotency {
-                if let Some(rec) = stored.get(&(k.scope.clone(), k.key.clone())) {
-                    pending.push(if rec.request_hash == k.request_hash {
-                        match serde_json::from_str::<Outcome>(&rec.response_body) {
-                            Ok(outcome) => Pending::Replayed(Box::new(outcome)),
-                            Err(_) => Pending::KeyReused,
-                        }
-                    } else {
-                        Pending::KeyReused
-                    });
-                    continue;
-                }
-                if let Some((hash, j)) = first_in_batch.get(&(k.scope.as_str(), k.key.as_str())) {
-                    pending.push(if *hash == k.request_hash {
-                        Pending::SameAs(*j)
-                    } else {
-                        Pending::KeyReused
-                    });
-                    continue;
-                }
-                first_in_batch.insert(
-                    (k.scope.as_str(), k.key.as_str()),
-                    (k.request_hash.as_str(), i),
-                );
-            }
-            pending.push(Pending::Decided(requests.len()));
-            requests.push(request);
-        }
-        // Expire what is overdue while the transaction is open anyway; their outcomes answer
-        // no one.
-        let expiries: Vec<Request> = state
-            .due_holds
-            .iter()
-            .map(|hold_id| {
-                Request::Expire(Expire {
-                    hold_id: hold_id.clone().into(),
-                })
-            })
-            .collect();
-        let (outcomes, effects) =
-            decide(state, requests.iter().copied().chain(expiries.iter()), now);
-        let mut idempotency = Vec::new();
-        for ((_, key), p) in batch.iter().zip(&pending) {
-            if let (Some(k), Pending::Decided(d)) = (key, p) {
-                idempotency.push(IdempotencyRecord {
-                    scope: k.scope.clone(),
-                    key: k.key.clone(),
-                    request_hash: k.request_hash.clone(),
-                    response_status: 0,
-                    response_body: serde_json::to_string(&outcomes[*d])
-                        .expect("outcomes serialise"),
-                });
-            }
-        }
-        // Each decided outcome answers exactly one job: move it rather than clone it.
-        let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
-        let mut answers: Vec<Result<Answer, ReserveError>> = Vec::with_capacity(batch.len());
-        for p in &pending {
-            let answer = match p {
-                Pending::Decided(d) => Ok(Answer {
-                    outcome: outcomes[*d].take().expect("one answer per outcome"),
-                    replayed: false,
-                }),
-                Pending::Replayed(o) => Ok(Answer {
-                    outcome: (**o).clone(),
-                    replayed: true,
-                }),
-                Pending::SameAs(j) => match &answers[*j] {
-                    Ok(a) => Ok(Answer {
-                        outcome: a.outcome.clone(),
-                        replayed: true,
-                    }),
-                    Err(_) => Err(ReserveError::IdempotencyKeyReused),
-                },
-                Pending::KeyReused => Err(ReserveError::IdempotencyKeyReused),
-            };
-            answers.push(answer);
-        }
-        let deltas = effects.slot_deltas.clone();
-        BatchWrite {
-            effects,
-            idempotency,
-            result: (answers, deltas),
-        }
+        decide_batch(&batch, state, stored, now)
     }))
+}
+
+/// What a job's answer is, before the commit.
+enum Pending {
+    /// Decided in this batch: its outcome's index.
+    Decided(usize),
+    /// The answer stored under its key.
+    Replayed(Rendered),
+    /// The same key and request as this earlier job of the batch: its answer.
+    SameAs(usize),
+    KeyReused,
+    Unreadable,
+}
+
+/// Decides a batch: replays what its keys already answered, lets `decide` apply the rest in
+/// arrival order (and expire the overdue holds read with them), renders the answers of keyed
+/// requests and records them with their keys.
+fn decide_batch(
+    batch: &[(Request, Option<Keyed>)],
+    state: &mut BatchState,
+    stored: &Stored,
+    now: i64,
+) -> BatchWrite<Attempt> {
+    let mut pending = Vec::with_capacity(batch.len());
+    let mut requests: Vec<&Request> = Vec::with_capacity(batch.len());
+    let mut first_in_batch: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
+    for (i, (request, keyed)) in batch.iter().enumerate() {
+        if let Some(k) = keyed {
+            let key = &k.key;
+            if let Some(rec) = stored.get(&(key.scope.clone(), key.key.clone())) {
+                pending.push(replay(rec, k));
+                continue;
+            }
+            let id = (key.scope.as_str(), key.key.as_str());
+            if let Some((hash, j)) = first_in_batch.get(&id) {
+                pending.push(if *hash == key.request_hash {
+                    Pending::SameAs(*j)
+                } else {
+                    Pending::KeyReused
+                });
+                continue;
+            }
+            first_in_batch.insert(id, (key.request_hash.as_str(), i));
+        }
+        pending.push(Pending::Decided(requests.len()));
+        requests.push(request);
+    }
+    // Expire what is overdue while the transaction is open anyway; their outcomes answer
+    // no one.
+    let expiries: Vec<Request> = state
+        .due_holds
+        .iter()
+        .map(|hold_id| {
+            Request::Expire(Expire {
+                hold_id: hold_id.clone().into(),
+            })
+        })
+        .collect();
+    let (outcomes, effects) = decide(state, requests.iter().copied().chain(expiries.iter()), now);
+    // Each decided outcome answers exactly one job: move it rather than clone it.
+    let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
+    let mut idempotency = Vec::new();
+    let mut answers: Vec<Result<Reply, ReserveError>> = Vec::with_capacity(batch.len());
+    for ((_, keyed), p) in batch.iter().zip(pending) {
+        let answer = match p {
+            // The outcome is moved straight into its reply: it is large (hundreds of bytes),
+            // and the writer thread copies it once per request as it is.
+            Pending::Decided(d) => {
+                match keyed {
+                    // What the client gets, stored with its key in this transaction.
+                    Some(k) => {
+                        let outcome = outcomes[d].as_ref().expect("one answer per outcome");
+                        let rendered = (k.render)(outcome);
+                        idempotency.push(IdempotencyRecord {
+                            scope: k.key.scope.clone(),
+                            key: k.key.key.clone(),
+                            request_hash: k.key.request_hash.clone(),
+                            answer: StoredAnswer::Http {
+                                status: rendered.status,
+                                body: rendered.body.clone(),
+                            },
+                        });
+                        Ok(Reply::Rendered(RenderedAnswer {
+                            rendered,
+                            replayed: false,
+                        }))
+                    }
+                    None => Ok(Reply::Decided(
+                        outcomes[d].take().expect("one answer per outcome"),
+                    )),
+                }
+            }
+            Pending::Replayed(rendered) => Ok(Reply::Rendered(RenderedAnswer {
+                rendered,
+                replayed: true,
+            })),
+            Pending::SameAs(j) => match &answers[j] {
+                Ok(Reply::Rendered(first)) => Ok(Reply::Rendered(RenderedAnswer {
+                    rendered: first.rendered.clone(),
+                    replayed: true,
+                })),
+                _ => Err(ReserveError::IdempotencyKeyReused),
+            },
+            Pending::KeyReused => Err(ReserveError::IdempotencyKeyReused),
+            Pending::Unreadable => Err(ReserveError::IdempotencyRecordUnreadable),
+        };
+        answers.push(answer);
+    }
+    let deltas = effects.slot_deltas.clone();
+    BatchWrite {
+        effects,
+        idempotency,
+        result: (answers, deltas),
+    }
+}
+
+/// How a request is answered whose key already has a record: with the record's answer, if it
+/// was stored for the same request.
+///
+/// Records of the current format hold the status and body the client got, replayed as they
+/// are. Format-1 booking records (written before migration 0006) hold the engine's `Outcome` as
+/// JSON: they are decoded with today's `Outcome` and rendered by the retry's own render
+/// function, which is what a retry was answered with before (the first answer's status and
+/// body, up to a `slot_full`'s alternatives, which were worked out afresh). A format-1 record
+/// that no longer decodes (`Outcome` changed since it was stored), or a format this build does
+/// not know, is refused as `IdempotencyRecordUnreadable`: nothing can say what its client saw,
+/// and running the request again could do twice what it did once.
+fn replay(record: &IdempotencyRecord, keyed: &Keyed) -> Pending {
+    if record.request_hash != keyed.key.request_hash {
+        return Pending::KeyReused;
+    }
+    match &record.answer {
+        StoredAnswer::Http { status, body } => Pending::Replayed(Rendered {
+            status: *status,
+            body: body.clone(),
+        }),
+        StoredAnswer::LegacyOutcome(json) => match serde_json::from_str::<Outcome>(json) {
+            Ok(outcome) => Pending::Replayed((keyed.render)(&outcome)),
+            Err(_) => Pending::Unreadable,
+        },
+        StoredAnswer::Unknown { .. } => Pending::Unreadable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::reserve::IdempotencyKey;
+
+    fn keyed(hash: &str) -> Keyed {
+        Keyed {
+            key: IdempotencyKey {
+                scope: "c".into(),
+                key: "k".into(),
+                request_hash: hash.into(),
+            },
+            render: Arc::new(|outcome: &Outcome| Rendered {
+                status: 299,
+                body: format!("{outcome:?}"),
+            }),
+        }
+    }
+
+    fn record(answer: StoredAnswer) -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope: "c".into(),
+            key: "k".into(),
+            request_hash: "h".into(),
+            answer,
+        }
+    }
+
+    fn replayed(p: Pending) -> Option<Rendered> {
+        match p {
+            Pending::Replayed(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn records_replay_by_their_format() {
+        let http = StoredAnswer::Http {
+            status: 201,
+            body: r#"{"hold_id":"h1"}"#.into(),
+        };
+        assert_eq!(
+            replayed(replay(&record(http.clone()), &keyed("h"))),
+            Some(Rendered {
+                status: 201,
+                body: r#"{"hold_id":"h1"}"#.into()
+            }),
+            "as stored"
+        );
+        assert!(matches!(
+            replay(&record(http), &keyed("other")),
+            Pending::KeyReused
+        ));
+        // Format 1: the outcome, rendered now by the retry's render function.
+        let legacy = StoredAnswer::LegacyOutcome(r#"{"outcome":"released","hold_id":"h1"}"#.into());
+        assert_eq!(
+            replayed(replay(&record(legacy), &keyed("h"))),
+            Some(Rendered {
+                status: 299,
+                body: format!(
+                    "{:?}",
+                    Outcome::Released {
+                        hold_id: "h1".into()
+                    }
+                )
+            })
+        );
+        for unreadable in [
+            StoredAnswer::LegacyOutcome(r#"{"outcome":"let_go","hold_id":"h1"}"#.into()),
+            StoredAnswer::Unknown {
+                format_version: 3,
+                status: 201,
+                body: "{}".into(),
+            },
+        ] {
+            assert!(matches!(
+                replay(&record(unreadable), &keyed("h")),
+                Pending::Unreadable
+            ));
+        }
+    }
 }

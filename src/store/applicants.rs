@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord};
+use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord, StoredAnswer};
 use super::{on_pool, sqlite_sql, Store, StoreError};
 use crate::booking::{AppointmentRow, HoldRow, PaymentStatus};
 
@@ -57,6 +57,7 @@ fn require_row(
     } else {
         Err(StoreError::Constraint {
             constraint: format!("FOREIGN KEY {constraint}"),
+            source: None,
         })
     }
 }
@@ -71,12 +72,13 @@ impl Store {
         scope: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        const SQL: &str = "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
+        const SQL: &str = "SELECT request_hash, format_version, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
         on_pool!(self, pool, q = SQL => {
             let row = sqlx::query(q).bind(scope).bind(key).fetch_optional(pool).await?;
             row.map(|r| Ok(IdempotencyRecord {
                 scope: scope.to_string(), key: key.to_string(),
-                request_hash: r.try_get(0)?, response_status: r.try_get(1)?, response_body: r.try_get(2)?,
+                request_hash: r.try_get(0)?,
+                answer: StoredAnswer::from_columns(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
             })).transpose()
         })
     }
@@ -87,19 +89,21 @@ impl Store {
         rec: &IdempotencyRecord,
         now_unix: i64,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
-                           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING";
+        const SQL: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING";
         match self {
             Store::Sqlite(pool) => {
                 let rec = rec.clone();
                 lite_write(pool, move |conn| {
+                    let (format_version, status, body) = rec.answer.columns();
                     conn.prepare_cached(&sqlite_sql(SQL))?
                         .execute(rusqlite::params![
                             rec.scope,
                             rec.key,
                             rec.request_hash,
-                            rec.response_status,
-                            rec.response_body,
+                            format_version,
+                            status,
+                            body,
                             now_unix
                         ])?;
                     Ok(())
@@ -107,12 +111,14 @@ impl Store {
                 .await
             }
             Store::Postgres(pool) => {
+                let (format_version, status, body) = rec.answer.columns();
                 sqlx::query(SQL)
                     .bind(&rec.scope)
                     .bind(&rec.key)
                     .bind(&rec.request_hash)
-                    .bind(rec.response_status)
-                    .bind(&rec.response_body)
+                    .bind(format_version)
+                    .bind(status)
+                    .bind(body)
                     .bind(now_unix)
                     .execute(pool)
                     .await?;
@@ -391,7 +397,7 @@ fn payment_record(
         application_id,
         amount_rials,
         status: PaymentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("payment status {status:?}")))?,
         gateway,
         created_at,
     })

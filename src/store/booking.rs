@@ -1,5 +1,6 @@
 //! The writer's transaction: lock and read every row a batch touches, decide in memory
-//! (`engine::booking::decide`), write the effects in bulk, commit once.
+//! (`booking::decide`), write the effects in bulk, commit once. What is read and written, and in
+//! which order, is `batch_plan`'s; this file holds PostgreSQL's executor of it.
 //!
 //! On PostgreSQL each step is one statement whatever the batch size (arrays bound as `UNNEST`
 //! parameters), so a batch of 500 requests costs a few dozen statements at most, not
@@ -7,7 +8,7 @@
 //! share one database. On SQLite the batch runs on a thread of its own with prepared statements
 //! (`lite_writer`), and the write transaction is exclusive.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Postgres, Row, Transaction};
 
+use super::batch_plan::{self, Locking, ReadPlan, ReadStep, Stored, WriteStep};
 use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
 use crate::booking::{
@@ -28,8 +30,56 @@ pub struct IdempotencyRecord {
     pub scope: String,
     pub key: String,
     pub request_hash: String,
-    pub response_status: i64,
-    pub response_body: String,
+    pub answer: StoredAnswer,
+}
+
+/// What an idempotency record replays, by the format it was stored in (migration 0006).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredAnswer {
+    /// The HTTP status and JSON body the client got: every record of the current format, and
+    /// the format-1 records of requests other than bookings, which stored the same.
+    Http { status: u16, body: String },
+    /// A format-1 booking record: the engine's `Outcome` as JSON (stored with status 0).
+    /// `reserve` replays it through its legacy decoder.
+    LegacyOutcome(String),
+    /// A format this build does not know (a newer build wrote it), as stored.
+    Unknown {
+        format_version: i32,
+        status: i64,
+        body: String,
+    },
+}
+
+/// The format idempotency records are written in: the HTTP status and body (`StoredAnswer::Http`).
+pub const IDEMPOTENCY_FORMAT: i32 = 2;
+
+impl StoredAnswer {
+    /// The answer stored in the columns `format_version`, `response_status`, `response_body`.
+    pub(crate) fn from_columns(format_version: i32, status: i64, body: String) -> StoredAnswer {
+        match (format_version, u16::try_from(status)) {
+            (IDEMPOTENCY_FORMAT, Ok(status)) => StoredAnswer::Http { status, body },
+            (1, Ok(0)) => StoredAnswer::LegacyOutcome(body),
+            (1, Ok(status)) => StoredAnswer::Http { status, body },
+            _ => StoredAnswer::Unknown {
+                format_version,
+                status,
+                body,
+            },
+        }
+    }
+
+    /// The columns it is stored in: `format_version`, `response_status`, `response_body`.
+    pub(crate) fn columns(&self) -> (i32, i64, &str) {
+        match self {
+            StoredAnswer::Http { status, body } => (IDEMPOTENCY_FORMAT, i64::from(*status), body),
+            StoredAnswer::LegacyOutcome(body) => (1, 0, body),
+            StoredAnswer::Unknown {
+                format_version,
+                status,
+                body,
+            } => (*format_version, *status, body),
+        }
+    }
 }
 
 /// What a batch's transaction reads besides the booking rows.
@@ -95,7 +145,7 @@ pub struct BatchWrite<T> {
 }
 
 pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
+    StoreError::corrupt(what)
 }
 
 pub(super) const HOLD_COLS: &str =
@@ -202,9 +252,7 @@ impl Store {
         conn: &'a BatchConn,
         mut keys: BatchKeys,
         extras: BatchExtras,
-        decide: impl FnOnce(&mut BatchState, &HashMap<(String, String), IdempotencyRecord>) -> BatchWrite<T>
-            + Send
-            + 'static,
+        decide: impl FnOnce(&mut BatchState, &Stored) -> BatchWrite<T> + Send + 'static,
     ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
         keys.normalise();
         let submitted = match self {
@@ -256,313 +304,313 @@ impl Store {
 /// replans only when the table is analyzed, which with autovacuum off is never.
 pub const PG_BATCH_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
+/// PostgreSQL's executor of a batch's reads (`batch_plan::ReadPlan`): one statement per read,
+/// the keys bound as arrays.
 async fn pg_read(
     tx: &mut Transaction<'_, Postgres>,
     keys: &BatchKeys,
     extras: &BatchExtras,
-) -> Result<(BatchState, HashMap<(String, String), IdempotencyRecord>), StoreError> {
-    let mut state = BatchState::default();
-    // Slots whose `taken` the batch may change are locked, in id order; the others are only
-    // read. Two writers confirming and holding on the same slots at once then wait for each
-    // other only where one of them changes a seat count.
-    let mut slot_ids = keys.slots.clone();
-    let mut unlocked_slot_ids = Vec::new();
-    let mut hold_ids = keys.holds.clone();
-    hold_ids.extend(keys.confirmed_holds.iter().cloned());
-    if let Some(limit) = extras.sweep_limit {
-        // SKIP LOCKED: a hold another writer is handling is left to it.
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM holds WHERE status = 'live' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(extras.now)
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?;
-        hold_ids.extend(due.iter().cloned());
-        state.due_holds = due;
-    }
-    hold_ids.sort_unstable();
-    hold_ids.dedup();
-    if !hold_ids.is_empty() {
-        let sql =
-            format!("SELECT {HOLD_COLS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in sqlx::query(&sql)
-            .bind(&hold_ids)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let h = pg::hold(&row)?;
-            if keeps_its_seat(&h, keys, extras.now) {
-                unlocked_slot_ids.push(h.slot_id);
-            } else {
-                slot_ids.push(h.slot_id);
+) -> Result<(BatchState, Stored), StoreError> {
+    let mut plan = ReadPlan::new(keys, extras, Locking::Rows);
+    while let Some(read) = plan.next() {
+        match read {
+            ReadStep::DueHolds { now, limit } => {
+                // SKIP LOCKED: a hold another writer is handling is left to it.
+                let due: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM holds WHERE status = 'live' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?;
+                plan.due_holds(due);
             }
-            state.holds.insert(h.id.clone(), h);
+            ReadStep::Holds(ids) => {
+                let sql = format!(
+                    "SELECT {HOLD_COLS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                );
+                for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut **tx).await? {
+                    plan.hold(pg::hold(&row)?);
+                }
+            }
+            ReadStep::Appointments(codes) => {
+                let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE tracking_code = ANY($1) ORDER BY tracking_code FOR UPDATE");
+                for row in sqlx::query(&sql).bind(codes).fetch_all(&mut **tx).await? {
+                    plan.appointment(pg::appointment(&row)?);
+                }
+            }
+            ReadStep::LiveHoldsOf(codes) => {
+                let sql = format!(
+                    "SELECT {HOLD_COLS} FROM holds WHERE national_code = ANY($1) AND status = 'live'"
+                );
+                for row in sqlx::query(&sql).bind(codes).fetch_all(&mut **tx).await? {
+                    plan.hold(pg::hold(&row)?);
+                }
+            }
+            ReadStep::ActiveAppointmentsOf(codes) => {
+                let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE national_code = ANY($1) AND status IN ('booked', 'checked_in')");
+                for row in sqlx::query(&sql).bind(codes).fetch_all(&mut **tx).await? {
+                    plan.appointment(pg::appointment(&row)?);
+                }
+            }
+            ReadStep::Payments(ids) => {
+                let sql = "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
+                           JOIN applications a ON a.id = p.application_id WHERE p.id = ANY($1)";
+                for row in sqlx::query(sql).bind(ids).fetch_all(&mut **tx).await? {
+                    plan.payment(pg::payment(&row)?);
+                }
+            }
+            ReadStep::Applications(ids) => {
+                let sql = format!("SELECT {APPLICATION_COLS} FROM applications WHERE id = ANY($1)");
+                for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
+                    plan.application(pg::application(&row)?);
+                }
+            }
+            ReadStep::LockedSlots(ids) => {
+                let sql = format!(
+                    "SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                );
+                for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut **tx).await? {
+                    plan.slot(pg::slot(&row)?);
+                }
+            }
+            ReadStep::Slots(ids) => {
+                let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1)");
+                for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut **tx).await? {
+                    plan.slot(pg::slot(&row)?);
+                }
+            }
+            ReadStep::IdempotencyRecords(pairs) => {
+                let (scopes, ks): (Vec<&str>, Vec<&str>) =
+                    pairs.iter().map(|(s, k)| (s.as_str(), k.as_str())).unzip();
+                let sql = "SELECT k.scope, k.key, k.request_hash, k.format_version, k.response_status, k.response_body FROM idempotency_keys k \
+                           JOIN UNNEST($1::text[], $2::text[]) AS r(scope, key) ON k.scope = r.scope AND k.key = r.key";
+                for row in sqlx::query(sql)
+                    .bind(&scopes)
+                    .bind(&ks)
+                    .fetch_all(&mut **tx)
+                    .await?
+                {
+                    plan.record(IdempotencyRecord {
+                        scope: row.try_get(0)?,
+                        key: row.try_get(1)?,
+                        request_hash: row.try_get(2)?,
+                        answer: StoredAnswer::from_columns(
+                            row.try_get(3)?,
+                            row.try_get(4)?,
+                            row.try_get(5)?,
+                        ),
+                    });
+                }
+            }
         }
     }
-    if !keys.appointments.is_empty() {
-        let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE tracking_code = ANY($1) ORDER BY tracking_code FOR UPDATE");
-        for row in sqlx::query(&sql)
-            .bind(&keys.appointments)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let a = pg::appointment(&row)?;
-            slot_ids.push(a.slot_id);
-            state.appointments.insert(a.tracking_code.clone(), a);
-        }
-    }
-    if !keys.hold_codes.is_empty() {
-        let sql = format!(
-            "SELECT {HOLD_COLS} FROM holds WHERE national_code = ANY($1) AND status = 'live'"
-        );
-        for row in sqlx::query(&sql)
-            .bind(&keys.hold_codes)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let h = pg::hold(&row)?;
-            state.holds.entry(h.id.clone()).or_insert(h);
-        }
-    }
-    if !keys.citizen_codes.is_empty() {
-        let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE national_code = ANY($1) AND status IN ('booked', 'checked_in')");
-        for row in sqlx::query(&sql)
-            .bind(&keys.citizen_codes)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let a = pg::appointment(&row)?;
-            state
-                .appointments
-                .entry(a.tracking_code.clone())
-                .or_insert(a);
-        }
-    }
-    if !keys.payments.is_empty() {
-        let sql =
-            "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
-                   JOIN applications a ON a.id = p.application_id WHERE p.id = ANY($1)";
-        for row in sqlx::query(sql)
-            .bind(&keys.payments)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let p = pg::payment(&row)?;
-            state.payments.insert(p.id.clone(), p);
-        }
-    }
-    if !keys.applications.is_empty() {
-        let sql = format!("SELECT {APPLICATION_COLS} FROM applications WHERE id = ANY($1)");
-        for row in sqlx::query(&sql)
-            .bind(&keys.applications)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let a = pg::application(&row)?;
-            state.applications.insert(a.id.clone(), a);
-        }
-    }
-    slot_ids.sort_unstable();
-    slot_ids.dedup();
-    unlocked_slot_ids.sort_unstable();
-    unlocked_slot_ids.dedup();
-    unlocked_slot_ids.retain(|id| slot_ids.binary_search(id).is_err());
-    for (ids, lock) in [
-        (&slot_ids, "ORDER BY id FOR UPDATE"),
-        (&unlocked_slot_ids, ""),
-    ] {
-        if ids.is_empty() {
-            continue;
-        }
-        let sql = format!("SELECT {SLOT_COLS} FROM slots WHERE id = ANY($1) {lock}");
-        for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
-            let s = pg::slot(&row)?;
-            state.slots.insert(s.id, s);
-        }
-    }
-    let mut stored = HashMap::new();
-    if !extras.idempotency_keys.is_empty() {
-        let (scopes, ks): (Vec<String>, Vec<String>) =
-            extras.idempotency_keys.iter().cloned().unzip();
-        let sql = "SELECT k.scope, k.key, k.request_hash, k.response_status, k.response_body FROM idempotency_keys k \
-                   JOIN UNNEST($1::text[], $2::text[]) AS r(scope, key) ON k.scope = r.scope AND k.key = r.key";
-        for row in sqlx::query(sql)
-            .bind(&scopes)
-            .bind(&ks)
-            .fetch_all(&mut **tx)
-            .await?
-        {
-            let rec = IdempotencyRecord {
-                scope: row.try_get(0)?,
-                key: row.try_get(1)?,
-                request_hash: row.try_get(2)?,
-                response_status: row.try_get(3)?,
-                response_body: row.try_get(4)?,
-            };
-            stored.insert((rec.scope.clone(), rec.key.clone()), rec);
-        }
-    }
-    state.index();
-    Ok((state, stored))
+    Ok(plan.finish())
 }
 
-/// Whether deciding the batch leaves the seat count of `hold`'s slot as it is: the hold is only
-/// confirmed (no other request of the batch names it), and it is either live until after
-/// `now` (its seat moves to the appointment) or no longer live (the confirmation is refused).
-/// A live hold that has expired by `now` frees its seat when it is looked at.
-fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: i64) -> bool {
-    keys.holds.binary_search(&hold.id).is_err()
-        && keys.confirmed_holds.binary_search(&hold.id).is_ok()
-        && (hold.status != HoldStatus::Live || hold.expires_at > now)
-}
-
+/// PostgreSQL's executor of a batch's writes (`batch_plan::writes`, which gives their order
+/// and its reasons): one statement per step whatever the batch size, the rows bound as arrays
+/// and unnested.
 async fn pg_write(
     tx: &mut Transaction<'_, Postgres>,
     e: &Effects,
     idem: &[IdempotencyRecord],
 ) -> Result<(), StoreError> {
-    // Order matters for the partial unique indexes: statuses that end a live hold or an active
-    // appointment are written before new rows that need the slot in the index.
-    if !e.hold_status.is_empty() {
-        let (ids, statuses): (Vec<String>, Vec<String>) = e
-            .hold_status
-            .iter()
-            .map(|(id, s)| (id.clone(), s.as_str().to_string()))
-            .unzip();
-        sqlx::query("UPDATE holds SET status = u.status FROM UNNEST($1::text[], $2::text[]) AS u(id, status) WHERE holds.id = u.id")
-            .bind(&ids)
-            .bind(&statuses)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.appointment_updates.is_empty() {
-        let rows: Vec<&AppointmentRow> = e.appointment_updates.values().collect();
-        sqlx::query(
-            "UPDATE appointments SET status = u.status, slot_id = u.slot_id, office_id = u.office_id, start_at = u.start_at, updated_at = u.updated_at \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS u(code, status, slot_id, office_id, start_at, updated_at) \
-             WHERE appointments.tracking_code = u.code",
-        )
-        .bind(rows.iter().map(|a| a.tracking_code.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|a| a.status.as_str().to_string()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|a| a.slot_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|a| a.office_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|a| a.start_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|a| a.updated_at).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !e.new_holds.is_empty() {
-        let h = &e.new_holds;
-        sqlx::query(&format!(
-            "INSERT INTO holds ({HOLD_COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])"
-        ))
-        .bind(h.iter().map(|x| x.id.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.slot_id).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.application_id.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.national_code.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.service.clone()).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.status.as_str().to_string()).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.created_at).collect::<Vec<_>>())
-        .bind(h.iter().map(|x| x.expires_at).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !e.new_appointments.is_empty() {
-        let a = &e.new_appointments;
-        sqlx::query(&format!(
-            "INSERT INTO appointments ({APPT_COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])"
-        ))
-        .bind(a.iter().map(|x| x.tracking_code.clone()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.slot_id).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.office_id.clone()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.start_at).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.application_id.clone()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.national_code.clone()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.service.clone()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.payment_id.clone()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.status.as_str().to_string()).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.created_at).collect::<Vec<_>>())
-        .bind(a.iter().map(|x| x.updated_at).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
-    }
-    // Capacity changes bracket the seat deltas so the CHECK holds after every statement:
-    // raise first, apply the deltas, then set the final (possibly lower) capacity.
-    let (cap_ids, caps): (Vec<i64>, Vec<i64>) =
-        e.slot_capacity.iter().map(|(id, c)| (*id, *c)).unzip();
-    if !cap_ids.is_empty() {
-        sqlx::query("UPDATE slots SET capacity = GREATEST(slots.capacity, c.capacity) FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
-            .bind(&cap_ids)
-            .bind(&caps)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.slot_deltas.is_empty() {
-        let (ids, deltas): (Vec<i64>, Vec<i64>) =
-            e.slot_deltas.iter().map(|(id, d)| (*id, *d)).unzip();
-        sqlx::query("UPDATE slots SET taken = slots.taken + d.delta FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE slots.id = d.id")
-            .bind(&ids)
-            .bind(&deltas)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !cap_ids.is_empty() {
-        sqlx::query("UPDATE slots SET capacity = c.capacity FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
-            .bind(&cap_ids)
-            .bind(&caps)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.new_cards.is_empty() {
-        let c = &e.new_cards;
-        sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])")
-            .bind(c.iter().map(|x| x.tracking_code.clone()).collect::<Vec<_>>())
-            .bind(c.iter().map(|x| x.office_id.clone()).collect::<Vec<_>>())
-            .bind(c.iter().map(|x| x.ready_date.clone()).collect::<Vec<_>>())
-            .bind(c.iter().map(|x| x.pickup_tracking_code.clone()).collect::<Vec<_>>())
-            .bind(c.iter().map(|x| x.created_at).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.outbox.is_empty() {
-        let o = &e.outbox;
-        sqlx::query("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
-                     ON CONFLICT (tracking_code, notice_key) DO NOTHING")
-            .bind(o.iter().map(|x| x.national_code.clone()).collect::<Vec<_>>())
-            .bind(o.iter().map(|x| x.application_id.clone()).collect::<Vec<_>>())
-            .bind(o.iter().map(|x| x.tracking_code.clone()).collect::<Vec<_>>())
-            .bind(o.iter().map(|x| x.notice_key.clone()).collect::<Vec<_>>())
-            .bind(o.iter().map(|x| x.channel.clone()).collect::<Vec<_>>())
-            .bind(o.iter().map(|x| x.body.clone()).collect::<Vec<_>>())
-            .bind(o.iter().map(|x| x.created_at).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !e.events.is_empty() {
-        sqlx::query("INSERT INTO events (at, actor, kind, subject, payload_json) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])")
-            .bind(e.events.iter().map(|x| x.at).collect::<Vec<_>>())
-            .bind(e.events.iter().map(|x| x.actor.clone()).collect::<Vec<_>>())
-            .bind(e.events.iter().map(|x| x.kind.to_string()).collect::<Vec<_>>())
-            .bind(e.events.iter().map(|x| x.subject.clone()).collect::<Vec<_>>())
-            .bind(e.events.iter().map(|x| x.payload_json.clone()).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !idem.is_empty() {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])",
-        )
-        .bind(idem.iter().map(|x| x.scope.clone()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|x| x.key.clone()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|x| x.request_hash.clone()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|x| x.response_status).collect::<Vec<_>>())
-        .bind(idem.iter().map(|x| x.response_body.clone()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|_| e.now).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
+    for write in batch_plan::writes(e, idem) {
+        match write {
+            WriteStep::HoldStatus(changes) => {
+                let (ids, statuses): (Vec<&str>, Vec<&str>) = changes
+                    .iter()
+                    .map(|(id, s)| (id.as_str(), s.as_str()))
+                    .unzip();
+                sqlx::query("UPDATE holds SET status = u.status FROM UNNEST($1::text[], $2::text[]) AS u(id, status) WHERE holds.id = u.id")
+                    .bind(&ids)
+                    .bind(&statuses)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::AppointmentUpdates(updates) => {
+                sqlx::query(
+                    "UPDATE appointments SET status = u.status, slot_id = u.slot_id, office_id = u.office_id, start_at = u.start_at, updated_at = u.updated_at \
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS u(code, status, slot_id, office_id, start_at, updated_at) \
+                     WHERE appointments.tracking_code = u.code",
+                )
+                .bind(column(updates.values(), |a| a.tracking_code.as_str()))
+                .bind(column(updates.values(), |a| a.status.as_str()))
+                .bind(column(updates.values(), |a| a.slot_id))
+                .bind(column(updates.values(), |a| a.office_id.as_str()))
+                .bind(column(updates.values(), |a| a.start_at))
+                .bind(column(updates.values(), |a| a.updated_at))
+                .execute(&mut **tx)
+                .await?;
+            }
+            WriteStep::NewHolds(h) => {
+                sqlx::query(&format!(
+                    "INSERT INTO holds ({HOLD_COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])"
+                ))
+                .bind(column(h, |x| x.id.as_str()))
+                .bind(column(h, |x| x.slot_id))
+                .bind(column(h, |x| x.application_id.as_str()))
+                .bind(column(h, |x| x.national_code.as_str()))
+                .bind(column(h, |x| x.service.as_str()))
+                .bind(column(h, |x| x.status.as_str()))
+                .bind(column(h, |x| x.created_at))
+                .bind(column(h, |x| x.expires_at))
+                .execute(&mut **tx)
+                .await?;
+            }
+            WriteStep::NewAppointments(a) => {
+                sqlx::query(&format!(
+                    "INSERT INTO appointments ({APPT_COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])"
+                ))
+                .bind(column(a, |x| x.tracking_code.as_str()))
+                .bind(column(a, |x| x.slot_id))
+                .bind(column(a, |x| x.office_id.as_str()))
+                .bind(column(a, |x| x.start_at))
+                .bind(column(a, |x| x.application_id.as_str()))
+                .bind(column(a, |x| x.national_code.as_str()))
+                .bind(column(a, |x| x.service.as_str()))
+                .bind(column(a, |x| x.payment_id.as_deref()))
+                .bind(column(a, |x| x.status.as_str()))
+                .bind(column(a, |x| x.created_at))
+                .bind(column(a, |x| x.updated_at))
+                .execute(&mut **tx)
+                .await?;
+            }
+            WriteStep::RaiseCapacity(capacities) => {
+                let (ids, caps) = pairs(capacities);
+                sqlx::query("UPDATE slots SET capacity = GREATEST(slots.capacity, c.capacity) FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
+                    .bind(&ids)
+                    .bind(&caps)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::SeatDeltas(deltas) => {
+                let (ids, deltas) = pairs(deltas);
+                sqlx::query("UPDATE slots SET taken = slots.taken + d.delta FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE slots.id = d.id")
+                    .bind(&ids)
+                    .bind(&deltas)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::SetCapacity(capacities) => {
+                let (ids, caps) = pairs(capacities);
+                sqlx::query("UPDATE slots SET capacity = c.capacity FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
+                    .bind(&ids)
+                    .bind(&caps)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::NewCards(c) => {
+                sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])")
+                    .bind(column(c, |x| x.tracking_code.as_str()))
+                    .bind(column(c, |x| x.office_id.as_str()))
+                    .bind(column(c, |x| x.ready_date.as_str()))
+                    .bind(column(c, |x| x.pickup_tracking_code.as_deref()))
+                    .bind(column(c, |x| x.created_at))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::Outbox(o) => {
+                sqlx::query("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
+                             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
+                             ON CONFLICT (tracking_code, notice_key) DO NOTHING")
+                    .bind(column(o, |x| x.national_code.as_str()))
+                    .bind(column(o, |x| x.application_id.as_str()))
+                    .bind(column(o, |x| x.tracking_code.as_str()))
+                    .bind(column(o, |x| x.notice_key.as_str()))
+                    .bind(column(o, |x| x.channel.as_str()))
+                    .bind(column(o, |x| x.body.as_str()))
+                    .bind(column(o, |x| x.created_at))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::Events(ev) => {
+                sqlx::query("INSERT INTO events (at, actor, kind, subject, payload_json) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])")
+                    .bind(column(ev, |x| x.at))
+                    .bind(column(ev, |x| x.actor.as_str()))
+                    .bind(column(ev, |x| x.kind))
+                    .bind(column(ev, |x| x.subject.as_str()))
+                    .bind(column(ev, |x| x.payload_json.as_str()))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            WriteStep::IdempotencyRecords {
+                records,
+                created_at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::text[], $7::bigint[])",
+                )
+                .bind(column(records, |x| x.scope.as_str()))
+                .bind(column(records, |x| x.key.as_str()))
+                .bind(column(records, |x| x.request_hash.as_str()))
+                .bind(column(records, |x| x.answer.columns().0))
+                .bind(column(records, |x| x.answer.columns().1))
+                .bind(column(records, |x| x.answer.columns().2))
+                .bind(column(records, |_| created_at))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
     }
     Ok(())
+}
+
+/// One column of `rows`, to bind as an array. Text columns are bound as borrowed `&str`s: the
+/// rows outlive the statement, so no value is copied.
+fn column<'r, R: 'r, T>(rows: impl IntoIterator<Item = &'r R>, get: impl Fn(&'r R) -> T) -> Vec<T> {
+    rows.into_iter().map(get).collect()
+}
+
+/// A map of slot id → value as the two arrays bound.
+fn pairs(m: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
+    m.iter().map(|(k, v)| (*k, *v)).unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_answers_read_by_their_format() {
+        let body = || "{}".to_string();
+        assert_eq!(
+            StoredAnswer::from_columns(2, 201, body()),
+            StoredAnswer::Http {
+                status: 201,
+                body: body()
+            }
+        );
+        // Format 1: a booking's outcome (status 0), or another POST's HTTP answer.
+        assert_eq!(
+            StoredAnswer::from_columns(1, 0, body()),
+            StoredAnswer::LegacyOutcome(body())
+        );
+        assert_eq!(
+            StoredAnswer::from_columns(1, 200, body()),
+            StoredAnswer::Http {
+                status: 200,
+                body: body()
+            }
+        );
+        for (format_version, status) in [(3, 201), (2, -1), (2, 70_000)] {
+            let answer = StoredAnswer::from_columns(format_version, status, body());
+            assert!(matches!(answer, StoredAnswer::Unknown { .. }), "{answer:?}");
+            assert_eq!(
+                answer.columns(),
+                (format_version, status, "{}"),
+                "kept as stored"
+            );
+        }
+        assert_eq!(
+            StoredAnswer::Http {
+                status: 409,
+                body: body()
+            }
+            .columns(),
+            (IDEMPOTENCY_FORMAT, 409, "{}")
+        );
+    }
 }

@@ -25,7 +25,7 @@
 //! (`LiteWriter::shared`), so nothing in the process waits on the write lock.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,16 +39,18 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
+use super::batch_plan::{self, Locking, ReadPlan, ReadStep, Stored, WriteStep};
 use super::booking::{
-    BatchExtras, BatchWrite, IdempotencyRecord, APPLICATION_COLS, APPT_COLS, HOLD_COLS, SLOT_COLS,
+    BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, APPLICATION_COLS, APPT_COLS,
+    HOLD_COLS, SLOT_COLS,
 };
+use super::error::message;
 use super::StoreError;
 use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
     PaymentRow, PaymentStatus, SlotRow,
 };
 
-type Stored = HashMap<(String, String), IdempotencyRecord>;
 /// A batch's decision with its result type erased, so every batch travels on one channel.
 type Decide = Box<dyn FnOnce(&mut BatchState, &Stored) -> BatchWrite<Box<dyn Any + Send>> + Send>;
 
@@ -152,7 +154,9 @@ impl LiteWriter {
                 let _on_exit = on_exit;
                 serve(settings, rx)
             })
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(message(format!("cannot start the SQLite writer: {e}")))
+            })?;
         Ok(LiteWriter { jobs, stopped })
     }
 
@@ -225,7 +229,7 @@ impl<T: 'static> Pending<T> {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the SQLite writer thread stopped".into())
+    StoreError::Unavailable(message("the SQLite writer thread stopped"))
 }
 
 /// Marks the thread stopped when it ends, by return or by panic.
@@ -285,7 +289,7 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
                     run(c, keys, &extras, decide)
                 }))
                 .unwrap_or_else(|_| {
-                    Err(StoreError::Sqlite("the batch's decision panicked".into()))
+                    Err(StoreError::Sqlite(message("the batch's decision panicked")))
                 });
                 // A refused write leaves the connection sound (the transaction rolled back).
                 let sound =
@@ -326,7 +330,7 @@ fn run_writes(conn: &mut Connection, group: Vec<Write>) -> bool {
         for run in runs {
             let savepoint = tx.savepoint()?;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&savepoint)))
-                .unwrap_or_else(|_| Err(StoreError::Sqlite("a write panicked".into())));
+                .unwrap_or_else(|_| Err(StoreError::Sqlite(message("a write panicked"))));
             if result.is_ok() {
                 savepoint.commit()?;
             } // else dropped: rolled back to where it began
@@ -343,14 +347,8 @@ fn run_writes(conn: &mut Connection, group: Vec<Write>) -> bool {
             true
         }
         Err(e) => {
-            let message = e.to_string();
-            let unavailable = e.is_unavailable();
             for reply in replies {
-                let _ = reply.send(Err(if unavailable {
-                    StoreError::Unavailable(message.clone())
-                } else {
-                    StoreError::Sqlite(message.clone())
-                }));
+                let _ = reply.send(Err(e.clone()));
             }
             false
         }
@@ -394,159 +392,284 @@ use super::booking::corrupt;
 super::booking::decode_booking_rows!(Row<'_>);
 super::booking::decode_batch_rows!(Row<'_>);
 
-/// Reads what the batch touches, one keyed lookup per row (a prepared statement's lookup costs
-/// a few microseconds in this thread; no key list is serialised or parsed).
+/// SQLite's executor of a batch's reads (`batch_plan::ReadPlan`): one keyed lookup per row (a
+/// prepared statement's lookup costs a few microseconds in this thread; no key list is
+/// serialised or parsed). Locks mean nothing here: the transaction holds the write lock.
 fn read(
     tx: &Transaction<'_>,
     keys: &BatchKeys,
     extras: &BatchExtras,
 ) -> Result<(BatchState, Stored), StoreError> {
-    let mut state = BatchState::default();
-    let mut slot_ids = keys.slots.clone();
-    let mut hold_ids = keys.holds.clone();
-    hold_ids.extend(keys.confirmed_holds.iter().cloned());
-    if let Some(limit) = extras.sweep_limit {
-        let mut q = tx.prepare_cached(
-            "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-        )?;
-        let due = q
-            .query_map(params![extras.now, limit], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        hold_ids.extend(due.iter().cloned());
-        state.due_holds = due;
-    }
-    hold_ids.sort_unstable();
-    hold_ids.dedup();
-    if !hold_ids.is_empty() {
-        let mut q = tx.prepare_cached(&format!("SELECT {HOLD_COLS} FROM holds WHERE id = ?1"))?;
-        for id in &hold_ids {
-            if let Some(h) = q.query_row([id], |r| Ok(hold(r))).optional()? {
-                let h = h?;
-                slot_ids.push(h.slot_id);
-                state.holds.insert(h.id.clone(), h);
+    let mut plan = ReadPlan::new(keys, extras, Locking::Database);
+    while let Some(read) = plan.next() {
+        match read {
+            ReadStep::DueHolds { now, limit } => {
+                let mut q = tx.prepare_cached(
+                    "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                )?;
+                let due = q
+                    .query_map(params![now, limit], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                plan.due_holds(due);
+            }
+            ReadStep::Holds(ids) => {
+                let mut q =
+                    tx.prepare_cached(&format!("SELECT {HOLD_COLS} FROM holds WHERE id = ?1"))?;
+                for id in &ids {
+                    if let Some(h) = q.query_row([id], |r| Ok(hold(r))).optional()? {
+                        plan.hold(h?);
+                    }
+                }
+            }
+            ReadStep::Appointments(codes) => {
+                let mut q = tx.prepare_cached(&format!(
+                    "SELECT {APPT_COLS} FROM appointments WHERE tracking_code = ?1"
+                ))?;
+                for code in codes {
+                    if let Some(a) = q.query_row([code], |r| Ok(appointment(r))).optional()? {
+                        plan.appointment(a?);
+                    }
+                }
+            }
+            ReadStep::LiveHoldsOf(codes) => {
+                let mut q = tx.prepare_cached(&format!(
+                    "SELECT {HOLD_COLS} FROM holds WHERE national_code = ?1 AND status = 'live'"
+                ))?;
+                for code in codes {
+                    let mut rows = q.query([code])?;
+                    while let Some(r) = rows.next()? {
+                        plan.hold(hold(r)?);
+                    }
+                }
+            }
+            ReadStep::ActiveAppointmentsOf(codes) => {
+                let mut q = tx.prepare_cached(&format!(
+                    "SELECT {APPT_COLS} FROM appointments WHERE national_code = ?1 AND status IN ('booked', 'checked_in')"
+                ))?;
+                for code in codes {
+                    let mut rows = q.query([code])?;
+                    while let Some(r) = rows.next()? {
+                        plan.appointment(appointment(r)?);
+                    }
+                }
+            }
+            ReadStep::Payments(ids) => {
+                let mut q = tx.prepare_cached(
+                    "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
+                     JOIN applications a ON a.id = p.application_id WHERE p.id = ?1",
+                )?;
+                for id in ids {
+                    if let Some(p) = q.query_row([id], |r| Ok(payment(r))).optional()? {
+                        plan.payment(p?);
+                    }
+                }
+            }
+            ReadStep::Applications(ids) => {
+                let mut q = tx.prepare_cached(&format!(
+                    "SELECT {APPLICATION_COLS} FROM applications WHERE id = ?1"
+                ))?;
+                for id in ids {
+                    if let Some(a) = q.query_row([id], |r| Ok(application(r))).optional()? {
+                        plan.application(a?);
+                    }
+                }
+            }
+            ReadStep::LockedSlots(ids) | ReadStep::Slots(ids) => {
+                let mut q =
+                    tx.prepare_cached(&format!("SELECT {SLOT_COLS} FROM slots WHERE id = ?1"))?;
+                for id in &ids {
+                    if let Some(s) = q.query_row([id], |r| Ok(slot(r))).optional()? {
+                        plan.slot(s?);
+                    }
+                }
+            }
+            ReadStep::IdempotencyRecords(pairs) => {
+                let mut q = tx.prepare_cached(
+                    "SELECT request_hash, format_version, response_status, response_body FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+                )?;
+                for (scope, key) in pairs {
+                    let found = q
+                        .query_row([scope, key], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                StoredAnswer::from_columns(r.get(1)?, r.get(2)?, r.get(3)?),
+                            ))
+                        })
+                        .optional()?;
+                    if let Some((request_hash, answer)) = found {
+                        plan.record(IdempotencyRecord {
+                            scope: scope.clone(),
+                            key: key.clone(),
+                            request_hash,
+                            answer,
+                        });
+                    }
+                }
             }
         }
     }
-    if !keys.appointments.is_empty() {
-        let mut q = tx.prepare_cached(&format!(
-            "SELECT {APPT_COLS} FROM appointments WHERE tracking_code = ?1"
-        ))?;
-        for code in &keys.appointments {
-            if let Some(a) = q.query_row([code], |r| Ok(appointment(r))).optional()? {
-                let a = a?;
-                slot_ids.push(a.slot_id);
-                state.appointments.insert(a.tracking_code.clone(), a);
-            }
-        }
-    }
-    if !keys.hold_codes.is_empty() {
-        let mut holds = tx.prepare_cached(&format!(
-            "SELECT {HOLD_COLS} FROM holds WHERE national_code = ?1 AND status = 'live'"
-        ))?;
-        for code in &keys.hold_codes {
-            let mut rows = holds.query([code])?;
-            while let Some(r) = rows.next()? {
-                let h = hold(r)?;
-                state.holds.entry(h.id.clone()).or_insert(h);
-            }
-        }
-    }
-    if !keys.citizen_codes.is_empty() {
-        let mut appointments = tx.prepare_cached(&format!(
-            "SELECT {APPT_COLS} FROM appointments WHERE national_code = ?1 AND status IN ('booked', 'checked_in')"
-        ))?;
-        for code in &keys.citizen_codes {
-            let mut rows = appointments.query([code])?;
-            while let Some(r) = rows.next()? {
-                let a = appointment(r)?;
-                state
-                    .appointments
-                    .entry(a.tracking_code.clone())
-                    .or_insert(a);
-            }
-        }
-    }
-    if !keys.payments.is_empty() {
-        let mut q = tx.prepare_cached(
-            "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
-             JOIN applications a ON a.id = p.application_id WHERE p.id = ?1",
-        )?;
-        for id in &keys.payments {
-            if let Some(p) = q.query_row([id], |r| Ok(payment(r))).optional()? {
-                let p = p?;
-                state.payments.insert(p.id.clone(), p);
-            }
-        }
-    }
-    if !keys.applications.is_empty() {
-        let mut q = tx.prepare_cached(&format!(
-            "SELECT {APPLICATION_COLS} FROM applications WHERE id = ?1"
-        ))?;
-        for id in &keys.applications {
-            if let Some(a) = q.query_row([id], |r| Ok(application(r))).optional()? {
-                let a = a?;
-                state.applications.insert(a.id.clone(), a);
-            }
-        }
-    }
-    slot_ids.sort_unstable();
-    slot_ids.dedup();
-    if !slot_ids.is_empty() {
-        let mut q = tx.prepare_cached(&format!("SELECT {SLOT_COLS} FROM slots WHERE id = ?1"))?;
-        for id in &slot_ids {
-            if let Some(s) = q.query_row([id], |r| Ok(slot(r))).optional()? {
-                let s = s?;
-                state.slots.insert(s.id, s);
-            }
-        }
-    }
-    let mut stored = HashMap::new();
-    if !extras.idempotency_keys.is_empty() {
-        let mut q = tx.prepare_cached(
-            "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
-        )?;
-        for (scope, key) in &extras.idempotency_keys {
-            let found = q
-                .query_row([scope, key], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .optional()?;
-            if let Some((request_hash, response_status, response_body)) = found {
-                stored.insert(
-                    (scope.clone(), key.clone()),
-                    IdempotencyRecord {
-                        scope: scope.clone(),
-                        key: key.clone(),
-                        request_hash,
-                        response_status,
-                        response_body,
-                    },
-                );
-            }
-        }
-    }
-    state.index();
-    Ok((state, stored))
+    Ok(plan.finish())
 }
 
-/// Writes a batch's effects. The order matters for the partial unique indexes and the
-/// capacity `CHECK`, as on PostgreSQL: statuses that end a live hold or an active appointment
-/// first, then new rows; capacity raises before the seat deltas, final capacities after.
+/// SQLite's executor of a batch's writes (`batch_plan::writes`, which gives their order and
+/// its reasons): the bulk rows (new holds and appointments, hold statuses, events) many to a
+/// statement (`insert_rows`, `in_chunks`), the rest one row per execution of a cached
+/// statement.
 fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), StoreError> {
-    let (e, idem) = (&w.effects, &w.idempotency);
-    // Statuses that end a live hold before any that makes one live (none does today).
+    for write in batch_plan::writes(&w.effects, &w.idempotency) {
+        match write {
+            WriteStep::HoldStatus(changes) => write_hold_statuses(tx, changes)?,
+            WriteStep::AppointmentUpdates(updates) => {
+                let mut q = tx.prepare_cached(
+                    "UPDATE appointments SET status = ?2, slot_id = ?3, office_id = ?4, start_at = ?5, updated_at = ?6 \
+                     WHERE tracking_code = ?1",
+                )?;
+                for a in updates.values() {
+                    q.execute(params![
+                        a.tracking_code,
+                        a.status.as_str(),
+                        a.slot_id,
+                        a.office_id,
+                        a.start_at,
+                        a.updated_at
+                    ])?;
+                }
+            }
+            WriteStep::NewHolds(holds) => insert_rows(
+                tx,
+                &format!("INSERT INTO holds ({HOLD_COLS})"),
+                holds,
+                |h| {
+                    vec![
+                        &h.id,
+                        &h.slot_id,
+                        &h.application_id,
+                        &h.national_code,
+                        &h.service,
+                        hold_status_sql(h.status),
+                        &h.created_at,
+                        &h.expires_at,
+                    ]
+                },
+            )?,
+            WriteStep::NewAppointments(appointments) => insert_rows(
+                tx,
+                &format!("INSERT INTO appointments ({APPT_COLS})"),
+                appointments,
+                |a| {
+                    vec![
+                        &a.tracking_code,
+                        &a.slot_id,
+                        &a.office_id,
+                        &a.start_at,
+                        &a.application_id,
+                        &a.national_code,
+                        &a.service,
+                        &a.payment_id,
+                        appointment_status_sql(a.status),
+                        &a.created_at,
+                        &a.updated_at,
+                    ]
+                },
+            )?,
+            WriteStep::RaiseCapacity(capacities) => {
+                let mut q = tx.prepare_cached(
+                    "UPDATE slots SET capacity = MAX(capacity, ?2) WHERE id = ?1",
+                )?;
+                for (id, capacity) in capacities {
+                    q.execute(params![id, capacity])?;
+                }
+            }
+            WriteStep::SeatDeltas(deltas) => {
+                let mut q =
+                    tx.prepare_cached("UPDATE slots SET taken = taken + ?2 WHERE id = ?1")?;
+                for (id, delta) in deltas {
+                    q.execute(params![id, delta])?;
+                }
+            }
+            WriteStep::SetCapacity(capacities) => {
+                let mut q = tx.prepare_cached("UPDATE slots SET capacity = ?2 WHERE id = ?1")?;
+                for (id, capacity) in capacities {
+                    q.execute(params![id, capacity])?;
+                }
+            }
+            WriteStep::NewCards(cards) => {
+                let mut q = tx.prepare_cached(
+                    "INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for c in cards {
+                    q.execute(params![
+                        c.tracking_code,
+                        c.office_id,
+                        c.ready_date,
+                        c.pickup_tracking_code,
+                        c.created_at
+                    ])?;
+                }
+            }
+            WriteStep::Outbox(notices) => {
+                let mut q = tx.prepare_cached(
+                    "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tracking_code, notice_key) DO NOTHING",
+                )?;
+                for o in notices {
+                    q.execute(params![
+                        o.national_code,
+                        o.application_id,
+                        o.tracking_code,
+                        o.notice_key,
+                        o.channel,
+                        o.body,
+                        o.created_at
+                    ])?;
+                }
+            }
+            WriteStep::Events(events) => insert_rows(
+                tx,
+                "INSERT INTO events (at, actor, kind, subject, payload_json)",
+                events,
+                |ev| vec![&ev.at, &ev.actor, &ev.kind, &ev.subject, &ev.payload_json],
+            )?,
+            WriteStep::IdempotencyRecords {
+                records,
+                created_at,
+            } => {
+                let mut q = tx.prepare_cached(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for r in records {
+                    let (format_version, status, body) = r.answer.columns();
+                    q.execute(params![
+                        r.scope,
+                        r.key,
+                        r.request_hash,
+                        format_version,
+                        status,
+                        body,
+                        created_at
+                    ])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hold status changes, many holds to a statement: one statement binds one status, so the
+/// holds go by status (in any order: none makes a hold live, see `batch_plan`).
+fn write_hold_statuses(
+    tx: &Transaction<'_>,
+    changes: &BTreeMap<String, HoldStatus>,
+) -> Result<(), StoreError> {
     for status in [
         HoldStatus::Confirmed,
         HoldStatus::Released,
         HoldStatus::Expired,
         HoldStatus::Live,
     ] {
-        let ids: Vec<&String> = e
-            .hold_status
+        let ids: Vec<&String> = changes
             .iter()
             .filter(|(_, s)| **s == status)
             .map(|(id, _)| id)
@@ -561,132 +684,6 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
             q.execute(params_from_iter(params))?;
             Ok(())
         })?;
-    }
-    if !e.appointment_updates.is_empty() {
-        let mut q = tx.prepare_cached(
-            "UPDATE appointments SET status = ?2, slot_id = ?3, office_id = ?4, start_at = ?5, updated_at = ?6 \
-             WHERE tracking_code = ?1",
-        )?;
-        for a in e.appointment_updates.values() {
-            q.execute(params![
-                a.tracking_code,
-                a.status.as_str(),
-                a.slot_id,
-                a.office_id,
-                a.start_at,
-                a.updated_at
-            ])?;
-        }
-    }
-    insert_rows(
-        tx,
-        &format!("INSERT INTO holds ({HOLD_COLS})"),
-        &e.new_holds,
-        |h| {
-            vec![
-                &h.id,
-                &h.slot_id,
-                &h.application_id,
-                &h.national_code,
-                &h.service,
-                hold_status_sql(h.status),
-                &h.created_at,
-                &h.expires_at,
-            ]
-        },
-    )?;
-    insert_rows(
-        tx,
-        &format!("INSERT INTO appointments ({APPT_COLS})"),
-        &e.new_appointments,
-        |a| {
-            vec![
-                &a.tracking_code,
-                &a.slot_id,
-                &a.office_id,
-                &a.start_at,
-                &a.application_id,
-                &a.national_code,
-                &a.service,
-                &a.payment_id,
-                appointment_status_sql(a.status),
-                &a.created_at,
-                &a.updated_at,
-            ]
-        },
-    )?;
-    if !e.slot_capacity.is_empty() {
-        let mut q =
-            tx.prepare_cached("UPDATE slots SET capacity = MAX(capacity, ?2) WHERE id = ?1")?;
-        for (id, capacity) in &e.slot_capacity {
-            q.execute(params![id, capacity])?;
-        }
-    }
-    if !e.slot_deltas.is_empty() {
-        let mut q = tx.prepare_cached("UPDATE slots SET taken = taken + ?2 WHERE id = ?1")?;
-        for (id, delta) in &e.slot_deltas {
-            q.execute(params![id, delta])?;
-        }
-    }
-    if !e.slot_capacity.is_empty() {
-        let mut q = tx.prepare_cached("UPDATE slots SET capacity = ?2 WHERE id = ?1")?;
-        for (id, capacity) in &e.slot_capacity {
-            q.execute(params![id, capacity])?;
-        }
-    }
-    if !e.new_cards.is_empty() {
-        let mut q = tx.prepare_cached(
-            "INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for c in &e.new_cards {
-            q.execute(params![
-                c.tracking_code,
-                c.office_id,
-                c.ready_date,
-                c.pickup_tracking_code,
-                c.created_at
-            ])?;
-        }
-    }
-    if !e.outbox.is_empty() {
-        let mut q = tx.prepare_cached(
-            "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tracking_code, notice_key) DO NOTHING",
-        )?;
-        for o in &e.outbox {
-            q.execute(params![
-                o.national_code,
-                o.application_id,
-                o.tracking_code,
-                o.notice_key,
-                o.channel,
-                o.body,
-                o.created_at
-            ])?;
-        }
-    }
-    insert_rows(
-        tx,
-        "INSERT INTO events (at, actor, kind, subject, payload_json)",
-        &e.events,
-        |ev| vec![&ev.at, &ev.actor, &ev.kind, &ev.subject, &ev.payload_json],
-    )?;
-    if !idem.is_empty() {
-        let mut q = tx.prepare_cached(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for r in idem {
-            q.execute(params![
-                r.scope,
-                r.key,
-                r.request_hash,
-                r.response_status,
-                r.response_body,
-                e.now
-            ])?;
-        }
     }
     Ok(())
 }
@@ -843,7 +840,7 @@ mod tests {
                 .unwrap(),
             w.write(|conn| {
                 conn.execute("INSERT INTO t (k, v) VALUES ('half', 0)", [])?;
-                Err(StoreError::Corrupt("refused after writing".into()))
+                Err(StoreError::corrupt("refused after writing"))
             })
             .unwrap(),
             w.write(insert("b", 3)).unwrap(),
@@ -930,7 +927,7 @@ mod tests {
         let mut calls = 0;
         let result = in_chunks(&rows, |_| {
             calls += 1;
-            Err(StoreError::Sqlite("refused".into()))
+            Err(StoreError::Sqlite(message("refused")))
         });
         assert!(result.is_err());
         assert_eq!(calls, 1);

@@ -11,6 +11,7 @@
 //! (`?1`, `?2`, …, which SQLite binds by number), so both backends run the same SQL text.
 
 mod applicants;
+mod batch_plan;
 mod booking;
 mod error;
 mod lite_writer;
@@ -27,8 +28,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
-pub use booking::{BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, PG_BATCH_BEGIN};
-pub use error::StoreError;
+pub use batch_plan::Stored;
+pub use booking::{
+    BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, IDEMPOTENCY_FORMAT,
+    PG_BATCH_BEGIN,
+};
+pub use error::{Source, StoreError};
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{
     AppointmentCounts, OperatorRecord, OutboxMessage, CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS,
@@ -128,9 +133,9 @@ fn refuse_in_memory(url_or_path: &str) -> Result<(), StoreError> {
         || url_or_path.contains(":memory:")
         || url_or_path.contains("mode=memory")
     {
-        return Err(StoreError::Config(
-            "an in-memory SQLite database cannot be shared with the booking writer; give a file path".into(),
-        ));
+        return Err(StoreError::Config(error::message(
+            "an in-memory SQLite database cannot be shared with the booking writer; give a file path",
+        )));
     }
     Ok(())
 }
@@ -154,10 +159,10 @@ impl Store {
                 Store::Sqlite(Self::sqlite_pool(options, config).await?)
             }
             Some(other) => {
-                return Err(StoreError::Config(format!(
+                return Err(StoreError::Config(error::message(format!(
                     "unsupported database URL scheme in {:?}: use postgres://… or sqlite://…",
                     other.split(':').next().unwrap_or("")
-                )))
+                ))))
             }
             None => {
                 refuse_in_memory(&config.sqlite_path.to_string_lossy())?;

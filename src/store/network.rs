@@ -36,7 +36,7 @@ fn hhmm(t: NaiveTime) -> String {
 
 fn parse_hhmm(s: &str) -> Result<NaiveTime, StoreError> {
     NaiveTime::parse_from_str(s, "%H:%M")
-        .map_err(|e| StoreError::Corrupt(format!("time {s:?}: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("time {s:?}: {e}")))
 }
 
 fn thursday_str(rule: ThursdayRule) -> &'static str {
@@ -52,7 +52,7 @@ fn parse_thursday(s: &str) -> Result<ThursdayRule, StoreError> {
         "closed" => Ok(ThursdayRule::Closed),
         "half_day" => Ok(ThursdayRule::HalfDay),
         "open" => Ok(ThursdayRule::Open),
-        other => Err(StoreError::Corrupt(format!("thursday rule {other:?}"))),
+        other => Err(StoreError::corrupt(format!("thursday rule {other:?}"))),
     }
 }
 
@@ -176,7 +176,7 @@ impl OfficeRecord {
     /// Decodes a stored row; a failure means the row was edited by hand or a defect wrote it.
     pub fn to_domain(&self) -> Result<Office, StoreError> {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("office {}: {what}: {e}", self.id))
+            StoreError::corrupt(format!("office {}: {what}: {e}", self.id))
         };
         let services = self
             .services
@@ -274,7 +274,7 @@ impl Store {
             }
             for (year, table) in fees.years() {
                 for (service, fee) in table {
-                    let fee = i64::try_from(*fee).map_err(|e| StoreError::Corrupt(format!("fee {fee}: {e}")))?;
+                    let fee = i64::try_from(*fee).map_err(|e| StoreError::corrupt(format!("fee {fee}: {e}")))?;
                     sqlx::query(&tariff_sql).bind(i64::from(year)).bind(service.as_str()).bind(fee).execute(&mut *tx).await?;
                 }
             }

@@ -62,7 +62,7 @@ pub async fn materialise_slots(
             continue;
         }
         let slots = generate_slots(office, from, last_day, holidays)
-            .map_err(|e| StoreError::Corrupt(format!("office {}: {e}", office.id)))?;
+            .map_err(|e| StoreError::corrupt(format!("office {}: {e}", office.id)))?;
         rows.extend(slots.into_iter().map(|s| {
             (
                 s.office_id.to_string(),

@@ -207,7 +207,9 @@ on_both_backends!(
 /// record leaves the first.
 async fn applications_and_payments_need_their_parents(db: &TestDb) {
     use nobat::booking::PaymentStatus;
-    use nobat::store::{ApplicationRecord, IdempotencyRecord, PaymentRecord, StoreError};
+    use nobat::store::{
+        ApplicationRecord, IdempotencyRecord, PaymentRecord, StoreError, StoredAnswer,
+    };
     let store = db.store().await;
     fixture(&store).await;
     let app = |id: &str, service: &str| ApplicationRecord {
@@ -276,8 +278,10 @@ async fn applications_and_payments_need_their_parents(db: &TestDb) {
         scope: "0499370899".into(),
         key: "k1".into(),
         request_hash: "h".into(),
-        response_status: 201,
-        response_body: body.into(),
+        answer: StoredAnswer::Http {
+            status: 201,
+            body: body.into(),
+        },
     };
     store
         .put_idempotency_record(&record("first"), 7)
@@ -397,7 +401,7 @@ async fn large_batches_write_every_row(db: &TestDb) {
                 .into_iter()
                 .map(|r| {
                     let engine = engine.clone();
-                    tokio::spawn(async move { engine.submit(r, None).await.unwrap().outcome })
+                    tokio::spawn(async move { engine.submit(r).await.unwrap().outcome })
                 })
                 .collect();
             let mut outcomes = Vec::new();
@@ -652,17 +656,14 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
     for (p, ttl) in [("a", 600), ("b", 600), ("c", 60)] {
         let hold_id = engine.ids().opaque("hold");
         let held = engine
-            .submit(
-                Request::Hold(Hold {
-                    national_code: format!("code_{p}"),
-                    application_id: format!("lock_{p}").into(),
-                    service: "first_issuance".into(),
-                    slot_id: 1,
-                    hold_id: hold_id.clone().into(),
-                    expires_at: now + ttl,
-                }),
-                None,
-            )
+            .submit(Request::Hold(Hold {
+                national_code: format!("code_{p}"),
+                application_id: format!("lock_{p}").into(),
+                service: "first_issuance".into(),
+                slot_id: 1,
+                hold_id: hold_id.clone().into(),
+                expires_at: now + ttl,
+            }))
             .await
             .unwrap();
         assert!(
@@ -686,7 +687,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
 
     let booked = tokio::time::timeout(
         Duration::from_secs(10),
-        engine.submit(confirm("a", &hold_ids[0]), None),
+        engine.submit(confirm("a", &hold_ids[0])),
     )
     .await
     .expect("a live hold's confirmation does not wait for the slot's lock")
@@ -701,7 +702,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
     let expired = tokio::spawn({
         let engine = engine.clone();
         let request = confirm("c", &hold_ids[2]);
-        async move { engine.submit(request, None).await }
+        async move { engine.submit(request).await }
     });
     // The confirmation's batch runs first, so no other batch sweeps the expired hold.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -710,13 +711,10 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
         let hold_id = hold_ids[1].clone();
         async move {
             engine
-                .submit(
-                    Request::Release(Release {
-                        national_code: "code_b".into(),
-                        hold_id: hold_id.into(),
-                    }),
-                    None,
-                )
+                .submit(Request::Release(Release {
+                    national_code: "code_b".into(),
+                    hold_id: hold_id.into(),
+                }))
                 .await
         }
     });
@@ -811,7 +809,7 @@ async fn a_full_queue_refuses_at_once(db: &TestDb) {
                     hold_id: engine.ids().opaque("hold").into(),
                     expires_at: now + 600,
                 });
-                engine.submit(request, None).await
+                engine.submit(request).await
             })
         })
         .collect();

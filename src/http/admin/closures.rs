@@ -257,7 +257,7 @@ pub async fn relocate_all(
                             actor: actor.to_string(),
                         });
                         if let Outcome::Relocated { appointment, .. } =
-                            state.engine.submit(request, None).await?.outcome
+                            state.engine.submit(request).await?.outcome
                         {
                             moves.push(move_dto(&appointment));
                         }

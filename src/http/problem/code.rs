@@ -45,6 +45,8 @@ problem_codes! {
     InvalidPath = "invalid_path",
     InvalidIdempotencyKey = "invalid_idempotency_key",
     IdempotencyKeyReused = "idempotency_key_reused",
+    /// A stored answer to this Idempotency-Key that this version cannot replay.
+    IdempotencyRecordUnreadable = "idempotency_record_unreadable",
     NotFound = "not_found",
     MethodNotAllowed = "method_not_allowed",
 
@@ -274,6 +276,10 @@ mod tests {
             "invalid_idempotency_key",
         ),
         (ProblemCode::IdempotencyKeyReused, "idempotency_key_reused"),
+        (
+            ProblemCode::IdempotencyRecordUnreadable,
+            "idempotency_record_unreadable",
+        ),
         (ProblemCode::NotFound, "not_found"),
         (ProblemCode::MethodNotAllowed, "method_not_allowed"),
         (ProblemCode::Unauthorized, "unauthorized"),

@@ -1,9 +1,10 @@
 //! Holds and appointments: everything that changes seats goes to the booking engine's writer.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 
 use super::dto::{
     AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, RescheduleRequest,
@@ -14,11 +15,13 @@ use crate::booking::{Book, Cancel, Confirm, Hold, Outcome, Refusal, Release, Req
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
-use crate::http::idempotency::{engine_key, key_from_headers, request_hash};
+use crate::http::idempotency::{
+    engine_key, key_from_headers, rendered_json, rendered_problem, request_hash, respond,
+};
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
-use crate::reserve::IdempotencyKey;
+use crate::reserve::{IdempotencyKey, Render, Rendered};
 use crate::store::ApplicationRecord;
 
 /// Alternatives offered with `slot_full`: free slots at the same office, then at the nearest
@@ -67,9 +70,17 @@ fn slot_full_problem(
 ) -> Problem {
     let now = state.engine.clock().now().timestamp();
     let availability = state.engine.availability();
+    // With an Idempotency-Key this runs in the writer's transaction, before the batch's seats
+    // reach the view, which may still show the full slot free: it is left out by name.
+    let full_slot = match refusal {
+        Refusal::SlotFull { slot_id } => Some(*slot_id),
+        _ => None,
+    };
     let same_office: Vec<_> = availability
-        .earliest_free(office_id, now, ALTERNATIVES_SAME_OFFICE)
+        .earliest_free(office_id, now, ALTERNATIVES_SAME_OFFICE + 1)
         .iter()
+        .filter(|s| Some(s.id) != full_slot)
+        .take(ALTERNATIVES_SAME_OFFICE)
         .map(slot_dto)
         .collect();
     let directory = state.directory();
@@ -77,16 +88,14 @@ fn slot_full_problem(
         .get(office_id)
         .map(|o| {
             directory
-                .search(None, None, Some(o.location), Some(service))
-                .into_iter()
-                .filter(|(other, _)| other.id != o.id)
+                .nearest_offering(o, service)
                 .filter_map(|(other, d)| {
                     let free = availability.earliest_free(other.id.as_str(), now, 1);
                     free.first().map(|s| {
                         serde_json::json!({
                             "office_id": other.id.to_string(),
                             "name": other.name,
-                            "distance_km": d.map(|d| (d * 100.0).round() / 100.0),
+                            "distance_km": (d * 100.0).round() / 100.0,
                             "slot": slot_dto(s),
                         })
                     })
@@ -115,8 +124,25 @@ fn refused(
     }
 }
 
-fn created(dto: AppointmentDto) -> Response {
-    (StatusCode::CREATED, Json(dto)).into_response()
+fn created(dto: AppointmentDto) -> Rendered {
+    rendered_json(StatusCode::CREATED, &dto)
+}
+
+/// Submits a booking request and answers with what `render` makes of its outcome. With an
+/// Idempotency-Key the writer renders it inside the transaction that stores the key, so a retry
+/// gets these very bytes back.
+async fn answer(
+    state: &AppState,
+    request: Request,
+    idempotency: Option<IdempotencyKey>,
+    render: impl Fn(&Outcome) -> Rendered + Send + Sync + 'static,
+) -> Result<Response, Problem> {
+    let render: Render = Arc::new(render);
+    let answer = state
+        .engine
+        .submit_rendered(request, idempotency, render)
+        .await?;
+    Ok(respond(answer.rendered))
 }
 
 /// Hold a seat while paying. One live hold per applicant; it expires after the hold time.
@@ -144,21 +170,25 @@ pub async fn create_hold(
         hold_id: state.engine.ids().opaque("hold").into(),
         expires_at: now + state.engine.config().hold_ttl.as_secs() as i64,
     });
-    match state.engine.submit(request, idem).await?.outcome {
+    let at = state.clone();
+    answer(&state, request, idem, move |outcome| match outcome {
         Outcome::Held { hold } => {
             let (jalali_date, _) = jalali(slot.start_at);
             let body = HoldResponse {
-                hold_id: hold.id,
+                hold_id: hold.id.clone(),
                 office_id: slot.office_id.to_string(),
                 start: iran_rfc3339(slot.start_at),
                 jalali_date,
                 expires_at: iran_rfc3339(hold.expires_at),
             };
-            Ok((StatusCode::CREATED, Json(body)).into_response())
+            rendered_json(StatusCode::CREATED, &body)
         }
-        Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
-        other => Err(unexpected(other)),
-    }
+        Outcome::Refused(r) => {
+            rendered_problem(&refused(&at, r, Some(&req.office_id), Some(service)))
+        }
+        other => rendered_problem(&unexpected(other)),
+    })
+    .await
 }
 
 /// Confirm a hold with a paid payment for the same application: the appointment is booked.
@@ -188,11 +218,13 @@ pub async fn confirm_hold(
         payment_id: req.payment_id.into(),
         tracking_code: state.engine.ids().tracking_code().into(),
     });
-    match state.engine.submit(request, idem).await?.outcome {
-        Outcome::Booked { appointment } => Ok(created(appointment_dto(&state, &appointment))),
-        Outcome::Refused(r) => Err(refused(&state, &r, None, None)),
-        other => Err(unexpected(other)),
-    }
+    let at = state.clone();
+    answer(&state, request, idem, move |outcome| match outcome {
+        Outcome::Booked { appointment } => created(appointment_dto(&at, appointment)),
+        Outcome::Refused(r) => rendered_problem(&refused(&at, r, None, None)),
+        other => rendered_problem(&unexpected(other)),
+    })
+    .await
 }
 
 /// Release a hold before it expires.
@@ -208,10 +240,10 @@ pub async fn release_hold(
         national_code: applicant.national_code.to_string(),
         hold_id: hold_id.into(),
     });
-    match state.engine.submit(request, None).await?.outcome {
+    match state.engine.submit(request).await?.outcome {
         Outcome::Released { .. } => Ok(StatusCode::NO_CONTENT),
         Outcome::Refused(r) => Err(refusal_problem(&r)),
-        other => Err(unexpected(other)),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -241,11 +273,15 @@ pub async fn book(
         hold_id: state.engine.ids().opaque("hold").into(),
         tracking_code: state.engine.ids().tracking_code().into(),
     });
-    match state.engine.submit(request, idem).await?.outcome {
-        Outcome::Booked { appointment } => Ok(created(appointment_dto(&state, &appointment))),
-        Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
-        other => Err(unexpected(other)),
-    }
+    let at = state.clone();
+    answer(&state, request, idem, move |outcome| match outcome {
+        Outcome::Booked { appointment } => created(appointment_dto(&at, appointment)),
+        Outcome::Refused(r) => {
+            rendered_problem(&refused(&at, r, Some(&req.office_id), Some(service)))
+        }
+        other => rendered_problem(&unexpected(other)),
+    })
+    .await
 }
 
 fn tracking(code: &str) -> Result<String, Problem> {
@@ -280,13 +316,15 @@ pub async fn cancel(
         national_code: applicant.national_code.to_string(),
         tracking_code: code.into(),
     });
-    match state.engine.submit(request, idem).await?.outcome {
+    let at = state.clone();
+    answer(&state, request, idem, move |outcome| match outcome {
         Outcome::Cancelled { appointment } => {
-            Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response())
+            rendered_json(StatusCode::OK, &appointment_dto(&at, appointment))
         }
-        Outcome::Refused(r) => Err(refusal_problem(&r)),
-        other => Err(unexpected(other)),
-    }
+        Outcome::Refused(r) => rendered_problem(&refusal_problem(r)),
+        other => rendered_problem(&unexpected(other)),
+    })
+    .await
 }
 
 /// Move an appointment to another slot, atomically: the old seat is kept until the new one is
@@ -322,16 +360,20 @@ pub async fn reschedule(
         tracking_code: code.into(),
         new_slot_id: slot.id,
     });
-    match state.engine.submit(request, idem).await?.outcome {
+    let at = state.clone();
+    answer(&state, request, idem, move |outcome| match outcome {
         Outcome::Rescheduled { appointment, .. } => {
-            Ok((StatusCode::OK, Json(appointment_dto(&state, &appointment))).into_response())
+            rendered_json(StatusCode::OK, &appointment_dto(&at, appointment))
         }
-        Outcome::Refused(r) => Err(refused(&state, &r, Some(&req.office_id), Some(service))),
-        other => Err(unexpected(other)),
-    }
+        Outcome::Refused(r) => {
+            rendered_problem(&refused(&at, r, Some(&req.office_id), Some(service)))
+        }
+        other => rendered_problem(&unexpected(other)),
+    })
+    .await
 }
 
-fn unexpected(outcome: Outcome) -> Problem {
+fn unexpected(outcome: &Outcome) -> Problem {
     tracing::error!(
         ?outcome,
         "the engine answered with an outcome of another request kind"

@@ -270,6 +270,7 @@ impl From<ReserveError> for Problem {
                 Problem::unavailable("booking is unavailable; retry shortly")
             }
             ReserveError::IdempotencyKeyReused => super::idempotency::key_reused(),
+            ReserveError::IdempotencyRecordUnreadable => super::idempotency::record_unreadable(),
             ReserveError::Failed(_) => Problem::internal_error("booking failed", &e),
         }
     }

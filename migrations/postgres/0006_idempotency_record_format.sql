@@ -1,0 +1,15 @@
+-- Idempotency records say which format their answer is in.
+--
+-- Format 1 (every row before this migration, and any row written by a binary that predates it,
+-- which leaves the column to its default): `response_status` and `response_body` are the HTTP
+-- status and JSON body of the answer, except for booking requests (holds, confirmations,
+-- cancellations, reschedules, bookings), which stored the engine's `Outcome` as JSON with
+-- status 0. Renaming an `Outcome` variant made such a record unreadable, and its retry was
+-- answered `idempotency_key_reused`.
+-- Format 2: always the HTTP status and body the client got, byte for byte; booking requests
+-- render them inside the writer's transaction (`reserve::Render`).
+--
+-- Format 1 booking records are still replayed, through a legacy decoder
+-- (`reserve::writer::replay`), for as long as `Outcome` reads them; one it cannot read is
+-- refused with `idempotency_record_unreadable` rather than mistaken for a reused key.
+ALTER TABLE idempotency_keys ADD COLUMN format_version INTEGER NOT NULL DEFAULT 1;

@@ -1,0 +1,617 @@
+//! What a batch's transaction reads and writes, and in which order, stated once for both
+//! backends. The backends are executors: PostgreSQL (`booking::pg_read`, `booking::pg_write`)
+//! performs each step with one set-based statement whatever the batch size; SQLite
+//! (`lite_writer::read`, `lite_writer::write_effects`) with cached prepared statements on its
+//! writer thread. Each has one `match` over the step kinds and no say in their order; a new
+//! step kind does not compile until both perform it, and a new field of `Effects` does not
+//! compile until [`writes`] places it.
+//!
+//! The order of the writes, and why:
+//! 1. **Hold statuses**, then **appointment updates**, before any new hold or appointment: the
+//!    partial unique indexes (`holds_one_live_per_citizen`, `appointments_one_active`) admit a
+//!    citizen's new live hold or active appointment only once the old one has left the index,
+//!    and a batch may end one and make the other (a release then a new hold; a cancellation
+//!    then a booking). A status change never makes a hold live (`decide` only confirms,
+//!    releases and expires), so the rows of the first step may be written in any order.
+//! 2. **New holds**, **new appointments**.
+//! 3. **Capacity raised** (to the larger of the old and the new), **seat deltas**, **final
+//!    capacities**: `CHECK (taken <= capacity)` holds after every statement, so a batch that
+//!    raises a slot and fills the new seats, or frees seats and then lowers the capacity to
+//!    them, is never refused halfway.
+//! 4. **Cards**, **outbox** (`ON CONFLICT DO NOTHING`: one notice per appointment and cause),
+//!    **events**, **idempotency records**: rows nothing else in the batch depends on.
+//!
+//! The reads, in order: overdue holds (the batch expires them on the side), holds by id and
+//! appointments by tracking code (locked: the batch may change them), the live holds and
+//! active appointments of the batch's citizens, payments, applications, then slots (those
+//! whose seat count the batch may change locked, in id order; the rest read only), then the
+//! idempotency records. Slots come after holds and appointments because those name them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::booking::{BatchExtras, IdempotencyRecord};
+use crate::booking::{
+    ApplicationRef, AppointmentRow, BatchKeys, BatchState, CardRow, Effects, Event, HoldRow,
+    HoldStatus, OutboxRow, PaymentRow, SlotRow,
+};
+
+/// The idempotency records a batch found, by (scope, key).
+pub type Stored = HashMap<(String, String), IdempotencyRecord>;
+
+/// One write step of a batch (see the module's list for the order and its reasons).
+pub(super) enum WriteStep<'e> {
+    /// Hold id → its new status (every one ends a live hold).
+    HoldStatus(&'e BTreeMap<String, HoldStatus>),
+    /// Rows of existing appointments, by tracking code: status, slot, office, start, update
+    /// time.
+    AppointmentUpdates(&'e BTreeMap<String, AppointmentRow>),
+    NewHolds(&'e [HoldRow]),
+    NewAppointments(&'e [AppointmentRow]),
+    /// Slot id → capacity: raise each to at least this.
+    RaiseCapacity(&'e BTreeMap<i64, i64>),
+    /// Slot id → change of `taken`.
+    SeatDeltas(&'e BTreeMap<i64, i64>),
+    /// Slot id → capacity: set each to exactly this (never below `taken`: `decide` refused that).
+    SetCapacity(&'e BTreeMap<i64, i64>),
+    NewCards(&'e [CardRow]),
+    /// Notices, each at most once per (tracking code, notice key).
+    Outbox(&'e [OutboxRow]),
+    Events(&'e [Event]),
+    /// Records of the batch's idempotency keys, created at the batch's time.
+    IdempotencyRecords {
+        records: &'e [IdempotencyRecord],
+        created_at: i64,
+    },
+}
+
+impl WriteStep<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            WriteStep::HoldStatus(m) => m.is_empty(),
+            WriteStep::AppointmentUpdates(m) => m.is_empty(),
+            WriteStep::NewHolds(rows) => rows.is_empty(),
+            WriteStep::NewAppointments(rows) => rows.is_empty(),
+            WriteStep::RaiseCapacity(m) | WriteStep::SeatDeltas(m) | WriteStep::SetCapacity(m) => {
+                m.is_empty()
+            }
+            WriteStep::NewCards(rows) => rows.is_empty(),
+            WriteStep::Outbox(rows) => rows.is_empty(),
+            WriteStep::Events(rows) => rows.is_empty(),
+            WriteStep::IdempotencyRecords { records, .. } => records.is_empty(),
+        }
+    }
+}
+
+/// The batch's writes in the order they must run, empty steps left out.
+pub(super) fn writes<'e>(
+    effects: &'e Effects,
+    idempotency: &'e [IdempotencyRecord],
+) -> impl Iterator<Item = WriteStep<'e>> {
+    // Named field by field, so that a new kind of effect does not compile until it has a step.
+    let Effects {
+        now,
+        new_holds,
+        hold_status,
+        new_appointments,
+        appointment_updates,
+        slot_deltas,
+        slot_capacity,
+        new_cards,
+        outbox,
+        events,
+    } = effects;
+    [
+        WriteStep::HoldStatus(hold_status),
+        WriteStep::AppointmentUpdates(appointment_updates),
+        WriteStep::NewHolds(new_holds),
+        WriteStep::NewAppointments(new_appointments),
+        WriteStep::RaiseCapacity(slot_capacity),
+        WriteStep::SeatDeltas(slot_deltas),
+        WriteStep::SetCapacity(slot_capacity),
+        WriteStep::NewCards(new_cards),
+        WriteStep::Outbox(outbox),
+        WriteStep::Events(events),
+        WriteStep::IdempotencyRecords {
+            records: idempotency,
+            created_at: *now,
+        },
+    ]
+    .into_iter()
+    .filter(|w| !w.is_empty())
+}
+
+/// One read of a batch. The executor runs it and hands each row it finds to the [`ReadPlan`]
+/// (`hold`, `appointment`, … by the row's kind).
+pub(super) enum ReadStep<'k> {
+    /// Ids of live holds whose expiry is at or before `now`, oldest first, at most `limit`,
+    /// locked. PostgreSQL skips those another writer has locked (that writer handles them).
+    DueHolds {
+        now: i64,
+        limit: i64,
+    },
+    /// Holds by id (sorted), locked.
+    Holds(Vec<String>),
+    /// Appointments by tracking code (sorted), locked.
+    Appointments(&'k [String]),
+    /// The live holds of these citizens.
+    LiveHoldsOf(&'k [String]),
+    /// The active (`booked`, `checked_in`) appointments of these citizens.
+    ActiveAppointmentsOf(&'k [String]),
+    /// Payments by id, with their application's service and national code.
+    Payments(&'k [String]),
+    Applications(&'k [String]),
+    /// Slots whose seat count the batch may change (sorted): locked in id order, so that two
+    /// writers lock in one global order.
+    LockedSlots(Vec<i64>),
+    /// Slots whose seat count the batch leaves alone (sorted): read without a lock, so that a
+    /// confirmation does not wait for another writer's seat changes in the same slot.
+    Slots(Vec<i64>),
+    /// Idempotency records by (scope, key).
+    IdempotencyRecords(&'k [(String, String)]),
+}
+
+/// How an executor's reads lock what they read, which decides whether slots are sorted into
+/// locked and unlocked ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Locking {
+    /// Rows are locked as they are read, and other writers' transactions run beside this one
+    /// (PostgreSQL): a slot whose seat count the batch leaves alone is read without a lock.
+    Rows,
+    /// The transaction holds the database's one write lock (SQLite): nothing else writes until
+    /// it ends, so every slot is read alike, as [`ReadStep::LockedSlots`], and the holds read
+    /// are not sorted by what their confirmation does to their slot.
+    Database,
+}
+
+/// Where a [`ReadPlan`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    DueHolds,
+    Holds,
+    Appointments,
+    LiveHoldsOf,
+    ActiveAppointmentsOf,
+    Payments,
+    Applications,
+    LockedSlots,
+    Slots,
+    IdempotencyRecords,
+    Done,
+}
+
+impl ReadStep<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            ReadStep::DueHolds { .. } => false,
+            ReadStep::Holds(ids) => ids.is_empty(),
+            ReadStep::Appointments(ids)
+            | ReadStep::LiveHoldsOf(ids)
+            | ReadStep::ActiveAppointmentsOf(ids)
+            | ReadStep::Payments(ids)
+            | ReadStep::Applications(ids) => ids.is_empty(),
+            ReadStep::LockedSlots(ids) | ReadStep::Slots(ids) => ids.is_empty(),
+            ReadStep::IdempotencyRecords(keys) => keys.is_empty(),
+        }
+    }
+}
+
+/// The reads of one batch, in order, and the state they build: [`ReadPlan::next`] gives the
+/// next read (empty ones left out), the executor hands back the rows it found, and
+/// [`ReadPlan::finish`] gives the state to decide on. Which slots are locked depends on the
+/// holds found, which is why the plan is stepped rather than listed up front.
+pub(super) struct ReadPlan<'k> {
+    keys: &'k BatchKeys,
+    extras: &'k BatchExtras,
+    locking: Locking,
+    /// The stage `next` looks at first.
+    stage: Stage,
+    /// The stage of the read `next` gave last: what the rows handed back belong to.
+    reading: Stage,
+    state: BatchState,
+    stored: Stored,
+    hold_ids: Vec<String>,
+    locked_slots: Vec<i64>,
+    unlocked_slots: Vec<i64>,
+}
+
+impl<'k> ReadPlan<'k> {
+    /// `keys` normalised (sorted, deduplicated: `BatchKeys::normalise`).
+    pub fn new(keys: &'k BatchKeys, extras: &'k BatchExtras, locking: Locking) -> Self {
+        let mut hold_ids = keys.holds.clone();
+        hold_ids.extend(keys.confirmed_holds.iter().cloned());
+        ReadPlan {
+            keys,
+            extras,
+            locking,
+            stage: Stage::DueHolds,
+            reading: Stage::Done,
+            state: BatchState::default(),
+            stored: Stored::new(),
+            hold_ids,
+            locked_slots: keys.slots.clone(),
+            unlocked_slots: Vec::new(),
+        }
+    }
+
+    /// The next read, or `None` when the batch has read everything.
+    pub fn next(&mut self) -> Option<ReadStep<'k>> {
+        let (keys, extras) = (self.keys, self.extras);
+        loop {
+            let stage = self.stage;
+            let read = match stage {
+                Stage::DueHolds => extras.sweep_limit.map(|limit| ReadStep::DueHolds {
+                    now: extras.now,
+                    limit,
+                }),
+                Stage::Holds => {
+                    let mut ids = std::mem::take(&mut self.hold_ids);
+                    ids.sort_unstable();
+                    ids.dedup();
+                    Some(ReadStep::Holds(ids))
+                }
+                Stage::Appointments => Some(ReadStep::Appointments(&keys.appointments)),
+                Stage::LiveHoldsOf => Some(ReadStep::LiveHoldsOf(&keys.hold_codes)),
+                Stage::ActiveAppointmentsOf => {
+                    Some(ReadStep::ActiveAppointmentsOf(&keys.citizen_codes))
+                }
+                Stage::Payments => Some(ReadStep::Payments(&keys.payments)),
+                Stage::Applications => Some(ReadStep::Applications(&keys.applications)),
+                Stage::LockedSlots => {
+                    let mut locked = std::mem::take(&mut self.locked_slots);
+                    locked.sort_unstable();
+                    locked.dedup();
+                    let unlocked = &mut self.unlocked_slots;
+                    unlocked.sort_unstable();
+                    unlocked.dedup();
+                    unlocked.retain(|id| locked.binary_search(id).is_err());
+                    Some(ReadStep::LockedSlots(locked))
+                }
+                Stage::Slots => Some(ReadStep::Slots(std::mem::take(&mut self.unlocked_slots))),
+                Stage::IdempotencyRecords => {
+                    Some(ReadStep::IdempotencyRecords(&extras.idempotency_keys))
+                }
+                Stage::Done => return None,
+            };
+            self.stage = stage.following();
+            if let Some(read) = read.filter(|r| !r.is_empty()) {
+                self.reading = stage;
+                return Some(read);
+            }
+        }
+    }
+
+    /// What [`ReadStep::DueHolds`] found; they are read (and locked) with the batch's holds.
+    pub fn due_holds(&mut self, ids: Vec<String>) {
+        debug_assert_eq!(self.reading, Stage::DueHolds);
+        self.hold_ids.extend(ids.iter().cloned());
+        self.state.due_holds = ids;
+    }
+
+    /// A hold [`ReadStep::Holds`] or [`ReadStep::LiveHoldsOf`] found.
+    pub fn hold(&mut self, h: HoldRow) {
+        match self.reading {
+            Stage::Holds => {
+                if self.locking == Locking::Rows && keeps_its_seat(&h, self.keys, self.extras.now) {
+                    self.unlocked_slots.push(h.slot_id);
+                } else {
+                    self.locked_slots.push(h.slot_id);
+                }
+                self.state.holds.insert(h.id.clone(), h);
+            }
+            // Read again as a citizen's live hold: the row read by id (and locked) stands.
+            Stage::LiveHoldsOf => {
+                self.state.holds.entry(h.id.clone()).or_insert(h);
+            }
+            other => unreachable!("a hold handed back while reading {other:?}"),
+        }
+    }
+
+    /// An appointment [`ReadStep::Appointments`] or [`ReadStep::ActiveAppointmentsOf`] found.
+    pub fn appointment(&mut self, a: AppointmentRow) {
+        match self.reading {
+            Stage::Appointments => {
+                self.locked_slots.push(a.slot_id);
+                self.state.appointments.insert(a.tracking_code.clone(), a);
+            }
+            Stage::ActiveAppointmentsOf => {
+                self.state
+                    .appointments
+                    .entry(a.tracking_code.clone())
+                    .or_insert(a);
+            }
+            other => unreachable!("an appointment handed back while reading {other:?}"),
+        }
+    }
+
+    pub fn payment(&mut self, p: PaymentRow) {
+        debug_assert_eq!(self.reading, Stage::Payments);
+        self.state.payments.insert(p.id.clone(), p);
+    }
+
+    pub fn application(&mut self, a: ApplicationRef) {
+        debug_assert_eq!(self.reading, Stage::Applications);
+        self.state.applications.insert(a.id.clone(), a);
+    }
+
+    pub fn slot(&mut self, s: SlotRow) {
+        debug_assert!(matches!(self.reading, Stage::LockedSlots | Stage::Slots));
+        self.state.slots.insert(s.id, s);
+    }
+
+    pub fn record(&mut self, rec: IdempotencyRecord) {
+        debug_assert_eq!(self.reading, Stage::IdempotencyRecords);
+        self.stored
+            .insert((rec.scope.clone(), rec.key.clone()), rec);
+    }
+
+    /// The state to decide on (indexed by citizen) and the idempotency records found.
+    pub fn finish(mut self) -> (BatchState, Stored) {
+        debug_assert_eq!(self.stage, Stage::Done);
+        self.state.index();
+        (self.state, self.stored)
+    }
+}
+
+impl Stage {
+    fn following(self) -> Stage {
+        match self {
+            Stage::DueHolds => Stage::Holds,
+            Stage::Holds => Stage::Appointments,
+            Stage::Appointments => Stage::LiveHoldsOf,
+            Stage::LiveHoldsOf => Stage::ActiveAppointmentsOf,
+            Stage::ActiveAppointmentsOf => Stage::Payments,
+            Stage::Payments => Stage::Applications,
+            Stage::Applications => Stage::LockedSlots,
+            Stage::LockedSlots => Stage::Slots,
+            Stage::Slots => Stage::IdempotencyRecords,
+            Stage::IdempotencyRecords | Stage::Done => Stage::Done,
+        }
+    }
+}
+
+/// Whether deciding the batch leaves the seat count of `hold`'s slot as it is: the hold is only
+/// confirmed (no other request of the batch names it), and it is either live until after
+/// `now` (its seat moves to the appointment) or no longer live (the confirmation is refused).
+/// A live hold that has expired by `now` frees its seat when it is looked at.
+fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: i64) -> bool {
+    keys.holds.binary_search(&hold.id).is_err()
+        && keys.confirmed_holds.binary_search(&hold.id).is_ok()
+        && (hold.status != HoldStatus::Live || hold.expires_at > now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::booking::AppointmentStatus;
+    use crate::store::StoredAnswer;
+
+    fn hold(id: &str, slot_id: i64, status: HoldStatus, expires_at: i64) -> HoldRow {
+        HoldRow {
+            id: id.into(),
+            slot_id,
+            application_id: "a".into(),
+            national_code: format!("c_{id}"),
+            service: "first_issuance".into(),
+            status,
+            created_at: 0,
+            expires_at,
+        }
+    }
+
+    fn appointment(code: &str, slot_id: i64) -> AppointmentRow {
+        AppointmentRow {
+            tracking_code: code.into(),
+            slot_id,
+            office_id: "021-0001".into(),
+            start_at: 0,
+            application_id: "a".into(),
+            national_code: "c".into(),
+            service: "first_issuance".into(),
+            payment_id: None,
+            status: AppointmentStatus::Booked,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn kind(w: &WriteStep<'_>) -> &'static str {
+        match w {
+            WriteStep::HoldStatus(_) => "hold_status",
+            WriteStep::AppointmentUpdates(_) => "appointment_updates",
+            WriteStep::NewHolds(_) => "new_holds",
+            WriteStep::NewAppointments(_) => "new_appointments",
+            WriteStep::RaiseCapacity(_) => "raise_capacity",
+            WriteStep::SeatDeltas(_) => "seat_deltas",
+            WriteStep::SetCapacity(_) => "set_capacity",
+            WriteStep::NewCards(_) => "new_cards",
+            WriteStep::Outbox(_) => "outbox",
+            WriteStep::Events(_) => "events",
+            WriteStep::IdempotencyRecords { .. } => "idempotency_records",
+        }
+    }
+
+    #[test]
+    fn writes_end_rows_before_new_ones_and_bracket_the_seats_with_capacities() {
+        let mut e = Effects {
+            now: 42,
+            ..Effects::default()
+        };
+        e.hold_status.insert("h1".into(), HoldStatus::Released);
+        e.appointment_updates
+            .insert("T1".into(), appointment("T1", 1));
+        e.new_holds.push(hold("h2", 1, HoldStatus::Live, 600));
+        e.new_appointments.push(appointment("T2", 2));
+        e.slot_deltas.insert(1, 1);
+        e.slot_capacity.insert(1, 5);
+        e.new_cards.push(CardRow {
+            tracking_code: "T1".into(),
+            office_id: "021-0001".into(),
+            ready_date: "2024-10-01".into(),
+            pickup_tracking_code: None,
+            created_at: 42,
+        });
+        e.outbox.push(OutboxRow {
+            national_code: "c".into(),
+            application_id: "a".into(),
+            tracking_code: "T1".into(),
+            notice_key: "k".into(),
+            channel: "sms".into(),
+            body: "b".into(),
+            created_at: 42,
+        });
+        e.events.push(Event {
+            at: 42,
+            kind: "hold_created",
+            subject: "h2".into(),
+            actor: "c".into(),
+            payload_json: "{}".into(),
+        });
+        let records = [IdempotencyRecord {
+            scope: "c".into(),
+            key: "k".into(),
+            request_hash: "h".into(),
+            answer: StoredAnswer::Http {
+                status: 201,
+                body: "{}".into(),
+            },
+        }];
+        let order: Vec<&str> = writes(&e, &records).map(|w| kind(&w)).collect();
+        assert_eq!(
+            order,
+            [
+                "hold_status",
+                "appointment_updates",
+                "new_holds",
+                "new_appointments",
+                "raise_capacity",
+                "seat_deltas",
+                "set_capacity",
+                "new_cards",
+                "outbox",
+                "events",
+                "idempotency_records",
+            ]
+        );
+        let created_at = writes(&e, &records).find_map(|w| match w {
+            WriteStep::IdempotencyRecords { created_at, .. } => Some(created_at),
+            _ => None,
+        });
+        assert_eq!(
+            created_at,
+            Some(42),
+            "records are stamped with the batch's time"
+        );
+    }
+
+    #[test]
+    fn empty_steps_are_left_out() {
+        let mut e = Effects::default();
+        assert_eq!(writes(&e, &[]).count(), 0);
+        e.slot_deltas.insert(3, -1);
+        let order: Vec<&str> = writes(&e, &[]).map(|w| kind(&w)).collect();
+        assert_eq!(order, ["seat_deltas"]);
+    }
+
+    /// Runs a read plan against rows given by hand, as an executor would, and returns the reads
+    /// it asked for (by name and keys).
+    fn run_reads(
+        keys: &BatchKeys,
+        extras: &BatchExtras,
+        locking: Locking,
+        holds: &[HoldRow],
+        due: &[&str],
+    ) -> (Vec<String>, BatchState) {
+        let mut plan = ReadPlan::new(keys, extras, locking);
+        let mut asked = Vec::new();
+        while let Some(read) = plan.next() {
+            match read {
+                ReadStep::DueHolds { now, limit } => {
+                    asked.push(format!("due {now} {limit}"));
+                    plan.due_holds(due.iter().map(|s| s.to_string()).collect());
+                }
+                ReadStep::Holds(ids) => {
+                    asked.push(format!("holds {ids:?}"));
+                    for h in holds.iter().filter(|h| ids.contains(&h.id)) {
+                        plan.hold(h.clone());
+                    }
+                }
+                ReadStep::Appointments(c) => asked.push(format!("appointments {c:?}")),
+                ReadStep::LiveHoldsOf(c) => asked.push(format!("live holds of {c:?}")),
+                ReadStep::ActiveAppointmentsOf(c) => asked.push(format!("active of {c:?}")),
+                ReadStep::Payments(ids) => asked.push(format!("payments {ids:?}")),
+                ReadStep::Applications(ids) => asked.push(format!("applications {ids:?}")),
+                ReadStep::LockedSlots(ids) => asked.push(format!("locked slots {ids:?}")),
+                ReadStep::Slots(ids) => asked.push(format!("slots {ids:?}")),
+                ReadStep::IdempotencyRecords(k) => asked.push(format!("records {k:?}")),
+            }
+        }
+        (asked, plan.finish().0)
+    }
+
+    #[test]
+    fn a_confirmed_live_hold_leaves_its_slot_unlocked_and_overdue_holds_are_read_with_the_rest() {
+        let mut keys = BatchKeys {
+            slots: vec![9],
+            confirmed_holds: vec!["h_live".into(), "h_over".into()],
+            payments: vec!["p".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let extras = BatchExtras {
+            now: 100,
+            idempotency_keys: vec![("c".into(), "k".into())],
+            sweep_limit: Some(64),
+        };
+        let holds = [
+            hold("h_live", 1, HoldStatus::Live, 600),
+            hold("h_over", 2, HoldStatus::Live, 50),
+            hold("h_due", 3, HoldStatus::Live, 10),
+        ];
+        let (asked, state) = run_reads(&keys, &extras, Locking::Rows, &holds, &["h_due"]);
+        assert_eq!(
+            asked,
+            [
+                "due 100 64",
+                r#"holds ["h_due", "h_live", "h_over"]"#,
+                r#"payments ["p"]"#,
+                "locked slots [2, 3, 9]",
+                "slots [1]",
+                r#"records [("c", "k")]"#,
+            ]
+        );
+        assert_eq!(state.due_holds, ["h_due"]);
+        assert_eq!(state.holds.len(), 3);
+        assert_eq!(
+            state.live_hold_by_citizen.len(),
+            3,
+            "the state is indexed by citizen"
+        );
+        // Under the database's one lock every slot is read alike.
+        let (asked, _) = run_reads(&keys, &extras, Locking::Database, &holds, &["h_due"]);
+        assert_eq!(asked[3], "locked slots [1, 2, 3, 9]");
+        assert_eq!(asked[4], r#"records [("c", "k")]"#);
+    }
+
+    #[test]
+    fn a_slot_both_locked_and_unlocked_is_read_once_locked() {
+        let mut keys = BatchKeys {
+            slots: vec![1],
+            confirmed_holds: vec!["h".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let extras = BatchExtras {
+            now: 0,
+            idempotency_keys: Vec::new(),
+            sweep_limit: None,
+        };
+        let (asked, _) = run_reads(
+            &keys,
+            &extras,
+            Locking::Rows,
+            &[hold("h", 1, HoldStatus::Live, 600)],
+            &[],
+        );
+        assert_eq!(asked, [r#"holds ["h"]"#, "locked slots [1]"]);
+    }
+}

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::domain::time::{iran_date, Clock, SystemClock};
 use crate::domain::{FeeSchedule, Service};
+use crate::http::live::{ConfigWatch, LiveFees, LiveHolidays};
+use crate::http::login_limit::{LoginLimits, LoginThrottle};
 use crate::http::problem::ErrorChain;
 use crate::http::{self, ApiConfig, AppState};
 use crate::planning::scenario::SyntheticRegistry;
@@ -41,8 +43,23 @@ pub struct Settings {
     /// Bearer token of the planner endpoints (`/v1/planner/…`); `None` leaves them unmounted.
     pub planner_token: Option<String>,
     pub session_ttl: Duration,
-    /// HMAC secret for session tokens (≥ 32 bytes); `None` draws a random one per process.
+    /// Secret of the session tokens (≥ 32 bytes; the same on every node); `None` draws a
+    /// random one per process.
     pub token_secret: Option<String>,
+    /// The secret being rotated out: its tokens are still accepted (never issued) for
+    /// `token_previous_grace` after start.
+    pub token_secret_previous: Option<String>,
+    /// How long the previous secret's tokens are accepted; the session lifetime by default,
+    /// so every token issued before the rotation lives out its time.
+    pub token_previous_grace: Duration,
+    /// Failed logins allowed per national code and per client address in a window.
+    pub login_limits: LoginLimits,
+    /// Header carrying the client's address when a proxy is in front (e.g. `X-Forwarded-For`,
+    /// its last entry); `None` uses the connection's peer address.
+    pub client_ip_header: Option<String>,
+    /// How often this process polls the configuration version for admin changes made on
+    /// other processes; `None` disables the poll (tests step it).
+    pub config_poll_interval: Option<Duration>,
     /// The admin token (≥ 24 characters); only its hash is kept. `None`: no admin access
     /// except through admin rows of `operator_tokens`.
     pub admin_token: Option<String>,
@@ -66,6 +83,15 @@ impl Default for Settings {
             planner_token: None,
             session_ttl: Duration::from_secs(2 * 3600),
             token_secret: None,
+            token_secret_previous: None,
+            token_previous_grace: Duration::from_secs(2 * 3600),
+            login_limits: LoginLimits {
+                per_code_max: 5,
+                per_address_max: 100,
+                window: Duration::from_secs(15 * 60),
+            },
+            client_ip_header: None,
+            config_poll_interval: Some(Duration::from_secs(2)),
             admin_token: None,
             outbox_interval: Some(Duration::from_secs(5)),
         }
@@ -84,9 +110,10 @@ impl Settings {
     }
 }
 
-/// Housekeeping: every minute the limiter forgets idle applicants; every hour the booking
-/// window rolls on (tomorrow's slots are opened, the view drops yesterday's), so a server that
-/// runs for weeks keeps `horizon_days` of slots open.
+/// Housekeeping: every minute the limiter forgets idle applicants and the failed-login
+/// windows that are over are deleted; every hour the booking window rolls on (tomorrow's slots
+/// are opened, the view drops yesterday's), so a server that runs for weeks keeps
+/// `horizon_days` of slots open.
 fn spawn_janitor(
     state: AppState,
     clock: Arc<dyn Clock>,
@@ -99,6 +126,14 @@ fn spawn_janitor(
             tick.tick().await;
             state.limiter.retain_recent();
             state.limiter.shrink_to_fit();
+            let window = state.config.login_limits.window.as_secs() as i64;
+            if let Err(e) = state
+                .store
+                .purge_login_failures(clock.now().timestamp() - window)
+                .await
+            {
+                tracing::warn!(error = %ErrorChain(&e), "purging old login failures failed; will retry");
+            }
             if minute % 60 == 0 {
                 roll_booking_window(&state, iran_date(clock.now()), horizon_days).await;
             }
@@ -113,7 +148,7 @@ async fn roll_booking_window(state: &AppState, today: NaiveDate, horizon_days: u
     match crate::store::seed::materialise_slots(
         &state.store,
         directory.all(),
-        &state.holidays,
+        &state.holidays.current(),
         today,
         horizon_days,
     )
@@ -132,6 +167,45 @@ async fn roll_booking_window(state: &AppState, today: NaiveDate, horizon_days: u
     }
 }
 
+/// Refuses secrets too short to be secrets.
+fn check_secrets(settings: &Settings) -> anyhow::Result<()> {
+    for (name, secret) in [
+        ("token secret", &settings.token_secret),
+        ("previous token secret", &settings.token_secret_previous),
+    ] {
+        if let Some(secret) = secret {
+            anyhow::ensure!(
+                secret.len() >= http::auth::SECRET_BYTES_MIN,
+                "the {name} must have at least {} bytes",
+                http::auth::SECRET_BYTES_MIN
+            );
+        }
+    }
+    anyhow::ensure!(
+        settings.token_secret_previous.is_none() || settings.token_secret.is_some(),
+        "a previous token secret is rotated out in favour of a token secret: set both"
+    );
+    if let Some(token) = &settings.admin_token {
+        anyhow::ensure!(
+            token.len() >= 24,
+            "the admin token must have at least 24 characters"
+        );
+    }
+    Ok(())
+}
+
+/// The session keys: the current secret, and the previous one until its grace ends.
+fn token_keys(settings: &Settings, now_unix: i64) -> http::auth::TokenKeys {
+    let keys = http::auth::TokenKeys::new(settings.token_secret.as_deref().map(str::as_bytes));
+    match &settings.token_secret_previous {
+        Some(previous) => keys.with_previous(
+            previous.as_bytes(),
+            now_unix + settings.token_previous_grace.as_secs() as i64,
+        ),
+        None => keys,
+    }
+}
+
 /// Time, identifiers and the payment gateway: inputs, so tests can replay them.
 #[derive(Clone)]
 pub struct Dependencies {
@@ -145,7 +219,7 @@ impl Default for Dependencies {
         Self {
             clock: Arc::new(SystemClock),
             ids: Arc::new(SecureIds::new()),
-            payments: Arc::new(SandboxGateway),
+            payments: Arc::new(SandboxGateway::default()),
         }
     }
 }
@@ -156,6 +230,7 @@ pub struct App {
     sweeper: Option<tokio::task::JoinHandle<()>>,
     janitor: tokio::task::JoinHandle<()>,
     relay: Option<tokio::task::JoinHandle<()>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
     planner: Option<http::planner::PlannerState>,
 }
 
@@ -165,25 +240,21 @@ impl App {
     }
 
     pub async fn build_with(settings: Settings, deps: Dependencies) -> anyhow::Result<App> {
-        if let Some(secret) = &settings.token_secret {
-            anyhow::ensure!(
-                secret.len() >= 32,
-                "the token secret must have at least 32 bytes"
-            );
-        }
-        if let Some(token) = &settings.admin_token {
-            anyhow::ensure!(
-                token.len() >= 24,
-                "the admin token must have at least 24 characters"
-            );
-        }
+        check_secrets(&settings)?;
         let scenario = crate::store::seed::load_scenario(settings.scenario.as_deref())?;
-        let holidays = scenario.holidays();
         let store = Store::connect(&settings.store).await?;
         store
             .sync_catalogue(Service::catalogue(), FeeSchedule::builtin())
             .await?;
         store.reapply_fee_overrides().await?;
+        // Read before the state it versions, so a change made meanwhile is reloaded.
+        let config_version = store.config_version().await?;
+        let fees = store.fee_schedule().await?;
+        let holidays = LiveHolidays::new(scenario.holidays());
+        let announced = store.admin_holidays("0000-01-01", "9999-12-31").await?;
+        for day in holidays.rebuild(&announced) {
+            tracing::warn!(%day, "an announced holiday does not fit its year's holiday table");
+        }
         let now = deps.clock.now();
         if crate::store::seed::seed_if_empty(&store, &scenario, now.timestamp()).await? {
             tracing::info!(scenario = %scenario.name, "seeded the office network");
@@ -192,7 +263,7 @@ impl App {
         let added = crate::store::seed::materialise_slots(
             &store,
             &offices,
-            &holidays,
+            &holidays.current(),
             iran_date(now),
             settings.booking_horizon_days,
         )
@@ -215,15 +286,15 @@ impl App {
             directory: Arc::new(RwLock::new(Arc::new(Directory::new(offices)))),
             holidays: Arc::new(holidays),
             registry: Arc::new(SyntheticRegistry::from_scenario(&scenario)),
-            tokens: Arc::new(http::auth::TokenKeys::new(
-                settings.token_secret.as_deref().map(str::as_bytes),
-            )),
+            tokens: Arc::new(token_keys(&settings, now.timestamp())),
             payments: deps.payments,
-            fees: Arc::new(FeeSchedule::builtin().clone()),
+            fees: Arc::new(LiveFees::new(fees)),
             config: ApiConfig {
                 session_ttl_secs: settings.session_ttl.as_secs() as i64,
                 booking_horizon_days: settings.booking_horizon_days,
                 max_in_flight: settings.max_in_flight,
+                login_limits: settings.login_limits,
+                client_ip_header: settings.client_ip_header.clone(),
             },
             metrics: http::metrics::Metrics::install(),
             limiter: Arc::new(http::auth::applicant_limiter()),
@@ -231,6 +302,8 @@ impl App {
                 settings.admin_token.as_deref(),
             )),
             notifier: Arc::new(crate::ports::notify::LogNotifier),
+            login_throttle: Arc::new(LoginThrottle::default()),
+            config_watch: Arc::new(ConfigWatch::new(config_version)),
         };
         let relay = settings.outbox_interval.map(|every| {
             crate::ports::notify::spawn_relay(
@@ -240,6 +313,9 @@ impl App {
                 every,
             )
         });
+        let watcher = settings
+            .config_poll_interval
+            .map(|every| http::live::spawn_watcher(state.clone(), every));
         let janitor = spawn_janitor(
             state.clone(),
             deps.clock.clone(),
@@ -251,6 +327,7 @@ impl App {
             sweeper,
             janitor,
             relay,
+            watcher,
             planner: settings
                 .planner_token
                 .as_deref()
@@ -286,15 +363,22 @@ impl App {
         if let Some(planner) = self.planner {
             router = router.merge(http::planner::router(planner));
         }
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        // The peer address reaches handlers (failed logins are limited per client address).
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         if let Some(s) = self.sweeper {
             s.abort();
         }
         self.janitor.abort();
         if let Some(r) = self.relay {
             r.abort();
+        }
+        if let Some(w) = self.watcher {
+            w.abort();
         }
         store.close().await;
         Ok(())

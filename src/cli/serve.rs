@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::app::{App, Settings};
+use crate::http::login_limit::LoginLimits;
 use crate::reserve::EngineConfig;
 use crate::store::StoreConfig;
 
@@ -50,9 +51,32 @@ pub struct ServeArgs {
     /// Bearer token for the planner endpoints (`/v1/planner/…`); unset leaves them off.
     #[arg(long, env = "NOBAT_PLANNER_TOKEN", hide_env_values = true)]
     pub planner_token: Option<String>,
-    /// HMAC secret for session tokens (≥ 32 bytes); set the same one on every node.
+    /// Secret of the session tokens (≥ 32 bytes); set the same one on every node.
     #[arg(long, env = "NOBAT_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// The secret being rotated out: its tokens are still accepted, never issued, for
+    /// `--token-previous-grace-minutes` after start.
+    #[arg(long, env = "NOBAT_TOKEN_SECRET_PREVIOUS", hide_env_values = true)]
+    pub token_secret_previous: Option<String>,
+    /// Minutes the previous secret's tokens are still accepted.
+    #[arg(long, env = "NOBAT_TOKEN_PREVIOUS_GRACE_MINUTES", default_value_t = Settings::default().token_previous_grace.as_secs() / 60, value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 60))]
+    pub token_previous_grace_minutes: u64,
+    /// Failed logins per national code in a window before its logins are locked (429).
+    #[arg(long, env = "NOBAT_LOGIN_FAILURES_PER_CODE", default_value_t = Settings::default().login_limits.per_code_max, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub login_failures_per_code: u32,
+    /// Failed logins per client address in a window before its logins are locked (429).
+    #[arg(long, env = "NOBAT_LOGIN_FAILURES_PER_ADDRESS", default_value_t = Settings::default().login_limits.per_address_max, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub login_failures_per_address: u32,
+    /// Minutes of a failed-login window (and of a lockout).
+    #[arg(long, env = "NOBAT_LOGIN_WINDOW_MINUTES", default_value_t = Settings::default().login_limits.window.as_secs() / 60, value_parser = clap::value_parser!(u64).range(1..=24 * 60))]
+    pub login_window_minutes: u64,
+    /// Header with the client's address, set by the proxy in front (its last entry counts);
+    /// unset: the connection's peer address.
+    #[arg(long, env = "NOBAT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Milliseconds between polls for admin changes made on other processes.
+    #[arg(long, env = "NOBAT_CONFIG_POLL_MS", default_value_t = Settings::default().config_poll_interval.map_or(0, |d| d.as_millis() as u64), value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub config_poll_ms: u64,
     /// Admin API token (≥ 24 characters); only its SHA-256 is kept in memory. Without it the
     /// admin API is closed.
     #[arg(long, env = "NOBAT_ADMIN_TOKEN", hide_env_values = true)]
@@ -85,6 +109,15 @@ impl ServeArgs {
             max_in_flight: self.max_in_flight as usize,
             planner_token: self.planner_token,
             token_secret: self.token_secret,
+            token_secret_previous: self.token_secret_previous,
+            token_previous_grace: Duration::from_secs(self.token_previous_grace_minutes * 60),
+            login_limits: LoginLimits {
+                per_code_max: self.login_failures_per_code,
+                per_address_max: self.login_failures_per_address,
+                window: Duration::from_secs(self.login_window_minutes * 60),
+            },
+            client_ip_header: self.client_ip_header,
+            config_poll_interval: Some(Duration::from_millis(self.config_poll_ms)),
             admin_token: self.admin_token,
             ..defaults
         }
@@ -191,6 +224,18 @@ mod tests {
             ("--batch-max", d.engine.batch_max.to_string()),
             ("--queue-bound", d.engine.queue_bound.to_string()),
             ("--max-in-flight", d.max_in_flight.to_string()),
+            (
+                "--login-failures-per-code",
+                d.login_limits.per_code_max.to_string(),
+            ),
+            (
+                "--login-window-minutes",
+                (d.login_limits.window.as_secs() / 60).to_string(),
+            ),
+            (
+                "--token-previous-grace-minutes",
+                (d.token_previous_grace.as_secs() / 60).to_string(),
+            ),
         ] {
             // The flag's entry: from its name to the next flag's.
             let at = help

@@ -1,15 +1,17 @@
-//! `/metrics` in Prometheus text: request counts and latencies per route and status, and the
-//! booking engine's batches.
+//! `/metrics` in Prometheus text: request counts and latencies per route and status, requests
+//! shed with 503 by reason, and the booking engine's batches.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::AppState;
+use super::{AppState, ProblemCode};
 
 /// Histogram buckets in seconds, from 0.5 ms to 10 s.
 const LATENCY_BUCKETS_SECS: [f64; 14] = [
@@ -71,13 +73,103 @@ pub async fn track(State(_state): State<AppState>, request: Request, next: Next)
         .unwrap_or_else(|| "unmatched".into());
     let method = request.method().to_string();
     let response = next.run(request).await;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        shed(response.extensions().get::<ProblemCode>().copied());
+    }
     let status = response.status().as_u16().to_string();
     metrics::counter!("nobat_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
     metrics::histogram!("nobat_http_request_duration_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
     response
 }
 
-/// Counts a request refused by the in-flight limit.
-pub fn shed() {
-    metrics::counter!("nobat_http_shed_total").increment(1);
+/// A request turned away with 503 (`overloaded`: the in-flight limit or the booking queue;
+/// `timeout`; `unavailable`: storage): counted in `nobat_http_shed_total{reason}` and
+/// summarised in the log at most once a second ([`ShedLog`]), not one line each: in a surge
+/// the log would otherwise carry thousands of lines a second.
+pub fn shed(code: Option<ProblemCode>) {
+    let reason = code.map_or("other", ProblemCode::as_str);
+    metrics::counter!("nobat_http_shed_total", "reason" => reason).increment(1);
+    ShedLog::global().note(reason, Instant::now());
+}
+
+/// Counts shed requests between log lines; one line a second at most, with the counts.
+#[derive(Debug, Default)]
+pub struct ShedLog {
+    inner: Mutex<ShedCounts>,
+}
+
+#[derive(Debug, Default)]
+struct ShedCounts {
+    since: Option<Instant>,
+    by_reason: BTreeMap<&'static str, u64>,
+}
+
+/// The shortest time between two shed log lines.
+pub const SHED_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl ShedLog {
+    fn global() -> &'static ShedLog {
+        static LOG: OnceLock<ShedLog> = OnceLock::new();
+        LOG.get_or_init(ShedLog::default)
+    }
+
+    /// Counts one shed request; returns the counts logged now, if a line was due (the
+    /// first request after a quiet second, then at most one line a second).
+    pub fn note(&self, reason: &'static str, now: Instant) -> Option<BTreeMap<&'static str, u64>> {
+        let mut counts = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.by_reason.entry(reason).or_insert(0) += 1;
+        let due = counts
+            .since
+            .is_none_or(|since| now.duration_since(since) >= SHED_LOG_EVERY);
+        if !due {
+            return None;
+        }
+        let logged = std::mem::take(&mut counts.by_reason);
+        let window_ms = counts
+            .since
+            .map_or(0, |since| now.duration_since(since).as_millis());
+        counts.since = Some(now);
+        drop(counts);
+        let total: u64 = logged.values().sum();
+        tracing::warn!(
+            shed = total,
+            reasons = ?logged,
+            since_ms = window_ms,
+            "requests turned away with 503 (see nobat_http_shed_total)"
+        );
+        Some(logged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood of shed requests makes one log line a second, and the line counts them all.
+    #[test]
+    fn shed_requests_are_logged_at_most_once_a_second_with_their_count() {
+        let log = ShedLog::default();
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        // 10,000 shed requests over 3.5 s, evenly.
+        for i in 0..10_000u64 {
+            let at = start + Duration::from_micros(i * 350);
+            let reason = if i % 10 == 0 {
+                "unavailable"
+            } else {
+                "overloaded"
+            };
+            if let Some(counts) = log.note(reason, at) {
+                lines.push((at, counts));
+            }
+        }
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        for pair in lines.windows(2) {
+            assert!(pair[1].0.duration_since(pair[0].0) >= SHED_LOG_EVERY);
+        }
+        let logged: u64 = lines.iter().flat_map(|(_, c)| c.values()).sum();
+        let pending: u64 = log.inner.lock().unwrap().by_reason.values().sum();
+        assert_eq!(logged + pending, 10_000, "every request counted once");
+        assert_eq!(lines[1].1["unavailable"] + lines[1].1["overloaded"], 2858);
+    }
 }

@@ -8,6 +8,8 @@ pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod idempotency;
+pub mod live;
+pub mod login_limit;
 pub mod metrics;
 pub mod openapi;
 pub mod operators;
@@ -29,9 +31,7 @@ use tower_http::trace::TraceLayer;
 
 pub use problem::{Problem, ProblemCode};
 
-use crate::domain::calendar::HolidayCalendar;
 use crate::domain::registry::CivilRegistry;
-use crate::domain::FeeSchedule;
 use crate::ports::payments::PaymentGateway;
 use crate::reserve::directory::Directory;
 use crate::reserve::Reservations;
@@ -51,6 +51,11 @@ pub struct ApiConfig {
     /// API requests served at once; more are refused at once with 503 `overloaded` and
     /// `Retry-After` (an honest "come back in a moment" instead of a queue that times out).
     pub max_in_flight: usize,
+    /// Failed logins allowed per national code and per client address in a window.
+    pub login_limits: login_limit::LoginLimits,
+    /// The header that carries the client's address when a proxy is in front (its last
+    /// entry); `None`: the connection's peer address.
+    pub client_ip_header: Option<String>,
 }
 
 /// What every handler can reach.
@@ -59,11 +64,13 @@ pub struct AppState {
     pub store: Store,
     pub engine: Reservations,
     pub directory: Arc<RwLock<Arc<Directory>>>,
-    pub holidays: Arc<HolidayCalendar>,
+    /// The holiday calendar in force (the national table and announced days).
+    pub holidays: Arc<live::LiveHolidays>,
     pub registry: Arc<dyn CivilRegistry>,
     pub tokens: Arc<auth::TokenKeys>,
     pub payments: Arc<dyn PaymentGateway>,
-    pub fees: Arc<FeeSchedule>,
+    /// The fee schedule in force.
+    pub fees: Arc<live::LiveFees>,
     pub config: ApiConfig,
     pub metrics: metrics::Metrics,
     /// Per-applicant request limit (keyed by national code).
@@ -72,6 +79,10 @@ pub struct AppState {
     pub operators: Arc<operators::OperatorKeys>,
     /// Where outbox notices go.
     pub notifier: Arc<dyn crate::ports::notify::Notifier>,
+    /// This process's logins in flight (the failure counts are in the database).
+    pub login_throttle: Arc<login_limit::LoginThrottle>,
+    /// The configuration version this process has loaded (admin changes).
+    pub config_watch: Arc<live::ConfigWatch>,
 }
 
 impl AppState {
@@ -93,6 +104,8 @@ async fn time_limit(
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
+            // Outside the metrics middleware: counted here.
+            metrics::shed(Some(ProblemCode::Timeout));
             let mut p = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ProblemCode::Timeout,
@@ -105,12 +118,14 @@ async fn time_limit(
 }
 
 /// The API routes behind the in-flight limit; probes and metrics stay outside it so that an
-/// overloaded server still reports on itself.
-fn api_routes(max_in_flight: usize) -> Router<AppState> {
+/// overloaded server still reports on itself. Admin requests go through the audit log
+/// ([`live::audit`]).
+fn api_routes(state: &AppState) -> Router<AppState> {
+    let max_in_flight = state.config.max_in_flight;
     let shed = tower::ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(
             |_: tower::BoxError| async {
-                metrics::shed();
+                // Counted and logged (once a second) by `metrics::track`, like every 503.
                 let mut p = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ProblemCode::Overloaded,
@@ -127,7 +142,12 @@ fn api_routes(max_in_flight: usize) -> Router<AppState> {
     Router::new()
         .merge(v1::routes())
         .merge(staff::routes())
-        .merge(admin::routes())
+        .merge(
+            admin::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                live::audit,
+            )),
+        )
         .layer(shed)
 }
 
@@ -137,7 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
-        .merge(api_routes(state.config.max_in_flight))
+        .merge(api_routes(&state))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,
@@ -163,5 +183,23 @@ pub fn router(state: AppState) -> Router {
             axum::response::IntoResponse::into_response(Problem::internal())
         }))
         .layer(axum::middleware::from_fn(time_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(log_failure))
+}
+
+/// tower-http's default logs every 5xx at ERROR. A 503 is load shed on purpose and is
+/// summarised once a second (`metrics::shed`); a surge must not write one line per refusal.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {}
+        other => tracing::error!(
+            classification = %other,
+            latency_ms = latency.as_millis() as u64,
+            "response failed"
+        ),
+    }
 }

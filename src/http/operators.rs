@@ -2,7 +2,7 @@
 //! `operator_tokens`, or in memory for the configured admin token). A staff token is scoped to
 //! one office; the admin token reaches every `/v1/admin/…` endpoint. Applicant session tokens
 //! are never accepted here (their hash matches nothing), and operator tokens are never accepted
-//! by applicant endpoints (they are not HMAC-signed).
+//! by applicant endpoints (they are not sealed session tokens).
 
 // `Problem` is the one error type of the HTTP layer; boxing it would only add noise here.
 #![allow(clippy::result_large_err)]
@@ -16,6 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::live::AuditActor;
 use super::problem::ProblemCode;
 use super::{AppState, Problem};
 use crate::store::OperatorRecord;
@@ -37,7 +38,7 @@ pub fn token_hash_hex(token: &str) -> String {
 
 /// Compares two hashes in constant time, so timing says nothing about how much matched. The
 /// one comparison of presented tokens with known ones (admin, planner); applicant sessions are
-/// checked by `hmac`'s own constant-time `verify_slice`.
+/// checked by the AEAD tag of their sealed token.
 pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
@@ -148,24 +149,32 @@ impl FromRequestParts<AppState> for Admin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        if state.operators.is_admin(token) {
-            return Ok(Admin {
+        let admin = if state.operators.is_admin(token) {
+            Admin {
                 name: "configured".to_string(),
-            });
-        }
-        match operator(state, token).await? {
-            Some(OperatorRecord { role, name, .. }) if role == "admin" => Ok(Admin { name }),
-            Some(_) => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                ProblemCode::Forbidden,
-                "this endpoint is for administrators",
-            )),
-            None => Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                ProblemCode::Unauthorized,
-                "the token is not an admin token",
-            )),
-        }
+            }
+        } else {
+            match operator(state, token).await? {
+                Some(OperatorRecord { role, name, .. }) if role == "admin" => Admin { name },
+                Some(_) => {
+                    return Err(Problem::new(
+                        StatusCode::FORBIDDEN,
+                        ProblemCode::Forbidden,
+                        "this endpoint is for administrators",
+                    ))
+                }
+                None => {
+                    return Err(Problem::new(
+                        StatusCode::UNAUTHORIZED,
+                        ProblemCode::Unauthorized,
+                        "the token is not an admin token",
+                    ))
+                }
+            }
+        };
+        // The audit log names who made the change (`live::audit`).
+        AuditActor::set(parts, admin.actor());
+        Ok(admin)
     }
 }
 

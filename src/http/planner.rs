@@ -21,12 +21,15 @@ use crate::http::extract::ApiPath;
 use crate::planning::scenario::Scenario;
 use crate::planning::sim::{self, SimOptions, World};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 /// Largest scenario accepted, in bytes.
 pub const SCENARIO_BYTES_MAX: usize = 1 << 20;
@@ -186,15 +189,59 @@ fn parse_scenario(body: &Bytes) -> Result<Scenario, Problem> {
     })
 }
 
+/// A job started.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobAcceptedDto {
+    pub job_id: String,
+    /// Where to poll for the result.
+    pub status_url: String,
+}
+
+/// A job's state and, once done, its result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobDto {
+    pub job_id: String,
+    /// `simulation` or `plan`.
+    pub kind: String,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    /// The summary (a simulation) or the plan, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// The HTML report, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_url: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 fn accepted(id: u64) -> Response {
     (
         StatusCode::ACCEPTED,
-        Json(json!({
-            "job_id": id.to_string(),
-            "status_url": format!("/v1/planner/jobs/{id}"),
-        })),
+        Json(JobAcceptedDto {
+            job_id: id.to_string(),
+            status_url: format!("/v1/planner/jobs/{id}"),
+        }),
     )
         .into_response()
+}
+
+/// The posted scenario's bytes; a body over [`SCENARIO_BYTES_MAX`] is a problem like every
+/// other refusal, not axum's plain-text one.
+fn scenario_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ProblemCode::BodyTooLarge,
+                format!("a scenario is at most {SCENARIO_BYTES_MAX} bytes"),
+            )
+        } else {
+            Problem::new(e.status(), ProblemCode::InvalidBody, e.body_text())
+        }
+    })
 }
 
 /// Why a job failed: the planner is shown its message, the log gets its chain.
@@ -257,23 +304,35 @@ fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Respo
     Ok(accepted(id))
 }
 
-async fn post_simulation(
+/// Runs a simulation of the posted scenario (TOML, at most 1 MiB) as a job.
+#[utoipa::path(post, path = "/v1/planner/simulations", tag = "planner", security(("planner" = [])),
+    request_body(content = String, content_type = "text/plain", description = "a scenario file (TOML)"),
+    responses((status = 202, body = JobAcceptedDto,
+        links(("job" = (operation_id = "get_job", parameters(("id" = "$response.body#/job_id")))),
+              ("report" = (operation_id = "get_report", parameters(("id" = "$response.body#/job_id"))))))))]
+pub async fn post_simulation(
     State(state): State<PlannerState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     state.authorise(&headers)?;
-    let scenario = parse_scenario(&body)?;
+    let scenario = parse_scenario(&scenario_bytes(body)?)?;
     start(state, JobKind::Simulation, scenario)
 }
 
-async fn post_plan(
+/// Finds the cheapest capacity for the posted scenario's `[plan]` target, as a job.
+#[utoipa::path(post, path = "/v1/planner/plans", tag = "planner", security(("planner" = [])),
+    request_body(content = String, content_type = "text/plain", description = "a scenario file (TOML) with a `[plan]` section"),
+    responses((status = 202, body = JobAcceptedDto,
+        links(("job" = (operation_id = "get_job", parameters(("id" = "$response.body#/job_id")))),
+              ("report" = (operation_id = "get_report", parameters(("id" = "$response.body#/job_id"))))))))]
+pub async fn post_plan(
     State(state): State<PlannerState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     state.authorise(&headers)?;
-    let scenario = parse_scenario(&body)?;
+    let scenario = parse_scenario(&scenario_bytes(body)?)?;
     start(state, JobKind::Plan, scenario)
 }
 
@@ -285,7 +344,11 @@ fn not_found(id: &str) -> Problem {
     )
 }
 
-async fn get_job(
+/// A planner job: running, done (with its result) or failed (with why).
+#[utoipa::path(get, path = "/v1/planner/jobs/{id}", tag = "planner", security(("planner" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = JobDto)))]
+pub async fn get_job(
     State(state): State<PlannerState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
@@ -294,23 +357,34 @@ async fn get_job(
     let key: u64 = id.parse().map_err(|_| not_found(&id))?;
     let table = state.jobs();
     let job = table.jobs.get(&key).ok_or_else(|| not_found(&id))?;
-    let mut body = json!({ "job_id": id, "kind": job.kind.as_str() });
+    let mut body = JobDto {
+        job_id: id.clone(),
+        kind: job.kind.as_str().to_string(),
+        status: "running".to_string(),
+        result: None,
+        report_url: None,
+        error: None,
+    };
     match &job.status {
-        JobStatus::Running => body["status"] = json!("running"),
+        JobStatus::Running => {}
         JobStatus::Done { result, .. } => {
-            body["status"] = json!("done");
-            body["result"] = result.clone();
-            body["report_url"] = json!(format!("/v1/planner/jobs/{id}/report"));
+            body.status = "done".to_string();
+            body.result = Some(result.clone());
+            body.report_url = Some(format!("/v1/planner/jobs/{id}/report"));
         }
         JobStatus::Failed { error } => {
-            body["status"] = json!("failed");
-            body["error"] = json!(error);
+            body.status = "failed".to_string();
+            body.error = Some(error.clone());
         }
     }
     Ok(Json(body).into_response())
 }
 
-async fn get_report(
+/// The job's HTML report (self-contained, for a browser).
+#[utoipa::path(get, path = "/v1/planner/jobs/{id}/report", tag = "planner", security(("planner" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/html", body = String)))]
+pub async fn get_report(
     State(state): State<PlannerState>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,

@@ -192,6 +192,8 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        // For the middleware that counts shed requests by reason.
+        response.extensions_mut().insert(self.code);
         response
     }
 }

@@ -237,7 +237,7 @@ async fn answer(state: &AppState, outcome: Outcome) -> Result<Json<StaffAppointm
 }
 
 /// The office's appointments of a day (visits and pickups), by start time.
-#[utoipa::path(get, path = "/v1/staff/appointments", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/staff/appointments", tag = "staff", security(("staff" = [])),
     params(DayQuery),
     responses((status = 200, body = OfficeDayDto), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_appointments(
@@ -267,7 +267,7 @@ pub async fn list_appointments(
 }
 
 /// The applicant has arrived (on the appointment's day only).
-#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/check-in", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/check-in", tag = "staff", security(("staff" = [])),
     params(("tracking_code" = String, Path)),
     responses((status = 200, body = StaffAppointmentDto), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn check_in(
@@ -295,7 +295,7 @@ pub async fn check_in(
 /// Biometrics taken: the card's ready date is set and the pickup visit is booked at the same
 /// office, in the first free slot on or after that date (none when the booking window has no
 /// free seat; the answer then has no `pickup`).
-#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/enrol", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/enrol", tag = "staff", security(("staff" = [])),
     params(("tracking_code" = String, Path)),
     responses((status = 200, body = StaffAppointmentDto), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn enrol(
@@ -314,7 +314,7 @@ pub async fn enrol(
         &office,
         today,
         CARD_PRODUCTION_WORKING_DAYS,
-        &state.holidays,
+        &state.holidays.current(),
     );
     let (ready_from, _) = day_bounds(ready);
     let candidates = state.engine.availability().earliest_free(
@@ -358,7 +358,7 @@ pub async fn enrol(
 
 /// The applicant did not come. The seat is not re-sold (the slot has started); the applicant
 /// may book again.
-#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/no-show", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/no-show", tag = "staff", security(("staff" = [])),
     params(("tracking_code" = String, Path)),
     responses((status = 200, body = StaffAppointmentDto), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn no_show(
@@ -392,7 +392,7 @@ async fn enrolment_of(
 }
 
 /// The card has arrived at the office (by the enrolment's or the pickup's tracking code).
-#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/card-ready", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/card-ready", tag = "staff", security(("staff" = [])),
     params(("tracking_code" = String, Path)),
     responses((status = 200, body = StaffAppointmentDto), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn card_ready(
@@ -410,7 +410,7 @@ pub async fn card_ready(
 }
 
 /// The card was handed over; the pickup visit ends with it.
-#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/deliver", tag = "staff", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/staff/appointments/{tracking_code}/deliver", tag = "staff", security(("staff" = [])),
     params(("tracking_code" = String, Path)),
     responses((status = 200, body = StaffAppointmentDto), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn deliver(

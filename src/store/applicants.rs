@@ -37,7 +37,7 @@ pub struct EventRecord {
 
 /// Runs a write on the SQLite writer thread (`lite_writer`: no wait for the write lock, and
 /// a commit shared with the writes queued beside it).
-async fn lite_write<T: Send + 'static>(
+pub(super) async fn lite_write<T: Send + 'static>(
     pool: &sqlx::SqlitePool,
     write: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -232,7 +232,7 @@ impl Store {
         application_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         const SQL: &str = "SELECT id, application_id, amount_rials, status, gateway, created_at FROM payments \
-                           WHERE application_id = $1 AND status = 'paid' ORDER BY created_at LIMIT 1";
+                           WHERE application_id = $1 AND status = 'paid' AND duplicate_of IS NULL LIMIT 1";
         on_pool!(self, pool, q = SQL => {
             let row = sqlx::query(q).bind(application_id).fetch_optional(pool).await?;
             row.map(|r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?)).transpose()
@@ -247,13 +247,22 @@ impl Store {
         })
     }
 
-    /// Inserts a payment and its event in one transaction.
-    pub async fn insert_payment(&self, p: &PaymentRecord, actor: &str) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    /// Inserts a payment and its event in one transaction, unless it is paid and its
+    /// application already has a paid payment (`payments_one_paid`): then nothing is written
+    /// and that payment is returned. `Ok(None)`: this one was stored.
+    pub async fn insert_payment(
+        &self,
+        p: &PaymentRecord,
+        actor: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        // The conflict target names the partial index, so a second paid payment of an
+        // application is skipped whoever wins the race, on either backend.
+        const SQL: &str = "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                           ON CONFLICT (application_id) WHERE status = 'paid' AND duplicate_of IS NULL DO NOTHING";
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, $3, $4, $5)";
         let kind = format!("payment_{}", p.status.as_str());
         let payload = serde_json::json!({ "payment_id": p.id, "amount_rials": p.amount_rials, "gateway": p.gateway }).to_string();
-        match self {
+        let inserted = match self {
             Store::Sqlite(pool) => {
                 let (p, actor) = (p.clone(), actor.to_string());
                 lite_write(pool, move |conn| {
@@ -263,30 +272,34 @@ impl Store {
                         &p.application_id,
                         "payments.application_id",
                     )?;
-                    conn.prepare_cached(&sqlite_sql(SQL))?
-                        .execute(rusqlite::params![
-                            p.id,
-                            p.application_id,
-                            p.amount_rials,
-                            p.status.as_str(),
-                            p.gateway,
-                            p.created_at
-                        ])?;
-                    conn.prepare_cached(&sqlite_sql(EVENT))?
-                        .execute(rusqlite::params![
-                            p.created_at,
-                            actor,
-                            kind,
-                            p.application_id,
-                            payload
-                        ])?;
-                    Ok(())
+                    let inserted =
+                        conn.prepare_cached(&sqlite_sql(SQL))?
+                            .execute(rusqlite::params![
+                                p.id,
+                                p.application_id,
+                                p.amount_rials,
+                                p.status.as_str(),
+                                p.gateway,
+                                p.created_at
+                            ])?
+                            == 1;
+                    if inserted {
+                        conn.prepare_cached(&sqlite_sql(EVENT))?
+                            .execute(rusqlite::params![
+                                p.created_at,
+                                actor,
+                                kind,
+                                p.application_id,
+                                payload
+                            ])?;
+                    }
+                    Ok(inserted)
                 })
-                .await
+                .await?
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query(SQL)
+                let inserted = sqlx::query(SQL)
                     .bind(&p.id)
                     .bind(&p.application_id)
                     .bind(p.amount_rials)
@@ -294,18 +307,33 @@ impl Store {
                     .bind(&p.gateway)
                     .bind(p.created_at)
                     .execute(&mut *tx)
-                    .await?;
-                sqlx::query(EVENT)
-                    .bind(p.created_at)
-                    .bind(actor)
-                    .bind(&kind)
-                    .bind(&p.application_id)
-                    .bind(&payload)
-                    .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if inserted {
+                    sqlx::query(EVENT)
+                        .bind(p.created_at)
+                        .bind(actor)
+                        .bind(&kind)
+                        .bind(&p.application_id)
+                        .bind(&payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
-                Ok(())
+                inserted
             }
+        };
+        if inserted {
+            return Ok(None);
+        }
+        // The winner committed before this insert saw its row.
+        match self.paid_payment_for(&p.application_id).await? {
+            Some(paid) => Ok(Some(paid)),
+            None => Err(StoreError::corrupt(format!(
+                "application {} conflicts with a paid payment that cannot be read",
+                p.application_id
+            ))),
         }
     }
 

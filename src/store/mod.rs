@@ -17,6 +17,7 @@ mod error;
 mod lite_writer;
 mod network;
 mod operations;
+mod security;
 pub mod seed;
 
 use std::path::PathBuf;
@@ -36,8 +37,10 @@ pub use booking::{
 pub use error::{Source, StoreError};
 pub use network::{CalendarRecord, OfficeRecord};
 pub use operations::{
-    AppointmentCounts, OperatorRecord, OutboxMessage, CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS,
+    token_id_of, AppointmentCounts, OperatorRecord, OperatorTokenRecord, OutboxMessage,
+    CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS, OPERATOR_TOKENS_MAX,
 };
+pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -44,6 +44,44 @@ pub struct AppointmentCounts {
     pub wait_secs_sum: i64,
 }
 
+/// A token as administrators see it: never its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorTokenRecord {
+    pub token_id: String,
+    pub role: String,
+    pub office_id: Option<String>,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Most tokens one office listing returns.
+pub const OPERATOR_TOKENS_MAX: i64 = 1_000;
+
+/// A token's public id: the first 16 hex digits of its SHA-256 (64 bits: enough to name one
+/// token among an office's, and nothing to guess the token by).
+pub fn token_id_of(hash_hex: &str) -> String {
+    hash_hex.chars().take(16).collect()
+}
+
+fn operator_token<R: Row>(r: &R) -> Result<OperatorTokenRecord, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(OperatorTokenRecord {
+        token_id: r.try_get(0)?,
+        role: r.try_get(1)?,
+        office_id: r.try_get(2)?,
+        name: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        revoked_at: r.try_get(5)?,
+    })
+}
+
 const APPT_COLS: &str = "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at";
 
 /// Iran is UTC+03:30 all year since 2022 (daylight saving was abolished), which is what the
@@ -59,7 +97,8 @@ impl Store {
         })
     }
 
-    /// Stores a token's hash and the admin event, in one transaction.
+    /// Stores a token's hash and the admin event, in one transaction. Its public id is the
+    /// first 16 hex digits of the hash.
     pub async fn insert_operator_token(
         &self,
         hash: &str,
@@ -67,18 +106,62 @@ impl Store {
         actor: &str,
         now_unix: i64,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO operator_tokens (token_hash, role, office_id, name, created_at) VALUES ($1, $2, $3, $4, $5)";
+        const SQL: &str = "INSERT INTO operator_tokens (token_hash, token_id, role, office_id, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'operator_token_created', $3, $4)";
         let subject = record.office_id.clone().unwrap_or_else(|| "admin".into());
-        let payload = serde_json::json!({ "role": record.role, "name": record.name, "office_id": record.office_id }).to_string();
+        let token_id = token_id_of(hash);
+        let payload = serde_json::json!({ "token_id": token_id, "role": record.role, "name": record.name, "office_id": record.office_id }).to_string();
         on_pool!(self, pool, q = SQL => {
             let event = match self { Store::Sqlite(_) => super::sqlite_sql(EVENT), Store::Postgres(_) => EVENT.to_string() };
             let mut tx = pool.begin().await?;
-            sqlx::query(q).bind(hash).bind(&record.role).bind(&record.office_id).bind(&record.name).bind(now_unix).execute(&mut *tx).await?;
+            sqlx::query(q).bind(hash).bind(token_id).bind(&record.role).bind(&record.office_id).bind(&record.name).bind(now_unix).execute(&mut *tx).await?;
             sqlx::query(&event).bind(now_unix).bind(actor).bind(&subject).bind(&payload).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// The staff tokens of an office (revoked ones too), newest first, at most
+    /// [`OPERATOR_TOKENS_MAX`].
+    pub async fn office_operator_tokens(
+        &self,
+        office_id: &str,
+    ) -> Result<Vec<OperatorTokenRecord>, StoreError> {
+        let sql = format!("SELECT token_id, role, office_id, name, created_at, revoked_at FROM operator_tokens WHERE office_id = $1 ORDER BY created_at DESC, token_id LIMIT {OPERATOR_TOKENS_MAX}");
+        on_pool!(self, pool, q = &sql => {
+            sqlx::query(q).bind(office_id).fetch_all(pool).await?.iter().map(operator_token).collect()
+        })
+    }
+
+    /// Revokes a token by its public id (from then on no request accepts it), with the admin
+    /// event, in one transaction. `None` when there is no such token; a token revoked before
+    /// keeps its first revocation time.
+    pub async fn revoke_operator_token(
+        &self,
+        token_id: &str,
+        actor: &str,
+        now_unix: i64,
+    ) -> Result<Option<OperatorTokenRecord>, StoreError> {
+        const REVOKE: &str =
+            "UPDATE operator_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at IS NULL";
+        const READ: &str = "SELECT token_id, role, office_id, name, created_at, revoked_at FROM operator_tokens WHERE token_id = $1";
+        const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'operator_token_revoked', $3, $4)";
+        on_pool!(self, pool, q = REVOKE => {
+            let (read, event) = match self {
+                Store::Sqlite(_) => (super::sqlite_sql(READ), super::sqlite_sql(EVENT)),
+                Store::Postgres(_) => (READ.to_string(), EVENT.to_string()),
+            };
+            let mut tx = pool.begin().await?;
+            let revoked = sqlx::query(q).bind(token_id).bind(now_unix).execute(&mut *tx).await?.rows_affected() == 1;
+            let record = sqlx::query(&read).bind(token_id).fetch_optional(&mut *tx).await?.as_ref().map(operator_token).transpose()?;
+            if let (true, Some(r)) = (revoked, &record) {
+                let subject = r.office_id.clone().unwrap_or_else(|| "admin".into());
+                let payload = serde_json::json!({ "token_id": r.token_id, "role": r.role, "name": r.name }).to_string();
+                sqlx::query(&event).bind(now_unix).bind(actor).bind(subject).bind(payload).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(record)
+        })
     }
 
     async fn appointments_query(
@@ -234,7 +317,7 @@ impl Store {
         to: &str,
     ) -> Result<Vec<(String, String, String)>, StoreError> {
         const SQL: &str =
-            "SELECT day, name_fa, name_en FROM holidays WHERE day >= $1 AND day <= $2 ORDER BY day";
+            "SELECT day, name_fa, name_en FROM holidays WHERE day >= $1 AND day <= $2 ORDER BY day LIMIT 10000";
         on_pool!(self, pool, q = SQL => {
             Ok(sqlx::query_as(q).bind(from).bind(to).fetch_all(pool).await?)
         })

@@ -133,6 +133,8 @@ pub struct TestApp {
     pub store: Store,
     pub state: nobat::http::AppState,
     pub clock: Arc<ManualClock>,
+    /// The app's payment gateway (the sandbox), to see what it was asked to charge.
+    pub gateway: Arc<SandboxGateway>,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -152,11 +154,14 @@ impl TestApp {
     ) -> TestApp {
         let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), db.config());
         settings.sweep_interval = None;
+        // Tests step the poll for admin changes (`nobat::http::live::poll_once`).
+        settings.config_poll_interval = None;
         tweak(&mut settings);
+        let gateway = Arc::new(SandboxGateway::default());
         let deps = Dependencies {
             clock: clock.clone(),
             ids: Arc::new(SeededIds::new(rand::random())),
-            payments: Arc::new(SandboxGateway),
+            payments: gateway.clone(),
         };
         let app = App::build_with(settings, deps).await.expect("build app");
         let addr = app.local_addr();
@@ -171,6 +176,7 @@ impl TestApp {
             store,
             state,
             clock,
+            gateway,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle: Some(handle),

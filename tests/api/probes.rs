@@ -157,7 +157,7 @@ async fn the_booking_window_rolls_on(db: &TestDb) {
     let added = nobat::store::seed::materialise_slots(
         &app.store,
         directory.all(),
-        &app.state.holidays,
+        &app.state.holidays.current(),
         today,
         30,
     )
@@ -176,7 +176,7 @@ async fn the_booking_window_rolls_on(db: &TestDb) {
         nobat::store::seed::materialise_slots(
             &app.store,
             directory.all(),
-            &app.state.holidays,
+            &app.state.holidays.current(),
             today,
             30
         )

@@ -596,6 +596,8 @@ async fn identifiers_compare_bytewise_on_postgres() {
         ("holds", "national_code"),
         ("idempotency_keys", "key"),
         ("idempotency_keys", "scope"),
+        ("login_failures", "key"),
+        ("payments", "duplicate_of"),
         ("payments", "id"),
     ];
     let bytewise: Vec<(&str, &str)> = bytewise

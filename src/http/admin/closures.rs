@@ -413,7 +413,7 @@ pub async fn close_days(
 /// Closes an office for a day or a range: affected appointments are moved to the nearest
 /// equivalent free slot or cancelled, each applicant notified once. Repeating it changes
 /// nothing.
-#[utoipa::path(post, path = "/v1/admin/offices/{office_id}/closures", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/offices/{office_id}/closures", tag = "admin", security(("admin" = [])),
     request_body = ClosureRequest, params(("office_id" = String, Path)),
     responses((status = 200, body = ClosureReport), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn close_office(
@@ -469,9 +469,9 @@ pub struct YearQuery {
     pub year: i32,
 }
 
-/// Announces a holiday: recorded in the holiday table and closes every office that day, with
-/// the affected appointments moved or cancelled as for a closure.
-#[utoipa::path(post, path = "/v1/admin/holidays", tag = "admin", security(("bearer" = [])),
+/// Announces a holiday: recorded in the holiday table and in the calendar in force, and closes
+/// every office that day, with the affected appointments moved or cancelled as for a closure.
+#[utoipa::path(post, path = "/v1/admin/holidays", tag = "admin", security(("admin" = [])),
     request_body = HolidayRequest,
     responses((status = 200, body = ClosureReport), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn add_holiday(
@@ -495,12 +495,22 @@ pub async fn add_holiday(
             "a name is 1 to 200 characters",
         )
     })?;
+    let calendar = state.holidays.current();
+    if calendar.is_holiday(date).is_none() {
+        // The calendar must be able to take it (a year holds a bounded number of holidays).
+        (*calendar)
+            .clone()
+            .add(JalaliDate::from_gregorian(date), &name_fa, &name_en)?;
+    }
     let now = state.engine.clock().now().timestamp();
     if state
         .store
         .insert_holiday(&date.to_string(), &name_fa, &name_en)
         .await?
     {
+        // In the calendar at once here (slot checks, materialisation, ready dates); the
+        // other nodes reload on their next poll.
+        crate::http::live::reload_holidays(&state).await?;
         state
             .store
             .append_event(
@@ -533,7 +543,7 @@ pub async fn add_holiday(
 }
 
 /// The holidays of a Jalali year: the national table and those added by administrators.
-#[utoipa::path(get, path = "/v1/admin/holidays", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/holidays", tag = "admin", security(("admin" = [])),
     params(YearQuery),
     responses((status = 200, body = Vec<HolidayDto>), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_holidays(
@@ -560,6 +570,7 @@ pub async fn list_holidays(
         - Duration::days(1);
     let mut out: Vec<HolidayDto> = state
         .holidays
+        .base()
         .holidays_in_year(q.year)
         .into_iter()
         .map(|h| HolidayDto {

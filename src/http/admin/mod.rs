@@ -1,15 +1,18 @@
 //! The admin API, `/v1/admin/…` (an admin token): offices and their calendars, staff tokens,
 //! closures and capacity cuts (with the affected appointments moved or cancelled and each
-//! applicant notified), holidays, fees, and statistics. Every change is written to the event
-//! log with who and when.
+//! applicant notified), holidays, fees, statistics, staff tokens (issue, list, revoke) and the
+//! audit log. Every change is written to the event log with who and when, and every admin
+//! request that may change something to the audit log (`live::audit`), which also tells the
+//! other nodes to reload.
 
+pub mod access;
 pub mod closures;
 pub mod offices;
 pub mod stats;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -29,8 +32,13 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/admin/offices/{office_id}/staff-tokens",
-            post(create_staff_token),
+            post(create_staff_token).get(access::list_staff_tokens),
         )
+        .route(
+            "/v1/admin/staff-tokens/{token_id}",
+            delete(access::revoke_staff_token),
+        )
+        .route("/v1/admin/audit", get(access::get_audit))
         .route(
             "/v1/admin/offices/{office_id}/closures",
             post(closures::close_office),
@@ -58,6 +66,8 @@ pub struct StaffTokenRequest {
 pub struct StaffTokenResponse {
     /// Shown once; only its SHA-256 is stored.
     pub token: String,
+    /// Its public id, to list and revoke it by.
+    pub token_id: String,
     pub office_id: String,
     pub name: String,
 }
@@ -75,7 +85,7 @@ pub fn invalid(field: &'static str, code: ProblemCode, detail: impl Into<String>
 }
 
 /// Issues a staff token for one office. The token is in this answer only.
-#[utoipa::path(post, path = "/v1/admin/offices/{office_id}/staff-tokens", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/offices/{office_id}/staff-tokens", tag = "admin", security(("admin" = [])),
     request_body = StaffTokenRequest, params(("office_id" = String, Path)),
     responses((status = 201, body = StaffTokenResponse), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -103,14 +113,16 @@ pub async fn create_staff_token(
         name: name.clone(),
     };
     let now = state.engine.clock().now().timestamp();
+    let hash = token_hash_hex(&token);
     state
         .store
-        .insert_operator_token(&token_hash_hex(&token), &record, &admin.actor(), now)
+        .insert_operator_token(&hash, &record, &admin.actor(), now)
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(StaffTokenResponse {
             token,
+            token_id: crate::store::token_id_of(&hash),
             office_id,
             name,
         }),

@@ -166,7 +166,7 @@ fn apply_calendar(
 }
 
 /// Creates an office and opens its slots for the booking window.
-#[utoipa::path(post, path = "/v1/admin/offices", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/offices", tag = "admin", security(("admin" = [])),
     request_body = OfficeCreate,
     responses((status = 201, body = AdminOfficeDto), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_office(
@@ -217,7 +217,7 @@ pub async fn create_office(
     crate::store::seed::materialise_slots(
         &state.store,
         std::slice::from_ref(&office),
-        &state.holidays,
+        &state.holidays.current(),
         iran_date(now),
         state.config.booking_horizon_days,
     )
@@ -236,7 +236,7 @@ pub async fn create_office(
     Ok((StatusCode::CREATED, Json(office_dto(&office, Vec::new()))))
 }
 
-#[utoipa::path(get, path = "/v1/admin/offices/{office_id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/offices/{office_id}", tag = "admin", security(("admin" = [])),
     params(("office_id" = String, Path)),
     responses((status = 200, body = AdminOfficeDto), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_office(
@@ -254,7 +254,7 @@ pub async fn get_office(
 /// Edits an office. Fewer stations: appointments beyond the new capacity of a slot (the last
 /// booked first) are moved to the nearest equivalent free slot or cancelled, each applicant
 /// notified; more stations: the future slots get the seats at once.
-#[utoipa::path(patch, path = "/v1/admin/offices/{office_id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/v1/admin/offices/{office_id}", tag = "admin", security(("admin" = [])),
     request_body = OfficeUpdate, params(("office_id" = String, Path)),
     responses((status = 200, body = AdminOfficeDto), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_office(
@@ -314,10 +314,11 @@ async fn set_stations(
     let far = i64::MAX / 2;
     let id = office.id.as_str();
     let target = i64::from(office.stations);
+    let holidays = state.holidays.current();
     let open = |s: &crate::booking::SlotRow| {
         office
             .calendar
-            .hours_on(iran_date(crate::http::v1::utc(s.start_at)), &state.holidays)
+            .hours_on(iran_date(crate::http::v1::utc(s.start_at)), &holidays)
             .is_some()
     };
     let slots = state.store.office_slots_between(id, now, far).await?;
@@ -423,7 +424,7 @@ fn check_year(year: i64) -> Result<i64, Problem> {
     Ok(year)
 }
 
-#[utoipa::path(get, path = "/v1/admin/fees/{jalali_year}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/fees/{jalali_year}", tag = "admin", security(("admin" = [])),
     params(("jalali_year" = i64, Path)),
     responses((status = 200, body = FeeTableDto), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn get_fees(
@@ -439,8 +440,9 @@ pub async fn get_fees(
     }))
 }
 
-/// Sets fees of a year (all validated before any is written).
-#[utoipa::path(put, path = "/v1/admin/fees/{jalali_year}", tag = "admin", security(("bearer" = [])),
+/// Sets fees of a year (all validated before any is written). They apply at once, to the
+/// next payment, on every node (within a poll, `NOBAT_CONFIG_POLL_MS`).
+#[utoipa::path(put, path = "/v1/admin/fees/{jalali_year}", tag = "admin", security(("admin" = [])),
     request_body = FeeTableRequest, params(("jalali_year" = i64, Path)),
     responses((status = 200, body = FeeTableDto), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_fees(
@@ -476,6 +478,8 @@ pub async fn put_fees(
             .set_fee(year, code.as_str(), fee, &admin.actor(), now)
             .await?;
     }
+    // In force at once here; the other nodes reload on their next poll.
+    crate::http::live::reload_fees(&state).await?;
     let fees = state.store.fees_of_year(year).await?.into_iter().collect();
     Ok(Json(FeeTableDto {
         jalali_year: year,

@@ -204,7 +204,7 @@ fn csv_response(stats: &StatsResponse) -> Result<Response, Problem> {
 }
 
 /// Statistics per office or province and day, as JSON or (with `Accept: text/csv`) CSV.
-#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", security(("admin" = [])),
     params(StatsQuery),
     responses((status = 200, body = StatsResponse, description = "JSON, or CSV with Accept: text/csv"),
         (status = 401, body = Problem), (status = 422, body = Problem)))]
@@ -227,7 +227,7 @@ pub async fn get_stats(
 }
 
 /// The same statistics as CSV.
-#[utoipa::path(get, path = "/v1/admin/stats.csv", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/stats.csv", tag = "admin", security(("admin" = [])),
     params(StatsQuery),
     responses((status = 200, content_type = "text/csv", body = String), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn get_stats_csv(

@@ -55,6 +55,9 @@ problem_codes! {
     Forbidden = "forbidden",
     InvalidCredentials = "invalid_credentials",
     RateLimited = "rate_limited",
+    /// Too many failed logins for this national code or client address; `Retry-After` says
+    /// when the window ends.
+    LoginLocked = "login_locked",
 
     // The server's own state.
     Overloaded = "overloaded",
@@ -122,6 +125,8 @@ problem_codes! {
     DateInPast = "date_in_past",
     InvalidReason = "invalid_reason",
     RangeTooLong = "range_too_long",
+    TokenNotFound = "token_not_found",
+    InvalidCursor = "invalid_cursor",
 
     // The planner.
     InvalidScenario = "invalid_scenario",
@@ -286,6 +291,7 @@ mod tests {
         (ProblemCode::Forbidden, "forbidden"),
         (ProblemCode::InvalidCredentials, "invalid_credentials"),
         (ProblemCode::RateLimited, "rate_limited"),
+        (ProblemCode::LoginLocked, "login_locked"),
         (ProblemCode::Overloaded, "overloaded"),
         (ProblemCode::Timeout, "timeout"),
         (ProblemCode::Unavailable, "unavailable"),
@@ -343,6 +349,8 @@ mod tests {
         (ProblemCode::DateInPast, "date_in_past"),
         (ProblemCode::InvalidReason, "invalid_reason"),
         (ProblemCode::RangeTooLong, "range_too_long"),
+        (ProblemCode::TokenNotFound, "token_not_found"),
+        (ProblemCode::InvalidCursor, "invalid_cursor"),
         (ProblemCode::InvalidScenario, "invalid_scenario"),
         (ProblemCode::JobNotFound, "job_not_found"),
         (ProblemCode::JobRunning, "job_running"),

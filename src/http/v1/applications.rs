@@ -61,7 +61,7 @@ fn raw_form(f: &FormDto) -> RawApplicationForm {
 
 /// Register an application. Refused with every failed field (`invalid_form`) or every failed
 /// eligibility rule (`not_eligible`); nothing is stored then.
-#[utoipa::path(post, path = "/v1/applications", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/applications", tag = "applicant", security(("applicant" = [])),
     request_body = ApplicationRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
@@ -162,7 +162,7 @@ pub async fn create_application(
 
 /// Pay an application's fee (this year's tariff). Paying an application that is already paid
 /// returns that payment and charges nothing.
-#[utoipa::path(post, path = "/v1/payments", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/payments", tag = "applicant", security(("applicant" = [])),
     request_body = PaymentRequest,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses(
@@ -224,6 +224,8 @@ pub async fn create_payment(
             )
         })?;
         let amount_rials = i64::try_from(amount).unwrap_or(i64::MAX);
+        // Keyed by the application: a charge racing this one for the same application is the
+        // same order at the gateway, which settles it once.
         let status = state.payments.charge(&app.id, amount_rials, sandbox);
         let record = PaymentRecord {
             id: state.engine.ids().opaque("pay"),
@@ -233,7 +235,13 @@ pub async fn create_payment(
             gateway: state.payments.name().to_string(),
             created_at: now.timestamp(),
         };
-        state.store.insert_payment(&record, &scope).await?;
+        if let Some(paid) = state.store.insert_payment(&record, &scope).await? {
+            // Another request paid this application first; this one recorded nothing.
+            return Ok((
+                StatusCode::OK,
+                serde_json::to_value(payment_response(&paid)).unwrap_or_default(),
+            ));
+        }
         Ok((
             StatusCode::CREATED,
             serde_json::to_value(payment_response(&record)).unwrap_or_default(),

@@ -146,7 +146,7 @@ async fn answer(
 }
 
 /// Hold a seat while paying. One live hold per applicant; it expires after the hold time.
-#[utoipa::path(post, path = "/v1/holds", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/holds", tag = "applicant", security(("applicant" = [])),
     request_body = HoldRequest, params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 201, body = HoldResponse),
@@ -192,7 +192,7 @@ pub async fn create_hold(
 }
 
 /// Confirm a hold with a paid payment for the same application: the appointment is booked.
-#[utoipa::path(post, path = "/v1/holds/{hold_id}/confirm", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/holds/{hold_id}/confirm", tag = "applicant", security(("applicant" = [])),
     request_body = ConfirmRequest, params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 201, body = AppointmentDto),
@@ -228,7 +228,7 @@ pub async fn confirm_hold(
 }
 
 /// Release a hold before it expires.
-#[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "applicant", security(("applicant" = [])),
     params(("hold_id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn release_hold(
@@ -248,7 +248,7 @@ pub async fn release_hold(
 }
 
 /// Hold and confirm in one step, for simple clients.
-#[utoipa::path(post, path = "/v1/appointments", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/appointments", tag = "applicant", security(("applicant" = [])),
     request_body = BookRequest, params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 201, body = AppointmentDto),
@@ -295,7 +295,7 @@ fn tracking(code: &str) -> Result<String, Problem> {
 }
 
 /// Cancel an appointment; its seat returns to the pool.
-#[utoipa::path(post, path = "/v1/appointments/{tracking_code}/cancel", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/appointments/{tracking_code}/cancel", tag = "applicant", security(("applicant" = [])),
     params(("tracking_code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = AppointmentDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
@@ -329,7 +329,7 @@ pub async fn cancel(
 
 /// Move an appointment to another slot, atomically: the old seat is kept until the new one is
 /// secured. The tracking code stays the same.
-#[utoipa::path(post, path = "/v1/appointments/{tracking_code}/reschedule", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/appointments/{tracking_code}/reschedule", tag = "applicant", security(("applicant" = [])),
     request_body = RescheduleRequest, params(("tracking_code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = AppointmentDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn reschedule(

@@ -150,7 +150,7 @@ pub fn resolve_slot(
             "the slot has already started",
         ));
     }
-    check_slot_start(&office, start, &state.holidays)
+    check_slot_start(&office, start, &state.holidays.current())
         .map_err(|r| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, (&r).into(), r.to_string()))?;
     state
         .engine

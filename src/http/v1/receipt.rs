@@ -47,7 +47,7 @@ pub fn appointment_dto(state: &AppState, a: &AppointmentRow) -> AppointmentDto {
 }
 
 /// The appointment's receipt (the applicant's own only).
-#[utoipa::path(get, path = "/v1/appointments/{tracking_code}", tag = "applicant", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/appointments/{tracking_code}", tag = "applicant", security(("applicant" = [])),
     params(("tracking_code" = String, Path)),
     responses(
         (status = 200, description = "JSON, or a printable Persian page with Accept: text/html", body = AppointmentDto),

@@ -60,6 +60,9 @@ pub struct Settings {
     /// How often this process polls the configuration version for admin changes made on
     /// other processes; `None` disables the poll (tests step it).
     pub config_poll_interval: Option<Duration>,
+    /// Requests per second one applicant (national code) may make, and the burst allowed.
+    pub applicant_requests_per_second: u32,
+    pub applicant_burst: u32,
     /// The admin token (≥ 24 characters); only its hash is kept. `None`: no admin access
     /// except through admin rows of `operator_tokens`.
     pub admin_token: Option<String>,
@@ -92,6 +95,8 @@ impl Default for Settings {
             },
             client_ip_header: None,
             config_poll_interval: Some(Duration::from_secs(2)),
+            applicant_requests_per_second: http::auth::APPLICANT_REQUESTS_PER_SECOND,
+            applicant_burst: http::auth::APPLICANT_BURST,
             admin_token: None,
             outbox_interval: Some(Duration::from_secs(5)),
         }
@@ -297,7 +302,10 @@ impl App {
                 client_ip_header: settings.client_ip_header.clone(),
             },
             metrics: http::metrics::Metrics::install(),
-            limiter: Arc::new(http::auth::applicant_limiter()),
+            limiter: Arc::new(http::auth::applicant_limiter(
+                settings.applicant_requests_per_second,
+                settings.applicant_burst,
+            )),
             operators: Arc::new(http::operators::OperatorKeys::new(
                 settings.admin_token.as_deref(),
             )),
@@ -359,10 +367,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
-        let mut router = http::router(self.state);
-        if let Some(planner) = self.planner {
-            router = router.merge(http::planner::router(planner));
-        }
+        let router = http::router(self.state, self.planner);
         // The peer address reaches handlers (failed logins are limited per client address).
         axum::serve(
             self.listener,

@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// unset: the connection's peer address.
     #[arg(long, env = "NOBAT_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Requests per second one applicant may make (then 429 `rate_limited`).
+    #[arg(long, env = "NOBAT_APPLICANT_REQUESTS_PER_SECOND", default_value_t = Settings::default().applicant_requests_per_second, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub applicant_requests_per_second: u32,
+    /// Requests one applicant may make in a burst.
+    #[arg(long, env = "NOBAT_APPLICANT_BURST", default_value_t = Settings::default().applicant_burst, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub applicant_burst: u32,
     /// Milliseconds between polls for admin changes made on other processes.
     #[arg(long, env = "NOBAT_CONFIG_POLL_MS", default_value_t = Settings::default().config_poll_interval.map_or(0, |d| d.as_millis() as u64), value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub config_poll_ms: u64,
@@ -118,6 +124,8 @@ impl ServeArgs {
             },
             client_ip_header: self.client_ip_header,
             config_poll_interval: Some(Duration::from_millis(self.config_poll_ms)),
+            applicant_requests_per_second: self.applicant_requests_per_second,
+            applicant_burst: self.applicant_burst,
             admin_token: self.admin_token,
             ..defaults
         }

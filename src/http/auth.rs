@@ -160,9 +160,9 @@ impl TokenKeys {
     }
 }
 
-/// Requests per second one applicant may make, and the burst allowed: generous for a person
-/// clicking through the journey, a wall for a bot hammering with one identity (per-IP limits
-/// are defeated by brokers; per-identity limits are not).
+/// Requests per second one applicant may make, and the burst allowed, by default: generous
+/// for a person clicking through the journey, a wall for a bot hammering with one identity
+/// (per-IP limits are defeated by brokers; per-identity limits are not).
 pub const APPLICANT_REQUESTS_PER_SECOND: u32 = 10;
 pub const APPLICANT_BURST: u32 = 30;
 
@@ -174,11 +174,11 @@ pub type ApplicantLimiter = governor::RateLimiter<
     governor::middleware::NoOpMiddleware<std::time::Instant>,
 >;
 
-pub fn applicant_limiter() -> ApplicantLimiter {
-    let quota = governor::Quota::per_second(
-        std::num::NonZeroU32::new(APPLICANT_REQUESTS_PER_SECOND).expect("non-zero"),
-    )
-    .allow_burst(std::num::NonZeroU32::new(APPLICANT_BURST).expect("non-zero"));
+/// A limiter of `per_second` requests per applicant with bursts of `burst` (each at least 1).
+pub fn applicant_limiter(per_second: u32, burst: u32) -> ApplicantLimiter {
+    let quota =
+        governor::Quota::per_second(std::num::NonZeroU32::new(per_second.max(1)).expect("≥ 1"))
+            .allow_burst(std::num::NonZeroU32::new(burst.max(1)).expect("≥ 1"));
     governor::RateLimiter::new(quota, Default::default(), governor::clock::MonotonicClock)
 }
 
@@ -316,7 +316,7 @@ mod limiter_tests {
 
     #[test]
     fn a_burst_beyond_the_quota_is_refused_per_identity() {
-        let limiter = applicant_limiter();
+        let limiter = applicant_limiter(APPLICANT_REQUESTS_PER_SECOND, APPLICANT_BURST);
         let key = "0499370899".to_string();
         let allowed = (0..100).filter(|_| limiter.check_key(&key).is_ok()).count();
         assert!(

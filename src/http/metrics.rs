@@ -54,6 +54,9 @@ impl Metrics {
     }
 }
 
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

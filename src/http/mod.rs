@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operators;
 pub mod planner;
-mod probes;
+pub mod probes;
 pub mod problem;
 pub mod staff;
 pub mod v1;
@@ -151,7 +151,9 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .layer(shed)
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole server: probes, metrics, the document, the API and (when a planner token is
+/// configured) the planner's routes, behind the body limit, panic catcher, time limit and trace.
+pub fn router(state: AppState, planner: Option<planner::PlannerState>) -> Router {
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
@@ -178,6 +180,8 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .with_state(state)
+        // The planner's routes set their own, larger body limit (a scenario file), innermost.
+        .merge(planner.map(planner::router).unwrap_or_default())
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Problem::internal())

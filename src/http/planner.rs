@@ -158,6 +158,13 @@ pub fn router(state: PlannerState) -> Router {
         .route("/v1/planner/plans", post(post_plan))
         .route("/v1/planner/jobs/{id}", get(get_job))
         .route("/v1/planner/jobs/{id}/report", get(get_report))
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ProblemCode::MethodNotAllowed,
+                "this endpoint does not take this method; `Allow` lists those it takes",
+            )
+        })
         .layer(DefaultBodyLimit::max(SCENARIO_BYTES_MAX))
         .with_state(state)
 }
@@ -307,9 +314,7 @@ fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Respo
 /// Runs a simulation of the posted scenario (TOML, at most 1 MiB) as a job.
 #[utoipa::path(post, path = "/v1/planner/simulations", tag = "planner", security(("planner" = [])),
     request_body(content = String, content_type = "text/plain", description = "a scenario file (TOML)"),
-    responses((status = 202, body = JobAcceptedDto,
-        links(("job" = (operation_id = "get_job", parameters(("id" = "$response.body#/job_id")))),
-              ("report" = (operation_id = "get_report", parameters(("id" = "$response.body#/job_id"))))))))]
+    responses((status = 202, body = JobAcceptedDto)))]
 pub async fn post_simulation(
     State(state): State<PlannerState>,
     headers: HeaderMap,
@@ -323,9 +328,7 @@ pub async fn post_simulation(
 /// Finds the cheapest capacity for the posted scenario's `[plan]` target, as a job.
 #[utoipa::path(post, path = "/v1/planner/plans", tag = "planner", security(("planner" = [])),
     request_body(content = String, content_type = "text/plain", description = "a scenario file (TOML) with a `[plan]` section"),
-    responses((status = 202, body = JobAcceptedDto,
-        links(("job" = (operation_id = "get_job", parameters(("id" = "$response.body#/job_id")))),
-              ("report" = (operation_id = "get_report", parameters(("id" = "$response.body#/job_id"))))))))]
+    responses((status = 202, body = JobAcceptedDto)))]
 pub async fn post_plan(
     State(state): State<PlannerState>,
     headers: HeaderMap,

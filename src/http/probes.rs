@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::problem::ErrorChain;
 use super::{AppState, Problem};
@@ -12,17 +13,36 @@ use super::{AppState, Problem};
 /// How long readiness waits for the database before saying "not ready".
 const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthDto {
+    /// `ok`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyDto {
+    /// `ready`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+}
+
 /// The process is up and answering.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = HealthDto)))]
+pub async fn healthz() -> Json<HealthDto> {
+    Json(HealthDto {
+        status: "ok".to_string(),
+    })
 }
 
 /// The process can serve: its database answers.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = ReadyDto)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<ReadyDto>, Problem> {
     match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(
-            json!({ "status": "ready", "backend": state.store.backend().as_str() }),
-        )),
+        Ok(Ok(())) => Ok(Json(ReadyDto {
+            status: "ready".to_string(),
+            backend: state.store.backend().as_str().to_string(),
+        })),
         Ok(Err(e)) => {
             tracing::warn!(error = %ErrorChain(&e), "readiness: database unreachable");
             Err(Problem::unavailable("the database is not reachable"))

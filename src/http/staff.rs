@@ -58,6 +58,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DayQuery {
     /// The day, ISO (`2024-09-22`) or Jalali (`1403-07-01`); today (Iran) when absent.

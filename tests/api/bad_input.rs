@@ -1,10 +1,12 @@
-//! Bad input gets a 4xx problem with a stable code, and writes nothing.
+//! Bad input gets a 4xx problem with a stable code, and writes nothing; each answer is one
+//! the OpenAPI document lists for its operation (status, `application/problem+json`, code).
 
 use serde_json::{json, Value};
 
 use crate::applicant::{eligible_citizens, form, nearest_offices};
-use crate::helpers::{TestApp, TestDb};
+use crate::helpers::{test_clock, TestApp, TestDb};
 use crate::on_both_backends;
+use crate::staff::ADMIN_TOKEN;
 use nobat::store::Store;
 
 async fn counts(store: &Store) -> Vec<i64> {
@@ -45,21 +47,78 @@ enum Body {
     None,
 }
 
+/// Which token a case sends.
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    No,
+    Applicant,
+    Staff,
+    Admin,
+}
+
 struct Case {
     name: &'static str,
     method: &'static str,
     path: String,
-    auth: bool,
+    auth: Auth,
     body: Body,
     headers: Vec<(&'static str, String)>,
     status: u16,
     code: &'static str,
 }
 
+/// The operation of the document that `method path` reaches, if any.
+fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
+    let path = path.split('?').next().unwrap();
+    let segments: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()?
+        .iter()
+        .find_map(|(template, item)| {
+            let parts: Vec<&str> = template.split('/').collect();
+            let matches = parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s);
+            matches.then(|| item.get(method.to_lowercase()))?
+        })
+}
+
+/// The answer is documented for its operation: the status, as a problem, with its code.
+fn assert_documented(doc: &Value, case: &Case, status: u16, code: &str) {
+    let Some(op) = operation(doc, case.method, &case.path) else {
+        return; // no operation there (an unknown route): nothing to document
+    };
+    let response = &op["responses"][status.to_string()];
+    let codes = &response["content"]["application/problem+json"]["schema"]["allOf"][1]
+        ["properties"]["code"]["enum"];
+    assert!(
+        codes
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == code)),
+        "{}: {} {} answered {status} {code}, which its operation does not document: {response}",
+        case.name,
+        case.method,
+        case.path
+    );
+}
+
 async fn table(db: &TestDb) {
-    let app = TestApp::spawn(db).await;
+    let app = TestApp::spawn_with(db, test_clock(), |s| {
+        s.admin_token = Some(ADMIN_TOKEN.to_string());
+    })
+    .await;
     let c = &eligible_citizens(0, 1)[0];
     let me = app.ready(c).await;
+    // A national code locked by five wrong serials, and a staff token (not an admin's).
+    let locked = eligible_citizens(1, 1)[0].national_code.to_string();
+    for _ in 0..5 {
+        let (status, _, _) = app.try_login(&locked, "ج99/999999").await;
+        assert_eq!(status, 401);
+    }
+    let office_for_staff = app.state.directory().all()[0].id.to_string();
+    let staff_token = app.staff_token(&office_for_staff).await;
     // A re-issue application, for an office kind that does not serve it.
     let (status, reissue) = app
         .post(
@@ -100,8 +159,18 @@ async fn table(db: &TestDb) {
         name,
         method: "POST",
         path: path.to_string(),
-        auth: true,
+        auth: Auth::Applicant,
         body: Body::Json(body),
+        headers: vec![],
+        status,
+        code,
+    };
+    let admin = |name, method, path: &str, status, code| Case {
+        name,
+        method,
+        path: path.to_string(),
+        auth: Auth::Admin,
+        body: Body::None,
         headers: vec![],
         status,
         code,
@@ -110,7 +179,7 @@ async fn table(db: &TestDb) {
         name,
         method: "GET",
         path,
-        auth: false,
+        auth: Auth::No,
         body: Body::None,
         headers: vec![],
         status,
@@ -121,7 +190,7 @@ async fn table(db: &TestDb) {
             name: "malformed json",
             method: "POST",
             path: "/v1/sessions".into(),
-            auth: false,
+            auth: Auth::No,
             body: Body::Raw("application/json", b"{\"national_code\": ".to_vec()),
             headers: vec![],
             status: 400,
@@ -131,7 +200,7 @@ async fn table(db: &TestDb) {
             name: "not json",
             method: "POST",
             path: "/v1/sessions".into(),
-            auth: false,
+            auth: Auth::No,
             body: Body::Raw("text/plain", b"hello".to_vec()),
             headers: vec![],
             status: 415,
@@ -141,7 +210,7 @@ async fn table(db: &TestDb) {
             name: "invalid national code",
             method: "POST",
             path: "/v1/sessions".into(),
-            auth: false,
+            auth: Auth::No,
             body: Body::Json(
                 json!({ "national_code": "1111111111", "birth_certificate_serial": "ج12/345678" }),
             ),
@@ -153,7 +222,7 @@ async fn table(db: &TestDb) {
             name: "wrong serial",
             method: "POST",
             path: "/v1/sessions".into(),
-            auth: false,
+            auth: Auth::No,
             body: Body::Json(
                 json!({ "national_code": c.national_code.to_string(), "birth_certificate_serial": "ج99/999999" }),
             ),
@@ -165,7 +234,7 @@ async fn table(db: &TestDb) {
             name: "unknown field",
             method: "POST",
             path: "/v1/sessions".into(),
-            auth: false,
+            auth: Auth::No,
             body: Body::Json(
                 json!({ "national_code": c.national_code.to_string(), "birth_certificate_serial": "x", "admin": true }),
             ),
@@ -177,7 +246,7 @@ async fn table(db: &TestDb) {
             name: "no token",
             method: "POST",
             path: "/v1/holds".into(),
-            auth: false,
+            auth: Auth::No,
             body: Body::Json(hold(&good_start, &office_id, &me.application_id)),
             headers: vec![],
             status: 401,
@@ -187,7 +256,7 @@ async fn table(db: &TestDb) {
             name: "oversized body",
             method: "POST",
             path: "/v1/holds".into(),
-            auth: true,
+            auth: Auth::Applicant,
             body: Body::Raw(
                 "application/json",
                 format!("{{\"application_id\": \"{}\"}}", "x".repeat(70_000)).into_bytes(),
@@ -326,7 +395,7 @@ async fn table(db: &TestDb) {
             name: "bad idempotency key",
             method: "POST",
             path: "/v1/holds".into(),
-            auth: true,
+            auth: Auth::Applicant,
             body: Body::Json(hold(&good_start, &office_id, &me.application_id)),
             headers: vec![("idempotency-key", "k".repeat(200))],
             status: 400,
@@ -393,24 +462,83 @@ async fn table(db: &TestDb) {
             "invalid_path",
         ),
         get("no such endpoint", "/v2/anything".into(), 404, "not_found"),
+        Case {
+            name: "a locked national code, right serial or not",
+            method: "POST",
+            path: "/v1/sessions".into(),
+            auth: Auth::No,
+            body: Body::Json(
+                json!({ "national_code": locked, "birth_certificate_serial": "ج12/345678" }),
+            ),
+            headers: vec![],
+            status: 429,
+            code: "login_locked",
+        },
+        admin(
+            "revoke an unknown staff token",
+            "DELETE",
+            "/v1/admin/staff-tokens/0123456789abcdef",
+            404,
+            "token_not_found",
+        ),
+        admin(
+            "audit page before no entry",
+            "GET",
+            "/v1/admin/audit?before_id=0",
+            422,
+            "invalid_cursor",
+        ),
+        admin(
+            "audit page too long",
+            "GET",
+            "/v1/admin/audit?limit=100000",
+            422,
+            "invalid_limit",
+        ),
+        Case {
+            name: "a staff token on the admin API",
+            method: "GET",
+            path: "/v1/admin/audit".into(),
+            auth: Auth::Staff,
+            body: Body::None,
+            headers: vec![],
+            status: 403,
+            code: "forbidden",
+        },
+        Case {
+            name: "the admin API without a token",
+            method: "GET",
+            path: "/v1/admin/audit".into(),
+            auth: Auth::No,
+            body: Body::None,
+            headers: vec![],
+            status: 401,
+            code: "unauthorized",
+        },
     ];
+
+    let doc = nobat::http::openapi::document();
 
     let before = counts(&app.store).await;
     for case in cases {
         let url = app.url(&case.path);
         let mut req = match case.method {
             "POST" => app.client.post(url),
+            "DELETE" => app.client.delete(url),
             _ => app.client.get(url),
         };
-        if case.auth {
-            req = req.bearer_auth(&me.token);
+        match case.auth {
+            Auth::No => {}
+            Auth::Applicant => req = req.bearer_auth(&me.token),
+            Auth::Staff => req = req.bearer_auth(&staff_token),
+            Auth::Admin => req = req.bearer_auth(ADMIN_TOKEN),
         }
         for (k, v) in &case.headers {
             req = req.header(*k, v);
         }
-        req = match case.body {
-            Body::Json(v) => req.json(&v),
-            Body::Raw(ct, bytes) => req.header("content-type", ct).body(bytes),
+        req = match &case.body {
+            Body::Json(v) => req.json(v),
+            Body::Raw(ct, bytes) => req.header("content-type", *ct).body(bytes.clone()),
             Body::None => req,
         };
         let resp = req.send().await.unwrap();
@@ -420,6 +548,9 @@ async fn table(db: &TestDb) {
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_string());
         let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if let Some(code) = body["code"].as_str() {
+            assert_documented(&doc, &case, status, code);
+        }
         assert_eq!(
             (status, body["code"].as_str()),
             (case.status, Some(case.code)),
@@ -438,6 +569,7 @@ async fn table(db: &TestDb) {
             case.name
         );
     }
+    // (A refused admin request is recorded in the audit log, on purpose; it changes nothing.)
     assert_eq!(counts(&app.store).await, before, "bad input wrote nothing");
     app.stop().await;
 }

@@ -449,8 +449,26 @@ on_both_backends!(
     super::one_identity_hammering_is_limited
 );
 
+/// `nobat_http_shed_total{reason="overloaded"}` as `/metrics` shows it (the recorder is the
+/// process's: other tests' sheds count too).
+async fn shed_overloaded(app: &TestApp) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("nobat_http_shed_total{reason=\"overloaded\"} "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 async fn overload_is_shed_at_once(db: &TestDb) {
     let app = TestApp::spawn_with(db, crate::helpers::test_clock(), |s| s.max_in_flight = 1).await;
+    let counted_before = shed_overloaded(&app).await;
     // A hundred and twenty queries at once against room for one: some are refused at once, honestly.
     let sends = (0..120).map(|_| {
         // A status query waits on the database, so requests overlap.
@@ -483,6 +501,8 @@ async fn overload_is_shed_at_once(db: &TestDb) {
         assert!(*retry_after);
         assert_eq!(body["code"], "overloaded");
     }
+    // Each is counted by reason (and the log has a line a second at most, not one each).
+    assert!(shed_overloaded(&app).await - counted_before >= shed.len() as u64);
     // Probes stay outside the limit.
     assert_eq!(
         app.client

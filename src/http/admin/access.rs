@@ -90,6 +90,7 @@ pub async fn revoke_staff_token(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries older than this id (the `next_before_id` of the previous page).

@@ -463,6 +463,7 @@ pub struct HolidayDto {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct YearQuery {
     /// Jalali year, e.g. 1403.

@@ -28,6 +28,7 @@ use crate::http::{AppState, Problem};
 pub const STATS_DAYS_MAX: i64 = 92;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     /// First day (ISO or Jalali).
@@ -206,7 +207,8 @@ fn csv_response(stats: &StatsResponse) -> Result<Response, Problem> {
 /// Statistics per office or province and day, as JSON or (with `Accept: text/csv`) CSV.
 #[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", security(("admin" = [])),
     params(StatsQuery),
-    responses((status = 200, body = StatsResponse, description = "JSON, or CSV with Accept: text/csv"),
+    responses((status = 200, description = "JSON, or CSV with Accept: text/csv",
+            content((StatsResponse = "application/json"), (String = "text/csv"))),
         (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn get_stats(
     State(state): State<AppState>,

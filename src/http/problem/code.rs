@@ -16,7 +16,7 @@ use crate::domain::slots::SlotRejection;
 macro_rules! problem_codes {
     ($($(#[$meta:meta])* $variant:ident = $wire:tt,)*) => {
         /// The stable, machine-readable `code` of a problem (what clients switch on).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
         pub enum ProblemCode {
             $($(#[$meta])* #[serde(rename = $wire)] $variant,)*
         }

@@ -46,6 +46,7 @@ pub async fn list_services(State(state): State<AppState>) -> Json<Vec<ServiceDto
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OfficesQuery {
     /// Landline area code, e.g. `021`.
@@ -156,6 +157,7 @@ pub async fn list_offices(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SlotsQuery {
     /// `YYYY-MM-DD` (Gregorian, Iran date); default today.

@@ -50,8 +50,8 @@ pub fn appointment_dto(state: &AppState, a: &AppointmentRow) -> AppointmentDto {
 #[utoipa::path(get, path = "/v1/appointments/{tracking_code}", tag = "applicant", security(("applicant" = [])),
     params(("tracking_code" = String, Path)),
     responses(
-        (status = 200, description = "JSON, or a printable Persian page with Accept: text/html", body = AppointmentDto),
-        (status = 404, body = Problem)))]
+        (status = 200, description = "JSON, or a printable Persian page with Accept: text/html",
+            content((AppointmentDto = "application/json"), (String = "text/html")))))]
 pub async fn get_appointment(
     State(state): State<AppState>,
     applicant: Applicant,

@@ -18,6 +18,7 @@ use crate::reserve::ids::normalise_tracking_code;
 const HISTORY_MAX: i64 = 200;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
     pub national_code: String,

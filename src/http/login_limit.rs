@@ -13,9 +13,12 @@
 //! lookup of two rows) and writes only when it fails, or when it succeeds after failures (the
 //! citizen's count is cleared; the address's is not, or one valid account would reset it).
 //! Logins in flight in this process count as failures until they are decided, so a burst of
-//! concurrent guesses cannot all pass the check before the first failure is recorded: in one
-//! process at most `max` guesses per window, across processes at most `max` plus the
-//! guesses in flight on the others at the moment of the last check.
+//! concurrent guesses cannot all pass the check before the first failure is recorded. A login
+//! decided as a failure leaves its in-flight count and raises the process's own copy of the
+//! key's count in one step, under the same lock the check takes: a check whose database read
+//! predates that failure still counts it, once. So in one process at most `max` guesses per
+//! window are checked, across processes at most `max` plus the guesses in flight on the others
+//! at the moment of the last check.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,7 +31,7 @@ use sha2::{Digest, Sha256};
 use super::problem::ProblemCode;
 use super::Problem;
 use crate::domain::NationalCode;
-use crate::store::{LoginFailure, Store};
+use crate::store::{FailureCount, LoginFailure, Store};
 
 /// How many failures lock a key, and for how long a window runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,31 +70,68 @@ impl LoginKeys {
     }
 }
 
-/// This process's logins in flight, per key (an entry lives while a login on it is running).
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+/// Keys this process tracks at most; past it, entries with nothing in flight are forgotten
+/// (the database still has their counts: only the in-process copy goes).
+const TRACKED_KEYS_MAX: usize = 100_000;
+
+/// What this process knows of one key beyond the database.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyState {
+    /// Logins on the key running now.
+    pending: u32,
+    /// The key's count as this process last recorded it (absent: none recorded here).
+    recorded: Option<FailureCount>,
 }
 
-/// A login admitted: holds its keys' in-flight counts until dropped.
+type KeyStates = Arc<Mutex<HashMap<String, KeyState>>>;
+
+/// This process's logins in flight and its last recorded counts, per key.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    keys: KeyStates,
+}
+
+/// A login admitted: holds its keys' in-flight counts until decided or dropped.
 pub struct Admitted {
     keys: Vec<String>,
-    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+    states: KeyStates,
     /// The citizen's failures before this login (to clear after a success).
     code_failures: i64,
 }
 
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        for k in &self.keys {
-            if let Some(n) = map.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(k);
-                }
+impl Admitted {
+    /// Leaves the in-flight counts, raising the recorded copies to `counts` (in the order of
+    /// `keys`) in the same step: see the module's comment.
+    fn release(mut self, counts: &[(String, FailureCount)]) {
+        let mut map = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, count) in counts {
+            let state = map.entry(key.clone()).or_default();
+            let newer = state.recorded.is_none_or(|r| {
+                (r.window_start, r.failures) < (count.window_start, count.failures)
+            });
+            if newer {
+                state.recorded = Some(*count);
             }
         }
+        leave(&mut map, &std::mem::take(&mut self.keys));
+    }
+}
+
+fn leave(map: &mut HashMap<String, KeyState>, keys: &[String]) {
+    for k in keys {
+        if let Some(state) = map.get_mut(k) {
+            state.pending = state.pending.saturating_sub(1);
+            if state.pending == 0 && state.recorded.is_none() {
+                map.remove(k);
+            }
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut map = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        leave(&mut map, &self.keys);
     }
 }
 
@@ -117,13 +157,39 @@ impl LoginThrottle {
     ) -> Result<Admitted, Problem> {
         let window = limits.window.as_secs() as i64;
         let recorded = store.login_failures(&keys.all(), now_unix, window).await?;
-        let failures_of = |key: &str| recorded.iter().find(|(k, _)| k == key).map(|(_, c)| *c);
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= TRACKED_KEYS_MAX {
+            let expired_at = now_unix - window;
+            map.retain(|_, s| {
+                s.pending > 0 || s.recorded.is_some_and(|r| r.window_start > expired_at)
+            });
+            if map.len() >= TRACKED_KEYS_MAX {
+                map.retain(|_, s| s.pending > 0);
+            }
+        }
+        // The newer of the database's count and this process's own (in a live window).
+        let failures_of = |key: &str| {
+            let stored = recorded.iter().find(|(k, _)| k == key).map(|(_, c)| *c);
+            let own = map
+                .get(key)
+                .and_then(|s| s.recorded)
+                .filter(|c| c.window_start > now_unix - window);
+            match (stored, own) {
+                (Some(a), Some(b)) => Some(
+                    if (b.window_start, b.failures) > (a.window_start, a.failures) {
+                        b
+                    } else {
+                        a
+                    },
+                ),
+                (a, b) => a.or(b),
+            }
+        };
         let checks = std::iter::once((&keys.code, limits.per_code_max))
             .chain(keys.address.as_ref().map(|a| (a, limits.per_address_max)));
         for (key, max) in checks {
             let count = failures_of(key);
-            let pending = i64::from(map.get(key).copied().unwrap_or(0));
+            let pending = i64::from(map.get(key).map_or(0, |s| s.pending));
             let failures = count.map_or(0, |c| c.failures);
             if failures >= i64::from(max) {
                 let ends = count.map_or(now_unix + 1, |c| c.window_start + window);
@@ -134,14 +200,15 @@ impl LoginThrottle {
                 return Err(locked(1));
             }
         }
+        let code_failures = failures_of(&keys.code).map_or(0, |c| c.failures);
         let keys_held = keys.all();
         for k in &keys_held {
-            *map.entry(k.clone()).or_insert(0) += 1;
+            map.entry(k.clone()).or_default().pending += 1;
         }
         Ok(Admitted {
             keys: keys_held,
-            in_flight: self.in_flight.clone(),
-            code_failures: failures_of(&keys.code).map_or(0, |c| c.failures),
+            states: self.keys.clone(),
+            code_failures,
         })
     }
 
@@ -154,6 +221,10 @@ impl LoginThrottle {
     ) -> Result<(), Problem> {
         if admitted.code_failures > 0 {
             store.clear_login_failures(&keys.code).await?;
+            let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(state) = map.get_mut(&keys.code) {
+                state.recorded = None;
+            }
         }
         Ok(())
     }
@@ -186,7 +257,12 @@ impl LoginThrottle {
         let counts = store
             .record_login_failure(&failures, now_unix, window)
             .await?;
-        drop(admitted);
+        let keyed: Vec<(String, FailureCount)> = failures
+            .iter()
+            .map(|f| f.key.clone())
+            .zip(counts.iter().copied())
+            .collect();
+        admitted.release(&keyed);
         for (f, count) in failures.iter().zip(&counts) {
             if count.failures == f.lock_at {
                 tracing::warn!(

@@ -1,0 +1,27 @@
+//! Ballot windows: requests collected during a window, then assigned at its close by the exact
+//! allocator, with a lottery anyone can audit. This is the pure part: the terms and entries
+//! and their checks, the seed and its commitment, the close (allocate, seat into slots,
+//! reasons, waitlist ranks, leftovers), the public results and the audit of a published
+//! record. The server stores entries and withheld seats and writes what a close decides.
+
+mod audit;
+mod close;
+mod results;
+mod seed;
+mod terms;
+
+pub use audit::{verify, BallotRecord, Finding, Verified, RECORD_FORMAT};
+pub use close::{
+    close, BallotInput, BallotOffice, CloseError, CloseOutcome, Entry, Placement, Unplaced,
+    UnplacedReason, WithheldSeats,
+};
+pub use results::{results, BallotResults, ProvinceResult};
+pub use seed::{entry_key, BallotSeed, SeedFormatError};
+pub use terms::{
+    BallotTerms, Condition, EntrantFacts, FieldProblem, PartOfDay, Preferences, PriorityRule,
+    DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY, MAX_BALLOT_DAYS, MAX_OFFICE_CHOICES,
+    MAX_PRIORITY_CLASS, MAX_PRIORITY_RULES,
+};
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::close::{close, BallotInput, Placement, Unplaced};
-use super::seed::BallotSeed;
+use super::BallotSeed;
 
 /// The record's format version.
 pub const RECORD_FORMAT: u32 = 1;

@@ -14,8 +14,8 @@ use nobat_domain::geo::haversine_km;
 use nobat_domain::GeoPoint;
 use serde::{Deserialize, Serialize};
 
-use super::seed::BallotSeed;
 use super::terms::{BallotTerms, PartOfDay, Preferences};
+use super::BallotSeed;
 use crate::allocator::{
     allocate, lottery_digest, AllocationError, AllocationProblem, Applicant, OfficeDaySeats,
     OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,

@@ -7,7 +7,6 @@
 mod audit;
 mod close;
 mod results;
-mod seed;
 mod terms;
 
 pub use audit::{verify, BallotRecord, Finding, Verified, RECORD_FORMAT};
@@ -15,8 +14,11 @@ pub use close::{
     close, BallotInput, BallotOffice, CloseError, CloseOutcome, Entry, Placement, Unplaced,
     UnplacedReason, WithheldSeats,
 };
+/// The ballot's seed is a [`LotterySeed`]: secret until the results, committed at creation.
+pub use nobat_domain::lottery::{
+    salted_key as entry_key, LotterySeed as BallotSeed, SeedFormatError,
+};
 pub use results::{results, BallotResults, ProvinceResult};
-pub use seed::{entry_key, BallotSeed, SeedFormatError};
 pub use terms::{
     BallotTerms, Condition, EntrantFacts, FieldProblem, PartOfDay, Preferences, PriorityRule,
     DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY, MAX_BALLOT_DAYS, MAX_OFFICE_CHOICES,

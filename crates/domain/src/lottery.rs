@@ -1,30 +1,31 @@
-//! The ballot's secret seed, its public commitment, and the keys entries are published under.
+//! Randomness anyone can audit: a secret seed, its public commitment, and salted keys.
 //!
-//! At creation the server draws 32 random bytes and publishes `SHA-256(seed)` (hex): the
-//! commitment. The seed stays secret until the results are published, so nobody, the operator
-//! included, can aim an entry at a lottery number; once it is revealed, anyone checks it
-//! against the commitment and recomputes every tie-break (`SHA-256(seed_hex ‖ key)`, the
-//! allocator's lottery rule, with the seed's lowercase hex as the lottery seed string).
+//! A draw (a ballot's close, a waiting room's opening) starts from 32 random bytes whose
+//! `SHA-256` (hex) is published first: the commitment. The seed stays secret until the draw is
+//! over, so nobody, the operator included, can aim at a lottery number; once it is revealed,
+//! anyone checks it against the commitment and recomputes every draw from it (a ballot's
+//! tie-breaks are `SHA-256(seed_hex ‖ key)`, the allocator's lottery rule; a waiting room's
+//! order is a permutation keyed by the seed).
 
 use std::fmt;
 
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
-/// The 32 secret bytes of a ballot's lottery.
+/// The 32 secret bytes of a draw.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BallotSeed([u8; 32]);
+pub struct LotterySeed([u8; 32]);
 
 /// A seed that is not 64 hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a ballot seed is 64 hexadecimal digits")]
+#[error("a lottery seed is 64 hexadecimal digits")]
 pub struct SeedFormatError;
 
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl BallotSeed {
+impl LotterySeed {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
@@ -71,18 +72,18 @@ impl BallotSeed {
 }
 
 /// Never prints the secret (logs and panics included).
-impl fmt::Debug for BallotSeed {
+impl fmt::Debug for LotterySeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BallotSeed(..)")
+        f.write_str("LotterySeed(..)")
     }
 }
 
-/// The key an entry is published under in the ballot's export: the first 128 bits of
-/// `SHA-256(salt ‖ national code)`, hex. The salt is the ballot's own secret and is never
+/// The key a person is published under (a ballot's export): the first 128 bits of
+/// `SHA-256(salt ‖ national code)`, hex. The salt is the draw's own secret and is never
 /// revealed (ten-digit codes would fall to a brute force), so the export names nobody; the
 /// server shows each applicant their own key. It is fixed at creation, before any entry, so
 /// it cannot be chosen to favour one.
-pub fn entry_key(salt: &[u8; 32], national_code: &str) -> String {
+pub fn salted_key(salt: &[u8; 32], national_code: &str) -> String {
     let mut h = Sha256::new();
     h.update(salt);
     h.update(national_code.as_bytes());
@@ -96,14 +97,14 @@ mod tests {
 
     #[test]
     fn the_commitment_is_the_hash_of_the_bytes_and_round_trips_through_hex() {
-        let seed = BallotSeed::from_bytes([0u8; 32]);
+        let seed = LotterySeed::from_bytes([0u8; 32]);
         // sha256 of 32 zero bytes (printf '\0%.0s' {1..32} | sha256sum).
         assert_eq!(
             seed.commitment(),
             "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
         );
-        let drawn = BallotSeed::draw(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7));
-        let back = BallotSeed::from_hex(&drawn.to_hex().to_uppercase()).unwrap();
+        let drawn = LotterySeed::draw(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7));
+        let back = LotterySeed::from_hex(&drawn.to_hex().to_uppercase()).unwrap();
         assert_eq!(back, drawn);
         assert!(back.matches(&drawn.commitment().to_uppercase()));
         assert!(!back.matches(&seed.commitment()));
@@ -112,18 +113,18 @@ mod tests {
     #[test]
     fn malformed_seeds_are_refused_and_debug_hides_the_secret() {
         for bad in ["", "00", &"g".repeat(64), &"0".repeat(63), &"é".repeat(32)] {
-            assert_eq!(BallotSeed::from_hex(bad), Err(SeedFormatError), "{bad}");
+            assert_eq!(LotterySeed::from_hex(bad), Err(SeedFormatError), "{bad}");
         }
-        let seed = BallotSeed::from_bytes([0xab; 32]);
+        let seed = LotterySeed::from_bytes([0xab; 32]);
         assert!(!format!("{seed:?}").contains("ab"));
     }
 
     #[test]
-    fn entry_keys_depend_on_the_salt_and_the_code() {
-        let a = entry_key(&[1; 32], "0012345678");
+    fn salted_keys_depend_on_the_salt_and_the_code() {
+        let a = salted_key(&[1; 32], "0012345678");
         assert_eq!(a.len(), 32);
-        assert_ne!(a, entry_key(&[2; 32], "0012345678"));
-        assert_ne!(a, entry_key(&[1; 32], "0012345679"));
-        assert_eq!(a, entry_key(&[1; 32], "0012345678"));
+        assert_ne!(a, salted_key(&[2; 32], "0012345678"));
+        assert_ne!(a, salted_key(&[1; 32], "0012345679"));
+        assert_eq!(a, salted_key(&[1; 32], "0012345678"));
     }
 }

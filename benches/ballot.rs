@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nobat::planning::ballot::{
-    close, entry_key, results, verify, BallotInput, BallotOffice, BallotRecord, BallotSeed,
-    BallotTerms, Condition, EntrantFacts, Entry, PartOfDay, Preferences, PriorityRule,
+    close, close_observed, entry_key, results, verify, BallotInput, BallotOffice, BallotRecord,
+    BallotSeed, BallotTerms, Condition, EntrantFacts, Entry, PartOfDay, Preferences, PriorityRule,
     WithheldSeats, DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY, RECORD_FORMAT,
 };
 use nobat::planning::scenario::Scenario;
@@ -95,8 +95,19 @@ fn phases(entries: u64) {
     let built = started.elapsed();
     let seed = BallotSeed::from_bytes([1; 32]);
     let t = Instant::now();
-    let outcome = close(&input, &seed).expect("the close runs");
+    let mut marks = Vec::new();
+    let outcome = close_observed(&input, &seed, &mut |p| marks.push((p, t.elapsed())))
+        .expect("the close runs");
     let closed = t.elapsed();
+    let mut last = std::time::Duration::ZERO;
+    let steps: Vec<String> = marks
+        .iter()
+        .map(|(p, at)| {
+            let step = format!("{p:?} {:.1} s", (*at - last).as_secs_f64());
+            last = *at;
+            step
+        })
+        .collect();
     let t = Instant::now();
     let figures = results(&input, &outcome);
     let summed = t.elapsed();
@@ -115,8 +126,8 @@ fn phases(entries: u64) {
     let verify_s = t.elapsed();
     eprintln!(
         "ballot: {} entries, {} seats in {} slots; placed {} (kept part of day {}), objective {} m, \
-         Jain {:.3}; build {:.1} s, close {:.1} s (allocator: {} pricing rounds, {} pivots), \
-         results {:.2} s, verify {:.1} s",
+         Jain {:.3}; build {:.1} s, close {:.1} s ({}, then ranks and leftovers; allocator: \
+         {} pricing rounds, {} pivots), results {:.2} s, verify {:.1} s",
         record.input.entries.len(),
         seats,
         record.input.seats.len(),
@@ -126,6 +137,7 @@ fn phases(entries: u64) {
         figures.jain_index_placed_share,
         built.as_secs_f64(),
         closed.as_secs_f64(),
+        steps.join(", "),
         outcome.stats.pricing_rounds,
         outcome.stats.pivots,
         summed.as_secs_f64(),

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::terms::{BallotTerms, PartOfDay, Preferences};
 use super::BallotSeed;
 use crate::allocator::{
-    allocate, lottery_digest, AllocationError, AllocationProblem, Applicant, OfficeDaySeats,
-    OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
+    allocate_observed, lottery_digest, AllocationError, AllocationProblem, Applicant,
+    OfficeDaySeats, OfficeSite, Outcome, Phase, SolveStats, SolverOptions, UnassignedReason,
 };
 
 /// Reach of an entry that names its offices: anywhere (it chose them).
@@ -339,9 +339,33 @@ fn seat_office_day(
 /// Closes a ballot: allocates every entry exactly, seats each placement into a slot, gives
 /// the others a reason and a waitlist rank, and lists the seats left over.
 pub fn close(input: &BallotInput, seed: &BallotSeed) -> Result<CloseOutcome, CloseError> {
+    close_observed(input, seed, &mut |_| {})
+}
+
+/// The stages of [`close`], reported as each one ends (callers time them; the close has no
+/// clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosePhase {
+    /// The input is checked, sorted and turned into an allocation problem.
+    Prepared,
+    /// A stage of the allocator ended (its network built, its flow optimal).
+    Allocator(Phase),
+    /// Every placement has its slot.
+    Seated,
+}
+
+/// [`close`], calling `on_phase` at the end of each [`ClosePhase`].
+pub fn close_observed(
+    input: &BallotInput,
+    seed: &BallotSeed,
+    on_phase: &mut dyn FnMut(ClosePhase),
+) -> Result<CloseOutcome, CloseError> {
     let mut c = Canonical::new(input)?;
     let (problem, applicant_of) = c.problem(seed);
-    let allocation = allocate(&problem, &SolverOptions::default())?;
+    on_phase(ClosePhase::Prepared);
+    let allocation = allocate_observed(&problem, &SolverOptions::default(), &mut |p| {
+        on_phase(ClosePhase::Allocator(p))
+    })?;
 
     // Entries placed per office-day, in seat order.
     let mut by_office_day: BTreeMap<(usize, u32), Vec<(u32, usize)>> = BTreeMap::new();
@@ -370,6 +394,7 @@ pub fn close(input: &BallotInput, seed: &BallotSeed) -> Result<CloseOutcome, Clo
             seat_of[entry] = Some(slot);
         }
     }
+    on_phase(ClosePhase::Seated);
 
     let mut placements = Vec::new();
     let mut unplaced = Vec::new();

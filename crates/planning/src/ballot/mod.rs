@@ -11,8 +11,8 @@ mod terms;
 
 pub use audit::{verify, BallotRecord, Finding, Verified, RECORD_FORMAT};
 pub use close::{
-    close, BallotInput, BallotOffice, CloseError, CloseOutcome, Entry, Placement, Unplaced,
-    UnplacedReason, WithheldSeats,
+    close, close_observed, BallotInput, BallotOffice, CloseError, CloseOutcome, ClosePhase, Entry,
+    Placement, Unplaced, UnplacedReason, WithheldSeats,
 };
 /// The ballot's seed is a [`LotterySeed`]: secret until the results, committed at creation.
 pub use nobat_domain::lottery::{

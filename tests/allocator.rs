@@ -1136,3 +1136,132 @@ fn empty_inputs_are_fine() {
         vec![Outcome::Unassigned(UnassignedReason::NoOfficeWithinMaxKm)]
     );
 }
+
+/// A ballot's record as it would be published: 300 entries around three offices, seats for
+/// about half of them, closed with a known seed.
+fn ballot_record() -> nobat::planning::ballot::BallotRecord {
+    use chrono::{NaiveDate, NaiveTime};
+    use nobat::domain::GeoPoint;
+    use nobat::planning::ballot::*;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let from = NaiveDate::from_ymd_opt(2027, 4, 3).unwrap();
+    let terms = BallotTerms {
+        service: "first_issuance".into(),
+        from_date: from,
+        to_date: from + chrono::Days::new(4),
+        max_km: 40.0,
+        wait_km_per_day: DEFAULT_WAIT_KM_PER_DAY,
+        priority_rules: vec![],
+    };
+    let offices: Vec<BallotOffice> = (0..3)
+        .map(|i| BallotOffice {
+            id: format!("OF-{i}"),
+            location: GeoPoint {
+                lat: 35.6 + 0.1 * i as f64,
+                lon: 51.3 + 0.1 * i as f64,
+            },
+            province: Some("tehran".into()),
+        })
+        .collect();
+    let mut seats = Vec::new();
+    for o in &offices {
+        for d in 0..5 {
+            for h in [8, 10, 14] {
+                seats.push(WithheldSeats {
+                    office_id: o.id.clone(),
+                    date: from + chrono::Days::new(d),
+                    start: NaiveTime::from_hms_opt(h, 0, 0).unwrap(),
+                    seats: 3,
+                });
+            }
+        }
+    }
+    let entries = (0..300)
+        .map(|i| Entry {
+            key: entry_key(&[9; 32], &format!("{:010}", 1_000_000 + i)),
+            home: GeoPoint {
+                lat: 35.4 + rng.gen_range(0.0..0.5),
+                lon: 51.1 + rng.gen_range(0.0..0.5),
+            },
+            province: Some(if i % 4 == 0 { "alborz" } else { "tehran" }.into()),
+            priority: i32::from(i % 10 == 0),
+            preferences: Preferences {
+                earliest_date: (i % 3 == 0).then(|| from + chrono::Days::new(2)),
+                part_of_day: [PartOfDay::Any, PartOfDay::Morning, PartOfDay::Afternoon][i % 3],
+                ..Preferences::default()
+            },
+        })
+        .collect();
+    let input = BallotInput {
+        terms,
+        offices,
+        seats,
+        entries,
+    };
+    let seed = BallotSeed::from_bytes([42; 32]);
+    let outcome = close(&input, &seed).unwrap();
+    BallotRecord {
+        format: RECORD_FORMAT,
+        ballot_id: "7".into(),
+        commitment: seed.commitment(),
+        seed: seed.to_hex(),
+        input,
+        placements: outcome.placements,
+        unplaced: outcome.unplaced,
+    }
+}
+
+fn ballot_verify(record: &nobat::planning::ballot::BallotRecord) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ballot.json"),
+        serde_json::to_vec(record).unwrap(),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_nobat"))
+        .args(["ballot", "verify", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ballot_verify_passes_a_true_record_and_names_what_was_tampered() {
+    let record = ballot_record();
+    assert_eq!(
+        record.placements.len(),
+        135,
+        "every seat taken: more entries than seats"
+    );
+    let ok = ballot_verify(&record);
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(said.contains("300 entries, 135 placed"), "{said}");
+
+    let mut moved = record.clone();
+    let other = if moved.placements[0].office_id == "OF-0" {
+        "OF-1"
+    } else {
+        "OF-0"
+    };
+    moved.placements[0].office_id = other.into();
+    let out = ballot_verify(&moved);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "entry {}: published {other}",
+            moved.placements[0].key
+        )),
+        "{err}"
+    );
+
+    let mut reseeded = record.clone();
+    reseeded.seed = "00".repeat(32);
+    let err = String::from_utf8_lossy(&ballot_verify(&reseeded).stderr).to_string();
+    assert!(err.contains("does not match the commitment"), "{err}");
+}

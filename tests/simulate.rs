@@ -467,3 +467,77 @@ fn the_daily_batch_policy_places_the_waiting_with_the_allocator() {
         "the same demand"
     );
 }
+
+#[test]
+fn the_ballot_policy_books_only_when_a_window_closes() {
+    let text = noisy_scenario(4) + "\n[policy]\nkind = \"ballot\"\nballot_every_days = 5\n";
+    let (_, _, a) = run(&text);
+    let (_, _, b) = run(&text);
+    assert_eq!(a, b, "the same seed replays exactly");
+    for (e, s) in a.enrolled_by_site_day.iter().zip(&a.seats_by_site_day) {
+        assert!(e <= s, "{e} enrolled on {s} seats");
+    }
+    // Nothing is booked before the first close (day 4); at the close the waiting are placed.
+    for d in &a.days[..4] {
+        assert_eq!(d.count(State::Booked), 0, "day {}", d.day);
+        assert!(d.count(State::Waiting) > 0);
+    }
+    assert!(a.days[4].count(State::Booked) > 0);
+    assert!(a.days.last().unwrap().count(State::Delivered) > 0);
+    let (_, _, batch) = run(&(noisy_scenario(4) + "\n[policy]\nkind = \"daily_batch\"\n"));
+    assert_eq!(
+        batch.days.last().unwrap().registered_total,
+        a.days.last().unwrap().registered_total,
+        "the same demand"
+    );
+}
+
+#[test]
+fn simulate_compares_policies_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, noisy_scenario(4)).unwrap();
+    let out = dir.path().join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_nobat"))
+        .args([
+            "simulate",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--compare", "fcfs,daily_batch,ballot"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for policy in ["fcfs", "daily_batch", "ballot"] {
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(policy).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["scenario"]["policy"], policy);
+    }
+    let page = std::fs::read_to_string(out.join("compare.html")).unwrap();
+    assert_eq!(
+        page.matches("<th>ballot").count(),
+        3,
+        "a key-figures column and two province columns"
+    );
+    assert!(page.contains("chart-backlog-policies"));
+    assert_eq!(
+        page.matches("<polyline").count(),
+        3,
+        "one backlog line per policy"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_nobat"))
+        .args([
+            "simulate",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--compare", "fcfs,lottery"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown policy \"lottery\""));
+}

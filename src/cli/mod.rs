@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod allocate;
+pub mod ballot;
 pub mod loadtest;
 pub mod plan;
 pub mod scenario;
@@ -36,6 +37,9 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Find the cheapest capacity additions that meet the scenario's [plan] target.
     Plan(plan::PlanArgs),
+    /// Audit a closed ballot from its published record.
+    #[command(subcommand)]
+    Ballot(ballot::BallotCommand),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -48,5 +52,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Loadtest(args) => loadtest::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Ballot(cmd) => ballot::run(cmd),
     }
 }

@@ -4,7 +4,7 @@
 pub const EARTH_RADIUS_KM: f64 = 6371.0;
 
 /// A WGS-84 latitude/longitude in degrees.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GeoPoint {
     pub lat: f64,
     pub lon: f64,

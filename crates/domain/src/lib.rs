@@ -8,6 +8,7 @@ pub mod error;
 pub mod geo;
 pub mod ids;
 pub mod jalali;
+pub mod lottery;
 pub mod office;
 pub mod province;
 pub mod registry;

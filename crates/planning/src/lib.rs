@@ -8,6 +8,8 @@
 //! - [`plan`]: the cheapest capacity to add to meet a waiting-time target (LP, checked by
 //!   simulation).
 //! - [`report`]: simulation and plan reports: JSON summary, CSV series, self-contained HTML.
+//! - [`ballot`]: ballot windows decided at close by the allocator: terms, entries, the seed's
+//!   commitment, the close, public results and the audit of a published record.
 //! - [`relocation`]: where the appointments of a closed office go (greedy for a few, the
 //!   allocator for more); the server's closure handler reads the seats and makes the moves.
 //!
@@ -15,6 +17,7 @@
 //! (see its `Cargo.toml`), so nothing here can block on I/O or read the wall clock unseen.
 
 pub mod allocator;
+pub mod ballot;
 pub mod plan;
 pub mod relocation;
 pub mod report;

@@ -19,4 +19,5 @@ pub use model::{
 };
 pub use seating::{lottery_digest, lottery_digests, seat_order};
 pub use solve::{allocate, allocate_observed, Phase};
+pub(crate) use summary::percentile;
 pub use summary::{jain_index, summarise, AllocationSummary, ProvinceFigures};

@@ -2,6 +2,7 @@
 //! HTML page with inline SVG charts (no scripts, no network). The builders are pure (they
 //! return strings and values); [`write_simulation`] and [`write_plan`] put them in a directory.
 
+mod compare;
 pub mod svg;
 pub mod tables;
 
@@ -10,8 +11,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::scenario::{PolicyKind, Scenario};
+use crate::scenario::Scenario;
 use crate::sim::{SimOutput, State, World, DISTANCE_BANDS_KM};
+pub use compare::{comparison_html, PolicyRun};
 use nobat_domain::JalaliDate;
 use svg::{bar_chart, column_chart, escape, line_chart, short_number, Series};
 
@@ -77,7 +79,7 @@ pub fn simulation_summary(scenario: &Scenario, world: &World, out: &SimOutput) -
             "start_date": scenario.calendar.start_date.to_string(),
             "start_date_jalali": jalali(world, 0),
             "horizon_days": scenario.calendar.horizon_days,
-            "policy": match scenario.policy.kind { PolicyKind::Fcfs => "fcfs", PolicyKind::DailyBatch => "daily_batch" },
+            "policy": scenario.policy.kind.as_str(),
             "offices": world.sites.iter().filter(|s| !s.is_mobile_leg).count(),
             "mobile_legs": world.sites.iter().filter(|s| s.is_mobile_leg).count(),
             "demand_cells": world.cells.len(),

@@ -128,6 +128,7 @@ pub(crate) struct RawMobileLeg {
 pub(crate) enum RawPolicyKind {
     Fcfs,
     DailyBatch,
+    Ballot,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +139,7 @@ pub(crate) struct RawPolicy {
     pub lead_days: Option<u32>,
     pub pickup_share: Option<f64>,
     pub batch_max_applicants: Option<u32>,
+    pub ballot_every_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

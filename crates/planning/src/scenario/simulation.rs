@@ -220,6 +220,27 @@ pub enum PolicyKind {
     Fcfs,
     /// Once a day the allocator assigns the waiting applicants to office-days.
     DailyBatch,
+    /// Ballot windows: applicants enter while a window is open; when it closes (every
+    /// `ballot_every_days`), the allocator assigns everyone waiting at once, ties by lottery
+    /// instead of registration time (entering early earns nothing).
+    Ballot,
+}
+
+impl PolicyKind {
+    pub const ALL: [PolicyKind; 3] = [PolicyKind::Fcfs, PolicyKind::DailyBatch, PolicyKind::Ballot];
+
+    /// The name scenario files and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Fcfs => "fcfs",
+            PolicyKind::DailyBatch => "daily_batch",
+            PolicyKind::Ballot => "ballot",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PolicyKind> {
+        PolicyKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +254,8 @@ pub struct Policy {
     pub pickup_share: f64,
     /// Most applicants one daily batch run assigns (the oldest first).
     pub batch_max_applicants: u32,
+    /// Days between ballot closes (the length of a window).
+    pub ballot_every_days: u32,
 }
 
 impl Default for Policy {
@@ -243,6 +266,7 @@ impl Default for Policy {
             lead_days: 1,
             pickup_share: 0.15,
             batch_max_applicants: 20_000,
+            ballot_every_days: 7,
         }
     }
 }
@@ -524,15 +548,24 @@ pub(super) fn validate_policy(raw: Option<&RawPolicy>, problems: &mut Problems) 
             format!("must be between 1 and 1000000, got {batch_max_applicants}"),
         );
     }
+    let ballot_every_days = r.ballot_every_days.unwrap_or(d.ballot_every_days);
+    if !(1..=60).contains(&ballot_every_days) {
+        problems.add(
+            "policy.ballot_every_days",
+            format!("must be between 1 and 60, got {ballot_every_days}"),
+        );
+    }
     Policy {
         kind: match r.kind.unwrap_or(RawPolicyKind::Fcfs) {
             RawPolicyKind::Fcfs => PolicyKind::Fcfs,
             RawPolicyKind::DailyBatch => PolicyKind::DailyBatch,
+            RawPolicyKind::Ballot => PolicyKind::Ballot,
         },
         booking_window_days,
         lead_days,
         pickup_share,
         batch_max_applicants,
+        ballot_every_days,
     }
 }
 

@@ -40,6 +40,17 @@ pub use world::{holidays_for, largest_remainder, World, WorldError};
 /// a national surge takes few turns.
 const FCFS_CHUNK: u64 = 64;
 /// Distance bands of the report, in km.
+/// Bound on the entries one ballot close assigns (everyone waiting, in practice).
+const BALLOT_MAX_ENTRIES: u64 = 2_000_000;
+
+/// Which batch the allocator runs: the daily one (oldest registrations first and ahead in
+/// ties) or a ballot's close (everyone waiting, ties by lottery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchRule {
+    Daily,
+    BallotClose,
+}
+
 pub const DISTANCE_BANDS_KM: [f64; 3] = [10.0, 25.0, 50.0];
 
 /// Where an applicant is.
@@ -421,7 +432,11 @@ impl<'w> Simulation<'w> {
         self.arrivals(today, &mut rec);
         match self.policy.kind {
             PolicyKind::Fcfs => self.book_fcfs(today),
-            PolicyKind::DailyBatch => self.book_daily_batch(today)?,
+            PolicyKind::DailyBatch => self.book_batch(today, BatchRule::Daily)?,
+            PolicyKind::Ballot if (today + 1) % self.policy.ballot_every_days == 0 => {
+                self.book_batch(today, BatchRule::BallotClose)?
+            }
+            PolicyKind::Ballot => {}
         }
 
         rec.registered_total = self.registered_total;
@@ -685,14 +700,14 @@ impl<'w> Simulation<'w> {
     /// distance plus waiting cost), instead of the fastest clicker taking the nearest seat.
     /// Applicants stay within their province (the province is the "service" both sides carry)
     /// and within `max_distance_km`.
-    fn book_daily_batch(&mut self, today: u32) -> Result<(), SimError> {
+    fn book_batch(&mut self, today: u32, rule: BatchRule) -> Result<(), SimError> {
         let h = self.world.horizon_days;
         let lo = today + self.policy.lead_days;
         if lo >= h {
             return Ok(());
         }
         let hi = (today + self.policy.booking_window_days).min(h - 1);
-        let applicants = self.batch_applicants();
+        let applicants = self.batch_applicants(rule);
         if applicants.is_empty() {
             return Ok(());
         }
@@ -714,7 +729,10 @@ impl<'w> Simulation<'w> {
             applicants,
             wait_km_per_day: self.behaviour.km_per_wait_day,
             default_max_km: Some(self.behaviour.max_distance_km),
-            lottery_seed: format!("day-{today}"),
+            lottery_seed: match rule {
+                BatchRule::Daily => format!("day-{today}"),
+                BatchRule::BallotClose => format!("ballot-{today}"),
+            },
         };
         let allocation = allocate(&problem, &Default::default())
             .map_err(|e| SimError::Allocation(e.to_string()))?;
@@ -753,9 +771,11 @@ impl<'w> Simulation<'w> {
         Ok(())
     }
 
-    /// The day's batch: those waiting longest first, at most `batch_max_applicants`, each
-    /// an applicant of its cell whose "service" is its province (offices serve their own).
-    fn batch_applicants(&self) -> Vec<Applicant> {
+    /// The batch: those waiting longest first, at most `batch_max_applicants` a day or
+    /// [`BALLOT_MAX_ENTRIES`] at a ballot's close, each an applicant of its cell whose
+    /// "service" is its province (offices serve their own). A ballot's entries carry no
+    /// registration time: the lottery orders them.
+    fn batch_applicants(&self, rule: BatchRule) -> Vec<Applicant> {
         let mut waiting: Vec<(u32, u32, u64)> = Vec::new();
         for (cell, map) in self.waiting.iter().enumerate() {
             for (&reg, &n) in map {
@@ -763,7 +783,10 @@ impl<'w> Simulation<'w> {
             }
         }
         waiting.sort_unstable();
-        let mut budget = u64::from(self.policy.batch_max_applicants);
+        let mut budget = match rule {
+            BatchRule::Daily => u64::from(self.policy.batch_max_applicants),
+            BatchRule::BallotClose => BALLOT_MAX_ENTRIES,
+        };
         let mut applicants = Vec::new();
         for (reg, cell, n) in waiting {
             let take = n.min(budget);
@@ -777,7 +800,10 @@ impl<'w> Simulation<'w> {
                     priority: 0,
                     max_km: None,
                     service: Some(province_key(c.province)),
-                    registered_at: Some(i64::from(reg)),
+                    registered_at: match rule {
+                        BatchRule::Daily => Some(i64::from(reg)),
+                        BatchRule::BallotClose => None,
+                    },
                     province: None,
                     earliest_day: None,
                     preferred_offices: None,

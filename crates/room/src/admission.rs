@@ -1,0 +1,283 @@
+//! Admission: how far down the queue passes have been given, moved on at each tick of the
+//! room's controller (one process ticks; every process reads the result).
+//!
+//! The frontier is kept in exact integer units of 1/60,000 rank (a rank per minute times a
+//! millisecond), so a fixed rate admits exactly `per_minute` a minute however the ticks fall,
+//! and every process agrees on it. It never runs ahead of the queue: idle time banks no
+//! credit, so a burst of late joiners is admitted at the rate, not at once.
+
+use serde::{Deserialize, Serialize};
+
+/// Units of the frontier per rank: a rate in ranks per minute times milliseconds.
+const UNITS_PER_RANK: u64 = 60_000;
+/// The controller's floor and ceiling, in admissions per minute.
+pub const RATE_MIN_PER_MINUTE: u32 = 6;
+pub const RATE_MAX_PER_MINUTE: u32 = 600_000;
+
+/// How a room admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdmissionPolicy {
+    /// A fixed number of admissions a minute.
+    Fixed { per_minute: u32 },
+    /// As many as keep the booking p99 under the target, the writer's queue under half its
+    /// bound, and the passes in use at most `max_active`.
+    Auto { target_p99_ms: u32, max_active: u32 },
+}
+
+/// What the ticking process saw since the last tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observed {
+    pub elapsed_ms: u64,
+    /// Booking requests' p99 over the interval (`None`: none measured).
+    pub booking_p99_ms: Option<u32>,
+    /// Requests waiting for the booking writer, and its bound.
+    pub writer_queue: u32,
+    pub writer_queue_max: u32,
+    /// Passes given and neither expired nor returned (a booking done returns its pass).
+    pub active_passes: u32,
+}
+
+/// A room's admission state: what the ticking process stores and every process reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Ranks below `frontier / 60,000` are admitted.
+    pub frontier: u64,
+    pub rate_per_minute: u32,
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Admitted,
+    Waiting {
+        /// Tickets ahead (0: next).
+        position: u64,
+        /// At the current rate.
+        eta_seconds: u64,
+    },
+}
+
+impl Admission {
+    /// At the opening: nothing admitted; the fixed rate, or the controller's start (a tenth of
+    /// `max_active` a minute, so the first minute cannot flood the writer).
+    pub fn opening(policy: &AdmissionPolicy) -> Self {
+        let rate = match *policy {
+            AdmissionPolicy::Fixed { per_minute } => per_minute,
+            AdmissionPolicy::Auto { max_active, .. } => (max_active / 10).max(RATE_MIN_PER_MINUTE),
+        };
+        Self {
+            frontier: 0,
+            rate_per_minute: rate.clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE),
+        }
+    }
+
+    /// Tickets admitted so far (ranks `0..admitted()`).
+    pub fn admitted(&self) -> u64 {
+        self.frontier / UNITS_PER_RANK
+    }
+
+    /// Moves admission on by what `observed` allows; `queued` is how many tickets the queue
+    /// holds (the frontier stops there).
+    pub fn tick(&mut self, policy: &AdmissionPolicy, observed: &Observed, queued: u64) {
+        let elapsed = observed.elapsed_ms.min(60_000);
+        let mut advance = u64::from(self.rate_per_minute) * elapsed;
+        if let AdmissionPolicy::Auto {
+            target_p99_ms,
+            max_active,
+        } = *policy
+        {
+            let slow = observed.booking_p99_ms.is_some_and(|p| p > target_p99_ms);
+            let backed_up = observed.writer_queue_max > 0
+                && u64::from(observed.writer_queue) * 2 > u64::from(observed.writer_queue_max);
+            let rate = self.rate_per_minute;
+            self.rate_per_minute = if slow || backed_up {
+                // Multiplicative decrease: back off fast when bookings slow.
+                rate - rate * 3 / 10
+            } else if observed.active_passes < max_active {
+                // Additive increase while passes are free.
+                rate.saturating_add((rate / 10).max(RATE_MIN_PER_MINUTE))
+            } else {
+                rate
+            }
+            .clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE);
+            let room = u64::from(max_active.saturating_sub(observed.active_passes));
+            let whole = self.frontier % UNITS_PER_RANK;
+            // At most `room` more admitted now: the passes in use stay within max_active.
+            advance = advance.min(room * UNITS_PER_RANK - whole.min(room * UNITS_PER_RANK));
+        }
+        self.frontier = (self.frontier + advance).min(queued * UNITS_PER_RANK);
+    }
+
+    /// Where the ticket at `rank` stands.
+    pub fn standing(&self, rank: u64) -> Standing {
+        let admitted = self.admitted();
+        if rank < admitted {
+            return Standing::Admitted;
+        }
+        let position = rank - admitted;
+        // Ranks to go until this one is admitted, in frontier units, at the current rate.
+        let to_go = (rank + 1) * UNITS_PER_RANK - self.frontier;
+        let per_second = u64::from(self.rate_per_minute) * 1000;
+        Standing::Waiting {
+            position,
+            eta_seconds: to_go.div_ceil(per_second),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tick(a: &mut Admission, policy: &AdmissionPolicy, ms: u64, queued: u64) {
+        a.tick(
+            policy,
+            &Observed {
+                elapsed_ms: ms,
+                ..Observed::default()
+            },
+            queued,
+        );
+    }
+
+    #[test]
+    fn a_fixed_rate_admits_exactly_its_rate_however_the_ticks_fall() {
+        let policy = AdmissionPolicy::Fixed { per_minute: 7 };
+        let mut a = Admission::opening(&policy);
+        let mut total_ms = 0;
+        for ms in [1000u64, 333, 1667, 997, 3].iter().cycle().take(150) {
+            tick(&mut a, &policy, *ms, 1_000_000);
+            total_ms += ms;
+        }
+        assert_eq!(total_ms, 120_000);
+        assert_eq!(a.admitted(), 14);
+    }
+
+    #[test]
+    fn idle_time_banks_no_credit() {
+        let policy = AdmissionPolicy::Fixed { per_minute: 600 };
+        let mut a = Admission::opening(&policy);
+        for _ in 0..60 {
+            tick(&mut a, &policy, 1000, 5);
+        }
+        assert_eq!(a.admitted(), 5);
+        // 1,000 join at once: admitted at 10 a second, not all at once.
+        tick(&mut a, &policy, 1000, 1005);
+        assert_eq!(a.admitted(), 15);
+    }
+
+    #[test]
+    fn the_controller_backs_off_when_bookings_slow_and_keeps_passes_bounded() {
+        let policy = AdmissionPolicy::Auto {
+            target_p99_ms: 250,
+            max_active: 100,
+        };
+        let mut a = Admission::opening(&policy);
+        assert_eq!(a.rate_per_minute, 10);
+        let calm = Observed {
+            elapsed_ms: 1000,
+            booking_p99_ms: Some(40),
+            active_passes: 0,
+            ..Observed::default()
+        };
+        for _ in 0..50 {
+            a.tick(&policy, &calm, 1_000_000);
+        }
+        let fast = a.rate_per_minute;
+        assert!(fast > 100, "{fast}");
+        let before = a.admitted();
+        a.tick(
+            &policy,
+            &Observed {
+                booking_p99_ms: Some(900),
+                ..calm
+            },
+            1_000_000,
+        );
+        assert_eq!(a.rate_per_minute, fast - fast * 3 / 10);
+        assert!(a.admitted() > before);
+        let r = a.rate_per_minute;
+        a.tick(
+            &policy,
+            &Observed {
+                writer_queue: 600,
+                writer_queue_max: 1000,
+                ..calm
+            },
+            1_000_000,
+        );
+        assert!(a.rate_per_minute < r);
+        // All passes in use: nobody more is admitted, whatever the rate.
+        let full = a.admitted();
+        a.tick(
+            &policy,
+            &Observed {
+                active_passes: 100,
+                ..calm
+            },
+            1_000_000,
+        );
+        assert_eq!(a.admitted(), full);
+        a.tick(
+            &policy,
+            &Observed {
+                active_passes: 97,
+                elapsed_ms: 60_000,
+                ..calm
+            },
+            1_000_000,
+        );
+        assert_eq!(a.admitted(), full + 3);
+    }
+
+    #[test]
+    fn etas_are_met_at_a_steady_rate() {
+        let policy = AdmissionPolicy::Fixed { per_minute: 120 };
+        let mut a = Admission::opening(&policy);
+        tick(&mut a, &policy, 2500, 1000);
+        assert_eq!(a.admitted(), 5);
+        assert_eq!(a.standing(4), Standing::Admitted);
+        let Standing::Waiting {
+            position,
+            eta_seconds,
+        } = a.standing(40)
+        else {
+            panic!()
+        };
+        assert_eq!(position, 35);
+        let mut seconds = 0;
+        while a.standing(40) != Standing::Admitted {
+            tick(&mut a, &policy, 1000, 1000);
+            seconds += 1;
+        }
+        assert_eq!(seconds, eta_seconds);
+    }
+
+    proptest! {
+        #[test]
+        fn admission_only_moves_forward_and_within_the_queue(
+            steps in prop::collection::vec((0u64..5000, prop::option::of(0u32..800), 0u32..120, 0u64..10_000), 1..80),
+            fixed in prop::option::of(1u32..5000),
+        ) {
+            let policy = match fixed {
+                Some(per_minute) => AdmissionPolicy::Fixed { per_minute },
+                None => AdmissionPolicy::Auto { target_p99_ms: 250, max_active: 100 },
+            };
+            let mut a = Admission::opening(&policy);
+            let mut queued = 0;
+            for (ms, p99, active, joins) in steps {
+                queued += joins;
+                let before = a.admitted();
+                a.tick(&policy, &Observed { elapsed_ms: ms, booking_p99_ms: p99, active_passes: active, ..Observed::default() }, queued);
+                prop_assert!(a.admitted() >= before);
+                prop_assert!(a.admitted() <= queued);
+                prop_assert!((RATE_MIN_PER_MINUTE..=RATE_MAX_PER_MINUTE).contains(&a.rate_per_minute));
+                if fixed.is_none() {
+                    prop_assert!(a.admitted() - before <= u64::from(100u32.saturating_sub(active)));
+                }
+            }
+        }
+    }
+}

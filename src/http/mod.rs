@@ -18,6 +18,7 @@ pub mod probes;
 pub mod problem;
 pub mod staff;
 pub mod v1;
+pub mod web;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -142,6 +143,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(v1::routes())
         .merge(staff::routes())
+        .merge(web::routes(state))
         .merge(
             admin::routes().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),

@@ -1,0 +1,37 @@
+// Enhancements only: every page works without this script.
+(function () {
+  "use strict";
+  // The hold's countdown: <time data-countdown datetime="RFC 3339">.
+  document.querySelectorAll("[data-countdown]").forEach(function (el) {
+    var end = Date.parse(el.getAttribute("datetime"));
+    if (isNaN(end)) return;
+    var fa = document.documentElement.lang === "fa";
+    var digits = function (s) {
+      return fa ? s.replace(/[0-9]/g, function (d) { return "۰۱۲۳۴۵۶۷۸۹"[d]; }) : s;
+    };
+    var tick = function () {
+      var left = Math.max(0, Math.round((end - Date.now()) / 1000));
+      var m = Math.floor(left / 60), s = left % 60;
+      el.textContent = digits(m + ":" + (s < 10 ? "0" : "") + s);
+      if (left > 0) setTimeout(tick, 1000);
+    };
+    tick();
+  });
+  // "Near me": fills the search's `near` from the browser's position, when the person allows.
+  document.querySelectorAll("[data-near]").forEach(function (button) {
+    if (!navigator.geolocation) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.geolocation.getCurrentPosition(function (pos) {
+        var form = button.form;
+        form.querySelector("[name=near]").value =
+          pos.coords.latitude.toFixed(4) + "," + pos.coords.longitude.toFixed(4);
+        form.submit();
+      });
+    });
+  });
+  document.querySelectorAll("[data-print]").forEach(function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () { window.print(); });
+  });
+})();

@@ -1,10 +1,11 @@
 // Enhancements only: every page works without this script.
 (function () {
   "use strict";
-  // The hold's countdown: <time data-countdown datetime="RFC 3339">.
+  // The hold's countdown: <time data-countdown="seconds left by the server's clock">.
   document.querySelectorAll("[data-countdown]").forEach(function (el) {
-    var end = Date.parse(el.getAttribute("datetime"));
-    if (isNaN(end)) return;
+    var left0 = parseInt(el.getAttribute("data-countdown"), 10);
+    if (isNaN(left0)) return;
+    var end = Date.now() + left0 * 1000;
     var fa = document.documentElement.lang === "fa";
     var digits = function (s) {
       return fa ? s.replace(/[0-9]/g, function (d) { return "۰۱۲۳۴۵۶۷۸۹"[d]; }) : s;

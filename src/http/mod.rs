@@ -17,6 +17,7 @@ pub mod planner;
 pub mod probes;
 pub mod problem;
 pub mod staff;
+pub mod ussd;
 pub mod v1;
 pub mod web;
 
@@ -144,6 +145,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .merge(v1::routes())
         .merge(staff::routes())
         .merge(web::routes(state))
+        .merge(ussd::routes(state))
         .merge(
             admin::routes().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),

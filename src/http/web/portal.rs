@@ -1284,6 +1284,10 @@ async fn hold_page(State(state): State<AppState>, ctx: Ctx) -> Response {
         })
     });
     let expires = flow.hold_expires.clone().unwrap_or_default();
+    // Seconds left by the server's clock: the countdown does not trust the device's clock.
+    let left_secs = chrono::DateTime::parse_from_rfc3339(&expires)
+        .map(|at| (at.timestamp() - state.engine.clock().now().timestamp()).max(0))
+        .unwrap_or(0);
     ctx.page(
         StatusCode::OK,
         l.t("تأیید نوبت", "Confirm your appointment"),
@@ -1295,7 +1299,7 @@ async fn hold_page(State(state): State<AppState>, ctx: Ctx) -> Response {
                 @if !expires.is_empty() {
                     p { (l.t("این زمان تا ", "This time is held for you until ")) strong { (l.digits(expires.get(11..16).unwrap_or(""))) }
                         (l.t(" برای شما نگه داشته می‌شود. زمان باقی‌مانده: ", ". Time left: "))
-                        time.countdown datetime=(expires) data-countdown aria-live="off" { "" } }
+                        time.countdown datetime=(expires) data-countdown=(left_secs) { (l.digits(&format!("{}:{:02}", left_secs / 60, left_secs % 60))) } }
                 }
                 form method="post" action="/hold/confirm" {
                     (ctx.csrf_field())

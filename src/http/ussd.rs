@@ -1,0 +1,197 @@
+//! `POST /v1/ussd`: the status menu for plain phones, in the common USSD-gateway callback
+//! convention. The gateway posts a form (`sessionId`, `phoneNumber`, `serviceCode`, `text`:
+//! the answers so far joined by `*`) and shows the reply, plain text starting `CON ` (wait for
+//! an answer) or `END ` (close), at most 182 characters, in Persian.
+//!
+//! The menu is stateless: `text` carries every answer, so any node can answer any step. It
+//! asks for the national code and the tracking code and then reads `GET /v1/status` in
+//! process ([`web::api::Api`]), so it unlocks exactly what those two codes unlock in the API
+//! and nothing more. Requests are limited per phone number.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::v1::dto::StatusResponse;
+use super::v1::receipt::status_fa;
+use super::web::api::{encode, Api};
+use super::web::Fields;
+use super::AppState;
+use crate::domain::ids::normalize_digits;
+use crate::domain::jalali::to_persian_digits;
+
+/// The longest reply a gateway shows.
+pub const REPLY_CHARS_MAX: usize = 182;
+/// The longest `text` taken (three answers; a tracking code is 16 characters, grouped 19).
+const TEXT_CHARS_MAX: usize = 64;
+/// Requests per phone number: a burst of 10 (a session is 4), then 1 every 6 seconds.
+const PHONE_BURST: u32 = 10;
+const PHONE_PERIOD_SECS: u64 = 6;
+
+type PhoneLimiter = Arc<DefaultKeyedRateLimiter<String>>;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let quota = Quota::with_period(std::time::Duration::from_secs(PHONE_PERIOD_SECS))
+        .expect("a period above zero")
+        .allow_burst(NonZeroU32::new(PHONE_BURST).expect("above zero"));
+    let limiter: PhoneLimiter = Arc::new(governor::RateLimiter::keyed(quota));
+    Router::new()
+        .route("/v1/ussd", post(ussd))
+        .layer(Extension(limiter))
+        .layer(Extension(Api::new(state.clone())))
+}
+
+const MENU: &str = "CON پیگیری کارت ملی هوشمند\n۱. وضعیت ثبت‌نام\n۲. نوبت بعدی\n۳. نشانی دفتر";
+const ASK_NATIONAL_CODE: &str = "CON کد ملی ۱۰ رقمی را وارد کنید:";
+const ASK_TRACKING_CODE: &str = "CON کد رهگیری روی رسید را وارد کنید:";
+const BAD_CHOICE: &str = "END گزینه نادرست است.";
+const BAD_NATIONAL_CODE: &str = "END کد ملی نادرست است.";
+const NOT_FOUND: &str = "END نوبتی با این کدها پیدا نشد.";
+const TOO_MANY: &str = "END درخواست‌ها زیاد است؛ چند دقیقه بعد دوباره تلاش کنید.";
+const BUSY: &str = "END سامانه شلوغ است؛ کمی بعد دوباره تلاش کنید.";
+const BAD_REQUEST: &str = "END درخواست نادرست است.";
+
+async fn ussd(
+    State(state): State<AppState>,
+    Extension(api): Extension<Api>,
+    Extension(limiter): Extension<PhoneLimiter>,
+    fields: Fields,
+) -> Response {
+    let phone = normalize_digits(fields.get("phoneNumber").unwrap_or("").trim());
+    let phone_ok = (5..=16).contains(&phone.len())
+        && phone
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit());
+    if !phone_ok
+        || fields
+            .get("sessionId")
+            .is_none_or(|s| s.is_empty() || s.len() > 64)
+    {
+        return reply(StatusCode::BAD_REQUEST, BAD_REQUEST);
+    }
+    if limiter.check_key(&phone).is_err() {
+        return reply(StatusCode::OK, TOO_MANY);
+    }
+    let text = fields.get("text").unwrap_or("");
+    if text.chars().count() > TEXT_CHARS_MAX {
+        return reply(StatusCode::OK, BAD_CHOICE);
+    }
+    let answer = screen(&state, &api, &normalize_digits(text)).await;
+    reply(StatusCode::OK, &answer)
+}
+
+/// The screen for the answers so far.
+async fn screen(state: &AppState, api: &Api, text: &str) -> String {
+    let answers: Vec<&str> = if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split('*').map(str::trim).collect()
+    };
+    let choice = match answers.first() {
+        None => return MENU.to_string(),
+        Some(&"1") => Choice::Status,
+        Some(&"2") => Choice::Next,
+        Some(&"3") => Choice::Office,
+        Some(_) => return BAD_CHOICE.to_string(),
+    };
+    let Some(national_code) = answers.get(1) else {
+        return ASK_NATIONAL_CODE.to_string();
+    };
+    if crate::domain::NationalCode::parse(national_code).is_err() {
+        return BAD_NATIONAL_CODE.to_string();
+    }
+    let Some(tracking) = answers.get(2) else {
+        return ASK_TRACKING_CODE.to_string();
+    };
+    if answers.len() > 3 {
+        return BAD_CHOICE.to_string();
+    }
+    let uri = format!(
+        "/v1/status?national_code={}&tracking_code={}",
+        encode(national_code),
+        encode(tracking)
+    );
+    let status: StatusResponse = match api
+        .get(&api.caller(&Default::default(), None, None), &uri)
+        .await
+    {
+        Ok(s) => s,
+        Err(p) if p.status == 404 || p.status == 422 => return NOT_FOUND.to_string(),
+        Err(_) => return BUSY.to_string(),
+    };
+    let office = |id: &str| {
+        state
+            .directory()
+            .get(id)
+            .map(|o| (o.name.clone(), o.city.clone(), o.province.clone()))
+    };
+    let time = |start: &str| to_persian_digits(start.get(11..16).unwrap_or(""));
+    let date = |d: &str| to_persian_digits(&d.replace('-', "/"));
+    match choice {
+        Choice::Status => {
+            let mut s = format!("END وضعیت: {}", status_fa(&status.status));
+            if let Some(ready) = &status.ready_date {
+                s.push_str(&format!("\nآماده شدن کارت: {}", date(&jalali_of(ready))));
+            }
+            s
+        }
+        Choice::Next => {
+            // The card pickup once booked, else the visit itself while it is ahead.
+            let next = match &status.pickup {
+                Some(p) if p.status == "booked" => Some((&p.start, &p.jalali_date, "تحویل کارت")),
+                _ if status.status == "booked" => {
+                    Some((&status.start, &status.jalali_date, "ثبت‌نام"))
+                }
+                _ => None,
+            };
+            match next {
+                Some((start, jalali, what)) => {
+                    let place = office(&status.office_id).map(|o| o.0).unwrap_or_default();
+                    format!(
+                        "END نوبت {what}: {} ساعت {}\n{place}",
+                        date(jalali),
+                        time(start)
+                    )
+                }
+                None => "END نوبت پیش رو ندارید.".to_string(),
+            }
+        }
+        Choice::Office => match office(&status.office_id) {
+            Some((name, city, province)) => format!("END {name}\n{city}، {province}"),
+            None => NOT_FOUND.to_string(),
+        },
+    }
+}
+
+enum Choice {
+    Status,
+    Next,
+    Office,
+}
+
+fn jalali_of(iso: &str) -> String {
+    chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d")
+        .map(|d| crate::domain::JalaliDate::from_gregorian(d).to_string())
+        .unwrap_or_else(|_| iso.to_string())
+}
+
+/// Plain text, cut to the gateway's 182 characters.
+fn reply(status: StatusCode, text: &str) -> Response {
+    let text: String = text.chars().take(REPLY_CHARS_MAX).collect();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}

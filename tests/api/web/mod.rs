@@ -1,0 +1,48 @@
+//! The human fronts in a real browser (headless Chromium through chromedriver), and the USSD
+//! menu as a gateway calls it. Screenshots of each step go to `target/web-artefacts/`.
+
+mod driver;
+mod journey;
+mod ussd;
+
+use driver::Browser;
+
+/// axe-core 4.14 (MPL-2.0), vendored: the accessibility rules run in the page.
+const AXE: &str = include_str!("../../web/vendor/axe.min.js");
+
+/// Runs axe-core on the page; panics listing every serious or critical violation.
+pub async fn assert_accessible(browser: &Browser, page: &str) {
+    browser.execute(AXE, serde_json::json!([])).await;
+    let found = browser
+        .execute_async(
+            "var done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] }).then(function (r) {
+               done(r.violations
+                 .filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+                 .map(function (v) {
+                   return v.id + ' (' + v.impact + '): ' + v.nodes.map(function (n) { return n.target.join(' '); }).join(', ');
+                 }));
+             }, function (e) { done(['axe failed: ' + e]); });",
+        )
+        .await;
+    let violations: Vec<String> = serde_json::from_value(found).unwrap_or_default();
+    assert!(
+        violations.is_empty(),
+        "{page}: serious accessibility violations: {violations:#?}"
+    );
+}
+
+/// No horizontal scroll: the page is no wider than the viewport.
+pub async fn assert_fits_width(browser: &Browser, page: &str) {
+    let v = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            serde_json::json!([]),
+        )
+        .await;
+    let (scroll, inner) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+    assert!(
+        scroll <= inner,
+        "{page}: the page is {scroll}px wide in a {inner}px viewport (horizontal scroll)"
+    );
+}

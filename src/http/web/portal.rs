@@ -602,7 +602,7 @@ fn render_field(
                 Kind::Photo => {
                     label.check for=(id) {
                         input #(id) type="checkbox" name=(f.name) value="true"
-                            checked[value == "true" || values.0.is_empty()];
+                            checked[value == "true"];
                         (l.t(f.fa, f.en))
                     }
                 }
@@ -861,7 +861,7 @@ async fn apply(
                     .map(|(f, _, d)| (f.clone(), d.clone()))
                     .collect(),
             );
-            let rules: Vec<(String, String)> = p.body["failed"]
+            let rules: Vec<(String, String)> = p.body["extra"]["failed"]
                 .as_array()
                 .map(|rules| {
                     rules
@@ -1232,7 +1232,7 @@ async fn hold(
         }
         Err(p) => match p.code.as_str() {
             "already_holding" => {
-                flow.hold = p.body["hold_id"]
+                flow.hold = p.body["extra"]["hold_id"]
                     .as_str()
                     .map(str::to_string)
                     .filter(|s| id_shaped(s));
@@ -1240,7 +1240,7 @@ async fn hold(
                 ctx.redirect("/hold")
             }
             "already_booked" => {
-                flow.tracking = p.body["tracking_code"]
+                flow.tracking = p.body["extra"]["tracking_code"]
                     .as_str()
                     .map(str::to_string)
                     .filter(|s| id_shaped(s));

@@ -200,6 +200,31 @@ impl Browser {
             .await;
     }
 
+    /// Clicks what navigates (a link, a form's button) and waits for the new page.
+    pub async fn follow(&self, css: &str) {
+        let id = self.find(css).await;
+        self.follow_element(&id).await;
+    }
+
+    pub async fn follow_element(&self, id: &str) {
+        let old = self.find("html").await;
+        self.click_element(id).await;
+        for _ in 0..200 {
+            let v = self
+                .command(
+                    "POST",
+                    "/element",
+                    json!({ "using": "css selector", "value": "html" }),
+                )
+                .await;
+            if v[ELEMENT_KEY].as_str().is_some_and(|new| new != old) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("clicking did not load a new page: {}", self.url().await);
+    }
+
     pub async fn click_element(&self, id: &str) {
         self.checked("POST", &format!("/element/{id}/click"), json!({}))
             .await;

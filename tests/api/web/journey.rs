@@ -80,12 +80,12 @@ async fn journey(db: &TestDb, javascript: bool) {
     .await;
     b.fill("#serial", &c.birth_certificate_serial.to_string())
         .await;
-    b.click("form[action='/login'] button").await;
+    b.follow("form[action='/login'] button").await;
 
     // Home: one step to take.
     assert!(b.url().await.ends_with('/'), "{}", b.url().await);
     check(&mut b, "home", javascript).await;
-    b.click("a.button[href='/apply']").await;
+    b.follow("a.button[href='/apply']").await;
 
     // The form, first with a wrong postal code: its error shows in place.
     let birth = JalaliDate::from_gregorian(c.birth_date)
@@ -105,6 +105,7 @@ async fn journey(db: &TestDb, javascript: bool) {
     .await;
     b.fill("#personal_birth_date", &to_persian_digits(&birth))
         .await;
+    b.click("#personal_birth_certificate_has_photo").await;
     b.fill("#father_first_name", "علی").await;
     b.fill("#father_last_name", &c.last_name).await;
     b.fill("#mother_first_name", "مریم").await;
@@ -113,7 +114,7 @@ async fn journey(db: &TestDb, javascript: bool) {
     b.fill("#postal_code", "123").await;
     b.fill("#address", &format!("{}، خیابان اصلی، پلاک ۱۲", c.city))
         .await;
-    b.click("form[action='/apply'] button[type=submit]").await;
+    b.follow("form[action='/apply'] button[type=submit]").await;
     assert_eq!(
         b.attribute("#postal_code", "aria-invalid").await.as_deref(),
         Some("true")
@@ -121,24 +122,29 @@ async fn journey(db: &TestDb, javascript: bool) {
     assert!(!b.text("#postal_code_error").await.is_empty());
     check(&mut b, "form-errors", javascript).await;
     b.fill("#postal_code", &c.postal_code.to_string()).await;
-    b.click("form[action='/apply'] button[type=submit]").await;
+    b.follow("form[action='/apply'] button[type=submit]").await;
 
     // Payment through the sandbox.
-    assert!(b.url().await.ends_with("/pay"), "{}", b.text("main").await);
+    assert!(
+        b.url().await.ends_with("/pay"),
+        "{} {}",
+        b.text(".alert").await,
+        b.execute("return Array.from(document.querySelectorAll('.error')).map(function (e) { return e.id + ': ' + e.textContent; });", json!([])).await
+    );
     let fee = b.text("main").await;
     assert!(
         fee.contains("۱٬۴۵۰٬۰۰۰"),
         "the fee in Persian digits: {fee}"
     );
     check(&mut b, "pay", javascript).await;
-    b.click("button[value=approve]").await;
+    b.follow("button[value=approve]").await;
 
     // Offices of the province, then a week of free times.
     assert!(b.url().await.contains("/offices"), "{}", b.url().await);
     b.fill("#province", &c.province).await;
-    b.click("form[role=search] button[type=submit]").await;
+    b.follow("form[role=search] button[type=submit]").await;
     check(&mut b, "offices", javascript).await;
-    b.click(".offices a.button").await;
+    b.follow(".offices a.button").await;
     let times = b.text(".times").await;
     assert!(
         !times.is_empty() && !times.chars().any(|ch| ch.is_ascii_digit()),
@@ -146,7 +152,7 @@ async fn journey(db: &TestDb, javascript: bool) {
     );
     check(&mut b, "week", javascript).await;
     let first = b.find_all(".times button").await;
-    b.click_element(&first[0]).await;
+    b.follow_element(&first[0]).await;
 
     // The hold, with its countdown (the server's ten minutes).
     assert!(b.url().await.ends_with("/hold"), "{}", b.text("main").await);
@@ -156,7 +162,7 @@ async fn journey(db: &TestDb, javascript: bool) {
         "countdown {countdown}"
     );
     check(&mut b, "hold", javascript).await;
-    b.click("form[action='/hold/confirm'] button").await;
+    b.follow("form[action='/hold/confirm'] button").await;
 
     // The receipt; the print button is JavaScript's.
     assert!(
@@ -178,17 +184,17 @@ async fn journey(db: &TestDb, javascript: bool) {
     check(&mut b, "receipt", javascript).await;
 
     // Status by the two codes (a POST: neither is in a URL).
-    b.click("header a[href='/status']").await;
+    b.follow("header a[href='/status']").await;
     b.fill("#s_national_code", &c.national_code.to_string())
         .await;
     b.fill("#s_tracking", &tracking).await;
-    b.click("form[action='/status'] button").await;
+    b.follow("form[action='/status'] button").await;
     assert_eq!(b.text("#status").await, "نوبت ثبت شده");
     assert!(!b.url().await.contains(&tracking));
     check(&mut b, "status", javascript).await;
 
     // English, left to right.
-    b.click("a[hreflang=en]").await;
+    b.follow("a[hreflang=en]").await;
     assert_eq!(
         b.execute(
             "return [document.documentElement.lang, document.documentElement.dir];",

@@ -5,6 +5,7 @@
 //! When the browser is missing the tests skip with the reason printed, unless
 //! `NOBAT_REQUIRE_BROWSER=1` (CI sets it), which turns the skip into a failure.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub struct Browser {
     /// Where screenshots go.
     pub artefacts: PathBuf,
     shots: usize,
+    javascript: bool,
 }
 
 pub struct Options {
@@ -74,7 +76,9 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // Its own process group, so that the browsers it starts go with it (`Drop`).
         let driver = Command::new(driver_path)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -92,18 +96,25 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut prefs = json!({});
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-extensions",
+            "--hide-scrollbars",
+        ];
         if !options.javascript {
-            prefs["profile.managed_default_content_settings.javascript"] = json!(2);
+            // The page's scripts off (the content setting would also stop chromedriver's own).
+            args.push("--blink-settings=scriptEnabled=false");
         }
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--no-first-run", "--disable-extensions", "--hide-scrollbars"],
+                "args": args,
                 "mobileEmulation": { "deviceMetrics": { "width": options.width, "height": 780, "pixelRatio": 1.0 } },
-                "prefs": prefs,
             }
         }}});
         let artefacts_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -116,6 +127,7 @@ impl Browser {
             http,
             artefacts: artefacts_dir,
             shots: 0,
+            javascript: options.javascript,
         };
         let session = browser.command("POST", "/session", caps).await;
         let id = session["sessionId"]
@@ -194,10 +206,26 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Clicks what does not navigate (a checkbox); without the page's JavaScript, through the
+    /// automation's own script.
     pub async fn click(&self, css: &str) {
         let id = self.find(css).await;
-        self.checked("POST", &format!("/element/{id}/click"), json!({}))
-            .await;
+        if self.javascript {
+            self.click_element(&id).await;
+        } else {
+            self.execute("arguments[0].click();", json!([{ ELEMENT_KEY: id }]))
+                .await;
+        }
+    }
+
+    /// Picks a select's option by value.
+    pub async fn select(&self, css: &str, value: &str) {
+        let id = self.find(css).await;
+        self.execute(
+            "arguments[0].value = arguments[1];",
+            json!([{ ELEMENT_KEY: id }, value]),
+        )
+        .await;
     }
 
     /// Clicks what navigates (a link, a form's button) and waits for the new page.
@@ -208,7 +236,18 @@ impl Browser {
 
     pub async fn follow_element(&self, id: &str) {
         let old = self.find("html").await;
-        self.click_element(id).await;
+        if self.javascript {
+            self.click_element(id).await;
+        } else {
+            // Without the page's JavaScript chromedriver's click never returns; the Enter key
+            // on a link or a button does what a click does.
+            self.checked(
+                "POST",
+                &format!("/element/{id}/value"),
+                json!({ "text": "\u{E007}" }),
+            )
+            .await;
+        }
         for _ in 0..200 {
             let v = self
                 .command(
@@ -309,15 +348,18 @@ impl Browser {
         .expect("write screenshot");
     }
 
-    pub async fn quit(mut self) {
+    pub async fn quit(self) {
         self.command("DELETE", "", json!({})).await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and the browser it started (one process group), even after a panic.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }

@@ -98,11 +98,7 @@ async fn journey(db: &TestDb, javascript: bool) {
     .await;
     b.fill("#personal_first_name", &c.first_name).await;
     b.fill("#personal_last_name", &c.last_name).await;
-    b.click(&format!(
-        "#personal_gender option[value={}]",
-        c.gender.as_str()
-    ))
-    .await;
+    b.select("#personal_gender", c.gender.as_str()).await;
     b.fill("#personal_birth_date", &to_persian_digits(&birth))
         .await;
     b.click("#personal_birth_certificate_has_photo").await;

@@ -1,5 +1,5 @@
 //! The human fronts, server-rendered: the applicant portal (`/`, Persian right-to-left with an
-//! English toggle), the API reference (`/docs`) and their embedded assets. USSD lives in
+//! English toggle), the office counter (`/staff`), the API reference (`/docs`) and their embedded assets. USSD lives in
 //! `http::ussd`.
 //!
 //! The pages are a client of the JSON API, in process ([`api::Api`]): every step a page takes
@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod counter;
 pub mod docs;
 pub mod portal;
 
@@ -36,6 +37,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let api = api::Api::new(state.clone());
     Router::new()
         .merge(portal::routes())
+        .merge(counter::routes())
         .route("/docs", get(docs::page))
         .route("/lang", get(switch_language))
         .route("/assets/{name}", get(assets::serve))

@@ -1,6 +1,7 @@
 //! The human fronts in a real browser (headless Chromium through chromedriver), and the USSD
 //! menu as a gateway calls it. Screenshots of each step go to `target/web-artefacts/`.
 
+mod counter;
 mod driver;
 mod journey;
 mod ussd;

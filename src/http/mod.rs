@@ -164,6 +164,8 @@ pub fn router(state: AppState, planner: Option<planner::PlannerState>) -> Router
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
         .merge(api_routes(&state))
+        // The planner's console calls the planner's API, which has its own state.
+        .merge(web::console::routes(planner.clone()))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,

@@ -119,7 +119,7 @@ pub struct ApiDoc;
         offices::OfficeCreate, offices::OfficeUpdate, offices::AdminOfficeDto, offices::FeeTableDto, offices::FeeTableRequest,
         closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
         stats::StatsRow, stats::StatsResponse, access::StaffTokenDto, access::AuditEntryDto, access::AuditPageDto,
-        planner::JobAcceptedDto, planner::JobDto, probes::HealthDto, probes::ReadyDto,
+        planner::JobAcceptedDto, planner::JobDto, planner::JobProgressDto, probes::HealthDto, probes::ReadyDto,
     )),
     tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),
         (name = "admin", description = "Administrators (an admin token)"),

@@ -79,15 +79,23 @@ impl Api {
         }
     }
 
-    /// Calls the API; 2xx gives the JSON body (`Null` when there is none), anything else the
-    /// problem.
-    pub async fn call(
+    /// The API's routes of another router (the planner's, which has its own state).
+    pub fn from_router(router: Router) -> Self {
+        Self {
+            router,
+            client_ip_header: None,
+        }
+    }
+
+    /// Sends a request; gives the status and the body's bytes.
+    pub async fn send(
         &self,
         caller: &Caller,
         method: Method,
         uri: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ApiProblem> {
+        content_type: Option<&str>,
+        body: Body,
+    ) -> Result<(axum::http::StatusCode, axum::body::Bytes), ApiProblem> {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = &caller.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -95,13 +103,9 @@ impl Api {
         if let Some((name, value)) = &caller.forwarded {
             request = request.header(name, value);
         }
-        let body = match body {
-            Some(v) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(serde_json::to_vec(v).unwrap_or_default())
-            }
-            None => Body::empty(),
-        };
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
         let mut request = request.body(body).map_err(|_| internal())?;
         if let Some(peer) = caller.peer {
             request.extensions_mut().insert(peer);
@@ -116,34 +120,27 @@ impl Api {
         let bytes = axum::body::to_bytes(response.into_body(), ANSWER_BYTES_MAX)
             .await
             .map_err(|_| internal())?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        Ok((status, bytes))
+    }
+
+    /// Calls the API; 2xx gives the JSON body (`Null` when there is none), anything else the
+    /// problem.
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiProblem> {
+        let (content_type, body) = match body {
+            Some(v) => (
+                Some("application/json"),
+                Body::from(serde_json::to_vec(v).unwrap_or_default()),
+            ),
+            None => (None, Body::empty()),
         };
-        if status.is_success() {
-            return Ok(value);
-        }
-        let text = |k: &str| value[k].as_str().unwrap_or_default().to_string();
-        let errors = value["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .map(|e| {
-                        let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                        (f("field"), f("code"), f("detail"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Err(ApiProblem {
-            status: status.as_u16(),
-            code: text("code"),
-            detail: text("detail"),
-            errors,
-            body: value,
-        })
+        let (status, bytes) = self.send(caller, method, uri, content_type, body).await?;
+        read_answer(status, &bytes)
     }
 
     /// `call`, with the body read as `T`.
@@ -165,6 +162,38 @@ impl Api {
         let value = self.call(caller, Method::POST, uri, Some(body)).await?;
         serde_json::from_value(value).map_err(|_| internal())
     }
+}
+
+/// A JSON answer: its body when 2xx, else its problem.
+pub fn read_answer(status: axum::http::StatusCode, bytes: &[u8]) -> Result<Value, ApiProblem> {
+    let value: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).unwrap_or(Value::Null)
+    };
+    if status.is_success() {
+        return Ok(value);
+    }
+    let text = |k: &str| value[k].as_str().unwrap_or_default().to_string();
+    let errors = value["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (f("field"), f("code"), f("detail"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Err(ApiProblem {
+        status: status.as_u16(),
+        code: text("code"),
+        detail: text("detail"),
+        errors,
+        body: value,
+    })
 }
 
 fn internal() -> ApiProblem {

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod console;
 pub mod counter;
 pub mod docs;
 pub mod portal;
@@ -109,6 +110,8 @@ pub struct Ctx {
     /// The request's headers and peer address, for the API calls made on its behalf.
     pub headers: HeaderMap,
     pub peer: Option<axum::extract::ConnectInfo<std::net::SocketAddr>>,
+    /// Reload the page after this many seconds (a running job's page; no script needed).
+    pub refresh_secs: Option<u32>,
 }
 
 pub const CSRF_COOKIE: &str = "nobat_csrf";
@@ -147,6 +150,7 @@ impl Ctx {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                    @if let Some(secs) = self.refresh_secs { meta http-equiv="refresh" content=(secs); }
                     title { (title) " · " (lang.t("نوبت کارت ملی هوشمند", "Smart ID card appointments")) }
                     link rel="stylesheet" href="/assets/app.css";
                     script src="/assets/app.js" defer {}
@@ -281,6 +285,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             path: parts.uri.path().to_string(),
             headers: parts.headers.clone(),
             peer: parts.extensions.get().cloned(),
+            refresh_secs: None,
         })
     }
 }

@@ -4,6 +4,7 @@
 mod counter;
 mod driver;
 mod journey;
+mod planner;
 mod ussd;
 
 use driver::Browser;

@@ -15,6 +15,19 @@ use crate::on_both_backends;
 /// axe needs) no serious accessibility violation; then a screenshot.
 async fn check(b: &mut Browser, name: &str, javascript: bool) {
     assert_fits_width(b, name).await;
+    // Light: the page with its stylesheet and script under 100 KB (the font apart).
+    let html_bytes = b
+        .execute(
+            "return new Blob([document.documentElement.outerHTML]).size;",
+            json!([]),
+        )
+        .await
+        .as_u64()
+        .unwrap() as usize;
+    let asset = |n: &str| nobat::http::web::assets::asset(n).unwrap().1.len();
+    let total = html_bytes + asset("app.css") + asset("app.js");
+    assert!(total < 100_000, "{name}: {total} bytes with CSS and script");
+    eprintln!("page weight {name}: {total} bytes with CSS and script");
     if javascript {
         assert_accessible(b, name).await;
     }

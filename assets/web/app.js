@@ -31,6 +31,15 @@
       });
     });
   });
+  // The planner's scenario upload: the file's text goes into the form's text box.
+  document.querySelectorAll("[data-scenario-file]").forEach(function (box) {
+    box.hidden = false;
+    box.querySelector("input[type=file]").addEventListener("change", function (e) {
+      var file = e.target.files[0];
+      if (!file) return;
+      file.text().then(function (text) { box.closest("form").querySelector("[name=toml]").value = text; });
+    });
+  });
   document.querySelectorAll("[data-print]").forEach(function (button) {
     button.hidden = false;
     button.addEventListener("click", function () { window.print(); });

@@ -22,7 +22,7 @@ use super::v1::dto::StatusResponse;
 use super::v1::receipt::status_fa;
 use super::web::api::{encode, Api};
 use super::web::Fields;
-use super::AppState;
+use super::{AppState, Problem, ProblemCode};
 use crate::domain::ids::normalize_digits;
 use crate::domain::jalali::to_persian_digits;
 
@@ -55,7 +55,6 @@ const BAD_NATIONAL_CODE: &str = "END کد ملی نادرست است.";
 const NOT_FOUND: &str = "END نوبتی با این کدها پیدا نشد.";
 const TOO_MANY: &str = "END درخواست‌ها زیاد است؛ چند دقیقه بعد دوباره تلاش کنید.";
 const BUSY: &str = "END سامانه شلوغ است؛ کمی بعد دوباره تلاش کنید.";
-const BAD_REQUEST: &str = "END درخواست نادرست است.";
 
 async fn ussd(
     State(state): State<AppState>,
@@ -74,7 +73,13 @@ async fn ussd(
             .get("sessionId")
             .is_none_or(|s| s.is_empty() || s.len() > 64)
     {
-        return reply(StatusCode::BAD_REQUEST, BAD_REQUEST);
+        // The gateway's misconfiguration, not a caller's answer: a problem for its operator.
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            ProblemCode::InvalidBody,
+            "a USSD callback is a form with sessionId (1-64 characters) and phoneNumber (5-16 digits, + allowed)",
+        )
+        .into_response();
     }
     if limiter.check_key(&phone).is_err() {
         return reply(StatusCode::OK, TOO_MANY);
@@ -133,7 +138,12 @@ async fn screen(state: &AppState, api: &Api, text: &str) -> String {
             .map(|o| (o.name.clone(), o.city.clone(), o.province.clone()))
     };
     let time = |start: &str| to_persian_digits(start.get(11..16).unwrap_or(""));
-    let date = |d: &str| to_persian_digits(&d.replace('-', "/"));
+    // `۱ مهر ۱۴۰۳`: digits and dashes would be reordered on a right-to-left screen.
+    let date = |d: &str| {
+        crate::domain::JalaliDate::parse(d)
+            .map(|d| d.persian_display())
+            .unwrap_or_else(|_| to_persian_digits(d))
+    };
     match choice {
         Choice::Status => {
             let mut s = format!("END وضعیت: {}", status_fa(&status.status));

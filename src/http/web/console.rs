@@ -1,4 +1,5 @@
-//! The planner's console at `/planner`: pick a bundled scenario or paste one, run a simulation
+//! The planner's console at `/planner`: pick a bundled scenario, or paste or upload one (the
+//! upload reads the file into the text box, with JavaScript), run a simulation
 //! or a capacity plan as a job (its page reloads itself with the days simulated so far), open
 //! the HTML report, and compare two runs side by side (key figures and both reports' charts).
 //! Every step is the planner API's (`/v1/planner/…`), called in process with the planner token;
@@ -132,6 +133,10 @@ async fn home(Extension(api): Extension<PlannerApi>, ctx: Ctx) -> Response {
                 }
                 label for="toml" { (l.t("یا متن سناریو (TOML)", "or a scenario of your own (TOML)")) }
                 textarea #toml .ltr name="toml" rows="6" aria-describedby="toml_hint" {}
+                div.js-only hidden data-scenario-file {
+                    label for="toml_file" { (l.t("یا بارگذاری فایل سناریو", "or upload a scenario file")) }
+                    input #toml_file type="file" accept=".toml,text/plain";
+                }
                 p.hint #toml_hint { (l.t("اگر پر باشد، به جای سناریوی آماده اجرا می‌شود.", "When filled, it runs instead of the bundled one.")) }
                 div.actions {
                     button type="submit" name="kind" value="simulations" { (l.t("شبیه‌سازی", "Simulate")) }

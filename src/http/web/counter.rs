@@ -176,7 +176,7 @@ async fn day(
         &office_name,
         html! {
             @if let Some(m) = message { (m) }
-            p { (l.t("روز:", "Day:")) " " strong { (l.digits(&office_day.jalali_date)) }
+            p { (l.t("روز:", "Day:")) " " strong { (l.jalali(&office_day.jalali_date)) }
                 @if office_day.date != today { " · " a href="/staff" { (l.t("امروز", "Today")) } } }
             form.card method="post" action="/staff/act" aria-label=(l.t("اقدام سریع", "Quick step")) {
                 (ctx.csrf_field())
@@ -198,7 +198,7 @@ async fn day(
                         span.code { (a.tracking_code) } " · "
                         span.code { (l.digits(&a.national_code_masked)) } }
                     p { (l.t("وضعیت:", "Status:")) " " span.status { (if l == Lang::Fa { status_fa(&a.status).to_string() } else { a.status.replace('_', " ") }) }
-                        @if let Some(p) = &a.pickup { " · " (l.t("نوبت تحویل:", "Pickup:")) " " (l.digits(&p.jalali_date)) " " (l.digits(p.start.get(11..16).unwrap_or(""))) } }
+                        @if let Some(p) = &a.pickup { " · " (l.t("نوبت تحویل:", "Pickup:")) " " (l.jalali(&p.jalali_date)) " " (l.digits(p.start.get(11..16).unwrap_or(""))) } }
                     @let steps = next_steps(&a.status);
                     @if !steps.is_empty() {
                         form method="post" action="/staff/act" {

@@ -83,6 +83,15 @@ impl Lang {
         }
     }
 
+    /// A Jalali `YYYY-MM-DD` as the reader reads it: `۱ مهر ۱۴۰۳` in Persian (digits and
+    /// dashes would be reordered right to left), as written in English.
+    pub fn jalali(self, date: &str) -> String {
+        match (self, crate::domain::JalaliDate::parse(date)) {
+            (Lang::Fa, Ok(d)) => d.persian_display(),
+            _ => date.to_string(),
+        }
+    }
+
     /// A whole number with thousands separators (`١٬٤٥٠٬٠٠٠` in Persian).
     pub fn number(self, n: i64) -> String {
         let raw = n.unsigned_abs().to_string();

@@ -1569,17 +1569,17 @@ async fn status(Extension(api): Extension<Api>, ctx: Ctx, fields: Fields) -> Res
                 div.card {
                     table {
                         tr { th scope="row" { (l.t("وضعیت", "Status")) } td #status { (status_label(l, &s.status)) } }
-                        tr { th scope="row" { (l.t("تاریخ نوبت", "Appointment date")) } td { (l.digits(&s.jalali_date)) " " (l.digits(s.start.get(11..16).unwrap_or(""))) } }
+                        tr { th scope="row" { (l.t("تاریخ نوبت", "Appointment date")) } td { (l.jalali(&s.jalali_date)) "، " (l.digits(s.start.get(11..16).unwrap_or(""))) } }
                         @if let Some(ready) = &s.ready_date {
-                            tr { th scope="row" { (l.t("آماده شدن کارت", "Card ready")) } td { (l.digits(&jalali_of_iso(ready))) } }
+                            tr { th scope="row" { (l.t("آماده شدن کارت", "Card ready")) } td { (l.jalali(&jalali_of_iso(ready))) } }
                         }
                         @if let Some(p) = &s.pickup {
                             tr #pickup { th scope="row" { (l.t("نوبت تحویل کارت", "Card pickup visit")) }
-                                td { (l.digits(&p.jalali_date)) " " (l.digits(p.start.get(11..16).unwrap_or(""))) " · " (status_label(l, &p.status)) } }
+                                td { (l.jalali(&p.jalali_date)) "، " (l.digits(p.start.get(11..16).unwrap_or(""))) " · " (status_label(l, &p.status)) } }
                         }
                     }
                     h2 { (l.t("سابقه", "History")) }
-                    ol { @for h in &s.history { li { (l.digits(&h.jalali_date)) " — " (h.kind.replace('_', " ")) } } }
+                    ol { @for h in &s.history { li { (l.jalali(&h.jalali_date)) " — " (h.kind.replace('_', " ")) } } }
                 }
                 (status_form(&ctx, "", ""))
             },

@@ -282,22 +282,30 @@ impl Browser {
         .await;
     }
 
+    /// The element's text; empty when there is none. A page that reloads itself (a running
+    /// job's) may replace the element between finding and reading it: then it is found again.
     pub async fn text(&self, css: &str) -> String {
-        let v = self
-            .command(
-                "POST",
-                "/element",
-                json!({ "using": "css selector", "value": css }),
-            )
-            .await;
-        let Some(id) = v[ELEMENT_KEY].as_str() else {
-            return String::new();
-        };
-        self.checked("GET", &format!("/element/{id}/text"), json!({}))
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        for _ in 0..5 {
+            let v = self
+                .command(
+                    "POST",
+                    "/element",
+                    json!({ "using": "css selector", "value": css }),
+                )
+                .await;
+            let Some(id) = v[ELEMENT_KEY].as_str() else {
+                return String::new();
+            };
+            let text = self
+                .command("GET", &format!("/element/{id}/text"), json!({}))
+                .await;
+            match text.as_str() {
+                Some(t) => return t.to_string(),
+                None if text["error"] == "stale element reference" => continue,
+                None => panic!("webdriver text of {css}: {text}"),
+            }
+        }
+        panic!("{css} kept going stale")
     }
 
     pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
@@ -306,6 +314,26 @@ impl Browser {
             .await
             .as_str()
             .map(str::to_string)
+    }
+
+    /// A file input's file, by path.
+    pub async fn upload(&self, css: &str, path: &str) {
+        let id = self.find(css).await;
+        self.checked(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": path }),
+        )
+        .await;
+    }
+
+    pub async fn property(&self, css: &str, name: &str) -> String {
+        let id = self.find(css).await;
+        self.checked("GET", &format!("/element/{id}/property/{name}"), json!({}))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub async fn displayed(&self, css: &str) -> bool {

@@ -202,6 +202,33 @@ async fn journey(db: &TestDb, javascript: bool) {
     assert!(!b.url().await.contains(&tracking));
     check(&mut b, "status", javascript).await;
 
+    // Reschedule to another time (same tracking code), then cancel.
+    b.goto(&app.url("/receipt")).await;
+    let before = b.text("#when").await;
+    b.follow("a[href='/offices?reschedule=1']").await;
+    b.fill("#province", &c.province).await;
+    b.follow("form[role=search] button[type=submit]").await;
+    b.follow(".offices a.button").await;
+    assert_eq!(
+        b.attribute(".day form", "action").await.as_deref(),
+        Some("/reschedule")
+    );
+    let times = b.find_all(".times button").await;
+    b.follow_element(&times[3]).await;
+    assert!(
+        b.url().await.ends_with("/receipt"),
+        "{}",
+        b.text("main").await
+    );
+    assert!(!b.text(".notice").await.is_empty());
+    assert_eq!(b.text("#tracking").await.replace('-', ""), tracking);
+    assert_eq!(b.text("#status").await, "نوبت ثبت شده");
+    assert_ne!(b.text("#when").await, before, "the visit moved");
+    check(&mut b, "rescheduled", javascript).await;
+    b.follow("form[action='/cancel'] button").await;
+    assert_eq!(b.text("#status").await, "لغو شده");
+    check(&mut b, "cancelled", javascript).await;
+
     // English, left to right.
     b.follow("a[hreflang=en]").await;
     assert_eq!(

@@ -60,7 +60,16 @@ async fn planner_console_runs_reports_and_compares() {
 
     // A second run, then both side by side.
     b.goto(&app.url("/planner")).await;
-    b.select("#scenario", "thin-province").await;
+    // The second scenario uploaded: its file's text fills the form.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/thin-province.toml");
+    b.upload("#toml_file", file).await;
+    for _ in 0..50 {
+        if !b.property("#toml", "value").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(b.property("#toml", "value").await.contains("thin-province"));
     b.follow("button[value=simulations]").await;
     wait_done(&b).await;
     b.goto(&app.url("/planner")).await;

@@ -57,8 +57,10 @@ async fn ussd_menu(db: &TestDb) {
     let grouped = appt["tracking_code_display"].as_str().unwrap();
     let office_name = office["name"].as_str().unwrap();
     // 1 Mehr 1403 is the first day with free times (the test clock is that morning).
-    let day = appt["jalali_date"].as_str().unwrap().replace('-', "/");
-    let day_fa = nobat::domain::jalali::to_persian_digits(&day);
+    let day = appt["jalali_date"].as_str().unwrap();
+    let day_fa = nobat::domain::JalaliDate::parse(day)
+        .unwrap()
+        .persian_display();
     let other = eligible_citizens(1, 1)[0].national_code.to_string();
 
     // (text, the screen starts with, and contains)
@@ -139,9 +141,17 @@ async fn ussd_menu(db: &TestDb) {
         );
     }
 
-    // A gateway call without a phone number is refused.
-    let (status, _) = gateway(&app, "", "").await;
-    assert_eq!(status, 400);
+    // A gateway call without a phone number is refused, as a problem for its operator.
+    let response = app
+        .client
+        .post(app.url("/v1/ussd"))
+        .form(&[("sessionId", "ATUid_0002"), ("text", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_body");
 
     // One phone number: a burst of 10, then refused.
     for i in 0..10 {

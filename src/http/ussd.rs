@@ -41,6 +41,21 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .expect("a period above zero")
         .allow_burst(NonZeroU32::new(PHONE_BURST).expect("above zero"));
     let limiter: PhoneLimiter = Arc::new(governor::RateLimiter::keyed(quota));
+    // Phone numbers whose limit has recovered are forgotten every minute, so the table holds
+    // the numbers of the last few minutes only; the task ends with the router.
+    let weak = Arc::downgrade(&limiter);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(limiter) = weak.upgrade() else { break };
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        });
+    }
     Router::new()
         .route("/v1/ussd", post(ussd))
         .layer(Extension(limiter))

@@ -71,28 +71,52 @@ const NOT_FOUND: &str = "END نوبتی با این کدها پیدا نشد.";
 const TOO_MANY: &str = "END درخواست‌ها زیاد است؛ چند دقیقه بعد دوباره تلاش کنید.";
 const BUSY: &str = "END سامانه شلوغ است؛ کمی بعد دوباره تلاش کنید.";
 
-async fn ussd(
+/// The gateway's callback, as a form. Documented for the OpenAPI; the handler reads the
+/// fields itself so that a malformed callback is a problem, never axum's plain text.
+#[derive(utoipa::ToSchema)]
+#[allow(non_snake_case, dead_code)]
+pub struct UssdCallback {
+    /// The gateway's session, 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64)]
+    sessionId: String,
+    /// The caller's number as the gateway gives it: digits, `+` allowed first.
+    #[schema(pattern = r"^\+?[0-9]{5,15}$")]
+    phoneNumber: String,
+    /// The dialled code, e.g. `*384*1#` (not used: one menu).
+    serviceCode: Option<String>,
+    /// The answers so far, `*`-separated; empty for the first screen.
+    text: Option<String>,
+}
+
+/// A phone number as gateways send it (E.164 digits, `+` allowed first).
+fn phone_shaped(phone: &str) -> bool {
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The status menu for plain phones: the reply is `CON …` (ask) or `END …` (close), plain text,
+/// at most 182 characters, Persian. Limited per phone number (the reply then says so).
+#[utoipa::path(post, path = "/v1/ussd", tag = "ussd",
+    request_body(content = UssdCallback, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the screen to show", content_type = "text/plain", body = String),
+        (status = 400, description = "not a callback: sessionId or phoneNumber missing or malformed", body = Problem)))]
+pub async fn ussd(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     Extension(limiter): Extension<PhoneLimiter>,
     fields: Fields,
 ) -> Response {
-    let phone = normalize_digits(fields.get("phoneNumber").unwrap_or("").trim());
-    let phone_ok = (5..=16).contains(&phone.len())
-        && phone
-            .trim_start_matches('+')
-            .bytes()
-            .all(|b| b.is_ascii_digit());
-    if !phone_ok
-        || fields
-            .get("sessionId")
-            .is_none_or(|s| s.is_empty() || s.len() > 64)
-    {
+    let phone = fields.get("phoneNumber").unwrap_or("").to_string();
+    let session_ok = fields
+        .get("sessionId")
+        .is_some_and(|s| (1..=64).contains(&s.chars().count()));
+    if !phone_shaped(&phone) || !session_ok {
         // The gateway's misconfiguration, not a caller's answer: a problem for its operator.
         return Problem::new(
             StatusCode::BAD_REQUEST,
             ProblemCode::InvalidBody,
-            "a USSD callback is a form with sessionId (1-64 characters) and phoneNumber (5-16 digits, + allowed)",
+            "a USSD callback is a form with sessionId (1-64 characters) and phoneNumber (5-15 digits, + allowed first)",
         )
         .into_response();
     }

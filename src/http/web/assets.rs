@@ -36,6 +36,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../../assets/docs/swagger-ui-bundle.js"),
     ),
     (
+        "docs.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../assets/docs/docs.css"),
+    ),
+    (
         "docs.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../assets/docs/docs.js"),

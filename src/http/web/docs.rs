@@ -11,6 +11,7 @@ const PAGE: &str = r#"<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>nobat API reference</title>
 <link rel="stylesheet" href="/assets/swagger-ui.css">
+<link rel="stylesheet" href="/assets/docs.css">
 </head>
 <body>
 <main id="swagger-ui"><h1>nobat API reference</h1><p>The reference needs JavaScript; the document itself is <a href="/openapi.json">/openapi.json</a>.</p></main>

@@ -342,7 +342,12 @@ fn login_page(
     )
 }
 
-async fn login(Extension(api): Extension<Api>, mut ctx: Ctx, fields: Fields) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    Extension(api): Extension<Api>,
+    mut ctx: Ctx,
+    fields: Fields,
+) -> Response {
     if !fields.csrf_ok(&ctx) {
         return csrf_refused(&ctx);
     }
@@ -357,7 +362,12 @@ async fn login(Extension(api): Extension<Api>, mut ctx: Ctx, fields: Fields) -> 
         .await
     {
         Ok(session) => {
-            ctx.set_cookie(SESSION_COOKIE, &session.token, 2 * 3600);
+            // As long as the token itself.
+            ctx.set_cookie(
+                SESSION_COOKIE,
+                &session.token,
+                state.config.session_ttl_secs,
+            );
             // A new login starts a new journey.
             ctx.set_cookie(FLOW_COOKIE, "", 0);
             ctx.redirect("/")
@@ -1420,7 +1430,7 @@ async fn receipt(
                 table {
                     tr { th scope="row" { (l.t("کد رهگیری", "Tracking code")) } td.code #tracking { (a.tracking_code_display) } }
                     tr { th scope="row" { (l.t("وضعیت", "Status")) } td #status { (status_label(l, &a.status)) } }
-                    tr { th scope="row" { (l.t("خدمت", "Service")) } td { (a.service_name_fa) } }
+                    tr { th scope="row" { (l.t("خدمت", "Service")) } td { (match l { Lang::Fa => a.service_name_fa.clone(), Lang::En => service_name_en(&a.service) }) } }
                     tr { th scope="row" { (l.t("دفتر", "Office")) } td { (a.office.name) " (" (a.office.city) ")" } }
                     tr { th scope="row" { (l.t("زمان مراجعه", "Visit")) } td #when { (match l { Lang::Fa => a.jalali_display.clone(), Lang::En => format!("{} {}", a.jalali_date, a.start.get(11..16).unwrap_or("")) }) } }
                     tr { th scope="row" { (l.t("کد ملی", "National code")) } td.code { (l.digits(&a.national_code_masked)) } }
@@ -1440,6 +1450,12 @@ async fn receipt(
             }
         },
     )
+}
+
+fn service_name_en(code: &str) -> String {
+    crate::domain::ServiceCode::parse(code)
+        .map(|s| s.info().name_en.clone())
+        .unwrap_or_else(|_| code.to_string())
 }
 
 fn status_label(l: Lang, status: &str) -> String {

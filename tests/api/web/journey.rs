@@ -6,7 +6,7 @@ use nobat::domain::JalaliDate;
 use serde_json::json;
 
 use super::driver::{Browser, Options};
-use super::{assert_accessible, assert_fits_width};
+use super::{assert_accessible, assert_accessible_but, assert_fits_width};
 use crate::applicant::eligible_citizens;
 use crate::helpers::{TestApp, TestDb};
 use crate::on_both_backends;
@@ -297,6 +297,8 @@ async fn api_reference_renders_offline() {
             "fetched from elsewhere"
         );
     }
+    // Swagger UI nests its operations' buttons (upstream markup); every other rule holds.
+    assert_accessible_but(&b, "docs", &["nested-interactive"]).await;
     b.screenshot("docs").await;
     b.quit().await;
     app.stop().await;

@@ -114,7 +114,6 @@ async fn journey(db: &TestDb, javascript: bool) {
     b.select("#personal_gender", c.gender.as_str()).await;
     b.fill("#personal_birth_date", &to_persian_digits(&birth))
         .await;
-    b.click("#personal_birth_certificate_has_photo").await;
     b.fill("#father_first_name", "علی").await;
     b.fill("#father_last_name", &c.last_name).await;
     b.fill("#mother_first_name", "مریم").await;
@@ -131,6 +130,16 @@ async fn journey(db: &TestDb, javascript: bool) {
     assert!(!b.text("#postal_code_error").await.is_empty());
     check(&mut b, "form-errors", javascript).await;
     b.fill("#postal_code", &c.postal_code.to_string()).await;
+    // The form is valid now, but without a birth certificate with a photo no card: the rule
+    // that failed is explained.
+    b.follow("form[action='/apply'] button[type=submit]").await;
+    let refused = b.text(".alert").await;
+    assert!(
+        refused.contains("شناسنامه باید عکس‌دار باشد"),
+        "the failed rule explained: {refused}"
+    );
+    check(&mut b, "not-eligible", javascript).await;
+    b.click("#personal_birth_certificate_has_photo").await;
     b.follow("form[action='/apply'] button[type=submit]").await;
 
     // Payment through the sandbox.

@@ -41,9 +41,10 @@ const ACTIONS: &[(&str, &str, &str, &str)] = &[
     ("deliver", "تحویل کارت", "Deliver", "d"),
 ];
 
-/// The steps that follow a status.
-fn next_steps(status: &str) -> &'static [&'static str] {
+/// The steps that follow a visit's status (a card-pickup visit ends with the delivery).
+fn next_steps(service: &str, status: &str) -> &'static [&'static str] {
     match status {
+        "booked" if service == "card_pickup" => &["deliver", "no-show"],
         "booked" => &["check-in", "no-show"],
         "checked_in" => &["enrol", "no-show"],
         "enrolled" => &["card-ready"],
@@ -199,7 +200,7 @@ async fn day(
                         span.code { (l.digits(&a.national_code_masked)) } }
                     p { (l.t("وضعیت:", "Status:")) " " span.status { (if l == Lang::Fa { status_fa(&a.status).to_string() } else { a.status.replace('_', " ") }) }
                         @if let Some(p) = &a.pickup { " · " (l.t("نوبت تحویل:", "Pickup:")) " " (l.jalali(&p.jalali_date)) " " (l.digits(p.start.get(11..16).unwrap_or(""))) } }
-                    @let steps = next_steps(&a.status);
+                    @let steps = next_steps(&a.service, &a.status);
                     @if !steps.is_empty() {
                         form method="post" action="/staff/act" {
                             (ctx.csrf_field())

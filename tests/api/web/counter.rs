@@ -2,6 +2,7 @@
 //! card pickup it books shows in the applicant's status.
 
 use chrono::{DateTime, Utc};
+use nobat::domain::time::Clock;
 
 use super::driver::{Browser, Options};
 use super::{assert_accessible, assert_fits_width};
@@ -56,15 +57,39 @@ async fn counter(db: &TestDb) {
     assert!(b.text(".notice").await.contains("انجام شد"));
     b.screenshot("enrolled").await;
 
-    // The applicant's status shows the pickup the enrolment booked.
+    // The card is made, then handed over at the pickup visit, on its day.
+    b.follow(&format!("{visit} button[value=card-ready]")).await;
+    assert_eq!(
+        b.text(&format!("{visit} .status")).await,
+        "کارت آماده تحویل"
+    );
+    let card = app.store.card(&tracking).await.unwrap().expect("a card");
+    let pickup_code = card.pickup_tracking_code.expect("a pickup visit");
+    let pickup = app.store.appointment(&pickup_code).await.unwrap().unwrap();
+    app.clock.set(
+        chrono::DateTime::from_timestamp(pickup.start_at, 0).unwrap()
+            + chrono::Duration::minutes(1),
+    );
+    let pickup_day = nobat::domain::time::iran_date(app.clock.now());
+    b.goto(&app.url(&format!("/staff?date={pickup_day}"))).await;
+    let pickup_visit = format!("section.visit[aria-label='{pickup_code}']");
+    b.follow(&format!("{pickup_visit} button[value=deliver]"))
+        .await;
+    assert_eq!(
+        b.text(&format!("{pickup_visit} .status")).await,
+        "تحویل شده"
+    );
+    b.screenshot("delivered").await;
+
+    // The applicant's status shows the visit through to the delivery.
     b.goto(&app.url("/status")).await;
     b.fill("#s_national_code", &c.national_code.to_string())
         .await;
     b.fill("#s_tracking", &tracking).await;
     b.follow("form[action='/status'] button").await;
-    assert_eq!(b.text("#status").await, "ثبت‌نام انجام شد");
+    assert_eq!(b.text("#status").await, "تحویل شده");
     let pickup = b.text("#pickup").await;
-    assert!(pickup.contains("نوبت ثبت شده"), "pickup row: {pickup}");
+    assert!(pickup.contains("تحویل شده"), "pickup row: {pickup}");
     b.screenshot("status-with-pickup").await;
 
     b.quit().await;

@@ -18,7 +18,9 @@
     };
     tick();
   });
-  // "Near me": fills the search's `near` from the browser's position, when the person allows.
+  // "Near me": fills the search's `near` from the browser's position, when the person allows,
+  // rounded to 0.01 degrees (about a kilometre): enough to sort offices, and the query string
+  // does not carry where the person is to the metre.
   document.querySelectorAll("[data-near]").forEach(function (button) {
     if (!navigator.geolocation) return;
     button.hidden = false;
@@ -26,7 +28,7 @@
       navigator.geolocation.getCurrentPosition(function (pos) {
         var form = button.form;
         form.querySelector("[name=near]").value =
-          pos.coords.latitude.toFixed(4) + "," + pos.coords.longitude.toFixed(4);
+          pos.coords.latitude.toFixed(2) + "," + pos.coords.longitude.toFixed(2);
         form.submit();
       });
     });

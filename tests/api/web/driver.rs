@@ -316,6 +316,16 @@ impl Browser {
             .map(str::to_string)
     }
 
+    /// Runs a DevTools command (chromedriver's `goog/cdp/execute`).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.checked(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": cmd, "params": params }),
+        )
+        .await
+    }
+
     /// A file input's file, by path.
     pub async fn upload(&self, css: &str, path: &str) {
         let id = self.find(css).await;

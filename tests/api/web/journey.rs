@@ -159,6 +159,23 @@ async fn journey(db: &TestDb, javascript: bool) {
 
     // Offices of the province, then a week of free times.
     assert!(b.url().await.contains("/offices"), "{}", b.url().await);
+    if javascript {
+        // "Near me": the browser's position (the citizen's home, granted) fills the search.
+        b.cdp(
+            "Browser.grantPermissions",
+            json!({ "permissions": ["geolocation"] }),
+        )
+        .await;
+        b.cdp(
+            "Emulation.setGeolocationOverride",
+            json!({ "latitude": c.location.lat, "longitude": c.location.lon, "accuracy": 10 }),
+        )
+        .await;
+        b.follow("button[data-near]").await;
+        assert!(b.url().await.contains("near="), "{}", b.url().await);
+        let nearest = b.text(".offices").await;
+        assert!(nearest.contains("کیلومتر"), "distances shown: {nearest}");
+    }
     b.fill("#province", &c.province).await;
     b.follow("form[role=search] button[type=submit]").await;
     check(&mut b, "offices", javascript).await;

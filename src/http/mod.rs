@@ -17,7 +17,9 @@ pub mod planner;
 pub mod probes;
 pub mod problem;
 pub mod staff;
+pub mod ussd;
 pub mod v1;
+pub mod web;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -142,6 +144,8 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(v1::routes())
         .merge(staff::routes())
+        .merge(web::routes(state))
+        .merge(ussd::routes(state))
         .merge(
             admin::routes().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -160,6 +164,8 @@ pub fn router(state: AppState, planner: Option<planner::PlannerState>) -> Router
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
         .merge(api_routes(&state))
+        // The planner's console calls the planner's API, which has its own state.
+        .merge(web::console::routes(planner.clone()))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,

@@ -67,6 +67,7 @@ impl Modify for BearerAuth {
         bookings::reschedule,
         receipt::get_appointment,
         status::get_status,
+        crate::http::ussd::ussd,
     ),
     components(schemas(
         Problem, ProblemCode,
@@ -75,9 +76,11 @@ impl Modify for BearerAuth {
         dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
         dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
         dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
+        crate::http::ussd::UssdCallback,
     )),
     modifiers(&BearerAuth),
-    tags((name = "applicant", description = "What the registration frontend calls"))
+    tags((name = "applicant", description = "What the registration frontend calls"),
+        (name = "ussd", description = "The status menu for plain phones, called by a USSD gateway"))
 )]
 pub struct ApiDoc;
 
@@ -119,7 +122,7 @@ pub struct ApiDoc;
         offices::OfficeCreate, offices::OfficeUpdate, offices::AdminOfficeDto, offices::FeeTableDto, offices::FeeTableRequest,
         closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
         stats::StatsRow, stats::StatsResponse, access::StaffTokenDto, access::AuditEntryDto, access::AuditPageDto,
-        planner::JobAcceptedDto, planner::JobDto, probes::HealthDto, probes::ReadyDto,
+        planner::JobAcceptedDto, planner::JobDto, planner::JobProgressDto, probes::HealthDto, probes::ReadyDto,
     )),
     tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),
         (name = "admin", description = "Administrators (an admin token)"),

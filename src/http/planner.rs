@@ -54,9 +54,17 @@ impl JobKind {
 
 #[derive(Debug, Clone)]
 enum JobStatus {
-    Running,
-    Done { result: Value, report_html: String },
-    Failed { error: String },
+    /// A simulation reports the days it has simulated (`None` until the first, and for plans).
+    Running {
+        progress: Option<(u32, u32)>,
+    },
+    Done {
+        result: Value,
+        report_html: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug)]
@@ -120,7 +128,7 @@ impl PlannerState {
             let finished = table
                 .jobs
                 .iter()
-                .find(|(_, j)| !matches!(j.status, JobStatus::Running))
+                .find(|(_, j)| !matches!(j.status, JobStatus::Running { .. }))
                 .map(|(&id, _)| id);
             match finished {
                 Some(id) => {
@@ -139,10 +147,19 @@ impl PlannerState {
             id,
             Job {
                 kind,
-                status: JobStatus::Running,
+                status: JobStatus::Running { progress: None },
             },
         );
         Ok(id)
+    }
+
+    /// Records a running simulation's progress: `done` of `total` days.
+    fn progress(&self, id: u64, done: u32, total: u32) {
+        if let Some(job) = self.jobs().jobs.get_mut(&id) {
+            if let JobStatus::Running { progress } = &mut job.status {
+                *progress = Some((done, total));
+            }
+        }
     }
 
     fn finish(&self, id: u64, status: JobStatus) {
@@ -222,6 +239,16 @@ pub struct JobDto {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A running simulation's progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<JobProgressDto>,
+}
+
+/// How far a running simulation has got.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobProgressDto {
+    pub days_done: u32,
+    pub days_total: u32,
 }
 
 fn accepted(id: u64) -> Response {
@@ -254,9 +281,12 @@ fn scenario_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem>
 /// Why a job failed: the planner is shown its message, the log gets its chain.
 type JobError = Box<dyn std::error::Error + Send + Sync>;
 
-fn run_simulation(scenario: &Scenario) -> Result<(Value, String), JobError> {
+fn run_simulation(
+    scenario: &Scenario,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<(Value, String), JobError> {
     let offices = scenario.generate_network();
-    let (world, out) = sim::simulate(scenario, &offices, SimOptions::default(), &mut |_, _| {})?;
+    let (world, out) = sim::simulate(scenario, &offices, SimOptions::default(), progress)?;
     Ok((
         crate::planning::report::simulation_summary(scenario, &world, &out),
         crate::planning::report::simulation_html(scenario, &world, &out),
@@ -289,7 +319,9 @@ fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Respo
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
         let outcome = match kind {
-            JobKind::Simulation => run_simulation(&scenario),
+            JobKind::Simulation => run_simulation(&scenario, &mut |done, total| {
+                worker.progress(id, done, total)
+            }),
             JobKind::Plan => run_plan(&scenario),
         };
         worker.finish(
@@ -367,9 +399,15 @@ pub async fn get_job(
         result: None,
         report_url: None,
         error: None,
+        progress: None,
     };
     match &job.status {
-        JobStatus::Running => {}
+        JobStatus::Running { progress } => {
+            body.progress = progress.map(|(days_done, days_total)| JobProgressDto {
+                days_done,
+                days_total,
+            });
+        }
         JobStatus::Done { result, .. } => {
             body.status = "done".to_string();
             body.result = Some(result.clone());
@@ -398,7 +436,7 @@ pub async fn get_report(
     let job = table.jobs.get(&key).ok_or_else(|| not_found(&id))?;
     match &job.status {
         JobStatus::Done { report_html, .. } => Ok(Html(report_html.clone()).into_response()),
-        JobStatus::Running => Err(Problem::new(
+        JobStatus::Running { .. } => Err(Problem::new(
             StatusCode::CONFLICT,
             ProblemCode::JobRunning,
             "the job is still running; poll its status",

@@ -17,3 +17,4 @@ mod probes;
 pub mod races;
 mod staff;
 mod store;
+mod web;

@@ -297,6 +297,8 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             C::AppointmentNotFound,
         ]],
     ),
+    // Plain phones, through a USSD gateway.
+    ("ussd", &[]),
     // Staff.
     ("list_appointments", &[&[C::InvalidDate]]),
     (

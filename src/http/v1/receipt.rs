@@ -100,7 +100,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn status_fa(status: &str) -> &'static str {
+pub fn status_fa(status: &str) -> &'static str {
     match status {
         "booked" => "نوبت ثبت شده",
         "checked_in" => "حاضر در دفتر",

@@ -3,6 +3,7 @@
 //! caller names. Time and randomness are inputs (a scenario's seed, a published lottery seed).
 //!
 //! - [`allocator`]: the exact min-cost-flow assignment of applicants to office-days.
+//! - [`certificate`]: an allocation checked against its dual certificate, apart from the solver.
 //! - [`scenario`]: scenario files, the generated office network and synthetic citizens.
 //! - [`sim`]: the day-by-day capacity simulation (first come or batch allocation).
 //! - [`plan`]: the cheapest capacity to add to meet a waiting-time target (LP, checked by
@@ -15,6 +16,7 @@
 //! (see its `Cargo.toml`), so nothing here can block on I/O or read the wall clock unseen.
 
 pub mod allocator;
+pub mod certificate;
 pub mod plan;
 pub mod relocation;
 pub mod report;

@@ -391,7 +391,7 @@ pub fn verify(
         return Err(refuted(bad));
     }
     let mut placed_by_priority: Vec<(i32, usize)> = placed_by_priority.into_iter().collect();
-    placed_by_priority.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    placed_by_priority.sort_unstable_by_key(|p| std::cmp::Reverse(p.0));
     Ok(Verified {
         applicants: applicants.len(),
         placed,

@@ -1306,7 +1306,10 @@ impl Context<'_> {
                 cycle_len_bound,
             )))
         } else {
-            FlowNet::Simplex(Box::new(NetworkSimplex::new(supply, spec.cost_bound)))
+            let mut simplex = NetworkSimplex::new(supply, spec.cost_bound);
+            // Zones (nodes 0..za) are never adjacent to each other.
+            simplex.derive_potentials_of_first(za);
+            FlowNet::Simplex(Box::new(simplex))
         };
         let mut candidate_arc = Vec::with_capacity(candidates.len());
         for c in candidates {

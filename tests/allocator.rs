@@ -910,7 +910,7 @@ mod csv_input {
             },
             candidates_per_zone: 4,
             solver: SolverChoice::OfficePaths,
-            out: dir.join("out.csv"),
+            out: Some(dir.join("out.csv")),
             report: None,
             certificate: None,
         }
@@ -924,7 +924,7 @@ mod csv_input {
         let applicants =
             "applicant_id,lat,lon\n\"A,1\",35.70,51.40\n\"say \"\"hi\"\"\",35.80,51.50\n";
         let args = args(dir.path(), offices, capacity, applicants);
-        let out = args.out.clone();
+        let out = args.out.clone().unwrap();
         nobat::cli::allocate::run(args).unwrap();
         let mut reader = csv::Reader::from_path(&out).unwrap();
         assert_eq!(

@@ -45,12 +45,12 @@ impl From<SolverChoice> for FlowSolver {
 
 /// `nobat allocate`: allocate (the flags below), or `nobat allocate verify` a result.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AllocateCommand {
     #[command(subcommand)]
     pub command: Option<AllocateSubcommand>,
     #[command(flatten)]
-    pub args: Option<AllocateArgs>,
+    pub args: AllocateArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,10 +74,9 @@ pub struct VerifyArgs {
 
 /// Runs `nobat allocate` or its subcommand.
 pub fn dispatch(command: AllocateCommand) -> anyhow::Result<()> {
-    match (command.command, command.args) {
-        (Some(AllocateSubcommand::Verify(args)), _) => verify(args),
-        (None, Some(args)) => run(args),
-        (None, None) => bail!("pass the problem's files and --out (see nobat allocate --help)"),
+    match command.command {
+        Some(AllocateSubcommand::Verify(args)) => verify(args),
+        None => run(command.args),
     }
 }
 
@@ -135,8 +134,9 @@ pub struct AllocateArgs {
     /// The exact min-cost flow solver (all three give the same optimum).
     #[arg(long, value_enum, default_value_t = SolverChoice::Simplex)]
     pub solver: SolverChoice,
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Where the assignments go (required unless a subcommand runs).
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Also write the optimum's dual (potentials per zone and office-day, penalties) here,
@@ -173,7 +173,10 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
     let assign_ms = (assign_end - solved).as_secs_f64() * 1e3;
 
     let write_start = Instant::now();
-    write_assignments(&args.out, &problem, &allocation.outcomes)?;
+    let Some(out) = &args.out else {
+        bail!("pass --out");
+    };
+    write_assignments(out, &problem, &allocation.outcomes)?;
     if let Some(path) = &args.certificate {
         write_certificate(path, &problem, &allocation.certificate)?;
     }

@@ -222,7 +222,7 @@ impl NetworkSimplex {
     /// cost of its tree arc in the direction of flow (a tree arc's reduced cost is 0). A
     /// derived node's parent is always stored: derived nodes are never adjacent, and the
     /// root is stored.
-    #[inline]
+    #[inline(always)]
     fn pi_at(&self, u: usize) -> i64 {
         if u < self.derived {
             self.pi[self.parent[u]] - self.pred_dir[u] as i64 * self.cost[self.pred[u]]

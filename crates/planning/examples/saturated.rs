@@ -94,7 +94,9 @@ fn instance(applicants: usize, offices: usize, days: u32, seed: u64) -> Allocati
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let applicants: usize = args.get(1).map_or(1_000_000, |s| s.parse().expect("applicants"));
+    let applicants: usize = args
+        .get(1)
+        .map_or(1_000_000, |s| s.parse().expect("applicants"));
     let seed: u64 = args.get(2).map_or(1, |s| s.parse().expect("seed"));
     let problem = instance(applicants, 2_200, 30, seed);
     let start = Instant::now();

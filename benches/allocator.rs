@@ -7,7 +7,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use nobat::domain::province::Province;
 use nobat::planning::allocator::{
-    allocate, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats, OfficeSite, SolverOptions,
+    allocate, allocate_observed, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats,
+    OfficeSite, Phase, SolverOptions,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -153,5 +154,64 @@ fn bench_solvers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_allocate, bench_solvers);
+/// The national saturation case (issue 26): 2,200 offices, 30 days, seats ≈ 1.1 × demand, so
+/// the nearest offices fill and the optimum sends people past them. 200k applicants by
+/// default (a minute or two); `NOBAT_BENCH_SATURATED=1000000` runs the full national size
+/// (about a minute per sample on a 2-core machine). Prints the mean of each phase (build:
+/// zones, candidates, network; solve: coarse seed, simplex, pricing; seat: seat order and
+/// outcomes), so a change can be read per phase.
+fn bench_saturated(c: &mut Criterion) {
+    let applicants: usize = std::env::var("NOBAT_BENCH_SATURATED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let mut group = c.benchmark_group("engine/allocator/saturated");
+    group.sample_size(10);
+    group.sampling_mode(criterion::SamplingMode::Flat);
+    group.measurement_time(std::time::Duration::from_secs(1));
+    group.warm_up_time(std::time::Duration::from_millis(1));
+    let problem = instance(applicants, 2_200, 30, 1);
+    group.throughput(Throughput::Elements(applicants as u64));
+    let mut phases = [std::time::Duration::ZERO; 3];
+    let mut runs = 0u32;
+    group.bench_with_input(
+        BenchmarkId::from_parameter(format!("{applicants}x2200x30")),
+        &problem,
+        |b, p| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let start = std::time::Instant::now();
+                    let mut marks = Vec::new();
+                    let allocation = allocate_observed(p, &SolverOptions::default(), &mut |ph| {
+                        marks.push((ph, std::time::Instant::now()))
+                    })
+                    .expect("solves");
+                    let end = std::time::Instant::now();
+                    let at = |ph: Phase| marks.iter().find(|m| m.0 == ph).map_or(end, |m| m.1);
+                    let (built, solved) = (at(Phase::Built), at(Phase::Solved));
+                    phases[0] += built - start;
+                    phases[1] += solved - built;
+                    phases[2] += end - solved;
+                    runs += 1;
+                    total += end - start;
+                    black_box(allocation);
+                }
+                total
+            })
+        },
+    );
+    if runs > 0 {
+        let mean = |d: std::time::Duration| d.as_secs_f64() * 1e3 / f64::from(runs);
+        eprintln!(
+            "engine/allocator/saturated/{applicants}x2200x30 phases (mean of {runs} runs): build {:.0} ms, solve {:.0} ms, seat {:.0} ms",
+            mean(phases[0]),
+            mean(phases[1]),
+            mean(phases[2])
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_allocate, bench_solvers, bench_saturated);
 criterion_main!(benches);

@@ -12,6 +12,7 @@ use nobat::planning::allocator::{
     allocate, lottery_digest, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats, OfficeSite,
     Outcome, SolverOptions, UnassignedReason,
 };
+use nobat::planning::certificate::verify;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -338,6 +339,95 @@ fn random_instances_match_the_lexicographic_lp_optimum() {
         "coarse seeds added arcs in only {seeded} cases"
     );
     assert_eq!(reasons.len(), UnassignedReason::ALL.len(), "{reasons:?}");
+}
+
+/// Office and day per applicant, as the certificate check reads an assignment.
+fn office_days(outcomes: &[Outcome]) -> Vec<Option<(usize, u32)>> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Assigned(s) => Some((s.office, s.day)),
+            Outcome::Unassigned(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_solver_s_certificate_verifies_and_tampering_is_caught() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20_261_205);
+    let (mut broken_potentials, mut broken_assignments, mut checked) = (0, 0, 0);
+    for case in 0..120u64 {
+        let p = random_problem(&mut rng);
+        for mut options in every_solver(rng.gen_range(1..4)) {
+            options.seed_min_zones = if case % 2 == 1 { 1 } else { usize::MAX };
+            let alloc = allocate(&p, &options).unwrap_or_else(|e| panic!("case {case}: {e}"));
+            let assignment = office_days(&alloc.outcomes);
+            let cert = &alloc.certificate;
+            match verify(&p, &assignment, cert) {
+                Ok(v) => {
+                    checked += 1;
+                    assert_eq!(v.total_cost_m, alloc.stats.total_cost_m, "case {case}");
+                    let placed = assignment.iter().filter(|a| a.is_some()).count();
+                    assert_eq!(v.placed, placed, "case {case}");
+                }
+                // The two-stage method proves the cost given the class counts, not the counts.
+                Err(e) if options.force_two_stage => assert!(
+                    e.violations.iter().all(|v| v.contains("priority order")),
+                    "case {case} {options:?}: {e}"
+                ),
+                Err(e) => panic!("case {case} {options:?}: {e}"),
+            }
+            if options.force_two_stage {
+                continue;
+            }
+            let Some(seated) = assignment.iter().position(Option::is_some) else {
+                continue;
+            };
+            // One zone's potential one metre off.
+            let mut bad = cert.clone();
+            bad.zone_potential_m[bad.zone_of[seated] as usize] += 1;
+            assert!(verify(&p, &assignment, &bad).is_err(), "case {case}: y + 1");
+            let mut bad = cert.clone();
+            bad.zone_potential_m[bad.zone_of[seated] as usize] -= 1;
+            assert!(verify(&p, &assignment, &bad).is_err(), "case {case}: y - 1");
+            // A price raised where it has no effect on anyone's cheapest pair still breaks
+            // slackness or someone's equality.
+            let (o, day) = assignment[seated].unwrap();
+            let mut bad = cert.clone();
+            for x in bad.office_day_price_m.iter_mut() {
+                if (x.0, x.1) == (o, day) {
+                    x.2 += 1;
+                }
+            }
+            assert!(
+                verify(&p, &assignment, &bad).is_err(),
+                "case {case}: price + 1"
+            );
+            broken_potentials += 1;
+            // The seated applicant unplaced, or moved to another day of theirs.
+            let mut moved = assignment.clone();
+            moved[seated] = None;
+            assert!(verify(&p, &moved, cert).is_err(), "case {case}: unplaced");
+            let other = p.seats.iter().find(|s| {
+                s.seats > 0
+                    && (s.office, s.day) != (o, day)
+                    && eligible(&p, &p.applicants[seated], s.office).is_some()
+                    && s.day >= p.applicants[seated].earliest_day.unwrap_or(0)
+            });
+            if let Some(s) = other {
+                let mut moved = assignment.clone();
+                moved[seated] = Some((s.office, s.day));
+                // Passing would prove it another optimum: then it costs the same.
+                match verify(&p, &moved, cert) {
+                    Ok(v) => assert_eq!(v.total_cost_m, alloc.stats.total_cost_m, "case {case}"),
+                    Err(_) => broken_assignments += 1,
+                }
+            }
+        }
+    }
+    assert!(checked >= 300, "{checked} certificates verified");
+    assert!(broken_potentials >= 100, "{broken_potentials}");
+    assert!(broken_assignments >= 50, "{broken_assignments}");
 }
 
 #[test]
@@ -794,7 +884,9 @@ fn higher_priority_class_wins_the_last_seat() {
 mod csv_input {
     use std::path::{Path, PathBuf};
 
-    use nobat::cli::allocate::{load_problem, AllocateArgs, SolverChoice};
+    use nobat::cli::allocate::{
+        load_problem, verify, AllocateArgs, ProblemArgs, SolverChoice, VerifyArgs,
+    };
 
     const OFFICES: &str = "office_id,lat,lon,province,services\nO1,35.70,51.40,tehran,first_issuance\nO2,35.80,51.50,tehran,\n";
     const CAPACITY: &str = "office_id,day,seats\nO1,0,2\nO1,1,3\nO2,0,1\n";
@@ -807,17 +899,20 @@ mod csv_input {
             p
         };
         AllocateArgs {
-            offices: Some(write("offices.csv", offices)),
-            capacity: Some(write("capacity.csv", capacity)),
-            applicants: Some(write("applicants.csv", applicants)),
-            scenario: None,
-            max_km: 100.0,
-            wait_km_per_day: 5.0,
-            seed: "s".into(),
+            problem: ProblemArgs {
+                offices: Some(write("offices.csv", offices)),
+                capacity: Some(write("capacity.csv", capacity)),
+                applicants: Some(write("applicants.csv", applicants)),
+                scenario: None,
+                max_km: 100.0,
+                wait_km_per_day: 5.0,
+                seed: "s".into(),
+            },
             candidates_per_zone: 4,
             solver: SolverChoice::OfficePaths,
-            out: dir.join("out.csv"),
+            out: Some(dir.join("out.csv")),
             report: None,
+            certificate: None,
         }
     }
 
@@ -829,7 +924,7 @@ mod csv_input {
         let applicants =
             "applicant_id,lat,lon\n\"A,1\",35.70,51.40\n\"say \"\"hi\"\"\",35.80,51.50\n";
         let args = args(dir.path(), offices, capacity, applicants);
-        let out = args.out.clone();
+        let out = args.out.clone().unwrap();
         nobat::cli::allocate::run(args).unwrap();
         let mut reader = csv::Reader::from_path(&out).unwrap();
         assert_eq!(
@@ -864,9 +959,47 @@ mod csv_input {
     }
 
     #[test]
+    fn the_certificate_file_verifies_and_a_broken_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three people, two seats near them: someone waits a day, someone goes unplaced.
+        let offices = "office_id,lat,lon\nN,35.70,51.40\nF,35.90,51.60\n";
+        let capacity = "office_id,day,seats\nN,0,1\nN,1,1\nF,2,1\n";
+        let applicants =
+            "applicant_id,lat,lon,priority\nA,35.70,51.40,1\nB,35.71,51.41,0\nC,35.70,51.41,0\nD,35.70,51.40,0\n";
+        let mut a = args(dir.path(), offices, capacity, applicants);
+        a.certificate = Some(dir.path().join("certificate.json"));
+        let problem = a.problem.clone();
+        nobat::cli::allocate::run(a).unwrap();
+        let verify_args = |certificate: &str| VerifyArgs {
+            problem: problem.clone(),
+            assignments: dir.path().join("out.csv"),
+            certificate: dir.path().join(certificate),
+        };
+        verify(verify_args("certificate.json")).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("certificate.json")).unwrap();
+        let cert: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // Each zone's y one metre up, in turn: every one of them is caught.
+        let zones = cert["zones"].as_array().unwrap().len();
+        assert!(zones >= 3, "{cert}");
+        for z in 0..zones {
+            let mut bad = cert.clone();
+            bad["zones"][z] = (cert["zones"][z].as_i64().unwrap() + 1).into();
+            std::fs::write(dir.path().join("bad.json"), bad.to_string()).unwrap();
+            let err = format!("{:#}", verify(verify_args("bad.json")).unwrap_err());
+            assert!(err.contains("does not prove"), "{err}");
+        }
+        // An assignment that drops someone is caught too.
+        let out = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+        let kept: Vec<&str> = out.lines().take(out.lines().count() - 1).collect();
+        std::fs::write(dir.path().join("out.csv"), kept.join("\n") + "\n").unwrap();
+        let err = format!("{:#}", verify(verify_args("certificate.json")).unwrap_err());
+        assert!(err.contains("unplaced"), "{err}");
+    }
+
+    #[test]
     fn good_files_load() {
         let dir = tempfile::tempdir().unwrap();
-        let p = load_problem(&args(dir.path(), OFFICES, CAPACITY, APPLICANTS)).unwrap();
+        let p = load_problem(&args(dir.path(), OFFICES, CAPACITY, APPLICANTS).problem).unwrap();
         assert_eq!(p.offices.len(), 2);
         assert_eq!(p.seats.len(), 3);
         assert_eq!(p.applicants[0].priority, 1);
@@ -990,7 +1123,7 @@ mod csv_input {
                 "capacity" => (OFFICES, text, APPLICANTS),
                 _ => (OFFICES, CAPACITY, text),
             };
-            let err = load_problem(&args(dir.path(), o, c, a))
+            let err = load_problem(&args(dir.path(), o, c, a).problem)
                 .err()
                 .unwrap_or_else(|| panic!("accepted bad {file}: {text:?}"))
                 .to_string();
@@ -1035,7 +1168,8 @@ mod csv_input {
     #[test]
     fn a_scenario_becomes_its_offices_calendar_seats_and_eligible_citizens() {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        let a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        let mut a = a.problem;
         a.offices = None;
         a.capacity = None;
         a.applicants = None;
@@ -1075,7 +1209,8 @@ mod csv_input {
     #[test]
     fn a_bad_scenario_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        let a = args(dir.path(), OFFICES, CAPACITY, APPLICANTS);
+        let mut a = a.problem;
         a.offices = None;
         a.capacity = None;
         a.applicants = None;

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::domain::office::OfficeKind;
 use crate::planning::allocator::{
-    allocate_observed, summarise, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats,
-    OfficeSite, Outcome, Phase, SolverOptions, MAX_PREFERRED_OFFICES,
+    allocate_observed, summarise, AllocationProblem, Applicant, Certificate, FlowSolver,
+    OfficeDaySeats, OfficeSite, Outcome, Phase, SolverOptions, MAX_PREFERRED_OFFICES,
 };
 
 /// `--solver`: which exact min-cost flow algorithm runs.
@@ -43,11 +43,49 @@ impl From<SolverChoice> for FlowSolver {
     }
 }
 
+/// `nobat allocate`: allocate (the flags below), or `nobat allocate verify` a result.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AllocateCommand {
+    #[command(subcommand)]
+    pub command: Option<AllocateSubcommand>,
+    #[command(flatten)]
+    pub args: AllocateArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllocateSubcommand {
+    /// Check an assignment against its certificate, apart from the solver: feasibility,
+    /// the dual over every office within reach, complementary slackness, priority order.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
+    /// The assignments file `nobat allocate --out` wrote.
+    #[arg(long)]
+    pub assignments: PathBuf,
+    /// The certificate file `nobat allocate --certificate` wrote.
+    #[arg(long)]
+    pub certificate: PathBuf,
+}
+
+/// Runs `nobat allocate` or its subcommand.
+pub fn dispatch(command: AllocateCommand) -> anyhow::Result<()> {
+    match command.command {
+        Some(AllocateSubcommand::Verify(args)) => verify(args),
+        None => run(command.args),
+    }
+}
+
 /// Bound on rows per input file (the national cohort is well below it).
 const MAX_ROWS: usize = 50_000_000;
 
-#[derive(Debug, Args)]
-pub struct AllocateArgs {
+/// The problem: its files (or a scenario) and the cost parameters.
+#[derive(Debug, Clone, Args)]
+pub struct ProblemArgs {
     /// Offices: office_id,lat,lon[,services,stations,province,kind,...].
     #[arg(
         long,
@@ -84,21 +122,32 @@ pub struct AllocateArgs {
     /// Published lottery seed: ties are broken by SHA-256(seed ‖ applicant_id).
     #[arg(long, default_value = "0")]
     pub seed: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AllocateArgs {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
     /// Nearest offices per zone in the first model (speed only; the optimum is exact anyway).
     #[arg(long, default_value_t = SolverOptions::default().candidates_per_zone)]
     pub candidates_per_zone: usize,
     /// The exact min-cost flow solver (all three give the same optimum).
     #[arg(long, value_enum, default_value_t = SolverChoice::Simplex)]
     pub solver: SolverChoice,
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Where the assignments go (required unless a subcommand runs).
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also write the optimum's dual (potentials per zone and office-day, penalties) here,
+    /// for `nobat allocate verify`.
+    #[arg(long)]
+    pub certificate: Option<PathBuf>,
 }
 
 pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let problem = load_problem(&args)?;
+    let problem = load_problem(&args.problem)?;
     let load_ms = ms(started);
 
     let options = SolverOptions {
@@ -124,7 +173,13 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
     let assign_ms = (assign_end - solved).as_secs_f64() * 1e3;
 
     let write_start = Instant::now();
-    write_assignments(&args.out, &problem, &allocation.outcomes)?;
+    let Some(out) = &args.out else {
+        bail!("pass --out");
+    };
+    write_assignments(out, &problem, &allocation.outcomes)?;
+    if let Some(path) = &args.certificate {
+        write_certificate(path, &problem, &allocation.certificate)?;
+    }
     let summary = summarise(&problem, &allocation);
     let write_ms = ms(write_start);
     eprintln!(
@@ -183,8 +238,8 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
                 "office_mean": summary.office_utilisation_mean,
             },
             "parameters": {
-                "max_km": args.max_km,
-                "wait_km_per_day": args.wait_km_per_day,
+                "max_km": args.problem.max_km,
+                "wait_km_per_day": args.problem.wait_km_per_day,
                 "wait_m_per_day": allocation.wait_m_per_day,
                 "lottery_seed": problem.lottery_seed,
                 "lottery_rule": "SHA-256(seed || applicant_id), lower first, after priority (higher first) and registered_at (earlier first)",
@@ -233,7 +288,7 @@ fn peak_rss_mb() -> Option<f64> {
 
 /// The in-memory problem, from the CSVs or from a scenario (its offices, their seats per day
 /// from the calendar, and its eligible citizens).
-pub fn load_problem(args: &AllocateArgs) -> anyhow::Result<AllocationProblem> {
+pub fn load_problem(args: &ProblemArgs) -> anyhow::Result<AllocationProblem> {
     if !(args.max_km.is_finite() && args.max_km >= 0.0) {
         bail!("--max-km must be a number >= 0, got {}", args.max_km);
     }
@@ -636,4 +691,167 @@ impl serde::Serialize for Km {
         let text = std::str::from_utf8(&buf[..len]).map_err(serde::ser::Error::custom)?;
         serializer.serialize_str(text)
     }
+}
+
+/// The certificate file's format tag (bump it when the fields change meaning).
+const CERTIFICATE_FORMAT: &str = "nobat-allocation-certificate/1";
+
+/// The certificate file: the dual of the applicant-level LP (see
+/// `planning::allocator::Certificate`), in metres, with offices by id and applicants by
+/// their order in the applicants file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CertificateFile {
+    format: String,
+    wait_m_per_day: i64,
+    penalties: Vec<PenaltyRow>,
+    /// [office_id, day, price_m] per office-day with seats.
+    office_days: Vec<(String, u32, i64)>,
+    /// `y` per zone.
+    zones: Vec<i64>,
+    /// The zone of each applicant, in the applicants file's order.
+    zone_of_applicant: Vec<u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PenaltyRow {
+    priority: i32,
+    penalty_m: i64,
+}
+
+fn write_certificate(
+    path: &Path,
+    problem: &AllocationProblem,
+    certificate: &Certificate,
+) -> anyhow::Result<()> {
+    let file = CertificateFile {
+        format: CERTIFICATE_FORMAT.into(),
+        wait_m_per_day: certificate.wait_m_per_day,
+        penalties: certificate
+            .penalties
+            .iter()
+            .map(|&(priority, penalty_m)| PenaltyRow {
+                priority,
+                penalty_m,
+            })
+            .collect(),
+        office_days: certificate
+            .office_day_price_m
+            .iter()
+            .map(|&(o, day, price)| (problem.offices[o].id.clone(), day, price))
+            .collect(),
+        zones: certificate.zone_potential_m.clone(),
+        zone_of_applicant: certificate.zone_of.clone(),
+    };
+    let out = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    serde_json::to_writer(&mut w, &file)?;
+    writeln!(w)?;
+    w.flush()?;
+    Ok(())
+}
+
+fn read_certificate(path: &Path, problem: &AllocationProblem) -> anyhow::Result<Certificate> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: CertificateFile = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not a certificate", path.display()))?;
+    if file.format != CERTIFICATE_FORMAT {
+        bail!(
+            "{}: format {:?}, expected {CERTIFICATE_FORMAT:?}",
+            path.display(),
+            file.format
+        );
+    }
+    let index: HashMap<&str, usize> = problem
+        .offices
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id.as_str(), i))
+        .collect();
+    let mut office_day_price_m = Vec::with_capacity(file.office_days.len());
+    for (id, day, price) in &file.office_days {
+        let Some(&o) = index.get(id.as_str()) else {
+            bail!("{}: unknown office {id:?}", path.display());
+        };
+        office_day_price_m.push((o, *day, *price));
+    }
+    Ok(Certificate {
+        wait_m_per_day: file.wait_m_per_day,
+        penalties: file
+            .penalties
+            .iter()
+            .map(|p| (p.priority, p.penalty_m))
+            .collect(),
+        zone_of: file.zone_of_applicant,
+        zone_potential_m: file.zones,
+        office_day_price_m,
+    })
+}
+
+/// The assignments file as (office, day) per applicant of the problem, `None` = unplaced.
+fn read_assignments(
+    path: &Path,
+    problem: &AllocationProblem,
+) -> anyhow::Result<Vec<Option<(usize, u32)>>> {
+    let applicant_index: HashMap<&str, usize> = problem
+        .applicants
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id.as_str(), i))
+        .collect();
+    let office_index: HashMap<&str, usize> = problem
+        .offices
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id.as_str(), i))
+        .collect();
+    let mut assignment = vec![None; problem.applicants.len()];
+    let mut table = Table::open(path, &["applicant_id", "office_id", "day"])?;
+    table.for_each(|_, row| {
+        let id = row.req("applicant_id")?;
+        let &a = applicant_index
+            .get(id)
+            .ok_or_else(|| format!("unknown applicant_id {id:?}"))?;
+        let office = row.req("office_id")?;
+        let &o = office_index
+            .get(office)
+            .ok_or_else(|| format!("unknown office_id {office:?}"))?;
+        let raw_day = row.req("day")?;
+        let day: u32 = raw_day
+            .parse()
+            .map_err(|_| format!("`day` = {raw_day:?} is not a day index"))?;
+        if assignment[a].replace((o, day)).is_some() {
+            return Err(format!("applicant {id:?} is assigned twice"));
+        }
+        Ok(())
+    })?;
+    Ok(assignment)
+}
+
+/// `nobat allocate verify`: prints what the certificate proves, or fails with the violations.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let problem = load_problem(&args.problem)?;
+    let assignment = read_assignments(&args.assignments, &problem)?;
+    let certificate = read_certificate(&args.certificate, &problem)?;
+    let load_ms = ms(started);
+    let check_start = Instant::now();
+    let verified = crate::planning::certificate::verify(&problem, &assignment, &certificate)
+        .map_err(|refuted| {
+            anyhow::anyhow!("the certificate does not prove the assignment optimal: {refuted}")
+        })?;
+    let summary = json!({
+        "verified": true,
+        "applicants": verified.applicants,
+        "placed": verified.placed,
+        "total_cost_m": verified.total_cost_m,
+        "placed_by_priority": verified.placed_by_priority.iter().map(|&(priority, placed)| json!({
+            "priority": priority,
+            "placed": placed,
+        })).collect::<Vec<_>>(),
+        "pairs_checked": verified.pairs_checked,
+        "penalty_gap_needed_m": verified.penalty_gap_needed_m,
+        "timings_ms": {"load": load_ms, "check": ms(check_start)},
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }

@@ -29,8 +29,8 @@ pub enum Command {
     /// Generate the office network or synthetic citizens from a scenario file.
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
-    /// Assign applicants to offices and days (min-cost flow).
-    Allocate(allocate::AllocateArgs),
+    /// Assign applicants to offices and days (min-cost flow), or `allocate verify` a result.
+    Allocate(allocate::AllocateCommand),
     /// Surge-day load test against a loopback server (or one it spawns), then an audit.
     Loadtest(loadtest::LoadtestArgs),
     /// Simulate a scenario day by day; write a JSON summary, CSV series and an HTML report.
@@ -48,7 +48,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Scenario(cmd) => scenario::run(cmd),
-        Command::Allocate(args) => allocate::run(args),
+        Command::Allocate(command) => allocate::dispatch(command),
         Command::Loadtest(args) => loadtest::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Plan(args) => plan::run(args),

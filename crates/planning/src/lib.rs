@@ -3,6 +3,7 @@
 //! caller names. Time and randomness are inputs (a scenario's seed, a published lottery seed).
 //!
 //! - [`allocator`]: the exact min-cost-flow assignment of applicants to office-days.
+//! - [`certificate`]: an allocation checked against its dual certificate, apart from the solver.
 //! - [`scenario`]: scenario files, the generated office network and synthetic citizens.
 //! - [`sim`]: the day-by-day capacity simulation (first come or batch allocation).
 //! - [`plan`]: the cheapest capacity to add to meet a waiting-time target (LP, checked by
@@ -18,6 +19,7 @@
 
 pub mod allocator;
 pub mod ballot;
+pub mod certificate;
 pub mod plan;
 pub mod relocation;
 pub mod report;

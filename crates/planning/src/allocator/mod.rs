@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock; the lottery seed is an input. Entry point: [`allocate`]; the method
 //! (zones, candidate arcs with pricing, the lexicographic objective) is described in `solve.rs`.
 
+pub mod cost;
 pub mod cost_scaling;
 mod model;
 pub mod network_simplex;
@@ -13,7 +14,7 @@ pub mod spatial;
 mod summary;
 
 pub use model::{
-    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, FlowSolver,
+    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, Certificate, FlowSolver,
     OfficeDaySeats, OfficeSite, Outcome, SolveStats, SolverOptions, UnassignedReason,
     MAX_PREFERRED_OFFICES,
 };

@@ -201,6 +201,36 @@ pub struct Allocation {
     pub stats: SolveStats,
     /// Rounded wait cost of one day in metres (what the solver used).
     pub wait_m_per_day: i64,
+    /// The optimal dual: what `crate::certificate::verify` checks the outcomes against.
+    pub certificate: Certificate,
+}
+
+/// The optimum's dual solution, in whole metres, for the allocation LP written per applicant:
+///
+/// ```text
+/// min  Σ cost(a,o,d) x(a,o,d) + Σ penalty(priority of a) u(a)
+/// s.t. Σ_(o,d) x(a,o,d) + u(a) = 1       for every applicant a       (dual: y(a), free)
+///      Σ_a x(a,o,d) <= seats(o,d)         for every office-day        (dual: −price(o,d) <= 0)
+/// ```
+///
+/// over every pair (a, o, d) the applicant accepts (office within reach and offering the
+/// service, a preferred office if any, d >= earliest day, seats > 0). Applicants sharing a
+/// zone share `y`. Dual feasibility is `y(a) <= cost(a,o,d) + price(o,d)` for every such pair
+/// and `y(a) <= penalty`; with the outcomes, complementary slackness then proves them optimal.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Certificate {
+    /// The rounded wait cost of a day the costs use.
+    pub wait_m_per_day: i64,
+    /// (priority, penalty of leaving one such applicant unplaced), per priority class that
+    /// has applicants who could be placed.
+    pub penalties: Vec<(i32, i64)>,
+    /// The zone of each applicant, in the problem's order.
+    pub zone_of: Vec<u32>,
+    /// `y` per zone: what one more applicant of the zone would cost the optimum (0 for
+    /// zones that cannot be placed at all).
+    pub zone_potential_m: Vec<i64>,
+    /// (office, day, price >= 0) of every office-day with seats.
+    pub office_day_price_m: Vec<(usize, u32, i64)>,
 }
 
 #[derive(Debug, Error, PartialEq)]

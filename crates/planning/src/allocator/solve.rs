@@ -56,11 +56,12 @@ use std::collections::{HashMap, HashSet};
 
 use nobat_domain::geo::{haversine_km, EARTH_RADIUS_KM};
 
+use super::cost::{distance_km, metres};
 use super::cost_scaling::CostScaling;
 use super::model::FlowSolver;
 use super::model::{
-    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, OfficeSite, Outcome,
-    SolveStats, SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
+    Allocation, AllocationError, AllocationProblem, Applicant, Assignment, Certificate, OfficeSite,
+    Outcome, SolveStats, SolverOptions, UnassignedReason, MAX_PREFERRED_OFFICES,
 };
 use super::network_simplex::{FlowError, NetworkSimplex, CAPACITY_UNBOUNDED};
 use super::office_paths::OfficePaths;
@@ -92,7 +93,7 @@ struct Zone {
 impl Zone {
     /// The solver's travel cost to `office` in metres, or None when it is beyond reach.
     fn metres_to(&self, office: &OfficeSite) -> Option<i64> {
-        let km = haversine_km(self.lat, self.lon, office.lat, office.lon);
+        let km = distance_km(self.lat, self.lon, office);
         (km <= self.max_km).then(|| metres(km))
     }
 }
@@ -129,11 +130,6 @@ const NO_PREFERENCE: u32 = u32::MAX;
 /// and starts at 0).
 fn entry_of(entry_days: &[u32], day: u32) -> usize {
     entry_days.partition_point(|&e| e <= day) - 1
-}
-
-/// Metres, rounded: the solver's unit of cost.
-fn metres(km: f64) -> i64 {
-    (km * 1000.0).round() as i64
 }
 
 fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
@@ -284,14 +280,22 @@ pub fn allocate_observed(
         ..SolveStats::default()
     };
     on_phase(Phase::Built);
-    let flows = model.solve(options, &mut stats)?;
+    let (flows, duals) = model.solve(options, &mut stats)?;
     on_phase(Phase::Solved);
     let (outcomes, total_cost_m) = model.seat(&flows);
     stats.total_cost_m = total_cost_m;
+    let certificate = Certificate {
+        wait_m_per_day: model.wait_m_per_day,
+        penalties: model.classes.iter().copied().zip(duals.penalties).collect(),
+        zone_of: std::mem::take(&mut model.zone_of),
+        zone_potential_m: duals.zone_potential_m,
+        office_day_price_m: duals.office_day_price_m,
+    };
     Ok(Allocation {
         outcomes,
         stats,
         wait_m_per_day: model.wait_m_per_day,
+        certificate,
     })
 }
 
@@ -720,7 +724,7 @@ impl<'p> Model<'p> {
         &mut self,
         options: &SolverOptions,
         stats: &mut SolveStats,
-    ) -> Result<Flows, AllocationError> {
+    ) -> Result<(Flows, Duals), AllocationError> {
         let ctx = Context {
             zones: &self.zones,
             active: &self.active,
@@ -742,7 +746,11 @@ impl<'p> Model<'p> {
         let net = ctx.solve_lexicographic(&self.bounds, candidates, options, stats)?;
         stats.arcs = net.net.arc_count();
         stats.pivots = net.net.work();
-        Ok(Flows::read(&net, candidates, &self.day_arcs, ctx.offices))
+        let duals = Duals::read(&ctx, &net, candidates);
+        Ok((
+            Flows::read(&net, candidates, &self.day_arcs, ctx.offices),
+            duals,
+        ))
     }
 
     /// Outcomes from the flow: each zone's members, in seat order, go to its offices
@@ -868,6 +876,95 @@ impl Flows {
         Self {
             zone_flows,
             office_day_flows,
+        }
+    }
+}
+
+/// The optimum's dual in the applicant-level form of [`Certificate`], read off the final
+/// network's potentials π (reduced cost `c + π_u − π_v`, π growing along the flow): a
+/// zone's `y` is `π_sink − π_zone` (its cheapest way out), an office-day's price is what its
+/// day arc's reduced cost falls below zero (`π_sink − π_entry − wait × day`, at least 0), and
+/// a class's penalty is its arc's cost plus whatever its cap adds (`π_sink − π_class`, only
+/// in the two-stage method, where the class arcs are capped).
+struct Duals {
+    /// Per class, top first.
+    penalties: Vec<i64>,
+    /// Per zone (0 for zones that cannot be placed).
+    zone_potential_m: Vec<i64>,
+    office_day_price_m: Vec<(usize, u32, i64)>,
+}
+
+impl Duals {
+    fn read(ctx: &Context, net: &StageNet, candidates: &[CandidateArc]) -> Self {
+        let za = ctx.active.len();
+        let entry_nodes = ctx.entry_nodes();
+        let sink = za + entry_nodes + ctx.class_count;
+        let pi = |node: usize| net.net.potential(node);
+        let pi_sink = pi(sink);
+        let penalties: Vec<i64> = (0..ctx.class_count)
+            .map(|c| net.penalties[c] + (pi_sink - pi(za + entry_nodes + c)).max(0))
+            .collect();
+        let mut zone_potential_m = vec![0i64; ctx.zones.len()];
+        for (i, &z) in ctx.active.iter().enumerate() {
+            zone_potential_m[z as usize] = pi_sink - pi(i);
+        }
+        let office_day_price_m: Vec<(usize, u32, i64)> = ctx
+            .day_arcs
+            .iter()
+            .map(|&(o, day, _)| {
+                let entry = ctx.entry_node(o, entry_of(ctx.entry_days, day));
+                let price = pi_sink - pi(entry) - ctx.wait_m_per_day * day as i64;
+                (o as usize, day, price.max(0))
+            })
+            .collect();
+        if matches!(net.net, FlowNet::Scaling(_)) {
+            Self::lower_capped_zones(
+                ctx,
+                candidates,
+                &penalties,
+                &office_day_price_m,
+                &mut zone_potential_m,
+            );
+        }
+        Self {
+            penalties,
+            zone_potential_m,
+            office_day_price_m,
+        }
+    }
+
+    /// Cost scaling caps a zone's arcs at its applicants (redundant in the LP), so a zone
+    /// whose whole flow takes one arc can have `y` above that arc's cost plus price; the
+    /// least of its arcs' and its penalty is then the LP's `y` (lowering `y` keeps every
+    /// other constraint, and the arcs with flow are exactly the cheapest).
+    fn lower_capped_zones(
+        ctx: &Context,
+        candidates: &[CandidateArc],
+        penalties: &[i64],
+        prices: &[(usize, u32, i64)],
+        zone_potential_m: &mut [i64],
+    ) {
+        let entries = ctx.entry_days.len();
+        // The cheapest wait plus price from each office entry on (days ascend per office).
+        let mut best = vec![i64::MAX; ctx.offices * entries];
+        for &(o, day, price) in prices {
+            let e = entry_of(ctx.entry_days, day);
+            for j in 0..=e {
+                let b = &mut best[o * entries + j];
+                *b = (*b).min(ctx.wait_m_per_day * day as i64 + price);
+            }
+        }
+        for &z in ctx.active {
+            let y = &mut zone_potential_m[z as usize];
+            *y = (*y).min(penalties[ctx.class_of_zone[z as usize]]);
+        }
+        for c in candidates {
+            let zone = &ctx.zones[c.zone as usize];
+            let b = best[c.office as usize * entries + zone.entry];
+            if b != i64::MAX {
+                let y = &mut zone_potential_m[c.zone as usize];
+                *y = (*y).min(c.distance_m + b);
+            }
         }
     }
 }
@@ -1040,6 +1137,8 @@ impl FlowNet {
 
 struct StageNet {
     net: FlowNet,
+    /// The class arcs' costs.
+    penalties: Vec<i64>,
     candidate_arc: Vec<usize>,
     day_arc: Vec<usize>,
     class_to_sink: Vec<usize>,
@@ -1207,7 +1306,10 @@ impl Context<'_> {
                 cycle_len_bound,
             )))
         } else {
-            FlowNet::Simplex(Box::new(NetworkSimplex::new(supply, spec.cost_bound)))
+            let mut simplex = NetworkSimplex::new(supply, spec.cost_bound);
+            // Zones (nodes 0..za) are never adjacent to each other.
+            simplex.derive_potentials_of_first(za);
+            FlowNet::Simplex(Box::new(simplex))
         };
         let mut candidate_arc = Vec::with_capacity(candidates.len());
         for c in candidates {
@@ -1243,6 +1345,7 @@ impl Context<'_> {
         }
         Ok(StageNet {
             net,
+            penalties: spec.penalties.clone(),
             candidate_arc,
             day_arc,
             class_to_sink,

@@ -282,3 +282,22 @@ async fn planner_endpoints_run_jobs_and_guard_them() {
     let (status, _) = call(&app, "POST", "/v1/planner/simulations", Some(TOKEN), huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[test]
+fn a_plan_reports_each_area_as_it_goes_and_the_same_plan_as_without() {
+    let text = scenario(100.0, "");
+    let (scenario, without) = make_plan(&text);
+    let offices = scenario.generate_network();
+    let holidays = sim::holidays_for(&scenario);
+    let world = World::build(&scenario, &offices, &holidays).unwrap();
+    let mut calls = Vec::new();
+    let observed = plan::plan_observed(&scenario, &world, &mut |d, t| calls.push((d, t))).unwrap();
+    assert_eq!(observed, without);
+    let total = calls[0].1;
+    assert!(total >= 1);
+    let want: Vec<(u32, u32)> = (0..=total).map(|d| (d, total)).collect();
+    assert_eq!(
+        calls, want,
+        "0 of n before the first area, n of n at the end"
+    );
+}

@@ -153,7 +153,8 @@ impl PlannerState {
         Ok(id)
     }
 
-    /// Records a running simulation's progress: `done` of `total` days.
+    /// Records a running job's progress: `done` of `total` days (a simulation) or areas (a
+    /// plan).
     fn progress(&self, id: u64, done: u32, total: u32) {
         if let Some(job) = self.jobs().jobs.get_mut(&id) {
             if let JobStatus::Running { progress } = &mut job.status {
@@ -239,16 +240,18 @@ pub struct JobDto {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// A running simulation's progress.
+    /// A running job's progress.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<JobProgressDto>,
 }
 
-/// How far a running simulation has got.
+/// How far a running job has got: days simulated, or areas planned.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobProgressDto {
-    pub days_done: u32,
-    pub days_total: u32,
+    pub done: u32,
+    pub total: u32,
+    /// `days` (a simulation) or `areas` (a plan: provinces, or towns of one).
+    pub unit: String,
 }
 
 fn accepted(id: u64) -> Response {
@@ -293,11 +296,14 @@ fn run_simulation(
     ))
 }
 
-fn run_plan(scenario: &Scenario) -> Result<(Value, String), JobError> {
+fn run_plan(
+    scenario: &Scenario,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<(Value, String), JobError> {
     let offices = scenario.generate_network();
     let holidays = sim::holidays_for(scenario);
     let world = World::build(scenario, &offices, &holidays)?;
-    let plan = crate::planning::plan::plan(scenario, &world)?;
+    let plan = crate::planning::plan::plan_observed(scenario, &world, progress)?;
     let mut result = crate::planning::report::plan_json(&plan);
     result["overlay_toml"] = json!(crate::planning::plan::overlay_toml(&plan, &scenario.name));
     result["text"] = json!(crate::planning::report::plan_text(&plan, &world));
@@ -322,7 +328,9 @@ fn start(state: PlannerState, kind: JobKind, scenario: Scenario) -> Result<Respo
             JobKind::Simulation => run_simulation(&scenario, &mut |done, total| {
                 worker.progress(id, done, total)
             }),
-            JobKind::Plan => run_plan(&scenario),
+            JobKind::Plan => run_plan(&scenario, &mut |done, total| {
+                worker.progress(id, done, total)
+            }),
         };
         worker.finish(
             id,
@@ -403,9 +411,14 @@ pub async fn get_job(
     };
     match &job.status {
         JobStatus::Running { progress } => {
-            body.progress = progress.map(|(days_done, days_total)| JobProgressDto {
-                days_done,
-                days_total,
+            body.progress = progress.map(|(done, total)| JobProgressDto {
+                done,
+                total,
+                unit: match job.kind {
+                    JobKind::Simulation => "days",
+                    JobKind::Plan => "areas",
+                }
+                .to_string(),
             });
         }
         JobStatus::Done { result, .. } => {

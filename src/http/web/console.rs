@@ -365,8 +365,9 @@ async fn job(
     if status == "running" {
         ctx.refresh_secs = Some(1);
     }
-    let done = job["progress"]["days_done"].as_u64();
-    let total = job["progress"]["days_total"].as_u64();
+    let done = job["progress"]["done"].as_u64();
+    let total = job["progress"]["total"].as_u64();
+    let planning = job["progress"]["unit"] == "areas";
     ctx.page(
         StatusCode::OK,
         &format!("{}{}", l.t("اجرای ", "Run "), l.digits(&id)),
@@ -378,7 +379,11 @@ async fn job(
             }) }
             @if let (Some(done), Some(total)) = (done, total) {
                 @if status == "running" {
-                    label for="progress" { (l.t("روزهای شبیه‌سازی‌شده", "Days simulated")) }
+                    label for="progress" { (if planning {
+                        l.t("استان‌ها و شهرهای برنامه‌ریزی‌شده", "Areas planned")
+                    } else {
+                        l.t("روزهای شبیه‌سازی‌شده", "Days simulated")
+                    }) }
                     progress #progress max=(total) value=(done) { (l.digits(&format!("{done}/{total}"))) }
                 }
             }

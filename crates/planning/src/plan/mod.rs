@@ -328,6 +328,16 @@ fn lateness(cumulative: &[f64], served: &[f64], deadline: &[Option<usize>]) -> f
 
 /// Plans the cheapest additions for a scenario whose world is `world`.
 pub fn plan(scenario: &Scenario, world: &World) -> Result<Plan, PlanError> {
+    plan_observed(scenario, world, &mut |_, _| {})
+}
+
+/// [`plan`], calling `on_area(done, total)` as each planning area (a province, or a town of
+/// one) is planned: the planner console's progress.
+pub fn plan_observed(
+    scenario: &Scenario,
+    world: &World,
+    on_area: &mut dyn FnMut(u32, u32),
+) -> Result<Plan, PlanError> {
     let spec = scenario.plan.as_ref().ok_or(PlanError::NoPlanSection)?;
     let h = world.horizon_days;
     let block_days = spec.block_days.max(1);
@@ -340,61 +350,66 @@ pub fn plan(scenario: &Scenario, world: &World) -> Result<Plan, PlanError> {
     let lead = scenario.policy.lead_days as usize;
     let deadline = deadlines(world, spec.target_wait_days_p95);
     let mut provinces = Vec::new();
-    for (p, province) in world.provinces.iter().enumerate() {
-        for area in areas_of(world, p) {
-            let inputs = area_inputs(world, spec, &area);
-            let registered = inputs.cumulative.last().copied().unwrap_or(0.0);
-            let mut result = ProvincePlan {
-                slug: province.slug.clone(),
-                name_en: province.name_en.clone(),
-                town: area.town.clone(),
-                unit_prefix: format!("plan-{}-{}", province.area_code, provinces.len() + 1),
-                offices: inputs.offices,
-                stations: area
-                    .sites
-                    .iter()
-                    .filter(|&&s| !world.sites[s].is_mobile_leg)
-                    .map(|&s| u32::from(world.sites[s].stations))
-                    .sum(),
-                stations_by_block: vec![0; blocks.len()],
-                mobile_units_by_block: vec![0; blocks.len()],
-                thursday_openings: Vec::new(),
-                friday_openings: Vec::new(),
-                cost: 0.0,
-                feasible: true,
-                late_applicants_max: 0,
-                best_reachable_wait_days: None,
-                far_demand_share: inputs.far_share,
-                mobile_towns: Vec::new(),
-                registered: registered.round() as u64,
-            };
-            if registered < 0.5 {
-                provinces.push(result);
-                continue;
-            }
-            // Can the target be met at all? The greedy maximum says so without a solver.
-            let best = max_cumulative(&inputs, spec, efficiency, lead);
-            let late = lateness(&inputs.cumulative, &best, &deadline);
-            if late > 0.5 {
-                result.feasible = false;
-                result.late_applicants_max = late.round() as u64;
-                result.best_reachable_wait_days = (spec.target_wait_days_p95 + 1..=h)
-                    .find(|&n| lateness(&inputs.cumulative, &best, &deadlines(world, n)) <= 0.5);
-            }
-            solve_province(
-                world,
-                spec,
-                &inputs,
-                &blocks,
-                &deadline,
-                efficiency,
-                lead,
-                &mut result,
-            )?;
-            result.mobile_towns = mobile_towns(world, spec, &area);
+    let areas: Vec<(usize, Area)> = (0..world.provinces.len())
+        .flat_map(|p| areas_of(world, p).into_iter().map(move |a| (p, a)))
+        .collect();
+    let total = areas.len() as u32;
+    for (done, (p, area)) in areas.into_iter().enumerate() {
+        on_area(done as u32, total);
+        let province = &world.provinces[p];
+        let inputs = area_inputs(world, spec, &area);
+        let registered = inputs.cumulative.last().copied().unwrap_or(0.0);
+        let mut result = ProvincePlan {
+            slug: province.slug.clone(),
+            name_en: province.name_en.clone(),
+            town: area.town.clone(),
+            unit_prefix: format!("plan-{}-{}", province.area_code, provinces.len() + 1),
+            offices: inputs.offices,
+            stations: area
+                .sites
+                .iter()
+                .filter(|&&s| !world.sites[s].is_mobile_leg)
+                .map(|&s| u32::from(world.sites[s].stations))
+                .sum(),
+            stations_by_block: vec![0; blocks.len()],
+            mobile_units_by_block: vec![0; blocks.len()],
+            thursday_openings: Vec::new(),
+            friday_openings: Vec::new(),
+            cost: 0.0,
+            feasible: true,
+            late_applicants_max: 0,
+            best_reachable_wait_days: None,
+            far_demand_share: inputs.far_share,
+            mobile_towns: Vec::new(),
+            registered: registered.round() as u64,
+        };
+        if registered < 0.5 {
             provinces.push(result);
+            continue;
         }
+        // Can the target be met at all? The greedy maximum says so without a solver.
+        let best = max_cumulative(&inputs, spec, efficiency, lead);
+        let late = lateness(&inputs.cumulative, &best, &deadline);
+        if late > 0.5 {
+            result.feasible = false;
+            result.late_applicants_max = late.round() as u64;
+            result.best_reachable_wait_days = (spec.target_wait_days_p95 + 1..=h)
+                .find(|&n| lateness(&inputs.cumulative, &best, &deadlines(world, n)) <= 0.5);
+        }
+        solve_province(
+            world,
+            spec,
+            &inputs,
+            &blocks,
+            &deadline,
+            efficiency,
+            lead,
+            &mut result,
+        )?;
+        result.mobile_towns = mobile_towns(world, spec, &area);
+        provinces.push(result);
     }
+    on_area(total, total);
     Ok(Plan {
         target_wait_days: spec.target_wait_days_p95,
         blocks,

@@ -79,6 +79,35 @@ impl Directory {
         found
     }
 
+    /// The `limit` offices that `keep` accepts nearest to `point`, nearest first (ties by id),
+    /// with their distances in km: the head of `search` near `point`, by a partial sort of the
+    /// matches instead of a full one.
+    pub fn nearest(
+        &self,
+        point: GeoPoint,
+        limit: usize,
+        keep: impl Fn(&Office) -> bool,
+    ) -> Vec<(&Office, f64)> {
+        let mut found: Vec<(&Office, f64)> = self
+            .offices
+            .iter()
+            .filter(|o| keep(o))
+            .map(|o| (o, point.distance_km(o.location)))
+            .collect();
+        let order = |a: &(&Office, f64), b: &(&Office, f64)| {
+            a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id))
+        };
+        if limit == 0 {
+            return Vec::new();
+        }
+        if found.len() > limit {
+            found.select_nth_unstable_by(limit - 1, order);
+            found.truncate(limit);
+        }
+        found.sort_by(order);
+        found
+    }
+
     /// The other offices offering `service`, nearest to `from` first (ties by id), with their
     /// distances in km: the order of `search` near `from`, without `from`. A `slot_full` answer
     /// takes the first few with a free seat, and with an Idempotency-Key it is rendered on the

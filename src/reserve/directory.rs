@@ -15,6 +15,9 @@ pub struct Directory {
     offices: Vec<Office>,
     /// Each office's location as a unit vector (same order), for `nearest`.
     units: Vec<[f64; 3]>,
+    /// Each office's listing entry as readers rendered it (same order); a new directory (an
+    /// office changed) starts with none.
+    memos: Vec<ListingMemo>,
     by_id: HashMap<String, usize>,
     /// (office, service) → the `NEAREST_KEPT` other offices nearest to it that offer the
     /// service (indices, distances in km), nearest first; filled on first use. Bounded by the
@@ -29,6 +32,16 @@ fn unit_vector(p: GeoPoint) -> [f64; 3] {
     [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
 }
 
+/// What a listing renders of an office, kept for the next listing: the part that only changes
+/// with the office (`head`), and the part that changes with its seats (`seats`), with the key
+/// the reader checks before reusing it. What is rendered is the reader's business (the HTTP
+/// layer keeps JSON).
+#[derive(Debug, Default)]
+pub struct ListingMemo {
+    pub head: std::sync::OnceLock<String>,
+    pub seats: Mutex<Option<(Vec<i64>, String)>>,
+}
+
 /// Offices (their indices) with their distances in km, nearest first.
 type Nearest = Arc<[(usize, f64)]>;
 
@@ -41,6 +54,7 @@ impl Directory {
             .collect();
         Self {
             units: offices.iter().map(|o| unit_vector(o.location)).collect(),
+            memos: offices.iter().map(|_| ListingMemo::default()).collect(),
             offices,
             by_id,
             nearest: Mutex::default(),
@@ -49,6 +63,13 @@ impl Directory {
 
     pub fn get(&self, id: &str) -> Option<&Office> {
         self.by_id.get(id).map(|&i| &self.offices[i])
+    }
+
+    /// An office with the rendering of its listing entry that readers share.
+    pub fn get_with_memo(&self, id: &str) -> Option<(&Office, &ListingMemo)> {
+        self.by_id
+            .get(id)
+            .map(|&i| (&self.offices[i], &self.memos[i]))
     }
 
     pub fn all(&self) -> &[Office] {

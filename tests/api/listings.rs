@@ -114,6 +114,39 @@ async fn check(app: &TestApp, offices: &[String]) {
         assert_eq!(answered, wanted, "{query} at {now}");
         for o in body.as_array().unwrap() {
             let id = o["office_id"].as_str().unwrap();
+            // The office's own fields, as `OfficeDto` has them.
+            let office = directory.get(id).unwrap();
+            let services: Vec<String> = office.services.iter().map(|s| s.to_string()).collect();
+            let distance = near.map(|p| (p.distance_km(office.location) * 100.0).round() / 100.0);
+            assert_eq!(
+                (
+                    o["name"].as_str().unwrap(),
+                    o["kind"].as_str().unwrap(),
+                    o["province"].as_str().unwrap(),
+                    o["city"].as_str().unwrap(),
+                    o["area_code"].as_str().unwrap(),
+                    o["lat"].as_f64().unwrap(),
+                    o["lon"].as_f64().unwrap(),
+                    o["stations"].as_u64().unwrap(),
+                    serde_json::from_value::<Vec<String>>(o["services"].clone()).unwrap(),
+                    o["distance_km"].as_f64(),
+                    o.as_object().unwrap().len(),
+                ),
+                (
+                    office.name.as_str(),
+                    office.kind.to_string().as_str(),
+                    office.province.as_str(),
+                    office.city.as_str(),
+                    office.area_code.to_string().as_str(),
+                    office.location.lat,
+                    office.location.lon,
+                    u64::from(office.stations),
+                    services,
+                    distance,
+                    13,
+                ),
+                "{id} in {query}"
+            );
             let earliest: Vec<i64> = o["earliest_free"]
                 .as_array()
                 .unwrap()

@@ -83,7 +83,7 @@ fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
 pub async fn list_offices(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<OfficesQuery>,
-) -> Result<Json<Vec<OfficeDto>>, Problem> {
+) -> Result<Response, Problem> {
     let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
     let province = match q.province.as_deref() {
         Some(p) => Some(
@@ -149,30 +149,75 @@ pub async fn list_offices(
             }
         }
     };
+    // The answer is `[OfficeDto]`, written in two parts per office that listings share: the
+    // office's own fields (rendered once per directory) and its seats (re-rendered only when
+    // its free seats or earliest free slots changed); the distance goes between them.
     let mut days = JalaliDays::default();
-    let offices = picked
-        .into_iter()
-        .map(|(o, distance_km, free_seats)| OfficeDto {
-            office_id: o.id.to_string(),
-            name: o.name.clone(),
-            kind: o.kind.to_string(),
-            province: o.province.clone(),
-            city: o.city.clone(),
-            area_code: o.area_code.to_string(),
-            lat: o.location.lat,
-            lon: o.location.lon,
-            stations: o.stations,
-            services: o.services.iter().map(|s| s.to_string()).collect(),
-            distance_km: distance_km.map(|d| (d * 100.0).round() / 100.0),
-            free_seats,
-            earliest_free: availability
-                .earliest_free(o.id.as_str(), now, EARLIEST_FREE_PER_OFFICE)
-                .iter()
-                .map(|s| days.slot_dto(s))
-                .collect(),
-        })
-        .collect();
-    Ok(Json(offices))
+    let mut body = String::with_capacity(1_024 * picked.len().max(1));
+    body.push('[');
+    for (o, distance_km, free_seats) in picked {
+        let Some((_, memo)) = directory.get_with_memo(o.id.as_str()) else {
+            continue;
+        };
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str(memo.head.get_or_init(|| office_head(o)));
+        body.push_str(",\"distance_km\":");
+        let distance_km = distance_km.map(|d| (d * 100.0).round() / 100.0);
+        body.push_str(&serde_json::to_string(&distance_km).expect("a number or null"));
+        let earliest = availability.earliest_free(o.id.as_str(), now, EARLIEST_FREE_PER_OFFICE);
+        let key: Vec<i64> = std::iter::once(free_seats)
+            .chain(earliest.iter().flat_map(|s| [s.id, s.capacity, s.free()]))
+            .collect();
+        let mut seats = memo.seats.lock().unwrap_or_else(|p| p.into_inner());
+        match &*seats {
+            Some((k, rendered)) if *k == key => body.push_str(rendered),
+            _ => {
+                let slots: Vec<SlotDto> = earliest.iter().map(|s| days.slot_dto(s)).collect();
+                let rendered = format!(
+                    ",\"free_seats\":{free_seats},\"earliest_free\":{}}}",
+                    serde_json::to_string(&slots).expect("SlotDto serialises")
+                );
+                body.push_str(&rendered);
+                *seats = Some((key, rendered));
+            }
+        }
+    }
+    body.push(']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// An office's own fields of its `OfficeDto`, in their order, without the closing brace.
+fn office_head(o: &Office) -> String {
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        office_id: &'a str,
+        name: &'a str,
+        kind: String,
+        province: &'a str,
+        city: &'a str,
+        area_code: String,
+        lat: f64,
+        lon: f64,
+        stations: u16,
+        services: Vec<String>,
+    }
+    let mut head = serde_json::to_string(&Head {
+        office_id: o.id.as_str(),
+        name: &o.name,
+        kind: o.kind.to_string(),
+        province: &o.province,
+        city: &o.city,
+        area_code: o.area_code.to_string(),
+        lat: o.location.lat,
+        lon: o.location.lon,
+        stations: o.stations,
+        services: o.services.iter().map(|s| s.to_string()).collect(),
+    })
+    .expect("strings and numbers serialise");
+    head.pop();
+    head
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

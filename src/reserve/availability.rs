@@ -17,6 +17,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound::{Excluded, Included};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 
 use chrono::NaiveDate;
@@ -43,7 +44,40 @@ impl SlotView {
 /// A rendering of one office-day that a reader made and others reuse until the day's seats
 /// change (the view then hands out a fresh, empty one). What is rendered is the reader's
 /// business (the HTTP layer keeps the day's slots as JSON).
-pub type DayRendering = Arc<OnceLock<String>>;
+pub type DayRendering = Arc<OnceLock<Rendered>>;
+
+/// Most bytes the process keeps in shared day renderings: a crawler listing every office-day
+/// of the national network would otherwise keep them all (≈ 2,200 offices × 31 days × 4 KB).
+pub const RENDERED_BYTES_MAX: usize = 64 << 20;
+
+static RENDERED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A day's rendering, counted against `RENDERED_BYTES_MAX` while it is kept.
+#[derive(Debug)]
+pub struct Rendered(String);
+
+impl Rendered {
+    /// The text to keep, or `None` when the process keeps enough already (render per request).
+    pub fn keep(text: String) -> Option<Rendered> {
+        let len = text.len();
+        RENDERED_BYTES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + len <= RENDERED_BYTES_MAX).then_some(held + len)
+            })
+            .ok()
+            .map(|_| Rendered(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Rendered {
+    fn drop(&mut self) {
+        RENDERED_BYTES.fetch_sub(self.0.len(), Ordering::AcqRel);
+    }
+}
 
 /// One office-day as a slot listing needs it.
 #[derive(Debug, Clone)]
@@ -599,7 +633,9 @@ mod recount {
         let pages = view.day_pages("A", BASE, BASE + 48 * HOUR);
         assert_eq!(pages.len(), 2);
         for p in &pages {
-            p.rendering.set("rendered".into()).unwrap();
+            p.rendering
+                .set(Rendered::keep("rendered".into()).unwrap())
+                .unwrap();
         }
         view.apply(&BTreeMap::from([(1, 1)]));
         let again = view.day_pages("A", BASE, BASE + 48 * HOUR);
@@ -608,19 +644,22 @@ mod recount {
             "the changed day is rendered afresh"
         );
         assert_eq!(
-            again[1].rendering.get().map(String::as_str),
+            again[1].rendering.get().map(Rendered::as_str),
             Some("rendered")
         );
         // A delta that changes no free seat (more taken in a full slot) keeps the rendering.
         view.apply(&BTreeMap::from([(2, 2)]));
         let full = view.day_pages("A", BASE, BASE + 48 * HOUR);
-        full[1].rendering.set("full".into()).unwrap();
+        full[1]
+            .rendering
+            .set(Rendered::keep("full".into()).unwrap())
+            .unwrap();
         view.apply(&BTreeMap::from([(2, 1)]));
         assert_eq!(
             view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
                 .rendering
                 .get()
-                .map(String::as_str),
+                .map(Rendered::as_str),
             Some("full")
         );
         view.apply(&BTreeMap::from([(2, -1)]));

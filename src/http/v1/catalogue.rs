@@ -18,6 +18,7 @@ use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, Province, Service, Ser
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
+use crate::reserve::availability::Rendered;
 
 /// Most offices in one listing.
 const OFFICES_LIMIT_MAX: usize = 100;
@@ -316,11 +317,20 @@ pub async fn list_slots(
         let (first, last) = (page.first_start.max(start), page.last_start.min(end - 1));
         let whole = (first, last) == (page.first_start, page.last_start);
         let fresh;
-        let fragment: &str = if whole && page.first_start > now {
-            page.rendering.get_or_init(|| render(first, last))
-        } else {
-            fresh = render(first, last);
-            &fresh
+        let fragment: &str = match page.rendering.get() {
+            Some(kept) if whole && page.first_start > now => kept.as_str(),
+            _ => {
+                fresh = render(first, last);
+                // Kept for the next reader while the process keeps few enough (a full
+                // rendering set by another reader meanwhile is as good).
+                if let Some(kept) = (whole && page.first_start > now)
+                    .then(|| Rendered::keep(fresh.clone()))
+                    .flatten()
+                {
+                    let _ = page.rendering.set(kept);
+                }
+                &fresh
+            }
         };
         if fragment.is_empty() {
             continue;

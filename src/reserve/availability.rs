@@ -259,6 +259,13 @@ impl Availability {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
     }
 
+    /// Replaces the whole view, then retires the slots that have started by `now`, so that the
+    /// first readers after a (re)load do not pay for it under the write lock.
+    pub fn load_at(&self, rows: Vec<SlotRow>, now: UnixSeconds) {
+        self.load(rows);
+        drop(self.at(now));
+    }
+
     /// Applies committed changes of `taken`.
     pub fn apply(&self, deltas: &BTreeMap<i64, i64>) {
         if deltas.is_empty() {

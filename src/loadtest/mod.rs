@@ -15,6 +15,7 @@
 //! timeout and a bounded number of attempts. Targets are loopback only.
 
 pub mod audit;
+pub mod cpu;
 pub mod flow;
 pub mod journal;
 pub mod report;
@@ -150,11 +151,27 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         stop_at,
     });
 
+    let pid = spawned.as_ref().and_then(SpawnedServer::pid);
+    let cpu_before = match pid {
+        Some(pid) => cpu::sample(pid, &ctx.client, &ctx.base_url).await,
+        None => None,
+    };
     let spawned = spawned.map(|s| Arc::new(tokio::sync::Mutex::new(s)));
     let crash_task = schedule_crash(config.crash_after, spawned.as_ref(), t0)?;
     let journeys = send_arrivals(&ctx, arrival_secs).await;
     drain(journeys, &ctx).await;
     let crash = crash_outcome(crash_task).await?;
+    // A restarted server is another process: its CPU is not comparable, so none is reported.
+    let server_cpu =
+        match (pid, &cpu_before, &crash) {
+            (Some(pid), Some(before), None) => cpu::sample(pid, &ctx.client, &ctx.base_url)
+                .await
+                .map(|after| {
+                    let s = stats_lock(&stats);
+                    cpu::between(before, &after, s.journeys_done)
+                }),
+            _ => None,
+        };
     if spawned.is_some() {
         settle(&journal, reached.sweep_secs).await;
     }
@@ -176,7 +193,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     }
     let audit_report = audit_result?;
 
-    let report = report::build(
+    let mut report = report::build(
         scenario_info(&config, &scenario),
         target_info(&config, &reached),
         started_at.to_rfc3339(),
@@ -186,6 +203,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         crash,
         audit_report,
     );
+    report.server_cpu = server_cpu;
     report::write(&config.out_dir, &report)?;
     Ok(RunOutcome {
         report,

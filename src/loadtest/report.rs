@@ -113,6 +113,8 @@ pub struct Report {
     pub crash: Option<CrashInfo>,
     pub timeline: Vec<SecondReport>,
     pub audit: AuditReport,
+    /// The spawned server's CPU over the run (none for a given target or a crash run).
+    pub server_cpu: Option<super::cpu::ServerCpu>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -211,6 +213,7 @@ pub fn build(
         crash,
         timeline,
         audit,
+        server_cpu: None,
     }
 }
 
@@ -274,6 +277,9 @@ pub fn markdown(r: &Report) -> String {
             "- crash: server killed (SIGKILL) at {:.1} s, ready again at {:.1} s ({:.1} s down)",
             c.killed_at_secs, c.ready_again_at_secs, c.downtime_secs
         );
+    }
+    if let Some(c) = &r.server_cpu {
+        s.push_str(&super::cpu::markdown(c));
     }
     let _ = writeln!(
         s,

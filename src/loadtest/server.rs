@@ -91,6 +91,11 @@ impl SpawnedServer {
         Ok(server)
     }
 
+    /// The server's process id (`taskset` execs it, so the same process).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

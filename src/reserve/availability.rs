@@ -2,15 +2,28 @@
 //! the writer after each commit and rebuilt from the database at start. Reading availability
 //! (the hottest query on a surge day) never touches the database or the writer.
 //!
+//! Besides the slots it keeps what listings ask for, so that an answer costs O(its size), not
+//! O(the network): per office the free seats in slots not yet started and the offices ranked
+//! by them (top-k by free capacity without visiting every office's slots), and per office-day
+//! the free seats (the earliest free slot skips full days) and a version that changes with the
+//! day's seats (a slot listing renders a day once and reuses it until that version moves).
+//! "Not yet started" moves with the clock: every slot is retired once, in start order, by
+//! the first read or delta that finds its start passed (`advance`).
+//!
 //! With several nobat processes on one database this view lags the others' bookings until its
 //! next refresh; that is harmless because the writer decides on locked database rows, never on
 //! this view.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound::{Excluded, Unbounded};
-use std::sync::{Arc, RwLock};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound::{Excluded, Included};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+
+use chrono::NaiveDate;
 
 use crate::booking::{SlotRow, UnixSeconds};
+use crate::domain::time::iran_date;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotView {
@@ -28,55 +41,229 @@ impl SlotView {
     }
 }
 
+/// A rendering of one office-day that a reader made and others reuse until the day's seats
+/// change (the view then hands out a fresh, empty one). What is rendered is the reader's
+/// business (the HTTP layer keeps the day's slots as JSON).
+pub type DayRendering = Arc<OnceLock<Rendered>>;
+
+/// Most bytes the process keeps in shared day renderings: a crawler listing every office-day
+/// of the national network would otherwise keep them all (≈ 2,200 offices × 31 days × 4 KB).
+pub const RENDERED_BYTES_MAX: usize = 64 << 20;
+
+static RENDERED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A day's rendering, counted against `RENDERED_BYTES_MAX` while it is kept.
+#[derive(Debug)]
+pub struct Rendered(String);
+
+impl Rendered {
+    /// The text to keep, or `None` when the process keeps enough already (render per request).
+    pub fn keep(text: String) -> Option<Rendered> {
+        let len = text.len();
+        RENDERED_BYTES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + len <= RENDERED_BYTES_MAX).then_some(held + len)
+            })
+            .ok()
+            .map(|_| Rendered(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Rendered {
+    fn drop(&mut self) {
+        RENDERED_BYTES.fetch_sub(self.0.len(), Ordering::AcqRel);
+    }
+}
+
+/// One office-day as a slot listing needs it.
+#[derive(Debug, Clone)]
+pub struct DayPage {
+    pub day: NaiveDate,
+    pub first_start: UnixSeconds,
+    pub last_start: UnixSeconds,
+    pub rendering: DayRendering,
+}
+
+#[derive(Debug, Default)]
+struct DaySeats {
+    /// Free seats over the day's slots, started or not.
+    free: i64,
+    first_start: UnixSeconds,
+    last_start: UnixSeconds,
+    rendering: DayRendering,
+}
+
+#[derive(Debug, Default)]
+struct OfficeSeats {
+    /// Start → slot id.
+    starts: BTreeMap<UnixSeconds, i64>,
+    days: BTreeMap<NaiveDate, DaySeats>,
+    /// Free seats in the slots starting after the view's horizon.
+    upcoming_free: i64,
+}
+
 #[derive(Default)]
 struct Inner {
     slots: HashMap<i64, SlotView>,
-    /// Office → start → slot id.
-    by_office: HashMap<Arc<str>, BTreeMap<UnixSeconds, i64>>,
-    /// Office → free seats over all its loaded slots, kept current by `apply`, so that listing
-    /// thousands of offices by free capacity does not walk their slots.
-    free_by_office: HashMap<Arc<str>, i64>,
+    offices: HashMap<Arc<str>, OfficeSeats>,
+    /// Every office by its upcoming free seats, most first, ties by id: listings by free
+    /// capacity read the first few instead of totalling every office.
+    ranked: BTreeSet<(Reverse<i64>, Arc<str>)>,
+    /// Every slot by (start, id): the ones before `retired` have started by `horizon`.
+    by_start: Vec<(UnixSeconds, i64)>,
+    retired: usize,
+    /// The start of the last slot retired: slots starting at or before it are not in
+    /// `upcoming_free`, the others are (ties are retired together).
+    horizon: UnixSeconds,
 }
+
+/// What a listing of offices by free capacity keeps: an office's id and upcoming free seats.
+pub type Ranked = (Arc<str>, i64);
 
 #[derive(Default)]
 pub struct Availability {
     inner: RwLock<Inner>,
 }
 
+fn slot_day(start_at: UnixSeconds) -> NaiveDate {
+    iran_date(chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default())
+}
+
+impl Inner {
+    /// Whether a read at `now` must first retire slots that have started.
+    fn behind(&self, now: UnixSeconds) -> bool {
+        self.by_start
+            .get(self.retired)
+            .is_some_and(|&(start, _)| start <= now)
+    }
+
+    /// Retires every slot starting at or before `now`: its free seats leave its office's
+    /// upcoming total. Each slot is retired once over the view's life.
+    fn advance(&mut self, now: UnixSeconds) {
+        let mut changed: HashMap<Arc<str>, i64> = HashMap::new();
+        while let Some(&(start, id)) = self.by_start.get(self.retired) {
+            if start > now {
+                break;
+            }
+            self.retired += 1;
+            self.horizon = start;
+            if let Some(s) = self.slots.get(&id) {
+                *changed.entry(s.office_id.clone()).or_default() -= s.free();
+            }
+        }
+        for (office, d) in changed {
+            self.add_upcoming(&office, d);
+        }
+    }
+
+    /// Moves an office's upcoming free seats by `d`, keeping the ranking.
+    fn add_upcoming(&mut self, office: &Arc<str>, d: i64) {
+        if d == 0 {
+            return;
+        }
+        if let Some(o) = self.offices.get_mut(office) {
+            self.ranked
+                .remove(&(Reverse(o.upcoming_free), office.clone()));
+            o.upcoming_free += d;
+            self.ranked
+                .insert((Reverse(o.upcoming_free), office.clone()));
+        }
+    }
+
+    /// Free seats of `office` in slots starting after `after`.
+    fn free_after(&self, office: &str, after: UnixSeconds) -> i64 {
+        let Some(o) = self.offices.get(office) else {
+            return 0;
+        };
+        if after >= self.horizon {
+            // Not behind (the caller advanced), so nothing starts in (horizon, after].
+            return o.upcoming_free;
+        }
+        // The clock went back (a test's clock, or a read that raced an advance): add back
+        // the slots started by the horizon but not by `after`.
+        o.upcoming_free
+            + o.starts
+                .range((Excluded(after), Included(self.horizon)))
+                .filter_map(|(_, id)| self.slots.get(id))
+                .map(SlotView::free)
+                .sum::<i64>()
+    }
+}
+
 impl Availability {
-    /// Replaces the whole view (start-up and periodic refresh).
+    /// A read guard on a view whose upcoming totals are exact for `now`.
+    fn at(&self, now: UnixSeconds) -> RwLockReadGuard<'_, Inner> {
+        {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            if !inner.behind(now) {
+                return inner;
+            }
+        }
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .advance(now);
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the whole view (start-up and periodic refresh). Every slot counts as upcoming
+    /// until the first read retires the started ones.
     pub fn load(&self, rows: Vec<SlotRow>) {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            horizon: UnixSeconds::MIN,
+            ..Inner::default()
+        };
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         for r in rows {
             let office: Arc<str> = names
                 .entry(r.office_id.clone())
                 .or_insert_with(|| Arc::from(r.office_id.as_str()))
                 .clone();
-            inner
-                .by_office
-                .entry(office.clone())
-                .or_default()
-                .insert(r.start_at, r.id);
-            inner.slots.insert(
-                r.id,
-                SlotView {
-                    id: r.id,
-                    office_id: office,
-                    start_at: r.start_at,
-                    duration_minutes: r.duration_minutes,
-                    capacity: r.capacity,
-                    taken: r.taken,
-                },
-            );
+            let day = slot_day(r.start_at);
+            let slot = SlotView {
+                id: r.id,
+                office_id: office.clone(),
+                start_at: r.start_at,
+                duration_minutes: r.duration_minutes,
+                capacity: r.capacity,
+                taken: r.taken,
+            };
+            let o = inner.offices.entry(office).or_default();
+            o.starts.insert(r.start_at, r.id);
+            let d = o.days.entry(day).or_insert_with(|| DaySeats {
+                first_start: r.start_at,
+                last_start: r.start_at,
+                ..DaySeats::default()
+            });
+            d.free += slot.free();
+            d.first_start = d.first_start.min(r.start_at);
+            d.last_start = d.last_start.max(r.start_at);
+            o.upcoming_free += slot.free();
+            inner.by_start.push((r.start_at, r.id));
+            inner.slots.insert(r.id, slot);
         }
-        for slot in inner.slots.values() {
-            *inner
-                .free_by_office
-                .entry(slot.office_id.clone())
-                .or_default() += slot.free();
-        }
+        inner.by_start.sort_unstable();
+        inner.ranked = inner
+            .offices
+            .iter()
+            .map(|(id, o)| (Reverse(o.upcoming_free), id.clone()))
+            .collect();
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
+    }
+
+    /// Replaces the whole view, then retires the slots that have started by `now`, so that the
+    /// first readers after a (re)load do not pay for it under the write lock.
+    pub fn load_at(&self, rows: Vec<SlotRow>, now: UnixSeconds) {
+        self.load(rows);
+        drop(self.at(now));
     }
 
     /// Applies committed changes of `taken`.
@@ -87,21 +274,30 @@ impl Availability {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
         for (id, d) in deltas {
-            if let Some(s) = inner.slots.get_mut(id) {
-                let free_before = s.free();
-                s.taken = (s.taken + d).clamp(0, s.capacity);
-                *inner.free_by_office.entry(s.office_id.clone()).or_default() +=
-                    s.free() - free_before;
+            let Some(s) = inner.slots.get_mut(id) else {
+                continue;
+            };
+            let free_before = s.free();
+            s.taken = (s.taken + d).clamp(0, s.capacity);
+            let change = s.free() - free_before;
+            if change == 0 {
+                continue;
+            }
+            let (office, start) = (s.office_id.clone(), s.start_at);
+            if let Some(o) = inner.offices.get_mut(&office) {
+                if let Some(day) = o.days.get_mut(&slot_day(start)) {
+                    day.free += change;
+                    day.rendering = DayRendering::default();
+                }
+            }
+            if start > inner.horizon {
+                inner.add_upcoming(&office, change);
             }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .slots
-            .len()
+        self.read().slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,17 +305,12 @@ impl Availability {
     }
 
     pub fn slot(&self, id: i64) -> Option<SlotView> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .slots
-            .get(&id)
-            .cloned()
+        self.read().slots.get(&id).cloned()
     }
 
     pub fn slot_at(&self, office_id: &str, start_at: UnixSeconds) -> Option<SlotView> {
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let id = inner.by_office.get(office_id)?.get(&start_at)?;
+        let inner = self.read();
+        let id = inner.offices.get(office_id)?.starts.get(&start_at)?;
         inner.slots.get(id).cloned()
     }
 
@@ -131,56 +322,117 @@ impl Availability {
         to: UnixSeconds,
         limit: usize,
     ) -> Vec<SlotView> {
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(starts) = inner.by_office.get(office_id) else {
+        let inner = self.read();
+        let Some(o) = inner.offices.get(office_id) else {
             return Vec::new();
         };
-        starts
+        if from >= to {
+            return Vec::new();
+        }
+        o.starts
             .range(from..to)
             .take(limit)
             .filter_map(|(_, id)| inner.slots.get(id).cloned())
             .collect()
     }
 
+    /// The office-days of an office with a slot starting in `[from, to)`, in order, each with
+    /// the rendering readers share until its seats change.
+    pub fn day_pages(&self, office_id: &str, from: UnixSeconds, to: UnixSeconds) -> Vec<DayPage> {
+        let inner = self.read();
+        let Some(o) = inner.offices.get(office_id) else {
+            return Vec::new();
+        };
+        if from >= to {
+            return Vec::new();
+        }
+        // Days are keyed by date; a day's slots may begin before `from` only on the first.
+        o.days
+            .range(slot_day(from)..)
+            .take_while(|(_, d)| d.first_start < to)
+            .filter(|(_, d)| d.last_start >= from)
+            .map(|(day, d)| DayPage {
+                day: *day,
+                first_start: d.first_start,
+                last_start: d.last_start,
+                rendering: d.rendering.clone(),
+            })
+            .collect()
+    }
+
     /// The first `limit` slots with a free seat starting strictly after `after` (a slot that
-    /// starts now can no longer be booked).
+    /// starts now can no longer be booked). Full days are skipped by their totals, so a surge
+    /// that filled the next weeks costs a walk over days, not over their slots.
     pub fn earliest_free(
         &self,
         office_id: &str,
         after: UnixSeconds,
         limit: usize,
     ) -> Vec<SlotView> {
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(starts) = inner.by_office.get(office_id) else {
+        let inner = self.read();
+        let Some(o) = inner.offices.get(office_id) else {
             return Vec::new();
         };
-        starts
-            .range((Excluded(after), Unbounded))
-            .filter_map(|(_, id)| inner.slots.get(id))
-            .filter(|s| s.free() > 0)
-            .take(limit)
-            .cloned()
-            .collect()
+        let mut found = Vec::with_capacity(limit.min(16));
+        if limit == 0 {
+            return found;
+        }
+        for d in o.days.range(slot_day(after)..).map(|(_, d)| d) {
+            if d.free == 0 || d.last_start <= after {
+                continue;
+            }
+            let from = d.first_start.max(after.saturating_add(1));
+            for (_, id) in o.starts.range(from..=d.last_start) {
+                let Some(s) = inner.slots.get(id) else {
+                    continue;
+                };
+                if s.free() > 0 {
+                    found.push(s.clone());
+                    if found.len() == limit {
+                        return found;
+                    }
+                }
+            }
+        }
+        found
     }
 
-    /// Total free seats per office in slots starting after `after` (for listings sorted by
-    /// free capacity).
+    /// Free seats of an office in slots starting after `after` (listings by free capacity).
     pub fn free_seats(&self, office_id: &str, after: UnixSeconds) -> i64 {
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let Some(starts) = inner.by_office.get(office_id) else {
-            return 0;
-        };
-        // The running total, less the slots that have started: the view holds only yesterday's
-        // and today's, so this walks a few dozen slots, not the whole booking window.
-        let started: i64 = starts
-            .range(..=after)
-            .filter_map(|(_, id)| inner.slots.get(id))
-            .map(SlotView::free)
-            .sum();
-        inner.free_by_office.get(office_id).copied().unwrap_or(0) - started
+        self.at(after).free_after(office_id, after)
+    }
+
+    /// The offices that `keep` accepts, most upcoming free seats (slots starting after `now`)
+    /// first, ties by id, at most `limit`: read off the ranking, so it visits the offices
+    /// ahead of the last one returned, not the network.
+    pub fn top_offices(
+        &self,
+        now: UnixSeconds,
+        limit: usize,
+        mut keep: impl FnMut(&str) -> bool,
+    ) -> Vec<Ranked> {
+        let inner = self.at(now);
+        if now >= inner.horizon {
+            return inner
+                .ranked
+                .iter()
+                .filter(|(_, id)| keep(id))
+                .take(limit)
+                .map(|(Reverse(free), id)| (id.clone(), *free))
+                .collect();
+        }
+        // The clock went back past the horizon: total the kept offices at `now`.
+        let mut all: Vec<Ranked> = inner
+            .offices
+            .keys()
+            .filter(|id| keep(id))
+            .map(|id| (id.clone(), inner.free_after(id, now)))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +474,205 @@ mod tests {
         );
         assert_eq!(a.free_seats("A", -1), 1);
         assert_eq!(a.range("A", 100, 201, 10).len(), 2);
+    }
+}
+
+/// The maintained totals against a recount from the slots, after random bookings, cancels,
+/// expiries and clock moves (forward, and back as a test's clock may).
+#[cfg(test)]
+mod recount {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR: i64 = 3_600;
+    /// 2024-09-21 00:00 Iran time: office days start at 08:00 local.
+    const BASE: i64 = 1_726_864_200;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Seats taken (positive: a hold or booking; negative: a cancel, release or expiry).
+        Delta(usize, i64),
+        Clock(i64),
+    }
+
+    fn slots() -> impl Strategy<Value = Vec<SlotRow>> {
+        // Up to 4 offices × 3 days × 6 slots of 30 minutes from 08:00.
+        prop::collection::vec((0..4usize, 0..3i64, 0..6i64, 1..4i64, 0..4i64), 1..40).prop_map(
+            |specs| {
+                let mut seen = BTreeSet::new();
+                specs
+                    .into_iter()
+                    .filter(|(o, d, k, _, _)| seen.insert((*o, *d, *k)))
+                    .enumerate()
+                    .map(|(i, (o, d, k, capacity, taken))| SlotRow {
+                        id: i as i64 + 1,
+                        office_id: format!("O{o}"),
+                        start_at: BASE + d * 24 * HOUR + 8 * HOUR + k * 1_800,
+                        duration_minutes: 30,
+                        capacity,
+                        taken: taken.min(capacity),
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            prop_oneof![
+                (0..40usize, -2..3i64).prop_map(|(s, d)| Op::Delta(s, d)),
+                (-HOUR..4 * 24 * HOUR).prop_map(|t| Op::Clock(BASE + t)),
+            ],
+            0..60,
+        )
+    }
+
+    /// What the view answers, worked out from the slots alone.
+    fn recount(slots: &BTreeMap<i64, SlotView>, now: UnixSeconds) -> Vec<(String, i64)> {
+        let mut free: BTreeMap<String, i64> = BTreeMap::new();
+        for s in slots.values() {
+            let f = free.entry(s.office_id.to_string()).or_default();
+            if s.start_at > now {
+                *f += s.free();
+            }
+        }
+        let mut ranked: Vec<(String, i64)> = free.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked
+    }
+
+    proptest! {
+        #[test]
+        fn maintained_totals_equal_a_recount(rows in slots(), ops in ops()) {
+            let view = Availability::default();
+            view.load(rows.clone());
+            let mut model: BTreeMap<i64, SlotView> = rows
+                .iter()
+                .map(|r| (r.id, SlotView {
+                    id: r.id,
+                    office_id: Arc::from(r.office_id.as_str()),
+                    start_at: r.start_at,
+                    duration_minutes: r.duration_minutes,
+                    capacity: r.capacity,
+                    taken: r.taken,
+                }))
+                .collect();
+            let mut now = BASE;
+            for op in ops {
+                match op {
+                    Op::Delta(k, d) => {
+                        let id = (k % rows.len()) as i64 + 1;
+                        view.apply(&BTreeMap::from([(id, d)]));
+                        let s = model.get_mut(&id).unwrap();
+                        s.taken = (s.taken + d).clamp(0, s.capacity);
+                    }
+                    Op::Clock(t) => now = t,
+                }
+                let expected = recount(&model, now);
+                for (office, free) in &expected {
+                    prop_assert_eq!(view.free_seats(office, now), *free, "{} at {}", office, now);
+                }
+                for limit in [1, 2, 10] {
+                    let top: Vec<(String, i64)> = view
+                        .top_offices(now, limit, |_| true)
+                        .into_iter()
+                        .map(|(o, f)| (o.to_string(), f))
+                        .collect();
+                    prop_assert_eq!(&top[..], &expected[..limit.min(expected.len())]);
+                }
+                let odd: Vec<(String, i64)> = view
+                    .top_offices(now, 10, |o| o == "O1" || o == "O3")
+                    .into_iter()
+                    .map(|(o, f)| (o.to_string(), f))
+                    .collect();
+                let odd_expected: Vec<(String, i64)> =
+                    expected.iter().filter(|(o, _)| o == "O1" || o == "O3").cloned().collect();
+                prop_assert_eq!(odd, odd_expected);
+                for office in ["O0", "O1", "O2", "O3"] {
+                    let walked: Vec<i64> = model
+                        .values()
+                        .filter(|s| &*s.office_id == office && s.start_at > now && s.free() > 0)
+                        .map(|s| (s.start_at, s.id))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .take(3)
+                        .map(|(_, id)| id)
+                        .collect();
+                    let earliest: Vec<i64> =
+                        view.earliest_free(office, now, 3).iter().map(|s| s.id).collect();
+                    prop_assert_eq!(earliest, walked, "earliest free of {} after {}", office, now);
+                    // Day pages cover exactly the office's days with slots in the range.
+                    let (from, to) = (now - 24 * HOUR, now + 24 * HOUR);
+                    let days: BTreeSet<NaiveDate> = model
+                        .values()
+                        .filter(|s| &*s.office_id == office && s.start_at >= from && s.start_at < to)
+                        .map(|s| slot_day(s.start_at))
+                        .collect();
+                    let pages: BTreeSet<NaiveDate> =
+                        view.day_pages(office, from, to).iter().map(|p| p.day).collect();
+                    prop_assert_eq!(pages, days);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_day_rendering_is_dropped_when_its_seats_change() {
+        let view = Availability::default();
+        view.load(vec![
+            SlotRow {
+                id: 1,
+                office_id: "A".into(),
+                start_at: BASE + 8 * HOUR,
+                duration_minutes: 30,
+                capacity: 2,
+                taken: 0,
+            },
+            SlotRow {
+                id: 2,
+                office_id: "A".into(),
+                start_at: BASE + 32 * HOUR,
+                duration_minutes: 30,
+                capacity: 2,
+                taken: 0,
+            },
+        ]);
+        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        assert_eq!(pages.len(), 2);
+        for p in &pages {
+            p.rendering
+                .set(Rendered::keep("rendered".into()).unwrap())
+                .unwrap();
+        }
+        view.apply(&BTreeMap::from([(1, 1)]));
+        let again = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        assert!(
+            again[0].rendering.get().is_none(),
+            "the changed day is rendered afresh"
+        );
+        assert_eq!(
+            again[1].rendering.get().map(Rendered::as_str),
+            Some("rendered")
+        );
+        // A delta that changes no free seat (more taken in a full slot) keeps the rendering.
+        view.apply(&BTreeMap::from([(2, 2)]));
+        let full = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        full[1]
+            .rendering
+            .set(Rendered::keep("full".into()).unwrap())
+            .unwrap();
+        view.apply(&BTreeMap::from([(2, 1)]));
+        assert_eq!(
+            view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
+                .rendering
+                .get()
+                .map(Rendered::as_str),
+            Some("full")
+        );
+        view.apply(&BTreeMap::from([(2, -1)]));
+        assert!(view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
+            .rendering
+            .get()
+            .is_none());
     }
 }

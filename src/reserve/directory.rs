@@ -13,11 +13,33 @@ const NEAREST_KEPT: usize = 8;
 
 pub struct Directory {
     offices: Vec<Office>,
+    /// Each office's location as a unit vector (same order), for `nearest`.
+    units: Vec<[f64; 3]>,
+    /// Each office's listing entry as readers rendered it (same order); a new directory (an
+    /// office changed) starts with none.
+    memos: Vec<ListingMemo>,
     by_id: HashMap<String, usize>,
     /// (office, service) → the `NEAREST_KEPT` other offices nearest to it that offer the
     /// service (indices, distances in km), nearest first; filled on first use. Bounded by the
     /// offices times the services.
     nearest: Mutex<HashMap<(usize, ServiceCode), Nearest>>,
+}
+
+/// A point on the unit sphere: the squared chord between two of them orders pairs of points
+/// as their great-circle distance does.
+fn unit_vector(p: GeoPoint) -> [f64; 3] {
+    let (lat, lon) = (p.lat.to_radians(), p.lon.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+/// What a listing renders of an office, kept for the next listing: the part that only changes
+/// with the office (`head`), and the part that changes with its seats (`seats`), with the key
+/// the reader checks before reusing it. What is rendered is the reader's business (the HTTP
+/// layer keeps JSON).
+#[derive(Debug, Default)]
+pub struct ListingMemo {
+    pub head: std::sync::OnceLock<String>,
+    pub seats: Mutex<Option<(Vec<i64>, String)>>,
 }
 
 /// Offices (their indices) with their distances in km, nearest first.
@@ -31,6 +53,8 @@ impl Directory {
             .map(|(i, o)| (o.id.to_string(), i))
             .collect();
         Self {
+            units: offices.iter().map(|o| unit_vector(o.location)).collect(),
+            memos: offices.iter().map(|_| ListingMemo::default()).collect(),
             offices,
             by_id,
             nearest: Mutex::default(),
@@ -39,6 +63,13 @@ impl Directory {
 
     pub fn get(&self, id: &str) -> Option<&Office> {
         self.by_id.get(id).map(|&i| &self.offices[i])
+    }
+
+    /// An office with the rendering of its listing entry that readers share.
+    pub fn get_with_memo(&self, id: &str) -> Option<(&Office, &ListingMemo)> {
+        self.by_id
+            .get(id)
+            .map(|&i| (&self.offices[i], &self.memos[i]))
     }
 
     pub fn all(&self) -> &[Office] {
@@ -77,6 +108,53 @@ impl Directory {
             });
         }
         found
+    }
+
+    /// The `limit` offices that `keep` accepts nearest to `point`, nearest first (ties by id),
+    /// with their distances in km: the head of `search` near `point`, by a partial sort of the
+    /// matches instead of a full one.
+    pub fn nearest(
+        &self,
+        point: GeoPoint,
+        limit: usize,
+        keep: impl Fn(&Office) -> bool,
+    ) -> Vec<(&Office, f64)> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        // Ranked first by the chord between unit vectors (no trigonometry per office; the
+        // haversine is a monotonic function of it), then the few nearest by the haversine
+        // itself. The cut keeps every office within rounding of the limit-th, so ties and
+        // near-ties are settled by the exact distance and the id as `search` settles them.
+        let u = unit_vector(point);
+        let mut found: Vec<(usize, f64)> = self
+            .offices
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| keep(o))
+            .map(|(i, _)| {
+                let v = self.units[i];
+                let d = [v[0] - u[0], v[1] - u[1], v[2] - u[2]];
+                (i, d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+            })
+            .collect();
+        if found.len() > limit {
+            found.select_nth_unstable_by(limit - 1, |a, b| a.1.total_cmp(&b.1));
+            let cut = found[limit - 1].1 * (1.0 + 1e-6) + 1e-12;
+            found.retain(|(_, chord)| *chord <= cut);
+        }
+        let mut exact: Vec<(&Office, f64)> = found
+            .into_iter()
+            .map(|(i, _)| {
+                (
+                    &self.offices[i],
+                    point.distance_km(self.offices[i].location),
+                )
+            })
+            .collect();
+        exact.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+        exact.truncate(limit);
+        exact
     }
 
     /// The other offices offering `service`, nearest to `from` first (ties by id), with their
@@ -168,5 +246,44 @@ mod tests {
             }
         }
         assert!(longer_than_kept > 0, "some lists go past the kept ones");
+    }
+
+    #[test]
+    fn nearest_is_the_head_of_the_search() {
+        let offices = crate::planning::scenario::Scenario::from_toml_str(
+            crate::store::seed::BUNDLED_SCENARIO,
+            "small.toml",
+        )
+        .unwrap()
+        .generate_network();
+        let directory = Directory::new(offices);
+        let mut points: Vec<GeoPoint> = directory.all().iter().map(|o| o.location).collect();
+        points.extend([
+            GeoPoint::new(35.7, 51.4).unwrap(),
+            GeoPoint::new(-33.9, 151.2).unwrap(),
+            GeoPoint::new(0.0, 179.9).unwrap(),
+        ]);
+        for point in points {
+            for service in [
+                None,
+                Some(ServiceCode::FirstIssuance),
+                Some(ServiceCode::CardPickup),
+            ] {
+                for limit in [1, 3, 5, 20, 100] {
+                    let searched: Vec<(String, f64)> = directory
+                        .search(None, None, Some(point), service)
+                        .into_iter()
+                        .take(limit)
+                        .map(|(o, d)| (o.id.to_string(), d.unwrap()))
+                        .collect();
+                    let nearest: Vec<(String, f64)> = directory
+                        .nearest(point, limit, |o| service.is_none_or(|s| o.offers(s)))
+                        .into_iter()
+                        .map(|(o, d)| (o.id.to_string(), d))
+                        .collect();
+                    assert_eq!(nearest, searched, "{point:?} {service:?} {limit}");
+                }
+            }
+        }
     }
 }

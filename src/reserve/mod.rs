@@ -204,7 +204,7 @@ impl Reservations {
         let availability = Arc::new(Availability::default());
         let now = clock.now().timestamp();
         // Yesterday's slots stay visible so a receipt for this morning still resolves its slot.
-        availability.load(store.bookable_slots(now - 86_400).await?);
+        availability.load_at(store.bookable_slots(now - 86_400).await?, now);
         // PostgreSQL locks rows, so several writers, each on its own connection and queue,
         // overlap one batch's commit with the next batch's work. Requests that may take a seat
         // go to the queue of their slot (`queue_index`), so two writers of one process never lock
@@ -285,7 +285,7 @@ impl Reservations {
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let now = self.clock.now().timestamp();
         self.availability
-            .load(self.store.bookable_slots(now - 86_400).await?);
+            .load_at(self.store.bookable_slots(now - 86_400).await?, now);
         Ok(())
     }
 

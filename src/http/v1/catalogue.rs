@@ -2,7 +2,8 @@
 //! the availability view), never from the writer.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Duration, NaiveDate, NaiveTime};
 use serde::Deserialize;
@@ -10,12 +11,14 @@ use utoipa::IntoParams;
 
 use super::dto::{OfficeDto, ServiceDto, SlotDto};
 use super::JalaliDays;
+use crate::booking::UnixSeconds;
 use crate::domain::jalali::JalaliDate;
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{AreaCode, GeoPoint, Office, OfficeId, Province, Service, ServiceCode};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
+use crate::reserve::availability::Rendered;
 
 /// Most offices in one listing.
 const OFFICES_LIMIT_MAX: usize = 100;
@@ -81,7 +84,7 @@ fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
 pub async fn list_offices(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<OfficesQuery>,
-) -> Result<Json<Vec<OfficeDto>>, Problem> {
+) -> Result<Response, Problem> {
     let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
     let province = match q.province.as_deref() {
         Some(p) => Some(
@@ -111,49 +114,111 @@ pub async fn list_offices(
     let now = state.engine.clock().now().timestamp();
     let directory = state.directory();
     let availability = state.engine.availability();
-    let found = directory.search(area_code, province.as_deref(), near, service);
-    // Only the offices returned are described: a national search matches thousands, and each
-    // description allocates a dozen strings and totals the office's free seats.
-    let picked: Vec<(&Office, Option<f64>, i64)> = if near.is_some() {
-        // Nearest first already.
-        found
-            .into_iter()
-            .take(limit)
-            .map(|(o, d)| (o, d, availability.free_seats(o.id.as_str(), now)))
-            .collect()
-    } else {
-        let mut rows: Vec<_> = found
-            .into_iter()
-            .map(|(o, d)| (o, d, availability.free_seats(o.id.as_str(), now)))
-            .collect();
-        rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.id.cmp(&b.0.id)));
-        rows.truncate(limit);
-        rows
+    let matches = |o: &Office| {
+        area_code.is_none_or(|a| o.area_code == a)
+            && province.as_deref().is_none_or(|p| o.province == p)
+            && service.is_none_or(|s| o.offers(s))
     };
+    // Only the offices returned are described and totalled: a national search matches
+    // thousands. By free capacity they are read off the view's ranking, nearest first off the
+    // directory's partial sort; neither visits a slot of an office it does not return.
+    let picked: Vec<(&Office, Option<f64>, i64)> = match near {
+        Some(point) => directory
+            .nearest(point, limit, matches)
+            .into_iter()
+            .map(|(o, d)| (o, Some(d), availability.free_seats(o.id.as_str(), now)))
+            .collect(),
+        None => {
+            let top =
+                availability.top_offices(now, limit, |id| directory.get(id).is_some_and(matches));
+            // The ranking holds the offices with slots; with fewer than `limit` of them, or
+            // ties at zero, offices without slots (zero seats) may belong in the answer too.
+            if top.len() == limit && top.last().is_some_and(|(_, free)| *free > 0) {
+                top.iter()
+                    .filter_map(|(id, free)| directory.get(id).map(|o| (o, None, *free)))
+                    .collect()
+            } else {
+                let mut rows: Vec<_> = directory
+                    .all()
+                    .iter()
+                    .filter(|o| matches(o))
+                    .map(|o| (o, None, availability.free_seats(o.id.as_str(), now)))
+                    .collect();
+                rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.id.cmp(&b.0.id)));
+                rows.truncate(limit);
+                rows
+            }
+        }
+    };
+    // The answer is `[OfficeDto]`, written in two parts per office that listings share: the
+    // office's own fields (rendered once per directory) and its seats (re-rendered only when
+    // its free seats or earliest free slots changed); the distance goes between them.
     let mut days = JalaliDays::default();
-    let offices = picked
-        .into_iter()
-        .map(|(o, distance_km, free_seats)| OfficeDto {
-            office_id: o.id.to_string(),
-            name: o.name.clone(),
-            kind: o.kind.to_string(),
-            province: o.province.clone(),
-            city: o.city.clone(),
-            area_code: o.area_code.to_string(),
-            lat: o.location.lat,
-            lon: o.location.lon,
-            stations: o.stations,
-            services: o.services.iter().map(|s| s.to_string()).collect(),
-            distance_km: distance_km.map(|d| (d * 100.0).round() / 100.0),
-            free_seats,
-            earliest_free: availability
-                .earliest_free(o.id.as_str(), now, EARLIEST_FREE_PER_OFFICE)
-                .iter()
-                .map(|s| days.slot_dto(s))
-                .collect(),
-        })
-        .collect();
-    Ok(Json(offices))
+    let mut body = String::with_capacity(1_024 * picked.len().max(1));
+    body.push('[');
+    for (o, distance_km, free_seats) in picked {
+        let Some((_, memo)) = directory.get_with_memo(o.id.as_str()) else {
+            continue;
+        };
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str(memo.head.get_or_init(|| office_head(o)));
+        body.push_str(",\"distance_km\":");
+        let distance_km = distance_km.map(|d| (d * 100.0).round() / 100.0);
+        body.push_str(&serde_json::to_string(&distance_km).expect("a number or null"));
+        let earliest = availability.earliest_free(o.id.as_str(), now, EARLIEST_FREE_PER_OFFICE);
+        let key: Vec<i64> = std::iter::once(free_seats)
+            .chain(earliest.iter().flat_map(|s| [s.id, s.capacity, s.free()]))
+            .collect();
+        let mut seats = memo.seats.lock().unwrap_or_else(|p| p.into_inner());
+        match &*seats {
+            Some((k, rendered)) if *k == key => body.push_str(rendered),
+            _ => {
+                let slots: Vec<SlotDto> = earliest.iter().map(|s| days.slot_dto(s)).collect();
+                let rendered = format!(
+                    ",\"free_seats\":{free_seats},\"earliest_free\":{}}}",
+                    serde_json::to_string(&slots).expect("SlotDto serialises")
+                );
+                body.push_str(&rendered);
+                *seats = Some((key, rendered));
+            }
+        }
+    }
+    body.push(']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// An office's own fields of its `OfficeDto`, in their order, without the closing brace.
+fn office_head(o: &Office) -> String {
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        office_id: &'a str,
+        name: &'a str,
+        kind: String,
+        province: &'a str,
+        city: &'a str,
+        area_code: String,
+        lat: f64,
+        lon: f64,
+        stations: u16,
+        services: Vec<String>,
+    }
+    let mut head = serde_json::to_string(&Head {
+        office_id: o.id.as_str(),
+        name: &o.name,
+        kind: o.kind.to_string(),
+        province: &o.province,
+        city: &o.city,
+        area_code: o.area_code.to_string(),
+        lat: o.location.lat,
+        lon: o.location.lon,
+        stations: o.stations,
+        services: o.services.iter().map(|s| s.to_string()).collect(),
+    })
+    .expect("strings and numbers serialise");
+    head.pop();
+    head
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -185,7 +250,7 @@ pub async fn list_slots(
     State(state): State<AppState>,
     ApiPath(office_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SlotsQuery>,
-) -> Result<Json<Vec<SlotDto>>, Problem> {
+) -> Result<Response, Problem> {
     let id = OfficeId::parse(&office_id)?;
     let directory = state.directory();
     let office = directory.get(id.as_str()).ok_or_else(|| {
@@ -227,22 +292,54 @@ pub async fn list_slots(
     let start = iran_instant(from, NaiveTime::MIN)?.timestamp();
     let end = iran_instant(to + Duration::days(1), NaiveTime::MIN)?.timestamp();
     let now = state.engine.clock().now().timestamp();
-    let slots = state
-        .engine
-        .availability()
-        .range(id.as_str(), start, end, 10_000);
+    let availability = state.engine.availability();
+    // Each office-day is rendered once and its JSON reused until the day's seats change (the
+    // view hands out a fresh rendering then); a day that has begun is rendered per request,
+    // since its started slots show no free seat whatever they have left.
     let mut days = JalaliDays::default();
-    Ok(Json(
-        slots
-            .iter()
-            .map(|s| {
-                let mut dto = days.slot_dto(s);
-                // A slot that has started can no longer be booked, whatever seats it has left.
-                if s.start_at <= now {
-                    dto.free = 0;
+    let mut render = |first: UnixSeconds, last: UnixSeconds| {
+        let mut out = Vec::new();
+        for s in availability.range(id.as_str(), first, last + 1, usize::MAX) {
+            let mut dto = days.slot_dto(&s);
+            if s.start_at <= now {
+                dto.free = 0;
+            }
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            // A struct of strings and integers always serialises.
+            serde_json::to_writer(&mut out, &dto).expect("SlotDto serialises");
+        }
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    };
+    let mut body = String::from("[");
+    for page in availability.day_pages(id.as_str(), start, end) {
+        let (first, last) = (page.first_start.max(start), page.last_start.min(end - 1));
+        let whole = (first, last) == (page.first_start, page.last_start);
+        let fresh;
+        let fragment: &str = match page.rendering.get() {
+            Some(kept) if whole && page.first_start > now => kept.as_str(),
+            _ => {
+                fresh = render(first, last);
+                // Kept for the next reader while the process keeps few enough (a full
+                // rendering set by another reader meanwhile is as good).
+                if let Some(kept) = (whole && page.first_start > now)
+                    .then(|| Rendered::keep(fresh.clone()))
+                    .flatten()
+                {
+                    let _ = page.rendering.set(kept);
                 }
-                dto
-            })
-            .collect(),
-    ))
+                &fresh
+            }
+        };
+        if fragment.is_empty() {
+            continue;
+        }
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str(fragment);
+    }
+    body.push(']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -1,0 +1,226 @@
+//! What the spawned server spent: its process CPU seconds (`/proc/<pid>/stat`, all threads)
+//! over the run, per completed journey, and per request kind from the server's own
+//! `nobat_http_cpu_microseconds_total{route,method}` (each request's task: handler and
+//! middleware). The rest (the booking writer, HTTP parsing, the sweeper, the runtime) is
+//! reported as not attributed to a request. Sampled when arrivals start and when the drain
+//! ends, so a regression shows in the next run's report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One reading of the server.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub cpu_secs: f64,
+    /// (method, route) → (CPU µs in the request's task, requests).
+    pub routes: BTreeMap<(String, String), (f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteCpu {
+    pub method: String,
+    pub route: String,
+    pub requests: u64,
+    pub cpu_secs: f64,
+    pub cpu_us_per_request: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerCpu {
+    /// Server process CPU (user + system, all threads) from the first arrival to the drain.
+    pub cpu_secs: f64,
+    pub journeys_completed: u64,
+    pub cpu_ms_per_journey: f64,
+    pub requests: u64,
+    pub cpu_us_per_request: f64,
+    /// Per request kind, most CPU first.
+    pub by_route: Vec<RouteCpu>,
+    /// CPU outside any request's task: the booking writer, HTTP parsing, sweeper, runtime.
+    pub not_attributed_secs: f64,
+}
+
+/// User + system CPU seconds of a process, all its threads.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = stat_ticks(&stat)?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_sec > 0).then(|| ticks as f64 / per_sec as f64)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name in
+/// parentheses may itself hold spaces and parentheses, so fields count from its last `)`.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After `)`: state is field 3, so utime (14) is index 11 and stime (15) index 12.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = labels[start..].find('"')?;
+    Some(&labels[start..start + len])
+}
+
+/// The per-route CPU and request counters in a Prometheus text exposition.
+pub fn parse_metrics(text: &str) -> BTreeMap<(String, String), (f64, f64)> {
+    let mut routes: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let (is_cpu, rest) =
+            if let Some(r) = line.strip_prefix("nobat_http_cpu_microseconds_total{") {
+                (true, r)
+            } else if let Some(r) = line.strip_prefix("nobat_http_requests_total{") {
+                (false, r)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let (Some(route), Some(method), Ok(value)) = (
+            label(labels, "route"),
+            label(labels, "method"),
+            value.trim().parse::<f64>(),
+        ) else {
+            continue;
+        };
+        let e = routes
+            .entry((method.to_string(), route.to_string()))
+            .or_default();
+        if is_cpu {
+            e.0 += value;
+        } else {
+            e.1 += value;
+        }
+    }
+    routes
+}
+
+/// Reads the server's CPU and its per-route counters now.
+pub async fn sample(pid: u32, client: &reqwest::Client, base_url: &str) -> Option<Sample> {
+    let cpu_secs = process_cpu_secs(pid)?;
+    let text = client
+        .get(format!("{base_url}/metrics"))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(Sample {
+        cpu_secs,
+        routes: parse_metrics(&text),
+    })
+}
+
+/// What the server spent between two samples, for `journeys` completed journeys.
+pub fn between(before: &Sample, after: &Sample, journeys: u64) -> ServerCpu {
+    let cpu_secs = (after.cpu_secs - before.cpu_secs).max(0.0);
+    let mut by_route: Vec<RouteCpu> = after
+        .routes
+        .iter()
+        .filter(|((_, route), _)| route != "/metrics")
+        .map(|(key, (cpu_us, n))| {
+            let (cpu0, n0) = before.routes.get(key).copied().unwrap_or_default();
+            let requests = (n - n0).max(0.0).round() as u64;
+            let cpu = ((cpu_us - cpu0) / 1e6).max(0.0);
+            RouteCpu {
+                method: key.0.clone(),
+                route: key.1.clone(),
+                requests,
+                cpu_secs: round3(cpu),
+                cpu_us_per_request: round1(cpu * 1e6 / requests.max(1) as f64),
+            }
+        })
+        .filter(|r| r.requests > 0)
+        .collect();
+    by_route.sort_by(|a, b| b.cpu_secs.total_cmp(&a.cpu_secs));
+    let attributed: f64 = by_route.iter().map(|r| r.cpu_secs).sum();
+    let requests: u64 = by_route.iter().map(|r| r.requests).sum();
+    ServerCpu {
+        cpu_secs: round3(cpu_secs),
+        journeys_completed: journeys,
+        cpu_ms_per_journey: round3(cpu_secs * 1e3 / journeys.max(1) as f64),
+        requests,
+        cpu_us_per_request: round1(cpu_secs * 1e6 / requests.max(1) as f64),
+        by_route,
+        not_attributed_secs: round3((cpu_secs - attributed).max(0.0)),
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The report's section on the server's CPU.
+pub fn markdown(c: &ServerCpu) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n## Server CPU\n\n{:.2} CPU s over the run: **{:.2} ms per completed journey** ({} journeys), {:.1} µs per request ({} requests); {:.2} s outside any request's task (booking writer, HTTP parsing, sweeper, runtime).\n",
+        c.cpu_secs, c.cpu_ms_per_journey, c.journeys_completed, c.cpu_us_per_request, c.requests, c.not_attributed_secs
+    );
+    let _ = writeln!(
+        s,
+        "| request | count | CPU s in its task | µs per request |\n|---|---:|---:|---:|"
+    );
+    for r in &c.by_route {
+        let _ = writeln!(
+            s,
+            "| {} {} | {} | {:.3} | {:.1} |",
+            r.method, r.route, r.requests, r.cpu_secs, r.cpu_us_per_request
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_ticks_count_from_the_last_parenthesis() {
+        let stat = "4242 (no bat) (x) S 1 4242 4242 0 -1 4194560 1200 0 0 0 731 94 0 0 20 0 9 0";
+        assert_eq!(stat_ticks(stat), Some(731 + 94));
+        assert!(process_cpu_secs(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn per_route_cpu_between_two_scrapes() {
+        let before = Sample {
+            cpu_secs: 10.0,
+            routes: parse_metrics(
+                "nobat_http_cpu_microseconds_total{route=\"/v1/offices\",method=\"GET\"} 1000\n\
+                 nobat_http_requests_total{route=\"/v1/offices\",method=\"GET\",status=\"200\"} 10\n",
+            ),
+        };
+        let after = Sample {
+            cpu_secs: 12.5,
+            routes: parse_metrics(
+                "# TYPE nobat_http_requests_total counter\n\
+                 nobat_http_cpu_microseconds_total{route=\"/v1/offices\",method=\"GET\"} 501000\n\
+                 nobat_http_requests_total{route=\"/v1/offices\",method=\"GET\",status=\"200\"} 1020\n\
+                 nobat_http_requests_total{route=\"/v1/offices\",method=\"GET\",status=\"422\"} 990\n\
+                 nobat_http_cpu_microseconds_total{route=\"/v1/holds\",method=\"POST\"} 1000000\n\
+                 nobat_http_requests_total{route=\"/v1/holds\",method=\"POST\",status=\"201\"} 500\n",
+            ),
+        };
+        let c = between(&before, &after, 100);
+        assert_eq!(c.cpu_secs, 2.5);
+        assert_eq!(c.cpu_ms_per_journey, 25.0);
+        assert_eq!(c.requests, 2_500);
+        assert_eq!(c.by_route[0].route, "/v1/holds");
+        assert_eq!(c.by_route[0].cpu_us_per_request, 2_000.0);
+        assert_eq!(c.by_route[1].requests, 2_000);
+        assert_eq!(c.by_route[1].cpu_us_per_request, 250.0);
+        assert_eq!(c.not_attributed_secs, 1.0);
+    }
+}

@@ -127,7 +127,6 @@ pub fn verify(
         count: bad.count,
     };
     let applicants = &problem.applicants;
-    let offices = &problem.offices;
     if assignment.len() != applicants.len() || certificate.zone_of.len() != applicants.len() {
         bad.add(|| {
             format!(
@@ -149,7 +148,46 @@ pub fn verify(
         });
     }
 
-    // Seats and prices per office-day.
+    let seats = priced_seats(problem, certificate, &mut bad);
+    let office_days = office_days(problem.offices.len(), &seats, wait_m);
+    let primal = primal(problem, assignment, &seats, wait_m, &mut bad);
+    let dual = dual(
+        problem,
+        assignment,
+        certificate,
+        &seats,
+        &office_days,
+        &primal,
+        &mut bad,
+    );
+    full_where_priced(problem, &seats, &primal.used, &mut bad);
+    let gap_needed = priority_gaps(problem, certificate, wait_m, &dual, &mut bad);
+
+    if bad.count > 0 {
+        return Err(refuted(bad));
+    }
+    let mut placed_by_priority: Vec<(i32, usize)> = primal.placed_by_priority.into_iter().collect();
+    placed_by_priority.sort_unstable_by_key(|p| std::cmp::Reverse(p.0));
+    Ok(Verified {
+        applicants: applicants.len(),
+        placed: primal.placed,
+        total_cost_m: primal.total_cost_m,
+        placed_by_priority,
+        pairs_checked: dual.pairs_checked,
+        penalty_gap_needed_m: gap_needed,
+    })
+}
+
+/// Seats and price per office-day: (seats, price).
+type SeatPrices = HashMap<(usize, u32), (i64, i64)>;
+
+/// The office-days with seats and the certificate's price of each (0 when it names none);
+/// a price for a day without seats, or a negative one, is a violation.
+fn priced_seats(
+    problem: &AllocationProblem,
+    certificate: &Certificate,
+    bad: &mut Violations,
+) -> SeatPrices {
     let mut seats: HashMap<(usize, u32), (i64, i64)> = HashMap::new();
     for s in problem.seats.iter().filter(|s| s.seats > 0) {
         seats.insert((s.office, s.day), (i64::from(s.seats), 0));
@@ -163,7 +201,12 @@ pub fn verify(
             bad.add(|| format!("office {o} day {day}: negative price {price}"));
         }
     }
-    let mut office_days: Vec<OfficeDays> = (0..offices.len())
+    seats
+}
+
+/// Each office's days with seats and their suffix minima of `wait × day + price`.
+fn office_days(offices: usize, seats: &SeatPrices, wait_m: i64) -> Vec<OfficeDays> {
+    let mut office_days: Vec<OfficeDays> = (0..offices)
         .map(|_| OfficeDays {
             days: Vec::new(),
             best_from: Vec::new(),
@@ -184,21 +227,29 @@ pub fn verify(
         }
     }
 
-    let penalty: HashMap<i32, i64> = certificate.penalties.iter().copied().collect();
-    let zone_y = |a: usize| -> Option<i64> {
-        let z = certificate.zone_of[a] as usize;
-        certificate.zone_potential_m.get(z).copied()
-    };
+    office_days
+}
 
-    // Offices by latitude: an office more than max_km of latitude away is out of reach.
-    let mut by_lat: Vec<(f64, usize)> = offices
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.lat, i))
-        .collect();
-    by_lat.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+/// What the primal check found: seats used, the cost of each placed applicant.
+struct Primal {
+    used: HashMap<(usize, u32), i64>,
+    placed: usize,
+    total_cost_m: i64,
+    placed_by_priority: HashMap<i32, usize>,
+    /// (cost, office, day) per applicant placed in an accepted seat.
+    cost_of: Vec<Option<(i64, usize, u32)>>,
+}
 
-    // Primal: accepted pairs, seats not exceeded; the cost of each seat.
+/// Primal feasibility: each placed applicant accepts its office and day, and no office-day
+/// holds more than its seats.
+fn primal(
+    problem: &AllocationProblem,
+    assignment: &[Option<(usize, u32)>],
+    seats: &SeatPrices,
+    wait_m: i64,
+    bad: &mut Violations,
+) -> Primal {
+    let (applicants, offices) = (&problem.applicants, &problem.offices);
     let mut used: HashMap<(usize, u32), i64> = HashMap::new();
     let mut placed = 0usize;
     let mut total_cost_m = 0i64;
@@ -239,7 +290,53 @@ pub fn verify(
         }
     }
 
-    // Dual feasibility over every accepted pair, and complementary slackness per applicant.
+    Primal {
+        used,
+        placed,
+        total_cost_m,
+        placed_by_priority,
+        cost_of,
+    }
+}
+
+/// What the dual check measured, for the priority check.
+struct DualFound {
+    pairs_checked: u64,
+    /// The longest travel to an accepted office with seats.
+    longest_m: i64,
+    /// How many distinct entry days (snapped to seat days) the applicants have.
+    entry_days: usize,
+    last_seat_day: u32,
+    priorities_seen: Vec<i32>,
+}
+
+/// Dual feasibility over every accepted pair within reach, and complementary slackness per
+/// applicant (a seated one's potential is its seat's cost plus price, an unplaced one's the
+/// penalty).
+fn dual(
+    problem: &AllocationProblem,
+    assignment: &[Option<(usize, u32)>],
+    certificate: &Certificate,
+    seats: &SeatPrices,
+    office_days: &[OfficeDays],
+    primal: &Primal,
+    bad: &mut Violations,
+) -> DualFound {
+    let (applicants, offices) = (&problem.applicants, &problem.offices);
+    let cost_of = &primal.cost_of;
+    let penalty: HashMap<i32, i64> = certificate.penalties.iter().copied().collect();
+    let zone_y = |a: usize| -> Option<i64> {
+        let z = certificate.zone_of[a] as usize;
+        certificate.zone_potential_m.get(z).copied()
+    };
+    // Offices by latitude: an office more than max_km of latitude away is out of reach.
+    let mut by_lat: Vec<(f64, usize)> = offices
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.lat, i))
+        .collect();
+    by_lat.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+
     // Applicants alike in everything the LP sees share their cheapest pair: computed once.
     type Key<'a> = (
         u64,
@@ -351,7 +448,24 @@ pub fn verify(
             None => {}
         }
     }
-    for (&(o, day), &(cap, price)) in &seats {
+    DualFound {
+        pairs_checked,
+        longest_m,
+        entry_days: entry_days.len(),
+        last_seat_day: seat_days.last().copied().unwrap_or(0),
+        priorities_seen,
+    }
+}
+
+/// Complementary slackness on the seats' side: an office-day with a price is full.
+fn full_where_priced(
+    problem: &AllocationProblem,
+    seats: &SeatPrices,
+    used: &HashMap<(usize, u32), i64>,
+    bad: &mut Violations,
+) {
+    let offices = &problem.offices;
+    for (&(o, day), &(cap, price)) in seats {
         if price > 0 && used.get(&(o, day)).copied().unwrap_or(0) < cap {
             bad.add(|| {
                 format!(
@@ -361,12 +475,24 @@ pub fn verify(
             });
         }
     }
+}
 
-    // Priority order: penalty gaps of at least B.
+/// The priority order: each class's penalty at least B above the next (B from what the dual
+/// check measured; see the module docs). Returns B.
+fn priority_gaps(
+    problem: &AllocationProblem,
+    certificate: &Certificate,
+    wait_m: i64,
+    dual: &DualFound,
+    bad: &mut Violations,
+) -> i64 {
+    let offices = &problem.offices;
+    let penalty: HashMap<i32, i64> = certificate.penalties.iter().copied().collect();
+    let mut priorities_seen = dual.priorities_seen.clone();
     let gap_needed = (|| {
-        let entries = i128::try_from(entry_days.len()).ok()?;
-        let wait_max = i128::from(wait_m) * i128::from(seat_days.last().copied().unwrap_or(0));
-        let b = (entries * offices.len() as i128 + 1) * i128::from(longest_m) + wait_max + 1;
+        let entries = i128::try_from(dual.entry_days).ok()?;
+        let wait_max = i128::from(wait_m) * i128::from(dual.last_seat_day);
+        let b = (entries * offices.len() as i128 + 1) * i128::from(dual.longest_m) + wait_max + 1;
         i64::try_from(b).ok()
     })();
     let gap_needed = gap_needed.unwrap_or(i64::MAX);
@@ -387,19 +513,7 @@ pub fn verify(
         }
     }
 
-    if bad.count > 0 {
-        return Err(refuted(bad));
-    }
-    let mut placed_by_priority: Vec<(i32, usize)> = placed_by_priority.into_iter().collect();
-    placed_by_priority.sort_unstable_by_key(|p| std::cmp::Reverse(p.0));
-    Ok(Verified {
-        applicants: applicants.len(),
-        placed,
-        total_cost_m,
-        placed_by_priority,
-        pairs_checked,
-        penalty_gap_needed_m: gap_needed,
-    })
+    gap_needed
 }
 
 /// The travel cost from applicant `a` to office `o` when the applicant accepts the office

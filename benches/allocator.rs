@@ -5,100 +5,14 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use nobat::domain::province::Province;
-use nobat::planning::allocator::{
-    allocate, allocate_observed, AllocationProblem, Applicant, FlowSolver, OfficeDaySeats,
-    OfficeSite, Phase, SolverOptions,
-};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
-    let (u, v): (f64, f64) = (rng.gen_range(1e-12..1.0), rng.gen());
-    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-}
-
-fn instance(applicants: usize, offices: usize, days: u32, seed: u64) -> AllocationProblem {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let provinces = Province::all();
-    let population: f64 = provinces.iter().map(|p| p.population_2016 as f64).sum();
-    let pick = |rng: &mut ChaCha8Rng| {
-        let mut x = rng.gen_range(0.0..population);
-        for p in provinces.iter() {
-            x -= p.population_2016 as f64;
-            if x < 0.0 {
-                return p;
-            }
-        }
-        provinces.last().expect("provinces")
-    };
-    let around = |rng: &mut ChaCha8Rng, lat: f64, lon: f64| {
-        let sd = if rng.gen_bool(0.6) { 0.08 } else { 0.7 };
-        let lat = (lat + sd * gaussian(rng)).clamp(25.0, 39.7);
-        let lon = (lon + sd * gaussian(rng)).clamp(44.0, 63.3);
-        ((lat * 100.0).round() / 100.0, (lon * 100.0).round() / 100.0)
-    };
-    let mut sites = Vec::with_capacity(offices);
-    for i in 0..offices {
-        let p = pick(&mut rng);
-        let (lat, lon) = around(&mut rng, p.capital.lat, p.capital.lon);
-        sites.push(OfficeSite {
-            id: format!("O{i:05}"),
-            lat,
-            lon,
-            services: None,
-            stations: Some(rng.gen_range(1..6)),
-            province: Some(p.slug.clone()),
-        });
-    }
-    let station_sum: f64 = sites.iter().map(|o| o.stations.unwrap_or(1) as f64).sum();
-    let mut seats = Vec::new();
-    for (i, o) in sites.iter().enumerate() {
-        let scale = if rng.gen_bool(0.05) { 0.05 } else { 1.0 };
-        let per_day =
-            applicants as f64 * 1.1 * o.stations.unwrap_or(1) as f64 / station_sum / days as f64
-                * scale;
-        for day in 0..days {
-            seats.push(OfficeDaySeats {
-                office: i,
-                day,
-                seats: (per_day * rng.gen_range(0.7..1.3)).round() as u32,
-            });
-        }
-    }
-    let people = (0..applicants)
-        .map(|i| {
-            let p = pick(&mut rng);
-            let (lat, lon) = around(&mut rng, p.capital.lat, p.capital.lon);
-            Applicant {
-                id: format!("A{i:07}"),
-                lat,
-                lon,
-                priority: i32::from(rng.gen_range(0..100) < 5),
-                max_km: None,
-                service: None,
-                registered_at: Some(rng.gen_range(0..86_400)),
-                province: Some(p.slug.clone()),
-                earliest_day: None,
-                preferred_offices: None,
-            }
-        })
-        .collect();
-    AllocationProblem {
-        offices: sites,
-        seats,
-        applicants: people,
-        wait_km_per_day: 5.0,
-        default_max_km: Some(100.0),
-        lottery_seed: "bench".into(),
-    }
-}
+use nobat::planning::allocator::synthetic::national_style_instance;
+use nobat::planning::allocator::{allocate, allocate_observed, FlowSolver, Phase, SolverOptions};
 
 fn bench_allocate(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine/allocator/allocate");
     group.sample_size(10);
     for &(applicants, offices) in &[(10_000usize, 200usize), (10_000, 2_000), (100_000, 2_000)] {
-        let problem = instance(applicants, offices, 30, 7);
+        let problem = national_style_instance(applicants, offices, 30, 7);
         group.throughput(Throughput::Elements(applicants as u64));
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{applicants}x{offices}x30")),
@@ -115,7 +29,7 @@ fn bench_allocate(c: &mut Criterion) {
     // The same 100k instance with a third of the applicants naming an earliest day (one of
     // five): each office becomes a chain of entry nodes. The ratio to the plain 100k run
     // above is the price of that constraint.
-    let mut problem = instance(100_000, 2_000, 30, 7);
+    let mut problem = national_style_instance(100_000, 2_000, 30, 7);
     for (i, a) in problem.applicants.iter_mut().enumerate() {
         if i % 3 == 0 {
             a.earliest_day = Some([1, 3, 7, 10, 14][i / 3 % 5]);
@@ -134,7 +48,7 @@ fn bench_allocate(c: &mut Criterion) {
 fn bench_solvers(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine/allocator/solver");
     group.sample_size(10);
-    let problem = instance(10_000, 200, 30, 7);
+    let problem = national_style_instance(10_000, 200, 30, 7);
     group.throughput(Throughput::Elements(10_000));
     for solver in [
         FlowSolver::NetworkSimplex,
@@ -170,7 +84,7 @@ fn bench_saturated(c: &mut Criterion) {
     group.sampling_mode(criterion::SamplingMode::Flat);
     group.measurement_time(std::time::Duration::from_secs(1));
     group.warm_up_time(std::time::Duration::from_millis(1));
-    let problem = instance(applicants, 2_200, 30, 1);
+    let problem = national_style_instance(applicants, 2_200, 30, 1);
     group.throughput(Throughput::Elements(applicants as u64));
     let mut phases = [std::time::Duration::ZERO; 3];
     let mut runs = 0u32;

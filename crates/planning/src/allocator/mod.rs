@@ -12,6 +12,7 @@ mod seating;
 mod solve;
 pub mod spatial;
 mod summary;
+pub mod synthetic;
 
 pub use model::{
     Allocation, AllocationError, AllocationProblem, Applicant, Assignment, Certificate, FlowSolver,

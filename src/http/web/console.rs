@@ -14,7 +14,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use super::api::{read_answer, Api};
-use super::{csrf_refused, Ctx, Fields, Lang};
+use super::{CheckedForm, Ctx, Fields, Lang};
 use crate::http::extract::ApiPath;
 use crate::http::planner::PlannerState;
 use crate::http::AppState;
@@ -161,10 +161,11 @@ async fn home(Extension(api): Extension<PlannerApi>, ctx: Ctx) -> Response {
     )
 }
 
-async fn login(Extension(api): Extension<PlannerApi>, mut ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn login(
+    Extension(api): Extension<PlannerApi>,
+    mut ctx: Ctx,
+    CheckedForm(fields): CheckedForm,
+) -> Response {
     let Some(api) = api.0 else { return off(&ctx) };
     let token = fields.text("token");
     let caller = api.caller(&ctx.headers, ctx.peer, Some(token.clone()));
@@ -189,10 +190,11 @@ async fn login(Extension(api): Extension<PlannerApi>, mut ctx: Ctx, fields: Fiel
     ctx.redirect("/planner")
 }
 
-async fn run(Extension(api): Extension<PlannerApi>, mut ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn run(
+    Extension(api): Extension<PlannerApi>,
+    mut ctx: Ctx,
+    CheckedForm(fields): CheckedForm,
+) -> Response {
     let Some(api) = api.0 else { return off(&ctx) };
     let Some(token) = token(&ctx) else {
         return ctx.redirect("/planner");

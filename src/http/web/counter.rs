@@ -13,7 +13,7 @@ use axum::{Extension, Router};
 use maud::{html, Markup};
 
 use super::api::{encode, Api};
-use super::{csrf_refused, Ctx, Fields, Lang};
+use super::{CheckedForm, Ctx, Fields, Lang};
 use crate::domain::time::iran_date;
 use crate::http::staff::OfficeDayDto;
 use crate::http::v1::receipt::status_fa;
@@ -84,10 +84,11 @@ fn login_page(ctx: &Ctx, status: StatusCode, error: Option<&str>) -> Response {
     )
 }
 
-async fn login(Extension(api): Extension<Api>, mut ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn login(
+    Extension(api): Extension<Api>,
+    mut ctx: Ctx,
+    CheckedForm(fields): CheckedForm,
+) -> Response {
     let token = fields.text("token");
     let caller = api.caller(&ctx.headers, ctx.peer, Some(token.clone()));
     match api
@@ -109,10 +110,7 @@ async fn login(Extension(api): Extension<Api>, mut ctx: Ctx, fields: Fields) -> 
     }
 }
 
-async fn logout(mut ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn logout(mut ctx: Ctx, _: CheckedForm) -> Response {
     ctx.set_cookie(STAFF_COOKIE, "", 0);
     ctx.redirect("/staff")
 }
@@ -226,10 +224,11 @@ async fn day(
 }
 
 /// `POST /staff/act`: one step of one visit, then back to the day.
-async fn act(Extension(api): Extension<Api>, mut ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn act(
+    Extension(api): Extension<Api>,
+    mut ctx: Ctx,
+    CheckedForm(fields): CheckedForm,
+) -> Response {
     let Some(token) = token(&ctx) else {
         return ctx.redirect("/staff");
     };

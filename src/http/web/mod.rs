@@ -337,6 +337,26 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
     }
 }
 
+/// A submitted form whose CSRF token matches the cookie: every page's POST handler takes its
+/// fields through this, so none can forget the check. A form without a valid token is answered
+/// with [`csrf_refused`] before the handler runs.
+pub struct CheckedForm(pub Fields);
+
+impl<S: Send + Sync> FromRequest<S> for CheckedForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Ok(ctx) = Ctx::from_request_parts(&mut parts, state).await;
+        let Ok(fields) = Fields::from_request(Request::from_parts(parts, body), state).await;
+        if fields.csrf_ok(&ctx) {
+            Ok(CheckedForm(fields))
+        } else {
+            Err(csrf_refused(&ctx))
+        }
+    }
+}
+
 /// The page a form without a valid CSRF token gets.
 pub fn csrf_refused(ctx: &Ctx) -> Response {
     let l = ctx.lang;

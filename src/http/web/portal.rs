@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{encode, Api, ApiProblem, Caller};
-use super::{csrf_refused, Ctx, Fields, Lang};
+use super::{CheckedForm, Ctx, Fields, Lang};
 use crate::domain::ids::normalize_digits;
 use crate::domain::time::iran_date;
 use crate::domain::{JalaliDate, NationalCode};
@@ -346,11 +346,8 @@ async fn login(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let national_code = fields.text("national_code");
     let body = json!({
         "national_code": national_code,
@@ -396,10 +393,7 @@ async fn login(
     }
 }
 
-async fn logout(mut ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn logout(mut ctx: Ctx, _: CheckedForm) -> Response {
     ctx.set_cookie(SESSION_COOKIE, "", 0);
     ctx.set_cookie(FLOW_COOKIE, "", 0);
     ctx.redirect("/")
@@ -840,11 +834,8 @@ async fn apply(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let l = ctx.lang;
     let body = application_body(&fields);
@@ -959,11 +950,8 @@ async fn pay(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let mut flow = Flow::read(&ctx);
     let Some(application) = flow.application.clone() else {
@@ -1217,11 +1205,8 @@ async fn hold(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let mut flow = Flow::read(&ctx);
     let Some(application) = flow.application.clone() else {
@@ -1328,11 +1313,8 @@ async fn confirm(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    _: CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let mut flow = Flow::read(&ctx);
     let (Some(hold), Some(payment)) = (flow.hold.clone(), flow.payment.clone()) else {
@@ -1372,11 +1354,8 @@ async fn release(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    _: CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let mut flow = Flow::read(&ctx);
     if let Some(hold) = flow.hold.clone() {
@@ -1469,11 +1448,8 @@ async fn cancel(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    _: CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let flow = Flow::read(&ctx);
     let Some(tracking) = flow.tracking.clone() else {
@@ -1493,11 +1469,8 @@ async fn reschedule(
     State(state): State<AppState>,
     Extension(api): Extension<Api>,
     mut ctx: Ctx,
-    fields: Fields,
+    CheckedForm(fields): CheckedForm,
 ) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
     let (_, token) = logged_in!(state, ctx);
     let flow = Flow::read(&ctx);
     let Some(tracking) = flow.tracking.clone() else {
@@ -1561,10 +1534,11 @@ async fn status_page(ctx: Ctx) -> Response {
 }
 
 /// A POST, so that neither code appears in a URL, a log line or the browser's history.
-async fn status(Extension(api): Extension<Api>, ctx: Ctx, fields: Fields) -> Response {
-    if !fields.csrf_ok(&ctx) {
-        return csrf_refused(&ctx);
-    }
+async fn status(
+    Extension(api): Extension<Api>,
+    ctx: Ctx,
+    CheckedForm(fields): CheckedForm,
+) -> Response {
     let l = ctx.lang;
     let national_code = fields.text("national_code");
     let tracking = fields.text("tracking_code");

@@ -3,6 +3,7 @@
 
 mod counter;
 mod driver;
+mod forms;
 mod journey;
 mod planner;
 mod ussd;

@@ -119,7 +119,9 @@ impl<'a> Walk<'a> {
             heap: BinaryHeap::new(),
             next_office: 0,
             wait_m: metres(limits.wait_km_per_day).max(0),
-            last_day: slot_day(limits.before.saturating_sub(1)),
+            // An open end (`UnixSeconds::MAX`) is past any date chrono can hold.
+            last_day: chrono::DateTime::from_timestamp(limits.before.saturating_sub(1), 0)
+                .map_or(NaiveDate::MAX, |t| crate::domain::time::iran_date(t)),
         }
     }
 
@@ -238,5 +240,166 @@ impl<'a> Walk<'a> {
             .min(want.max_slots);
         found.truncate(keep);
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::booking::SlotRow;
+
+    const HOUR: i64 = 3_600;
+    /// 2024-09-21 00:00 Iran time.
+    const BASE: i64 = 1_726_864_200;
+
+    fn limits(offices: &[(&str, f64)], part: PartOfDay) -> PickLimits {
+        PickLimits {
+            offices: offices.iter().map(|(o, d)| (Arc::from(*o), *d)).collect(),
+            after: BASE,
+            before: UnixSeconds::MAX,
+            today: slot_day(BASE),
+            part,
+            wait_km_per_day: 5.0,
+        }
+    }
+
+    fn all() -> Want {
+        Want {
+            max_slots: usize::MAX,
+            seats: i64::MAX,
+        }
+    }
+
+    /// Every free slot within the limits, by (cost, start, office id): what the walk must give.
+    fn brute(view: &Availability, rows: &[SlotRow], l: &PickLimits) -> Vec<(i64, i64)> {
+        let mut found: Vec<(i64, i64, Arc<str>, i64)> = rows
+            .iter()
+            .filter_map(|r| {
+                let (o, d) = l.offices.iter().find(|(o, _)| **o == *r.office_id)?;
+                let s = view.slot(r.id)?;
+                let days = (slot_day(r.start_at) - l.today).num_days();
+                let cost = metres(*d) + metres(l.wait_km_per_day) * days;
+                (s.free() > 0
+                    && r.start_at > l.after
+                    && r.start_at < l.before
+                    && l.part.admits(r.start_at))
+                .then(|| (cost, r.start_at, o.clone(), r.id))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(c, _, _, id)| (id, c)).collect()
+    }
+
+    #[test]
+    fn least_cost_first_ties_by_start_then_office() {
+        let view = Availability::default();
+        let row = |id, office: &str, start, capacity, taken| SlotRow {
+            id,
+            office_id: office.into(),
+            start_at: start,
+            duration_minutes: 30,
+            capacity,
+            taken,
+        };
+        let day = 24 * HOUR;
+        view.load(vec![
+            // A at 0 km: today is full, tomorrow 09:00 free (cost 5 km).
+            row(1, "A", BASE + 9 * HOUR, 1, 1),
+            row(2, "A", BASE + day + 9 * HOUR, 1, 0),
+            // B at 5 km: today 10:00 and 08:00 (cost 5 km, ties with A's tomorrow).
+            row(3, "B", BASE + 10 * HOUR, 2, 0),
+            row(4, "B", BASE + 8 * HOUR, 1, 0),
+            // C at 2 km: today 14:00 (cost 2 km).
+            row(5, "C", BASE + 14 * HOUR, 1, 0),
+        ]);
+        let l = limits(&[("A", 0.0), ("C", 2.0), ("B", 5.0)], PartOfDay::Any);
+        let ids = |l: &PickLimits, want| {
+            view.pick_candidates(l, &HashSet::new(), want)
+                .iter()
+                .map(|c| c.slot_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&l, all()), vec![5, 4, 3, 2]);
+        let morning = limits(&[("A", 0.0), ("C", 2.0), ("B", 5.0)], PartOfDay::Morning);
+        assert_eq!(ids(&morning, all()), vec![4, 3, 2]);
+        let afternoon = limits(&[("A", 0.0), ("C", 2.0), ("B", 5.0)], PartOfDay::Afternoon);
+        assert_eq!(ids(&afternoon, all()), vec![5]);
+        // Enough seats: slot 5 (1) + 4 (1) + 3 (2) cover 3 picks.
+        assert_eq!(
+            ids(
+                &l,
+                Want {
+                    max_slots: 10,
+                    seats: 3
+                }
+            ),
+            vec![5, 4, 3]
+        );
+    }
+
+    proptest! {
+        /// The merge gives what sorting every free slot within the limits gives, however far
+        /// it is asked to go.
+        #[test]
+        fn the_walk_equals_a_sort_of_every_free_slot(
+            specs in prop::collection::vec((0..4usize, 0..4i64, 0..16i64, 1..3i64, 0..3i64), 1..60),
+            distances in prop::collection::vec(0u32..4, 4),
+            part in 0..3usize,
+            after_h in 0..60i64,
+            span_h in prop_oneof![1..100i64, Just(i64::MAX / 4)],
+            seats in 1..12i64,
+            wait in 0u32..3,
+        ) {
+            let mut seen = BTreeSet::new();
+            let rows: Vec<SlotRow> = specs
+                .into_iter()
+                .filter(|(o, d, k, _, _)| seen.insert((*o, *d, *k)))
+                .enumerate()
+                .map(|(i, (o, d, k, capacity, taken))| SlotRow {
+                    id: i as i64 + 1,
+                    office_id: format!("O{o}"),
+                    start_at: BASE + d * 24 * HOUR + 8 * HOUR + k * 1_800,
+                    duration_minutes: 30,
+                    capacity,
+                    taken: taken.min(capacity),
+                })
+                .collect();
+            let view = Availability::default();
+            view.load(rows.clone());
+            let mut offices: Vec<(Arc<str>, f64)> = (0..4)
+                .map(|o| (Arc::from(format!("O{o}").as_str()), distances[o] as f64 * 2.5))
+                .collect();
+            offices.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            let l = PickLimits {
+                offices,
+                after: BASE + after_h * HOUR,
+                before: (BASE + after_h * HOUR).saturating_add(span_h.saturating_mul(HOUR)),
+                today: slot_day(BASE),
+                part: [PartOfDay::Morning, PartOfDay::Afternoon, PartOfDay::Any][part],
+                wait_km_per_day: wait as f64 * 2.5,
+            };
+            let expected = brute(&view, &rows, &l);
+            let walked: Vec<(i64, i64)> = view
+                .pick_candidates(&l, &HashSet::new(), all())
+                .iter()
+                .map(|c| (c.slot_id, c.cost_m))
+                .collect();
+            prop_assert_eq!(&walked, &expected);
+            // Asked for `seats`, it gives the head of the same order that covers them.
+            let head: Vec<Candidate> =
+                view.pick_candidates(&l, &HashSet::new(), Want { max_slots: 100, seats });
+            let n = head.len();
+            prop_assert_eq!(head.iter().map(|c| c.slot_id).collect::<Vec<_>>(),
+                expected.iter().take(n).map(|e| e.0).collect::<Vec<_>>());
+            let covered: i64 = head.iter().map(|c| c.free).sum();
+            prop_assert!(covered >= seats || n == expected.len());
+            if n > 0 {
+                prop_assert!(covered - head[n - 1].free < seats, "no more than needed");
+            }
+        }
     }
 }

@@ -91,10 +91,13 @@ pub struct Resolved {
 /// `YYYY-MM-DD`, exactly.
 fn date(field: &str, text: &str) -> Result<NaiveDate, Problem> {
     let shaped = text.len() == 10
-        && text
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     shaped
         .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
         .flatten()
@@ -182,7 +185,11 @@ fn offices(
 }
 
 /// Parses a pick into the view's terms, or says which member is wrong.
-pub fn resolve(state: &AppState, pick: &PickDto, service: ServiceCode) -> Result<Resolved, Problem> {
+pub fn resolve(
+    state: &AppState,
+    pick: &PickDto,
+    service: ServiceCode,
+) -> Result<Resolved, Problem> {
     let (offices, near) = offices(state, pick, service)?;
     let now = state.engine.clock().now();
     let today = iran_date(now);
@@ -315,7 +322,10 @@ fn relaxations(state: &AppState, resolved: &Resolved) -> Vec<serde_json::Value> 
         let wider = directory
             .search(None, None, Some(point), Some(resolved.service))
             .into_iter()
-            .filter_map(|(o, d)| d.filter(|d| *d > max_km && *d <= MAX_KM_LIMIT).map(|d| (o, d)))
+            .filter_map(|(o, d)| {
+                d.filter(|d| *d > max_km && *d <= MAX_KM_LIMIT)
+                    .map(|d| (o, d))
+            })
             .take(RELAX_OFFICES)
             .find(|(o, d)| {
                 let alone = PickLimits {

@@ -141,9 +141,12 @@ impl<'a> Walk<'a> {
             Some(d) => Excluded(d),
             None => Included(first),
         };
-        let (day, _) = o.days.range((lower, Included(self.last_day))).find(|(_, d)| {
-            d.free > 0 && d.last_start > self.limits.after && d.first_start < self.limits.before
-        })?;
+        let (day, _) = o
+            .days
+            .range((lower, Included(self.last_day)))
+            .find(|(_, d)| {
+                d.free > 0 && d.last_start > self.limits.after && d.first_start < self.limits.before
+            })?;
         let days = (*day - self.limits.today).num_days().max(0);
         let cost = metres(self.limits.offices[i].1) + self.wait_m.saturating_mul(days);
         Some(Reverse((cost, i, *day)))
@@ -222,9 +225,8 @@ impl<'a> Walk<'a> {
                 self.expand(j, d, cost, &mut found);
             }
             if group.len() > 1 {
-                found[before..].sort_by(|a, b| {
-                    (a.start_at, &a.office_id).cmp(&(b.start_at, &b.office_id))
-                });
+                found[before..]
+                    .sort_by(|a, b| (a.start_at, &a.office_id).cmp(&(b.start_at, &b.office_id)));
             }
             seats += found[before..].iter().map(|c| c.free).sum::<i64>();
         }

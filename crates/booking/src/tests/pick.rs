@@ -37,7 +37,10 @@ fn held_slot(o: &Outcome) -> Option<i64> {
 
 #[test]
 fn picks_in_one_batch_take_different_seats_in_candidate_order() {
-    let mut state = state_with(&[slot(1, 1), slot(2, 2), slot(3, 1)], &["a", "b", "c", "d", "e"]);
+    let mut state = state_with(
+        &[slot(1, 1), slot(2, 2), slot(3, 1)],
+        &["a", "b", "c", "d", "e"],
+    );
     let picks: Vec<Request> = ["a", "b", "c", "d"]
         .iter()
         .enumerate()
@@ -48,7 +51,10 @@ fn picks_in_one_batch_take_different_seats_in_candidate_order() {
     let slots: Vec<Option<i64>> = outcomes.iter().map(held_slot).collect();
     assert_eq!(slots, vec![Some(3), Some(1), Some(2), Some(2), None]);
     assert_eq!(outcomes[4], Outcome::Refused(Refusal::CandidatesFull));
-    assert_eq!(effects.slot_deltas, std::collections::BTreeMap::from([(1, 1), (2, 2), (3, 1)]));
+    assert_eq!(
+        effects.slot_deltas,
+        std::collections::BTreeMap::from([(1, 1), (2, 2), (3, 1)])
+    );
     assert_eq!(effects.new_holds.len(), 4);
 }
 

@@ -91,8 +91,13 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
                 expires_at: 10_000_000,
             })
         }),
-        (c.clone(), prop::collection::vec(s.clone(), 0..4), n.clone(), n.clone()).prop_map(
-            |(c, cands, h, t)| Request::PickBook(PickBook {
+        (
+            c.clone(),
+            prop::collection::vec(s.clone(), 0..4),
+            n.clone(),
+            n.clone()
+        )
+            .prop_map(|(c, cands, h, t)| Request::PickBook(PickBook {
                 national_code: format!("c{c}"),
                 application_id: format!("app-c{c}").into(),
                 service: "first_issuance".into(),
@@ -100,8 +105,7 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
                 payment_id: format!("pay-c{c}").into(),
                 hold_id: format!("q{h}").into(),
                 tracking_code: format!("Q{t}").into(),
-            })
-        ),
+            })),
         (c, s, n.clone(), n).prop_map(|(c, s, h, t)| Request::Book(Book {
             national_code: format!("c{c}"),
             application_id: format!("app-c{c}").into(),

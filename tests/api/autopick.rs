@@ -561,12 +561,41 @@ async fn bad_picks(db: &TestDb) {
         relax.contains(&json!({ "latest_date": "2024-09-24" })),
         "{problem}"
     );
-    for r in relax {
-        if let Some(km) = r.get("max_km") {
-            assert!(km.as_f64().unwrap() > 5.0, "{problem}");
-        }
-    }
+    // The nearest office beyond 5 km has seats that day: the radius that reaches it.
+    let (_, wider) = town(&app, 300.0);
+    let beyond = wider.iter().find(|(_, d)| *d > 5.0).unwrap();
+    assert!(
+        relax.contains(&json!({ "max_km": (beyond.1 * 10.0).ceil() / 10.0 })),
+        "{problem} {beyond:?}"
+    );
     assert_eq!(problem["extra"]["waitlist"]["href"], "/v1/waitlist");
+    // Mornings full at one office, afternoons free: any part of the day would do.
+    let next = day("2024-09-24");
+    exec(
+        &app.store,
+        &format!(
+            "UPDATE slots SET capacity = 0 WHERE office_id = '{office}' AND start_at >= {} AND start_at < {}",
+            day_start(next),
+            day_start(next) + 12 * 3600
+        ),
+    )
+    .await;
+    app.state.engine.refresh().await.unwrap();
+    let pick = json!({ "office_ids": [office], "earliest_date": "2024-09-24", "latest_date": "2024-09-24", "part_of_day": "morning" });
+    let (status, problem) = app
+        .post(
+            Some(&r.token),
+            "/v1/holds",
+            &json!({ "application_id": r.application_id, "pick": pick }),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    let relax = problem["extra"]["relaxations"].as_array().unwrap();
+    assert!(
+        relax.contains(&json!({ "part_of_day": "any" })),
+        "{problem}"
+    );
+    assert!(relax.iter().all(|r| r.get("max_km").is_none()), "{problem}");
     app.stop().await;
 }
 on_both_backends!(bad_picks_are_refused_and_write_nothing, super::bad_picks);

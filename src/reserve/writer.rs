@@ -520,5 +520,4 @@ mod tests {
         assert_eq!(keys, ["k2"]);
         assert_eq!(deltas, BTreeMap::from([(2, 1)]));
     }
-
 }

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Booking requests that may wait for the writer before new ones are refused with 503.
     #[arg(long, env = "NOBAT_QUEUE_BOUND", default_value_t = Settings::default().engine.queue_bound as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue_bound: u64,
+    /// What a day of waiting costs an auto-pick (`pick`), in km of travel: a seat `d` days
+    /// from today costs its distance plus this times `d`.
+    #[arg(long, env = "NOBAT_WAIT_KM_PER_DAY", default_value_t = Settings::default().engine.wait_km_per_day, value_parser = wait_km_per_day)]
+    pub wait_km_per_day: f64,
     /// API requests served at once; beyond it, 503 `overloaded` with `Retry-After` at once.
     #[arg(long, env = "NOBAT_MAX_IN_FLIGHT", default_value_t = Settings::default().max_in_flight as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_in_flight: u64,
@@ -109,6 +113,7 @@ impl ServeArgs {
                 hold_ttl: Duration::from_secs(self.hold_seconds.unwrap_or(self.hold_minutes * 60)),
                 batch_max: self.batch_max as usize,
                 queue_bound: self.queue_bound as usize,
+                wait_km_per_day: self.wait_km_per_day,
                 ..defaults.engine
             },
             booking_horizon_days: self.booking_horizon_days,
@@ -129,6 +134,14 @@ impl ServeArgs {
             admin_token: self.admin_token,
             ..defaults
         }
+    }
+}
+
+/// A finite, non-negative number of km (`--wait-km-per-day`), at most 1,000.
+fn wait_km_per_day(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(km) if km.is_finite() && (0.0..=1_000.0).contains(&km) => Ok(km),
+        _ => Err(format!("{text} is not a number of km from 0 to 1000")),
     }
 }
 
@@ -232,6 +245,7 @@ mod tests {
             ("--batch-max", d.engine.batch_max.to_string()),
             ("--queue-bound", d.engine.queue_bound.to_string()),
             ("--max-in-flight", d.max_in_flight.to_string()),
+            ("--wait-km-per-day", d.engine.wait_km_per_day.to_string()),
             (
                 "--login-failures-per-code",
                 d.login_limits.per_code_max.to_string(),

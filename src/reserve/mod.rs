@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-pub use availability::{Availability, SlotView};
+pub use availability::{Availability, Candidate, PartOfDay, PickLimits, SlotView, Want};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
 use crate::booking::{Expire, Outcome, Request};
@@ -67,6 +67,9 @@ pub struct EngineConfig {
     /// transactions overlap; on SQLite they share the writer thread, and one's batch waits in
     /// its queue while another's runs.
     pub writers: usize,
+    /// What a day of waiting costs an auto-pick, in km of travel (the allocator's
+    /// `wait_km_per_day`): a seat `d` days from today costs distance + this × `d`.
+    pub wait_km_per_day: f64,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             batch_attempts: 3,
             sweep_limit: 2_000,
             writers: 2,
+            wait_km_per_day: 5.0,
         }
     }
 }
@@ -190,6 +194,22 @@ pub struct Reservations {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     config: EngineConfig,
+    /// Auto-picks submitted and not yet answered, by their anchor (the office their limits
+    /// start from): how many seats a new pick's candidates should hold so that it still finds
+    /// one when the picks ahead of it, for the same seats, took theirs. Per anchor, so that a
+    /// surge in one town does not lengthen every other town's candidate lists (and locks).
+    picks_in_flight: Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>>,
+    /// Auto-picks submitted to the writer, and those of them whose candidates were all full.
+    pick_rounds: Arc<[std::sync::atomic::AtomicU64; 2]>,
+}
+
+/// The answer to an auto-pick (`submit_pick`).
+#[derive(Debug)]
+pub enum PickAnswer {
+    Answered(RenderedAnswer),
+    /// Every candidate was full on the locked rows: nothing was written or recorded; ask
+    /// again with fresh candidates.
+    CandidatesFull,
 }
 
 impl Reservations {
@@ -257,6 +277,8 @@ impl Reservations {
             clock,
             ids,
             config,
+            picks_in_flight: Arc::default(),
+            pick_rounds: Arc::default(),
         })
     }
 
@@ -351,6 +373,77 @@ impl Reservations {
                 rendered: render(&outcome),
                 replayed: false,
             },
+        })
+    }
+
+    /// Auto-picks from `anchor` in flight in this process (see `submit_pick`).
+    pub fn picks_in_flight(&self, anchor: &str) -> usize {
+        let in_flight = self
+            .picks_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        in_flight.get(anchor).copied().unwrap_or(0)
+    }
+
+    /// Auto-picks submitted to the writers so far, and how many of them found every
+    /// candidate full (each asked again): the cost of stale candidates.
+    pub fn pick_rounds(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.pick_rounds[0].load(Relaxed),
+            self.pick_rounds[1].load(Relaxed),
+        )
+    }
+
+    /// `submit_rendered` for an auto-pick (`PickHold`, `PickBook`): a refusal because every
+    /// candidate was full is neither rendered nor stored with the key (the writer leaves it
+    /// out of the idempotency records), so the caller can ask again with fresh candidates
+    /// under the same key.
+    pub async fn submit_pick(
+        &self,
+        request: Request,
+        anchor: Arc<str>,
+        idempotency: Option<IdempotencyKey>,
+        render: Render,
+    ) -> Result<PickAnswer, ReserveError> {
+        use std::sync::atomic::Ordering;
+        type Counts = std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>;
+        /// Counts the pick in flight from its anchor until it is answered (or dropped).
+        struct InFlight<'a>(&'a Counts, Arc<str>);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = counts.get_mut(&self.1) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&self.1);
+                    }
+                }
+            }
+        }
+        *self
+            .picks_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(anchor.clone())
+            .or_default() += 1;
+        let _in_flight = InFlight(&self.picks_in_flight, anchor);
+        let keyed = idempotency.map(|key| Keyed {
+            key,
+            render: render.clone(),
+        });
+        let reply = self.enqueue(request, keyed)?;
+        self.pick_rounds[0].fetch_add(1, Ordering::Relaxed);
+        Ok(match reply.await.map_err(|_| ReserveError::Stopped)?? {
+            Reply::Rendered(answer) => PickAnswer::Answered(answer),
+            Reply::Decided(Outcome::Refused(crate::booking::Refusal::CandidatesFull)) => {
+                self.pick_rounds[1].fetch_add(1, Ordering::Relaxed);
+                PickAnswer::CandidatesFull
+            }
+            Reply::Decided(outcome) => PickAnswer::Answered(RenderedAnswer {
+                rendered: render(&outcome),
+                replayed: false,
+            }),
         })
     }
 

@@ -53,6 +53,9 @@ pub enum Refusal {
         slot_id: i64,
         taken: i64,
     },
+    /// Every candidate slot of an auto-pick was full (or unknown) on the locked rows: the
+    /// caller asks again with fresh candidates, or answers that no seat is within the limits.
+    CandidatesFull,
 }
 
 impl Refusal {
@@ -75,6 +78,7 @@ impl Refusal {
             Refusal::InvalidTransition { .. } => "invalid_transition",
             Refusal::TooEarly => "too_early",
             Refusal::CapacityBelowTaken { .. } => "capacity_below_taken",
+            Refusal::CandidatesFull => "no_seat_within_limits",
         }
     }
 }

@@ -51,6 +51,7 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::InvalidTransition
         | C::TooEarly
         | C::CapacityBelowTaken
+        | C::NoSeatWithinLimits
         | C::NotToday
         | C::OfficeExists
         | C::JobRunning
@@ -72,6 +73,7 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::InvalidLimit
         | C::InvalidDate
         | C::InvalidRange
+        | C::InvalidPick
         | C::ClosedDay
         | C::OutsideHours
         | C::OffGrid
@@ -138,6 +140,15 @@ const SLOT: &[ProblemCode] = &[
     C::OutsideHours,
     C::OffGrid,
     C::OutsideBookingWindow,
+];
+/// A seat the engine picks (`v1::pick`): the form, its limits, and no seat within them.
+const PICK: &[ProblemCode] = &[
+    C::InvalidPick,
+    C::InvalidCoordinates,
+    C::InvalidDate,
+    C::DateInPast,
+    C::InvalidRange,
+    C::NoSeatWithinLimits,
 ];
 /// An office calendar's own validation.
 const CALENDAR: &[ProblemCode] = &[
@@ -227,6 +238,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "create_hold",
         &[
             SLOT,
+            PICK,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,
@@ -257,6 +269,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "book",
         &[
             SLOT,
+            PICK,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,

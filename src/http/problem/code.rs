@@ -84,6 +84,9 @@ problem_codes! {
     InvalidLimit = "invalid_limit",
     InvalidDate = "invalid_date",
     InvalidRange = "invalid_range",
+    /// An auto-pick (`pick`) or the one-step form that is not exactly one of the two; `field`
+    /// names the member at fault.
+    InvalidPick = "invalid_pick",
 
     // A slot start the office's calendar refuses (`SlotRejection`).
     ClosedDay = "closed_day",
@@ -107,6 +110,8 @@ problem_codes! {
     InvalidTransition = "invalid_transition",
     TooEarly = "too_early",
     CapacityBelowTaken = "capacity_below_taken",
+    /// An auto-pick found no free seat within its limits (with `relaxations` and `waitlist`).
+    NoSeatWithinLimits = "no_seat_within_limits",
 
     // Staff.
     NotToday = "not_today",
@@ -197,6 +202,7 @@ impl From<&Refusal> for ProblemCode {
             Refusal::InvalidTransition { .. } => ProblemCode::InvalidTransition,
             Refusal::TooEarly => ProblemCode::TooEarly,
             Refusal::CapacityBelowTaken { .. } => ProblemCode::CapacityBelowTaken,
+            Refusal::CandidatesFull => ProblemCode::NoSeatWithinLimits,
         }
     }
 }
@@ -317,6 +323,7 @@ mod tests {
         (ProblemCode::InvalidLimit, "invalid_limit"),
         (ProblemCode::InvalidDate, "invalid_date"),
         (ProblemCode::InvalidRange, "invalid_range"),
+        (ProblemCode::InvalidPick, "invalid_pick"),
         (ProblemCode::ClosedDay, "closed_day"),
         (ProblemCode::OutsideHours, "outside_hours"),
         (ProblemCode::OffGrid, "off_grid"),
@@ -335,6 +342,7 @@ mod tests {
         (ProblemCode::InvalidTransition, "invalid_transition"),
         (ProblemCode::TooEarly, "too_early"),
         (ProblemCode::CapacityBelowTaken, "capacity_below_taken"),
+        (ProblemCode::NoSeatWithinLimits, "no_seat_within_limits"),
         (ProblemCode::NotToday, "not_today"),
         (ProblemCode::OfficeExists, "office_exists"),
         (ProblemCode::InvalidName, "invalid_name"),
@@ -451,6 +459,7 @@ mod tests {
                 slot_id: 1,
                 taken: 2,
             },
+            Refusal::CandidatesFull,
         ];
         for refusal in &every_refusal {
             assert_eq!(ProblemCode::from(refusal).as_str(), refusal.code());

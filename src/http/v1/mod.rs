@@ -4,6 +4,7 @@ pub mod applications;
 pub mod bookings;
 pub mod catalogue;
 pub mod dto;
+pub mod pick;
 pub mod receipt;
 pub mod sessions;
 pub mod status;
@@ -237,6 +238,10 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         Refusal::CapacityBelowTaken { taken, .. } => (
             StatusCode::CONFLICT,
             format!("{taken} seats are taken; move those appointments first"),
+        ),
+        Refusal::CandidatesFull => (
+            StatusCode::CONFLICT,
+            "no free seat is left within the limits asked for".to_string(),
         ),
     };
     let mut problem = Problem::new(status, refusal.into(), detail);

@@ -165,6 +165,23 @@ pub(super) fn requests() -> Vec<Request> {
             capacity: 3,
             actor: "admin:root".into(),
         }),
+        Request::PickHold(PickHold {
+            national_code: "0499370899".into(),
+            application_id: "app-1".into(),
+            service: "first_issuance".into(),
+            candidates: vec![7, 8],
+            hold_id: "hold_x1".into(),
+            expires_at: 700,
+        }),
+        Request::PickBook(PickBook {
+            national_code: "0499370899".into(),
+            application_id: "app-1".into(),
+            service: "first_issuance".into(),
+            candidates: vec![7, 8],
+            payment_id: "pay-1".into(),
+            hold_id: "hold_x2".into(),
+            tracking_code: "T2".into(),
+        }),
     ]
 }
 
@@ -202,6 +219,7 @@ fn refusals() -> Vec<Refusal> {
             slot_id: 7,
             taken: 2,
         },
+        Refusal::CandidatesFull,
     ]
 }
 
@@ -304,6 +322,8 @@ const REQUESTS: &[&str] = &[
     r#"{"Relocate":{"tracking_code":"T1","new_slot_id":8,"reason":"office_closed","notice_key":"closure:021-0001:2024-09-23","actor":"admin:root"}}"#,
     r#"{"Relocate":{"tracking_code":"T1","new_slot_id":null,"reason":"capacity_cut","notice_key":"cut:7","actor":"admin:root"}}"#,
     r#"{"SetCapacity":{"slot_id":7,"capacity":3,"actor":"admin:root"}}"#,
+    r#"{"PickHold":{"national_code":"0499370899","application_id":"app-1","service":"first_issuance","candidates":[7,8],"hold_id":"hold_x1","expires_at":700}}"#,
+    r#"{"PickBook":{"national_code":"0499370899","application_id":"app-1","service":"first_issuance","candidates":[7,8],"payment_id":"pay-1","hold_id":"hold_x2","tracking_code":"T2"}}"#,
 ];
 
 const REFUSALS: &[&str] = &[
@@ -324,6 +344,7 @@ const REFUSALS: &[&str] = &[
     r#"{"refusal":"invalid_transition","status":"checked_in"}"#,
     r#"{"refusal":"too_early"}"#,
     r#"{"refusal":"capacity_below_taken","slot_id":7,"taken":2}"#,
+    r#"{"refusal":"candidates_full"}"#,
 ];
 
 const OUTCOMES: &[&str] = &[

@@ -136,6 +136,8 @@ async fn slot_seats_match(store: &Store) -> Result<CheckResult, StoreError> {
             SELECT slot_id, COUNT(*) AS n FROM holds WHERE status = 'live' GROUP BY slot_id
             UNION ALL
             SELECT slot_id, COUNT(*) AS n FROM appointments WHERE status NOT IN {SEAT_FREEING} GROUP BY slot_id
+            UNION ALL
+            SELECT slot_id, COUNT(*) AS n FROM seat_releases WHERE status = 'pending' GROUP BY slot_id
          ), per_slot AS (SELECT slot_id, CAST(SUM(n) AS BIGINT) AS n FROM seats GROUP BY slot_id)
          SELECT s.id, s.taken, s.capacity, COALESCE(p.n, 0) FROM slots s LEFT JOIN per_slot p ON p.slot_id = s.id
          WHERE s.taken <> COALESCE(p.n, 0) ORDER BY s.id LIMIT 1000"
@@ -148,10 +150,10 @@ async fn slot_seats_match(store: &Store) -> Result<CheckResult, StoreError> {
         mismatched
             .iter()
             .map(|(id, t, _, n)| {
-                format!("slot {id}: taken {t}, but {n} live hold(s) and active appointment(s)")
+                format!("slot {id}: taken {t}, but {n} live hold(s), active appointment(s) and pending release(s)")
             })
             .collect(),
-        "every slot's taken count equals its live holds plus active appointments".into(),
+        "every slot's taken count equals its live holds plus active appointments plus pending seat releases".into(),
         format!(
             "{} slot(s) count seats that no hold or appointment explains",
             mismatched.len()

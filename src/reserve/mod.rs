@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, SlotView};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
-use crate::booking::{Expire, Outcome, Request};
+use crate::booking::{Expire, Outcome, ReleaseSeat, Request};
 use crate::domain::time::Clock;
 use crate::store::{BatchConn, Source, Store, StoreError};
 
@@ -67,6 +67,12 @@ pub struct EngineConfig {
     /// transactions overlap; on SQLite they share the writer thread, and one's batch waits in
     /// its queue while another's runs.
     pub writers: usize,
+    /// How long a waitlist offer holds its seat.
+    pub offer_ttl: Duration,
+    /// Bounds of the uniform random delay before a seat an applicant gave up (and no waiter
+    /// took) returns to first-come booking; both zero disable it.
+    pub release_delay_min: Duration,
+    pub release_delay_max: Duration,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +85,9 @@ impl Default for EngineConfig {
             batch_attempts: 3,
             sweep_limit: 2_000,
             writers: 2,
+            offer_ttl: Duration::from_secs(2 * 3600),
+            release_delay_min: Duration::from_secs(5 * 60),
+            release_delay_max: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -242,6 +251,7 @@ impl Reservations {
                 store.clone(),
                 availability.clone(),
                 clock.clone(),
+                ids.clone(),
                 config.clone(),
                 rx,
                 queue,
@@ -393,6 +403,28 @@ impl Reservations {
         Ok(expired)
     }
 
+    /// Ends every seat release whose delay is over (bounded per call): each seat goes to a
+    /// waiter or back to first-come booking. The sweeper calls this with `sweep_expired`;
+    /// tests call it after moving the clock. Returns how many were ended.
+    pub async fn sweep_releases(&self) -> Result<usize, ReserveError> {
+        let now = self.clock.now().timestamp();
+        let due = self
+            .store
+            .due_releases(now, self.config.sweep_limit)
+            .await?;
+        let requests = due
+            .into_iter()
+            .map(|release_id| Request::ReleaseSeat(ReleaseSeat { release_id }))
+            .collect();
+        let mut released = 0;
+        for answer in self.submit_many(requests).await {
+            if matches!(answer?.outcome, Outcome::SeatReleased { .. }) {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
     /// Runs the sweeper every `interval` until the engine stops.
     pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
@@ -408,6 +440,15 @@ impl Reservations {
                     Err(e) => tracing::warn!(
                         error = &e as &dyn std::error::Error,
                         "hold sweep failed; will retry"
+                    ),
+                }
+                match engine.sweep_releases().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(released = n, "seat release sweep"),
+                    Err(ReserveError::Stopped) => break,
+                    Err(e) => tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "seat release sweep failed; will retry"
                     ),
                 }
             }

@@ -18,4 +18,5 @@ mod probes;
 pub mod races;
 mod staff;
 mod store;
+mod waitlist;
 mod web;

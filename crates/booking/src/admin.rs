@@ -107,11 +107,13 @@ impl RequestKind for Relocate {
         let old_slot_id = appointment.slot_id;
         match self.new_slot_id {
             Some(new_slot_id) => {
-                d.move_seat(&mut appointment, new_slot_id)?;
+                d.move_seat(&mut appointment, new_slot_id, false)?;
             }
             None => {
-                d.free_seat(old_slot_id);
                 appointment.status = AppointmentStatus::Cancelled;
+                d.store_appointment(appointment.clone());
+                let freer = appointment.national_code.clone();
+                d.give_up_seat(old_slot_id, false, Some(&freer));
             }
         }
         appointment.updated_at = d.now;

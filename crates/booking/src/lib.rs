@@ -22,7 +22,8 @@
 //!   appointments, checks, events).
 //! - The request kinds, one file per family: `seats` (hold, confirm, release, book, cancel,
 //!   reschedule, expire), `staff` (check in, enrol, no-show, card ready, deliver), `admin`
-//!   (relocate, set capacity).
+//!   (relocate, set capacity), `waitlist` (join, leave, accept or decline an offer, the end
+//!   of a release delay; where a freed seat goes is `Decider::give_up_seat` in `state`).
 //!
 //! # One place per request kind
 //! Each kind is a struct (`Hold`, `Enrol`, ...) in its family's file, implementing the
@@ -53,6 +54,7 @@ mod rows;
 mod seats;
 mod staff;
 mod state;
+mod waitlist;
 
 pub use admin::{relocation_sms, Relocate, RelocationReason, SetCapacity};
 pub use ids::{ApplicationId, HoldId, PaymentId, TrackingCode};
@@ -65,7 +67,11 @@ pub use rows::{
 };
 pub use seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 pub use staff::{CardReady, CheckIn, Deliver, Enrol, NoShow, PickupBooking};
-pub use state::{BatchMap, BatchState};
+pub use state::{BatchMap, BatchState, FreeingPolicy};
+pub use waitlist::{
+    waitlist_sms, AcceptOffer, DeclineOffer, EntryOffice, JoinWaitlist, LeaveWaitlist, PartOfDay,
+    ReleaseSeat, ReleaseStatus, SeatReleaseRow, WaitLimits, WaitRow, WaitStatus,
+};
 
 use state::Decider;
 

@@ -10,6 +10,7 @@ use crate::outcome::{Outcome, Refusal};
 use crate::seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 use crate::staff::{CardReady, CheckIn, Deliver, Enrol, NoShow};
 use crate::state::Decider;
+use crate::waitlist::{AcceptOffer, DeclineOffer, JoinWaitlist, LeaveWaitlist, ReleaseSeat};
 
 /// A request to the writer. Identifiers it may create (hold id, tracking code) are generated
 /// before it is queued, so that the decision is a pure function of its inputs.
@@ -33,6 +34,11 @@ pub enum Request {
     Deliver(Deliver),
     Relocate(Relocate),
     SetCapacity(SetCapacity),
+    JoinWaitlist(JoinWaitlist),
+    LeaveWaitlist(LeaveWaitlist),
+    AcceptOffer(AcceptOffer),
+    DeclineOffer(DeclineOffer),
+    ReleaseSeat(ReleaseSeat),
 }
 
 impl Request {
@@ -53,6 +59,11 @@ impl Request {
             Request::Deliver(r) => r,
             Request::Relocate(r) => r,
             Request::SetCapacity(r) => r,
+            Request::JoinWaitlist(r) => r,
+            Request::LeaveWaitlist(r) => r,
+            Request::AcceptOffer(r) => r,
+            Request::DeclineOffer(r) => r,
+            Request::ReleaseSeat(r) => r,
         }
     }
 

@@ -33,6 +33,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::OfficeNotFound
         | C::HoldNotFound
         | C::TokenNotFound
+        | C::WaitlistEntryNotFound
+        | C::OfferNotFound
         | C::JobNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
@@ -54,8 +56,12 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::NotToday
         | C::OfficeExists
         | C::JobRunning
+        | C::AlreadyWaiting
+        | C::WaitlistEntryNotActive
+        | C::ReleaseNotDue
         | C::JobFailed => &[409],
         C::InvalidQuery
+        | C::NoOfficeWithinLimits
         | C::IdempotencyKeyReused
         | C::IdempotencyRecordUnreadable
         | C::ServiceNotBookable
@@ -289,6 +295,55 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ],
     ),
     ("get_appointment", &[&[C::AppointmentNotFound]]),
+    (
+        "join_waitlist",
+        &[&[
+            C::ApplicationNotFound,
+            C::UnknownService,
+            C::PaymentNotFound,
+            C::PaymentMismatch,
+            C::PaymentNotPaid,
+            C::AlreadyWaiting,
+            C::AlreadyBooked,
+            C::InvalidNear,
+            C::InvalidOfficeId,
+            C::InvalidCharacter,
+            C::OfficeNotFound,
+            C::ServiceNotOffered,
+            C::NoOfficeWithinLimits,
+            C::InvalidDate,
+            C::InvalidRange,
+            C::NonexistentLocalTime,
+        ]],
+    ),
+    ("list_waitlist", &[]),
+    (
+        "leave_waitlist",
+        &[&[C::WaitlistEntryNotFound, C::WaitlistEntryNotActive]],
+    ),
+    (
+        "accept_offer",
+        &[&[
+            C::OfferNotFound,
+            C::WaitlistEntryNotActive,
+            C::HoldNotFound,
+            C::HoldExpired,
+            C::HoldNotLive,
+            C::PaymentNotFound,
+            C::PaymentMismatch,
+            C::PaymentNotPaid,
+            C::AlreadyBooked,
+        ]],
+    ),
+    (
+        "decline_offer",
+        &[&[
+            C::OfferNotFound,
+            C::WaitlistEntryNotActive,
+            C::HoldExpired,
+            C::HoldNotLive,
+        ]],
+    ),
     (
         "get_status",
         &[&[

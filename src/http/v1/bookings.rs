@@ -41,7 +41,7 @@ fn idempotency(
     Ok(engine_key(&applicant.national_code.to_string(), key, hash))
 }
 
-async fn own_application(
+pub(super) async fn own_application(
     state: &AppState,
     applicant: &Applicant,
     id: &str,
@@ -373,7 +373,7 @@ pub async fn reschedule(
     .await
 }
 
-fn unexpected(outcome: &Outcome) -> Problem {
+pub(super) fn unexpected(outcome: &Outcome) -> Problem {
     tracing::error!(
         ?outcome,
         "the engine answered with an outcome of another request kind"

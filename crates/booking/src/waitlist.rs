@@ -1,0 +1,489 @@
+//! The waitlist for freed seats and the anti-trading release: its rows, and the applicant's and
+//! sweeper's requests (join, leave, accept or decline an offer, end a release delay). Where a
+//! freed seat goes is decided in one place, `Decider::give_up_seat` (state.rs), which every path
+//! that frees a seat calls.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ApplicationId, HoldId, PaymentId, TrackingCode};
+use crate::keys::BatchKeys;
+use crate::kind::RequestKind;
+use crate::outcome::{Outcome, Refusal};
+use crate::rows::{HoldStatus, UnixSeconds};
+use crate::state::{Claim, Decider, Subject};
+
+/// Which part of the day a waiter accepts (Iran time: morning is before 12:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartOfDay {
+    Morning,
+    Afternoon,
+    Any,
+}
+
+impl PartOfDay {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartOfDay::Morning => "morning",
+            PartOfDay::Afternoon => "afternoon",
+            PartOfDay::Any => "any",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PartOfDay::Morning, PartOfDay::Afternoon, PartOfDay::Any]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    /// Whether a slot starting at `start` (Unix seconds) is in this part of the day.
+    pub fn fits(self, start: UnixSeconds) -> bool {
+        use chrono::Timelike;
+        let morning = || {
+            let at = chrono::DateTime::from_timestamp(start, 0).unwrap_or_default();
+            nobat_domain::time::to_iran(at).hour() < 12
+        };
+        match self {
+            PartOfDay::Any => true,
+            PartOfDay::Morning => morning(),
+            PartOfDay::Afternoon => !morning(),
+        }
+    }
+}
+
+/// Where a waitlist entry is in its life. `Waiting` and `Offered` are *active* (one per citizen
+/// and service, `waitlist_one_active`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitStatus {
+    Waiting,
+    /// A seat is held for the waiter (`offer_hold_id`) until they accept or decline it.
+    Offered,
+    /// The waiter got an appointment through the waitlist (`tracking_code`).
+    Booked,
+    /// The waiter left.
+    Left,
+    /// An offer expired unanswered: the entry ends.
+    Lapsed,
+}
+
+impl WaitStatus {
+    pub const ALL: [WaitStatus; 5] = [
+        WaitStatus::Waiting,
+        WaitStatus::Offered,
+        WaitStatus::Booked,
+        WaitStatus::Left,
+        WaitStatus::Lapsed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitStatus::Waiting => "waiting",
+            WaitStatus::Offered => "offered",
+            WaitStatus::Booked => "booked",
+            WaitStatus::Left => "left",
+            WaitStatus::Lapsed => "lapsed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, WaitStatus::Waiting | WaitStatus::Offered)
+    }
+}
+
+/// The seats a waiter accepts, besides the offices (stored apart, `waitlist_offices`): slots
+/// starting in `[earliest_at, latest_at)` in `part_of_day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitLimits {
+    pub earliest_at: UnixSeconds,
+    pub latest_at: UnixSeconds,
+    pub part_of_day: PartOfDay,
+}
+
+impl WaitLimits {
+    pub fn fits(&self, start: UnixSeconds) -> bool {
+        start >= self.earliest_at && start < self.latest_at && self.part_of_day.fits(start)
+    }
+}
+
+/// A waitlist entry, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRow {
+    pub id: String,
+    pub national_code: String,
+    pub service: String,
+    pub application_id: String,
+    /// The paid payment the waitlist books with (checked at join; a paid payment stays paid).
+    pub payment_id: String,
+    pub auto_accept: bool,
+    pub limits: WaitLimits,
+    /// The limits as the applicant gave them (JSON), shown back and compared on a repeated join.
+    pub limits_json: String,
+    pub status: WaitStatus,
+    pub offer_hold_id: Option<String>,
+    pub tracking_code: Option<String>,
+    pub joined_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+}
+
+/// An office a waiting entry accepts (the freeing path finds waiters by office).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryOffice {
+    pub entry_id: String,
+    pub office_id: String,
+    pub joined_at: UnixSeconds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// The seat is still taken, until `release_at`.
+    Pending,
+    /// Handed to a waiter or back to first-come booking.
+    Done,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ReleaseStatus::Pending, ReleaseStatus::Done]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A freed seat kept taken until `release_at` (the anti-trading delay), then offered to the
+/// waiters and otherwise freed. New rows have id 0; the database numbers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatReleaseRow {
+    pub id: i64,
+    pub slot_id: i64,
+    pub release_at: UnixSeconds,
+    /// Who gave the seat up, so it is not handed straight back to them.
+    pub freed_by: Option<String>,
+    pub status: ReleaseStatus,
+    pub created_at: UnixSeconds,
+}
+
+/// The Persian SMS of a waitlist offer or booking.
+pub fn waitlist_sms(start_at: UnixSeconds, office_id: &str, booked: Option<&str>) -> String {
+    let local = nobat_domain::time::to_iran(
+        chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default(),
+    );
+    let date = nobat_domain::JalaliDate::from_gregorian(local.date_naive());
+    let time = nobat_domain::jalali::to_persian_digits(&local.format("%H:%M").to_string());
+    let when = format!("{}، ساعت {time}", date.persian_display_with_weekday());
+    match booked {
+        Some(code) => format!(
+            "از فهرست انتظار برای شما نوبت گرفته شد: {when} در دفتر {office_id}، کد رهگیری {code}."
+        ),
+        None => format!(
+            "یک نوبت خالی برای شما نگه داشته شده است: {when} در دفتر {office_id}. لطفاً آن را بپذیرید یا رد کنید."
+        ),
+    }
+}
+
+/// Joins the waitlist for a service with a paid application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinWaitlist {
+    pub national_code: String,
+    pub application_id: ApplicationId,
+    pub service: String,
+    pub payment_id: PaymentId,
+    pub entry_id: String,
+    pub auto_accept: bool,
+    pub limits: WaitLimits,
+    pub limits_json: String,
+    /// The offices the limits accept (bounded by the handler), nearest first.
+    pub offices: Vec<String>,
+}
+
+impl RequestKind for JoinWaitlist {
+    fn touches(&self, keys: &mut BatchKeys) {
+        let pair = (self.national_code.clone(), self.service.clone());
+        keys.citizens.push(pair.clone());
+        keys.entry_citizens.push(pair);
+        keys.payments.push(self.payment_id.as_str().to_owned());
+        keys.applications
+            .push(self.application_id.as_str().to_owned());
+    }
+
+    fn seat_slot(&self) -> Option<i64> {
+        None
+    }
+
+    fn national_code(&self) -> Option<&str> {
+        Some(&self.national_code)
+    }
+
+    fn subject(&self) -> &str {
+        &self.national_code
+    }
+
+    fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
+        let claim = Claim {
+            national_code: &self.national_code,
+            application_id: self.application_id.as_str(),
+            service: &self.service,
+        };
+        d.check_application(claim)?;
+        d.check_payment(&self.payment_id, claim)?;
+        if let Some(entry) = d.active_entry(&self.national_code, &self.service) {
+            let same = entry.application_id == self.application_id.as_str()
+                && entry.payment_id == self.payment_id.as_str()
+                && entry.auto_accept == self.auto_accept
+                && entry.limits_json == self.limits_json;
+            return if same {
+                Ok(Outcome::Waitlisted {
+                    entry,
+                    created: false,
+                })
+            } else {
+                Err(Refusal::AlreadyWaiting { entry_id: entry.id })
+            };
+        }
+        d.check_not_booked(claim)?;
+        let entry = WaitRow {
+            id: self.entry_id.clone(),
+            national_code: self.national_code.clone(),
+            service: self.service.clone(),
+            application_id: self.application_id.as_str().to_owned(),
+            payment_id: self.payment_id.as_str().to_owned(),
+            auto_accept: self.auto_accept,
+            limits: self.limits,
+            limits_json: self.limits_json.clone(),
+            status: WaitStatus::Waiting,
+            offer_hold_id: None,
+            tracking_code: None,
+            joined_at: d.now,
+            updated_at: d.now,
+        };
+        d.effects
+            .entry_offices
+            .extend(self.offices.iter().map(|office_id| EntryOffice {
+                entry_id: entry.id.clone(),
+                office_id: office_id.clone(),
+                joined_at: d.now,
+            }));
+        d.add_entry(entry.clone());
+        d.event(
+            "waitlist_joined",
+            Subject::Entry(&entry.id),
+            &self.national_code,
+            serde_json::json!({ "offices": self.offices.len(), "auto_accept": self.auto_accept }),
+        );
+        Ok(Outcome::Waitlisted {
+            entry,
+            created: true,
+        })
+    }
+}
+
+/// Leaves the waitlist; a live offer is given up (its seat goes on to the next waiter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveWaitlist {
+    pub national_code: String,
+    pub entry_id: String,
+}
+
+impl RequestKind for LeaveWaitlist {
+    fn touches(&self, keys: &mut BatchKeys) {
+        keys.entries.push(self.entry_id.clone());
+    }
+
+    fn seat_slot(&self) -> Option<i64> {
+        None
+    }
+
+    fn national_code(&self) -> Option<&str> {
+        Some(&self.national_code)
+    }
+
+    fn subject(&self) -> &str {
+        &self.national_code
+    }
+
+    fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
+        let mut entry = d.entry_of(&self.national_code, &self.entry_id)?;
+        if !entry.status.is_active() {
+            return Err(Refusal::EntryNotActive {
+                status: entry.status,
+            });
+        }
+        let offer = entry.offer_hold_id.take();
+        entry.status = WaitStatus::Left;
+        entry.updated_at = d.now;
+        d.store_entry(entry.clone());
+        if let Some(hold) = offer.and_then(|id| d.hold(&HoldId::from(id))) {
+            if !d.expire_if_due(&hold) && hold.status == HoldStatus::Live {
+                d.set_hold_status(&hold, HoldStatus::Released);
+                d.give_up_seat(hold.slot_id, true, Some(&self.national_code));
+            }
+        }
+        d.event(
+            "waitlist_left",
+            Subject::Entry(&entry.id),
+            &self.national_code,
+            serde_json::json!({}),
+        );
+        Ok(Outcome::WaitlistLeft { entry })
+    }
+}
+
+/// Accepts a waitlist offer: the offer's hold is confirmed with the entry's payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptOffer {
+    pub national_code: String,
+    pub entry_id: String,
+    /// The offer: its hold.
+    pub hold_id: HoldId,
+    pub payment_id: PaymentId,
+    pub tracking_code: TrackingCode,
+}
+
+impl RequestKind for AcceptOffer {
+    fn touches(&self, keys: &mut BatchKeys) {
+        keys.entries.push(self.entry_id.clone());
+        keys.confirmed_holds.push(self.hold_id.as_str().to_owned());
+        keys.payments.push(self.payment_id.as_str().to_owned());
+        keys.citizen_codes.push(self.national_code.clone());
+    }
+
+    fn seat_slot(&self) -> Option<i64> {
+        None
+    }
+
+    fn national_code(&self) -> Option<&str> {
+        Some(&self.national_code)
+    }
+
+    fn subject(&self) -> &str {
+        &self.national_code
+    }
+
+    fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
+        d.offer_of(&self.national_code, &self.entry_id, &self.hold_id)?;
+        crate::seats::confirm_hold(
+            d,
+            &self.national_code,
+            &self.hold_id,
+            &self.payment_id,
+            &self.tracking_code,
+        )
+    }
+}
+
+/// Declines a waitlist offer: the entry waits again, the seat goes to the next waiter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclineOffer {
+    pub national_code: String,
+    pub entry_id: String,
+    pub hold_id: HoldId,
+}
+
+impl RequestKind for DeclineOffer {
+    fn touches(&self, keys: &mut BatchKeys) {
+        keys.entries.push(self.entry_id.clone());
+        keys.holds.push(self.hold_id.as_str().to_owned());
+    }
+
+    fn seat_slot(&self) -> Option<i64> {
+        None
+    }
+
+    fn national_code(&self) -> Option<&str> {
+        Some(&self.national_code)
+    }
+
+    fn subject(&self) -> &str {
+        &self.national_code
+    }
+
+    fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
+        d.offer_of(&self.national_code, &self.entry_id, &self.hold_id)?;
+        let hold = d
+            .hold_of(&self.national_code, &self.hold_id)
+            .map_err(|_| Refusal::OfferNotFound)?;
+        if d.expire_if_due(&hold) {
+            return Err(Refusal::HoldExpired);
+        }
+        if hold.status != HoldStatus::Live {
+            return Err(Refusal::HoldNotLive {
+                status: hold.status,
+            });
+        }
+        // The entry waits again (set_hold_status ends the offer), the seat moves on.
+        d.set_hold_status(&hold, HoldStatus::Released);
+        d.give_up_seat(hold.slot_id, true, Some(&self.national_code));
+        d.event(
+            "waitlist_offer_declined",
+            &self.hold_id,
+            &self.national_code,
+            serde_json::json!({ "slot_id": hold.slot_id }),
+        );
+        let entry = d
+            .entry_of(&self.national_code, &self.entry_id)
+            .expect("read above");
+        Ok(Outcome::OfferDeclined { entry })
+    }
+}
+
+/// The end of a release delay (from the sweeper): the seat goes to a waiter, else back to
+/// first-come booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSeat {
+    pub release_id: i64,
+}
+
+impl RequestKind for ReleaseSeat {
+    fn touches(&self, keys: &mut BatchKeys) {
+        keys.releases.push(self.release_id);
+    }
+
+    fn seat_slot(&self) -> Option<i64> {
+        None
+    }
+
+    fn national_code(&self) -> Option<&str> {
+        None
+    }
+
+    fn subject(&self) -> &str {
+        // Queued with the other sweeper requests; it names no citizen.
+        "seat_release"
+    }
+
+    fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
+        let release = d
+            .state
+            .releases
+            .get(&self.release_id)
+            .cloned()
+            .ok_or(Refusal::ReleaseNotDue)?;
+        if release.status != ReleaseStatus::Pending || release.release_at > d.now {
+            return Err(Refusal::ReleaseNotDue);
+        }
+        d.state
+            .releases
+            .get_mut(&self.release_id)
+            .expect("read above")
+            .status = ReleaseStatus::Done;
+        d.effects
+            .release_status
+            .insert(self.release_id, ReleaseStatus::Done);
+        d.give_up_seat(release.slot_id, false, release.freed_by.as_deref());
+        Ok(Outcome::SeatReleased {
+            slot_id: release.slot_id,
+        })
+    }
+}

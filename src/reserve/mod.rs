@@ -540,6 +540,7 @@ mod tests {
         let release = Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "h2".into(),
+            closing: false,
         });
         for queues in 1..=4 {
             let q = queue_index(&confirm("0499370899", "h1"), queues);

@@ -8,7 +8,7 @@ use crate::keys::BatchKeys;
 use crate::kind::RequestKind;
 use crate::outcome::{Outcome, Refusal};
 use crate::rows::{AppointmentStatus, HoldRow, HoldStatus, UnixSeconds};
-use crate::state::{Claim, Decider};
+use crate::state::{Claim, Decider, Freed};
 
 /// Holds a seat in `slot_id` while the applicant pays, until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +185,10 @@ pub(crate) fn confirm_hold(
 pub struct Release {
     pub national_code: String,
     pub hold_id: HoldId,
+    /// Released by a closure of its day (an administrator's): the seat is freed at once, to
+    /// no waiter and with no release delay, since the slot is being closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closing: bool,
 }
 
 impl RequestKind for Release {
@@ -219,7 +223,12 @@ impl RequestKind for Release {
             });
         }
         d.set_hold_status(&hold, HoldStatus::Released);
-        d.give_up_seat(hold.slot_id, true, Some(&self.national_code));
+        let how = if self.closing {
+            Freed::Closing
+        } else {
+            Freed::Own
+        };
+        d.give_up_seat(hold.slot_id, how, Some(&self.national_code));
         d.event(
             "hold_released",
             &self.hold_id,
@@ -341,7 +350,7 @@ impl RequestKind for Cancel {
         appointment.updated_at = d.now;
         // Stored first, so the citizen counts as free for the waiters the seat may go to.
         d.store_appointment(appointment.clone());
-        d.give_up_seat(appointment.slot_id, true, Some(&self.national_code));
+        d.give_up_seat(appointment.slot_id, Freed::Own, Some(&self.national_code));
         d.event(
             "appointment_cancelled",
             &self.tracking_code,
@@ -387,7 +396,7 @@ impl RequestKind for Reschedule {
                 status: appointment.status,
             });
         }
-        let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id, true)?;
+        let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id, Freed::Own)?;
         appointment.updated_at = d.now;
         d.store_appointment(appointment.clone());
         d.event(

@@ -56,6 +56,18 @@ pub struct BatchState {
     pub entry_by_offer: BatchMap<String, String>,
 }
 
+/// Who gave a seat up, which decides where it goes (`Decider::give_up_seat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freed {
+    /// The applicant (cancel, reschedule, release, expiry, a declined or expired offer,
+    /// leaving the waitlist): waiters first, then the release delay.
+    Own,
+    /// The system, at the end of a release delay: waiters first, then free.
+    System,
+    /// An administrator's closure or capacity cut: the slot is going, so free at once.
+    Closing,
+}
+
 /// What becomes of a freed seat that no waiter takes, and how long an offer lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreeingPolicy {
@@ -212,13 +224,12 @@ impl Decider<'_> {
     /// Moves an appointment to `new_slot_id`: the new seat is secured first, and only then is
     /// the old one given up, so a full slot leaves the appointment where it was. Returns the
     /// old slot.
-    /// `own`: the applicant moved it (the old seat's release is delayed when no waiter takes
-    /// it), rather than an administrator.
+    /// `how`: who gave the old seat up (`give_up_seat`).
     pub(crate) fn move_seat(
         &mut self,
         appointment: &mut AppointmentRow,
         new_slot_id: i64,
-        own: bool,
+        how: Freed,
     ) -> Result<i64, Refusal> {
         let old_slot_id = appointment.slot_id;
         if new_slot_id == old_slot_id {
@@ -226,7 +237,7 @@ impl Decider<'_> {
         }
         self.take_seat(new_slot_id)?;
         let freer = appointment.national_code.clone();
-        self.give_up_seat(old_slot_id, own, Some(&freer));
+        self.give_up_seat(old_slot_id, how, Some(&freer));
         let slot = &self.state.slots[&new_slot_id];
         appointment.slot_id = new_slot_id;
         appointment.office_id = slot.office_id.clone();
@@ -294,7 +305,7 @@ impl Decider<'_> {
     pub(crate) fn expire_if_due(&mut self, hold: &HoldRow) -> bool {
         if hold.status == HoldStatus::Live && hold.expires_at <= self.now {
             self.set_hold_status(hold, HoldStatus::Expired);
-            self.give_up_seat(hold.slot_id, true, Some(&hold.national_code));
+            self.give_up_seat(hold.slot_id, Freed::Own, Some(&hold.national_code));
             self.event(
                 "hold_expired",
                 Subject::Hold(&hold.id),
@@ -515,13 +526,14 @@ impl Decider<'_> {
     /// the slot's office whose limits fit, not `freer`, with no active appointment for the
     /// service and no live hold): booked at once for an entry with `auto_accept`, else held
     /// for them as an offer. It stays taken then (no seat delta). With no waiter, a seat freed
-    /// by the applicant's own action (`own`) stays taken by a pending release until a random
-    /// delay has passed; otherwise it is free again.
-    pub(crate) fn give_up_seat(&mut self, slot_id: i64, own: bool, freer: Option<&str>) {
+    /// by the applicant's own action (`Freed::Own`) stays taken by a pending release until a
+    /// random delay has passed; otherwise it is free again. A seat in a slot being closed or
+    /// cut (`Freed::Closing`) is freed at once.
+    pub(crate) fn give_up_seat(&mut self, slot_id: i64, how: Freed, freer: Option<&str>) {
         let Some(slot) = self.state.slots.get(&slot_id) else {
             return;
         };
-        if slot.start_at > self.now {
+        if slot.start_at > self.now && how != Freed::Closing {
             let (office_id, start_at) = (slot.office_id.clone(), slot.start_at);
             if let Some(entry_id) = self.best_waiter(&office_id, start_at, freer) {
                 if !self.hand_over(slot_id, &entry_id) {
@@ -531,7 +543,7 @@ impl Decider<'_> {
                 }
                 return;
             }
-            if own {
+            if how == Freed::Own {
                 let delay = self.release_delay();
                 if delay > 0 {
                     self.pend_release(slot_id, self.now + delay, freer);

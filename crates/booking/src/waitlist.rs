@@ -10,7 +10,7 @@ use crate::keys::BatchKeys;
 use crate::kind::RequestKind;
 use crate::outcome::{Outcome, Refusal};
 use crate::rows::{HoldStatus, UnixSeconds};
-use crate::state::{Claim, Decider, Subject};
+use crate::state::{Claim, Decider, Freed, Subject};
 
 /// Which part of the day a waiter accepts (Iran time: morning is before 12:00).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,7 +327,7 @@ impl RequestKind for LeaveWaitlist {
         if let Some(hold) = offer.and_then(|id| d.hold(&HoldId::from(id))) {
             if !d.expire_if_due(&hold) && hold.status == HoldStatus::Live {
                 d.set_hold_status(&hold, HoldStatus::Released);
-                d.give_up_seat(hold.slot_id, true, Some(&self.national_code));
+                d.give_up_seat(hold.slot_id, Freed::Own, Some(&self.national_code));
             }
         }
         d.event(
@@ -424,7 +424,7 @@ impl RequestKind for DeclineOffer {
         }
         // The entry waits again (set_hold_status ends the offer), the seat moves on.
         d.set_hold_status(&hold, HoldStatus::Released);
-        d.give_up_seat(hold.slot_id, true, Some(&self.national_code));
+        d.give_up_seat(hold.slot_id, Freed::Own, Some(&self.national_code));
         d.event(
             "waitlist_offer_declined",
             &self.hold_id,
@@ -481,7 +481,7 @@ impl RequestKind for ReleaseSeat {
         d.effects
             .release_status
             .insert(self.release_id, ReleaseStatus::Done);
-        d.give_up_seat(release.slot_id, false, release.freed_by.as_deref());
+        d.give_up_seat(release.slot_id, Freed::System, release.freed_by.as_deref());
         Ok(Outcome::SeatReleased {
             slot_id: release.slot_id,
         })

@@ -380,6 +380,7 @@ pub async fn close_days(
                 Request::Release(Release {
                     national_code: h.national_code,
                     hold_id: h.id.into(),
+                    closing: true,
                 })
             })
             .collect();

@@ -239,6 +239,7 @@ pub async fn release_hold(
     let request = Request::Release(Release {
         national_code: applicant.national_code.to_string(),
         hold_id: hold_id.into(),
+        closing: false,
     });
     match state.engine.submit(request).await?.outcome {
         Outcome::Released { .. } => Ok(StatusCode::NO_CONTENT),

@@ -78,6 +78,7 @@ pub(super) fn requests() -> Vec<Request> {
         Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "hold_x1".into(),
+            closing: false,
         }),
         Request::Book(Book {
             national_code: "0499370899".into(),

@@ -21,7 +21,8 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
         )),
         (c.clone(), n.clone()).prop_map(|(c, h)| Request::Release(Release {
             national_code: format!("c{c}"),
-            hold_id: format!("h{h}").into()
+            hold_id: format!("h{h}").into(),
+            closing: false,
         })),
         (c.clone(), n.clone()).prop_map(|(c, t)| Request::Cancel(Cancel {
             national_code: format!("c{c}"),

@@ -82,7 +82,7 @@ fn relocate(new_slot_id: Option<i64>) -> Request {
 }
 
 fn join(i: usize, auto_accept: bool, now: i64) -> Request {
-    Request::JoinWaitlist(JoinWaitlist {
+    Request::JoinWaitlist(Box::new(JoinWaitlist {
         national_code: format!("c{i}"),
         application_id: format!("app{i}").into(),
         service: "first_issuance".into(),
@@ -96,7 +96,7 @@ fn join(i: usize, auto_accept: bool, now: i64) -> Request {
         },
         limits_json: "{}".into(),
         offices: vec![OFFICE.into()],
-    })
+    }))
 }
 
 /// One batch of the sequence: requests submitted together, some with an idempotency key.

@@ -62,16 +62,14 @@ pub use keys::BatchKeys;
 pub use outcome::{Effects, Event, Outcome, Refusal};
 pub use request::Request;
 pub use rows::{
-    ApplicationRef, AppointmentRow, AppointmentStatus, CardRow, HoldRow, HoldStatus, OutboxRow,
-    PaymentRow, PaymentStatus, SlotRow, UnixSeconds, PICKUP_SERVICE,
+    waitlist_sms, ApplicationRef, AppointmentRow, AppointmentStatus, CardRow, EntryOffice, HoldRow,
+    HoldStatus, OutboxRow, PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow,
+    SlotRow, UnixSeconds, WaitLimits, WaitRow, WaitStatus, PICKUP_SERVICE,
 };
 pub use seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 pub use staff::{CardReady, CheckIn, Deliver, Enrol, NoShow, PickupBooking};
 pub use state::{BatchMap, BatchState, FreeingPolicy};
-pub use waitlist::{
-    waitlist_sms, AcceptOffer, DeclineOffer, EntryOffice, JoinWaitlist, LeaveWaitlist, PartOfDay,
-    ReleaseSeat, ReleaseStatus, SeatReleaseRow, WaitLimits, WaitRow, WaitStatus,
-};
+pub use waitlist::{AcceptOffer, DeclineOffer, JoinWaitlist, LeaveWaitlist, ReleaseSeat};
 
 use state::Decider;
 

@@ -8,7 +8,7 @@ use crate::rows::{
     AppointmentRow, AppointmentStatus, CardRow, HoldRow, HoldStatus, OutboxRow, PaymentStatus,
     UnixSeconds,
 };
-use crate::waitlist::{EntryOffice, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
+use crate::rows::{EntryOffice, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
 
 /// Why a request was refused. Each maps to one stable API error code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

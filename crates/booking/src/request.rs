@@ -34,7 +34,8 @@ pub enum Request {
     Deliver(Deliver),
     Relocate(Relocate),
     SetCapacity(SetCapacity),
-    JoinWaitlist(JoinWaitlist),
+    /// Boxed: it carries its offices, and would make every request larger.
+    JoinWaitlist(Box<JoinWaitlist>),
     LeaveWaitlist(LeaveWaitlist),
     AcceptOffer(AcceptOffer),
     DeclineOffer(DeclineOffer),
@@ -59,7 +60,7 @@ impl Request {
             Request::Deliver(r) => r,
             Request::Relocate(r) => r,
             Request::SetCapacity(r) => r,
-            Request::JoinWaitlist(r) => r,
+            Request::JoinWaitlist(r) => r.as_ref(),
             Request::LeaveWaitlist(r) => r,
             Request::AcceptOffer(r) => r,
             Request::DeclineOffer(r) => r,

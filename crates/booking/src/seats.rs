@@ -156,7 +156,7 @@ pub(crate) fn confirm_hold(
     d.set_hold_status(&hold, HoldStatus::Confirmed);
     d.end_offer(
         &hold.id,
-        crate::waitlist::WaitStatus::Booked,
+        crate::rows::WaitStatus::Booked,
         Some(tracking_code.as_str()),
     );
     let appointment = d.new_appointment(tracking_code, hold.slot_id, claim, Some(payment_id));

@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::ids::{HoldId, PaymentId, TrackingCode};
 use crate::outcome::{Effects, Event, Outcome, Refusal};
+use crate::rows::{waitlist_sms, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
 use crate::rows::{
     ApplicationRef, AppointmentRow, AppointmentStatus, HoldRow, HoldStatus, OutboxRow, PaymentRow,
     PaymentStatus, SlotRow, UnixSeconds,
 };
-use crate::waitlist::{waitlist_sms, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
 
 /// The batch's in-memory maps. Their keys are ids and codes of at most one batch (bounded), so
 /// a fast, fixed-seed hash serves (FxHash: SipHash was about 4% of the SQLite writer thread's

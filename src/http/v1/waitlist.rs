@@ -134,7 +134,7 @@ pub async fn join_waitlist(
     let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
     let pick = parse_pick(&state, &req.pick, service, WAITLIST_OFFICES_MAX)?;
     let limits_json = serde_json::to_string(&req.pick).map_err(|_| Problem::internal())?;
-    let request = Request::JoinWaitlist(JoinWaitlist {
+    let request = Request::JoinWaitlist(Box::new(JoinWaitlist {
         national_code: app.national_code.clone(),
         application_id: app.id.clone().into(),
         service: app.service.clone(),
@@ -144,7 +144,7 @@ pub async fn join_waitlist(
         limits: pick.limits,
         limits_json,
         offices: pick.offices,
-    });
+    }));
     match state.engine.submit(request).await?.outcome {
         Outcome::Waitlisted { entry, created } => {
             let status = if created {

@@ -327,8 +327,14 @@ mod tests {
         (ProblemCode::InvalidStart, "invalid_start"),
         (ProblemCode::StartInPast, "start_in_past"),
         (ProblemCode::AlreadyWaiting, "already_waiting"),
-        (ProblemCode::WaitlistEntryNotFound, "waitlist_entry_not_found"),
-        (ProblemCode::WaitlistEntryNotActive, "waitlist_entry_not_active"),
+        (
+            ProblemCode::WaitlistEntryNotFound,
+            "waitlist_entry_not_found",
+        ),
+        (
+            ProblemCode::WaitlistEntryNotActive,
+            "waitlist_entry_not_active",
+        ),
         (ProblemCode::OfferNotFound, "offer_not_found"),
         (ProblemCode::ReleaseNotDue, "release_not_due"),
         (ProblemCode::NoOfficeWithinLimits, "no_office_within_limits"),

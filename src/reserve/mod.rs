@@ -414,7 +414,12 @@ impl Reservations {
             .await?;
         let requests = due
             .into_iter()
-            .map(|release_id| Request::ReleaseSeat(ReleaseSeat { release_id }))
+            .map(|release_id| {
+                Request::ReleaseSeat(ReleaseSeat {
+                    release_id,
+                    closing: false,
+                })
+            })
             .collect();
         let mut released = 0;
         for answer in self.submit_many(requests).await {

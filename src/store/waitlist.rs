@@ -75,6 +75,21 @@ impl Store {
         })
     }
 
+    /// Ids of the pending seat releases of an office's slots starting in `[from, to)` (a
+    /// closure ends them before it shrinks the slots), at most 2,000.
+    pub async fn office_pending_releases_between(
+        &self,
+        office_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        const SQL: &str = "SELECT r.id FROM seat_releases r JOIN slots s ON s.id = r.slot_id \
+                           WHERE r.status = 'pending' AND s.office_id = $1 AND s.start_at >= $2 AND s.start_at < $3 ORDER BY r.id LIMIT 2000";
+        super::on_pool!(self, pool, q = SQL => {
+            Ok(sqlx::query_scalar::<_, i64>(q).bind(office_id).bind(from).bind(to).fetch_all(pool).await?)
+        })
+    }
+
     /// Ids of pending seat releases due at `now`, oldest first, at most `limit`.
     pub async fn due_releases(&self, now: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
         const SQL: &str = "SELECT id FROM seat_releases WHERE status = 'pending' AND release_at <= $1 ORDER BY release_at, id LIMIT $2";

@@ -218,7 +218,12 @@ fn sequence(now: i64, s: &[i64]) -> Vec<Batch> {
         Advance(Duration::minutes(31)),
         Together(
             (1..=8)
-                .map(|release_id| Request::ReleaseSeat(ReleaseSeat { release_id }))
+                .map(|release_id| {
+                    Request::ReleaseSeat(ReleaseSeat {
+                        release_id,
+                        closing: false,
+                    })
+                })
                 .collect(),
         ),
         Together(vec![book(3, s[0], "h7", "T3")]),

@@ -540,3 +540,56 @@ async fn bad_joins(db: &TestDb) {
     app.stop().await;
 }
 on_both_backends!(bad_waitlist_input_writes_nothing, super::bad_joins);
+
+async fn closure_ends_pending_releases(db: &TestDb) {
+    let app = TestApp::spawn_with(db, test_clock(), |s| {
+        s.admin_token = Some(crate::staff::ADMIN_TOKEN.to_string());
+    })
+    .await;
+    let people = ready_all(&app, 2).await;
+    let (a, b) = (&people[0], &people[1]);
+    let office_id = nearest_offices(&app, &a.citizen).await[0]["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = tomorrow_morning(&app, &office_id).await;
+    let (_, appt) = book(&app, a, &office_id, &start).await;
+    let a_code = appt["tracking_code"].as_str().unwrap().to_string();
+    cancel(&app, a, &a_code).await;
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'"
+        )
+        .await,
+        1
+    );
+    let (status, report) = app
+        .post(
+            Some(crate::staff::ADMIN_TOKEN),
+            &format!("/v1/admin/offices/{office_id}/closures"),
+            &json!({ "from": "1403-07-02", "reason": "قطع برق" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'"
+        )
+        .await,
+        0,
+        "the closed day keeps no seat back"
+    );
+    assert_eq!(
+        scalar(&app.store, &format!("SELECT COUNT(*) FROM slots s JOIN appointments a ON a.slot_id = s.id WHERE a.tracking_code = '{a_code}' AND s.capacity > 0")).await,
+        0,
+        "its slot was shrunk to nothing"
+    );
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+on_both_backends!(
+    a_closure_frees_the_seats_its_releases_held,
+    super::closure_ends_pending_releases
+);

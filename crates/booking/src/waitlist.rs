@@ -262,6 +262,10 @@ impl RequestKind for DeclineOffer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseSeat {
     pub release_id: i64,
+    /// Ended early by a closure of its slot's day (an administrator's): the seat is freed at
+    /// once, to no waiter, so the slot can be shrunk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closing: bool,
 }
 
 impl RequestKind for ReleaseSeat {
@@ -289,7 +293,8 @@ impl RequestKind for ReleaseSeat {
             .get(&self.release_id)
             .cloned()
             .ok_or(Refusal::ReleaseNotDue)?;
-        if release.status != ReleaseStatus::Pending || release.release_at > d.now {
+        if release.status != ReleaseStatus::Pending || (release.release_at > d.now && !self.closing)
+        {
             return Err(Refusal::ReleaseNotDue);
         }
         d.state
@@ -300,7 +305,12 @@ impl RequestKind for ReleaseSeat {
         d.effects
             .release_status
             .insert(self.release_id, ReleaseStatus::Done);
-        d.give_up_seat(release.slot_id, Freed::System, release.freed_by.as_deref());
+        let how = if self.closing {
+            Freed::Closing
+        } else {
+            Freed::System
+        };
+        d.give_up_seat(release.slot_id, how, release.freed_by.as_deref());
         Ok(Outcome::SeatReleased {
             slot_id: release.slot_id,
         })

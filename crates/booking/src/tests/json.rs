@@ -512,7 +512,10 @@ fn waitlist_requests() -> Vec<Request> {
             entry_id: "wait_1".into(),
             hold_id: "offer_x1".into(),
         }),
-        Request::ReleaseSeat(ReleaseSeat { release_id: 42 }),
+        Request::ReleaseSeat(ReleaseSeat {
+            release_id: 42,
+            closing: false,
+        }),
         Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "hold_x1".into(),

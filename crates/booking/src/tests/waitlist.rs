@@ -211,7 +211,10 @@ fn a_batch_out_of_spare_ids_keeps_the_seat_for_the_sweeper() {
         .insert(5, SeatReleaseRow { id: 5, ..r.clone() });
     let (outcomes, effects) = decide(
         &mut next,
-        &[Request::ReleaseSeat(ReleaseSeat { release_id: 5 })],
+        &[Request::ReleaseSeat(ReleaseSeat {
+            release_id: 5,
+            closing: false,
+        })],
         NOW,
     );
     assert_eq!(outcomes[0], Outcome::SeatReleased { slot_id: 1 });

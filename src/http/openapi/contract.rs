@@ -585,6 +585,22 @@ type LinkRow = (
 
 pub const LINKS: &[LinkRow] = &[
     (
+        "join_waitlist",
+        201,
+        "leave",
+        "leave_waitlist",
+        &[("entry_id", "$response.body#/entry_id")],
+        None,
+    ),
+    (
+        "join_waitlist",
+        200,
+        "leave",
+        "leave_waitlist",
+        &[("entry_id", "$response.body#/entry_id")],
+        None,
+    ),
+    (
         "list_offices",
         200,
         "slots",

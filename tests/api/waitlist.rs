@@ -593,3 +593,51 @@ on_both_backends!(
     a_closure_frees_the_seats_its_releases_held,
     super::closure_ends_pending_releases
 );
+
+/// The freeing path finds a slot's waiters, and the sweeper the due releases, through their
+/// indexes (the plans the writer's statements get).
+async fn waitlist_lookups_use_indexes(db: &TestDb) {
+    let store = db.store().await;
+    let waiters = "SELECT e.id FROM waitlist_offices o JOIN waitlist_entries e ON e.id = o.entry_id \
+                   WHERE o.office_id = '021-0001' AND e.status = 'waiting' ORDER BY o.joined_at, o.entry_id LIMIT 32";
+    let due = "SELECT id FROM seat_releases WHERE status = 'pending' AND release_at <= 100 ORDER BY release_at, id LIMIT 2000";
+    let plan = |rows: Vec<String>| rows.join(" / ");
+    match &store {
+        nobat::store::Store::Sqlite(pool) => {
+            for (query, index) in [(waiters, "PRIMARY KEY"), (due, "seat_releases_due")] {
+                let rows: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| sqlx::Row::get::<String, _>(r, 3))
+                    .collect();
+                let plan = plan(rows);
+                assert!(
+                    plan.contains(index) && !plan.contains("SCAN o"),
+                    "{query}: {plan}"
+                );
+            }
+        }
+        nobat::store::Store::Postgres(pool) => {
+            let mut tx = pool.begin_with(nobat::store::PG_BATCH_BEGIN).await.unwrap();
+            for (query, index) in [
+                (waiters, "waitlist_offices_pkey"),
+                (due, "seat_releases_due"),
+            ] {
+                let rows: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {query}"))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .unwrap();
+                let plan = plan(rows);
+                assert!(plan.contains(index), "{query}: {plan}");
+            }
+            tx.rollback().await.unwrap();
+        }
+    }
+    store.close().await;
+}
+on_both_backends!(
+    the_waitlist_lookups_use_their_indexes,
+    super::waitlist_lookups_use_indexes
+);

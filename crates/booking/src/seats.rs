@@ -314,7 +314,8 @@ impl RequestKind for Book {
     }
 }
 
-/// Cancels the applicant's booked appointment; its seat returns to the pool.
+/// Cancels the applicant's booked appointment; its seat is given up (`Decider::give_up_seat`:
+/// a waiter first, else a delayed release).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     pub national_code: String,

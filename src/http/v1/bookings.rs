@@ -295,7 +295,8 @@ fn tracking(code: &str) -> Result<String, Problem> {
     })
 }
 
-/// Cancel an appointment; its seat returns to the pool.
+/// Cancel an appointment. Its seat goes to the first waiter on the waitlist whose limits fit;
+/// with none, it returns to booking after a random delay (anti-trading release, 5 to 30 min).
 #[utoipa::path(post, path = "/v1/appointments/{tracking_code}/cancel", tag = "applicant", security(("applicant" = [])),
     params(("tracking_code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = AppointmentDto), (status = 404, body = Problem), (status = 409, body = Problem)))]

@@ -222,3 +222,47 @@ fn a_batch_out_of_spare_ids_keeps_the_seat_for_the_sweeper() {
     assert_eq!(effects.new_appointments[0].national_code, "first");
     assert!(effects.slot_deltas.is_empty());
 }
+
+#[test]
+fn leaving_with_an_open_offer_passes_the_seat_on() {
+    let waiters = [
+        waiter("w1", "first", 10, false, PartOfDay::Any),
+        waiter("w2", "second", 20, false, PartOfDay::Any),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    let offer = effects.new_holds[0].clone();
+
+    let mut next = with_waiters("c", &waiters, 2);
+    next.appointments.clear();
+    next.holds.insert(offer.id.clone(), offer.clone());
+    next.entries
+        .insert("w1".into(), effects.entry_updates["w1"].clone());
+    next.index();
+    let leave = Request::LeaveWaitlist(LeaveWaitlist {
+        national_code: "first".into(),
+        entry_id: "w1".into(),
+    });
+    let (outcomes, effects) = decide(&mut next, &[leave.clone()], NOW + 60);
+    match &outcomes[0] {
+        Outcome::WaitlistLeft { entry } => assert_eq!(entry.status, WaitStatus::Left),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(effects.hold_status[&offer.id], HoldStatus::Released);
+    assert_eq!(effects.entry_updates["w1"].status, WaitStatus::Left);
+    assert_eq!(effects.entry_updates["w2"].status, WaitStatus::Offered);
+    assert!(effects.slot_deltas.is_empty());
+    // Someone else's entry does not exist; a left entry cannot be left again.
+    let theirs = Request::LeaveWaitlist(LeaveWaitlist {
+        national_code: "second".into(),
+        entry_id: "w1".into(),
+    });
+    let (outcomes, _) = decide(&mut next, &[theirs, leave], NOW + 60);
+    assert_eq!(outcomes[0], Outcome::Refused(Refusal::EntryNotFound));
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::EntryNotActive {
+            status: WaitStatus::Left
+        })
+    );
+}

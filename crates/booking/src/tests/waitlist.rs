@@ -243,7 +243,7 @@ fn leaving_with_an_open_offer_passes_the_seat_on() {
         national_code: "first".into(),
         entry_id: "w1".into(),
     });
-    let (outcomes, effects) = decide(&mut next, &[leave.clone()], NOW + 60);
+    let (outcomes, effects) = decide(&mut next, std::slice::from_ref(&leave), NOW + 60);
     match &outcomes[0] {
         Outcome::WaitlistLeft { entry } => assert_eq!(entry.status, WaitStatus::Left),
         other => panic!("{other:?}"),

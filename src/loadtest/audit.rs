@@ -109,6 +109,7 @@ pub async fn audit(
     let rows = appointments_since(store, p.since_unix).await?;
     checks.push(acknowledged_bookings_present(journal, &rows));
     checks.push(hold_expiry(store, p).await?);
+    checks.push(release_expiry(store, p).await?);
     checks.push(counts_match(store, journal, p, &rows).await?);
     Ok(AuditReport {
         passed: checks.iter().all(|c| c.passed),
@@ -296,6 +297,36 @@ async fn hold_expiry(store: &Store, p: &AuditParams) -> Result<CheckResult, Stor
         ),
         format!(
             "holds outlived their expiry by more than {} s",
+            p.hold_allowance_secs
+        ),
+    ))
+}
+
+/// The anti-trading release's seats come back on time: no release is still pending long after
+/// its time (the sweeper ends them every second).
+async fn release_expiry(store: &Store, p: &AuditParams) -> Result<CheckResult, StoreError> {
+    let limit = p.now_unix - p.hold_allowance_secs;
+    let stuck: Vec<(i64, i64)> = on_pool!(store, pool, q = "SELECT id, release_at FROM seat_releases WHERE status = 'pending' AND release_at < $1 ORDER BY release_at LIMIT 1000" => {
+        sqlx::query_as(q).bind(limit).fetch_all(pool).await?
+    });
+    Ok(check(
+        "release_expiry",
+        stuck
+            .iter()
+            .map(|(id, at)| {
+                format!(
+                    "seat release {id} is still pending {} s after its time",
+                    p.now_unix - at
+                )
+            })
+            .collect(),
+        format!(
+            "no seat release outlived its time by more than {} s",
+            p.hold_allowance_secs
+        ),
+        format!(
+            "{} seat release(s) outlived their time by more than {} s",
+            stuck.len(),
             p.hold_allowance_secs
         ),
     ))

@@ -4,7 +4,7 @@
 //! Checks:
 //! - `slot_capacity`: no slot has `taken` above its capacity (or below zero);
 //! - `slot_seats_match`: each slot's `taken` equals its live holds plus its seat-holding
-//!   appointments (so no seat leaked or was counted twice);
+//!   appointments plus its pending seat releases (so no seat leaked or was counted twice);
 //! - `one_active_per_citizen_service`: no national code has two active appointments for one
 //!   service;
 //! - `acknowledged_bookings_present`: every confirmation answered 2xx exists with the same
@@ -12,6 +12,8 @@
 //!   that fits (cancelled only if the generator cancelled it);
 //! - `hold_expiry`: no hold outlived its expiry by more than the allowance (the sweep interval
 //!   plus grace, plus any time the server was down);
+//! - `release_expiry`: no seat release (the anti-trading delay) is still pending more than
+//!   that allowance after its time;
 //! - `counts_match`: holds, bookings and cancellations in the database lie between what the
 //!   server acknowledged and that plus the requests that got no definite answer.
 

@@ -426,6 +426,16 @@ async fn one_entry_per_citizen(db: &TestDb) {
         scalar(&app.store, "SELECT COUNT(*) FROM waitlist_entries").await,
         1
     );
+    // Days later (its earliest date past) the entry still has its position.
+    app.clock.advance(chrono::Duration::days(2));
+    let token = app.login(&a.citizen).await;
+    let (status, list) = app.get(Some(&token), "/v1/waitlist").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        (list[0]["status"].as_str(), list[0]["position"].as_i64()),
+        (Some("waiting"), Some(1)),
+        "{list}"
+    );
     app.stop().await;
 }
 on_both_backends!(

@@ -113,8 +113,9 @@ pub fn parse_pick(
     })
 }
 
-/// The offices `pick` accepts that offer `service`, nearest first (or in the order named).
-fn pick_offices(
+/// The offices `pick` accepts that offer `service`, nearest first (or in the order named), at
+/// most `max_offices`.
+pub fn pick_offices(
     state: &AppState,
     pick: &PickDto,
     service: ServiceCode,

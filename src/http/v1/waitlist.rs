@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::bookings::{own_application, unexpected};
 use super::dto::AppointmentDto;
-use super::pick::{parse_pick, PickDto, WAITLIST_OFFICES_MAX};
+use super::pick::{parse_pick, pick_offices, PickDto, WAITLIST_OFFICES_MAX};
 use super::receipt::appointment_dto;
 use super::{iran_rfc3339, jalali, refusal_problem};
 use crate::booking::{
@@ -82,8 +82,8 @@ async fn entry_dto(state: &AppState, e: &WaitRow) -> Result<WaitlistEntryDto, Pr
     if e.status == WaitStatus::Waiting {
         let office = ServiceCode::parse(&e.service)
             .ok()
-            .and_then(|service| parse_pick(state, &pick, service, 1).ok())
-            .and_then(|p| p.offices.into_iter().next());
+            .and_then(|service| pick_offices(state, &pick, service, 1).ok())
+            .and_then(|offices| offices.into_iter().next());
         if let Some(office) = office {
             position = Some(state.store.waitlist_position(&office, e).await?);
             position_office_id = Some(office);

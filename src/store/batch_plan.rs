@@ -21,11 +21,18 @@
 //! 4. **Cards**, **outbox** (`ON CONFLICT DO NOTHING`: one notice per appointment and cause),
 //!    **events**, **idempotency records**: rows nothing else in the batch depends on.
 //!
-//! The reads, in order: overdue holds (the batch expires them on the side), holds by id and
-//! appointments by tracking code (locked: the batch may change them), the live holds and
-//! active appointments of the batch's citizens, payments, applications, then slots (those
-//! whose seat count the batch may change locked, in id order; the rest read only), then the
-//! idempotency records. Slots come after holds and appointments because those name them.
+//! The reads, in order: overdue holds (the batch expires them on the side), waitlist entries by
+//! id, holds by id (with the offer holds of those entries), the entries of the waitlist offers
+//! among them, appointments by tracking code (all locked: the batch may change them), the
+//! active entries of joining citizens, seat releases by id (locked), the live holds and active
+//! appointments of the batch's citizens, payments, applications, then slots (those whose seat
+//! count the batch may change locked, in id order; the rest read only), then the waiting
+//! entries of the offices of the slots not yet started where the batch may free a seat (a hold
+//! not merely confirmed, an appointment, a release: `WAITERS_PER_OFFICE` each, earliest
+//! joined first), and those waiters' live holds and active appointments, then the idempotency
+//! records. Slots come after holds, appointments and releases because those name them; the
+//! waiters after the slots because a slot names its office. A batch that frees no seat (the
+//! hold→confirm path) reads no waiters.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -785,5 +792,90 @@ mod tests {
             &[],
         );
         assert_eq!(asked, [r#"holds ["h"]"#, "locked slots [1]"]);
+    }
+
+    /// Runs a plan against `holds` and the slots they name (office `021-0001`, starting at
+    /// `start_at`), answering every other read with nothing: the reads it asked for.
+    fn reads_with_slots(keys: &BatchKeys, holds: &[HoldRow], start_at: i64) -> Vec<String> {
+        let extras = BatchExtras {
+            now: 100,
+            idempotency_keys: Vec::new(),
+            sweep_limit: None,
+        };
+        let mut plan = ReadPlan::new(keys, &extras, Locking::Database);
+        let mut asked = Vec::new();
+        while let Some(read) = plan.next() {
+            match read {
+                ReadStep::Holds(ids) => {
+                    for h in holds.iter().filter(|h| ids.contains(&h.id)) {
+                        plan.hold(h.clone());
+                    }
+                    asked.push(format!("holds {ids:?}"));
+                }
+                ReadStep::LockedSlots(ids) | ReadStep::Slots(ids) => {
+                    for &id in &ids {
+                        plan.slot(SlotRow {
+                            id,
+                            office_id: "021-0001".into(),
+                            start_at,
+                            duration_minutes: 15,
+                            capacity: 2,
+                            taken: 1,
+                        });
+                    }
+                    asked.push(format!("slots {ids:?}"));
+                }
+                ReadStep::Waiters { offices, .. } => asked.push(format!("waiters {offices:?}")),
+                ReadStep::OfferEntries(ids) => asked.push(format!("offer entries {ids:?}")),
+                _ => {}
+            }
+        }
+        asked
+    }
+
+    #[test]
+    fn waiters_are_read_only_where_a_seat_may_be_freed() {
+        // A confirmation keeps its hold's seat: no waiters are read (the booking hot path).
+        let mut keys = BatchKeys {
+            confirmed_holds: vec!["h".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let live = [hold("h", 1, HoldStatus::Live, 600)];
+        assert_eq!(
+            reads_with_slots(&keys, &live, 10_000),
+            [r#"holds ["h"]"#, "slots [1]"]
+        );
+        // A release may free it: the waiters of its slot's office are read, unless the slot
+        // has started.
+        let mut keys = BatchKeys {
+            holds: vec!["h".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        assert_eq!(
+            reads_with_slots(&keys, &live, 10_000),
+            [r#"holds ["h"]"#, "slots [1]", r#"waiters ["021-0001"]"#]
+        );
+        assert_eq!(
+            reads_with_slots(&keys, &live, 50),
+            [r#"holds ["h"]"#, "slots [1]"]
+        );
+        // A waitlist offer's hold brings its entry.
+        let mut keys = BatchKeys {
+            holds: vec!["offer_1".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let offer = [hold("offer_1", 1, HoldStatus::Live, 600)];
+        assert_eq!(
+            reads_with_slots(&keys, &offer, 10_000),
+            [
+                r#"holds ["offer_1"]"#,
+                r#"offer entries ["offer_1"]"#,
+                "slots [1]",
+                r#"waiters ["021-0001"]"#
+            ]
+        );
     }
 }

@@ -71,7 +71,7 @@ async fn run_surge(
     )
     .expect("report.json parses");
     assert_eq!(json["audit"]["passed"], serde_json::Value::Bool(true));
-    assert_eq!(json["audit"]["checks"].as_array().map(Vec::len), Some(6));
+    assert_eq!(json["audit"]["checks"].as_array().map(Vec::len), Some(7));
     assert!(json["endpoints"].as_array().is_some_and(|e| e.len() >= 8));
     let md = std::fs::read_to_string(dir.join("report/report.md")).expect("report.md");
     assert!(md.contains("## Audit: PASSED") && md.contains("chart.svg"));

@@ -36,6 +36,20 @@ pub struct ServeArgs {
     /// expire within the run).
     #[arg(long, env = "NOBAT_HOLD_SECONDS", value_parser = clap::value_parser!(u64).range(1..=7200))]
     pub hold_seconds: Option<u64>,
+    /// Minutes a waitlist offer holds its seat.
+    #[arg(long, env = "NOBAT_OFFER_MINUTES", default_value_t = Settings::default().engine.offer_ttl.as_secs() / 60, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub offer_minutes: u64,
+    /// Seconds a waitlist offer holds its seat; overrides `--offer-minutes` (tests and short
+    /// runs watch offers expire).
+    #[arg(long, env = "NOBAT_OFFER_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub offer_seconds: Option<u64>,
+    /// Shortest delay, in minutes, before a seat an applicant gave up (and no waiter took)
+    /// returns to first-come booking (anti-trading release).
+    #[arg(long, env = "NOBAT_RELEASE_DELAY_MIN_MINUTES", default_value_t = Settings::default().engine.release_delay_min.as_secs() / 60, value_parser = clap::value_parser!(u64).range(0..=1440))]
+    pub release_delay_min_minutes: u64,
+    /// Longest such delay, in minutes (uniform between the two); 0 disables the delay.
+    #[arg(long, env = "NOBAT_RELEASE_DELAY_MAX_MINUTES", default_value_t = Settings::default().engine.release_delay_max.as_secs() / 60, value_parser = clap::value_parser!(u64).range(0..=1440))]
+    pub release_delay_max_minutes: u64,
     /// Days ahead that slots are open for booking.
     #[arg(long, env = "NOBAT_BOOKING_HORIZON_DAYS", default_value_t = Settings::default().booking_horizon_days, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub booking_horizon_days: u32,
@@ -114,6 +128,15 @@ impl ServeArgs {
                 batch_max: self.batch_max as usize,
                 queue_bound: self.queue_bound as usize,
                 wait_km_per_day: self.wait_km_per_day,
+                offer_ttl: Duration::from_secs(
+                    self.offer_seconds.unwrap_or(self.offer_minutes * 60),
+                ),
+                release_delay_min: Duration::from_secs(
+                    self.release_delay_min_minutes
+                        .min(self.release_delay_max_minutes)
+                        * 60,
+                ),
+                release_delay_max: Duration::from_secs(self.release_delay_max_minutes * 60),
                 ..defaults.engine
             },
             booking_horizon_days: self.booking_horizon_days,
@@ -242,6 +265,14 @@ mod tests {
                 (d.engine.hold_ttl.as_secs() / 60).to_string(),
             ),
             ("--booking-horizon-days", d.booking_horizon_days.to_string()),
+            (
+                "--offer-minutes",
+                (d.engine.offer_ttl.as_secs() / 60).to_string(),
+            ),
+            (
+                "--release-delay-max-minutes",
+                (d.engine.release_delay_max.as_secs() / 60).to_string(),
+            ),
             ("--batch-max", d.engine.batch_max.to_string()),
             ("--queue-bound", d.engine.queue_bound.to_string()),
             ("--max-in-flight", d.max_in_flight.to_string()),

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::admin::{self, access, closures, offices, stats};
-use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status};
+use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status, waitlist};
 use super::{planner, probes, staff};
 use super::{Problem, ProblemCode};
 
@@ -67,6 +67,11 @@ impl Modify for BearerAuth {
         bookings::reschedule,
         receipt::get_appointment,
         status::get_status,
+        waitlist::join_waitlist,
+        waitlist::list_waitlist,
+        waitlist::leave_waitlist,
+        waitlist::accept_offer,
+        waitlist::decline_offer,
         crate::http::ussd::ussd,
     ),
     components(schemas(
@@ -76,6 +81,7 @@ impl Modify for BearerAuth {
         dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse, dto::PickDto, dto::NearDto, dto::PartOfDayDto, dto::PickedDto,
         dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
         dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
+        waitlist::WaitlistRequest, waitlist::WaitlistEntryDto, waitlist::OfferDto,
         crate::http::ussd::UssdCallback,
     )),
     modifiers(&BearerAuth),

@@ -4,7 +4,7 @@
 //! Checks:
 //! - `slot_capacity`: no slot has `taken` above its capacity (or below zero);
 //! - `slot_seats_match`: each slot's `taken` equals its live holds plus its seat-holding
-//!   appointments (so no seat leaked or was counted twice);
+//!   appointments plus its pending seat releases (so no seat leaked or was counted twice);
 //! - `one_active_per_citizen_service`: no national code has two active appointments for one
 //!   service;
 //! - `acknowledged_bookings_present`: every confirmation answered 2xx exists with the same
@@ -12,6 +12,8 @@
 //!   that fits (cancelled only if the generator cancelled it);
 //! - `hold_expiry`: no hold outlived its expiry by more than the allowance (the sweep interval
 //!   plus grace, plus any time the server was down);
+//! - `release_expiry`: no seat release (the anti-trading delay) is still pending more than
+//!   that allowance after its time;
 //! - `counts_match`: holds, bookings and cancellations in the database lie between what the
 //!   server acknowledged and that plus the requests that got no definite answer.
 
@@ -109,6 +111,7 @@ pub async fn audit(
     let rows = appointments_since(store, p.since_unix).await?;
     checks.push(acknowledged_bookings_present(journal, &rows));
     checks.push(hold_expiry(store, p).await?);
+    checks.push(release_expiry(store, p).await?);
     checks.push(counts_match(store, journal, p, &rows).await?);
     Ok(AuditReport {
         passed: checks.iter().all(|c| c.passed),
@@ -136,6 +139,8 @@ async fn slot_seats_match(store: &Store) -> Result<CheckResult, StoreError> {
             SELECT slot_id, COUNT(*) AS n FROM holds WHERE status = 'live' GROUP BY slot_id
             UNION ALL
             SELECT slot_id, COUNT(*) AS n FROM appointments WHERE status NOT IN {SEAT_FREEING} GROUP BY slot_id
+            UNION ALL
+            SELECT slot_id, COUNT(*) AS n FROM seat_releases WHERE status = 'pending' GROUP BY slot_id
          ), per_slot AS (SELECT slot_id, CAST(SUM(n) AS BIGINT) AS n FROM seats GROUP BY slot_id)
          SELECT s.id, s.taken, s.capacity, COALESCE(p.n, 0) FROM slots s LEFT JOIN per_slot p ON p.slot_id = s.id
          WHERE s.taken <> COALESCE(p.n, 0) ORDER BY s.id LIMIT 1000"
@@ -148,10 +153,10 @@ async fn slot_seats_match(store: &Store) -> Result<CheckResult, StoreError> {
         mismatched
             .iter()
             .map(|(id, t, _, n)| {
-                format!("slot {id}: taken {t}, but {n} live hold(s) and active appointment(s)")
+                format!("slot {id}: taken {t}, but {n} live hold(s), active appointment(s) and pending release(s)")
             })
             .collect(),
-        "every slot's taken count equals its live holds plus active appointments".into(),
+        "every slot's taken count equals its live holds plus active appointments plus pending seat releases".into(),
         format!(
             "{} slot(s) count seats that no hold or appointment explains",
             mismatched.len()
@@ -294,6 +299,36 @@ async fn hold_expiry(store: &Store, p: &AuditParams) -> Result<CheckResult, Stor
         ),
         format!(
             "holds outlived their expiry by more than {} s",
+            p.hold_allowance_secs
+        ),
+    ))
+}
+
+/// The anti-trading release's seats come back on time: no release is still pending long after
+/// its time (the sweeper ends them every second).
+async fn release_expiry(store: &Store, p: &AuditParams) -> Result<CheckResult, StoreError> {
+    let limit = p.now_unix - p.hold_allowance_secs;
+    let stuck: Vec<(i64, i64)> = on_pool!(store, pool, q = "SELECT id, release_at FROM seat_releases WHERE status = 'pending' AND release_at < $1 ORDER BY release_at LIMIT 1000" => {
+        sqlx::query_as(q).bind(limit).fetch_all(pool).await?
+    });
+    Ok(check(
+        "release_expiry",
+        stuck
+            .iter()
+            .map(|(id, at)| {
+                format!(
+                    "seat release {id} is still pending {} s after its time",
+                    p.now_unix - at
+                )
+            })
+            .collect(),
+        format!(
+            "no seat release outlived its time by more than {} s",
+            p.hold_allowance_secs
+        ),
+        format!(
+            "{} seat release(s) outlived their time by more than {} s",
+            stuck.len(),
             p.hold_allowance_secs
         ),
     ))

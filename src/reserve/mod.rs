@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, Candidate, PartOfDay, PickLimits, SlotView, Want};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
-use crate::booking::{Expire, Outcome, Request};
+use crate::booking::{Expire, Outcome, ReleaseSeat, Request};
 use crate::domain::time::Clock;
 use crate::store::{BatchConn, Source, Store, StoreError};
 
@@ -70,6 +70,12 @@ pub struct EngineConfig {
     /// What a day of waiting costs an auto-pick, in km of travel (the allocator's
     /// `wait_km_per_day`): a seat `d` days from today costs distance + this × `d`.
     pub wait_km_per_day: f64,
+    /// How long a waitlist offer holds its seat.
+    pub offer_ttl: Duration,
+    /// Bounds of the uniform random delay before a seat an applicant gave up (and no waiter
+    /// took) returns to first-come booking; both zero disable it.
+    pub release_delay_min: Duration,
+    pub release_delay_max: Duration,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,9 @@ impl Default for EngineConfig {
             sweep_limit: 2_000,
             writers: 2,
             wait_km_per_day: 5.0,
+            offer_ttl: Duration::from_secs(2 * 3600),
+            release_delay_min: Duration::from_secs(5 * 60),
+            release_delay_max: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -262,6 +271,7 @@ impl Reservations {
                 store.clone(),
                 availability.clone(),
                 clock.clone(),
+                ids.clone(),
                 config.clone(),
                 rx,
                 queue,
@@ -486,6 +496,33 @@ impl Reservations {
         Ok(expired)
     }
 
+    /// Ends every seat release whose delay is over (bounded per call): each seat goes to a
+    /// waiter or back to first-come booking. The sweeper calls this with `sweep_expired`;
+    /// tests call it after moving the clock. Returns how many were ended.
+    pub async fn sweep_releases(&self) -> Result<usize, ReserveError> {
+        let now = self.clock.now().timestamp();
+        let due = self
+            .store
+            .due_releases(now, self.config.sweep_limit)
+            .await?;
+        let requests = due
+            .into_iter()
+            .map(|release_id| {
+                Request::ReleaseSeat(ReleaseSeat {
+                    release_id,
+                    closing: false,
+                })
+            })
+            .collect();
+        let mut released = 0;
+        for answer in self.submit_many(requests).await {
+            if matches!(answer?.outcome, Outcome::SeatReleased { .. }) {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
     /// Runs the sweeper every `interval` until the engine stops.
     pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
@@ -501,6 +538,15 @@ impl Reservations {
                     Err(e) => tracing::warn!(
                         error = &e as &dyn std::error::Error,
                         "hold sweep failed; will retry"
+                    ),
+                }
+                match engine.sweep_releases().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(released = n, "seat release sweep"),
+                    Err(ReserveError::Stopped) => break,
+                    Err(e) => tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "seat release sweep failed; will retry"
                     ),
                 }
             }
@@ -592,6 +638,7 @@ mod tests {
         let release = Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "h2".into(),
+            closing: false,
         });
         for queues in 1..=4 {
             let q = queue_index(&confirm("0499370899", "h1"), queues);

@@ -11,8 +11,10 @@ use tokio::time::Instant;
 use super::{
     Availability, EngineConfig, Job, Keyed, Rendered, RenderedAnswer, Reply, ReserveError,
 };
-use crate::booking::{decide, BatchKeys, BatchState, Expire, Outcome, Request};
+use crate::booking::{decide, BatchKeys, BatchState, Expire, FreeingPolicy, Outcome, Request};
 use crate::domain::time::Clock;
+use crate::reserve::IdSource;
+use crate::store::OFFER_HOLD_PREFIX;
 
 /// Overdue holds each batch expires on the side (bounded, so a backlog cannot bloat a batch).
 const SWEEP_PER_BATCH: i64 = 64;
@@ -32,10 +34,12 @@ type BatchRun<'a> = Pin<Box<dyn Future<Output = Result<Attempt, StoreError>> + S
 /// so another writer can collect the next batch while this one commits), applies it, repeats.
 /// The batch is submitted before the queue is let go, so on SQLite batches commit in the
 /// order they were collected, and the next one is already waiting when the current commits.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     store: Store,
     availability: Arc<Availability>,
     clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
     config: EngineConfig,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>,
     queue: usize,
@@ -55,21 +59,22 @@ pub(super) async fn run(
             }
             metrics::gauge!("nobat_booking_queue_depth", "queue" => queue.clone())
                 .set(rx.len() as f64);
-            let first = run_once(&store, &conn, clock.as_ref(), &jobs);
+            let env = Env {
+                clock: clock.as_ref(),
+                ids: ids.as_ref(),
+                config: &config,
+            };
+            let first = run_once(&store, &conn, env, &jobs);
             (jobs, first)
         };
         metrics::histogram!("nobat_booking_batch_size").record(jobs.len() as f64);
         let started = std::time::Instant::now();
-        process(
-            &store,
-            &conn,
-            &availability,
-            clock.as_ref(),
-            &config,
-            jobs,
-            first,
-        )
-        .await;
+        let env = Env {
+            clock: clock.as_ref(),
+            ids: ids.as_ref(),
+            config: &config,
+        };
+        process(&store, &conn, &availability, env, jobs, first).await;
         metrics::histogram!("nobat_booking_batch_duration_seconds")
             .record(started.elapsed().as_secs_f64());
     }
@@ -99,17 +104,25 @@ async fn collect(
     }
 }
 
+/// What a batch's run draws on besides the database: the clock, the id source (spare ids and
+/// the batch's seed) and the engine's settings.
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    clock: &'a dyn Clock,
+    ids: &'a dyn IdSource,
+    config: &'a EngineConfig,
+}
+
 /// Applies a batch (`first` is its first attempt, already started) and answers its requests.
 async fn process(
     store: &Store,
     conn: &BatchConn,
     availability: &Availability,
-    clock: &dyn Clock,
-    config: &EngineConfig,
+    env: Env<'_>,
     jobs: Vec<Job>,
     first: BatchRun<'_>,
 ) {
-    let result = attempt(store, conn, clock, config, &jobs, Some(first)).await;
+    let result = attempt(store, conn, env, &jobs, Some(first)).await;
     match result {
         Ok((answers, deltas)) => {
             availability.apply(&deltas);
@@ -126,7 +139,7 @@ async fn process(
             );
             for job in jobs {
                 let single = [job];
-                let result = attempt(store, conn, clock, config, &single, None).await;
+                let result = attempt(store, conn, env, &single, None).await;
                 let [job] = single;
                 match result {
                     Ok((mut answers, deltas)) => {
@@ -161,16 +174,15 @@ type Attempt = (Vec<Result<Reply, ReserveError>>, BTreeMap<i64, i64>);
 async fn attempt(
     store: &Store,
     conn: &BatchConn,
-    clock: &dyn Clock,
-    config: &EngineConfig,
+    env: Env<'_>,
     jobs: &[Job],
     mut first: Option<BatchRun<'_>>,
 ) -> Result<Attempt, StoreError> {
     let mut last = None;
-    for _ in 0..config.batch_attempts.max(1) {
+    for _ in 0..env.config.batch_attempts.max(1) {
         let run = first
             .take()
-            .unwrap_or_else(|| run_once(store, conn, clock, jobs));
+            .unwrap_or_else(|| run_once(store, conn, env, jobs));
         match run.await {
             Ok(r) => return Ok(r),
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
@@ -188,13 +200,8 @@ async fn attempt(
 
 /// Starts one run of the batch: the keys it touches and its decision are worked out now, from
 /// copies of the requests, so the run borrows nothing of `jobs`.
-fn run_once<'a>(
-    store: &'a Store,
-    conn: &'a BatchConn,
-    clock: &dyn Clock,
-    jobs: &[Job],
-) -> BatchRun<'a> {
-    let now = clock.now().timestamp();
+fn run_once<'a>(store: &'a Store, conn: &'a BatchConn, env: Env<'_>, jobs: &[Job]) -> BatchRun<'a> {
+    let now = env.clock.now().timestamp();
     let mut keys = BatchKeys::default();
     let mut extras = BatchExtras {
         now,
@@ -216,9 +223,56 @@ fn run_once<'a>(
         .iter()
         .map(|j| (j.request.clone(), j.idempotency.clone()))
         .collect();
+    let freeing = spares(env, jobs);
     Box::pin(store.run_batch(conn, keys, extras, move |state, stored| {
+        state.freeing = freeing.policy;
+        state.spare_offer_ids = freeing.offer_ids;
+        state.spare_tracking_codes = freeing.tracking_codes;
         decide_batch(&batch, state, stored, now)
     }))
+}
+
+/// What a batch's freed seats may need, drawn before the batch runs (the decision is pure):
+/// the policy with the batch's random seed, and ids for the waitlist offers and bookings it may
+/// make: one per request that may free a seat, and two for the overdue holds it expires on the
+/// side (a seat freed when none is left stays taken and is released at once, for the sweeper
+/// to hand over).
+struct Spares {
+    policy: FreeingPolicy,
+    offer_ids: Vec<String>,
+    tracking_codes: Vec<String>,
+}
+
+fn spares(env: Env<'_>, jobs: &[Job]) -> Spares {
+    let freeing = jobs
+        .iter()
+        .filter(|j| {
+            matches!(
+                j.request,
+                Request::Cancel(_)
+                    | Request::Reschedule(_)
+                    | Request::Release(_)
+                    | Request::Expire(_)
+                    | Request::Relocate(_)
+                    | Request::DeclineOffer(_)
+                    | Request::LeaveWaitlist(_)
+                    | Request::ReleaseSeat(_)
+            )
+        })
+        .count()
+        + 2;
+    let prefix = OFFER_HOLD_PREFIX.trim_end_matches('_');
+    let config = env.config;
+    Spares {
+        policy: FreeingPolicy {
+            offer_ttl: config.offer_ttl.as_secs() as i64,
+            release_delay_min: config.release_delay_min.as_secs() as i64,
+            release_delay_max: config.release_delay_max.as_secs() as i64,
+            seed: env.ids.random_bits(64) as u64,
+        },
+        offer_ids: (0..freeing).map(|_| env.ids.opaque(prefix)).collect(),
+        tracking_codes: (0..freeing).map(|_| env.ids.tracking_code()).collect(),
+    }
 }
 
 /// What a job's answer is, before the commit.

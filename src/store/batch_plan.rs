@@ -21,19 +21,34 @@
 //! 4. **Cards**, **outbox** (`ON CONFLICT DO NOTHING`: one notice per appointment and cause),
 //!    **events**, **idempotency records**: rows nothing else in the batch depends on.
 //!
-//! The reads, in order: overdue holds (the batch expires them on the side), holds by id and
-//! appointments by tracking code (locked: the batch may change them), the live holds and
-//! active appointments of the batch's citizens, payments, applications, then slots (those
-//! whose seat count the batch may change locked, in id order; the rest read only), then the
-//! idempotency records. Slots come after holds and appointments because those name them.
+//! The reads, in order: overdue holds (the batch expires them on the side), waitlist entries by
+//! id, holds by id (with the offer holds of those entries), the entries of the waitlist offers
+//! among them, appointments by tracking code (all locked: the batch may change them), the
+//! active entries of joining citizens, seat releases by id (locked), the live holds and active
+//! appointments of the batch's citizens, payments, applications, then slots (those whose seat
+//! count the batch may change locked, in id order; the rest read only), then the waiting
+//! entries of the offices of the slots not yet started where the batch may free a seat (a hold
+//! not merely confirmed, an appointment, a release: `WAITERS_PER_OFFICE` each, earliest
+//! joined first), and those waiters' live holds and active appointments, then the idempotency
+//! records. Slots come after holds, appointments and releases because those name them; the
+//! waiters after the slots because a slot names its office. A batch that frees no seat (the
+//! hold→confirm path) reads no waiters.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::booking::{BatchExtras, IdempotencyRecord};
 use crate::booking::{
-    ApplicationRef, AppointmentRow, BatchKeys, BatchState, CardRow, Effects, Event, HoldRow,
-    HoldStatus, OutboxRow, PaymentRow, SlotRow,
+    ApplicationRef, AppointmentRow, BatchKeys, BatchState, CardRow, Effects, EntryOffice, Event,
+    HoldRow, HoldStatus, OutboxRow, PaymentRow, ReleaseStatus, SeatReleaseRow, SlotRow, WaitRow,
 };
+
+/// Waiting entries read per office where a batch may free a seat (earliest joined first): a
+/// batch frees a few seats per office at most, and a seat goes to the first whose limits fit.
+pub(super) const WAITERS_PER_OFFICE: i64 = 32;
+
+/// The prefix of the ids of waitlist offers' holds, so a batch reads the entry of a hold it
+/// touches only when the hold is an offer's.
+pub const OFFER_HOLD_PREFIX: &str = "offer_";
 
 /// The idempotency records a batch found, by (scope, key).
 pub type Stored = HashMap<(String, String), IdempotencyRecord>;
@@ -45,8 +60,17 @@ pub(super) enum WriteStep<'e> {
     /// Rows of existing appointments, by tracking code: status, slot, office, start, update
     /// time.
     AppointmentUpdates(&'e BTreeMap<String, AppointmentRow>),
+    /// Rows of existing waitlist entries, by id: status, offer, tracking code, update time; an
+    /// entry that ended (booked, left, lapsed) also leaves `waitlist_offices`.
+    EntryUpdates(&'e BTreeMap<String, WaitRow>),
+    /// Seat release id → its new status.
+    ReleaseStatus(&'e BTreeMap<i64, ReleaseStatus>),
     NewHolds(&'e [HoldRow]),
     NewAppointments(&'e [AppointmentRow]),
+    NewEntries(&'e [WaitRow]),
+    EntryOffices(&'e [EntryOffice]),
+    /// New pending releases (the database numbers them).
+    NewReleases(&'e [SeatReleaseRow]),
     /// Slot id → capacity: raise each to at least this.
     RaiseCapacity(&'e BTreeMap<i64, i64>),
     /// Slot id → change of `taken`.
@@ -71,6 +95,11 @@ impl WriteStep<'_> {
             WriteStep::AppointmentUpdates(m) => m.is_empty(),
             WriteStep::NewHolds(rows) => rows.is_empty(),
             WriteStep::NewAppointments(rows) => rows.is_empty(),
+            WriteStep::EntryUpdates(m) => m.is_empty(),
+            WriteStep::ReleaseStatus(m) => m.is_empty(),
+            WriteStep::NewEntries(rows) => rows.is_empty(),
+            WriteStep::EntryOffices(rows) => rows.is_empty(),
+            WriteStep::NewReleases(rows) => rows.is_empty(),
             WriteStep::RaiseCapacity(m) | WriteStep::SeatDeltas(m) | WriteStep::SetCapacity(m) => {
                 m.is_empty()
             }
@@ -97,14 +126,24 @@ pub(super) fn writes<'e>(
         slot_deltas,
         slot_capacity,
         new_cards,
+        new_entries,
+        entry_offices,
+        entry_updates,
+        new_releases,
+        release_status,
         outbox,
         events,
     } = effects;
     [
         WriteStep::HoldStatus(hold_status),
         WriteStep::AppointmentUpdates(appointment_updates),
+        WriteStep::EntryUpdates(entry_updates),
+        WriteStep::ReleaseStatus(release_status),
         WriteStep::NewHolds(new_holds),
         WriteStep::NewAppointments(new_appointments),
+        WriteStep::NewEntries(new_entries),
+        WriteStep::EntryOffices(entry_offices),
+        WriteStep::NewReleases(new_releases),
         WriteStep::RaiseCapacity(slot_capacity),
         WriteStep::SeatDeltas(slot_deltas),
         WriteStep::SetCapacity(slot_capacity),
@@ -129,8 +168,16 @@ pub(super) enum ReadStep<'k> {
         now: i64,
         limit: i64,
     },
+    /// Waitlist entries by id (sorted), locked.
+    Entries(&'k [String]),
     /// Holds by id (sorted), locked.
     Holds(Vec<String>),
+    /// Waitlist entries whose offer is one of these holds (sorted), locked.
+    OfferEntries(Vec<String>),
+    /// The active (`waiting`, `offered`) waitlist entries of these (national code, service).
+    ActiveEntriesOf(&'k [(String, String)]),
+    /// Seat releases by id (sorted), locked.
+    Releases(&'k [i64]),
     /// Appointments by tracking code (sorted), locked.
     Appointments(&'k [String]),
     /// The live holds of these citizens.
@@ -146,6 +193,15 @@ pub(super) enum ReadStep<'k> {
     /// Slots whose seat count the batch leaves alone (sorted): read without a lock, so that a
     /// confirmation does not wait for another writer's seat changes in the same slot.
     Slots(Vec<i64>),
+    /// The waiting entries of each office (sorted), at most `per_office` each, earliest
+    /// joined first, locked; PostgreSQL skips those another writer has locked. Each row comes
+    /// back with its office (`ReadPlan::waiter`).
+    Waiters {
+        offices: Vec<String>,
+        per_office: i64,
+    },
+    /// The live holds and active appointments of these waiters (sorted).
+    WaiterCitizens(Vec<String>),
     /// Idempotency records by (scope, key).
     IdempotencyRecords(&'k [(String, String)]),
 }
@@ -167,14 +223,20 @@ pub(super) enum Locking {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     DueHolds,
+    Entries,
     Holds,
+    OfferEntries,
     Appointments,
+    ActiveEntriesOf,
+    Releases,
     LiveHoldsOf,
     ActiveAppointmentsOf,
     Payments,
     Applications,
     LockedSlots,
     Slots,
+    Waiters,
+    WaiterCitizens,
     IdempotencyRecords,
     Done,
 }
@@ -183,7 +245,13 @@ impl ReadStep<'_> {
     fn is_empty(&self) -> bool {
         match self {
             ReadStep::DueHolds { .. } => false,
-            ReadStep::Holds(ids) => ids.is_empty(),
+            ReadStep::Holds(ids) | ReadStep::OfferEntries(ids) | ReadStep::WaiterCitizens(ids) => {
+                ids.is_empty()
+            }
+            ReadStep::Entries(ids) => ids.is_empty(),
+            ReadStep::ActiveEntriesOf(pairs) => pairs.is_empty(),
+            ReadStep::Releases(ids) => ids.is_empty(),
+            ReadStep::Waiters { offices, .. } => offices.is_empty(),
             ReadStep::Appointments(ids)
             | ReadStep::LiveHoldsOf(ids)
             | ReadStep::ActiveAppointmentsOf(ids)
@@ -212,6 +280,12 @@ pub(super) struct ReadPlan<'k> {
     hold_ids: Vec<String>,
     locked_slots: Vec<i64>,
     unlocked_slots: Vec<i64>,
+    /// Offer holds read whose entry is to be read.
+    offer_holds: Vec<String>,
+    /// Slots where the batch may free a seat (of holds, appointments and releases read by
+    /// key): their offices' waiters are read.
+    freeable_slots: Vec<i64>,
+    waiter_codes: Vec<String>,
 }
 
 impl<'k> ReadPlan<'k> {
@@ -230,6 +304,9 @@ impl<'k> ReadPlan<'k> {
             hold_ids,
             locked_slots: keys.slots.clone(),
             unlocked_slots: Vec::new(),
+            offer_holds: Vec::new(),
+            freeable_slots: Vec::new(),
+            waiter_codes: Vec::new(),
         }
     }
 
@@ -243,13 +320,22 @@ impl<'k> ReadPlan<'k> {
                     now: extras.now,
                     limit,
                 }),
+                Stage::Entries => Some(ReadStep::Entries(&keys.entries)),
                 Stage::Holds => {
                     let mut ids = std::mem::take(&mut self.hold_ids);
                     ids.sort_unstable();
                     ids.dedup();
                     Some(ReadStep::Holds(ids))
                 }
+                Stage::OfferEntries => {
+                    let mut ids = std::mem::take(&mut self.offer_holds);
+                    ids.sort_unstable();
+                    ids.dedup();
+                    Some(ReadStep::OfferEntries(ids))
+                }
                 Stage::Appointments => Some(ReadStep::Appointments(&keys.appointments)),
+                Stage::ActiveEntriesOf => Some(ReadStep::ActiveEntriesOf(&keys.entry_citizens)),
+                Stage::Releases => Some(ReadStep::Releases(&keys.releases)),
                 Stage::LiveHoldsOf => Some(ReadStep::LiveHoldsOf(&keys.hold_codes)),
                 Stage::ActiveAppointmentsOf => {
                     Some(ReadStep::ActiveAppointmentsOf(&keys.citizen_codes))
@@ -267,6 +353,16 @@ impl<'k> ReadPlan<'k> {
                     Some(ReadStep::LockedSlots(locked))
                 }
                 Stage::Slots => Some(ReadStep::Slots(std::mem::take(&mut self.unlocked_slots))),
+                Stage::Waiters => Some(ReadStep::Waiters {
+                    offices: self.freeable_offices(),
+                    per_office: WAITERS_PER_OFFICE,
+                }),
+                Stage::WaiterCitizens => {
+                    let mut codes = std::mem::take(&mut self.waiter_codes);
+                    codes.sort_unstable();
+                    codes.dedup();
+                    Some(ReadStep::WaiterCitizens(codes))
+                }
                 Stage::IdempotencyRecords => {
                     Some(ReadStep::IdempotencyRecords(&extras.idempotency_keys))
                 }
@@ -291,15 +387,26 @@ impl<'k> ReadPlan<'k> {
     pub fn hold(&mut self, h: HoldRow) {
         match self.reading {
             Stage::Holds => {
-                if self.locking == Locking::Rows && keeps_its_seat(&h, self.keys, self.extras.now) {
+                let keeps = keeps_its_seat(&h, self.keys, self.extras.now);
+                if self.locking == Locking::Rows && keeps {
                     self.unlocked_slots.push(h.slot_id);
                 } else {
                     self.locked_slots.push(h.slot_id);
                 }
+                if !keeps {
+                    self.freeable_slots.push(h.slot_id);
+                }
+                let entry_read = || {
+                    let mut entries = self.state.entries.values();
+                    entries.any(|e| e.offer_hold_id.as_deref() == Some(h.id.as_str()))
+                };
+                if h.id.starts_with(OFFER_HOLD_PREFIX) && !entry_read() {
+                    self.offer_holds.push(h.id.clone());
+                }
                 self.state.holds.insert(h.id.clone(), h);
             }
             // Read again as a citizen's live hold: the row read by id (and locked) stands.
-            Stage::LiveHoldsOf => {
+            Stage::LiveHoldsOf | Stage::WaiterCitizens => {
                 self.state.holds.entry(h.id.clone()).or_insert(h);
             }
             other => unreachable!("a hold handed back while reading {other:?}"),
@@ -311,9 +418,10 @@ impl<'k> ReadPlan<'k> {
         match self.reading {
             Stage::Appointments => {
                 self.locked_slots.push(a.slot_id);
+                self.freeable_slots.push(a.slot_id);
                 self.state.appointments.insert(a.tracking_code.clone(), a);
             }
-            Stage::ActiveAppointmentsOf => {
+            Stage::ActiveAppointmentsOf | Stage::WaiterCitizens => {
                 self.state
                     .appointments
                     .entry(a.tracking_code.clone())
@@ -321,6 +429,60 @@ impl<'k> ReadPlan<'k> {
             }
             other => unreachable!("an appointment handed back while reading {other:?}"),
         }
+    }
+
+    /// A waitlist entry [`ReadStep::Entries`], [`ReadStep::OfferEntries`] or
+    /// [`ReadStep::ActiveEntriesOf`] found.
+    pub fn entry(&mut self, e: WaitRow) {
+        match self.reading {
+            Stage::Entries => {
+                // Its offer's hold is read (and locked) with the batch's holds: leaving the
+                // waitlist gives it up.
+                if let Some(hold) = &e.offer_hold_id {
+                    self.hold_ids.push(hold.clone());
+                }
+                self.state.entries.insert(e.id.clone(), e);
+            }
+            Stage::OfferEntries | Stage::ActiveEntriesOf => {
+                self.state.entries.entry(e.id.clone()).or_insert(e);
+            }
+            other => unreachable!("an entry handed back while reading {other:?}"),
+        }
+    }
+
+    /// A waiting entry [`ReadStep::Waiters`] found for `office_id`.
+    pub fn waiter(&mut self, office_id: String, e: WaitRow) {
+        debug_assert_eq!(self.reading, Stage::Waiters);
+        self.waiter_codes.push(e.national_code.clone());
+        self.state
+            .waiters
+            .entry(office_id)
+            .or_default()
+            .push(e.id.clone());
+        self.state.entries.entry(e.id.clone()).or_insert(e);
+    }
+
+    /// A seat release [`ReadStep::Releases`] found: its slot is locked, and may be freed.
+    pub fn release(&mut self, r: SeatReleaseRow) {
+        debug_assert_eq!(self.reading, Stage::Releases);
+        self.locked_slots.push(r.slot_id);
+        self.freeable_slots.push(r.slot_id);
+        self.state.releases.insert(r.id, r);
+    }
+
+    /// The offices of the slots not yet started where the batch may free a seat (sorted).
+    fn freeable_offices(&mut self) -> Vec<String> {
+        let now = self.extras.now;
+        let slots = &self.state.slots;
+        let mut offices: Vec<String> = std::mem::take(&mut self.freeable_slots)
+            .iter()
+            .filter_map(|id| slots.get(id))
+            .filter(|s| s.start_at > now)
+            .map(|s| s.office_id.clone())
+            .collect();
+        offices.sort_unstable();
+        offices.dedup();
+        offices
     }
 
     pub fn payment(&mut self, p: PaymentRow) {
@@ -355,15 +517,21 @@ impl<'k> ReadPlan<'k> {
 impl Stage {
     fn following(self) -> Stage {
         match self {
-            Stage::DueHolds => Stage::Holds,
-            Stage::Holds => Stage::Appointments,
-            Stage::Appointments => Stage::LiveHoldsOf,
+            Stage::DueHolds => Stage::Entries,
+            Stage::Entries => Stage::Holds,
+            Stage::Holds => Stage::OfferEntries,
+            Stage::OfferEntries => Stage::Appointments,
+            Stage::Appointments => Stage::ActiveEntriesOf,
+            Stage::ActiveEntriesOf => Stage::Releases,
+            Stage::Releases => Stage::LiveHoldsOf,
             Stage::LiveHoldsOf => Stage::ActiveAppointmentsOf,
             Stage::ActiveAppointmentsOf => Stage::Payments,
             Stage::Payments => Stage::Applications,
             Stage::Applications => Stage::LockedSlots,
             Stage::LockedSlots => Stage::Slots,
-            Stage::Slots => Stage::IdempotencyRecords,
+            Stage::Slots => Stage::Waiters,
+            Stage::Waiters => Stage::WaiterCitizens,
+            Stage::WaiterCitizens => Stage::IdempotencyRecords,
             Stage::IdempotencyRecords | Stage::Done => Stage::Done,
         }
     }
@@ -420,6 +588,11 @@ mod tests {
             WriteStep::AppointmentUpdates(_) => "appointment_updates",
             WriteStep::NewHolds(_) => "new_holds",
             WriteStep::NewAppointments(_) => "new_appointments",
+            WriteStep::EntryUpdates(_) => "entry_updates",
+            WriteStep::ReleaseStatus(_) => "release_status",
+            WriteStep::NewEntries(_) => "new_entries",
+            WriteStep::EntryOffices(_) => "entry_offices",
+            WriteStep::NewReleases(_) => "new_releases",
             WriteStep::RaiseCapacity(_) => "raise_capacity",
             WriteStep::SeatDeltas(_) => "seat_deltas",
             WriteStep::SetCapacity(_) => "set_capacity",
@@ -536,6 +709,12 @@ mod tests {
                     }
                 }
                 ReadStep::Appointments(c) => asked.push(format!("appointments {c:?}")),
+                ReadStep::Entries(c) => asked.push(format!("entries {c:?}")),
+                ReadStep::OfferEntries(c) => asked.push(format!("offer entries {c:?}")),
+                ReadStep::ActiveEntriesOf(c) => asked.push(format!("active entries of {c:?}")),
+                ReadStep::Releases(c) => asked.push(format!("releases {c:?}")),
+                ReadStep::Waiters { offices, .. } => asked.push(format!("waiters {offices:?}")),
+                ReadStep::WaiterCitizens(c) => asked.push(format!("waiter citizens {c:?}")),
                 ReadStep::LiveHoldsOf(c) => asked.push(format!("live holds of {c:?}")),
                 ReadStep::ActiveAppointmentsOf(c) => asked.push(format!("active of {c:?}")),
                 ReadStep::Payments(ids) => asked.push(format!("payments {ids:?}")),
@@ -613,5 +792,90 @@ mod tests {
             &[],
         );
         assert_eq!(asked, [r#"holds ["h"]"#, "locked slots [1]"]);
+    }
+
+    /// Runs a plan against `holds` and the slots they name (office `021-0001`, starting at
+    /// `start_at`), answering every other read with nothing: the reads it asked for.
+    fn reads_with_slots(keys: &BatchKeys, holds: &[HoldRow], start_at: i64) -> Vec<String> {
+        let extras = BatchExtras {
+            now: 100,
+            idempotency_keys: Vec::new(),
+            sweep_limit: None,
+        };
+        let mut plan = ReadPlan::new(keys, &extras, Locking::Database);
+        let mut asked = Vec::new();
+        while let Some(read) = plan.next() {
+            match read {
+                ReadStep::Holds(ids) => {
+                    for h in holds.iter().filter(|h| ids.contains(&h.id)) {
+                        plan.hold(h.clone());
+                    }
+                    asked.push(format!("holds {ids:?}"));
+                }
+                ReadStep::LockedSlots(ids) | ReadStep::Slots(ids) => {
+                    for &id in &ids {
+                        plan.slot(SlotRow {
+                            id,
+                            office_id: "021-0001".into(),
+                            start_at,
+                            duration_minutes: 15,
+                            capacity: 2,
+                            taken: 1,
+                        });
+                    }
+                    asked.push(format!("slots {ids:?}"));
+                }
+                ReadStep::Waiters { offices, .. } => asked.push(format!("waiters {offices:?}")),
+                ReadStep::OfferEntries(ids) => asked.push(format!("offer entries {ids:?}")),
+                _ => {}
+            }
+        }
+        asked
+    }
+
+    #[test]
+    fn waiters_are_read_only_where_a_seat_may_be_freed() {
+        // A confirmation keeps its hold's seat: no waiters are read (the booking hot path).
+        let mut keys = BatchKeys {
+            confirmed_holds: vec!["h".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let live = [hold("h", 1, HoldStatus::Live, 600)];
+        assert_eq!(
+            reads_with_slots(&keys, &live, 10_000),
+            [r#"holds ["h"]"#, "slots [1]"]
+        );
+        // A release may free it: the waiters of its slot's office are read, unless the slot
+        // has started.
+        let mut keys = BatchKeys {
+            holds: vec!["h".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        assert_eq!(
+            reads_with_slots(&keys, &live, 10_000),
+            [r#"holds ["h"]"#, "slots [1]", r#"waiters ["021-0001"]"#]
+        );
+        assert_eq!(
+            reads_with_slots(&keys, &live, 50),
+            [r#"holds ["h"]"#, "slots [1]"]
+        );
+        // A waitlist offer's hold brings its entry.
+        let mut keys = BatchKeys {
+            holds: vec!["offer_1".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let offer = [hold("offer_1", 1, HoldStatus::Live, 600)];
+        assert_eq!(
+            reads_with_slots(&keys, &offer, 10_000),
+            [
+                r#"holds ["offer_1"]"#,
+                r#"offer entries ["offer_1"]"#,
+                "slots [1]",
+                r#"waiters ["021-0001"]"#
+            ]
+        );
     }
 }

@@ -21,7 +21,8 @@ use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
 use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow,
-    HoldStatus, PaymentRow, PaymentStatus, SlotRow,
+    HoldStatus, PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow, SlotRow,
+    WaitLimits, WaitRow, WaitStatus,
 };
 
 /// A stored answer to an idempotent request.
@@ -227,17 +228,73 @@ macro_rules! decode_batch_rows {
     };
 }
 
-pub(crate) use {decode_batch_rows, decode_booking_rows};
+/// Decoders of waitlist entries (`ENTRY_COLS`) and seat releases (`RELEASE_COLS`), from column
+/// `$at` on.
+macro_rules! decode_waitlist_rows {
+    ($row_ty:ty) => {
+        pub(crate) fn entry_at(row: &$row_ty, at: usize) -> Result<WaitRow, StoreError> {
+            Ok(WaitRow {
+                id: row.try_get(at)?,
+                national_code: row.try_get(at + 1)?,
+                service: row.try_get(at + 2)?,
+                application_id: row.try_get(at + 3)?,
+                payment_id: row.try_get(at + 4)?,
+                auto_accept: row.try_get::<i64, _>(at + 5)? != 0,
+                limits: WaitLimits {
+                    earliest_at: row.try_get(at + 6)?,
+                    latest_at: row.try_get(at + 7)?,
+                    part_of_day: PartOfDay::parse(row.try_get::<String, _>(at + 8)?.as_str())
+                        .ok_or_else(|| corrupt("part of day"))?,
+                },
+                limits_json: row.try_get(at + 9)?,
+                status: WaitStatus::parse(row.try_get::<String, _>(at + 10)?.as_str())
+                    .ok_or_else(|| corrupt("waitlist status"))?,
+                offer_hold_id: row.try_get(at + 11)?,
+                tracking_code: row.try_get(at + 12)?,
+                joined_at: row.try_get(at + 13)?,
+                updated_at: row.try_get(at + 14)?,
+            })
+        }
+
+        #[allow(dead_code)] // not every row type reads releases
+        pub(crate) fn release(row: &$row_ty) -> Result<SeatReleaseRow, StoreError> {
+            Ok(SeatReleaseRow {
+                id: row.try_get(0)?,
+                slot_id: row.try_get(1)?,
+                release_at: row.try_get(2)?,
+                freed_by: row.try_get(3)?,
+                status: ReleaseStatus::parse(row.try_get::<String, _>(4)?.as_str())
+                    .ok_or_else(|| corrupt("release status"))?,
+                created_at: row.try_get(5)?,
+            })
+        }
+    };
+}
+
+pub(crate) use {decode_batch_rows, decode_booking_rows, decode_waitlist_rows};
+
+pub(super) const ENTRY_COLS: &str = "id, national_code, service, application_id, payment_id, auto_accept, earliest_at, latest_at, part_of_day, limits_json, status, offer_hold_id, tracking_code, joined_at, updated_at";
+/// `ENTRY_COLS` of the table aliased `e`.
+pub(super) fn entry_cols_of_e() -> String {
+    ENTRY_COLS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+pub(super) const RELEASE_COLS: &str = "id, slot_id, release_at, freed_by, status, created_at";
 
 pub(crate) mod pg {
     use super::*;
     decode_booking_rows!(PgRow);
     decode_batch_rows!(PgRow);
+    decode_waitlist_rows!(PgRow);
 }
 
 pub(crate) mod lite {
     use super::*;
     decode_booking_rows!(SqliteRow);
+    decode_waitlist_rows!(SqliteRow);
 }
 
 impl Store {
@@ -314,6 +371,12 @@ async fn pg_read(
     let mut plan = ReadPlan::new(keys, extras, Locking::Rows);
     while let Some(read) = plan.next() {
         match read {
+            step @ (ReadStep::Entries(_)
+            | ReadStep::OfferEntries(_)
+            | ReadStep::ActiveEntriesOf(_)
+            | ReadStep::Releases(_)
+            | ReadStep::Waiters { .. }
+            | ReadStep::WaiterCitizens(_)) => pg_read_waitlist(tx, &mut plan, step).await?,
             ReadStep::DueHolds { now, limit } => {
                 // SKIP LOCKED: a hold another writer is handling is left to it.
                 let due: Vec<String> = sqlx::query_scalar(
@@ -418,11 +481,14 @@ async fn pg_write(
 ) -> Result<(), StoreError> {
     for write in batch_plan::writes(e, idem) {
         match write {
+            step @ (WriteStep::EntryUpdates(_)
+            | WriteStep::ReleaseStatus(_)
+            | WriteStep::NewEntries(_)
+            | WriteStep::EntryOffices(_)
+            | WriteStep::NewReleases(_)) => pg_write_waitlist(tx, step).await?,
             WriteStep::HoldStatus(changes) => {
-                let (ids, statuses): (Vec<&str>, Vec<&str>) = changes
-                    .iter()
-                    .map(|(id, s)| (id.as_str(), s.as_str()))
-                    .unzip();
+                let ids = column(changes.keys(), |id| id.as_str());
+                let statuses = column(changes.values(), |s| s.as_str());
                 sqlx::query("UPDATE holds SET status = u.status FROM UNNEST($1::text[], $2::text[]) AS u(id, status) WHERE holds.id = u.id")
                     .bind(&ids)
                     .bind(&statuses)
@@ -567,6 +633,175 @@ fn column<'r, R: 'r, T>(rows: impl IntoIterator<Item = &'r R>, get: impl Fn(&'r 
 /// A map of slot id → value as the two arrays bound.
 fn pairs(m: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
     m.iter().map(|(k, v)| (*k, *v)).unzip()
+}
+
+/// PostgreSQL's reads of waitlist entries, waiters and seat releases (`pg_read`'s steps).
+async fn pg_read_waitlist(
+    tx: &mut Transaction<'_, Postgres>,
+    plan: &mut ReadPlan<'_>,
+    step: ReadStep<'_>,
+) -> Result<(), StoreError> {
+    match step {
+        ReadStep::Entries(ids) => {
+            let sql = format!("SELECT {ENTRY_COLS} FROM waitlist_entries WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+            for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
+                plan.entry(pg::entry_at(&row, 0)?);
+            }
+        }
+        ReadStep::OfferEntries(holds) => {
+            let sql = format!("SELECT {ENTRY_COLS} FROM waitlist_entries WHERE offer_hold_id = ANY($1) ORDER BY id FOR UPDATE");
+            for row in sqlx::query(&sql).bind(&holds).fetch_all(&mut **tx).await? {
+                plan.entry(pg::entry_at(&row, 0)?);
+            }
+        }
+        ReadStep::ActiveEntriesOf(pairs) => {
+            let (codes, services): (Vec<&str>, Vec<&str>) =
+                pairs.iter().map(|(c, s)| (c.as_str(), s.as_str())).unzip();
+            let sql = format!(
+                    "SELECT {} FROM waitlist_entries e JOIN UNNEST($1::text[], $2::text[]) AS c(code, service) \
+                     ON e.national_code = c.code AND e.service = c.service WHERE e.status IN ('waiting', 'offered')",
+                    entry_cols_of_e()
+                );
+            for row in sqlx::query(&sql)
+                .bind(&codes)
+                .bind(&services)
+                .fetch_all(&mut **tx)
+                .await?
+            {
+                plan.entry(pg::entry_at(&row, 0)?);
+            }
+        }
+        ReadStep::Releases(ids) => {
+            let sql = format!("SELECT {RELEASE_COLS} FROM seat_releases WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+            for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
+                plan.release(pg::release(&row)?);
+            }
+        }
+        ReadStep::Waiters {
+            offices,
+            per_office,
+        } => {
+            // SKIP LOCKED: a waiter another writer is handing a seat to is left to it.
+            let sql = format!(
+                    "SELECT f.office_id, w.* FROM UNNEST($1::text[]) AS f(office_id) CROSS JOIN LATERAL ( \
+                     SELECT {} FROM waitlist_offices o JOIN waitlist_entries e ON e.id = o.entry_id \
+                     WHERE o.office_id = f.office_id AND e.status = 'waiting' \
+                     ORDER BY o.joined_at, o.entry_id LIMIT $2 FOR UPDATE OF e SKIP LOCKED) w",
+                    entry_cols_of_e()
+                );
+            for row in sqlx::query(&sql)
+                .bind(&offices)
+                .bind(per_office)
+                .fetch_all(&mut **tx)
+                .await?
+            {
+                plan.waiter(row.try_get(0)?, pg::entry_at(&row, 1)?);
+            }
+        }
+        ReadStep::WaiterCitizens(codes) => {
+            let sql = format!(
+                "SELECT {HOLD_COLS} FROM holds WHERE national_code = ANY($1) AND status = 'live'"
+            );
+            for row in sqlx::query(&sql).bind(&codes).fetch_all(&mut **tx).await? {
+                plan.hold(pg::hold(&row)?);
+            }
+            let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE national_code = ANY($1) AND status IN ('booked', 'checked_in')");
+            for row in sqlx::query(&sql).bind(&codes).fetch_all(&mut **tx).await? {
+                plan.appointment(pg::appointment(&row)?);
+            }
+        }
+        other => unreachable!(
+            "not a waitlist step: {}",
+            std::any::type_name_of_val(&other)
+        ),
+    }
+    Ok(())
+}
+
+/// PostgreSQL's writes of waitlist entries and seat releases (`pg_write`'s steps).
+async fn pg_write_waitlist(
+    tx: &mut Transaction<'_, Postgres>,
+    step: WriteStep<'_>,
+) -> Result<(), StoreError> {
+    match step {
+        WriteStep::EntryUpdates(updates) => {
+            let rows = updates.values();
+            sqlx::query(
+                    "UPDATE waitlist_entries SET status = u.status, offer_hold_id = u.offer, tracking_code = u.code, updated_at = u.updated_at \
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(id, status, offer, code, updated_at) \
+                     WHERE waitlist_entries.id = u.id",
+                )
+                .bind(column(rows.clone(), |e| e.id.as_str()))
+                .bind(column(rows.clone(), |e| e.status.as_str()))
+                .bind(column(rows.clone(), |e| e.offer_hold_id.as_deref()))
+                .bind(column(rows.clone(), |e| e.tracking_code.as_deref()))
+                .bind(column(rows, |e| e.updated_at))
+                .execute(&mut **tx)
+                .await?;
+            let ended: Vec<&str> = updates
+                .values()
+                .filter(|e| !e.status.is_active())
+                .map(|e| e.id.as_str())
+                .collect();
+            if !ended.is_empty() {
+                sqlx::query("DELETE FROM waitlist_offices WHERE entry_id = ANY($1)")
+                    .bind(&ended)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        WriteStep::ReleaseStatus(changes) => {
+            let (ids, statuses): (Vec<i64>, Vec<&str>) =
+                changes.iter().map(|(id, s)| (*id, s.as_str())).unzip();
+            sqlx::query("UPDATE seat_releases SET status = u.status FROM UNNEST($1::bigint[], $2::text[]) AS u(id, status) WHERE seat_releases.id = u.id")
+                    .bind(&ids)
+                    .bind(&statuses)
+                    .execute(&mut **tx)
+                    .await?;
+        }
+        WriteStep::NewEntries(e) => {
+            sqlx::query(&format!(
+                    "INSERT INTO waitlist_entries ({ENTRY_COLS}) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[])"
+                ))
+                .bind(column(e, |x| x.id.as_str()))
+                .bind(column(e, |x| x.national_code.as_str()))
+                .bind(column(e, |x| x.service.as_str()))
+                .bind(column(e, |x| x.application_id.as_str()))
+                .bind(column(e, |x| x.payment_id.as_str()))
+                .bind(column(e, |x| i64::from(x.auto_accept)))
+                .bind(column(e, |x| x.limits.earliest_at))
+                .bind(column(e, |x| x.limits.latest_at))
+                .bind(column(e, |x| x.limits.part_of_day.as_str()))
+                .bind(column(e, |x| x.limits_json.as_str()))
+                .bind(column(e, |x| x.status.as_str()))
+                .bind(column(e, |x| x.offer_hold_id.as_deref()))
+                .bind(column(e, |x| x.tracking_code.as_deref()))
+                .bind(column(e, |x| x.joined_at))
+                .bind(column(e, |x| x.updated_at))
+                .execute(&mut **tx)
+                .await?;
+        }
+        WriteStep::EntryOffices(o) => {
+            sqlx::query("INSERT INTO waitlist_offices (office_id, joined_at, entry_id) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[])")
+                    .bind(column(o, |x| x.office_id.as_str()))
+                    .bind(column(o, |x| x.joined_at))
+                    .bind(column(o, |x| x.entry_id.as_str()))
+                    .execute(&mut **tx)
+                    .await?;
+        }
+        WriteStep::NewReleases(r) => {
+            sqlx::query("INSERT INTO seat_releases (slot_id, release_at, freed_by, status, created_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])")
+                    .bind(column(r, |x| x.slot_id))
+                    .bind(column(r, |x| x.release_at))
+                    .bind(column(r, |x| x.freed_by.as_deref()))
+                    .bind(column(r, |x| x.status.as_str()))
+                    .bind(column(r, |x| x.created_at))
+                    .execute(&mut **tx)
+                    .await?;
+        }
+        _ => unreachable!("not a waitlist step"),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -41,14 +41,15 @@ use tokio::sync::oneshot;
 
 use super::batch_plan::{self, Locking, ReadPlan, ReadStep, Stored, WriteStep};
 use super::booking::{
-    BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, APPLICATION_COLS, APPT_COLS,
-    HOLD_COLS, SLOT_COLS,
+    entry_cols_of_e, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, APPLICATION_COLS,
+    APPT_COLS, ENTRY_COLS, HOLD_COLS, RELEASE_COLS, SLOT_COLS,
 };
 use super::error::message;
 use super::StoreError;
 use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
-    PaymentRow, PaymentStatus, SlotRow,
+    PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow, SlotRow, WaitLimits,
+    WaitRow, WaitStatus,
 };
 
 /// A batch's decision with its result type erased, so every batch travels on one channel.
@@ -391,6 +392,7 @@ impl TryGet for Row<'_> {
 use super::booking::corrupt;
 super::booking::decode_booking_rows!(Row<'_>);
 super::booking::decode_batch_rows!(Row<'_>);
+super::booking::decode_waitlist_rows!(Row<'_>);
 
 /// SQLite's executor of a batch's reads (`batch_plan::ReadPlan`): one keyed lookup per row (a
 /// prepared statement's lookup costs a few microseconds in this thread; no key list is
@@ -403,6 +405,12 @@ fn read(
     let mut plan = ReadPlan::new(keys, extras, Locking::Database);
     while let Some(read) = plan.next() {
         match read {
+            step @ (ReadStep::Entries(_)
+            | ReadStep::OfferEntries(_)
+            | ReadStep::ActiveEntriesOf(_)
+            | ReadStep::Releases(_)
+            | ReadStep::Waiters { .. }
+            | ReadStep::WaiterCitizens(_)) => read_waitlist(tx, &mut plan, step)?,
             ReadStep::DueHolds { now, limit } => {
                 let mut q = tx.prepare_cached(
                     "SELECT id FROM holds WHERE status = 'live' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
@@ -518,6 +526,11 @@ fn read(
 fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), StoreError> {
     for write in batch_plan::writes(&w.effects, &w.idempotency) {
         match write {
+            step @ (WriteStep::EntryUpdates(_)
+            | WriteStep::ReleaseStatus(_)
+            | WriteStep::NewEntries(_)
+            | WriteStep::EntryOffices(_)
+            | WriteStep::NewReleases(_)) => write_waitlist(tx, step)?,
             WriteStep::HoldStatus(changes) => write_hold_statuses(tx, changes)?,
             WriteStep::AppointmentUpdates(updates) => {
                 let mut q = tx.prepare_cached(
@@ -771,6 +784,174 @@ fn appointment_status_sql(status: AppointmentStatus) -> &'static dyn ToSql {
         AppointmentStatus::CardReady => &"card_ready",
         AppointmentStatus::Delivered => &"delivered",
     }
+}
+
+/// SQLite's reads of waitlist entries, waiters and seat releases (`read`'s steps).
+fn read_waitlist(
+    tx: &Transaction<'_>,
+    plan: &mut ReadPlan<'_>,
+    step: ReadStep<'_>,
+) -> Result<(), StoreError> {
+    match step {
+        ReadStep::Entries(ids) => {
+            let mut q = tx.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM waitlist_entries WHERE id = ?1"
+            ))?;
+            for id in ids {
+                if let Some(e) = q.query_row([id], |r| Ok(entry_at(r, 0))).optional()? {
+                    plan.entry(e?);
+                }
+            }
+        }
+        ReadStep::OfferEntries(holds) => {
+            let mut q = tx.prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM waitlist_entries WHERE offer_hold_id = ?1"
+            ))?;
+            for id in &holds {
+                let mut rows = q.query([id])?;
+                while let Some(r) = rows.next()? {
+                    plan.entry(entry_at(r, 0)?);
+                }
+            }
+        }
+        ReadStep::ActiveEntriesOf(pairs) => {
+            let mut q = tx.prepare_cached(&format!(
+                    "SELECT {ENTRY_COLS} FROM waitlist_entries WHERE national_code = ?1 AND service = ?2 AND (status = 'waiting' OR status = 'offered')"
+                ))?;
+            for (code, service) in pairs {
+                let mut rows = q.query([code, service])?;
+                while let Some(r) = rows.next()? {
+                    plan.entry(entry_at(r, 0)?);
+                }
+            }
+        }
+        ReadStep::Releases(ids) => {
+            let mut q = tx.prepare_cached(&format!(
+                "SELECT {RELEASE_COLS} FROM seat_releases WHERE id = ?1"
+            ))?;
+            for id in ids {
+                if let Some(r) = q.query_row([id], |r| Ok(release(r))).optional()? {
+                    plan.release(r?);
+                }
+            }
+        }
+        ReadStep::Waiters {
+            offices,
+            per_office,
+        } => {
+            let mut q = tx.prepare_cached(&format!(
+                    "SELECT {} FROM waitlist_offices o JOIN waitlist_entries e ON e.id = o.entry_id \
+                     WHERE o.office_id = ?1 AND e.status = 'waiting' ORDER BY o.joined_at, o.entry_id LIMIT ?2",
+                    entry_cols_of_e()
+                ))?;
+            for office in offices {
+                let mut rows = q.query(params![office, per_office])?;
+                while let Some(r) = rows.next()? {
+                    plan.waiter(office.clone(), entry_at(r, 0)?);
+                }
+            }
+        }
+        ReadStep::WaiterCitizens(codes) => {
+            let mut q = tx.prepare_cached(&format!(
+                "SELECT {HOLD_COLS} FROM holds WHERE national_code = ?1 AND status = 'live'"
+            ))?;
+            for code in &codes {
+                let mut rows = q.query([code])?;
+                while let Some(r) = rows.next()? {
+                    plan.hold(hold(r)?);
+                }
+            }
+            let mut q = tx.prepare_cached(&format!(
+                    "SELECT {APPT_COLS} FROM appointments WHERE national_code = ?1 AND status IN ('booked', 'checked_in')"
+                ))?;
+            for code in &codes {
+                let mut rows = q.query([code])?;
+                while let Some(r) = rows.next()? {
+                    plan.appointment(appointment(r)?);
+                }
+            }
+        }
+        _ => unreachable!("not a waitlist step"),
+    }
+    Ok(())
+}
+
+/// SQLite's writes of waitlist entries and seat releases (`write_effects`'s steps).
+fn write_waitlist(tx: &Transaction<'_>, step: WriteStep<'_>) -> Result<(), StoreError> {
+    match step {
+        WriteStep::EntryUpdates(updates) => {
+            let mut q = tx.prepare_cached(
+                    "UPDATE waitlist_entries SET status = ?2, offer_hold_id = ?3, tracking_code = ?4, updated_at = ?5 WHERE id = ?1",
+                )?;
+            let mut gone = tx.prepare_cached("DELETE FROM waitlist_offices WHERE entry_id = ?1")?;
+            for e in updates.values() {
+                q.execute(params![
+                    e.id,
+                    e.status.as_str(),
+                    e.offer_hold_id,
+                    e.tracking_code,
+                    e.updated_at
+                ])?;
+                if !e.status.is_active() {
+                    gone.execute([&e.id])?;
+                }
+            }
+        }
+        WriteStep::ReleaseStatus(changes) => {
+            let mut q = tx.prepare_cached("UPDATE seat_releases SET status = ?2 WHERE id = ?1")?;
+            for (id, status) in changes {
+                q.execute(params![id, status.as_str()])?;
+            }
+        }
+        WriteStep::NewEntries(entries) => {
+            let mut q = tx.prepare_cached(&format!(
+                    "INSERT INTO waitlist_entries ({ENTRY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ))?;
+            for e in entries {
+                q.execute(params![
+                    e.id,
+                    e.national_code,
+                    e.service,
+                    e.application_id,
+                    e.payment_id,
+                    i64::from(e.auto_accept),
+                    e.limits.earliest_at,
+                    e.limits.latest_at,
+                    e.limits.part_of_day.as_str(),
+                    e.limits_json,
+                    e.status.as_str(),
+                    e.offer_hold_id,
+                    e.tracking_code,
+                    e.joined_at,
+                    e.updated_at
+                ])?;
+            }
+        }
+        WriteStep::EntryOffices(offices) => {
+            insert_rows(
+                tx,
+                "INSERT INTO waitlist_offices (office_id, joined_at, entry_id)",
+                offices,
+                |o| vec![&o.office_id, &o.joined_at, &o.entry_id],
+            )?;
+        }
+        WriteStep::NewReleases(releases) => {
+            let mut q = tx.prepare_cached(
+                    "INSERT INTO seat_releases (slot_id, release_at, freed_by, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+            for r in releases {
+                q.execute(params![
+                    r.slot_id,
+                    r.release_at,
+                    r.freed_by,
+                    r.status.as_str(),
+                    r.created_at
+                ])?;
+            }
+        }
+        _ => unreachable!("not a waitlist step"),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod network;
 mod operations;
 mod security;
 pub mod seed;
+mod waitlist;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -29,7 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
-pub use batch_plan::Stored;
+pub use batch_plan::{Stored, OFFER_HOLD_PREFIX};
 pub use booking::{
     BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, IDEMPOTENCY_FORMAT,
     PG_BATCH_BEGIN,

@@ -28,8 +28,13 @@ fn free_port() -> u16 {
 }
 
 async fn start(config: &StoreConfig, port: u16) -> Server {
+    start_with(config, port, &[]).await
+}
+
+async fn start_with(config: &StoreConfig, port: u16, flags: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nobat"));
     cmd.arg("serve")
+        .args(flags)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .env("NOBAT_LOG", "warn");
@@ -212,4 +217,166 @@ async fn kill_nine_while_confirming(db: &TestDb) {
 on_both_backends!(
     kill_nine_while_confirming_loses_nothing,
     super::kill_nine_while_confirming
+);
+
+/// Logs in, applies and pays on a real server: (token, application id, payment id).
+async fn ready_on(
+    client: &reqwest::Client,
+    base: &str,
+    c: &nobat::domain::registry::CitizenRecord,
+) -> (String, String, String) {
+    let login = json!({ "national_code": c.national_code.to_string(), "birth_certificate_serial": c.birth_certificate_serial.to_string() });
+    let (_, s) = post(client, format!("{base}/v1/sessions"), None, login)
+        .await
+        .unwrap();
+    let token = s["token"].as_str().unwrap().to_string();
+    let form = crate::applicant::form(c);
+    let (_, a) = post(
+        client,
+        format!("{base}/v1/applications"),
+        Some(&token),
+        json!({ "service": "first_issuance", "form": form }),
+    )
+    .await
+    .unwrap();
+    let app_id = a["application_id"].as_str().unwrap().to_string();
+    let (_, p) = post(
+        client,
+        format!("{base}/v1/payments"),
+        Some(&token),
+        json!({ "application_id": app_id }),
+    )
+    .await
+    .unwrap();
+    (token, app_id, p["payment_id"].as_str().unwrap().to_string())
+}
+
+async fn status_of(store: &Store, national_code: &str) -> String {
+    let sql =
+        format!("SELECT status FROM waitlist_entries WHERE national_code = '{national_code}'");
+    match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
+/// `kill -9` of the real server between a waitlist offer and its expiry: after the restart the
+/// offer is still there, expires on time and moves on to the next waiter.
+async fn kill_nine_between_an_offer_and_its_expiry(db: &TestDb) {
+    let config = db.config();
+    let port = free_port();
+    let flags = ["--offer-seconds", "6", "--release-delay-max-minutes", "0"];
+    let mut server = start_with(&config, port, &flags).await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let scenario = Scenario::from_toml_str(nobat::store::seed::BUNDLED_SCENARIO, "small").unwrap();
+    let generator = scenario.citizen_generator();
+    let today = chrono::Utc::now().date_naive();
+    let citizens: Vec<_> = (0..generator.count())
+        .filter_map(|i| generator.citizen(i))
+        .filter(|c| c.eligibility(today).is_eligible())
+        .take(3)
+        .collect();
+    let offices: Value = client
+        .get(format!(
+            "{base}/v1/offices?province=tehran&service=first_issuance&limit=1"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let office_id = offices[0]["office_id"].as_str().unwrap().to_string();
+    // A slot a day or more ahead, so it does not start during the test.
+    let mut start = None;
+    for days in 1..8 {
+        let day = today + chrono::Duration::days(days);
+        let slots: Value = client
+            .get(format!(
+                "{base}/v1/offices/{office_id}/slots?from={day}&to={day}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        start = slots
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["free"].as_i64() > Some(0)))
+            .map(|s| s["start"].as_str().unwrap().to_string());
+        if start.is_some() {
+            break;
+        }
+    }
+    let start = start.expect("a free slot this week");
+    let a = ready_on(&client, &base, &citizens[0]).await;
+    let b = ready_on(&client, &base, &citizens[1]).await;
+    let c = ready_on(&client, &base, &citizens[2]).await;
+    let (status, appt) = post(
+        &client,
+        format!("{base}/v1/appointments"),
+        Some(&a.0),
+        json!({ "application_id": a.1, "office_id": office_id, "start": start, "payment_id": a.2 }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{appt}");
+    for w in [&b, &c] {
+        let body = json!({ "application_id": w.1, "payment_id": w.2, "pick": { "office_ids": [office_id] } });
+        let (status, entry) = post(&client, format!("{base}/v1/waitlist"), Some(&w.0), body)
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{entry}");
+        // Join order is by the second: C joins a second after B.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+    let code = appt["tracking_code"].as_str().unwrap();
+    let (status, _) = post(
+        &client,
+        format!("{base}/v1/appointments/{code}/cancel"),
+        Some(&a.0),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+
+    let store = Store::connect(&config).await.unwrap();
+    let (b_code, c_code) = (
+        citizens[1].national_code.to_string(),
+        citizens[2].national_code.to_string(),
+    );
+    assert_eq!(
+        status_of(&store, &b_code).await,
+        "offered",
+        "the offer survived the kill"
+    );
+    assert_eq!(
+        scalar(&store, &format!("SELECT COUNT(*) FROM holds h JOIN waitlist_entries e ON e.offer_hold_id = h.id WHERE e.national_code = '{b_code}' AND h.status = 'live'")).await,
+        1
+    );
+    assert_seats_consistent(&store).await;
+
+    let mut server = start_with(&config, port, &flags).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_of(&store, &c_code).await != "offered" {
+        assert!(
+            Instant::now() < deadline,
+            "the expired offer did not move on"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status_of(&store, &b_code).await, "lapsed");
+    assert_seats_consistent(&store).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    store.close().await;
+}
+on_both_backends!(
+    kill_nine_between_an_offer_and_its_expiry_loses_nothing,
+    super::kill_nine_between_an_offer_and_its_expiry
 );

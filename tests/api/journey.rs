@@ -203,7 +203,19 @@ async fn whole_journey(db: &TestDb) {
         .availability()
         .slot_at(office_id, before.start_at)
         .unwrap();
-    assert_eq!(after.taken, before.taken - 1);
+    // No one waits for it: the seat is held by the anti-trading release for 5 to 30
+    // minutes, then returns.
+    assert_eq!(after.taken, before.taken);
+    app.clock.advance(chrono::Duration::minutes(30));
+    // This seat's release, and that of the seat the reschedule left.
+    assert_eq!(app.state.engine.sweep_releases().await.unwrap(), 2);
+    let released = app
+        .state
+        .engine
+        .availability()
+        .slot_at(office_id, before.start_at)
+        .unwrap();
+    assert_eq!(released.taken, before.taken - 1);
     let (status, body) = app
         .post(
             Some(&me.token),
@@ -236,7 +248,11 @@ async fn whole_journey(db: &TestDb) {
 on_both_backends!(the_whole_applicant_journey, super::whole_journey);
 
 async fn declined_payment_and_expiry(db: &TestDb) {
-    let app = TestApp::spawn(db).await;
+    let app = TestApp::spawn_with(db, crate::helpers::test_clock(), |s| {
+        s.engine.release_delay_min = std::time::Duration::ZERO;
+        s.engine.release_delay_max = std::time::Duration::ZERO;
+    })
+    .await;
     let c = &eligible_citizens(2, 1)[0];
     let token = app.login(c).await;
     let (_, application) = app
@@ -305,7 +321,8 @@ async fn declined_payment_and_expiry(db: &TestDb) {
         .unwrap()
         .taken;
 
-    // Ten minutes later the sweeper frees the seat.
+    // Ten minutes later the sweeper frees the seat (this app runs without the anti-trading
+    // release delay).
     app.clock.advance(chrono::Duration::minutes(10));
     assert_eq!(app.state.engine.sweep_expired().await.unwrap(), 1);
     assert_eq!(

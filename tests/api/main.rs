@@ -19,4 +19,5 @@ mod probes;
 pub mod races;
 mod staff;
 mod store;
+mod waitlist;
 mod web;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use nobat::booking::{
-    Book, Cancel, CardReady, CheckIn, Confirm, Deliver, Enrol, Hold, NoShow, Outcome,
-    PickupBooking, Release, Relocate, RelocationReason, Request, Reschedule, SetCapacity,
+    Book, Cancel, CardReady, CheckIn, Confirm, Deliver, Enrol, Hold, JoinWaitlist, NoShow, Outcome,
+    PartOfDay, PickupBooking, Release, ReleaseSeat, Relocate, RelocationReason, Request,
+    Reschedule, SetCapacity, WaitLimits,
 };
 use nobat::domain::time::{Clock, ManualClock};
 use nobat::reserve::{
@@ -80,6 +81,24 @@ fn relocate(new_slot_id: Option<i64>) -> Request {
     })
 }
 
+fn join(i: usize, auto_accept: bool, now: i64) -> Request {
+    Request::JoinWaitlist(Box::new(JoinWaitlist {
+        national_code: format!("c{i}"),
+        application_id: format!("app{i}").into(),
+        service: "first_issuance".into(),
+        payment_id: format!("pay{i}").into(),
+        entry_id: format!("wait{i}"),
+        auto_accept,
+        limits: WaitLimits {
+            earliest_at: now,
+            latest_at: now + 30 * 86_400,
+            part_of_day: PartOfDay::Any,
+        },
+        limits_json: "{}".into(),
+        offices: vec![OFFICE.into()],
+    }))
+}
+
 /// One batch of the sequence: requests submitted together, some with an idempotency key.
 enum Batch {
     Together(Vec<Request>),
@@ -139,6 +158,7 @@ fn sequence(now: i64, s: &[i64]) -> Vec<Batch> {
         Together(vec![Request::Release(Release {
             national_code: "c1".into(),
             hold_id: "h1".into(),
+            closing: false,
         })]),
         Keyed("c4", "k-book", book(4, s[2], "h4", "T4")),
         Together(vec![Request::Cancel(Cancel {
@@ -161,6 +181,7 @@ fn sequence(now: i64, s: &[i64]) -> Vec<Batch> {
             Request::Release(Release {
                 national_code: "c5".into(),
                 hold_id: "h5".into(),
+                closing: false,
             }),
             set_capacity(s[5], 1),
             set_capacity(s[4], 0),
@@ -192,7 +213,28 @@ fn sequence(now: i64, s: &[i64]) -> Vec<Batch> {
         Keyed("c2", "k-book-2", book(2, s[3], "h6", "T2")),
         Together(vec![relocate(Some(s[1]))]),
         Together(vec![relocate(None)]),
+        // The seats given up so far are held by their releases (5 to 30 minutes): 31 minutes
+        // on, every one is due.
+        Advance(Duration::minutes(31)),
+        Together(
+            (1..=8)
+                .map(|release_id| {
+                    Request::ReleaseSeat(ReleaseSeat {
+                        release_id,
+                        closing: false,
+                    })
+                })
+                .collect(),
+        ),
         Together(vec![book(3, s[0], "h7", "T3")]),
+        // A waiter with auto-accept gets the seat of a cancellation in its transaction (c1,
+        // who joined with it, holds a seat, so is passed over and stays waiting).
+        Together(vec![join(4, true, now), join(1, false, now)]),
+        Together(vec![book(2, s[2], "h8", "T8")]),
+        Together(vec![Request::Cancel(Cancel {
+            national_code: "c2".into(),
+            tracking_code: "T8".into(),
+        })]),
         // Past the slots' start: a no-show can be marked (and h1b expires on the side).
         Advance(Duration::days(2)),
         Together(vec![Request::NoShow(NoShow {
@@ -266,7 +308,7 @@ async fn slot_ids(store: &Store) -> Vec<i64> {
 /// Every table the writer writes, each row as one text (its columns joined, NULL spelt out),
 /// in a fixed order: by key, and the log tables by insertion (their surrogate ids left out,
 /// as a sequence's values differ between backends).
-const TABLES: [(&str, &str, &str); 7] = [
+const TABLES: [(&str, &str, &str); 10] = [
     (
         "slots",
         "id, office_id, start_at, duration_minutes, capacity, taken",
@@ -293,6 +335,17 @@ const TABLES: [(&str, &str, &str); 7] = [
         "id",
     ),
     ("events", "at, actor, kind, subject, payload_json", "id"),
+    (
+        "waitlist_entries",
+        "id, national_code, service, application_id, payment_id, auto_accept, earliest_at, latest_at, part_of_day, limits_json, status, offer_hold_id, tracking_code, joined_at, updated_at",
+        "id",
+    ),
+    ("waitlist_offices", "office_id, joined_at, entry_id", "entry_id"),
+    (
+        "seat_releases",
+        "slot_id, release_at, freed_by, status, created_at",
+        "id",
+    ),
     (
         "idempotency_keys",
         "scope, key, request_hash, format_version, response_status, response_body, created_at",
@@ -341,6 +394,8 @@ async fn both_backends_write_the_same_rows() {
         ("Delivered {", 1),
         ("Relocated {", 2),
         ("status: NoShow", 1),
+        ("Waitlisted {", 2),
+        ("SeatReleased {", 5),
     ] {
         assert_eq!(
             lite_answers.iter().filter(|a| a.contains(what)).count(),
@@ -360,8 +415,14 @@ async fn both_backends_write_the_same_rows() {
     assert_eq!(rows("cards").len(), 1);
     assert_eq!(
         rows("outbox").len(),
-        1,
-        "one notice per appointment and cause"
+        2,
+        "one notice per appointment and cause: the relocation's, the waitlist booking's"
+    );
+    assert_eq!(
+        rows("seat_releases").len(),
+        5,
+        "{:#?}",
+        rows("seat_releases")
     );
     assert_eq!(rows("idempotency_keys").len(), 4);
     for ((table, lite_rows), (_, pg_rows)) in lite_rows.iter().zip(&pg_rows) {

@@ -12,7 +12,8 @@ use nobat::store::Store;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-shared";
 
-/// Every slot within capacity, and every taken seat backed by a live hold or an active appointment.
+/// Every slot within capacity, and every taken seat backed by a live hold, an active appointment
+/// or a pending seat release.
 pub async fn assert_seats_consistent(store: &Store) {
     assert_eq!(
         scalar(
@@ -26,12 +27,13 @@ pub async fn assert_seats_consistent(store: &Store) {
         store,
         "SELECT COUNT(*) FROM slots s WHERE s.taken <> \
            (SELECT COUNT(*) FROM holds h WHERE h.slot_id = s.id AND h.status = 'live') + \
-           (SELECT COUNT(*) FROM appointments a WHERE a.slot_id = s.id AND a.status IN ('booked', 'checked_in'))",
+           (SELECT COUNT(*) FROM appointments a WHERE a.slot_id = s.id AND a.status IN ('booked', 'checked_in')) + \
+           (SELECT COUNT(*) FROM seat_releases r WHERE r.slot_id = s.id AND r.status = 'pending')",
     )
     .await;
     assert_eq!(
         unbacked, 0,
-        "slots whose taken seats are not backed one to one by holds and appointments"
+        "slots whose taken seats are not backed one to one by holds, appointments and pending releases"
     );
 }
 

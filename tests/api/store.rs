@@ -599,6 +599,16 @@ async fn identifiers_compare_bytewise_on_postgres() {
         ("login_failures", "key"),
         ("payments", "duplicate_of"),
         ("payments", "id"),
+        ("seat_releases", "freed_by"),
+        ("waitlist_entries", "application_id"),
+        ("waitlist_entries", "id"),
+        ("waitlist_entries", "national_code"),
+        ("waitlist_entries", "offer_hold_id"),
+        ("waitlist_entries", "payment_id"),
+        ("waitlist_entries", "service"),
+        ("waitlist_entries", "tracking_code"),
+        ("waitlist_offices", "entry_id"),
+        ("waitlist_offices", "office_id"),
     ];
     let bytewise: Vec<(&str, &str)> = bytewise
         .iter()
@@ -716,6 +726,7 @@ async fn confirming_a_live_hold_does_not_lock_its_slot_on_postgres() {
                 .submit(Request::Release(Release {
                     national_code: "code_b".into(),
                     hold_id: hold_id.into(),
+                    closing: false,
                 }))
                 .await
         }

@@ -8,7 +8,7 @@ use crate::keys::BatchKeys;
 use crate::kind::RequestKind;
 use crate::outcome::{Outcome, Refusal};
 use crate::rows::{AppointmentRow, AppointmentStatus, OutboxRow, UnixSeconds};
-use crate::state::{Decider, Subject};
+use crate::state::{Decider, Freed, Subject};
 
 /// Why an administrator's change moved or cancelled an appointment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,11 +107,13 @@ impl RequestKind for Relocate {
         let old_slot_id = appointment.slot_id;
         match self.new_slot_id {
             Some(new_slot_id) => {
-                d.move_seat(&mut appointment, new_slot_id)?;
+                d.move_seat(&mut appointment, new_slot_id, Freed::Closing)?;
             }
             None => {
-                d.free_seat(old_slot_id);
                 appointment.status = AppointmentStatus::Cancelled;
+                d.store_appointment(appointment.clone());
+                let freer = appointment.national_code.clone();
+                d.give_up_seat(old_slot_id, Freed::Closing, Some(&freer));
             }
         }
         appointment.updated_at = d.now;

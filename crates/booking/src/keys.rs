@@ -21,6 +21,12 @@ pub struct BatchKeys {
     /// Citizens whose live hold matters too (filled by `normalise` from `citizens`): a
     /// confirmation names its hold, so only a new hold or booking reads the citizen's others.
     pub hold_codes: Vec<String>,
+    /// Waitlist entries by id.
+    pub entries: Vec<String>,
+    /// (national code, service) pairs whose active waitlist entry matters (a join).
+    pub entry_citizens: Vec<(String, String)>,
+    /// Seat releases by id.
+    pub releases: Vec<i64>,
 }
 
 impl BatchKeys {
@@ -37,6 +43,9 @@ impl BatchKeys {
         tidy(&mut self.payments);
         tidy(&mut self.applications);
         tidy(&mut self.citizens);
+        tidy(&mut self.entries);
+        tidy(&mut self.entry_citizens);
+        tidy(&mut self.releases);
         for (code, _) in &self.citizens {
             self.citizen_codes.push(code.clone());
             self.hold_codes.push(code.clone());

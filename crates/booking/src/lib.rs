@@ -23,7 +23,8 @@
 //! - The request kinds, one file per family: `seats` (hold, confirm, release, book, cancel,
 //!   reschedule, expire), `staff` (check in, enrol, no-show, card ready, deliver), `admin`
 //!   (relocate, set capacity), `pick` (a hold or booking in the first free of a list of
-//!   candidate slots: auto-pick).
+//!   candidate slots: auto-pick), `waitlist` (join, leave, accept or decline an offer, the
+//!   end of a release delay; where a freed seat goes is `Decider::give_up_seat` in `state`).
 //!
 //! # One place per request kind
 //! Each kind is a struct (`Hold`, `Enrol`, ...) in its family's file, implementing the
@@ -55,6 +56,7 @@ mod rows;
 mod seats;
 mod staff;
 mod state;
+mod waitlist;
 
 pub use admin::{relocation_sms, Relocate, RelocationReason, SetCapacity};
 pub use ids::{ApplicationId, HoldId, PaymentId, TrackingCode};
@@ -63,12 +65,14 @@ pub use outcome::{Effects, Event, Outcome, Refusal};
 pub use pick::{PickBook, PickHold, MAX_CANDIDATES};
 pub use request::Request;
 pub use rows::{
-    ApplicationRef, AppointmentRow, AppointmentStatus, CardRow, HoldRow, HoldStatus, OutboxRow,
-    PaymentRow, PaymentStatus, SlotRow, UnixSeconds, PICKUP_SERVICE,
+    waitlist_sms, ApplicationRef, AppointmentRow, AppointmentStatus, CardRow, EntryOffice, HoldRow,
+    HoldStatus, OutboxRow, PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow,
+    SlotRow, UnixSeconds, WaitLimits, WaitRow, WaitStatus, PICKUP_SERVICE,
 };
 pub use seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 pub use staff::{CardReady, CheckIn, Deliver, Enrol, NoShow, PickupBooking};
-pub use state::{BatchMap, BatchState};
+pub use state::{BatchMap, BatchState, FreeingPolicy};
+pub use waitlist::{AcceptOffer, DeclineOffer, JoinWaitlist, LeaveWaitlist, ReleaseSeat};
 
 use state::Decider;
 

@@ -8,6 +8,7 @@ use crate::rows::{
     AppointmentRow, AppointmentStatus, CardRow, HoldRow, HoldStatus, OutboxRow, PaymentStatus,
     UnixSeconds,
 };
+use crate::rows::{EntryOffice, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
 
 /// Why a request was refused. Each maps to one stable API error code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,19 @@ pub enum Refusal {
     /// Every candidate slot of an auto-pick was full (or unknown) on the locked rows: the
     /// caller asks again with fresh candidates, or answers that no seat is within the limits.
     CandidatesFull,
+    /// Another active waitlist entry of the citizen for the service.
+    AlreadyWaiting {
+        entry_id: String,
+    },
+    EntryNotFound,
+    /// The waitlist entry is no longer waiting (booked, left, lapsed), or not offered a seat.
+    EntryNotActive {
+        status: WaitStatus,
+    },
+    /// No such offer of the citizen's (or it is no longer open).
+    OfferNotFound,
+    /// A seat release that is not pending or not yet due (the sweeper's, never an applicant's).
+    ReleaseNotDue,
 }
 
 impl Refusal {
@@ -79,6 +93,11 @@ impl Refusal {
             Refusal::TooEarly => "too_early",
             Refusal::CapacityBelowTaken { .. } => "capacity_below_taken",
             Refusal::CandidatesFull => "no_seat_within_limits",
+            Refusal::AlreadyWaiting { .. } => "already_waiting",
+            Refusal::EntryNotFound => "waitlist_entry_not_found",
+            Refusal::EntryNotActive { .. } => "waitlist_entry_not_active",
+            Refusal::OfferNotFound => "offer_not_found",
+            Refusal::ReleaseNotDue => "release_not_due",
         }
     }
 }
@@ -128,6 +147,22 @@ pub enum Outcome {
         slot_id: i64,
         capacity: i64,
     },
+    /// On the waitlist: a new entry (`created`), or the same entry again.
+    Waitlisted {
+        entry: WaitRow,
+        created: bool,
+    },
+    WaitlistLeft {
+        entry: WaitRow,
+    },
+    /// The offer was declined; the entry waits again.
+    OfferDeclined {
+        entry: WaitRow,
+    },
+    /// A release delay ended: the seat went to a waiter or back to first-come booking.
+    SeatReleased {
+        slot_id: i64,
+    },
     Refused(Refusal),
 }
 
@@ -159,6 +194,15 @@ pub struct Effects {
     /// Slot id → new capacity (never below its taken seats).
     pub slot_capacity: BTreeMap<i64, i64>,
     pub new_cards: Vec<CardRow>,
+    /// Waitlist entries joined in this batch, and the offices each accepts.
+    pub new_entries: Vec<WaitRow>,
+    pub entry_offices: Vec<EntryOffice>,
+    /// Entries read and changed, by id (an inactive one leaves `waitlist_offices` too).
+    pub entry_updates: BTreeMap<String, WaitRow>,
+    /// Seats kept taken until their release time.
+    pub new_releases: Vec<SeatReleaseRow>,
+    /// Release id → new status.
+    pub release_status: BTreeMap<i64, ReleaseStatus>,
     pub outbox: Vec<OutboxRow>,
     pub events: Vec<Event>,
 }
@@ -172,6 +216,11 @@ impl Effects {
             && self.slot_deltas.is_empty()
             && self.slot_capacity.is_empty()
             && self.new_cards.is_empty()
+            && self.new_entries.is_empty()
+            && self.entry_offices.is_empty()
+            && self.entry_updates.is_empty()
+            && self.new_releases.is_empty()
+            && self.release_status.is_empty()
             && self.outbox.is_empty()
             && self.events.is_empty()
     }

@@ -11,6 +11,7 @@ use crate::pick::{PickBook, PickHold};
 use crate::seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 use crate::staff::{CardReady, CheckIn, Deliver, Enrol, NoShow};
 use crate::state::Decider;
+use crate::waitlist::{AcceptOffer, DeclineOffer, JoinWaitlist, LeaveWaitlist, ReleaseSeat};
 
 /// A request to the writer. Identifiers it may create (hold id, tracking code) are generated
 /// before it is queued, so that the decision is a pure function of its inputs.
@@ -36,6 +37,12 @@ pub enum Request {
     SetCapacity(SetCapacity),
     PickHold(PickHold),
     PickBook(PickBook),
+    /// Boxed: it carries its offices, and would make every request larger.
+    JoinWaitlist(Box<JoinWaitlist>),
+    LeaveWaitlist(LeaveWaitlist),
+    AcceptOffer(AcceptOffer),
+    DeclineOffer(DeclineOffer),
+    ReleaseSeat(ReleaseSeat),
 }
 
 impl Request {
@@ -58,6 +65,11 @@ impl Request {
             Request::SetCapacity(r) => r,
             Request::PickHold(r) => r,
             Request::PickBook(r) => r,
+            Request::JoinWaitlist(r) => r.as_ref(),
+            Request::LeaveWaitlist(r) => r,
+            Request::AcceptOffer(r) => r,
+            Request::DeclineOffer(r) => r,
+            Request::ReleaseSeat(r) => r,
         }
     }
 

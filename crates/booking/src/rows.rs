@@ -199,3 +199,184 @@ pub struct OutboxRow {
     pub body: String,
     pub created_at: UnixSeconds,
 }
+
+/// Which part of the day a waiter accepts (Iran time: morning is before 12:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartOfDay {
+    Morning,
+    Afternoon,
+    Any,
+}
+
+impl PartOfDay {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartOfDay::Morning => "morning",
+            PartOfDay::Afternoon => "afternoon",
+            PartOfDay::Any => "any",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PartOfDay::Morning, PartOfDay::Afternoon, PartOfDay::Any]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    /// Whether a slot starting at `start` (Unix seconds) is in this part of the day.
+    pub fn fits(self, start: UnixSeconds) -> bool {
+        use chrono::Timelike;
+        let morning = || {
+            let at = chrono::DateTime::from_timestamp(start, 0).unwrap_or_default();
+            nobat_domain::time::to_iran(at).hour() < 12
+        };
+        match self {
+            PartOfDay::Any => true,
+            PartOfDay::Morning => morning(),
+            PartOfDay::Afternoon => !morning(),
+        }
+    }
+}
+
+/// Where a waitlist entry is in its life. `Waiting` and `Offered` are *active* (one per citizen
+/// and service, `waitlist_one_active`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitStatus {
+    Waiting,
+    /// A seat is held for the waiter (`offer_hold_id`) until they accept or decline it.
+    Offered,
+    /// The waiter got an appointment through the waitlist (`tracking_code`).
+    Booked,
+    /// The waiter left.
+    Left,
+    /// An offer expired unanswered: the entry ends.
+    Lapsed,
+}
+
+impl WaitStatus {
+    pub const ALL: [WaitStatus; 5] = [
+        WaitStatus::Waiting,
+        WaitStatus::Offered,
+        WaitStatus::Booked,
+        WaitStatus::Left,
+        WaitStatus::Lapsed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitStatus::Waiting => "waiting",
+            WaitStatus::Offered => "offered",
+            WaitStatus::Booked => "booked",
+            WaitStatus::Left => "left",
+            WaitStatus::Lapsed => "lapsed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, WaitStatus::Waiting | WaitStatus::Offered)
+    }
+}
+
+/// The seats a waiter accepts, besides the offices (stored apart, `waitlist_offices`): slots
+/// starting in `[earliest_at, latest_at)` in `part_of_day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitLimits {
+    pub earliest_at: UnixSeconds,
+    pub latest_at: UnixSeconds,
+    pub part_of_day: PartOfDay,
+}
+
+impl WaitLimits {
+    pub fn fits(&self, start: UnixSeconds) -> bool {
+        start >= self.earliest_at && start < self.latest_at && self.part_of_day.fits(start)
+    }
+}
+
+/// A waitlist entry, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRow {
+    pub id: String,
+    pub national_code: String,
+    pub service: String,
+    pub application_id: String,
+    /// The paid payment the waitlist books with (checked at join; a paid payment stays paid).
+    pub payment_id: String,
+    pub auto_accept: bool,
+    pub limits: WaitLimits,
+    /// The limits as the applicant gave them (JSON), shown back and compared on a repeated join.
+    pub limits_json: String,
+    pub status: WaitStatus,
+    pub offer_hold_id: Option<String>,
+    pub tracking_code: Option<String>,
+    pub joined_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+}
+
+/// An office a waiting entry accepts (the freeing path finds waiters by office).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryOffice {
+    pub entry_id: String,
+    pub office_id: String,
+    pub joined_at: UnixSeconds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// The seat is still taken, until `release_at`.
+    Pending,
+    /// Handed to a waiter or back to first-come booking.
+    Done,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ReleaseStatus::Pending, ReleaseStatus::Done]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A freed seat kept taken until `release_at` (the anti-trading delay), then offered to the
+/// waiters and otherwise freed. New rows have id 0; the database numbers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatReleaseRow {
+    pub id: i64,
+    pub slot_id: i64,
+    pub release_at: UnixSeconds,
+    /// Who gave the seat up, so it is not handed straight back to them.
+    pub freed_by: Option<String>,
+    pub status: ReleaseStatus,
+    pub created_at: UnixSeconds,
+}
+
+/// The Persian SMS of a waitlist offer or booking.
+pub fn waitlist_sms(start_at: UnixSeconds, office_id: &str, booked: Option<&str>) -> String {
+    let local = nobat_domain::time::to_iran(
+        chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default(),
+    );
+    let date = nobat_domain::JalaliDate::from_gregorian(local.date_naive());
+    let time = nobat_domain::jalali::to_persian_digits(&local.format("%H:%M").to_string());
+    let when = format!("{}، ساعت {time}", date.persian_display_with_weekday());
+    match booked {
+        Some(code) => format!(
+            "از فهرست انتظار برای شما نوبت گرفته شد: {when} در دفتر {office_id}، کد رهگیری {code}."
+        ),
+        None => format!(
+            "یک نوبت خالی برای شما نگه داشته شده است: {when} در دفتر {office_id}. لطفاً آن را بپذیرید یا رد کنید."
+        ),
+    }
+}

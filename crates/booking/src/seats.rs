@@ -8,7 +8,7 @@ use crate::keys::BatchKeys;
 use crate::kind::RequestKind;
 use crate::outcome::{Outcome, Refusal};
 use crate::rows::{AppointmentStatus, HoldRow, HoldStatus, UnixSeconds};
-use crate::state::{Claim, Decider};
+use crate::state::{Claim, Decider, Freed};
 
 /// Holds a seat in `slot_id` while the applicant pays, until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,49 +117,67 @@ impl RequestKind for Confirm {
     }
 
     fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
-        let hold = d.hold_of(&self.national_code, &self.hold_id)?;
-        if d.expire_if_due(&hold) {
-            return Err(Refusal::HoldExpired);
-        }
-        if hold.status != HoldStatus::Live {
-            return Err(Refusal::HoldNotLive {
-                status: hold.status,
-            });
-        }
-        let claim = Claim {
-            national_code: &self.national_code,
-            application_id: &hold.application_id,
-            service: &hold.service,
-        };
-        // A declined or pending payment leaves the hold in place until it expires.
-        d.check_payment(&self.payment_id, claim)?;
-        d.check_not_booked(claim)?;
-        d.set_hold_status(&hold, HoldStatus::Confirmed);
-        let appointment = d.new_appointment(
-            &self.tracking_code,
-            hold.slot_id,
-            claim,
-            Some(&self.payment_id),
-        );
-        d.store_appointment(appointment.clone());
-        #[derive(Serialize)]
-        struct AppointmentBooked<'a> {
-            slot_id: i64,
-            hold_id: &'a HoldId,
-            payment_id: &'a PaymentId,
-        }
-        d.event(
-            "appointment_booked",
-            &self.tracking_code,
+        confirm_hold(
+            d,
             &self.national_code,
-            AppointmentBooked {
-                slot_id: hold.slot_id,
-                hold_id: &self.hold_id,
-                payment_id: &self.payment_id,
-            },
-        );
-        Ok(Outcome::Booked { appointment })
+            &self.hold_id,
+            &self.payment_id,
+            &self.tracking_code,
+        )
     }
+}
+
+/// Confirms the citizen's live hold with a paid payment (a confirmation, or the acceptance of a
+/// waitlist offer, which is a hold).
+pub(crate) fn confirm_hold(
+    d: &mut Decider<'_>,
+    national_code: &str,
+    hold_id: &HoldId,
+    payment_id: &PaymentId,
+    tracking_code: &TrackingCode,
+) -> Result<Outcome, Refusal> {
+    let hold = d.hold_of(national_code, hold_id)?;
+    if d.expire_if_due(&hold) {
+        return Err(Refusal::HoldExpired);
+    }
+    if hold.status != HoldStatus::Live {
+        return Err(Refusal::HoldNotLive {
+            status: hold.status,
+        });
+    }
+    let claim = Claim {
+        national_code,
+        application_id: &hold.application_id,
+        service: &hold.service,
+    };
+    // A declined or pending payment leaves the hold in place until it expires.
+    d.check_payment(payment_id, claim)?;
+    d.check_not_booked(claim)?;
+    d.set_hold_status(&hold, HoldStatus::Confirmed);
+    d.end_offer(
+        &hold.id,
+        crate::rows::WaitStatus::Booked,
+        Some(tracking_code.as_str()),
+    );
+    let appointment = d.new_appointment(tracking_code, hold.slot_id, claim, Some(payment_id));
+    d.store_appointment(appointment.clone());
+    #[derive(Serialize)]
+    struct AppointmentBooked<'a> {
+        slot_id: i64,
+        hold_id: &'a HoldId,
+        payment_id: &'a PaymentId,
+    }
+    d.event(
+        "appointment_booked",
+        tracking_code,
+        national_code,
+        AppointmentBooked {
+            slot_id: hold.slot_id,
+            hold_id,
+            payment_id,
+        },
+    );
+    Ok(Outcome::Booked { appointment })
 }
 
 /// Gives up the applicant's live hold before it expires.
@@ -167,6 +185,10 @@ impl RequestKind for Confirm {
 pub struct Release {
     pub national_code: String,
     pub hold_id: HoldId,
+    /// Released by a closure of its day (an administrator's): the seat is freed at once, to
+    /// no waiter and with no release delay, since the slot is being closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closing: bool,
 }
 
 impl RequestKind for Release {
@@ -201,7 +223,12 @@ impl RequestKind for Release {
             });
         }
         d.set_hold_status(&hold, HoldStatus::Released);
-        d.free_seat(hold.slot_id);
+        let how = if self.closing {
+            Freed::Closing
+        } else {
+            Freed::Own
+        };
+        d.give_up_seat(hold.slot_id, how, Some(&self.national_code));
         d.event(
             "hold_released",
             &self.hold_id,
@@ -287,7 +314,8 @@ impl RequestKind for Book {
     }
 }
 
-/// Cancels the applicant's booked appointment; its seat returns to the pool.
+/// Cancels the applicant's booked appointment; its seat is given up (`Decider::give_up_seat`:
+/// a waiter first, else a delayed release).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     pub national_code: String,
@@ -321,8 +349,9 @@ impl RequestKind for Cancel {
         }
         appointment.status = AppointmentStatus::Cancelled;
         appointment.updated_at = d.now;
-        d.free_seat(appointment.slot_id);
+        // Stored first, so the citizen counts as free for the waiters the seat may go to.
         d.store_appointment(appointment.clone());
+        d.give_up_seat(appointment.slot_id, Freed::Own, Some(&self.national_code));
         d.event(
             "appointment_cancelled",
             &self.tracking_code,
@@ -368,7 +397,7 @@ impl RequestKind for Reschedule {
                 status: appointment.status,
             });
         }
-        let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id)?;
+        let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id, Freed::Own)?;
         appointment.updated_at = d.now;
         d.store_appointment(appointment.clone());
         d.event(

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::ids::{HoldId, PaymentId, TrackingCode};
 use crate::outcome::{Effects, Event, Outcome, Refusal};
+use crate::rows::{waitlist_sms, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
 use crate::rows::{
-    ApplicationRef, AppointmentRow, AppointmentStatus, HoldRow, HoldStatus, PaymentRow,
+    ApplicationRef, AppointmentRow, AppointmentStatus, HoldRow, HoldStatus, OutboxRow, PaymentRow,
     PaymentStatus, SlotRow, UnixSeconds,
 };
 
@@ -34,6 +35,61 @@ pub struct BatchState {
     pub live_hold_by_citizen: BatchMap<String, String>,
     /// (national code, service) → tracking code of the active appointment.
     pub active_by_citizen_service: BatchMap<(String, String), String>,
+    /// Waitlist entries read: by id, by their offer's hold, the active ones of the batch's
+    /// joiners, and the waiters of the offices where the batch may free a seat.
+    pub entries: BatchMap<String, WaitRow>,
+    /// Office id → ids of the waiting entries that accept it, earliest joined first.
+    pub waiters: BatchMap<String, Vec<String>>,
+    /// Pending seat releases read by id.
+    pub releases: BatchMap<i64, SeatReleaseRow>,
+    /// What a freed seat becomes (offer time, release delay, the batch's seed).
+    pub freeing: FreeingPolicy,
+    /// Ids drawn by the writer for the holds of waitlist offers and bookings made in this batch
+    /// (`offer_…`), and tracking codes for its waitlist bookings: a freed seat goes to a
+    /// waiter only while there is one left (else it stays taken, released at once, and the
+    /// sweeper's `ReleaseSeat` hands it over).
+    pub spare_offer_ids: Vec<String>,
+    pub spare_tracking_codes: Vec<String>,
+    /// (national code, service) → id of the active waitlist entry (filled by `index`).
+    pub active_entry_by_citizen_service: BatchMap<(String, String), String>,
+    /// Offer hold id → id of its entry (filled by `index`).
+    pub entry_by_offer: BatchMap<String, String>,
+}
+
+/// Who gave a seat up, which decides where it goes (`Decider::give_up_seat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freed {
+    /// The applicant (cancel, reschedule, release, expiry, a declined or expired offer,
+    /// leaving the waitlist): waiters first, then the release delay.
+    Own,
+    /// The system, at the end of a release delay: waiters first, then free.
+    System,
+    /// An administrator's closure or capacity cut: the slot is going, so free at once.
+    Closing,
+}
+
+/// What becomes of a freed seat that no waiter takes, and how long an offer lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeingPolicy {
+    /// Seconds a waitlist offer holds its seat.
+    pub offer_ttl: i64,
+    /// Bounds (seconds, inclusive) of the uniform random delay before a seat freed by an
+    /// applicant's own action returns to first-come booking; 0 and 0 disable it.
+    pub release_delay_min: i64,
+    pub release_delay_max: i64,
+    /// The batch's random seed (drawn by the writer), so the delays replay exactly.
+    pub seed: u64,
+}
+
+impl Default for FreeingPolicy {
+    fn default() -> Self {
+        FreeingPolicy {
+            offer_ttl: 7_200,
+            release_delay_min: 0,
+            release_delay_max: 0,
+            seed: 0,
+        }
+    }
 }
 
 impl BatchState {
@@ -52,6 +108,20 @@ impl BatchState {
                     a.tracking_code.clone(),
                 );
             }
+        }
+        for e in self.entries.values() {
+            if e.status.is_active() {
+                self.active_entry_by_citizen_service
+                    .insert((e.national_code.clone(), e.service.clone()), e.id.clone());
+            }
+            if let (WaitStatus::Offered, Some(hold)) = (e.status, &e.offer_hold_id) {
+                self.entry_by_offer.insert(hold.clone(), e.id.clone());
+            }
+        }
+        for ids in self.waiters.values_mut() {
+            let entries = &self.entries;
+            ids.sort_by_key(|id| (entries.get(id).map(|e| e.joined_at), id.clone()));
+            ids.dedup();
         }
     }
 }
@@ -72,6 +142,7 @@ pub(crate) enum Subject<'a> {
     Hold(&'a str),
     Appointment(&'a str),
     Slot(i64),
+    Entry(&'a str),
 }
 
 impl<'a> From<&'a HoldId> for Subject<'a> {
@@ -95,6 +166,9 @@ pub(crate) struct Decider<'a> {
     /// Where a hold or appointment made in this batch is in `effects`, by id.
     new_hold_index: BatchMap<String, usize>,
     new_appointment_index: BatchMap<String, usize>,
+    new_entry_index: BatchMap<String, usize>,
+    /// Release delays drawn so far (the counter of the batch's random stream).
+    delays_drawn: u64,
 }
 
 impl<'a> Decider<'a> {
@@ -108,6 +182,8 @@ impl<'a> Decider<'a> {
             now,
             new_hold_index: BatchMap::default(),
             new_appointment_index: BatchMap::default(),
+            new_entry_index: BatchMap::default(),
+            delays_drawn: 0,
         }
     }
 
@@ -148,17 +224,20 @@ impl Decider<'_> {
     /// Moves an appointment to `new_slot_id`: the new seat is secured first, and only then is
     /// the old one given up, so a full slot leaves the appointment where it was. Returns the
     /// old slot.
+    /// `how`: who gave the old seat up (`give_up_seat`).
     pub(crate) fn move_seat(
         &mut self,
         appointment: &mut AppointmentRow,
         new_slot_id: i64,
+        how: Freed,
     ) -> Result<i64, Refusal> {
         let old_slot_id = appointment.slot_id;
         if new_slot_id == old_slot_id {
             return Err(Refusal::SameSlot);
         }
         self.take_seat(new_slot_id)?;
-        self.free_seat(old_slot_id);
+        let freer = appointment.national_code.clone();
+        self.give_up_seat(old_slot_id, how, Some(&freer));
         let slot = &self.state.slots[&new_slot_id];
         appointment.slot_id = new_slot_id;
         appointment.office_id = slot.office_id.clone();
@@ -209,13 +288,24 @@ impl Decider<'_> {
         {
             self.state.live_hold_by_citizen.remove(&hold.national_code);
         }
+        // A waitlist offer's hold ends its offer: released (declined) the entry waits again,
+        // expired it lapses; a confirmation books it (`confirm_hold` names the appointment).
+        let ends = match status {
+            HoldStatus::Released => Some(WaitStatus::Waiting),
+            HoldStatus::Expired => Some(WaitStatus::Lapsed),
+            HoldStatus::Confirmed => Some(WaitStatus::Booked),
+            HoldStatus::Live => None,
+        };
+        if let Some(to) = ends {
+            self.end_offer(&hold.id, to, None);
+        }
     }
 
     /// A live hold whose expiry has passed is expired on sight, whoever looks at it.
     pub(crate) fn expire_if_due(&mut self, hold: &HoldRow) -> bool {
         if hold.status == HoldStatus::Live && hold.expires_at <= self.now {
             self.set_hold_status(hold, HoldStatus::Expired);
-            self.free_seat(hold.slot_id);
+            self.give_up_seat(hold.slot_id, Freed::Own, Some(&hold.national_code));
             self.event(
                 "hold_expired",
                 Subject::Hold(&hold.id),
@@ -415,7 +505,7 @@ impl Decider<'_> {
         payload: impl Serialize,
     ) {
         let subject = match subject.into() {
-            Subject::Hold(id) | Subject::Appointment(id) => id.to_string(),
+            Subject::Hold(id) | Subject::Appointment(id) | Subject::Entry(id) => id.to_string(),
             Subject::Slot(slot_id) => slot_id.to_string(),
         };
         self.effects.events.push(Event {
@@ -425,5 +515,286 @@ impl Decider<'_> {
             actor: actor.to_string(),
             payload_json: serde_json::to_string(&payload).expect("event payloads serialise"),
         });
+    }
+}
+
+/// The waitlist, and where a freed seat goes.
+impl Decider<'_> {
+    /// Gives up a seat that a hold, an appointment, an offer or a pending release had in
+    /// `slot_id`: every path that frees a seat in a slot not yet started comes here. The seat
+    /// goes first to the best-matching waiter (earliest joined among the waiting entries of
+    /// the slot's office whose limits fit, not `freer`, with no active appointment for the
+    /// service and no live hold): booked at once for an entry with `auto_accept`, else held
+    /// for them as an offer. It stays taken then (no seat delta). With no waiter, a seat freed
+    /// by the applicant's own action (`Freed::Own`) stays taken by a pending release until a
+    /// random delay has passed; otherwise it is free again. A seat in a slot being closed or
+    /// cut (`Freed::Closing`) is freed at once.
+    pub(crate) fn give_up_seat(&mut self, slot_id: i64, how: Freed, freer: Option<&str>) {
+        let Some(slot) = self.state.slots.get(&slot_id) else {
+            return;
+        };
+        if slot.start_at > self.now && how != Freed::Closing {
+            let (office_id, start_at) = (slot.office_id.clone(), slot.start_at);
+            if let Some(entry_id) = self.best_waiter(&office_id, start_at, freer) {
+                if !self.hand_over(slot_id, &entry_id) {
+                    // No id left for its hold in this batch: kept taken, released at once,
+                    // and the sweeper's `ReleaseSeat` hands it over.
+                    self.pend_release(slot_id, self.now, freer);
+                }
+                return;
+            }
+            if how == Freed::Own {
+                let delay = self.release_delay();
+                if delay > 0 {
+                    self.pend_release(slot_id, self.now + delay, freer);
+                    return;
+                }
+            }
+        }
+        self.free_seat(slot_id);
+    }
+
+    fn best_waiter(
+        &self,
+        office_id: &str,
+        start_at: UnixSeconds,
+        freer: Option<&str>,
+    ) -> Option<String> {
+        let ids = self.state.waiters.get(office_id)?;
+        ids.iter()
+            .find(|id| {
+                let Some(e) = self.state.entries.get(*id) else {
+                    return false;
+                };
+                e.status == WaitStatus::Waiting
+                    && e.limits.fits(start_at)
+                    && Some(e.national_code.as_str()) != freer
+                    && !self
+                        .state
+                        .live_hold_by_citizen
+                        .contains_key(&e.national_code)
+                    && !self
+                        .state
+                        .active_by_citizen_service
+                        .contains_key(&(e.national_code.clone(), e.service.clone()))
+            })
+            .cloned()
+    }
+
+    /// Gives the seat in `slot_id` to the entry: an appointment (auto-accept) or an offer
+    /// hold. False when the batch has no spare id left for it.
+    fn hand_over(&mut self, slot_id: i64, entry_id: &str) -> bool {
+        let mut entry = self.state.entries[entry_id].clone();
+        let Some(hold_id) = self.state.spare_offer_ids.pop() else {
+            return false;
+        };
+        let code = if entry.auto_accept {
+            match self.state.spare_tracking_codes.pop() {
+                Some(code) => Some(code),
+                None => {
+                    self.state.spare_offer_ids.push(hold_id);
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
+        let slot = self.state.slots[&slot_id].clone();
+        let hold = HoldRow {
+            id: hold_id.clone(),
+            slot_id,
+            application_id: entry.application_id.clone(),
+            national_code: entry.national_code.clone(),
+            service: entry.service.clone(),
+            status: if code.is_some() {
+                HoldStatus::Confirmed
+            } else {
+                HoldStatus::Live
+            },
+            created_at: self.now,
+            expires_at: if code.is_some() {
+                self.now
+            } else {
+                self.now + self.state.freeing.offer_ttl
+            },
+        };
+        self.add_hold(hold);
+        let (kind, notice_subject, notice_key) = match &code {
+            Some(code) => {
+                let claim = Claim {
+                    national_code: &entry.national_code,
+                    application_id: &entry.application_id,
+                    service: &entry.service,
+                };
+                let payment_id = PaymentId::from(entry.payment_id.clone());
+                let appointment = self.new_appointment(
+                    &TrackingCode::from(code.clone()),
+                    slot_id,
+                    claim,
+                    Some(&payment_id),
+                );
+                self.store_appointment(appointment);
+                entry.status = WaitStatus::Booked;
+                entry.tracking_code = Some(code.clone());
+                ("waitlist_booked", code.clone(), "waitlist_booked")
+            }
+            None => {
+                entry.status = WaitStatus::Offered;
+                entry.offer_hold_id = Some(hold_id.clone());
+                self.state
+                    .entry_by_offer
+                    .insert(hold_id.clone(), entry.id.clone());
+                ("waitlist_offered", hold_id.clone(), "waitlist_offer")
+            }
+        };
+        entry.updated_at = self.now;
+        self.store_entry(entry.clone());
+        self.effects.outbox.push(OutboxRow {
+            national_code: entry.national_code.clone(),
+            application_id: entry.application_id.clone(),
+            tracking_code: notice_subject.clone(),
+            notice_key: notice_key.to_string(),
+            channel: "sms".to_string(),
+            body: waitlist_sms(slot.start_at, &slot.office_id, code.as_deref()),
+            created_at: self.now,
+        });
+        self.event(
+            kind,
+            Subject::Entry(&entry.id),
+            "system",
+            serde_json::json!({ "slot_id": slot_id, "hold_id": hold_id, "tracking_code": code }),
+        );
+        true
+    }
+
+    fn pend_release(&mut self, slot_id: i64, release_at: UnixSeconds, freer: Option<&str>) {
+        self.effects.new_releases.push(SeatReleaseRow {
+            id: 0,
+            slot_id,
+            release_at,
+            freed_by: freer.map(str::to_owned),
+            status: ReleaseStatus::Pending,
+            created_at: self.now,
+        });
+        self.event(
+            "seat_release_pending",
+            Subject::Slot(slot_id),
+            "system",
+            serde_json::json!({ "release_at": release_at }),
+        );
+    }
+
+    /// The next delay of the batch's random stream, uniform in the policy's bounds.
+    fn release_delay(&mut self) -> i64 {
+        let FreeingPolicy {
+            release_delay_min: min,
+            release_delay_max: max,
+            seed,
+            ..
+        } = self.state.freeing;
+        if max <= 0 {
+            return 0;
+        }
+        let min = min.clamp(0, max);
+        self.delays_drawn += 1;
+        // splitmix64 of (seed, counter): the same batch draws the same delays.
+        let mut z = seed.wrapping_add(self.delays_drawn.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let span = (max - min) as u64 + 1;
+        min + (z % span) as i64
+    }
+
+    /// The citizen's active entry for the service, if any.
+    pub(crate) fn active_entry(&self, national_code: &str, service: &str) -> Option<WaitRow> {
+        let id = self
+            .state
+            .active_entry_by_citizen_service
+            .get(&(national_code.to_string(), service.to_string()))?;
+        self.state.entries.get(id).cloned()
+    }
+
+    /// The citizen's own entry: someone else's does not exist.
+    pub(crate) fn entry_of(&self, national_code: &str, entry_id: &str) -> Result<WaitRow, Refusal> {
+        self.state
+            .entries
+            .get(entry_id)
+            .filter(|e| e.national_code == national_code)
+            .cloned()
+            .ok_or(Refusal::EntryNotFound)
+    }
+
+    /// The citizen's entry with `hold_id` as its live offer.
+    pub(crate) fn offer_of(
+        &self,
+        national_code: &str,
+        entry_id: &str,
+        hold_id: &HoldId,
+    ) -> Result<WaitRow, Refusal> {
+        let entry = self
+            .entry_of(national_code, entry_id)
+            .map_err(|_| Refusal::OfferNotFound)?;
+        if entry.offer_hold_id.as_deref() != Some(hold_id.as_str()) {
+            return Err(Refusal::OfferNotFound);
+        }
+        if entry.status != WaitStatus::Offered {
+            return Err(Refusal::EntryNotActive {
+                status: entry.status,
+            });
+        }
+        Ok(entry)
+    }
+
+    /// Ends the offer of the hold `hold_id`, if it is one still open: the entry moves to `to`
+    /// (booked with `tracking_code`, waiting again, lapsed).
+    pub(crate) fn end_offer(&mut self, hold_id: &str, to: WaitStatus, tracking_code: Option<&str>) {
+        let Some(entry_id) = self.state.entry_by_offer.get(hold_id).cloned() else {
+            return;
+        };
+        let Some(mut entry) = self.state.entries.get(&entry_id).cloned() else {
+            return;
+        };
+        if entry.offer_hold_id.as_deref() != Some(hold_id) {
+            return;
+        }
+        if entry.status == WaitStatus::Offered {
+            entry.status = to;
+            if to != WaitStatus::Booked {
+                entry.offer_hold_id = None;
+                self.state.entry_by_offer.remove(hold_id);
+            }
+        }
+        if let Some(code) = tracking_code {
+            entry.tracking_code = Some(code.to_string());
+        }
+        entry.updated_at = self.now;
+        self.store_entry(entry);
+    }
+
+    /// Writes an entry made or changed in this batch, keeping the indexes up to date.
+    pub(crate) fn store_entry(&mut self, entry: WaitRow) {
+        let key = (entry.national_code.clone(), entry.service.clone());
+        if entry.status.is_active() {
+            self.state
+                .active_entry_by_citizen_service
+                .insert(key, entry.id.clone());
+        } else if self.state.active_entry_by_citizen_service.get(&key) == Some(&entry.id) {
+            self.state.active_entry_by_citizen_service.remove(&key);
+        }
+        self.state.entries.insert(entry.id.clone(), entry.clone());
+        if let Some(&i) = self.new_entry_index.get(&entry.id) {
+            self.effects.new_entries[i] = entry;
+        } else {
+            self.effects.entry_updates.insert(entry.id.clone(), entry);
+        }
+    }
+
+    /// Records an entry joined in this batch.
+    pub(crate) fn add_entry(&mut self, entry: WaitRow) {
+        self.new_entry_index
+            .insert(entry.id.clone(), self.effects.new_entries.len());
+        self.effects.new_entries.push(entry.clone());
+        self.store_entry(entry);
     }
 }

@@ -21,7 +21,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{invalid, office_not_found};
 use crate::booking::{
-    AppointmentRow, Outcome, Refusal, Release, Relocate, RelocationReason, Request, SetCapacity,
+    AppointmentRow, Outcome, Refusal, Release, ReleaseSeat, Relocate, RelocationReason, Request,
+    SetCapacity,
 };
 use crate::domain::calendar::Closure;
 use crate::domain::time::iran_date;
@@ -380,6 +381,7 @@ pub async fn close_days(
                 Request::Release(Release {
                     national_code: h.national_code,
                     hold_id: h.id.into(),
+                    closing: true,
                 })
             })
             .collect();
@@ -404,6 +406,22 @@ pub async fn close_days(
     report.moved = report.moves.iter().filter(|m| m.outcome == "moved").count();
     report.cancelled = report.moves.len() - report.moved;
     for id in office_ids {
+        // Seats held back by the anti-trading release are freed at once: the slots go.
+        let releases = state
+            .store
+            .office_pending_releases_between(id, window_from, window_to)
+            .await?
+            .into_iter()
+            .map(|release_id| {
+                Request::ReleaseSeat(ReleaseSeat {
+                    release_id,
+                    closing: true,
+                })
+            })
+            .collect();
+        for answer in state.engine.submit_many(releases).await {
+            answer?;
+        }
         shrink_slots(state, id, window_from, window_to, actor).await?;
     }
     state.engine.refresh().await?;

@@ -33,6 +33,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::OfficeNotFound
         | C::HoldNotFound
         | C::TokenNotFound
+        | C::WaitlistEntryNotFound
+        | C::OfferNotFound
         | C::JobNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
@@ -55,8 +57,12 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::NotToday
         | C::OfficeExists
         | C::JobRunning
+        | C::AlreadyWaiting
+        | C::WaitlistEntryNotActive
+        | C::ReleaseNotDue
         | C::JobFailed => &[409],
         C::InvalidQuery
+        | C::NoOfficeWithinLimits
         | C::IdempotencyKeyReused
         | C::IdempotencyRecordUnreadable
         | C::ServiceNotBookable
@@ -141,15 +147,17 @@ const SLOT: &[ProblemCode] = &[
     C::OffGrid,
     C::OutsideBookingWindow,
 ];
-/// A seat the engine picks (`v1::pick`): the form, its limits, and no seat within them.
-const PICK: &[ProblemCode] = &[
+/// `pick` limits (`v1::pick::resolve`): the form and its limits, as auto-pick and the
+/// waitlist read them.
+const PICK_LIMITS: &[ProblemCode] = &[
     C::InvalidPick,
     C::InvalidCoordinates,
     C::InvalidDate,
     C::DateInPast,
     C::InvalidRange,
-    C::NoSeatWithinLimits,
 ];
+/// A seat the engine picks: its limits, and no seat within them.
+const PICK: &[ProblemCode] = &[C::NoSeatWithinLimits];
 /// An office calendar's own validation.
 const CALENDAR: &[ProblemCode] = &[
     C::InvalidCalendar,
@@ -238,6 +246,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "create_hold",
         &[
             SLOT,
+            PICK_LIMITS,
             PICK,
             &[
                 C::ApplicationNotFound,
@@ -269,6 +278,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "book",
         &[
             SLOT,
+            PICK_LIMITS,
             PICK,
             &[
                 C::ApplicationNotFound,
@@ -302,6 +312,55 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ],
     ),
     ("get_appointment", &[&[C::AppointmentNotFound]]),
+    (
+        "join_waitlist",
+        &[
+            PICK_LIMITS,
+            &[
+                C::ApplicationNotFound,
+                C::UnknownService,
+                C::PaymentNotFound,
+                C::PaymentMismatch,
+                C::PaymentNotPaid,
+                C::AlreadyWaiting,
+                C::AlreadyBooked,
+                C::InvalidOfficeId,
+                C::InvalidCharacter,
+                C::OfficeNotFound,
+                C::ServiceNotOffered,
+                C::NoOfficeWithinLimits,
+                C::NonexistentLocalTime,
+            ],
+        ],
+    ),
+    ("list_waitlist", &[]),
+    (
+        "leave_waitlist",
+        &[&[C::WaitlistEntryNotFound, C::WaitlistEntryNotActive]],
+    ),
+    (
+        "accept_offer",
+        &[&[
+            C::OfferNotFound,
+            C::WaitlistEntryNotActive,
+            C::HoldNotFound,
+            C::HoldExpired,
+            C::HoldNotLive,
+            C::PaymentNotFound,
+            C::PaymentMismatch,
+            C::PaymentNotPaid,
+            C::AlreadyBooked,
+        ]],
+    ),
+    (
+        "decline_offer",
+        &[&[
+            C::OfferNotFound,
+            C::WaitlistEntryNotActive,
+            C::HoldExpired,
+            C::HoldNotLive,
+        ]],
+    ),
     (
         "get_status",
         &[&[
@@ -542,6 +601,22 @@ type LinkRow = (
 );
 
 pub const LINKS: &[LinkRow] = &[
+    (
+        "join_waitlist",
+        201,
+        "leave",
+        "leave_waitlist",
+        &[("entry_id", "$response.body#/entry_id")],
+        None,
+    ),
+    (
+        "join_waitlist",
+        200,
+        "leave",
+        "leave_waitlist",
+        &[("entry_id", "$response.body#/entry_id")],
+        None,
+    ),
     (
         "list_offices",
         200,

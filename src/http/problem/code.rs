@@ -78,6 +78,16 @@ problem_codes! {
     ServiceNotOffered = "service_not_offered",
     InvalidStart = "invalid_start",
     StartInPast = "start_in_past",
+    /// The applicant already has another active waitlist entry for the service.
+    AlreadyWaiting = "already_waiting",
+    WaitlistEntryNotFound = "waitlist_entry_not_found",
+    /// The waitlist entry is no longer waiting, or its offer is no longer open.
+    WaitlistEntryNotActive = "waitlist_entry_not_active",
+    OfferNotFound = "offer_not_found",
+    /// A seat release not yet due (never sent to a client: the sweeper's request).
+    ReleaseNotDue = "release_not_due",
+    /// Waitlist limits that accept no office offering the service.
+    NoOfficeWithinLimits = "no_office_within_limits",
     OutsideBookingWindow = "outside_booking_window",
     InvalidNear = "invalid_near",
     UnknownProvince = "unknown_province",
@@ -186,6 +196,11 @@ impl From<&Refusal> for ProblemCode {
     fn from(refusal: &Refusal) -> Self {
         match refusal {
             Refusal::SlotFull { .. } => ProblemCode::SlotFull,
+            Refusal::AlreadyWaiting { .. } => ProblemCode::AlreadyWaiting,
+            Refusal::EntryNotFound => ProblemCode::WaitlistEntryNotFound,
+            Refusal::EntryNotActive { .. } => ProblemCode::WaitlistEntryNotActive,
+            Refusal::OfferNotFound => ProblemCode::OfferNotFound,
+            Refusal::ReleaseNotDue => ProblemCode::ReleaseNotDue,
             Refusal::SlotUnknown { .. } => ProblemCode::SlotUnknown,
             Refusal::AlreadyHolding { .. } => ProblemCode::AlreadyHolding,
             Refusal::AlreadyBooked { .. } => ProblemCode::AlreadyBooked,
@@ -317,6 +332,18 @@ mod tests {
         (ProblemCode::ServiceNotOffered, "service_not_offered"),
         (ProblemCode::InvalidStart, "invalid_start"),
         (ProblemCode::StartInPast, "start_in_past"),
+        (ProblemCode::AlreadyWaiting, "already_waiting"),
+        (
+            ProblemCode::WaitlistEntryNotFound,
+            "waitlist_entry_not_found",
+        ),
+        (
+            ProblemCode::WaitlistEntryNotActive,
+            "waitlist_entry_not_active",
+        ),
+        (ProblemCode::OfferNotFound, "offer_not_found"),
+        (ProblemCode::ReleaseNotDue, "release_not_due"),
+        (ProblemCode::NoOfficeWithinLimits, "no_office_within_limits"),
         (ProblemCode::OutsideBookingWindow, "outside_booking_window"),
         (ProblemCode::InvalidNear, "invalid_near"),
         (ProblemCode::UnknownProvince, "unknown_province"),

@@ -46,7 +46,7 @@ fn idempotency(
     Ok(engine_key(&applicant.national_code.to_string(), key, hash))
 }
 
-async fn own_application(
+pub(super) async fn own_application(
     state: &AppState,
     applicant: &Applicant,
     id: &str,
@@ -292,6 +292,7 @@ pub async fn release_hold(
     let request = Request::Release(Release {
         national_code: applicant.national_code.to_string(),
         hold_id: hold_id.into(),
+        closing: false,
     });
     match state.engine.submit(request).await?.outcome {
         Outcome::Released { .. } => Ok(StatusCode::NO_CONTENT),
@@ -382,7 +383,8 @@ fn tracking(code: &str) -> Result<String, Problem> {
     })
 }
 
-/// Cancel an appointment; its seat returns to the pool.
+/// Cancel an appointment. Its seat goes to the first waiter on the waitlist whose limits fit;
+/// with none, it returns to booking after a random delay (anti-trading release, 5 to 30 min).
 #[utoipa::path(post, path = "/v1/appointments/{tracking_code}/cancel", tag = "applicant", security(("applicant" = [])),
     params(("tracking_code" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = AppointmentDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -461,7 +463,7 @@ pub async fn reschedule(
     .await
 }
 
-fn unexpected(outcome: &Outcome) -> Problem {
+pub(super) fn unexpected(outcome: &Outcome) -> Problem {
     tracing::error!(
         ?outcome,
         "the engine answered with an outcome of another request kind"

@@ -193,7 +193,7 @@ pub struct HoldResponse {
 /// offices (`office_ids`), exactly one of the two; between two dates; in a part of the day. The
 /// engine gives the free seat of least cost: distance in km plus the wait (a number of km per
 /// day from today, 5 by default), ties by start, then office id.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PickDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ pub mod pick;
 pub mod receipt;
 pub mod sessions;
 pub mod status;
+pub mod waitlist;
 
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -49,6 +50,19 @@ pub fn routes() -> Router<AppState> {
             post(bookings::reschedule),
         )
         .route("/v1/status", get(status::get_status))
+        .route(
+            "/v1/waitlist",
+            post(waitlist::join_waitlist).get(waitlist::list_waitlist),
+        )
+        .route("/v1/waitlist/{entry_id}", delete(waitlist::leave_waitlist))
+        .route(
+            "/v1/waitlist/offers/{offer_id}/accept",
+            post(waitlist::accept_offer),
+        )
+        .route(
+            "/v1/waitlist/offers/{offer_id}/decline",
+            post(waitlist::decline_offer),
+        )
 }
 
 /// An instant as RFC 3339 in Iran time.
@@ -243,6 +257,25 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             StatusCode::CONFLICT,
             "no free seat is left within the limits asked for".to_string(),
         ),
+        Refusal::AlreadyWaiting { entry_id } => (
+            StatusCode::CONFLICT,
+            format!(
+                "you are already on the waitlist for this service ({entry_id}); leave it first"
+            ),
+        ),
+        Refusal::EntryNotFound => (StatusCode::NOT_FOUND, "no such waitlist entry".to_string()),
+        Refusal::EntryNotActive { status } => (
+            StatusCode::CONFLICT,
+            format!("the waitlist entry is {}", status.as_str()),
+        ),
+        Refusal::OfferNotFound => (
+            StatusCode::NOT_FOUND,
+            "no such open offer of yours".to_string(),
+        ),
+        Refusal::ReleaseNotDue => (
+            StatusCode::CONFLICT,
+            "the seat release is not due".to_string(),
+        ),
     };
     let mut problem = Problem::new(status, refusal.into(), detail);
     match refusal {
@@ -251,6 +284,9 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         }
         Refusal::AlreadyBooked { tracking_code } => {
             problem = problem.with_extra(serde_json::json!({ "tracking_code": tracking_code }))
+        }
+        Refusal::AlreadyWaiting { entry_id } => {
+            problem = problem.with_extra(serde_json::json!({ "entry_id": entry_id }))
         }
         _ => {}
     }

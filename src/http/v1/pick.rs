@@ -17,7 +17,7 @@ use axum::response::Response;
 use chrono::{NaiveDate, NaiveTime};
 
 use super::dto::{PartOfDayDto, PickDto, PickedDto};
-use crate::booking::{Request, UnixSeconds, MAX_CANDIDATES};
+use crate::booking::{Request, UnixSeconds, WaitLimits, MAX_CANDIDATES};
 use crate::domain::time::{iran_date, iran_instant};
 use crate::domain::{GeoPoint, OfficeId, ServiceCode};
 use crate::http::idempotency::respond;
@@ -86,6 +86,8 @@ pub struct Resolved {
     /// Whether `latest_date` was given (else the window's end is the limit).
     latest_given: bool,
     service: ServiceCode,
+    earliest: NaiveDate,
+    latest: Option<NaiveDate>,
 }
 
 /// `YYYY-MM-DD`, exactly.
@@ -246,6 +248,8 @@ pub fn resolve(
         near,
         latest_given: latest.is_some(),
         service,
+        earliest,
+        latest,
     })
 }
 
@@ -276,10 +280,14 @@ pub async fn pick_seat(
         .offices
         .first()
         .map_or_else(|| Arc::from(""), |(o, _)| o.clone());
-    for _ in 0..PICK_ROUNDS {
+    for round in 0..PICK_ROUNDS {
+        // Each round that found its candidates full asks for twice as many seats: a view that
+        // lags (another process's commits, which it learns only at its next refresh) is
+        // stale on many slots at once, and excluding one small round at a time could run
+        // out of rounds before reaching the seats that are free.
         let want = Want {
             max_slots: MAX_CANDIDATES,
-            seats: state.engine.picks_in_flight(&anchor) as i64 + 1,
+            seats: (state.engine.picks_in_flight(&anchor) as i64 + 1) << round.min(8),
         };
         let candidates: Arc<[Candidate]> = availability
             .pick_candidates(&resolved.limits, &exclude, want)
@@ -376,4 +384,58 @@ fn relaxations(state: &AppState, resolved: &Resolved) -> Vec<serde_json::Value> 
         }
     }
     found
+}
+
+/// Most offices a waitlist entry accepts (the nearest within `max_km`, or those named).
+pub const WAITLIST_OFFICES_MAX: usize = 200;
+
+/// A waitlist entry's limits: the offices it accepts, nearest first, and the times.
+#[derive(Debug, Clone)]
+pub struct WaitPick {
+    pub offices: Vec<String>,
+    pub limits: WaitLimits,
+}
+
+/// Reads `pick` for the waitlist with the auto-pick's own parse (`resolve`), so both accept
+/// and refuse the same limits: the offices (at most `WAITLIST_OFFICES_MAX`, nearest first)
+/// and the days from `earliest_date` to `latest_date` (default the end of the booking window)
+/// in Iran time. No office of the service within the limits is 422
+/// `no_office_within_limits`: an entry that no freed seat could ever fit.
+pub fn wait_pick(
+    state: &AppState,
+    pick: &PickDto,
+    service: ServiceCode,
+) -> Result<WaitPick, Problem> {
+    let resolved = resolve(state, pick, service)?;
+    if resolved.limits.offices.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemCode::NoOfficeWithinLimits,
+            "no office offering the service is within the limits",
+        ));
+    }
+    let horizon = i64::from(state.config.booking_horizon_days);
+    let window_end = resolved.limits.today + chrono::Duration::days(horizon);
+    let latest = resolved.latest.unwrap_or(window_end);
+    if latest > window_end {
+        return Err(invalid_pick(
+            "pick.latest_date",
+            format!("latest_date is at most {horizon} days ahead ({window_end})"),
+        ));
+    }
+    let after_latest = latest.succ_opt().unwrap_or(latest);
+    Ok(WaitPick {
+        offices: resolved
+            .limits
+            .offices
+            .iter()
+            .take(WAITLIST_OFFICES_MAX)
+            .map(|(id, _)| id.to_string())
+            .collect(),
+        limits: WaitLimits {
+            earliest_at: day_start(resolved.earliest),
+            latest_at: day_start(after_latest),
+            part_of_day: resolved.limits.part,
+        },
+    })
 }

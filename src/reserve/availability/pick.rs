@@ -13,38 +13,15 @@ use std::collections::{BinaryHeap, HashSet};
 use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
 
-use chrono::{NaiveDate, Timelike};
+use chrono::NaiveDate;
 
 use super::{slot_day, Availability, Inner, OfficeSeats};
 use crate::booking::UnixSeconds;
-use crate::domain::time::iran_local;
 use crate::planning::allocator::cost::metres;
 
-/// Which part of the day a slot starts in, Iran time: morning is before 12:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartOfDay {
-    Morning,
-    Afternoon,
-    Any,
-}
-
-impl PartOfDay {
-    pub fn admits(self, start_at: UnixSeconds) -> bool {
-        if self == PartOfDay::Any {
-            return true;
-        }
-        let local = iran_local(chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default());
-        (local.hour() < 12) == (self == PartOfDay::Morning)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PartOfDay::Morning => "morning",
-            PartOfDay::Afternoon => "afternoon",
-            PartOfDay::Any => "any",
-        }
-    }
-}
+/// Which part of the day a slot starts in (Iran time: morning is before 12:00): the booking
+/// crate's, which the waitlist's matching uses too, so a pick and a waiter read it alike.
+pub use crate::booking::PartOfDay;
 
 /// What an applicant will accept.
 #[derive(Debug, Clone)]
@@ -183,7 +160,7 @@ impl<'a> Walk<'a> {
             let Some(s) = self.inner.slots.get(id) else {
                 continue;
             };
-            if s.free() > 0 && !self.exclude.contains(id) && self.limits.part.admits(start) {
+            if s.free() > 0 && !self.exclude.contains(id) && self.limits.part.fits(start) {
                 out.push(Candidate {
                     slot_id: *id,
                     office_id: office_id.clone(),
@@ -288,7 +265,7 @@ mod tests {
                 (s.free() > 0
                     && r.start_at > l.after
                     && r.start_at < l.before
-                    && l.part.admits(r.start_at))
+                    && l.part.fits(r.start_at))
                 .then(|| (cost, r.start_at, o.clone(), r.id))
             })
             .collect();

@@ -77,6 +77,7 @@ fn script() -> Vec<(UnixSeconds, Vec<Request>)> {
                 Request::Release(Release {
                     national_code: "c".into(),
                     hold_id: "h3".into(),
+                    closing: false,
                 }),
                 short,
                 book("e", 3, "T5"),

@@ -78,6 +78,7 @@ pub(super) fn requests() -> Vec<Request> {
         Request::Release(Release {
             national_code: "0499370899".into(),
             hold_id: "hold_x1".into(),
+            closing: false,
         }),
         Request::Book(Book {
             national_code: "0499370899".into(),
@@ -476,5 +477,150 @@ fn rows_and_statuses_keep_their_json() {
             RelocationReason::CapacityCut,
         ],
         RELOCATION_REASONS,
+    );
+}
+
+fn wait_row() -> WaitRow {
+    WaitRow {
+        id: "wait_1".into(),
+        national_code: "0499370899".into(),
+        service: "first_issuance".into(),
+        application_id: "app-1".into(),
+        payment_id: "pay-1".into(),
+        auto_accept: false,
+        limits: WaitLimits {
+            earliest_at: 1_726_950_000,
+            latest_at: 1_729_540_000,
+            part_of_day: PartOfDay::Morning,
+        },
+        limits_json: r#"{"office_ids":["021-0001"]}"#.into(),
+        status: WaitStatus::Offered,
+        offer_hold_id: Some("offer_x1".into()),
+        tracking_code: None,
+        joined_at: 100,
+        updated_at: 200,
+    }
+}
+
+/// The waitlist's requests (and a closure's release), pinned apart from the older kinds'.
+fn waitlist_requests() -> Vec<Request> {
+    let row = wait_row();
+    vec![
+        Request::JoinWaitlist(Box::new(JoinWaitlist {
+            national_code: "0499370899".into(),
+            application_id: "app-1".into(),
+            service: "first_issuance".into(),
+            payment_id: "pay-1".into(),
+            entry_id: "wait_1".into(),
+            auto_accept: true,
+            limits: row.limits,
+            limits_json: row.limits_json.clone(),
+            offices: vec!["021-0001".into(), "021-0002".into()],
+        })),
+        Request::LeaveWaitlist(LeaveWaitlist {
+            national_code: "0499370899".into(),
+            entry_id: "wait_1".into(),
+        }),
+        Request::AcceptOffer(AcceptOffer {
+            national_code: "0499370899".into(),
+            entry_id: "wait_1".into(),
+            hold_id: "offer_x1".into(),
+            payment_id: "pay-1".into(),
+            tracking_code: "T9".into(),
+        }),
+        Request::DeclineOffer(DeclineOffer {
+            national_code: "0499370899".into(),
+            entry_id: "wait_1".into(),
+            hold_id: "offer_x1".into(),
+        }),
+        Request::ReleaseSeat(ReleaseSeat {
+            release_id: 42,
+            closing: false,
+        }),
+        Request::Release(Release {
+            national_code: "0499370899".into(),
+            hold_id: "hold_x1".into(),
+            closing: true,
+        }),
+    ]
+}
+
+const WAITLIST_REQUESTS: &[&str] = &[
+    r#"{"JoinWaitlist":{"national_code":"0499370899","application_id":"app-1","service":"first_issuance","payment_id":"pay-1","entry_id":"wait_1","auto_accept":true,"limits":{"earliest_at":1726950000,"latest_at":1729540000,"part_of_day":"morning"},"limits_json":"{\"office_ids\":[\"021-0001\"]}","offices":["021-0001","021-0002"]}}"#,
+    r#"{"LeaveWaitlist":{"national_code":"0499370899","entry_id":"wait_1"}}"#,
+    r#"{"AcceptOffer":{"national_code":"0499370899","entry_id":"wait_1","hold_id":"offer_x1","payment_id":"pay-1","tracking_code":"T9"}}"#,
+    r#"{"DeclineOffer":{"national_code":"0499370899","entry_id":"wait_1","hold_id":"offer_x1"}}"#,
+    r#"{"ReleaseSeat":{"release_id":42}}"#,
+    r#"{"Release":{"national_code":"0499370899","hold_id":"hold_x1","closing":true}}"#,
+];
+
+const WAIT_ROW: &str = r#"{"id":"wait_1","national_code":"0499370899","service":"first_issuance","application_id":"app-1","payment_id":"pay-1","auto_accept":false,"limits":{"earliest_at":1726950000,"latest_at":1729540000,"part_of_day":"morning"},"limits_json":"{\"office_ids\":[\"021-0001\"]}","status":"offered","offer_hold_id":"offer_x1","tracking_code":null,"joined_at":100,"updated_at":200}"#;
+
+#[test]
+fn waitlist_json_is_pinned() {
+    assert_json(&waitlist_requests(), WAITLIST_REQUESTS);
+    let row = wait_row();
+    let outcomes = [
+        Outcome::Waitlisted {
+            entry: row.clone(),
+            created: true,
+        },
+        Outcome::WaitlistLeft { entry: row.clone() },
+        Outcome::OfferDeclined { entry: row.clone() },
+        Outcome::SeatReleased { slot_id: 7 },
+        Outcome::Refused(Refusal::AlreadyWaiting {
+            entry_id: "wait_1".into(),
+        }),
+        Outcome::Refused(Refusal::EntryNotFound),
+        Outcome::Refused(Refusal::EntryNotActive {
+            status: WaitStatus::Lapsed,
+        }),
+        Outcome::Refused(Refusal::OfferNotFound),
+        Outcome::Refused(Refusal::ReleaseNotDue),
+    ];
+    let literals = [
+        format!(r#"{{"outcome":"waitlisted","entry":{WAIT_ROW},"created":true}}"#),
+        format!(r#"{{"outcome":"waitlist_left","entry":{WAIT_ROW}}}"#),
+        format!(r#"{{"outcome":"offer_declined","entry":{WAIT_ROW}}}"#),
+        r#"{"outcome":"seat_released","slot_id":7}"#.to_string(),
+        r#"{"outcome":"refused","refusal":"already_waiting","entry_id":"wait_1"}"#.to_string(),
+        r#"{"outcome":"refused","refusal":"entry_not_found"}"#.to_string(),
+        r#"{"outcome":"refused","refusal":"entry_not_active","status":"lapsed"}"#.to_string(),
+        r#"{"outcome":"refused","refusal":"offer_not_found"}"#.to_string(),
+        r#"{"outcome":"refused","refusal":"release_not_due"}"#.to_string(),
+    ];
+    let literals: Vec<&str> = literals.iter().map(String::as_str).collect();
+    assert_json(&outcomes, &literals);
+    assert_json(&[row], &[WAIT_ROW]);
+    assert_json(
+        &[SeatReleaseRow {
+            id: 3,
+            slot_id: 7,
+            release_at: 900,
+            freed_by: Some("0499370899".into()),
+            status: ReleaseStatus::Pending,
+            created_at: 100,
+        }],
+        &[
+            r#"{"id":3,"slot_id":7,"release_at":900,"freed_by":"0499370899","status":"pending","created_at":100}"#,
+        ],
+    );
+    assert_json(
+        &[EntryOffice {
+            entry_id: "wait_1".into(),
+            office_id: "021-0001".into(),
+            joined_at: 100,
+        }],
+        &[r#"{"entry_id":"wait_1","office_id":"021-0001","joined_at":100}"#],
+    );
+    assert_json(
+        &WaitStatus::ALL,
+        &[
+            r#""waiting""#,
+            r#""offered""#,
+            r#""booked""#,
+            r#""left""#,
+            r#""lapsed""#,
+        ],
     );
 }

@@ -12,6 +12,7 @@ mod properties;
 mod routing;
 mod seats;
 mod staff;
+mod waitlist;
 
 fn slot(id: i64, capacity: i64) -> SlotRow {
     SlotRow {

@@ -179,6 +179,7 @@ fn a_confirmation_reads_its_hold_and_the_citizens_appointments() {
     Request::Release(Release {
         national_code: "0499370899".into(),
         hold_id: "h1".into(),
+        closing: false,
     })
     .touches(&mut keys);
     keys.normalise();

@@ -1,0 +1,268 @@
+//! Where a freed seat goes (`Decider::give_up_seat`): the earliest joined waiter whose limits
+//! fit, booked at once or offered; else a pending release after a seeded random delay.
+
+use super::*;
+
+/// Slot 1 starts at 1,000,900 (17:31 in Tehran: an afternoon); the batch runs at 500.
+const NOW: UnixSeconds = 500;
+
+fn waiter(id: &str, code: &str, joined_at: i64, auto_accept: bool, part: PartOfDay) -> WaitRow {
+    WaitRow {
+        id: id.into(),
+        national_code: code.into(),
+        service: "first_issuance".into(),
+        application_id: format!("app-{code}"),
+        payment_id: format!("pay-{code}"),
+        auto_accept,
+        limits: WaitLimits {
+            earliest_at: 0,
+            latest_at: 2_000_000,
+            part_of_day: part,
+        },
+        limits_json: "{}".into(),
+        status: WaitStatus::Waiting,
+        offer_hold_id: None,
+        tracking_code: None,
+        joined_at,
+        updated_at: joined_at,
+    }
+}
+
+/// A state where `canceller` has appointment T0 in slot 1, and `waiters` wait at its office.
+fn with_waiters(canceller: &str, waiters: &[WaitRow], spare: usize) -> BatchState {
+    let codes: Vec<&str> = std::iter::once(canceller)
+        .chain(waiters.iter().map(|w| w.national_code.as_str()))
+        .collect();
+    let mut state = state_with(&[slot(1, 2)], &codes);
+    booked(&mut state, canceller, 1, "T0");
+    state.slots.get_mut(&1).unwrap().taken = 1;
+    for w in waiters {
+        state.entries.insert(w.id.clone(), w.clone());
+        state
+            .waiters
+            .entry("021-0001".into())
+            .or_default()
+            .push(w.id.clone());
+    }
+    state.spare_offer_ids = (0..spare).map(|i| format!("offer_{i}")).collect();
+    state.spare_tracking_codes = (0..spare).map(|i| format!("W{i}")).collect();
+    state.freeing = FreeingPolicy {
+        offer_ttl: 7_200,
+        release_delay_min: 300,
+        release_delay_max: 1_800,
+        seed: 7,
+    };
+    state.index();
+    state
+}
+
+fn cancel(code: &str) -> Request {
+    Request::Cancel(Cancel {
+        national_code: code.into(),
+        tracking_code: "T0".into(),
+    })
+}
+
+#[test]
+fn the_earliest_fitting_waiter_is_booked_in_the_cancelling_batch() {
+    let waiters = [
+        // Joined first, but only mornings: the slot is an afternoon.
+        waiter("w1", "morning", 10, true, PartOfDay::Morning),
+        waiter("w3", "third", 30, true, PartOfDay::Any),
+        waiter("w2", "second", 20, true, PartOfDay::Afternoon),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    // The waiter list is ordered by join time when indexed.
+    assert_eq!(state.waiters["021-0001"], ["w1", "w2", "w3"]);
+    let (outcomes, effects) = decide(&mut state, &[cancel("c")], NOW);
+    assert!(
+        matches!(outcomes[0], Outcome::Cancelled { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        effects.slot_deltas.is_empty(),
+        "the seat never left the slot"
+    );
+    assert!(effects.new_releases.is_empty());
+    let booked = &effects.new_appointments;
+    assert_eq!(booked.len(), 1);
+    assert_eq!(
+        (booked[0].national_code.as_str(), booked[0].slot_id),
+        ("second", 1)
+    );
+    assert_eq!(booked[0].payment_id.as_deref(), Some("pay-second"));
+    assert_eq!(effects.new_holds[0].status, HoldStatus::Confirmed);
+    let entry = &effects.entry_updates["w2"];
+    assert_eq!(entry.status, WaitStatus::Booked);
+    assert_eq!(
+        entry.tracking_code.as_deref(),
+        Some(booked[0].tracking_code.as_str())
+    );
+    assert_eq!(effects.outbox.len(), 1);
+    assert_eq!(effects.outbox[0].notice_key, "waitlist_booked");
+    assert!(effects.outbox[0].body.contains("کد رهگیری"));
+}
+
+#[test]
+fn an_offer_holds_the_seat_and_its_expiry_moves_it_on() {
+    let waiters = [
+        waiter("w1", "first", 10, false, PartOfDay::Any),
+        waiter("w2", "second", 20, false, PartOfDay::Any),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    let offer = &effects.new_holds[0];
+    assert_eq!(
+        (offer.national_code.as_str(), offer.status, offer.expires_at),
+        ("first", HoldStatus::Live, NOW + 7_200)
+    );
+    assert_eq!(effects.entry_updates["w1"].status, WaitStatus::Offered);
+    assert_eq!(effects.outbox[0].notice_key, "waitlist_offer");
+
+    // The batch after: the offer's hold and entry as stored; two hours on it expires.
+    let mut next = with_waiters("c", &waiters, 2);
+    next.appointments.clear();
+    next.holds.insert(offer.id.clone(), offer.clone());
+    next.entries
+        .insert("w1".into(), effects.entry_updates["w1"].clone());
+    next.index();
+    let later = NOW + 7_200;
+    let expire = Request::Expire(Expire {
+        hold_id: offer.id.as_str().into(),
+    });
+    let (outcomes, effects) = decide(&mut next, &[expire], later);
+    assert!(
+        matches!(outcomes[0], Outcome::Expired { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(effects.entry_updates["w1"].status, WaitStatus::Lapsed);
+    assert_eq!(effects.entry_updates["w2"].status, WaitStatus::Offered);
+    assert_eq!(effects.new_holds[0].national_code, "second");
+    assert!(effects.slot_deltas.is_empty());
+}
+
+#[test]
+fn the_freer_and_the_busy_are_passed_over() {
+    // The canceller waits too (for another appointment of the service: the index allows one
+    // entry, this tests the rule), and the other waiter holds a seat elsewhere.
+    let waiters = [
+        waiter("w1", "c", 10, true, PartOfDay::Any),
+        waiter("w2", "holder", 20, true, PartOfDay::Any),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    state
+        .live_hold_by_citizen
+        .insert("holder".into(), "h-elsewhere".into());
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    assert!(effects.new_appointments.is_empty());
+    assert_eq!(
+        effects.new_releases.len(),
+        1,
+        "no one took it: released later"
+    );
+}
+
+#[test]
+fn with_no_waiter_the_seat_is_released_after_a_seeded_delay() {
+    let delay = |seed: u64| {
+        let mut state = with_waiters("c", &[], 2);
+        state.freeing.seed = seed;
+        let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+        assert!(effects.slot_deltas.is_empty(), "still taken while pending");
+        let r = &effects.new_releases[0];
+        assert_eq!(
+            (r.slot_id, r.status, r.freed_by.as_deref()),
+            (1, ReleaseStatus::Pending, Some("c"))
+        );
+        r.release_at - NOW
+    };
+    let delays: Vec<i64> = (0..20).map(delay).collect();
+    assert!(
+        delays.iter().all(|d| (300..=1_800).contains(d)),
+        "{delays:?}"
+    );
+    assert_eq!(delay(3), delay(3), "a batch replays exactly");
+    assert!(delays.iter().any(|d| *d != delays[0]), "{delays:?}");
+
+    // A delay of 0 frees at once.
+    let mut state = with_waiters("c", &[], 2);
+    state.freeing.release_delay_max = 0;
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    assert!(effects.new_releases.is_empty());
+    assert_eq!(effects.slot_deltas[&1], -1);
+}
+
+#[test]
+fn a_batch_out_of_spare_ids_keeps_the_seat_for_the_sweeper() {
+    let waiters = [waiter("w1", "first", 10, true, PartOfDay::Any)];
+    let mut state = with_waiters("c", &waiters, 0);
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    assert!(effects.new_appointments.is_empty());
+    let r = &effects.new_releases[0];
+    assert_eq!(
+        r.release_at, NOW,
+        "due at once: the sweeper's ReleaseSeat hands it over"
+    );
+    // The end of that release gives it to the waiter.
+    let mut next = with_waiters("c", &waiters, 1);
+    next.appointments.clear();
+    next.index();
+    next.releases
+        .insert(5, SeatReleaseRow { id: 5, ..r.clone() });
+    let (outcomes, effects) = decide(
+        &mut next,
+        &[Request::ReleaseSeat(ReleaseSeat {
+            release_id: 5,
+            closing: false,
+        })],
+        NOW,
+    );
+    assert_eq!(outcomes[0], Outcome::SeatReleased { slot_id: 1 });
+    assert_eq!(effects.release_status[&5], ReleaseStatus::Done);
+    assert_eq!(effects.new_appointments[0].national_code, "first");
+    assert!(effects.slot_deltas.is_empty());
+}
+
+#[test]
+fn leaving_with_an_open_offer_passes_the_seat_on() {
+    let waiters = [
+        waiter("w1", "first", 10, false, PartOfDay::Any),
+        waiter("w2", "second", 20, false, PartOfDay::Any),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    let offer = effects.new_holds[0].clone();
+
+    let mut next = with_waiters("c", &waiters, 2);
+    next.appointments.clear();
+    next.holds.insert(offer.id.clone(), offer.clone());
+    next.entries
+        .insert("w1".into(), effects.entry_updates["w1"].clone());
+    next.index();
+    let leave = Request::LeaveWaitlist(LeaveWaitlist {
+        national_code: "first".into(),
+        entry_id: "w1".into(),
+    });
+    let (outcomes, effects) = decide(&mut next, std::slice::from_ref(&leave), NOW + 60);
+    match &outcomes[0] {
+        Outcome::WaitlistLeft { entry } => assert_eq!(entry.status, WaitStatus::Left),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(effects.hold_status[&offer.id], HoldStatus::Released);
+    assert_eq!(effects.entry_updates["w1"].status, WaitStatus::Left);
+    assert_eq!(effects.entry_updates["w2"].status, WaitStatus::Offered);
+    assert!(effects.slot_deltas.is_empty());
+    // Someone else's entry does not exist; a left entry cannot be left again.
+    let theirs = Request::LeaveWaitlist(LeaveWaitlist {
+        national_code: "second".into(),
+        entry_id: "w1".into(),
+    });
+    let (outcomes, _) = decide(&mut next, &[theirs, leave], NOW + 60);
+    assert_eq!(outcomes[0], Outcome::Refused(Refusal::EntryNotFound));
+    assert_eq!(
+        outcomes[1],
+        Outcome::Refused(Refusal::EntryNotActive {
+            status: WaitStatus::Left
+        })
+    );
+}

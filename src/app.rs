@@ -68,6 +68,9 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// How often the outbox relay sends queued notices; `None` disables it (tests step it).
     pub outbox_interval: Option<Duration>,
+    /// How often this process's waiting-room ticker runs (a room moves on at most once a
+    /// second whatever the interval); `None` disables it (tests step it).
+    pub room_tick_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -99,6 +102,7 @@ impl Default for Settings {
             applicant_burst: http::auth::APPLICANT_BURST,
             admin_token: None,
             outbox_interval: Some(Duration::from_secs(5)),
+            room_tick_interval: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -236,6 +240,7 @@ pub struct App {
     janitor: tokio::task::JoinHandle<()>,
     relay: Option<tokio::task::JoinHandle<()>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
     planner: Option<http::planner::PlannerState>,
 }
 
@@ -284,6 +289,7 @@ impl App {
         let sweeper = settings
             .sweep_interval
             .map(|every| engine.spawn_sweeper(every));
+        let rooms = store.rooms(now.timestamp() - 86_400).await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let state = AppState {
             store,
@@ -312,6 +318,10 @@ impl App {
             notifier: Arc::new(crate::ports::notify::LogNotifier),
             login_throttle: Arc::new(LoginThrottle::default()),
             config_watch: Arc::new(ConfigWatch::new(config_version)),
+            rooms: Arc::new(http::room::Rooms::new(
+                http::room::PassKeys::new(settings.token_secret.as_deref().map(str::as_bytes)),
+                rooms,
+            )),
         };
         let relay = settings.outbox_interval.map(|every| {
             crate::ports::notify::spawn_relay(
@@ -324,6 +334,9 @@ impl App {
         let watcher = settings
             .config_poll_interval
             .map(|every| http::live::spawn_watcher(state.clone(), every));
+        let ticker = settings
+            .room_tick_interval
+            .map(|every| http::room::spawn_ticker(state.clone(), every));
         let janitor = spawn_janitor(
             state.clone(),
             deps.clock.clone(),
@@ -336,6 +349,7 @@ impl App {
             janitor,
             relay,
             watcher,
+            ticker,
             planner: settings
                 .planner_token
                 .as_deref()
@@ -384,6 +398,9 @@ impl App {
         }
         if let Some(w) = self.watcher {
             w.abort();
+        }
+        if let Some(t) = self.ticker {
+            t.abort();
         }
         store.close().await;
         Ok(())

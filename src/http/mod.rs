@@ -16,6 +16,7 @@ pub mod operators;
 pub mod planner;
 pub mod probes;
 pub mod problem;
+pub mod room;
 pub mod staff;
 pub mod ussd;
 pub mod v1;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub login_throttle: Arc<login_limit::LoginThrottle>,
     /// The configuration version this process has loaded (admin changes).
     pub config_watch: Arc<live::ConfigWatch>,
+    /// The waiting rooms (cached), their pass key, join limit and controller's measures.
+    pub rooms: Arc<room::Rooms>,
 }
 
 impl AppState {
@@ -142,7 +145,10 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             max_in_flight.max(1),
         ));
     Router::new()
-        .merge(v1::routes())
+        .merge(v1::routes().route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            room::require_pass,
+        )))
         .merge(staff::routes())
         .merge(web::routes(state))
         .merge(ussd::routes(state))

@@ -33,15 +33,17 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::OfficeNotFound
         | C::HoldNotFound
         | C::TokenNotFound
-        | C::JobNotFound => &[404],
+        | C::JobNotFound
+        | C::RoomNotFound
+        | C::TicketNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
-        C::Forbidden => &[403],
+        C::Forbidden | C::PassRequired | C::PassInvalid => &[403],
         C::RateLimited | C::LoginLocked => &[429],
         C::Overloaded | C::Timeout | C::Unavailable => &[503],
         C::Internal => &[500],
         C::PaymentNotPaid => &[402],
-        C::HoldExpired => &[410],
+        C::HoldExpired | C::TicketExpired => &[410],
         C::Conflict
         | C::SlotFull
         | C::AlreadyHolding
@@ -54,7 +56,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::NotToday
         | C::OfficeExists
         | C::JobRunning
-        | C::JobFailed => &[409],
+        | C::JobFailed
+        | C::RoomNotOpen => &[409],
         C::InvalidQuery
         | C::IdempotencyKeyReused
         | C::IdempotencyRecordUnreadable
@@ -123,7 +126,9 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::UnknownService
         | C::InvalidFeeTable
         | C::IncompleteFeeTable
-        | C::NonexistentLocalTime => &[422],
+        | C::NonexistentLocalTime
+        | C::InvalidAdmission
+        | C::InvalidMinutes => &[422],
     }
 }
 
@@ -159,6 +164,12 @@ const CLOSURE: &[ProblemCode] = &[
     C::DateInPast,
     C::InvalidReason,
 ];
+
+/// The waiting room's pass check in front of the booking writes (`http::room::require_pass`),
+/// with the `Booking-Pass` header ([`PASS_CHECKED`]).
+const PASS: &[ProblemCode] = &[C::PassRequired, C::PassInvalid];
+/// The operations a waiting room's pass check stands in front of.
+pub const PASS_CHECKED: &[&str] = &["create_hold", "book", "reschedule"];
 
 /// The codes only the handler knows, per operation id (the handler's function name); a code
 /// is listed once whatever its status. Sets above are shared where handlers share a path.
@@ -227,6 +238,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "create_hold",
         &[
             SLOT,
+            PASS,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,
@@ -257,6 +269,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "book",
         &[
             SLOT,
+            PASS,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,
@@ -278,6 +291,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "reschedule",
         &[
             SLOT,
+            PASS,
             &[
                 C::AppointmentNotFound,
                 C::AppointmentNotActive,
@@ -297,6 +311,19 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             C::AppointmentNotFound,
         ]],
     ),
+    // The waiting room.
+    (
+        "join_queue",
+        &[&[
+            C::RoomNotFound,
+            C::RoomNotOpen,
+            C::UnknownService,
+            C::UnknownProvince,
+        ]],
+    ),
+    ("poll_ticket", &[&[C::TicketNotFound, C::TicketExpired]]),
+    ("get_room", &[&[C::RoomNotFound]]),
+    ("get_order", &[&[C::RoomNotFound, C::RoomNotOpen]]),
     // Plain phones, through a USSD gateway.
     ("ussd", &[]),
     // Staff.
@@ -369,6 +396,17 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ],
     ),
     ("get_fees", &[&[C::InvalidYear]]),
+    (
+        "create_room",
+        &[&[
+            C::UnknownService,
+            C::UnknownProvince,
+            C::InvalidTime,
+            C::InvalidRange,
+            C::InvalidAdmission,
+            C::InvalidMinutes,
+        ]],
+    ),
     (
         "put_fees",
         &[&[

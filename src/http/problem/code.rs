@@ -128,6 +128,20 @@ problem_codes! {
     TokenNotFound = "token_not_found",
     InvalidCursor = "invalid_cursor",
 
+    // The waiting room.
+    /// A waiting room is in front of this booking: join it and send its pass (`Booking-Pass`).
+    PassRequired = "pass_required",
+    /// The `Booking-Pass` is not a valid, unexpired pass of the caller for the room.
+    PassInvalid = "pass_invalid",
+    RoomNotFound = "room_not_found",
+    /// The room's pre-queue has not opened yet, or the room has closed.
+    RoomNotOpen = "room_not_open",
+    TicketNotFound = "ticket_not_found",
+    /// Not polled for the room's idle time, or its pass ran out.
+    TicketExpired = "ticket_expired",
+    InvalidAdmission = "invalid_admission",
+    InvalidMinutes = "invalid_minutes",
+
     // The planner.
     InvalidScenario = "invalid_scenario",
     JobNotFound = "job_not_found",

@@ -4,6 +4,7 @@ pub mod applications;
 pub mod bookings;
 pub mod catalogue;
 pub mod dto;
+pub mod queue;
 pub mod receipt;
 pub mod sessions;
 pub mod status;
@@ -48,6 +49,10 @@ pub fn routes() -> Router<AppState> {
             post(bookings::reschedule),
         )
         .route("/v1/status", get(status::get_status))
+        .route("/v1/queue", post(queue::join_queue))
+        .route("/v1/queue/{ticket}", get(queue::poll_ticket))
+        .route("/v1/queue/rooms/{room_id}", get(queue::get_room))
+        .route("/v1/queue/rooms/{room_id}/order", get(queue::get_order))
 }
 
 /// An instant as RFC 3339 in Iran time.

@@ -71,6 +71,9 @@ pub struct Settings {
     /// How often this process's waiting-room ticker runs (a room moves on at most once a
     /// second whatever the interval); `None` disables it (tests step it).
     pub room_tick_interval: Option<Duration>,
+    /// Waiting-room joins a client address may make a minute, and the burst allowed.
+    pub room_joins_per_address_per_minute: u32,
+    pub room_join_burst_per_address: u32,
 }
 
 impl Default for Settings {
@@ -103,6 +106,8 @@ impl Default for Settings {
             admin_token: None,
             outbox_interval: Some(Duration::from_secs(5)),
             room_tick_interval: Some(Duration::from_millis(250)),
+            room_joins_per_address_per_minute: http::room::JOINS_PER_ADDRESS_PER_MINUTE,
+            room_join_burst_per_address: http::room::JOIN_BURST_PER_ADDRESS,
         }
     }
 }
@@ -321,6 +326,8 @@ impl App {
             rooms: Arc::new(http::room::Rooms::new(
                 http::room::PassKeys::new(settings.token_secret.as_deref().map(str::as_bytes)),
                 rooms,
+                settings.room_joins_per_address_per_minute,
+                settings.room_join_burst_per_address,
             )),
         };
         let relay = settings.outbox_interval.map(|every| {

@@ -145,10 +145,12 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             max_in_flight.max(1),
         ));
     Router::new()
-        .merge(v1::routes().route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            room::require_pass,
-        )))
+        .merge(
+            v1::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                room::require_pass,
+            )),
+        )
         .merge(staff::routes())
         .merge(web::routes(state))
         .merge(ussd::routes(state))

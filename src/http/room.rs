@@ -114,7 +114,9 @@ impl PassKeys {
         if pass.len() > PASS_CHARS_MAX {
             return None;
         }
-        let raw = URL_SAFE_NO_PAD.decode(pass.strip_prefix(PASS_PREFIX)?).ok()?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(pass.strip_prefix(PASS_PREFIX)?)
+            .ok()?;
         if raw.len() < NONCE_BYTES {
             return None;
         }
@@ -179,8 +181,13 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     /// In the pre-queue, not yet ordered (the opening has not been reached or not yet frozen).
-    Prequeue { eta_seconds: u64 },
-    Waiting { position: u64, eta_seconds: u64 },
+    Prequeue {
+        eta_seconds: u64,
+    },
+    Waiting {
+        position: u64,
+        eta_seconds: u64,
+    },
     Admitted,
 }
 
@@ -238,16 +245,23 @@ pub struct Rooms {
     last_tick: Mutex<Option<Instant>>,
 }
 
-/// Joins a client address may make a minute, and the burst allowed.
+/// Joins a client address may make a minute, and the burst allowed, by default (a household
+/// or an office behind one address joins a few; a bot farm behind one joins slowly).
 pub const JOINS_PER_ADDRESS_PER_MINUTE: u32 = 60;
 pub const JOIN_BURST_PER_ADDRESS: u32 = 20;
 
 impl Rooms {
-    pub fn new(passes: PassKeys, rooms: Vec<RoomRecord>) -> Self {
+    /// `joins_per_minute` and `join_burst` per client address (each at least 1).
+    pub fn new(
+        passes: PassKeys,
+        rooms: Vec<RoomRecord>,
+        joins_per_minute: u32,
+        join_burst: u32,
+    ) -> Self {
         let quota = governor::Quota::per_minute(
-            std::num::NonZeroU32::new(JOINS_PER_ADDRESS_PER_MINUTE).expect("≥ 1"),
+            std::num::NonZeroU32::new(joins_per_minute.max(1)).expect("≥ 1"),
         )
-        .allow_burst(std::num::NonZeroU32::new(JOIN_BURST_PER_ADDRESS).expect("≥ 1"));
+        .allow_burst(std::num::NonZeroU32::new(join_burst.max(1)).expect("≥ 1"));
         Self {
             rooms: RwLock::new(Arc::new(rooms.into_iter().map(Arc::new).collect())),
             passes,
@@ -261,10 +275,7 @@ impl Rooms {
     }
 
     pub fn all(&self) -> Arc<Vec<Arc<RoomRecord>>> {
-        self.rooms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.rooms.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<RoomRecord>> {
@@ -330,7 +341,10 @@ pub fn covering(state: &AppState, service: &str, province: &str, now: i64) -> Ve
         .rooms
         .active(now)
         .into_iter()
-        .filter(|r| r.service == service && (r.provinces.is_empty() || r.provinces.iter().any(|p| p == province)))
+        .filter(|r| {
+            r.service == service
+                && (r.provinces.is_empty() || r.provinces.iter().any(|p| p == province))
+        })
         .collect()
 }
 
@@ -341,7 +355,11 @@ pub async fn tick_once(state: &AppState) {
     let now = state.engine.clock().now();
     let now_ms = now.timestamp_millis();
     let p99 = state.rooms.take_booking_p99();
-    *state.rooms.last_tick.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    *state
+        .rooms
+        .last_tick
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     for room in state.rooms.all().iter() {
         if Phase::of(room, now.timestamp()) != Phase::Open {
             continue;
@@ -428,9 +446,13 @@ fn pass_checked(method: &Method, path: &str) -> bool {
 }
 
 fn forbidden(code: ProblemCode, room: &RoomRecord, detail: &str) -> Response {
-    Problem::new(StatusCode::FORBIDDEN, code, detail.to_string())
-        .with_extra(serde_json::json!({ "room_id": room.id }))
-        .into_response()
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        code,
+        format!("waiting room {}: {detail}", room.id),
+    )
+    .with_extra(serde_json::json!({ "room_id": room.id }))
+    .into_response()
 }
 
 /// The service and province a booking write is for, as far as they can be told before its
@@ -494,14 +516,16 @@ async fn checked(state: &AppState, request: Request, now: i64) -> Result<Request
         return Ok(request);
     };
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ProblemCode::BodyTooLarge,
-            format!("the body is larger than {BODY_BYTES_MAX} bytes"),
-        )
-        .into_response()
-    })?;
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ProblemCode::BodyTooLarge,
+                format!("the body is larger than {BODY_BYTES_MAX} bytes"),
+            )
+            .into_response()
+        })?;
     let rooms = match scope_of(state, parts.uri.path(), &bytes, &caller).await {
         Some((service, province)) => covering(state, &service, &province, now),
         None => Vec::new(),
@@ -550,12 +574,18 @@ mod tests {
                 expires_at: 1_000
             })
         );
-        assert_eq!(PassKeys::new(Some(b"another secret of thirty-two by")).open(&pass), None);
+        assert_eq!(
+            PassKeys::new(Some(b"another secret of thirty-two by")).open(&pass),
+            None
+        );
         let raw = URL_SAFE_NO_PAD.decode(&pass[PASS_PREFIX.len()..]).unwrap();
         for at in [0, NONCE_BYTES, raw.len() - 1] {
             let mut bad = raw.clone();
             bad[at] ^= 1;
-            assert_eq!(keys.open(&format!("{PASS_PREFIX}{}", URL_SAFE_NO_PAD.encode(bad))), None);
+            assert_eq!(
+                keys.open(&format!("{PASS_PREFIX}{}", URL_SAFE_NO_PAD.encode(bad))),
+                None
+            );
         }
         assert!(!pass.contains("0499370899") && !pass.contains("room_abc"));
         assert_eq!(keys.open("garbage"), None);
@@ -565,7 +595,10 @@ mod tests {
     fn only_booking_writes_are_checked() {
         assert!(pass_checked(&Method::POST, "/v1/holds"));
         assert!(pass_checked(&Method::POST, "/v1/appointments"));
-        assert!(pass_checked(&Method::POST, "/v1/appointments/ABCD/reschedule"));
+        assert!(pass_checked(
+            &Method::POST,
+            "/v1/appointments/ABCD/reschedule"
+        ));
         assert!(!pass_checked(&Method::POST, "/v1/appointments/ABCD/cancel"));
         assert!(!pass_checked(&Method::GET, "/v1/holds"));
         assert!(!pass_checked(&Method::POST, "/v1/queue"));

@@ -70,7 +70,8 @@ pub struct Joined {
     pub state: RoomState,
 }
 
-const ROOM_COLUMNS: &str = "id, service, provinces, prequeue_opens_at, opens_at, closes_at, admission, \
+const ROOM_COLUMNS: &str =
+    "id, service, provinces, prequeue_opens_at, opens_at, closes_at, admission, \
      pass_minutes, ticket_idle_minutes, seed, commitment, created_at, rate_per_minute";
 const STATE_COLUMNS: &str = "next_seq, prequeue, frontier, rate_per_minute, last_tick_ms";
 const TICKET_COLUMNS: &str =
@@ -314,7 +315,8 @@ impl Store {
         rate_per_minute: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE waiting_rooms SET frontier = $3, rate_per_minute = $4, last_tick_ms = $5, \
+        const SQL: &str =
+            "UPDATE waiting_rooms SET frontier = $3, rate_per_minute = $4, last_tick_ms = $5, \
                prequeue = COALESCE(prequeue, next_seq) \
              WHERE id = $1 AND last_tick_ms = $2";
         on_pool!(self, pool, q = SQL => {

@@ -89,9 +89,7 @@ pub struct RoomCreatedDto {
 fn instant(field: &str, text: &str) -> Result<i64, Problem> {
     DateTime::<FixedOffset>::parse_from_rfc3339(text)
         .map(|t| t.timestamp())
-        .map_err(|_| {
-            Problem::invalid_field(field, ProblemCode::InvalidTime, "an RFC 3339 instant")
-        })
+        .map_err(|_| Problem::invalid_field(field, ProblemCode::InvalidTime, "an RFC 3339 instant"))
 }
 
 fn minutes(field: &str, value: Option<u32>, default: u32, max: u32) -> Result<u32, Problem> {
@@ -116,11 +114,16 @@ fn policy(dto: &AdmissionDto) -> Result<AdmissionPolicy, Problem> {
         ))
     };
     match (dto.per_minute, &dto.auto) {
-        (Some(per_minute), None) if (1..=crate::room::admission::RATE_MAX_PER_MINUTE).contains(&per_minute) => {
+        (Some(per_minute), None)
+            if (1..=crate::room::admission::RATE_MAX_PER_MINUTE).contains(&per_minute) =>
+        {
             Ok(AdmissionPolicy::Fixed { per_minute })
         }
         (Some(_), None) => bad("per_minute is 1 to 600,000"),
-        (None, Some(a)) if (1..=60_000).contains(&a.target_p99_ms) && (1..=1_000_000).contains(&a.max_active) => {
+        (None, Some(a))
+            if (1..=60_000).contains(&a.target_p99_ms)
+                && (1..=1_000_000).contains(&a.max_active) =>
+        {
             Ok(AdmissionPolicy::Auto {
                 target_p99_ms: a.target_p99_ms,
                 max_active: a.max_active,
@@ -132,13 +135,27 @@ fn policy(dto: &AdmissionDto) -> Result<AdmissionPolicy, Problem> {
 }
 
 /// Checks the whole request (nothing is written unless all of it is valid).
-fn room_of(req: &RoomRequest, now: i64, id: String, seed: LotterySeed) -> Result<RoomRecord, Problem> {
-    let service = ServiceCode::parse(&req.scope.service)
-        .map_err(|_| Problem::invalid_field("scope.service", ProblemCode::UnknownService, "no such service"))?;
+fn room_of(
+    req: &RoomRequest,
+    now: i64,
+    id: String,
+    seed: LotterySeed,
+) -> Result<RoomRecord, Problem> {
+    let service = ServiceCode::parse(&req.scope.service).map_err(|_| {
+        Problem::invalid_field(
+            "scope.service",
+            ProblemCode::UnknownService,
+            "no such service",
+        )
+    })?;
     let mut provinces = Vec::with_capacity(req.scope.provinces.len());
     for p in &req.scope.provinces {
         let province = Province::by_slug(p).ok_or_else(|| {
-            Problem::invalid_field("scope.provinces", ProblemCode::UnknownProvince, format!("no province {p:?}"))
+            Problem::invalid_field(
+                "scope.provinces",
+                ProblemCode::UnknownProvince,
+                format!("no province {p:?}"),
+            )
         })?;
         if !provinces.contains(&province.slug) {
             provinces.push(province.slug.clone());
@@ -147,7 +164,9 @@ fn room_of(req: &RoomRequest, now: i64, id: String, seed: LotterySeed) -> Result
     let prequeue_opens_at = instant("prequeue_opens_at", &req.prequeue_opens_at)?;
     let opens_at = instant("opens_at", &req.opens_at)?;
     let closes_at = instant("closes_at", &req.closes_at)?;
-    let range = |field: &str, detail: &str| Problem::invalid_field(field, ProblemCode::InvalidRange, detail.to_string());
+    let range = |field: &str, detail: &str| {
+        Problem::invalid_field(field, ProblemCode::InvalidRange, detail.to_string())
+    };
     if prequeue_opens_at > opens_at {
         return Err(range("prequeue_opens_at", "at or before opens_at"));
     }
@@ -157,12 +176,22 @@ fn room_of(req: &RoomRequest, now: i64, id: String, seed: LotterySeed) -> Result
     if closes_at <= now {
         return Err(range("closes_at", "in the future"));
     }
-    if closes_at - prequeue_opens_at > ROOM_DAYS_MAX * 86_400 || opens_at - now > ROOM_DAYS_MAX * 86_400 {
-        return Err(range("closes_at", "a room lasts at most 31 days and opens within 31 days"));
+    if closes_at - prequeue_opens_at > ROOM_DAYS_MAX * 86_400
+        || opens_at - now > ROOM_DAYS_MAX * 86_400
+    {
+        return Err(range(
+            "closes_at",
+            "a room lasts at most 31 days and opens within 31 days",
+        ));
     }
     let admission = policy(&req.admission)?;
     let pass_minutes = minutes("pass_minutes", req.pass_minutes, 10, PASS_MINUTES_MAX)?;
-    let ticket_idle_minutes = minutes("ticket_idle_minutes", req.ticket_idle_minutes, 5, IDLE_MINUTES_MAX)?;
+    let ticket_idle_minutes = minutes(
+        "ticket_idle_minutes",
+        req.ticket_idle_minutes,
+        5,
+        IDLE_MINUTES_MAX,
+    )?;
     Ok(RoomRecord {
         id,
         service: service.as_str().to_string(),

@@ -106,29 +106,51 @@ pub struct OrderDto {
 }
 
 fn room_not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, ProblemCode::RoomNotFound, "no such waiting room")
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        ProblemCode::RoomNotFound,
+        "no such waiting room",
+    )
 }
 
 fn ticket_not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, ProblemCode::TicketNotFound, "no such ticket")
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        ProblemCode::TicketNotFound,
+        "no such ticket",
+    )
 }
 
 /// The room a join names, or the active room in front of a service's (and province's)
 /// bookings.
-fn room_to_join(state: &AppState, req: &JoinRequest, now: i64) -> Result<std::sync::Arc<RoomRecord>, Problem> {
+fn room_to_join(
+    state: &AppState,
+    req: &JoinRequest,
+    now: i64,
+) -> Result<std::sync::Arc<RoomRecord>, Problem> {
     if let Some(id) = &req.room_id {
         return state.rooms.get(id).ok_or_else(room_not_found);
     }
-    let service = req
-        .service
-        .as_deref()
-        .ok_or_else(|| Problem::invalid_field("room_id", ProblemCode::InvalidBody, "give room_id, or service (and province)"))?;
-    let service = ServiceCode::parse(service)
-        .map_err(|_| Problem::invalid_field("service", ProblemCode::UnknownService, "no such service"))?;
+    let service = req.service.as_deref().ok_or_else(|| {
+        Problem::invalid_field(
+            "room_id",
+            ProblemCode::InvalidBody,
+            "give room_id, or service (and province)",
+        )
+    })?;
+    let service = ServiceCode::parse(service).map_err(|_| {
+        Problem::invalid_field("service", ProblemCode::UnknownService, "no such service")
+    })?;
     let province = match req.province.as_deref() {
         Some(p) => Some(
             Province::by_slug(p)
-                .ok_or_else(|| Problem::invalid_field("province", ProblemCode::UnknownProvince, format!("no province {p:?}")))?
+                .ok_or_else(|| {
+                    Problem::invalid_field(
+                        "province",
+                        ProblemCode::UnknownProvince,
+                        format!("no province {p:?}"),
+                    )
+                })?
                 .slug
                 .clone(),
         ),
@@ -147,12 +169,21 @@ fn room_to_join(state: &AppState, req: &JoinRequest, now: i64) -> Result<std::sy
 }
 
 /// The answer about a ticket at `now`; gives the pass once admitted.
-fn ticket_dto(state: &AppState, room: &RoomRecord, rs: &RoomState, t: &TicketRecord, now: i64) -> TicketDto {
+fn ticket_dto(
+    state: &AppState,
+    room: &RoomRecord,
+    rs: &RoomState,
+    t: &TicketRecord,
+    now: i64,
+) -> TicketDto {
     let idle_secs = (room.ticket_idle_minutes * 60).max(2) as u64;
     let place = room::place(room, rs, t.seq, now);
     let (status, position, eta_seconds) = match place {
         Place::Prequeue { eta_seconds } => ("prequeue", None, eta_seconds),
-        Place::Waiting { position, eta_seconds } => ("waiting", Some(position), eta_seconds),
+        Place::Waiting {
+            position,
+            eta_seconds,
+        } => ("waiting", Some(position), eta_seconds),
         Place::Admitted => ("admitted", None, 0),
     };
     let admitted = place == Place::Admitted;
@@ -160,7 +191,12 @@ fn ticket_dto(state: &AppState, room: &RoomRecord, rs: &RoomState, t: &TicketRec
         let admitted_at = t.admitted_at.unwrap_or(now);
         let expires = admitted_at + room.pass_minutes * 60;
         (
-            Some(state.rooms.passes.issue(&room.id, &t.national_code, expires)),
+            Some(
+                state
+                    .rooms
+                    .passes
+                    .issue(&room.id, &t.national_code, expires),
+            ),
             Some(iran_rfc3339(expires)),
         )
     } else {
@@ -168,7 +204,9 @@ fn ticket_dto(state: &AppState, room: &RoomRecord, rs: &RoomState, t: &TicketRec
     };
     let poll_after_seconds = match place {
         Place::Admitted => idle_secs / 2,
-        Place::Prequeue { .. } => ((room.opens_at - now).max(1) as u64).min(idle_secs / 3).max(1),
+        Place::Prequeue { .. } => ((room.opens_at - now).max(1) as u64)
+            .min(idle_secs / 3)
+            .max(1),
         Place::Waiting { eta_seconds, .. } => (eta_seconds / 2).clamp(1, (idle_secs / 3).max(1)),
     };
     TicketDto {
@@ -222,19 +260,27 @@ pub async fn join_queue(
     let eta_room = room.clone();
     let joined = state
         .store
-        .join_room(&room.id, &code, &ticket_id, now, move |rs, seq| {
-            match room::place(&eta_room, rs, seq, now) {
+        .join_room(
+            &room.id,
+            &code,
+            &ticket_id,
+            now,
+            move |rs, seq| match room::place(&eta_room, rs, seq, now) {
                 Place::Waiting { eta_seconds, .. } => Some(eta_seconds.min(i64::MAX as u64) as i64),
                 Place::Admitted => Some(0),
                 Place::Prequeue { .. } => None,
-            }
-        })
+            },
+        )
         .await?;
     if joined.created {
         metrics::counter!("nobat_room_joins_total", "room" => room.id.clone()).increment(1);
     }
     let dto = ticket_dto(&state, &room, &joined.state, &joined.ticket, now);
-    let status = if joined.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if joined.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(dto)))
 }
 
@@ -257,9 +303,21 @@ pub async fn poll_ticket(
         .ok_or_else(ticket_not_found)?;
     let room = match state.rooms.get(&t.room_id) {
         Some(r) => r,
-        None => std::sync::Arc::new(state.store.room(&t.room_id).await?.ok_or_else(ticket_not_found)?),
+        None => std::sync::Arc::new(
+            state
+                .store
+                .room(&t.room_id)
+                .await?
+                .ok_or_else(ticket_not_found)?,
+        ),
     };
-    let expired = |detail: &str| Problem::new(StatusCode::GONE, ProblemCode::TicketExpired, detail.to_string());
+    let expired = |detail: &str| {
+        Problem::new(
+            StatusCode::GONE,
+            ProblemCode::TicketExpired,
+            detail.to_string(),
+        )
+    };
     let idle = room.ticket_idle_minutes * 60;
     if now >= room.closes_at {
         return Err(expired("the waiting room has closed"));
@@ -267,10 +325,16 @@ pub async fn poll_ticket(
     if t.admitted_at.is_none() && now - t.last_seen_at > idle {
         return Err(expired("the ticket was not polled in time and has expired"));
     }
-    if t.admitted_at.is_some_and(|at| now >= at + room.pass_minutes * 60) {
+    if t.admitted_at
+        .is_some_and(|at| now >= at + room.pass_minutes * 60)
+    {
         return Err(expired("the ticket's pass has run out"));
     }
-    let rs = state.store.room_state(&room.id).await?.ok_or_else(ticket_not_found)?;
+    let rs = state
+        .store
+        .room_state(&room.id)
+        .await?
+        .ok_or_else(ticket_not_found)?;
     let mut dto = ticket_dto(&state, &room, &rs, &t, now);
     if dto.admitted && t.admitted_at.is_none() {
         let at = state.store.admit_ticket(&t.ticket, now).await?;
@@ -301,8 +365,16 @@ pub async fn get_room(
     ApiPath(room_id): ApiPath<String>,
 ) -> Result<Json<RoomDto>, Problem> {
     let now = state.engine.clock().now().timestamp();
-    let room = state.store.room(&room_id).await?.ok_or_else(room_not_found)?;
-    let rs = state.store.room_state(&room_id).await?.ok_or_else(room_not_found)?;
+    let room = state
+        .store
+        .room(&room_id)
+        .await?
+        .ok_or_else(room_not_found)?;
+    let rs = state
+        .store
+        .room_state(&room_id)
+        .await?
+        .ok_or_else(room_not_found)?;
     let phase = Phase::of(&room, now);
     let admitted = room::admitted(&rs);
     Ok(Json(RoomDto {
@@ -333,8 +405,16 @@ pub async fn get_order(
     ApiPath(room_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<OrderQuery>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let room = state.store.room(&room_id).await?.ok_or_else(room_not_found)?;
-    let rs = state.store.room_state(&room_id).await?.ok_or_else(room_not_found)?;
+    let room = state
+        .store
+        .room(&room_id)
+        .await?
+        .ok_or_else(room_not_found)?;
+    let rs = state
+        .store
+        .room_state(&room_id)
+        .await?
+        .ok_or_else(room_not_found)?;
     let Some(prequeue) = rs.prequeue else {
         return Err(Problem::new(
             StatusCode::CONFLICT,

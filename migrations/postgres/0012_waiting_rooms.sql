@@ -34,7 +34,8 @@ CREATE TABLE waiting_rooms (
 -- One ticket per national code and room. `last_seen_at` is written at most once per half
 -- `ticket_idle_minutes` (a poll that finds it older refreshes it), so polling stays a read;
 -- `admitted_at` is written once, when the ticket's first poll after admission is given its
--- pass (passes in use, waits and ETA errors are counted from it).
+-- pass (passes in use, waits and ETA errors are counted from it), and `returned_at` once, when
+-- a booking made with the pass succeeds.
 CREATE TABLE room_tickets (
     room_id      TEXT COLLATE "C" NOT NULL,
     seq          BIGINT NOT NULL CHECK (seq >= 0),
@@ -44,6 +45,8 @@ CREATE TABLE room_tickets (
     eta_at_join  BIGINT,
     last_seen_at BIGINT NOT NULL,
     admitted_at  BIGINT,
+    -- A booking made with the ticket's pass returns it (the controller admits another).
+    returned_at  BIGINT,
     PRIMARY KEY (room_id, seq),
     UNIQUE (room_id, national_code)
 );

@@ -39,7 +39,7 @@ use sha2::Sha256;
 use super::problem::{ErrorChain, ProblemCode};
 use super::{AppState, Problem, BODY_BYTES_MAX};
 use crate::domain::NationalCode;
-use crate::room::{Admission, AdmissionPolicy, Observed, QueueOrder, Standing};
+use crate::room::{Admission, Observed, QueueOrder, Standing};
 use crate::store::{RoomRecord, RoomState, Store, StoreError};
 
 /// The header a booking request carries its pass in.
@@ -242,7 +242,6 @@ pub struct Rooms {
     pub join_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Booking requests' latencies (microseconds) since the last tick, for the controller.
     booking_latency: Mutex<hdrhistogram::Histogram<u64>>,
-    last_tick: Mutex<Option<Instant>>,
 }
 
 /// Joins a client address may make a minute, and the burst allowed, by default (a household
@@ -270,7 +269,6 @@ impl Rooms {
                 hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
                     .expect("valid histogram bounds"),
             ),
-            last_tick: Mutex::new(None),
         }
     }
 
@@ -355,11 +353,6 @@ pub async fn tick_once(state: &AppState) {
     let now = state.engine.clock().now();
     let now_ms = now.timestamp_millis();
     let p99 = state.rooms.take_booking_p99();
-    *state
-        .rooms
-        .last_tick
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     for room in state.rooms.all().iter() {
         if Phase::of(room, now.timestamp()) != Phase::Open {
             continue;
@@ -383,14 +376,10 @@ async fn tick_room(
     if now_ms - old.last_tick_ms < TICK_MS {
         return Ok(());
     }
-    let active_passes = match room.admission {
-        AdmissionPolicy::Auto { .. } => {
-            store
-                .passes_given_since(&room.id, now_ms / 1000 - room.pass_minutes * 60)
-                .await?
-        }
-        AdmissionPolicy::Fixed { .. } => 0,
-    };
+    // Passes given within their lifetime (an index range of the room's admissions).
+    let active_passes = store
+        .passes_given_since(&room.id, now_ms / 1000 - room.pass_minutes * 60)
+        .await?;
     let observed = Observed {
         elapsed_ms: (now_ms - old.last_tick_ms).max(0) as u64,
         booking_p99_ms,
@@ -495,7 +484,21 @@ pub async fn require_pass(State(state): State<AppState>, request: Request, next:
         next.run(request).await
     } else {
         match checked(&state, request, now).await {
-            Ok(request) => next.run(request).await,
+            Ok((request, None)) => next.run(request).await,
+            Ok((request, Some(pass))) => {
+                let response = next.run(request).await;
+                if response.status().is_success() {
+                    // Booking done: its pass is returned, and the controller may admit another.
+                    if let Err(e) = state
+                        .store
+                        .return_pass(&pass.room_id, &pass.national_code, now)
+                        .await
+                    {
+                        tracing::warn!(error = %ErrorChain(&e), "returning a booking pass failed");
+                    }
+                }
+                response
+            }
             Err(refusal) => return refusal,
         }
     };
@@ -503,8 +506,13 @@ pub async fn require_pass(State(state): State<AppState>, request: Request, next:
     response
 }
 
-/// The request back (its body re-attached) when it may go on; the refusal otherwise.
-async fn checked(state: &AppState, request: Request, now: i64) -> Result<Request, Response> {
+/// The request back (its body re-attached) when it may go on, with the pass it carried when a
+/// room required one; the refusal otherwise.
+async fn checked(
+    state: &AppState,
+    request: Request,
+    now: i64,
+) -> Result<(Request, Option<Pass>), Response> {
     let caller = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -513,7 +521,7 @@ async fn checked(state: &AppState, request: Request, now: i64) -> Result<Request
         .and_then(|t| state.tokens.verify(t.trim(), now));
     // No valid session: the handler answers 401 (no booking can happen).
     let Some(caller) = caller else {
-        return Ok(request);
+        return Ok((request, None));
     };
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
@@ -530,6 +538,7 @@ async fn checked(state: &AppState, request: Request, now: i64) -> Result<Request
         Some((service, province)) => covering(state, &service, &province, now),
         None => Vec::new(),
     };
+    let mut carried = None;
     if let Some(first) = rooms.first() {
         let Some(pass) = parts.headers.get(PASS_HEADER) else {
             return Err(forbidden(
@@ -538,16 +547,16 @@ async fn checked(state: &AppState, request: Request, now: i64) -> Result<Request
                 "a waiting room is in front of these bookings: join it (POST /v1/queue) and send the pass it gives in the Booking-Pass header",
             ));
         };
-        let valid = pass
+        carried = pass
             .to_str()
             .ok()
             .and_then(|p| state.rooms.passes.open(p.trim()))
-            .is_some_and(|p| {
+            .filter(|p| {
                 p.national_code == caller.as_string()
                     && p.expires_at > now
                     && rooms.iter().any(|r| r.id == p.room_id)
             });
-        if !valid {
+        if carried.is_none() {
             return Err(forbidden(
                 ProblemCode::PassInvalid,
                 first,
@@ -555,7 +564,7 @@ async fn checked(state: &AppState, request: Request, now: i64) -> Result<Request
             ));
         }
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok((Request::from_parts(parts, Body::from(bytes)), carried))
 }
 
 #[cfg(test)]

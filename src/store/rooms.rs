@@ -296,10 +296,26 @@ impl Store {
         })
     }
 
-    /// Passes given since `since` (those still valid: the passes in use).
+    /// Records that the citizen's pass of the room was used for a booking (returned early: the
+    /// controller counts it out of the passes in use).
+    pub async fn return_pass(
+        &self,
+        room_id: &str,
+        national_code: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE room_tickets SET returned_at = $3 \
+             WHERE room_id = $1 AND national_code = $2 AND returned_at IS NULL";
+        on_pool!(self, pool, q = SQL => {
+            sqlx::query(q).bind(room_id).bind(national_code).bind(now).execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    /// Passes given since `since` and not returned (the passes in use).
     pub async fn passes_given_since(&self, room_id: &str, since: i64) -> Result<i64, StoreError> {
         const SQL: &str =
-            "SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND admitted_at IS NOT NULL AND admitted_at > $2";
+            "SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND admitted_at IS NOT NULL AND admitted_at > $2 AND returned_at IS NULL";
         on_pool!(self, pool, q = SQL => {
             Ok(sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since).fetch_one(pool).await?)
         })

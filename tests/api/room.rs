@@ -216,6 +216,55 @@ async fn passes_are_bound(db: &TestDb) {
         1,
         "only the booking with its own pass"
     );
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM room_tickets WHERE returned_at IS NOT NULL"
+        )
+        .await,
+        1,
+        "the booking returned its pass"
+    );
+    // A later joiner's ETA is measured against its wait; waits, admissions, the queue and
+    // the passes in use are in /metrics.
+    let late = app.login(&eligible_citizens(12, 1)[0]).await;
+    let (status, t) = join(&app, &late, id).await;
+    assert_eq!((status, &t["status"]), (201, &json!("waiting")), "{t}");
+    assert_eq!(t["position"], 0);
+    run_for(&[&app], 2).await;
+    let (_, t) = poll(&app, &late, t["ticket"].as_str().unwrap()).await;
+    assert_eq!(t["admitted"], true, "{t}");
+    run_for(&[&app], 1).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "nobat_room_wait_seconds_bucket",
+        "nobat_room_eta_error_ratio",
+        "nobat_room_admitted_total",
+        "nobat_room_queue_length",
+        "nobat_room_active_passes",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l.contains(&format!("room=\"{id}\""))),
+            "{name} for the room in /metrics"
+        );
+    }
+    let active = text
+        .lines()
+        .find(|l| l.starts_with("nobat_room_active_passes") && l.contains(id))
+        .unwrap();
+    assert!(
+        active.ends_with(" 2"),
+        "three passes given, one returned by its booking: {active}"
+    );
     // The pass runs out after pass_minutes (10).
     app.clock.advance(Duration::minutes(10));
     let (status, body) = poll(&app, &me.token, ticket).await;

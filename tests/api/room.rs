@@ -437,6 +437,21 @@ async fn two_instances(db: &TestDb) {
     run_for(&[&a, &b], 5 + 60).await;
     assert_eq!(admitted(&a, id).await, 30);
     assert_eq!(admitted(&b, id).await, 30);
+    // Two ticks computed from the same state: the second finds the row moved and writes
+    // nothing (what keeps processes whose clocks differ from admitting twice).
+    let old = a.store.room_state(id).await.unwrap().unwrap();
+    let later = old.last_tick_ms + 1000;
+    assert!(a
+        .store
+        .tick_room(id, &old, old.frontier + 60_000, 30, later)
+        .await
+        .unwrap());
+    assert!(!b
+        .store
+        .tick_room(id, &old, old.frontier + 120_000, 30, later + 400)
+        .await
+        .unwrap());
+    assert_eq!(admitted(&b, id).await, 31);
     a.stop().await;
     b.stop().await;
 }
@@ -565,3 +580,103 @@ async fn bad_input(db: &TestDb) {
     app.stop().await;
 }
 on_both_backends!(bad_input_writes_nothing, super::bad_input);
+
+/// A valid national code (check digit) for a number below 10⁹.
+fn national_code(n: u64) -> String {
+    let digits = format!("{:09}", n);
+    let sum: u32 = digits
+        .bytes()
+        .enumerate()
+        .map(|(i, d)| u32::from(d - b'0') * (10 - i as u32))
+        .sum();
+    let r = sum % 11;
+    format!("{digits}{}", if r < 2 { r } else { 11 - r })
+}
+
+/// Join throughput: `NOBAT_ROOM_JOINS` citizens (default 2,000) join one room, 64 at a time;
+/// prints joins per second and the p50/p99 of a poll. Run by hand:
+/// `cargo test --test api room::join_throughput -- --ignored --nocapture`.
+async fn join_throughput(db: &TestDb) {
+    let app = app(db).await;
+    let room = room(&app, 3600, json!({ "per_minute": 600 })).await;
+    let id = room["room_id"].as_str().unwrap().to_string();
+    let n: u64 = std::env::var("NOBAT_ROOM_JOINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let expires = app.clock.now().timestamp() + 3600;
+    let tokens: Vec<String> = (0..n)
+        .map(|i| {
+            let code = nobat::domain::NationalCode::parse(&national_code(100_000 + i)).unwrap();
+            app.state.tokens.issue(&code, expires)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut tickets = Vec::new();
+    for chunk in tokens.chunks(64) {
+        let joins: Vec<_> = chunk
+            .iter()
+            .map(|t| {
+                let (client, url, t) = (app.client.clone(), app.url("/v1/queue"), t.clone());
+                let body = json!({ "room_id": id });
+                tokio::spawn(async move {
+                    let resp = client
+                        .post(url)
+                        .bearer_auth(&t)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status().as_u16(), 201);
+                    let v: Value = resp.json().await.unwrap();
+                    (t, v["ticket"].as_str().unwrap().to_string())
+                })
+            })
+            .collect();
+        for j in joins {
+            tickets.push(j.await.unwrap());
+        }
+    }
+    let took = started.elapsed();
+    let mut polls = Vec::new();
+    for (t, ticket) in tickets.iter().take(500) {
+        let at = std::time::Instant::now();
+        let (status, _) = poll(&app, t, ticket).await;
+        assert_eq!(status, 200);
+        polls.push(at.elapsed());
+    }
+    polls.sort_unstable();
+    println!(
+        "{:?}: {n} joins in {:.2} s = {:.0} joins/s; poll p50 {:?} p99 {:?}",
+        app.store.backend(),
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        polls[polls.len() / 2],
+        polls[polls.len() * 99 / 100],
+    );
+    assert_eq!(
+        scalar(&app.store, "SELECT MAX(seq) + 1 FROM room_tickets").await,
+        n as i64
+    );
+    app.stop().await;
+}
+
+mod join_throughput {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: run by hand"]
+    async fn sqlite() {
+        let db = crate::helpers::TestDb::sqlite().await;
+        super::join_throughput(&db).await;
+        db.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: run by hand"]
+    async fn postgres() {
+        let Some(db) = crate::helpers::TestDb::postgres().await else {
+            return;
+        };
+        super::join_throughput(&db).await;
+        db.cleanup().await;
+    }
+}

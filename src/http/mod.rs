@@ -122,6 +122,15 @@ async fn time_limit(
     }
 }
 
+/// The applicant API (`v1`) behind the waiting rooms' pass check ([`room::require_pass`]):
+/// the one way to mount it, for the server and for the pages' in-process client alike.
+pub fn applicant_routes(state: &AppState) -> Router<AppState> {
+    v1::routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        room::require_pass,
+    ))
+}
+
 /// The API routes behind the in-flight limit; probes and metrics stay outside it so that an
 /// overloaded server still reports on itself. Admin requests go through the audit log
 /// ([`live::audit`]).

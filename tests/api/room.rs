@@ -424,13 +424,23 @@ async fn two_instances(db: &TestDb) {
     let room = room(&a, 5, json!({ "per_minute": 30 })).await;
     let id = room["room_id"].as_str().unwrap();
     nobat::http::live::poll_once(&b.state).await;
+    let citizens = eligible_citizens(80, 40);
+    let me = a.ready(&citizens[0]).await;
     let mut tickets = Vec::new();
-    for (i, c) in eligible_citizens(80, 40).iter().enumerate() {
+    let mut my_ticket = String::new();
+    for (i, c) in citizens.iter().enumerate() {
         let app = if i % 2 == 0 { &a } else { &b };
-        let token = app.login(c).await;
+        let token = if i == 0 {
+            me.token.clone()
+        } else {
+            app.login(c).await
+        };
         let (status, t) = join(app, &token, id).await;
         assert_eq!(status, 201, "{t}");
         tickets.push(t["seq"].as_i64().unwrap());
+        if i == 0 {
+            my_ticket = t["ticket"].as_str().unwrap().to_string();
+        }
     }
     tickets.sort_unstable();
     assert_eq!(tickets, (0..40).collect::<Vec<_>>());
@@ -452,6 +462,24 @@ async fn two_instances(db: &TestDb) {
         .await
         .unwrap());
     assert_eq!(admitted(&b, id).await, 31);
+    // Everyone admitted within 20 more seconds; a pass given by one process (for a ticket
+    // joined through the other) books through the other, which checks it without a read.
+    run_for(&[&a, &b], 20).await;
+    assert_eq!(admitted(&a, id).await, 40, "never beyond the queue");
+    let (status, t) = poll(&b, &me.token, &my_ticket).await;
+    assert_eq!(status, 200, "{t}");
+    let pass = t["pass"].as_str().expect("admitted: a pass").to_string();
+    let office = &nearest_offices(&a, &me.citizen).await[0];
+    let resp = a
+        .client
+        .post(a.url("/v1/appointments"))
+        .bearer_auth(&me.token)
+        .header("Booking-Pass", pass)
+        .json(&json!({ "application_id": me.application_id, "office_id": office["office_id"], "start": office["earliest_free"][0]["start"], "payment_id": me.payment_id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
     a.stop().await;
     b.stop().await;
 }

@@ -7,13 +7,19 @@
 //! `seq < prequeue`; the admission frontier moves on under a conditional UPDATE on
 //! `last_tick_ms` (one process wins each tick, the others read what it wrote).
 //!
+//! On SQLite every write here runs on the booking writer thread (`lite_write`), like the
+//! applicant's other writes: no wait for SQLite's write lock behind the booking batches, and
+//! the joins are ordered by that one thread. On PostgreSQL a join is a transaction that updates
+//! the room row first (its lock orders the joins of every process).
+//!
 //! Polling is read-only but for two bounded writes per ticket: `last_seen_at` is refreshed at
 //! most once per half `ticket_idle_minutes`, and `admitted_at` once, when the ticket is first
 //! given its pass.
 
 use sqlx::Row;
 
-use super::{on_pool, Store, StoreError};
+use super::applicants::lite_write;
+use super::{on_pool, sqlite_sql, Store, StoreError};
 use crate::domain::lottery::LotterySeed;
 use crate::room::AdmissionPolicy;
 
@@ -223,7 +229,7 @@ impl Store {
         national_code: &str,
         ticket: &str,
         now: i64,
-        eta: impl Fn(&RoomState, i64) -> Option<i64>,
+        eta: impl Fn(&RoomState, i64) -> Option<i64> + Send + 'static,
     ) -> Result<Joined, StoreError> {
         if let Some(existing) = self.ticket_of(room_id, national_code).await? {
             let state = self
@@ -236,44 +242,20 @@ impl Store {
                 state,
             });
         }
-        let take = format!(
-            "UPDATE waiting_rooms SET next_seq = next_seq + 1, \
-               prequeue = CASE WHEN prequeue IS NULL AND opens_at <= $2 THEN next_seq ELSE prequeue END \
-             WHERE id = $1 RETURNING {STATE_COLUMNS}"
-        );
-        let find = format!(
-            "SELECT {TICKET_COLUMNS} FROM room_tickets WHERE room_id = $1 AND national_code = $2"
-        );
-        const INSERT: &str = "INSERT INTO room_tickets (room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $5)";
-        on_pool!(self, pool, q = &take => {
-            let find = match self { Store::Sqlite(_) => super::sqlite_sql(&find), Store::Postgres(_) => find.clone() };
-            let insert = match self { Store::Sqlite(_) => super::sqlite_sql(INSERT), Store::Postgres(_) => INSERT.to_string() };
-            let mut tx = pool.begin().await?;
-            let row = sqlx::query(q).bind(room_id).bind(now).fetch_optional(&mut *tx).await?
-                .ok_or_else(|| StoreError::corrupt("joining a room that does not exist"))?;
-            let mut state = state_from(&row)?;
-            if let Some(r) = sqlx::query(&find).bind(room_id).bind(national_code).fetch_optional(&mut *tx).await? {
-                // Joined meanwhile (another request of the same citizen): that ticket stands.
-                tx.rollback().await?;
-                state.next_seq -= 1;
-                return Ok(Joined { ticket: ticket_from(&r)?, created: false, state });
-            }
-            let seq = state.next_seq - 1;
-            let eta_at_join = eta(&state, seq);
-            sqlx::query(&insert).bind(room_id).bind(seq).bind(ticket).bind(national_code)
-                .bind(now).bind(eta_at_join).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Joined {
-                ticket: TicketRecord {
-                    room_id: room_id.to_string(), seq, ticket: ticket.to_string(),
-                    national_code: national_code.to_string(), joined_at: now, eta_at_join,
-                    last_seen_at: now, admitted_at: None,
-                },
-                created: true,
-                state,
-            })
-        })
+        let new = TicketRecord {
+            room_id: room_id.to_string(),
+            seq: 0,
+            ticket: ticket.to_string(),
+            national_code: national_code.to_string(),
+            joined_at: now,
+            eta_at_join: None,
+            last_seen_at: now,
+            admitted_at: None,
+        };
+        match self {
+            Store::Sqlite(pool) => lite_write(pool, move |conn| lite_join(conn, new, eta)).await,
+            Store::Postgres(pool) => pg_join(pool, new, eta).await,
+        }
     }
 
     /// Records that the ticket was polled at `now` (callers do so at most once per half idle
@@ -281,19 +263,47 @@ impl Store {
     pub async fn touch_ticket(&self, ticket: &str, now: i64) -> Result<(), StoreError> {
         const SQL: &str =
             "UPDATE room_tickets SET last_seen_at = $2 WHERE ticket = $1 AND last_seen_at < $2";
-        on_pool!(self, pool, q = SQL => {
-            sqlx::query(q).bind(ticket).bind(now).execute(pool).await?;
-            Ok(())
-        })
+        match self {
+            Store::Sqlite(pool) => {
+                let ticket = ticket.to_string();
+                lite_write(pool, move |conn| {
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![ticket, now])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(SQL)
+                    .bind(ticket)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// Records the ticket's admission (its pass given) at `now` unless recorded already;
     /// returns the time recorded.
     pub async fn admit_ticket(&self, ticket: &str, now: i64) -> Result<i64, StoreError> {
         const SQL: &str = "UPDATE room_tickets SET admitted_at = COALESCE(admitted_at, $2) WHERE ticket = $1 RETURNING admitted_at";
-        on_pool!(self, pool, q = SQL => {
-            Ok(sqlx::query_scalar::<_, i64>(q).bind(ticket).bind(now).fetch_one(pool).await?)
-        })
+        match self {
+            Store::Sqlite(pool) => {
+                let ticket = ticket.to_string();
+                lite_write(pool, move |conn| {
+                    Ok(conn
+                        .prepare_cached(&sqlite_sql(SQL))?
+                        .query_row(rusqlite::params![ticket, now], |r| r.get(0))?)
+                })
+                .await
+            }
+            Store::Postgres(pool) => Ok(sqlx::query_scalar::<_, i64>(SQL)
+                .bind(ticket)
+                .bind(now)
+                .fetch_one(pool)
+                .await?),
+        }
     }
 
     /// Records that the citizen's pass of the room was used for a booking (returned early: the
@@ -306,10 +316,26 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE room_tickets SET returned_at = $3 \
              WHERE room_id = $1 AND national_code = $2 AND returned_at IS NULL";
-        on_pool!(self, pool, q = SQL => {
-            sqlx::query(q).bind(room_id).bind(national_code).bind(now).execute(pool).await?;
-            Ok(())
-        })
+        match self {
+            Store::Sqlite(pool) => {
+                let (room_id, code) = (room_id.to_string(), national_code.to_string());
+                lite_write(pool, move |conn| {
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![room_id, code, now])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(SQL)
+                    .bind(room_id)
+                    .bind(national_code)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// Passes given since `since` and not returned (the passes in use).
@@ -335,9 +361,164 @@ impl Store {
             "UPDATE waiting_rooms SET frontier = $3, rate_per_minute = $4, last_tick_ms = $5, \
                prequeue = COALESCE(prequeue, next_seq) \
              WHERE id = $1 AND last_tick_ms = $2";
-        on_pool!(self, pool, q = SQL => {
-            Ok(sqlx::query(q).bind(room_id).bind(old.last_tick_ms).bind(frontier)
-                .bind(rate_per_minute).bind(now_ms).execute(pool).await?.rows_affected() == 1)
-        })
+        match self {
+            Store::Sqlite(pool) => {
+                let (room_id, old_tick) = (room_id.to_string(), old.last_tick_ms);
+                lite_write(pool, move |conn| {
+                    Ok(conn
+                        .prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![
+                            room_id,
+                            old_tick,
+                            frontier,
+                            rate_per_minute,
+                            now_ms
+                        ])?
+                        == 1)
+                })
+                .await
+            }
+            Store::Postgres(pool) => Ok(sqlx::query(SQL)
+                .bind(room_id)
+                .bind(old.last_tick_ms)
+                .bind(frontier)
+                .bind(rate_per_minute)
+                .bind(now_ms)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1),
+        }
     }
+}
+
+/// Takes the room's next number, freezing the pre-queue if the opening has passed.
+const TAKE_NUMBER: &str = "UPDATE waiting_rooms SET next_seq = next_seq + 1, \
+       prequeue = CASE WHEN prequeue IS NULL AND opens_at <= $2 THEN next_seq ELSE prequeue END \
+     WHERE id = $1 RETURNING next_seq, prequeue, frontier, rate_per_minute, last_tick_ms";
+const FIND_TICKET: &str =
+    "SELECT room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at, admitted_at \
+     FROM room_tickets WHERE room_id = $1 AND national_code = $2";
+const INSERT_TICKET: &str = "INSERT INTO room_tickets (room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $5)";
+
+fn lite_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
+    Ok(TicketRecord {
+        room_id: r.get(0)?,
+        seq: r.get(1)?,
+        ticket: r.get(2)?,
+        national_code: r.get(3)?,
+        joined_at: r.get(4)?,
+        eta_at_join: r.get(5)?,
+        last_seen_at: r.get(6)?,
+        admitted_at: r.get(7)?,
+    })
+}
+
+/// A join on SQLite's writer thread: it alone writes tickets, so a ticket found first cannot
+/// be inserted by anyone else meanwhile.
+fn lite_join(
+    conn: &rusqlite::Connection,
+    mut new: TicketRecord,
+    eta: impl Fn(&RoomState, i64) -> Option<i64>,
+) -> Result<Joined, StoreError> {
+    use rusqlite::OptionalExtension;
+    let state_sql = format!("SELECT {STATE_COLUMNS} FROM waiting_rooms WHERE id = ?1");
+    let read_state = |r: &rusqlite::Row<'_>| {
+        Ok(RoomState {
+            next_seq: r.get(0)?,
+            prequeue: r.get(1)?,
+            frontier: r.get(2)?,
+            rate_per_minute: r.get(3)?,
+            last_tick_ms: r.get(4)?,
+        })
+    };
+    let found = conn
+        .prepare_cached(&sqlite_sql(FIND_TICKET))?
+        .query_row(
+            rusqlite::params![new.room_id, new.national_code],
+            lite_ticket,
+        )
+        .optional()?;
+    if let Some(ticket) = found {
+        let state = conn
+            .prepare_cached(&state_sql)?
+            .query_row([&ticket.room_id], read_state)?;
+        return Ok(Joined {
+            ticket,
+            created: false,
+            state,
+        });
+    }
+    let state = conn
+        .prepare_cached(&sqlite_sql(TAKE_NUMBER))?
+        .query_row(rusqlite::params![new.room_id, new.joined_at], read_state)
+        .optional()?
+        .ok_or_else(|| StoreError::corrupt("joining a room that does not exist"))?;
+    new.seq = state.next_seq - 1;
+    new.eta_at_join = eta(&state, new.seq);
+    conn.prepare_cached(&sqlite_sql(INSERT_TICKET))?
+        .execute(rusqlite::params![
+            new.room_id,
+            new.seq,
+            new.ticket,
+            new.national_code,
+            new.joined_at,
+            new.eta_at_join
+        ])?;
+    Ok(Joined {
+        ticket: new,
+        created: true,
+        state,
+    })
+}
+
+/// A join on PostgreSQL: the room row is updated first (its lock orders the joins of every
+/// process), then the ticket looked for and inserted; a citizen who has one already leaves the
+/// sequence as it was (the transaction is rolled back), so the numbers stay dense.
+async fn pg_join(
+    pool: &sqlx::PgPool,
+    mut new: TicketRecord,
+    eta: impl Fn(&RoomState, i64) -> Option<i64>,
+) -> Result<Joined, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(TAKE_NUMBER)
+        .bind(&new.room_id)
+        .bind(new.joined_at)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::corrupt("joining a room that does not exist"))?;
+    let mut state = state_from(&row)?;
+    if let Some(r) = sqlx::query(FIND_TICKET)
+        .bind(&new.room_id)
+        .bind(&new.national_code)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        // Joined meanwhile (another request of the same citizen): that ticket stands.
+        tx.rollback().await?;
+        state.next_seq -= 1;
+        return Ok(Joined {
+            ticket: ticket_from(&r)?,
+            created: false,
+            state,
+        });
+    }
+    new.seq = state.next_seq - 1;
+    new.eta_at_join = eta(&state, new.seq);
+    sqlx::query(INSERT_TICKET)
+        .bind(&new.room_id)
+        .bind(new.seq)
+        .bind(&new.ticket)
+        .bind(&new.national_code)
+        .bind(new.joined_at)
+        .bind(new.eta_at_join)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Joined {
+        ticket: new,
+        created: true,
+        state,
+    })
 }

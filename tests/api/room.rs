@@ -25,8 +25,8 @@ async fn app(db: &TestDb) -> TestApp {
         s.admin_token = Some(ADMIN_TOKEN.to_string());
         s.token_secret = Some(SECRET.into());
         s.outbox_interval = None;
-        s.room_joins_per_address_per_minute = 10_000;
-        s.room_join_burst_per_address = 1_000;
+        s.room_joins_per_address_per_minute = 1_000_000;
+        s.room_join_burst_per_address = 100_000;
     })
     .await
 }
@@ -416,8 +416,8 @@ async fn two_instances(db: &TestDb) {
         s.admin_token = Some(ADMIN_TOKEN.to_string());
         s.token_secret = Some(SECRET.into());
         s.outbox_interval = None;
-        s.room_joins_per_address_per_minute = 10_000;
-        s.room_join_burst_per_address = 1_000;
+        s.room_joins_per_address_per_minute = 1_000_000;
+        s.room_join_burst_per_address = 100_000;
     };
     let a = TestApp::spawn_with(db, clock.clone(), settings).await;
     let b = TestApp::spawn_with(db, clock, settings).await;

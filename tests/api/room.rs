@@ -27,6 +27,9 @@ async fn app(db: &TestDb) -> TestApp {
         s.outbox_interval = None;
         s.room_joins_per_address_per_minute = 1_000_000;
         s.room_join_burst_per_address = 100_000;
+        // Polls a second of manual time apart come microseconds apart in real time.
+        s.applicant_requests_per_second = 100_000;
+        s.applicant_burst = 100_000;
     })
     .await
 }
@@ -484,6 +487,79 @@ async fn two_instances(db: &TestDb) {
     b.stop().await;
 }
 on_both_backends!(two_instances_admit_one_sequence, super::two_instances);
+
+/// The controller (`auto`) keeps the passes in use within `max_active`: with every admitted
+/// ticket polling at once, never more than 3 passes are out; a booking returns its pass and
+/// one more is admitted.
+async fn controller_bounds_passes(db: &TestDb) {
+    let app = app(db).await;
+    let room = room(
+        &app,
+        5,
+        json!({ "auto": { "target_p99_ms": 5000, "max_active": 3 } }),
+    )
+    .await;
+    let id = room["room_id"].as_str().unwrap();
+    let mut queue = Vec::new();
+    for c in eligible_citizens(130, 8) {
+        let r = app.ready(&c).await;
+        let (status, t) = join(&app, &r.token, id).await;
+        assert_eq!(status, 201, "{t}");
+        queue.push((r, t["ticket"].as_str().unwrap().to_string()));
+    }
+    let out =
+        "SELECT COUNT(*) FROM room_tickets WHERE admitted_at IS NOT NULL AND returned_at IS NULL";
+    let mut passes = std::collections::BTreeMap::new();
+    for _ in 0..35 {
+        run_for(&[&app], 1).await;
+        for (r, ticket) in &queue {
+            let (status, t) = poll(&app, &r.token, ticket).await;
+            assert_eq!(status, 200, "{t}");
+            if let Some(pass) = t["pass"].as_str() {
+                passes.insert(ticket.clone(), pass.to_string());
+            }
+        }
+        assert!(
+            scalar(&app.store, out).await <= 3,
+            "passes in use within max_active"
+        );
+    }
+    assert_eq!(scalar(&app.store, out).await, 3);
+    assert_eq!(passes.len(), 3);
+    // One of them books: its pass returns, and within a few seconds one more is admitted.
+    let (r, ticket) = queue.iter().find(|(_, t)| passes.contains_key(t)).unwrap();
+    let office = &nearest_offices(&app, &r.citizen).await[0];
+    let resp = app
+        .client
+        .post(app.url("/v1/appointments"))
+        .bearer_auth(&r.token)
+        .header("Booking-Pass", &passes[ticket])
+        .json(&json!({ "application_id": r.application_id, "office_id": office["office_id"], "start": office["earliest_free"][0]["start"], "payment_id": r.payment_id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
+    for _ in 0..5 {
+        run_for(&[&app], 1).await;
+        for (r, ticket) in &queue {
+            poll(&app, &r.token, ticket).await;
+        }
+    }
+    assert_eq!(scalar(&app.store, out).await, 3);
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM room_tickets WHERE admitted_at IS NOT NULL"
+        )
+        .await,
+        4
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    the_controller_keeps_passes_within_max_active,
+    super::controller_bounds_passes
+);
 
 /// Bad room definitions get 422 naming the field and write nothing; joins of unknown rooms
 /// are 404 and of rooms not open 409; the join limit per address answers 429.

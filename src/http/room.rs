@@ -445,31 +445,48 @@ fn forbidden(code: ProblemCode, room: &RoomRecord, detail: &str) -> Response {
 }
 
 /// The service and province a booking write is for, as far as they can be told before its
-/// handler runs (an unknown application, appointment or office: `None`, and the handler
-/// refuses the request itself).
+/// handler runs (`None`: an unreadable body, or an application, appointment or office that is
+/// not the caller's or does not exist, which the handler refuses itself). A storage error is
+/// an error, not a way around the check.
 async fn scope_of(
     state: &AppState,
     path: &str,
     body: &[u8],
     caller: &NationalCode,
-) -> Option<(String, String)> {
-    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let office = state
-        .directory()
-        .get(json.get("office_id")?.as_str()?)?
-        .province
-        .clone();
-    let service = if let Some(rest) = path.strip_prefix("/v1/appointments/") {
-        let code = rest.strip_suffix("/reschedule")?;
-        let code = crate::reserve::ids::normalise_tracking_code(code)?;
-        let a = state.store.appointment(&code).await.ok()??;
-        (a.national_code == caller.as_string()).then_some(a.service)?
-    } else {
-        let id = json.get("application_id")?.as_str()?;
-        let a = state.store.application(id).await.ok()??;
-        (a.national_code == caller.as_string()).then_some(a.service)?
+) -> Result<Option<(String, String)>, StoreError> {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(None);
     };
-    Some((service, office))
+    let office = json.get("office_id").and_then(|o| o.as_str());
+    let Some(province) = office.and_then(|o| state.directory().get(o).map(|o| o.province.clone()))
+    else {
+        return Ok(None);
+    };
+    let service = if let Some(rest) = path.strip_prefix("/v1/appointments/") {
+        let code = rest
+            .strip_suffix("/reschedule")
+            .and_then(crate::reserve::ids::normalise_tracking_code);
+        match code {
+            Some(code) => state
+                .store
+                .appointment(&code)
+                .await?
+                .filter(|a| a.national_code == caller.as_string())
+                .map(|a| a.service),
+            None => None,
+        }
+    } else {
+        match json.get("application_id").and_then(|a| a.as_str()) {
+            Some(id) => state
+                .store
+                .application(id)
+                .await?
+                .filter(|a| a.national_code == caller.as_string())
+                .map(|a| a.service),
+            None => None,
+        }
+    };
+    Ok(service.map(|service| (service, province)))
 }
 
 /// The pass check of the booking writes (see the module's description); also times booking
@@ -535,8 +552,9 @@ async fn checked(
             .into_response()
         })?;
     let rooms = match scope_of(state, parts.uri.path(), &bytes, &caller).await {
-        Some((service, province)) => covering(state, &service, &province, now),
-        None => Vec::new(),
+        Ok(Some((service, province))) => covering(state, &service, &province, now),
+        Ok(None) => Vec::new(),
+        Err(e) => return Err(Problem::from(e).into_response()),
     };
     let mut carried = None;
     if let Some(first) = rooms.first() {

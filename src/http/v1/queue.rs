@@ -113,6 +113,17 @@ fn room_not_found() -> Problem {
     )
 }
 
+/// A room from this process's cache, else from the database (closed long ago, or created on
+/// another process since the last poll).
+async fn cached_room(state: &AppState, id: &str) -> Result<std::sync::Arc<RoomRecord>, Problem> {
+    match state.rooms.get(id) {
+        Some(room) => Ok(room),
+        None => Ok(std::sync::Arc::new(
+            state.store.room(id).await?.ok_or_else(room_not_found)?,
+        )),
+    }
+}
+
 fn ticket_not_found() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
@@ -301,16 +312,7 @@ pub async fn poll_ticket(
         .await?
         .filter(|t| t.national_code == applicant.national_code.as_string())
         .ok_or_else(ticket_not_found)?;
-    let room = match state.rooms.get(&t.room_id) {
-        Some(r) => r,
-        None => std::sync::Arc::new(
-            state
-                .store
-                .room(&t.room_id)
-                .await?
-                .ok_or_else(ticket_not_found)?,
-        ),
-    };
+    let room = cached_room(&state, &t.room_id).await?;
     let expired = |detail: &str| {
         Problem::new(
             StatusCode::GONE,
@@ -365,11 +367,7 @@ pub async fn get_room(
     ApiPath(room_id): ApiPath<String>,
 ) -> Result<Json<RoomDto>, Problem> {
     let now = state.engine.clock().now().timestamp();
-    let room = state
-        .store
-        .room(&room_id)
-        .await?
-        .ok_or_else(room_not_found)?;
+    let room = cached_room(&state, &room_id).await?;
     let rs = state
         .store
         .room_state(&room_id)
@@ -405,11 +403,7 @@ pub async fn get_order(
     ApiPath(room_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<OrderQuery>,
 ) -> Result<Json<OrderDto>, Problem> {
-    let room = state
-        .store
-        .room(&room_id)
-        .await?
-        .ok_or_else(room_not_found)?;
+    let room = cached_room(&state, &room_id).await?;
     let rs = state
         .store
         .room_state(&room_id)

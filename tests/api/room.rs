@@ -488,6 +488,62 @@ async fn two_instances(db: &TestDb) {
 }
 on_both_backends!(two_instances_admit_one_sequence, super::two_instances);
 
+/// A room covers its service in its provinces only: a booking at an office elsewhere needs no
+/// pass; a reschedule into its provinces does; after the room closes none is needed.
+async fn scope(db: &TestDb) {
+    let app = app(db).await;
+    let me = app.ready(&eligible_citizens(150, 1)[0]).await;
+    let (status, offices) = app
+        .get(None, "/v1/offices?service=first_issuance&limit=100")
+        .await;
+    assert_eq!(status, 200, "{offices}");
+    let offices = offices.as_array().unwrap();
+    let pick = |inside: bool| {
+        offices
+            .iter()
+            .find(|o| {
+                (o["province"] == "qom") == inside
+                    && !o["earliest_free"].as_array().unwrap().is_empty()
+            })
+            .unwrap()
+            .clone()
+    };
+    let (qom, elsewhere) = (pick(true), pick(false));
+    let (status, room) = app
+        .post(
+            Some(ADMIN_TOKEN),
+            "/v1/admin/waiting-rooms",
+            &json!({
+                "scope": { "service": "first_issuance", "provinces": ["qom"] },
+                "prequeue_opens_at": at(&app, 0),
+                "opens_at": at(&app, 60),
+                "closes_at": at(&app, 120),
+                "admission": { "per_minute": 60 },
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let (status, booked) = app
+        .post(Some(&me.token), "/v1/appointments", &json!({ "application_id": me.application_id, "office_id": elsewhere["office_id"], "start": elsewhere["earliest_free"][0]["start"], "payment_id": me.payment_id }))
+        .await;
+    assert_eq!(status, 201, "outside the room's provinces: {booked}");
+    let code = booked["tracking_code"].as_str().unwrap();
+    let path = format!("/v1/appointments/{code}/reschedule");
+    let into_qom =
+        json!({ "office_id": qom["office_id"], "start": qom["earliest_free"][0]["start"] });
+    let (status, body) = app.post(Some(&me.token), &path, &into_qom).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (403, &json!("pass_required")),
+        "{body}"
+    );
+    app.clock.advance(Duration::seconds(120));
+    let (status, body) = app.post(Some(&me.token), &path, &into_qom).await;
+    assert_eq!(status, 200, "the room has closed: {body}");
+    app.stop().await;
+}
+on_both_backends!(a_room_covers_its_scope_only, super::scope);
+
 /// The controller (`auto`) keeps the passes in use within `max_active`: with every admitted
 /// ticket polling at once, never more than 3 passes are out; a booking returns its pass and
 /// one more is admitted.

@@ -321,7 +321,10 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             C::UnknownProvince,
         ]],
     ),
-    ("poll_ticket", &[&[C::TicketNotFound, C::TicketExpired, C::RoomNotFound]]),
+    (
+        "poll_ticket",
+        &[&[C::TicketNotFound, C::TicketExpired, C::RoomNotFound]],
+    ),
     ("get_room", &[&[C::RoomNotFound]]),
     ("get_order", &[&[C::RoomNotFound, C::RoomNotOpen]]),
     // Plain phones, through a USSD gateway.

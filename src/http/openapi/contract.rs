@@ -595,6 +595,47 @@ pub const LINKS: &[LinkRow] = &[
         Some("application_id"),
     ),
     ("create_payment", 201, "book", "book", &[], Some("payment")),
+    // The waiting room: a room's page and its joins; a ticket's polls.
+    (
+        "create_room",
+        201,
+        "room",
+        "get_room",
+        &[("room_id", "$response.body#/room_id")],
+        None,
+    ),
+    (
+        "create_room",
+        201,
+        "join",
+        "join_queue",
+        &[],
+        Some("room_id"),
+    ),
+    (
+        "join_queue",
+        201,
+        "poll",
+        "poll_ticket",
+        &[("ticket", "$response.body#/ticket")],
+        None,
+    ),
+    (
+        "join_queue",
+        200,
+        "poll",
+        "poll_ticket",
+        &[("ticket", "$response.body#/ticket")],
+        None,
+    ),
+    (
+        "get_room",
+        200,
+        "order",
+        "get_order",
+        &[("room_id", "$response.body#/room_id")],
+        None,
+    ),
     ("create_payment", 200, "book", "book", &[], Some("payment")),
     (
         "create_hold",
@@ -735,6 +776,7 @@ fn link_body(kind: &str) -> Value {
             "application_id": "$response.body#/application_id",
             "payment_id": "$response.body#/payment_id",
         }),
+        "room_id" => json!({ "room_id": "$response.body#/room_id" }),
         other => unreachable!("no link body {other}"),
     }
 }

@@ -68,6 +68,12 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// How often the outbox relay sends queued notices; `None` disables it (tests step it).
     pub outbox_interval: Option<Duration>,
+    /// How often this process's waiting-room ticker runs (a room moves on at most once a
+    /// second whatever the interval); `None` disables it (tests step it).
+    pub room_tick_interval: Option<Duration>,
+    /// Waiting-room joins a client address may make a minute, and the burst allowed.
+    pub room_joins_per_address_per_minute: u32,
+    pub room_join_burst_per_address: u32,
 }
 
 impl Default for Settings {
@@ -99,6 +105,9 @@ impl Default for Settings {
             applicant_burst: http::auth::APPLICANT_BURST,
             admin_token: None,
             outbox_interval: Some(Duration::from_secs(5)),
+            room_tick_interval: Some(Duration::from_millis(250)),
+            room_joins_per_address_per_minute: http::room::JOINS_PER_ADDRESS_PER_MINUTE,
+            room_join_burst_per_address: http::room::JOIN_BURST_PER_ADDRESS,
         }
     }
 }
@@ -236,6 +245,7 @@ pub struct App {
     janitor: tokio::task::JoinHandle<()>,
     relay: Option<tokio::task::JoinHandle<()>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
     planner: Option<http::planner::PlannerState>,
 }
 
@@ -284,6 +294,7 @@ impl App {
         let sweeper = settings
             .sweep_interval
             .map(|every| engine.spawn_sweeper(every));
+        let rooms = store.rooms(now.timestamp() - 86_400).await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let state = AppState {
             store,
@@ -312,6 +323,12 @@ impl App {
             notifier: Arc::new(crate::ports::notify::LogNotifier),
             login_throttle: Arc::new(LoginThrottle::default()),
             config_watch: Arc::new(ConfigWatch::new(config_version)),
+            rooms: Arc::new(http::room::Rooms::new(
+                http::room::PassKeys::new(settings.token_secret.as_deref().map(str::as_bytes)),
+                rooms,
+                settings.room_joins_per_address_per_minute,
+                settings.room_join_burst_per_address,
+            )),
         };
         let relay = settings.outbox_interval.map(|every| {
             crate::ports::notify::spawn_relay(
@@ -324,6 +341,9 @@ impl App {
         let watcher = settings
             .config_poll_interval
             .map(|every| http::live::spawn_watcher(state.clone(), every));
+        let ticker = settings
+            .room_tick_interval
+            .map(|every| http::room::spawn_ticker(state.clone(), every));
         let janitor = spawn_janitor(
             state.clone(),
             deps.clock.clone(),
@@ -336,6 +356,7 @@ impl App {
             janitor,
             relay,
             watcher,
+            ticker,
             planner: settings
                 .planner_token
                 .as_deref()
@@ -384,6 +405,9 @@ impl App {
         }
         if let Some(w) = self.watcher {
             w.abort();
+        }
+        if let Some(t) = self.ticker {
+            t.abort();
         }
         store.close().await;
         Ok(())

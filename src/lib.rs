@@ -24,6 +24,7 @@
 pub use nobat_booking as booking;
 pub use nobat_domain as domain;
 pub use nobat_planning as planning;
+pub use nobat_room as room;
 
 pub mod app;
 pub mod cli;

@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// Requests one applicant may make in a burst.
     #[arg(long, env = "NOBAT_APPLICANT_BURST", default_value_t = Settings::default().applicant_burst, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub applicant_burst: u32,
+    /// Waiting-room joins one client address may make a minute (then 429 `rate_limited`).
+    #[arg(long, env = "NOBAT_ROOM_JOINS_PER_ADDRESS_PER_MINUTE", default_value_t = Settings::default().room_joins_per_address_per_minute, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub room_joins_per_address_per_minute: u32,
+    /// Waiting-room joins one client address may make in a burst.
+    #[arg(long, env = "NOBAT_ROOM_JOIN_BURST_PER_ADDRESS", default_value_t = Settings::default().room_join_burst_per_address, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub room_join_burst_per_address: u32,
     /// Milliseconds between polls for admin changes made on other processes.
     #[arg(long, env = "NOBAT_CONFIG_POLL_MS", default_value_t = Settings::default().config_poll_interval.map_or(0, |d| d.as_millis() as u64), value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub config_poll_ms: u64,
@@ -154,6 +160,8 @@ impl ServeArgs {
             config_poll_interval: Some(Duration::from_millis(self.config_poll_ms)),
             applicant_requests_per_second: self.applicant_requests_per_second,
             applicant_burst: self.applicant_burst,
+            room_joins_per_address_per_minute: self.room_joins_per_address_per_minute,
+            room_join_burst_per_address: self.room_join_burst_per_address,
             admin_token: self.admin_token,
             ..defaults
         }

@@ -118,6 +118,7 @@ pub async fn reload(state: &AppState) -> Result<(), StoreError> {
     *state.directory.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Directory::new(offices));
     reload_fees(state).await?;
     reload_holidays(state).await?;
+    super::room::reload(state).await?;
     state.engine.refresh().await
 }
 

@@ -18,6 +18,10 @@ const LATENCY_BUCKETS_SECS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// A waiting room's waits, from join to admission: a second to four hours.
+const ROOM_WAIT_BUCKETS_SECS: [f64; 13] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
 
 /// A handle to the process-wide recorder (one per process: tests start many apps in one).
 #[derive(Clone)]
@@ -39,6 +43,13 @@ impl Metrics {
                         b.set_buckets_for_metric(
                             Matcher::Full("nobat_booking_batch_size".into()),
                             &BATCH_BUCKETS,
+                        )
+                    })
+                    // A full name is matched before a suffix.
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full("nobat_room_wait_seconds".into()),
+                            &ROOM_WAIT_BUCKETS_SECS,
                         )
                     })
                     .expect("bucket lists are non-empty")

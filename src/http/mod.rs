@@ -16,6 +16,7 @@ pub mod operators;
 pub mod planner;
 pub mod probes;
 pub mod problem;
+pub mod room;
 pub mod staff;
 pub mod ussd;
 pub mod v1;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub login_throttle: Arc<login_limit::LoginThrottle>,
     /// The configuration version this process has loaded (admin changes).
     pub config_watch: Arc<live::ConfigWatch>,
+    /// The waiting rooms (cached), their pass key, join limit and controller's measures.
+    pub rooms: Arc<room::Rooms>,
 }
 
 impl AppState {
@@ -119,6 +122,15 @@ async fn time_limit(
     }
 }
 
+/// The applicant API (`v1`) behind the waiting rooms' pass check ([`room::require_pass`]):
+/// the one way to mount it, for the server and for the pages' in-process client alike.
+pub fn applicant_routes(state: &AppState) -> Router<AppState> {
+    v1::routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        room::require_pass,
+    ))
+}
+
 /// The API routes behind the in-flight limit; probes and metrics stay outside it so that an
 /// overloaded server still reports on itself. Admin requests go through the audit log
 /// ([`live::audit`]).
@@ -142,7 +154,12 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             max_in_flight.max(1),
         ));
     Router::new()
-        .merge(v1::routes())
+        .merge(
+            v1::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                room::require_pass,
+            )),
+        )
         .merge(staff::routes())
         .merge(web::routes(state))
         .merge(ussd::routes(state))

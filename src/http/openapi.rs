@@ -10,12 +10,14 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::admin::{self, access, closures, offices, stats};
-use super::v1::{applications, bookings, catalogue, dto, receipt, sessions, status, waitlist};
+use super::admin::{self, access, closures, offices, rooms, stats};
+use super::v1::{
+    applications, bookings, catalogue, dto, queue, receipt, sessions, status, waitlist,
+};
 use super::{planner, probes, staff};
 use super::{Problem, ProblemCode};
 
-pub use contract::{codes_of, statuses, HANDLER_CODES};
+pub use contract::{codes_of, statuses, HANDLER_CODES, PASS_CHECKED};
 
 /// The four kinds of bearer token, one scheme each, so a client (and a fuzzer) knows which
 /// token an operation takes.
@@ -72,6 +74,10 @@ impl Modify for BearerAuth {
         waitlist::leave_waitlist,
         waitlist::accept_offer,
         waitlist::decline_offer,
+        queue::join_queue,
+        queue::poll_ticket,
+        queue::get_room,
+        queue::get_order,
         crate::http::ussd::ussd,
     ),
     components(schemas(
@@ -83,6 +89,7 @@ impl Modify for BearerAuth {
         dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
         waitlist::WaitlistRequest, waitlist::WaitlistEntryDto, waitlist::OfferDto,
         crate::http::ussd::UssdCallback,
+        queue::JoinRequest, queue::TicketDto, queue::RoomDto, queue::OrderDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "applicant", description = "What the registration frontend calls"),
@@ -111,6 +118,7 @@ pub struct ApiDoc;
         closures::list_holidays,
         stats::get_stats,
         stats::get_stats_csv,
+        rooms::create_room,
         access::list_staff_tokens,
         access::revoke_staff_token,
         access::get_audit,
@@ -128,6 +136,7 @@ pub struct ApiDoc;
         offices::OfficeCreate, offices::OfficeUpdate, offices::AdminOfficeDto, offices::FeeTableDto, offices::FeeTableRequest,
         closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
         stats::StatsRow, stats::StatsResponse, access::StaffTokenDto, access::AuditEntryDto, access::AuditPageDto,
+        rooms::RoomRequest, rooms::RoomScopeDto, rooms::AdmissionDto, rooms::AutoAdmissionDto, rooms::RoomCreatedDto,
         planner::JobAcceptedDto, planner::JobDto, planner::JobProgressDto, probes::HealthDto, probes::ReadyDto,
     )),
     tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),
@@ -146,11 +155,33 @@ pub fn document() -> Value {
         .expect("the document has paths");
     for (path, item) in paths.iter_mut() {
         for (method, op) in item.as_object_mut().into_iter().flatten() {
+            add_pass_header(op);
             add_problems(path, method, op);
         }
     }
     contract::add_links(paths);
     json
+}
+
+/// The `Booking-Pass` header of the booking writes a waiting room can stand in front of.
+fn add_pass_header(op: &mut Value) {
+    let checked = op["operationId"]
+        .as_str()
+        .is_some_and(|id| PASS_CHECKED.contains(&id));
+    if !checked {
+        return;
+    }
+    let parameter = serde_json::json!({
+        "name": super::room::PASS_HEADER,
+        "in": "header",
+        "required": false,
+        "description": "the pass of GET /v1/queue/{ticket}, required while a waiting room covers the booking (403 pass_required without it, pass_invalid for a pass of another citizen or room, or expired)",
+        "schema": { "type": "string" },
+    });
+    match op["parameters"].as_array_mut() {
+        Some(list) => list.push(parameter),
+        None => op["parameters"] = Value::Array(vec![parameter]),
+    }
 }
 
 /// The document as the annotations make it, before the contract is applied.

@@ -312,6 +312,13 @@ impl Reservations {
         &self.config
     }
 
+    /// Requests waiting for a writer now (of `queue_bound`): the waiting room's controller
+    /// admits fewer while the writers' queues fill.
+    pub fn queued(&self) -> usize {
+        let bound = self.config.queue_bound.clamp(1, Semaphore::MAX_PERMITS);
+        bound.saturating_sub(self.waiting.available_permits())
+    }
+
     /// Reloads the availability view from the database (after slots were added, or to catch
     /// up with other processes).
     pub async fn refresh(&self) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@ mod error;
 mod lite_writer;
 mod network;
 mod operations;
+mod rooms;
 mod security;
 pub mod seed;
 mod waitlist;
@@ -41,6 +42,7 @@ pub use operations::{
     token_id_of, AppointmentCounts, OperatorRecord, OperatorTokenRecord, OutboxMessage,
     CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS, OPERATOR_TOKENS_MAX,
 };
+pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").

@@ -22,6 +22,8 @@ async fn counts(store: &Store) -> Vec<i64> {
         "waitlist_entries",
         "waitlist_offices",
         "seat_releases",
+        "waiting_rooms",
+        "room_tickets",
     ] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         out.push(match store {
@@ -594,6 +596,64 @@ async fn table(db: &TestDb) {
             headers: vec![],
             status: 403,
             code: "forbidden",
+        },
+        post(
+            "join an unknown waiting room",
+            "/v1/queue",
+            json!({ "room_id": "room_nope" }),
+            404,
+            "room_not_found",
+        ),
+        post(
+            "join by an unknown service",
+            "/v1/queue",
+            json!({ "service": "passport" }),
+            422,
+            "unknown_service",
+        ),
+        Case {
+            name: "poll an unknown ticket",
+            method: "GET",
+            path: "/v1/queue/tkt_nope".into(),
+            auth: Auth::Applicant,
+            body: Body::None,
+            headers: vec![],
+            status: 404,
+            code: "ticket_not_found",
+        },
+        get(
+            "an unknown waiting room",
+            "/v1/queue/rooms/room_nope".into(),
+            404,
+            "room_not_found",
+        ),
+        get(
+            "the order of an unknown waiting room",
+            "/v1/queue/rooms/room_nope/order?ticket_seq=0".into(),
+            404,
+            "room_not_found",
+        ),
+        get(
+            "an order without its ticket number",
+            "/v1/queue/rooms/room_nope/order".into(),
+            422,
+            "invalid_query",
+        ),
+        Case {
+            name: "a waiting room with two admission policies",
+            method: "POST",
+            path: "/v1/admin/waiting-rooms".into(),
+            auth: Auth::Admin,
+            body: Body::Json(json!({
+                "scope": { "service": "first_issuance" },
+                "prequeue_opens_at": "2024-09-22T09:00:00+03:30",
+                "opens_at": "2024-09-22T10:00:00+03:30",
+                "closes_at": "2024-09-22T12:00:00+03:30",
+                "admission": { "per_minute": 60, "auto": { "target_p99_ms": 250, "max_active": 100 } },
+            })),
+            headers: vec![],
+            status: 422,
+            code: "invalid_admission",
         },
         Case {
             name: "the admin API without a token",

@@ -156,6 +156,8 @@ impl TestApp {
         settings.sweep_interval = None;
         // Tests step the poll for admin changes (`nobat::http::live::poll_once`).
         settings.config_poll_interval = None;
+        // Tests step the waiting rooms' ticker (`nobat::http::room::tick_once`).
+        settings.room_tick_interval = None;
         tweak(&mut settings);
         let gateway = Arc::new(SandboxGateway::default());
         let deps = Dependencies {

@@ -17,6 +17,7 @@ mod parity;
 mod payments;
 mod probes;
 pub mod races;
+mod room;
 mod staff;
 mod store;
 mod waitlist;

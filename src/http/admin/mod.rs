@@ -8,6 +8,7 @@
 pub mod access;
 pub mod closures;
 pub mod offices;
+pub mod rooms;
 pub mod stats;
 
 use axum::extract::State;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/admin/stats", get(stats::get_stats))
         .route("/v1/admin/stats.csv", get(stats::get_stats_csv))
+        .route("/v1/admin/waiting-rooms", post(rooms::create_room))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

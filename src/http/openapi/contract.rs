@@ -35,15 +35,17 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::TokenNotFound
         | C::WaitlistEntryNotFound
         | C::OfferNotFound
-        | C::JobNotFound => &[404],
+        | C::JobNotFound
+        | C::RoomNotFound
+        | C::TicketNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
-        C::Forbidden => &[403],
+        C::Forbidden | C::PassRequired | C::PassInvalid => &[403],
         C::RateLimited | C::LoginLocked => &[429],
         C::Overloaded | C::Timeout | C::Unavailable => &[503],
         C::Internal => &[500],
         C::PaymentNotPaid => &[402],
-        C::HoldExpired => &[410],
+        C::HoldExpired | C::TicketExpired => &[410],
         C::Conflict
         | C::SlotFull
         | C::AlreadyHolding
@@ -60,7 +62,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::AlreadyWaiting
         | C::WaitlistEntryNotActive
         | C::ReleaseNotDue
-        | C::JobFailed => &[409],
+        | C::JobFailed
+        | C::RoomNotOpen => &[409],
         C::InvalidQuery
         | C::NoOfficeWithinLimits
         | C::IdempotencyKeyReused
@@ -131,7 +134,9 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::UnknownService
         | C::InvalidFeeTable
         | C::IncompleteFeeTable
-        | C::NonexistentLocalTime => &[422],
+        | C::NonexistentLocalTime
+        | C::InvalidAdmission
+        | C::InvalidMinutes => &[422],
     }
 }
 
@@ -178,6 +183,12 @@ const CLOSURE: &[ProblemCode] = &[
     C::DateInPast,
     C::InvalidReason,
 ];
+
+/// The waiting room's pass check in front of the booking writes (`http::room::require_pass`),
+/// with the `Booking-Pass` header ([`PASS_CHECKED`]).
+const PASS: &[ProblemCode] = &[C::PassRequired, C::PassInvalid];
+/// The operations a waiting room's pass check stands in front of.
+pub const PASS_CHECKED: &[&str] = &["create_hold", "book", "reschedule"];
 
 /// The codes only the handler knows, per operation id (the handler's function name); a code
 /// is listed once whatever its status. Sets above are shared where handlers share a path.
@@ -248,6 +259,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             SLOT,
             PICK_LIMITS,
             PICK,
+            PASS,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,
@@ -280,6 +292,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             SLOT,
             PICK_LIMITS,
             PICK,
+            PASS,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,
@@ -301,6 +314,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "reschedule",
         &[
             SLOT,
+            PASS,
             &[
                 C::AppointmentNotFound,
                 C::AppointmentNotActive,
@@ -369,6 +383,22 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             C::AppointmentNotFound,
         ]],
     ),
+    // The waiting room.
+    (
+        "join_queue",
+        &[&[
+            C::RoomNotFound,
+            C::RoomNotOpen,
+            C::UnknownService,
+            C::UnknownProvince,
+        ]],
+    ),
+    (
+        "poll_ticket",
+        &[&[C::TicketNotFound, C::TicketExpired, C::RoomNotFound]],
+    ),
+    ("get_room", &[&[C::RoomNotFound]]),
+    ("get_order", &[&[C::RoomNotFound, C::RoomNotOpen]]),
     // Plain phones, through a USSD gateway.
     ("ussd", &[]),
     // Staff.
@@ -441,6 +471,17 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ],
     ),
     ("get_fees", &[&[C::InvalidYear]]),
+    (
+        "create_room",
+        &[&[
+            C::UnknownService,
+            C::UnknownProvince,
+            C::InvalidTime,
+            C::InvalidRange,
+            C::InvalidAdmission,
+            C::InvalidMinutes,
+        ]],
+    ),
     (
         "put_fees",
         &[&[
@@ -642,6 +683,47 @@ pub const LINKS: &[LinkRow] = &[
         Some("application_id"),
     ),
     ("create_payment", 201, "book", "book", &[], Some("payment")),
+    // The waiting room: a room's page and its joins; a ticket's polls.
+    (
+        "create_room",
+        201,
+        "room",
+        "get_room",
+        &[("room_id", "$response.body#/room_id")],
+        None,
+    ),
+    (
+        "create_room",
+        201,
+        "join",
+        "join_queue",
+        &[],
+        Some("room_id"),
+    ),
+    (
+        "join_queue",
+        201,
+        "poll",
+        "poll_ticket",
+        &[("ticket", "$response.body#/ticket")],
+        None,
+    ),
+    (
+        "join_queue",
+        200,
+        "poll",
+        "poll_ticket",
+        &[("ticket", "$response.body#/ticket")],
+        None,
+    ),
+    (
+        "get_room",
+        200,
+        "order",
+        "get_order",
+        &[("room_id", "$response.body#/room_id")],
+        None,
+    ),
     ("create_payment", 200, "book", "book", &[], Some("payment")),
     (
         "create_hold",
@@ -782,6 +864,7 @@ fn link_body(kind: &str) -> Value {
             "application_id": "$response.body#/application_id",
             "payment_id": "$response.body#/payment_id",
         }),
+        "room_id" => json!({ "room_id": "$response.body#/room_id" }),
         other => unreachable!("no link body {other}"),
     }
 }

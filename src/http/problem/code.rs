@@ -143,6 +143,20 @@ problem_codes! {
     TokenNotFound = "token_not_found",
     InvalidCursor = "invalid_cursor",
 
+    // The waiting room.
+    /// A waiting room is in front of this booking: join it and send its pass (`Booking-Pass`).
+    PassRequired = "pass_required",
+    /// The `Booking-Pass` is not a valid, unexpired pass of the caller for the room.
+    PassInvalid = "pass_invalid",
+    RoomNotFound = "room_not_found",
+    /// The room's pre-queue has not opened yet, or the room has closed.
+    RoomNotOpen = "room_not_open",
+    TicketNotFound = "ticket_not_found",
+    /// Not polled for the room's idle time, or its pass ran out.
+    TicketExpired = "ticket_expired",
+    InvalidAdmission = "invalid_admission",
+    InvalidMinutes = "invalid_minutes",
+
     // The planner.
     InvalidScenario = "invalid_scenario",
     JobNotFound = "job_not_found",
@@ -390,6 +404,14 @@ mod tests {
         (ProblemCode::JobNotFound, "job_not_found"),
         (ProblemCode::JobRunning, "job_running"),
         (ProblemCode::JobFailed, "job_failed"),
+        (ProblemCode::PassRequired, "pass_required"),
+        (ProblemCode::PassInvalid, "pass_invalid"),
+        (ProblemCode::RoomNotFound, "room_not_found"),
+        (ProblemCode::RoomNotOpen, "room_not_open"),
+        (ProblemCode::TicketNotFound, "ticket_not_found"),
+        (ProblemCode::TicketExpired, "ticket_expired"),
+        (ProblemCode::InvalidAdmission, "invalid_admission"),
+        (ProblemCode::InvalidMinutes, "invalid_minutes"),
         (ProblemCode::InvalidForm, "invalid_form"),
         (ProblemCode::InvalidGender, "invalid_gender"),
         (ProblemCode::InvalidNationality, "invalid_nationality"),

@@ -5,6 +5,7 @@ pub mod bookings;
 pub mod catalogue;
 pub mod dto;
 pub mod pick;
+pub mod queue;
 pub mod receipt;
 pub mod sessions;
 pub mod status;
@@ -63,6 +64,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/waitlist/offers/{offer_id}/decline",
             post(waitlist::decline_offer),
         )
+        .route("/v1/queue", post(queue::join_queue))
+        .route("/v1/queue/{ticket}", get(queue::poll_ticket))
+        .route("/v1/queue/rooms/{room_id}", get(queue::get_room))
+        .route("/v1/queue/rooms/{room_id}/order", get(queue::get_order))
 }
 
 /// An instant as RFC 3339 in Iran time.

@@ -52,7 +52,7 @@ impl Api {
             .client_ip_header
             .as_deref()
             .and_then(|h| HeaderName::try_from(h).ok());
-        let router = crate::http::v1::routes()
+        let router = crate::http::applicant_routes(&state)
             .merge(crate::http::staff::routes())
             .with_state(state);
         Self {

@@ -1,0 +1,633 @@
+//! The waiting room's server part: the rooms each process caches, booking passes, the
+//! admission ticker, and the pass check in front of the booking writes.
+//!
+//! The order and the admission arithmetic are `nobat_room`'s (pure); this module reads and
+//! writes their state through `store::rooms` and serves it.
+//!
+//! - **Passes** are sealed like session tokens (XChaCha20-Poly1305 under a key HKDF derives from
+//!   the shared secret, with its own salt and info), bound to the national code and the room,
+//!   and expire `pass_minutes` after the admission: any process with the secret checks one
+//!   without a database read. Format `bp1.` then base64url of `nonce (24) ‖ sealed (expiry 8,
+//!   national code 10, room id) ‖ tag (16)`.
+//! - **The ticker**: each process runs one, every second; for each open room it reads the
+//!   room's state and, if a second has passed since the last tick, moves the frontier on
+//!   (`Admission::tick`) and writes it back under `WHERE last_tick_ms = old`: one process wins
+//!   each tick, the others find the row moved and do nothing, so processes on one PostgreSQL
+//!   admit one sequence. The first tick at or after the opening also freezes the pre-queue.
+//! - **The pass check** ([`require_pass`]) is a layer in front of `POST /v1/holds`,
+//!   `POST /v1/appointments` and reschedules: while a room whose scope covers the request
+//!   (its service, the office's province) is active (from its pre-queue's opening to its
+//!   close), the request needs a `Booking-Pass` header with a pass of the caller for that room.
+//!   With no active room it costs one read of the cached list.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use rand::RngCore;
+use sha2::Sha256;
+
+use super::problem::{ErrorChain, ProblemCode};
+use super::{AppState, Problem, BODY_BYTES_MAX};
+use crate::domain::NationalCode;
+use crate::room::{Admission, Observed, QueueOrder, Standing};
+use crate::store::{RoomRecord, RoomState, Store, StoreError};
+
+/// The header a booking request carries its pass in.
+pub const PASS_HEADER: &str = "Booking-Pass";
+const PASS_PREFIX: &str = "bp1.";
+const PASS_CHARS_MAX: usize = 512;
+const NONCE_BYTES: usize = 24;
+const CODE_BYTES: usize = 10;
+/// Units of the admission frontier per rank (`nobat_room::admission`).
+const UNITS_PER_RANK: i64 = 60_000;
+/// How often a room's admission moves on, at most.
+pub const TICK_MS: i64 = 1000;
+
+/// The key passes are sealed with.
+pub struct PassKeys {
+    cipher: XChaCha20Poly1305,
+}
+
+/// What a valid pass says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub room_id: String,
+    pub national_code: String,
+    pub expires_at: i64,
+}
+
+impl PassKeys {
+    /// Derived from the session secret (the same on every node); `None` draws a random key
+    /// (one process).
+    pub fn new(secret: Option<&[u8]>) -> Self {
+        let mut drawn = [0u8; 32];
+        let secret = match secret {
+            Some(s) => s,
+            None => {
+                rand::rngs::OsRng.fill_bytes(&mut drawn);
+                &drawn
+            }
+        };
+        let hkdf = Hkdf::<Sha256>::new(Some(b"nobat booking passes"), secret);
+        let mut key = [0u8; 32];
+        hkdf.expand(b"bp1 key", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        Self {
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        }
+    }
+
+    pub fn issue(&self, room_id: &str, national_code: &str, expires_at: i64) -> String {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut rand::rngs::OsRng);
+        let mut plain = Vec::with_capacity(8 + CODE_BYTES + room_id.len());
+        plain.extend_from_slice(&expires_at.to_be_bytes());
+        plain.extend_from_slice(national_code.as_bytes());
+        plain.extend_from_slice(room_id.as_bytes());
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plain,
+                    aad: b"bp1",
+                },
+            )
+            .expect("sealing a pass cannot fail");
+        let mut raw = Vec::with_capacity(NONCE_BYTES + sealed.len());
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&sealed);
+        format!("{PASS_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// What a pass sealed with this key says, expired or not; `None` for anything else.
+    pub fn open(&self, pass: &str) -> Option<Pass> {
+        if pass.len() > PASS_CHARS_MAX {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(pass.strip_prefix(PASS_PREFIX)?)
+            .ok()?;
+        if raw.len() < NONCE_BYTES {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_BYTES);
+        let plain = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: b"bp1",
+                },
+            )
+            .ok()?;
+        if plain.len() <= 8 + CODE_BYTES {
+            return None;
+        }
+        let expires_at = i64::from_be_bytes(plain[..8].try_into().ok()?);
+        let national_code = std::str::from_utf8(&plain[8..8 + CODE_BYTES]).ok()?;
+        let room_id = std::str::from_utf8(&plain[8 + CODE_BYTES..]).ok()?;
+        Some(Pass {
+            room_id: room_id.to_string(),
+            national_code: national_code.to_string(),
+            expires_at,
+        })
+    }
+}
+
+/// Where a room is in its life at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Scheduled,
+    Prequeue,
+    Open,
+    Closed,
+}
+
+impl Phase {
+    pub fn of(room: &RoomRecord, now: i64) -> Phase {
+        if now >= room.closes_at {
+            Phase::Closed
+        } else if now >= room.opens_at {
+            Phase::Open
+        } else if now >= room.prequeue_opens_at {
+            Phase::Prequeue
+        } else {
+            Phase::Scheduled
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Scheduled => "scheduled",
+            Phase::Prequeue => "prequeue",
+            Phase::Open => "open",
+            Phase::Closed => "closed",
+        }
+    }
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// In the pre-queue, not yet ordered (the opening has not been reached or not yet frozen).
+    Prequeue {
+        eta_seconds: u64,
+    },
+    Waiting {
+        position: u64,
+        eta_seconds: u64,
+    },
+    Admitted,
+}
+
+/// The rank of the ticket numbered `seq` once the pre-queue is frozen:
+/// `QueueOrder(seed, prequeue).rank(seq)`.
+pub fn rank(room: &RoomRecord, prequeue: i64, seq: i64) -> u64 {
+    QueueOrder::new(&room.seed, prequeue.max(0) as u64).rank(seq.max(0) as u64)
+}
+
+fn admission(state: &RoomState) -> Admission {
+    Admission {
+        frontier: state.frontier.max(0) as u64,
+        rate_per_minute: state.rate_per_minute.clamp(1, i64::from(u32::MAX)) as u32,
+    }
+}
+
+/// Tickets admitted so far.
+pub fn admitted(state: &RoomState) -> i64 {
+    state.frontier / UNITS_PER_RANK
+}
+
+/// Where the ticket numbered `seq` stands at `now`.
+pub fn place(room: &RoomRecord, state: &RoomState, seq: i64, now: i64) -> Place {
+    let Some(prequeue) = state.prequeue else {
+        // Before the opening every pre-queue ticket is as likely to be anywhere in it: half
+        // the pre-queue at the starting rate, after the opening.
+        let rate = state.rate_per_minute.max(1) as u64;
+        let half = (state.next_seq.max(0) as u64).div_ceil(2);
+        let to_open = (room.opens_at - now).max(0) as u64;
+        return Place::Prequeue {
+            eta_seconds: to_open + (half * 60).div_ceil(rate),
+        };
+    };
+    match admission(state).standing(rank(room, prequeue, seq)) {
+        Standing::Admitted => Place::Admitted,
+        Standing::Waiting {
+            position,
+            eta_seconds,
+        } => Place::Waiting {
+            position,
+            eta_seconds,
+        },
+    }
+}
+
+/// The rooms this process knows (reloaded with the admin changes), and what it counts for
+/// their controller and their join limit.
+pub struct Rooms {
+    rooms: RwLock<Arc<Vec<Arc<RoomRecord>>>>,
+    pub passes: PassKeys,
+    /// Joins per client address (this process): a bot farm behind one address joins slowly.
+    pub join_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Booking requests' latencies (microseconds) since the last tick, for the controller.
+    booking_latency: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+/// Joins a client address may make a minute, and the burst allowed, by default (a household
+/// or an office behind one address joins a few; a bot farm behind one joins slowly).
+pub const JOINS_PER_ADDRESS_PER_MINUTE: u32 = 60;
+pub const JOIN_BURST_PER_ADDRESS: u32 = 20;
+
+impl Rooms {
+    /// `joins_per_minute` and `join_burst` per client address (each at least 1).
+    pub fn new(
+        passes: PassKeys,
+        rooms: Vec<RoomRecord>,
+        joins_per_minute: u32,
+        join_burst: u32,
+    ) -> Self {
+        let quota = governor::Quota::per_minute(
+            std::num::NonZeroU32::new(joins_per_minute.max(1)).expect("≥ 1"),
+        )
+        .allow_burst(std::num::NonZeroU32::new(join_burst.max(1)).expect("≥ 1"));
+        Self {
+            rooms: RwLock::new(Arc::new(rooms.into_iter().map(Arc::new).collect())),
+            passes,
+            join_limiter: governor::RateLimiter::keyed(quota),
+            booking_latency: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
+                    .expect("valid histogram bounds"),
+            ),
+        }
+    }
+
+    pub fn all(&self) -> Arc<Vec<Arc<RoomRecord>>> {
+        self.rooms.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<RoomRecord>> {
+        self.all().iter().find(|r| r.id == id).cloned()
+    }
+
+    pub fn replace(&self, rooms: Vec<RoomRecord>) {
+        *self.rooms.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(rooms.into_iter().map(Arc::new).collect());
+    }
+
+    pub fn add(&self, room: RoomRecord) {
+        let mut guard = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        let mut rooms: Vec<Arc<RoomRecord>> = guard.iter().cloned().collect();
+        rooms.retain(|r| r.id != room.id);
+        rooms.push(Arc::new(room));
+        *guard = Arc::new(rooms);
+    }
+
+    /// Rooms from their pre-queue's opening to their close.
+    pub fn active(&self, now: i64) -> Vec<Arc<RoomRecord>> {
+        self.all()
+            .iter()
+            .filter(|r| r.prequeue_opens_at <= now && now < r.closes_at)
+            .cloned()
+            .collect()
+    }
+
+    fn record_booking(&self, took: Duration) {
+        let micros = (took.as_micros() as u64).clamp(1, 60_000_000);
+        let _ = self
+            .booking_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(micros);
+    }
+
+    /// The booking p99 since the last call (milliseconds), and starts a new interval.
+    fn take_booking_p99(&self) -> Option<u32> {
+        let mut h = self
+            .booking_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if h.is_empty() {
+            return None;
+        }
+        let p99 = h.value_at_quantile(0.99) / 1000;
+        h.reset();
+        Some(p99.min(u64::from(u32::MAX)) as u32)
+    }
+}
+
+/// Reloads the rooms (after an admin change on any node).
+pub async fn reload(state: &AppState) -> Result<(), StoreError> {
+    let now = state.engine.clock().now().timestamp();
+    state.rooms.replace(state.store.rooms(now - 86_400).await?);
+    Ok(())
+}
+
+/// Rooms whose scope covers a booking of `service` at an office of `province`, active now.
+pub fn covering(state: &AppState, service: &str, province: &str, now: i64) -> Vec<Arc<RoomRecord>> {
+    state
+        .rooms
+        .active(now)
+        .into_iter()
+        .filter(|r| {
+            r.service == service
+                && (r.provinces.is_empty() || r.provinces.iter().any(|p| p == province))
+        })
+        .collect()
+}
+
+/// One pass of the ticker over the open rooms: each moves on at most once per [`TICK_MS`];
+/// another process may have done it (then this one does nothing). Tests call it with a
+/// manual clock.
+pub async fn tick_once(state: &AppState) {
+    let now = state.engine.clock().now();
+    let now_ms = now.timestamp_millis();
+    let p99 = state.rooms.take_booking_p99();
+    for room in state.rooms.all().iter() {
+        if Phase::of(room, now.timestamp()) != Phase::Open {
+            continue;
+        }
+        if let Err(e) = tick_room(state, room, now_ms, p99).await {
+            tracing::warn!(error = %ErrorChain(&e), room = %room.id, "ticking a waiting room failed; will retry");
+        }
+    }
+}
+
+async fn tick_room(
+    state: &AppState,
+    room: &RoomRecord,
+    now_ms: i64,
+    booking_p99_ms: Option<u32>,
+) -> Result<(), StoreError> {
+    let store: &Store = &state.store;
+    let Some(old) = store.room_state(&room.id).await? else {
+        return Ok(());
+    };
+    if now_ms - old.last_tick_ms < TICK_MS {
+        return Ok(());
+    }
+    // Passes given within their lifetime (an index range of the room's admissions).
+    let active_passes = store
+        .passes_given_since(&room.id, now_ms / 1000 - room.pass_minutes * 60)
+        .await?;
+    let observed = Observed {
+        elapsed_ms: (now_ms - old.last_tick_ms).max(0) as u64,
+        booking_p99_ms,
+        writer_queue: state.engine.queued().min(u32::MAX as usize) as u32,
+        writer_queue_max: state.engine.config().queue_bound.min(u32::MAX as usize) as u32,
+        active_passes: active_passes.clamp(0, i64::from(u32::MAX)) as u32,
+    };
+    let mut a = admission(&old);
+    // Tickets numbered before the pre-queue froze (this tick freezes it if no join has).
+    a.tick(&room.admission, &observed, old.next_seq.max(0) as u64);
+    if store
+        .tick_room(
+            &room.id,
+            &old,
+            a.frontier.min(i64::MAX as u64) as i64,
+            i64::from(a.rate_per_minute),
+            now_ms,
+        )
+        .await?
+    {
+        let before = admitted(&old);
+        let after = a.frontier as i64 / UNITS_PER_RANK;
+        metrics::counter!("nobat_room_admitted_total", "room" => room.id.clone())
+            .increment((after - before).max(0) as u64);
+        metrics::gauge!("nobat_room_queue_length", "room" => room.id.clone())
+            .set((old.next_seq - after).max(0) as f64);
+        metrics::gauge!("nobat_room_active_passes", "room" => room.id.clone())
+            .set(active_passes as f64);
+        metrics::gauge!("nobat_room_rate_per_minute", "room" => room.id.clone())
+            .set(f64::from(a.rate_per_minute));
+    }
+    Ok(())
+}
+
+/// Ticks every `every` until the process stops.
+pub fn spawn_ticker(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            tick_once(&state).await;
+        }
+    })
+}
+
+/// The booking writes a room can stand in front of.
+fn pass_checked(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && (path == "/v1/holds"
+            || path == "/v1/appointments"
+            || (path.starts_with("/v1/appointments/") && path.ends_with("/reschedule")))
+}
+
+fn forbidden(code: ProblemCode, room: &RoomRecord, detail: &str) -> Response {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        code,
+        format!("waiting room {}: {detail}", room.id),
+    )
+    .with_extra(serde_json::json!({ "room_id": room.id }))
+    .into_response()
+}
+
+/// The service and province a booking write is for, as far as they can be told before its
+/// handler runs (`None`: an unreadable body, or an application, appointment or office that is
+/// not the caller's or does not exist, which the handler refuses itself). A storage error is
+/// an error, not a way around the check.
+async fn scope_of(
+    state: &AppState,
+    path: &str,
+    body: &[u8],
+    caller: &NationalCode,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(None);
+    };
+    let office = json.get("office_id").and_then(|o| o.as_str());
+    let Some(province) = office.and_then(|o| state.directory().get(o).map(|o| o.province.clone()))
+    else {
+        return Ok(None);
+    };
+    let service = if let Some(rest) = path.strip_prefix("/v1/appointments/") {
+        let code = rest
+            .strip_suffix("/reschedule")
+            .and_then(crate::reserve::ids::normalise_tracking_code);
+        match code {
+            Some(code) => state
+                .store
+                .appointment(&code)
+                .await?
+                .filter(|a| a.national_code == caller.as_string())
+                .map(|a| a.service),
+            None => None,
+        }
+    } else {
+        match json.get("application_id").and_then(|a| a.as_str()) {
+            Some(id) => state
+                .store
+                .application(id)
+                .await?
+                .filter(|a| a.national_code == caller.as_string())
+                .map(|a| a.service),
+            None => None,
+        }
+    };
+    Ok(service.map(|service| (service, province)))
+}
+
+/// The pass check of the booking writes (see the module's description); also times booking
+/// writes for the admission controller.
+pub async fn require_pass(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !pass_checked(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let now = state.engine.clock().now().timestamp();
+    let response = if state.rooms.active(now).is_empty() {
+        next.run(request).await
+    } else {
+        match checked(&state, request, now).await {
+            Ok((request, None)) => next.run(request).await,
+            Ok((request, Some(pass))) => {
+                let response = next.run(request).await;
+                if response.status().is_success() {
+                    // Booking done: its pass is returned, and the controller may admit another.
+                    if let Err(e) = state
+                        .store
+                        .return_pass(&pass.room_id, &pass.national_code, now)
+                        .await
+                    {
+                        tracing::warn!(error = %ErrorChain(&e), "returning a booking pass failed");
+                    }
+                }
+                response
+            }
+            Err(refusal) => return refusal,
+        }
+    };
+    state.rooms.record_booking(started.elapsed());
+    response
+}
+
+/// The request back (its body re-attached) when it may go on, with the pass it carried when a
+/// room required one; the refusal otherwise.
+async fn checked(
+    state: &AppState,
+    request: Request,
+    now: i64,
+) -> Result<(Request, Option<Pass>), Response> {
+    let caller = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| state.tokens.verify(t.trim(), now));
+    // No valid session: the handler answers 401 (no booking can happen).
+    let Some(caller) = caller else {
+        return Ok((request, None));
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ProblemCode::BodyTooLarge,
+                format!("the body is larger than {BODY_BYTES_MAX} bytes"),
+            )
+            .into_response()
+        })?;
+    let rooms = match scope_of(state, parts.uri.path(), &bytes, &caller).await {
+        Ok(Some((service, province))) => covering(state, &service, &province, now),
+        Ok(None) => Vec::new(),
+        Err(e) => return Err(Problem::from(e).into_response()),
+    };
+    let mut carried = None;
+    if let Some(first) = rooms.first() {
+        let Some(pass) = parts.headers.get(PASS_HEADER) else {
+            return Err(forbidden(
+                ProblemCode::PassRequired,
+                first,
+                "a waiting room is in front of these bookings: join it (POST /v1/queue) and send the pass it gives in the Booking-Pass header",
+            ));
+        };
+        carried = pass
+            .to_str()
+            .ok()
+            .and_then(|p| state.rooms.passes.open(p.trim()))
+            .filter(|p| {
+                p.national_code == caller.as_string()
+                    && p.expires_at > now
+                    && rooms.iter().any(|r| r.id == p.room_id)
+            });
+        if carried.is_none() {
+            return Err(forbidden(
+                ProblemCode::PassInvalid,
+                first,
+                "the Booking-Pass is not a valid, unexpired pass of this applicant for this waiting room",
+            ));
+        }
+    }
+    Ok((Request::from_parts(parts, Body::from(bytes)), carried))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_open_only_with_their_key_and_resist_tampering() {
+        let keys = PassKeys::new(Some(b"0123456789abcdef0123456789abcdef"));
+        let pass = keys.issue("room_abc", "0499370899", 1_000);
+        assert_eq!(
+            keys.open(&pass),
+            Some(Pass {
+                room_id: "room_abc".into(),
+                national_code: "0499370899".into(),
+                expires_at: 1_000
+            })
+        );
+        assert_eq!(
+            PassKeys::new(Some(b"another secret of thirty-two by")).open(&pass),
+            None
+        );
+        let raw = URL_SAFE_NO_PAD.decode(&pass[PASS_PREFIX.len()..]).unwrap();
+        for at in [0, NONCE_BYTES, raw.len() - 1] {
+            let mut bad = raw.clone();
+            bad[at] ^= 1;
+            assert_eq!(
+                keys.open(&format!("{PASS_PREFIX}{}", URL_SAFE_NO_PAD.encode(bad))),
+                None
+            );
+        }
+        assert!(!pass.contains("0499370899") && !pass.contains("room_abc"));
+        assert_eq!(keys.open("garbage"), None);
+    }
+
+    #[test]
+    fn only_booking_writes_are_checked() {
+        assert!(pass_checked(&Method::POST, "/v1/holds"));
+        assert!(pass_checked(&Method::POST, "/v1/appointments"));
+        assert!(pass_checked(
+            &Method::POST,
+            "/v1/appointments/ABCD/reschedule"
+        ));
+        assert!(!pass_checked(&Method::POST, "/v1/appointments/ABCD/cancel"));
+        assert!(!pass_checked(&Method::GET, "/v1/holds"));
+        assert!(!pass_checked(&Method::POST, "/v1/queue"));
+    }
+}

@@ -24,6 +24,14 @@ pub struct Api {
     client_ip_header: Option<HeaderName>,
 }
 
+impl Caller {
+    /// The same caller, carrying a waiting room's pass.
+    pub fn with_pass(mut self, pass: Option<String>) -> Self {
+        self.pass = pass;
+        self
+    }
+}
+
 /// A refusal from the API: its problem, as the client reads it.
 #[derive(Debug, Clone, Default)]
 pub struct ApiProblem {
@@ -41,6 +49,8 @@ pub struct ApiProblem {
 #[derive(Clone, Default)]
 pub struct Caller {
     pub token: Option<String>,
+    /// A waiting room's pass, sent as `Booking-Pass`.
+    pass: Option<String>,
     peer: Option<ConnectInfo<SocketAddr>>,
     forwarded: Option<(HeaderName, axum::http::HeaderValue)>,
 }
@@ -74,6 +84,7 @@ impl Api {
             .and_then(|name| headers.get(name).map(|v| (name.clone(), v.clone())));
         Caller {
             token,
+            pass: None,
             peer,
             forwarded,
         }
@@ -99,6 +110,9 @@ impl Api {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = &caller.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(pass) = &caller.pass {
+            request = request.header(crate::http::room::PASS_HEADER, pass);
         }
         if let Some((name, value)) = &caller.forwarded {
             request = request.header(name, value);

@@ -18,6 +18,7 @@ pub mod console;
 pub mod counter;
 pub mod docs;
 pub mod portal;
+pub mod queue;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -38,6 +39,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let api = api::Api::new(state.clone());
     Router::new()
         .merge(portal::routes())
+        .merge(queue::routes())
         .merge(counter::routes())
         .route("/docs", get(docs::page))
         .route("/lang", get(switch_language))

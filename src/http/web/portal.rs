@@ -83,7 +83,7 @@ struct Flow {
 }
 
 /// Ids are short ASCII tokens; anything else in the cookie is dropped.
-fn id_shaped(s: &str) -> bool {
+pub(super) fn id_shaped(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -190,20 +190,26 @@ fn take_flash(ctx: &mut Ctx) -> Option<Markup> {
 
 /// The logged-in applicant's national code and session token, when the cookie holds a valid
 /// session.
-fn session(state: &AppState, ctx: &Ctx) -> Option<(NationalCode, String)> {
+pub(super) fn session(state: &AppState, ctx: &Ctx) -> Option<(NationalCode, String)> {
     let token = ctx.cookie(SESSION_COOKIE)?;
     let now = state.engine.clock().now().timestamp();
     let code = state.tokens.verify(token, now)?;
     Some((code, token.to_string()))
 }
 
-fn caller(api: &Api, ctx: &Ctx, token: Option<String>) -> Caller {
-    api.caller(&ctx.headers, ctx.peer, token)
+/// The pages' caller of the API: the session's token, and the waiting room's pass when one is
+/// held (sent as `Booking-Pass`; the API asks for it only on bookings a room stands in front of).
+pub(super) fn caller(api: &Api, ctx: &Ctx, token: Option<String>) -> Caller {
+    let pass = ctx
+        .cookie(super::queue::PASS_COOKIE)
+        .filter(|p| p.len() <= 1024 && p.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string);
+    api.caller(&ctx.headers, ctx.peer, token).with_pass(pass)
 }
 
 /// A problem the API answered, in the reader's language: known codes get their own sentence,
 /// others the API's detail.
-fn problem_text(l: Lang, p: &ApiProblem) -> String {
+pub(super) fn problem_text(l: Lang, p: &ApiProblem) -> String {
     let known = match p.code.as_str() {
         "invalid_credentials" => Some(l.t(
             "کد ملی یا سریال شناسنامه با ثبت احوال مطابقت ندارد.",
@@ -1250,6 +1256,9 @@ async fn hold(
             ctx.redirect("/hold")
         }
         Err(p) => match p.code.as_str() {
+            "pass_required" | "pass_invalid" => {
+                super::queue::to_room(&mut ctx, &p).unwrap_or_else(|| ctx.redirect("/queue"))
+            }
             "already_holding" => {
                 flow.hold = p.body["extra"]["hold_id"]
                     .as_str()
@@ -1513,6 +1522,9 @@ async fn reschedule(
             ctx.redirect("/receipt")
         }
         Err(p) => {
+            if let Some(to_room) = super::queue::to_room(&mut ctx, &p) {
+                return to_room;
+            }
             flash(
                 &mut ctx,
                 if p.code == "slot_full" {

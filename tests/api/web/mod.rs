@@ -6,6 +6,7 @@ mod driver;
 mod forms;
 mod journey;
 mod planner;
+mod queue;
 mod ussd;
 
 use driver::Browser;

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, SlotView};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
-use crate::booking::{Expire, Outcome, Request};
+use crate::booking::{Expire, Limits, Outcome, Request};
 use crate::domain::time::Clock;
 use crate::store::{BatchConn, Source, Store, StoreError};
 
@@ -67,6 +67,9 @@ pub struct EngineConfig {
     /// transactions overlap; on SQLite they share the writer thread, and one's batch waits in
     /// its queue while another's runs.
     pub writers: usize,
+    /// The caps on an applicant's reschedules and cancellations, which every batch is decided
+    /// under.
+    pub limits: Limits,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             batch_attempts: 3,
             sweep_limit: 2_000,
             writers: 2,
+            limits: Limits::default(),
         }
     }
 }

@@ -55,7 +55,7 @@ pub(super) async fn run(
             }
             metrics::gauge!("nobat_booking_queue_depth", "queue" => queue.clone())
                 .set(rx.len() as f64);
-            let first = run_once(&store, &conn, clock.as_ref(), &jobs);
+            let first = run_once(&store, &conn, clock.as_ref(), &config, &jobs);
             (jobs, first)
         };
         metrics::histogram!("nobat_booking_batch_size").record(jobs.len() as f64);
@@ -170,7 +170,7 @@ async fn attempt(
     for _ in 0..config.batch_attempts.max(1) {
         let run = first
             .take()
-            .unwrap_or_else(|| run_once(store, conn, clock, jobs));
+            .unwrap_or_else(|| run_once(store, conn, clock, config, jobs));
         match run.await {
             Ok(r) => return Ok(r),
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
@@ -192,6 +192,7 @@ fn run_once<'a>(
     store: &'a Store,
     conn: &'a BatchConn,
     clock: &dyn Clock,
+    config: &EngineConfig,
     jobs: &[Job],
 ) -> BatchRun<'a> {
     let now = clock.now().timestamp();
@@ -200,6 +201,7 @@ fn run_once<'a>(
         now,
         idempotency_keys: Vec::new(),
         sweep_limit: Some(SWEEP_PER_BATCH),
+        limits: config.limits,
     };
     for job in jobs {
         job.request.touches(&mut keys);

@@ -21,6 +21,9 @@ pub struct BatchKeys {
     /// Citizens whose live hold matters too (filled by `normalise` from `citizens`): a
     /// confirmation names its hold, so only a new hold or booking reads the citizen's others.
     pub hold_codes: Vec<String>,
+    /// Citizens who cancel: their own cancellations within the window matter
+    /// (`Limits::max_cancellations`).
+    pub cancelling: Vec<String>,
 }
 
 impl BatchKeys {
@@ -37,6 +40,7 @@ impl BatchKeys {
         tidy(&mut self.payments);
         tidy(&mut self.applications);
         tidy(&mut self.citizens);
+        tidy(&mut self.cancelling);
         for (code, _) in &self.citizens {
             self.citizen_codes.push(code.clone());
             self.hold_codes.push(code.clone());

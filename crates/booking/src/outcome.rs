@@ -53,6 +53,15 @@ pub enum Refusal {
         slot_id: i64,
         taken: i64,
     },
+    /// The applicant has moved this appointment `limit` times already.
+    RescheduleLimitReached {
+        limit: u32,
+    },
+    /// The citizen has cancelled `limit` appointments within the last `window_days` days.
+    CancellationLimitReached {
+        limit: u32,
+        window_days: u32,
+    },
 }
 
 impl Refusal {
@@ -75,6 +84,8 @@ impl Refusal {
             Refusal::InvalidTransition { .. } => "invalid_transition",
             Refusal::TooEarly => "too_early",
             Refusal::CapacityBelowTaken { .. } => "capacity_below_taken",
+            Refusal::RescheduleLimitReached { .. } => "reschedule_limit_reached",
+            Refusal::CancellationLimitReached { .. } => "cancellation_limit_reached",
         }
     }
 }

@@ -287,7 +287,8 @@ impl RequestKind for Book {
     }
 }
 
-/// Cancels the applicant's booked appointment; its seat returns to the pool.
+/// Cancels the applicant's booked appointment; its seat returns to the pool. At most
+/// `Limits::max_cancellations` of a citizen's within the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     pub national_code: String,
@@ -298,6 +299,7 @@ impl RequestKind for Cancel {
     fn touches(&self, keys: &mut BatchKeys) {
         keys.appointments
             .push(self.tracking_code.as_str().to_owned());
+        keys.cancelling.push(self.national_code.clone());
     }
 
     fn seat_slot(&self) -> Option<i64> {
@@ -319,6 +321,8 @@ impl RequestKind for Cancel {
                 status: appointment.status,
             });
         }
+        d.check_cancellation_cap(&self.national_code)?;
+        d.count_cancellation(&self.national_code);
         appointment.status = AppointmentStatus::Cancelled;
         appointment.updated_at = d.now;
         d.free_seat(appointment.slot_id);
@@ -333,7 +337,8 @@ impl RequestKind for Cancel {
     }
 }
 
-/// Moves an active appointment to another slot, keeping its tracking code. The old seat is
+/// Moves an active appointment to another slot, keeping its tracking code, at most
+/// `Limits::max_reschedules` times per appointment. The old seat is
 /// given up only if the new one is secured, in the same transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reschedule {
@@ -368,7 +373,9 @@ impl RequestKind for Reschedule {
                 status: appointment.status,
             });
         }
+        d.check_reschedule_cap(&appointment)?;
         let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id)?;
+        appointment.reschedules += 1;
         appointment.updated_at = d.now;
         d.store_appointment(appointment.clone());
         d.event(

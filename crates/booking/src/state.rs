@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::ids::{HoldId, PaymentId, TrackingCode};
+use crate::limits::Limits;
 use crate::outcome::{Effects, Event, Outcome, Refusal};
 use crate::rows::{
     ApplicationRef, AppointmentRow, AppointmentStatus, HoldRow, HoldStatus, PaymentRow,
@@ -34,6 +35,11 @@ pub struct BatchState {
     pub live_hold_by_citizen: BatchMap<String, String>,
     /// (national code, service) → tracking code of the active appointment.
     pub active_by_citizen_service: BatchMap<(String, String), String>,
+    /// The caps the batch is decided under (the writer's configuration).
+    pub limits: Limits,
+    /// National code → the citizen's own cancellations within `limits`' window, read for the
+    /// citizens of the batch's `Cancel` requests (absent: none).
+    pub recent_cancellations: BatchMap<String, u32>,
 }
 
 impl BatchState {
@@ -287,6 +293,7 @@ impl Decider<'_> {
             status: AppointmentStatus::Booked,
             created_at: self.now,
             updated_at: self.now,
+            reschedules: 0,
         }
     }
 
@@ -425,5 +432,31 @@ impl Decider<'_> {
             actor: actor.to_string(),
             payload_json: serde_json::to_string(&payload).expect("event payloads serialise"),
         });
+    }
+}
+
+/// Caps (`Limits`): an applicant's own reschedules and cancellations.
+impl Decider<'_> {
+    /// The appointment may be moved once more by its applicant.
+    pub(crate) fn check_reschedule_cap(&self, appointment: &AppointmentRow) -> Result<(), Refusal> {
+        self.state.limits.check_reschedule(appointment.reschedules)
+    }
+
+    /// The citizen may cancel once more within the window (the cancellations read, plus those
+    /// earlier in this batch).
+    pub(crate) fn check_cancellation_cap(&self, national_code: &str) -> Result<(), Refusal> {
+        let made = self.state.recent_cancellations.get(national_code);
+        self.state
+            .limits
+            .check_cancellation(made.copied().unwrap_or(0))
+    }
+
+    /// Counts a cancellation for the requests after it in this batch.
+    pub(crate) fn count_cancellation(&mut self, national_code: &str) {
+        *self
+            .state
+            .recent_cancellations
+            .entry(national_code.to_owned())
+            .or_default() += 1;
     }
 }

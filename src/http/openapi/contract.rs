@@ -51,6 +51,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::InvalidTransition
         | C::TooEarly
         | C::CapacityBelowTaken
+        | C::RescheduleLimitReached
+        | C::CancellationLimitReached
         | C::NotToday
         | C::OfficeExists
         | C::JobRunning
@@ -272,7 +274,11 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
     ),
     (
         "cancel",
-        &[&[C::AppointmentNotFound, C::AppointmentNotActive]],
+        &[&[
+            C::AppointmentNotFound,
+            C::AppointmentNotActive,
+            C::CancellationLimitReached,
+        ]],
     ),
     (
         "reschedule",
@@ -281,6 +287,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             &[
                 C::AppointmentNotFound,
                 C::AppointmentNotActive,
+                C::RescheduleLimitReached,
                 C::UnknownService,
                 C::SameSlot,
                 C::SlotFull,

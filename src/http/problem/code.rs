@@ -107,6 +107,10 @@ problem_codes! {
     InvalidTransition = "invalid_transition",
     TooEarly = "too_early",
     CapacityBelowTaken = "capacity_below_taken",
+    /// The applicant has moved this appointment as often as they may.
+    RescheduleLimitReached = "reschedule_limit_reached",
+    /// The citizen has cancelled as many appointments as they may within the window.
+    CancellationLimitReached = "cancellation_limit_reached",
 
     // Staff.
     NotToday = "not_today",
@@ -197,6 +201,8 @@ impl From<&Refusal> for ProblemCode {
             Refusal::InvalidTransition { .. } => ProblemCode::InvalidTransition,
             Refusal::TooEarly => ProblemCode::TooEarly,
             Refusal::CapacityBelowTaken { .. } => ProblemCode::CapacityBelowTaken,
+            Refusal::RescheduleLimitReached { .. } => ProblemCode::RescheduleLimitReached,
+            Refusal::CancellationLimitReached { .. } => ProblemCode::CancellationLimitReached,
         }
     }
 }
@@ -335,6 +341,14 @@ mod tests {
         (ProblemCode::InvalidTransition, "invalid_transition"),
         (ProblemCode::TooEarly, "too_early"),
         (ProblemCode::CapacityBelowTaken, "capacity_below_taken"),
+        (
+            ProblemCode::RescheduleLimitReached,
+            "reschedule_limit_reached",
+        ),
+        (
+            ProblemCode::CancellationLimitReached,
+            "cancellation_limit_reached",
+        ),
         (ProblemCode::NotToday, "not_today"),
         (ProblemCode::OfficeExists, "office_exists"),
         (ProblemCode::InvalidName, "invalid_name"),

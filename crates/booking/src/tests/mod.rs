@@ -7,6 +7,7 @@ use super::*;
 mod admin;
 mod effects;
 mod json;
+mod limits;
 mod properties;
 mod routing;
 mod seats;

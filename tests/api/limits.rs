@@ -317,3 +317,71 @@ on_both_backends!(
     cancellation_counts_use_their_index,
     super::cancellations_are_counted_on_their_index
 );
+
+/// Across processes on one PostgreSQL database, a batch counts a citizen's cancellations only
+/// once no other transaction holds the citizen: here a transaction standing in for another
+/// process holds the citizen's advisory lock while it records a third cancellation, and the
+/// cancellation that waited for it then counts that one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizens_cancellations_are_counted_one_transaction_at_a_time() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let app = spawn(&db, 30).await;
+    let me = app.ready(&eligible_citizens(0, 1)[0]).await;
+    let national_code = me.citizen.national_code.to_string();
+    let office_id = nearest_offices(&app, &me.citizen).await[0]["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = book(&app, &me, &office_id, &["2024-09-23"]).await;
+    let cancellation = |at: i64, subject: &str| {
+        format!("INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ({at}, '{national_code}', 'appointment_cancelled', '{subject}', '{{}}')")
+    };
+    let t0 = unix(TEST_START);
+    for subject in ["TA", "TB"] {
+        crate::helpers::exec(&app.store, &cancellation(t0 - 60, subject)).await;
+    }
+    let nobat::store::Store::Postgres(pool) = &app.store else {
+        unreachable!()
+    };
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 21))")
+        .bind(&national_code)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+
+    let request = app
+        .client
+        .post(app.url(&format!("/v1/appointments/{code}/cancel")))
+        .bearer_auth(&me.token)
+        .json(&json!({}));
+    let cancelling = tokio::spawn(async move {
+        let r = request.send().await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !cancelling.is_finished(),
+        "the cancellation waits for the citizen"
+    );
+    sqlx::raw_sql(&cancellation(t0 - 30, "TC"))
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other.commit().await.unwrap();
+    let (status, body) = cancelling.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("cancellation_limit_reached")),
+        "{body}"
+    );
+    let row = app.store.appointment(&code).await.unwrap().unwrap();
+    assert_eq!(row.status.as_str(), "booked");
+    app.stop().await;
+    db.cleanup().await;
+}

@@ -73,7 +73,7 @@ impl Modify for BearerAuth {
         Problem, ProblemCode,
         dto::SessionRequest, dto::SessionResponse, dto::ServiceDto, dto::ApplicationRequest, dto::FormDto,
         dto::PersonalDto, dto::PersonDto, dto::ChildDto, dto::ApplicationResponse, dto::EligibilityDto, dto::RuleDto,
-        dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse,
+        dto::PaymentRequest, dto::PaymentResponse, dto::OfficeDto, dto::SlotDto, dto::HoldRequest, dto::HoldResponse, dto::PickDto, dto::NearDto, dto::PartOfDayDto, dto::PickedDto,
         dto::ConfirmRequest, dto::BookRequest, dto::RescheduleRequest, dto::AppointmentDto, dto::OfficeRefDto,
         dto::StatusResponse, dto::HistoryEntryDto, dto::PickupDto,
         crate::http::ussd::UssdCallback,
@@ -374,6 +374,7 @@ mod tests {
                 limit: 3,
                 window_days: 30,
             },
+            Refusal::CandidatesFull,
         ] {
             let problem = crate::http::v1::refusal_problem(&refusal);
             assert!(

@@ -25,6 +25,9 @@ use chrono::NaiveDate;
 use crate::booking::{SlotRow, UnixSeconds};
 use crate::domain::time::iran_date;
 
+mod pick;
+pub use pick::{Candidate, PartOfDay, PickLimits, Want};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotView {
     pub id: i64,

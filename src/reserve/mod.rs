@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-pub use availability::{Availability, SlotView};
+pub use availability::{Availability, Candidate, PartOfDay, PickLimits, SlotView, Want};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
 use crate::booking::{Expire, Limits, Outcome, Request};
@@ -70,6 +70,9 @@ pub struct EngineConfig {
     /// The caps on an applicant's reschedules and cancellations, which every batch is decided
     /// under.
     pub limits: Limits,
+    /// What a day of waiting costs an auto-pick, in km of travel (the allocator's
+    /// `wait_km_per_day`): a seat `d` days from today costs distance + this × `d`.
+    pub wait_km_per_day: f64,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             sweep_limit: 2_000,
             writers: 2,
             limits: Limits::default(),
+            wait_km_per_day: 5.0,
         }
     }
 }
@@ -194,6 +198,18 @@ pub struct Reservations {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     config: EngineConfig,
+    /// Auto-picks submitted and not yet answered: how many seats a new pick's candidates
+    /// should hold so that it still finds one when the picks ahead of it took theirs.
+    picks_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The answer to an auto-pick (`submit_pick`).
+#[derive(Debug)]
+pub enum PickAnswer {
+    Answered(RenderedAnswer),
+    /// Every candidate was full on the locked rows: nothing was written or recorded; ask
+    /// again with fresh candidates.
+    CandidatesFull,
 }
 
 impl Reservations {
@@ -261,6 +277,7 @@ impl Reservations {
             clock,
             ids,
             config,
+            picks_in_flight: Arc::default(),
         })
     }
 
@@ -355,6 +372,48 @@ impl Reservations {
                 rendered: render(&outcome),
                 replayed: false,
             },
+        })
+    }
+
+    /// Auto-picks in flight in this process (see `submit_pick`).
+    pub fn picks_in_flight(&self) -> usize {
+        self.picks_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `submit_rendered` for an auto-pick (`PickHold`, `PickBook`): a refusal because every
+    /// candidate was full is neither rendered nor stored with the key (the writer leaves it
+    /// out of the idempotency records), so the caller can ask again with fresh candidates
+    /// under the same key.
+    pub async fn submit_pick(
+        &self,
+        request: Request,
+        idempotency: Option<IdempotencyKey>,
+        render: Render,
+    ) -> Result<PickAnswer, ReserveError> {
+        use std::sync::atomic::Ordering;
+        struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.picks_in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.picks_in_flight);
+        let keyed = idempotency.map(|key| Keyed {
+            key,
+            render: render.clone(),
+        });
+        let reply = self.enqueue(request, keyed)?;
+        Ok(match reply.await.map_err(|_| ReserveError::Stopped)?? {
+            Reply::Rendered(answer) => PickAnswer::Answered(answer),
+            Reply::Decided(Outcome::Refused(crate::booking::Refusal::CandidatesFull)) => {
+                PickAnswer::CandidatesFull
+            }
+            Reply::Decided(outcome) => PickAnswer::Answered(RenderedAnswer {
+                rendered: render(&outcome),
+                replayed: false,
+            }),
         })
     }
 

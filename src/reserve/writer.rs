@@ -290,6 +290,11 @@ fn decide_batch(
             // and the writer thread copies it once per request as it is.
             Pending::Decided(d) => {
                 match keyed {
+                    // An auto-pick whose candidates were all full is asked again with fresh
+                    // ones under the same key: its refusal is not the client's answer.
+                    Some(_) if is_candidates_full(outcomes[d].as_ref()) => Ok(Reply::Decided(
+                        outcomes[d].take().expect("one answer per outcome"),
+                    )),
                     // What the client gets, stored with its key in this transaction.
                     Some(k) => {
                         let outcome = outcomes[d].as_ref().expect("one answer per outcome");
@@ -335,6 +340,13 @@ fn decide_batch(
         idempotency,
         result: (answers, deltas),
     }
+}
+
+fn is_candidates_full(outcome: Option<&Outcome>) -> bool {
+    matches!(
+        outcome,
+        Some(Outcome::Refused(crate::booking::Refusal::CandidatesFull))
+    )
 }
 
 /// How a request is answered whose key already has a record: with the record's answer, if it

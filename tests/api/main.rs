@@ -3,6 +3,7 @@
 
 mod admin;
 mod applicant;
+mod autopick;
 mod bad_input;
 mod crash;
 mod helpers;

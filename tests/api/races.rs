@@ -36,7 +36,7 @@ pub async fn assert_seats_consistent(store: &Store) {
 }
 
 /// Logs in and applies (no payment), `concurrency` at a time.
-async fn prepare(app: &TestApp, skip: usize, n: usize, pay: bool) -> Vec<Ready> {
+pub async fn prepare(app: &TestApp, skip: usize, n: usize, pay: bool) -> Vec<Ready> {
     let citizens = eligible_citizens(skip, n);
     let mut ready = Vec::with_capacity(n);
     for chunk in citizens.chunks(64) {

@@ -24,7 +24,8 @@
 //!   checks.
 //! - The request kinds, one file per family: `seats` (hold, confirm, release, book, cancel,
 //!   reschedule, expire), `staff` (check in, enrol, no-show, card ready, deliver), `admin`
-//!   (relocate, set capacity).
+//!   (relocate, set capacity), `pick` (a hold or booking in the first free of a list of
+//!   candidate slots: auto-pick).
 //!
 //! # One place per request kind
 //! Each kind is a struct (`Hold`, `Enrol`, ...) in its family's file, implementing the
@@ -51,6 +52,7 @@ mod keys;
 mod kind;
 mod limits;
 mod outcome;
+mod pick;
 mod request;
 mod rows;
 mod seats;
@@ -62,6 +64,7 @@ pub use ids::{ApplicationId, HoldId, PaymentId, TrackingCode};
 pub use keys::BatchKeys;
 pub use limits::Limits;
 pub use outcome::{Effects, Event, Outcome, Refusal};
+pub use pick::{PickBook, PickHold, MAX_CANDIDATES};
 pub use request::Request;
 pub use rows::{
     ApplicationRef, AppointmentRow, AppointmentStatus, CardRow, HoldRow, HoldStatus, OutboxRow,

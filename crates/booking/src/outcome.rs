@@ -62,6 +62,9 @@ pub enum Refusal {
         limit: u32,
         window_days: u32,
     },
+    /// Every candidate slot of an auto-pick was full (or unknown) on the locked rows: the
+    /// caller asks again with fresh candidates, or answers that no seat is within the limits.
+    CandidatesFull,
 }
 
 impl Refusal {
@@ -86,6 +89,7 @@ impl Refusal {
             Refusal::CapacityBelowTaken { .. } => "capacity_below_taken",
             Refusal::RescheduleLimitReached { .. } => "reschedule_limit_reached",
             Refusal::CancellationLimitReached { .. } => "cancellation_limit_reached",
+            Refusal::CandidatesFull => "no_seat_within_limits",
         }
     }
 }

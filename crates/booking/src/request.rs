@@ -1,5 +1,5 @@
 //! A request to the writer: one variant per request kind, each holding its kind's struct
-//! (defined in its family's file: `seats`, `staff`, `admin`).
+//! (defined in its family's file: `seats`, `staff`, `admin`, `pick`).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +7,7 @@ use crate::admin::{Relocate, SetCapacity};
 use crate::keys::BatchKeys;
 use crate::kind::RequestKind;
 use crate::outcome::{Outcome, Refusal};
+use crate::pick::{PickBook, PickHold};
 use crate::seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 use crate::staff::{CardReady, CheckIn, Deliver, Enrol, NoShow};
 use crate::state::Decider;
@@ -33,6 +34,8 @@ pub enum Request {
     Deliver(Deliver),
     Relocate(Relocate),
     SetCapacity(SetCapacity),
+    PickHold(PickHold),
+    PickBook(PickBook),
 }
 
 impl Request {
@@ -53,6 +56,8 @@ impl Request {
             Request::Deliver(r) => r,
             Request::Relocate(r) => r,
             Request::SetCapacity(r) => r,
+            Request::PickHold(r) => r,
+            Request::PickBook(r) => r,
         }
     }
 

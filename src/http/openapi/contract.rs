@@ -53,6 +53,7 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::CapacityBelowTaken
         | C::RescheduleLimitReached
         | C::CancellationLimitReached
+        | C::NoSeatWithinLimits
         | C::NotToday
         | C::OfficeExists
         | C::JobRunning
@@ -74,6 +75,7 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::InvalidLimit
         | C::InvalidDate
         | C::InvalidRange
+        | C::InvalidPick
         | C::ClosedDay
         | C::OutsideHours
         | C::OffGrid
@@ -140,6 +142,15 @@ const SLOT: &[ProblemCode] = &[
     C::OutsideHours,
     C::OffGrid,
     C::OutsideBookingWindow,
+];
+/// A seat the engine picks (`v1::pick`): the form, its limits, and no seat within them.
+const PICK: &[ProblemCode] = &[
+    C::InvalidPick,
+    C::InvalidCoordinates,
+    C::InvalidDate,
+    C::DateInPast,
+    C::InvalidRange,
+    C::NoSeatWithinLimits,
 ];
 /// An office calendar's own validation.
 const CALENDAR: &[ProblemCode] = &[
@@ -229,6 +240,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "create_hold",
         &[
             SLOT,
+            PICK,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,
@@ -259,6 +271,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         "book",
         &[
             SLOT,
+            PICK,
             &[
                 C::ApplicationNotFound,
                 C::UnknownService,

@@ -84,6 +84,9 @@ problem_codes! {
     InvalidLimit = "invalid_limit",
     InvalidDate = "invalid_date",
     InvalidRange = "invalid_range",
+    /// An auto-pick (`pick`) or the one-step form that is not exactly one of the two; `field`
+    /// names the member at fault.
+    InvalidPick = "invalid_pick",
 
     // A slot start the office's calendar refuses (`SlotRejection`).
     ClosedDay = "closed_day",
@@ -111,6 +114,8 @@ problem_codes! {
     RescheduleLimitReached = "reschedule_limit_reached",
     /// The citizen has cancelled as many appointments as they may within the window.
     CancellationLimitReached = "cancellation_limit_reached",
+    /// An auto-pick found no free seat within its limits (with `relaxations` and `waitlist`).
+    NoSeatWithinLimits = "no_seat_within_limits",
 
     // Staff.
     NotToday = "not_today",
@@ -203,6 +208,7 @@ impl From<&Refusal> for ProblemCode {
             Refusal::CapacityBelowTaken { .. } => ProblemCode::CapacityBelowTaken,
             Refusal::RescheduleLimitReached { .. } => ProblemCode::RescheduleLimitReached,
             Refusal::CancellationLimitReached { .. } => ProblemCode::CancellationLimitReached,
+            Refusal::CandidatesFull => ProblemCode::NoSeatWithinLimits,
         }
     }
 }
@@ -323,6 +329,7 @@ mod tests {
         (ProblemCode::InvalidLimit, "invalid_limit"),
         (ProblemCode::InvalidDate, "invalid_date"),
         (ProblemCode::InvalidRange, "invalid_range"),
+        (ProblemCode::InvalidPick, "invalid_pick"),
         (ProblemCode::ClosedDay, "closed_day"),
         (ProblemCode::OutsideHours, "outside_hours"),
         (ProblemCode::OffGrid, "off_grid"),
@@ -349,6 +356,7 @@ mod tests {
             ProblemCode::CancellationLimitReached,
             "cancellation_limit_reached",
         ),
+        (ProblemCode::NoSeatWithinLimits, "no_seat_within_limits"),
         (ProblemCode::NotToday, "not_today"),
         (ProblemCode::OfficeExists, "office_exists"),
         (ProblemCode::InvalidName, "invalid_name"),
@@ -465,6 +473,7 @@ mod tests {
                 slot_id: 1,
                 taken: 2,
             },
+            Refusal::CandidatesFull,
         ];
         for refusal in &every_refusal {
             assert_eq!(ProblemCode::from(refusal).as_str(), refusal.code());

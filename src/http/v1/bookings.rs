@@ -7,11 +7,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::dto::{
-    AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, RescheduleRequest,
+    AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, PickedDto,
+    RescheduleRequest,
 };
+use super::pick::{self, seat_form, SeatForm};
 use super::receipt::appointment_dto;
 use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
-use crate::booking::{Book, Cancel, Confirm, Hold, Outcome, Refusal, Release, Request, Reschedule};
+use crate::booking::{
+    Book, Cancel, Confirm, Hold, HoldRow, Outcome, PickBook, PickHold, Refusal, Release, Request,
+    Reschedule, UnixSeconds,
+};
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
@@ -21,7 +26,7 @@ use crate::http::idempotency::{
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
-use crate::reserve::{IdempotencyKey, Render, Rendered};
+use crate::reserve::{Candidate, IdempotencyKey, Render, Rendered};
 use crate::store::ApplicationRecord;
 
 /// Alternatives offered with `slot_full`: free slots at the same office, then at the nearest
@@ -145,12 +150,14 @@ async fn answer(
     Ok(respond(answer.rendered))
 }
 
-/// Hold a seat while paying. One live hold per applicant; it expires after the hold time.
+/// Hold a seat while paying: the slot named by `office_id` and `start`, or the one the engine
+/// picks (`pick`: the free seat of least cost within the limits given). One live hold per
+/// applicant; it expires after the hold time.
 #[utoipa::path(post, path = "/v1/holds", tag = "applicant", security(("applicant" = [])),
     request_body = HoldRequest, params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 201, body = HoldResponse),
-        (status = 409, description = "slot_full (with alternatives), already_holding or already_booked", body = Problem),
+        (status = 409, description = "slot_full (with alternatives), no_seat_within_limits (with relaxations and the waitlist), already_holding or already_booked", body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn create_hold(
     State(state): State<AppState>,
@@ -159,36 +166,82 @@ pub async fn create_hold(
     ApiJson(req): ApiJson<HoldRequest>,
 ) -> Result<Response, Problem> {
     let idem = idempotency(&headers, &applicant, "POST", "/v1/holds", &req)?;
+    let form = seat_form(&req.office_id, &req.start, &req.pick)?;
     let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
-    let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
     let now = state.engine.clock().now().timestamp();
+    let hold_id = state.engine.ids().opaque("hold");
+    let expires_at = now + state.engine.config().hold_ttl.as_secs() as i64;
+    let (office_id, start) = match form {
+        SeatForm::Named { office_id, start } => (office_id.to_owned(), start),
+        SeatForm::Pick(pick) => {
+            let resolved = Arc::new(pick::resolve(&state, pick, service)?);
+            let make = |candidates| {
+                Request::PickHold(PickHold {
+                    national_code: app.national_code.clone(),
+                    application_id: app.id.clone().into(),
+                    service: app.service.clone(),
+                    candidates,
+                    hold_id: hold_id.clone().into(),
+                    expires_at,
+                })
+            };
+            let render = |candidates: Arc<[Candidate]>| -> Render {
+                let resolved = resolved.clone();
+                Arc::new(move |outcome: &Outcome| match outcome {
+                    Outcome::Held { hold } => {
+                        match candidates.iter().find(|c| c.slot_id == hold.slot_id) {
+                            Some(c) => {
+                                let picked = Some(pick::picked(&resolved, c));
+                                let body = hold_response(hold, &c.office_id, c.start_at, picked);
+                                rendered_json(StatusCode::CREATED, &body)
+                            }
+                            None => rendered_problem(&unexpected(outcome)),
+                        }
+                    }
+                    Outcome::Refused(r) => rendered_problem(&refusal_problem(r)),
+                    other => rendered_problem(&unexpected(other)),
+                })
+            };
+            return pick::pick_seat(&state, &resolved, idem, make, render).await;
+        }
+    };
+    let slot = resolve_slot(&state, &office_id, start, service)?;
+    let (slot_office, slot_start) = (slot.office_id.clone(), slot.start_at);
     let request = Request::Hold(Hold {
         national_code: app.national_code.clone(),
         application_id: app.id.clone().into(),
         service: app.service.clone(),
         slot_id: slot.id,
-        hold_id: state.engine.ids().opaque("hold").into(),
-        expires_at: now + state.engine.config().hold_ttl.as_secs() as i64,
+        hold_id: hold_id.into(),
+        expires_at,
     });
     let at = state.clone();
     answer(&state, request, idem, move |outcome| match outcome {
-        Outcome::Held { hold } => {
-            let (jalali_date, _) = jalali(slot.start_at);
-            let body = HoldResponse {
-                hold_id: hold.id.clone(),
-                office_id: slot.office_id.to_string(),
-                start: iran_rfc3339(slot.start_at),
-                jalali_date,
-                expires_at: iran_rfc3339(hold.expires_at),
-            };
-            rendered_json(StatusCode::CREATED, &body)
-        }
-        Outcome::Refused(r) => {
-            rendered_problem(&refused(&at, r, Some(&req.office_id), Some(service)))
-        }
+        Outcome::Held { hold } => rendered_json(
+            StatusCode::CREATED,
+            &hold_response(hold, &slot_office, slot_start, None),
+        ),
+        Outcome::Refused(r) => rendered_problem(&refused(&at, r, Some(&office_id), Some(service))),
         other => rendered_problem(&unexpected(other)),
     })
     .await
+}
+
+fn hold_response(
+    hold: &HoldRow,
+    office_id: &str,
+    start_at: UnixSeconds,
+    pick: Option<PickedDto>,
+) -> HoldResponse {
+    let (jalali_date, _) = jalali(start_at);
+    HoldResponse {
+        hold_id: hold.id.clone(),
+        office_id: office_id.to_owned(),
+        start: iran_rfc3339(start_at),
+        jalali_date,
+        expires_at: iran_rfc3339(hold.expires_at),
+        pick,
+    }
 }
 
 /// Confirm a hold with a paid payment for the same application: the appointment is booked.
@@ -247,13 +300,14 @@ pub async fn release_hold(
     }
 }
 
-/// Hold and confirm in one step, for simple clients.
+/// Hold and confirm in one step, for simple clients: in the slot named, or in the one the
+/// engine picks (`pick`).
 #[utoipa::path(post, path = "/v1/appointments", tag = "applicant", security(("applicant" = [])),
     request_body = BookRequest, params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 201, body = AppointmentDto),
         (status = 402, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "slot_full (with alternatives), already_holding or already_booked", body = Problem),
+        (status = 409, description = "slot_full (with alternatives), no_seat_within_limits (with relaxations and the waitlist), already_holding or already_booked", body = Problem),
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn book(
     State(state): State<AppState>,
@@ -262,23 +316,57 @@ pub async fn book(
     ApiJson(req): ApiJson<BookRequest>,
 ) -> Result<Response, Problem> {
     let idem = idempotency(&headers, &applicant, "POST", "/v1/appointments", &req)?;
+    let form = seat_form(&req.office_id, &req.start, &req.pick)?;
     let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
-    let slot = resolve_slot(&state, &req.office_id, &req.start, service)?;
+    let hold_id = state.engine.ids().opaque("hold");
+    let tracking_code = state.engine.ids().tracking_code();
+    let (office_id, start) = match form {
+        SeatForm::Named { office_id, start } => (office_id.to_owned(), start),
+        SeatForm::Pick(pick) => {
+            let resolved = Arc::new(pick::resolve(&state, pick, service)?);
+            let make = |candidates| {
+                Request::PickBook(PickBook {
+                    national_code: app.national_code.clone(),
+                    application_id: app.id.clone().into(),
+                    service: app.service.clone(),
+                    candidates,
+                    payment_id: req.payment_id.clone().into(),
+                    hold_id: hold_id.clone().into(),
+                    tracking_code: tracking_code.clone().into(),
+                })
+            };
+            let render = |candidates: Arc<[Candidate]>| -> Render {
+                let (resolved, at) = (resolved.clone(), state.clone());
+                Arc::new(move |outcome: &Outcome| match outcome {
+                    Outcome::Booked { appointment } => {
+                        let mut dto = appointment_dto(&at, appointment);
+                        dto.pick = candidates
+                            .iter()
+                            .find(|c| c.slot_id == appointment.slot_id)
+                            .map(|c| pick::picked(&resolved, c));
+                        created(dto)
+                    }
+                    Outcome::Refused(r) => rendered_problem(&refusal_problem(r)),
+                    other => rendered_problem(&unexpected(other)),
+                })
+            };
+            return pick::pick_seat(&state, &resolved, idem, make, render).await;
+        }
+    };
+    let slot = resolve_slot(&state, &office_id, start, service)?;
     let request = Request::Book(Book {
         national_code: app.national_code.clone(),
         application_id: app.id.clone().into(),
         service: app.service.clone(),
         slot_id: slot.id,
         payment_id: req.payment_id.clone().into(),
-        hold_id: state.engine.ids().opaque("hold").into(),
-        tracking_code: state.engine.ids().tracking_code().into(),
+        hold_id: hold_id.into(),
+        tracking_code: tracking_code.into(),
     });
     let at = state.clone();
     answer(&state, request, idem, move |outcome| match outcome {
         Outcome::Booked { appointment } => created(appointment_dto(&at, appointment)),
-        Outcome::Refused(r) => {
-            rendered_problem(&refused(&at, r, Some(&req.office_id), Some(service)))
-        }
+        Outcome::Refused(r) => rendered_problem(&refused(&at, r, Some(&office_id), Some(service))),
         other => rendered_problem(&unexpected(other)),
     })
     .await

@@ -159,13 +159,22 @@ pub struct OfficeDto {
     pub earliest_free: Vec<SlotDto>,
 }
 
+/// A hold in a slot the client names (`office_id` and `start`), or in the seat the engine
+/// picks (`pick`): exactly one of the two forms.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     pub application_id: String,
-    pub office_id: String,
-    /// RFC 3339 start of a slot, e.g. `2024-09-22T08:00:00+03:30`.
-    pub start: String,
+    /// With `start`; not with `pick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office_id: Option<String>,
+    /// RFC 3339 start of a slot, e.g. `2024-09-22T08:00:00+03:30`. With `office_id`; not with
+    /// `pick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Let the engine choose the seat; instead of `office_id` and `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<PickDto>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -175,6 +184,65 @@ pub struct HoldResponse {
     pub start: String,
     pub jalali_date: String,
     pub expires_at: String,
+    /// The auto-pick's figures, when the engine chose the seat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<PickedDto>,
+}
+
+/// Which seat the engine may pick: near a point (`near`, within `max_km`) or at one of a few
+/// offices (`office_ids`), exactly one of the two; between two dates; in a part of the day. The
+/// engine gives the free seat of least cost: distance in km plus the wait (a number of km per
+/// day from today, 5 by default), ties by start, then office id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickDto {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<NearDto>,
+    /// With `near`: how far the office may be, in km (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 300)]
+    pub max_km: Option<f64>,
+    /// Up to 5 office ids, instead of `near`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 5)]
+    pub office_ids: Option<Vec<String>>,
+    /// `YYYY-MM-DD` (Gregorian, Iran's calendar day); default today.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub earliest_date: Option<String>,
+    /// `YYYY-MM-DD`, the last day accepted; default the end of the booking window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub latest_date: Option<String>,
+    /// `morning` (a start before 12:00 Iran time), `afternoon` or `any` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of_day: Option<PartOfDayDto>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PartOfDayDto {
+    Morning,
+    Afternoon,
+    Any,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NearDto {
+    #[schema(minimum = -90, maximum = 90)]
+    pub lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
+    pub lon: f64,
+}
+
+/// Why the engine chose this seat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PickedDto {
+    /// From the point asked for; `null` when offices were named without one.
+    pub distance_km: Option<f64>,
+    /// distance + wait per day × days from today, in km.
+    pub cost_km: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -187,8 +255,15 @@ pub struct ConfirmRequest {
 #[serde(deny_unknown_fields)]
 pub struct BookRequest {
     pub application_id: String,
-    pub office_id: String,
-    pub start: String,
+    /// With `start`; not with `pick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office_id: Option<String>,
+    /// With `office_id`; not with `pick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Let the engine choose the seat; instead of `office_id` and `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<PickDto>,
     pub payment_id: String,
 }
 
@@ -223,6 +298,9 @@ pub struct AppointmentDto {
     pub payment_id: Option<String>,
     /// The national code, masked.
     pub national_code_masked: String,
+    /// The auto-pick's figures, when the engine chose the seat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<PickedDto>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

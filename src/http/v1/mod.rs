@@ -4,6 +4,7 @@ pub mod applications;
 pub mod bookings;
 pub mod catalogue;
 pub mod dto;
+pub mod pick;
 pub mod receipt;
 pub mod sessions;
 pub mod status;
@@ -245,6 +246,10 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         Refusal::CancellationLimitReached { limit, window_days } => (
             StatusCode::CONFLICT,
             format!("you have cancelled {limit} appointments in the last {window_days} days, the most allowed; the appointment stays booked"),
+        ),
+        Refusal::CandidatesFull => (
+            StatusCode::CONFLICT,
+            "no free seat is left within the limits asked for".to_string(),
         ),
     };
     let mut problem = Problem::new(status, refusal.into(), detail);

@@ -43,6 +43,7 @@ pub fn appointment_dto(state: &AppState, a: &AppointmentRow) -> AppointmentDto {
         national_code_masked: NationalCode::parse(&a.national_code)
             .map(|c| c.masked())
             .unwrap_or_default(),
+        pick: None,
     }
 }
 

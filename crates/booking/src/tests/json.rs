@@ -166,6 +166,23 @@ pub(super) fn requests() -> Vec<Request> {
             capacity: 3,
             actor: "admin:root".into(),
         }),
+        Request::PickHold(PickHold {
+            national_code: "0499370899".into(),
+            application_id: "app-1".into(),
+            service: "first_issuance".into(),
+            candidates: vec![7, 8],
+            hold_id: "hold_x1".into(),
+            expires_at: 700,
+        }),
+        Request::PickBook(PickBook {
+            national_code: "0499370899".into(),
+            application_id: "app-1".into(),
+            service: "first_issuance".into(),
+            candidates: vec![7, 8],
+            payment_id: "pay-1".into(),
+            hold_id: "hold_x2".into(),
+            tracking_code: "T2".into(),
+        }),
     ]
 }
 
@@ -208,6 +225,7 @@ fn refusals() -> Vec<Refusal> {
             limit: 3,
             window_days: 30,
         },
+        Refusal::CandidatesFull,
     ]
 }
 
@@ -310,6 +328,8 @@ const REQUESTS: &[&str] = &[
     r#"{"Relocate":{"tracking_code":"T1","new_slot_id":8,"reason":"office_closed","notice_key":"closure:021-0001:2024-09-23","actor":"admin:root"}}"#,
     r#"{"Relocate":{"tracking_code":"T1","new_slot_id":null,"reason":"capacity_cut","notice_key":"cut:7","actor":"admin:root"}}"#,
     r#"{"SetCapacity":{"slot_id":7,"capacity":3,"actor":"admin:root"}}"#,
+    r#"{"PickHold":{"national_code":"0499370899","application_id":"app-1","service":"first_issuance","candidates":[7,8],"hold_id":"hold_x1","expires_at":700}}"#,
+    r#"{"PickBook":{"national_code":"0499370899","application_id":"app-1","service":"first_issuance","candidates":[7,8],"payment_id":"pay-1","hold_id":"hold_x2","tracking_code":"T2"}}"#,
 ];
 
 const REFUSALS: &[&str] = &[
@@ -332,6 +352,7 @@ const REFUSALS: &[&str] = &[
     r#"{"refusal":"capacity_below_taken","slot_id":7,"taken":2}"#,
     r#"{"refusal":"reschedule_limit_reached","limit":2}"#,
     r#"{"refusal":"cancellation_limit_reached","limit":3,"window_days":30}"#,
+    r#"{"refusal":"candidates_full"}"#,
 ];
 
 const OUTCOMES: &[&str] = &[

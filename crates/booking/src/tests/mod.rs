@@ -8,6 +8,7 @@ mod admin;
 mod effects;
 mod json;
 mod limits;
+mod pick;
 mod properties;
 mod routing;
 mod seats;

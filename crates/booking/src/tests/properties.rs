@@ -81,6 +81,31 @@ fn arb_request(citizens: usize, slots: i64) -> impl Strategy<Value = Request> {
             capacity: c,
             actor: "admin".into(),
         })),
+        (c.clone(), prop::collection::vec(s.clone(), 0..4), n.clone()).prop_map(|(c, cands, h)| {
+            Request::PickHold(PickHold {
+                national_code: format!("c{c}"),
+                application_id: format!("app-c{c}").into(),
+                service: "first_issuance".into(),
+                candidates: cands,
+                hold_id: format!("p{h}").into(),
+                expires_at: 10_000_000,
+            })
+        }),
+        (
+            c.clone(),
+            prop::collection::vec(s.clone(), 0..4),
+            n.clone(),
+            n.clone()
+        )
+            .prop_map(|(c, cands, h, t)| Request::PickBook(PickBook {
+                national_code: format!("c{c}"),
+                application_id: format!("app-c{c}").into(),
+                service: "first_issuance".into(),
+                candidates: cands,
+                payment_id: format!("pay-c{c}").into(),
+                hold_id: format!("q{h}").into(),
+                tracking_code: format!("Q{t}").into(),
+            })),
         (c, s, n.clone(), n).prop_map(|(c, s, h, t)| Request::Book(Book {
             national_code: format!("c{c}"),
             application_id: format!("app-c{c}").into(),
@@ -115,6 +140,8 @@ proptest! {
             Request::Confirm(c) => seen.insert(c.tracking_code.to_string()),
             Request::Book(b) => seen.insert(b.hold_id.to_string()) && seen.insert(b.tracking_code.to_string()),
             Request::Enrol(Enrol { pickup: Some(p), .. }) => seen.insert(p.tracking_code.to_string()),
+            Request::PickHold(p) => seen.insert(p.hold_id.to_string()),
+            Request::PickBook(p) => seen.insert(p.hold_id.to_string()) && seen.insert(p.tracking_code.to_string()),
             _ => true,
         }).map(|r| match r {
             // Holds outlive the batches, so that "now" can be after every slot's start (which

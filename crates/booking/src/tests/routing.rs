@@ -44,6 +44,8 @@ const ROUTES: &[&str] = &[
     r#"seat_slot=Some(8) subject="T1" national_code=None slots=[8] holds=[] confirmed_holds=[] appointments=["T1"] payments=[] applications=[] citizens=[] citizen_codes=[] hold_codes=[]"#,
     r#"seat_slot=None subject="T1" national_code=None slots=[] holds=[] confirmed_holds=[] appointments=["T1"] payments=[] applications=[] citizens=[] citizen_codes=[] hold_codes=[]"#,
     r#"seat_slot=Some(7) subject="" national_code=None slots=[7] holds=[] confirmed_holds=[] appointments=[] payments=[] applications=[] citizens=[] citizen_codes=[] hold_codes=[]"#,
+    r#"seat_slot=Some(7) subject="0499370899" national_code=Some("0499370899") slots=[7, 8] holds=[] confirmed_holds=[] appointments=[] payments=[] applications=["app-1"] citizens=[("0499370899", "first_issuance")] citizen_codes=["0499370899"] hold_codes=["0499370899"]"#,
+    r#"seat_slot=Some(7) subject="0499370899" national_code=Some("0499370899") slots=[7, 8] holds=[] confirmed_holds=[] appointments=[] payments=["pay-1"] applications=[] citizens=[("0499370899", "first_issuance")] citizen_codes=["0499370899"] hold_codes=["0499370899"]"#,
 ];
 
 #[test]

@@ -201,6 +201,8 @@ pub struct Reservations {
     /// Auto-picks submitted and not yet answered: how many seats a new pick's candidates
     /// should hold so that it still finds one when the picks ahead of it took theirs.
     picks_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Auto-picks submitted to the writer, and those of them whose candidates were all full.
+    pick_rounds: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 /// The answer to an auto-pick (`submit_pick`).
@@ -278,6 +280,7 @@ impl Reservations {
             ids,
             config,
             picks_in_flight: Arc::default(),
+            pick_rounds: Arc::default(),
         })
     }
 
@@ -381,6 +384,16 @@ impl Reservations {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Auto-picks submitted to the writers so far, and how many of them found every
+    /// candidate full (each asked again): the cost of stale candidates.
+    pub fn pick_rounds(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.pick_rounds[0].load(Relaxed),
+            self.pick_rounds[1].load(Relaxed),
+        )
+    }
+
     /// `submit_rendered` for an auto-pick (`PickHold`, `PickBook`): a refusal because every
     /// candidate was full is neither rendered nor stored with the key (the writer leaves it
     /// out of the idempotency records), so the caller can ask again with fresh candidates
@@ -405,9 +418,11 @@ impl Reservations {
             render: render.clone(),
         });
         let reply = self.enqueue(request, keyed)?;
+        self.pick_rounds[0].fetch_add(1, Ordering::Relaxed);
         Ok(match reply.await.map_err(|_| ReserveError::Stopped)?? {
             Reply::Rendered(answer) => PickAnswer::Answered(answer),
             Reply::Decided(Outcome::Refused(crate::booking::Refusal::CandidatesFull)) => {
+                self.pick_rounds[1].fetch_add(1, Ordering::Relaxed);
                 PickAnswer::CandidatesFull
             }
             Reply::Decided(outcome) => PickAnswer::Answered(RenderedAnswer {

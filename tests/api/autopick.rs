@@ -194,6 +194,8 @@ async fn a_thousand_picks_near_one_point(db: &TestDb) {
         started.elapsed(),
         tally(&results)
     );
+    let (rounds, all_full) = app.state.engine.pick_rounds();
+    eprintln!("submitted to the writer {rounds} times, every candidate full {all_full} times");
     let booked: Vec<&Value> = results
         .iter()
         .filter(|(s, _)| *s == 201)

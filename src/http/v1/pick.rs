@@ -118,12 +118,15 @@ fn day_start(day: NaiveDate) -> UnixSeconds {
         .unwrap_or_else(|_| day.and_time(NaiveTime::MIN).and_utc().timestamp())
 }
 
+/// Offices with their distances in km.
+type Offices = Vec<(Arc<str>, f64)>;
+
 /// The offices of the pick with their distances, nearest first (ties by id).
 fn offices(
     state: &AppState,
     pick: &PickDto,
     service: ServiceCode,
-) -> Result<(Vec<(Arc<str>, f64)>, Option<(GeoPoint, f64)>), Problem> {
+) -> Result<(Offices, Option<(GeoPoint, f64)>), Problem> {
     let directory = state.directory();
     match (&pick.near, &pick.office_ids) {
         (Some(_), Some(_)) => Err(invalid_pick(
@@ -278,6 +281,7 @@ pub async fn pick_seat(
         if candidates.is_empty() {
             return Err(no_seat(state, resolved));
         }
+        metrics::histogram!("nobat_pick_candidates").record(candidates.len() as f64);
         let request = make(candidates.iter().map(|c| c.slot_id).collect());
         match state
             .engine

@@ -121,7 +121,7 @@ impl<'a> Walk<'a> {
             wait_m: metres(limits.wait_km_per_day).max(0),
             // An open end (`UnixSeconds::MAX`) is past any date chrono can hold.
             last_day: chrono::DateTime::from_timestamp(limits.before.saturating_sub(1), 0)
-                .map_or(NaiveDate::MAX, |t| crate::domain::time::iran_date(t)),
+                .map_or(NaiveDate::MAX, crate::domain::time::iran_date),
         }
     }
 

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Booking requests that may wait for the writer before new ones are refused with 503.
     #[arg(long, env = "NOBAT_QUEUE_BOUND", default_value_t = Settings::default().engine.queue_bound as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub queue_bound: u64,
+    /// What a day of waiting costs an auto-pick (`pick`), in km of travel: a seat `d` days
+    /// from today costs its distance plus this times `d`.
+    #[arg(long, env = "NOBAT_WAIT_KM_PER_DAY", default_value_t = Settings::default().engine.wait_km_per_day, value_parser = wait_km_per_day)]
+    pub wait_km_per_day: f64,
     /// API requests served at once; beyond it, 503 `overloaded` with `Retry-After` at once.
     #[arg(long, env = "NOBAT_MAX_IN_FLIGHT", default_value_t = Settings::default().max_in_flight as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_in_flight: u64,
@@ -125,6 +129,7 @@ impl ServeArgs {
                     max_cancellations: self.max_cancellations,
                     cancellation_window_days: self.cancellation_window_days,
                 },
+                wait_km_per_day: self.wait_km_per_day,
                 ..defaults.engine
             },
             booking_horizon_days: self.booking_horizon_days,
@@ -145,6 +150,14 @@ impl ServeArgs {
             admin_token: self.admin_token,
             ..defaults
         }
+    }
+}
+
+/// A finite, non-negative number of km (`--wait-km-per-day`), at most 1,000.
+fn wait_km_per_day(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(km) if km.is_finite() && (0.0..=1_000.0).contains(&km) => Ok(km),
+        _ => Err(format!("{text} is not a number of km from 0 to 1000")),
     }
 }
 
@@ -280,6 +293,7 @@ mod tests {
                 d.engine.limits.cancellation_window_days.to_string(),
             ),
             ("--max-in-flight", d.max_in_flight.to_string()),
+            ("--wait-km-per-day", d.engine.wait_km_per_day.to_string()),
             (
                 "--login-failures-per-code",
                 d.login_limits.per_code_max.to_string(),

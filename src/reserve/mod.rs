@@ -198,9 +198,11 @@ pub struct Reservations {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     config: EngineConfig,
-    /// Auto-picks submitted and not yet answered: how many seats a new pick's candidates
-    /// should hold so that it still finds one when the picks ahead of it took theirs.
-    picks_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Auto-picks submitted and not yet answered, by their anchor (the office their limits
+    /// start from): how many seats a new pick's candidates should hold so that it still finds
+    /// one when the picks ahead of it, for the same seats, took theirs. Per anchor, so that a
+    /// surge in one town does not lengthen every other town's candidate lists (and locks).
+    picks_in_flight: Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>>,
     /// Auto-picks submitted to the writer, and those of them whose candidates were all full.
     pick_rounds: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
@@ -378,10 +380,13 @@ impl Reservations {
         })
     }
 
-    /// Auto-picks in flight in this process (see `submit_pick`).
-    pub fn picks_in_flight(&self) -> usize {
-        self.picks_in_flight
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// Auto-picks from `anchor` in flight in this process (see `submit_pick`).
+    pub fn picks_in_flight(&self, anchor: &str) -> usize {
+        let in_flight = self
+            .picks_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        in_flight.get(anchor).copied().unwrap_or(0)
     }
 
     /// Auto-picks submitted to the writers so far, and how many of them found every
@@ -401,18 +406,32 @@ impl Reservations {
     pub async fn submit_pick(
         &self,
         request: Request,
+        anchor: Arc<str>,
         idempotency: Option<IdempotencyKey>,
         render: Render,
     ) -> Result<PickAnswer, ReserveError> {
         use std::sync::atomic::Ordering;
-        struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+        type Counts = std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>;
+        /// Counts the pick in flight from its anchor until it is answered (or dropped).
+        struct InFlight<'a>(&'a Counts, Arc<str>);
         impl Drop for InFlight<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
+                let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = counts.get_mut(&self.1) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&self.1);
+                    }
+                }
             }
         }
-        self.picks_in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight(&self.picks_in_flight);
+        *self
+            .picks_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(anchor.clone())
+            .or_default() += 1;
+        let _in_flight = InFlight(&self.picks_in_flight, anchor);
         let keyed = idempotency.map(|key| Keyed {
             key,
             render: render.clone(),

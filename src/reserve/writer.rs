@@ -327,6 +327,10 @@ fn decide_batch(
                     rendered: first.rendered.clone(),
                     replayed: true,
                 })),
+                // The first found its candidates full and recorded nothing: so does this one.
+                Ok(Reply::Decided(first)) if is_candidates_full(Some(first)) => {
+                    Ok(Reply::Decided(first.clone()))
+                }
                 _ => Err(ReserveError::IdempotencyKeyReused),
             },
             Pending::KeyReused => Err(ReserveError::IdempotencyKeyReused),
@@ -459,5 +463,63 @@ mod tests {
                 Pending::Unreadable
             ));
         }
+    }
+
+    /// A keyed auto-pick whose candidates were all full is answered with its outcome and
+    /// leaves no record under its key (the handler asks again under the same key); one that
+    /// took a seat is recorded as rendered.
+    #[test]
+    fn an_all_full_pick_leaves_no_idempotency_record() {
+        use crate::booking::{PickHold, Refusal, SlotRow};
+        let mut state = BatchState::default();
+        for (id, capacity) in [(1, 0), (2, 1)] {
+            state.slots.insert(
+                id,
+                SlotRow {
+                    id,
+                    office_id: "021-0001".into(),
+                    start_at: 1_000,
+                    duration_minutes: 15,
+                    capacity,
+                    taken: 0,
+                },
+            );
+        }
+        for code in ["a", "b"] {
+            state.applications.insert(
+                format!("app-{code}"),
+                crate::booking::ApplicationRef {
+                    id: format!("app-{code}"),
+                    national_code: code.into(),
+                    service: "first_issuance".into(),
+                },
+            );
+        }
+        let pick = |code: &str, candidates: Vec<i64>, key: &str| {
+            let mut k = keyed("h");
+            k.key.key = key.into();
+            (
+                Request::PickHold(PickHold {
+                    national_code: code.into(),
+                    application_id: format!("app-{code}").into(),
+                    service: "first_issuance".into(),
+                    candidates,
+                    hold_id: format!("hold-{code}").into(),
+                    expires_at: 600,
+                }),
+                Some(k),
+            )
+        };
+        let batch = vec![pick("a", vec![1], "k1"), pick("b", vec![1, 2], "k2")];
+        let write = decide_batch(&batch, &mut state, &Stored::default(), 0);
+        let (answers, deltas) = write.result;
+        assert!(matches!(
+            &answers[0],
+            Ok(Reply::Decided(Outcome::Refused(Refusal::CandidatesFull)))
+        ));
+        assert!(matches!(&answers[1], Ok(Reply::Rendered(r)) if r.rendered.status == 299));
+        let keys: Vec<&str> = write.idempotency.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["k2"]);
+        assert_eq!(deltas, BTreeMap::from([(2, 1)]));
     }
 }

@@ -157,20 +157,15 @@ fn tally(results: &[(u16, Value)]) -> BTreeMap<String, usize> {
     t
 }
 
-/// 1,000 clients near one point, fewer seats within their limits than clients: every seat is
-/// booked once, every other client is told no seat is left within the limits (with the
-/// relaxations that would find one), and nothing is over capacity.
-async fn a_thousand_picks_near_one_point(db: &TestDb) {
-    let app = TestApp::spawn(db).await;
-    let ready = prepare(&app, 0, 1000, true).await;
-    // The offices nearest the point whose slots that day stay under 600: a radius between
-    // the last of them and the next.
-    let (point, around) = town(&app, 10.0);
+/// The offices nearest a point whose slots on `DAY` stay under `max_slots`, and a radius
+/// between the last of them and the next.
+fn limited_town(app: &TestApp, max_slots: usize) -> (GeoPoint, f64, Vec<(String, f64)>) {
+    let (point, around) = town(app, 10.0);
     let mut slots = 0;
     let mut k = 0;
     while k < around.len() {
-        let more = free_seats(&app, &around[k..=k], DAY, DAY).len();
-        if slots + more > 600 && k > 0 {
+        let more = free_seats(app, &around[k..=k], DAY, DAY).len();
+        if slots + more > max_slots && k > 0 {
             break;
         }
         slots += more;
@@ -181,8 +176,18 @@ async fn a_thousand_picks_near_one_point(db: &TestDb) {
         "{around:?}"
     );
     let km = (around[k - 1].1 + around[k].1) / 2.0;
-    let offices = around[..k].to_vec();
+    (point, km, around[..k].to_vec())
+}
+
+/// 1,000 clients near one point, fewer seats within their limits than clients: every seat is
+/// booked once, every other client is told no seat is left within the limits (with the
+/// relaxations that would find one), and nothing is over capacity.
+async fn a_thousand_picks_near_one_point(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let ready = prepare(&app, 0, 1000, true).await;
+    let (point, km, offices) = limited_town(&app, 600);
     let seats = set_capacity(&app, &offices, DAY, DAY, 1).await;
+    let k = offices.len();
     eprintln!("{k} offices within {km:.2} km, {seats} seats");
     assert!(seats < 1000);
     let app = Arc::new(app);
@@ -556,12 +561,95 @@ async fn bad_picks(db: &TestDb) {
         relax.contains(&json!({ "latest_date": "2024-09-24" })),
         "{problem}"
     );
-    for r in relax {
-        if let Some(km) = r.get("max_km") {
-            assert!(km.as_f64().unwrap() > 5.0, "{problem}");
-        }
-    }
+    // The nearest office beyond 5 km has seats that day: the radius that reaches it.
+    let (_, wider) = town(&app, 300.0);
+    let beyond = wider.iter().find(|(_, d)| *d > 5.0).unwrap();
+    assert!(
+        relax.contains(&json!({ "max_km": (beyond.1 * 10.0).ceil() / 10.0 })),
+        "{problem} {beyond:?}"
+    );
     assert_eq!(problem["extra"]["waitlist"]["href"], "/v1/waitlist");
+    // Mornings full at one office, afternoons free: any part of the day would do.
+    let next = day("2024-09-24");
+    exec(
+        &app.store,
+        &format!(
+            "UPDATE slots SET capacity = 0 WHERE office_id = '{office}' AND start_at >= {} AND start_at < {}",
+            day_start(next),
+            day_start(next) + 12 * 3600
+        ),
+    )
+    .await;
+    app.state.engine.refresh().await.unwrap();
+    let pick = json!({ "office_ids": [office], "earliest_date": "2024-09-24", "latest_date": "2024-09-24", "part_of_day": "morning" });
+    let (status, problem) = app
+        .post(
+            Some(&r.token),
+            "/v1/holds",
+            &json!({ "application_id": r.application_id, "pick": pick }),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    let relax = problem["extra"]["relaxations"].as_array().unwrap();
+    assert!(
+        relax.contains(&json!({ "part_of_day": "any" })),
+        "{problem}"
+    );
+    assert!(relax.iter().all(|r| r.get("max_km").is_none()), "{problem}");
     app.stop().await;
 }
 on_both_backends!(bad_picks_are_refused_and_write_nothing, super::bad_picks);
+
+/// Two nobat processes on one PostgreSQL database, each with its own view: a process does not
+/// see the other's bookings, its picks find those seats taken on the locked rows and ask again
+/// without them. Every seat is booked once; the refused are refused only once none is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picks_split_across_two_servers_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let clock = crate::helpers::test_clock();
+    let shared = |s: &mut nobat::app::Settings| s.token_secret = Some(SECRET.to_string());
+    let a = TestApp::spawn_with(&db, clock.clone(), shared).await;
+    let b = TestApp::spawn_with(&db, clock.clone(), shared).await;
+    let ready = prepare(&a, 2000, 600, true).await;
+    let (point, km, offices) = limited_town(&a, 400);
+    let seats = set_capacity(&a, &offices, DAY, DAY, 1).await;
+    b.state.engine.refresh().await.unwrap();
+    assert!(seats < 600);
+    let pick = near_pick(point, km, DAY, DAY);
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let tasks = ready.into_iter().enumerate().map(|(i, r)| {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let body =
+            json!({ "application_id": r.application_id, "payment_id": r.payment_id, "pick": pick });
+        tokio::spawn(async move { app.post(Some(&r.token), "/v1/appointments", &body).await })
+    });
+    let results: Vec<(u16, Value)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let t = tally(&results);
+    eprintln!(
+        "two servers, {seats} seats: {t:?}; rounds a {:?} b {:?}",
+        a.state.engine.pick_rounds(),
+        b.state.engine.pick_rounds()
+    );
+    assert_eq!(t.get("201").copied().unwrap_or(0) as i64, seats, "{t:?}");
+    assert_eq!(
+        t.get("409 no_seat_within_limits").copied().unwrap_or(0) as i64,
+        600 - seats,
+        "{t:?}"
+    );
+    assert_seats_consistent(&a.store).await;
+    let (a, b) = (
+        Arc::try_unwrap(a).ok().unwrap(),
+        Arc::try_unwrap(b).ok().unwrap(),
+    );
+    a.stop().await;
+    b.stop().await;
+    db.cleanup().await;
+}
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-shared";

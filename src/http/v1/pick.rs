@@ -270,10 +270,16 @@ pub async fn pick_seat(
 ) -> Result<Response, Problem> {
     let availability = state.engine.availability();
     let mut exclude = HashSet::new();
+    // Picks with the same first office compete for the same seats.
+    let anchor = resolved
+        .limits
+        .offices
+        .first()
+        .map_or_else(|| Arc::from(""), |(o, _)| o.clone());
     for _ in 0..PICK_ROUNDS {
         let want = Want {
             max_slots: MAX_CANDIDATES,
-            seats: state.engine.picks_in_flight() as i64 + 1,
+            seats: state.engine.picks_in_flight(&anchor) as i64 + 1,
         };
         let candidates: Arc<[Candidate]> = availability
             .pick_candidates(&resolved.limits, &exclude, want)
@@ -285,7 +291,12 @@ pub async fn pick_seat(
         let request = make(candidates.iter().map(|c| c.slot_id).collect());
         match state
             .engine
-            .submit_pick(request, idempotency.clone(), render(candidates.clone()))
+            .submit_pick(
+                request,
+                anchor.clone(),
+                idempotency.clone(),
+                render(candidates.clone()),
+            )
             .await?
         {
             PickAnswer::Answered(answer) => return Ok(respond(answer.rendered)),

@@ -147,6 +147,13 @@ fn take_flash(ctx: &mut Ctx) -> Option<Markup> {
                 "That time has just filled up. Pick another.",
             ),
         ),
+        "no_seat" => (
+            true,
+            l.t(
+                "در این دفتر زمان آزادی نماند. دفتر دیگری انتخاب کنید.",
+                "This office has no free time left. Pick another office.",
+            ),
+        ),
         "hold_expired" => (
             true,
             l.t(
@@ -1188,6 +1195,16 @@ async fn week(
             @if reschedule { p.notice { (l.t("زمان تازه را انتخاب کنید؛ نوبت فعلی تا ثبت زمان تازه سر جایش می‌ماند.",
                                              "Pick the new time; the current appointment stays until the new one is secured.")) } }
             @if let Some(o) = &office { p { (o.1) "، " (o.2) } }
+            @if !reschedule {
+                // The engine's pick: the earliest free time at this office (`pick.office_ids`).
+                form.card.pick method="post" action="/hold" {
+                    (ctx.csrf_field())
+                    input type="hidden" name="pick_office" value=(office_id);
+                    p.hint { (l.t("یا بگذارید سامانه نخستین زمان آزاد این دفتر را برایتان بگیرد.",
+                                  "Or let the service take the earliest free time at this office for you.")) }
+                    button type="submit" { (l.t("نخستین زمان آزاد را بگیر", "Take the earliest free time")) }
+                }
+            }
             h2 { (l.t("زمان‌های آزاد", "Free times")) }
             @if days.is_empty() { p { (l.t("در این هفته زمان آزادی نیست.", "No free time this week.")) } }
             div.week {
@@ -1235,9 +1252,16 @@ async fn hold(
     let Some(application) = flow.application.clone() else {
         return ctx.redirect("/apply");
     };
-    let office_id = fields.text("office_id");
-    let start = fields.text("start");
-    let body = json!({ "application_id": application, "office_id": office_id, "start": start });
+    let pick_office = fields.text("pick_office");
+    let (office_id, start, body) = if pick_office.is_empty() {
+        let (office_id, start) = (fields.text("office_id"), fields.text("start"));
+        let body = json!({ "application_id": application, "office_id": office_id, "start": start });
+        (office_id, start, body)
+    } else {
+        let body =
+            json!({ "application_id": application, "pick": { "office_ids": [pick_office] } });
+        (pick_office, String::new(), body)
+    };
     let caller = caller(&api, &ctx, Some(token));
     match api.post::<HoldResponse>(&caller, "/v1/holds", &body).await {
         Ok(h) => {
@@ -1268,18 +1292,20 @@ async fn hold(
             code => {
                 flash(
                     &mut ctx,
-                    if code == "slot_full" {
-                        "slot_full"
-                    } else {
-                        "busy"
+                    match code {
+                        "slot_full" => "slot_full",
+                        "no_seat_within_limits" => "no_seat",
+                        _ => "busy",
                     },
                 );
-                let day = start.get(..10).unwrap_or("");
-                ctx.redirect(&format!(
-                    "/offices/{}?from={}",
-                    encode(&office_id),
-                    encode(day)
-                ))
+                match start.get(..10) {
+                    Some(day) => ctx.redirect(&format!(
+                        "/offices/{}?from={}",
+                        encode(&office_id),
+                        encode(day)
+                    )),
+                    None => ctx.redirect(&format!("/offices/{}", encode(&office_id))),
+                }
             }
         },
     }

@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nobat::loadtest::scenario::LoadScenario;
+use nobat::loadtest::scenario::{BookingMode, LoadScenario};
 use nobat::loadtest::server::ServerSpec;
-use nobat::loadtest::{audit_database, run, RunConfig, RunOutcome, Target};
+use nobat::loadtest::{audit_database, run, run_compared, RunConfig, RunOutcome, Target};
 use rand::Rng;
 use sqlx::Connection;
 
@@ -259,5 +259,107 @@ async fn crash_run_on_postgres_loses_nothing() {
     )
     .await;
     assert!(outcome.report.crash.is_some());
+    db.drop_db().await;
+}
+
+/// The short surge booking with `pick`, then the same arrivals with specific slots
+/// (`booking.compare`), each on a fresh spawned server: both audits pass, the arrivals are the
+/// same, no pick is refused for a full slot, and the comparison has a row per mode.
+async fn compared(dir: &std::path::Path, database_url: Option<String>) -> Vec<RunOutcome> {
+    let (mut scenario, path) = surge_short();
+    scenario.booking.mode = BookingMode::Pick;
+    scenario.booking.compare = vec![BookingMode::Slot];
+    let outcomes = run_compared(RunConfig {
+        scenario,
+        scenario_path: path,
+        rate_scale: 1.0,
+        target: Target::Spawn(spec(dir, database_url)),
+        out_dir: dir.join("report"),
+        crash_after: None,
+        generator_cpus: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("compared run failed: {e}"));
+    assert_eq!(outcomes.len(), 2);
+    for (outcome, mode) in outcomes.iter().zip(["pick", "slot"]) {
+        let r = &outcome.report;
+        assert_eq!(r.scenario.booking, mode);
+        assert!(r.audit.passed, "{mode}: {}", r.audit.failures());
+        assert!(r.totals.bookings >= 10, "{mode}: {:?}", r.totals);
+        assert!(dir.join(format!("report/{mode}/report.json")).exists());
+    }
+    assert_eq!(
+        outcomes[0].report.totals.arrivals, outcomes[1].report.totals.arrivals,
+        "the same arrivals"
+    );
+    let hold = outcomes[0]
+        .report
+        .endpoints
+        .iter()
+        .find(|e| e.endpoint == "POST /v1/holds")
+        .unwrap();
+    assert!(
+        !hold.problem_codes.contains_key("slot_full"),
+        "a pick is never refused for a full slot: {:?}",
+        hold.problem_codes
+    );
+    let md = std::fs::read_to_string(dir.join("report/compare.md")).unwrap();
+    assert!(md.contains("| pick |") && md.contains("| slot |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report/compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["runs"].as_array().map(Vec::len), Some(2));
+    outcomes
+}
+
+/// surge-autopick.toml (the national surge booking with pick, compared with slots) parses,
+/// and the short surge compared on SQLite passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pick_and_slot_runs_compared_on_sqlite_pass_the_audit() {
+    let national = LoadScenario::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/loadtest/surge-autopick.toml"
+    ))
+    .expect("surge-autopick loads");
+    assert_eq!(
+        (national.booking.mode, &national.booking.compare[..]),
+        (BookingMode::Pick, &[BookingMode::Slot][..])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    compared(dir.path(), None).await;
+}
+
+/// On PostgreSQL each mode gets a database of its own beside the one given; a second
+/// comparison refuses to reuse them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pick_and_slot_runs_compared_on_postgres_pass_the_audit() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    compared(dir.path(), Some(db.url.clone())).await;
+    let (mut scenario, path) = surge_short();
+    scenario.booking.compare = vec![BookingMode::Pick];
+    let again = run_compared(RunConfig {
+        scenario,
+        scenario_path: path,
+        rate_scale: 1.0,
+        target: Target::Spawn(spec(dir.path(), Some(db.url.clone()))),
+        out_dir: dir.path().join("again"),
+        crash_after: None,
+        generator_cpus: None,
+    })
+    .await;
+    let e = again.err().expect("the databases exist already");
+    assert!(e.to_string().contains("exists"), "{e}");
+    for mode in ["pick", "slot"] {
+        PgDb {
+            admin_url: db.admin_url.clone(),
+            name: format!("{}_{mode}", db.name),
+            url: String::new(),
+        }
+        .drop_db()
+        .await;
+    }
     db.drop_db().await;
 }

@@ -121,25 +121,44 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         generator_cpus: args.generator_cpus.clone(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let outcome = runtime.block_on(crate::loadtest::run(config))?;
-    let r = &outcome.report;
-    println!(
-        "{}: {} arrivals, {} requests ({} ok, {} refused, {} errors), {} bookings ({:.2}/s); p50 {} ms, p99 {} ms; audit {}",
-        r.scenario.name,
-        r.totals.arrivals,
-        r.totals.requests,
-        r.totals.ok,
-        r.totals.refused,
-        r.totals.errors,
-        r.totals.bookings,
-        r.totals.bookings_per_sec_mean,
-        r.all_requests.p50_ms,
-        r.all_requests.p99_ms,
-        if r.audit.passed { "passed" } else { "FAILED" }
-    );
+    let outcomes = if config.scenario.booking.compare.is_empty() {
+        vec![runtime.block_on(crate::loadtest::run(config))?]
+    } else {
+        runtime.block_on(crate::loadtest::run_compared(config))?
+    };
+    for outcome in &outcomes {
+        let r = &outcome.report;
+        println!(
+            "{} ({}): {} arrivals, {} requests ({} ok, {} refused, {} conflicts, {} errors), {} bookings ({:.2}/s); p50 {} ms, p99 {} ms; audit {}",
+            r.scenario.name,
+            r.scenario.booking,
+            r.totals.arrivals,
+            r.totals.requests,
+            r.totals.ok,
+            r.totals.refused,
+            r.totals.conflicts,
+            r.totals.errors,
+            r.totals.bookings,
+            r.totals.bookings_per_sec_mean,
+            r.all_requests.p50_ms,
+            r.all_requests.p99_ms,
+            if r.audit.passed { "passed" } else { "FAILED" }
+        );
+    }
     println!("reports in {}", args.out.display());
-    if !r.audit.passed {
-        anyhow::bail!("{}", r.audit.failures());
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.report.audit.passed)
+        .map(|o| {
+            format!(
+                "{}: {}",
+                o.report.scenario.booking,
+                o.report.audit.failures()
+            )
+        })
+        .collect();
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("\n"));
     }
     Ok(())
 }

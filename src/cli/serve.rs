@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::app::{App, Settings};
+use crate::booking::Limits;
 use crate::http::login_limit::LoginLimits;
 use crate::reserve::EngineConfig;
 use crate::store::StoreConfig;
@@ -50,6 +51,16 @@ pub struct ServeArgs {
     /// Longest such delay, in minutes (uniform between the two); 0 disables the delay.
     #[arg(long, env = "NOBAT_RELEASE_DELAY_MAX_MINUTES", default_value_t = Settings::default().engine.release_delay_max.as_secs() / 60, value_parser = clap::value_parser!(u64).range(0..=1440))]
     pub release_delay_max_minutes: u64,
+    /// Times an applicant may reschedule one appointment (then 409 `reschedule_limit_reached`).
+    #[arg(long, env = "NOBAT_MAX_RESCHEDULES", default_value_t = Settings::default().engine.limits.max_reschedules, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub max_reschedules: u32,
+    /// Appointments a citizen may cancel within `--cancellation-window-days` (then 409
+    /// `cancellation_limit_reached`).
+    #[arg(long, env = "NOBAT_MAX_CANCELLATIONS", default_value_t = Settings::default().engine.limits.max_cancellations, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub max_cancellations: u32,
+    /// Days of the rolling window in which a citizen's cancellations are counted.
+    #[arg(long, env = "NOBAT_CANCELLATION_WINDOW_DAYS", default_value_t = Settings::default().engine.limits.cancellation_window_days, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub cancellation_window_days: u32,
     /// Days ahead that slots are open for booking.
     #[arg(long, env = "NOBAT_BOOKING_HORIZON_DAYS", default_value_t = Settings::default().booking_horizon_days, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub booking_horizon_days: u32,
@@ -133,6 +144,11 @@ impl ServeArgs {
                 hold_ttl: Duration::from_secs(self.hold_seconds.unwrap_or(self.hold_minutes * 60)),
                 batch_max: self.batch_max as usize,
                 queue_bound: self.queue_bound as usize,
+                limits: Limits {
+                    max_reschedules: self.max_reschedules,
+                    max_cancellations: self.max_cancellations,
+                    cancellation_window_days: self.cancellation_window_days,
+                },
                 wait_km_per_day: self.wait_km_per_day,
                 offer_ttl: Duration::from_secs(
                     self.offer_seconds.unwrap_or(self.offer_minutes * 60),
@@ -249,9 +265,29 @@ mod tests {
             format!("{settings:?}"),
             format!("{:?}", Settings::default())
         );
-        let settings = serve_args(&["--hold-seconds", "90", "--batch-max", "64"]).settings();
+        let settings = serve_args(&[
+            "--hold-seconds",
+            "90",
+            "--batch-max",
+            "64",
+            "--max-reschedules",
+            "0",
+            "--max-cancellations",
+            "5",
+            "--cancellation-window-days",
+            "7",
+        ])
+        .settings();
         assert_eq!(settings.engine.hold_ttl, Duration::from_secs(90));
         assert_eq!(settings.engine.batch_max, 64);
+        assert_eq!(
+            settings.engine.limits,
+            Limits {
+                max_reschedules: 0,
+                max_cancellations: 5,
+                cancellation_window_days: 7
+            }
+        );
         assert_eq!(settings.engine.linger, EngineConfig::default().linger);
     }
 
@@ -283,6 +319,18 @@ mod tests {
             ),
             ("--batch-max", d.engine.batch_max.to_string()),
             ("--queue-bound", d.engine.queue_bound.to_string()),
+            (
+                "--max-reschedules",
+                d.engine.limits.max_reschedules.to_string(),
+            ),
+            (
+                "--max-cancellations",
+                d.engine.limits.max_cancellations.to_string(),
+            ),
+            (
+                "--cancellation-window-days",
+                d.engine.limits.cancellation_window_days.to_string(),
+            ),
             ("--max-in-flight", d.max_in_flight.to_string()),
             ("--wait-km-per-day", d.engine.wait_km_per_day.to_string()),
             (

@@ -406,6 +406,11 @@ mod tests {
                 slot_id: 1,
                 taken: 2,
             },
+            Refusal::RescheduleLimitReached { limit: 2 },
+            Refusal::CancellationLimitReached {
+                limit: 3,
+                window_days: 30,
+            },
             Refusal::CandidatesFull,
         ] {
             let problem = crate::http::v1::refusal_problem(&refusal);

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::journal::{AckedAppointment, Journal, Knowledge};
-use super::scenario::LoadScenario;
+use super::scenario::{BookingMode, LoadScenario};
 use super::stats::{AttemptResult, Endpoint, Stats};
 use crate::domain::geo::haversine_km;
 use crate::domain::registry::CitizenRecord;
@@ -518,16 +518,7 @@ async fn hold(
         .await;
         ctx.journal().holds.add(reply.knowledge());
         match reply {
-            Reply::Ok(v) => {
-                user.think(ctx);
-                let h: HoldResponse =
-                    serde_json::from_value(v).map_err(|_| "hold: bad body".to_string())?;
-                if let Some(exp) = parse_start(&h.expires_at) {
-                    let mut j = ctx.journal();
-                    j.latest_hold_expiry_unix = j.latest_hold_expiry_unix.max(Some(exp));
-                }
-                return Ok(h.hold_id);
-            }
+            Reply::Ok(v) => return held(ctx, user, v),
             Reply::Refused { code, body, .. } if code == "slot_full" => {
                 user.think(ctx);
                 match alternative(&body) {
@@ -551,6 +542,78 @@ async fn hold(
         }
     }
     Err("hold: slot_full after alternatives".into())
+}
+
+/// Holds a seat as the scenario's booking mode says: a slot found and held (with the
+/// alternatives after `slot_full`), or the engine's pick near home. Returns the hold id.
+async fn hold_a_seat(ctx: &Ctx, user: &mut User, ready: &Ready) -> Result<String, String> {
+    match ctx.scenario.booking.mode {
+        BookingMode::Slot => {
+            let (o, s) = find_slot(ctx, user, &ready.citizen, None).await?;
+            hold(ctx, user, ready, o, s).await
+        }
+        BookingMode::Pick => pick_hold(ctx, user, ready).await,
+    }
+}
+
+/// `POST /v1/holds` with `pick` near home within `pick_max_km`; after
+/// `no_seat_within_limits`, once more with the wider `max_km` the answer offers (a person
+/// accepting a longer trip), up to `hold_attempts_max` attempts.
+async fn pick_hold(ctx: &Ctx, user: &mut User, ready: &Ready) -> Result<String, String> {
+    let home = ready.citizen.location;
+    let mut max_km = ctx.scenario.booking.pick_max_km;
+    for _ in 0..ctx.scenario.behaviour.hold_attempts_max {
+        let body = json!({
+            "application_id": ready.application_id,
+            "pick": { "near": { "lat": home.lat, "lon": home.lon }, "max_km": max_km },
+        });
+        let reply = call(
+            ctx,
+            user,
+            Endpoint::Hold,
+            Method::POST,
+            "/v1/holds",
+            Some(&body),
+        )
+        .await;
+        ctx.journal().holds.add(reply.knowledge());
+        match reply {
+            Reply::Ok(v) => return held(ctx, user, v),
+            Reply::Refused { code, body, .. } if code == "no_seat_within_limits" => {
+                let wider = body["extra"]["relaxations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|r| r["max_km"].as_f64());
+                match wider {
+                    Some(km) if km > max_km => {
+                        max_km = km;
+                        user.think(ctx);
+                    }
+                    _ => return Err("hold: no_seat_within_limits".into()),
+                }
+            }
+            Reply::Refused { code, body, .. } if code == "already_holding" => {
+                if let Some(id) = body["extra"]["hold_id"].as_str() {
+                    return Ok(id.to_string());
+                }
+                return Err("hold: already_holding".into());
+            }
+            other => return Err(format!("hold: {}", other.outcome())),
+        }
+    }
+    Err("hold: no_seat_within_limits after relaxations".into())
+}
+
+/// A granted hold: its id, and its expiry in the journal.
+fn held(ctx: &Ctx, user: &mut User, v: Value) -> Result<String, String> {
+    user.think(ctx);
+    let h: HoldResponse = serde_json::from_value(v).map_err(|_| "hold: bad body".to_string())?;
+    if let Some(exp) = parse_start(&h.expires_at) {
+        let mut j = ctx.journal();
+        j.latest_hold_expiry_unix = j.latest_hold_expiry_unix.max(Some(exp));
+    }
+    Ok(h.hold_id)
 }
 
 async fn confirm(
@@ -651,8 +714,7 @@ async fn run_journey(
         JourneyKind::Bot => bot(ctx, user, citizen).await,
         JourneyKind::DeclinedPayment => {
             let ready = apply_and_pay(ctx, user, citizen, true).await?;
-            let (o, s) = find_slot(ctx, user, &ready.citizen, None).await?;
-            let hold_id = hold(ctx, user, &ready, o, s).await?;
+            let hold_id = hold_a_seat(ctx, user, &ready).await?;
             match confirm(ctx, user, &ready, &hold_id).await {
                 Ok(_) => Err("confirm: booked with a declined payment".into()),
                 Err(e) => Err(e),
@@ -660,8 +722,7 @@ async fn run_journey(
         }
         JourneyKind::AbandonHold | JourneyKind::ReleaseHold => {
             let ready = apply_and_pay(ctx, user, citizen, false).await?;
-            let (o, s) = find_slot(ctx, user, &ready.citizen, None).await?;
-            let hold_id = hold(ctx, user, &ready, o, s).await?;
+            let hold_id = hold_a_seat(ctx, user, &ready).await?;
             if kind == JourneyKind::AbandonHold {
                 return Ok("abandoned");
             }
@@ -675,8 +736,7 @@ async fn run_journey(
         }
         JourneyKind::Book | JourneyKind::Cancel | JourneyKind::Reschedule => {
             let ready = apply_and_pay(ctx, user, citizen, false).await?;
-            let (o, s) = find_slot(ctx, user, &ready.citizen, None).await?;
-            let hold_id = hold(ctx, user, &ready, o, s).await?;
+            let hold_id = hold_a_seat(ctx, user, &ready).await?;
             let booked = confirm(ctx, user, &ready, &hold_id).await?;
             if user.rng.gen_bool(ctx.scenario.behaviour.status_check_share) {
                 let path = format!(

@@ -213,6 +213,78 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     })
 }
 
+/// The scenario's booking mode and then each of `booking.compare`, one run each on a fresh
+/// spawned server (its own folder in `out_dir`, named after the mode: SQLite file, log,
+/// reports; on PostgreSQL a database of its own beside the one given, `<name>_<mode>`, which
+/// must not exist yet), then `compare.json` and `compare.md` in `out_dir`.
+pub async fn run_compared(config: RunConfig) -> Result<Vec<RunOutcome>, LoadtestError> {
+    let Target::Spawn(spec) = &config.target else {
+        return Err(LoadtestError::Server(
+            "booking.compare needs --spawn: each booking mode runs on a fresh server".into(),
+        ));
+    };
+    let booking = &config.scenario.booking;
+    let modes: Vec<_> = std::iter::once(booking.mode)
+        .chain(booking.compare.iter().copied())
+        .collect();
+    let mut outcomes = Vec::with_capacity(modes.len());
+    for mode in modes {
+        let out_dir = config.out_dir.join(mode.as_str());
+        std::fs::create_dir_all(&out_dir)?;
+        let database_url = match &spec.database_url {
+            Some(url) => Some(fresh_postgres(url, mode.as_str()).await?),
+            None => None,
+        };
+        let mut scenario = config.scenario.clone();
+        scenario.booking.mode = mode;
+        scenario.booking.compare.clear();
+        let run_config = RunConfig {
+            scenario,
+            target: Target::Spawn(ServerSpec {
+                database_url,
+                sqlite_path: out_dir.join("nobat.db"),
+                log_path: out_dir.join("server.log"),
+                ..spec.clone()
+            }),
+            out_dir,
+            ..config.clone()
+        };
+        outcomes.push(run(run_config).await?);
+    }
+    let reports: Vec<&Report> = outcomes.iter().map(|o| &o.report).collect();
+    report::write_comparison(&config.out_dir, &report::comparison(&reports))?;
+    Ok(outcomes)
+}
+
+/// Creates the database `<name>_<suffix>` beside the one `url` names; refuses one that exists
+/// (a comparison needs every run on an empty database).
+async fn fresh_postgres(url: &str, suffix: &str) -> Result<String, LoadtestError> {
+    use sqlx::Connection;
+    let (base, name) = url
+        .rsplit_once('/')
+        .filter(|(_, n)| !n.is_empty() && !n.contains('?'))
+        .ok_or_else(|| LoadtestError::BadTarget(url.into(), "no database name".into()))?;
+    let fresh = format!("{name}_{suffix}");
+    let fail = |e: sqlx::Error| LoadtestError::Server(format!("creating database {fresh}: {e}"));
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(fail)?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&fresh)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(fail)?;
+    if exists.is_some() {
+        return Err(LoadtestError::Server(format!(
+            "database {fresh} exists: drop it first (a comparison runs every mode on an empty database)"
+        )));
+    }
+    sqlx::query(&format!("CREATE DATABASE \"{fresh}\""))
+        .execute(&mut conn)
+        .await
+        .map_err(fail)?;
+    conn.close().await.ok();
+    Ok(format!("{base}/{fresh}"))
+}
+
 /// The server's scenario as the generator needs it: its synthetic citizens, and the offices
 /// offering first issuance with their locations.
 fn server_world(
@@ -402,6 +474,7 @@ fn scenario_info(config: &RunConfig, scenario: &LoadScenario) -> ScenarioInfo {
         drain_secs: scenario.drain_secs,
         peak_arrivals_per_sec: scenario.peak_rate(),
         expected_arrivals: scenario.expected_arrivals().round(),
+        booking: scenario.booking.mode.as_str().to_string(),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct ScenarioInfo {
     pub drain_secs: f64,
     pub peak_arrivals_per_sec: f64,
     pub expected_arrivals: f64,
+    /// How booking journeys took their seat (`slot` or `pick`).
+    pub booking: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +81,9 @@ pub struct Totals {
     pub ok: u64,
     pub refused: u64,
     pub errors: u64,
+    /// Answers 409 (a seat or state someone else got first: `slot_full`,
+    /// `no_seat_within_limits`, `already_holding`, …), every endpoint.
+    pub conflicts: u64,
     pub bookings: u64,
     /// Confirmed bookings per second over the arrival window.
     pub bookings_per_sec_mean: f64,
@@ -172,7 +177,13 @@ pub fn build(
         .windows(10.min(timeline.len().max(1)))
         .map(|w| w.iter().map(|s| s.bookings).sum::<u64>() as f64 / w.len() as f64)
         .fold(0.0, f64::max);
+    let conflicts = stats
+        .endpoints
+        .values()
+        .filter_map(|e| e.statuses.get(&409))
+        .sum();
     let totals = Totals {
+        conflicts,
         arrivals: stats.arrivals,
         shed_by_generator: stats.shed,
         journeys_done: stats.journeys_done,
@@ -268,8 +279,12 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "- **confirmed bookings: {} ({:.2}/s mean, {:.2}/s best 10 s)**",
-        t.bookings, t.bookings_per_sec_mean, t.bookings_per_sec_peak_10s
+        "- **confirmed bookings: {} ({:.2}/s mean, {:.2}/s best 10 s)**; seats taken by {}; conflicts (409): {}",
+        t.bookings,
+        t.bookings_per_sec_mean,
+        t.bookings_per_sec_peak_10s,
+        r.scenario.booking,
+        t.conflicts
     );
     if let Some(c) = &r.crash {
         let _ = writeln!(
@@ -357,6 +372,140 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "| {k} | {v} |");
     }
     s
+}
+
+/// One run of a comparison (`booking.compare`): the same arrivals, another booking mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparedRun {
+    pub booking: String,
+    pub arrivals: u64,
+    pub bookings: u64,
+    pub bookings_per_sec_mean: f64,
+    pub bookings_per_sec_peak_10s: f64,
+    /// 409 answers, every endpoint.
+    pub conflicts: u64,
+    /// 409 answers to `POST /v1/holds`, by problem code.
+    pub hold_conflicts: BTreeMap<String, u64>,
+    pub hold_requests: u64,
+    pub errors: u64,
+    pub p99_all_ms: f64,
+    pub p99_hold_ms: f64,
+    pub p99_arrival_to_booked_ms: f64,
+    pub audit_passed: bool,
+}
+
+/// The runs of one invocation side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub scenario: String,
+    pub backend: String,
+    pub rate_scale: f64,
+    pub runs: Vec<ComparedRun>,
+}
+
+pub fn comparison(reports: &[&Report]) -> Comparison {
+    let runs = reports
+        .iter()
+        .map(|r| {
+            let hold = r
+                .endpoints
+                .iter()
+                .find(|e| e.endpoint == Endpoint::Hold.label());
+            ComparedRun {
+                booking: r.scenario.booking.clone(),
+                arrivals: r.totals.arrivals,
+                bookings: r.totals.bookings,
+                bookings_per_sec_mean: r.totals.bookings_per_sec_mean,
+                bookings_per_sec_peak_10s: r.totals.bookings_per_sec_peak_10s,
+                conflicts: r.totals.conflicts,
+                hold_conflicts: hold.map_or_else(BTreeMap::new, |h| {
+                    h.problem_codes
+                        .iter()
+                        .filter(|(code, _)| CONFLICT_CODES.contains(&code.as_str()))
+                        .map(|(c, n)| (c.clone(), *n))
+                        .collect()
+                }),
+                hold_requests: hold.map_or(0, |h| h.latency.count),
+                errors: r.totals.errors,
+                p99_all_ms: r.all_requests.p99_ms,
+                p99_hold_ms: hold.map_or(0.0, |h| h.latency.p99_ms),
+                p99_arrival_to_booked_ms: r.time_to_book.p99_ms,
+                audit_passed: r.audit.passed,
+            }
+        })
+        .collect();
+    let first = reports.first();
+    Comparison {
+        scenario: first.map_or_else(String::new, |r| r.scenario.name.clone()),
+        backend: first.map_or_else(String::new, |r| r.target.backend.clone()),
+        rate_scale: first.map_or(1.0, |r| r.scenario.rate_scale),
+        runs,
+    }
+}
+
+/// The codes a hold is answered 409 with.
+const CONFLICT_CODES: &[&str] = &[
+    "slot_full",
+    "no_seat_within_limits",
+    "already_holding",
+    "already_booked",
+];
+
+pub fn comparison_markdown(c: &Comparison) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Load test: {}, booking modes compared\n\nThe same arrivals (same seed) against a fresh server each, {}, rate scale {}; each run's own report is in the folder named after its mode.\n",
+        c.scenario, c.backend, c.rate_scale
+    );
+    let _ = writeln!(s, "| booking | arrivals | bookings | bookings/s (mean) | bookings/s (best 10 s) | conflicts (409, all) | holds | hold 409s | p99 all (ms) | p99 hold (ms) | p99 arrival → booked (ms) | errors | audit |");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+    );
+    for r in &c.runs {
+        let codes = r
+            .hold_conflicts
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.booking,
+            r.arrivals,
+            r.bookings,
+            r.bookings_per_sec_mean,
+            r.bookings_per_sec_peak_10s,
+            r.conflicts,
+            r.hold_requests,
+            if codes.is_empty() {
+                "none".into()
+            } else {
+                codes
+            },
+            r.p99_all_ms,
+            r.p99_hold_ms,
+            r.p99_arrival_to_booked_ms,
+            r.errors,
+            if r.audit_passed {
+                "passed"
+            } else {
+                "**FAILED**"
+            }
+        );
+    }
+    s
+}
+
+/// Writes `compare.json` and `compare.md` into `dir`.
+pub fn write_comparison(dir: &Path, c: &Comparison) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(c).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("compare.json"), json)?;
+    std::fs::write(dir.join("compare.md"), comparison_markdown(c))?;
+    Ok(())
 }
 
 /// Two stacked line charts over the run's seconds: throughput (arrivals, ok requests,

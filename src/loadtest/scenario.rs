@@ -55,6 +55,9 @@ pub struct LoadScenario {
     pub mix: Mix,
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// How booking journeys take a seat, and which other ways to run for comparison.
+    #[serde(default)]
+    pub booking: BookingOptions,
     #[serde(default)]
     pub retry: RetryModel,
     #[serde(default)]
@@ -189,6 +192,63 @@ impl Default for Behaviour {
             bot_requests: 20,
             bot_interval_ms: 50,
             bot_identities: 3,
+        }
+    }
+}
+
+/// How a journey that books takes its seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingMode {
+    /// Find a slot (nearest offices, an earliest free one or one from a listing) and hold it,
+    /// taking the alternatives a `slot_full` offers.
+    Slot,
+    /// Let the engine choose: `POST /v1/holds` with `pick` near home within `pick_max_km`
+    /// (widened once to the `max_km` a `no_seat_within_limits` offers).
+    Pick,
+}
+
+impl BookingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingMode::Slot => "slot",
+            BookingMode::Pick => "pick",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingOptions {
+    /// How the journeys that hold a seat (book, cancel, reschedule, abandon and release a hold,
+    /// declined payment) take it. Bots always hammer one slot; a reschedule names its new slot.
+    #[serde(default = "BookingOptions::default_mode")]
+    pub mode: BookingMode,
+    /// `pick`: how far from home the office may be, in km.
+    #[serde(default = "BookingOptions::default_pick_max_km")]
+    pub pick_max_km: f64,
+    /// Also run the same arrivals (same seed, a fresh server each) with these modes, one after
+    /// another, and write a comparison (`compare.md`, `compare.json`) beside their reports.
+    #[serde(default)]
+    pub compare: Vec<BookingMode>,
+}
+
+impl BookingOptions {
+    fn default_mode() -> BookingMode {
+        BookingMode::Slot
+    }
+
+    fn default_pick_max_km() -> f64 {
+        30.0
+    }
+}
+
+impl Default for BookingOptions {
+    fn default() -> Self {
+        Self {
+            mode: Self::default_mode(),
+            pick_max_km: Self::default_pick_max_km(),
+            compare: Vec::new(),
         }
     }
 }
@@ -370,6 +430,20 @@ impl LoadScenario {
         {
             return bad("behaviour: offices_limit 1..=100, hold_attempts_max 1..=10, bot_requests ≤ 10000, bot_identities ≥ 1".into());
         }
+        let booking = &self.booking;
+        if !(booking.pick_max_km > 0.0 && booking.pick_max_km <= 300.0) {
+            return bad("booking.pick_max_km must be above 0 and at most 300".into());
+        }
+        let mut modes = vec![booking.mode];
+        for m in &booking.compare {
+            if modes.contains(m) {
+                return bad(format!(
+                    "booking.compare: {} is run once already",
+                    m.as_str()
+                ));
+            }
+            modes.push(*m);
+        }
         if !(1..=20).contains(&self.retry.attempts_max) {
             return bad("retry.attempts_max must be 1 to 20".into());
         }
@@ -480,6 +554,30 @@ book = 1
         );
         let s = LoadScenario::from_toml_str(&text, "t.toml").unwrap();
         assert!((s.rate_at(5.0) - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn booking_is_by_slot_unless_the_file_says_pick() {
+        let s = LoadScenario::from_toml_str(MINIMAL, "t.toml").unwrap();
+        assert_eq!(s.booking.mode, BookingMode::Slot);
+        assert!(s.booking.compare.is_empty());
+        let text = format!(
+            "{MINIMAL}[booking]\nmode = \"pick\"\npick_max_km = 20\ncompare = [\"slot\"]\n"
+        );
+        let s = LoadScenario::from_toml_str(&text, "t.toml").unwrap();
+        assert_eq!(
+            (s.booking.mode, s.booking.pick_max_km, s.booking.compare),
+            (BookingMode::Pick, 20.0, vec![BookingMode::Slot])
+        );
+        for (bad, says) in [
+            ("mode = \"pick\"\ncompare = [\"pick\"]", "run once already"),
+            ("pick_max_km = 0", "pick_max_km"),
+            ("mode = \"any\"", "booking.mode"),
+        ] {
+            let text = format!("{MINIMAL}[booking]\n{bad}\n");
+            let e = LoadScenario::from_toml_str(&text, "t.toml").unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, Candidate, PartOfDay, PickLimits, SlotView, Want};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
-use crate::booking::{Expire, Outcome, ReleaseSeat, Request};
+use crate::booking::{Expire, Limits, Outcome, ReleaseSeat, Request};
 use crate::domain::time::Clock;
 use crate::store::{BatchConn, Source, Store, StoreError};
 
@@ -67,6 +67,9 @@ pub struct EngineConfig {
     /// transactions overlap; on SQLite they share the writer thread, and one's batch waits in
     /// its queue while another's runs.
     pub writers: usize,
+    /// The caps on an applicant's reschedules and cancellations, which every batch is decided
+    /// under.
+    pub limits: Limits,
     /// What a day of waiting costs an auto-pick, in km of travel (the allocator's
     /// `wait_km_per_day`): a seat `d` days from today costs distance + this × `d`.
     pub wait_km_per_day: f64,
@@ -88,6 +91,7 @@ impl Default for EngineConfig {
             batch_attempts: 3,
             sweep_limit: 2_000,
             writers: 2,
+            limits: Limits::default(),
             wait_km_per_day: 5.0,
             offer_ttl: Duration::from_secs(2 * 3600),
             release_delay_min: Duration::from_secs(5 * 60),

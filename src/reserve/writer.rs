@@ -207,6 +207,7 @@ fn run_once<'a>(store: &'a Store, conn: &'a BatchConn, env: Env<'_>, jobs: &[Job
         now,
         idempotency_keys: Vec::new(),
         sweep_limit: Some(SWEEP_PER_BATCH),
+        limits: env.config.limits,
     };
     for job in jobs {
         job.request.touches(&mut keys);

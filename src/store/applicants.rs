@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord, StoredAnswer};
+use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord, StoredAnswer, APPT_COLS};
 use super::{on_pool, sqlite_sql, Store, StoreError};
 use crate::booking::{AppointmentRow, HoldRow, PaymentStatus};
 
@@ -341,16 +341,15 @@ impl Store {
         &self,
         tracking_code: &str,
     ) -> Result<Option<AppointmentRow>, StoreError> {
-        let sql = "SELECT tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at \
-                   FROM appointments WHERE tracking_code = $1";
+        let sql = format!("SELECT {APPT_COLS} FROM appointments WHERE tracking_code = $1");
         match self {
-            Store::Postgres(pool) => sqlx::query(sql)
+            Store::Postgres(pool) => sqlx::query(&sql)
                 .bind(tracking_code)
                 .fetch_optional(pool)
                 .await?
                 .map(|r| pg::appointment(&r))
                 .transpose(),
-            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql))
+            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(&sql))
                 .bind(tracking_code)
                 .fetch_optional(pool)
                 .await?

@@ -25,10 +25,11 @@
 //! id, holds by id (with the offer holds of those entries), the entries of the waitlist offers
 //! among them, appointments by tracking code (all locked: the batch may change them), the
 //! active entries of joining citizens, seat releases by id (locked), the live holds and active
-//! appointments of the batch's citizens, payments, applications, then slots (those whose seat
-//! count the batch may change locked, in id order; the rest read only), then the waiting
-//! entries of the offices of the slots not yet started where the batch may free a seat (a hold
-//! not merely confirmed, an appointment, a release: `WAITERS_PER_OFFICE` each, earliest
+//! appointments of the batch's citizens, the cancelling citizens' own cancellations in the
+//! window of `Limits` (counted in the event log), payments, applications, then slots (those
+//! whose seat count the batch may change locked, in id order; the rest read only), then the
+//! waiting entries of the offices of the slots not yet started where the batch may free a seat
+//! (a hold not merely confirmed, an appointment, a release: `WAITERS_PER_OFFICE` each, earliest
 //! joined first), and those waiters' live holds and active appointments, then the idempotency
 //! records. Slots come after holds, appointments and releases because those name them; the
 //! waiters after the slots because a slot names its office. A batch that frees no seat (the
@@ -184,6 +185,12 @@ pub(super) enum ReadStep<'k> {
     LiveHoldsOf(&'k [String]),
     /// The active (`booked`, `checked_in`) appointments of these citizens.
     ActiveAppointmentsOf(&'k [String]),
+    /// How many appointments each of these citizens cancelled themselves after `after` (their
+    /// `appointment_cancelled` events as actor); a citizen with none may be left out.
+    CancellationsOf {
+        codes: &'k [String],
+        after: i64,
+    },
     /// Payments by id, with their application's service and national code.
     Payments(&'k [String]),
     Applications(&'k [String]),
@@ -231,6 +238,7 @@ enum Stage {
     Releases,
     LiveHoldsOf,
     ActiveAppointmentsOf,
+    CancellationsOf,
     Payments,
     Applications,
     LockedSlots,
@@ -257,6 +265,7 @@ impl ReadStep<'_> {
             | ReadStep::ActiveAppointmentsOf(ids)
             | ReadStep::Payments(ids)
             | ReadStep::Applications(ids) => ids.is_empty(),
+            ReadStep::CancellationsOf { codes, .. } => codes.is_empty(),
             ReadStep::LockedSlots(ids) | ReadStep::Slots(ids) => ids.is_empty(),
             ReadStep::IdempotencyRecords(keys) => keys.is_empty(),
         }
@@ -340,6 +349,10 @@ impl<'k> ReadPlan<'k> {
                 Stage::ActiveAppointmentsOf => {
                     Some(ReadStep::ActiveAppointmentsOf(&keys.citizen_codes))
                 }
+                Stage::CancellationsOf => Some(ReadStep::CancellationsOf {
+                    codes: &keys.cancelling,
+                    after: extras.limits.cancellations_counted_after(extras.now),
+                }),
                 Stage::Payments => Some(ReadStep::Payments(&keys.payments)),
                 Stage::Applications => Some(ReadStep::Applications(&keys.applications)),
                 Stage::LockedSlots => {
@@ -485,6 +498,13 @@ impl<'k> ReadPlan<'k> {
         offices
     }
 
+    /// A citizen's count of own cancellations [`ReadStep::CancellationsOf`] found.
+    pub fn cancellations(&mut self, national_code: String, count: i64) {
+        debug_assert_eq!(self.reading, Stage::CancellationsOf);
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        self.state.recent_cancellations.insert(national_code, count);
+    }
+
     pub fn payment(&mut self, p: PaymentRow) {
         debug_assert_eq!(self.reading, Stage::Payments);
         self.state.payments.insert(p.id.clone(), p);
@@ -509,6 +529,7 @@ impl<'k> ReadPlan<'k> {
     /// The state to decide on (indexed by citizen) and the idempotency records found.
     pub fn finish(mut self) -> (BatchState, Stored) {
         debug_assert_eq!(self.stage, Stage::Done);
+        self.state.limits = self.extras.limits;
         self.state.index();
         (self.state, self.stored)
     }
@@ -525,7 +546,8 @@ impl Stage {
             Stage::ActiveEntriesOf => Stage::Releases,
             Stage::Releases => Stage::LiveHoldsOf,
             Stage::LiveHoldsOf => Stage::ActiveAppointmentsOf,
-            Stage::ActiveAppointmentsOf => Stage::Payments,
+            Stage::ActiveAppointmentsOf => Stage::CancellationsOf,
+            Stage::CancellationsOf => Stage::Payments,
             Stage::Payments => Stage::Applications,
             Stage::Applications => Stage::LockedSlots,
             Stage::LockedSlots => Stage::Slots,
@@ -550,7 +572,7 @@ fn keeps_its_seat(hold: &HoldRow, keys: &BatchKeys, now: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::booking::AppointmentStatus;
+    use crate::booking::{AppointmentStatus, Limits};
     use crate::store::StoredAnswer;
 
     fn hold(id: &str, slot_id: i64, status: HoldStatus, expires_at: i64) -> HoldRow {
@@ -579,6 +601,7 @@ mod tests {
             status: AppointmentStatus::Booked,
             created_at: 0,
             updated_at: 0,
+            reschedules: 0,
         }
     }
 
@@ -717,6 +740,12 @@ mod tests {
                 ReadStep::WaiterCitizens(c) => asked.push(format!("waiter citizens {c:?}")),
                 ReadStep::LiveHoldsOf(c) => asked.push(format!("live holds of {c:?}")),
                 ReadStep::ActiveAppointmentsOf(c) => asked.push(format!("active of {c:?}")),
+                ReadStep::CancellationsOf { codes, after } => {
+                    asked.push(format!("cancellations of {codes:?} after {after}"));
+                    for code in codes {
+                        plan.cancellations(code.clone(), 2);
+                    }
+                }
                 ReadStep::Payments(ids) => asked.push(format!("payments {ids:?}")),
                 ReadStep::Applications(ids) => asked.push(format!("applications {ids:?}")),
                 ReadStep::LockedSlots(ids) => asked.push(format!("locked slots {ids:?}")),
@@ -740,6 +769,7 @@ mod tests {
             now: 100,
             idempotency_keys: vec![("c".into(), "k".into())],
             sweep_limit: Some(64),
+            limits: Limits::default(),
         };
         let holds = [
             hold("h_live", 1, HoldStatus::Live, 600),
@@ -772,6 +802,40 @@ mod tests {
     }
 
     #[test]
+    fn a_cancellation_reads_its_citizens_own_cancellations_in_the_window() {
+        let mut keys = BatchKeys {
+            appointments: vec!["T1".into()],
+            cancelling: vec!["c".into(), "c".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let limits = Limits {
+            max_cancellations: 5,
+            cancellation_window_days: 10,
+            ..Limits::default()
+        };
+        let extras = BatchExtras {
+            now: 20 * 86_400,
+            idempotency_keys: Vec::new(),
+            sweep_limit: None,
+            limits,
+        };
+        let (asked, state) = run_reads(&keys, &extras, Locking::Rows, &[], &[]);
+        assert_eq!(
+            asked,
+            [
+                r#"appointments ["T1"]"#.to_string(),
+                format!(r#"cancellations of ["c"] after {}"#, 10 * 86_400),
+            ]
+        );
+        assert_eq!(state.recent_cancellations["c"], 2);
+        assert_eq!(
+            state.limits, limits,
+            "the batch is decided under the writer's caps"
+        );
+    }
+
+    #[test]
     fn a_slot_both_locked_and_unlocked_is_read_once_locked() {
         let mut keys = BatchKeys {
             slots: vec![1],
@@ -783,6 +847,7 @@ mod tests {
             now: 0,
             idempotency_keys: Vec::new(),
             sweep_limit: None,
+            limits: Limits::default(),
         };
         let (asked, _) = run_reads(
             &keys,
@@ -801,6 +866,7 @@ mod tests {
             now: 100,
             idempotency_keys: Vec::new(),
             sweep_limit: None,
+            limits: Limits::default(),
         };
         let mut plan = ReadPlan::new(keys, &extras, Locking::Database);
         let mut asked = Vec::new();

@@ -21,8 +21,8 @@ use super::lite_writer::{LiteSettings, LiteWriter};
 use super::{Store, StoreError};
 use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, Effects, HoldRow,
-    HoldStatus, PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow, SlotRow,
-    WaitLimits, WaitRow, WaitStatus,
+    HoldStatus, Limits, PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow,
+    SlotRow, WaitLimits, WaitRow, WaitStatus,
 };
 
 /// A stored answer to an idempotent request.
@@ -96,6 +96,9 @@ pub struct BatchExtras {
     /// `BatchState::due_holds`), so every batch expires some while it is there anyway: seats
     /// come back on time even when the pool is too busy for the separate sweeper.
     pub sweep_limit: Option<i64>,
+    /// The caps the batch is decided under (`BatchState::limits`); their window says which of
+    /// the cancelling citizens' cancellations are read.
+    pub limits: Limits,
 }
 
 /// What writers run their batches on. On SQLite it holds the handle of the writer thread
@@ -151,8 +154,10 @@ pub(super) fn corrupt(what: &str) -> StoreError {
 
 pub(super) const HOLD_COLS: &str =
     "id, slot_id, application_id, national_code, service, status, created_at, expires_at";
-pub(super) const APPT_COLS: &str =
-    "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at";
+/// The columns of an appointment row, in the order the decoders read them: every query whose rows
+/// are decoded as `AppointmentRow`s selects these.
+pub(crate) const APPT_COLS: &str =
+    "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules";
 pub(super) const SLOT_COLS: &str = "id, office_id, start_at, duration_minutes, capacity, taken";
 pub(super) const APPLICATION_COLS: &str = "id, national_code, service";
 
@@ -188,6 +193,7 @@ macro_rules! decode_booking_rows {
                     .ok_or_else(|| corrupt("appointment status"))?,
                 created_at: row.try_get(9)?,
                 updated_at: row.try_get(10)?,
+                reschedules: row.try_get(11)?,
             })
         }
     };
@@ -361,6 +367,22 @@ impl Store {
 /// replans only when the table is analyzed, which with autovacuum off is never.
 pub const PG_BATCH_BEGIN: &str = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
+/// The citizens' own cancellations after a time (`ReadStep::CancellationsOf`), read through
+/// the partial index of the log's cancellation events (migration 0008): on PostgreSQL all the
+/// batch's citizens at once, on SQLite one citizen per execution.
+pub const CANCELLATIONS_OF_PG: &str = "SELECT actor, COUNT(*) FROM events \
+     WHERE kind = 'appointment_cancelled' AND actor = ANY($1) AND at > $2 GROUP BY actor";
+/// Locks the citizens of a batch's cancellations until its transaction ends (PostgreSQL
+/// advisory locks keyed by a hash of the national code, taken in code order: the volatile
+/// function runs after the sort). Their appointment rows are locked anyway; a citizen's
+/// cancellation count is not a row, and without this, two processes cancelling two of one
+/// citizen's appointments at once could both count before either wrote.
+const LOCK_CITIZENS_PG: &str = "SELECT pg_advisory_xact_lock(hashtextextended(c, 21)) \
+     FROM UNNEST($1::text[]) AS c ORDER BY c";
+/// SQLite's statement of [`CANCELLATIONS_OF_PG`], for one citizen.
+pub const CANCELLATIONS_OF_LITE: &str = "SELECT COUNT(*) FROM events \
+     WHERE kind = 'appointment_cancelled' AND actor = ?1 AND at > ?2";
+
 /// PostgreSQL's executor of a batch's reads (`batch_plan::ReadPlan`): one statement per read,
 /// the keys bound as arrays.
 async fn pg_read(
@@ -421,6 +443,22 @@ async fn pg_read(
                            JOIN applications a ON a.id = p.application_id WHERE p.id = ANY($1)";
                 for row in sqlx::query(sql).bind(ids).fetch_all(&mut **tx).await? {
                     plan.payment(pg::payment(&row)?);
+                }
+            }
+            ReadStep::CancellationsOf { codes, after } => {
+                // The citizens are locked first (sorted), so that two processes cancelling for
+                // one citizen count one after the other.
+                sqlx::query(LOCK_CITIZENS_PG)
+                    .bind(codes)
+                    .execute(&mut **tx)
+                    .await?;
+                let counts: Vec<(String, i64)> = sqlx::query_as(CANCELLATIONS_OF_PG)
+                    .bind(codes)
+                    .bind(after)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                for (code, count) in counts {
+                    plan.cancellations(code, count);
                 }
             }
             ReadStep::Applications(ids) => {
@@ -497,8 +535,8 @@ async fn pg_write(
             }
             WriteStep::AppointmentUpdates(updates) => {
                 sqlx::query(
-                    "UPDATE appointments SET status = u.status, slot_id = u.slot_id, office_id = u.office_id, start_at = u.start_at, updated_at = u.updated_at \
-                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS u(code, status, slot_id, office_id, start_at, updated_at) \
+                    "UPDATE appointments SET status = u.status, slot_id = u.slot_id, office_id = u.office_id, start_at = u.start_at, updated_at = u.updated_at, reschedules = u.reschedules \
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[]) AS u(code, status, slot_id, office_id, start_at, updated_at, reschedules) \
                      WHERE appointments.tracking_code = u.code",
                 )
                 .bind(column(updates.values(), |a| a.tracking_code.as_str()))
@@ -507,6 +545,7 @@ async fn pg_write(
                 .bind(column(updates.values(), |a| a.office_id.as_str()))
                 .bind(column(updates.values(), |a| a.start_at))
                 .bind(column(updates.values(), |a| a.updated_at))
+                .bind(column(updates.values(), |a| a.reschedules))
                 .execute(&mut **tx)
                 .await?;
             }
@@ -527,7 +566,7 @@ async fn pg_write(
             }
             WriteStep::NewAppointments(a) => {
                 sqlx::query(&format!(
-                    "INSERT INTO appointments ({APPT_COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])"
+                    "INSERT INTO appointments ({APPT_COLS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[])"
                 ))
                 .bind(column(a, |x| x.tracking_code.as_str()))
                 .bind(column(a, |x| x.slot_id))
@@ -540,33 +579,13 @@ async fn pg_write(
                 .bind(column(a, |x| x.status.as_str()))
                 .bind(column(a, |x| x.created_at))
                 .bind(column(a, |x| x.updated_at))
+                .bind(column(a, |x| x.reschedules))
                 .execute(&mut **tx)
                 .await?;
             }
-            WriteStep::RaiseCapacity(capacities) => {
-                let (ids, caps) = pairs(capacities);
-                sqlx::query("UPDATE slots SET capacity = GREATEST(slots.capacity, c.capacity) FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
-                    .bind(&ids)
-                    .bind(&caps)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            WriteStep::SeatDeltas(deltas) => {
-                let (ids, deltas) = pairs(deltas);
-                sqlx::query("UPDATE slots SET taken = slots.taken + d.delta FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE slots.id = d.id")
-                    .bind(&ids)
-                    .bind(&deltas)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            WriteStep::SetCapacity(capacities) => {
-                let (ids, caps) = pairs(capacities);
-                sqlx::query("UPDATE slots SET capacity = c.capacity FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
-                    .bind(&ids)
-                    .bind(&caps)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            step @ (WriteStep::RaiseCapacity(_)
+            | WriteStep::SeatDeltas(_)
+            | WriteStep::SetCapacity(_)) => pg_write_seats(tx, step).await?,
             WriteStep::NewCards(c) => {
                 sqlx::query("INSERT INTO cards (tracking_code, office_id, ready_date, pickup_tracking_code, created_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])")
                     .bind(column(c, |x| x.tracking_code.as_str()))
@@ -620,6 +639,42 @@ async fn pg_write(
                 .await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The seat steps of `pg_write`: capacities raised, seat deltas, capacities set (in the order
+/// `batch_plan::writes` gives them, so that `taken <= capacity` holds after each statement).
+async fn pg_write_seats(
+    tx: &mut Transaction<'_, Postgres>,
+    step: WriteStep<'_>,
+) -> Result<(), StoreError> {
+    match step {
+        WriteStep::RaiseCapacity(capacities) => {
+            let (ids, caps) = pairs(capacities);
+            sqlx::query("UPDATE slots SET capacity = GREATEST(slots.capacity, c.capacity) FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
+                .bind(&ids)
+                .bind(&caps)
+                .execute(&mut **tx)
+                .await?;
+        }
+        WriteStep::SeatDeltas(deltas) => {
+            let (ids, deltas) = pairs(deltas);
+            sqlx::query("UPDATE slots SET taken = slots.taken + d.delta FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE slots.id = d.id")
+                .bind(&ids)
+                .bind(&deltas)
+                .execute(&mut **tx)
+                .await?;
+        }
+        WriteStep::SetCapacity(capacities) => {
+            let (ids, caps) = pairs(capacities);
+            sqlx::query("UPDATE slots SET capacity = c.capacity FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, capacity) WHERE slots.id = c.id")
+                .bind(&ids)
+                .bind(&caps)
+                .execute(&mut **tx)
+                .await?;
+        }
+        _ => unreachable!("not a seat step"),
     }
     Ok(())
 }

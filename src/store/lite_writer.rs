@@ -42,7 +42,7 @@ use tokio::sync::oneshot;
 use super::batch_plan::{self, Locking, ReadPlan, ReadStep, Stored, WriteStep};
 use super::booking::{
     entry_cols_of_e, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, APPLICATION_COLS,
-    APPT_COLS, ENTRY_COLS, HOLD_COLS, RELEASE_COLS, SLOT_COLS,
+    APPT_COLS, CANCELLATIONS_OF_LITE, ENTRY_COLS, HOLD_COLS, RELEASE_COLS, SLOT_COLS,
 };
 use super::error::message;
 use super::StoreError;
@@ -461,6 +461,15 @@ fn read(
                     }
                 }
             }
+            ReadStep::CancellationsOf { codes, after } => {
+                let mut q = tx.prepare_cached(CANCELLATIONS_OF_LITE)?;
+                for code in codes {
+                    let count: i64 = q.query_row(params![code, after], |r| r.get(0))?;
+                    if count > 0 {
+                        plan.cancellations(code.clone(), count);
+                    }
+                }
+            }
             ReadStep::Payments(ids) => {
                 let mut q = tx.prepare_cached(
                     "SELECT p.id, p.application_id, a.service, a.national_code, p.status FROM payments p \
@@ -534,7 +543,7 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
             WriteStep::HoldStatus(changes) => write_hold_statuses(tx, changes)?,
             WriteStep::AppointmentUpdates(updates) => {
                 let mut q = tx.prepare_cached(
-                    "UPDATE appointments SET status = ?2, slot_id = ?3, office_id = ?4, start_at = ?5, updated_at = ?6 \
+                    "UPDATE appointments SET status = ?2, slot_id = ?3, office_id = ?4, start_at = ?5, updated_at = ?6, reschedules = ?7 \
                      WHERE tracking_code = ?1",
                 )?;
                 for a in updates.values() {
@@ -544,7 +553,8 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
                         a.slot_id,
                         a.office_id,
                         a.start_at,
-                        a.updated_at
+                        a.updated_at,
+                        a.reschedules
                     ])?;
                 }
             }
@@ -582,6 +592,7 @@ fn write_effects<T>(tx: &Transaction<'_>, w: &BatchWrite<T>) -> Result<(), Store
                         appointment_status_sql(a.status),
                         &a.created_at,
                         &a.updated_at,
+                        &a.reschedules,
                     ]
                 },
             )?,

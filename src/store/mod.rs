@@ -33,8 +33,8 @@ use sqlx::{PgPool, SqlitePool};
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
 pub use batch_plan::{Stored, OFFER_HOLD_PREFIX};
 pub use booking::{
-    BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, IDEMPOTENCY_FORMAT,
-    PG_BATCH_BEGIN,
+    BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, CANCELLATIONS_OF_LITE,
+    CANCELLATIONS_OF_PG, IDEMPOTENCY_FORMAT, PG_BATCH_BEGIN,
 };
 pub use error::{Source, StoreError};
 pub use network::{CalendarRecord, OfficeRecord};

@@ -82,7 +82,7 @@ where
     })
 }
 
-const APPT_COLS: &str = "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at";
+use super::booking::APPT_COLS;
 
 /// Iran is UTC+03:30 all year since 2022 (daylight saving was abolished), which is what the
 /// statistics' day grouping assumes: `(start_at + IRAN_OFFSET_SECS) / 86400`.

@@ -9,6 +9,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod journey;
+mod limits;
 mod listings;
 mod live_admin;
 mod login;

@@ -321,7 +321,7 @@ const TABLES: [(&str, &str, &str); 10] = [
     ),
     (
         "appointments",
-        "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at",
+        "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules",
         "tracking_code",
     ),
     (

@@ -591,6 +591,7 @@ async fn identifiers_compare_bytewise_on_postgres() {
         ("appointments", "office_id"),
         ("appointments", "service"),
         ("appointments", "tracking_code"),
+        ("events", "actor"),
         ("events", "subject"),
         ("holds", "id"),
         ("holds", "national_code"),
@@ -878,7 +879,7 @@ on_both_backends!(
 /// Runs `EXPLAIN (ANALYZE, BUFFERS) EXECUTE {execute}` (a statement prepared on `conn`) and
 /// asserts that the plan reads through `index`, returns `rows` rows and touches at most a
 /// dozen buffer pages.
-async fn assert_reads_through(
+pub async fn assert_reads_through(
     conn: &mut sqlx::PgConnection,
     execute: &str,
     index: &str,
@@ -901,7 +902,7 @@ async fn assert_reads_through(
 }
 
 /// Asserts that SQLite's plan for `query` uses `index`.
-async fn assert_sqlite_plan_uses(pool: &sqlx::SqlitePool, query: &str, index: &str) {
+pub async fn assert_sqlite_plan_uses(pool: &sqlx::SqlitePool, query: &str, index: &str) {
     let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
         .fetch_all(pool)
         .await

@@ -27,6 +27,9 @@ pub struct BatchKeys {
     pub entry_citizens: Vec<(String, String)>,
     /// Seat releases by id.
     pub releases: Vec<i64>,
+    /// Citizens who cancel: their own cancellations within the window matter
+    /// (`Limits::max_cancellations`).
+    pub cancelling: Vec<String>,
 }
 
 impl BatchKeys {
@@ -46,6 +49,7 @@ impl BatchKeys {
         tidy(&mut self.entries);
         tidy(&mut self.entry_citizens);
         tidy(&mut self.releases);
+        tidy(&mut self.cancelling);
         for (code, _) in &self.citizens {
             self.citizen_codes.push(code.clone());
             self.hold_codes.push(code.clone());

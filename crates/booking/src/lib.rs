@@ -20,6 +20,8 @@
 //! - `outcome`: [`Outcome`], [`Refusal`], [`Event`], [`Effects`].
 //! - `state`: [`BatchState`], and the decider with the helpers the kinds share (seats, holds,
 //!   appointments, checks, events).
+//! - `limits`: [`Limits`], the caps on an applicant's reschedules and cancellations, and their
+//!   checks.
 //! - The request kinds, one file per family: `seats` (hold, confirm, release, book, cancel,
 //!   reschedule, expire), `staff` (check in, enrol, no-show, card ready, deliver), `admin`
 //!   (relocate, set capacity), `pick` (a hold or booking in the first free of a list of
@@ -49,6 +51,7 @@ mod admin;
 mod ids;
 mod keys;
 mod kind;
+mod limits;
 mod outcome;
 mod pick;
 mod request;
@@ -61,6 +64,7 @@ mod waitlist;
 pub use admin::{relocation_sms, Relocate, RelocationReason, SetCapacity};
 pub use ids::{ApplicationId, HoldId, PaymentId, TrackingCode};
 pub use keys::BatchKeys;
+pub use limits::Limits;
 pub use outcome::{Effects, Event, Outcome, Refusal};
 pub use pick::{PickBook, PickHold, MAX_CANDIDATES};
 pub use request::Request;

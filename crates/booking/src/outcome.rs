@@ -54,6 +54,15 @@ pub enum Refusal {
         slot_id: i64,
         taken: i64,
     },
+    /// The applicant has moved this appointment `limit` times already.
+    RescheduleLimitReached {
+        limit: u32,
+    },
+    /// The citizen has cancelled `limit` appointments within the last `window_days` days.
+    CancellationLimitReached {
+        limit: u32,
+        window_days: u32,
+    },
     /// Every candidate slot of an auto-pick was full (or unknown) on the locked rows: the
     /// caller asks again with fresh candidates, or answers that no seat is within the limits.
     CandidatesFull,
@@ -92,6 +101,8 @@ impl Refusal {
             Refusal::InvalidTransition { .. } => "invalid_transition",
             Refusal::TooEarly => "too_early",
             Refusal::CapacityBelowTaken { .. } => "capacity_below_taken",
+            Refusal::RescheduleLimitReached { .. } => "reschedule_limit_reached",
+            Refusal::CancellationLimitReached { .. } => "cancellation_limit_reached",
             Refusal::CandidatesFull => "no_seat_within_limits",
             Refusal::AlreadyWaiting { .. } => "already_waiting",
             Refusal::EntryNotFound => "waitlist_entry_not_found",

@@ -128,6 +128,15 @@ pub struct AppointmentRow {
     pub status: AppointmentStatus,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
+    /// Times its applicant moved it (`Reschedule`; staff and admin moves do not count), against
+    /// `Limits::max_reschedules`. Left out of the JSON while zero, so records and pins written
+    /// before the count existed read and write as they did.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reschedules: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

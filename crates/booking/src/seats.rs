@@ -315,7 +315,8 @@ impl RequestKind for Book {
 }
 
 /// Cancels the applicant's booked appointment; its seat is given up (`Decider::give_up_seat`:
-/// a waiter first, else a delayed release).
+/// a waiter first, else a delayed release). At most `Limits::max_cancellations` of a
+/// citizen's within the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
     pub national_code: String,
@@ -326,6 +327,7 @@ impl RequestKind for Cancel {
     fn touches(&self, keys: &mut BatchKeys) {
         keys.appointments
             .push(self.tracking_code.as_str().to_owned());
+        keys.cancelling.push(self.national_code.clone());
     }
 
     fn seat_slot(&self) -> Option<i64> {
@@ -347,6 +349,8 @@ impl RequestKind for Cancel {
                 status: appointment.status,
             });
         }
+        d.check_cancellation_cap(&self.national_code)?;
+        d.count_cancellation(&self.national_code);
         appointment.status = AppointmentStatus::Cancelled;
         appointment.updated_at = d.now;
         // Stored first, so the citizen counts as free for the waiters the seat may go to.
@@ -362,7 +366,8 @@ impl RequestKind for Cancel {
     }
 }
 
-/// Moves an active appointment to another slot, keeping its tracking code. The old seat is
+/// Moves an active appointment to another slot, keeping its tracking code, at most
+/// `Limits::max_reschedules` times per appointment. The old seat is
 /// given up only if the new one is secured, in the same transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reschedule {
@@ -397,7 +402,9 @@ impl RequestKind for Reschedule {
                 status: appointment.status,
             });
         }
+        d.check_reschedule_cap(&appointment)?;
         let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id, Freed::Own)?;
+        appointment.reschedules += 1;
         appointment.updated_at = d.now;
         d.store_appointment(appointment.clone());
         d.event(

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::ids::{HoldId, PaymentId, TrackingCode};
+use crate::limits::Limits;
 use crate::outcome::{Effects, Event, Outcome, Refusal};
 use crate::rows::{waitlist_sms, ReleaseStatus, SeatReleaseRow, WaitRow, WaitStatus};
 use crate::rows::{
@@ -35,6 +36,11 @@ pub struct BatchState {
     pub live_hold_by_citizen: BatchMap<String, String>,
     /// (national code, service) → tracking code of the active appointment.
     pub active_by_citizen_service: BatchMap<(String, String), String>,
+    /// The caps the batch is decided under (the writer's configuration).
+    pub limits: Limits,
+    /// National code → the citizen's own cancellations within `limits`' window, read for the
+    /// citizens of the batch's `Cancel` requests (absent: none).
+    pub recent_cancellations: BatchMap<String, u32>,
     /// Waitlist entries read: by id, by their offer's hold, the active ones of the batch's
     /// joiners, and the waiters of the offices where the batch may free a seat.
     pub entries: BatchMap<String, WaitRow>,
@@ -377,6 +383,7 @@ impl Decider<'_> {
             status: AppointmentStatus::Booked,
             created_at: self.now,
             updated_at: self.now,
+            reschedules: 0,
         }
     }
 
@@ -796,5 +803,31 @@ impl Decider<'_> {
             .insert(entry.id.clone(), self.effects.new_entries.len());
         self.effects.new_entries.push(entry.clone());
         self.store_entry(entry);
+    }
+}
+
+/// Caps (`Limits`): an applicant's own reschedules and cancellations.
+impl Decider<'_> {
+    /// The appointment may be moved once more by its applicant.
+    pub(crate) fn check_reschedule_cap(&self, appointment: &AppointmentRow) -> Result<(), Refusal> {
+        self.state.limits.check_reschedule(appointment.reschedules)
+    }
+
+    /// The citizen may cancel once more within the window (the cancellations read, plus those
+    /// earlier in this batch).
+    pub(crate) fn check_cancellation_cap(&self, national_code: &str) -> Result<(), Refusal> {
+        let made = self.state.recent_cancellations.get(national_code);
+        self.state
+            .limits
+            .check_cancellation(made.copied().unwrap_or(0))
+    }
+
+    /// Counts a cancellation for the requests after it in this batch.
+    pub(crate) fn count_cancellation(&mut self, national_code: &str) {
+        *self
+            .state
+            .recent_cancellations
+            .entry(national_code.to_owned())
+            .or_default() += 1;
     }
 }

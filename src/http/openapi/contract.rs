@@ -55,6 +55,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::InvalidTransition
         | C::TooEarly
         | C::CapacityBelowTaken
+        | C::RescheduleLimitReached
+        | C::CancellationLimitReached
         | C::NoSeatWithinLimits
         | C::NotToday
         | C::OfficeExists
@@ -308,7 +310,11 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
     ),
     (
         "cancel",
-        &[&[C::AppointmentNotFound, C::AppointmentNotActive]],
+        &[&[
+            C::AppointmentNotFound,
+            C::AppointmentNotActive,
+            C::CancellationLimitReached,
+        ]],
     ),
     (
         "reschedule",
@@ -318,6 +324,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             &[
                 C::AppointmentNotFound,
                 C::AppointmentNotActive,
+                C::RescheduleLimitReached,
                 C::UnknownService,
                 C::SameSlot,
                 C::SlotFull,

@@ -120,6 +120,10 @@ problem_codes! {
     InvalidTransition = "invalid_transition",
     TooEarly = "too_early",
     CapacityBelowTaken = "capacity_below_taken",
+    /// The applicant has moved this appointment as often as they may.
+    RescheduleLimitReached = "reschedule_limit_reached",
+    /// The citizen has cancelled as many appointments as they may within the window.
+    CancellationLimitReached = "cancellation_limit_reached",
     /// An auto-pick found no free seat within its limits (with `relaxations` and `waitlist`).
     NoSeatWithinLimits = "no_seat_within_limits",
 
@@ -231,6 +235,8 @@ impl From<&Refusal> for ProblemCode {
             Refusal::InvalidTransition { .. } => ProblemCode::InvalidTransition,
             Refusal::TooEarly => ProblemCode::TooEarly,
             Refusal::CapacityBelowTaken { .. } => ProblemCode::CapacityBelowTaken,
+            Refusal::RescheduleLimitReached { .. } => ProblemCode::RescheduleLimitReached,
+            Refusal::CancellationLimitReached { .. } => ProblemCode::CancellationLimitReached,
             Refusal::CandidatesFull => ProblemCode::NoSeatWithinLimits,
         }
     }
@@ -383,6 +389,14 @@ mod tests {
         (ProblemCode::InvalidTransition, "invalid_transition"),
         (ProblemCode::TooEarly, "too_early"),
         (ProblemCode::CapacityBelowTaken, "capacity_below_taken"),
+        (
+            ProblemCode::RescheduleLimitReached,
+            "reschedule_limit_reached",
+        ),
+        (
+            ProblemCode::CancellationLimitReached,
+            "cancellation_limit_reached",
+        ),
         (ProblemCode::NoSeatWithinLimits, "no_seat_within_limits"),
         (ProblemCode::NotToday, "not_today"),
         (ProblemCode::OfficeExists, "office_exists"),

@@ -258,6 +258,14 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             StatusCode::CONFLICT,
             format!("{taken} seats are taken; move those appointments first"),
         ),
+        Refusal::RescheduleLimitReached { limit } => (
+            StatusCode::CONFLICT,
+            format!("the appointment has been rescheduled {limit} times, the most allowed; cancel it and book again"),
+        ),
+        Refusal::CancellationLimitReached { limit, window_days } => (
+            StatusCode::CONFLICT,
+            format!("you have cancelled {limit} appointments in the last {window_days} days, the most allowed; the appointment stays booked"),
+        ),
         Refusal::CandidatesFull => (
             StatusCode::CONFLICT,
             "no free seat is left within the limits asked for".to_string(),
@@ -292,6 +300,13 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         }
         Refusal::AlreadyWaiting { entry_id } => {
             problem = problem.with_extra(serde_json::json!({ "entry_id": entry_id }))
+        }
+        Refusal::RescheduleLimitReached { limit } => {
+            problem = problem.with_extra(serde_json::json!({ "limit": limit }))
+        }
+        Refusal::CancellationLimitReached { limit, window_days } => {
+            problem = problem
+                .with_extra(serde_json::json!({ "limit": limit, "window_days": window_days }))
         }
         _ => {}
     }

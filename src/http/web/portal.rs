@@ -233,6 +233,14 @@ pub(super) fn problem_text(l: Lang, p: &ApiProblem) -> String {
         )),
         "invalid_area_code" => Some(l.t("پیش‌شماره درست نیست.", "The area code is not valid.")),
         "unknown_province" => Some(l.t("استانی با این نام نیست.", "No province by that name.")),
+        "reschedule_limit_reached" => Some(l.t(
+            "این نوبت را بیش از این نمی‌توانید جابه‌جا کنید؛ می‌توانید آن را لغو کنید و نوبت تازه بگیرید.",
+            "This appointment cannot be moved again; you may cancel it and book anew.",
+        )),
+        "cancellation_limit_reached" => Some(l.t(
+            "در این مدت بیش از این نمی‌توانید نوبت لغو کنید؛ نوبت شما سر جایش ماند.",
+            "You cannot cancel more appointments for now; your appointment stays booked.",
+        )),
         "not_active" | "invalid_transition" => Some(l.t(
             "این نوبت دیگر قابل تغییر نیست.",
             "This appointment can no longer be changed.",

@@ -301,7 +301,16 @@ impl Browser {
                 .await;
             match text.as_str() {
                 Some(t) => return t.to_string(),
-                None if text["error"] == "stale element reference" => continue,
+                // Chromium says so as a stale reference, or (156) as an inspector error about
+                // a node no longer in the document.
+                None if text["error"] == "stale element reference"
+                    || text["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("does not belong to the document")) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
                 None => panic!("webdriver text of {css}: {text}"),
             }
         }

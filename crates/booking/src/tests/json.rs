@@ -46,6 +46,7 @@ fn appointment_row(tracking_code: &str, payment_id: Option<&str>) -> Appointment
         status: AppointmentStatus::Booked,
         created_at: 100,
         updated_at: 200,
+        reschedules: 0,
     }
 }
 
@@ -220,6 +221,11 @@ fn refusals() -> Vec<Refusal> {
             slot_id: 7,
             taken: 2,
         },
+        Refusal::RescheduleLimitReached { limit: 2 },
+        Refusal::CancellationLimitReached {
+            limit: 3,
+            window_days: 30,
+        },
         Refusal::CandidatesFull,
     ]
 }
@@ -345,6 +351,8 @@ const REFUSALS: &[&str] = &[
     r#"{"refusal":"invalid_transition","status":"checked_in"}"#,
     r#"{"refusal":"too_early"}"#,
     r#"{"refusal":"capacity_below_taken","slot_id":7,"taken":2}"#,
+    r#"{"refusal":"reschedule_limit_reached","limit":2}"#,
+    r#"{"refusal":"cancellation_limit_reached","limit":3,"window_days":30}"#,
     r#"{"refusal":"candidates_full"}"#,
 ];
 
@@ -428,6 +436,18 @@ fn rows_and_statuses_keep_their_json() {
         &[appointment_row("T1", Some("pay-1"))],
         &[
             r#"{"tracking_code":"T1","slot_id":7,"office_id":"021-0001","start_at":1727000000,"application_id":"app-1","national_code":"0499370899","service":"first_issuance","payment_id":"pay-1","status":"booked","created_at":100,"updated_at":200}"#,
+        ],
+    );
+    // A moved appointment carries its count; one never moved reads and writes as before the
+    // count existed (above).
+    let moved = AppointmentRow {
+        reschedules: 2,
+        ..appointment_row("T1", None)
+    };
+    assert_json(
+        &[moved],
+        &[
+            r#"{"tracking_code":"T1","slot_id":7,"office_id":"021-0001","start_at":1727000000,"application_id":"app-1","national_code":"0499370899","service":"first_issuance","payment_id":null,"status":"booked","created_at":100,"updated_at":200,"reschedules":2}"#,
         ],
     );
     assert_json(

@@ -7,6 +7,7 @@ use super::*;
 mod admin;
 mod effects;
 mod json;
+mod limits;
 mod pick;
 mod properties;
 mod routing;

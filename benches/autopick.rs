@@ -8,7 +8,15 @@
 //!   two clients the same slot, at offices away from the hot group: the baseline;
 //! - `autopick_hot`: every client sends the same `pick` (`near` one point, `max_km`
 //!   `HOT_KM`): a hot office group where all of them want the same least-cost seats, which
-//!   the engine hands out one each, in arrival order, inside the writer's batch.
+//!   the engine hands out one each, in arrival order, inside the writer's batch;
+//! - `one_step_one_writer`: as the baseline, but every slot is one the same writer takes
+//!   (`reserve::queue_index` routes a seat by its slot id, so the slots are those of one
+//!   residue). A hot group's picks all name the same least-cost slot first, so they all go to
+//!   one writer, which decides them in arrival order (the contract: each gets the least-cost
+//!   seat left when its turn comes); this is the rate one writer books at, the hot group's
+//!   ceiling. On SQLite the writers share one connection and it equals the baseline; on
+//!   PostgreSQL (two writers whose transactions overlap) it is the floor the ratio should be
+//!   read against.
 //!
 //! The network is the bundled small scenario with a 60-day booking window (enough seats near
 //! the point for every iteration). After each auto-pick iteration, a pick refused with
@@ -89,9 +97,12 @@ struct Rig {
     router: Router,
     point: GeoPoint,
     hot: Vec<String>,
-    /// Slots of offices outside the hot group with a free seat, each given to one client once.
+    /// Slots of offices outside the hot group with a free seat, each given to one client once:
+    /// spread over both writers' queues (`uncontended`), and all in one queue (`one_queue`).
     uncontended: Vec<(String, String)>,
+    one_queue: Vec<(String, String)>,
     next_slot: AtomicU64,
+    next_one_queue: AtomicU64,
     next_citizen: AtomicU64,
 }
 
@@ -138,7 +149,7 @@ impl Rig {
         }
         let now = state.engine.clock().now().timestamp();
         let until = now + i64::from(HORIZON_DAYS) * 86_400;
-        let mut uncontended: Vec<(i64, String)> = away
+        let mut uncontended: Vec<(i64, i64, String)> = away
             .iter()
             .flat_map(|office| {
                 state
@@ -147,20 +158,24 @@ impl Rig {
                     .range(office, now + 1, until, 1_000_000)
                     .into_iter()
                     .filter(|s| s.free() > 0)
-                    .map(|s| (s.start_at, office.clone()))
+                    .map(|s| (s.start_at, s.id, office.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
         // Soonest first across the offices, as applicants would book them.
         uncontended.sort();
+        let named = |(at, _, office): &(i64, i64, String)| {
+            let start = chrono::DateTime::from_timestamp(*at, 0)
+                .unwrap()
+                .to_rfc3339();
+            (office.clone(), start)
+        };
+        // Slot ids modulo 4: 0 is one writer's (of two) alone; 1 and 2 are one of each.
+        let one_queue = uncontended.iter().filter(|s| s.1 % 4 == 0).map(named).collect();
         let uncontended = uncontended
-            .into_iter()
-            .map(|(at, office)| {
-                let start = chrono::DateTime::from_timestamp(at, 0)
-                    .unwrap()
-                    .to_rfc3339();
-                (office, start)
-            })
+            .iter()
+            .filter(|s| s.1 % 4 == 1 || s.1 % 4 == 2)
+            .map(named)
             .collect();
         let rig = Rig {
             rt,
@@ -169,7 +184,9 @@ impl Rig {
             point,
             hot,
             uncontended,
+            one_queue,
             next_slot: AtomicU64::new(0),
+            next_one_queue: AtomicU64::new(0),
             next_citizen: AtomicU64::new(0),
         };
         eprintln!(
@@ -233,10 +250,14 @@ impl Rig {
             .collect()
     }
 
-    fn one_step(&self, n: usize) -> Vec<Booking> {
-        let first = self.next_slot.fetch_add(n as u64, Ordering::SeqCst) as usize;
-        let slots = self
-            .uncontended
+    fn one_step(&self, n: usize, one_queue: bool) -> Vec<Booking> {
+        let (pool, next) = if one_queue {
+            (&self.one_queue, &self.next_one_queue)
+        } else {
+            (&self.uncontended, &self.next_slot)
+        };
+        let first = next.fetch_add(n as u64, Ordering::SeqCst) as usize;
+        let slots = pool
             .get(first..first + n)
             .expect("uncontended slots left: raise HORIZON_DAYS or lower the clients");
         self.citizens(n)
@@ -301,12 +322,13 @@ impl Rig {
     }
 
     /// One timed iteration of a configuration, added to its tally.
-    fn iteration(&self, autopick: bool, tally: &mut Tally) -> Duration {
+    fn iteration(&self, config: usize, tally: &mut Tally) -> Duration {
         let n = clients();
-        let bookings = if autopick {
-            self.picks(n)
-        } else {
-            self.one_step(n)
+        let autopick = config == 1;
+        let bookings = match config {
+            1 => self.picks(n),
+            2 => self.one_step(n, true),
+            _ => self.one_step(n, false),
         };
         let (elapsed, answers) = self.fire(bookings);
         let mut refused = 0;
@@ -342,33 +364,39 @@ fn run(c: &mut Criterion, backend: &str, store: StoreConfig) {
         .sample_size(samples())
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_millis(1));
-    let mut tallies = [Tally::default(), Tally::default()];
-    for (k, name) in ["one_step_uncontended", "autopick_hot"]
+    let mut tallies = [Tally::default(), Tally::default(), Tally::default()];
+    for (k, name) in [
+        "one_step_uncontended",
+        "autopick_hot",
+        "one_step_one_writer",
+    ]
         .into_iter()
         .enumerate()
     {
         let tally = &mut tallies[k];
         group.throughput(Throughput::Elements(clients() as u64));
         group.bench_function(BenchmarkId::new(name, clients()), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| rig.iteration(k == 1, tally)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| rig.iteration(k, tally)).sum())
         });
     }
     group.finish();
     let rate = |t: &Tally| t.booked as f64 / t.elapsed.as_secs_f64().max(1e-9);
-    let [one, pick] = &tallies;
+    let [one, pick, one_writer] = &tallies;
     eprintln!(
-        "\n| backend | clients | one-step bookings/s (uncontended) | auto-pick bookings/s (hot group) | ratio | picks refused | refused while seats remained | other failures |"
+        "\n| backend | clients | one-step bookings/s (uncontended) | one-step bookings/s (one writer) | auto-pick bookings/s (hot group) | ratio to uncontended | ratio to one writer | picks refused | refused while seats remained | other failures |"
     );
-    eprintln!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    eprintln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     eprintln!(
-        "| {backend} | {} | {:.0} | {:.0} | {:.2} | {} | {} | {} |\n",
+        "| {backend} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} | {} |\n",
         clients(),
         rate(one),
+        rate(one_writer),
         rate(pick),
         rate(pick) / rate(one),
+        rate(pick) / rate(one_writer),
         pick.refused,
         pick.refused_with_seats,
-        one.failed + pick.failed,
+        one.failed + pick.failed + one_writer.failed,
     );
     assert_eq!(
         pick.refused_with_seats, 0,

@@ -534,6 +534,8 @@ mod tests {
                     duration_minutes: 15,
                     capacity,
                     taken: 0,
+                    opens_at: None,
+                    opens_for: None,
                 },
             );
         }

@@ -37,6 +37,7 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::OfferNotFound
         | C::JobNotFound
         | C::RoomNotFound
+        | C::WaveNotFound
         | C::TicketNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
@@ -63,8 +64,12 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::WaitlistEntryNotActive
         | C::ReleaseNotDue
         | C::JobFailed
-        | C::RoomNotOpen => &[409],
+        | C::RoomNotOpen
+        | C::NotYetReleased
+        | C::WaveOverlap
+        | C::WaveAlreadyOpen => &[409],
         C::InvalidQuery
+        | C::InvalidWave
         | C::NoOfficeWithinLimits
         | C::IdempotencyKeyReused
         | C::IdempotencyRecordUnreadable
@@ -265,6 +270,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
                 C::UnknownService,
                 C::SlotFull,
                 C::SlotUnknown,
+                C::NotYetReleased,
                 C::AlreadyHolding,
                 C::AlreadyBooked,
             ],
@@ -303,6 +309,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
                 C::PaymentNotPaid,
                 C::SlotFull,
                 C::SlotUnknown,
+                C::NotYetReleased,
             ],
         ],
     ),
@@ -322,6 +329,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
                 C::SameSlot,
                 C::SlotFull,
                 C::SlotUnknown,
+                C::NotYetReleased,
             ],
         ],
     ),
@@ -471,6 +479,24 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ],
     ),
     ("get_fees", &[&[C::InvalidYear]]),
+    (
+        "create_release_wave",
+        &[&[
+            C::InvalidWave,
+            C::UnknownService,
+            C::UnknownProvince,
+            C::OfficeNotFound,
+            C::InvalidDate,
+            C::InvalidRange,
+            C::InvalidTime,
+            C::WaveOverlap,
+        ]],
+    ),
+    ("list_release_waves", &[]),
+    (
+        "cancel_release_wave",
+        &[&[C::WaveNotFound, C::WaveAlreadyOpen]],
+    ),
     (
         "create_room",
         &[&[

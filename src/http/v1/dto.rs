@@ -139,6 +139,10 @@ pub struct SlotDto {
     pub jalali_display: String,
     pub capacity: i64,
     pub free: i64,
+    /// RFC 3339: when the slot's seats open for booking (a release wave not open yet); its
+    /// free seats cannot be held or booked before. Absent once they are open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

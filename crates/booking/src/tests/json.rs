@@ -17,6 +17,8 @@ fn slot_row() -> SlotRow {
         duration_minutes: 15,
         capacity: 4,
         taken: 2,
+        opens_at: None,
+        opens_for: None,
     }
 }
 

@@ -10,6 +10,8 @@ CREATE TABLE release_waves (
     service      TEXT COLLATE "C",
     -- JSON array of office ids; '[]' is every office.
     office_ids   TEXT NOT NULL,
+    -- JSON array of the province slugs asked for (their offices are in office_ids).
+    provinces    TEXT NOT NULL,
     from_date    TEXT NOT NULL,
     to_date      TEXT NOT NULL,
     -- The covered slot starts, [from_unix, to_unix).

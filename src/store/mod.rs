@@ -21,6 +21,7 @@ mod rooms;
 mod security;
 pub mod seed;
 mod waitlist;
+mod waves;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -43,6 +44,7 @@ pub use operations::{
     CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS, OPERATOR_TOKENS_MAX,
 };
 pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
+pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").

@@ -498,7 +498,7 @@ impl Availability {
 mod tests {
     use super::*;
 
-    fn row(id: i64, office: &str, start: i64, capacity: i64, taken: i64) -> SlotRow {
+    pub(super) fn row(id: i64, office: &str, start: i64, capacity: i64, taken: i64) -> SlotRow {
         SlotRow {
             id,
             office_id: office.into(),
@@ -620,6 +620,7 @@ mod recount {
                     duration_minutes: r.duration_minutes,
                     capacity: r.capacity,
                     taken: r.taken,
+                    opens_at: None,
                 }))
                 .collect();
             let mut now = BASE;
@@ -674,11 +675,45 @@ mod recount {
                         .map(|s| slot_day(s.start_at))
                         .collect();
                     let pages: BTreeSet<NaiveDate> =
-                        view.day_pages(office, from, to).iter().map(|p| p.day).collect();
+                        view.day_pages(office, from, to, BASE).iter().map(|p| p.day).collect();
                     prop_assert_eq!(pages, days);
                 }
             }
         }
+    }
+
+    /// A rendering shows the openings pending when it was made: the first read after one
+    /// passes gets a fresh one; unopened slots are not free now for the earliest-free pointer.
+    #[test]
+    fn a_day_rendering_is_dropped_when_its_wave_opens() {
+        let view = Availability::default();
+        let opens = BASE + 10 * HOUR;
+        view.load(vec![
+            SlotRow {
+                opens_at: Some(opens),
+                ..super::tests::row(1, "A", BASE + 30 * HOUR, 2, 0)
+            },
+            super::tests::row(2, "A", BASE + 31 * HOUR, 2, 0),
+        ]);
+        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
+        assert_eq!(pages.len(), 1);
+        pages[0]
+            .rendering
+            .set(Rendered::keep("pending".into()).unwrap())
+            .unwrap();
+        let before = view.day_pages("A", BASE, BASE + 48 * HOUR, opens - 1);
+        assert_eq!(before[0].rendering.get().unwrap().as_str(), "pending");
+        let ids = |now| -> Vec<i64> { view.earliest_free("A", now, 5).iter().map(|s| s.id).collect() };
+        assert_eq!(ids(opens - 1), vec![2]);
+        let after = view.day_pages("A", BASE, BASE + 48 * HOUR, opens);
+        assert!(after[0].rendering.get().is_none(), "renewed at the opening");
+        after[0]
+            .rendering
+            .set(Rendered::keep("open".into()).unwrap())
+            .unwrap();
+        let later = view.day_pages("A", BASE, BASE + 48 * HOUR, opens + HOUR);
+        assert_eq!(later[0].rendering.get().unwrap().as_str(), "open", "renewed once");
+        assert_eq!(ids(opens), vec![1, 2]);
     }
 
     #[test]
@@ -706,7 +741,7 @@ mod recount {
                 opens_for: None,
             },
         ]);
-        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         assert_eq!(pages.len(), 2);
         for p in &pages {
             p.rendering
@@ -714,7 +749,7 @@ mod recount {
                 .unwrap();
         }
         view.apply(&BTreeMap::from([(1, 1)]));
-        let again = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        let again = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         assert!(
             again[0].rendering.get().is_none(),
             "the changed day is rendered afresh"
@@ -725,21 +760,21 @@ mod recount {
         );
         // A delta that changes no free seat (more taken in a full slot) keeps the rendering.
         view.apply(&BTreeMap::from([(2, 2)]));
-        let full = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        let full = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         full[1]
             .rendering
             .set(Rendered::keep("full".into()).unwrap())
             .unwrap();
         view.apply(&BTreeMap::from([(2, 1)]));
         assert_eq!(
-            view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
+            view.day_pages("A", BASE, BASE + 48 * HOUR, BASE)[1]
                 .rendering
                 .get()
                 .map(Rendered::as_str),
             Some("full")
         );
         view.apply(&BTreeMap::from([(2, -1)]));
-        assert!(view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
+        assert!(view.day_pages("A", BASE, BASE + 48 * HOUR, BASE)[1]
             .rendering
             .get()
             .is_none());

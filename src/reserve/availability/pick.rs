@@ -249,6 +249,7 @@ mod tests {
             today: slot_day(BASE),
             part,
             wait_km_per_day: 5.0,
+            now: BASE,
         }
     }
 
@@ -370,6 +371,7 @@ mod tests {
                 today: slot_day(BASE),
                 part: [PartOfDay::Morning, PartOfDay::Afternoon, PartOfDay::Any][part],
                 wait_km_per_day: wait as f64 * 2.5,
+                now: BASE,
             };
             let expected = brute(&view, &rows, &l);
             let walked: Vec<(i64, i64)> = view

@@ -703,7 +703,12 @@ mod recount {
             .unwrap();
         let before = view.day_pages("A", BASE, BASE + 48 * HOUR, opens - 1);
         assert_eq!(before[0].rendering.get().unwrap().as_str(), "pending");
-        let ids = |now| -> Vec<i64> { view.earliest_free("A", now, 5).iter().map(|s| s.id).collect() };
+        let ids = |now| -> Vec<i64> {
+            view.earliest_free("A", now, 5)
+                .iter()
+                .map(|s| s.id)
+                .collect()
+        };
         assert_eq!(ids(opens - 1), vec![2]);
         let after = view.day_pages("A", BASE, BASE + 48 * HOUR, opens);
         assert!(after[0].rendering.get().is_none(), "renewed at the opening");
@@ -712,7 +717,11 @@ mod recount {
             .set(Rendered::keep("open".into()).unwrap())
             .unwrap();
         let later = view.day_pages("A", BASE, BASE + 48 * HOUR, opens + HOUR);
-        assert_eq!(later[0].rendering.get().unwrap().as_str(), "open", "renewed once");
+        assert_eq!(
+            later[0].rendering.get().unwrap().as_str(),
+            "open",
+            "renewed once"
+        );
         assert_eq!(ids(opens), vec![1, 2]);
     }
 

@@ -44,8 +44,8 @@ pub use operations::{
     CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS, OPERATOR_TOKENS_MAX,
 };
 pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
-pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
+pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

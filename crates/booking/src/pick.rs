@@ -27,9 +27,10 @@ fn first_free(d: &Decider<'_>, candidates: &[i64], service: &str) -> Option<i64>
         .iter()
         .copied()
         .find(|id| {
-            d.state.slots.get(id).is_some_and(|s| {
-                s.taken < s.capacity && s.unreleased_for(service, d.now).is_none()
-            })
+            d.state
+                .slots
+                .get(id)
+                .is_some_and(|s| s.taken < s.capacity && s.unreleased_for(service, d.now).is_none())
         })
         .or_else(|| candidates.first().copied())
 }
@@ -37,9 +38,9 @@ fn first_free(d: &Decider<'_>, candidates: &[i64], service: &str) -> Option<i64>
 /// A seat refusal of the chosen slot means that no candidate had a free seat.
 fn no_candidate_left(r: Refusal) -> Refusal {
     match r {
-        Refusal::SlotFull { .. }
-        | Refusal::SlotUnknown { .. }
-        | Refusal::NotYetReleased { .. } => Refusal::CandidatesFull,
+        Refusal::SlotFull { .. } | Refusal::SlotUnknown { .. } | Refusal::NotYetReleased { .. } => {
+            Refusal::CandidatesFull
+        }
         other => other,
     }
 }
@@ -90,7 +91,8 @@ impl RequestKind for PickHold {
     }
 
     fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
-        let slot_id = first_free(d, &self.candidates, &self.service).ok_or(Refusal::CandidatesFull)?;
+        let slot_id =
+            first_free(d, &self.candidates, &self.service).ok_or(Refusal::CandidatesFull)?;
         self.hold(slot_id).apply(d).map_err(no_candidate_left)
     }
 }
@@ -143,7 +145,8 @@ impl RequestKind for PickBook {
     }
 
     fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
-        let slot_id = first_free(d, &self.candidates, &self.service).ok_or(Refusal::CandidatesFull)?;
+        let slot_id =
+            first_free(d, &self.candidates, &self.service).ok_or(Refusal::CandidatesFull)?;
         self.book(slot_id).apply(d).map_err(no_candidate_left)
     }
 }

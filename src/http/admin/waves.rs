@@ -104,7 +104,13 @@ fn date(field: &'static str, text: &str) -> Result<NaiveDate, Problem> {
 fn day_start(field: &'static str, day: NaiveDate) -> Result<i64, Problem> {
     iran_instant(day, NaiveTime::MIN)
         .map(|t| t.timestamp())
-        .map_err(|_| invalid(field, ProblemCode::InvalidDate, "a date whose day has a start"))
+        .map_err(|_| {
+            invalid(
+                field,
+                ProblemCode::InvalidDate,
+                "a date whose day has a start",
+            )
+        })
 }
 
 /// The offices a request names, resolved: its `office_ids`, or the offices of its provinces
@@ -167,7 +173,12 @@ fn offices_of(state: &AppState, req: &WaveRequest) -> Result<(Vec<String>, Vec<S
 }
 
 /// Checks the whole request (nothing is written unless all of it is valid).
-fn wave_of(state: &AppState, req: &WaveRequest, now: i64, id: String) -> Result<WaveRecord, Problem> {
+fn wave_of(
+    state: &AppState,
+    req: &WaveRequest,
+    now: i64,
+    id: String,
+) -> Result<WaveRecord, Problem> {
     let service = req
         .service
         .as_deref()
@@ -189,7 +200,11 @@ fn wave_of(state: &AppState, req: &WaveRequest, now: i64, id: String) -> Result<
     }
     let today = iran_date(state.engine.clock().now());
     if to < today {
-        return Err(invalid("to_date", ProblemCode::InvalidRange, "today or later"));
+        return Err(invalid(
+            "to_date",
+            ProblemCode::InvalidRange,
+            "today or later",
+        ));
     }
     let from_unix = day_start("from_date", from)?;
     let to_unix = day_start("to_date", to + chrono::Duration::days(1))?;

@@ -237,7 +237,10 @@ fn a_seat_of_an_unopened_wave_is_refused_until_it_opens() {
     let mut state = state_with(&[closed(Some("first_issuance"))], &["a"]);
     let (outcomes, _) = decide(&mut state, &[hold("a", 1, "h1")], 999);
     assert!(
-        matches!(outcomes[0], Outcome::Refused(Refusal::NotYetReleased { .. })),
+        matches!(
+            outcomes[0],
+            Outcome::Refused(Refusal::NotYetReleased { .. })
+        ),
         "{outcomes:?}"
     );
 }

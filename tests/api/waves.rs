@@ -444,3 +444,46 @@ on_both_backends!(
     bad_waves_are_refused_and_write_nothing_t,
     super::bad_waves_are_refused_and_write_nothing
 );
+
+/// A wave created on one node holds on another at once (its writer reads the slot rows), and
+/// the other's listings show it after its poll of the configuration version.
+async fn a_wave_holds_on_every_node(db: &TestDb) {
+    let clock = test_clock();
+    let settings = move |s: &mut nobat::app::Settings| {
+        s.admin_token = Some(ADMIN_TOKEN.to_string());
+        s.token_secret = Some("shared-secret-0123456789abcdef012345".into());
+        s.outbox_interval = None;
+    };
+    let a = TestApp::spawn_with(db, clock.clone(), settings).await;
+    let b = TestApp::spawn_with(db, clock, settings).await;
+    let office = office(&a);
+    let start = first_free_start(&slots(&b, &office, DAY).await);
+    let opens_at = at(&a, 3_600);
+    let (status, w) = wave(
+        &a,
+        json!({ "office_ids": [office], "from_date": DAY, "to_date": DAY, "opens_at": opens_at }),
+    )
+    .await;
+    assert_eq!(status, 201, "{w}");
+    let me = &ready(&b, 30, 1).await[0];
+    let hold = b
+        .post(
+            Some(&me.token),
+            "/v1/holds",
+            &json!({ "application_id": me.application_id, "office_id": office, "start": start }),
+        )
+        .await;
+    refused(&hold, 409, "not_yet_released");
+    nobat::http::live::poll_once(&b.state).await;
+    let day = slots(&b, &office, DAY).await;
+    assert!(
+        day.iter().all(|s| s["opens_at"] == opens_at.as_str()),
+        "{day:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+on_both_backends!(
+    a_wave_holds_on_every_node_t,
+    super::a_wave_holds_on_every_node
+);

@@ -399,6 +399,10 @@ impl RequestKind for Reschedule {
                 status: appointment.status,
             });
         }
+        if self.new_slot_id != appointment.slot_id {
+            // An applicant's move; an administrator's relocation is not held back by a wave.
+            d.check_released(self.new_slot_id, &appointment.service)?;
+        }
         let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id, Freed::Own)?;
         appointment.updated_at = d.now;
         d.store_appointment(appointment.clone());

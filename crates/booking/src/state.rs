@@ -248,7 +248,6 @@ impl Decider<'_> {
         if new_slot_id == old_slot_id {
             return Err(Refusal::SameSlot);
         }
-        self.check_released(new_slot_id, &appointment.service)?;
         self.take_seat(new_slot_id)?;
         let freer = appointment.national_code.clone();
         self.give_up_seat(old_slot_id, how, Some(&freer));

@@ -344,6 +344,16 @@ async fn bad_waves_are_refused_and_write_nothing(db: &TestDb) {
             "invalid_time",
         ),
         (
+            json!({ "from_date": "262143-12-21", "to_date": "262143-12-31", "opens_at": soon }),
+            422,
+            "invalid_date",
+        ),
+        (
+            json!({ "office_ids": [""], "from_date": DAY, "to_date": DAY, "opens_at": soon }),
+            422,
+            "invalid_office_id",
+        ),
+        (
             json!({ "from_date": DAY, "to_date": DAY, "opens_at": at(&app, -60) }),
             422,
             "invalid_time",

@@ -207,7 +207,14 @@ fn wave_of(
         ));
     }
     let from_unix = day_start("from_date", from)?;
-    let to_unix = day_start("to_date", to + chrono::Duration::days(1))?;
+    let after_to = to.succ_opt().ok_or_else(|| {
+        invalid(
+            "to_date",
+            ProblemCode::InvalidDate,
+            "a date with a next day",
+        )
+    })?;
+    let to_unix = day_start("to_date", after_to)?;
     let opens_at = DateTime::<FixedOffset>::parse_from_rfc3339(req.opens_at.trim())
         .map(|t| t.timestamp())
         .map_err(|_| invalid("opens_at", ProblemCode::InvalidTime, "an RFC 3339 instant"))?;

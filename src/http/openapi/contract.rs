@@ -485,6 +485,8 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
             C::InvalidWave,
             C::UnknownService,
             C::UnknownProvince,
+            C::InvalidOfficeId,
+            C::InvalidCharacter,
             C::OfficeNotFound,
             C::InvalidDate,
             C::InvalidRange,
@@ -709,6 +711,15 @@ pub const LINKS: &[LinkRow] = &[
         Some("application_id"),
     ),
     ("create_payment", 201, "book", "book", &[], Some("payment")),
+    // A release wave and its cancellation.
+    (
+        "create_release_wave",
+        201,
+        "cancel",
+        "cancel_release_wave",
+        &[("wave_id", "$response.body#/wave_id")],
+        None,
+    ),
     // The waiting room: a room's page and its joins; a ticket's polls.
     (
         "create_room",

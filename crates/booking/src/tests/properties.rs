@@ -253,6 +253,8 @@ proptest! {
                 Request::AcceptOffer(a) => seen.insert(a.tracking_code.to_string()),
                 Request::Book(b) => seen.insert(b.hold_id.to_string()) && seen.insert(b.tracking_code.to_string()),
                 Request::Enrol(Enrol { pickup: Some(p), .. }) => seen.insert(p.tracking_code.to_string()),
+                Request::PickHold(p) => seen.insert(p.hold_id.to_string()),
+                Request::PickBook(p) => seen.insert(p.hold_id.to_string()) && seen.insert(p.tracking_code.to_string()),
                 _ => true,
             }).map(|r| match r {
                 Request::Hold(h) => Request::Hold(Hold { expires_at: 10_000_000, ..h }),

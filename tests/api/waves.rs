@@ -497,3 +497,36 @@ on_both_backends!(
     a_wave_holds_on_every_node_t,
     super::a_wave_holds_on_every_node
 );
+
+/// Slots made after a wave (an office opened later) are covered by the pending waves too.
+async fn new_slots_join_the_pending_waves(db: &TestDb) {
+    let app = app(db).await;
+    let opens_at = at(&app, 3_600);
+    let (status, w) = wave(
+        &app,
+        json!({ "from_date": DAY, "to_date": DAY, "opens_at": opens_at }),
+    )
+    .await;
+    assert_eq!(status, 201, "{w}");
+    let (status, office) = app
+        .post(
+            Some(ADMIN_TOKEN),
+            "/v1/admin/offices",
+            &json!({ "id": "T-001", "name": "دفتر آزمایشی", "kind": "post", "province": "tehran", "city": "Tehran",
+                     "area_code": "021", "lat": 35.70, "lon": 51.40, "stations": 3 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{office}");
+    let day = slots(&app, "T-001", DAY).await;
+    assert!(
+        day.iter().all(|s| s["opens_at"] == opens_at.as_str()),
+        "{day:?}"
+    );
+    let next = slots(&app, "T-001", NEXT).await;
+    assert!(next.iter().all(|s| s.get("opens_at").is_none()), "{next:?}");
+    app.stop().await;
+}
+on_both_backends!(
+    new_slots_join_the_pending_waves_t,
+    super::new_slots_join_the_pending_waves
+);

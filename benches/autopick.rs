@@ -171,7 +171,11 @@ impl Rig {
             (office.clone(), start)
         };
         // Slot ids modulo 4: 0 is one writer's (of two) alone; 1 and 2 are one of each.
-        let one_queue = uncontended.iter().filter(|s| s.1 % 4 == 0).map(named).collect();
+        let one_queue = uncontended
+            .iter()
+            .filter(|s| s.1 % 4 == 0)
+            .map(named)
+            .collect();
         let uncontended = uncontended
             .iter()
             .filter(|s| s.1 % 4 == 1 || s.1 % 4 == 2)
@@ -370,8 +374,8 @@ fn run(c: &mut Criterion, backend: &str, store: StoreConfig) {
         "autopick_hot",
         "one_step_one_writer",
     ]
-        .into_iter()
-        .enumerate()
+    .into_iter()
+    .enumerate()
     {
         let tally = &mut tallies[k];
         group.throughput(Throughput::Elements(clients() as u64));

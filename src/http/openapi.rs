@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::admin::{self, access, closures, offices, rooms, stats};
+use super::admin::{self, access, closures, offices, rooms, stats, waves};
 use super::v1::{
     applications, bookings, catalogue, dto, queue, receipt, sessions, status, waitlist,
 };
@@ -119,6 +119,9 @@ pub struct ApiDoc;
         stats::get_stats,
         stats::get_stats_csv,
         rooms::create_room,
+        waves::create_release_wave,
+        waves::list_release_waves,
+        waves::cancel_release_wave,
         access::list_staff_tokens,
         access::revoke_staff_token,
         access::get_audit,
@@ -137,6 +140,7 @@ pub struct ApiDoc;
         closures::ClosureRequest, closures::ClosureReport, closures::MoveDto, closures::HolidayRequest, closures::HolidayDto,
         stats::StatsRow, stats::StatsResponse, access::StaffTokenDto, access::AuditEntryDto, access::AuditPageDto,
         rooms::RoomRequest, rooms::RoomScopeDto, rooms::AdmissionDto, rooms::AutoAdmissionDto, rooms::RoomCreatedDto,
+        waves::WaveRequest, waves::WaveDto,
         planner::JobAcceptedDto, planner::JobDto, planner::JobProgressDto, probes::HealthDto, probes::ReadyDto,
     )),
     tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),

@@ -36,11 +36,25 @@ pub struct SlotView {
     pub duration_minutes: i64,
     pub capacity: i64,
     pub taken: i64,
+    /// The opening of the release wave that covers the slot, if any (`SlotRow::opens_at`).
+    /// The view does not tell services apart: a wave for one service closes the seat in
+    /// listings and auto-pick for every service (the writer decides exactly).
+    pub opens_at: Option<UnixSeconds>,
 }
 
 impl SlotView {
     pub fn free(&self) -> i64 {
         (self.capacity - self.taken).max(0)
+    }
+
+    /// The opening still ahead at `now`, if the slot's wave has not opened.
+    pub fn opens_after(&self, now: UnixSeconds) -> Option<UnixSeconds> {
+        self.opens_at.filter(|&t| t > now)
+    }
+
+    /// Whether the slot's seats are bookable at `now` as far as its release wave goes.
+    pub fn released(&self, now: UnixSeconds) -> bool {
+        self.opens_after(now).is_none()
     }
 }
 
@@ -98,6 +112,9 @@ struct DaySeats {
     first_start: UnixSeconds,
     last_start: UnixSeconds,
     rendering: DayRendering,
+    /// The earliest wave opening among the day's slots that the rendering may show as
+    /// pending: once the clock passes it the rendering is replaced (`day_pages`).
+    next_opening: Option<UnixSeconds>,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +255,7 @@ impl Availability {
                 duration_minutes: r.duration_minutes,
                 capacity: r.capacity,
                 taken: r.taken,
+                opens_at: r.opens_at,
             };
             let o = inner.offices.entry(office).or_default();
             o.starts.insert(r.start_at, r.id);
@@ -247,6 +265,9 @@ impl Availability {
                 ..DaySeats::default()
             });
             d.free += slot.free();
+            if let Some(t) = r.opens_at {
+                d.next_opening = Some(d.next_opening.map_or(t, |n| n.min(t)));
+            }
             d.first_start = d.first_start.min(r.start_at);
             d.last_start = d.last_start.max(r.start_at);
             o.upcoming_free += slot.free();
@@ -340,15 +361,50 @@ impl Availability {
     }
 
     /// The office-days of an office with a slot starting in `[from, to)`, in order, each with
-    /// the rendering readers share until its seats change.
-    pub fn day_pages(&self, office_id: &str, from: UnixSeconds, to: UnixSeconds) -> Vec<DayPage> {
+    /// the rendering readers share until its seats change or a release wave of the day opens
+    /// (a rendering shows the openings pending when it was made; the first read after one
+    /// passes gives the day a fresh rendering).
+    pub fn day_pages(
+        &self,
+        office_id: &str,
+        from: UnixSeconds,
+        to: UnixSeconds,
+        now: UnixSeconds,
+    ) -> Vec<DayPage> {
+        if from >= to {
+            return Vec::new();
+        }
+        let opened = |o: &OfficeSeats| {
+            o.days
+                .range(slot_day(from)..)
+                .take_while(|(_, d)| d.first_start < to)
+                .any(|(_, d)| d.next_opening.is_some_and(|t| t <= now))
+        };
+        let stale = {
+            let inner = self.read();
+            inner.offices.get(office_id).is_some_and(opened)
+        };
+        if stale {
+            let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            let inner = &mut *guard;
+            if let Some(o) = inner.offices.get_mut(office_id) {
+                for d in o.days.values_mut() {
+                    if d.next_opening.is_none_or(|t| t > now) {
+                        continue;
+                    }
+                    d.rendering = DayRendering::default();
+                    d.next_opening = o
+                        .starts
+                        .range(d.first_start..=d.last_start)
+                        .filter_map(|(_, id)| inner.slots.get(id)?.opens_after(now))
+                        .min();
+                }
+            }
+        }
         let inner = self.read();
         let Some(o) = inner.offices.get(office_id) else {
             return Vec::new();
         };
-        if from >= to {
-            return Vec::new();
-        }
         // Days are keyed by date; a day's slots may begin before `from` only on the first.
         o.days
             .range(slot_day(from)..)
@@ -364,7 +420,9 @@ impl Availability {
     }
 
     /// The first `limit` slots with a free seat starting strictly after `after` (a slot that
-    /// starts now can no longer be booked). Full days are skipped by their totals, so a surge
+    /// starts now can no longer be booked), leaving out the slots of a release wave not open
+    /// at `after` (they are not free now; the day's totals count them, so a day of such
+    /// slots is walked slot by slot). Full days are skipped by their totals, so a surge
     /// that filled the next weeks costs a walk over days, not over their slots.
     pub fn earliest_free(
         &self,
@@ -389,7 +447,7 @@ impl Availability {
                 let Some(s) = inner.slots.get(id) else {
                     continue;
                 };
-                if s.free() > 0 {
+                if s.free() > 0 && s.released(after) {
                     found.push(s.clone());
                     if found.len() == limit {
                         return found;
@@ -440,7 +498,7 @@ impl Availability {
 mod tests {
     use super::*;
 
-    fn row(id: i64, office: &str, start: i64, capacity: i64, taken: i64) -> SlotRow {
+    pub(super) fn row(id: i64, office: &str, start: i64, capacity: i64, taken: i64) -> SlotRow {
         SlotRow {
             id,
             office_id: office.into(),
@@ -448,6 +506,8 @@ mod tests {
             duration_minutes: 15,
             capacity,
             taken,
+            opens_at: None,
+            opens_for: None,
         }
     }
 
@@ -514,6 +574,8 @@ mod recount {
                         duration_minutes: 30,
                         capacity,
                         taken: taken.min(capacity),
+                        opens_at: None,
+                        opens_for: None,
                     })
                     .collect()
             },
@@ -558,6 +620,7 @@ mod recount {
                     duration_minutes: r.duration_minutes,
                     capacity: r.capacity,
                     taken: r.taken,
+                    opens_at: None,
                 }))
                 .collect();
             let mut now = BASE;
@@ -612,11 +675,54 @@ mod recount {
                         .map(|s| slot_day(s.start_at))
                         .collect();
                     let pages: BTreeSet<NaiveDate> =
-                        view.day_pages(office, from, to).iter().map(|p| p.day).collect();
+                        view.day_pages(office, from, to, BASE).iter().map(|p| p.day).collect();
                     prop_assert_eq!(pages, days);
                 }
             }
         }
+    }
+
+    /// A rendering shows the openings pending when it was made: the first read after one
+    /// passes gets a fresh one; unopened slots are not free now for the earliest-free pointer.
+    #[test]
+    fn a_day_rendering_is_dropped_when_its_wave_opens() {
+        let view = Availability::default();
+        let opens = BASE + 10 * HOUR;
+        view.load(vec![
+            SlotRow {
+                opens_at: Some(opens),
+                ..super::tests::row(1, "A", BASE + 30 * HOUR, 2, 0)
+            },
+            super::tests::row(2, "A", BASE + 31 * HOUR, 2, 0),
+        ]);
+        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
+        assert_eq!(pages.len(), 1);
+        pages[0]
+            .rendering
+            .set(Rendered::keep("pending".into()).unwrap())
+            .unwrap();
+        let before = view.day_pages("A", BASE, BASE + 48 * HOUR, opens - 1);
+        assert_eq!(before[0].rendering.get().unwrap().as_str(), "pending");
+        let ids = |now| -> Vec<i64> {
+            view.earliest_free("A", now, 5)
+                .iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        assert_eq!(ids(opens - 1), vec![2]);
+        let after = view.day_pages("A", BASE, BASE + 48 * HOUR, opens);
+        assert!(after[0].rendering.get().is_none(), "renewed at the opening");
+        after[0]
+            .rendering
+            .set(Rendered::keep("open".into()).unwrap())
+            .unwrap();
+        let later = view.day_pages("A", BASE, BASE + 48 * HOUR, opens + HOUR);
+        assert_eq!(
+            later[0].rendering.get().unwrap().as_str(),
+            "open",
+            "renewed once"
+        );
+        assert_eq!(ids(opens), vec![1, 2]);
     }
 
     #[test]
@@ -630,6 +736,8 @@ mod recount {
                 duration_minutes: 30,
                 capacity: 2,
                 taken: 0,
+                opens_at: None,
+                opens_for: None,
             },
             SlotRow {
                 id: 2,
@@ -638,9 +746,11 @@ mod recount {
                 duration_minutes: 30,
                 capacity: 2,
                 taken: 0,
+                opens_at: None,
+                opens_for: None,
             },
         ]);
-        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        let pages = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         assert_eq!(pages.len(), 2);
         for p in &pages {
             p.rendering
@@ -648,7 +758,7 @@ mod recount {
                 .unwrap();
         }
         view.apply(&BTreeMap::from([(1, 1)]));
-        let again = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        let again = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         assert!(
             again[0].rendering.get().is_none(),
             "the changed day is rendered afresh"
@@ -659,21 +769,21 @@ mod recount {
         );
         // A delta that changes no free seat (more taken in a full slot) keeps the rendering.
         view.apply(&BTreeMap::from([(2, 2)]));
-        let full = view.day_pages("A", BASE, BASE + 48 * HOUR);
+        let full = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         full[1]
             .rendering
             .set(Rendered::keep("full".into()).unwrap())
             .unwrap();
         view.apply(&BTreeMap::from([(2, 1)]));
         assert_eq!(
-            view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
+            view.day_pages("A", BASE, BASE + 48 * HOUR, BASE)[1]
                 .rendering
                 .get()
                 .map(Rendered::as_str),
             Some("full")
         );
         view.apply(&BTreeMap::from([(2, -1)]));
-        assert!(view.day_pages("A", BASE, BASE + 48 * HOUR)[1]
+        assert!(view.day_pages("A", BASE, BASE + 48 * HOUR, BASE)[1]
             .rendering
             .get()
             .is_none());

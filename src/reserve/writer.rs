@@ -535,6 +535,8 @@ mod tests {
                     duration_minutes: 15,
                     capacity,
                     taken: 0,
+                    opens_at: None,
+                    opens_for: None,
                 },
             );
         }

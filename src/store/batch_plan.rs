@@ -887,6 +887,8 @@ mod tests {
                             duration_minutes: 15,
                             capacity: 2,
                             taken: 1,
+                            opens_at: None,
+                            opens_for: None,
                         });
                     }
                     asked.push(format!("slots {ids:?}"));

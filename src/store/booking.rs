@@ -158,7 +158,8 @@ pub(super) const HOLD_COLS: &str =
 /// are decoded as `AppointmentRow`s selects these.
 pub(crate) const APPT_COLS: &str =
     "tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules";
-pub(super) const SLOT_COLS: &str = "id, office_id, start_at, duration_minutes, capacity, taken";
+pub(super) const SLOT_COLS: &str =
+    "id, office_id, start_at, duration_minutes, capacity, taken, opens_at, opens_for";
 pub(super) const APPLICATION_COLS: &str = "id, national_code, service";
 
 /// Decoders of hold and appointment rows for a row type whose `try_get(index)` reads a column
@@ -210,6 +211,8 @@ macro_rules! decode_batch_rows {
                 duration_minutes: row.try_get(3)?,
                 capacity: row.try_get(4)?,
                 taken: row.try_get(5)?,
+                opens_at: row.try_get(6)?,
+                opens_for: row.try_get(7)?,
             })
         }
 

@@ -21,6 +21,7 @@ mod rooms;
 mod security;
 pub mod seed;
 mod waitlist;
+mod waves;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -44,6 +45,7 @@ pub use operations::{
 };
 pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
+pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -318,12 +318,13 @@ impl Store {
         &self,
         from_unix: i64,
     ) -> Result<Vec<crate::booking::SlotRow>, StoreError> {
-        const SQL: &str = "SELECT id, office_id, start_at, duration_minutes, capacity, taken FROM slots WHERE start_at >= $1";
+        const SQL: &str = "SELECT id, office_id, start_at, duration_minutes, capacity, taken, opens_at, opens_for FROM slots WHERE start_at >= $1";
         on_pool!(self, pool, q = SQL => {
             sqlx::query(q).bind(from_unix).fetch_all(pool).await?.iter().map(|row| {
                 Ok(crate::booking::SlotRow {
                     id: row.try_get(0)?, office_id: row.try_get(1)?, start_at: row.try_get(2)?,
                     duration_minutes: row.try_get(3)?, capacity: row.try_get(4)?, taken: row.try_get(5)?,
+                    opens_at: row.try_get(6)?, opens_for: row.try_get(7)?,
                 })
             }).collect()
         })

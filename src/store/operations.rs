@@ -257,11 +257,12 @@ impl Store {
         from_unix: i64,
         to_unix: i64,
     ) -> Result<Vec<SlotRow>, StoreError> {
-        let sql = format!("SELECT id, office_id, start_at, duration_minutes, capacity, taken FROM slots WHERE office_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at LIMIT {CLOSURE_ROWS_MAX}");
+        let sql = format!("SELECT id, office_id, start_at, duration_minutes, capacity, taken, opens_at, opens_for FROM slots WHERE office_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at LIMIT {CLOSURE_ROWS_MAX}");
         on_pool!(self, pool, q = &sql => {
             sqlx::query(q).bind(office_id).bind(from_unix).bind(to_unix).fetch_all(pool).await?.iter().map(|row| Ok(SlotRow {
                 id: row.try_get(0)?, office_id: row.try_get(1)?, start_at: row.try_get(2)?,
                 duration_minutes: row.try_get(3)?, capacity: row.try_get(4)?, taken: row.try_get(5)?,
+                    opens_at: row.try_get(6)?, opens_for: row.try_get(7)?,
             })).collect()
         })
     }

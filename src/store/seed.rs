@@ -78,5 +78,11 @@ pub async fn materialise_slots(
         }
     }
     added += store.insert_slots(&rows).await?;
+    if added > 0 {
+        // New slots in the range of a pending release wave are closed like the others.
+        let start_of_today = crate::domain::time::iran_instant(today, chrono::NaiveTime::MIN)
+            .map_or(0, |t| t.timestamp());
+        store.apply_pending_waves(start_of_today).await?;
+    }
     Ok(added)
 }

@@ -22,4 +22,5 @@ mod room;
 mod staff;
 mod store;
 mod waitlist;
+mod waves;
 mod web;

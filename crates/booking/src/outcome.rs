@@ -20,6 +20,11 @@ pub enum Refusal {
     SlotUnknown {
         slot_id: i64,
     },
+    /// The slot's seats belong to a release wave that opens at `opens_at`.
+    NotYetReleased {
+        slot_id: i64,
+        opens_at: UnixSeconds,
+    },
     AlreadyHolding {
         hold_id: String,
     },
@@ -86,6 +91,7 @@ impl Refusal {
         match self {
             Refusal::SlotFull { .. } => "slot_full",
             Refusal::SlotUnknown { .. } => "slot_unknown",
+            Refusal::NotYetReleased { .. } => "not_yet_released",
             Refusal::AlreadyHolding { .. } => "already_holding",
             Refusal::AlreadyBooked { .. } => "already_booked",
             Refusal::HoldNotFound => "hold_not_found",

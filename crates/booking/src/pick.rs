@@ -21,18 +21,26 @@ pub const MAX_CANDIDATES: usize = 256;
 
 /// The first candidate with a free seat on the batch's rows so far, else the first candidate
 /// (whose refusal, after the citizen's checks, says why), else nothing.
-fn first_free(d: &Decider<'_>, candidates: &[i64]) -> Option<i64> {
+/// A slot whose release wave has not opened for `service` is never picked.
+fn first_free(d: &Decider<'_>, candidates: &[i64], service: &str) -> Option<i64> {
     candidates
         .iter()
         .copied()
-        .find(|id| d.state.slots.get(id).is_some_and(|s| s.taken < s.capacity))
+        .find(|id| {
+            d.state
+                .slots
+                .get(id)
+                .is_some_and(|s| s.taken < s.capacity && s.unreleased_for(service, d.now).is_none())
+        })
         .or_else(|| candidates.first().copied())
 }
 
 /// A seat refusal of the chosen slot means that no candidate had a free seat.
 fn no_candidate_left(r: Refusal) -> Refusal {
     match r {
-        Refusal::SlotFull { .. } | Refusal::SlotUnknown { .. } => Refusal::CandidatesFull,
+        Refusal::SlotFull { .. } | Refusal::SlotUnknown { .. } | Refusal::NotYetReleased { .. } => {
+            Refusal::CandidatesFull
+        }
         other => other,
     }
 }
@@ -83,7 +91,8 @@ impl RequestKind for PickHold {
     }
 
     fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
-        let slot_id = first_free(d, &self.candidates).ok_or(Refusal::CandidatesFull)?;
+        let slot_id =
+            first_free(d, &self.candidates, &self.service).ok_or(Refusal::CandidatesFull)?;
         self.hold(slot_id).apply(d).map_err(no_candidate_left)
     }
 }
@@ -136,7 +145,8 @@ impl RequestKind for PickBook {
     }
 
     fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
-        let slot_id = first_free(d, &self.candidates).ok_or(Refusal::CandidatesFull)?;
+        let slot_id =
+            first_free(d, &self.candidates, &self.service).ok_or(Refusal::CandidatesFull)?;
         self.book(slot_id).apply(d).map_err(no_candidate_left)
     }
 }

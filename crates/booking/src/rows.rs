@@ -16,6 +16,24 @@ pub struct SlotRow {
     pub duration_minutes: i64,
     pub capacity: i64,
     pub taken: i64,
+    /// When the slot's seats become bookable, if a release wave covers it
+    /// (`slots.opens_at`, migration 0013); before then no hold, booking, reschedule or
+    /// waitlist offer takes one (for `opens_for`'s service only when it names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<UnixSeconds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_for: Option<String>,
+}
+
+impl SlotRow {
+    /// The opening of the wave that still keeps this slot's seats from `service` at `now`.
+    pub fn unreleased_for(&self, service: &str, now: UnixSeconds) -> Option<UnixSeconds> {
+        let opens_at = self.opens_at.filter(|&t| t > now)?;
+        match &self.opens_for {
+            Some(s) if s != service => None,
+            _ => Some(opens_at),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,7 @@ impl RequestKind for Hold {
     fn apply(&self, d: &mut Decider<'_>) -> Result<Outcome, Refusal> {
         d.check_application(self.claim())?;
         d.check_citizen_free(self.claim())?;
+        d.check_released(self.slot_id, &self.service)?;
         d.take_seat(self.slot_id)?;
         let hold = HoldRow {
             id: self.hold_id.as_str().to_owned(),
@@ -285,6 +286,7 @@ impl RequestKind for Book {
         let claim = self.claim();
         d.check_citizen_free(claim)?;
         d.check_payment(&self.payment_id, claim)?;
+        d.check_released(self.slot_id, &self.service)?;
         d.take_seat(self.slot_id)?;
         // The hold is recorded (already confirmed) so every seat has a hold behind it.
         d.add_hold(HoldRow {
@@ -403,6 +405,10 @@ impl RequestKind for Reschedule {
             });
         }
         d.check_reschedule_cap(&appointment)?;
+        if self.new_slot_id != appointment.slot_id {
+            // An applicant's move; an administrator's relocation is not held back by a wave.
+            d.check_released(self.new_slot_id, &appointment.service)?;
+        }
         let old_slot_id = d.move_seat(&mut appointment, self.new_slot_id, Freed::Own)?;
         appointment.reschedules += 1;
         appointment.updated_at = d.now;

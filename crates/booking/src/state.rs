@@ -216,6 +216,19 @@ impl Decider<'_> {
         Ok(())
     }
 
+    /// Refuses a seat of `slot_id` to `service` while a release wave keeps it closed
+    /// (`SlotRow::opens_at`). Every applicant path that takes a seat asks this first; a
+    /// waitlist hand-over asks it of the waiter's service (`best_waiter`).
+    pub(crate) fn check_released(&self, slot_id: i64, service: &str) -> Result<(), Refusal> {
+        match self.state.slots.get(&slot_id) {
+            Some(slot) => match slot.unreleased_for(service, self.now) {
+                Some(opens_at) => Err(Refusal::NotYetReleased { slot_id, opens_at }),
+                None => Ok(()),
+            },
+            None => Err(Refusal::SlotUnknown { slot_id }),
+        }
+    }
+
     pub(crate) fn free_seat(&mut self, slot_id: i64) {
         if let Some(slot) = self.state.slots.get_mut(&slot_id) {
             // A seat is freed only by the hold or appointment that took it, so taken > 0 here;
@@ -542,7 +555,7 @@ impl Decider<'_> {
         };
         if slot.start_at > self.now && how != Freed::Closing {
             let (office_id, start_at) = (slot.office_id.clone(), slot.start_at);
-            if let Some(entry_id) = self.best_waiter(&office_id, start_at, freer) {
+            if let Some(entry_id) = self.best_waiter(slot_id, &office_id, start_at, freer) {
                 if !self.hand_over(slot_id, &entry_id) {
                     // No id left for its hold in this batch: kept taken, released at once,
                     // and the sweeper's `ReleaseSeat` hands it over.
@@ -563,11 +576,13 @@ impl Decider<'_> {
 
     fn best_waiter(
         &self,
+        slot_id: i64,
         office_id: &str,
         start_at: UnixSeconds,
         freer: Option<&str>,
     ) -> Option<String> {
         let ids = self.state.waiters.get(office_id)?;
+        let slot = self.state.slots.get(&slot_id)?;
         ids.iter()
             .find(|id| {
                 let Some(e) = self.state.entries.get(*id) else {
@@ -575,6 +590,7 @@ impl Decider<'_> {
                 };
                 e.status == WaitStatus::Waiting
                     && e.limits.fits(start_at)
+                    && slot.unreleased_for(&e.service, self.now).is_none()
                     && Some(e.national_code.as_str()) != freer
                     && !self
                         .state

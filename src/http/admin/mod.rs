@@ -10,6 +10,7 @@ pub mod closures;
 pub mod offices;
 pub mod rooms;
 pub mod stats;
+pub mod waves;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -55,6 +56,14 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/stats", get(stats::get_stats))
         .route("/v1/admin/stats.csv", get(stats::get_stats_csv))
         .route("/v1/admin/waiting-rooms", post(rooms::create_room))
+        .route(
+            "/v1/admin/release-waves",
+            get(waves::list_release_waves).post(waves::create_release_wave),
+        )
+        .route(
+            "/v1/admin/release-waves/{wave_id}",
+            delete(waves::cancel_release_wave),
+        )
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

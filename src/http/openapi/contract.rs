@@ -37,6 +37,7 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::OfferNotFound
         | C::JobNotFound
         | C::RoomNotFound
+        | C::WaveNotFound
         | C::TicketNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
@@ -65,8 +66,12 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::WaitlistEntryNotActive
         | C::ReleaseNotDue
         | C::JobFailed
-        | C::RoomNotOpen => &[409],
+        | C::RoomNotOpen
+        | C::NotYetReleased
+        | C::WaveOverlap
+        | C::WaveAlreadyOpen => &[409],
         C::InvalidQuery
+        | C::InvalidWave
         | C::NoOfficeWithinLimits
         | C::IdempotencyKeyReused
         | C::IdempotencyRecordUnreadable
@@ -267,6 +272,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
                 C::UnknownService,
                 C::SlotFull,
                 C::SlotUnknown,
+                C::NotYetReleased,
                 C::AlreadyHolding,
                 C::AlreadyBooked,
             ],
@@ -305,6 +311,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
                 C::PaymentNotPaid,
                 C::SlotFull,
                 C::SlotUnknown,
+                C::NotYetReleased,
             ],
         ],
     ),
@@ -329,6 +336,7 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
                 C::SameSlot,
                 C::SlotFull,
                 C::SlotUnknown,
+                C::NotYetReleased,
             ],
         ],
     ),
@@ -478,6 +486,26 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ],
     ),
     ("get_fees", &[&[C::InvalidYear]]),
+    (
+        "create_release_wave",
+        &[&[
+            C::InvalidWave,
+            C::UnknownService,
+            C::UnknownProvince,
+            C::InvalidOfficeId,
+            C::InvalidCharacter,
+            C::OfficeNotFound,
+            C::InvalidDate,
+            C::InvalidRange,
+            C::InvalidTime,
+            C::WaveOverlap,
+        ]],
+    ),
+    ("list_release_waves", &[]),
+    (
+        "cancel_release_wave",
+        &[&[C::WaveNotFound, C::WaveAlreadyOpen]],
+    ),
     (
         "create_room",
         &[&[
@@ -690,6 +718,15 @@ pub const LINKS: &[LinkRow] = &[
         Some("application_id"),
     ),
     ("create_payment", 201, "book", "book", &[], Some("payment")),
+    // A release wave and its cancellation.
+    (
+        "create_release_wave",
+        201,
+        "cancel",
+        "cancel_release_wave",
+        &[("wave_id", "$response.body#/wave_id")],
+        None,
+    ),
     // The waiting room: a room's page and its joins; a ticket's polls.
     (
         "create_room",

@@ -106,6 +106,11 @@ problem_codes! {
     // The booking decision's refusals (`Refusal`; `application_not_found` and
     // `appointment_not_found` above are refusals too).
     SlotFull = "slot_full",
+    NotYetReleased = "not_yet_released",
+    InvalidWave = "invalid_wave",
+    WaveOverlap = "wave_overlap",
+    WaveNotFound = "wave_not_found",
+    WaveAlreadyOpen = "wave_already_open",
     SlotUnknown = "slot_unknown",
     AlreadyHolding = "already_holding",
     AlreadyBooked = "already_booked",
@@ -214,6 +219,7 @@ impl From<&Refusal> for ProblemCode {
     fn from(refusal: &Refusal) -> Self {
         match refusal {
             Refusal::SlotFull { .. } => ProblemCode::SlotFull,
+            Refusal::NotYetReleased { .. } => ProblemCode::NotYetReleased,
             Refusal::AlreadyWaiting { .. } => ProblemCode::AlreadyWaiting,
             Refusal::EntryNotFound => ProblemCode::WaitlistEntryNotFound,
             Refusal::EntryNotActive { .. } => ProblemCode::WaitlistEntryNotActive,
@@ -375,6 +381,11 @@ mod tests {
         (ProblemCode::OutsideHours, "outside_hours"),
         (ProblemCode::OffGrid, "off_grid"),
         (ProblemCode::SlotFull, "slot_full"),
+        (ProblemCode::NotYetReleased, "not_yet_released"),
+        (ProblemCode::InvalidWave, "invalid_wave"),
+        (ProblemCode::WaveOverlap, "wave_overlap"),
+        (ProblemCode::WaveNotFound, "wave_not_found"),
+        (ProblemCode::WaveAlreadyOpen, "wave_already_open"),
         (ProblemCode::SlotUnknown, "slot_unknown"),
         (ProblemCode::AlreadyHolding, "already_holding"),
         (ProblemCode::AlreadyBooked, "already_booked"),
@@ -492,6 +503,10 @@ mod tests {
         let every_refusal = [
             Refusal::SlotFull { slot_id: 1 },
             Refusal::SlotUnknown { slot_id: 1 },
+            Refusal::NotYetReleased {
+                slot_id: 1,
+                opens_at: 2,
+            },
             Refusal::AlreadyHolding {
                 hold_id: "h".into(),
             },

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::dto::{OfficeDto, ServiceDto, SlotDto};
-use super::JalaliDays;
+use super::{iran_rfc3339, JalaliDays};
 use crate::booking::UnixSeconds;
 use crate::domain::jalali::JalaliDate;
 use crate::domain::time::{iran_date, iran_instant};
@@ -304,6 +304,7 @@ pub async fn list_slots(
             if s.start_at <= now {
                 dto.free = 0;
             }
+            dto.opens_at = s.opens_after(now).map(iran_rfc3339);
             if !out.is_empty() {
                 out.push(b',');
             }
@@ -313,7 +314,7 @@ pub async fn list_slots(
         String::from_utf8(out).expect("serde_json writes UTF-8")
     };
     let mut body = String::from("[");
-    for page in availability.day_pages(id.as_str(), start, end) {
+    for page in availability.day_pages(id.as_str(), start, end, now) {
         let (first, last) = (page.first_start.max(start), page.last_start.min(end - 1));
         let whole = (first, last) == (page.first_start, page.last_start);
         let fresh;

@@ -139,6 +139,10 @@ pub struct SlotDto {
     pub jalali_display: String,
     pub capacity: i64,
     pub free: i64,
+    /// RFC 3339: when the slot's seats open for booking (a release wave not open yet); its
+    /// free seats cannot be held or booked before. Absent once they are open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -154,8 +158,11 @@ pub struct OfficeDto {
     pub stations: u16,
     pub services: Vec<String>,
     pub distance_km: Option<f64>,
-    /// Free seats from now to the end of the booking window.
+    /// Free seats from now to the end of the booking window (seats of a release wave not
+    /// yet open included).
     pub free_seats: i64,
+    /// The first slots with a seat bookable now: slots of a release wave not yet open are
+    /// left out (the office's slot listing shows them with their `opens_at`).
     pub earliest_free: Vec<SlotDto>,
 }
 

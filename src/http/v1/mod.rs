@@ -122,6 +122,7 @@ impl JalaliDays {
             jalali_display,
             capacity: s.capacity,
             free: s.free(),
+            opens_at: None,
         }
     }
 }
@@ -197,6 +198,13 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         Refusal::SlotUnknown { .. } => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "the slot is not bookable".to_string(),
+        ),
+        Refusal::NotYetReleased { opens_at, .. } => (
+            StatusCode::CONFLICT,
+            format!(
+                "the slot's seats open for booking at {}",
+                iran_rfc3339(*opens_at)
+            ),
         ),
         Refusal::AlreadyHolding { hold_id } => (
             StatusCode::CONFLICT,
@@ -307,6 +315,11 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         Refusal::CancellationLimitReached { limit, window_days } => {
             problem = problem
                 .with_extra(serde_json::json!({ "limit": limit, "window_days": window_days }))
+        }
+        Refusal::NotYetReleased { slot_id, opens_at } => {
+            problem = problem.with_extra(
+                serde_json::json!({ "slot_id": slot_id, "opens_at": iran_rfc3339(*opens_at) }),
+            )
         }
         _ => {}
     }

@@ -244,6 +244,7 @@ pub fn resolve(
             today,
             part,
             wait_km_per_day: state.engine.config().wait_km_per_day,
+            now: now.timestamp(),
         },
         near,
         latest_given: latest.is_some(),

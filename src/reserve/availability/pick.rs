@@ -37,6 +37,8 @@ pub struct PickLimits {
     pub today: NaiveDate,
     pub part: PartOfDay,
     pub wait_km_per_day: f64,
+    /// The time of the pick: a slot whose release wave opens after it is no candidate.
+    pub now: UnixSeconds,
 }
 
 /// A free slot within the limits, with its cost.
@@ -160,7 +162,11 @@ impl<'a> Walk<'a> {
             let Some(s) = self.inner.slots.get(id) else {
                 continue;
             };
-            if s.free() > 0 && !self.exclude.contains(id) && self.limits.part.fits(start) {
+            if s.free() > 0
+                && s.released(self.limits.now)
+                && !self.exclude.contains(id)
+                && self.limits.part.fits(start)
+            {
                 out.push(Candidate {
                     slot_id: *id,
                     office_id: office_id.clone(),
@@ -243,6 +249,7 @@ mod tests {
             today: slot_day(BASE),
             part,
             wait_km_per_day: 5.0,
+            now: BASE,
         }
     }
 
@@ -283,6 +290,8 @@ mod tests {
             duration_minutes: 30,
             capacity,
             taken,
+            opens_at: None,
+            opens_for: None,
         };
         let day = 24 * HOUR;
         view.load(vec![
@@ -345,6 +354,8 @@ mod tests {
                     duration_minutes: 30,
                     capacity,
                     taken: taken.min(capacity),
+                    opens_at: None,
+                    opens_for: None,
                 })
                 .collect();
             let view = Availability::default();
@@ -360,6 +371,7 @@ mod tests {
                 today: slot_day(BASE),
                 part: [PartOfDay::Morning, PartOfDay::Afternoon, PartOfDay::Any][part],
                 wait_km_per_day: wait as f64 * 2.5,
+                now: BASE,
             };
             let expected = brute(&view, &rows, &l);
             let walked: Vec<(i64, i64)> = view

@@ -17,6 +17,8 @@ fn slot_row() -> SlotRow {
         duration_minutes: 15,
         capacity: 4,
         taken: 2,
+        opens_at: None,
+        opens_for: None,
     }
 }
 
@@ -191,6 +193,10 @@ fn refusals() -> Vec<Refusal> {
     vec![
         Refusal::SlotFull { slot_id: 7 },
         Refusal::SlotUnknown { slot_id: 7 },
+        Refusal::NotYetReleased {
+            slot_id: 7,
+            opens_at: 1_727_000_000,
+        },
         Refusal::AlreadyHolding {
             hold_id: "hold_x1".into(),
         },
@@ -336,6 +342,7 @@ const REQUESTS: &[&str] = &[
 const REFUSALS: &[&str] = &[
     r#"{"refusal":"slot_full","slot_id":7}"#,
     r#"{"refusal":"slot_unknown","slot_id":7}"#,
+    r#"{"refusal":"not_yet_released","slot_id":7,"opens_at":1727000000}"#,
     r#"{"refusal":"already_holding","hold_id":"hold_x1"}"#,
     r#"{"refusal":"already_booked","tracking_code":"T1"}"#,
     r#"{"refusal":"hold_not_found"}"#,
@@ -421,9 +428,17 @@ fn outcomes_and_refusals_keep_their_json() {
 #[test]
 fn rows_and_statuses_keep_their_json() {
     assert_json(
-        &[slot_row()],
+        &[
+            slot_row(),
+            SlotRow {
+                opens_at: Some(1_726_990_000),
+                opens_for: Some("first_issuance".into()),
+                ..slot_row()
+            },
+        ],
         &[
             r#"{"id":7,"office_id":"021-0001","start_at":1727000000,"duration_minutes":15,"capacity":4,"taken":2}"#,
+            r#"{"id":7,"office_id":"021-0001","start_at":1727000000,"duration_minutes":15,"capacity":4,"taken":2,"opens_at":1726990000,"opens_for":"first_issuance"}"#,
         ],
     );
     assert_json(

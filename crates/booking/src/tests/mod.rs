@@ -23,6 +23,8 @@ fn slot(id: i64, capacity: i64) -> SlotRow {
         duration_minutes: 15,
         capacity,
         taken: 0,
+        opens_at: None,
+        opens_for: None,
     }
 }
 

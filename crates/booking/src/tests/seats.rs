@@ -189,3 +189,58 @@ fn a_confirmation_reads_its_hold_and_the_citizens_appointments() {
     assert_eq!(keys.citizen_codes, ["1111111111"]);
     assert_eq!(keys.hold_codes, ["1111111111"]);
 }
+
+/// A slot of a release wave not yet open (`opens_at`): no hold, auto-pick or reschedule takes
+/// its seat before the opening; a wave for another service does not hold this one back.
+#[test]
+fn a_seat_of_an_unopened_wave_is_refused_until_it_opens() {
+    let closed = |opens_for: Option<&str>| SlotRow {
+        opens_at: Some(1_000),
+        opens_for: opens_for.map(str::to_string),
+        ..slot(1, 2)
+    };
+    let mut state = state_with(&[closed(None), slot(2, 1)], &["a", "b"]);
+    let (outcomes, effects) = decide(&mut state, &[hold("a", 1, "h1")], 999);
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused(Refusal::NotYetReleased {
+            slot_id: 1,
+            opens_at: 1_000
+        })
+    );
+    assert!(effects.slot_deltas.is_empty() && effects.new_holds.is_empty());
+
+    // Auto-pick passes over it to the next candidate.
+    let pick = Request::PickHold(PickHold {
+        national_code: "b".into(),
+        application_id: "app-b".into(),
+        service: "first_issuance".into(),
+        candidates: vec![1, 2],
+        hold_id: "h2".into(),
+        expires_at: 1_600,
+    });
+    let (outcomes, _) = decide(&mut state, &[pick], 999);
+    match &outcomes[0] {
+        Outcome::Held { hold } => assert_eq!(hold.slot_id, 2),
+        other => panic!("{other:?}"),
+    }
+
+    // At the opening it is bookable.
+    let mut state = state_with(&[closed(None)], &["a"]);
+    let (outcomes, _) = decide(&mut state, &[hold("a", 1, "h1")], 1_000);
+    assert!(matches!(outcomes[0], Outcome::Held { .. }), "{outcomes:?}");
+
+    // A wave for another service keeps nothing from this one; one for this service does.
+    let mut state = state_with(&[closed(Some("renewal"))], &["a"]);
+    let (outcomes, _) = decide(&mut state, &[hold("a", 1, "h1")], 999);
+    assert!(matches!(outcomes[0], Outcome::Held { .. }), "{outcomes:?}");
+    let mut state = state_with(&[closed(Some("first_issuance"))], &["a"]);
+    let (outcomes, _) = decide(&mut state, &[hold("a", 1, "h1")], 999);
+    assert!(
+        matches!(
+            outcomes[0],
+            Outcome::Refused(Refusal::NotYetReleased { .. })
+        ),
+        "{outcomes:?}"
+    );
+}

@@ -266,3 +266,24 @@ fn leaving_with_an_open_offer_passes_the_seat_on() {
         })
     );
 }
+
+/// A seat freed in a slot whose release wave has not opened is not offered to a waiter
+/// before the opening (it goes the way of a seat no one waits for); one whose wave is for
+/// another service is.
+#[test]
+fn a_seat_of_an_unopened_wave_is_not_offered() {
+    let waiters = [waiter("w1", "first", 10, true, PartOfDay::Any)];
+    let mut state = with_waiters("c", &waiters, 2);
+    state.slots.get_mut(&1).unwrap().opens_at = Some(NOW + 100);
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    assert!(effects.new_appointments.is_empty(), "{effects:?}");
+    assert!(effects.entry_updates.is_empty());
+    assert_eq!(effects.new_releases.len(), 1, "released after the delay");
+
+    let mut state = with_waiters("c", &waiters, 2);
+    let slot = state.slots.get_mut(&1).unwrap();
+    slot.opens_at = Some(NOW + 100);
+    slot.opens_for = Some("renewal".into());
+    let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
+    assert_eq!(effects.new_appointments.len(), 1, "{effects:?}");
+}

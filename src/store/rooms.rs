@@ -218,7 +218,9 @@ impl Store {
     }
 
     /// The citizen's ticket in the room: the one an earlier join made, else a new one with the
-    /// next number. The room row is updated first (its lock orders the joins, and freezes the
+    /// next number. A ticket of an earlier join that `stale` says has expired (not polled in
+    /// time, or its pass ran out) is given the next number and a new id instead: the citizen
+    /// queues again at the back, under the same one-ticket-per-citizen row. The room row is updated first (its lock orders the joins, and freezes the
     /// pre-queue if the opening has passed), then the ticket is looked for and inserted; a
     /// citizen who has one already leaves the sequence as it was (the transaction is rolled
     /// back), so the numbers stay dense. `eta` gives the ETA recorded with a new ticket from
@@ -230,8 +232,13 @@ impl Store {
         ticket: &str,
         now: i64,
         eta: impl Fn(&RoomState, i64) -> Option<i64> + Send + 'static,
+        stale: impl Fn(&TicketRecord) -> bool + Send + 'static,
     ) -> Result<Joined, StoreError> {
-        if let Some(existing) = self.ticket_of(room_id, national_code).await? {
+        if let Some(existing) = self
+            .ticket_of(room_id, national_code)
+            .await?
+            .filter(|t| !stale(t))
+        {
             let state = self
                 .room_state(room_id)
                 .await?
@@ -253,8 +260,10 @@ impl Store {
             admitted_at: None,
         };
         match self {
-            Store::Sqlite(pool) => lite_write(pool, move |conn| lite_join(conn, new, eta)).await,
-            Store::Postgres(pool) => pg_join(pool, new, eta).await,
+            Store::Sqlite(pool) => {
+                lite_write(pool, move |conn| lite_join(conn, new, eta, stale)).await
+            }
+            Store::Postgres(pool) => pg_join(pool, new, eta, stale).await,
         }
     }
 
@@ -399,6 +408,10 @@ const TAKE_NUMBER: &str = "UPDATE waiting_rooms SET next_seq = next_seq + 1, \
 const FIND_TICKET: &str =
     "SELECT room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at, admitted_at \
      FROM room_tickets WHERE room_id = $1 AND national_code = $2";
+/// A stale ticket queued again: the next number, a new id, as if joined now.
+const REQUEUE_TICKET: &str = "UPDATE room_tickets SET seq = $3, ticket = $4, joined_at = $5, \
+       eta_at_join = $6, last_seen_at = $5, admitted_at = NULL, returned_at = NULL \
+     WHERE room_id = $1 AND national_code = $2";
 const INSERT_TICKET: &str = "INSERT INTO room_tickets (room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $5)";
 
@@ -421,6 +434,7 @@ fn lite_join(
     conn: &rusqlite::Connection,
     mut new: TicketRecord,
     eta: impl Fn(&RoomState, i64) -> Option<i64>,
+    stale: impl Fn(&TicketRecord) -> bool,
 ) -> Result<Joined, StoreError> {
     use rusqlite::OptionalExtension;
     let state_sql = format!("SELECT {STATE_COLUMNS} FROM waiting_rooms WHERE id = ?1");
@@ -440,7 +454,8 @@ fn lite_join(
             lite_ticket,
         )
         .optional()?;
-    if let Some(ticket) = found {
+    let requeue = found.as_ref().is_some_and(&stale);
+    if let Some(ticket) = found.filter(|_| !requeue) {
         let state = conn
             .prepare_cached(&state_sql)?
             .query_row([&ticket.room_id], read_state)?;
@@ -457,7 +472,28 @@ fn lite_join(
         .ok_or_else(|| StoreError::corrupt("joining a room that does not exist"))?;
     new.seq = state.next_seq - 1;
     new.eta_at_join = eta(&state, new.seq);
-    conn.prepare_cached(&sqlite_sql(INSERT_TICKET))?
+    let sql = if requeue {
+        REQUEUE_TICKET
+    } else {
+        INSERT_TICKET
+    };
+    if requeue {
+        conn.prepare_cached(&sqlite_sql(sql))?
+            .execute(rusqlite::params![
+                new.room_id,
+                new.national_code,
+                new.seq,
+                new.ticket,
+                new.joined_at,
+                new.eta_at_join
+            ])?;
+        return Ok(Joined {
+            ticket: new,
+            created: true,
+            state,
+        });
+    }
+    conn.prepare_cached(&sqlite_sql(sql))?
         .execute(rusqlite::params![
             new.room_id,
             new.seq,
@@ -480,6 +516,7 @@ async fn pg_join(
     pool: &sqlx::PgPool,
     mut new: TicketRecord,
     eta: impl Fn(&RoomState, i64) -> Option<i64>,
+    stale: impl Fn(&TicketRecord) -> bool,
 ) -> Result<Joined, StoreError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(TAKE_NUMBER)
@@ -489,23 +526,44 @@ async fn pg_join(
         .await?
         .ok_or_else(|| StoreError::corrupt("joining a room that does not exist"))?;
     let mut state = state_from(&row)?;
-    if let Some(r) = sqlx::query(FIND_TICKET)
+    let found = sqlx::query(FIND_TICKET)
         .bind(&new.room_id)
         .bind(&new.national_code)
         .fetch_optional(&mut *tx)
         .await?
-    {
+        .as_ref()
+        .map(ticket_from)
+        .transpose()?;
+    let requeue = found.as_ref().is_some_and(&stale);
+    if let Some(ticket) = found.filter(|_| !requeue) {
         // Joined meanwhile (another request of the same citizen): that ticket stands.
         tx.rollback().await?;
         state.next_seq -= 1;
         return Ok(Joined {
-            ticket: ticket_from(&r)?,
+            ticket,
             created: false,
             state,
         });
     }
     new.seq = state.next_seq - 1;
     new.eta_at_join = eta(&state, new.seq);
+    if requeue {
+        sqlx::query(REQUEUE_TICKET)
+            .bind(&new.room_id)
+            .bind(&new.national_code)
+            .bind(new.seq)
+            .bind(&new.ticket)
+            .bind(new.joined_at)
+            .bind(new.eta_at_join)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(Joined {
+            ticket: new,
+            created: true,
+            state,
+        });
+    }
     sqlx::query(INSERT_TICKET)
         .bind(&new.room_id)
         .bind(new.seq)

@@ -381,6 +381,22 @@ async fn unpolled_expire(db: &TestDb) {
         12 * 60,
         "18 polls, 3 writes (at most one per 2.5 minutes)"
     );
+    // The expired ticket's citizen joins again: a new ticket at the back (the next number),
+    // the old id no longer answers, still one row per citizen; the busy one is left alone.
+    let (status, again) = join(&app, &quiet, id).await;
+    assert_eq!(status, 201, "{again}");
+    assert_ne!(again["ticket"], q["ticket"]);
+    assert_eq!(again["seq"], json!(2), "{again}");
+    let (status, body) = poll(&app, &quiet, again["ticket"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = poll(&app, &quiet, q["ticket"].as_str().unwrap()).await;
+    assert_eq!(status, 404);
+    let (status, same) = join(&app, &busy, id).await;
+    assert_eq!((status, &same["ticket"]), (200, &b["ticket"]));
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM room_tickets").await,
+        2
+    );
     app.stop().await;
 }
 on_both_backends!(unpolled_tickets_expire, super::unpolled_expire);

@@ -281,6 +281,10 @@ pub async fn join_queue(
                 Place::Admitted => Some(0),
                 Place::Prequeue { .. } => None,
             },
+            {
+                let room = room.clone();
+                move |t: &TicketRecord| ticket_expired(&room, t, now).is_some()
+            },
         )
         .await?;
     if joined.created {
@@ -293,6 +297,22 @@ pub async fn join_queue(
         StatusCode::OK
     };
     Ok((status, Json(dto)))
+}
+
+/// Why a ticket no longer stands, if it does not: not polled within the room's idle time
+/// before its admission, or its pass has run out. A join by its citizen queues them again at
+/// the back (`Store::join_room`), so a closed page or a booking not finished in time costs the
+/// place, not the day.
+fn ticket_expired(room: &RoomRecord, t: &TicketRecord, now: i64) -> Option<&'static str> {
+    if t.admitted_at.is_none() && now - t.last_seen_at > room.ticket_idle_minutes * 60 {
+        return Some("the ticket was not polled in time and has expired; join again");
+    }
+    if t.admitted_at
+        .is_some_and(|at| now >= at + room.pass_minutes * 60)
+    {
+        return Some("the ticket's pass has run out; join again");
+    }
+    None
 }
 
 /// Where a ticket stands; once admitted, its booking pass.
@@ -324,13 +344,8 @@ pub async fn poll_ticket(
     if now >= room.closes_at {
         return Err(expired("the waiting room has closed"));
     }
-    if t.admitted_at.is_none() && now - t.last_seen_at > idle {
-        return Err(expired("the ticket was not polled in time and has expired"));
-    }
-    if t.admitted_at
-        .is_some_and(|at| now >= at + room.pass_minutes * 60)
-    {
-        return Err(expired("the ticket's pass has run out"));
+    if let Some(why) = ticket_expired(&room, &t, now) {
+        return Err(expired(why));
     }
     let rs = state
         .store

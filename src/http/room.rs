@@ -453,15 +453,14 @@ async fn scope_of(
     path: &str,
     body: &[u8],
     caller: &NationalCode,
-) -> Result<Option<(String, String)>, StoreError> {
+) -> Result<Option<(String, Vec<String>)>, StoreError> {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Ok(None);
     };
-    let office = json.get("office_id").and_then(|o| o.as_str());
-    let Some(province) = office.and_then(|o| state.directory().get(o).map(|o| o.province.clone()))
-    else {
+    let provinces = seat_provinces(state, &json);
+    if provinces.is_empty() {
         return Ok(None);
-    };
+    }
     let service = if let Some(rest) = path.strip_prefix("/v1/appointments/") {
         let code = rest
             .strip_suffix("/reschedule")
@@ -486,7 +485,49 @@ async fn scope_of(
             None => None,
         }
     };
-    Ok(service.map(|service| (service, province)))
+    Ok(service.map(|service| (service, provinces)))
+}
+
+/// The provinces a booking write may take its seat in: its named office's, or for an
+/// auto-pick (`pick`) those of every office its limits reach (the offices named, or those
+/// within `max_km` of `near`), so that a pick is no way around a room covering any of them.
+/// Limits the handler will refuse give what they name; the handler answers them.
+fn seat_provinces(state: &AppState, json: &serde_json::Value) -> Vec<String> {
+    let directory = state.directory();
+    let mut provinces: Vec<String> = Vec::new();
+    if let Some(office) = json.get("office_id").and_then(|o| o.as_str()) {
+        provinces.extend(directory.get(office).map(|o| o.province.clone()));
+    } else if let Some(pick) = json.get("pick") {
+        if let Some(ids) = pick.get("office_ids").and_then(|v| v.as_array()) {
+            provinces.extend(
+                ids.iter()
+                    .take(crate::http::v1::pick::MAX_OFFICE_IDS)
+                    .filter_map(|id| id.as_str().and_then(|id| directory.get(id)))
+                    .map(|o| o.province.clone()),
+            );
+        } else if let Some(near) = pick.get("near") {
+            let coordinate = |name: &str| near.get(name).and_then(|v| v.as_f64());
+            let point = coordinate("lat")
+                .zip(coordinate("lon"))
+                .and_then(|(lat, lon)| crate::domain::GeoPoint::new(lat, lon).ok());
+            let max_km = pick
+                .get("max_km")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(crate::http::v1::pick::DEFAULT_MAX_KM);
+            if let Some(point) = point {
+                provinces.extend(
+                    directory
+                        .search(None, None, Some(point), None)
+                        .into_iter()
+                        .filter(|(_, km)| km.is_some_and(|km| km <= max_km))
+                        .map(|(o, _)| o.province.clone()),
+                );
+            }
+        }
+    }
+    provinces.sort_unstable();
+    provinces.dedup();
+    provinces
 }
 
 /// The pass check of the booking writes (see the module's description); also times booking
@@ -552,7 +593,15 @@ async fn checked(
             .into_response()
         })?;
     let rooms = match scope_of(state, parts.uri.path(), &bytes, &caller).await {
-        Ok(Some((service, province))) => covering(state, &service, &province, now),
+        Ok(Some((service, provinces))) => {
+            let mut rooms: Vec<Arc<RoomRecord>> = provinces
+                .iter()
+                .flat_map(|province| covering(state, &service, province, now))
+                .collect();
+            rooms.sort_by(|a, b| a.id.cmp(&b.id));
+            rooms.dedup_by(|a, b| a.id == b.id);
+            rooms
+        }
         Ok(None) => Vec::new(),
         Err(e) => return Err(Problem::from(e).into_response()),
     };

@@ -190,6 +190,23 @@ async fn passes_are_bound(db: &TestDb) {
     assert_eq!(body["code"], "pass_required");
     assert_eq!(body["extra"]["room_id"], id, "names the room: {body}");
     assert!(body["detail"].as_str().unwrap().contains(id));
+    // Letting the engine pick is no way around the room, in either form of `pick`.
+    for pick in [
+        json!({ "office_ids": [office["office_id"]] }),
+        json!({ "near": { "lat": office["lat"], "lon": office["lon"] }, "max_km": 20 }),
+    ] {
+        let body = json!({ "application_id": me.application_id, "payment_id": me.payment_id, "pick": pick });
+        let (status, answer) = app.post(Some(&me.token), "/v1/appointments", &body).await;
+        assert_eq!(
+            (status, &answer["code"]),
+            (403, &json!("pass_required")),
+            "{pick}: {answer}"
+        );
+    }
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM appointments").await,
+        0
+    );
 
     run_for(&[&app], 62).await;
     let (status, mine) = poll(&app, &me.token, ticket).await;

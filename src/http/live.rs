@@ -8,7 +8,7 @@
 //! availability view when it moved. So a change made on one node is in force on the others
 //! within one poll; staff tokens need no poll at all (every request looks its hash up).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -279,6 +279,20 @@ pub async fn audit(State(state): State<AppState>, request: Request, next: Next) 
 /// one, else the connection's peer.
 pub struct ClientAddress(pub Option<IpAddr>);
 
+/// The key a per-address limit counts against: an IPv4 address as it is, an IPv6 address
+/// by its /64 prefix. A subscriber is routinely given a whole /64 and picks addresses in it
+/// at will, so counting single IPv6 addresses would let one client rotate through 2^64 of
+/// them and never reach a limit. An IPv4-mapped IPv6 address counts as its IPv4 address.
+pub fn limit_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = Problem;
 
@@ -302,5 +316,20 @@ impl FromRequestParts<AppState> for ClientAddress {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_keys_fold_an_ipv6_prefix_and_keep_ipv4() {
+        let key = |s: &str| limit_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
     }
 }

@@ -56,7 +56,8 @@ impl LoginKeys {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Self {
             code: format!("code:{hex}"),
-            address: address.map(|a| format!("addr:{a}")),
+            // Counted per /64 for IPv6 (`live::limit_key`); the event names the address.
+            address: address.map(|a| format!("addr:{}", super::live::limit_key(a))),
             masked: code.masked(),
             code_subject: format!("login:{code}"),
             address_text: address.map(|a| a.to_string()),

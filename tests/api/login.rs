@@ -149,6 +149,52 @@ on_both_backends!(
     super::one_address_is_limited_across_codes
 );
 
+/// Behind a proxy, IPv6 clients are counted by their /64: a client that picks a new address
+/// of its prefix for every guess is locked at the address limit all the same, while another
+/// prefix (and an IPv4 client) is untouched.
+async fn an_ipv6_prefix_is_one_address(db: &TestDb) {
+    let app = TestApp::spawn_with(db, test_clock(), |s| {
+        s.login_limits.per_address_max = 4;
+        s.client_ip_header = Some("x-forwarded-for".into());
+    })
+    .await;
+    let login_from = |address: String, code: String, serial: String| {
+        let request = app
+            .client
+            .post(app.url("/v1/sessions"))
+            .header("x-forwarded-for", address)
+            .json(&json!({ "national_code": code, "birth_certificate_serial": serial }));
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, body["code"].as_str().map(str::to_owned))
+        }
+    };
+    for i in 0..4u8 {
+        let code = unknown_code(app.state.registry.as_ref(), i).to_string();
+        let address = format!("2001:db8:1:2:{i}::{}", 7 * i + 1);
+        let (status, _) = login_from(address, code, WRONG_SERIAL.into()).await;
+        assert_eq!(status, 401);
+    }
+    let c = &eligible_citizens(1, 1)[0];
+    let (code, serial) = (
+        c.national_code.to_string(),
+        c.birth_certificate_serial.to_string(),
+    );
+    let fresh_in_prefix = login_from("2001:db8:1:2:ffff::1".into(), code.clone(), serial.clone());
+    assert_eq!(fresh_in_prefix.await, (429, Some("login_locked".into())));
+    let other_prefix = login_from("2001:db8:1:3::1".into(), code.clone(), serial.clone());
+    assert_eq!(other_prefix.await.0, 201);
+    let ipv4 = login_from("192.0.2.10".into(), code, serial);
+    assert_eq!(ipv4.await.0, 201);
+    app.stop().await;
+}
+on_both_backends!(
+    an_ipv6_prefix_is_one_address,
+    super::an_ipv6_prefix_is_one_address
+);
+
 /// Forty guesses for one code at once: exactly five are checked (and fail), the rest are
 /// refused before the registry is asked; the right serial is then refused too.
 async fn concurrent_guesses_cannot_pass_the_limit(db: &TestDb) {

@@ -19,7 +19,7 @@ use crate::domain::province::Province;
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::http::live::ClientAddress;
+use crate::http::live::{limit_key, ClientAddress};
 use crate::http::problem::ProblemCode;
 use crate::http::room::{self, Phase, Place};
 use crate::http::{AppState, Problem};
@@ -256,7 +256,12 @@ pub async fn join_queue(
         ));
     }
     if let Some(address) = address {
-        if state.rooms.join_limiter.check_key(&address).is_err() {
+        if state
+            .rooms
+            .join_limiter
+            .check_key(&limit_key(address))
+            .is_err()
+        {
             let mut p = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ProblemCode::RateLimited,

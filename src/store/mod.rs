@@ -11,6 +11,7 @@
 //! (`?1`, `?2`, …, which SQLite binds by number), so both backends run the same SQL text.
 
 mod applicants;
+mod ballots;
 mod batch_plan;
 mod booking;
 mod error;
@@ -22,6 +23,7 @@ mod security;
 pub mod seed;
 mod waitlist;
 mod waves;
+
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -45,6 +47,10 @@ pub use operations::{
 };
 pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
+pub use ballots::{
+    BallotAppointment, BallotRow, ClosePublish, EntryOutcome, EntryRow, EntryWrite, WithheldSlot,
+    BALLOT_WITHHELD_UNTIL, CLOSE_LEASE_SECS,
+};
 pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").

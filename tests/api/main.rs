@@ -4,6 +4,7 @@
 mod admin;
 mod applicant;
 mod autopick;
+mod ballots;
 mod bad_input;
 mod crash;
 mod helpers;

@@ -1,6 +1,7 @@
 //! The applicant API, `/v1/…`.
 
 pub mod applications;
+pub mod ballots;
 pub mod bookings;
 pub mod catalogue;
 pub mod dto;
@@ -51,6 +52,17 @@ pub fn routes() -> Router<AppState> {
             post(bookings::reschedule),
         )
         .route("/v1/status", get(status::get_status))
+        .route("/v1/ballots/{ballot_id}", get(ballots::get_ballot))
+        .route(
+            "/v1/ballots/{ballot_id}/results",
+            get(ballots::get_ballot_results),
+        )
+        .route(
+            "/v1/ballots/{ballot_id}/entry",
+            get(ballots::get_ballot_entry)
+                .put(ballots::put_ballot_entry)
+                .delete(ballots::withdraw_ballot_entry),
+        )
         .route(
             "/v1/waitlist",
             post(waitlist::join_waitlist).get(waitlist::list_waitlist),
@@ -123,6 +135,7 @@ impl JalaliDays {
             capacity: s.capacity,
             free: s.free(),
             opens_at: None,
+            in_ballot: None,
         }
     }
 }
@@ -199,6 +212,15 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             StatusCode::UNPROCESSABLE_ENTITY,
             "the slot is not bookable".to_string(),
         ),
+        Refusal::NotYetReleased { opens_at, .. }
+            if crate::reserve::ballot::withheld(Some(*opens_at)) =>
+        {
+            (
+                StatusCode::CONFLICT,
+                "the slot's seats are in a ballot; they are assigned at its close (GET /v1/ballots/{id})"
+                    .to_string(),
+            )
+        }
         Refusal::NotYetReleased { opens_at, .. } => (
             StatusCode::CONFLICT,
             format!(

@@ -90,7 +90,10 @@ pub fn stored_input(
         .map_err(|e| StoreError::corrupt(format!("ballot terms: {e}")))?;
     let mut code_of = HashMap::new();
     let mut input_entries = Vec::with_capacity(entries.len());
-    for e in entries.iter().filter(|e| !left_out.contains(&e.national_code)) {
+    for e in entries
+        .iter()
+        .filter(|e| !left_out.contains(&e.national_code))
+    {
         let preferences: Preferences = serde_json::from_str(&e.preferences_json)
             .map_err(|err| StoreError::corrupt(format!("ballot preferences: {err}")))?;
         code_of.insert(e.entry_key.clone(), e.national_code.clone());
@@ -215,9 +218,7 @@ impl Reservations {
         for p in &outcome.placements {
             let (Some(e), Some(slot)) = (
                 by_key.get(p.key.as_str()),
-                stored
-                    .slot_of
-                    .get(&(p.office_id.clone(), p.date, p.start)),
+                stored.slot_of.get(&(p.office_id.clone(), p.date, p.start)),
             ) else {
                 return Err(StoreError::corrupt("a placement names no entry or slot"));
             };
@@ -256,7 +257,10 @@ impl Reservations {
                 ));
             }
         }
-        for code in booked.iter().filter(|c| entries.iter().any(|e| &e.national_code == *c)) {
+        for code in booked
+            .iter()
+            .filter(|c| entries.iter().any(|e| &e.national_code == *c))
+        {
             outcomes.push((
                 code.clone(),
                 EntryOutcome::Unplaced {
@@ -313,7 +317,6 @@ pub fn withheld(opens_at: Option<i64>) -> bool {
     opens_at == Some(BALLOT_WITHHELD_UNTIL)
 }
 
-
 /// The audit record of a published ballot, from the database (`None`: no such ballot, or not
 /// published): the anonymised input the close decided from (entries under their salted keys,
 /// the seats withheld at the close, the offices), the revealed seed and the assignment.
@@ -321,11 +324,17 @@ pub async fn export_record(
     store: &crate::store::Store,
     id: &str,
 ) -> Result<Option<crate::planning::ballot::BallotRecord>, StoreError> {
-    use crate::planning::ballot::{BallotRecord, Placement, Unplaced, UnplacedReason, RECORD_FORMAT};
+    use crate::planning::ballot::{
+        BallotRecord, Placement, Unplaced, UnplacedReason, RECORD_FORMAT,
+    };
     let Some(b) = store.ballot(id).await? else {
         return Ok(None);
     };
-    let Some(offices_json) = b.offices_json.as_deref().filter(|_| b.status == "published") else {
+    let Some(offices_json) = b
+        .offices_json
+        .as_deref()
+        .filter(|_| b.status == "published")
+    else {
         return Ok(None);
     };
     let offices: Vec<BallotOffice> = serde_json::from_str(offices_json)
@@ -342,7 +351,10 @@ pub async fn export_record(
     let stored = stored_input(&b, &entries, &seats, offices, &left_out)?;
     let mut placements = Vec::new();
     let mut unplaced = Vec::new();
-    for e in entries.iter().filter(|e| !left_out.contains(&e.national_code)) {
+    for e in entries
+        .iter()
+        .filter(|e| !left_out.contains(&e.national_code))
+    {
         match &e.outcome {
             Some(EntryOutcome::Placed {
                 office_id,

@@ -131,7 +131,8 @@ macro_rules! ballot_of {
     ($row:expr) => {{
         let row = $row;
         let list = |text: String| -> Result<Vec<String>, StoreError> {
-            serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("ballot list: {e}")))
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::corrupt(format!("ballot list: {e}")))
         };
         Ok::<_, StoreError>(BallotRow {
             id: row.try_get(0)?,
@@ -292,7 +293,9 @@ impl Store {
     /// it reads the entries, sees every entry acknowledged before it and none after.
     pub async fn put_ballot_entry(&self, e: &EntryRow, now: i64) -> Result<EntryWrite, StoreError> {
         let status_sql = match self {
-            Store::Postgres(_) => "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1 FOR SHARE",
+            Store::Postgres(_) => {
+                "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1 FOR SHARE"
+            }
             Store::Sqlite(_) => "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1",
         };
         const UPSERT: &str = "INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) \
@@ -300,7 +303,9 @@ impl Store {
              ON CONFLICT (ballot_id, national_code) DO UPDATE SET application_id = excluded.application_id, payment_id = excluded.payment_id, \
              home_lat = excluded.home_lat, home_lon = excluded.home_lon, province = excluded.province, priority = excluded.priority, \
              preferences_json = excluded.preferences_json, updated_at = excluded.updated_at";
-        let exists_sql = self.sql_for("SELECT created_at FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2");
+        let exists_sql = self.sql_for(
+            "SELECT created_at FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2",
+        );
         let upsert = self.sql_for(UPSERT);
         let result = on_pool!(self, pool, q = status_sql => {
             let mut tx = pool.begin().await?;
@@ -339,7 +344,8 @@ impl Store {
             Store::Postgres(_) => "SELECT status, closes_at FROM ballots WHERE id = $1 FOR SHARE",
             Store::Sqlite(_) => "SELECT status, closes_at FROM ballots WHERE id = $1",
         };
-        let delete = self.sql_for("DELETE FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2");
+        let delete =
+            self.sql_for("DELETE FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2");
         on_pool!(self, pool, q = status_sql => {
             let mut tx = pool.begin().await?;
             let Some(row) = sqlx::query(q).bind(ballot_id).fetch_optional(&mut *tx).await? else {
@@ -380,7 +386,12 @@ impl Store {
 
     /// Takes the close's lease of a ballot due at `now` (open, or closing under an expired
     /// lease). `true`: this owner closes it now.
-    pub async fn claim_ballot_close(&self, id: &str, owner: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn claim_ballot_close(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE ballots SET status = 'closing', lease_owner = $2, lease_until = $3 \
              WHERE id = $1 AND closes_at <= $4 AND (status = 'open' OR (status = 'closing' AND lease_until < $4))";
         on_pool!(self, pool, q = SQL => {
@@ -431,7 +442,8 @@ impl Store {
         let event = self.sql_for("INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'booked_by_ballot', $3, $4)");
         let placed = self.sql_for("UPDATE ballot_entries SET tracking_code = $3, slot_id = $4, office_id = $5, start_at = $6, distance_km = $7, cost_m = $8, part_of_day_kept = $9 WHERE ballot_id = $1 AND national_code = $2");
         let unplaced = self.sql_for("UPDATE ballot_entries SET reason = $3, waitlist_rank = $4 WHERE ballot_id = $1 AND national_code = $2");
-        let release = self.sql_for("UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1");
+        let release =
+            self.sql_for("UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1");
         let bump = self.sql_for("UPDATE config_version SET version = version + 1 WHERE id = 1");
         let actor = format!("ballot:{}", b.id);
         on_pool!(self, pool, q = MARK => {

@@ -24,7 +24,6 @@ pub mod seed;
 mod waitlist;
 mod waves;
 
-
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,6 +33,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
+pub use ballots::{
+    BallotAppointment, BallotRow, ClosePublish, EntryOutcome, EntryRow, EntryWrite, WithheldSlot,
+    BALLOT_WITHHELD_UNTIL, CLOSE_LEASE_SECS,
+};
 pub use batch_plan::{Stored, OFFER_HOLD_PREFIX};
 pub use booking::{
     BatchConn, BatchExtras, BatchWrite, IdempotencyRecord, StoredAnswer, CANCELLATIONS_OF_LITE,
@@ -47,10 +50,6 @@ pub use operations::{
 };
 pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
-pub use ballots::{
-    BallotAppointment, BallotRow, ClosePublish, EntryOutcome, EntryRow, EntryWrite, WithheldSlot,
-    BALLOT_WITHHELD_UNTIL, CLOSE_LEASE_SECS,
-};
 pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 
 /// How long a SQLite connection waits for the write lock before giving up ("unavailable").

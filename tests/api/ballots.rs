@@ -60,7 +60,11 @@ fn entry(me: &Ready, preferences: Value) -> Value {
 }
 
 async fn tick(app: &TestApp, owner: &str) -> Vec<String> {
-    app.state.engine.ballot_tick(owner).await.expect("ballot tick")
+    app.state
+        .engine
+        .ballot_tick(owner)
+        .await
+        .expect("ballot tick")
 }
 
 async fn ready(app: &TestApp, skip: usize, n: usize) -> Vec<Ready> {
@@ -80,12 +84,21 @@ async fn journey(db: &TestDb) {
     let commitment = ballot["commitment"].as_str().unwrap().to_string();
     assert_eq!(commitment.len(), 64);
     assert_eq!(ballot["status"], "scheduled");
-    assert!(ballot.get("seed").is_none(), "the seed is secret until the results");
+    assert!(
+        ballot.get("seed").is_none(),
+        "the seed is secret until the results"
+    );
     let path = format!("/v1/ballots/{id}/entry");
 
     // Before the opening.
-    let (status, body) = app.put(&people[0].token, &path, &entry(&people[0], json!({}))).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("ballot_not_open")), "{body}");
+    let (status, body) = app
+        .put(&people[0].token, &path, &entry(&people[0], json!({})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_not_open")),
+        "{body}"
+    );
 
     app.clock.advance(Duration::seconds(120));
     tick(&app, "node-a").await;
@@ -100,7 +113,10 @@ async fn journey(db: &TestDb) {
         .id
         .to_string();
     let (status, slots) = app
-        .get(None, &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"))
+        .get(
+            None,
+            &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"),
+        )
         .await;
     assert_eq!(status, 200, "{slots}");
     let first = &slots.as_array().unwrap()[0];
@@ -112,14 +128,25 @@ async fn journey(db: &TestDb) {
             &json!({ "application_id": people[3].application_id, "office_id": office, "start": first["start"] }),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("not_yet_released")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("not_yet_released")),
+        "{body}"
+    );
+    assert_eq!(body["extra"]["in_ballot"], true, "{body}");
 
     // Enter, then edit: 201 then 200.
-    let (status, body) = app.put(&people[0].token, &path, &entry(&people[0], json!({}))).await;
+    let (status, body) = app
+        .put(&people[0].token, &path, &entry(&people[0], json!({})))
+        .await;
     assert_eq!(status, 201, "{body}");
     let key = body["entry_key"].as_str().unwrap().to_string();
     let (status, body) = app
-        .put(&people[0].token, &path, &entry(&people[0], json!({ "part_of_day": "morning" })))
+        .put(
+            &people[0].token,
+            &path,
+            &entry(&people[0], json!({ "part_of_day": "morning" })),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["preferences"]["part_of_day"], "morning");
@@ -127,18 +154,38 @@ async fn journey(db: &TestDb) {
 
     // Bad preferences: 422 naming the field, nothing stored.
     let (status, body) = app
-        .put(&people[1].token, &path, &entry(&people[1], json!({ "max_km": 1000.0, "earliest_date": "2024-10-30" })))
+        .put(
+            &people[1].token,
+            &path,
+            &entry(
+                &people[1],
+                json!({ "max_km": 1000.0, "earliest_date": "2024-10-30" }),
+            ),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_preferences")), "{body}");
-    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_preferences")),
+        "{body}"
+    );
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["preferences.max_km", "preferences.earliest_date"]);
     let (status, _) = app.get(Some(&people[1].token), &path).await;
     assert_eq!(status, 404);
-    let (status, body) = app.put(&people[1].token, &path, &entry(&people[1], json!({}))).await;
+    let (status, body) = app
+        .put(&people[1].token, &path, &entry(&people[1], json!({})))
+        .await;
     assert_eq!(status, 201, "{body}");
 
     // Withdraw.
-    let (status, body) = app.put(&people[2].token, &path, &entry(&people[2], json!({}))).await;
+    let (status, body) = app
+        .put(&people[2].token, &path, &entry(&people[2], json!({})))
+        .await;
     assert_eq!(status, 201, "{body}");
     let (status, _) = app.delete(&people[2].token, &path).await;
     assert_eq!(status, 204);
@@ -146,26 +193,48 @@ async fn journey(db: &TestDb) {
     assert_eq!(status, 404);
 
     let (_, public) = app.get(None, &format!("/v1/ballots/{id}")).await;
-    assert_eq!((public["entries"].as_i64(), public["status"].as_str()), (Some(2), Some("open")));
+    assert_eq!(
+        (public["entries"].as_i64(), public["status"].as_str()),
+        (Some(2), Some("open"))
+    );
     let (status, body) = app.get(None, &format!("/v1/ballots/{id}/results")).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("ballot_not_published")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_not_published"))
+    );
 
     // The close: entries refused from then on, published once.
     app.clock.advance(Duration::seconds(3600));
-    let (status, body) = app.put(&people[2].token, &path, &entry(&people[2], json!({}))).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("ballot_closed")), "{body}");
+    let (status, body) = app
+        .put(&people[2].token, &path, &entry(&people[2], json!({})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_closed")),
+        "{body}"
+    );
     let (status, body) = app.delete(&people[0].token, &path).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("ballot_closed")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_closed")),
+        "{body}"
+    );
     assert_eq!(tick(&app, "node-a").await, vec![id.clone()]);
     assert!(tick(&app, "node-a").await.is_empty(), "published once");
 
     let (status, results) = app.get(None, &format!("/v1/ballots/{id}/results")).await;
     assert_eq!(status, 200, "{results}");
     let seed = LotterySeed::from_hex(results["seed"].as_str().unwrap()).unwrap();
-    assert!(seed.matches(&commitment), "the revealed seed matches its commitment");
+    assert!(
+        seed.matches(&commitment),
+        "the revealed seed matches its commitment"
+    );
     assert_eq!(results["results"]["entries"], 2);
     assert_eq!(results["results"]["placed"], 2, "{results}");
-    assert!(results.to_string().find(&people[0].citizen.national_code.to_string()).is_none());
+    assert!(results
+        .to_string()
+        .find(&people[0].citizen.national_code.to_string())
+        .is_none());
 
     // Each entrant's outcome, their appointment in /v1/status, one notice each.
     for me in &people[..2] {
@@ -174,23 +243,61 @@ async fn journey(db: &TestDb) {
         assert_eq!(mine["outcome"]["status"], "placed", "{mine}");
         let code = mine["outcome"]["tracking_code"].as_str().unwrap();
         let (status, st) = app
-            .get(None, &format!("/v1/status?national_code={}&tracking_code={code}", me.citizen.national_code))
+            .get(
+                None,
+                &format!(
+                    "/v1/status?national_code={}&tracking_code={code}",
+                    me.citizen.national_code
+                ),
+            )
             .await;
-        assert_eq!((status, st["status"].as_str()), (200, Some("booked")), "{st}");
-        assert!(st["history"].as_array().unwrap().iter().any(|h| h["kind"] == "booked_by_ballot"), "{st}");
+        assert_eq!(
+            (status, st["status"].as_str()),
+            (200, Some("booked")),
+            "{st}"
+        );
+        assert!(
+            st["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["kind"] == "booked_by_ballot"),
+            "{st}"
+        );
     }
     let (_, mine) = app.get(Some(&people[0].token), &path).await;
-    assert!(mine["outcome"]["start"].as_str().unwrap().contains("T0"), "a morning seat: {mine}");
+    assert!(
+        mine["outcome"]["start"].as_str().unwrap().contains("T0"),
+        "a morning seat: {mine}"
+    );
     assert_eq!(
-        scalar(&app.store, &format!("SELECT COUNT(*) FROM outbox WHERE notice_key = 'ballot:{id}'")).await,
+        scalar(
+            &app.store,
+            &format!("SELECT COUNT(*) FROM outbox WHERE notice_key = 'ballot:{id}'")
+        )
+        .await,
         2
     );
     // Leftover seats are back to first-come booking; seats are backed one to one.
     let (_, slots) = app
-        .get(None, &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"))
+        .get(
+            None,
+            &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"),
+        )
         .await;
-    assert!(slots.as_array().unwrap().iter().all(|s| s.get("in_ballot").is_none()));
-    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM slots WHERE ballot_id IS NOT NULL").await, 0);
+    assert!(slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s.get("in_ballot").is_none()));
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM slots WHERE ballot_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
     let (status, body) = app
         .post(
             Some(&people[3].token),
@@ -203,7 +310,9 @@ async fn journey(db: &TestDb) {
 
     // The export verifies; a tampered assignment and a wrong seed do not.
     let dir = tempfile::tempdir().unwrap();
-    let file = nobat::cli::ballot::export(&app.store, &id, dir.path()).await.unwrap();
+    let file = nobat::cli::ballot::export(&app.store, &id, dir.path())
+        .await
+        .unwrap();
     let record: nobat::planning::ballot::BallotRecord =
         serde_json::from_reader(std::fs::File::open(&file).unwrap()).unwrap();
     assert_eq!(record.input.entries.len(), 2);
@@ -214,7 +323,14 @@ async fn journey(db: &TestDb) {
         .input
         .seats
         .iter()
-        .find(|s| (s.office_id.as_str(), s.date, s.start) != (tampered.placements[0].office_id.as_str(), tampered.placements[0].date, tampered.placements[0].start))
+        .find(|s| {
+            (s.office_id.as_str(), s.date, s.start)
+                != (
+                    tampered.placements[0].office_id.as_str(),
+                    tampered.placements[0].date,
+                    tampered.placements[0].start,
+                )
+        })
         .unwrap()
         .clone();
     tampered.placements[0].office_id = other.office_id;
@@ -228,7 +344,14 @@ async fn journey(db: &TestDb) {
     let again = nobat::planning::ballot::close(&record.input, &seed).unwrap();
     // (distance_km went through JSON text, which rounds its last digit on parsing.)
     let seat = |p: &nobat::planning::ballot::Placement| {
-        (p.key.clone(), p.office_id.clone(), p.date, p.start, p.cost_m, p.part_of_day_kept)
+        (
+            p.key.clone(),
+            p.office_id.clone(),
+            p.date,
+            p.start,
+            p.cost_m,
+            p.part_of_day_kept,
+        )
     };
     assert_eq!(
         again.placements.iter().map(seat).collect::<Vec<_>>(),
@@ -243,7 +366,10 @@ on_both_backends!(ballot_journey, super::journey);
 async fn one_entry_per_citizen(db: &TestDb) {
     let app = app_on(db).await;
     let me = ready(&app, 4, 1).await.remove(0);
-    let id = create(&app).await["ballot_id"].as_str().unwrap().to_string();
+    let id = create(&app).await["ballot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     app.clock.advance(Duration::seconds(120));
     let path = format!("/v1/ballots/{id}/entry");
     let (status, body) = app.put(&me.token, &path, &entry(&me, json!({}))).await;
@@ -253,8 +379,14 @@ async fn one_entry_per_citizen(db: &TestDb) {
          VALUES ('{id}', '{}', 'another-key', 'a', 'p', 35.0, 51.0, 0, '{{}}', 0, 0)",
         me.citizen.national_code
     );
-    assert!(try_exec(&app.store, &second).await.is_err(), "a second entry is refused");
-    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM ballot_entries").await, 1);
+    assert!(
+        try_exec(&app.store, &second).await.is_err(),
+        "a second entry is refused"
+    );
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM ballot_entries").await,
+        1
+    );
     app.stop().await;
 }
 on_both_backends!(ballot_one_entry_per_citizen, super::one_entry_per_citizen);
@@ -265,24 +397,46 @@ on_both_backends!(ballot_one_entry_per_citizen, super::one_entry_per_citizen);
 async fn dead_closer(db: &TestDb) {
     let app = app_on(db).await;
     let people = ready(&app, 5, 2).await;
-    let id = create(&app).await["ballot_id"].as_str().unwrap().to_string();
+    let id = create(&app).await["ballot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     app.clock.advance(Duration::seconds(120));
     tick(&app, "node-a").await;
     for me in &people {
-        let (status, body) = app.put(&me.token, &format!("/v1/ballots/{id}/entry"), &entry(me, json!({}))).await;
+        let (status, body) = app
+            .put(
+                &me.token,
+                &format!("/v1/ballots/{id}/entry"),
+                &entry(me, json!({})),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     app.clock.advance(Duration::seconds(3600));
     let now = app.clock.now().timestamp();
-    assert!(app.store.claim_ballot_close(&id, "dead", now).await.unwrap());
-    assert!(tick(&app, "node-b").await.is_empty(), "the lease is the dead process's");
+    assert!(app
+        .store
+        .claim_ballot_close(&id, "dead", now)
+        .await
+        .unwrap());
+    assert!(
+        tick(&app, "node-b").await.is_empty(),
+        "the lease is the dead process's"
+    );
     let (_, public) = app.get(None, &format!("/v1/ballots/{id}")).await;
     assert_eq!(public["status"], "closing");
-    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM appointments").await, 0);
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM appointments").await,
+        0
+    );
     app.clock.advance(Duration::seconds(CLOSE_LEASE_SECS + 1));
     assert_eq!(tick(&app, "node-b").await, vec![id.clone()]);
     assert!(tick(&app, "node-c").await.is_empty());
-    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM appointments").await, 2);
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM appointments").await,
+        2
+    );
     assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM outbox").await, 2);
     assert_seats_consistent(&app.store).await;
     app.stop().await;
@@ -300,7 +454,13 @@ async fn two_nodes(db: &TestDb) {
     }
     tick(&a, "node-a").await;
     for me in &people {
-        let (status, body) = b.put(&me.token, &format!("/v1/ballots/{id}/entry"), &entry(me, json!({}))).await;
+        let (status, body) = b
+            .put(
+                &me.token,
+                &format!("/v1/ballots/{id}/entry"),
+                &entry(me, json!({})),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     for app in [&a, &b] {
@@ -312,8 +472,18 @@ async fn two_nodes(db: &TestDb) {
     );
     let published = one.unwrap().len() + two.unwrap().len();
     assert_eq!(published, 1, "closed exactly once");
-    assert_eq!(scalar(&a.store, "SELECT COUNT(*) FROM appointments").await, 3);
-    assert_eq!(scalar(&a.store, "SELECT COUNT(*) FROM ballot_entries WHERE tracking_code IS NOT NULL").await, 3);
+    assert_eq!(
+        scalar(&a.store, "SELECT COUNT(*) FROM appointments").await,
+        3
+    );
+    assert_eq!(
+        scalar(
+            &a.store,
+            "SELECT COUNT(*) FROM ballot_entries WHERE tracking_code IS NOT NULL"
+        )
+        .await,
+        3
+    );
     assert_seats_consistent(&a.store).await;
     a.stop().await;
     b.stop().await;

@@ -4,8 +4,8 @@
 mod admin;
 mod applicant;
 mod autopick;
-mod ballots;
 mod bad_input;
+mod ballots;
 mod crash;
 mod helpers;
 mod idempotency;

@@ -100,7 +100,13 @@ fn instant(field: &'static str, text: &str) -> Result<i64, Problem> {
 fn day_start(field: &'static str, day: Option<NaiveDate>) -> Result<i64, Problem> {
     day.and_then(|d| iran_instant(d, NaiveTime::MIN).ok())
         .map(|t| t.timestamp())
-        .ok_or_else(|| invalid(field, ProblemCode::InvalidDate, "a date whose day has a start"))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                ProblemCode::InvalidDate,
+                "a date whose day has a start",
+            )
+        })
 }
 
 /// The offices of the ballot: those of the provinces (all when none) offering the service.
@@ -161,7 +167,11 @@ fn ballot_of(state: &AppState, req: &BallotRequest, now: i64) -> Result<BallotRo
     let from_unix = day_start("seats.from_date", Some(from))?;
     let to_unix = day_start("seats.to_date", to.succ_opt())?;
     if closes_at <= opens_at {
-        return Err(invalid("closes_at", ProblemCode::InvalidRange, "after opens_at"));
+        return Err(invalid(
+            "closes_at",
+            ProblemCode::InvalidRange,
+            "after opens_at",
+        ));
     }
     if closes_at <= now || closes_at - now > CLOSES_AHEAD_DAYS_MAX * 86_400 {
         return Err(invalid(

@@ -521,7 +521,10 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ]],
     ),
     ("get_ballot", &[&[C::BallotNotFound]]),
-    ("get_ballot_results", &[&[C::BallotNotFound, C::BallotNotPublished]]),
+    (
+        "get_ballot_results",
+        &[&[C::BallotNotFound, C::BallotNotPublished]],
+    ),
     (
         "put_ballot_entry",
         &[&[

@@ -272,13 +272,13 @@ async fn paid_application(
             format!("the ballot is for {}", b.service),
         ));
     }
-    let payment = state
-        .store
-        .payment(&req.payment_id)
-        .await?
-        .ok_or_else(|| {
-            Problem::invalid_field("payment_id", ProblemCode::PaymentNotFound, "no such payment")
-        })?;
+    let payment = state.store.payment(&req.payment_id).await?.ok_or_else(|| {
+        Problem::invalid_field(
+            "payment_id",
+            ProblemCode::PaymentNotFound,
+            "no such payment",
+        )
+    })?;
     if payment.application_id != app.id {
         return Err(Problem::invalid_field(
             "payment_id",
@@ -324,7 +324,11 @@ pub async fn put_ballot_entry(
     }
     paid_application(&state, &applicant, &b, &req).await?;
     let terms = terms_of(&b)?;
-    let in_ballot = |id: &str| b.office_ids.binary_search_by(|o| o.as_str().cmp(id)).is_ok();
+    let in_ballot = |id: &str| {
+        b.office_ids
+            .binary_search_by(|o| o.as_str().cmp(id))
+            .is_ok()
+    };
     problems_to(
         ProblemCode::InvalidPreferences,
         &req.preferences.problems(&terms, &in_ballot),
@@ -340,15 +344,13 @@ pub async fn put_ballot_entry(
                 home: c.location,
             }),
         ),
-        None if req.preferences.near.is_some() || !req.preferences.office_ids.is_empty() => {
-            (
+        None if req.preferences.near.is_some() || !req.preferences.office_ids.is_empty() => (
             req.preferences
                 .near
                 .unwrap_or(crate::domain::GeoPoint { lat: 0.0, lon: 0.0 }),
             None,
             0,
-        )
-        }
+        ),
         None => {
             return Err(Problem::invalid_field(
                 "preferences.near",

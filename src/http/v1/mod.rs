@@ -338,6 +338,12 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             problem = problem
                 .with_extra(serde_json::json!({ "limit": limit, "window_days": window_days }))
         }
+        Refusal::NotYetReleased { slot_id, opens_at }
+            if crate::reserve::ballot::withheld(Some(*opens_at)) =>
+        {
+            problem =
+                problem.with_extra(serde_json::json!({ "slot_id": slot_id, "in_ballot": true }))
+        }
         Refusal::NotYetReleased { slot_id, opens_at } => {
             problem = problem.with_extra(
                 serde_json::json!({ "slot_id": slot_id, "opens_at": iran_rfc3339(*opens_at) }),

@@ -202,6 +202,19 @@ pub fn resolve_slot(
         })
 }
 
+/// Why a slot's seat is closed: a release wave not open yet, or a ballot's withholding.
+fn not_yet_released_detail(opens_at: UnixSeconds) -> String {
+    if crate::reserve::ballot::withheld(Some(opens_at)) {
+        "the slot's seats are in a ballot; they are assigned at its close (GET /v1/ballots/{id})"
+            .to_string()
+    } else {
+        format!(
+            "the slot's seats open for booking at {}",
+            iran_rfc3339(opens_at)
+        )
+    }
+}
+
 pub fn refusal_problem(refusal: &Refusal) -> Problem {
     let (status, detail) = match refusal {
         Refusal::SlotFull { .. } => (
@@ -212,22 +225,9 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             StatusCode::UNPROCESSABLE_ENTITY,
             "the slot is not bookable".to_string(),
         ),
-        Refusal::NotYetReleased { opens_at, .. }
-            if crate::reserve::ballot::withheld(Some(*opens_at)) =>
-        {
-            (
-                StatusCode::CONFLICT,
-                "the slot's seats are in a ballot; they are assigned at its close (GET /v1/ballots/{id})"
-                    .to_string(),
-            )
+        Refusal::NotYetReleased { opens_at, .. } => {
+            (StatusCode::CONFLICT, not_yet_released_detail(*opens_at))
         }
-        Refusal::NotYetReleased { opens_at, .. } => (
-            StatusCode::CONFLICT,
-            format!(
-                "the slot's seats open for booking at {}",
-                iran_rfc3339(*opens_at)
-            ),
-        ),
         Refusal::AlreadyHolding { hold_id } => (
             StatusCode::CONFLICT,
             format!("you already hold a seat ({hold_id}); confirm or release it first"),

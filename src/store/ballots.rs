@@ -384,6 +384,31 @@ impl Store {
         })
     }
 
+    /// Withholds the slots made after an open ballot opened (the rolling window's new days in
+    /// its range). Returns the slots written.
+    pub async fn apply_open_ballots(&self) -> Result<u64, StoreError> {
+        let mut written = 0;
+        for b in self
+            .unpublished_ballots()
+            .await?
+            .iter()
+            .filter(|b| b.status == "open")
+        {
+            let sql = format!(
+                "UPDATE slots SET opens_at = $1, opens_for = NULL, ballot_id = $2 WHERE ballot_id IS NULL AND {}",
+                slot_filter(b, 3)
+            );
+            written += on_pool!(self, pool, q = &sql => {
+                let mut query = sqlx::query(q).bind(BALLOT_WITHHELD_UNTIL).bind(&b.id).bind(b.from_unix).bind(b.to_unix);
+                for o in &b.office_ids {
+                    query = query.bind(o);
+                }
+                query.execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(written)
+    }
+
     /// Takes the close's lease of a ballot due at `now` (open, or closing under an expired
     /// lease). `true`: this owner closes it now.
     pub async fn claim_ballot_close(

@@ -489,3 +489,65 @@ async fn two_nodes(db: &TestDb) {
     b.stop().await;
 }
 on_both_backends!(ballot_two_nodes, super::two_nodes);
+
+/// Bad terms are refused with each field named, and nothing is written.
+async fn bad_terms(db: &TestDb) {
+    let app = app_on(db).await;
+    let cases = [
+        (
+            json!({ "seats": { "from_date": TO, "to_date": FROM } }),
+            "invalid_ballot",
+            "seats.to_date",
+        ),
+        (json!({ "max_km": -1.0 }), "invalid_ballot", "max_km"),
+        (
+            json!({ "priority_rules": [{ "when": { "age_at_least": 70 }, "class": 0 }] }),
+            "invalid_ballot",
+            "priority_rules[0].class",
+        ),
+        (
+            json!({ "closes_at": at(&app, 30) }),
+            "invalid_range",
+            "closes_at",
+        ),
+        (
+            json!({ "closes_at": at(&app, 86_400 * 3) }),
+            "invalid_range",
+            "closes_at",
+        ),
+        (json!({ "service": "nope" }), "unknown_service", "service"),
+        (
+            json!({ "provinces": ["atlantis"] }),
+            "unknown_province",
+            "provinces",
+        ),
+        (
+            json!({ "opens_at": "tomorrow" }),
+            "invalid_time",
+            "opens_at",
+        ),
+    ];
+    for (change, code, field) in cases {
+        let mut body = json!({
+            "service": "first_issuance",
+            "opens_at": at(&app, 60),
+            "closes_at": at(&app, 3600),
+            "seats": { "from_date": FROM, "to_date": TO },
+        });
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, problem) = app
+            .post(Some(ADMIN_TOKEN), "/v1/admin/ballots", &body)
+            .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some(code)),
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM ballots").await, 0);
+    app.stop().await;
+}
+on_both_backends!(ballot_bad_terms, super::bad_terms);

@@ -37,6 +37,9 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// How often expired holds are swept; `None` disables the sweeper (tests step it).
     pub sweep_interval: Option<Duration>,
+    /// How often ballots are opened and closed when due; `None` disables the task (tests
+    /// step it: `Reservations::ballot_tick`).
+    pub ballot_interval: Option<Duration>,
     pub booking_horizon_days: u32,
     /// API requests served at once before new ones are shed with 503.
     pub max_in_flight: usize,
@@ -87,6 +90,7 @@ impl Default for Settings {
             scenario: None,
             engine: EngineConfig::default(),
             sweep_interval: Some(Duration::from_secs(1)),
+            ballot_interval: Some(Duration::from_secs(1)),
             booking_horizon_days: 30,
             max_in_flight: 1024,
             planner_token: None,
@@ -242,6 +246,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    ballots: Option<tokio::task::JoinHandle<()>>,
     janitor: tokio::task::JoinHandle<()>,
     relay: Option<tokio::task::JoinHandle<()>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
@@ -294,6 +299,9 @@ impl App {
         let sweeper = settings
             .sweep_interval
             .map(|every| engine.spawn_sweeper(every));
+        let ballots = settings
+            .ballot_interval
+            .map(|every| engine.spawn_ballot_task(every));
         let rooms = store.rooms(now.timestamp() - 86_400).await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let state = AppState {
@@ -353,6 +361,7 @@ impl App {
             listener,
             state,
             sweeper,
+            ballots,
             janitor,
             relay,
             watcher,
@@ -398,6 +407,9 @@ impl App {
         .await?;
         if let Some(s) = self.sweeper {
             s.abort();
+        }
+        if let Some(b) = self.ballots {
+            b.abort();
         }
         self.janitor.abort();
         if let Some(r) = self.relay {

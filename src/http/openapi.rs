@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::admin::{self, access, closures, offices, rooms, stats, waves};
 use super::v1::{
-    applications, bookings, catalogue, dto, queue, receipt, sessions, status, waitlist,
+    applications, ballots, bookings, catalogue, dto, queue, receipt, sessions, status, waitlist,
 };
 use super::{planner, probes, staff};
 use super::{Problem, ProblemCode};
@@ -78,6 +78,11 @@ impl Modify for BearerAuth {
         queue::poll_ticket,
         queue::get_room,
         queue::get_order,
+        ballots::get_ballot,
+        ballots::get_ballot_results,
+        ballots::put_ballot_entry,
+        ballots::get_ballot_entry,
+        ballots::withdraw_ballot_entry,
         crate::http::ussd::ussd,
     ),
     components(schemas(
@@ -90,6 +95,8 @@ impl Modify for BearerAuth {
         waitlist::WaitlistRequest, waitlist::WaitlistEntryDto, waitlist::OfferDto,
         crate::http::ussd::UssdCallback,
         queue::JoinRequest, queue::TicketDto, queue::RoomDto, queue::OrderDto,
+        ballots::BallotDto, ballots::BallotResultsDto, ballots::BallotEntryRequest, ballots::BallotEntryDto,
+        ballots::BallotOutcomeDto, dto::InBallotDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "applicant", description = "What the registration frontend calls"),
@@ -122,6 +129,7 @@ pub struct ApiDoc;
         waves::create_release_wave,
         waves::list_release_waves,
         waves::cancel_release_wave,
+        crate::http::admin::ballots::create_ballot,
         access::list_staff_tokens,
         access::revoke_staff_token,
         access::get_audit,
@@ -141,6 +149,7 @@ pub struct ApiDoc;
         stats::StatsRow, stats::StatsResponse, access::StaffTokenDto, access::AuditEntryDto, access::AuditPageDto,
         rooms::RoomRequest, rooms::RoomScopeDto, rooms::AdmissionDto, rooms::AutoAdmissionDto, rooms::RoomCreatedDto,
         waves::WaveRequest, waves::WaveDto,
+        crate::http::admin::ballots::BallotRequest, crate::http::admin::ballots::SeatRange,
         planner::JobAcceptedDto, planner::JobDto, planner::JobProgressDto, probes::HealthDto, probes::ReadyDto,
     )),
     tags((name = "staff", description = "Office staff (a staff token scoped to one office)"),

@@ -12,6 +12,7 @@
 //!   queues, the caller is told to come back later, at once.
 
 pub mod availability;
+pub mod ballot;
 pub mod directory;
 pub mod ids;
 mod writer;
@@ -214,6 +215,9 @@ pub struct Reservations {
     picks_in_flight: Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>>,
     /// Auto-picks submitted to the writer, and those of them whose candidates were all full.
     pick_rounds: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    /// The ballots not yet published, for listings (`ballot::BallotMark`), reloaded with the
+    /// view.
+    ballots: Arc<std::sync::RwLock<Vec<ballot::BallotMark>>>,
 }
 
 /// The answer to an auto-pick (`submit_pick`).
@@ -283,7 +287,7 @@ impl Reservations {
             ));
         }
         let queue_bound = config.queue_bound.clamp(1, Semaphore::MAX_PERMITS);
-        Ok(Self {
+        let engine = Self {
             queues: queues.into(),
             waiting: Arc::new(Semaphore::new(queue_bound)),
             store,
@@ -293,7 +297,10 @@ impl Reservations {
             config,
             picks_in_flight: Arc::default(),
             pick_rounds: Arc::default(),
-        })
+            ballots: Arc::default(),
+        };
+        engine.reload_ballots().await?;
+        Ok(engine)
     }
 
     pub fn availability(&self) -> &Availability {
@@ -329,7 +336,7 @@ impl Reservations {
         let now = self.clock.now().timestamp();
         self.availability
             .load_at(self.store.bookable_slots(now - 86_400).await?, now);
-        Ok(())
+        self.reload_ballots().await
     }
 
     /// Puts a request in its queue, or refuses it at once when `queue_bound` requests are

@@ -83,6 +83,8 @@ pub async fn materialise_slots(
         let start_of_today = crate::domain::time::iran_instant(today, chrono::NaiveTime::MIN)
             .map_or(0, |t| t.timestamp());
         store.apply_pending_waves(start_of_today).await?;
+        // And those in the range of an open ballot are withheld like the others.
+        store.apply_open_ballots().await?;
     }
     Ok(added)
 }

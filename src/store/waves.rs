@@ -51,7 +51,11 @@ impl WaveRecord {
     /// The slot filter of the wave: `start_at` in its range and, when it names offices, one of
     /// them (placeholders from `$first`).
     fn slot_filter(&self, first: usize) -> String {
-        let mut sql = format!("start_at >= ${first} AND start_at < ${}", first + 1);
+        // A slot withheld by an open ballot keeps its withholding (migration 0010).
+        let mut sql = format!(
+            "ballot_id IS NULL AND start_at >= ${first} AND start_at < ${}",
+            first + 1
+        );
         if !self.office_ids.is_empty() {
             let list: Vec<String> = (0..self.office_ids.len())
                 .map(|i| format!("${}", first + 2 + i))

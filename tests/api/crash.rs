@@ -380,3 +380,165 @@ on_both_backends!(
     kill_nine_between_an_offer_and_its_expiry_loses_nothing,
     super::kill_nine_between_an_offer_and_its_expiry
 );
+
+/// `kill -9` of the real server while it closes a ballot (killed as soon as the close's lease
+/// is seen taken), then a restart: the close completes once, nothing duplicated, nothing lost.
+async fn kill_nine_while_closing_a_ballot(db: &TestDb) {
+    const ADMIN: &str = "crash-test-admin-token-0123456789";
+    const ENTRIES: usize = 400;
+    let config = db.config();
+    let port = free_port();
+    let mut server = start_with(&config, port, &["--admin-token", ADMIN]).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    let iran = |t: chrono::DateTime<chrono::Utc>| nobat::http::v1::iran_rfc3339(t.timestamp());
+    let tomorrow = nobat::domain::time::iran_date(now) + chrono::Days::new(1);
+    let (status, ballot) = post(
+        &client,
+        format!("{}/v1/admin/ballots", server.base),
+        Some(ADMIN),
+        json!({
+            "service": "first_issuance",
+            "provinces": ["tehran"],
+            "opens_at": iran(now),
+            "closes_at": iran(now + chrono::Duration::seconds(6)),
+            "seats": { "from_date": tomorrow.to_string(), "to_date": (tomorrow + chrono::Days::new(3)).to_string() },
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{ballot}");
+    let id = ballot["ballot_id"].as_str().unwrap().to_string();
+    // The entries go in as rows (the API's path is tested elsewhere): fast enough to be in
+    // before the close.
+    let store = Store::connect(&config).await.unwrap();
+    let apps: Vec<String> = (0..ENTRIES)
+        .map(|i| format!("('app{i}', 'nc{i:08}', 'first_issuance', '{{}}', TRUE, 0)"))
+        .collect();
+    let pays: Vec<String> = (0..ENTRIES)
+        .map(|i| format!("('pay{i}', 'app{i}', 1000, 'paid', 'sandbox', 0)"))
+        .collect();
+    crate::helpers::exec(
+        &store,
+        &format!(
+            "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES {}",
+            apps.join(", ")
+        ),
+    )
+    .await;
+    crate::helpers::exec(
+        &store,
+        &format!(
+            "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES {}",
+            pays.join(", ")
+        ),
+    )
+    .await;
+    let rows: Vec<String> = (0..ENTRIES)
+        .map(|i| {
+            format!(
+                "('{id}', 'nc{i:08}', 'key{i:08}', 'app{i}', 'pay{i}', {}, {}, 'tehran', 0, '{{}}', 0, 0)",
+                35.5 + (i % 40) as f64 * 0.01,
+                51.2 + (i / 40) as f64 * 0.02
+            )
+        })
+        .collect();
+    crate::helpers::exec(
+        &store,
+        &format!(
+            "INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) VALUES {}",
+            rows.join(", ")
+        ),
+    )
+    .await;
+    let status_of = |store: Store, id: String| async move {
+        match &store {
+            Store::Sqlite(p) => {
+                sqlx::query_scalar::<_, String>("SELECT status FROM ballots WHERE id = ?1")
+                    .bind(&id)
+                    .fetch_one(p)
+                    .await
+                    .unwrap()
+            }
+            Store::Postgres(p) => {
+                sqlx::query_scalar::<_, String>("SELECT status FROM ballots WHERE id = $1")
+                    .bind(&id)
+                    .fetch_one(p)
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status_of(store.clone(), id.clone()).await;
+        if s == "closing" || s == "published" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the close did not start");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    let at_kill = status_of(store.clone(), id.clone()).await;
+    eprintln!("ballot status after kill -9: {at_kill}");
+    if at_kill == "closing" {
+        // Nothing of the close was written, and its lease is the dead process's: let it
+        // expire (what CLOSE_LEASE_SECS of waiting does).
+        assert_eq!(scalar(&store, "SELECT COUNT(*) FROM appointments").await, 0);
+        crate::helpers::exec(&store, "UPDATE ballots SET lease_until = 0").await;
+    }
+    let mut server = start_with(&config, port, &["--admin-token", ADMIN]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status_of(store.clone(), id.clone()).await != "published" {
+        assert!(
+            Instant::now() < deadline,
+            "the close did not complete after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let placed = scalar(
+        &store,
+        "SELECT COUNT(*) FROM ballot_entries WHERE tracking_code IS NOT NULL",
+    )
+    .await;
+    assert!(placed > 0);
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM ballot_entries WHERE tracking_code IS NULL AND reason IS NULL"
+        )
+        .await,
+        0,
+        "every entry has an outcome"
+    );
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) FROM appointments").await,
+        placed
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(DISTINCT national_code) FROM appointments"
+        )
+        .await,
+        placed
+    );
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM outbox").await, placed);
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT COUNT(*) FROM slots WHERE ballot_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    assert_seats_consistent(&store).await;
+    server.child.kill().ok();
+    server.child.wait().unwrap();
+    store.close().await;
+}
+on_both_backends!(
+    kill_nine_while_closing_a_ballot_t,
+    super::kill_nine_while_closing_a_ballot
+);

@@ -5,6 +5,7 @@ mod admin;
 mod applicant;
 mod autopick;
 mod bad_input;
+mod ballots;
 mod crash;
 mod helpers;
 mod idempotency;

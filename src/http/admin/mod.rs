@@ -6,6 +6,7 @@
 //! other nodes to reload.
 
 pub mod access;
+pub mod ballots;
 pub mod closures;
 pub mod offices;
 pub mod rooms;
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/stats", get(stats::get_stats))
         .route("/v1/admin/stats.csv", get(stats::get_stats_csv))
         .route("/v1/admin/waiting-rooms", post(rooms::create_room))
+        .route("/v1/admin/ballots", post(ballots::create_ballot))
         .route(
             "/v1/admin/release-waves",
             get(waves::list_release_waves).post(waves::create_release_wave),

@@ -38,6 +38,8 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::JobNotFound
         | C::RoomNotFound
         | C::WaveNotFound
+        | C::BallotNotFound
+        | C::BallotEntryNotFound
         | C::TicketNotFound => &[404],
         C::MethodNotAllowed => &[405],
         C::Unauthorized | C::InvalidCredentials => &[401],
@@ -69,9 +71,14 @@ pub fn statuses(code: ProblemCode) -> &'static [u16] {
         | C::RoomNotOpen
         | C::NotYetReleased
         | C::WaveOverlap
-        | C::WaveAlreadyOpen => &[409],
+        | C::WaveAlreadyOpen
+        | C::BallotNotOpen
+        | C::BallotClosed
+        | C::BallotNotPublished => &[409],
         C::InvalidQuery
         | C::InvalidWave
+        | C::InvalidBallot
+        | C::InvalidPreferences
         | C::NoOfficeWithinLimits
         | C::IdempotencyKeyReused
         | C::IdempotencyRecordUnreadable
@@ -502,6 +509,44 @@ pub const HANDLER_CODES: &[(&str, &[&[ProblemCode]])] = &[
         ]],
     ),
     ("list_release_waves", &[]),
+    (
+        "create_ballot",
+        &[&[
+            C::InvalidBallot,
+            C::UnknownService,
+            C::UnknownProvince,
+            C::InvalidTime,
+            C::InvalidDate,
+            C::InvalidRange,
+        ]],
+    ),
+    ("get_ballot", &[&[C::BallotNotFound]]),
+    (
+        "get_ballot_results",
+        &[&[C::BallotNotFound, C::BallotNotPublished]],
+    ),
+    (
+        "put_ballot_entry",
+        &[&[
+            C::BallotNotFound,
+            C::BallotNotOpen,
+            C::BallotClosed,
+            C::ApplicationNotFound,
+            C::PaymentNotFound,
+            C::PaymentNotPaid,
+            C::PaymentMismatch,
+            C::ServiceNotBookable,
+            C::InvalidPreferences,
+        ]],
+    ),
+    (
+        "get_ballot_entry",
+        &[&[C::BallotNotFound, C::BallotEntryNotFound]],
+    ),
+    (
+        "withdraw_ballot_entry",
+        &[&[C::BallotNotFound, C::BallotEntryNotFound, C::BallotClosed]],
+    ),
     (
         "cancel_release_wave",
         &[&[C::WaveNotFound, C::WaveAlreadyOpen]],

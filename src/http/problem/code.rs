@@ -111,6 +111,18 @@ problem_codes! {
     WaveOverlap = "wave_overlap",
     WaveNotFound = "wave_not_found",
     WaveAlreadyOpen = "wave_already_open",
+    /// A ballot's terms (the field is named in `errors`).
+    InvalidBallot = "invalid_ballot",
+    /// A ballot entry's preferences (the field is named in `errors`); nothing was stored.
+    InvalidPreferences = "invalid_preferences",
+    BallotNotFound = "ballot_not_found",
+    BallotEntryNotFound = "ballot_entry_not_found",
+    /// The ballot takes entries from its `opens_at`.
+    BallotNotOpen = "ballot_not_open",
+    /// The ballot closed: entries can no longer be made, changed or withdrawn.
+    BallotClosed = "ballot_closed",
+    /// The ballot's results are published at its close.
+    BallotNotPublished = "ballot_not_published",
     SlotUnknown = "slot_unknown",
     AlreadyHolding = "already_holding",
     AlreadyBooked = "already_booked",
@@ -386,6 +398,13 @@ mod tests {
         (ProblemCode::WaveOverlap, "wave_overlap"),
         (ProblemCode::WaveNotFound, "wave_not_found"),
         (ProblemCode::WaveAlreadyOpen, "wave_already_open"),
+        (ProblemCode::InvalidBallot, "invalid_ballot"),
+        (ProblemCode::InvalidPreferences, "invalid_preferences"),
+        (ProblemCode::BallotNotFound, "ballot_not_found"),
+        (ProblemCode::BallotEntryNotFound, "ballot_entry_not_found"),
+        (ProblemCode::BallotNotOpen, "ballot_not_open"),
+        (ProblemCode::BallotClosed, "ballot_closed"),
+        (ProblemCode::BallotNotPublished, "ballot_not_published"),
         (ProblemCode::SlotUnknown, "slot_unknown"),
         (ProblemCode::AlreadyHolding, "already_holding"),
         (ProblemCode::AlreadyBooked, "already_booked"),

@@ -305,6 +305,16 @@ pub async fn list_slots(
                 dto.free = 0;
             }
             dto.opens_at = s.opens_after(now).map(iran_rfc3339);
+            if crate::reserve::ballot::withheld(s.opens_at) {
+                dto.opens_at = None;
+                dto.in_ballot = state
+                    .engine
+                    .ballot_of_slot(&s.office_id, s.start_at)
+                    .map(|m| super::dto::InBallotDto {
+                        ballot_id: m.ballot_id,
+                        closes_at: iran_rfc3339(m.closes_at),
+                    });
+            }
             if !out.is_empty() {
                 out.push(b',');
             }

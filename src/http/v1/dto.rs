@@ -143,6 +143,16 @@ pub struct SlotDto {
     /// free seats cannot be held or booked before. Absent once they are open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<String>,
+    /// The slot's seats are in a ballot: not bookable first come; assigned at its close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_ballot: Option<InBallotDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InBallotDto {
+    pub ballot_id: String,
+    /// RFC 3339: the close, when the seats are assigned.
+    pub closes_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,7 @@
 //! The applicant API, `/v1/…`.
 
 pub mod applications;
+pub mod ballots;
 pub mod bookings;
 pub mod catalogue;
 pub mod dto;
@@ -51,6 +52,17 @@ pub fn routes() -> Router<AppState> {
             post(bookings::reschedule),
         )
         .route("/v1/status", get(status::get_status))
+        .route("/v1/ballots/{ballot_id}", get(ballots::get_ballot))
+        .route(
+            "/v1/ballots/{ballot_id}/results",
+            get(ballots::get_ballot_results),
+        )
+        .route(
+            "/v1/ballots/{ballot_id}/entry",
+            get(ballots::get_ballot_entry)
+                .put(ballots::put_ballot_entry)
+                .delete(ballots::withdraw_ballot_entry),
+        )
         .route(
             "/v1/waitlist",
             post(waitlist::join_waitlist).get(waitlist::list_waitlist),
@@ -123,6 +135,7 @@ impl JalaliDays {
             capacity: s.capacity,
             free: s.free(),
             opens_at: None,
+            in_ballot: None,
         }
     }
 }
@@ -189,6 +202,19 @@ pub fn resolve_slot(
         })
 }
 
+/// Why a slot's seat is closed: a release wave not open yet, or a ballot's withholding.
+fn not_yet_released_detail(opens_at: UnixSeconds) -> String {
+    if crate::reserve::ballot::withheld(Some(opens_at)) {
+        "the slot's seats are in a ballot; they are assigned at its close (GET /v1/ballots/{id})"
+            .to_string()
+    } else {
+        format!(
+            "the slot's seats open for booking at {}",
+            iran_rfc3339(opens_at)
+        )
+    }
+}
+
 pub fn refusal_problem(refusal: &Refusal) -> Problem {
     let (status, detail) = match refusal {
         Refusal::SlotFull { .. } => (
@@ -199,13 +225,9 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
             StatusCode::UNPROCESSABLE_ENTITY,
             "the slot is not bookable".to_string(),
         ),
-        Refusal::NotYetReleased { opens_at, .. } => (
-            StatusCode::CONFLICT,
-            format!(
-                "the slot's seats open for booking at {}",
-                iran_rfc3339(*opens_at)
-            ),
-        ),
+        Refusal::NotYetReleased { opens_at, .. } => {
+            (StatusCode::CONFLICT, not_yet_released_detail(*opens_at))
+        }
         Refusal::AlreadyHolding { hold_id } => (
             StatusCode::CONFLICT,
             format!("you already hold a seat ({hold_id}); confirm or release it first"),
@@ -315,6 +337,12 @@ pub fn refusal_problem(refusal: &Refusal) -> Problem {
         Refusal::CancellationLimitReached { limit, window_days } => {
             problem = problem
                 .with_extra(serde_json::json!({ "limit": limit, "window_days": window_days }))
+        }
+        Refusal::NotYetReleased { slot_id, opens_at }
+            if crate::reserve::ballot::withheld(Some(*opens_at)) =>
+        {
+            problem =
+                problem.with_extra(serde_json::json!({ "slot_id": slot_id, "in_ballot": true }))
         }
         Refusal::NotYetReleased { slot_id, opens_at } => {
             problem = problem.with_extra(

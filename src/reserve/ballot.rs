@@ -1,0 +1,405 @@
+//! The ballots' running part: opening a ballot (its slots withheld from first-come booking),
+//! and its close at `closes_at`, exactly once across processes and restartable (see
+//! `store::ballots`): read the entries and the withheld seats, run the pure
+//! `planning::ballot::close`, and publish every effect in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveTime};
+
+use super::Reservations;
+use crate::domain::time::iran_local;
+use crate::domain::GeoPoint;
+use crate::planning::ballot::{
+    close, results, BallotInput, BallotOffice, BallotSeed, BallotTerms, Entry, Preferences,
+    WithheldSeats,
+};
+use crate::store::{
+    BallotAppointment, BallotRow, ClosePublish, EntryOutcome, EntryRow, StoreError, WithheldSlot,
+    BALLOT_WITHHELD_UNTIL,
+};
+
+/// Why an entry took no part in the close: its citizen already had an active appointment
+/// for the service (one per citizen and service).
+pub const REASON_ALREADY_BOOKED: &str = "already_booked";
+
+/// What a listing shows of a slot withheld by a ballot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BallotMark {
+    pub ballot_id: String,
+    pub office_ids: Vec<String>,
+    pub from_unix: i64,
+    pub to_unix: i64,
+    pub closes_at: i64,
+}
+
+impl BallotMark {
+    pub fn of(b: &BallotRow) -> Self {
+        Self {
+            ballot_id: b.id.clone(),
+            office_ids: b.office_ids.clone(),
+            from_unix: b.from_unix,
+            to_unix: b.to_unix,
+            closes_at: b.closes_at,
+        }
+    }
+
+    fn covers(&self, office_id: &str, start_at: i64) -> bool {
+        (self.from_unix..self.to_unix).contains(&start_at)
+            && (self.office_ids.is_empty() || self.office_ids.iter().any(|o| o == office_id))
+    }
+}
+
+/// The Iran local date and time of a slot start.
+fn local(start_at: i64) -> (NaiveDate, NaiveTime) {
+    let t = iran_local(DateTime::from_timestamp(start_at, 0).unwrap_or_default());
+    (t.date(), t.time())
+}
+
+/// The SMS of a seat won in a ballot.
+pub fn ballot_sms(start_at: i64, office_id: &str, tracking_code: &str) -> String {
+    let (date, time) = local(start_at);
+    let date = crate::domain::JalaliDate::from_gregorian(date);
+    let time = crate::domain::jalali::to_persian_digits(&time.format("%H:%M").to_string());
+    format!(
+        "نتیجهٔ قرعه‌کشی نوبت کارت ملی: برای شما نوبت گرفته شد، {}، ساعت {time} در دفتر {office_id}، کد رهگیری {tracking_code}.",
+        date.persian_display_with_weekday()
+    )
+}
+
+/// A ballot's close input, rebuilt from what is stored (the export rebuilds the same).
+pub struct StoredInput {
+    pub input: BallotInput,
+    /// Entry key → national code (only the entries that take part).
+    pub code_of: HashMap<String, String>,
+    /// (office, date, start) → slot.
+    pub slot_of: HashMap<(String, NaiveDate, NaiveTime), WithheldSlot>,
+}
+
+/// The input of a close from the stored ballot, entries, withheld seats and offices.
+pub fn stored_input(
+    b: &BallotRow,
+    entries: &[EntryRow],
+    slots: &[WithheldSlot],
+    offices: Vec<BallotOffice>,
+    left_out: &HashSet<String>,
+) -> Result<StoredInput, StoreError> {
+    let terms: BallotTerms = serde_json::from_str(&b.terms_json)
+        .map_err(|e| StoreError::corrupt(format!("ballot terms: {e}")))?;
+    let mut code_of = HashMap::new();
+    let mut input_entries = Vec::with_capacity(entries.len());
+    for e in entries
+        .iter()
+        .filter(|e| !left_out.contains(&e.national_code))
+    {
+        let preferences: Preferences = serde_json::from_str(&e.preferences_json)
+            .map_err(|err| StoreError::corrupt(format!("ballot preferences: {err}")))?;
+        code_of.insert(e.entry_key.clone(), e.national_code.clone());
+        input_entries.push(Entry {
+            key: e.entry_key.clone(),
+            home: GeoPoint {
+                lat: e.home_lat,
+                lon: e.home_lon,
+            },
+            province: e.province.clone(),
+            priority: e.priority,
+            preferences,
+        });
+    }
+    let mut slot_of = HashMap::new();
+    let mut seats = Vec::with_capacity(slots.len());
+    let used: HashSet<&str> = slots.iter().map(|s| s.office_id.as_str()).collect();
+    for s in slots {
+        let (date, start) = local(s.start_at);
+        if terms.day_of(date).is_none() || s.seats <= 0 {
+            continue;
+        }
+        seats.push(WithheldSeats {
+            office_id: s.office_id.clone(),
+            date,
+            start,
+            seats: s.seats as u32,
+        });
+        slot_of.insert((s.office_id.clone(), date, start), s.clone());
+    }
+    let offices = offices
+        .into_iter()
+        .filter(|o| used.contains(o.id.as_str()))
+        .collect();
+    Ok(StoredInput {
+        input: BallotInput {
+            terms,
+            offices,
+            seats,
+            entries: input_entries,
+        },
+        code_of,
+        slot_of,
+    })
+}
+
+impl Reservations {
+    /// The ballot whose withheld seats include this slot (listings show its close time).
+    pub fn ballot_of_slot(&self, office_id: &str, start_at: i64) -> Option<BallotMark> {
+        self.ballots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|m| m.covers(office_id, start_at))
+            .cloned()
+    }
+
+    pub(super) async fn reload_ballots(&self) -> Result<(), StoreError> {
+        let marks = self
+            .store
+            .unpublished_ballots()
+            .await?
+            .iter()
+            .map(BallotMark::of)
+            .collect();
+        *self.ballots.write().unwrap_or_else(|p| p.into_inner()) = marks;
+        Ok(())
+    }
+
+    /// One pass: opens the ballots due to open, closes those due to close (taking the lease
+    /// as `owner`). Returns the ids published by this pass.
+    pub async fn ballot_tick(&self, owner: &str) -> Result<Vec<String>, StoreError> {
+        let now = self.clock.now().timestamp();
+        let mut changed = false;
+        let mut published = Vec::new();
+        for b in self.store.unpublished_ballots().await? {
+            if b.status == "scheduled" && b.opens_at <= now {
+                changed |= self.store.open_ballot(&b, now).await?;
+            }
+            if b.closes_at <= now && self.store.claim_ballot_close(&b.id, owner, now).await? {
+                if self.close_ballot(&b, owner, now).await? {
+                    published.push(b.id.clone());
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            self.refresh().await?;
+        }
+        Ok(published)
+    }
+
+    /// Closes a ballot whose lease `owner` holds: `Ok(true)` when this call published it.
+    async fn close_ballot(&self, b: &BallotRow, owner: &str, now: i64) -> Result<bool, StoreError> {
+        let entries = self.store.ballot_entries(&b.id).await?;
+        let booked: HashSet<String> = self.store.booked_entrants(b).await?.into_iter().collect();
+        let slots = self.store.withheld_slots(&b.id).await?;
+        let offices = self
+            .store
+            .offices()
+            .await?
+            .into_iter()
+            .map(|o| BallotOffice {
+                id: o.id.to_string(),
+                location: o.location,
+                province: Some(o.province.clone()),
+            })
+            .collect();
+        let stored = stored_input(b, &entries, &slots, offices, &booked)?;
+        let seed = BallotSeed::from_hex(&b.seed_hex)
+            .map_err(|_| StoreError::corrupt("ballot seed is not 64 hex digits"))?;
+        let input = Arc::new(stored.input);
+        let run = input.clone();
+        let outcome = tokio::task::spawn_blocking(move || close(&run, &seed))
+            .await
+            .map_err(|e| StoreError::corrupt(format!("ballot close panicked: {e}")))?
+            .map_err(|e| StoreError::corrupt(format!("ballot close: {e}")))?;
+        let by_key: HashMap<&str, &EntryRow> =
+            entries.iter().map(|e| (e.entry_key.as_str(), e)).collect();
+        let mut appointments = Vec::with_capacity(outcome.placements.len());
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for p in &outcome.placements {
+            let (Some(e), Some(slot)) = (
+                by_key.get(p.key.as_str()),
+                stored.slot_of.get(&(p.office_id.clone(), p.date, p.start)),
+            ) else {
+                return Err(StoreError::corrupt("a placement names no entry or slot"));
+            };
+            let tracking_code = self.ids.tracking_code();
+            appointments.push(BallotAppointment {
+                national_code: e.national_code.clone(),
+                tracking_code: tracking_code.clone(),
+                slot_id: slot.slot_id,
+                office_id: slot.office_id.clone(),
+                start_at: slot.start_at,
+                application_id: e.application_id.clone(),
+                payment_id: e.payment_id.clone(),
+                notice: ballot_sms(slot.start_at, &slot.office_id, &tracking_code),
+            });
+            outcomes.push((
+                e.national_code.clone(),
+                EntryOutcome::Placed {
+                    tracking_code,
+                    slot_id: slot.slot_id,
+                    office_id: slot.office_id.clone(),
+                    start_at: slot.start_at,
+                    distance_km: p.distance_km,
+                    cost_m: p.cost_m,
+                    part_of_day_kept: p.part_of_day_kept,
+                },
+            ));
+        }
+        for u in &outcome.unplaced {
+            if let Some(code) = stored.code_of.get(&u.key) {
+                outcomes.push((
+                    code.clone(),
+                    EntryOutcome::Unplaced {
+                        reason: u.reason.as_str().to_string(),
+                        waitlist_rank: Some(u.waitlist_rank as i32),
+                    },
+                ));
+            }
+        }
+        for code in booked
+            .iter()
+            .filter(|c| entries.iter().any(|e| &e.national_code == *c))
+        {
+            outcomes.push((
+                code.clone(),
+                EntryOutcome::Unplaced {
+                    reason: REASON_ALREADY_BOOKED.to_string(),
+                    waitlist_rank: None,
+                },
+            ));
+        }
+        let publish = ClosePublish {
+            seats: slots.into_iter().filter(|s| s.seats > 0).collect(),
+            appointments,
+            outcomes,
+            offices_json: serde_json::to_string(&input.offices).expect("offices serialise"),
+            results_json: serde_json::to_string(&results(&input, &outcome))
+                .expect("results serialise"),
+        };
+        let done = self.store.publish_ballot(b, owner, &publish, now).await?;
+        if done {
+            tracing::info!(
+                ballot = %b.id,
+                entries = input.entries.len(),
+                placed = outcome.placements.len(),
+                "ballot published"
+            );
+        }
+        Ok(done)
+    }
+
+    /// Runs [`Self::ballot_tick`] every `interval` until the engine stops.
+    pub fn spawn_ballot_task(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        let owner = self.ids.opaque("node");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = engine.ballot_tick(&owner).await {
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "ballot pass failed; will retry"
+                    );
+                }
+                if engine.queues.iter().all(|q| q.is_closed()) {
+                    break;
+                }
+            }
+        })
+    }
+}
+
+/// Whether a slot's `opens_at` is a ballot's withholding.
+pub fn withheld(opens_at: Option<i64>) -> bool {
+    opens_at == Some(BALLOT_WITHHELD_UNTIL)
+}
+
+/// The audit record of a published ballot, from the database (`None`: no such ballot, or not
+/// published): the anonymised input the close decided from (entries under their salted keys,
+/// the seats withheld at the close, the offices), the revealed seed and the assignment.
+pub async fn export_record(
+    store: &crate::store::Store,
+    id: &str,
+) -> Result<Option<crate::planning::ballot::BallotRecord>, StoreError> {
+    use crate::planning::ballot::{
+        BallotRecord, Placement, Unplaced, UnplacedReason, RECORD_FORMAT,
+    };
+    let Some(b) = store.ballot(id).await? else {
+        return Ok(None);
+    };
+    let Some(offices_json) = b
+        .offices_json
+        .as_deref()
+        .filter(|_| b.status == "published")
+    else {
+        return Ok(None);
+    };
+    let offices: Vec<BallotOffice> = serde_json::from_str(offices_json)
+        .map_err(|e| StoreError::corrupt(format!("ballot offices: {e}")))?;
+    let entries = store.ballot_entries(id).await?;
+    let left_out: HashSet<String> = entries
+        .iter()
+        .filter(|e| {
+            matches!(&e.outcome, Some(EntryOutcome::Unplaced { reason, .. }) if reason == REASON_ALREADY_BOOKED)
+        })
+        .map(|e| e.national_code.clone())
+        .collect();
+    let seats = store.ballot_seats(id).await?;
+    let stored = stored_input(&b, &entries, &seats, offices, &left_out)?;
+    let mut placements = Vec::new();
+    let mut unplaced = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| !left_out.contains(&e.national_code))
+    {
+        match &e.outcome {
+            Some(EntryOutcome::Placed {
+                office_id,
+                start_at,
+                distance_km,
+                cost_m,
+                part_of_day_kept,
+                ..
+            }) => {
+                let (date, start) = local(*start_at);
+                placements.push(Placement {
+                    key: e.entry_key.clone(),
+                    office_id: office_id.clone(),
+                    date,
+                    start,
+                    distance_km: *distance_km,
+                    cost_m: *cost_m,
+                    part_of_day_kept: *part_of_day_kept,
+                });
+            }
+            Some(EntryOutcome::Unplaced {
+                reason,
+                waitlist_rank,
+            }) => {
+                let reason = serde_json::from_value::<UnplacedReason>(serde_json::Value::String(
+                    reason.clone(),
+                ))
+                .map_err(|e| StoreError::corrupt(format!("ballot reason: {e}")))?;
+                unplaced.push(Unplaced {
+                    key: e.entry_key.clone(),
+                    reason,
+                    waitlist_rank: waitlist_rank.unwrap_or_default().max(0) as u32,
+                });
+            }
+            None => return Err(StoreError::corrupt("a published entry without an outcome")),
+        }
+    }
+    unplaced.sort_by_key(|u| u.waitlist_rank);
+    Ok(Some(BallotRecord {
+        format: RECORD_FORMAT,
+        ballot_id: b.id.clone(),
+        commitment: b.commitment.clone(),
+        seed: b.seed_hex.clone(),
+        input: stored.input,
+        placements,
+        unplaced,
+    }))
+}

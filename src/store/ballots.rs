@@ -1,0 +1,529 @@
+//! Ballot windows (migration 0010): the ballot, its entries, the seats it withholds and what
+//! its close wrote. The close is exactly once and restartable by construction: a process takes
+//! the close's lease (`status = 'closing'`, `lease_owner`, `lease_until`; an expired lease is
+//! taken over), computes the outcome from what is stored, and writes every effect of the close
+//! (appointments, seats taken, notices, events, outcomes, the seats returned, the revealed
+//! status) in ONE transaction that first moves its own lease to `published`: a process killed
+//! before that commit wrote nothing, and a second writer finds the status moved and writes
+//! nothing.
+
+use sqlx::Row;
+
+use super::{on_pool, sqlite_sql, Store, StoreError};
+
+/// `slots.opens_at` of a slot withheld by an open ballot (the year 3000): the booking writer
+/// refuses its seats with the release waves' rule (`SlotRow::unreleased_for`) until the close
+/// clears it.
+pub const BALLOT_WITHHELD_UNTIL: i64 = 32_503_680_000;
+
+/// How long a close's lease lasts: a process killed mid-close is replaced after this.
+pub const CLOSE_LEASE_SECS: i64 = 300;
+
+/// A ballot as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BallotRow {
+    pub id: String,
+    pub service: String,
+    pub provinces: Vec<String>,
+    /// The offices whose slots are withheld.
+    pub office_ids: Vec<String>,
+    pub terms_json: String,
+    pub from_unix: i64,
+    pub to_unix: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    /// Secret until `published` (never served before).
+    pub seed_hex: String,
+    /// Secret forever: the salt of the entry keys.
+    pub salt_hex: String,
+    pub commitment: String,
+    pub status: String,
+    pub offices_json: Option<String>,
+    pub results_json: Option<String>,
+    pub created_at: i64,
+    pub published_at: Option<i64>,
+}
+
+/// One entry as stored, with its outcome once the ballot is published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub ballot_id: String,
+    pub national_code: String,
+    pub entry_key: String,
+    pub application_id: String,
+    pub payment_id: String,
+    pub home_lat: f64,
+    pub home_lon: f64,
+    pub province: Option<String>,
+    pub priority: i32,
+    pub preferences_json: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub outcome: Option<EntryOutcome>,
+}
+
+/// What the close decided for one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryOutcome {
+    Placed {
+        tracking_code: String,
+        slot_id: i64,
+        office_id: String,
+        start_at: i64,
+        distance_km: f64,
+        cost_m: i64,
+        part_of_day_kept: bool,
+    },
+    Unplaced {
+        reason: String,
+        /// `None`: the entry took no part (its citizen had an appointment already).
+        waitlist_rank: Option<i32>,
+    },
+}
+
+/// A slot withheld by a ballot, with its free seats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithheldSlot {
+    pub slot_id: i64,
+    pub office_id: String,
+    pub start_at: i64,
+    pub seats: i64,
+}
+
+/// What storing an entry did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryWrite {
+    Created(EntryRow),
+    Updated(EntryRow),
+    /// The ballot does not take entries (not open, closing or published).
+    NotOpen(String),
+    NoBallot,
+}
+
+/// An appointment the close books.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BallotAppointment {
+    pub national_code: String,
+    pub tracking_code: String,
+    pub slot_id: i64,
+    pub office_id: String,
+    pub start_at: i64,
+    pub application_id: String,
+    pub payment_id: String,
+    pub notice: String,
+}
+
+/// Everything a close writes, in its one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosePublish {
+    pub seats: Vec<WithheldSlot>,
+    pub appointments: Vec<BallotAppointment>,
+    /// By national code.
+    pub outcomes: Vec<(String, EntryOutcome)>,
+    pub offices_json: String,
+    pub results_json: String,
+}
+
+const BALLOT_COLS: &str = "id, service, provinces, office_ids, terms_json, from_unix, to_unix, opens_at, closes_at, seed_hex, salt_hex, commitment, status, offices_json, results_json, created_at, published_at";
+const ENTRY_COLS: &str = "ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at, tracking_code, slot_id, office_id, start_at, distance_km, cost_m, part_of_day_kept, reason, waitlist_rank";
+
+macro_rules! ballot_of {
+    ($row:expr) => {{
+        let row = $row;
+        let list = |text: String| -> Result<Vec<String>, StoreError> {
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::corrupt(format!("ballot list: {e}")))
+        };
+        Ok::<_, StoreError>(BallotRow {
+            id: row.try_get(0)?,
+            service: row.try_get(1)?,
+            provinces: list(row.try_get(2)?)?,
+            office_ids: list(row.try_get(3)?)?,
+            terms_json: row.try_get(4)?,
+            from_unix: row.try_get(5)?,
+            to_unix: row.try_get(6)?,
+            opens_at: row.try_get(7)?,
+            closes_at: row.try_get(8)?,
+            seed_hex: row.try_get(9)?,
+            salt_hex: row.try_get(10)?,
+            commitment: row.try_get(11)?,
+            status: row.try_get(12)?,
+            offices_json: row.try_get(13)?,
+            results_json: row.try_get(14)?,
+            created_at: row.try_get(15)?,
+            published_at: row.try_get(16)?,
+        })
+    }};
+}
+
+macro_rules! entry_of {
+    ($row:expr) => {{
+        let row = $row;
+        let tracking_code: Option<String> = row.try_get(12)?;
+        let reason: Option<String> = row.try_get(19)?;
+        let outcome = match (tracking_code, reason) {
+            (Some(tracking_code), _) => Some(EntryOutcome::Placed {
+                tracking_code,
+                slot_id: row.try_get::<Option<i64>, _>(13)?.unwrap_or_default(),
+                office_id: row.try_get::<Option<String>, _>(14)?.unwrap_or_default(),
+                start_at: row.try_get::<Option<i64>, _>(15)?.unwrap_or_default(),
+                distance_km: row.try_get::<Option<f64>, _>(16)?.unwrap_or_default(),
+                cost_m: row.try_get::<Option<i64>, _>(17)?.unwrap_or_default(),
+                part_of_day_kept: row.try_get::<Option<bool>, _>(18)?.unwrap_or_default(),
+            }),
+            (None, Some(reason)) => Some(EntryOutcome::Unplaced {
+                reason,
+                waitlist_rank: row.try_get(20)?,
+            }),
+            (None, None) => None,
+        };
+        Ok::<_, StoreError>(EntryRow {
+            ballot_id: row.try_get(0)?,
+            national_code: row.try_get(1)?,
+            entry_key: row.try_get(2)?,
+            application_id: row.try_get(3)?,
+            payment_id: row.try_get(4)?,
+            home_lat: row.try_get(5)?,
+            home_lon: row.try_get(6)?,
+            province: row.try_get(7)?,
+            priority: row.try_get(8)?,
+            preferences_json: row.try_get(9)?,
+            created_at: row.try_get(10)?,
+            updated_at: row.try_get(11)?,
+            outcome,
+        })
+    }};
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).expect("strings serialise")
+}
+
+/// The slot filter of a ballot: its range and, when it names offices, one of them
+/// (placeholders from `$first`).
+fn slot_filter(ballot: &BallotRow, first: usize) -> String {
+    let mut sql = format!("start_at >= ${first} AND start_at < ${}", first + 1);
+    if !ballot.office_ids.is_empty() {
+        let list: Vec<String> = (0..ballot.office_ids.len())
+            .map(|i| format!("${}", first + 2 + i))
+            .collect();
+        sql.push_str(&format!(" AND office_id IN ({})", list.join(", ")));
+    }
+    sql
+}
+
+impl Store {
+    fn sql_for(&self, pg: &str) -> String {
+        match self {
+            Store::Sqlite(_) => sqlite_sql(pg),
+            Store::Postgres(_) => pg.to_string(),
+        }
+    }
+
+    pub async fn create_ballot(&self, b: &BallotRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO ballots (id, service, provinces, office_ids, terms_json, from_unix, to_unix, opens_at, closes_at, seed_hex, salt_hex, commitment, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'scheduled', $13)";
+        on_pool!(self, pool, q = SQL => {
+            sqlx::query(q)
+                .bind(&b.id).bind(&b.service).bind(json_list(&b.provinces)).bind(json_list(&b.office_ids))
+                .bind(&b.terms_json).bind(b.from_unix).bind(b.to_unix).bind(b.opens_at).bind(b.closes_at)
+                .bind(&b.seed_hex).bind(&b.salt_hex).bind(&b.commitment).bind(b.created_at)
+                .execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    pub async fn ballot(&self, id: &str) -> Result<Option<BallotRow>, StoreError> {
+        let sql = format!("SELECT {BALLOT_COLS} FROM ballots WHERE id = $1");
+        on_pool!(self, pool, q = &sql => {
+            match sqlx::query(q).bind(id).fetch_optional(pool).await? {
+                Some(r) => Ok(Some(ballot_of!(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The ballots not published yet (a handful at any time).
+    pub async fn unpublished_ballots(&self) -> Result<Vec<BallotRow>, StoreError> {
+        let sql = format!(
+            "SELECT {BALLOT_COLS} FROM ballots WHERE status <> 'published' ORDER BY closes_at, id"
+        );
+        on_pool!(self, pool, q = &sql => {
+            let rows = sqlx::query(q).fetch_all(pool).await?;
+            rows.iter().map(|r| ballot_of!(r)).collect()
+        })
+    }
+
+    pub async fn ballot_entry_count(&self, id: &str) -> Result<i64, StoreError> {
+        on_pool!(self, pool, q = "SELECT COUNT(*) FROM ballot_entries WHERE ballot_id = $1" => {
+            Ok(sqlx::query_scalar::<_, i64>(q).bind(id).fetch_one(pool).await?)
+        })
+    }
+
+    pub async fn ballot_entry(
+        &self,
+        ballot_id: &str,
+        national_code: &str,
+    ) -> Result<Option<EntryRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ENTRY_COLS} FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2"
+        );
+        on_pool!(self, pool, q = &sql => {
+            match sqlx::query(q).bind(ballot_id).bind(national_code).fetch_optional(pool).await? {
+                Some(r) => Ok(Some(entry_of!(&r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Every entry of a ballot, by key.
+    pub async fn ballot_entries(&self, ballot_id: &str) -> Result<Vec<EntryRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ENTRY_COLS} FROM ballot_entries WHERE ballot_id = $1 ORDER BY entry_key"
+        );
+        on_pool!(self, pool, q = &sql => {
+            let rows = sqlx::query(q).bind(ballot_id).fetch_all(pool).await?;
+            rows.iter().map(|r| entry_of!(r)).collect()
+        })
+    }
+
+    /// Stores (or replaces) a citizen's entry while the ballot takes entries at `now`. The
+    /// ballot's row is read under a share lock on PostgreSQL (SQLite's one writer orders the
+    /// transactions), so the close, which moves the status under the row's write lock before
+    /// it reads the entries, sees every entry acknowledged before it and none after.
+    pub async fn put_ballot_entry(&self, e: &EntryRow, now: i64) -> Result<EntryWrite, StoreError> {
+        let status_sql = match self {
+            Store::Postgres(_) => {
+                "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1 FOR SHARE"
+            }
+            Store::Sqlite(_) => "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1",
+        };
+        const UPSERT: &str = "INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+             ON CONFLICT (ballot_id, national_code) DO UPDATE SET application_id = excluded.application_id, payment_id = excluded.payment_id, \
+             home_lat = excluded.home_lat, home_lon = excluded.home_lon, province = excluded.province, priority = excluded.priority, \
+             preferences_json = excluded.preferences_json, updated_at = excluded.updated_at";
+        let exists_sql = self.sql_for(
+            "SELECT created_at FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2",
+        );
+        let upsert = self.sql_for(UPSERT);
+        let result = on_pool!(self, pool, q = status_sql => {
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(q).bind(&e.ballot_id).fetch_optional(&mut *tx).await? else {
+                return Ok(EntryWrite::NoBallot);
+            };
+            let (status, opens_at, closes_at): (String, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if !(status == "scheduled" || status == "open") || now < opens_at || now >= closes_at {
+                return Ok(EntryWrite::NotOpen(status));
+            }
+            let before: Option<i64> = sqlx::query_scalar(&exists_sql)
+                .bind(&e.ballot_id).bind(&e.national_code).fetch_optional(&mut *tx).await?;
+            sqlx::query(&upsert)
+                .bind(&e.ballot_id).bind(&e.national_code).bind(&e.entry_key).bind(&e.application_id)
+                .bind(&e.payment_id).bind(e.home_lat).bind(e.home_lon).bind(&e.province).bind(e.priority)
+                .bind(&e.preferences_json).bind(now)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+            let mut stored = e.clone();
+            stored.updated_at = now;
+            stored.created_at = before.unwrap_or(now);
+            Ok::<_, StoreError>(if before.is_some() { EntryWrite::Updated(stored) } else { EntryWrite::Created(stored) })
+        })?;
+        Ok(result)
+    }
+
+    /// Withdraws a citizen's entry while the ballot takes entries: `Ok(true)` deleted,
+    /// `Ok(false)` there was none; `Err(status)` the ballot no longer takes changes.
+    pub async fn withdraw_ballot_entry(
+        &self,
+        ballot_id: &str,
+        national_code: &str,
+        now: i64,
+    ) -> Result<Result<bool, String>, StoreError> {
+        let status_sql = match self {
+            Store::Postgres(_) => "SELECT status, closes_at FROM ballots WHERE id = $1 FOR SHARE",
+            Store::Sqlite(_) => "SELECT status, closes_at FROM ballots WHERE id = $1",
+        };
+        let delete =
+            self.sql_for("DELETE FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2");
+        on_pool!(self, pool, q = status_sql => {
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(q).bind(ballot_id).fetch_optional(&mut *tx).await? else {
+                return Ok(Ok(false));
+            };
+            let (status, closes_at): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if !(status == "scheduled" || status == "open") || now >= closes_at {
+                return Ok(Err(status));
+            }
+            let n = sqlx::query(&delete).bind(ballot_id).bind(national_code).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(Ok(n > 0))
+        })
+    }
+
+    /// Opens a scheduled ballot whose time came: its status and the withholding of its slots
+    /// (free of another ballot) in one transaction. `true` when this call opened it.
+    pub async fn open_ballot(&self, b: &BallotRow, now: i64) -> Result<bool, StoreError> {
+        let mark = "UPDATE ballots SET status = 'open' WHERE id = $1 AND status = 'scheduled' AND opens_at <= $2";
+        let withhold = self.sql_for(&format!(
+            "UPDATE slots SET opens_at = $1, opens_for = NULL, ballot_id = $2 WHERE ballot_id IS NULL AND {}",
+            slot_filter(b, 3)
+        ));
+        on_pool!(self, pool, q = mark => {
+            let mut tx = pool.begin().await?;
+            if sqlx::query(q).bind(&b.id).bind(now).execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(false);
+            }
+            let mut query = sqlx::query(&withhold).bind(BALLOT_WITHHELD_UNTIL).bind(&b.id).bind(b.from_unix).bind(b.to_unix);
+            for o in &b.office_ids {
+                query = query.bind(o);
+            }
+            query.execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Withholds the slots made after an open ballot opened (the rolling window's new days in
+    /// its range). Returns the slots written.
+    pub async fn apply_open_ballots(&self) -> Result<u64, StoreError> {
+        let mut written = 0;
+        for b in self
+            .unpublished_ballots()
+            .await?
+            .iter()
+            .filter(|b| b.status == "open")
+        {
+            let sql = format!(
+                "UPDATE slots SET opens_at = $1, opens_for = NULL, ballot_id = $2 WHERE ballot_id IS NULL AND {}",
+                slot_filter(b, 3)
+            );
+            written += on_pool!(self, pool, q = &sql => {
+                let mut query = sqlx::query(q).bind(BALLOT_WITHHELD_UNTIL).bind(&b.id).bind(b.from_unix).bind(b.to_unix);
+                for o in &b.office_ids {
+                    query = query.bind(o);
+                }
+                query.execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(written)
+    }
+
+    /// Takes the close's lease of a ballot due at `now` (open, or closing under an expired
+    /// lease). `true`: this owner closes it now.
+    pub async fn claim_ballot_close(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE ballots SET status = 'closing', lease_owner = $2, lease_until = $3 \
+             WHERE id = $1 AND closes_at <= $4 AND (status = 'open' OR (status = 'closing' AND lease_until < $4))";
+        on_pool!(self, pool, q = SQL => {
+            let n = sqlx::query(q).bind(id).bind(owner).bind(now + CLOSE_LEASE_SECS).bind(now)
+                .execute(pool).await?.rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    /// The slots a ballot withholds, with their free seats now.
+    pub async fn withheld_slots(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
+        const SQL: &str = "SELECT id, office_id, start_at, capacity, taken FROM slots WHERE ballot_id = $1 ORDER BY id";
+        on_pool!(self, pool, q = SQL => {
+            let rows = sqlx::query(q).bind(id).fetch_all(pool).await?;
+            rows.iter().map(|r| {
+                let (capacity, taken): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
+                Ok(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: (capacity - taken).max(0) })
+            }).collect()
+        })
+    }
+
+    /// The citizens with an active appointment for `service` (their entries take no
+    /// part in the close: one active appointment per citizen and service).
+    pub async fn booked_entrants(&self, b: &BallotRow) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT a.national_code FROM appointments a JOIN ballot_entries e ON e.national_code = a.national_code \
+             WHERE e.ballot_id = $1 AND a.service = $2 AND (a.status = 'booked' OR a.status = 'checked_in')";
+        on_pool!(self, pool, q = SQL => {
+            Ok(sqlx::query_scalar::<_, String>(q).bind(&b.id).bind(&b.service).fetch_all(pool).await?)
+        })
+    }
+
+    /// Publishes a ballot's close: every effect in one transaction, only while `owner` holds
+    /// the lease (`Ok(false)`: another process published it, nothing written).
+    pub async fn publish_ballot(
+        &self,
+        b: &BallotRow,
+        owner: &str,
+        p: &ClosePublish,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const MARK: &str = "UPDATE ballots SET status = 'published', lease_owner = NULL, lease_until = NULL, offices_json = $3, results_json = $4, published_at = $5 \
+             WHERE id = $1 AND status = 'closing' AND lease_owner = $2";
+        let seat = self.sql_for("INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) VALUES ($1, $2, $3, $4, $5)");
+        let appt = self.sql_for("INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $9, 0)");
+        let take = self.sql_for("UPDATE slots SET taken = taken + 1 WHERE id = $1");
+        let notice = self.sql_for("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) VALUES ($1, $2, $3, $4, 'sms', $5, $6)");
+        let event = self.sql_for("INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'booked_by_ballot', $3, $4)");
+        let placed = self.sql_for("UPDATE ballot_entries SET tracking_code = $3, slot_id = $4, office_id = $5, start_at = $6, distance_km = $7, cost_m = $8, part_of_day_kept = $9 WHERE ballot_id = $1 AND national_code = $2");
+        let unplaced = self.sql_for("UPDATE ballot_entries SET reason = $3, waitlist_rank = $4 WHERE ballot_id = $1 AND national_code = $2");
+        let release =
+            self.sql_for("UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1");
+        let bump = self.sql_for("UPDATE config_version SET version = version + 1 WHERE id = 1");
+        let actor = format!("ballot:{}", b.id);
+        on_pool!(self, pool, q = MARK => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(q).bind(&b.id).bind(owner).bind(&p.offices_json).bind(&p.results_json).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
+            for s in &p.seats {
+                sqlx::query(&seat).bind(&b.id).bind(s.slot_id).bind(&s.office_id).bind(s.start_at).bind(s.seats)
+                    .execute(&mut *tx).await?;
+            }
+            for a in &p.appointments {
+                sqlx::query(&appt).bind(&a.tracking_code).bind(a.slot_id).bind(&a.office_id).bind(a.start_at)
+                    .bind(&a.application_id).bind(&a.national_code).bind(&b.service).bind(&a.payment_id).bind(now)
+                    .execute(&mut *tx).await?;
+                sqlx::query(&take).bind(a.slot_id).execute(&mut *tx).await?;
+                sqlx::query(&notice).bind(&a.national_code).bind(&a.application_id).bind(&a.tracking_code)
+                    .bind(format!("ballot:{}", b.id)).bind(&a.notice).bind(now)
+                    .execute(&mut *tx).await?;
+                let payload = serde_json::json!({ "ballot_id": b.id, "slot_id": a.slot_id, "office_id": a.office_id, "application_id": a.application_id }).to_string();
+                sqlx::query(&event).bind(now).bind(&actor).bind(&a.tracking_code).bind(&payload)
+                    .execute(&mut *tx).await?;
+            }
+            for (code, outcome) in &p.outcomes {
+                match outcome {
+                    EntryOutcome::Placed { tracking_code, slot_id, office_id, start_at, distance_km, cost_m, part_of_day_kept } => {
+                        sqlx::query(&placed).bind(&b.id).bind(code).bind(tracking_code).bind(slot_id).bind(office_id)
+                            .bind(start_at).bind(distance_km).bind(cost_m).bind(part_of_day_kept)
+                            .execute(&mut *tx).await?;
+                    }
+                    EntryOutcome::Unplaced { reason, waitlist_rank } => {
+                        sqlx::query(&unplaced).bind(&b.id).bind(code).bind(reason).bind(waitlist_rank)
+                            .execute(&mut *tx).await?;
+                    }
+                }
+            }
+            sqlx::query(&release).bind(&b.id).execute(&mut *tx).await?;
+            // Other processes reload their availability view (seats taken, leftovers back).
+            sqlx::query(&bump).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// The seats a published ballot withheld at its close.
+    pub async fn ballot_seats(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
+        const SQL: &str = "SELECT slot_id, office_id, start_at, seats FROM ballot_seats WHERE ballot_id = $1 ORDER BY slot_id";
+        on_pool!(self, pool, q = SQL => {
+            let rows = sqlx::query(q).bind(id).fetch_all(pool).await?;
+            rows.iter().map(|r| {
+                let seats: i64 = r.try_get(3)?;
+                Ok(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats })
+            }).collect()
+        })
+    }
+}

@@ -1,0 +1,553 @@
+//! Ballot windows in the running server (issue 20): the whole journey (open, enter, edit,
+//! withdraw, close, results, status, notices), one entry per citizen and ballot in the
+//! database, entries refused after the close, two processes closing once, a close whose
+//! process died holding the lease, and the export that `ballot verify` audits.
+
+use chrono::Duration;
+use serde_json::{json, Value};
+
+use crate::applicant::{eligible_citizens, Ready};
+use crate::helpers::{scalar, test_clock, try_exec, TestApp, TestDb};
+use crate::on_both_backends;
+use crate::races::assert_seats_consistent;
+use crate::staff::ADMIN_TOKEN;
+use nobat::domain::lottery::LotterySeed;
+use nobat::domain::time::Clock;
+use nobat::store::CLOSE_LEASE_SECS;
+
+/// Monday 2 Mehr 1403 and the day after: the ballot's seat days.
+const FROM: &str = "2024-09-23";
+const TO: &str = "2024-09-24";
+
+async fn app_on(db: &TestDb) -> TestApp {
+    TestApp::spawn_with(db, test_clock(), |s| {
+        s.admin_token = Some(ADMIN_TOKEN.to_string());
+        s.outbox_interval = None;
+        s.ballot_interval = None;
+        // Two nodes of one deployment accept each other's session tokens.
+        s.token_secret = Some("ballot-tests-token-secret-0123456789abcdef".to_string());
+    })
+    .await
+}
+
+fn at(app: &TestApp, seconds_from_now: i64) -> String {
+    nobat::http::v1::iran_rfc3339(
+        (app.clock.now() + Duration::seconds(seconds_from_now)).timestamp(),
+    )
+}
+
+/// A ballot over every office, opening in a minute and closing in an hour.
+async fn create(app: &TestApp) -> Value {
+    let (status, body) = app
+        .post(
+            Some(ADMIN_TOKEN),
+            "/v1/admin/ballots",
+            &json!({
+                "service": "first_issuance",
+                "opens_at": at(app, 60),
+                "closes_at": at(app, 3600),
+                "seats": { "from_date": FROM, "to_date": TO },
+                "priority_rules": [{ "when": { "age_at_least": 70 }, "class": 2 }],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn entry(me: &Ready, preferences: Value) -> Value {
+    json!({ "application_id": me.application_id, "payment_id": me.payment_id, "preferences": preferences })
+}
+
+async fn tick(app: &TestApp, owner: &str) -> Vec<String> {
+    app.state
+        .engine
+        .ballot_tick(owner)
+        .await
+        .expect("ballot tick")
+}
+
+async fn ready(app: &TestApp, skip: usize, n: usize) -> Vec<Ready> {
+    let mut out = Vec::new();
+    for c in eligible_citizens(skip, n) {
+        out.push(app.ready(&c).await);
+    }
+    out
+}
+
+/// The journey: open, enter, edit, withdraw, close, results, entry outcomes, status, notices.
+async fn journey(db: &TestDb) {
+    let app = app_on(db).await;
+    let people = ready(&app, 0, 4).await;
+    let ballot = create(&app).await;
+    let id = ballot["ballot_id"].as_str().unwrap().to_string();
+    let commitment = ballot["commitment"].as_str().unwrap().to_string();
+    assert_eq!(commitment.len(), 64);
+    assert_eq!(ballot["status"], "scheduled");
+    assert!(
+        ballot.get("seed").is_none(),
+        "the seed is secret until the results"
+    );
+    let path = format!("/v1/ballots/{id}/entry");
+
+    // Before the opening.
+    let (status, body) = app
+        .put(&people[0].token, &path, &entry(&people[0], json!({})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_not_open")),
+        "{body}"
+    );
+
+    app.clock.advance(Duration::seconds(120));
+    tick(&app, "node-a").await;
+    // The seats are withheld: listed in the ballot, refused to first-come booking.
+    let office = app
+        .state
+        .directory()
+        .all()
+        .iter()
+        .find(|o| o.province == "tehran")
+        .unwrap()
+        .id
+        .to_string();
+    let (status, slots) = app
+        .get(
+            None,
+            &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{slots}");
+    let first = &slots.as_array().unwrap()[0];
+    assert_eq!(first["in_ballot"]["ballot_id"], id.as_str(), "{first}");
+    let (status, body) = app
+        .post(
+            Some(&people[3].token),
+            "/v1/holds",
+            &json!({ "application_id": people[3].application_id, "office_id": office, "start": first["start"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("not_yet_released")),
+        "{body}"
+    );
+    assert_eq!(body["extra"]["in_ballot"], true, "{body}");
+
+    // Enter, then edit: 201 then 200.
+    let (status, body) = app
+        .put(&people[0].token, &path, &entry(&people[0], json!({})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let key = body["entry_key"].as_str().unwrap().to_string();
+    let (status, body) = app
+        .put(
+            &people[0].token,
+            &path,
+            &entry(&people[0], json!({ "part_of_day": "morning" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["preferences"]["part_of_day"], "morning");
+    assert_eq!(body["entry_key"], key.as_str());
+
+    // Bad preferences: 422 naming the field, nothing stored.
+    let (status, body) = app
+        .put(
+            &people[1].token,
+            &path,
+            &entry(
+                &people[1],
+                json!({ "max_km": 1000.0, "earliest_date": "2024-10-30" }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_preferences")),
+        "{body}"
+    );
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["preferences.max_km", "preferences.earliest_date"]);
+    let (status, _) = app.get(Some(&people[1].token), &path).await;
+    assert_eq!(status, 404);
+    let (status, body) = app
+        .put(&people[1].token, &path, &entry(&people[1], json!({})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Withdraw.
+    let (status, body) = app
+        .put(&people[2].token, &path, &entry(&people[2], json!({})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = app.delete(&people[2].token, &path).await;
+    assert_eq!(status, 204);
+    let (status, _) = app.get(Some(&people[2].token), &path).await;
+    assert_eq!(status, 404);
+
+    let (_, public) = app.get(None, &format!("/v1/ballots/{id}")).await;
+    assert_eq!(
+        (public["entries"].as_i64(), public["status"].as_str()),
+        (Some(2), Some("open"))
+    );
+    let (status, body) = app.get(None, &format!("/v1/ballots/{id}/results")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_not_published"))
+    );
+
+    // The close: entries refused from then on, published once.
+    app.clock.advance(Duration::seconds(3600));
+    let (status, body) = app
+        .put(&people[2].token, &path, &entry(&people[2], json!({})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_closed")),
+        "{body}"
+    );
+    let (status, body) = app.delete(&people[0].token, &path).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_closed")),
+        "{body}"
+    );
+    assert_eq!(tick(&app, "node-a").await, vec![id.clone()]);
+    assert!(tick(&app, "node-a").await.is_empty(), "published once");
+
+    let (status, results) = app.get(None, &format!("/v1/ballots/{id}/results")).await;
+    assert_eq!(status, 200, "{results}");
+    let seed = LotterySeed::from_hex(results["seed"].as_str().unwrap()).unwrap();
+    assert!(
+        seed.matches(&commitment),
+        "the revealed seed matches its commitment"
+    );
+    assert_eq!(results["results"]["entries"], 2);
+    assert_eq!(results["results"]["placed"], 2, "{results}");
+    assert!(results
+        .to_string()
+        .find(&people[0].citizen.national_code.to_string())
+        .is_none());
+
+    // Each entrant's outcome, their appointment in /v1/status, one notice each.
+    for me in &people[..2] {
+        let (status, mine) = app.get(Some(&me.token), &path).await;
+        assert_eq!(status, 200, "{mine}");
+        assert_eq!(mine["outcome"]["status"], "placed", "{mine}");
+        let code = mine["outcome"]["tracking_code"].as_str().unwrap();
+        let (status, st) = app
+            .get(
+                None,
+                &format!(
+                    "/v1/status?national_code={}&tracking_code={code}",
+                    me.citizen.national_code
+                ),
+            )
+            .await;
+        assert_eq!(
+            (status, st["status"].as_str()),
+            (200, Some("booked")),
+            "{st}"
+        );
+        assert!(
+            st["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["kind"] == "booked_by_ballot"),
+            "{st}"
+        );
+    }
+    let (_, mine) = app.get(Some(&people[0].token), &path).await;
+    assert!(
+        mine["outcome"]["start"].as_str().unwrap().contains("T0"),
+        "a morning seat: {mine}"
+    );
+    assert_eq!(
+        scalar(
+            &app.store,
+            &format!("SELECT COUNT(*) FROM outbox WHERE notice_key = 'ballot:{id}'")
+        )
+        .await,
+        2
+    );
+    // Leftover seats are back to first-come booking; seats are backed one to one.
+    let (_, slots) = app
+        .get(
+            None,
+            &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"),
+        )
+        .await;
+    assert!(slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s.get("in_ballot").is_none()));
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM slots WHERE ballot_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    let (status, body) = app
+        .post(
+            Some(&people[3].token),
+            "/v1/holds",
+            &json!({ "application_id": people[3].application_id, "office_id": office, "start": slots[1]["start"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_seats_consistent(&app.store).await;
+
+    // The export verifies; a tampered assignment and a wrong seed do not.
+    let dir = tempfile::tempdir().unwrap();
+    let file = nobat::cli::ballot::export(&app.store, &id, dir.path())
+        .await
+        .unwrap();
+    let record: nobat::planning::ballot::BallotRecord =
+        serde_json::from_reader(std::fs::File::open(&file).unwrap()).unwrap();
+    assert_eq!(record.input.entries.len(), 2);
+    let verified = nobat::planning::ballot::verify(&record).expect("the export verifies");
+    assert_eq!(verified.placed, 2);
+    let mut tampered = record.clone();
+    let other = tampered
+        .input
+        .seats
+        .iter()
+        .find(|s| {
+            (s.office_id.as_str(), s.date, s.start)
+                != (
+                    tampered.placements[0].office_id.as_str(),
+                    tampered.placements[0].date,
+                    tampered.placements[0].start,
+                )
+        })
+        .unwrap()
+        .clone();
+    tampered.placements[0].office_id = other.office_id;
+    tampered.placements[0].date = other.date;
+    tampered.placements[0].start = other.start;
+    assert!(nobat::planning::ballot::verify(&tampered).is_err());
+    let mut wrong_seed = record.clone();
+    wrong_seed.seed = "00".repeat(32);
+    assert!(nobat::planning::ballot::verify(&wrong_seed).is_err());
+    // The close's outcome equals the pure close re-run on the exported input.
+    let again = nobat::planning::ballot::close(&record.input, &seed).unwrap();
+    // (distance_km went through JSON text, which rounds its last digit on parsing.)
+    let seat = |p: &nobat::planning::ballot::Placement| {
+        (
+            p.key.clone(),
+            p.office_id.clone(),
+            p.date,
+            p.start,
+            p.cost_m,
+            p.part_of_day_kept,
+        )
+    };
+    assert_eq!(
+        again.placements.iter().map(seat).collect::<Vec<_>>(),
+        record.placements.iter().map(seat).collect::<Vec<_>>()
+    );
+    assert_eq!(again.unplaced, record.unplaced);
+    app.stop().await;
+}
+on_both_backends!(ballot_journey, super::journey);
+
+/// The database keeps one entry per citizen and ballot, whatever the code does.
+async fn one_entry_per_citizen(db: &TestDb) {
+    let app = app_on(db).await;
+    let me = ready(&app, 4, 1).await.remove(0);
+    let id = create(&app).await["ballot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.clock.advance(Duration::seconds(120));
+    let path = format!("/v1/ballots/{id}/entry");
+    let (status, body) = app.put(&me.token, &path, &entry(&me, json!({}))).await;
+    assert_eq!(status, 201, "{body}");
+    let second = format!(
+        "INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, priority, preferences_json, created_at, updated_at) \
+         VALUES ('{id}', '{}', 'another-key', 'a', 'p', 35.0, 51.0, 0, '{{}}', 0, 0)",
+        me.citizen.national_code
+    );
+    assert!(
+        try_exec(&app.store, &second).await.is_err(),
+        "a second entry is refused"
+    );
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM ballot_entries").await,
+        1
+    );
+    app.stop().await;
+}
+on_both_backends!(ballot_one_entry_per_citizen, super::one_entry_per_citizen);
+
+/// A process that took the close's lease and died (kill -9 before its one transaction
+/// committed leaves exactly this) holds the close until the lease expires; then another
+/// process closes it, once.
+async fn dead_closer(db: &TestDb) {
+    let app = app_on(db).await;
+    let people = ready(&app, 5, 2).await;
+    let id = create(&app).await["ballot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.clock.advance(Duration::seconds(120));
+    tick(&app, "node-a").await;
+    for me in &people {
+        let (status, body) = app
+            .put(
+                &me.token,
+                &format!("/v1/ballots/{id}/entry"),
+                &entry(me, json!({})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    app.clock.advance(Duration::seconds(3600));
+    let now = app.clock.now().timestamp();
+    assert!(app
+        .store
+        .claim_ballot_close(&id, "dead", now)
+        .await
+        .unwrap());
+    assert!(
+        tick(&app, "node-b").await.is_empty(),
+        "the lease is the dead process's"
+    );
+    let (_, public) = app.get(None, &format!("/v1/ballots/{id}")).await;
+    assert_eq!(public["status"], "closing");
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM appointments").await,
+        0
+    );
+    app.clock.advance(Duration::seconds(CLOSE_LEASE_SECS + 1));
+    assert_eq!(tick(&app, "node-b").await, vec![id.clone()]);
+    assert!(tick(&app, "node-c").await.is_empty());
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM appointments").await,
+        2
+    );
+    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM outbox").await, 2);
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+on_both_backends!(ballot_dead_closer, super::dead_closer);
+
+/// Two server processes on one database tick at once: the ballot is closed once.
+async fn two_nodes(db: &TestDb) {
+    let a = app_on(db).await;
+    let b = app_on(db).await;
+    let people = ready(&a, 7, 3).await;
+    let id = create(&a).await["ballot_id"].as_str().unwrap().to_string();
+    for app in [&a, &b] {
+        app.clock.advance(Duration::seconds(120));
+    }
+    tick(&a, "node-a").await;
+    for me in &people {
+        let (status, body) = b
+            .put(
+                &me.token,
+                &format!("/v1/ballots/{id}/entry"),
+                &entry(me, json!({})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for app in [&a, &b] {
+        app.clock.advance(Duration::seconds(3600));
+    }
+    let (one, two) = tokio::join!(
+        a.state.engine.ballot_tick("node-a"),
+        b.state.engine.ballot_tick("node-b")
+    );
+    let published = one.unwrap().len() + two.unwrap().len();
+    assert_eq!(published, 1, "closed exactly once");
+    assert_eq!(
+        scalar(&a.store, "SELECT COUNT(*) FROM appointments").await,
+        3
+    );
+    assert_eq!(
+        scalar(
+            &a.store,
+            "SELECT COUNT(*) FROM ballot_entries WHERE tracking_code IS NOT NULL"
+        )
+        .await,
+        3
+    );
+    assert_seats_consistent(&a.store).await;
+    a.stop().await;
+    b.stop().await;
+}
+on_both_backends!(ballot_two_nodes, super::two_nodes);
+
+/// Bad terms are refused with each field named, and nothing is written.
+async fn bad_terms(db: &TestDb) {
+    let app = app_on(db).await;
+    let cases = [
+        (
+            json!({ "seats": { "from_date": TO, "to_date": FROM } }),
+            "invalid_ballot",
+            "seats.to_date",
+        ),
+        (json!({ "max_km": -1.0 }), "invalid_ballot", "max_km"),
+        (
+            json!({ "priority_rules": [{ "when": { "age_at_least": 70 }, "class": 0 }] }),
+            "invalid_ballot",
+            "priority_rules[0].class",
+        ),
+        (
+            json!({ "closes_at": at(&app, 30) }),
+            "invalid_range",
+            "closes_at",
+        ),
+        (
+            json!({ "closes_at": at(&app, 86_400 * 3) }),
+            "invalid_range",
+            "closes_at",
+        ),
+        (json!({ "service": "nope" }), "unknown_service", "service"),
+        (
+            json!({ "provinces": ["atlantis"] }),
+            "unknown_province",
+            "provinces",
+        ),
+        (
+            json!({ "opens_at": "tomorrow" }),
+            "invalid_time",
+            "opens_at",
+        ),
+    ];
+    for (change, code, field) in cases {
+        let mut body = json!({
+            "service": "first_issuance",
+            "opens_at": at(&app, 60),
+            "closes_at": at(&app, 3600),
+            "seats": { "from_date": FROM, "to_date": TO },
+        });
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, problem) = app
+            .post(Some(ADMIN_TOKEN), "/v1/admin/ballots", &body)
+            .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some(code)),
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    assert_eq!(scalar(&app.store, "SELECT COUNT(*) FROM ballots").await, 0);
+    app.stop().await;
+}
+on_both_backends!(ballot_bad_terms, super::bad_terms);

@@ -402,6 +402,13 @@ fn run(c: &mut Criterion, backend: &str, store: StoreConfig) {
         pick.refused_with_seats,
         one.failed + pick.failed + one_writer.failed,
     );
+    // Each auto-pick submission whose candidates were all full was asked again.
+    let (submitted, all_full) = rig.state.engine.pick_rounds();
+    eprintln!(
+        "autopick/{backend}: {submitted} pick submissions for {} picks answered ({:.2} each), {all_full} found every candidate full\n",
+        pick.booked + pick.refused + pick.failed,
+        submitted as f64 / (pick.booked + pick.refused + pick.failed).max(1) as f64,
+    );
     assert_eq!(
         pick.refused_with_seats, 0,
         "picks were refused while seats within their limits remained"

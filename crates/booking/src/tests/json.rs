@@ -555,6 +555,7 @@ fn waitlist_requests() -> Vec<Request> {
         Request::LeaveWaitlist(LeaveWaitlist {
             national_code: "0499370899".into(),
             entry_id: "wait_1".into(),
+            lapsed: false,
         }),
         Request::AcceptOffer(AcceptOffer {
             national_code: "0499370899".into(),
@@ -605,6 +606,7 @@ fn waitlist_json_is_pinned() {
         Outcome::SeatReleased { slot_id: 7 },
         Outcome::Refused(Refusal::AlreadyWaiting {
             entry_id: "wait_1".into(),
+            lapsed: false,
         }),
         Outcome::Refused(Refusal::EntryNotFound),
         Outcome::Refused(Refusal::EntryNotActive {

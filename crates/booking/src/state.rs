@@ -247,7 +247,14 @@ impl Decider<'_> {
         if let Some(slot) = self.state.slots.get_mut(&slot_id) {
             if before != Some(slot.taken) && slot.capacity > slot.taken {
                 slot.capacity -= 1;
-                self.effects.slot_capacity.insert(slot_id, slot.capacity);
+                let capacity = slot.capacity;
+                self.effects.slot_capacity.insert(slot_id, capacity);
+                self.event(
+                    "slot_seat_cut",
+                    Subject::Slot(slot_id),
+                    "system",
+                    serde_json::json!({ "capacity": capacity }),
+                );
             }
         }
     }

@@ -606,7 +606,6 @@ fn waitlist_json_is_pinned() {
         Outcome::SeatReleased { slot_id: 7 },
         Outcome::Refused(Refusal::AlreadyWaiting {
             entry_id: "wait_1".into(),
-            lapsed: false,
         }),
         Outcome::Refused(Refusal::EntryNotFound),
         Outcome::Refused(Refusal::EntryNotActive {

@@ -399,7 +399,8 @@ fn run(c: &mut Criterion, backend: &str, store: StoreConfig) {
     // Each auto-pick submission whose candidates were all full was asked again.
     let (submitted, all_full) = rig.state.engine.pick_rounds();
     let answered = tallies[1].booked + tallies[1].refused + tallies[1].failed;
-    let answered = answered + interleaved[1].booked + interleaved[1].refused + interleaved[1].failed;
+    let answered =
+        answered + interleaved[1].booked + interleaved[1].refused + interleaved[1].failed;
     eprintln!(
         "autopick/{backend}: {submitted} pick submissions for {answered} picks answered ({:.2} each), {all_full} found every candidate full\n",
         submitted as f64 / answered.max(1) as f64,

@@ -671,7 +671,11 @@ async fn direct_booking_fulfils(db: &TestDb) {
     assert_eq!(status, 201, "{mine}");
     let e = entry(&app, a).await;
     assert_eq!(
-        (e["status"].as_str(), e["tracking_code"].as_str(), &e["position"]),
+        (
+            e["status"].as_str(),
+            e["tracking_code"].as_str(),
+            &e["position"]
+        ),
         (Some("booked"), mine["tracking_code"].as_str(), &Value::Null),
         "{e}"
     );
@@ -683,11 +687,19 @@ async fn direct_booking_fulfils(db: &TestDb) {
     // C's seat freed: no waiter left, so it is held back by a release, not offered to A.
     cancel(&app, c, &c_code).await;
     assert_eq!(
-        scalar(&app.store, "SELECT COUNT(*) FROM holds WHERE id LIKE 'offer%'").await,
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM holds WHERE id LIKE 'offer%'"
+        )
+        .await,
         0
     );
     assert_eq!(
-        scalar(&app.store, "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'").await,
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'"
+        )
+        .await,
         1
     );
     assert_seats_consistent(&app.store).await;
@@ -717,7 +729,11 @@ async fn entries_lapse(db: &TestDb) {
     // Monday is A's last day: at midnight after it, A lapses and B (no last date) waits on.
     // (Tehran midnight after Monday is 39 h after the test clock's Sunday 09:00.)
     app.clock.advance(chrono::Duration::hours(38));
-    assert_eq!(app.state.engine.sweep_lapsed().await.unwrap(), 0, "Monday evening");
+    assert_eq!(
+        app.state.engine.sweep_lapsed().await.unwrap(),
+        0,
+        "Monday evening"
+    );
     app.clock.advance(chrono::Duration::hours(1));
     assert_eq!(app.state.engine.sweep_lapsed().await.unwrap(), 1);
     assert_eq!(app.state.engine.sweep_lapsed().await.unwrap(), 0);
@@ -738,10 +754,7 @@ async fn entries_lapse(db: &TestDb) {
     );
     app.stop().await;
 }
-on_both_backends!(
-    an_entry_lapses_after_its_last_date,
-    super::entries_lapse
-);
+on_both_backends!(an_entry_lapses_after_its_last_date, super::entries_lapse);
 
 /// `POST /v1/waitlist` takes an Idempotency-Key: a retry gets the first answer (201, not the
 /// 200 of a repeated join), and the key with another body is refused.

@@ -46,7 +46,9 @@ fn touch_candidates(keys: &mut BatchKeys, candidates: &[i64]) {
     };
     // The slots end with the first candidate (just added), after the list before it.
     let n = keys.slots.len();
-    let before = n.checked_sub(1 + candidates.len()).map(|from| &keys.slots[from..n - 1]);
+    let before = n
+        .checked_sub(1 + candidates.len())
+        .map(|from| &keys.slots[from..n - 1]);
     if keys.slots.last() == Some(&first) && before == Some(candidates) {
         keys.slots.pop();
     } else {

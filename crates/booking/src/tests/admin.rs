@@ -120,12 +120,24 @@ fn a_closure_cuts_the_seats_it_frees() {
         ],
         10,
     );
-    assert!(matches!(&outcomes[0], Outcome::Relocated { .. }), "{outcomes:?}");
-    assert!(matches!(&outcomes[1], Outcome::Relocated { .. }), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[0], Outcome::Relocated { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Outcome::Relocated { .. }),
+        "{outcomes:?}"
+    );
     // Slot 1 had one free seat (3 - 2) before the closure; it still has one, and no more.
     assert_eq!(effects.slot_capacity[&1], 1);
     assert_eq!(effects.slot_deltas[&1], -1, "two freed, one taken");
-    assert!(matches!(outcomes[2], Outcome::Booked { .. }), "{outcomes:?}");
-    assert_eq!(outcomes[3], Outcome::Refused(Refusal::SlotFull { slot_id: 1 }));
+    assert!(
+        matches!(outcomes[2], Outcome::Booked { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[3],
+        Outcome::Refused(Refusal::SlotFull { slot_id: 1 })
+    );
     assert!(effects.new_releases.is_empty());
 }

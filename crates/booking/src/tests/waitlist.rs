@@ -311,7 +311,10 @@ fn a_direct_booking_ends_the_waiting_entry() {
     });
     // The booking, then a cancellation in the same batch: the seat goes to the second waiter.
     let (outcomes, effects) = decide(&mut state, &[book, cancel("c")], NOW);
-    assert!(matches!(outcomes[0], Outcome::Booked { .. }), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[0], Outcome::Booked { .. }),
+        "{outcomes:?}"
+    );
     let first = &effects.entry_updates["w1"];
     assert_eq!(
         (first.status, first.tracking_code.as_deref()),
@@ -324,7 +327,10 @@ fn a_direct_booking_ends_the_waiting_entry() {
         .map(|a| a.national_code.as_str())
         .collect();
     assert_eq!(by_waitlist, ["first", "second"], "one seat each");
-    assert!(effects.events.iter().any(|e| e.kind == "waitlist_fulfilled"));
+    assert!(effects
+        .events
+        .iter()
+        .any(|e| e.kind == "waitlist_fulfilled"));
 
     // A hold confirmed in a later batch ends the entry the same way.
     let mut state = with_waiters("c", &[waiter("w3", "third", 30, false, PartOfDay::Any)], 2);
@@ -334,7 +340,10 @@ fn a_direct_booking_ends_the_waiting_entry() {
         &[hold("third", 3, "h3"), confirm("third", "h3", "T3")],
         NOW,
     );
-    assert!(matches!(outcomes[1], Outcome::Booked { .. }), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Outcome::Booked { .. }),
+        "{outcomes:?}"
+    );
     assert_eq!(
         effects.entry_updates["w3"].tracking_code.as_deref(),
         Some("T3")

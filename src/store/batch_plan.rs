@@ -820,6 +820,8 @@ mod tests {
             [
                 "due 100 64",
                 r#"holds ["h_due", "h_live", "h_over"]"#,
+                // A confirmation ends its citizen's waiting entry: those are read.
+                r#"active entries of [("c_h_live", "first_issuance"), ("c_h_over", "first_issuance")]"#,
                 r#"payments ["p"]"#,
                 "locked slots [2, 3, 9]",
                 "slots [1]",
@@ -835,8 +837,38 @@ mod tests {
         );
         // Under the database's one lock every slot is read alike.
         let (asked, _) = run_reads(&keys, &extras, Locking::Database, &holds, &["h_due"]);
-        assert_eq!(asked[3], "locked slots [1, 2, 3, 9]");
-        assert_eq!(asked[4], r#"records [("c", "k")]"#);
+        assert_eq!(asked[4], "locked slots [1, 2, 3, 9]");
+        assert_eq!(asked[5], r#"records [("c", "k")]"#);
+    }
+
+    /// Entries named by id are locked only after the holds (a leave locks its offer's hold
+    /// before its entry, as an expiry of that offer does): on PostgreSQL they are read first
+    /// without a lock, then again under one; on SQLite once.
+    #[test]
+    fn entries_are_locked_after_the_holds() {
+        let mut keys = BatchKeys {
+            entries: vec!["w".into()],
+            holds: vec!["offer_1".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let extras = BatchExtras {
+            now: 0,
+            idempotency_keys: Vec::new(),
+            sweep_limit: None,
+            limits: Limits::default(),
+        };
+        let (asked, _) = run_reads(&keys, &extras, Locking::Rows, &[], &[]);
+        assert_eq!(
+            asked,
+            [
+                r#"entries ["w"]"#,
+                r#"holds ["offer_1"]"#,
+                r#"locked entries ["w"]"#
+            ]
+        );
+        let (asked, _) = run_reads(&keys, &extras, Locking::Database, &[], &[]);
+        assert_eq!(asked, [r#"entries ["w"]"#, r#"holds ["offer_1"]"#]);
     }
 
     #[test]
@@ -894,7 +926,14 @@ mod tests {
             &[hold("h", 1, HoldStatus::Live, 600)],
             &[],
         );
-        assert_eq!(asked, [r#"holds ["h"]"#, "locked slots [1]"]);
+        assert_eq!(
+            asked,
+            [
+                r#"holds ["h"]"#,
+                r#"active entries of [("c_h", "first_issuance")]"#,
+                "locked slots [1]"
+            ]
+        );
     }
 
     /// Runs a plan against `holds` and the slots they name (office `021-0001`, starting at

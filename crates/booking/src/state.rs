@@ -679,6 +679,11 @@ impl Decider<'_> {
                     service: &entry.service,
                 };
                 let payment_id = PaymentId::from(entry.payment_id.clone());
+                // Booked before its appointment is stored, so `fulfil_entry` finds no waiting
+                // entry to end a second time.
+                entry.status = WaitStatus::Booked;
+                entry.tracking_code = Some(code.clone());
+                self.store_entry(entry.clone());
                 let appointment = self.new_appointment(
                     &TrackingCode::from(code.clone()),
                     slot_id,

@@ -100,6 +100,11 @@ fn the_earliest_fitting_waiter_is_booked_in_the_cancelling_batch() {
     );
     assert_eq!(effects.outbox.len(), 1);
     assert_eq!(effects.outbox[0].notice_key, "waitlist_booked");
+    let kinds: Vec<&str> = effects.events.iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&"waitlist_booked") && !kinds.contains(&"waitlist_fulfilled"),
+        "one end of the entry: {kinds:?}"
+    );
     assert!(effects.outbox[0].body.contains("کد رهگیری"));
 }
 

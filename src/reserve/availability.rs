@@ -139,6 +139,9 @@ struct Inner {
     /// The start of the last slot retired: slots starting at or before it are not in
     /// `upcoming_free`, the others are (ties are retired together).
     horizon: UnixSeconds,
+    /// Moves with every change of seats (a commit's deltas, a reload): a list of auto-pick
+    /// candidates made at one version holds while it stands (`pick::PickMemo`).
+    version: u64,
 }
 
 /// What a listing of offices by free capacity keeps: an office's id and upcoming free seats.
@@ -147,6 +150,8 @@ pub type Ranked = (Arc<str>, i64);
 #[derive(Default)]
 pub struct Availability {
     inner: RwLock<Inner>,
+    /// Auto-pick candidates shared by the picks of the same limits at one version.
+    picks: std::sync::Mutex<pick::PickMemo>,
 }
 
 fn slot_day(start_at: UnixSeconds) -> NaiveDate {
@@ -280,7 +285,9 @@ impl Availability {
             .iter()
             .map(|(id, o)| (Reverse(o.upcoming_free), id.clone()))
             .collect();
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        inner.version = guard.version + 1;
+        *guard = inner;
     }
 
     /// Replaces the whole view, then retires the slots that have started by `now`, so that the
@@ -297,6 +304,7 @@ impl Availability {
         }
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
+        inner.version += 1;
         for (id, d) in deltas {
             let Some(s) = inner.slots.get_mut(id) else {
                 continue;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireErro
 pub use availability::{Availability, Candidate, PartOfDay, PickLimits, SlotView, Want};
 pub use ids::{IdSource, SecureIds, SeededIds};
 
-use crate::booking::{Expire, Limits, Outcome, ReleaseSeat, Request};
+use crate::booking::{Expire, LeaveWaitlist, Limits, Outcome, ReleaseSeat, Request};
 use crate::domain::time::Clock;
 use crate::store::{BatchConn, Source, Store, StoreError};
 
@@ -47,6 +47,18 @@ fn queue_index(request: &Request, queues: usize) -> usize {
         }
     };
     (key % queues as u64) as usize
+}
+
+/// The queue of the auto-picks from `anchor` (their nearest office): one per anchor, as a
+/// slot's requests have one.
+fn anchor_queue(anchor: &str, queues: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if queues <= 1 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    anchor.hash(&mut h);
+    (h.finish() % queues as u64) as usize
 }
 
 #[derive(Debug, Clone)]
@@ -346,6 +358,16 @@ impl Reservations {
         request: Request,
         idempotency: Option<Keyed>,
     ) -> Result<oneshot::Receiver<Result<Reply, ReserveError>>, ReserveError> {
+        let queue = queue_index(&request, self.queues.len());
+        self.enqueue_to(queue, request, idempotency)
+    }
+
+    fn enqueue_to(
+        &self,
+        queue: usize,
+        request: Request,
+        idempotency: Option<Keyed>,
+    ) -> Result<oneshot::Receiver<Result<Reply, ReserveError>>, ReserveError> {
         let waiting = self
             .waiting
             .clone()
@@ -355,7 +377,7 @@ impl Reservations {
                 TryAcquireError::Closed => ReserveError::Stopped,
             })?;
         let (reply, answer) = oneshot::channel();
-        self.queues[queue_index(&request, self.queues.len())]
+        self.queues[queue]
             .send(Job {
                 request,
                 idempotency,
@@ -449,6 +471,11 @@ impl Reservations {
                 }
             }
         }
+        // Every pick of one anchor goes to one writer, whatever its first candidate: the picks
+        // of a hot group compete for the same seats, and split over two writers (the first
+        // candidate changes as seats go) each batch waited on the other's row locks and then
+        // found its candidates taken.
+        let queue = anchor_queue(&anchor, self.queues.len());
         *self
             .picks_in_flight
             .lock()
@@ -460,7 +487,7 @@ impl Reservations {
             key,
             render: render.clone(),
         });
-        let reply = self.enqueue(request, keyed)?;
+        let reply = self.enqueue_to(queue, request, keyed)?;
         self.pick_rounds[0].fetch_add(1, Ordering::Relaxed);
         Ok(match reply.await.map_err(|_| ReserveError::Stopped)?? {
             Reply::Rendered(answer) => PickAnswer::Answered(answer),
@@ -541,6 +568,34 @@ impl Reservations {
         Ok(released)
     }
 
+    /// Lapses every waiting entry whose last date has passed (bounded per call): no freed
+    /// seat can fit it any more. The sweeper calls this with `sweep_releases`; tests call it
+    /// after moving the clock. Returns how many lapsed.
+    pub async fn sweep_lapsed(&self) -> Result<usize, ReserveError> {
+        let now = self.clock.now().timestamp();
+        let due = self
+            .store
+            .lapsed_entries(now, self.config.sweep_limit)
+            .await?;
+        let requests = due
+            .into_iter()
+            .map(|(entry_id, national_code)| {
+                Request::LeaveWaitlist(LeaveWaitlist {
+                    national_code,
+                    entry_id,
+                    lapsed: true,
+                })
+            })
+            .collect();
+        let mut lapsed = 0;
+        for answer in self.submit_many(requests).await {
+            if matches!(answer?.outcome, Outcome::WaitlistLeft { .. }) {
+                lapsed += 1;
+            }
+        }
+        Ok(lapsed)
+    }
+
     /// Runs the sweeper every `interval` until the engine stops.
     pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
@@ -565,6 +620,15 @@ impl Reservations {
                     Err(e) => tracing::warn!(
                         error = &e as &dyn std::error::Error,
                         "seat release sweep failed; will retry"
+                    ),
+                }
+                match engine.sweep_lapsed().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(lapsed = n, "waitlist lapse sweep"),
+                    Err(ReserveError::Stopped) => break,
+                    Err(e) => tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "waitlist lapse sweep failed; will retry"
                     ),
                 }
             }

@@ -169,14 +169,26 @@ pub(super) enum ReadStep<'k> {
         now: i64,
         limit: i64,
     },
-    /// Waitlist entries by id (sorted), locked.
+    /// Waitlist entries by id (sorted), read without a lock: their offers' holds are locked
+    /// first ([`ReadStep::LockedEntries`] then locks them), so that every batch locks a hold
+    /// before its entry. Leaving the waitlist locked the entry and then its offer's hold while
+    /// an expiry locked the hold and then its entry: on PostgreSQL two writers could deadlock.
     Entries(&'k [String]),
     /// Holds by id (sorted), locked.
     Holds(Vec<String>),
     /// Waitlist entries whose offer is one of these holds (sorted), locked.
     OfferEntries(Vec<String>),
-    /// The active (`waiting`, `offered`) waitlist entries of these (national code, service).
-    ActiveEntriesOf(&'k [(String, String)]),
+    /// Waitlist entries by id (sorted), locked, read again after their offers' holds
+    /// (PostgreSQL only: on SQLite the transaction holds the database's write lock and the
+    /// first read stands). The row read under the lock replaces the first. Should another
+    /// writer have given the entry a new offer in between, that offer's hold was not read, and
+    /// the batch decides as if the entry had no hold to give up: an accept or decline is
+    /// refused as not found, and a leave leaves the offer's seat to its hold's expiry.
+    LockedEntries(&'k [String]),
+    /// The active (`waiting`, `offered`) waitlist entries of these (national code, service)
+    /// (sorted), locked: a joining citizen's, and a booking citizen's (a new appointment ends
+    /// the citizen's waiting entry for its service).
+    ActiveEntriesOf(Vec<(String, String)>),
     /// Seat releases by id (sorted), locked.
     Releases(&'k [i64]),
     /// Appointments by tracking code (sorted), locked.
@@ -233,6 +245,7 @@ enum Stage {
     Entries,
     Holds,
     OfferEntries,
+    LockEntries,
     Appointments,
     ActiveEntriesOf,
     Releases,
@@ -256,7 +269,7 @@ impl ReadStep<'_> {
             ReadStep::Holds(ids) | ReadStep::OfferEntries(ids) | ReadStep::WaiterCitizens(ids) => {
                 ids.is_empty()
             }
-            ReadStep::Entries(ids) => ids.is_empty(),
+            ReadStep::Entries(ids) | ReadStep::LockedEntries(ids) => ids.is_empty(),
             ReadStep::ActiveEntriesOf(pairs) => pairs.is_empty(),
             ReadStep::Releases(ids) => ids.is_empty(),
             ReadStep::Waiters { offices, .. } => offices.is_empty(),
@@ -342,8 +355,10 @@ impl<'k> ReadPlan<'k> {
                     ids.dedup();
                     Some(ReadStep::OfferEntries(ids))
                 }
+                Stage::LockEntries => (self.locking == Locking::Rows)
+                    .then_some(ReadStep::LockedEntries(&keys.entries)),
                 Stage::Appointments => Some(ReadStep::Appointments(&keys.appointments)),
-                Stage::ActiveEntriesOf => Some(ReadStep::ActiveEntriesOf(&keys.entry_citizens)),
+                Stage::ActiveEntriesOf => Some(ReadStep::ActiveEntriesOf(self.entry_citizens())),
                 Stage::Releases => Some(ReadStep::Releases(&keys.releases)),
                 Stage::LiveHoldsOf => Some(ReadStep::LiveHoldsOf(&keys.hold_codes)),
                 Stage::ActiveAppointmentsOf => {
@@ -387,6 +402,23 @@ impl<'k> ReadPlan<'k> {
                 return Some(read);
             }
         }
+    }
+
+    /// The citizens and services whose active entries are read: those the keys name, and
+    /// the owners of the holds the batch confirms (read by now), whose waiting entry the
+    /// confirmation ends.
+    fn entry_citizens(&self) -> Vec<(String, String)> {
+        let mut pairs = self.keys.entry_citizens.clone();
+        pairs.extend(
+            self.keys
+                .confirmed_holds
+                .iter()
+                .filter_map(|id| self.state.holds.get(id))
+                .map(|h| (h.national_code.clone(), h.service.clone())),
+        );
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
     }
 
     /// What [`ReadStep::DueHolds`] found; they are read (and locked) with the batch's holds.
@@ -458,6 +490,10 @@ impl<'k> ReadPlan<'k> {
             }
             Stage::OfferEntries | Stage::ActiveEntriesOf => {
                 self.state.entries.entry(e.id.clone()).or_insert(e);
+            }
+            // Read under its lock: it stands over the first read.
+            Stage::LockEntries => {
+                self.state.entries.insert(e.id.clone(), e);
             }
             other => unreachable!("an entry handed back while reading {other:?}"),
         }
@@ -541,7 +577,8 @@ impl Stage {
             Stage::DueHolds => Stage::Entries,
             Stage::Entries => Stage::Holds,
             Stage::Holds => Stage::OfferEntries,
-            Stage::OfferEntries => Stage::Appointments,
+            Stage::OfferEntries => Stage::LockEntries,
+            Stage::LockEntries => Stage::Appointments,
             Stage::Appointments => Stage::ActiveEntriesOf,
             Stage::ActiveEntriesOf => Stage::Releases,
             Stage::Releases => Stage::LiveHoldsOf,
@@ -733,6 +770,7 @@ mod tests {
                 }
                 ReadStep::Appointments(c) => asked.push(format!("appointments {c:?}")),
                 ReadStep::Entries(c) => asked.push(format!("entries {c:?}")),
+                ReadStep::LockedEntries(c) => asked.push(format!("locked entries {c:?}")),
                 ReadStep::OfferEntries(c) => asked.push(format!("offer entries {c:?}")),
                 ReadStep::ActiveEntriesOf(c) => asked.push(format!("active entries of {c:?}")),
                 ReadStep::Releases(c) => asked.push(format!("releases {c:?}")),
@@ -782,6 +820,8 @@ mod tests {
             [
                 "due 100 64",
                 r#"holds ["h_due", "h_live", "h_over"]"#,
+                // A confirmation ends its citizen's waiting entry: those are read.
+                r#"active entries of [("c_h_live", "first_issuance"), ("c_h_over", "first_issuance")]"#,
                 r#"payments ["p"]"#,
                 "locked slots [2, 3, 9]",
                 "slots [1]",
@@ -797,8 +837,38 @@ mod tests {
         );
         // Under the database's one lock every slot is read alike.
         let (asked, _) = run_reads(&keys, &extras, Locking::Database, &holds, &["h_due"]);
-        assert_eq!(asked[3], "locked slots [1, 2, 3, 9]");
-        assert_eq!(asked[4], r#"records [("c", "k")]"#);
+        assert_eq!(asked[4], "locked slots [1, 2, 3, 9]");
+        assert_eq!(asked[5], r#"records [("c", "k")]"#);
+    }
+
+    /// Entries named by id are locked only after the holds (a leave locks its offer's hold
+    /// before its entry, as an expiry of that offer does): on PostgreSQL they are read first
+    /// without a lock, then again under one; on SQLite once.
+    #[test]
+    fn entries_are_locked_after_the_holds() {
+        let mut keys = BatchKeys {
+            entries: vec!["w".into()],
+            holds: vec!["offer_1".into()],
+            ..BatchKeys::default()
+        };
+        keys.normalise();
+        let extras = BatchExtras {
+            now: 0,
+            idempotency_keys: Vec::new(),
+            sweep_limit: None,
+            limits: Limits::default(),
+        };
+        let (asked, _) = run_reads(&keys, &extras, Locking::Rows, &[], &[]);
+        assert_eq!(
+            asked,
+            [
+                r#"entries ["w"]"#,
+                r#"holds ["offer_1"]"#,
+                r#"locked entries ["w"]"#
+            ]
+        );
+        let (asked, _) = run_reads(&keys, &extras, Locking::Database, &[], &[]);
+        assert_eq!(asked, [r#"entries ["w"]"#, r#"holds ["offer_1"]"#]);
     }
 
     #[test]
@@ -856,7 +926,14 @@ mod tests {
             &[hold("h", 1, HoldStatus::Live, 600)],
             &[],
         );
-        assert_eq!(asked, [r#"holds ["h"]"#, "locked slots [1]"]);
+        assert_eq!(
+            asked,
+            [
+                r#"holds ["h"]"#,
+                r#"active entries of [("c_h", "first_issuance")]"#,
+                "locked slots [1]"
+            ]
+        );
     }
 
     /// Runs a plan against `holds` and the slots they name (office `021-0001`, starting at

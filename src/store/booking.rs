@@ -397,6 +397,7 @@ async fn pg_read(
     while let Some(read) = plan.next() {
         match read {
             step @ (ReadStep::Entries(_)
+            | ReadStep::LockedEntries(_)
             | ReadStep::OfferEntries(_)
             | ReadStep::ActiveEntriesOf(_)
             | ReadStep::Releases(_)
@@ -701,6 +702,12 @@ async fn pg_read_waitlist(
 ) -> Result<(), StoreError> {
     match step {
         ReadStep::Entries(ids) => {
+            let sql = format!("SELECT {ENTRY_COLS} FROM waitlist_entries WHERE id = ANY($1)");
+            for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
+                plan.entry(pg::entry_at(&row, 0)?);
+            }
+        }
+        ReadStep::LockedEntries(ids) => {
             let sql = format!("SELECT {ENTRY_COLS} FROM waitlist_entries WHERE id = ANY($1) ORDER BY id FOR UPDATE");
             for row in sqlx::query(&sql).bind(ids).fetch_all(&mut **tx).await? {
                 plan.entry(pg::entry_at(&row, 0)?);
@@ -717,7 +724,8 @@ async fn pg_read_waitlist(
                 pairs.iter().map(|(c, s)| (c.as_str(), s.as_str())).unzip();
             let sql = format!(
                     "SELECT {} FROM waitlist_entries e JOIN UNNEST($1::text[], $2::text[]) AS c(code, service) \
-                     ON e.national_code = c.code AND e.service = c.service WHERE e.status IN ('waiting', 'offered')",
+                     ON e.national_code = c.code AND e.service = c.service WHERE e.status IN ('waiting', 'offered') \
+                     ORDER BY e.id FOR UPDATE OF e",
                     entry_cols_of_e()
                 );
             for row in sqlx::query(&sql)

@@ -406,6 +406,7 @@ fn read(
     while let Some(read) = plan.next() {
         match read {
             step @ (ReadStep::Entries(_)
+            | ReadStep::LockedEntries(_)
             | ReadStep::OfferEntries(_)
             | ReadStep::ActiveEntriesOf(_)
             | ReadStep::Releases(_)
@@ -804,7 +805,8 @@ fn read_waitlist(
     step: ReadStep<'_>,
 ) -> Result<(), StoreError> {
     match step {
-        ReadStep::Entries(ids) => {
+        // The plan asks SQLite for no second read under a lock; were it to, it reads the same.
+        ReadStep::Entries(ids) | ReadStep::LockedEntries(ids) => {
             let mut q = tx.prepare_cached(&format!(
                 "SELECT {ENTRY_COLS} FROM waitlist_entries WHERE id = ?1"
             ))?;
@@ -829,7 +831,7 @@ fn read_waitlist(
             let mut q = tx.prepare_cached(&format!(
                     "SELECT {ENTRY_COLS} FROM waitlist_entries WHERE national_code = ?1 AND service = ?2 AND (status = 'waiting' OR status = 'offered')"
                 ))?;
-            for (code, service) in pairs {
+            for (code, service) in &pairs {
                 let mut rows = q.query([code, service])?;
                 while let Some(r) = rows.next()? {
                     plan.entry(entry_at(r, 0)?);

@@ -90,6 +90,19 @@ impl Store {
         })
     }
 
+    /// Waiting entries whose last date has passed at `now` (their `latest_at`, the start of
+    /// the day after it), as (entry id, national code), oldest first, at most `limit`.
+    pub async fn lapsed_entries(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        const SQL: &str = "SELECT id, national_code FROM waitlist_entries WHERE status = 'waiting' AND latest_at <= $1 ORDER BY latest_at, id LIMIT $2";
+        super::on_pool!(self, pool, q = SQL => {
+            Ok(sqlx::query_as::<_, (String, String)>(q).bind(now).bind(limit).fetch_all(pool).await?)
+        })
+    }
+
     /// Ids of pending seat releases due at `now`, oldest first, at most `limit`.
     pub async fn due_releases(&self, now: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
         const SQL: &str = "SELECT id FROM seat_releases WHERE status = 'pending' AND release_at <= $1 ORDER BY release_at, id LIMIT $2";

@@ -651,3 +651,156 @@ on_both_backends!(
     the_waitlist_lookups_use_their_indexes,
     super::waitlist_lookups_use_indexes
 );
+
+/// A waiter who books directly ends their entry (booked, with the appointment's code): GET
+/// says so, and a seat freed afterwards is not offered to them a second time.
+async fn direct_booking_fulfils(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let people = ready_all(&app, 2).await;
+    let (a, c) = (&people[0], &people[1]);
+    let office_id = nearest_offices(&app, &a.citizen).await[0]["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = tomorrow_morning(&app, &office_id).await;
+    let (status, appt) = book(&app, c, &office_id, &start).await;
+    assert_eq!(status, 201, "{appt}");
+    let c_code = appt["tracking_code"].as_str().unwrap().to_string();
+    join(&app, a, &office_id, false).await;
+    let (status, mine) = book(&app, a, &office_id, &start).await;
+    assert_eq!(status, 201, "{mine}");
+    let e = entry(&app, a).await;
+    assert_eq!(
+        (
+            e["status"].as_str(),
+            e["tracking_code"].as_str(),
+            &e["position"]
+        ),
+        (Some("booked"), mine["tracking_code"].as_str(), &Value::Null),
+        "{e}"
+    );
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM waitlist_offices").await,
+        0,
+        "an ended entry leaves the waiters"
+    );
+    // C's seat freed: no waiter left, so it is held back by a release, not offered to A.
+    cancel(&app, c, &c_code).await;
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM holds WHERE id LIKE 'offer%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'"
+        )
+        .await,
+        1
+    );
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+on_both_backends!(
+    a_direct_booking_ends_the_waiting_entry,
+    super::direct_booking_fulfils
+);
+
+/// An entry lapses once its last date has passed (the sweeper, with the injected clock), and
+/// GET says so.
+async fn entries_lapse(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let people = ready_all(&app, 2).await;
+    let (a, b) = (&people[0], &people[1]);
+    let office_id = nearest_offices(&app, &a.citizen).await[0]["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut body = join_body(a, &office_id, false, "any");
+    body["pick"]["latest_date"] = json!("2024-09-23");
+    let (status, first) = app.post(Some(&a.token), "/v1/waitlist", &body).await;
+    assert_eq!(status, 201, "{first}");
+    join(&app, b, &office_id, false).await;
+    assert_eq!(app.state.engine.sweep_lapsed().await.unwrap(), 0, "not yet");
+    // Monday is A's last day: at midnight after it, A lapses and B (no last date) waits on.
+    // (Tehran midnight after Monday is 39 h after the test clock's Sunday 09:00.)
+    app.clock.advance(chrono::Duration::hours(38));
+    assert_eq!(
+        app.state.engine.sweep_lapsed().await.unwrap(),
+        0,
+        "Monday evening"
+    );
+    app.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(app.state.engine.sweep_lapsed().await.unwrap(), 1);
+    assert_eq!(app.state.engine.sweep_lapsed().await.unwrap(), 0);
+    let token = app.login(&a.citizen).await;
+    let (status, list) = app.get(Some(&token), "/v1/waitlist").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        (list[0]["status"].as_str(), &list[0]["position"]),
+        (Some("lapsed"), &Value::Null),
+        "{list}"
+    );
+    let token = app.login(&b.citizen).await;
+    let (_, list) = app.get(Some(&token), "/v1/waitlist").await;
+    assert_eq!(
+        (list[0]["status"].as_str(), list[0]["position"].as_i64()),
+        (Some("waiting"), Some(1)),
+        "{list}"
+    );
+    app.stop().await;
+}
+on_both_backends!(an_entry_lapses_after_its_last_date, super::entries_lapse);
+
+/// `POST /v1/waitlist` takes an Idempotency-Key: a retry gets the first answer (201, not the
+/// 200 of a repeated join), and the key with another body is refused.
+async fn join_idempotency(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let people = ready_all(&app, 1).await;
+    let a = &people[0];
+    let office_id = nearest_offices(&app, &a.citizen).await[0]["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let send = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/v1/waitlist"))
+                .bearer_auth(&a.token)
+                .header("idempotency-key", "join-1")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let body = join_body(a, &office_id, false, "any");
+    let first = send(body.clone()).await;
+    assert_eq!(first.0, 201, "{first:?}");
+    assert_eq!(send(body.clone()).await, first);
+    let (status, other) = send(join_body(a, &office_id, true, "any")).await;
+    assert_eq!(
+        (status, other["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{other}"
+    );
+    // Without a key, the same join answers 200 with the entry.
+    let (status, again) = app.post(Some(&a.token), "/v1/waitlist", &body).await;
+    assert_eq!((status, &again["entry_id"]), (200, &first.1["entry_id"]));
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM waitlist_entries").await,
+        1
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    joining_the_waitlist_is_idempotent_with_a_key,
+    super::join_idempotency
+);

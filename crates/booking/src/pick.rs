@@ -35,6 +35,27 @@ fn first_free(d: &Decider<'_>, candidates: &[i64], service: &str) -> Option<i64>
         .or_else(|| candidates.first().copied())
 }
 
+/// Adds the candidates to the slots the batch reads and locks, after the first (which the
+/// hold's or booking's own `touches` added). The picks of one hot group arrive with the same
+/// list (`Availability::pick_candidates_shared`), hundreds to a batch: a list equal to the
+/// one just before it adds nothing (not even the first again), so the batch sorts one copy
+/// rather than one per pick.
+fn touch_candidates(keys: &mut BatchKeys, candidates: &[i64]) {
+    let Some(&first) = candidates.first() else {
+        return;
+    };
+    // The slots end with the first candidate (just added), after the list before it.
+    let n = keys.slots.len();
+    let before = n
+        .checked_sub(1 + candidates.len())
+        .map(|from| &keys.slots[from..n - 1]);
+    if keys.slots.last() == Some(&first) && before == Some(candidates) {
+        keys.slots.pop();
+    } else {
+        keys.slots.extend_from_slice(candidates);
+    }
+}
+
 /// A seat refusal of the chosen slot means that no candidate had a free seat.
 fn no_candidate_left(r: Refusal) -> Refusal {
     match r {
@@ -75,7 +96,7 @@ impl RequestKind for PickHold {
         if let Some(&first) = self.candidates.first() {
             self.hold(first).touches(keys);
         }
-        keys.slots.extend_from_slice(&self.candidates);
+        touch_candidates(keys, &self.candidates);
     }
 
     fn seat_slot(&self) -> Option<i64> {
@@ -129,7 +150,7 @@ impl RequestKind for PickBook {
         if let Some(&first) = self.candidates.first() {
             self.book(first).touches(keys);
         }
-        keys.slots.extend_from_slice(&self.candidates);
+        touch_candidates(keys, &self.candidates);
     }
 
     fn seat_slot(&self) -> Option<i64> {

@@ -264,8 +264,10 @@ impl Book {
 
 impl RequestKind for Book {
     fn touches(&self, keys: &mut BatchKeys) {
-        keys.citizens
-            .push((self.national_code.clone(), self.service.clone()));
+        let pair = (self.national_code.clone(), self.service.clone());
+        // A waiting entry of the citizen for the service ends with the booking.
+        keys.entry_citizens.push(pair.clone());
+        keys.citizens.push(pair);
         keys.slots.push(self.slot_id);
         keys.payments.push(self.payment_id.as_str().to_owned());
     }

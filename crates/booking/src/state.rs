@@ -240,6 +240,25 @@ impl Decider<'_> {
         }
     }
 
+    /// Frees a seat and removes it from the slot's capacity (a closure's, a capacity cut's).
+    fn cut_seat(&mut self, slot_id: i64) {
+        let before = self.state.slots.get(&slot_id).map(|s| s.taken);
+        self.free_seat(slot_id);
+        if let Some(slot) = self.state.slots.get_mut(&slot_id) {
+            if before != Some(slot.taken) && slot.capacity > slot.taken {
+                slot.capacity -= 1;
+                let capacity = slot.capacity;
+                self.effects.slot_capacity.insert(slot_id, capacity);
+                self.event(
+                    "slot_seat_cut",
+                    Subject::Slot(slot_id),
+                    "system",
+                    serde_json::json!({ "capacity": capacity }),
+                );
+            }
+        }
+    }
+
     /// Moves an appointment to `new_slot_id`: the new seat is secured first, and only then is
     /// the old one given up, so a full slot leaves the appointment where it was. Returns the
     /// old slot.
@@ -418,6 +437,9 @@ impl Decider<'_> {
                 .appointment_updates
                 .insert(row.tracking_code.clone(), row);
         } else {
+            if row.status.is_active() {
+                self.fulfil_entry(&row.national_code, &row.service, &row.tracking_code);
+            }
             self.new_appointment_index.insert(
                 row.tracking_code.clone(),
                 self.effects.new_appointments.len(),
@@ -548,12 +570,19 @@ impl Decider<'_> {
     /// for them as an offer. It stays taken then (no seat delta). With no waiter, a seat freed
     /// by the applicant's own action (`Freed::Own`) stays taken by a pending release until a
     /// random delay has passed; otherwise it is free again. A seat in a slot being closed or
-    /// cut (`Freed::Closing`) is freed at once.
+    /// cut (`Freed::Closing`) goes with the slot: offered to no one, and cut from its
+    /// capacity in the same transaction. Freed instead, it was bookable (an auto-pick's
+    /// candidate, the view showing it free) until the closure's last step shrank the slot,
+    /// and a pick in between booked into the closed office.
     pub(crate) fn give_up_seat(&mut self, slot_id: i64, how: Freed, freer: Option<&str>) {
         let Some(slot) = self.state.slots.get(&slot_id) else {
             return;
         };
-        if slot.start_at > self.now && how != Freed::Closing {
+        if how == Freed::Closing {
+            self.cut_seat(slot_id);
+            return;
+        }
+        if slot.start_at > self.now {
             let (office_id, start_at) = (slot.office_id.clone(), slot.start_at);
             if let Some(entry_id) = self.best_waiter(slot_id, &office_id, start_at, freer) {
                 if !self.hand_over(slot_id, &entry_id) {
@@ -650,6 +679,11 @@ impl Decider<'_> {
                     service: &entry.service,
                 };
                 let payment_id = PaymentId::from(entry.payment_id.clone());
+                // Booked before its appointment is stored, so `fulfil_entry` finds no waiting
+                // entry to end a second time.
+                entry.status = WaitStatus::Booked;
+                entry.tracking_code = Some(code.clone());
+                self.store_entry(entry.clone());
                 let appointment = self.new_appointment(
                     &TrackingCode::from(code.clone()),
                     slot_id,
@@ -793,6 +827,29 @@ impl Decider<'_> {
         }
         entry.updated_at = self.now;
         self.store_entry(entry);
+    }
+
+    /// A new appointment for the service ends the citizen's waiting entry for it: booked
+    /// (with the appointment's tracking code), out of the waiters, never offered a seat again.
+    /// The batch read the entry (`BatchKeys::entry_citizens` of a booking, the entries of the
+    /// citizens whose holds it confirms). An offered entry ends with its offer (`end_offer`).
+    fn fulfil_entry(&mut self, national_code: &str, service: &str, tracking_code: &str) {
+        let Some(mut entry) = self.active_entry(national_code, service) else {
+            return;
+        };
+        if entry.status != WaitStatus::Waiting {
+            return;
+        }
+        entry.status = WaitStatus::Booked;
+        entry.tracking_code = Some(tracking_code.to_owned());
+        entry.updated_at = self.now;
+        self.store_entry(entry.clone());
+        self.event(
+            "waitlist_fulfilled",
+            Subject::Entry(&entry.id),
+            national_code,
+            serde_json::json!({ "tracking_code": tracking_code }),
+        );
     }
 
     /// Writes an entry made or changed in this batch, keeping the indexes up to date.

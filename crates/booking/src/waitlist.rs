@@ -113,6 +113,11 @@ impl RequestKind for JoinWaitlist {
 pub struct LeaveWaitlist {
     pub national_code: String,
     pub entry_id: String,
+    /// Ended by the sweeper because its last date has passed (no freed seat can fit it any
+    /// more): it lapses, and only if it is waiting with `latest_at` at or before now (an
+    /// offered entry keeps its offer; it lapses at a later sweep if the offer ends unaccepted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lapsed: bool,
 }
 
 impl RequestKind for LeaveWaitlist {
@@ -139,6 +144,9 @@ impl RequestKind for LeaveWaitlist {
                 status: entry.status,
             });
         }
+        if self.lapsed {
+            return lapse(d, entry);
+        }
         let offer = entry.offer_hold_id.take();
         entry.status = WaitStatus::Left;
         entry.updated_at = d.now;
@@ -157,6 +165,25 @@ impl RequestKind for LeaveWaitlist {
         );
         Ok(Outcome::WaitlistLeft { entry })
     }
+}
+
+/// The sweeper's end of an entry whose dates have all passed.
+fn lapse(d: &mut Decider<'_>, mut entry: WaitRow) -> Result<Outcome, Refusal> {
+    if entry.status != WaitStatus::Waiting || entry.limits.latest_at > d.now {
+        return Err(Refusal::EntryNotActive {
+            status: entry.status,
+        });
+    }
+    entry.status = WaitStatus::Lapsed;
+    entry.updated_at = d.now;
+    d.store_entry(entry.clone());
+    d.event(
+        "waitlist_lapsed",
+        Subject::Entry(&entry.id),
+        "system",
+        serde_json::json!({ "latest_at": entry.limits.latest_at }),
+    );
+    Ok(Outcome::WaitlistLeft { entry })
 }
 
 /// Accepts a waitlist offer: the offer's hold is confirmed with the entry's payment.

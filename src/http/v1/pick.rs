@@ -290,9 +290,15 @@ pub async fn pick_seat(
             max_slots: MAX_CANDIDATES,
             seats: (state.engine.picks_in_flight(&anchor) as i64 + 1) << round.min(8),
         };
-        let candidates: Arc<[Candidate]> = availability
-            .pick_candidates(&resolved.limits, &exclude, want)
-            .into();
+        // The first round shares its list with the picks of the same limits (nothing is
+        // excluded yet); later rounds leave out what they found full.
+        let candidates: Arc<[Candidate]> = if exclude.is_empty() {
+            availability.pick_candidates_shared(&resolved.limits, want)
+        } else {
+            availability
+                .pick_candidates(&resolved.limits, &exclude, want)
+                .into()
+        };
         if candidates.is_empty() {
             return Err(no_seat(state, resolved));
         }

@@ -7,7 +7,7 @@
 //! order in which that office's freed seats are offered, among waiters whose dates fit.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ use crate::booking::{
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
+use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash};
 use crate::http::{AppState, Problem};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -114,8 +115,10 @@ async fn entry_dto(state: &AppState, e: &WaitRow) -> Result<WaitlistEntryDto, Pr
 
 /// Join the waitlist for the application's service. One active entry per citizen and service:
 /// the same request again answers 200 with the entry; a different one 409 `already_waiting`.
+/// With an `Idempotency-Key`, a retry gets the first answer back (its status and body) even
+/// after the entry has moved on.
 #[utoipa::path(post, path = "/v1/waitlist", tag = "applicant", security(("applicant" = [])),
-    request_body = WaitlistRequest,
+    request_body = WaitlistRequest, params(("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 201, body = WaitlistEntryDto),
         (status = 200, description = "the same entry, joined before", body = WaitlistEntryDto),
@@ -123,10 +126,35 @@ async fn entry_dto(state: &AppState, e: &WaitRow) -> Result<WaitlistEntryDto, Pr
 pub async fn join_waitlist(
     State(state): State<AppState>,
     applicant: Applicant,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<WaitlistRequest>,
 ) -> Result<Response, Problem> {
-    let (app, service) = own_application(&state, &applicant, &req.application_id).await?;
-    let pick = wait_pick(&state, &req.pick, service)?;
+    let key = key_from_headers(&headers)?;
+    let hash = request_hash(
+        "POST",
+        "/v1/waitlist",
+        &serde_json::to_vec(&req).unwrap_or_default(),
+    );
+    let idem = engine_key(&applicant.national_code.to_string(), key, hash);
+    let now = state.engine.clock().now().timestamp();
+    // Joining is itself safe to repeat (the same request answers 200 with the entry); the key
+    // makes a retry answer what the first got (201 rather than 200, or the refusal).
+    let (status, body) = replay_or_run(&state.store, idem, now, || async {
+        let (status, entry) = join(&state, &applicant, &req).await?;
+        let body = serde_json::to_value(entry).map_err(|_| Problem::internal())?;
+        Ok((status, body))
+    })
+    .await?;
+    Ok((status, Json(body)).into_response())
+}
+
+async fn join(
+    state: &AppState,
+    applicant: &Applicant,
+    req: &WaitlistRequest,
+) -> Result<(StatusCode, WaitlistEntryDto), Problem> {
+    let (app, service) = own_application(state, applicant, &req.application_id).await?;
+    let pick = wait_pick(state, &req.pick, service)?;
     let limits_json = serde_json::to_string(&req.pick).map_err(|_| Problem::internal())?;
     let request = Request::JoinWaitlist(Box::new(JoinWaitlist {
         national_code: app.national_code.clone(),
@@ -146,7 +174,7 @@ pub async fn join_waitlist(
             } else {
                 StatusCode::OK
             };
-            Ok((status, Json(entry_dto(&state, &entry).await?)).into_response())
+            Ok((status, entry_dto(state, &entry).await?))
         }
         Outcome::Refused(r) => Err(refusal_problem(&r)),
         other => Err(unexpected(&other)),
@@ -183,6 +211,7 @@ pub async fn leave_waitlist(
     let request = Request::LeaveWaitlist(LeaveWaitlist {
         national_code: applicant.national_code.to_string(),
         entry_id,
+        lapsed: false,
     });
     match state.engine.submit(request).await?.outcome {
         Outcome::WaitlistLeft { entry } => Ok(Json(entry_dto(&state, &entry).await?)),

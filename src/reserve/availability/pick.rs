@@ -9,7 +9,7 @@
 //! visits the office-days ahead of its answer, never every slot of the country.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use crate::planning::allocator::cost::metres;
 pub use crate::booking::PartOfDay;
 
 /// What an applicant will accept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PickLimits {
     /// Offices offering the service with their distances in km (0 when named without a point),
     /// nearest first, ties by id.
@@ -72,6 +72,90 @@ impl Availability {
     ) -> Vec<Candidate> {
         let inner = self.read();
         Walk::new(&inner, limits, exclude).take(want)
+    }
+
+    /// `pick_candidates` with nothing left out, shared by the picks of the same limits while
+    /// the view's seats stay as they are: on a surge the picks of one hot group arrive by the
+    /// hundred between two commits, and each walked the same office-days and copied the same
+    /// list. The first walks for twice the seats it wants (picks in flight only grow until the
+    /// next commit), the others take that list while it covers their `want`: the head of the
+    /// same order, so a pick tries its seats in exactly the order its own walk would give.
+    pub fn pick_candidates_shared(&self, limits: &PickLimits, want: Want) -> Arc<[Candidate]> {
+        let key = PickMemo::key(limits);
+        let mut memo = self.picks.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.read();
+        if let Some(m) = memo.lists.get(&key) {
+            if m.version == inner.version
+                && m.max_slots == want.max_slots
+                && (m.complete || m.seats >= want.seats)
+                && m.limits == *limits
+            {
+                return m.list.clone();
+            }
+        }
+        let asked = Want {
+            seats: want.seats.saturating_mul(2),
+            ..want
+        };
+        let list: Arc<[Candidate]> = Walk::new(&inner, limits, &HashSet::new())
+            .take(asked)
+            .into();
+        let covered: i64 = list.iter().map(|c| c.free).sum();
+        if memo.lists.len() >= PICK_MEMO_LISTS {
+            let version = inner.version;
+            memo.lists.retain(|_, m| m.version == version);
+            if memo.lists.len() >= PICK_MEMO_LISTS {
+                memo.lists.clear();
+            }
+        }
+        memo.lists.insert(
+            key,
+            Memo {
+                version: inner.version,
+                limits: limits.clone(),
+                max_slots: want.max_slots,
+                seats: covered,
+                // Asking for more would find no more.
+                complete: covered < asked.seats || list.len() >= asked.max_slots,
+                list: list.clone(),
+            },
+        );
+        list
+    }
+}
+
+/// Candidate lists kept at once (distinct limits between two commits); past it, those of
+/// older versions go, then all.
+const PICK_MEMO_LISTS: usize = 256;
+
+/// The candidate lists of the current version of the view, by their limits' hash.
+#[derive(Default)]
+pub(super) struct PickMemo {
+    lists: HashMap<u64, Memo>,
+}
+
+struct Memo {
+    version: u64,
+    /// Compared in full on a hit: the hash only finds the entry.
+    limits: PickLimits,
+    max_slots: usize,
+    /// The free seats the list covers, and whether the walk could give no more.
+    seats: i64,
+    complete: bool,
+    list: Arc<[Candidate]>,
+}
+
+impl PickMemo {
+    fn key(l: &PickLimits) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (office, km) in &l.offices {
+            office.hash(&mut h);
+            km.to_bits().hash(&mut h);
+        }
+        (l.after, l.before, l.today, l.part as u8, l.now).hash(&mut h);
+        l.wait_km_per_day.to_bits().hash(&mut h);
+        h.finish()
     }
 }
 

@@ -81,3 +81,63 @@ fn capacity_cannot_drop_below_taken() {
     );
     assert!(effects.is_empty());
 }
+
+/// A seat a closure frees goes with its slot: cut from the capacity in the same batch, so no
+/// booking (an auto-pick led by a view that shows it free) lands in the closed slot before
+/// the closure shrinks it, and no waiter is offered it.
+#[test]
+fn a_closure_cuts_the_seats_it_frees() {
+    let mut state = state_with(&[slot(1, 3), slot(2, 1)], &["a", "b", "c", "d"]);
+    booked(&mut state, "a", 1, "T1");
+    booked(&mut state, "b", 1, "T2");
+    let relocate = |code: &str, to: Option<i64>| {
+        Request::Relocate(Relocate {
+            tracking_code: code.into(),
+            new_slot_id: to,
+            reason: RelocationReason::OfficeClosed,
+            notice_key: "closure:021-0001:2024-09-23".into(),
+            actor: "admin".into(),
+        })
+    };
+    let book = |code: &str| {
+        Request::Book(Book {
+            national_code: code.into(),
+            application_id: format!("app-{code}").into(),
+            service: "first_issuance".into(),
+            slot_id: 1,
+            payment_id: format!("pay-{code}").into(),
+            hold_id: format!("h-{code}").into(),
+            tracking_code: format!("T-{code}").into(),
+        })
+    };
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[
+            relocate("T1", Some(2)),
+            relocate("T2", None),
+            book("c"),
+            book("d"),
+        ],
+        10,
+    );
+    assert!(
+        matches!(&outcomes[0], Outcome::Relocated { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Outcome::Relocated { .. }),
+        "{outcomes:?}"
+    );
+    // Slot 1 had one free seat (3 - 2) before the closure; it still has one, and no more.
+    assert_eq!(effects.slot_capacity[&1], 1);
+    assert_eq!(effects.slot_deltas[&1], -1, "two freed, one taken");
+    assert!(
+        matches!(outcomes[2], Outcome::Booked { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[3],
+        Outcome::Refused(Refusal::SlotFull { slot_id: 1 })
+    );
+    assert!(effects.new_releases.is_empty());
+}

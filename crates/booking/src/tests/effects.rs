@@ -262,9 +262,10 @@ event 2000000 appointment_booked P1 staff:1 {"pickup_of":"T1","slot_id":4}
 event 2000000 card_ready T1 staff:1 {"office_id":"021-0001"}
 event 2000000 card_delivered T1 staff:1 {"office_id":"021-0001","pickup_tracking_code":"P1"}
 event 2000000 appointment_no_show T5 staff:1 {"office_id":"021-0001"}
+event 2000000 slot_seat_cut 3 system {"capacity":2}
 event 2000000 appointment_relocated T6 admin:root {"new_slot_id":1,"office_id":"021-0001","old_slot_id":3,"reason":"holiday"}
+event 2000000 slot_seat_cut 3 system {"capacity":1}
 event 2000000 appointment_cancelled T7 admin:root {"cause":"capacity_cut","old_slot_id":3,"reason":"no_free_slot"}
-event 2000000 slot_capacity_set 3 admin:root {"new":1,"old":3}
 --
 "#;
 

@@ -555,6 +555,7 @@ fn waitlist_requests() -> Vec<Request> {
         Request::LeaveWaitlist(LeaveWaitlist {
             national_code: "0499370899".into(),
             entry_id: "wait_1".into(),
+            lapsed: false,
         }),
         Request::AcceptOffer(AcceptOffer {
             national_code: "0499370899".into(),

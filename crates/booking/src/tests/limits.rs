@@ -99,10 +99,19 @@ fn reschedules_within_one_batch_count_too() {
 #[test]
 fn only_the_applicants_own_moves_count() {
     let mut state = state_with(
-        &[slot(1, 1), slot(2, 1), slot(3, 1), slot(4, 1), slot(5, 0)],
+        &[
+            slot(1, 1),
+            slot(2, 1),
+            slot(3, 1),
+            slot(4, 1),
+            slot(5, 0),
+            slot(6, 1),
+        ],
         &["a"],
     );
     booked(&mut state, "a", 1, "T1");
+    // (A relocation's old slot is being closed: its seat is cut, not offered; the last move
+    // goes to a sixth slot.)
     let (outcomes, _) = decide(
         &mut state,
         &[
@@ -110,7 +119,7 @@ fn only_the_applicants_own_moves_count() {
             relocate("T1", 2),
             relocate("T1", 3),
             reschedule("a", "T1", 4),
-            reschedule("a", "T1", 1),
+            reschedule("a", "T1", 6),
         ],
         10,
     );

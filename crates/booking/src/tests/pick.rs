@@ -151,3 +151,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Picks with the same candidate list add it once, yet the batch reads and locks exactly
+    /// the slots it would if each added its own copy.
+    #[test]
+    fn repeated_candidate_lists_touch_the_same_slots(
+        lists in prop::collection::vec(
+            prop_oneof![Just(vec![3i64, 1, 2]), Just(vec![2i64, 5]), prop::collection::vec(0i64..8, 0..4)],
+            1..12,
+        ),
+    ) {
+        let mut keys = BatchKeys::default();
+        let mut expected: Vec<i64> = Vec::new();
+        for (n, list) in lists.iter().enumerate() {
+            let request = if n % 2 == 0 {
+                pick_hold(&format!("c{n}"), list, &format!("h{n}"))
+            } else {
+                pick_book(&format!("c{n}"), list, n)
+            };
+            request.touches(&mut keys);
+            expected.extend(list);
+        }
+        keys.normalise();
+        expected.sort_unstable();
+        expected.dedup();
+        prop_assert_eq!(keys.slots, expected);
+    }
+}

@@ -198,6 +198,7 @@ fn arb_waitlist_request() -> impl Strategy<Value = Request> {
         c.prop_map(|c| Request::LeaveWaitlist(LeaveWaitlist {
             national_code: format!("c{c}"),
             entry_id: format!("w{c}"),
+            lapsed: c % 3 == 0,
         })),
     ]
 }

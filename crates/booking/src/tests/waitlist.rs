@@ -100,6 +100,11 @@ fn the_earliest_fitting_waiter_is_booked_in_the_cancelling_batch() {
     );
     assert_eq!(effects.outbox.len(), 1);
     assert_eq!(effects.outbox[0].notice_key, "waitlist_booked");
+    let kinds: Vec<&str> = effects.events.iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&"waitlist_booked") && !kinds.contains(&"waitlist_fulfilled"),
+        "one end of the entry: {kinds:?}"
+    );
     assert!(effects.outbox[0].body.contains("کد رهگیری"));
 }
 
@@ -242,6 +247,7 @@ fn leaving_with_an_open_offer_passes_the_seat_on() {
     let leave = Request::LeaveWaitlist(LeaveWaitlist {
         national_code: "first".into(),
         entry_id: "w1".into(),
+        lapsed: false,
     });
     let (outcomes, effects) = decide(&mut next, std::slice::from_ref(&leave), NOW + 60);
     match &outcomes[0] {
@@ -256,6 +262,7 @@ fn leaving_with_an_open_offer_passes_the_seat_on() {
     let theirs = Request::LeaveWaitlist(LeaveWaitlist {
         national_code: "second".into(),
         entry_id: "w1".into(),
+        lapsed: false,
     });
     let (outcomes, _) = decide(&mut next, &[theirs, leave], NOW + 60);
     assert_eq!(outcomes[0], Outcome::Refused(Refusal::EntryNotFound));
@@ -286,4 +293,96 @@ fn a_seat_of_an_unopened_wave_is_not_offered() {
     slot.opens_for = Some("renewal".into());
     let (_, effects) = decide(&mut state, &[cancel("c")], NOW);
     assert_eq!(effects.new_appointments.len(), 1, "{effects:?}");
+}
+
+/// A citizen who books directly (a confirmation, or a one-step booking) ends their waiting
+/// entry for the service: booked with that appointment, and never offered a second seat.
+#[test]
+fn a_direct_booking_ends_the_waiting_entry() {
+    let waiters = [
+        waiter("w1", "first", 10, true, PartOfDay::Any),
+        waiter("w2", "second", 20, true, PartOfDay::Any),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    state.slots.insert(2, slot(2, 1));
+    let book = Request::Book(Book {
+        national_code: "first".into(),
+        application_id: "app-first".into(),
+        service: "first_issuance".into(),
+        slot_id: 2,
+        payment_id: "pay-first".into(),
+        hold_id: "h-first".into(),
+        tracking_code: "T-first".into(),
+    });
+    // The booking, then a cancellation in the same batch: the seat goes to the second waiter.
+    let (outcomes, effects) = decide(&mut state, &[book, cancel("c")], NOW);
+    assert!(
+        matches!(outcomes[0], Outcome::Booked { .. }),
+        "{outcomes:?}"
+    );
+    let first = &effects.entry_updates["w1"];
+    assert_eq!(
+        (first.status, first.tracking_code.as_deref()),
+        (WaitStatus::Booked, Some("T-first"))
+    );
+    assert_eq!(effects.entry_updates["w2"].status, WaitStatus::Booked);
+    let by_waitlist: Vec<&str> = effects
+        .new_appointments
+        .iter()
+        .map(|a| a.national_code.as_str())
+        .collect();
+    assert_eq!(by_waitlist, ["first", "second"], "one seat each");
+    assert!(effects
+        .events
+        .iter()
+        .any(|e| e.kind == "waitlist_fulfilled"));
+
+    // A hold confirmed in a later batch ends the entry the same way.
+    let mut state = with_waiters("c", &[waiter("w3", "third", 30, false, PartOfDay::Any)], 2);
+    state.slots.insert(3, slot(3, 1));
+    let (outcomes, effects) = decide(
+        &mut state,
+        &[hold("third", 3, "h3"), confirm("third", "h3", "T3")],
+        NOW,
+    );
+    assert!(
+        matches!(outcomes[1], Outcome::Booked { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        effects.entry_updates["w3"].tracking_code.as_deref(),
+        Some("T3")
+    );
+    assert_eq!(effects.entry_updates["w3"].status, WaitStatus::Booked);
+}
+
+/// The sweeper's lapse ends a waiting entry once its last date has passed, and nothing else.
+#[test]
+fn an_entry_lapses_after_its_last_date() {
+    let mut late = waiter("w1", "first", 10, false, PartOfDay::Any);
+    late.limits.latest_at = NOW + 100;
+    let mut state = with_waiters("c", &[late], 2);
+    let lapse = |code: &str| {
+        Request::LeaveWaitlist(LeaveWaitlist {
+            national_code: code.into(),
+            entry_id: "w1".into(),
+            lapsed: true,
+        })
+    };
+    let (outcomes, effects) = decide(&mut state, &[lapse("first")], NOW);
+    assert_eq!(
+        outcomes[0],
+        Outcome::Refused(Refusal::EntryNotActive {
+            status: WaitStatus::Waiting
+        }),
+        "not yet due"
+    );
+    assert!(effects.entry_updates.is_empty());
+    let (outcomes, effects) = decide(&mut state, &[lapse("first")], NOW + 100);
+    match &outcomes[0] {
+        Outcome::WaitlistLeft { entry } => assert_eq!(entry.status, WaitStatus::Lapsed),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(effects.entry_updates["w1"].status, WaitStatus::Lapsed);
+    assert!(effects.events.iter().any(|e| e.kind == "waitlist_lapsed"));
 }

@@ -121,7 +121,14 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         generator_cpus: args.generator_cpus.clone(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let outcomes = if config.scenario.booking.compare.is_empty() {
+    let room_compared = config
+        .scenario
+        .room
+        .as_ref()
+        .is_some_and(|r| r.compare_without);
+    let outcomes = if room_compared {
+        runtime.block_on(crate::loadtest::run_room_compared(config))?
+    } else if config.scenario.booking.compare.is_empty() {
         vec![runtime.block_on(crate::loadtest::run(config))?]
     } else {
         runtime.block_on(crate::loadtest::run_compared(config))?

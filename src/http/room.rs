@@ -40,7 +40,7 @@ use super::problem::{ErrorChain, ProblemCode};
 use super::{AppState, Problem, BODY_BYTES_MAX};
 use crate::domain::NationalCode;
 use crate::room::{Admission, Observed, QueueOrder, Standing};
-use crate::store::{RoomRecord, RoomState, Store, StoreError};
+use crate::store::{PassUse, RoomRecord, RoomState, Store, StoreError};
 
 /// The header a booking request carries its pass in.
 pub const PASS_HEADER: &str = "Booking-Pass";
@@ -434,6 +434,15 @@ fn pass_checked(method: &Method, path: &str) -> bool {
             || (path.starts_with("/v1/appointments/") && path.ends_with("/reschedule")))
 }
 
+/// What a pass was used for (`room_pass_uses.kind`), from a path `pass_checked` accepted.
+fn use_kind(path: &str) -> &'static str {
+    match path {
+        "/v1/holds" => "hold",
+        "/v1/appointments" => "appointment",
+        _ => "reschedule",
+    }
+}
+
 fn forbidden(code: ProblemCode, room: &RoomRecord, detail: &str) -> Response {
     Problem::new(
         StatusCode::FORBIDDEN,
@@ -538,6 +547,7 @@ pub async fn require_pass(State(state): State<AppState>, request: Request, next:
     }
     let started = Instant::now();
     let now = state.engine.clock().now().timestamp();
+    let path = request.uri().path().to_string();
     let response = if state.rooms.active(now).is_empty() {
         next.run(request).await
     } else {
@@ -547,12 +557,18 @@ pub async fn require_pass(State(state): State<AppState>, request: Request, next:
                 let response = next.run(request).await;
                 if response.status().is_success() {
                     // Booking done: its pass is returned, and the controller may admit another.
-                    if let Err(e) = state
-                        .store
-                        .return_pass(&pass.room_id, &pass.national_code, now)
-                        .await
-                    {
-                        tracing::warn!(error = %ErrorChain(&e), "returning a booking pass failed");
+                    // Recorded after the write succeeded (the audit's evidence that it
+                    // carried this pass); a crash in between leaves a booking without its
+                    // record, which the audit reports.
+                    let used = PassUse {
+                        room_id: pass.room_id.clone(),
+                        national_code: pass.national_code.clone(),
+                        kind: use_kind(path.as_str()),
+                        pass_expires_at: pass.expires_at,
+                        used_at: now,
+                    };
+                    if let Err(e) = state.store.record_pass_use(&used).await {
+                        tracing::warn!(error = %ErrorChain(&e), "recording a booking pass's use failed");
                     }
                 }
                 response

@@ -67,6 +67,17 @@ pub struct TicketRecord {
     pub admitted_at: Option<i64>,
 }
 
+/// A booking write made with a room's pass (a row of `room_pass_uses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassUse {
+    pub room_id: String,
+    pub national_code: String,
+    /// `hold`, `appointment` or `reschedule`.
+    pub kind: &'static str,
+    pub pass_expires_at: i64,
+    pub used_at: i64,
+}
+
 /// A join's answer: the ticket, and whether this join made it (false: the citizen's ticket of
 /// an earlier join).
 #[derive(Debug, Clone)]
@@ -315,31 +326,42 @@ impl Store {
         }
     }
 
-    /// Records that the citizen's pass of the room was used for a booking (returned early: the
-    /// controller counts it out of the passes in use).
-    pub async fn return_pass(
-        &self,
-        room_id: &str,
-        national_code: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE room_tickets SET returned_at = $3 \
+    /// A booking write made with a pass succeeded: records the use (which room, citizen and
+    /// pass expiry, for the audit: migration 0015) and returns the pass (the controller may
+    /// admit another), in one statement on PostgreSQL and one transaction on SQLite.
+    pub async fn record_pass_use(&self, u: &PassUse) -> Result<(), StoreError> {
+        const RETURN: &str = "UPDATE room_tickets SET returned_at = $3 \
              WHERE room_id = $1 AND national_code = $2 AND returned_at IS NULL";
+        const USE: &str = "INSERT INTO room_pass_uses \
+             (room_id, national_code, kind, pass_expires_at, used_at) VALUES ($1, $2, $4, $5, $3)";
         match self {
             Store::Sqlite(pool) => {
-                let (room_id, code) = (room_id.to_string(), national_code.to_string());
+                let u = u.clone();
                 lite_write(pool, move |conn| {
-                    conn.prepare_cached(&sqlite_sql(SQL))?
-                        .execute(rusqlite::params![room_id, code, now])?;
+                    conn.prepare_cached(&sqlite_sql(RETURN))?.execute(rusqlite::params![
+                        u.room_id,
+                        u.national_code,
+                        u.used_at
+                    ])?;
+                    conn.prepare_cached(&sqlite_sql(USE))?.execute(rusqlite::params![
+                        u.room_id,
+                        u.national_code,
+                        u.used_at,
+                        u.kind,
+                        u.pass_expires_at
+                    ])?;
                     Ok(())
                 })
                 .await
             }
             Store::Postgres(pool) => {
-                sqlx::query(SQL)
-                    .bind(room_id)
-                    .bind(national_code)
-                    .bind(now)
+                let sql = format!("WITH returned AS ({RETURN}) {USE}");
+                sqlx::query(&sql)
+                    .bind(&u.room_id)
+                    .bind(&u.national_code)
+                    .bind(u.used_at)
+                    .bind(u.kind)
+                    .bind(u.pass_expires_at)
                     .execute(pool)
                     .await?;
                 Ok(())

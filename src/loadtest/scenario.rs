@@ -570,11 +570,18 @@ impl LoadScenario {
             .sum()
     }
 
-    /// Multiplies every rate by `factor` (for finding the saturation point).
+    /// Multiplies every rate by `factor` (for finding the saturation point), and a waiting
+    /// room's fixed admission rate and most passes in use with them (the room is sized for the
+    /// arrivals it stands in front of).
     pub fn scale_rates(&mut self, factor: f64) {
         for seg in &mut self.arrivals {
             seg.from_per_sec *= factor;
             seg.to_per_sec *= factor;
+        }
+        if let Some(room) = &mut self.room {
+            let scale = |n: u32| ((f64::from(n) * factor).round() as u32).max(1);
+            room.per_minute = room.per_minute.map(scale);
+            room.auto_max_active = room.auto_max_active.map(scale);
         }
     }
 

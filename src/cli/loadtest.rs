@@ -51,6 +51,11 @@ pub struct LoadtestArgs {
     /// The server binary for `--spawn` (default: this executable).
     #[arg(long)]
     pub server_exe: Option<PathBuf>,
+    /// A scenario with a waiting room: admit this many applicants a minute (a fixed rate, in
+    /// place of the file's admission, after `--rate-scale`): what the server under test books,
+    /// measured by a run without the room.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=600_000))]
+    pub room_per_minute: Option<u32>,
 }
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -74,6 +79,11 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let mut scenario = LoadScenario::load(&args.scenario)?;
     scenario.scale_rates(args.rate_scale);
     scenario.scale_duration(args.duration_scale);
+    if let (Some(per_minute), Some(room)) = (args.room_per_minute, scenario.room.as_mut()) {
+        room.per_minute = Some(per_minute);
+        room.auto_target_p99_ms = None;
+        room.auto_max_active = None;
+    }
     scenario.recheck(&args.scenario.display().to_string())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -150,7 +150,7 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
     };
     add(
         "Spearman ρ, join order vs admission order, pre-queue joiners",
-        "≈ 0 (|ρ| ≤ 0.1)",
+        "≈ 0 (abs(ρ) ≤ 0.1)",
         rho(order.spearman_prequeue, order.admitted_prequeue),
         order.spearman_prequeue.map(|r| r.abs() <= 0.1),
     );
@@ -178,7 +178,7 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
         Some(w.bot_share_of_holds <= w.bot_share_of_identities),
     );
     add(
-        "ETA error p50 (|ETA at join − wait| / wait)",
+        "ETA error p50 (abs(ETA at join − wait) / wait)",
         "≤ 20%",
         match order.eta_error_p50 {
             Some(e) => format!(

@@ -411,7 +411,10 @@ async fn through_the_room(dir: &std::path::Path, database_url: Option<String>) {
     let order = surge.order.as_ref().expect("the room's order figures");
     assert!(order.tickets > 0 && order.admitted > 0, "{order:?}");
     assert!(order.prequeue_tickets > 0, "{order:?}");
-    assert!(surge.admitted_requests.as_ref().is_some_and(|l| l.count > 0));
+    assert!(surge
+        .admitted_requests
+        .as_ref()
+        .is_some_and(|l| l.count > 0));
     let hold = room
         .report
         .endpoints

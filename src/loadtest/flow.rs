@@ -854,7 +854,16 @@ async fn bot(
     let ticket = match &ctx.room_id {
         Some(room_id) => {
             let body = json!({ "room_id": room_id });
-            match call(ctx, user, Endpoint::Join, Method::POST, "/v1/queue", Some(&body)).await {
+            match call(
+                ctx,
+                user,
+                Endpoint::Join,
+                Method::POST,
+                "/v1/queue",
+                Some(&body),
+            )
+            .await
+            {
                 Reply::Ok(v) => v["ticket"].as_str().map(str::to_string),
                 _ => None,
             }
@@ -937,7 +946,15 @@ async fn wait_in_room(ctx: &Ctx, user: &mut User, citizen: &CitizenRecord) -> Re
     let room_id = ctx.room_id.as_deref().ok_or("no room")?;
     login(ctx, user, citizen).await?;
     let body = json!({ "room_id": room_id });
-    let mut reply = call(ctx, user, Endpoint::Join, Method::POST, "/v1/queue", Some(&body)).await;
+    let mut reply = call(
+        ctx,
+        user,
+        Endpoint::Join,
+        Method::POST,
+        "/v1/queue",
+        Some(&body),
+    )
+    .await;
     let mut ticket = String::new();
     loop {
         let v = match reply {

@@ -164,9 +164,11 @@ pub async fn bookings_carried_a_valid_pass(
             .ok()
             .and_then(|v| v["new_slot_id"].as_i64());
         let province: Option<String> = match slot {
-            Some(slot) => on_pool!(store, pool, q = "SELECT o.province FROM slots s JOIN offices o ON o.id = s.office_id WHERE s.id = $1" => {
-                sqlx::query_scalar(q).bind(slot).fetch_optional(pool).await?
-            }),
+            Some(slot) => {
+                on_pool!(store, pool, q = "SELECT o.province FROM slots s JOIN offices o ON o.id = s.office_id WHERE s.id = $1" => {
+                    sqlx::query_scalar(q).bind(slot).fetch_optional(pool).await?
+                })
+            }
             None => None,
         };
         if province.is_none_or(|p| in_scope(&p)) {
@@ -188,7 +190,9 @@ pub async fn bookings_carried_a_valid_pass(
                 .copied()
                 .unwrap_or(0);
             (have < *n).then(|| {
-                format!("citizen {code}: {n} {kind}(s) in the room's scope, {have} with a valid pass")
+                format!(
+                    "citizen {code}: {n} {kind}(s) in the room's scope, {have} with a valid pass"
+                )
             })
         })
         .collect();

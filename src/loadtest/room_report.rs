@@ -120,13 +120,19 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
     add(
         "5xx answers",
         "0",
-        format!("{} (without the room: {})", w.server_errors_5xx, wo.server_errors_5xx),
+        format!(
+            "{} (without the room: {})",
+            w.server_errors_5xx, wo.server_errors_5xx
+        ),
         Some(w.server_errors_5xx == 0),
     );
     add(
         "overload sheds (503 overloaded)",
         "0",
-        format!("{} (without the room: {})", w.overload_sheds, wo.overload_sheds),
+        format!(
+            "{} (without the room: {})",
+            w.overload_sheds, wo.overload_sheds
+        ),
         Some(w.overload_sheds == 0),
     );
     let ratio = w.bookings_per_sec_peak_10s / wo.bookings_per_sec_peak_10s.max(f64::MIN_POSITIVE);

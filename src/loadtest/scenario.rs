@@ -296,7 +296,11 @@ impl RoomOptions {
 
     /// The `admission` object of the admin API's room request.
     pub fn admission_json(&self) -> serde_json::Value {
-        match (self.per_minute, self.auto_target_p99_ms, self.auto_max_active) {
+        match (
+            self.per_minute,
+            self.auto_target_p99_ms,
+            self.auto_max_active,
+        ) {
             (Some(per_minute), _, _) => serde_json::json!({ "per_minute": per_minute }),
             (None, Some(target_p99_ms), Some(max_active)) => serde_json::json!({
                 "auto": { "target_p99_ms": target_p99_ms, "max_active": max_active }

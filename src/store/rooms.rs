@@ -338,18 +338,16 @@ impl Store {
             Store::Sqlite(pool) => {
                 let u = u.clone();
                 lite_write(pool, move |conn| {
-                    conn.prepare_cached(&sqlite_sql(RETURN))?.execute(rusqlite::params![
-                        u.room_id,
-                        u.national_code,
-                        u.used_at
-                    ])?;
-                    conn.prepare_cached(&sqlite_sql(USE))?.execute(rusqlite::params![
-                        u.room_id,
-                        u.national_code,
-                        u.used_at,
-                        u.kind,
-                        u.pass_expires_at
-                    ])?;
+                    conn.prepare_cached(&sqlite_sql(RETURN))?
+                        .execute(rusqlite::params![u.room_id, u.national_code, u.used_at])?;
+                    conn.prepare_cached(&sqlite_sql(USE))?
+                        .execute(rusqlite::params![
+                            u.room_id,
+                            u.national_code,
+                            u.used_at,
+                            u.kind,
+                            u.pass_expires_at
+                        ])?;
                     Ok(())
                 })
                 .await

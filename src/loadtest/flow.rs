@@ -738,6 +738,9 @@ async fn run_journey(
         ctx.stats().applicant_identities += 1;
     }
     let takes_a_seat = !matches!(kind, JourneyKind::Browse | JourneyKind::Bot);
+    if takes_a_seat {
+        ctx.stats().seat_seekers += 1;
+    }
     if takes_a_seat && ctx.room_id.is_some() {
         wait_in_room(ctx, user, &citizen).await?;
     }

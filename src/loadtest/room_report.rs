@@ -28,7 +28,8 @@ pub struct SurgeFigures {
     pub bookings_per_sec_mean: f64,
     pub bookings_per_sec_peak_10s: f64,
     /// Holds granted to bots over all holds granted (bots never confirm: this is their share
-    /// of the seats taken), against their share of the identities that arrived.
+    /// of the seats taken), against their share of the identities that came for a seat
+    /// (bots' and the applicants' who hold one; browsers, who only read, are not counted).
     pub bot_share_of_holds: f64,
     pub bot_share_of_identities: f64,
     pub holds_granted: u64,
@@ -53,7 +54,7 @@ pub fn surge_figures(stats: &Stats, report: &Report, order: Option<RoomOrder>) -
         .map(|(_, n)| n)
         .sum();
     let bots = stats.bot_identities.len() as u64;
-    let identities = (stats.applicant_identities + bots).max(1);
+    let identities = (stats.seat_seekers + bots).max(1);
     SurgeFigures {
         with_room: order.is_some(),
         admitted_requests: stats.admitted_us.as_ref().map(LatencySummary::of),
@@ -140,12 +141,10 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
         "bookings/s (best 10 s) vs the saturation rate without the room",
         "≥ 90%",
         format!(
-            "{:.2} vs {:.2}: {:.0}% (means over the arrivals {:.2} vs {:.2})",
+            "{:.2} vs {:.2}: {:.0}%",
             w.bookings_per_sec_peak_10s,
             wo.bookings_per_sec_peak_10s,
             ratio * 100.0,
-            w.bookings_per_sec_mean,
-            wo.bookings_per_sec_mean
         ),
         Some(ratio >= 0.9),
     );
@@ -170,7 +169,7 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
         order.spearman_after_opening.map(|r| r >= 0.95),
     );
     add(
-        "bots' share of seats taken (holds; bots never confirm) vs their share of identities",
+        "bots' share of seats taken (holds; bots never confirm) vs their share of the identities seeking a seat",
         "≤",
         format!(
             "{:.4} ({} of {} holds) vs {:.4}; without the room {:.4} vs {:.4}",

@@ -664,6 +664,31 @@ book = 1
     }
 
     #[test]
+    fn a_room_needs_one_admission_policy_and_scales_with_the_run() {
+        let with = |room: &str| format!("{MINIMAL}[room]\n{room}\n");
+        let s = LoadScenario::from_toml_str(&with("prequeue_secs = 2\nper_minute = 600"), "t")
+            .unwrap();
+        let room = s.room.as_ref().unwrap();
+        assert_eq!((room.pass_minutes, room.ticket_idle_minutes), (10, 5));
+        assert_eq!(room.admission_json(), serde_json::json!({ "per_minute": 600 }));
+        let mut scaled = s.clone();
+        scaled.scale_rates(0.5);
+        scaled.scale_duration(0.5);
+        let room = scaled.room.as_ref().unwrap();
+        assert_eq!((room.per_minute, room.prequeue_secs), (Some(300), 1.0));
+        for bad in [
+            "prequeue_secs = 2",
+            "prequeue_secs = 2\nper_minute = 600\nauto_target_p99_ms = 300\nauto_max_active = 9",
+            "prequeue_secs = 2\nauto_target_p99_ms = 300",
+            "prequeue_secs = 0\nper_minute = 600",
+            "prequeue_secs = 10\nper_minute = 600",
+        ] {
+            let e = LoadScenario::from_toml_str(&with(bad), "t").unwrap_err();
+            assert!(e.to_string().contains("room"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn an_unknown_field_is_named() {
         let text = MINIMAL.replace("book = 1", "book = 1\nbok = 2");
         let e = LoadScenario::from_toml_str(&text, "t.toml").unwrap_err();

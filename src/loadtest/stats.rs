@@ -163,8 +163,10 @@ pub struct Stats {
     /// Holds granted, and of them to bots (their share of the seats taken).
     pub holds_granted: u64,
     pub bot_holds_granted: u64,
-    /// Identities that arrived: applicants' (one per journey) and distinct bots'.
+    /// Identities that arrived: applicants' (one per journey) and distinct bots'; of the
+    /// applicants, those whose journey takes a seat (every kind but browsing).
     pub applicant_identities: u64,
+    pub seat_seekers: u64,
     pub bot_identities: std::collections::BTreeSet<u64>,
 }
 

@@ -1,7 +1,7 @@
 -- Waiting rooms (issue 22): which pass each booking write made in a room's scope carried.
--- `http::room::require_pass` writes one row when a hold, booking or reschedule that needed a
--- pass succeeded (with the pass's room, citizen and expiry), in the transaction that returns
--- the pass; the load test's audit then checks, from the database alone, that every hold and
+-- `http::room::require_pass` writes one row for each hold, booking or reschedule that carries
+-- a pass (the pass's room, citizen and expiry) before the write is made, and makes no write
+-- whose row it could not record, so no booking exists without its row; the load test's audit then checks, from the database alone, that every hold and
 -- reschedule in an active room's scope has a use of a valid pass (unexpired, of an admitted
 -- ticket of the same citizen). Append-only: nothing updates or deletes a use.
 CREATE TABLE room_pass_uses (

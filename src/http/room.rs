@@ -554,21 +554,28 @@ pub async fn require_pass(State(state): State<AppState>, request: Request, next:
         match checked(&state, request, now).await {
             Ok((request, None)) => next.run(request).await,
             Ok((request, Some(pass))) => {
+                // The use is recorded before the write is made (the audit's evidence that it
+                // carried this pass), so no booking exists without it; when it cannot be
+                // recorded the write is not made.
+                let used = PassUse {
+                    room_id: pass.room_id.clone(),
+                    national_code: pass.national_code.clone(),
+                    kind: use_kind(path.as_str()),
+                    pass_expires_at: pass.expires_at,
+                    used_at: now,
+                };
+                if let Err(e) = state.store.record_pass_use(&used).await {
+                    return Problem::from(e).into_response();
+                }
                 let response = next.run(request).await;
                 if response.status().is_success() {
                     // Booking done: its pass is returned, and the controller may admit another.
-                    // Recorded after the write succeeded (the audit's evidence that it
-                    // carried this pass); a crash in between leaves a booking without its
-                    // record, which the audit reports.
-                    let used = PassUse {
-                        room_id: pass.room_id.clone(),
-                        national_code: pass.national_code.clone(),
-                        kind: use_kind(path.as_str()),
-                        pass_expires_at: pass.expires_at,
-                        used_at: now,
-                    };
-                    if let Err(e) = state.store.record_pass_use(&used).await {
-                        tracing::warn!(error = %ErrorChain(&e), "recording a booking pass's use failed");
+                    if let Err(e) = state
+                        .store
+                        .return_pass(&pass.room_id, &pass.national_code, now)
+                        .await
+                    {
+                        tracing::warn!(error = %ErrorChain(&e), "returning a booking pass failed");
                     }
                 }
                 response

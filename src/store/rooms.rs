@@ -326,40 +326,67 @@ impl Store {
         }
     }
 
-    /// A booking write made with a pass succeeded: records the use (which room, citizen and
-    /// pass expiry, for the audit: migration 0015) and returns the pass (the controller may
-    /// admit another), in one statement on PostgreSQL and one transaction on SQLite.
+    /// A booking write carries a room's pass: records its use (which room, citizen and pass
+    /// expiry: migration 0015) before the write is made, so no booking exists without its
+    /// record (a write that then fails leaves a use with no booking, which the audit allows).
     pub async fn record_pass_use(&self, u: &PassUse) -> Result<(), StoreError> {
-        const RETURN: &str = "UPDATE room_tickets SET returned_at = $3 \
-             WHERE room_id = $1 AND national_code = $2 AND returned_at IS NULL";
         const USE: &str = "INSERT INTO room_pass_uses \
-             (room_id, national_code, kind, pass_expires_at, used_at) VALUES ($1, $2, $4, $5, $3)";
+             (room_id, national_code, kind, pass_expires_at, used_at) VALUES ($1, $2, $3, $4, $5)";
         match self {
             Store::Sqlite(pool) => {
                 let u = u.clone();
                 lite_write(pool, move |conn| {
-                    conn.prepare_cached(&sqlite_sql(RETURN))?
-                        .execute(rusqlite::params![u.room_id, u.national_code, u.used_at])?;
                     conn.prepare_cached(&sqlite_sql(USE))?
                         .execute(rusqlite::params![
                             u.room_id,
                             u.national_code,
-                            u.used_at,
                             u.kind,
-                            u.pass_expires_at
+                            u.pass_expires_at,
+                            u.used_at
                         ])?;
                     Ok(())
                 })
                 .await
             }
             Store::Postgres(pool) => {
-                let sql = format!("WITH returned AS ({RETURN}) {USE}");
-                sqlx::query(&sql)
+                sqlx::query(USE)
                     .bind(&u.room_id)
                     .bind(&u.national_code)
-                    .bind(u.used_at)
                     .bind(u.kind)
                     .bind(u.pass_expires_at)
+                    .bind(u.used_at)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records that the citizen's pass of the room was used for a booking (returned early: the
+    /// controller counts it out of the passes in use).
+    pub async fn return_pass(
+        &self,
+        room_id: &str,
+        national_code: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE room_tickets SET returned_at = $3 \
+             WHERE room_id = $1 AND national_code = $2 AND returned_at IS NULL";
+        match self {
+            Store::Sqlite(pool) => {
+                let (room_id, code) = (room_id.to_string(), national_code.to_string());
+                lite_write(pool, move |conn| {
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![room_id, code, now])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(SQL)
+                    .bind(room_id)
+                    .bind(national_code)
+                    .bind(now)
                     .execute(pool)
                     .await?;
                 Ok(())

@@ -148,7 +148,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         println!(
             "{} ({}): {} arrivals, {} requests ({} ok, {} refused, {} conflicts, {} errors), {} bookings ({:.2}/s); p50 {} ms, p99 {} ms; audit {}",
             r.scenario.name,
-            r.scenario.booking,
+            run_label(r),
             r.totals.arrivals,
             r.totals.requests,
             r.totals.ok,
@@ -169,7 +169,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         .map(|o| {
             format!(
                 "{}: {}",
-                o.report.scenario.booking,
+                run_label(&o.report),
                 o.report.audit.failures()
             )
         })
@@ -178,4 +178,14 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// How a run is named in the summary: its booking mode, and whether a waiting room stood in
+/// front of it.
+fn run_label(r: &crate::loadtest::report::Report) -> String {
+    if r.surge.with_room {
+        format!("{}, room", r.scenario.booking)
+    } else {
+        r.scenario.booking.clone()
+    }
 }

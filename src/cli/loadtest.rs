@@ -166,13 +166,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let failures: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.report.audit.passed)
-        .map(|o| {
-            format!(
-                "{}: {}",
-                run_label(&o.report),
-                o.report.audit.failures()
-            )
-        })
+        .map(|o| format!("{}: {}", run_label(&o.report), o.report.audit.failures()))
         .collect();
     if !failures.is_empty() {
         anyhow::bail!("{}", failures.join("\n"));

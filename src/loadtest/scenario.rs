@@ -666,11 +666,14 @@ book = 1
     #[test]
     fn a_room_needs_one_admission_policy_and_scales_with_the_run() {
         let with = |room: &str| format!("{MINIMAL}[room]\n{room}\n");
-        let s = LoadScenario::from_toml_str(&with("prequeue_secs = 2\nper_minute = 600"), "t")
-            .unwrap();
+        let s =
+            LoadScenario::from_toml_str(&with("prequeue_secs = 2\nper_minute = 600"), "t").unwrap();
         let room = s.room.as_ref().unwrap();
         assert_eq!((room.pass_minutes, room.ticket_idle_minutes), (10, 5));
-        assert_eq!(room.admission_json(), serde_json::json!({ "per_minute": 600 }));
+        assert_eq!(
+            room.admission_json(),
+            serde_json::json!({ "per_minute": 600 })
+        );
         let mut scaled = s.clone();
         scaled.scale_rates(0.5);
         scaled.scale_duration(0.5);

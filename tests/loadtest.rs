@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use nobat::loadtest::scenario::{BookingMode, LoadScenario};
 use nobat::loadtest::server::ServerSpec;
-use nobat::loadtest::{audit_database, run, run_compared, RunConfig, RunOutcome, Target};
+use nobat::loadtest::{
+    audit_database, run, run_compared, run_room_compared, RunConfig, RunOutcome, Target,
+};
 use rand::Rng;
 use sqlx::Connection;
 
@@ -356,6 +358,138 @@ async fn pick_and_slot_runs_compared_on_postgres_pass_the_audit() {
         PgDb {
             admin_url: db.admin_url.clone(),
             name: format!("{}_{mode}", db.name),
+            url: String::new(),
+        }
+        .drop_db()
+        .await;
+    }
+    db.drop_db().await;
+}
+
+/// The short surge through a waiting room (a 3-second pre-queue, 20 admissions a second),
+/// then the same arrivals without it (`room.compare_without`), each on a fresh server: both
+/// audits pass, the room's run has the pass check (every hold carried a valid pass, from the
+/// database), applicants waited in the queue and were admitted, bots met `pass_required`, and
+/// `room.md` lists the targets. Then the pass uses are removed behind the server's back and
+/// the pass check fails, naming citizens.
+async fn through_the_room(dir: &std::path::Path, database_url: Option<String>) {
+    let (mut scenario, path) = surge_short();
+    scenario.room = Some(nobat::loadtest::scenario::RoomOptions {
+        prequeue_secs: 3.0,
+        per_minute: Some(1_200),
+        auto_target_p99_ms: None,
+        auto_max_active: None,
+        pass_minutes: 10,
+        ticket_idle_minutes: 5,
+        compare_without: true,
+    });
+    let outcomes = run_room_compared(RunConfig {
+        scenario,
+        scenario_path: path,
+        rate_scale: 1.0,
+        target: Target::Spawn(spec(dir, database_url.clone())),
+        out_dir: dir.join("report"),
+        crash_after: None,
+        generator_cpus: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("room run failed: {e}"));
+    assert_eq!(outcomes.len(), 2);
+    let (room, no_room) = (&outcomes[0], &outcomes[1]);
+    for o in &outcomes {
+        assert!(o.report.audit.passed, "{}", o.report.audit.failures());
+        assert!(o.report.totals.bookings >= 10, "{:?}", o.report.totals);
+    }
+    let pass_check = room.report.audit.check("bookings_carried_a_valid_pass");
+    assert!(pass_check.is_some_and(|c| c.passed), "{pass_check:?}");
+    assert!(no_room
+        .report
+        .audit
+        .check("bookings_carried_a_valid_pass")
+        .is_none());
+    let surge = &room.report.surge;
+    let order = surge.order.as_ref().expect("the room's order figures");
+    assert!(order.tickets > 0 && order.admitted > 0, "{order:?}");
+    assert!(order.prequeue_tickets > 0, "{order:?}");
+    assert!(surge
+        .admitted_requests
+        .as_ref()
+        .is_some_and(|l| l.count > 0));
+    let hold = room
+        .report
+        .endpoints
+        .iter()
+        .find(|e| e.endpoint == "POST /v1/holds")
+        .unwrap();
+    assert!(
+        hold.problem_codes.contains_key("pass_required"),
+        "bots without a pass are turned away: {:?}",
+        hold.problem_codes
+    );
+    let md = std::fs::read_to_string(dir.join("report/room.md")).unwrap();
+    assert!(md.contains("Spearman") && md.contains("ETA error"), "{md}");
+
+    // Remove the evidence: the check must fail.
+    let params = room.audit_params.clone();
+    match &database_url {
+        None => {
+            let db = dir.join("report/room/nobat.db");
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            for q in [
+                "DROP TRIGGER room_pass_uses_no_delete",
+                "DELETE FROM room_pass_uses",
+            ] {
+                sqlx::query(q).execute(&mut conn).await.unwrap();
+            }
+            conn.close().await.ok();
+        }
+        Some(url) => {
+            let (base, name) = url.rsplit_once('/').unwrap();
+            let mut conn = sqlx::PgConnection::connect(&format!("{base}/{name}_room"))
+                .await
+                .unwrap();
+            for q in [
+                "DROP TRIGGER room_pass_uses_no_update ON room_pass_uses",
+                "DELETE FROM room_pass_uses",
+            ] {
+                sqlx::query(q).execute(&mut conn).await.unwrap();
+            }
+            conn.close().await.ok();
+        }
+    }
+    let audit = audit_database(&room.store, &room.journal, &params)
+        .await
+        .expect("audit runs");
+    let check = audit.check("bookings_carried_a_valid_pass").unwrap();
+    assert!(!check.passed && check.violations > 0, "{check:?}");
+    assert!(check.examples[0].contains("with a valid pass"), "{check:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_through_the_room_on_sqlite_passes_the_pass_audit() {
+    let room = LoadScenario::load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/loadtest/surge-day-room.toml"
+    ))
+    .expect("surge-day-room loads");
+    assert!(room.room.as_ref().is_some_and(|r| r.compare_without));
+    let dir = tempfile::tempdir().unwrap();
+    through_the_room(dir.path(), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_through_the_room_on_postgres_passes_the_pass_audit() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    through_the_room(dir.path(), Some(db.url.clone())).await;
+    for suffix in ["room", "no_room"] {
+        PgDb {
+            admin_url: db.admin_url.clone(),
+            name: format!("{}_{suffix}", db.name),
             url: String::new(),
         }
         .drop_db()

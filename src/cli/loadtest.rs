@@ -51,6 +51,11 @@ pub struct LoadtestArgs {
     /// The server binary for `--spawn` (default: this executable).
     #[arg(long)]
     pub server_exe: Option<PathBuf>,
+    /// A scenario with a waiting room: admit this many applicants a minute (a fixed rate, in
+    /// place of the file's admission, after `--rate-scale`): what the server under test books,
+    /// measured by a run without the room.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=600_000))]
+    pub room_per_minute: Option<u32>,
 }
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -74,6 +79,11 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let mut scenario = LoadScenario::load(&args.scenario)?;
     scenario.scale_rates(args.rate_scale);
     scenario.scale_duration(args.duration_scale);
+    if let (Some(per_minute), Some(room)) = (args.room_per_minute, scenario.room.as_mut()) {
+        room.per_minute = Some(per_minute);
+        room.auto_target_p99_ms = None;
+        room.auto_max_active = None;
+    }
     scenario.recheck(&args.scenario.display().to_string())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -121,7 +131,14 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         generator_cpus: args.generator_cpus.clone(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let outcomes = if config.scenario.booking.compare.is_empty() {
+    let room_compared = config
+        .scenario
+        .room
+        .as_ref()
+        .is_some_and(|r| r.compare_without);
+    let outcomes = if room_compared {
+        runtime.block_on(crate::loadtest::run_room_compared(config))?
+    } else if config.scenario.booking.compare.is_empty() {
         vec![runtime.block_on(crate::loadtest::run(config))?]
     } else {
         runtime.block_on(crate::loadtest::run_compared(config))?
@@ -131,7 +148,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         println!(
             "{} ({}): {} arrivals, {} requests ({} ok, {} refused, {} conflicts, {} errors), {} bookings ({:.2}/s); p50 {} ms, p99 {} ms; audit {}",
             r.scenario.name,
-            r.scenario.booking,
+            run_label(r),
             r.totals.arrivals,
             r.totals.requests,
             r.totals.ok,
@@ -149,16 +166,20 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let failures: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.report.audit.passed)
-        .map(|o| {
-            format!(
-                "{}: {}",
-                o.report.scenario.booking,
-                o.report.audit.failures()
-            )
-        })
+        .map(|o| format!("{}: {}", run_label(&o.report), o.report.audit.failures()))
         .collect();
     if !failures.is_empty() {
         anyhow::bail!("{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// How a run is named in the summary: its booking mode, and whether a waiting room stood in
+/// front of it.
+fn run_label(r: &crate::loadtest::report::Report) -> String {
+    if r.surge.with_room {
+        format!("{}, room", r.scenario.booking)
+    } else {
+        r.scenario.booking.clone()
+    }
 }

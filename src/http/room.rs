@@ -40,7 +40,7 @@ use super::problem::{ErrorChain, ProblemCode};
 use super::{AppState, Problem, BODY_BYTES_MAX};
 use crate::domain::NationalCode;
 use crate::room::{Admission, Observed, QueueOrder, Standing};
-use crate::store::{RoomRecord, RoomState, Store, StoreError};
+use crate::store::{PassUse, RoomRecord, RoomState, Store, StoreError};
 
 /// The header a booking request carries its pass in.
 pub const PASS_HEADER: &str = "Booking-Pass";
@@ -434,6 +434,15 @@ fn pass_checked(method: &Method, path: &str) -> bool {
             || (path.starts_with("/v1/appointments/") && path.ends_with("/reschedule")))
 }
 
+/// What a pass was used for (`room_pass_uses.kind`), from a path `pass_checked` accepted.
+fn use_kind(path: &str) -> &'static str {
+    match path {
+        "/v1/holds" => "hold",
+        "/v1/appointments" => "appointment",
+        _ => "reschedule",
+    }
+}
+
 fn forbidden(code: ProblemCode, room: &RoomRecord, detail: &str) -> Response {
     Problem::new(
         StatusCode::FORBIDDEN,
@@ -538,12 +547,26 @@ pub async fn require_pass(State(state): State<AppState>, request: Request, next:
     }
     let started = Instant::now();
     let now = state.engine.clock().now().timestamp();
+    let path = request.uri().path().to_string();
     let response = if state.rooms.active(now).is_empty() {
         next.run(request).await
     } else {
         match checked(&state, request, now).await {
             Ok((request, None)) => next.run(request).await,
             Ok((request, Some(pass))) => {
+                // The use is recorded before the write is made (the audit's evidence that it
+                // carried this pass), so no booking exists without it; when it cannot be
+                // recorded the write is not made.
+                let used = PassUse {
+                    room_id: pass.room_id.clone(),
+                    national_code: pass.national_code.clone(),
+                    kind: use_kind(path.as_str()),
+                    pass_expires_at: pass.expires_at,
+                    used_at: now,
+                };
+                if let Err(e) = state.store.record_pass_use(&used).await {
+                    return Problem::from(e).into_response();
+                }
                 let response = next.run(request).await;
                 if response.status().is_success() {
                     // Booking done: its pass is returned, and the controller may admit another.

@@ -15,7 +15,9 @@
 //! - `release_expiry`: no seat release (the anti-trading delay) is still pending more than
 //!   that allowance after its time;
 //! - `counts_match`: holds, bookings and cancellations in the database lie between what the
-//!   server acknowledged and that plus the requests that got no definite answer.
+//!   server acknowledged and that plus the requests that got no definite answer;
+//! - `bookings_carried_a_valid_pass` (a run with a waiting room): see
+//!   [`super::room_audit::bookings_carried_a_valid_pass`].
 
 use std::collections::HashMap;
 
@@ -37,6 +39,8 @@ pub struct AuditParams {
     pub now_unix: i64,
     /// How long past its expiry a hold may stay live or be expired.
     pub hold_allowance_secs: i64,
+    /// The run's waiting room, if it had one (`bookings_carried_a_valid_pass` is checked).
+    pub room_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -77,7 +81,7 @@ impl AuditReport {
     }
 }
 
-fn check(
+pub(super) fn check(
     name: &str,
     violations: Vec<String>,
     ok_detail: String,
@@ -113,6 +117,9 @@ pub async fn audit(
     checks.push(hold_expiry(store, p).await?);
     checks.push(release_expiry(store, p).await?);
     checks.push(counts_match(store, journal, p, &rows).await?);
+    if let Some(room_id) = &p.room_id {
+        checks.push(super::room_audit::bookings_carried_a_valid_pass(store, room_id).await?);
+    }
     Ok(AuditReport {
         passed: checks.iter().all(|c| c.passed),
         checks,

@@ -25,7 +25,7 @@ use crate::http::v1::dto::{AppointmentDto, HoldResponse, OfficeDto, SlotDto};
 use crate::planning::scenario::{derive_seed, CitizenGenerator};
 
 /// The service every synthetic applicant applies for.
-const SERVICE: &str = "first_issuance";
+pub const SERVICE: &str = "first_issuance";
 /// Slots considered when an applicant lists an office's slots.
 const SLOT_CHOICES_MAX: usize = 10;
 
@@ -109,6 +109,8 @@ pub struct Ctx {
     pub t0: Instant,
     /// No request is sent after this instant (arrivals end plus drain).
     pub stop_at: Instant,
+    /// The waiting room in front of the booking writes, if the scenario has one.
+    pub room_id: Option<String>,
 }
 
 impl Ctx {
@@ -169,6 +171,18 @@ struct User {
     due: Instant,
     arrived: Instant,
     requests: u64,
+    /// The client address it sends (in the spawned server's client-address header).
+    address: String,
+    /// Its booking pass, once the waiting room admitted it (sent as `Booking-Pass`).
+    pass: Option<String>,
+    /// Admitted by the room: its requests from then on are the admitted applicants' latency.
+    admitted: bool,
+}
+
+/// A client address of its own per applicant (10.0.0.0/8 from the number), so a per-address
+/// limit sees a crowd; bots share their identity's.
+fn address_of(n: u64) -> String {
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
 }
 
 impl User {
@@ -217,6 +231,10 @@ async fn call(
         if let Some(k) = &key {
             req = req.header("Idempotency-Key", k);
         }
+        req = req.header(super::server::CLIENT_IP_HEADER, &user.address);
+        if let Some(pass) = &user.pass {
+            req = req.header(crate::http::room::PASS_HEADER, pass);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -253,8 +271,13 @@ async fn call(
         };
         let done = Instant::now();
         let latency_us = done.saturating_duration_since(intended).as_micros() as u64;
-        ctx.stats()
-            .attempt(endpoint, ctx.secs(done), latency_us, &result, attempt > 0);
+        {
+            let mut stats = ctx.stats();
+            stats.attempt(endpoint, ctx.secs(done), latency_us, &result, attempt > 0);
+            if user.admitted && !matches!(endpoint, Endpoint::Join | Endpoint::Poll) {
+                stats.admitted_request(latency_us);
+            }
+        }
         user.due = done;
         match parsed {
             Some((status, value)) if status.is_success() => return Reply::Ok(value),
@@ -341,7 +364,9 @@ async fn apply_and_pay(
     citizen: CitizenRecord,
     decline: bool,
 ) -> Result<Ready, String> {
-    login(ctx, user, &citizen).await?;
+    if user.token.is_none() {
+        login(ctx, user, &citizen).await?;
+    }
     let body = json!({ "service": SERVICE, "form": form(&citizen) });
     let application_id = match call(
         ctx,
@@ -607,6 +632,7 @@ async fn pick_hold(ctx: &Ctx, user: &mut User, ready: &Ready) -> Result<String, 
 
 /// A granted hold: its id, and its expiry in the journal.
 fn held(ctx: &Ctx, user: &mut User, v: Value) -> Result<String, String> {
+    ctx.stats().holds_granted += 1;
     user.think(ctx);
     let h: HoldResponse = serde_json::from_value(v).map_err(|_| "hold: bad body".to_string())?;
     if let Some(exp) = parse_start(&h.expires_at) {
@@ -674,6 +700,9 @@ pub async fn journey(ctx: Arc<Ctx>, seq: u64, arrived: Instant) {
         due: arrived,
         arrived,
         requests: 0,
+        address: address_of(seq),
+        pass: None,
+        admitted: false,
     };
     let outcome = match run_journey(&ctx, &mut user, kind).await {
         Ok(o) => o.to_string(),
@@ -705,6 +734,16 @@ async fn run_journey(
     kind: JourneyKind,
 ) -> Result<&'static str, String> {
     let citizen = citizen_for(ctx, user, kind).ok_or("no citizen")?;
+    if kind != JourneyKind::Bot {
+        ctx.stats().applicant_identities += 1;
+    }
+    let takes_a_seat = !matches!(kind, JourneyKind::Browse | JourneyKind::Bot);
+    if takes_a_seat {
+        ctx.stats().seat_seekers += 1;
+    }
+    if takes_a_seat && ctx.room_id.is_some() {
+        wait_in_room(ctx, user, &citizen).await?;
+    }
     match kind {
         JourneyKind::Browse => {
             login(ctx, user, &citizen).await?;
@@ -801,14 +840,40 @@ async fn run_journey(
 }
 
 /// A bot: one identity that fires holds at one slot without waiting for answers, hoarding a
-/// seat it never pays for. The server must give it at most one live hold.
+/// seat it never pays for. The server must give it at most one live hold. In front of a
+/// waiting room it joins too (its identity has one ticket, shared by every bot using it) and
+/// polls its ticket with every shot, ignoring `poll_after_seconds`; once a poll gives the
+/// pass, its later shots carry it.
 async fn bot(
     ctx: &Arc<Ctx>,
     user: &mut User,
     citizen: CitizenRecord,
 ) -> Result<&'static str, String> {
+    let identity = citizen.national_code.to_string();
+    user.address = address_of(u64::from(crc_of(&identity)) | 0x80_0000);
+    ctx.stats().bot_identities.insert(crc_of(&identity).into());
     let ready = apply_and_pay(ctx, user, citizen, false).await?;
     let (office_id, start) = find_slot(ctx, user, &ready.citizen, None).await?;
+    let ticket = match &ctx.room_id {
+        Some(room_id) => {
+            let body = json!({ "room_id": room_id });
+            match call(
+                ctx,
+                user,
+                Endpoint::Join,
+                Method::POST,
+                "/v1/queue",
+                Some(&body),
+            )
+            .await
+            {
+                Reply::Ok(v) => v["ticket"].as_str().map(str::to_string),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let pass: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let b = &ctx.scenario.behaviour;
     let body =
         json!({ "application_id": ready.application_id, "office_id": office_id, "start": start });
@@ -825,10 +890,29 @@ async fn bot(
             arrived: user.arrived,
             // Distinct idempotency keys per shot: bots do not reuse them.
             requests: 1_000_000 + u64::from(n) * 1_000,
+            address: user.address.clone(),
+            pass: None,
+            admitted: false,
         };
         let body = body.clone();
         let ctx = ctx.clone();
+        let ticket = ticket.clone();
+        let pass = pass.clone();
         shots.spawn(async move {
+            if let Some(ticket) = &ticket {
+                shooter.pass = pass.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if shooter.pass.is_none() {
+                    let path = format!("/v1/queue/{ticket}");
+                    if let Reply::Ok(v) =
+                        call(&ctx, &mut shooter, Endpoint::Poll, Method::GET, &path, None).await
+                    {
+                        if let Some(p) = v["pass"].as_str() {
+                            shooter.pass = Some(p.to_string());
+                            *pass.lock().unwrap_or_else(|p| p.into_inner()) = shooter.pass.clone();
+                        }
+                    }
+                }
+            }
             let reply = call(
                 &ctx,
                 &mut shooter,
@@ -838,9 +922,59 @@ async fn bot(
                 Some(&body),
             )
             .await;
+            if matches!(reply, Reply::Ok(_)) {
+                let mut stats = ctx.stats();
+                stats.holds_granted += 1;
+                stats.bot_holds_granted += 1;
+            }
             ctx.journal().holds.add(reply.knowledge());
         });
     }
     while shots.join_next().await.is_some() {}
     Ok("hammered")
+}
+
+/// A small stable number for a bot identity (its address and its count).
+fn crc_of(identity: &str) -> u32 {
+    identity
+        .bytes()
+        .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        & 0x7f_ffff
+}
+
+/// The waiting room, as a person at the portal goes through it: log in, join
+/// (`POST /v1/queue`), poll the ticket when `poll_after_seconds` says, and once admitted keep
+/// the pass for the booking writes. An expired ticket (410) ends the journey.
+async fn wait_in_room(ctx: &Ctx, user: &mut User, citizen: &CitizenRecord) -> Result<(), String> {
+    let room_id = ctx.room_id.as_deref().ok_or("no room")?;
+    login(ctx, user, citizen).await?;
+    let body = json!({ "room_id": room_id });
+    let mut reply = call(
+        ctx,
+        user,
+        Endpoint::Join,
+        Method::POST,
+        "/v1/queue",
+        Some(&body),
+    )
+    .await;
+    let mut ticket = String::new();
+    loop {
+        let v = match reply {
+            Reply::Ok(v) => v,
+            other => return Err(format!("queue: {}", other.outcome())),
+        };
+        if let Some(t) = v["ticket"].as_str() {
+            ticket = t.to_string();
+        }
+        if let Some(pass) = v["pass"].as_str() {
+            user.pass = Some(pass.to_string());
+            user.admitted = true;
+            return Ok(());
+        }
+        let after = v["poll_after_seconds"].as_u64().unwrap_or(1).max(1);
+        user.due = Instant::now().max(user.due) + Duration::from_secs(after);
+        let path = format!("/v1/queue/{ticket}");
+        reply = call(ctx, user, Endpoint::Poll, Method::GET, &path, None).await;
+    }
 }

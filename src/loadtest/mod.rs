@@ -19,6 +19,8 @@ pub mod cpu;
 pub mod flow;
 pub mod journal;
 pub mod report;
+pub mod room_audit;
+pub mod room_report;
 pub mod scenario;
 pub mod server;
 pub mod stats;
@@ -118,6 +120,9 @@ pub struct RunOutcome {
 /// Extra time past a hold's expiry the audit allows, beyond the sweep interval: one second
 /// of clock granularity and one for the sweep's trip through a busy writer queue.
 pub const HOLD_GRACE_SECS: i64 = 2;
+/// The run's room closes this long after the run's planned end (the audit and the settling
+/// happen while it is still active).
+const ROOM_CLOSES_AFTER_RUN_SECS: i64 = 600;
 /// Longest wait after the drain for short holds to come due before the audit.
 pub const SETTLE_SECS_MAX: i64 = 60;
 
@@ -132,6 +137,24 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         .build()
         .map_err(|e| LoadtestError::Server(e.to_string()))?;
 
+    let room_id = match (&scenario.room, &spawned) {
+        (Some(room), Some(server)) => Some(
+            create_room(
+                &client,
+                &reached.base_url,
+                server.admin_token(),
+                room,
+                scenario.duration_secs() + scenario.drain_secs,
+            )
+            .await?,
+        ),
+        (Some(_), None) => {
+            return Err(LoadtestError::Server(
+                "a scenario with a [room] needs --spawn (the generator creates the room with the server's admin token)".into(),
+            ))
+        }
+        (None, _) => None,
+    };
     let started_at = chrono::Utc::now();
     let since_unix = started_at.timestamp() - 1;
     let t0 = Instant::now();
@@ -149,6 +172,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         journal: journal.clone(),
         t0,
         stop_at,
+        room_id: room_id.clone(),
     });
 
     let pid = spawned.as_ref().and_then(SpawnedServer::pid);
@@ -185,9 +209,14 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         hold_allowance_secs: reached.sweep_secs.ceil() as i64
             + HOLD_GRACE_SECS
             + downtime.ceil() as i64,
+        room_id: room_id.clone(),
     };
     let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let audit_result = audit_database(&reached.store, &journal, &audit_params).await;
+    let room_order = match &room_id {
+        Some(id) => Some(room_order_of(&reached.store, id).await?),
+        None => None,
+    };
     if let Some(server) = &spawned {
         server.lock().await.stop().await;
     }
@@ -204,6 +233,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         audit_report,
     );
     report.server_cpu = server_cpu;
+    report.surge = room_report::surge_figures(&stats_lock(&stats), &report, room_order);
     report::write(&config.out_dir, &report)?;
     Ok(RunOutcome {
         report,
@@ -253,6 +283,87 @@ pub async fn run_compared(config: RunConfig) -> Result<Vec<RunOutcome>, Loadtest
     }
     let reports: Vec<&Report> = outcomes.iter().map(|o| &o.report).collect();
     report::write_comparison(&config.out_dir, &report::comparison(&reports))?;
+    Ok(outcomes)
+}
+
+/// The run's waiting room, through the admin API: every province, the applicants' service,
+/// the pre-queue open from now, the opening `prequeue_secs` later, closing after the run.
+async fn create_room(
+    client: &reqwest::Client,
+    base_url: &str,
+    admin_token: &str,
+    room: &scenario::RoomOptions,
+    run_secs: f64,
+) -> Result<String, LoadtestError> {
+    let now = chrono::Utc::now().timestamp();
+    let at = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap_or_default()
+            .to_rfc3339()
+    };
+    let opens_at = now + room.prequeue_secs.ceil() as i64;
+    let body = serde_json::json!({
+        "scope": { "service": flow::SERVICE },
+        "prequeue_opens_at": at(now),
+        "opens_at": at(opens_at),
+        "closes_at": at(now + run_secs.ceil() as i64 + ROOM_CLOSES_AFTER_RUN_SECS),
+        "admission": room.admission_json(),
+        "pass_minutes": room.pass_minutes,
+        "ticket_idle_minutes": room.ticket_idle_minutes,
+    });
+    let fail = |e: String| LoadtestError::Server(format!("creating the waiting room: {e}"));
+    let resp = client
+        .post(format!("{base_url}/v1/admin/waiting-rooms"))
+        .bearer_auth(admin_token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+    match v["room_id"].as_str() {
+        Some(id) if status.is_success() => Ok(id.to_string()),
+        _ => Err(fail(format!("{status}: {v}"))),
+    }
+}
+
+/// The scenario with its waiting room, then (with `room.compare_without`) the same arrivals
+/// without it, each on a fresh spawned server (folders `room` and `no-room` in `out_dir`; on
+/// PostgreSQL databases `<name>_room` and `<name>_no_room`), then `room.json` and `room.md`
+/// in `out_dir`: the figures side by side.
+pub async fn run_room_compared(config: RunConfig) -> Result<Vec<RunOutcome>, LoadtestError> {
+    let Target::Spawn(spec) = &config.target else {
+        return Err(LoadtestError::Server(
+            "room.compare_without needs --spawn: each run is on a fresh server".into(),
+        ));
+    };
+    let mut outcomes = Vec::with_capacity(2);
+    for (name, with_room) in [("room", true), ("no-room", false)] {
+        let out_dir = config.out_dir.join(name);
+        std::fs::create_dir_all(&out_dir)?;
+        let database_url = match &spec.database_url {
+            Some(url) => Some(fresh_postgres(url, &name.replace('-', "_")).await?),
+            None => None,
+        };
+        let mut scenario = config.scenario.clone();
+        if !with_room {
+            scenario.room = None;
+        }
+        let run_config = RunConfig {
+            scenario,
+            target: Target::Spawn(ServerSpec {
+                database_url,
+                sqlite_path: out_dir.join("nobat.db"),
+                log_path: out_dir.join("server.log"),
+                ..spec.clone()
+            }),
+            out_dir,
+            ..config.clone()
+        };
+        outcomes.push(run(run_config).await?);
+    }
+    let figures = room_report::room_figures(&outcomes[0].report, &outcomes[1].report);
+    room_report::write_room_figures(&config.out_dir, &figures)?;
     Ok(outcomes)
 }
 
@@ -501,6 +612,19 @@ pub async fn audit_database(
     config.max_connections = 2;
     let store = Store::connect(&config).await?;
     let result = audit::audit(&store, journal, params).await;
+    store.close().await;
+    Ok(result?)
+}
+
+/// The room's order figures, from its tickets in the database under test.
+async fn room_order_of(
+    config: &StoreConfig,
+    room_id: &str,
+) -> Result<room_audit::RoomOrder, LoadtestError> {
+    let mut config = config.clone();
+    config.max_connections = 2;
+    let store = Store::connect(&config).await?;
+    let result = room_audit::room_order(&store, room_id).await;
     store.close().await;
     Ok(result?)
 }

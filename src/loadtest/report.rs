@@ -120,6 +120,8 @@ pub struct Report {
     pub audit: AuditReport,
     /// The spawned server's CPU over the run (none for a given target or a crash run).
     pub server_cpu: Option<super::cpu::ServerCpu>,
+    /// What a waiting room is judged by (set after the run; with or without a room).
+    pub surge: super::room_report::SurgeFigures,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -225,6 +227,7 @@ pub fn build(
         timeline,
         audit,
         server_cpu: None,
+        surge: Default::default(),
     }
 }
 

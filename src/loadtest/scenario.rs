@@ -58,6 +58,10 @@ pub struct LoadScenario {
     /// How booking journeys take a seat, and which other ways to run for comparison.
     #[serde(default)]
     pub booking: BookingOptions,
+    /// A waiting room in front of the booking writes (created through the admin API before
+    /// the arrivals); absent: no room.
+    #[serde(default)]
+    pub room: Option<RoomOptions>,
     #[serde(default)]
     pub retry: RetryModel,
     #[serde(default)]
@@ -253,6 +257,59 @@ impl Default for BookingOptions {
     }
 }
 
+/// The waiting room of a run: created by the generator on the spawned server (scope: the
+/// service every applicant books, every province) when the arrivals start, opening
+/// `prequeue_secs` later. Journeys that book join it, poll at `poll_after_seconds` and send
+/// their pass in `Booking-Pass`; bots join too (one ticket per identity) and hammer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomOptions {
+    /// Seconds from the first arrival to the opening: whoever joins before is in the
+    /// pre-queue (shuffled at the opening).
+    pub prequeue_secs: f64,
+    /// A fixed admission rate, applicants a minute; or the controller with `auto_*`.
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+    /// The controller's booking p99 target (milliseconds) and most passes in use.
+    #[serde(default)]
+    pub auto_target_p99_ms: Option<u32>,
+    #[serde(default)]
+    pub auto_max_active: Option<u32>,
+    #[serde(default = "RoomOptions::default_pass_minutes")]
+    pub pass_minutes: u32,
+    #[serde(default = "RoomOptions::default_ticket_idle_minutes")]
+    pub ticket_idle_minutes: u32,
+    /// Then run the same arrivals again without the room on a fresh server, and write
+    /// `room.md` / `room.json` with the figures side by side.
+    #[serde(default)]
+    pub compare_without: bool,
+}
+
+impl RoomOptions {
+    fn default_pass_minutes() -> u32 {
+        10
+    }
+
+    fn default_ticket_idle_minutes() -> u32 {
+        5
+    }
+
+    /// The `admission` object of the admin API's room request.
+    pub fn admission_json(&self) -> serde_json::Value {
+        match (
+            self.per_minute,
+            self.auto_target_p99_ms,
+            self.auto_max_active,
+        ) {
+            (Some(per_minute), _, _) => serde_json::json!({ "per_minute": per_minute }),
+            (None, Some(target_p99_ms), Some(max_active)) => serde_json::json!({
+                "auto": { "target_p99_ms": target_p99_ms, "max_active": max_active }
+            }),
+            _ => serde_json::json!({}),
+        }
+    }
+}
+
 /// How applicants retry after 503, 5xx, timeouts and refused connections. POSTs are retried
 /// with the same `Idempotency-Key`, so a retry never books twice.
 #[derive(Debug, Clone, Deserialize)]
@@ -444,6 +501,22 @@ impl LoadScenario {
             }
             modes.push(*m);
         }
+        if let Some(room) = &self.room {
+            let auto = (room.auto_target_p99_ms, room.auto_max_active);
+            let one_policy = matches!(
+                (room.per_minute, auto),
+                (Some(_), (None, None)) | (None, (Some(_), Some(_)))
+            );
+            if !one_policy {
+                return bad(
+                    "room: per_minute, or auto_target_p99_ms with auto_max_active (not both)"
+                        .into(),
+                );
+            }
+            if !(room.prequeue_secs >= 1.0 && room.prequeue_secs < self.duration_secs()) {
+                return bad("room.prequeue_secs must be at least 1 and within the arrivals".into());
+            }
+        }
         if !(1..=20).contains(&self.retry.attempts_max) {
             return bad("retry.attempts_max must be 1 to 20".into());
         }
@@ -501,18 +574,28 @@ impl LoadScenario {
             .sum()
     }
 
-    /// Multiplies every rate by `factor` (for finding the saturation point).
+    /// Multiplies every rate by `factor` (for finding the saturation point), and a waiting
+    /// room's fixed admission rate and most passes in use with them (the room is sized for the
+    /// arrivals it stands in front of).
     pub fn scale_rates(&mut self, factor: f64) {
         for seg in &mut self.arrivals {
             seg.from_per_sec *= factor;
             seg.to_per_sec *= factor;
         }
+        if let Some(room) = &mut self.room {
+            let scale = |n: u32| ((f64::from(n) * factor).round() as u32).max(1);
+            room.per_minute = room.per_minute.map(scale);
+            room.auto_max_active = room.auto_max_active.map(scale);
+        }
     }
 
-    /// Multiplies every segment's length by `factor`.
+    /// Multiplies every segment's length (and the room's pre-queue) by `factor`.
     pub fn scale_duration(&mut self, factor: f64) {
         for seg in &mut self.arrivals {
             seg.secs *= factor;
+        }
+        if let Some(room) = &mut self.room {
+            room.prequeue_secs *= factor;
         }
     }
 
@@ -577,6 +660,34 @@ book = 1
             let text = format!("{MINIMAL}[booking]\n{bad}\n");
             let e = LoadScenario::from_toml_str(&text, "t.toml").unwrap_err();
             assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_room_needs_one_admission_policy_and_scales_with_the_run() {
+        let with = |room: &str| format!("{MINIMAL}[room]\n{room}\n");
+        let s =
+            LoadScenario::from_toml_str(&with("prequeue_secs = 2\nper_minute = 600"), "t").unwrap();
+        let room = s.room.as_ref().unwrap();
+        assert_eq!((room.pass_minutes, room.ticket_idle_minutes), (10, 5));
+        assert_eq!(
+            room.admission_json(),
+            serde_json::json!({ "per_minute": 600 })
+        );
+        let mut scaled = s.clone();
+        scaled.scale_rates(0.5);
+        scaled.scale_duration(0.5);
+        let room = scaled.room.as_ref().unwrap();
+        assert_eq!((room.per_minute, room.prequeue_secs), (Some(300), 1.0));
+        for bad in [
+            "prequeue_secs = 2",
+            "prequeue_secs = 2\nper_minute = 600\nauto_target_p99_ms = 300\nauto_max_active = 9",
+            "prequeue_secs = 2\nauto_target_p99_ms = 300",
+            "prequeue_secs = 0\nper_minute = 600",
+            "prequeue_secs = 10\nper_minute = 600",
+        ] {
+            let e = LoadScenario::from_toml_str(&with(bad), "t").unwrap_err();
+            assert!(e.to_string().contains("room"), "{bad}: {e}");
         }
     }
 

@@ -16,6 +16,8 @@ use crate::store::StoreConfig;
 
 /// How often readiness is polled while the server starts.
 const READY_POLL: Duration = Duration::from_millis(100);
+/// The header a spawned server takes the client's address from.
+pub const CLIENT_IP_HEADER: &str = "X-Forwarded-For";
 /// How long a SIGTERM'd server may take to finish before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -43,6 +45,8 @@ impl ServerSpec {
 
 pub struct SpawnedServer {
     spec: ServerSpec,
+    /// The admin token it was started with (the generator creates waiting rooms with it).
+    admin_token: String,
     args: Vec<String>,
     port: u16,
     ready_timeout: Duration,
@@ -56,9 +60,13 @@ impl SpawnedServer {
             .map_err(|e| format!("no free port: {e}"))?
             .port();
         // A fixed secret for the run, so sessions survive a restart.
-        let secret: String = (0..48)
-            .map(|_| char::from(b'a' + rand::thread_rng().gen_range(0..26)))
-            .collect();
+        let random = |n: usize| -> String {
+            (0..n)
+                .map(|_| char::from(b'a' + rand::thread_rng().gen_range(0..26)))
+                .collect()
+        };
+        let secret = random(48);
+        let admin_token = random(32);
         let mut args = vec![
             "serve".to_string(),
             "--listen".into(),
@@ -71,6 +79,12 @@ impl SpawnedServer {
             scenario.server.db_max_connections.to_string(),
             "--token-secret".into(),
             secret,
+            "--admin-token".into(),
+            admin_token.clone(),
+            // Each virtual applicant comes from an address of its own (the generator says
+            // which in this header), so per-address limits see a crowd, not one client.
+            "--client-ip-header".into(),
+            CLIENT_IP_HEADER.into(),
         ];
         match &spec.database_url {
             Some(url) => args.extend(["--database-url".into(), url.clone()]),
@@ -82,6 +96,7 @@ impl SpawnedServer {
         let child = launch(&spec, &args)?;
         let mut server = SpawnedServer {
             spec,
+            admin_token,
             args,
             port,
             ready_timeout: Duration::from_secs(scenario.server.ready_timeout_secs),
@@ -94,6 +109,10 @@ impl SpawnedServer {
     /// The server's process id (`taskset` execs it, so the same process).
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     pub fn base_url(&self) -> String {

@@ -24,10 +24,14 @@ pub enum Endpoint {
     Cancel,
     Reschedule,
     Status,
+    /// `POST /v1/queue` (the waiting room).
+    Join,
+    /// `GET /v1/queue/{ticket}`.
+    Poll,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Session,
         Endpoint::Application,
         Endpoint::Payment,
@@ -39,6 +43,8 @@ impl Endpoint {
         Endpoint::Cancel,
         Endpoint::Reschedule,
         Endpoint::Status,
+        Endpoint::Join,
+        Endpoint::Poll,
     ];
 
     pub fn label(self) -> &'static str {
@@ -54,6 +60,8 @@ impl Endpoint {
             Endpoint::Cancel => "POST /v1/appointments/{code}/cancel",
             Endpoint::Reschedule => "POST /v1/appointments/{code}/reschedule",
             Endpoint::Status => "GET /v1/status",
+            Endpoint::Join => "POST /v1/queue",
+            Endpoint::Poll => "GET /v1/queue/{ticket}",
         }
     }
 }
@@ -149,6 +157,17 @@ pub struct Stats {
     pub latency_clamped: u64,
     /// Journeys by kind and how they ended (`book: booked`, `book: slot_full`, …).
     pub journey_outcomes: BTreeMap<String, u64>,
+    /// With a waiting room: the requests of applicants after their admission (every endpoint
+    /// but the queue's), from the intended send time.
+    pub admitted_us: Option<Histogram<u64>>,
+    /// Holds granted, and of them to bots (their share of the seats taken).
+    pub holds_granted: u64,
+    pub bot_holds_granted: u64,
+    /// Identities that arrived: applicants' (one per journey) and distinct bots'; of the
+    /// applicants, those whose journey takes a seat (every kind but browsing).
+    pub applicant_identities: u64,
+    pub seat_seekers: u64,
+    pub bot_identities: std::collections::BTreeSet<u64>,
 }
 
 impl Stats {
@@ -222,6 +241,12 @@ impl Stats {
                 s.refused += 1;
             }
         }
+    }
+
+    /// A request of an admitted applicant (its latency as [`Stats::attempt`] records it).
+    pub fn admitted_request(&mut self, latency_us: u64) {
+        let h = self.admitted_us.get_or_insert_with(new_histogram);
+        let _ = h.record(latency_us.clamp(1, LATENCY_US_MAX));
     }
 
     pub fn booked(&mut self, done_secs: f64, since_arrival_us: u64) {

@@ -48,7 +48,7 @@ pub use operations::{
     token_id_of, AppointmentCounts, OperatorRecord, OperatorTokenRecord, OutboxMessage,
     CLOSURE_ROWS_MAX, IRAN_OFFSET_SECS, OPERATOR_TOKENS_MAX,
 };
-pub use rooms::{Joined, RoomRecord, RoomState, TicketRecord};
+pub use rooms::{Joined, PassUse, RoomRecord, RoomState, TicketRecord};
 pub use security::{AuditRecord, FailureCount, LoginFailure, AUDIT_PAGE_MAX};
 pub use waves::{Cancelled, WaveRecord, WAVES_LISTED_MAX};
 

@@ -67,6 +67,17 @@ pub struct TicketRecord {
     pub admitted_at: Option<i64>,
 }
 
+/// A booking write made with a room's pass (a row of `room_pass_uses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassUse {
+    pub room_id: String,
+    pub national_code: String,
+    /// `hold`, `appointment` or `reschedule`.
+    pub kind: &'static str,
+    pub pass_expires_at: i64,
+    pub used_at: i64,
+}
+
 /// A join's answer: the ticket, and whether this join made it (false: the citizen's ticket of
 /// an earlier join).
 #[derive(Debug, Clone)]
@@ -312,6 +323,42 @@ impl Store {
                 .bind(now)
                 .fetch_one(pool)
                 .await?),
+        }
+    }
+
+    /// A booking write carries a room's pass: records its use (which room, citizen and pass
+    /// expiry: migration 0015) before the write is made, so no booking exists without its
+    /// record (a write that then fails leaves a use with no booking, which the audit allows).
+    pub async fn record_pass_use(&self, u: &PassUse) -> Result<(), StoreError> {
+        const USE: &str = "INSERT INTO room_pass_uses \
+             (room_id, national_code, kind, pass_expires_at, used_at) VALUES ($1, $2, $3, $4, $5)";
+        match self {
+            Store::Sqlite(pool) => {
+                let u = u.clone();
+                lite_write(pool, move |conn| {
+                    conn.prepare_cached(&sqlite_sql(USE))?
+                        .execute(rusqlite::params![
+                            u.room_id,
+                            u.national_code,
+                            u.kind,
+                            u.pass_expires_at,
+                            u.used_at
+                        ])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(USE)
+                    .bind(&u.room_id)
+                    .bind(&u.national_code)
+                    .bind(u.kind)
+                    .bind(u.pass_expires_at)
+                    .bind(u.used_at)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
         }
     }
 

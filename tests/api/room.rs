@@ -236,6 +236,22 @@ async fn passes_are_bound(db: &TestDb) {
         1,
         "only the booking with its own pass"
     );
+    // The booking left the use of its pass for the audit (refused passes left none).
+    assert_eq!(
+        scalar(
+            &app.store,
+            &format!(
+                "SELECT COUNT(*) FROM room_pass_uses WHERE room_id = '{id}' AND kind = 'appointment' AND national_code = '{}'",
+                me.citizen.national_code
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM room_pass_uses").await,
+        1
+    );
     assert_eq!(
         scalar(
             &app.store,

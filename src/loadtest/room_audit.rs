@@ -1,0 +1,250 @@
+//! The waiting room after a run, from the database: the audit's check that every booking
+//! write in the room's scope carried a valid pass, and the order figures (join order against
+//! admission order, ETA error) read from the room's tickets.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::audit::{check, CheckResult};
+use crate::store::{on_pool, Store, StoreError};
+
+/// The room's order and ETAs as its tickets recorded them.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct RoomOrder {
+    pub room_id: String,
+    pub tickets: u64,
+    /// Tickets that joined before the opening (shuffled there).
+    pub prequeue_tickets: u64,
+    pub admitted: u64,
+    pub admitted_prequeue: u64,
+    /// Spearman's ρ between join order (`seq`) and admission order (`admitted_at`, when the
+    /// ticket's first poll after its admission was given the pass; ties share their mean
+    /// rank), among admitted pre-queue joiners: ≈ 0 if the opening's shuffle is fair.
+    pub spearman_prequeue: Option<f64>,
+    /// The same among admitted later joiners: near 1 if they are admitted first in, first out.
+    pub spearman_after_opening: Option<f64>,
+    /// |ETA given at the join − the wait until admission| / the wait, over tickets that got an
+    /// ETA at their join (joined after the opening) and were admitted after a wait of at least
+    /// a second.
+    pub eta_error_p50: Option<f64>,
+    pub eta_error_p90: Option<f64>,
+    pub eta_samples: u64,
+}
+
+type TicketRow = (i64, i64, Option<i64>, Option<i64>);
+
+/// Reads the room's tickets and works out its order figures.
+pub async fn room_order(store: &Store, room_id: &str) -> Result<RoomOrder, StoreError> {
+    let prequeue: Option<Option<i64>> = on_pool!(store, pool, q = "SELECT prequeue FROM waiting_rooms WHERE id = $1" => {
+        sqlx::query_scalar(q).bind(room_id).fetch_optional(pool).await?
+    });
+    let prequeue = prequeue.flatten().unwrap_or(0);
+    let rows: Vec<TicketRow> = on_pool!(store, pool, q = "SELECT seq, joined_at, eta_at_join, admitted_at FROM room_tickets WHERE room_id = $1 ORDER BY seq" => {
+        sqlx::query_as(q).bind(room_id).fetch_all(pool).await?
+    });
+    Ok(order_of(room_id, prequeue, &rows))
+}
+
+fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
+    let admitted: Vec<(f64, f64, bool)> = rows
+        .iter()
+        .filter_map(|(seq, _, _, at)| at.map(|at| (*seq as f64, at as f64, *seq < prequeue)))
+        .collect();
+    let group = |pre: bool| {
+        let (x, y): (Vec<f64>, Vec<f64>) = admitted
+            .iter()
+            .filter(|a| a.2 == pre)
+            .map(|a| (a.0, a.1))
+            .unzip();
+        spearman(&x, &y)
+    };
+    let mut errors: Vec<f64> = rows
+        .iter()
+        .filter_map(|(_, joined, eta, at)| {
+            let (eta, wait) = ((*eta)?, (*at)? - joined);
+            (wait >= 1).then(|| (eta - wait).abs() as f64 / wait as f64)
+        })
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        (!errors.is_empty()).then(|| errors[((errors.len() - 1) as f64 * q).round() as usize])
+    };
+    RoomOrder {
+        room_id: room_id.to_string(),
+        tickets: rows.len() as u64,
+        prequeue_tickets: rows.iter().filter(|r| r.0 < prequeue).count() as u64,
+        admitted: admitted.len() as u64,
+        admitted_prequeue: admitted.iter().filter(|a| a.2).count() as u64,
+        spearman_prequeue: group(true),
+        spearman_after_opening: group(false),
+        eta_error_p50: quantile(0.5),
+        eta_error_p90: quantile(0.9),
+        eta_samples: errors.len() as u64,
+    }
+}
+
+/// Ranks from 1, ties given their mean rank.
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's ρ: Pearson's correlation of the ranks; none under 3 pairs or with a constant
+/// side.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() || x.len() < 3 {
+        return None;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = rx.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+type RoomScope = (String, String, i64, i64);
+
+/// `bookings_carried_a_valid_pass`: every hold and reschedule made in the room's scope (its
+/// service, at an office of its provinces) while it was active has a recorded use of a valid
+/// pass (`room_pass_uses`, migration 0015: unexpired when used, of an admitted ticket of the
+/// same citizen); counted per citizen and kind, so a citizen with more holds than valid uses
+/// is a violation. Holds the writer made for waiters (`offer_…`) need none. A direct booking
+/// (`POST /v1/appointments`) is not checked: the load test makes none.
+pub async fn bookings_carried_a_valid_pass(
+    store: &Store,
+    room_id: &str,
+) -> Result<CheckResult, StoreError> {
+    let room: Option<RoomScope> = on_pool!(store, pool, q = "SELECT service, provinces, prequeue_opens_at, closes_at FROM waiting_rooms WHERE id = $1" => {
+        sqlx::query_as(q).bind(room_id).fetch_optional(pool).await?
+    });
+    let Some((service, provinces, from, to)) = room else {
+        return Ok(check(
+            "bookings_carried_a_valid_pass",
+            vec![format!("room {room_id} is not in the database")],
+            String::new(),
+            "the run's room is missing".into(),
+        ));
+    };
+    let provinces: Vec<String> = serde_json::from_str(&provinces).unwrap_or_default();
+    let in_scope = |p: &str| provinces.is_empty() || provinces.iter().any(|q| q == p);
+    let holds: Vec<(String, String)> = on_pool!(store, pool, q = "SELECT h.national_code, o.province FROM holds h JOIN slots s ON s.id = h.slot_id JOIN offices o ON o.id = s.office_id WHERE h.created_at >= $1 AND h.created_at < $2 AND h.service = $3 AND h.id NOT LIKE 'offer%'" => {
+        sqlx::query_as(q).bind(from).bind(to).bind(&service).fetch_all(pool).await?
+    });
+    let moves: Vec<(String, String)> = on_pool!(store, pool, q = "SELECT e.actor, e.payload_json FROM events e JOIN appointments a ON a.tracking_code = e.subject WHERE e.kind = 'appointment_rescheduled' AND e.at >= $1 AND e.at < $2 AND a.service = $3" => {
+        sqlx::query_as(q).bind(from).bind(to).bind(&service).fetch_all(pool).await?
+    });
+    let mut needed: HashMap<(String, &'static str), i64> = HashMap::new();
+    for (code, province) in &holds {
+        if in_scope(province) {
+            *needed.entry((code.clone(), "hold")).or_default() += 1;
+        }
+    }
+    for (code, payload) in &moves {
+        let slot = serde_json::from_str::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v["new_slot_id"].as_i64());
+        let province: Option<String> = match slot {
+            Some(slot) => {
+                on_pool!(store, pool, q = "SELECT o.province FROM slots s JOIN offices o ON o.id = s.office_id WHERE s.id = $1" => {
+                    sqlx::query_scalar(q).bind(slot).fetch_optional(pool).await?
+                })
+            }
+            None => None,
+        };
+        if province.is_none_or(|p| in_scope(&p)) {
+            *needed.entry((code.clone(), "reschedule")).or_default() += 1;
+        }
+    }
+    let uses: Vec<(String, String, i64)> = on_pool!(store, pool, q = "SELECT u.national_code, u.kind, COUNT(*) FROM room_pass_uses u WHERE u.room_id = $1 AND u.pass_expires_at > u.used_at AND EXISTS (SELECT 1 FROM room_tickets t WHERE t.room_id = u.room_id AND t.national_code = u.national_code AND t.admitted_at IS NOT NULL AND t.admitted_at <= u.used_at) GROUP BY u.national_code, u.kind" => {
+        sqlx::query_as(q).bind(room_id).fetch_all(pool).await?
+    });
+    let valid: HashMap<(String, String), i64> = uses
+        .into_iter()
+        .map(|(code, kind, n)| ((code, kind), n))
+        .collect();
+    let mut violations: Vec<String> = needed
+        .iter()
+        .filter_map(|((code, kind), n)| {
+            let have = valid
+                .get(&(code.clone(), kind.to_string()))
+                .copied()
+                .unwrap_or(0);
+            (have < *n).then(|| {
+                format!(
+                    "citizen {code}: {n} {kind}(s) in the room's scope, {have} with a valid pass"
+                )
+            })
+        })
+        .collect();
+    violations.sort();
+    let writes: i64 = needed.values().sum();
+    Ok(check(
+        "bookings_carried_a_valid_pass",
+        violations,
+        format!(
+            "all {writes} holds and reschedules in room {room_id}'s scope carried a valid pass"
+        ),
+        format!("booking writes in room {room_id}'s scope without a valid pass"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_is_one_for_the_same_order_minus_one_reversed_and_handles_ties() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert!((spearman(&x, &[10.0, 20.0, 30.0, 40.0, 50.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((spearman(&x, &[5.0, 4.0, 3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        // Admissions seen in the same second share a rank: still perfectly monotone.
+        let tied = spearman(&x, &[7.0, 7.0, 8.0, 8.0, 9.0]).unwrap();
+        assert!(tied > 0.9 && tied < 1.0, "{tied}");
+        assert_eq!(spearman(&x, &[1.0; 5]), None);
+        assert_eq!(spearman(&x[..2], &x[..2]), None);
+    }
+
+    #[test]
+    fn order_figures_split_the_prequeue_from_later_joiners() {
+        // seq, joined_at, eta_at_join, admitted_at. The pre-queue (seq < 4) admitted in the
+        // shuffled order 2, 0, 3, 1; later joiners first in, first out; seq 7 not admitted.
+        let rows: Vec<TicketRow> = vec![
+            (0, 0, None, Some(101)),
+            (1, 0, None, Some(103)),
+            (2, 0, None, Some(100)),
+            (3, 0, None, Some(102)),
+            (4, 100, Some(10), Some(110)),
+            (5, 100, Some(10), Some(112)),
+            (6, 101, Some(10), Some(121)),
+            (7, 101, Some(10), None),
+        ];
+        let o = order_of("room_x", 4, &rows);
+        assert_eq!((o.tickets, o.prequeue_tickets), (8, 4));
+        assert_eq!((o.admitted, o.admitted_prequeue), (7, 4));
+        assert!((o.spearman_after_opening.unwrap() - 1.0).abs() < 1e-12);
+        assert!(o.spearman_prequeue.unwrap().abs() < 0.5);
+        // Errors 0, 2/12, 10/20: the median is 2/12.
+        assert_eq!(o.eta_samples, 3);
+        assert!((o.eta_error_p50.unwrap() - 2.0 / 12.0).abs() < 1e-12);
+    }
+}

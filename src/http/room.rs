@@ -20,6 +20,7 @@
 //!   close), the request needs a `Booking-Pass` header with a pass of the caller for that room.
 //!   With no active room it costs one read of the cached list.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -242,6 +243,9 @@ pub struct Rooms {
     pub join_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Booking requests' latencies (microseconds) since the last tick, for the controller.
     booking_latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Each known room's state as last read, and when (the injected clock's milliseconds):
+    /// polls read it from here while it is younger than a tick (see [`fresh_state`]).
+    states: Mutex<HashMap<String, (RoomState, i64)>>,
 }
 
 /// Joins a client address may make a minute, and the burst allowed, by default (a household
@@ -269,7 +273,33 @@ impl Rooms {
                 hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
                     .expect("valid histogram bounds"),
             ),
+            states: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The room's state if read less than [`TICK_MS`] ago (a clock gone back reads again).
+    fn kept_state(&self, room_id: &str, now_ms: i64) -> Option<RoomState> {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states
+            .get(room_id)
+            .filter(|(_, read_ms)| (0..TICK_MS).contains(&(now_ms - read_ms)))
+            .map(|(s, _)| *s)
+    }
+
+    /// Keeps a room's state as read at `now_ms`; only for rooms this process knows, so the
+    /// map is bounded by the rooms (a public poll of an unknown id keeps nothing).
+    fn keep_state(&self, room_id: &str, state: RoomState, now_ms: i64) {
+        if self.get(room_id).is_none() {
+            return;
+        }
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.insert(room_id.to_string(), (state, now_ms));
+    }
+
+    /// This process moved the room on: the next read goes to the database.
+    fn forget_state(&self, room_id: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.remove(room_id);
     }
 
     pub fn all(&self) -> Arc<Vec<Arc<RoomRecord>>> {
@@ -281,6 +311,9 @@ impl Rooms {
     }
 
     pub fn replace(&self, rooms: Vec<RoomRecord>) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.retain(|id, _| rooms.iter().any(|r| &r.id == id));
+        drop(states);
         *self.rooms.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(rooms.into_iter().map(Arc::new).collect());
     }
@@ -324,6 +357,24 @@ impl Rooms {
         h.reset();
         Some(p99.min(u64::from(u32::MAX)) as u32)
     }
+}
+
+/// A room's state for polls and the public view, read from the database at most once per
+/// [`TICK_MS`] per process: a poll must stay cheap (a million applicants poll), and the
+/// frontier moves only at ticks, a tick apart, so a copy younger than a tick is at most one
+/// tick behind. It can say "wait" a tick late, never "admitted" early, and a pre-queue not
+/// yet frozen in the copy only shows the pre-queue's estimate a moment longer. Joins, ticks
+/// and the order endpoint read the database.
+pub async fn fresh_state(state: &AppState, room_id: &str) -> Result<Option<RoomState>, StoreError> {
+    let now_ms = state.engine.clock().now().timestamp_millis();
+    if let Some(kept) = state.rooms.kept_state(room_id, now_ms) {
+        return Ok(Some(kept));
+    }
+    let read = state.store.room_state(room_id).await?;
+    if let Some(read) = read {
+        state.rooms.keep_state(room_id, read, now_ms);
+    }
+    Ok(read)
 }
 
 /// Reloads the rooms (after an admin change on any node).
@@ -400,6 +451,7 @@ async fn tick_room(
         )
         .await?
     {
+        state.rooms.forget_state(&room.id);
         let before = admitted(&old);
         let after = a.frontier as i64 / UNITS_PER_RANK;
         metrics::counter!("nobat_room_admitted_total", "room" => room.id.clone())

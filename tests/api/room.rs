@@ -513,7 +513,17 @@ async fn two_instances(db: &TestDb) {
         .tick_room(id, &old, old.frontier + 120_000, 30, later + 400)
         .await
         .unwrap());
-    assert_eq!(admitted(&b, id).await, 31);
+    let moved = b.store.room_state(id).await.unwrap().unwrap();
+    assert_eq!(nobat::http::room::admitted(&moved), 31);
+    // Polls and the public view read a room's state at most once a tick per process: within
+    // the tick b still shows the copy it read, a tick later the row as it is.
+    assert_eq!(
+        admitted(&b, id).await,
+        30,
+        "b's copy, read within this tick"
+    );
+    a.clock.advance(Duration::seconds(1));
+    assert_eq!(admitted(&b, id).await, 31, "read again a tick later");
     // Everyone admitted within 20 more seconds; a pass given by one process (for a ticket
     // joined through the other) books through the other, which checks it without a read.
     run_for(&[&a, &b], 20).await;

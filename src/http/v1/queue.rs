@@ -352,9 +352,7 @@ pub async fn poll_ticket(
     if let Some(why) = ticket_expired(&room, &t, now) {
         return Err(expired(why));
     }
-    let rs = state
-        .store
-        .room_state(&room.id)
+    let rs = room::fresh_state(&state, &room.id)
         .await?
         .ok_or_else(ticket_not_found)?;
     let mut dto = ticket_dto(&state, &room, &rs, &t, now);
@@ -388,9 +386,7 @@ pub async fn get_room(
 ) -> Result<Json<RoomDto>, Problem> {
     let now = state.engine.clock().now().timestamp();
     let room = cached_room(&state, &room_id).await?;
-    let rs = state
-        .store
-        .room_state(&room_id)
+    let rs = room::fresh_state(&state, &room_id)
         .await?
         .ok_or_else(room_not_found)?;
     let phase = Phase::of(&room, now);

@@ -329,6 +329,7 @@ impl App {
                 settings.room_joins_per_address_per_minute,
                 settings.room_join_burst_per_address,
             )),
+            answers: Arc::default(),
         };
         let relay = settings.outbox_interval.map(|every| {
             crate::ports::notify::spawn_relay(

@@ -88,6 +88,8 @@ pub struct AppState {
     pub config_watch: Arc<live::ConfigWatch>,
     /// The waiting rooms (cached), their pass key, join limit and controller's measures.
     pub rooms: Arc<room::Rooms>,
+    /// Listing answers kept until the seats they show change.
+    pub answers: Arc<v1::answers::Answers>,
 }
 
 impl AppState {

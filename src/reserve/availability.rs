@@ -655,6 +655,61 @@ mod tests {
     }
 }
 
+/// Stamps of answers: what changes them and what does not.
+#[cfg(test)]
+mod stamps {
+    use super::tests::row;
+    use super::*;
+
+    #[test]
+    fn a_stamp_holds_until_its_offices_seats_change_or_the_clock_moves_on() {
+        let view = Availability::default();
+        view.load(vec![
+            row(1, "A", 100, 2, 0),
+            row(2, "A", 200, 2, 0),
+            row(3, "B", 150, 2, 1),
+            SlotRow {
+                opens_at: Some(300),
+                ..row(4, "C", 400, 2, 0)
+            },
+        ]);
+        let before = view.epoch();
+        let of_a = view.stamp(before, 0, false, ["A"]).unwrap();
+        let ranked = view.stamp(before, 0, true, ["A"]).unwrap();
+        assert_eq!(of_a.until, 100, "A's first slot starts");
+        assert!(view.unchanged(&of_a, 99));
+        assert!(!view.unchanged(&of_a, 100), "a slot started");
+        assert!(!view.unchanged(&of_a, -1), "the clock went back");
+        // B loses a seat: neither stamp moves (B was not shown; losing seats ranks B lower).
+        view.apply(&BTreeMap::from([(3, 1)]));
+        assert!(view.unchanged(&of_a, 50) && view.unchanged(&ranked, 50));
+        assert!(
+            view.stamp(before, 0, false, ["A"]).is_none(),
+            "built across a change"
+        );
+        // B gains a seat: it may now rank above A.
+        view.apply(&BTreeMap::from([(3, -1)]));
+        assert!(view.unchanged(&of_a, 50));
+        assert!(!view.unchanged(&ranked, 50));
+        // A's own seats.
+        view.apply(&BTreeMap::from([(2, 1)]));
+        assert!(!view.unchanged(&of_a, 50));
+        // A delta that changes no free seat (more taken in a full slot) changes nothing.
+        view.apply(&BTreeMap::from([(2, 5)]));
+        let of_a = view.stamp(view.epoch(), 0, false, ["A"]).unwrap();
+        view.apply(&BTreeMap::from([(2, 1)]));
+        assert!(view.unchanged(&of_a, 50));
+        // A wave opening makes seats free without a delta.
+        let of_c = view.stamp(view.epoch(), 0, false, ["C"]).unwrap();
+        assert_eq!(of_c.until, 300);
+        // An office without slots holds until anything changes; a load changes everything.
+        let of_none = view.stamp(view.epoch(), 0, false, ["Z"]).unwrap();
+        assert!(view.unchanged(&of_none, 10));
+        view.load(vec![row(1, "A", 100, 2, 0)]);
+        assert!(!view.unchanged(&of_a, 50) && !view.unchanged(&of_none, 50));
+    }
+}
+
 /// The maintained totals against a recount from the slots, after random bookings, cancels,
 /// expiries and clock moves (forward, and back as a test's clock may).
 #[cfg(test)]

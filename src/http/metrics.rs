@@ -91,9 +91,7 @@ pub async fn track(State(_state): State<AppState>, request: Request, next: Next)
         shed(response.extensions().get::<ProblemCode>().copied());
     }
     handles.requests(response.status()).increment(1);
-    handles
-        .duration
-        .record(started.elapsed().as_secs_f64());
+    handles.duration.record(started.elapsed().as_secs_f64());
     response
 }
 

@@ -427,11 +427,7 @@ impl Availability {
         let inner = self.read();
         stamp.gained.is_none_or(|g| g == inner.gained)
             && stamp.offices.iter().all(|(id, version)| {
-                *version
-                    == inner
-                        .offices
-                        .get(id)
-                        .map_or(inner.epoch, |o| o.version)
+                *version == inner.offices.get(id).map_or(inner.epoch, |o| o.version)
             })
     }
 

@@ -359,7 +359,10 @@ async fn kept_answers_follow_the_seats(db: &TestDb) {
     };
     // A hold elsewhere: the office's answers stay as they were.
     let (_, other_listed) = app
-        .get(None, &format!("/v1/offices/{other}/slots?service=first_issuance"))
+        .get(
+            None,
+            &format!("/v1/offices/{other}/slots?service=first_issuance"),
+        )
         .await;
     hold_first_free(other.clone(), other_listed, 0).await;
     assert_eq!(app.get(None, &slots).await.1, listed);

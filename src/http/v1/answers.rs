@@ -62,13 +62,7 @@ impl Answers {
 
     /// Keeps `body` as the answer to `key` while `stamp` holds (no stamp: the view changed
     /// while the answer was built, so it is not kept).
-    pub fn keep(
-        &self,
-        key: &str,
-        directory: &Arc<Directory>,
-        stamp: Option<Stamp>,
-        body: Bytes,
-    ) {
+    pub fn keep(&self, key: &str, directory: &Arc<Directory>, stamp: Option<Stamp>, body: Bytes) {
         let Some(stamp) = stamp else {
             return;
         };
@@ -79,8 +73,7 @@ impl Answers {
             directory: directory.clone(),
         });
         let mut kept = self.kept.write().unwrap_or_else(|p| p.into_inner());
-        if kept.len() >= ANSWERS_MAX
-            || self.bytes.load(Ordering::Relaxed) + len > ANSWER_BYTES_MAX
+        if kept.len() >= ANSWERS_MAX || self.bytes.load(Ordering::Relaxed) + len > ANSWER_BYTES_MAX
         {
             kept.clear();
             self.bytes.store(0, Ordering::Relaxed);
@@ -88,8 +81,10 @@ impl Answers {
         let old = kept.insert(key.into(), answer);
         // Under the write lock: the count matches the map.
         let freed = old.map_or(0, |a| a.body.len());
-        self.bytes
-            .store(self.bytes.load(Ordering::Relaxed) + len - freed, Ordering::Relaxed);
+        self.bytes.store(
+            self.bytes.load(Ordering::Relaxed) + len - freed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Answers kept now.

@@ -16,7 +16,7 @@ use crate::domain::{FeeSchedule, Service};
 use crate::http::live::{ConfigWatch, LiveFees, LiveHolidays};
 use crate::http::login_limit::{LoginLimits, LoginThrottle};
 use crate::http::problem::ErrorChain;
-use crate::http::{self, ApiConfig, AppState};
+use crate::http::{self, ApiConfig, AppParts, AppState};
 use crate::planning::scenario::SyntheticRegistry;
 use crate::ports::payments::{PaymentGateway, SandboxGateway};
 use crate::reserve::directory::Directory;
@@ -304,7 +304,7 @@ impl App {
             .map(|every| engine.spawn_ballot_task(every));
         let rooms = store.rooms(now.timestamp() - 86_400).await?;
         let listener = TcpListener::bind(settings.listen).await?;
-        let state = AppState {
+        let state = AppState::new(AppParts {
             store,
             engine,
             directory: Arc::new(RwLock::new(Arc::new(Directory::new(offices)))),
@@ -337,7 +337,8 @@ impl App {
                 settings.room_joins_per_address_per_minute,
                 settings.room_join_burst_per_address,
             )),
-        };
+            answers: Arc::default(),
+        });
         let relay = settings.outbox_interval.map(|every| {
             crate::ports::notify::spawn_relay(
                 state.store.clone(),

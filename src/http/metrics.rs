@@ -1,12 +1,12 @@
 //! `/metrics` in Prometheus text: request counts and latencies per route and status, requests
 //! shed with 503 by reason, and the booking engine's batches.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -83,18 +83,87 @@ pub async fn track(State(_state): State<AppState>, request: Request, next: Next)
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+        .map_or("unmatched", |p| p.as_str());
+    let handles = RouteMetrics::of(route, request.method());
     let (response, cpu) = OnCpu::new(next.run(request)).await;
-    metrics::counter!("nobat_http_cpu_microseconds_total", "route" => route.clone(), "method" => method.clone()).increment(cpu.as_micros() as u64);
+    handles.cpu.increment(cpu.as_micros() as u64);
     if response.status() == StatusCode::SERVICE_UNAVAILABLE {
         shed(response.extensions().get::<ProblemCode>().copied());
     }
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("nobat_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
-    metrics::histogram!("nobat_http_request_duration_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
+    handles.requests(response.status()).increment(1);
+    handles.duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The metric handles of one route and method, looked up once per process: building a metric's
+/// key from its labels on every request (allocations and a hash per metric) cost about as
+/// much as answering a kept listing.
+struct RouteMetrics {
+    route: String,
+    method: String,
+    cpu: metrics::Counter,
+    duration: metrics::Histogram,
+    /// `nobat_http_requests_total` by status code, as they occur.
+    requests: Mutex<Vec<(u16, metrics::Counter)>>,
+}
+
+impl RouteMetrics {
+    /// The handles of `route` (a route template, so few) and `method`; methods beyond the
+    /// standard ones (a client may send any token) are not kept.
+    fn of(route: &str, method: &Method) -> Arc<RouteMetrics> {
+        type Kept = RwLock<HashMap<Method, HashMap<String, Arc<RouteMetrics>>>>;
+        static KEPT: OnceLock<Kept> = OnceLock::new();
+        let new = || {
+            let (route, method) = (route.to_string(), method.to_string());
+            Arc::new(RouteMetrics {
+                cpu: metrics::counter!("nobat_http_cpu_microseconds_total", "route" => route.clone(), "method" => method.clone()),
+                duration: metrics::histogram!("nobat_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone()),
+                requests: Mutex::default(),
+                route,
+                method,
+            })
+        };
+        let standard = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+        ]
+        .contains(method);
+        if !standard {
+            return new();
+        }
+        let kept = KEPT.get_or_init(Kept::default);
+        let found = kept
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(method)
+            .and_then(|routes| routes.get(route).cloned());
+        if let Some(h) = found {
+            return h;
+        }
+        kept.write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(method.clone())
+            .or_default()
+            .entry(route.to_string())
+            .or_insert_with(new)
+            .clone()
+    }
+
+    fn requests(&self, status: StatusCode) -> metrics::Counter {
+        let code = status.as_u16();
+        let mut by_status = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == code) {
+            return c.clone();
+        }
+        let c = metrics::counter!("nobat_http_requests_total", "route" => self.route.clone(), "method" => self.method.clone(), "status" => code.to_string());
+        by_status.push((code, c.clone()));
+        c
+    }
 }
 
 /// CPU time of the calling thread (zero where the clock is missing).

@@ -61,9 +61,28 @@ pub struct ApiConfig {
     pub client_ip_header: Option<String>,
 }
 
-/// What every handler can reach.
+/// What every handler can reach: one allocation shared by every request (each layer with
+/// state and each handler takes a clone; a clone of the parts was about thirty reference
+/// counts, the largest cost of a kept listing).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     pub store: Store,
     pub engine: Reservations,
     pub directory: Arc<RwLock<Arc<Directory>>>,
@@ -88,9 +107,11 @@ pub struct AppState {
     pub config_watch: Arc<live::ConfigWatch>,
     /// The waiting rooms (cached), their pass key, join limit and controller's measures.
     pub rooms: Arc<room::Rooms>,
+    /// Listing answers kept until the seats they show change.
+    pub answers: Arc<v1::answers::Answers>,
 }
 
-impl AppState {
+impl AppParts {
     /// The current office directory (replaced whole when offices change).
     pub fn directory(&self) -> Arc<Directory> {
         self.directory

@@ -124,6 +124,10 @@ struct OfficeSeats {
     days: BTreeMap<NaiveDate, DaySeats>,
     /// Free seats in the slots starting after the view's horizon.
     upcoming_free: i64,
+    /// The view's `epoch` when the office's seats last changed (`Stamp`).
+    version: u64,
+    /// The release-wave openings of the office's slots: a cached answer holds until the next.
+    openings: BTreeSet<UnixSeconds>,
 }
 
 #[derive(Default)]
@@ -139,9 +143,29 @@ struct Inner {
     /// The start of the last slot retired: slots starting at or before it are not in
     /// `upcoming_free`, the others are (ties are retired together).
     horizon: UnixSeconds,
-    /// Moves with every change of seats (a commit's deltas, a reload): a list of auto-pick
-    /// candidates made at one version holds while it stands (`pick::PickMemo`).
-    version: u64,
+    /// Moves with every change of seats (and every load); never goes back over the view's life.
+    /// Kept answers check it (`Stamp`), and a list of auto-pick candidates made at one epoch
+    /// holds while it stands (`pick::PickMemo`).
+    epoch: u64,
+    /// The `epoch` of the last change that gave some office free seats (a cancel, a release,
+    /// an expired hold, a load): only such a change can bring an office not in a ranked answer
+    /// into it.
+    gained: u64,
+    /// Every release-wave opening of the network.
+    openings: BTreeSet<UnixSeconds>,
+}
+
+/// What an answer built from the view depends on, read before building it: the answer may be
+/// reused while `Availability::unchanged` says these still hold and the clock is in
+/// `[made_at, until)` (the next slot start or wave opening changes what is free).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub made_at: UnixSeconds,
+    pub until: UnixSeconds,
+    /// `gained` when the answer ranks offices by free seats (an office outside it may enter).
+    pub gained: Option<u64>,
+    /// The offices the answer shows, each with its version.
+    pub offices: Vec<(Arc<str>, u64)>,
 }
 
 /// What a listing of offices by free capacity keeps: an office's id and upcoming free seats.
@@ -272,6 +296,8 @@ impl Availability {
             d.free += slot.free();
             if let Some(t) = r.opens_at {
                 d.next_opening = Some(d.next_opening.map_or(t, |n| n.min(t)));
+                o.openings.insert(t);
+                inner.openings.insert(t);
             }
             d.first_start = d.first_start.min(r.start_at);
             d.last_start = d.last_start.max(r.start_at);
@@ -286,7 +312,12 @@ impl Availability {
             .map(|(id, o)| (Reverse(o.upcoming_free), id.clone()))
             .collect();
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        inner.version = guard.version + 1;
+        // Answers built from the old view must not match the new one.
+        inner.epoch = guard.epoch + 1;
+        inner.gained = inner.epoch;
+        for o in inner.offices.values_mut() {
+            o.version = inner.epoch;
+        }
         *guard = inner;
     }
 
@@ -304,7 +335,8 @@ impl Availability {
         }
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
-        inner.version += 1;
+        let epoch = inner.epoch + 1;
+        let mut changed = false;
         for (id, d) in deltas {
             let Some(s) = inner.slots.get_mut(id) else {
                 continue;
@@ -316,7 +348,12 @@ impl Availability {
                 continue;
             }
             let (office, start) = (s.office_id.clone(), s.start_at);
+            changed = true;
+            if change > 0 {
+                inner.gained = epoch;
+            }
             if let Some(o) = inner.offices.get_mut(&office) {
+                o.version = epoch;
                 if let Some(day) = o.days.get_mut(&slot_day(start)) {
                     day.free += change;
                     day.rendering = DayRendering::default();
@@ -326,6 +363,76 @@ impl Availability {
                 inner.add_upcoming(&office, change);
             }
         }
+        if changed {
+            inner.epoch = epoch;
+        }
+    }
+
+    /// The stamp of an answer about to be built at `now` from the seats of `offices` (their
+    /// free seats, earliest free slots or slot listings), and from the ranking by free seats
+    /// when `ranked`; `None` when the view changed since `before` (`Availability::epoch`, read
+    /// before the answer was built: a change meanwhile may or may not be in it).
+    pub fn stamp<'a>(
+        &self,
+        before: u64,
+        now: UnixSeconds,
+        ranked: bool,
+        offices: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Stamp> {
+        let inner = self.read();
+        if inner.epoch != before {
+            return None;
+        }
+        let after = |set: &BTreeSet<UnixSeconds>| {
+            set.range((Excluded(now), std::ops::Bound::Unbounded))
+                .next()
+                .copied()
+        };
+        let mut until = after(&inner.openings).unwrap_or(UnixSeconds::MAX);
+        let mut versions = Vec::new();
+        for id in offices {
+            let (key, version) = match inner.offices.get_key_value(id) {
+                Some((key, o)) => {
+                    if let Some((&start, _)) = o.starts.range(now.saturating_add(1)..).next() {
+                        until = until.min(start);
+                    }
+                    (key.clone(), o.version)
+                }
+                // No slots yet: any load may bring some.
+                None => (Arc::from(id), inner.epoch),
+            };
+            versions.push((key, version));
+        }
+        if ranked {
+            // Any office may enter the ranking when a slot of its starts.
+            let next = inner.by_start.partition_point(|&(start, _)| start <= now);
+            if let Some(&(start, _)) = inner.by_start.get(next) {
+                until = until.min(start);
+            }
+        }
+        Some(Stamp {
+            made_at: now,
+            until,
+            gained: ranked.then_some(inner.gained),
+            offices: versions,
+        })
+    }
+
+    /// The view's version now: read before building an answer, passed to `stamp` after.
+    pub fn epoch(&self) -> u64 {
+        self.read().epoch
+    }
+
+    /// Whether an answer stamped `stamp` still holds at `now`.
+    pub fn unchanged(&self, stamp: &Stamp, now: UnixSeconds) -> bool {
+        if now < stamp.made_at || now >= stamp.until {
+            return false;
+        }
+        let inner = self.read();
+        stamp.gained.is_none_or(|g| g == inner.gained)
+            && stamp.offices.iter().all(|(id, version)| {
+                *version == inner.offices.get(id).map_or(inner.epoch, |o| o.version)
+            })
     }
 
     pub fn len(&self) -> usize {
@@ -545,6 +652,61 @@ mod tests {
         );
         assert_eq!(a.free_seats("A", -1), 1);
         assert_eq!(a.range("A", 100, 201, 10).len(), 2);
+    }
+}
+
+/// Stamps of answers: what changes them and what does not.
+#[cfg(test)]
+mod stamps {
+    use super::tests::row;
+    use super::*;
+
+    #[test]
+    fn a_stamp_holds_until_its_offices_seats_change_or_the_clock_moves_on() {
+        let view = Availability::default();
+        view.load(vec![
+            row(1, "A", 100, 2, 0),
+            row(2, "A", 200, 2, 0),
+            row(3, "B", 150, 2, 1),
+            SlotRow {
+                opens_at: Some(300),
+                ..row(4, "C", 400, 2, 0)
+            },
+        ]);
+        let before = view.epoch();
+        let of_a = view.stamp(before, 0, false, ["A"]).unwrap();
+        let ranked = view.stamp(before, 0, true, ["A"]).unwrap();
+        assert_eq!(of_a.until, 100, "A's first slot starts");
+        assert!(view.unchanged(&of_a, 99));
+        assert!(!view.unchanged(&of_a, 100), "a slot started");
+        assert!(!view.unchanged(&of_a, -1), "the clock went back");
+        // B loses a seat: neither stamp moves (B was not shown; losing seats ranks B lower).
+        view.apply(&BTreeMap::from([(3, 1)]));
+        assert!(view.unchanged(&of_a, 50) && view.unchanged(&ranked, 50));
+        assert!(
+            view.stamp(before, 0, false, ["A"]).is_none(),
+            "built across a change"
+        );
+        // B gains a seat: it may now rank above A.
+        view.apply(&BTreeMap::from([(3, -1)]));
+        assert!(view.unchanged(&of_a, 50));
+        assert!(!view.unchanged(&ranked, 50));
+        // A's own seats.
+        view.apply(&BTreeMap::from([(2, 1)]));
+        assert!(!view.unchanged(&of_a, 50));
+        // A delta that changes no free seat (more taken in a full slot) changes nothing.
+        view.apply(&BTreeMap::from([(2, 5)]));
+        let of_a = view.stamp(view.epoch(), 0, false, ["A"]).unwrap();
+        view.apply(&BTreeMap::from([(2, 1)]));
+        assert!(view.unchanged(&of_a, 50));
+        // A wave opening makes seats free without a delta.
+        let of_c = view.stamp(view.epoch(), 0, false, ["C"]).unwrap();
+        assert_eq!(of_c.until, 300);
+        // An office without slots holds until anything changes; a load changes everything.
+        let of_none = view.stamp(view.epoch(), 0, false, ["Z"]).unwrap();
+        assert!(view.unchanged(&of_none, 10));
+        view.load(vec![row(1, "A", 100, 2, 0)]);
+        assert!(!view.unchanged(&of_a, 50) && !view.unchanged(&of_none, 50));
     }
 }
 

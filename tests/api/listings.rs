@@ -298,3 +298,88 @@ on_both_backends!(
     listings_match_a_recount_of_the_slots,
     super::listings_match_a_recount
 );
+
+/// A repeated listing is answered from the kept bytes; a hold in the office shown changes the
+/// next answer, and one in another office does not (its seats are not in the answer).
+async fn kept_answers_follow_the_seats(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let tehran: Vec<(String, GeoPoint)> = app
+        .state
+        .directory()
+        .all()
+        .iter()
+        .filter(|o| o.province == "tehran" && o.offers(ServiceCode::FirstIssuance))
+        .take(2)
+        .map(|o| (o.id.to_string(), o.location))
+        .collect();
+    let (office, at) = tehran[0].clone();
+    let other = tehran[1].0.clone();
+    let slots = format!("/v1/offices/{office}/slots?service=first_issuance");
+    let near = format!(
+        "/v1/offices?near={},{}&service=first_issuance&limit=1",
+        at.lat, at.lon
+    );
+    let (status, listed) = app.get(None, &slots).await;
+    assert_eq!(status, 200, "{listed}");
+    let (_, nearest) = app.get(None, &near).await;
+    assert_eq!(nearest[0]["office_id"], office.as_str(), "{nearest}");
+    assert!(app.state.answers.len() >= 2, "both answers kept");
+    assert_eq!(app.get(None, &slots).await.1, listed, "the kept answer");
+    let free_of = |listing: &Value, start: &Value| -> i64 {
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| &s["start"] == start)
+            .unwrap()["free"]
+            .as_i64()
+            .unwrap()
+    };
+    let hold_first_free = |office: String, listing: Value, n: usize| {
+        let app = &app;
+        async move {
+            let me = app.ready(&eligible_citizens(n, 1)[0]).await;
+            let start = listing
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["free"].as_i64().unwrap() > 0)
+                .expect("a free slot this week")["start"]
+                .clone();
+            let (status, hold) = app
+                .post(
+                    Some(&me.token),
+                    "/v1/holds",
+                    &json!({ "application_id": me.application_id, "office_id": office, "start": start }),
+                )
+                .await;
+            assert_eq!(status, 201, "{hold}");
+            start
+        }
+    };
+    // A hold elsewhere: the office's answers stay as they were.
+    let (_, other_listed) = app
+        .get(
+            None,
+            &format!("/v1/offices/{other}/slots?service=first_issuance"),
+        )
+        .await;
+    hold_first_free(other.clone(), other_listed, 0).await;
+    assert_eq!(app.get(None, &slots).await.1, listed);
+    assert_eq!(app.get(None, &near).await.1, nearest);
+    // A hold in the office: one seat fewer in its slot listing and its office entry.
+    let start = hold_first_free(office.clone(), listed.clone(), 1).await;
+    let (_, relisted) = app.get(None, &slots).await;
+    assert_eq!(free_of(&relisted, &start), free_of(&listed, &start) - 1);
+    let (_, renearest) = app.get(None, &near).await;
+    assert_eq!(
+        renearest[0]["free_seats"].as_i64().unwrap(),
+        nearest[0]["free_seats"].as_i64().unwrap() - 1
+    );
+    app.stop().await;
+}
+
+on_both_backends!(
+    kept_answers_follow_the_seats_both,
+    super::kept_answers_follow_the_seats
+);

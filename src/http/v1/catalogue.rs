@@ -1,14 +1,16 @@
 //! Read-only catalogue: services, offices, slots. Served from memory (the office directory and
 //! the availability view), never from the writer.
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use chrono::{Duration, NaiveDate, NaiveTime};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::answers;
 use super::dto::{OfficeDto, ServiceDto, SlotDto};
 use super::{iran_rfc3339, JalaliDays};
 use crate::booking::UnixSeconds;
@@ -83,8 +85,17 @@ fn parse_near(s: &str) -> Result<GeoPoint, Problem> {
     responses((status = 200, body = [OfficeDto]), (status = 422, body = Problem)))]
 pub async fn list_offices(
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
     ApiQuery(q): ApiQuery<OfficesQuery>,
 ) -> Result<Response, Problem> {
+    let now = state.engine.clock().now().timestamp();
+    let directory = state.directory();
+    let availability = state.engine.availability();
+    // Only answers to valid queries are kept: a kept one needs no checking again.
+    let key = format!("offices?{}", raw.as_deref().unwrap_or_default());
+    if let Some(body) = state.answers.get(&key, &directory, availability, now) {
+        return Ok(answers::json(body));
+    }
     let area_code = q.area_code.as_deref().map(AreaCode::parse).transpose()?;
     let province = match q.province.as_deref() {
         Some(p) => Some(
@@ -111,9 +122,7 @@ pub async fn list_offices(
             format!("limit is 1 to {OFFICES_LIMIT_MAX}"),
         ));
     }
-    let now = state.engine.clock().now().timestamp();
-    let directory = state.directory();
-    let availability = state.engine.availability();
+    let before = availability.epoch();
     let matches = |o: &Office| {
         area_code.is_none_or(|a| o.area_code == a)
             && province.as_deref().is_none_or(|p| o.province == p)
@@ -153,6 +162,13 @@ pub async fn list_offices(
     // The answer is `[OfficeDto]`, written in two parts per office that listings share: the
     // office's own fields (rendered once per directory) and its seats (re-rendered only when
     // its free seats or earliest free slots changed); the distance goes between them.
+    // Ranked by free seats, the answer also holds while no office outside it gains seats.
+    let stamp = availability.stamp(
+        before,
+        now,
+        near.is_none(),
+        picked.iter().map(|(o, _, _)| o.id.as_str()),
+    );
     let mut days = JalaliDays::default();
     let mut body = String::with_capacity(1_024 * picked.len().max(1));
     body.push('[');
@@ -186,7 +202,9 @@ pub async fn list_offices(
         }
     }
     body.push(']');
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let body = Bytes::from(body);
+    state.answers.keep(&key, &directory, stamp, body.clone());
+    Ok(answers::json(body))
 }
 
 /// An office's own fields of its `OfficeDto`, in their order, without the closing brace.
@@ -249,10 +267,19 @@ fn parse_date(s: &str, field: &str) -> Result<NaiveDate, Problem> {
 pub async fn list_slots(
     State(state): State<AppState>,
     ApiPath(office_id): ApiPath<String>,
+    RawQuery(raw): RawQuery,
     ApiQuery(q): ApiQuery<SlotsQuery>,
 ) -> Result<Response, Problem> {
-    let id = OfficeId::parse(&office_id)?;
+    let clock_now = state.engine.clock().now();
+    let now = clock_now.timestamp();
     let directory = state.directory();
+    let availability = state.engine.availability();
+    // Only answers to valid requests are kept: a kept one needs no checking again.
+    let key = format!("slots/{office_id}?{}", raw.as_deref().unwrap_or_default());
+    if let Some(body) = state.answers.get(&key, &directory, availability, now) {
+        return Ok(answers::json(body));
+    }
+    let id = OfficeId::parse(&office_id)?;
     let office = directory.get(id.as_str()).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -270,7 +297,7 @@ pub async fn list_slots(
             ));
         }
     }
-    let today = iran_date(state.engine.clock().now());
+    let today = iran_date(clock_now);
     let from = q
         .from
         .as_deref()
@@ -291,8 +318,15 @@ pub async fn list_slots(
     }
     let start = iran_instant(from, NaiveTime::MIN)?.timestamp();
     let end = iran_instant(to + Duration::days(1), NaiveTime::MIN)?.timestamp();
-    let now = state.engine.clock().now().timestamp();
-    let availability = state.engine.availability();
+    let before = availability.epoch();
+    // The dates default to today's: the answer holds until midnight at most.
+    let midnight = iran_instant(today + Duration::days(1), NaiveTime::MIN)?.timestamp();
+    let stamp = availability
+        .stamp(before, now, false, [id.as_str()])
+        .map(|mut s| {
+            s.until = s.until.min(midnight);
+            s
+        });
     // Each office-day is rendered once and its JSON reused until the day's seats change (the
     // view hands out a fresh rendering then); a day that has begun is rendered per request,
     // since its started slots show no free seat whatever they have left.
@@ -352,5 +386,7 @@ pub async fn list_slots(
         body.push_str(fragment);
     }
     body.push(']');
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let body = Bytes::from(body);
+    state.answers.keep(&key, &directory, stamp, body.clone());
+    Ok(answers::json(body))
 }

@@ -1,5 +1,6 @@
 //! The applicant API, `/v1/…`.
 
+pub mod answers;
 pub mod applications;
 pub mod ballots;
 pub mod bookings;

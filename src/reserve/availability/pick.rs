@@ -85,7 +85,7 @@ impl Availability {
         let mut memo = self.picks.lock().unwrap_or_else(|p| p.into_inner());
         let inner = self.read();
         if let Some(m) = memo.lists.get(&key) {
-            if m.version == inner.version
+            if m.version == inner.epoch
                 && m.max_slots == want.max_slots
                 && (m.complete || m.seats >= want.seats)
                 && m.limits == *limits
@@ -102,7 +102,7 @@ impl Availability {
             .into();
         let covered: i64 = list.iter().map(|c| c.free).sum();
         if memo.lists.len() >= PICK_MEMO_LISTS {
-            let version = inner.version;
+            let version = inner.epoch;
             memo.lists.retain(|_, m| m.version == version);
             if memo.lists.len() >= PICK_MEMO_LISTS {
                 memo.lists.clear();
@@ -111,7 +111,7 @@ impl Availability {
         memo.lists.insert(
             key,
             Memo {
-                version: inner.version,
+                version: inner.epoch,
                 limits: limits.clone(),
                 max_slots: want.max_slots,
                 seats: covered,

@@ -613,6 +613,8 @@ async fn identifiers_compare_bytewise_on_postgres() {
         ("payments", "id"),
         ("release_waves", "id"),
         ("release_waves", "service"),
+        ("room_pass_uses", "national_code"),
+        ("room_pass_uses", "room_id"),
         ("room_tickets", "national_code"),
         ("room_tickets", "room_id"),
         ("room_tickets", "ticket"),

@@ -60,12 +60,9 @@ fn local(start_at: i64) -> (NaiveDate, NaiveTime) {
 
 /// The SMS of a seat won in a ballot.
 pub fn ballot_sms(start_at: i64, office_id: &str, tracking_code: &str) -> String {
-    let (date, time) = local(start_at);
-    let date = crate::domain::JalaliDate::from_gregorian(date);
-    let time = crate::domain::jalali::to_persian_digits(&time.format("%H:%M").to_string());
     format!(
-        "نتیجهٔ قرعه‌کشی نوبت کارت ملی: برای شما نوبت گرفته شد، {}، ساعت {time} در دفتر {office_id}، کد رهگیری {tracking_code}.",
-        date.persian_display_with_weekday()
+        "نتیجهٔ قرعه‌کشی نوبت کارت ملی: برای شما نوبت گرفته شد، {} در دفتر {office_id}، کد رهگیری {tracking_code}.",
+        crate::booking::persian_when(start_at)
     )
 }
 

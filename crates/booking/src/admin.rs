@@ -45,18 +45,11 @@ pub fn relocation_sms(
     moved_to: Option<(&str, UnixSeconds)>,
 ) -> String {
     match moved_to {
-        Some((office_id, start_at)) => {
-            let local = nobat_domain::time::to_iran(
-                chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default(),
-            );
-            let date = nobat_domain::JalaliDate::from_gregorian(local.date_naive());
-            let time = nobat_domain::jalali::to_persian_digits(&local.format("%H:%M").to_string());
-            format!(
-                "نوبت شما با کد رهگیری {tracking_code} به دلیل {} به {}، ساعت {time} در دفتر {office_id} منتقل شد.",
-                reason.persian(),
-                date.persian_display_with_weekday()
-            )
-        }
+        Some((office_id, start_at)) => format!(
+            "نوبت شما با کد رهگیری {tracking_code} به دلیل {} به {} در دفتر {office_id} منتقل شد.",
+            reason.persian(),
+            crate::rows::persian_when(start_at)
+        ),
         None => format!(
             "نوبت شما با کد رهگیری {tracking_code} به دلیل {} لغو شد؛ نوبت خالی جایگزین نبود. لطفاً دوباره نوبت بگیرید.",
             reason.persian()

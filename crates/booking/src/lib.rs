@@ -69,9 +69,10 @@ pub use outcome::{Effects, Event, Outcome, Refusal};
 pub use pick::{PickBook, PickHold, MAX_CANDIDATES};
 pub use request::Request;
 pub use rows::{
-    waitlist_sms, ApplicationRef, AppointmentRow, AppointmentStatus, CardRow, EntryOffice, HoldRow,
-    HoldStatus, OutboxRow, PartOfDay, PaymentRow, PaymentStatus, ReleaseStatus, SeatReleaseRow,
-    SlotRow, UnixSeconds, WaitLimits, WaitRow, WaitStatus, PICKUP_SERVICE,
+    persian_when, waitlist_sms, ApplicationRef, AppointmentRow, AppointmentStatus, CardRow,
+    EntryOffice, HoldRow, HoldStatus, OutboxRow, PartOfDay, PaymentRow, PaymentStatus,
+    ReleaseStatus, SeatReleaseRow, SlotRow, UnixSeconds, WaitLimits, WaitRow, WaitStatus,
+    PICKUP_SERVICE,
 };
 pub use seats::{Book, Cancel, Confirm, Expire, Hold, Release, Reschedule};
 pub use staff::{CardReady, CheckIn, Deliver, Enrol, NoShow, PickupBooking};

@@ -390,14 +390,20 @@ pub struct SeatReleaseRow {
     pub created_at: UnixSeconds,
 }
 
-/// The Persian SMS of a waitlist offer or booking.
-pub fn waitlist_sms(start_at: UnixSeconds, office_id: &str, booked: Option<&str>) -> String {
+/// When a slot starts, as the notices say it: the Jalali date with its weekday and the Iran
+/// time in Persian digits ("…، ساعت ۰۹:۳۰").
+pub fn persian_when(start_at: UnixSeconds) -> String {
     let local = nobat_domain::time::to_iran(
         chrono::DateTime::from_timestamp(start_at, 0).unwrap_or_default(),
     );
     let date = nobat_domain::JalaliDate::from_gregorian(local.date_naive());
     let time = nobat_domain::jalali::to_persian_digits(&local.format("%H:%M").to_string());
-    let when = format!("{}، ساعت {time}", date.persian_display_with_weekday());
+    format!("{}، ساعت {time}", date.persian_display_with_weekday())
+}
+
+/// The Persian SMS of a waitlist offer or booking.
+pub fn waitlist_sms(start_at: UnixSeconds, office_id: &str, booked: Option<&str>) -> String {
+    let when = persian_when(start_at);
     match booked {
         Some(code) => format!(
             "از فهرست انتظار برای شما نوبت گرفته شد: {when} در دفتر {office_id}، کد رهگیری {code}."

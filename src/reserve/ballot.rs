@@ -180,7 +180,31 @@ impl Reservations {
         if changed {
             self.refresh().await?;
         }
+        if !published.is_empty() {
+            self.hand_over_leftovers().await;
+        }
         Ok(published)
+    }
+
+    /// Hands the leftover seats a close kept for the waiters (seat releases due at once) to
+    /// them now, rather than over the sweeper's next passes (each ends at most `sweep_limit`);
+    /// the sweeper finishes whatever this leaves.
+    async fn hand_over_leftovers(&self) {
+        // Bounded: a pass that ends nothing stops it, and no close keeps more seats than this.
+        const MAX_PASSES: usize = 10_000;
+        for _ in 0..MAX_PASSES {
+            match self.sweep_releases().await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "handing a ballot's leftovers to the waitlist stopped; the sweeper goes on"
+                    );
+                    break;
+                }
+            }
+        }
     }
 
     /// Closes a ballot whose lease `owner` holds: `Ok(true)` when this call published it.

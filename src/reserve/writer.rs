@@ -258,6 +258,7 @@ fn spares(env: Env<'_>, jobs: &[Job]) -> Spares {
                     | Request::DeclineOffer(_)
                     | Request::LeaveWaitlist(_)
                     | Request::ReleaseSeat(_)
+                    | Request::SetCapacity(_)
             )
         })
         .count()

@@ -29,7 +29,8 @@
 //! window of `Limits` (counted in the event log), payments, applications, then slots (those
 //! whose seat count the batch may change locked, in id order; the rest read only), then the
 //! waiting entries of the offices of the slots not yet started where the batch may free a seat
-//! (a hold not merely confirmed, an appointment, a release: `WAITERS_PER_OFFICE` each, earliest
+//! (a hold not merely confirmed, an appointment, a release, a capacity set, whose new seats
+//! are offered like freed ones: `WAITERS_PER_OFFICE` each, earliest
 //! joined first), and those waiters' live holds and active appointments, then the idempotency
 //! records. Slots come after holds, appointments and releases because those name them; the
 //! waiters after the slots because a slot names its office. A batch that frees no seat (the
@@ -305,7 +306,7 @@ pub(super) struct ReadPlan<'k> {
     /// Offer holds read whose entry is to be read.
     offer_holds: Vec<String>,
     /// Slots where the batch may free a seat (of holds, appointments and releases read by
-    /// key): their offices' waiters are read.
+    /// key) or add one (a capacity set): their offices' waiters are read.
     freeable_slots: Vec<i64>,
     waiter_codes: Vec<String>,
 }
@@ -327,7 +328,8 @@ impl<'k> ReadPlan<'k> {
             locked_slots: keys.slots.clone(),
             unlocked_slots: Vec::new(),
             offer_holds: Vec::new(),
-            freeable_slots: Vec::new(),
+            // A raised capacity's new seats are offered like freed ones.
+            freeable_slots: keys.capacity_slots.clone(),
             waiter_codes: Vec::new(),
         }
     }

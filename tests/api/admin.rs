@@ -375,6 +375,78 @@ on_both_backends!(
     super::fewer_stations_move_what_no_longer_fits
 );
 
+/// Stations added: the new seats go to the waitlist first (issue 21), as freed seats do. One
+/// waiter, auto-accepting, gets exactly one of them; every other new seat is free at once.
+async fn more_stations_go_to_the_waiters_first(db: &TestDb) {
+    let app = spawn(db, 30).await;
+    let (status, office) = app
+        .post(
+            Some(ADMIN_TOKEN),
+            "/v1/admin/offices",
+            &json!({ "id": "T-002", "name": "دفتر آزمایشی", "kind": "post", "province": "tehran", "city": "Tehran",
+                     "area_code": "021", "lat": 35.70, "lon": 51.40, "stations": 1 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{office}");
+    let people: Vec<_> = {
+        let mut v = Vec::new();
+        for c in eligible_citizens(20, 2) {
+            v.push(app.ready(&c).await);
+        }
+        v
+    };
+    let (status, entry) = app
+        .post(
+            Some(&people[0].token),
+            "/v1/waitlist",
+            &json!({
+                "application_id": people[0].application_id,
+                "payment_id": people[0].payment_id,
+                "pick": { "office_ids": ["T-002"], "earliest_date": "2024-09-24",
+                          "latest_date": "2024-09-24", "part_of_day": "any" },
+                "auto_accept": true,
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{entry}");
+    let (status, changed) = app
+        .client
+        .patch(app.url("/v1/admin/offices/T-002"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "stations": 2 }))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(status, 200, "{changed}");
+    let (_, list) = app.get(Some(&people[0].token), "/v1/waitlist").await;
+    assert_eq!(list[0]["status"], "booked", "{list}");
+    let code = list[0]["tracking_code"].as_str().unwrap();
+    let booked = app.store.appointment(code).await.unwrap().unwrap();
+    assert_eq!(booked.office_id, "T-002");
+    assert_eq!(
+        nobat::http::v1::iran_rfc3339(booked.start_at)[..10].to_string(),
+        "2024-09-24"
+    );
+    let sql = format!(
+        "SELECT COUNT(*) FROM appointments WHERE national_code = '{}'",
+        people[0].citizen.national_code
+    );
+    assert_eq!(scalar(&app.store, &sql).await, 1, "one seat for one waiter");
+    // No seat kept back: the other new seats are free for first-come booking now.
+    let sql = "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'";
+    assert_eq!(scalar(&app.store, sql).await, 0);
+    let free = app.free_slots("T-002", "2024-09-24").await;
+    assert!(free.iter().all(|s| s["capacity"] == 2), "{free:?}");
+    let start = free[0]["start"].as_str().unwrap().to_string();
+    app.book_at(&people[1], "T-002", &start).await;
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+
+on_both_backends!(more_stations, super::more_stations_go_to_the_waiters_first);
+
 async fn who_may_administer_and_bad_input(db: &TestDb) {
     let app = spawn(db, 30).await;
     let c = &eligible_citizens(0, 1)[0];

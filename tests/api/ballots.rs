@@ -551,3 +551,164 @@ async fn bad_terms(db: &TestDb) {
     app.stop().await;
 }
 on_both_backends!(ballot_bad_terms, super::bad_terms);
+
+/// A close gives its leftover seats to the waitlist first (issue 21): a waiting entry whose
+/// limits fit a leftover seat gets it (auto-accept: an appointment; otherwise an offer in its
+/// part of the day), an entrant the ballot placed has their waiting entry fulfilled rather than
+/// a second seat, and every other leftover seat is free for first-come booking at once.
+async fn leftovers_go_to_waiters_first(db: &TestDb) {
+    let app = app_on(db).await;
+    let people = ready(&app, 0, 4).await;
+    let ballot = create(&app).await;
+    let id = ballot["ballot_id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::seconds(120));
+    tick(&app, "node-a").await;
+    let office = app
+        .state
+        .directory()
+        .all()
+        .iter()
+        .find(|o| o.province == "tehran")
+        .unwrap()
+        .id
+        .to_string();
+    let path = format!("/v1/ballots/{id}/entry");
+    let (status, body) = app
+        .put(&people[0].token, &path, &entry(&people[0], json!({})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Waiting while the ballot withholds every seat: the entrant too, and two who did not enter.
+    let join = |who: &Ready, auto_accept: bool, part_of_day: &str| {
+        json!({
+            "application_id": who.application_id,
+            "payment_id": who.payment_id,
+            "pick": { "office_ids": [office], "part_of_day": part_of_day,
+                      "earliest_date": FROM, "latest_date": TO },
+            "auto_accept": auto_accept,
+        })
+    };
+    for (who, auto_accept, part) in [
+        (&people[0], true, "any"),
+        (&people[1], true, "any"),
+        (&people[2], false, "afternoon"),
+    ] {
+        let (status, body) = app
+            .post(
+                Some(&who.token),
+                "/v1/waitlist",
+                &join(who, auto_accept, part),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    app.clock.advance(Duration::seconds(3600));
+    assert_eq!(tick(&app, "node-a").await, vec![id.clone()]);
+    let waitlist = |who: &Ready| {
+        let token = who.token.clone();
+        let app = &app;
+        async move {
+            let (status, list) = app.get(Some(&token), "/v1/waitlist").await;
+            assert_eq!(status, 200, "{list}");
+            list[0].clone()
+        }
+    };
+    // The entrant: placed by the ballot, their entry fulfilled with that appointment.
+    let (_, mine) = app.get(Some(&people[0].token), &path).await;
+    assert_eq!(mine["outcome"]["status"], "placed", "{mine}");
+    let w0 = waitlist(&people[0]).await;
+    assert_eq!(w0["status"], "booked", "{w0}");
+    assert_eq!(
+        w0["tracking_code"], mine["outcome"]["tracking_code"],
+        "{w0}"
+    );
+    // The auto-accepting waiter: an appointment at the office on a ballot day.
+    let w1 = waitlist(&people[1]).await;
+    assert_eq!(w1["status"], "booked", "{w1}");
+    let code = w1["tracking_code"].as_str().unwrap();
+    let (status, appt) = app
+        .get(
+            None,
+            &format!(
+                "/v1/status?national_code={}&tracking_code={code}",
+                people[1].citizen.national_code
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, appt["status"].as_str()),
+        (200, Some("booked")),
+        "{appt}"
+    );
+    assert_eq!(
+        scalar(
+            &app.store,
+            &format!(
+                "SELECT COUNT(*) FROM appointments a JOIN slots s ON s.id = a.slot_id \
+                 WHERE a.tracking_code = '{code}' AND a.office_id = '{office}' AND s.ballot_id IS NULL"
+            )
+        )
+        .await,
+        1
+    );
+    // The other waiter: an offer, held in an afternoon seat of the office.
+    let w2 = waitlist(&people[2]).await;
+    assert_eq!(w2["status"], "offered", "{w2}");
+    let afternoon = scalar(
+        &app.store,
+        &format!(
+            "SELECT COUNT(*) FROM holds h JOIN slots s ON s.id = h.slot_id \
+             WHERE h.national_code = '{}' AND h.status = 'live' AND s.office_id = '{office}' \
+             AND ((s.start_at + 12600) % 86400) >= 43200",
+            people[2].citizen.national_code
+        ),
+    )
+    .await;
+    assert_eq!(afternoon, 1, "{w2}");
+    // Nothing kept back any longer, seats backed one to one, and the rest is first come.
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'"
+        )
+        .await,
+        0
+    );
+    assert!(
+        scalar(
+            &app.store,
+            &format!(
+                "SELECT COUNT(*) FROM events WHERE kind = 'ballot_leftovers_to_waitlist' AND subject = '{id}'"
+            )
+        )
+        .await
+            == 1
+    );
+    assert_seats_consistent(&app.store).await;
+    let (_, slots) = app
+        .get(
+            None,
+            &format!("/v1/offices/{office}/slots?from={FROM}&to={FROM}"),
+        )
+        .await;
+    let free = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["free"].as_i64().unwrap() > 0)
+        .expect("a free seat left")
+        .clone();
+    let (status, body) = app
+        .post(
+            Some(&people[3].token),
+            "/v1/holds",
+            &json!({ "application_id": people[3].application_id, "office_id": office, "start": free["start"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.stop().await;
+}
+on_both_backends!(
+    ballot_leftovers_go_to_waiters_first,
+    super::leftovers_go_to_waiters_first
+);

@@ -804,3 +804,100 @@ on_both_backends!(
     joining_the_waitlist_is_idempotent_with_a_key,
     super::join_idempotency
 );
+
+/// Waiters leave while their offers expire, all at once (on PostgreSQL the leave and the expiry
+/// of one offer may be decided by two writers whose transactions overlap): every answer is a
+/// clear one, each offer ends once (left or lapsed), each seat freed goes on to one waiter or
+/// back, and no seat is lost or counted twice.
+async fn leaving_while_offers_expire(db: &TestDb) {
+    const SEATS: usize = 8;
+    let app = TestApp::spawn(db).await;
+    let mut people = ready_all(&app, 3 * SEATS).await;
+    let office_id = nearest_offices(&app, &people[0].citizen).await[0]["office_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut codes = Vec::new();
+    for booker in &people[..SEATS] {
+        let start = tomorrow_morning(&app, &office_id).await;
+        let (status, appt) = book(&app, booker, &office_id, &start).await;
+        assert_eq!(status, 201, "{appt}");
+        codes.push(appt["tracking_code"].as_str().unwrap().to_string());
+    }
+    let mut entries = Vec::new();
+    for waiter in &people[SEATS..] {
+        entries.push(join(&app, waiter, &office_id, false).await["entry_id"].clone());
+        app.clock.advance(chrono::Duration::seconds(1));
+    }
+    for (booker, code) in people[..SEATS].iter().zip(&codes) {
+        cancel(&app, booker, code).await;
+    }
+    let offered = scalar(
+        &app.store,
+        "SELECT COUNT(*) FROM waitlist_entries WHERE status = 'offered'",
+    )
+    .await;
+    assert_eq!(offered, SEATS as i64, "the first waiters hold the seats");
+
+    app.clock.advance(chrono::Duration::minutes(121));
+    for p in &mut people {
+        p.token = app.login(&p.citizen).await;
+    }
+    let leaves = people[SEATS..2 * SEATS]
+        .iter()
+        .zip(&entries)
+        .map(|(who, id)| {
+            let app = &app;
+            let url = app.url(&format!("/v1/waitlist/{}", id.as_str().unwrap()));
+            async move {
+                let r = app
+                    .client
+                    .delete(url)
+                    .bearer_auth(&who.token)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            }
+        });
+    let sweeps = (0..3).map(|_| async { app.state.engine.sweep_expired().await.map(|_| 0u16) });
+    let (left, swept) = futures_util::join!(join_all(leaves), join_all(sweeps));
+    assert!(
+        left.iter().all(|s| [200, 409].contains(s)),
+        "a leave is done or refused as ended: {left:?}"
+    );
+    for s in swept {
+        s.expect("the sweeper's expiries commit");
+    }
+    // Whatever the sweeper did not end yet, it ends now.
+    app.state.engine.sweep_expired().await.unwrap();
+    let ended = scalar(
+        &app.store,
+        &format!(
+            "SELECT COUNT(*) FROM waitlist_entries WHERE status IN ('left', 'lapsed') AND joined_at <= \
+             (SELECT joined_at FROM waitlist_entries WHERE id = '{}')",
+            entries[SEATS - 1].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(ended, SEATS as i64, "each first offer ended once");
+    // Each seat went on to one of the later waiters (an offer) or back to the slot.
+    let live_offers = scalar(
+        &app.store,
+        "SELECT COUNT(*) FROM holds WHERE status = 'live' AND id LIKE 'offer%'",
+    )
+    .await;
+    let offered_now = scalar(
+        &app.store,
+        "SELECT COUNT(*) FROM waitlist_entries WHERE status = 'offered'",
+    )
+    .await;
+    assert_eq!(live_offers, offered_now);
+    assert!(offered_now <= SEATS as i64);
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+on_both_backends!(
+    leaving_while_offers_expire_ends_each_offer_once,
+    super::leaving_while_offers_expire
+);

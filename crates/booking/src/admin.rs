@@ -162,6 +162,7 @@ pub struct SetCapacity {
 impl RequestKind for SetCapacity {
     fn touches(&self, keys: &mut BatchKeys) {
         keys.slots.push(self.slot_id);
+        keys.capacity_slots.push(self.slot_id);
     }
 
     fn seat_slot(&self) -> Option<i64> {
@@ -202,6 +203,9 @@ impl RequestKind for SetCapacity {
                 &self.actor,
                 serde_json::json!({ "old": old, "new": self.capacity }),
             );
+            if self.capacity > old {
+                d.offer_new_seats(slot_id, self.capacity - old);
+            }
         }
         Ok(Outcome::CapacitySet {
             slot_id,

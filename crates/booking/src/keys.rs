@@ -27,6 +27,9 @@ pub struct BatchKeys {
     pub entry_citizens: Vec<(String, String)>,
     /// Seat releases by id.
     pub releases: Vec<i64>,
+    /// Slots whose capacity a request may raise: new seats go to the waiters first, so the
+    /// waiters of their offices are read (as where a seat may be freed).
+    pub capacity_slots: Vec<i64>,
     /// Citizens who cancel: their own cancellations within the window matter
     /// (`Limits::max_cancellations`).
     pub cancelling: Vec<String>,
@@ -49,6 +52,7 @@ impl BatchKeys {
         tidy(&mut self.entries);
         tidy(&mut self.entry_citizens);
         tidy(&mut self.releases);
+        tidy(&mut self.capacity_slots);
         tidy(&mut self.cancelling);
         for (code, _) in &self.citizens {
             self.citizen_codes.push(code.clone());

@@ -603,6 +603,41 @@ impl Decider<'_> {
         self.free_seat(slot_id);
     }
 
+    /// Offers seats added to a slot not yet started (its capacity raised: stations added, a
+    /// day reopened) to the waiters first, as a freed seat is: each goes to the best-matching
+    /// waiter while one fits; the rest are free for first-come booking at once (new seats were
+    /// nobody's, so no release delay). Out of spare ids in this batch, the seats still wanted
+    /// are kept taken and released at once, for the sweeper's `ReleaseSeat` to hand over.
+    pub(crate) fn offer_new_seats(&mut self, slot_id: i64, added: i64) {
+        let Some(slot) = self.state.slots.get(&slot_id) else {
+            return;
+        };
+        if slot.start_at <= self.now {
+            return;
+        }
+        let (office_id, start_at) = (slot.office_id.clone(), slot.start_at);
+        for left in (1..=added).rev() {
+            let Some(entry_id) = self.best_waiter(slot_id, &office_id, start_at, None) else {
+                return;
+            };
+            if self.take_seat(slot_id).is_err() {
+                return;
+            }
+            if !self.hand_over(slot_id, &entry_id) {
+                self.pend_release(slot_id, self.now, None);
+                // The waiter is still waiting: the rest are kept for the sweeper too (each
+                // goes to a waiter then, or back to first-come booking).
+                for _ in 1..left {
+                    if self.take_seat(slot_id).is_err() {
+                        return;
+                    }
+                    self.pend_release(slot_id, self.now, None);
+                }
+                return;
+            }
+        }
+    }
+
     fn best_waiter(
         &self,
         slot_id: i64,

@@ -386,3 +386,52 @@ fn an_entry_lapses_after_its_last_date() {
     assert_eq!(effects.entry_updates["w1"].status, WaitStatus::Lapsed);
     assert!(effects.events.iter().any(|e| e.kind == "waitlist_lapsed"));
 }
+
+#[test]
+fn seats_added_to_a_slot_go_to_the_waiters_first() {
+    use crate::SetCapacity;
+    let raise = |capacity| {
+        Request::SetCapacity(SetCapacity {
+            slot_id: 1,
+            capacity,
+            actor: "admin".into(),
+        })
+    };
+    // Slot 1 has 2 seats, 1 taken: two more seats, and three waiters of whom one fits only
+    // mornings (the slot is an afternoon). The two who fit get one seat each, in join order.
+    let waiters = [
+        waiter("w1", "morning", 10, true, PartOfDay::Morning),
+        waiter("w2", "second", 20, false, PartOfDay::Any),
+        waiter("w3", "third", 30, true, PartOfDay::Afternoon),
+    ];
+    let mut state = with_waiters("c", &waiters, 2);
+    let (outcomes, effects) = decide(&mut state, &[raise(4)], NOW);
+    assert!(
+        matches!(outcomes[0], Outcome::CapacitySet { capacity: 4, .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        effects.slot_deltas.get(&1),
+        Some(&2),
+        "both new seats taken"
+    );
+    assert_eq!(effects.entry_updates["w2"].status, WaitStatus::Offered);
+    assert_eq!(effects.entry_updates["w3"].status, WaitStatus::Booked);
+    assert!(!effects.entry_updates.contains_key("w1"));
+    assert_eq!(effects.new_appointments.len(), 1);
+    assert_eq!(state.slots[&1].taken, 3);
+
+    // No waiter fits: the new seats are free at once, no release delay.
+    let mut state = with_waiters("c", &waiters[..1], 2);
+    let (_, effects) = decide(&mut state, &[raise(5)], NOW);
+    assert!(effects.slot_deltas.is_empty());
+    assert!(effects.new_releases.is_empty());
+    assert_eq!(state.slots[&1].capacity - state.slots[&1].taken, 4);
+
+    // Out of spare ids: the seats wanted are kept taken, released at once for the sweeper.
+    let mut state = with_waiters("c", &waiters, 0);
+    let (_, effects) = decide(&mut state, &[raise(4)], NOW);
+    assert_eq!(effects.new_releases.len(), 2);
+    assert!(effects.new_releases.iter().all(|r| r.release_at == NOW));
+    assert_eq!(state.slots[&1].taken, 3);
+}

@@ -324,18 +324,39 @@ on_both_backends!(
     super::a_holiday_closes_every_office
 );
 
-async fn fewer_stations_move_what_no_longer_fits(db: &TestDb) {
-    let app = spawn(db, 30).await;
-    // A new office of 3 stations, created through the API.
+/// A new Tehran office of `stations` stations, created through the API.
+async fn new_office(app: &TestApp, id: &str, stations: u32) {
     let (status, office) = app
         .post(
             Some(ADMIN_TOKEN),
             "/v1/admin/offices",
-            &json!({ "id": "T-001", "name": "دفتر آزمایشی", "kind": "post", "province": "tehran", "city": "Tehran",
-                     "area_code": "021", "lat": 35.70, "lon": 51.40, "stations": 3 }),
+            &json!({ "id": id, "name": "دفتر آزمایشی", "kind": "post", "province": "tehran", "city": "Tehran",
+                     "area_code": "021", "lat": 35.70, "lon": 51.40, "stations": stations }),
         )
         .await;
     assert_eq!(status, 201, "{office}");
+}
+
+/// Changes an office's stations through the API; the office as answered.
+async fn set_stations(app: &TestApp, id: &str, stations: u32) -> Value {
+    let (status, changed) = app
+        .client
+        .patch(app.url(&format!("/v1/admin/offices/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "stations": stations }))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(status, 200, "{changed}");
+    changed
+}
+
+async fn fewer_stations_move_what_no_longer_fits(db: &TestDb) {
+    let app = spawn(db, 30).await;
+    // A new office of 3 stations, created through the API.
+    new_office(&app, "T-001", 3).await;
     let free = app.free_slots("T-001", "2024-09-23").await;
     assert_eq!(free[0]["capacity"], 3);
     let start = free[0]["start"].as_str().unwrap().to_string();
@@ -344,17 +365,7 @@ async fn fewer_stations_move_what_no_longer_fits(db: &TestDb) {
         let me = app.ready(&c).await;
         codes.push(app.book_at(&me, "T-001", &start).await);
     }
-    let (status, changed) = app
-        .client
-        .patch(app.url("/v1/admin/offices/T-001"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "stations": 1 }))
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), r))
-        .unwrap();
-    let changed: Value = changed.json().await.unwrap();
-    assert_eq!(status, 200, "{changed}");
+    let changed = set_stations(&app, "T-001", 1).await;
     assert_eq!(changed["stations"], 1);
     assert_eq!(changed["moves"].as_array().unwrap().len(), 2, "{changed}");
     let staying = app.store.appointment(&codes[0]).await.unwrap().unwrap();
@@ -379,15 +390,7 @@ on_both_backends!(
 /// waiter, auto-accepting, gets exactly one of them; every other new seat is free at once.
 async fn more_stations_go_to_the_waiters_first(db: &TestDb) {
     let app = spawn(db, 30).await;
-    let (status, office) = app
-        .post(
-            Some(ADMIN_TOKEN),
-            "/v1/admin/offices",
-            &json!({ "id": "T-002", "name": "دفتر آزمایشی", "kind": "post", "province": "tehran", "city": "Tehran",
-                     "area_code": "021", "lat": 35.70, "lon": 51.40, "stations": 1 }),
-        )
-        .await;
-    assert_eq!(status, 201, "{office}");
+    new_office(&app, "T-002", 1).await;
     let people: Vec<_> = {
         let mut v = Vec::new();
         for c in eligible_citizens(20, 2) {
@@ -409,17 +412,7 @@ async fn more_stations_go_to_the_waiters_first(db: &TestDb) {
         )
         .await;
     assert_eq!(status, 201, "{entry}");
-    let (status, changed) = app
-        .client
-        .patch(app.url("/v1/admin/offices/T-002"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "stations": 2 }))
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), r))
-        .unwrap();
-    let changed: Value = changed.json().await.unwrap();
-    assert_eq!(status, 200, "{changed}");
+    set_stations(&app, "T-002", 2).await;
     let (_, list) = app.get(Some(&people[0].token), "/v1/waitlist").await;
     assert_eq!(list[0]["status"], "booked", "{list}");
     let code = list[0]["tracking_code"].as_str().unwrap();

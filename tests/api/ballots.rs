@@ -75,6 +75,13 @@ async fn ready(app: &TestApp, skip: usize, n: usize) -> Vec<Ready> {
     out
 }
 
+/// The first Tehran office (every ballot here withholds its seats).
+fn tehran_office(app: &TestApp) -> String {
+    let directory = app.state.directory();
+    let office = directory.all().iter().find(|o| o.province == "tehran");
+    office.unwrap().id.to_string()
+}
+
 /// The journey: open, enter, edit, withdraw, close, results, entry outcomes, status, notices.
 async fn journey(db: &TestDb) {
     let app = app_on(db).await;
@@ -103,15 +110,7 @@ async fn journey(db: &TestDb) {
     app.clock.advance(Duration::seconds(120));
     tick(&app, "node-a").await;
     // The seats are withheld: listed in the ballot, refused to first-come booking.
-    let office = app
-        .state
-        .directory()
-        .all()
-        .iter()
-        .find(|o| o.province == "tehran")
-        .unwrap()
-        .id
-        .to_string();
+    let office = tehran_office(&app);
     let (status, slots) = app
         .get(
             None,
@@ -563,15 +562,7 @@ async fn leftovers_go_to_waiters_first(db: &TestDb) {
     let id = ballot["ballot_id"].as_str().unwrap().to_string();
     app.clock.advance(Duration::seconds(120));
     tick(&app, "node-a").await;
-    let office = app
-        .state
-        .directory()
-        .all()
-        .iter()
-        .find(|o| o.province == "tehran")
-        .unwrap()
-        .id
-        .to_string();
+    let office = tehran_office(&app);
     let path = format!("/v1/ballots/{id}/entry");
     let (status, body) = app
         .put(&people[0].token, &path, &entry(&people[0], json!({})))

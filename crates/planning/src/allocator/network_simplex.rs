@@ -25,6 +25,8 @@
 
 use thiserror::Error;
 
+mod warm_start;
+
 /// Capacity meaning "no upper bound".
 pub const CAPACITY_UNBOUNDED: i64 = i64::MAX;
 

@@ -68,6 +68,9 @@ use super::office_paths::OfficePaths;
 use super::seating::{lottery_digests, seat_order};
 use super::spatial::{dist2, unit_vector, OfficeIndex};
 
+mod warm;
+use warm::CoarseFlow;
+
 /// Hard bounds on input sizes (node ids are kept in u32).
 const MAX_APPLICANTS: usize = 50_000_000;
 const MAX_OFFICES: usize = 1_000_000;
@@ -1101,6 +1104,20 @@ impl FlowNet {
         }
     }
 
+    /// Starts the simplex from `flow` (per arc id); false when it cannot (another solver,
+    /// or a flow the simplex declines), and the solve then starts cold.
+    fn start_from_flow(&mut self, flow: &[(usize, i64)]) -> bool {
+        let FlowNet::Simplex(n) = self else {
+            return false;
+        };
+        let first = n.node_count();
+        let mut real = vec![0i64; n.arc_count()];
+        for &(arc, f) in flow {
+            real[arc - first] += f;
+        }
+        n.start_from_flow(&real)
+    }
+
     fn flow(&self, arc: usize) -> i64 {
         match self {
             FlowNet::Simplex(n) => n.flow(arc),
@@ -1141,6 +1158,10 @@ struct StageNet {
     penalties: Vec<i64>,
     candidate_arc: Vec<usize>,
     day_arc: Vec<usize>,
+    /// Entry chain arcs, office-major (entries − 1 per office).
+    chain_arc: Vec<usize>,
+    /// Per active zone (by node), its arc to its class: its unassigned flow.
+    unassigned_arc: Vec<usize>,
     class_to_sink: Vec<usize>,
 }
 
@@ -1200,9 +1221,23 @@ impl Context<'_> {
         for (i, &z) in self.active.iter().enumerate() {
             node_of_zone[z as usize] = i as u32;
         }
+        let mut warm = None;
         if spec.travel_costs && options.seed_arcs_per_zone > 0 && za >= options.seed_min_zones {
-            let seeded = self.seed_from_coarse(spec, candidates, options)?;
+            let ts = std::time::Instant::now();
+            let (seeded, coarse_flow) = self.seed_from_coarse(spec, candidates, options)?;
+            if std::env::var_os("NOBAT_TRACE").is_some() {
+                eprintln!("TRACE za {} seeding {:.0} ms seeded {}", za, ts.elapsed().as_secs_f64()*1e3, seeded);
+            }
             stats.arcs_added_by_seeding += seeded;
+            // Only the simplex starts from a flow, and only with unbounded class arcs (the
+            // spread may unassign a few more applicants than the coarse optimum did).
+            let warm_useful = options.solver == FlowSolver::NetworkSimplex
+                && spec.class_caps.iter().all(|&c| c == CAPACITY_UNBOUNDED);
+            if let Some(coarse_flow) = coarse_flow.filter(|_| warm_useful) {
+                let spread = self.spread_coarse_flow(&coarse_flow);
+                candidates.extend(spread.missing_candidates(candidates));
+                warm = Some(spread);
+            }
             // Keep each zone's arcs together, in node order (see `order_by_nearest_office`).
             candidates
                 .sort_unstable_by_key(|c| (node_of_zone[c.zone as usize], c.distance_m, c.office));
@@ -1216,7 +1251,19 @@ impl Context<'_> {
                 && CostScaling::fits(spec.cost_bound, cycle_len_bound),
             node_of_zone,
         };
+        let tn = std::time::Instant::now();
         let mut stage = self.stage_network(&arcs, candidates, options.solver, cycle_len_bound)?;
+        if std::env::var_os("NOBAT_TRACE").is_some() {
+            eprintln!("TRACE za {} network {:.0} ms", za, tn.elapsed().as_secs_f64()*1e3);
+        }
+        if let Some(spread) = warm {
+            let tw = std::time::Instant::now();
+            let flow = spread.arc_flows(self, &stage, candidates, &arcs.node_of_zone);
+            let started = stage.net.start_from_flow(&flow);
+            if std::env::var_os("NOBAT_TRACE").is_some() {
+                eprintln!("TRACE za {} warm start {} {:.0} ms diverted {}", za, started, tw.elapsed().as_secs_f64()*1e3, spread.diverted);
+            }
+        }
         let rounds =
             self.pricing_rounds(&arcs, &mut stage, candidates, options, stats, rounds_limit)?;
         stats.pricing_rounds += rounds;
@@ -1325,19 +1372,26 @@ impl Context<'_> {
             let entry = entry_of(self.entry_days, day);
             day_arc.push(net.add_arc(self.entry_node(o, entry), sink, seats, cost)?);
         }
+        let mut chain_arc = Vec::with_capacity(self.offices * (entries - 1));
         for o in 0..self.offices as u32 {
             for entry in 1..entries {
-                net.add_arc(
+                chain_arc.push(net.add_arc(
                     self.entry_node(o, entry - 1),
                     self.entry_node(o, entry),
                     CAPACITY_UNBOUNDED,
                     0,
-                )?;
+                )?);
             }
         }
+        let mut unassigned_arc = Vec::with_capacity(za);
         for (i, &z) in self.active.iter().enumerate() {
             let c = self.class_of_zone[z as usize];
-            net.add_arc(i, class_node(c), self.zone_cap(arcs, z), spec.penalties[c])?;
+            unassigned_arc.push(net.add_arc(
+                i,
+                class_node(c),
+                self.zone_cap(arcs, z),
+                spec.penalties[c],
+            )?);
         }
         let mut class_to_sink = Vec::with_capacity(self.class_count);
         for c in 0..self.class_count {
@@ -1348,6 +1402,8 @@ impl Context<'_> {
             penalties: spec.penalties.clone(),
             candidate_arc,
             day_arc,
+            chain_arc,
+            unassigned_arc,
             class_to_sink,
         })
     }
@@ -1365,11 +1421,20 @@ impl Context<'_> {
     ) -> Result<u32, AllocationError> {
         let mut rounds = 0u32;
         loop {
+            let t0 = std::time::Instant::now();
+            let p0 = stage.net.work();
             stage.net.solve(options.max_pivots)?;
+            if std::env::var_os("NOBAT_TRACE").is_some() {
+                eprintln!("TRACE za {} round {} solve {:.0} ms pivots {} arcs {}", self.active.len(), rounds, t0.elapsed().as_secs_f64()*1e3, stage.net.work()-p0, stage.net.arc_count());
+            }
             if rounds_limit.is_some_and(|limit| rounds >= limit) {
                 return Ok(rounds);
             }
+            let t1 = std::time::Instant::now();
             let found = self.price(&stage.net, arcs.spec.travel_costs, &arcs.node_of_zone);
+            if std::env::var_os("NOBAT_TRACE").is_some() {
+                eprintln!("TRACE price {:.0} ms found {}", t1.elapsed().as_secs_f64()*1e3, found.len());
+            }
             if found.is_empty() {
                 return Ok(rounds);
             }
@@ -1463,9 +1528,9 @@ impl Context<'_> {
         spec: &StageSpec,
         candidates: &mut Vec<CandidateArc>,
         options: &SolverOptions,
-    ) -> Result<usize, AllocationError> {
+    ) -> Result<(usize, Option<CoarseFlow>), AllocationError> {
         let Some(coarse) = self.coarse_zones() else {
-            return Ok(0); // nothing merges: the coarse problem would be this one
+            return Ok((0, None)); // nothing merges: the coarse problem would be this one
         };
         let coarse_count = coarse.zones.len();
         let mut coarse_candidates = self.coarse_candidates(&coarse, candidates);
@@ -1498,6 +1563,7 @@ impl Context<'_> {
         let office_pi: Vec<i64> = (0..self.entry_nodes())
             .map(|i| net.net.potential(coarse_count + i))
             .collect();
+        let flow = CoarseFlow::read(&net, &coarse_candidates, coarse.parent.clone());
         drop(net);
         let seeds = self.seeds(
             &coarse,
@@ -1508,7 +1574,7 @@ impl Context<'_> {
         );
         let added = seeds.len();
         candidates.extend(seeds);
-        Ok(added)
+        Ok((added, Some(flow)))
     }
 
     /// Active zones merged by grid cell (same service, class, reach, entry and preference

@@ -135,7 +135,7 @@ impl NetworkSimplex {
             inside_mark: Vec::new(),
             stamp: 0,
             path: Vec::new(),
-            walk_up_factor: 4,
+            walk_up_factor: std::env::var("NOBAT_WUF").ok().and_then(|v| v.parse().ok()).unwrap_or(4),
             dirty_revs: Vec::new(),
             initialised: false,
             cost_bound: cost_bound.max(0),

@@ -71,6 +71,15 @@ use super::spatial::{dist2, unit_vector, OfficeIndex};
 mod warm;
 use warm::CoarseFlow;
 
+/// TEMP trace: this thread's CPU time in ms.
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
+        .unwrap_or(0.0)
+        / 1e6
+}
+
 /// Hard bounds on input sizes (node ids are kept in u32).
 const MAX_APPLICANTS: usize = 50_000_000;
 const MAX_OFFICES: usize = 1_000_000;
@@ -1224,9 +1233,10 @@ impl Context<'_> {
         let mut warm = None;
         if spec.travel_costs && options.seed_arcs_per_zone > 0 && za >= options.seed_min_zones {
             let ts = std::time::Instant::now();
+            let cs = cpu_ms();
             let (seeded, coarse_flow) = self.seed_from_coarse(spec, candidates, options)?;
             if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE za {} seeding {:.0} ms seeded {}", za, ts.elapsed().as_secs_f64()*1e3, seeded);
+                eprintln!("TRACE za {} seeding {:.0} ms cpu {:.0} ms seeded {}", za, ts.elapsed().as_secs_f64()*1e3, cpu_ms()-cs, seeded);
             }
             stats.arcs_added_by_seeding += seeded;
             // Only the simplex starts from a flow, and only with unbounded class arcs (the
@@ -1422,18 +1432,20 @@ impl Context<'_> {
         let mut rounds = 0u32;
         loop {
             let t0 = std::time::Instant::now();
+            let c0 = cpu_ms();
             let p0 = stage.net.work();
             stage.net.solve(options.max_pivots)?;
             if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE za {} round {} solve {:.0} ms pivots {} arcs {}", self.active.len(), rounds, t0.elapsed().as_secs_f64()*1e3, stage.net.work()-p0, stage.net.arc_count());
+                eprintln!("TRACE za {} round {} solve {:.0} ms cpu {:.0} ms pivots {} arcs {}", self.active.len(), rounds, t0.elapsed().as_secs_f64()*1e3, cpu_ms()-c0, stage.net.work()-p0, stage.net.arc_count());
             }
             if rounds_limit.is_some_and(|limit| rounds >= limit) {
                 return Ok(rounds);
             }
             let t1 = std::time::Instant::now();
+            let c1 = cpu_ms();
             let found = self.price(&stage.net, arcs.spec.travel_costs, &arcs.node_of_zone);
             if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE price {:.0} ms found {}", t1.elapsed().as_secs_f64()*1e3, found.len());
+                eprintln!("TRACE price {:.0} ms cpu(main thread) {:.0} ms found {}", t1.elapsed().as_secs_f64()*1e3, cpu_ms()-c1, found.len());
             }
             if found.is_empty() {
                 return Ok(rounds);
@@ -1771,11 +1783,22 @@ impl Context<'_> {
                 })
             })
             .collect();
+        // Per service and entry day, each index node's largest office potential below it.
+        let sub_max: Vec<Vec<i64>> = (0..self.service_offices.len())
+            .flat_map(|s| {
+                let node_pi = &node_pi;
+                let index = &self.indexes[s];
+                (0..entries).map(move |entry| {
+                    index.subtree_max(|o| node_pi[za + o as usize * entries + entry])
+                })
+            })
+            .collect();
         // Zones are independent here: split them over the cores, keep their order.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = self.active.len().div_ceil(threads).max(PRICE_CHUNK_MIN);
-        let price_chunk =
-            |zones: &[u32]| self.price_zones(zones, &node_pi, &max_pi, travel_costs, node_of_zone);
+        let price_chunk = |zones: &[u32]| {
+            self.price_zones(zones, &node_pi, &max_pi, &sub_max, travel_costs, node_of_zone)
+        };
         if self.active.len() <= chunk {
             return price_chunk(self.active);
         }
@@ -1798,6 +1821,7 @@ impl Context<'_> {
         active: &[u32],
         node_pi: &[i64],
         max_pi: &[i64],
+        sub_max: &[Vec<i64>],
         travel_costs: bool,
         node_of_zone: &[u32],
     ) -> Vec<CandidateArc> {
@@ -1828,11 +1852,15 @@ impl Context<'_> {
                 }
                 zone.max_km
             };
-            self.indexes[zone.service].within(
-                &zone.point,
-                radius_km.min(std::f64::consts::PI * EARTH_RADIUS_KM),
-                &mut hits,
-            );
+            let radius_km = radius_km.min(std::f64::consts::PI * EARTH_RADIUS_KM);
+            let index = &self.indexes[zone.service];
+            if travel_costs {
+                // Only offices whose potential beats the zone's by more than the distance.
+                let sub_max = &sub_max[zone.service * entries + zone.entry];
+                index.within_gaining(&zone.point, radius_km, pi_z, sub_max, &mut hits);
+            } else {
+                index.within(&zone.point, radius_km, &mut hits);
+            }
             // Only the most negative few per zone and round: the rest are often priced out
             // by the next solve, and every extra arc slows every later pivot.
             let start = found.len();
@@ -1868,10 +1896,10 @@ impl Context<'_> {
                     ));
                 }
             }
-            if found.len() - start > per_zone {
-                found[start..].sort_unstable_by_key(|x| (x.0, x.1.office));
-                found.truncate(start + per_zone);
-            }
+            // Sorted whatever the order of the hits (the index's walk order is not part of
+            // the answer).
+            found[start..].sort_unstable_by_key(|x| (x.0, x.1.office));
+            found.truncate(start + per_zone);
         }
         found.into_iter().map(|x| x.1).collect()
     }

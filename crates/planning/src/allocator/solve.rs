@@ -71,15 +71,6 @@ use super::spatial::{dist2, unit_vector, OfficeIndex};
 mod warm;
 use warm::CoarseFlow;
 
-/// TEMP trace: this thread's CPU time in ms.
-fn cpu_ms() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
-        .unwrap_or(0.0)
-        / 1e6
-}
-
 /// Hard bounds on input sizes (node ids are kept in u32).
 const MAX_APPLICANTS: usize = 50_000_000;
 const MAX_OFFICES: usize = 1_000_000;
@@ -1232,12 +1223,7 @@ impl Context<'_> {
         }
         let mut warm = None;
         if spec.travel_costs && options.seed_arcs_per_zone > 0 && za >= options.seed_min_zones {
-            let ts = std::time::Instant::now();
-            let cs = cpu_ms();
             let (seeded, coarse_flow) = self.seed_from_coarse(spec, candidates, options)?;
-            if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE za {} seeding {:.0} ms cpu {:.0} ms seeded {}", za, ts.elapsed().as_secs_f64()*1e3, cpu_ms()-cs, seeded);
-            }
             stats.arcs_added_by_seeding += seeded;
             // Only the simplex starts from a flow, and only with unbounded class arcs (the
             // spread may unassign a few more applicants than the coarse optimum did).
@@ -1261,18 +1247,10 @@ impl Context<'_> {
                 && CostScaling::fits(spec.cost_bound, cycle_len_bound),
             node_of_zone,
         };
-        let tn = std::time::Instant::now();
         let mut stage = self.stage_network(&arcs, candidates, options.solver, cycle_len_bound)?;
-        if std::env::var_os("NOBAT_TRACE").is_some() {
-            eprintln!("TRACE za {} network {:.0} ms", za, tn.elapsed().as_secs_f64()*1e3);
-        }
         if let Some(spread) = warm {
-            let tw = std::time::Instant::now();
             let flow = spread.arc_flows(self, &stage, candidates, &arcs.node_of_zone);
-            let started = stage.net.start_from_flow(&flow);
-            if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE za {} warm start {} {:.0} ms diverted {}", za, started, tw.elapsed().as_secs_f64()*1e3, spread.diverted);
-            }
+            stats.warm_started = stage.net.start_from_flow(&flow);
         }
         let rounds =
             self.pricing_rounds(&arcs, &mut stage, candidates, options, stats, rounds_limit)?;
@@ -1431,22 +1409,11 @@ impl Context<'_> {
     ) -> Result<u32, AllocationError> {
         let mut rounds = 0u32;
         loop {
-            let t0 = std::time::Instant::now();
-            let c0 = cpu_ms();
-            let p0 = stage.net.work();
             stage.net.solve(options.max_pivots)?;
-            if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE za {} round {} solve {:.0} ms cpu {:.0} ms pivots {} arcs {}", self.active.len(), rounds, t0.elapsed().as_secs_f64()*1e3, cpu_ms()-c0, stage.net.work()-p0, stage.net.arc_count());
-            }
             if rounds_limit.is_some_and(|limit| rounds >= limit) {
                 return Ok(rounds);
             }
-            let t1 = std::time::Instant::now();
-            let c1 = cpu_ms();
             let found = self.price(&stage.net, arcs.spec.travel_costs, &arcs.node_of_zone);
-            if std::env::var_os("NOBAT_TRACE").is_some() {
-                eprintln!("TRACE price {:.0} ms cpu(main thread) {:.0} ms found {}", t1.elapsed().as_secs_f64()*1e3, cpu_ms()-c1, found.len());
-            }
             if found.is_empty() {
                 return Ok(rounds);
             }
@@ -1797,7 +1764,14 @@ impl Context<'_> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = self.active.len().div_ceil(threads).max(PRICE_CHUNK_MIN);
         let price_chunk = |zones: &[u32]| {
-            self.price_zones(zones, &node_pi, &max_pi, &sub_max, travel_costs, node_of_zone)
+            self.price_zones(
+                zones,
+                &node_pi,
+                &max_pi,
+                &sub_max,
+                travel_costs,
+                node_of_zone,
+            )
         };
         if self.active.len() <= chunk {
             return price_chunk(self.active);

@@ -253,7 +253,10 @@ fn boxes_rec(
     }
     let mid = lo + (hi - lo) / 2;
     let (mut low, mut high) = (points[mid], points[mid]);
-    for (l, h) in [boxes_rec(points, lo, mid, boxes), boxes_rec(points, mid + 1, hi, boxes)] {
+    for (l, h) in [
+        boxes_rec(points, lo, mid, boxes),
+        boxes_rec(points, mid + 1, hi, boxes),
+    ] {
         for a in 0..3 {
             low[a] = low[a].min(l[a]);
             high[a] = high[a].max(h[a]);

@@ -35,7 +35,9 @@ impl NetworkSimplex {
     /// a bound or a node balance; the next `solve` then starts from the artificial basis.
     pub fn start_from_flow(&mut self, flow: &[i64]) -> bool {
         let n = self.node_count;
-        if self.initialised || flow.len() != self.arc_count() || self.supply.iter().sum::<i64>() != 0
+        if self.initialised
+            || flow.len() != self.arc_count()
+            || self.supply.iter().sum::<i64>() != 0
         {
             return false;
         }
@@ -183,12 +185,26 @@ impl NetworkSimplex {
             if forest.depth[b] >= forest.depth[a] {
                 let arc = forest.parent_arc[b];
                 // Moving from b to its parent: forward if the arc leaves b.
-                cycle.push((arc, if self.source[arc] as usize == b { 1 } else { -1 }));
+                cycle.push((
+                    arc,
+                    if self.source[arc] as usize == b {
+                        1
+                    } else {
+                        -1
+                    },
+                ));
                 b = other(b, arc);
             } else {
                 let arc = forest.parent_arc[a];
                 // Later traversed from a's parent down to a: forward if the arc enters a.
-                down.push((arc, if self.target[arc] as usize == a { 1 } else { -1 }));
+                down.push((
+                    arc,
+                    if self.target[arc] as usize == a {
+                        1
+                    } else {
+                        -1
+                    },
+                ));
                 a = other(a, arc);
             }
         }
@@ -238,7 +254,10 @@ impl NetworkSimplex {
                 least[c] = u;
             }
         }
-        let reps: Vec<usize> = (0..n).filter(|&u| least[u] != NONE).map(|u| least[u]).collect();
+        let reps: Vec<usize> = (0..n)
+            .filter(|&u| least[u] != NONE)
+            .map(|u| least[u])
+            .collect();
         self.artificial_arcs(&reps);
         self.hang_components(&reps);
     }

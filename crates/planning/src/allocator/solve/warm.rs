@@ -39,7 +39,11 @@ impl CoarseFlow {
         Self {
             parent,
             zone_office,
-            unassigned: net.unassigned_arc.iter().map(|&a| net.net.flow(a)).collect(),
+            unassigned: net
+                .unassigned_arc
+                .iter()
+                .map(|&a| net.net.flow(a))
+                .collect(),
             day_flow: net.day_arc.iter().map(|&a| net.net.flow(a)).collect(),
             chain_flow: net.chain_arc.iter().map(|&a| net.net.flow(a)).collect(),
         }
@@ -54,8 +58,6 @@ pub(super) struct SpreadFlow {
     unassigned: Vec<i64>,
     day_flow: Vec<i64>,
     chain_flow: Vec<i64>,
-    /// Applicants sent unassigned because their coarse zone's office is beyond their reach.
-    pub(super) diverted: i64,
 }
 
 impl Context<'_> {
@@ -84,7 +86,6 @@ impl Context<'_> {
             unassigned: vec![0; self.zones.len()],
             day_flow: coarse.day_flow.clone(),
             chain_flow: coarse.chain_flow.clone(),
-            diverted: 0,
         };
         // Seats an office entry gives back: (office, entry, applicants).
         let mut given_back: Vec<(u32, usize, i64)> = Vec::new();
@@ -93,8 +94,7 @@ impl Context<'_> {
         let mut targets: Vec<(Option<u32>, i64)> = Vec::new();
         for p in 0..coarse_count {
             targets.clear();
-            while cursor < coarse.zone_office.len() && coarse.zone_office[cursor].0 as usize == p
-            {
+            while cursor < coarse.zone_office.len() && coarse.zone_office[cursor].0 as usize == p {
                 let (_, o, f) = coarse.zone_office[cursor];
                 targets.push((Some(o), f));
                 cursor += 1;
@@ -113,7 +113,6 @@ impl Context<'_> {
                             Some(d) => spread.zone_office.push((z, o, take, d)),
                             None => {
                                 spread.unassigned[z as usize] += take;
-                                spread.diverted += take;
                                 given_back.push((o, zone.entry, take));
                             }
                         },
@@ -218,8 +217,20 @@ impl SpreadFlow {
                 class_flow[ctx.class_of_zone[z as usize]] += f;
             }
         }
-        flow.extend(stage.day_arc.iter().copied().zip(self.day_flow.iter().copied()));
-        flow.extend(stage.chain_arc.iter().copied().zip(self.chain_flow.iter().copied()));
+        flow.extend(
+            stage
+                .day_arc
+                .iter()
+                .copied()
+                .zip(self.day_flow.iter().copied()),
+        );
+        flow.extend(
+            stage
+                .chain_arc
+                .iter()
+                .copied()
+                .zip(self.chain_flow.iter().copied()),
+        );
         flow.extend(stage.class_to_sink.iter().copied().zip(class_flow));
         flow
     }

@@ -74,6 +74,26 @@ fn bench_solvers(c: &mut Criterion) {
 /// (about a minute per sample on a 2-core machine). Prints the mean of each phase (build:
 /// zones, candidates, network; solve: coarse seed, simplex, pricing; seat: seat order and
 /// outcomes), so a change can be read per phase.
+///
+/// Figures (issue 26, `cargo run --release -p nobat-planning --example saturated -- 1000000
+/// SEED` under `/usr/bin/time -v`, main's binary and the warm-start one back to back on this
+/// shared 2-core machine, load 2-6; the same generator as this bench):
+///
+/// | seed | build | placed | cost (m) | pivots | build | solve | seat | wall | user CPU | peak RSS |
+/// |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+/// | 1 | main | 991,807 | 79,868,963,620 | 2,308,097 | 1.6 s | 53.1 s | 0.8 s | 56.3 s | 50.0 s | 467 MB |
+/// | 1 | warm start | 991,807 | 79,868,963,620 | 380,101 | 1.4 s | 17.0 s | 1.0 s | 20.0 s | 19.4 s | 467 MB |
+/// | 7 | main | 992,584 | 82,266,659,119 | 3,005,171 | 1.3 s | 77.4 s | 1.0 s | 80.4 s | 81.1 s | 472 MB |
+/// | 7 | warm start | 992,584 | 82,266,659,119 | 490,830 | 1.4 s | 20.8 s | 0.9 s | 23.8 s | 24.2 s | 501 MB |
+/// | 3 | warm start | 995,688 | 82,243,787,773 | 484,195 | 1.6 s | 29.7 s | 1.0 s | 33.2 s | | 503 MB |
+///
+/// The solve by stage (seed 1, phase timers, wall under load): main: coarse seed 3.0 s, first
+/// fine solve 36.5 s (2.14 M pivots), four warm re-solves after pricing 10.3 s, five pricing
+/// scans 7.1 s. Warm start: coarse seed with the spread flow 4.6 s, first fine solve 10.9 s
+/// (0.27 M pivots, 5.1 s CPU), four re-solves 11.2 s (0.11 M pivots, 5.6 s CPU), five
+/// pricing scans 4.7 s. Still above the issue's 10 s: the pivots left re-hang large subtrees
+/// (their potential updates are most of the simplex time) and the re-solve after the first
+/// pricing round takes 0.1 M pivots.
 fn bench_saturated(c: &mut Criterion) {
     let applicants: usize = std::env::var("NOBAT_BENCH_SATURATED")
         .ok()

@@ -26,6 +26,16 @@ fn main() {
         .iter()
         .filter(|o| matches!(o, nobat_planning::allocator::Outcome::Assigned(_)))
         .count();
+    let st = &allocation.stats;
+    println!(
+        "zones {} arcs {} (seeded {}, priced {} in {} rounds), warm start {}",
+        st.zones,
+        st.arcs,
+        st.arcs_added_by_seeding,
+        st.arcs_added_by_pricing,
+        st.pricing_rounds,
+        st.warm_started
+    );
     println!(
         "{applicants} seed {seed}: placed {placed} cost {} m pivots {} | build {:.0} ms solve {:.0} ms seat {:.0} ms",
         allocation.stats.total_cost_m,

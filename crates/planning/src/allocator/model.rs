@@ -186,6 +186,9 @@ pub struct SolveStats {
     pub arcs_added_by_seeding: usize,
     pub pricing_rounds: u32,
     pub pivots: u64,
+    /// The final network's simplex started from the coarse optimum's flow (spread over the
+    /// zones) rather than from the artificial basis.
+    pub warm_started: bool,
     /// The algorithm that solved the final network: the one asked for, unless it cannot
     /// take this network (cost scaling's scaled costs overflow; office paths with entry
     /// days), when the simplex does.

@@ -25,6 +25,8 @@
 
 use thiserror::Error;
 
+mod warm_start;
+
 /// Capacity meaning "no upper bound".
 pub const CAPACITY_UNBOUNDED: i64 = i64::MAX;
 
@@ -133,7 +135,7 @@ impl NetworkSimplex {
             inside_mark: Vec::new(),
             stamp: 0,
             path: Vec::new(),
-            walk_up_factor: 4,
+            walk_up_factor: 16,
             dirty_revs: Vec::new(),
             initialised: false,
             cost_bound: cost_bound.max(0),
@@ -869,6 +871,123 @@ mod tests {
             assert_eq!(costs[0], costs[1]);
             assert_eq!(costs[0], costs[2]);
         }
+    }
+
+    /// Starting from any feasible flow (here: supply routed greedily over arcs, which
+    /// leaves cycles of free arcs to cancel) gives the cold start's optimum, with zone
+    /// potentials derived or stored, through a warm restart too.
+    #[test]
+    fn start_from_a_feasible_flow_matches_the_cold_optimum() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+        let mut warm_starts = 0;
+        for _ in 0..300 {
+            let sources = rng.gen_range(1..30);
+            let middles = rng.gen_range(1..6);
+            let n = sources + middles + 2;
+            let (unplaced, sink) = (sources + middles, sources + middles + 1);
+            let mut supply = vec![0i64; n];
+            for s in supply.iter_mut().take(sources) {
+                *s = rng.gen_range(1..6);
+            }
+            supply[sink] = -supply.iter().sum::<i64>();
+            let mut arcs = Vec::new();
+            for s in 0..sources {
+                for m in 0..middles {
+                    if rng.gen_bool(0.6) {
+                        arcs.push((s, sources + m, CAPACITY_UNBOUNDED, rng.gen_range(0..50)));
+                    }
+                }
+                arcs.push((s, unplaced, CAPACITY_UNBOUNDED, 1_000));
+            }
+            for m in 0..middles {
+                arcs.push((sources + m, sink, rng.gen_range(0..8), rng.gen_range(0..10)));
+                arcs.push((
+                    sources + m,
+                    sink,
+                    rng.gen_range(0..8),
+                    rng.gen_range(10..20),
+                ));
+            }
+            arcs.push((unplaced, sink, CAPACITY_UNBOUNDED, 0));
+            // A feasible flow: each source fills its middles in arc order while they have
+            // room on their day arcs, the rest goes unplaced.
+            let mut flow = vec![0i64; arcs.len()];
+            let mut room = vec![0i64; n];
+            for a in arcs.iter().filter(|a| a.1 == sink && a.0 != unplaced) {
+                room[a.0] += a.2;
+            }
+            let mut into = vec![0i64; n];
+            for (s, &source_supply) in supply.iter().enumerate().take(sources) {
+                let mut left = source_supply;
+                for (i, a) in arcs.iter().enumerate() {
+                    if a.0 == s && left > 0 {
+                        let take = if a.1 == unplaced {
+                            left
+                        } else {
+                            left.min(room[a.1] - into[a.1])
+                        };
+                        flow[i] += take;
+                        into[a.1] += take;
+                        left -= take;
+                    }
+                }
+            }
+            for (i, a) in arcs.iter().enumerate() {
+                if a.1 == sink {
+                    let take = into[a.0].min(a.2);
+                    flow[i] = take;
+                    into[a.0] -= take;
+                }
+            }
+            let mut cold = NetworkSimplex::new(supply.clone(), 1_000);
+            for &(a, b, c, w) in &arcs {
+                cold.add_arc(a, b, c, w).unwrap();
+            }
+            cold.solve(1_000_000).unwrap();
+            for derived in [0, sources] {
+                let mut ns = NetworkSimplex::new(supply.clone(), 1_000);
+                ns.derive_potentials_of_first(derived);
+                for &(a, b, c, w) in &arcs {
+                    ns.add_arc(a, b, c, w).unwrap();
+                }
+                assert!(ns.start_from_flow(&flow), "a feasible flow is accepted");
+                warm_starts += 1;
+                ns.solve(1_000_000).unwrap();
+                assert_eq!(ns.total_cost(), cold.total_cost());
+                // A cheap arc added afterwards: the warm restart still reaches the optimum.
+                let extra = (
+                    0,
+                    sources + rng.gen_range(0..middles),
+                    CAPACITY_UNBOUNDED,
+                    0,
+                );
+                ns.add_arc(extra.0, extra.1, extra.2, extra.3).unwrap();
+                ns.solve(1_000_000).unwrap();
+                let mut reference = NetworkSimplex::new(supply.clone(), 1_000);
+                for &(a, b, c, w) in arcs.iter().chain(std::iter::once(&extra)) {
+                    reference.add_arc(a, b, c, w).unwrap();
+                }
+                reference.solve(1_000_000).unwrap();
+                assert_eq!(ns.total_cost(), reference.total_cost());
+            }
+        }
+        assert_eq!(warm_starts, 600);
+    }
+
+    /// A flow that breaks a balance or a bound is declined and the solve starts cold.
+    #[test]
+    fn an_infeasible_starting_flow_is_declined() {
+        let mut ns = NetworkSimplex::new(vec![3, 0, -3], 10);
+        ns.add_arc(0, 1, CAPACITY_UNBOUNDED, 1).unwrap();
+        ns.add_arc(1, 2, 2, 1).unwrap();
+        ns.add_arc(0, 2, CAPACITY_UNBOUNDED, 5).unwrap();
+        assert!(!ns.start_from_flow(&[3, 3, 0]), "over capacity");
+        assert!(!ns.start_from_flow(&[2, 2, 0]), "unbalanced");
+        assert!(!ns.start_from_flow(&[2, 2]), "wrong length");
+        ns.solve(100).unwrap();
+        assert_eq!(ns.total_cost(), 2 * 2 + 5);
+        assert!(!ns.start_from_flow(&[2, 2, 1]), "already solved");
     }
 
     fn cycle_cancelling(n: usize, supply: &[i64], arcs: &[(usize, usize, i64, i64)]) -> i64 {

@@ -27,7 +27,7 @@ use super::{sqlite_sql, EntryRow, Store, StoreError};
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntryChange {
     /// Make or replace the citizen's entry (its `created_at`/`updated_at` are the batch's).
-    Put(EntryRow),
+    Put(Box<EntryRow>),
     Withdraw {
         ballot_id: String,
         national_code: String,
@@ -72,8 +72,8 @@ pub enum EntryRefusal {
 /// What a change did, known after the commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntryWrite {
-    Created(EntryRow),
-    Updated(EntryRow),
+    Created(Box<EntryRow>),
+    Updated(Box<EntryRow>),
     Withdrawn,
     /// A withdrawal found no entry.
     NoEntry,
@@ -176,8 +176,8 @@ fn stored(e: &EntryRow, created_at: Option<i64>, now: i64) -> EntryWrite {
     row.created_at = created_at.unwrap_or(now);
     row.outcome = None;
     match created_at {
-        Some(_) => EntryWrite::Updated(row),
-        None => EntryWrite::Created(row),
+        Some(_) => EntryWrite::Updated(Box::new(row)),
+        None => EntryWrite::Created(Box::new(row)),
     }
 }
 
@@ -336,7 +336,7 @@ async fn pg_entries(
     let puts: Vec<&EntryRow> = changes
         .iter()
         .filter_map(|c| match c {
-            EntryChange::Put(e) => Some(e),
+            EntryChange::Put(e) => Some(e.as_ref()),
             EntryChange::Withdraw { .. } => None,
         })
         .collect();
@@ -368,7 +368,7 @@ async fn pg_entries(
         .iter()
         .zip(&steps)
         .filter_map(|(c, s)| match (c, s) {
-            (EntryChange::Put(e), EntryStep::Upsert) => Some(e),
+            (EntryChange::Put(e), EntryStep::Upsert) => Some(e.as_ref()),
             _ => None,
         })
         .collect();
@@ -496,10 +496,10 @@ mod tests {
     #[test]
     fn each_change_is_decided_on_what_the_batch_read() {
         let changes = vec![
-            EntryChange::Put(entry("111", "a1", "p1")),
-            EntryChange::Put(entry("333", "a1", "p1")),
-            EntryChange::Put(entry("222", "a2", "p1")),
-            EntryChange::Put(entry("444", "a9", "p1")),
+            EntryChange::Put(Box::new(entry("111", "a1", "p1"))),
+            EntryChange::Put(Box::new(entry("333", "a1", "p1"))),
+            EntryChange::Put(Box::new(entry("222", "a2", "p1"))),
+            EntryChange::Put(Box::new(entry("444", "a9", "p1"))),
             EntryChange::Withdraw {
                 ballot_id: "b1".into(),
                 national_code: "555".into(),
@@ -524,7 +524,7 @@ mod tests {
             ]
         );
         let unpaid = decide(
-            &[EntryChange::Put(entry("111", "a1", "p9"))],
+            &[EntryChange::Put(Box::new(entry("111", "a1", "p9")))],
             &facts("open"),
             150,
         );
@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn nothing_is_taken_outside_the_window_or_once_closing() {
-        let put = [EntryChange::Put(entry("111", "a1", "p1"))];
+        let put = [EntryChange::Put(Box::new(entry("111", "a1", "p1")))];
         for (status, now) in [
             ("open", 200),
             ("open", 99),

@@ -400,7 +400,11 @@ pub async fn put_ballot_entry(
     };
     // Acknowledged after the entry writer's batch committed; the batch checks the
     // application, the payment and the ballot's stored status.
-    match state.engine.change_entry(EntryChange::Put(row)).await? {
+    match state
+        .engine
+        .change_entry(EntryChange::Put(Box::new(row)))
+        .await?
+    {
         EntryWrite::Created(e) => Ok((StatusCode::CREATED, Json(entry_dto(&e))).into_response()),
         EntryWrite::Updated(e) => Ok((StatusCode::OK, Json(entry_dto(&e))).into_response()),
         other => Err(not_made(&b, other, now)),

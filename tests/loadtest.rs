@@ -497,3 +497,79 @@ async fn surge_through_the_room_on_postgres_passes_the_pass_audit() {
     }
     db.drop_db().await;
 }
+
+/// `ballot-day.toml`, shrunk to the small network and a few seconds (20 % of its rates, 8 %
+/// of its length): the journeys enter, change and withdraw entries, bots hammer, the server
+/// closes the ballot after the window, and the audit's ballot checks pass.
+async fn ballot_day(dir: &std::path::Path, database_url: Option<String>) {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/loadtest/ballot-day.toml"
+    ));
+    let mut scenario = LoadScenario::load(&path).expect("ballot-day loads");
+    scenario.server_scenario =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.toml"));
+    scenario.scale_rates(0.05);
+    scenario.scale_duration(0.08);
+    scenario.drain_secs = 5.0;
+    scenario.behaviour.think_ms_min = 20;
+    scenario.behaviour.think_ms_max = 200;
+    scenario.behaviour.bot_identities = 2;
+    scenario.behaviour.bot_requests = 10;
+    scenario.server.ready_timeout_secs = 60;
+    let outcome = run(RunConfig {
+        scenario,
+        scenario_path: path,
+        rate_scale: 1.0,
+        target: Target::Spawn(spec(dir, database_url)),
+        out_dir: dir.join("report"),
+        crash_after: None,
+        generator_cpus: None,
+    })
+    .await
+    .unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        panic!("run failed: {e}\nserver log:\n{log}")
+    });
+    let r = &outcome.report;
+    assert!(
+        r.audit.passed,
+        "audit failed:\n{}\n{}",
+        r.audit.failures(),
+        serde_json::to_string_pretty(&r.totals).unwrap()
+    );
+    for name in [
+        "ballot_published",
+        "acknowledged_entries_in_input",
+        "ballot_office_days_within_capacity",
+        "placed_entries_one_appointment",
+        "bots_within_their_share",
+        "ballot_verify",
+    ] {
+        assert!(r.audit.check(name).is_some(), "{name} was not checked");
+    }
+    let ballot = r.ballot.as_ref().expect("ballot figures");
+    assert!(ballot.entries >= 10, "{ballot:?}");
+    assert!(ballot.placed > 0, "{ballot:?}");
+    assert!(
+        ballot.bot_entries <= 2,
+        "two bot identities, one entry each: {ballot:?}"
+    );
+    assert!(outcome.journal.entry_puts.acked >= ballot.entries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ballot_day_on_sqlite_passes_the_ballot_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    ballot_day(dir.path(), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ballot_day_on_postgres_passes_the_ballot_audit() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    ballot_day(dir.path(), Some(db.url.clone())).await;
+    db.drop_db().await;
+}

@@ -41,6 +41,9 @@ pub struct AuditParams {
     pub hold_allowance_secs: i64,
     /// The run's waiting room, if it had one (`bookings_carried_a_valid_pass` is checked).
     pub room_id: Option<String>,
+    /// The run's ballot, if it was a ballot day (`ballot_audit`'s checks are added, and the
+    /// appointments its close booked are not counted as first-come bookings).
+    pub ballot_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -112,7 +115,15 @@ pub async fn audit(
         slot_seats_match(store).await?,
         one_active_per_citizen_service(store).await?,
     ];
-    let rows = appointments_since(store, p.since_unix).await?;
+    let mut rows = appointments_since(store, p.since_unix).await?;
+    if let Some(ballot_id) = &p.ballot_id {
+        let placed: std::collections::HashSet<String> = on_pool!(store, pool, q = "SELECT tracking_code FROM ballot_entries WHERE ballot_id = $1 AND tracking_code IS NOT NULL" => {
+            sqlx::query_scalar::<_, String>(q).bind(ballot_id).fetch_all(pool).await?
+        })
+        .into_iter()
+        .collect();
+        rows.retain(|r| !placed.contains(&r.0));
+    }
     checks.push(acknowledged_bookings_present(journal, &rows));
     checks.push(hold_expiry(store, p).await?);
     checks.push(release_expiry(store, p).await?);

@@ -111,6 +111,8 @@ pub struct Ctx {
     pub stop_at: Instant,
     /// The waiting room in front of the booking writes, if the scenario has one.
     pub room_id: Option<String>,
+    /// A ballot day's ballot: the journeys enter it instead of booking.
+    pub ballot_id: Option<String>,
 }
 
 impl Ctx {
@@ -744,6 +746,9 @@ async fn run_journey(
     if takes_a_seat && ctx.room_id.is_some() {
         wait_in_room(ctx, user, &citizen).await?;
     }
+    if let Some(ballot_id) = &ctx.ballot_id {
+        return ballot_journey(ctx, user, kind, citizen, ballot_id).await;
+    }
     match kind {
         JourneyKind::Browse => {
             login(ctx, user, &citizen).await?;
@@ -928,6 +933,152 @@ async fn bot(
                 stats.bot_holds_granted += 1;
             }
             ctx.journal().holds.add(reply.knowledge());
+        });
+    }
+    while shots.join_next().await.is_some() {}
+    Ok("hammered")
+}
+
+/// A ballot day's journey (see `scenario::BallotOptions`).
+async fn ballot_journey(
+    ctx: &Arc<Ctx>,
+    user: &mut User,
+    kind: JourneyKind,
+    citizen: CitizenRecord,
+    ballot_id: &str,
+) -> Result<&'static str, String> {
+    let path = format!("/v1/ballots/{ballot_id}/entry");
+    match kind {
+        JourneyKind::Browse => {
+            let path = format!("/v1/ballots/{ballot_id}");
+            match call(ctx, user, Endpoint::Ballot, Method::GET, &path, None).await {
+                Reply::Ok(_) => Ok("browsed"),
+                other => Err(format!("ballot: {}", other.outcome())),
+            }
+        }
+        JourneyKind::Bot => bot_entries(ctx, user, citizen, &path).await,
+        JourneyKind::DeclinedPayment => {
+            let ready = apply_and_pay(ctx, user, citizen, true).await?;
+            match enter(ctx, user, &ready, &path, false).await {
+                Ok(()) => Err("entry: entered with a declined payment".into()),
+                Err(e) => Err(e),
+            }
+        }
+        _ => {
+            let ready = apply_and_pay(ctx, user, citizen, false).await?;
+            enter(ctx, user, &ready, &path, false).await?;
+            user.think(ctx);
+            match kind {
+                JourneyKind::Reschedule => {
+                    enter(ctx, user, &ready, &path, true).await?;
+                    Ok("entry_changed")
+                }
+                JourneyKind::Cancel => {
+                    let code = ready.citizen.national_code.to_string();
+                    let reply =
+                        call(ctx, user, Endpoint::Withdraw, Method::DELETE, &path, None).await;
+                    ctx.journal().withdrew(&code, reply.knowledge());
+                    match reply {
+                        Reply::Ok(_) => Ok("withdrawn"),
+                        other => Err(format!("withdraw: {}", other.outcome())),
+                    }
+                }
+                _ => Ok("entered"),
+            }
+        }
+    }
+}
+
+/// The body of an entry: near home within the ballot's `max_km`, or (`changed`) the same
+/// with mornings only.
+fn entry_body(ctx: &Ctx, ready: &Ready, changed: bool) -> Value {
+    let max_km = ctx.scenario.ballot.as_ref().map_or(50.0, |b| b.max_km);
+    let p = ready.citizen.location;
+    json!({
+        "application_id": ready.application_id,
+        "payment_id": ready.payment_id,
+        "preferences": {
+            "near": { "lat": p.lat, "lon": p.lon },
+            "max_km": max_km,
+            "part_of_day": if changed { "morning" } else { "any" },
+        },
+    })
+}
+
+/// Enters the ballot (or changes the entry) and journals the answer.
+async fn enter(
+    ctx: &Ctx,
+    user: &mut User,
+    ready: &Ready,
+    path: &str,
+    changed: bool,
+) -> Result<(), String> {
+    let body = entry_body(ctx, ready, changed);
+    let reply = call(ctx, user, Endpoint::Entry, Method::PUT, path, Some(&body)).await;
+    let key = match &reply {
+        Reply::Ok(v) => v["entry_key"].as_str().map(str::to_string),
+        _ => None,
+    };
+    let code = ready.citizen.national_code.to_string();
+    ctx.journal().entered(&code, reply.knowledge(), key, false);
+    match reply {
+        Reply::Ok(_) => Ok(()),
+        other => Err(format!("entry: {}", other.outcome())),
+    }
+}
+
+/// A bot on a ballot day: one identity that fires entries without waiting for answers. The
+/// server keeps one entry per citizen and ballot, so however many shots it fires it holds one
+/// entry, and the close gives it at most one seat.
+async fn bot_entries(
+    ctx: &Arc<Ctx>,
+    user: &mut User,
+    citizen: CitizenRecord,
+    path: &str,
+) -> Result<&'static str, String> {
+    let identity = citizen.national_code.to_string();
+    user.address = address_of(u64::from(crc_of(&identity)) | 0x80_0000);
+    ctx.stats().bot_identities.insert(crc_of(&identity).into());
+    let ready = apply_and_pay(ctx, user, citizen, false).await?;
+    let body = entry_body(ctx, &ready, false);
+    let b = &ctx.scenario.behaviour;
+    let mut shots = tokio::task::JoinSet::new();
+    let first = Instant::now().max(user.due);
+    for n in 0..b.bot_requests {
+        let mut shooter = User {
+            id: user.id,
+            rng: ChaCha8Rng::seed_from_u64(n as u64),
+            token: user.token.clone(),
+            impatient: true,
+            due: first + Duration::from_millis(b.bot_interval_ms * n as u64),
+            arrived: user.arrived,
+            requests: 1_000_000 + u64::from(n) * 1_000,
+            address: user.address.clone(),
+            pass: None,
+            admitted: false,
+        };
+        let (ctx, body, path, identity) = (
+            ctx.clone(),
+            body.clone(),
+            path.to_string(),
+            identity.clone(),
+        );
+        shots.spawn(async move {
+            let reply = call(
+                &ctx,
+                &mut shooter,
+                Endpoint::Entry,
+                Method::PUT,
+                &path,
+                Some(&body),
+            )
+            .await;
+            let key = match &reply {
+                Reply::Ok(v) => v["entry_key"].as_str().map(str::to_string),
+                _ => None,
+            };
+            ctx.journal()
+                .entered(&identity, reply.knowledge(), key, true);
         });
     }
     while shots.join_next().await.is_some() {}

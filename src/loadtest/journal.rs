@@ -49,6 +49,18 @@ impl Outcomes {
     }
 }
 
+/// What the server said of one citizen's ballot entry, after the last definite answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckedEntry {
+    /// `Yes`: the last change answered 2xx was an entry (under `entry_key`); `No`: a
+    /// withdrawal answered 204 after it; `Unknown`: a change got no definite answer after the
+    /// last definite one (it may or may not be stored).
+    pub entered: Knowledge,
+    pub entry_key: Option<String>,
+    /// A bot identity's entry.
+    pub bot: bool,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Journal {
     pub appointments: BTreeMap<String, AckedAppointment>,
@@ -60,6 +72,10 @@ pub struct Journal {
     /// The latest expiry of any hold the server granted (Unix seconds), so the run can wait
     /// for it before the audit and the expiry check has something to check.
     pub latest_hold_expiry_unix: Option<i64>,
+    /// A ballot day: each citizen's entry as the server acknowledged it, by national code.
+    pub entries: BTreeMap<String, AckedEntry>,
+    pub entry_puts: Outcomes,
+    pub withdrawals: Outcomes,
 }
 
 impl Journal {
@@ -75,6 +91,50 @@ impl Journal {
                 (Knowledge::Unknown, _) | (_, Knowledge::Unknown) => Knowledge::Unknown,
                 _ => Knowledge::No,
             };
+        }
+    }
+
+    /// An entry or a change of it (`PUT`), answered as `k` (with the stored entry's key).
+    pub fn entered(&mut self, national_code: &str, k: Knowledge, key: Option<String>, bot: bool) {
+        self.entry_puts.add(k);
+        self.entry_change(national_code, k, Knowledge::Yes, key, bot);
+    }
+
+    /// A withdrawal, answered as `k`.
+    pub fn withdrew(&mut self, national_code: &str, k: Knowledge) {
+        self.withdrawals.add(k);
+        self.entry_change(national_code, k, Knowledge::No, None, false);
+    }
+
+    fn entry_change(
+        &mut self,
+        national_code: &str,
+        k: Knowledge,
+        made: Knowledge,
+        key: Option<String>,
+        bot: bool,
+    ) {
+        let e = self
+            .entries
+            .entry(national_code.to_string())
+            .or_insert(AckedEntry {
+                entered: Knowledge::No,
+                entry_key: None,
+                bot,
+            });
+        match k {
+            Knowledge::Yes => {
+                e.entered = made;
+                if key.is_some() {
+                    e.entry_key = key;
+                }
+            }
+            // Bots share identities and fire at once: an entry some shot got acknowledged
+            // stays (bots never withdraw); anyone else's unanswered change leaves it open.
+            Knowledge::Unknown if !(bot && e.entered == Knowledge::Yes) => {
+                e.entered = Knowledge::Unknown
+            }
+            _ => {}
         }
     }
 

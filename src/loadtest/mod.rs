@@ -15,6 +15,7 @@
 //! timeout and a bounded number of attempts. Targets are loopback only.
 
 pub mod audit;
+pub mod ballot_audit;
 pub mod cpu;
 pub mod flow;
 pub mod journal;
@@ -155,6 +156,24 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         }
         (None, _) => None,
     };
+    let ballot_id = match (&scenario.ballot, &spawned) {
+        (Some(ballot), Some(server)) => Some(
+            create_ballot(
+                &client,
+                &reached.base_url,
+                server.admin_token(),
+                ballot,
+                scenario.duration_secs(),
+            )
+            .await?,
+        ),
+        (Some(_), None) => {
+            return Err(LoadtestError::Server(
+                "a scenario with a [ballot] needs --spawn (the generator creates the ballot with the server's admin token)".into(),
+            ))
+        }
+        (None, _) => None,
+    };
     let started_at = chrono::Utc::now();
     let since_unix = started_at.timestamp() - 1;
     let t0 = Instant::now();
@@ -173,6 +192,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         t0,
         stop_at,
         room_id: room_id.clone(),
+        ballot_id: ballot_id.clone(),
     });
 
     let pid = spawned.as_ref().and_then(SpawnedServer::pid);
@@ -199,6 +219,9 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     if spawned.is_some() {
         settle(&journal, reached.sweep_secs).await;
     }
+    if let (Some(id), Some(b)) = (&ballot_id, &scenario.ballot) {
+        await_publication(&ctx.client, &reached.base_url, id, b.publish_wait_secs).await;
+    }
     let wall_secs = t0.elapsed().as_secs_f64();
 
     // The audit, against the database, with the server still up (its sweeper keeps running).
@@ -210,9 +233,10 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
             + HOLD_GRACE_SECS
             + downtime.ceil() as i64,
         room_id: room_id.clone(),
+        ballot_id: ballot_id.clone(),
     };
     let journal = journal.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let audit_result = audit_database(&reached.store, &journal, &audit_params).await;
+    let audit_result = audit_with_ballot(&reached.store, &journal, &audit_params).await;
     let room_order = match &room_id {
         Some(id) => Some(room_order_of(&reached.store, id).await?),
         None => None,
@@ -220,7 +244,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     if let Some(server) = &spawned {
         server.lock().await.stop().await;
     }
-    let audit_report = audit_result?;
+    let (audit_report, ballot_figures) = audit_result?;
 
     let mut report = report::build(
         scenario_info(&config, &scenario),
@@ -234,6 +258,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
     );
     report.server_cpu = server_cpu;
     report.surge = room_report::surge_figures(&stats_lock(&stats), &report, room_order);
+    report.ballot = ballot_figures;
     report::write(&config.out_dir, &report)?;
     Ok(RunOutcome {
         report,
@@ -608,12 +633,97 @@ pub async fn audit_database(
     journal: &Journal,
     params: &AuditParams,
 ) -> Result<AuditReport, LoadtestError> {
+    Ok(audit_with_ballot(config, journal, params).await?.0)
+}
+
+/// The audit, and a ballot day's figures.
+async fn audit_with_ballot(
+    config: &StoreConfig,
+    journal: &Journal,
+    params: &AuditParams,
+) -> Result<(AuditReport, Option<ballot_audit::BallotFigures>), LoadtestError> {
     let mut config = config.clone();
     config.max_connections = 2;
     let store = Store::connect(&config).await?;
     let result = audit::audit(&store, journal, params).await;
+    let result = match (result, &params.ballot_id) {
+        (Ok(mut report), Some(id)) => {
+            match ballot_audit::ballot_checks(&store, journal, id).await {
+                Ok((checks, figures)) => {
+                    report.checks.extend(checks);
+                    report.passed = report.checks.iter().all(|c| c.passed);
+                    Ok((report, Some(figures)))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (result, _) => result.map(|r| (r, None)),
+    };
     store.close().await;
     Ok(result?)
+}
+
+/// The run's ballot, through the admin API: every province, the applicants' service, open
+/// from now, closing `close_after_secs` after the arrivals, its seats `seat_days` days from
+/// `seat_days_from` days after today (Iran's dates).
+async fn create_ballot(
+    client: &reqwest::Client,
+    base_url: &str,
+    admin_token: &str,
+    ballot: &scenario::BallotOptions,
+    arrival_secs: f64,
+) -> Result<String, LoadtestError> {
+    let now = chrono::Utc::now();
+    // Whole seconds: the close time is compared with the server's clock in seconds.
+    let at = |secs: f64| {
+        chrono::DateTime::from_timestamp(now.timestamp() + secs.ceil() as i64, 0)
+            .unwrap_or_default()
+            .to_rfc3339()
+    };
+    let today = crate::domain::time::iran_local(now).date();
+    let from = today + chrono::Days::new(u64::from(ballot.seat_days_from));
+    let to = from + chrono::Days::new(u64::from(ballot.seat_days) - 1);
+    let body = serde_json::json!({
+        "service": flow::SERVICE,
+        "opens_at": at(0.0),
+        "closes_at": at(arrival_secs + ballot.close_after_secs),
+        "seats": { "from_date": from.to_string(), "to_date": to.to_string() },
+        "max_km": ballot.max_km,
+    });
+    let fail = |e: String| LoadtestError::Server(format!("creating the ballot: {e}"));
+    let resp = client
+        .post(format!("{base_url}/v1/admin/ballots"))
+        .bearer_auth(admin_token)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+    match v["ballot_id"].as_str() {
+        Some(id) if status.is_success() => Ok(id.to_string()),
+        _ => Err(fail(format!("{status}: {v}"))),
+    }
+}
+
+/// Waits (up to `wait_secs`) for the server to close and publish the ballot; the audit says
+/// whether it did.
+async fn await_publication(client: &reqwest::Client, base_url: &str, id: &str, wait_secs: f64) {
+    let until = Instant::now() + Duration::from_secs_f64(wait_secs);
+    while Instant::now() < until {
+        let status = match client
+            .get(format!("{base_url}/v1/ballots/{id}"))
+            .send()
+            .await
+        {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        if status.is_some_and(|v| v["status"] == "published") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The room's order figures, from its tickets in the database under test.

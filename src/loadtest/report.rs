@@ -101,6 +101,9 @@ pub struct JournalSummary {
     pub releases: Outcomes,
     pub cancels: Outcomes,
     pub reschedules: Outcomes,
+    /// A ballot day: entry requests (`PUT`) and withdrawals, as answered.
+    pub entry_puts: Outcomes,
+    pub withdrawals: Outcomes,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +125,9 @@ pub struct Report {
     pub server_cpu: Option<super::cpu::ServerCpu>,
     /// What a waiting room is judged by (set after the run; with or without a room).
     pub surge: super::room_report::SurgeFigures,
+    /// A ballot day's close (set after the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ballot: Option<super::ballot_audit::BallotFigures>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -222,12 +228,15 @@ pub fn build(
             releases: journal.releases,
             cancels: journal.cancels,
             reschedules: journal.reschedules,
+            entry_puts: journal.entry_puts,
+            withdrawals: journal.withdrawals,
         },
         crash,
         timeline,
         audit,
         server_cpu: None,
         surge: Default::default(),
+        ballot: None,
     }
 }
 
@@ -289,6 +298,21 @@ pub fn markdown(r: &Report) -> String {
         r.scenario.booking,
         t.conflicts
     );
+    if let Some(b) = &r.ballot {
+        let _ = writeln!(
+            s,
+            "- **ballot {}: {}; {} entries in the close's input ({} acknowledged entry requests), {} placed of {} seats; bots {} entries, {} placed; published {} s after the close time**",
+            b.ballot_id,
+            b.status,
+            b.entries,
+            r.journal.entry_puts.acked,
+            b.placed,
+            b.seats,
+            b.bot_entries,
+            b.bot_placed,
+            b.close_secs.map_or("-".to_string(), |c| c.to_string())
+        );
+    }
     if let Some(c) = &r.crash {
         let _ = writeln!(
             s,

@@ -62,6 +62,11 @@ pub struct LoadScenario {
     /// the arrivals); absent: no room.
     #[serde(default)]
     pub room: Option<RoomOptions>,
+    /// A ballot day (issue 20): the generator opens a ballot through the admin API, the
+    /// journeys enter it instead of booking, the server closes it after the window and the
+    /// audit checks the close (`ballot_audit`); absent: first-come booking.
+    #[serde(default)]
+    pub ballot: Option<BallotOptions>,
     #[serde(default)]
     pub retry: RetryModel,
     #[serde(default)]
@@ -283,6 +288,53 @@ pub struct RoomOptions {
     /// `room.md` / `room.json` with the figures side by side.
     #[serde(default)]
     pub compare_without: bool,
+}
+
+/// The ballot of a run: created by the generator on the spawned server (every province, the
+/// applicants' service), open from the first arrival; it closes `close_after_secs` after the
+/// arrivals end (journeys still entering then race the close and get `ballot_closed`), and its
+/// seats are `seat_days` days starting `seat_days_from` days after today. Journeys: `book`
+/// enters; `reschedule` enters then changes its preferences; `cancel` enters then withdraws;
+/// `declined_payment` tries to enter with a declined payment (402); `browse` reads the
+/// ballot; `bot` hammers entries from a few identities (`behaviour.bot_*`); the hold journeys
+/// enter like `book`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BallotOptions {
+    #[serde(default = "BallotOptions::default_close_after_secs")]
+    pub close_after_secs: f64,
+    #[serde(default = "BallotOptions::default_seat_days_from")]
+    pub seat_days_from: u32,
+    #[serde(default = "BallotOptions::default_seat_days")]
+    pub seat_days: u32,
+    /// An entry's `max_km` around home.
+    #[serde(default = "BallotOptions::default_max_km")]
+    pub max_km: f64,
+    /// Longest wait for the close to publish after the drain.
+    #[serde(default = "BallotOptions::default_publish_wait_secs")]
+    pub publish_wait_secs: f64,
+}
+
+impl BallotOptions {
+    fn default_close_after_secs() -> f64 {
+        5.0
+    }
+
+    fn default_seat_days_from() -> u32 {
+        2
+    }
+
+    fn default_seat_days() -> u32 {
+        2
+    }
+
+    fn default_max_km() -> f64 {
+        50.0
+    }
+
+    fn default_publish_wait_secs() -> f64 {
+        600.0
+    }
 }
 
 impl RoomOptions {
@@ -515,6 +567,19 @@ impl LoadScenario {
             }
             if !(room.prequeue_secs >= 1.0 && room.prequeue_secs < self.duration_secs()) {
                 return bad("room.prequeue_secs must be at least 1 and within the arrivals".into());
+            }
+        }
+        if let Some(ballot) = &self.ballot {
+            if self.room.is_some() || !self.booking.compare.is_empty() {
+                return bad("ballot: a ballot day runs alone (no room, no booking.compare)".into());
+            }
+            if !(ballot.close_after_secs >= 1.0
+                && ballot.seat_days >= 1
+                && ballot.seat_days_from >= 1
+                && ballot.max_km > 0.0
+                && ballot.publish_wait_secs >= 1.0)
+            {
+                return bad("ballot: close_after_secs and publish_wait_secs at least 1, seat_days and seat_days_from at least 1, max_km above 0".into());
             }
         }
         if !(1..=20).contains(&self.retry.attempts_max) {

@@ -28,10 +28,16 @@ pub enum Endpoint {
     Join,
     /// `GET /v1/queue/{ticket}`.
     Poll,
+    /// `PUT /v1/ballots/{id}/entry` (a ballot day).
+    Entry,
+    /// `DELETE /v1/ballots/{id}/entry`.
+    Withdraw,
+    /// `GET /v1/ballots/{id}`.
+    Ballot,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 16] = [
         Endpoint::Session,
         Endpoint::Application,
         Endpoint::Payment,
@@ -45,6 +51,9 @@ impl Endpoint {
         Endpoint::Status,
         Endpoint::Join,
         Endpoint::Poll,
+        Endpoint::Entry,
+        Endpoint::Withdraw,
+        Endpoint::Ballot,
     ];
 
     pub fn label(self) -> &'static str {
@@ -62,6 +71,9 @@ impl Endpoint {
             Endpoint::Status => "GET /v1/status",
             Endpoint::Join => "POST /v1/queue",
             Endpoint::Poll => "GET /v1/queue/{ticket}",
+            Endpoint::Entry => "PUT /v1/ballots/{id}/entry",
+            Endpoint::Withdraw => "DELETE /v1/ballots/{id}/entry",
+            Endpoint::Ballot => "GET /v1/ballots/{id}",
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod availability;
 pub mod ballot;
 pub mod directory;
+mod entries;
 pub mod ids;
 mod writer;
 
@@ -230,6 +231,8 @@ pub struct Reservations {
     /// The ballots not yet published, for listings (`ballot::BallotMark`), reloaded with the
     /// view.
     ballots: Arc<std::sync::RwLock<Vec<ballot::BallotMark>>>,
+    /// The entry writer's queue (ballot entries in group commit: `entries`).
+    entries: entries::EntryQueue,
 }
 
 /// The answer to an auto-pick (`submit_pick`).
@@ -299,6 +302,7 @@ impl Reservations {
             ));
         }
         let queue_bound = config.queue_bound.clamp(1, Semaphore::MAX_PERMITS);
+        let entries = entries::EntryQueue::start(store.clone(), clock.clone(), &config, writers);
         let engine = Self {
             queues: queues.into(),
             waiting: Arc::new(Semaphore::new(queue_bound)),
@@ -310,6 +314,7 @@ impl Reservations {
             picks_in_flight: Arc::default(),
             pick_rounds: Arc::default(),
             ballots: Arc::default(),
+            entries,
         };
         engine.reload_ballots().await?;
         Ok(engine)

@@ -91,16 +91,6 @@ pub struct WithheldSlot {
     pub seats: i64,
 }
 
-/// What storing an entry did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EntryWrite {
-    Created(EntryRow),
-    Updated(EntryRow),
-    /// The ballot does not take entries (not open, closing or published).
-    NotOpen(String),
-    NoBallot,
-}
-
 /// An appointment the close books.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BallotAppointment {
@@ -285,80 +275,6 @@ impl Store {
         on_pool!(self, pool, q = &sql => {
             let rows = sqlx::query(q).bind(ballot_id).fetch_all(pool).await?;
             rows.iter().map(|r| entry_of!(r)).collect()
-        })
-    }
-
-    /// Stores (or replaces) a citizen's entry while the ballot takes entries at `now`. The
-    /// ballot's row is read under a share lock on PostgreSQL (SQLite's one writer orders the
-    /// transactions), so the close, which moves the status under the row's write lock before
-    /// it reads the entries, sees every entry acknowledged before it and none after.
-    pub async fn put_ballot_entry(&self, e: &EntryRow, now: i64) -> Result<EntryWrite, StoreError> {
-        let status_sql = match self {
-            Store::Postgres(_) => {
-                "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1 FOR SHARE"
-            }
-            Store::Sqlite(_) => "SELECT status, opens_at, closes_at FROM ballots WHERE id = $1",
-        };
-        const UPSERT: &str = "INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-             ON CONFLICT (ballot_id, national_code) DO UPDATE SET application_id = excluded.application_id, payment_id = excluded.payment_id, \
-             home_lat = excluded.home_lat, home_lon = excluded.home_lon, province = excluded.province, priority = excluded.priority, \
-             preferences_json = excluded.preferences_json, updated_at = excluded.updated_at";
-        let exists_sql = self.sql_for(
-            "SELECT created_at FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2",
-        );
-        let upsert = self.sql_for(UPSERT);
-        let result = on_pool!(self, pool, q = status_sql => {
-            let mut tx = pool.begin().await?;
-            let Some(row) = sqlx::query(q).bind(&e.ballot_id).fetch_optional(&mut *tx).await? else {
-                return Ok(EntryWrite::NoBallot);
-            };
-            let (status, opens_at, closes_at): (String, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            if !(status == "scheduled" || status == "open") || now < opens_at || now >= closes_at {
-                return Ok(EntryWrite::NotOpen(status));
-            }
-            let before: Option<i64> = sqlx::query_scalar(&exists_sql)
-                .bind(&e.ballot_id).bind(&e.national_code).fetch_optional(&mut *tx).await?;
-            sqlx::query(&upsert)
-                .bind(&e.ballot_id).bind(&e.national_code).bind(&e.entry_key).bind(&e.application_id)
-                .bind(&e.payment_id).bind(e.home_lat).bind(e.home_lon).bind(&e.province).bind(e.priority)
-                .bind(&e.preferences_json).bind(now)
-                .execute(&mut *tx).await?;
-            tx.commit().await?;
-            let mut stored = e.clone();
-            stored.updated_at = now;
-            stored.created_at = before.unwrap_or(now);
-            Ok::<_, StoreError>(if before.is_some() { EntryWrite::Updated(stored) } else { EntryWrite::Created(stored) })
-        })?;
-        Ok(result)
-    }
-
-    /// Withdraws a citizen's entry while the ballot takes entries: `Ok(true)` deleted,
-    /// `Ok(false)` there was none; `Err(status)` the ballot no longer takes changes.
-    pub async fn withdraw_ballot_entry(
-        &self,
-        ballot_id: &str,
-        national_code: &str,
-        now: i64,
-    ) -> Result<Result<bool, String>, StoreError> {
-        let status_sql = match self {
-            Store::Postgres(_) => "SELECT status, closes_at FROM ballots WHERE id = $1 FOR SHARE",
-            Store::Sqlite(_) => "SELECT status, closes_at FROM ballots WHERE id = $1",
-        };
-        let delete =
-            self.sql_for("DELETE FROM ballot_entries WHERE ballot_id = $1 AND national_code = $2");
-        on_pool!(self, pool, q = status_sql => {
-            let mut tx = pool.begin().await?;
-            let Some(row) = sqlx::query(q).bind(ballot_id).fetch_optional(&mut *tx).await? else {
-                return Ok(Ok(false));
-            };
-            let (status, closes_at): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-            if !(status == "scheduled" || status == "open") || now >= closes_at {
-                return Ok(Err(status));
-            }
-            let n = sqlx::query(&delete).bind(ballot_id).bind(national_code).execute(&mut *tx).await?.rows_affected();
-            tx.commit().await?;
-            Ok(Ok(n > 0))
         })
     }
 

@@ -703,3 +703,89 @@ on_both_backends!(
     ballot_leftovers_go_to_waiters_first,
     super::leftovers_go_to_waiters_first
 );
+
+/// Entries arrive together (one batch of the entry writer, or a few) while the close takes its
+/// lease: each entry is either acknowledged (201) and then in the close's input, or refused
+/// with `ballot_closed` and stored nowhere. Two changes of one citizen's entry sent at once
+/// leave one entry.
+async fn entries_race_the_close(db: &TestDb) {
+    let app = app_on(db).await;
+    let people = ready(&app, 20, 40).await;
+    let ballot = create(&app).await;
+    let id = ballot["ballot_id"].as_str().unwrap().to_string();
+    let closes_at = chrono::DateTime::parse_from_rfc3339(ballot["closes_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    app.clock.advance(Duration::seconds(120));
+    tick(&app, "node-a").await;
+    let path = format!("/v1/ballots/{id}/entry");
+    // One citizen changes its entry twice at once, before the race.
+    let edits: Vec<Value> = (0..2)
+        .map(|k| entry(&people[0], json!({ "max_km": 40 + k })))
+        .collect();
+    let twice = futures_util::future::join_all(
+        edits
+            .iter()
+            .map(|body| app.put(&people[0].token, &path, body)),
+    )
+    .await;
+    let mut statuses: Vec<u16> = twice.iter().map(|(s, _)| *s).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 201], "{twice:?}");
+    let bodies: Vec<Value> = people[1..].iter().map(|me| entry(me, json!({}))).collect();
+    let puts = futures_util::future::join_all(
+        people[1..]
+            .iter()
+            .zip(&bodies)
+            .map(|(me, body)| app.put(&me.token, &path, body)),
+    );
+    let claim = async {
+        tokio::task::yield_now().await;
+        app.store
+            .claim_ballot_close(&id, "racer", closes_at)
+            .await
+            .unwrap()
+    };
+    let (answers, claimed) = tokio::join!(puts, claim);
+    assert!(claimed);
+    let mut acked = vec![people[0].citizen.national_code.to_string()];
+    for (me, (status, body)) in people[1..].iter().zip(&answers) {
+        match status {
+            201 => acked.push(me.citizen.national_code.to_string()),
+            409 => assert_eq!(body["code"], "ballot_closed", "{body}"),
+            _ => panic!("{status}: {body}"),
+        }
+    }
+    // After the claim, nothing more is taken.
+    let (status, body) = app
+        .put(&people[1].token, &path, &entry(&people[1], json!({})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ballot_closed"))
+    );
+    let mut stored: Vec<String> = app
+        .store
+        .ballot_entries(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.national_code)
+        .collect();
+    stored.sort();
+    acked.sort();
+    assert_eq!(stored, acked, "stored exactly the acknowledged entries");
+    // The racer's lease expires; the close's input is exactly the acknowledged entries.
+    app.clock.advance(Duration::seconds(
+        closes_at - app.clock.now().timestamp() + CLOSE_LEASE_SECS + 1,
+    ));
+    assert_eq!(tick(&app, "node-b").await, vec![id.clone()]);
+    let record = nobat::reserve::ballot::export_record(&app.store, &id)
+        .await
+        .unwrap()
+        .expect("published");
+    assert_eq!(record.input.entries.len(), acked.len());
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+on_both_backends!(ballot_entries_race_the_close, super::entries_race_the_close);

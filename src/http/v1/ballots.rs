@@ -1,7 +1,10 @@
 //! Ballot windows, the applicant's and the public's side: a ballot's public state, one's own
 //! entry (make or change it, withdraw it, see it and its outcome) and the published results.
-//! An entry is acknowledged only after its transaction committed; the database keeps one
-//! entry per citizen and ballot (its primary key).
+//! Entries and withdrawals go through the entry writer (`reserve::entries`: group commit, a
+//! batch's changes decided and written in one transaction) and are acknowledged only after
+//! that commit; the database keeps one entry per citizen and ballot (its primary key).
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,9 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::bookings::own_application;
 use super::{iran_rfc3339, jalali};
-use crate::booking::PaymentStatus;
 use crate::domain::lottery::{salted_key, LotterySeed};
 use crate::http::admin::ballots::problems_to;
 use crate::http::auth::Applicant;
@@ -20,7 +21,7 @@ use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::planning::ballot::{BallotTerms, EntrantFacts, Preferences};
-use crate::store::{BallotRow, EntryOutcome, EntryRow, EntryWrite};
+use crate::store::{BallotRow, EntryChange, EntryOutcome, EntryRefusal, EntryRow, EntryWrite};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BallotDto {
@@ -257,43 +258,70 @@ fn entry_dto(e: &EntryRow) -> BallotEntryDto {
     }
 }
 
-/// Checks the application and its payment: the applicant's, for the ballot's service, paid.
-async fn paid_application(
-    state: &AppState,
-    applicant: &Applicant,
-    b: &BallotRow,
-    req: &BallotEntryRequest,
-) -> Result<(), Problem> {
-    let (app, _) = own_application(state, applicant, &req.application_id).await?;
-    if app.service != b.service {
-        return Err(Problem::invalid_field(
+/// The problem of an entry refused by what its batch read (its application or payment).
+fn refused(r: EntryRefusal) -> Problem {
+    match r {
+        EntryRefusal::ApplicationNotFound => Problem::new(
+            StatusCode::NOT_FOUND,
+            ProblemCode::ApplicationNotFound,
+            "no such application",
+        ),
+        EntryRefusal::WrongService { ballot_service } => Problem::invalid_field(
             "application_id",
             ProblemCode::ServiceNotBookable,
-            format!("the ballot is for {}", b.service),
-        ));
-    }
-    let payment = state.store.payment(&req.payment_id).await?.ok_or_else(|| {
-        Problem::invalid_field(
+            format!("the ballot is for {ballot_service}"),
+        ),
+        EntryRefusal::PaymentNotFound => Problem::invalid_field(
             "payment_id",
             ProblemCode::PaymentNotFound,
             "no such payment",
-        )
-    })?;
-    if payment.application_id != app.id {
-        return Err(Problem::invalid_field(
+        ),
+        EntryRefusal::PaymentMismatch => Problem::invalid_field(
             "payment_id",
             ProblemCode::PaymentMismatch,
             "the payment is for another application",
-        ));
-    }
-    if payment.status != PaymentStatus::Paid {
-        return Err(Problem::new(
+        ),
+        EntryRefusal::PaymentNotPaid { status } => Problem::new(
             StatusCode::PAYMENT_REQUIRED,
             ProblemCode::PaymentNotPaid,
-            format!("the payment is {}", payment.status.as_str()),
-        ));
+            format!("the payment is {status}"),
+        ),
     }
-    Ok(())
+}
+
+/// The answer to an entry's change that the batch did not make: closed (or not open yet by
+/// the clock), or no such ballot.
+fn not_made(b: &BallotRow, w: EntryWrite, now: i64) -> Problem {
+    match w {
+        EntryWrite::Refused(r) => refused(r),
+        EntryWrite::NoBallot => Problem::new(
+            StatusCode::NOT_FOUND,
+            ProblemCode::BallotNotFound,
+            "no such ballot",
+        ),
+        EntryWrite::NoEntry => no_entry(),
+        _ if now < b.opens_at => not_open(b),
+        _ => closed(b),
+    }
+}
+
+fn not_open(b: &BallotRow) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        ProblemCode::BallotNotOpen,
+        format!("the ballot opens at {}", iran_rfc3339(b.opens_at)),
+    )
+}
+
+/// The ballot an entry names, from the engine's memory of ballots (their terms never change).
+async fn entry_ballot(state: &AppState, id: &str) -> Result<Arc<BallotRow>, Problem> {
+    state.engine.ballot_for_entry(id).await?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            ProblemCode::BallotNotFound,
+            "no such ballot",
+        )
+    })
 }
 
 /// Enter the ballot, or change your entry, while it is open: 201 with the new entry, 200 with
@@ -309,20 +337,13 @@ pub async fn put_ballot_entry(
     ApiPath(ballot_id): ApiPath<String>,
     ApiJson(req): ApiJson<BallotEntryRequest>,
 ) -> Result<Response, Problem> {
-    let b = ballot_or_404(&state, &ballot_id).await?;
+    let b = entry_ballot(&state, &ballot_id).await?;
     let now = state.engine.clock().now().timestamp();
     match status_at(&b, now) {
-        "scheduled" => {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                ProblemCode::BallotNotOpen,
-                format!("the ballot opens at {}", iran_rfc3339(b.opens_at)),
-            ))
-        }
+        "scheduled" => return Err(not_open(&b)),
         "open" => {}
         _ => return Err(closed(&b)),
     }
-    paid_application(&state, &applicant, &b, &req).await?;
     let terms = terms_of(&b)?;
     let in_ballot = |id: &str| {
         b.office_ids
@@ -377,15 +398,16 @@ pub async fn put_ballot_entry(
         updated_at: now,
         outcome: None,
     };
-    match state.store.put_ballot_entry(&row, now).await? {
+    // Acknowledged after the entry writer's batch committed; the batch checks the
+    // application, the payment and the ballot's stored status.
+    match state
+        .engine
+        .change_entry(EntryChange::Put(Box::new(row)))
+        .await?
+    {
         EntryWrite::Created(e) => Ok((StatusCode::CREATED, Json(entry_dto(&e))).into_response()),
         EntryWrite::Updated(e) => Ok((StatusCode::OK, Json(entry_dto(&e))).into_response()),
-        EntryWrite::NotOpen(_) => Err(closed(&b)),
-        EntryWrite::NoBallot => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            ProblemCode::BallotNotFound,
-            "no such ballot",
-        )),
+        other => Err(not_made(&b, other, now)),
     }
 }
 
@@ -425,12 +447,16 @@ pub async fn withdraw_ballot_entry(
     applicant: Applicant,
     ApiPath(ballot_id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
-    let b = ballot_or_404(&state, &ballot_id).await?;
+    let b = entry_ballot(&state, &ballot_id).await?;
     let now = state.engine.clock().now().timestamp();
-    let code = applicant.national_code.to_string();
-    match state.store.withdraw_ballot_entry(&b.id, &code, now).await? {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(no_entry()),
-        Err(_) => Err(closed(&b)),
+    let change = EntryChange::Withdraw {
+        ballot_id: b.id.clone(),
+        national_code: applicant.national_code.to_string(),
+    };
+    match state.engine.change_entry(change).await? {
+        EntryWrite::Withdrawn => Ok(StatusCode::NO_CONTENT),
+        // Before the opening there is no entry to withdraw.
+        EntryWrite::NotOpen(_) if now < b.opens_at => Err(no_entry()),
+        other => Err(not_made(&b, other, now)),
     }
 }

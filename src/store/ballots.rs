@@ -3,9 +3,9 @@
 //! the close's lease (`status = 'closing'`, `lease_owner`, `lease_until`; an expired lease is
 //! taken over), computes the outcome from what is stored, and writes every effect of the close
 //! (appointments, seats taken, notices, events, outcomes, the seats returned, the revealed
-//! status) in ONE transaction that first moves its own lease to `published`: a process killed
-//! before that commit wrote nothing, and a second writer finds the status moved and writes
-//! nothing.
+//! status) in ONE transaction that first moves its own lease to `published` (`ballot_close`,
+//! in bulk): a process killed before that commit wrote nothing, and a second writer finds the
+//! status moved and writes nothing.
 
 use sqlx::Row;
 
@@ -98,30 +98,6 @@ pub enum EntryWrite {
     /// The ballot does not take entries (not open, closing or published).
     NotOpen(String),
     NoBallot,
-}
-
-/// An appointment the close books.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BallotAppointment {
-    pub national_code: String,
-    pub tracking_code: String,
-    pub slot_id: i64,
-    pub office_id: String,
-    pub start_at: i64,
-    pub application_id: String,
-    pub payment_id: String,
-    pub notice: String,
-}
-
-/// Everything a close writes, in its one transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClosePublish {
-    pub seats: Vec<WithheldSlot>,
-    pub appointments: Vec<BallotAppointment>,
-    /// By national code.
-    pub outcomes: Vec<(String, EntryOutcome)>,
-    pub offices_json: String,
-    pub results_json: String,
 }
 
 const BALLOT_COLS: &str = "id, service, provinces, office_ids, terms_json, from_unix, to_unix, opens_at, closes_at, seed_hex, salt_hex, commitment, status, offices_json, results_json, created_at, published_at";
@@ -445,73 +421,6 @@ impl Store {
              WHERE e.ballot_id = $1 AND a.service = $2 AND (a.status = 'booked' OR a.status = 'checked_in')";
         on_pool!(self, pool, q = SQL => {
             Ok(sqlx::query_scalar::<_, String>(q).bind(&b.id).bind(&b.service).fetch_all(pool).await?)
-        })
-    }
-
-    /// Publishes a ballot's close: every effect in one transaction, only while `owner` holds
-    /// the lease (`Ok(false)`: another process published it, nothing written).
-    pub async fn publish_ballot(
-        &self,
-        b: &BallotRow,
-        owner: &str,
-        p: &ClosePublish,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        const MARK: &str = "UPDATE ballots SET status = 'published', lease_owner = NULL, lease_until = NULL, offices_json = $3, results_json = $4, published_at = $5 \
-             WHERE id = $1 AND status = 'closing' AND lease_owner = $2";
-        let seat = self.sql_for("INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) VALUES ($1, $2, $3, $4, $5)");
-        let appt = self.sql_for("INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $9, 0)");
-        let take = self.sql_for("UPDATE slots SET taken = taken + 1 WHERE id = $1");
-        let notice = self.sql_for("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) VALUES ($1, $2, $3, $4, 'sms', $5, $6)");
-        let event = self.sql_for("INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'booked_by_ballot', $3, $4)");
-        let placed = self.sql_for("UPDATE ballot_entries SET tracking_code = $3, slot_id = $4, office_id = $5, start_at = $6, distance_km = $7, cost_m = $8, part_of_day_kept = $9 WHERE ballot_id = $1 AND national_code = $2");
-        let unplaced = self.sql_for("UPDATE ballot_entries SET reason = $3, waitlist_rank = $4 WHERE ballot_id = $1 AND national_code = $2");
-        let release =
-            self.sql_for("UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1");
-        let bump = self.sql_for("UPDATE config_version SET version = version + 1 WHERE id = 1");
-        let actor = format!("ballot:{}", b.id);
-        on_pool!(self, pool, q = MARK => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(q).bind(&b.id).bind(owner).bind(&p.offices_json).bind(&p.results_json).bind(now)
-                .execute(&mut *tx).await?.rows_affected();
-            if n == 0 {
-                return Ok(false);
-            }
-            for s in &p.seats {
-                sqlx::query(&seat).bind(&b.id).bind(s.slot_id).bind(&s.office_id).bind(s.start_at).bind(s.seats)
-                    .execute(&mut *tx).await?;
-            }
-            for a in &p.appointments {
-                sqlx::query(&appt).bind(&a.tracking_code).bind(a.slot_id).bind(&a.office_id).bind(a.start_at)
-                    .bind(&a.application_id).bind(&a.national_code).bind(&b.service).bind(&a.payment_id).bind(now)
-                    .execute(&mut *tx).await?;
-                sqlx::query(&take).bind(a.slot_id).execute(&mut *tx).await?;
-                sqlx::query(&notice).bind(&a.national_code).bind(&a.application_id).bind(&a.tracking_code)
-                    .bind(format!("ballot:{}", b.id)).bind(&a.notice).bind(now)
-                    .execute(&mut *tx).await?;
-                let payload = serde_json::json!({ "ballot_id": b.id, "slot_id": a.slot_id, "office_id": a.office_id, "application_id": a.application_id }).to_string();
-                sqlx::query(&event).bind(now).bind(&actor).bind(&a.tracking_code).bind(&payload)
-                    .execute(&mut *tx).await?;
-            }
-            for (code, outcome) in &p.outcomes {
-                match outcome {
-                    EntryOutcome::Placed { tracking_code, slot_id, office_id, start_at, distance_km, cost_m, part_of_day_kept } => {
-                        sqlx::query(&placed).bind(&b.id).bind(code).bind(tracking_code).bind(slot_id).bind(office_id)
-                            .bind(start_at).bind(distance_km).bind(cost_m).bind(part_of_day_kept)
-                            .execute(&mut *tx).await?;
-                    }
-                    EntryOutcome::Unplaced { reason, waitlist_rank } => {
-                        sqlx::query(&unplaced).bind(&b.id).bind(code).bind(reason).bind(waitlist_rank)
-                            .execute(&mut *tx).await?;
-                    }
-                }
-            }
-            sqlx::query(&release).bind(&b.id).execute(&mut *tx).await?;
-            // Other processes reload their availability view (seats taken, leftovers back).
-            sqlx::query(&bump).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(true)
         })
     }
 

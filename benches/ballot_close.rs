@@ -317,7 +317,7 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
         verified.placed,
         verified.total_cost_m,
     );
-    assert_eq!(verified.placed, report.placed as u64);
+    assert_eq!(verified.placed, report.placed);
 }
 
 fn main() {

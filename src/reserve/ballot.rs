@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveTime};
 
@@ -13,17 +13,33 @@ use super::Reservations;
 use crate::domain::time::iran_local;
 use crate::domain::GeoPoint;
 use crate::planning::ballot::{
-    close, results, BallotInput, BallotOffice, BallotSeed, BallotTerms, Entry, Preferences,
-    WithheldSeats,
+    close, results, BallotInput, BallotOffice, BallotSeed, BallotTerms, CloseOutcome, Entry,
+    Preferences, WithheldSeats,
 };
 use crate::store::{
-    BallotAppointment, BallotRow, ClosePublish, EntryOutcome, EntryRow, StoreError, WithheldSlot,
-    BALLOT_WITHHELD_UNTIL,
+    BallotAppointment, BallotRow, BallotUnplaced, ClosePublish, EntryOutcome, EntryRow,
+    PublishTimes, StoreError, WithheldSlot, BALLOT_WITHHELD_UNTIL,
 };
 
 /// Why an entry took no part in the close: its citizen already had an active appointment
 /// for the service (one per citizen and service).
 pub const REASON_ALREADY_BOOKED: &str = "already_booked";
+
+/// How long a close's phases took (the bench prints them; the log has the counts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloseReport {
+    /// Entries that took part, and those placed.
+    pub entries: usize,
+    pub placed: usize,
+    /// Reading the entries, the seats and the offices, and building the pure input.
+    pub read: Duration,
+    /// The pure close: allocate and seat.
+    pub decided: Duration,
+    /// The rows to write: tracking codes, SMS texts, the results' figures.
+    pub prepared: Duration,
+    /// The writes of the one transaction, and its commit.
+    pub publish: PublishTimes,
+}
 
 /// What a listing shows of a slot withheld by a ballot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +187,7 @@ impl Reservations {
                 changed |= self.store.open_ballot(&b, now).await?;
             }
             if b.closes_at <= now && self.store.claim_ballot_close(&b.id, owner, now).await? {
-                if self.close_ballot(&b, owner, now).await? {
+                if self.close_ballot(&b, owner, now).await?.is_some() {
                     published.push(b.id.clone());
                 }
                 changed = true;
@@ -207,8 +223,15 @@ impl Reservations {
         }
     }
 
-    /// Closes a ballot whose lease `owner` holds: `Ok(true)` when this call published it.
-    async fn close_ballot(&self, b: &BallotRow, owner: &str, now: i64) -> Result<bool, StoreError> {
+    /// Closes a ballot whose lease `owner` holds (`Store::claim_ballot_close`): `Some` with
+    /// the phases' times when this call published it, `None` when another process did.
+    pub async fn close_ballot(
+        &self,
+        b: &BallotRow,
+        owner: &str,
+        now: i64,
+    ) -> Result<Option<CloseReport>, StoreError> {
+        let started = Instant::now();
         let entries = self.store.ballot_entries(&b.id).await?;
         let booked: HashSet<String> = self.store.booked_entrants(b).await?.into_iter().collect();
         let slots = self.store.withheld_slots(&b.id).await?;
@@ -226,88 +249,103 @@ impl Reservations {
         let stored = stored_input(b, &entries, &slots, offices, &booked)?;
         let seed = BallotSeed::from_hex(&b.seed_hex)
             .map_err(|_| StoreError::corrupt("ballot seed is not 64 hex digits"))?;
+        let read = started.elapsed();
+        let started = Instant::now();
         let input = Arc::new(stored.input);
         let run = input.clone();
         let outcome = tokio::task::spawn_blocking(move || close(&run, &seed))
             .await
             .map_err(|e| StoreError::corrupt(format!("ballot close panicked: {e}")))?
             .map_err(|e| StoreError::corrupt(format!("ballot close: {e}")))?;
+        let decided = started.elapsed();
+        let started = Instant::now();
+        let results_json =
+            serde_json::to_string(&results(&input, &outcome)).expect("results serialise");
+        let (appointments, unplaced) =
+            self.close_rows(&entries, &booked, &stored.slot_of, &stored.code_of, outcome)?;
+        let report = CloseReport {
+            entries: input.entries.len(),
+            placed: appointments.len(),
+            read,
+            decided,
+            prepared: started.elapsed(),
+            publish: PublishTimes::default(),
+        };
+        let publish = ClosePublish {
+            seats: slots.into_iter().filter(|s| s.seats > 0).collect(),
+            appointments,
+            unplaced,
+            offices_json: serde_json::to_string(&input.offices).expect("offices serialise"),
+            results_json,
+        };
+        // What the write does not need goes before it (a million entries are most of the
+        // close's memory).
+        drop((entries, stored.slot_of, stored.code_of, input));
+        let Some(publish) = self.store.publish_ballot(b, owner, publish, now).await? else {
+            return Ok(None);
+        };
+        tracing::info!(
+            ballot = %b.id,
+            entries = report.entries,
+            placed = report.placed,
+            "ballot published"
+        );
+        Ok(Some(CloseReport { publish, ..report }))
+    }
+
+    /// The rows a close writes from the pure outcome: each placement's appointment (tracking
+    /// code, SMS) and outcome, each other entry's reason and waitlist rank.
+    fn close_rows(
+        &self,
+        entries: &[EntryRow],
+        booked: &HashSet<String>,
+        slot_of: &HashMap<(String, NaiveDate, NaiveTime), WithheldSlot>,
+        code_of: &HashMap<String, String>,
+        outcome: CloseOutcome,
+    ) -> Result<(Vec<BallotAppointment>, Vec<BallotUnplaced>), StoreError> {
         let by_key: HashMap<&str, &EntryRow> =
             entries.iter().map(|e| (e.entry_key.as_str(), e)).collect();
         let mut appointments = Vec::with_capacity(outcome.placements.len());
-        let mut outcomes = Vec::with_capacity(entries.len());
-        for p in &outcome.placements {
+        for p in outcome.placements {
             let (Some(e), Some(slot)) = (
                 by_key.get(p.key.as_str()),
-                stored.slot_of.get(&(p.office_id.clone(), p.date, p.start)),
+                slot_of.get(&(p.office_id, p.date, p.start)),
             ) else {
                 return Err(StoreError::corrupt("a placement names no entry or slot"));
             };
             let tracking_code = self.ids.tracking_code();
             appointments.push(BallotAppointment {
                 national_code: e.national_code.clone(),
-                tracking_code: tracking_code.clone(),
+                notice: ballot_sms(slot.start_at, &slot.office_id, &tracking_code),
+                tracking_code,
                 slot_id: slot.slot_id,
                 office_id: slot.office_id.clone(),
                 start_at: slot.start_at,
                 application_id: e.application_id.clone(),
                 payment_id: e.payment_id.clone(),
-                notice: ballot_sms(slot.start_at, &slot.office_id, &tracking_code),
+                distance_km: p.distance_km,
+                cost_m: p.cost_m,
+                part_of_day_kept: p.part_of_day_kept,
             });
-            outcomes.push((
-                e.national_code.clone(),
-                EntryOutcome::Placed {
-                    tracking_code,
-                    slot_id: slot.slot_id,
-                    office_id: slot.office_id.clone(),
-                    start_at: slot.start_at,
-                    distance_km: p.distance_km,
-                    cost_m: p.cost_m,
-                    part_of_day_kept: p.part_of_day_kept,
-                },
-            ));
         }
-        for u in &outcome.unplaced {
-            if let Some(code) = stored.code_of.get(&u.key) {
-                outcomes.push((
-                    code.clone(),
-                    EntryOutcome::Unplaced {
-                        reason: u.reason.as_str().to_string(),
-                        waitlist_rank: Some(u.waitlist_rank as i32),
-                    },
-                ));
+        let mut unplaced = Vec::with_capacity(outcome.unplaced.len() + booked.len());
+        for u in outcome.unplaced {
+            if let Some(code) = code_of.get(&u.key) {
+                unplaced.push(BallotUnplaced {
+                    national_code: code.clone(),
+                    reason: u.reason.as_str().to_string(),
+                    waitlist_rank: Some(u.waitlist_rank as i32),
+                });
             }
         }
-        for code in booked
-            .iter()
-            .filter(|c| entries.iter().any(|e| &e.national_code == *c))
-        {
-            outcomes.push((
-                code.clone(),
-                EntryOutcome::Unplaced {
-                    reason: REASON_ALREADY_BOOKED.to_string(),
-                    waitlist_rank: None,
-                },
-            ));
+        for e in entries.iter().filter(|e| booked.contains(&e.national_code)) {
+            unplaced.push(BallotUnplaced {
+                national_code: e.national_code.clone(),
+                reason: REASON_ALREADY_BOOKED.to_string(),
+                waitlist_rank: None,
+            });
         }
-        let publish = ClosePublish {
-            seats: slots.into_iter().filter(|s| s.seats > 0).collect(),
-            appointments,
-            outcomes,
-            offices_json: serde_json::to_string(&input.offices).expect("offices serialise"),
-            results_json: serde_json::to_string(&results(&input, &outcome))
-                .expect("results serialise"),
-        };
-        let done = self.store.publish_ballot(b, owner, &publish, now).await?;
-        if done {
-            tracing::info!(
-                ballot = %b.id,
-                entries = input.entries.len(),
-                placed = outcome.placements.len(),
-                "ballot published"
-            );
-        }
-        Ok(done)
+        Ok((appointments, unplaced))
     }
 
     /// Runs [`Self::ballot_tick`] every `interval` until the engine stops.

@@ -3,14 +3,13 @@
 //! the close's lease (`status = 'closing'`, `lease_owner`, `lease_until`; an expired lease is
 //! taken over), computes the outcome from what is stored, and writes every effect of the close
 //! (appointments, seats taken, notices, events, outcomes, the seats returned, the revealed
-//! status) in ONE transaction that first moves its own lease to `published`: a process killed
-//! before that commit wrote nothing, and a second writer finds the status moved and writes
-//! nothing.
+//! status) in ONE transaction that first moves its own lease to `published` (`ballot_close`,
+//! in bulk): a process killed before that commit wrote nothing, and a second writer finds the
+//! status moved and writes nothing.
 
 use sqlx::Row;
 
 use super::{on_pool, sqlite_sql, Store, StoreError};
-use crate::booking::PartOfDay;
 
 /// `slots.opens_at` of a slot withheld by an open ballot (the year 3000): the booking writer
 /// refuses its seats with the release waves' rule (`SlotRow::unreleased_for`) until the close
@@ -89,30 +88,6 @@ pub struct WithheldSlot {
     pub office_id: String,
     pub start_at: i64,
     pub seats: i64,
-}
-
-/// An appointment the close books.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BallotAppointment {
-    pub national_code: String,
-    pub tracking_code: String,
-    pub slot_id: i64,
-    pub office_id: String,
-    pub start_at: i64,
-    pub application_id: String,
-    pub payment_id: String,
-    pub notice: String,
-}
-
-/// Everything a close writes, in its one transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClosePublish {
-    pub seats: Vec<WithheldSlot>,
-    pub appointments: Vec<BallotAppointment>,
-    /// By national code.
-    pub outcomes: Vec<(String, EntryOutcome)>,
-    pub offices_json: String,
-    pub results_json: String,
 }
 
 const BALLOT_COLS: &str = "id, service, provinces, office_ids, terms_json, from_unix, to_unix, opens_at, closes_at, seed_hex, salt_hex, commitment, status, offices_json, results_json, created_at, published_at";
@@ -365,107 +340,6 @@ impl Store {
         })
     }
 
-    /// Publishes a ballot's close: every effect in one transaction, only while `owner` holds
-    /// the lease (`Ok(false)`: another process published it, nothing written).
-    pub async fn publish_ballot(
-        &self,
-        b: &BallotRow,
-        owner: &str,
-        p: &ClosePublish,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        const MARK: &str = "UPDATE ballots SET status = 'published', lease_owner = NULL, lease_until = NULL, offices_json = $3, results_json = $4, published_at = $5 \
-             WHERE id = $1 AND status = 'closing' AND lease_owner = $2";
-        let seat = self.sql_for("INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) VALUES ($1, $2, $3, $4, $5)");
-        let appt = self.sql_for("INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $9, 0)");
-        let take = self.sql_for("UPDATE slots SET taken = taken + 1 WHERE id = $1");
-        let notice = self.sql_for("INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) VALUES ($1, $2, $3, $4, 'sms', $5, $6)");
-        let event = self.sql_for("INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'booked_by_ballot', $3, $4)");
-        let placed = self.sql_for("UPDATE ballot_entries SET tracking_code = $3, slot_id = $4, office_id = $5, start_at = $6, distance_km = $7, cost_m = $8, part_of_day_kept = $9 WHERE ballot_id = $1 AND national_code = $2");
-        let unplaced = self.sql_for("UPDATE ballot_entries SET reason = $3, waitlist_rank = $4 WHERE ballot_id = $1 AND national_code = $2");
-        let waiting = WaitersFirst::sql(self);
-        let release =
-            self.sql_for("UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1");
-        let bump = self.sql_for("UPDATE config_version SET version = version + 1 WHERE id = 1");
-        let actor = format!("ballot:{}", b.id);
-        on_pool!(self, pool, q = MARK => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(q).bind(&b.id).bind(owner).bind(&p.offices_json).bind(&p.results_json).bind(now)
-                .execute(&mut *tx).await?.rows_affected();
-            if n == 0 {
-                return Ok(false);
-            }
-            for s in &p.seats {
-                sqlx::query(&seat).bind(&b.id).bind(s.slot_id).bind(&s.office_id).bind(s.start_at).bind(s.seats)
-                    .execute(&mut *tx).await?;
-            }
-            for a in &p.appointments {
-                sqlx::query(&appt).bind(&a.tracking_code).bind(a.slot_id).bind(&a.office_id).bind(a.start_at)
-                    .bind(&a.application_id).bind(&a.national_code).bind(&b.service).bind(&a.payment_id).bind(now)
-                    .execute(&mut *tx).await?;
-                sqlx::query(&take).bind(a.slot_id).execute(&mut *tx).await?;
-                sqlx::query(&notice).bind(&a.national_code).bind(&a.application_id).bind(&a.tracking_code)
-                    .bind(format!("ballot:{}", b.id)).bind(&a.notice).bind(now)
-                    .execute(&mut *tx).await?;
-                let payload = serde_json::json!({ "ballot_id": b.id, "slot_id": a.slot_id, "office_id": a.office_id, "application_id": a.application_id }).to_string();
-                sqlx::query(&event).bind(now).bind(&actor).bind(&a.tracking_code).bind(&payload)
-                    .execute(&mut *tx).await?;
-            }
-            for (code, outcome) in &p.outcomes {
-                match outcome {
-                    EntryOutcome::Placed { tracking_code, slot_id, office_id, start_at, distance_km, cost_m, part_of_day_kept } => {
-                        sqlx::query(&placed).bind(&b.id).bind(code).bind(tracking_code).bind(slot_id).bind(office_id)
-                            .bind(start_at).bind(distance_km).bind(cost_m).bind(part_of_day_kept)
-                            .execute(&mut *tx).await?;
-                    }
-                    EntryOutcome::Unplaced { reason, waitlist_rank } => {
-                        sqlx::query(&unplaced).bind(&b.id).bind(code).bind(reason).bind(waitlist_rank)
-                            .execute(&mut *tx).await?;
-                    }
-                }
-            }
-            // The waitlist's share (issue 21): a placed entrant's waiting entry is fulfilled,
-            // then leftover seats that fit a waiter are kept taken as seat releases due now,
-            // which the booking writer hands to the earliest-joined waiter that fits (or frees).
-            let fulfilled = sqlx::query(&waiting.fulfil).bind(&b.id).bind(&b.service).bind(now)
-                .execute(&mut *tx).await?.rows_affected();
-            if fulfilled > 0 {
-                sqlx::query(&waiting.fulfil_events).bind(&b.id).bind(now).execute(&mut *tx).await?;
-                sqlx::query(&waiting.fulfil_offices).bind(&b.id).execute(&mut *tx).await?;
-            }
-            let fits = sqlx::query_as::<_, (i64, i64, i64, String, i64)>(&waiting.fits)
-                .bind(&b.id).bind(&b.service).bind(now)
-                .fetch_all(&mut *tx).await?;
-            let kept = seats_for_waiters(&fits);
-            for &(slot_id, seats) in &kept {
-                sqlx::query(&waiting.take).bind(slot_id).bind(seats).execute(&mut *tx).await?;
-                sqlx::query(&waiting.pend).bind(slot_id).bind(now).bind(now).bind(seats)
-                    .execute(&mut *tx).await?;
-            }
-            if !kept.is_empty() {
-                let seats: i64 = kept.iter().map(|k| k.1).sum();
-                let payload = serde_json::json!({ "slots": kept.len(), "seats": seats }).to_string();
-                sqlx::query(&waiting.event).bind(now).bind(&actor).bind(&b.id).bind(&payload)
-                    .execute(&mut *tx).await?;
-            }
-            sqlx::query(&release).bind(&b.id).execute(&mut *tx).await?;
-            // Other processes reload their availability view (seats taken, leftovers back).
-            sqlx::query(&bump).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
-    /// The seat releases still pending for a ballot's leftovers and everything else: how many
-    /// seats the sweeper has yet to hand over.
-    pub async fn pending_release_count(&self) -> Result<i64, StoreError> {
-        const SQL: &str = "SELECT COUNT(*) FROM seat_releases WHERE status = 'pending'";
-        on_pool!(self, pool, q = SQL => {
-            Ok(sqlx::query_scalar::<_, i64>(q).fetch_one(pool).await?)
-        })
-    }
-
     /// The seats a published ballot withheld at its close.
     pub async fn ballot_seats(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
         const SQL: &str = "SELECT slot_id, office_id, start_at, seats FROM ballot_seats WHERE ballot_id = $1 ORDER BY slot_id";
@@ -477,91 +351,4 @@ impl Store {
             }).collect()
         })
     }
-}
-
-/// The statements of a close's waitlist step (`publish_ballot`), in the backend's dialect.
-struct WaitersFirst {
-    /// Fulfils the waiting entries (for the ballot's service) of the entrants it placed:
-    /// `booked` with the ballot's tracking code, as a direct booking does.
-    fulfil: String,
-    /// A `waitlist_fulfilled` event per entry just fulfilled.
-    fulfil_events: String,
-    /// The fulfilled entries leave the office index of waiters.
-    fulfil_offices: String,
-    /// Per leftover slot not yet started and part of the day: its free seats and the waiting
-    /// entries for the service whose offices and dates fit it.
-    fits: String,
-    /// Keeps seats taken for their releases.
-    take: String,
-    /// That many seat releases due now (`release_at`), for the sweeper to hand over.
-    pend: String,
-    event: String,
-}
-
-impl WaitersFirst {
-    fn sql(store: &Store) -> Self {
-        const PLACED: &str = "SELECT w.id FROM waitlist_entries w JOIN ballot_entries be \
-             ON be.ballot_id = $1 AND be.national_code = w.national_code AND be.tracking_code = w.tracking_code \
-             WHERE w.status = 'booked'";
-        WaitersFirst {
-            fulfil: store.sql_for(
-                "UPDATE waitlist_entries SET status = 'booked', updated_at = $3, \
-                 tracking_code = (SELECT be.tracking_code FROM ballot_entries be \
-                   WHERE be.ballot_id = $1 AND be.national_code = waitlist_entries.national_code) \
-                 WHERE service = $2 AND status = 'waiting' AND national_code IN \
-                   (SELECT national_code FROM ballot_entries WHERE ballot_id = $1 AND tracking_code IS NOT NULL)",
-            ),
-            fulfil_events: store.sql_for(&format!(
-                "INSERT INTO events (at, actor, kind, subject, payload_json) \
-                 SELECT $2, w.national_code, 'waitlist_fulfilled', w.id, \
-                   '{{\"tracking_code\":\"' || w.tracking_code || '\",\"ballot_id\":\"' || $1 || '\"}}' \
-                 FROM waitlist_entries w WHERE w.id IN ({PLACED})"
-            )),
-            fulfil_offices: store.sql_for(&format!(
-                "DELETE FROM waitlist_offices WHERE entry_id IN ({PLACED})"
-            )),
-            fits: store.sql_for(
-                "SELECT s.id, s.start_at, s.capacity - s.taken, e.part_of_day, COUNT(*) \
-                 FROM slots s JOIN waitlist_offices o ON o.office_id = s.office_id \
-                 JOIN waitlist_entries e ON e.id = o.entry_id \
-                 WHERE s.ballot_id = $1 AND s.taken < s.capacity AND s.start_at > $3 \
-                   AND e.status = 'waiting' AND e.service = $2 \
-                   AND e.earliest_at <= s.start_at AND s.start_at < e.latest_at \
-                 GROUP BY s.id, s.start_at, s.capacity, s.taken, e.part_of_day \
-                 ORDER BY s.id",
-            ),
-            take: store.sql_for("UPDATE slots SET taken = taken + $2 WHERE id = $1"),
-            pend: store.sql_for(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $4) \
-                 INSERT INTO seat_releases (slot_id, release_at, status, created_at) \
-                 SELECT $1, $2, 'pending', $3 FROM n",
-            ),
-            event: store.sql_for(
-                "INSERT INTO events (at, actor, kind, subject, payload_json) \
-                 VALUES ($1, $2, 'ballot_leftovers_to_waitlist', $3, $4)",
-            ),
-        }
-    }
-}
-
-/// How many leftover seats of each slot to keep for the waiters: as many as fit it (by office,
-/// dates and part of the day), at most its free seats. Each kept seat is then offered like any
-/// freed seat, so a waiter the slot fits is never passed over for first-come booking; a kept
-/// seat no waiter takes in the end (they took another) is freed by the sweeper at once.
-/// `fits`: (slot id, start, free seats, part of the day, waiters), sorted by slot.
-fn seats_for_waiters(fits: &[(i64, i64, i64, String, i64)]) -> Vec<(i64, i64)> {
-    let mut kept: Vec<(i64, i64)> = Vec::new();
-    for (slot_id, start_at, free, part, waiters) in fits {
-        // An unknown part (the CHECK allows none) is counted: the writer decides.
-        let fits_part = PartOfDay::parse(part).is_none_or(|p| p.fits(*start_at));
-        if !fits_part {
-            continue;
-        }
-        match kept.last_mut() {
-            Some((id, n)) if id == slot_id => *n = (*n + waiters).min(*free),
-            _ => kept.push((*slot_id, (*waiters).min(*free))),
-        }
-    }
-    kept.retain(|k| k.1 > 0);
-    kept
 }

@@ -722,7 +722,7 @@ const ROWS_PER_STATEMENT: usize = 128;
 
 /// Runs `write` on consecutive chunks of `rows` whose lengths are `ROWS_PER_STATEMENT` or a
 /// smaller power of two.
-fn in_chunks<'r, R>(
+pub(super) fn in_chunks<'r, R>(
     rows: &'r [R],
     mut write: impl FnMut(&'r [R]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
@@ -741,7 +741,7 @@ fn in_chunks<'r, R>(
 }
 
 /// `n` groups of `width` anonymous parameters: `(?, ?), (?, ?)`; a group of one is a bare `?`.
-fn placeholders(n: usize, width: usize) -> String {
+pub(super) fn placeholders(n: usize, width: usize) -> String {
     let group = if width == 1 {
         "?".to_string()
     } else {

@@ -11,6 +11,7 @@
 //! (`?1`, `?2`, …, which SQLite binds by number), so both backends run the same SQL text.
 
 mod applicants;
+mod ballot_close;
 mod ballot_entries;
 mod ballots;
 mod batch_plan;
@@ -34,10 +35,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
+pub use ballot_close::{BallotAppointment, BallotUnplaced, ClosePublish, PublishTimes};
 pub use ballot_entries::{EntryChange, EntryRefusal, EntryWrite};
 pub use ballots::{
-    BallotAppointment, BallotRow, ClosePublish, EntryOutcome, EntryRow, WithheldSlot,
-    BALLOT_WITHHELD_UNTIL, CLOSE_LEASE_SECS,
+    BallotRow, EntryOutcome, EntryRow, WithheldSlot, BALLOT_WITHHELD_UNTIL, CLOSE_LEASE_SECS,
 };
 pub use batch_plan::{Stored, OFFER_HOLD_PREFIX};
 pub use booking::{

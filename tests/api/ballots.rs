@@ -789,3 +789,205 @@ async fn entries_race_the_close(db: &TestDb) {
     app.stop().await;
 }
 on_both_backends!(ballot_entries_race_the_close, super::entries_race_the_close);
+
+/// `(entry_key, office_id, start_at)` of the placed entries, by key.
+async fn placed_entries(store: &nobat::store::Store, id: &str) -> Vec<(String, String, i64)> {
+    let sql = format!(
+        "SELECT entry_key, office_id, start_at FROM ballot_entries WHERE ballot_id = '{id}' AND tracking_code IS NOT NULL ORDER BY entry_key"
+    );
+    match store {
+        nobat::store::Store::Sqlite(pool) => sqlx::query_as(&sql).fetch_all(pool).await,
+        nobat::store::Store::Postgres(pool) => sqlx::query_as(&sql).fetch_all(pool).await,
+    }
+    .unwrap()
+}
+
+async fn count(store: &nobat::store::Store, sql: String) -> i64 {
+    scalar(store, &sql).await
+}
+
+/// A close with more entries than seats, written in bulk (many statements' worth of rows on
+/// each table), writes exactly what the pure close decides: one appointment, one notice and
+/// one `booked_by_ballot` event per placed entry, each slot's seats taken equal to its
+/// appointments and within capacity, every other entry a reason and a distinct waitlist rank,
+/// and the placements those of the pure close re-run on the exported input.
+async fn bulk_close(db: &TestDb) {
+    let app = app_on(db).await;
+    // Two small provinces: hundreds of seats, several statements' worth of rows (a debug
+    // build's pure close of the whole network's thousands takes minutes).
+    let (status, ballot) = app
+        .post(
+            Some(ADMIN_TOKEN),
+            "/v1/admin/ballots",
+            &json!({
+                "service": "first_issuance",
+                "provinces": ["semnan", "ilam"],
+                "opens_at": at(&app, 60),
+                "closes_at": at(&app, 3600),
+                "seats": { "from_date": FROM, "to_date": TO },
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ballot}");
+    let id = ballot["ballot_id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::seconds(120));
+    tick(&app, "node-a").await;
+    let seats = scalar(
+        &app.store,
+        &format!(
+            "SELECT CAST(SUM(capacity - taken) AS BIGINT) FROM slots WHERE ballot_id = '{id}'"
+        ),
+    )
+    .await;
+    assert!((300..5_000).contains(&seats), "{seats} seats withheld");
+    // A quarter more entrants than seats, homes spread around the offices.
+    let entrants = (seats + seats / 4) as usize;
+    let offices: Vec<(f64, f64)> = app
+        .state
+        .directory()
+        .all()
+        .iter()
+        .map(|o| (o.location.lat, o.location.lon))
+        .collect();
+    let now = app.clock.now().timestamp();
+    let rows: Vec<String> = (0..entrants)
+        .map(|i| {
+            let (lat, lon) = offices[i % offices.len()];
+            let wobble = (i % 17) as f64 * 0.01;
+            let preferences = match i % 4 {
+                0 => json!({ "part_of_day": "morning" }),
+                1 => json!({ "part_of_day": "afternoon" }),
+                2 => json!({ "earliest_date": TO }),
+                _ => json!({}),
+            };
+            format!(
+                "('{id}', 'nc{i:06}', 'key{i:06}', 'ap{i}', 'pp{i}', {}, {}, NULL, {}, '{preferences}', {now}, {now})",
+                lat + wobble,
+                lon - wobble,
+                i32::from(i % 9 == 0),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        crate::helpers::exec(
+            &app.store,
+            &format!(
+                "INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) VALUES {}",
+                chunk.join(", ")
+            ),
+        )
+        .await;
+    }
+    app.clock.advance(Duration::seconds(3600));
+    assert_eq!(tick(&app, "node-a").await, vec![id.clone()]);
+
+    let record = nobat::reserve::ballot::export_record(&app.store, &id)
+        .await
+        .unwrap()
+        .expect("published");
+    assert_eq!(record.input.entries.len(), entrants);
+    let seed = LotterySeed::from_hex(&record.seed).unwrap();
+    let pure = nobat::planning::ballot::close(&record.input, &seed).unwrap();
+    let placed = pure.placements.len() as i64;
+    assert!(
+        placed > 0 && (pure.unplaced.len() as i64) >= (entrants as i64 - seats),
+        "{placed} placed of {entrants} for {seats} seats"
+    );
+    // The stored placements are the pure close's, entry by entry.
+    let mut decided: Vec<(String, String, i64)> = pure
+        .placements
+        .iter()
+        .map(|p| {
+            let at = nobat::domain::time::iran_instant(p.date, p.start).unwrap();
+            (p.key.clone(), p.office_id.clone(), at.timestamp())
+        })
+        .collect();
+    decided.sort();
+    assert_eq!(placed_entries(&app.store, &id).await, decided);
+    // One booked appointment per placed entry, its own tracking code, slot and citizen.
+    assert_eq!(
+        count(
+            &app.store,
+            "SELECT COUNT(*) FROM appointments WHERE status = 'booked'".into()
+        )
+        .await,
+        placed
+    );
+    assert_eq!(
+        count(&app.store, format!(
+            "SELECT COUNT(*) FROM ballot_entries e JOIN appointments a ON a.tracking_code = e.tracking_code \
+             AND a.national_code = e.national_code AND a.slot_id = e.slot_id AND a.application_id = e.application_id \
+             WHERE e.ballot_id = '{id}'"
+        ))
+        .await,
+        placed
+    );
+    // One notice and one event per appointment.
+    assert_eq!(
+        count(&app.store, format!(
+            "SELECT COUNT(*) FROM outbox o JOIN appointments a ON a.tracking_code = o.tracking_code \
+             WHERE o.notice_key = 'ballot:{id}' AND o.national_code = a.national_code AND o.body LIKE '%' || a.tracking_code || '%'"
+        ))
+        .await,
+        placed
+    );
+    assert_eq!(
+        count(&app.store, "SELECT COUNT(*) FROM outbox".into()).await,
+        placed
+    );
+    assert_eq!(
+        count(
+            &app.store,
+            "SELECT COUNT(DISTINCT subject) FROM events WHERE kind = 'booked_by_ballot'".into()
+        )
+        .await,
+        placed
+    );
+    assert_eq!(
+        count(
+            &app.store,
+            "SELECT COUNT(*) FROM events WHERE kind = 'booked_by_ballot'".into()
+        )
+        .await,
+        placed
+    );
+    // Each slot's seats taken are its appointments, within capacity; seats were free before.
+    assert_eq!(
+        count(&app.store,
+            "SELECT COUNT(*) FROM slots s WHERE s.taken <> (SELECT COUNT(*) FROM appointments a WHERE a.slot_id = s.id)"
+                .into()
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app.store,
+            "SELECT COUNT(*) FROM slots WHERE taken > capacity".into()
+        )
+        .await,
+        0
+    );
+    // Every other entry has a reason and a distinct waitlist rank from 1.
+    let unplaced = entrants as i64 - placed;
+    assert_eq!(
+        count(&app.store, format!(
+            "SELECT COUNT(DISTINCT waitlist_rank) FROM ballot_entries WHERE ballot_id = '{id}' AND tracking_code IS NULL \
+             AND reason IS NOT NULL AND waitlist_rank BETWEEN 1 AND {unplaced}"
+        ))
+        .await,
+        unplaced
+    );
+    assert_eq!(
+        count(
+            &app.store,
+            "SELECT COUNT(*) FROM slots WHERE ballot_id IS NOT NULL".into()
+        )
+        .await,
+        0,
+        "leftover seats are back to first-come booking"
+    );
+    assert_seats_consistent(&app.store).await;
+    app.stop().await;
+}
+on_both_backends!(ballot_bulk_close, super::bulk_close);

@@ -1,0 +1,370 @@
+//! The server's close of a large ballot (issue 20), on SQLite and on PostgreSQL: the store
+//! holds the national network (`scenarios/iran-national.toml`, 2,200 offices) and a ballot
+//! over every office's slots of 30 days with `BALLOT_ENTRIES` entries (default 1,000,000,
+//! from the scenario's synthetic citizens, as `benches/ballot.rs` makes them: a third with an
+//! earliest date, parts of the day mixed, the elderly in a priority class). Then the server's
+//! own close runs once (`Store::claim_ballot_close`, `Reservations::close_ballot`) and its
+//! phases are printed: read the inputs, the pure close (allocate + seat), prepare the rows
+//! (tracking codes, SMS texts, results), each write of the one transaction, the commit; the
+//! peak RSS of the close (this process: the SQLite writer thread is in it, PostgreSQL's server
+//! is not), then the export read back from the database and `ballot verify` on it.
+//!
+//! Setup (network, ballot, entries written in bulk by SQL) is not timed. PostgreSQL runs when
+//! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` is set (a fresh database for the run);
+//! `BALLOT_CLOSE_BACKENDS=sqlite` (or `postgres`) runs one.
+//! `cargo bench --bench ballot_close`; `BALLOT_ENTRIES=100000` for a quicker run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use nobat::app::{App, Dependencies, Settings};
+use nobat::domain::lottery::LotterySeed;
+use nobat::domain::time::{Clock, ManualClock};
+use nobat::domain::ServiceCode;
+use nobat::http::AppState;
+use nobat::planning::ballot::{
+    entry_key, verify, BallotTerms, Condition, EntrantFacts, PartOfDay, Preferences, PriorityRule,
+    DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY,
+};
+use nobat::planning::scenario::Scenario;
+use nobat::reserve::ballot::export_record;
+use nobat::reserve::SeededIds;
+use nobat::store::{BallotRow, Store, StoreConfig};
+use sqlx::Connection;
+
+const SCENARIO: &str = "scenarios/iran-national.toml";
+/// Seat days of the ballot, from the scenario's start date.
+const DAYS: u64 = 30;
+/// 09:00 in Tehran the day before the scenario's first day (2024-04-06).
+const START: &str = "2024-04-05T05:30:00Z";
+/// Entries per setup statement.
+const ENTRIES_PER_INSERT: usize = 2_000;
+
+fn entries_wanted() -> usize {
+    std::env::var("BALLOT_ENTRIES").map_or(1_000_000, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("BALLOT_ENTRIES={v:?} is not a count"))
+    })
+}
+
+fn backend_wanted(name: &str) -> bool {
+    std::env::var("BALLOT_CLOSE_BACKENDS").map_or(true, |v| v.split(',').any(|b| b == name))
+}
+
+/// The process's peak resident set since the last [`reset_peak_rss`], in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Resets the kernel's peak RSS mark to the current RSS (Linux: `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn exec(store: &Store, sql: &str) {
+    match store {
+        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{e}: {}", &sql[..sql.len().min(200)]));
+}
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    }
+    .expect(sql)
+}
+
+async fn app(store: StoreConfig, clock: Arc<ManualClock>) -> AppState {
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), store);
+    settings.scenario = Some(SCENARIO.into());
+    settings.sweep_interval = None;
+    settings.config_poll_interval = None;
+    settings.outbox_interval = None;
+    settings.ballot_interval = None;
+    settings.booking_horizon_days = DAYS as u32 + 2;
+    let deps = Dependencies {
+        clock,
+        ids: Arc::new(SeededIds::new(20)),
+        ..Dependencies::default()
+    };
+    App::build_with(settings, deps)
+        .await
+        .expect("build app")
+        .state()
+        .clone()
+}
+
+/// Iran's day start of `date`, as the admin handler computes the seat range.
+fn day_start(date: NaiveDate) -> i64 {
+    nobat::domain::time::iran_instant(date, chrono::NaiveTime::MIN)
+        .unwrap()
+        .timestamp()
+}
+
+/// A ballot over every office offering first issuance, opening now + 60 s, closing in an hour.
+fn ballot_row(state: &AppState, from: NaiveDate, now: i64) -> (BallotRow, BallotTerms) {
+    let service = ServiceCode::parse("first_issuance").unwrap();
+    let mut office_ids: Vec<String> = state
+        .directory()
+        .all()
+        .iter()
+        .filter(|o| o.offers(service))
+        .map(|o| o.id.as_str().to_string())
+        .collect();
+    office_ids.sort();
+    let to = from + chrono::Days::new(DAYS - 1);
+    let terms = BallotTerms {
+        service: "first_issuance".into(),
+        from_date: from,
+        to_date: to,
+        max_km: DEFAULT_MAX_KM,
+        wait_km_per_day: DEFAULT_WAIT_KM_PER_DAY,
+        priority_rules: vec![PriorityRule {
+            when: Condition::AgeAtLeast(70),
+            class: 1,
+        }],
+    };
+    let (seed, salt) = (
+        LotterySeed::from_bytes([1; 32]),
+        LotterySeed::from_bytes([3; 32]),
+    );
+    let row = BallotRow {
+        id: "ballot_bench".into(),
+        service: "first_issuance".into(),
+        provinces: Vec::new(),
+        office_ids,
+        terms_json: serde_json::to_string(&terms).unwrap(),
+        from_unix: day_start(from),
+        to_unix: day_start(to.succ_opt().unwrap()),
+        opens_at: now + 60,
+        closes_at: now + 3_600,
+        seed_hex: seed.to_hex(),
+        salt_hex: salt.to_hex(),
+        commitment: seed.commitment(),
+        status: "scheduled".into(),
+        offices_json: None,
+        results_json: None,
+        created_at: now,
+        published_at: None,
+    };
+    (row, terms)
+}
+
+/// Writes `n` entries of the scenario's eligible citizens, many rows to a statement.
+async fn write_entries(
+    store: &Store,
+    scenario: &Scenario,
+    b: &BallotRow,
+    terms: &BallotTerms,
+    n: usize,
+) -> usize {
+    let from = terms.from_date;
+    let generator = scenario.citizen_generator();
+    let salt = LotterySeed::from_hex(&b.salt_hex).unwrap();
+    let mut rows = Vec::with_capacity(ENTRIES_PER_INSERT);
+    let mut written = 0;
+    let citizens = (0..generator.count())
+        .filter_map(|i| generator.citizen(i))
+        .filter(|c| c.eligibility(from).is_eligible())
+        .take(n)
+        .enumerate();
+    for (i, c) in citizens {
+        let code = c.national_code.to_string();
+        let facts = EntrantFacts {
+            birth_date: c.birth_date,
+            province: &c.province,
+            home: c.location,
+        };
+        let preferences = Preferences {
+            earliest_date: (i % 3 == 0).then(|| from + chrono::Days::new((i % 10) as u64)),
+            part_of_day: [PartOfDay::Any, PartOfDay::Morning, PartOfDay::Afternoon][i % 3],
+            ..Preferences::default()
+        };
+        rows.push(format!(
+            "('{}', '{code}', '{}', 'ap_{i}', 'pp_{i}', {}, {}, '{}', {}, '{}', {}, {})",
+            b.id,
+            entry_key(salt.as_bytes(), &code),
+            c.location.lat,
+            c.location.lon,
+            c.province,
+            terms.priority_of(&facts),
+            serde_json::to_string(&preferences).unwrap(),
+            b.opens_at,
+            b.opens_at,
+        ));
+        if rows.len() == ENTRIES_PER_INSERT {
+            written += flush(store, &mut rows).await;
+        }
+    }
+    written + flush(store, &mut rows).await
+}
+
+async fn flush(store: &Store, rows: &mut Vec<String>) -> usize {
+    if rows.is_empty() {
+        return 0;
+    }
+    exec(store, &format!("INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) VALUES {}", rows.join(", "))).await;
+    let n = rows.len();
+    rows.clear();
+    n
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+async fn run(backend: &str, config: StoreConfig, entries: usize) {
+    let clock = Arc::new(ManualClock::new(START.parse::<DateTime<Utc>>().unwrap()));
+    let t = Instant::now();
+    let state = app(config, clock.clone()).await;
+    let scenario = Scenario::load(SCENARIO).expect("the scenario loads");
+    let from = scenario.calendar.start_date;
+    let now = clock.now().timestamp();
+    let (b, terms) = ballot_row(&state, from, now);
+    state.store.create_ballot(&b).await.expect("create ballot");
+    clock.advance(chrono::Duration::seconds(60));
+    state.engine.ballot_tick("bench").await.expect("open");
+    let written = write_entries(&state.store, &scenario, &b, &terms, entries).await;
+    let slots = count(
+        &state.store,
+        "SELECT COUNT(*) FROM slots WHERE ballot_id = 'ballot_bench'",
+    )
+    .await;
+    let seats = count(&state.store, "SELECT CAST(COALESCE(SUM(capacity - taken), 0) AS BIGINT) FROM slots WHERE ballot_id = 'ballot_bench'").await;
+    eprintln!(
+        "ballot_close/{backend}: setup {} ({written} entries, {seats} seats in {slots} withheld slots)",
+        secs(t.elapsed())
+    );
+    drop(scenario);
+    clock.advance(chrono::Duration::seconds(3_600));
+    let now = clock.now().timestamp();
+    assert!(state
+        .store
+        .claim_ballot_close(&b.id, "bench", now)
+        .await
+        .unwrap());
+    reset_peak_rss();
+    let t = Instant::now();
+    let report = state
+        .engine
+        .close_ballot(&b, "bench", now)
+        .await
+        .expect("the close runs")
+        .expect("this close published");
+    let total = t.elapsed();
+    let peak = peak_rss_mib();
+    let steps: Vec<String> = report
+        .publish
+        .steps
+        .iter()
+        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
+        .collect();
+    let write = report.publish.written() + report.publish.commit;
+    eprintln!(
+        "ballot_close/{backend}: {} entries, {} placed; close {} = read {} + pure close {} + prepare {} + write {} ({}) + commit {}; \
+         write + commit = {:.0}% of the close; peak RSS {peak:.0} MiB",
+        report.entries,
+        report.placed,
+        secs(total),
+        secs(report.read),
+        secs(report.decided),
+        secs(report.prepared),
+        secs(report.publish.written()),
+        steps.join(", "),
+        secs(report.publish.commit),
+        100.0 * write.as_secs_f64() / total.as_secs_f64(),
+    );
+    let appointments = count(
+        &state.store,
+        "SELECT COUNT(*) FROM appointments WHERE status = 'booked'",
+    )
+    .await;
+    let notices = count(
+        &state.store,
+        "SELECT COUNT(*) FROM outbox WHERE notice_key = 'ballot:ballot_bench'",
+    )
+    .await;
+    let over = count(
+        &state.store,
+        "SELECT COUNT(*) FROM slots WHERE taken > capacity",
+    )
+    .await;
+    assert_eq!(
+        (appointments, notices, over),
+        (report.placed as i64, report.placed as i64, 0)
+    );
+    let t = Instant::now();
+    let record = export_record(&state.store, &b.id)
+        .await
+        .expect("export")
+        .expect("published");
+    let exported = t.elapsed();
+    let t = Instant::now();
+    let verified = verify(&record).expect("the record verifies");
+    eprintln!(
+        "ballot_close/{backend}: export read {} , verify {} (placed {}, objective {} m)\n",
+        secs(exported),
+        secs(t.elapsed()),
+        verified.placed,
+        verified.total_cost_m,
+    );
+    assert_eq!(verified.placed, report.placed);
+}
+
+fn main() {
+    let entries = entries_wanted();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if backend_wanted("sqlite") {
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(run(
+            "sqlite",
+            StoreConfig::sqlite(dir.path().join("ballot_close.db")),
+            entries,
+        ));
+    }
+    if !backend_wanted("postgres") {
+        return;
+    }
+    let Some(admin) = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
+    else {
+        eprintln!("ballot_close/postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+        return;
+    };
+    let name = format!("nobat_ballot_close_{}", std::process::id());
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        run(
+            "postgres",
+            StoreConfig {
+                max_connections: 8,
+                ..StoreConfig::url(url)
+            },
+            entries,
+        )
+        .await;
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    });
+}

@@ -1,0 +1,693 @@
+//! A ballot's close written in bulk (issue 20: a million entries within the close's budget).
+//!
+//! Every effect of a close goes in ONE transaction that first moves the ballot's row from
+//! `closing` under this owner's lease to `published` (`MARK`): a process killed before the
+//! commit wrote nothing, and a second closer finds the status moved and writes nothing. The
+//! rows go many to a statement instead of one statement per row (which paid a round trip or a
+//! statement execution per row, six per placed entry):
+//! - PostgreSQL: `INSERT ... SELECT FROM UNNEST($1::text[], ...)` and `UPDATE ... FROM UNNEST`,
+//!   `PG_ROWS_PER_STATEMENT` rows to a statement;
+//! - SQLite: on the writer thread's connection (`lite_writer`, no wait for the write lock),
+//!   cached prepared multi-row inserts in chunks (`in_chunks`, far under SQLite's parameter
+//!   limit) and cached keyed updates, one execution per row (a few microseconds each there).
+//!
+//! The guarantees stay the database's: seats are added to `slots.taken` per slot, so the
+//! `CHECK (taken <= capacity)` refuses a slot over capacity, `appointments_one_active` a second
+//! active appointment of a citizen for the service, `UNIQUE (tracking_code, notice_key)` a
+//! second notice; any refusal rolls the whole close back. The entries' outcomes are updated by
+//! key and the count of rows changed is checked, so an outcome cannot silently go missing.
+//! The seats left over go to the waitlist first, then back to first-come booking
+//! (`release_leftovers_*`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rusqlite::types::ToSql;
+use rusqlite::{params, params_from_iter, Connection};
+
+use super::applicants::lite_write;
+use super::ballots::{BallotRow, WithheldSlot};
+use super::lite_writer::{in_chunks, placeholders};
+use super::{Store, StoreError};
+use crate::booking::PartOfDay;
+
+/// An entry the close placed: its appointment (with its SMS) and its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BallotAppointment {
+    pub national_code: String,
+    pub tracking_code: String,
+    pub slot_id: i64,
+    pub office_id: String,
+    pub start_at: i64,
+    pub application_id: String,
+    pub payment_id: String,
+    pub notice: String,
+    pub distance_km: f64,
+    pub cost_m: i64,
+    pub part_of_day_kept: bool,
+}
+
+/// An entry the close did not place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BallotUnplaced {
+    pub national_code: String,
+    pub reason: String,
+    /// `None`: the entry took no part (its citizen had an appointment already).
+    pub waitlist_rank: Option<i32>,
+}
+
+/// Everything a close writes, in its one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosePublish {
+    pub seats: Vec<WithheldSlot>,
+    pub appointments: Vec<BallotAppointment>,
+    pub unplaced: Vec<BallotUnplaced>,
+    pub offices_json: String,
+    pub results_json: String,
+}
+
+/// How long each write of a close's transaction took, in order, then its commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishTimes {
+    pub steps: Vec<(&'static str, Duration)>,
+    /// On SQLite this includes the wait for the writer thread's queue.
+    pub commit: Duration,
+}
+
+impl PublishTimes {
+    pub fn written(&self) -> Duration {
+        self.steps.iter().map(|(_, d)| *d).sum()
+    }
+}
+
+/// Rows per statement on PostgreSQL: each column is one array parameter, so the limit is
+/// memory (a chunk's arrays are encoded whole), not the parameter count.
+const PG_ROWS_PER_STATEMENT: usize = 50_000;
+
+const MARK: &str = "UPDATE ballots SET status = 'published', lease_owner = NULL, lease_until = NULL, offices_json = $3, results_json = $4, published_at = $5 \
+     WHERE id = $1 AND status = 'closing' AND lease_owner = $2";
+const BUMP: &str = "UPDATE config_version SET version = version + 1 WHERE id = 1";
+/// The notices' key: one per appointment and ballot.
+fn notice_key(ballot_id: &str) -> String {
+    format!("ballot:{ballot_id}")
+}
+
+/// The `booked_by_ballot` event's payload (what `/v1/status` shows of it).
+fn event_payload(ballot_id: &str, a: &BallotAppointment) -> String {
+    serde_json::json!({ "ballot_id": ballot_id, "slot_id": a.slot_id, "office_id": a.office_id, "application_id": a.application_id }).to_string()
+}
+
+/// Seats taken per slot, ascending by slot id (the order rows are locked in).
+fn seats_per_slot(appointments: &[BallotAppointment]) -> BTreeMap<i64, i64> {
+    let mut taken = BTreeMap::new();
+    for a in appointments {
+        *taken.entry(a.slot_id).or_insert(0) += 1;
+    }
+    taken
+}
+
+struct Stopwatch {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+/// One column of `rows`, the array a PostgreSQL `UNNEST` parameter binds.
+fn column<'r, R, T>(rows: &'r [R], f: impl Fn(&'r R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+fn require_changed(what: &str, changed: u64, expected: usize) -> Result<(), StoreError> {
+    if changed == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::corrupt(format!(
+            "the close changed {changed} {what} rows, expected {expected}"
+        )))
+    }
+}
+
+impl Store {
+    /// Publishes a ballot's close: every effect in one transaction, only while `owner` holds
+    /// the lease (`Ok(None)`: another process published it, nothing written). Returns how
+    /// long each write and the commit took.
+    pub async fn publish_ballot(
+        &self,
+        b: &BallotRow,
+        owner: &str,
+        p: ClosePublish,
+        now: i64,
+    ) -> Result<Option<PublishTimes>, StoreError> {
+        match self {
+            Store::Postgres(pool) => publish_pg(pool, b, owner, &p, now).await,
+            Store::Sqlite(pool) => {
+                let (id, service, owner) = (b.id.clone(), b.service.clone(), owner.to_string());
+                let submitted = Instant::now();
+                let steps = lite_write(pool, move |conn| {
+                    publish_lite(conn, &id, &service, &owner, &p, now)
+                })
+                .await?;
+                Ok(steps.map(|steps| {
+                    let commit = submitted
+                        .elapsed()
+                        .saturating_sub(steps.iter().map(|s| s.1).sum());
+                    PublishTimes { steps, commit }
+                }))
+            }
+        }
+    }
+}
+
+/// The waitlist's share of a close (issue 21), then the rest back to first-come booking:
+/// 1. the waiting entries (for the ballot's service) of the entrants it placed are fulfilled,
+///    `booked` with the ballot's tracking code, as a direct booking does (after the outcomes,
+///    which give the entries their tracking codes);
+/// 2. of each leftover slot not yet started, as many seats as waiting entries fit it (office,
+///    dates, part of the day), at most its free seats, are kept taken by `seat_releases` due at
+///    once: the booking writer's `ReleaseSeat` then hands each to the earliest-joined waiter
+///    it fits, or frees it (`Reservations::ballot_tick` drains them, the sweeper finishes);
+/// 3. the ballot's slots lose the withholding.
+fn release_leftovers_lite(
+    conn: &Connection,
+    ballot_id: &str,
+    service: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let sql = |pg: &str| super::sqlite_sql(pg);
+    let fulfilled = conn
+        .prepare_cached(&sql(FULFIL_WAITERS))?
+        .execute(params![ballot_id, service, now])?;
+    if fulfilled > 0 {
+        conn.prepare_cached(&sql(&fulfil_events_sql()))?
+            .execute(params![ballot_id, now])?;
+        conn.prepare_cached(&sql(&fulfilled_offices_sql()))?
+            .execute([ballot_id])?;
+    }
+    let fits = conn
+        .prepare_cached(&sql(WAITER_FITS))?
+        .query_map(params![ballot_id, service, now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<Vec<WaiterFit>, _>>()?;
+    let kept = seats_for_waiters(&fits);
+    let mut take = conn.prepare_cached(&sql(KEEP_TAKEN))?;
+    let mut pend = conn.prepare_cached(&sql(PEND_RELEASES))?;
+    for &(slot_id, seats) in &kept {
+        take.execute(params![slot_id, seats])?;
+        pend.execute(params![slot_id, now, now, seats])?;
+    }
+    if let Some(payload) = kept_payload(&kept) {
+        conn.prepare_cached(&sql(KEPT_EVENT))?.execute(params![
+            now,
+            notice_key(ballot_id),
+            ballot_id,
+            payload
+        ])?;
+    }
+    conn.prepare_cached(&sql(RELEASE))?.execute([ballot_id])?;
+    Ok(())
+}
+
+/// See [`release_leftovers_lite`].
+async fn release_leftovers_pg(
+    tx: &mut sqlx::PgConnection,
+    ballot_id: &str,
+    service: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let fulfilled = sqlx::query(FULFIL_WAITERS)
+        .bind(ballot_id)
+        .bind(service)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if fulfilled > 0 {
+        sqlx::query(&fulfil_events_sql())
+            .bind(ballot_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&fulfilled_offices_sql())
+            .bind(ballot_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let fits: Vec<WaiterFit> = sqlx::query_as(WAITER_FITS)
+        .bind(ballot_id)
+        .bind(service)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let kept = seats_for_waiters(&fits);
+    if !kept.is_empty() {
+        let (slots, seats): (Vec<i64>, Vec<i64>) = kept.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE slots SET taken = slots.taken + k.seats \
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seats) WHERE slots.id = k.id",
+        )
+        .bind(&slots)
+        .bind(&seats)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO seat_releases (slot_id, release_at, status, created_at) \
+             SELECT k.id, $3, 'pending', $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seats), \
+             generate_series(1, k.seats)",
+        )
+        .bind(&slots)
+        .bind(&seats)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(payload) = kept_payload(&kept) {
+        sqlx::query(KEPT_EVENT)
+            .bind(now)
+            .bind(notice_key(ballot_id))
+            .bind(ballot_id)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(RELEASE)
+        .bind(ballot_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+const RELEASE: &str = "UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1";
+
+/// The waiting entries for the service ($2) of the entrants the ballot ($1) placed, fulfilled
+/// at $3 with their placement's tracking code.
+const FULFIL_WAITERS: &str = "UPDATE waitlist_entries SET status = 'booked', updated_at = $3, \
+     tracking_code = (SELECT be.tracking_code FROM ballot_entries be \
+       WHERE be.ballot_id = $1 AND be.national_code = waitlist_entries.national_code) \
+     WHERE service = $2 AND status = 'waiting' AND national_code IN \
+       (SELECT national_code FROM ballot_entries WHERE ballot_id = $1 AND tracking_code IS NOT NULL)";
+
+/// The entries [`FULFIL_WAITERS`] ended: booked with a tracking code of the ballot ($1).
+const FULFILLED: &str = "SELECT w.id FROM waitlist_entries w JOIN ballot_entries be \
+     ON be.ballot_id = $1 AND be.national_code = w.national_code AND be.tracking_code = w.tracking_code \
+     WHERE w.status = 'booked'";
+
+/// A `waitlist_fulfilled` event (at $2) per entry fulfilled.
+fn fulfil_events_sql() -> String {
+    format!(
+        "INSERT INTO events (at, actor, kind, subject, payload_json) \
+         SELECT $2, w.national_code, 'waitlist_fulfilled', w.id, \
+           '{{\"tracking_code\":\"' || w.tracking_code || '\",\"ballot_id\":\"' || $1 || '\"}}' \
+         FROM waitlist_entries w WHERE w.id IN ({FULFILLED})"
+    )
+}
+
+/// The fulfilled entries leave the office index of waiters.
+fn fulfilled_offices_sql() -> String {
+    format!("DELETE FROM waitlist_offices WHERE entry_id IN ({FULFILLED})")
+}
+
+/// Per leftover slot of the ballot ($1) not yet started ($3) and part of the day: its free
+/// seats and the waiting entries for the service ($2) whose offices and dates fit it.
+const WAITER_FITS: &str = "SELECT s.id, s.start_at, s.capacity - s.taken, e.part_of_day, COUNT(*) \
+     FROM slots s JOIN waitlist_offices o ON o.office_id = s.office_id \
+     JOIN waitlist_entries e ON e.id = o.entry_id \
+     WHERE s.ballot_id = $1 AND s.taken < s.capacity AND s.start_at > $3 \
+       AND e.status = 'waiting' AND e.service = $2 \
+       AND e.earliest_at <= s.start_at AND s.start_at < e.latest_at \
+     GROUP BY s.id, s.start_at, s.capacity, s.taken, e.part_of_day \
+     ORDER BY s.id";
+
+/// (slot id, start, free seats, part of the day, waiters): a row of [`WAITER_FITS`].
+type WaiterFit = (i64, i64, i64, String, i64);
+
+const KEEP_TAKEN: &str = "UPDATE slots SET taken = taken + $2 WHERE id = $1";
+
+/// $4 seat releases of slot $1 due at $2, for the booking writer to hand over.
+const PEND_RELEASES: &str =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $4) \
+     INSERT INTO seat_releases (slot_id, release_at, status, created_at) \
+     SELECT $1, $2, 'pending', $3 FROM n";
+
+const KEPT_EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) \
+     VALUES ($1, $2, 'ballot_leftovers_to_waitlist', $3, $4)";
+
+/// How many leftover seats of each slot to keep for the waiters: as many as fit it (by office,
+/// dates and part of the day), at most its free seats. Each kept seat is then offered like any
+/// freed seat, so a waiter the slot fits is never passed over for first-come booking; a kept
+/// seat no waiter takes in the end (they took another) is freed by the writer at once.
+/// `fits` sorted by slot.
+fn seats_for_waiters(fits: &[WaiterFit]) -> Vec<(i64, i64)> {
+    let mut kept: Vec<(i64, i64)> = Vec::new();
+    for (slot_id, start_at, free, part, waiters) in fits {
+        // An unknown part (the CHECK allows none) is counted: the writer decides.
+        if !PartOfDay::parse(part).is_none_or(|p| p.fits(*start_at)) {
+            continue;
+        }
+        match kept.last_mut() {
+            Some((id, n)) if id == slot_id => *n = (*n + waiters).min(*free),
+            _ => kept.push((*slot_id, (*waiters).min(*free))),
+        }
+    }
+    kept.retain(|k| k.1 > 0);
+    kept
+}
+
+/// The `ballot_leftovers_to_waitlist` event's payload, if any seat was kept.
+fn kept_payload(kept: &[(i64, i64)]) -> Option<String> {
+    let seats: i64 = kept.iter().map(|k| k.1).sum();
+    (seats > 0).then(|| serde_json::json!({ "slots": kept.len(), "seats": seats }).to_string())
+}
+
+/// SQLite's close, in a savepoint of the writer thread's transaction (any error rolls it
+/// back). `None`: the lease was not ours any more, nothing written.
+fn publish_lite(
+    conn: &Connection,
+    ballot_id: &str,
+    service: &str,
+    owner: &str,
+    p: &ClosePublish,
+    now: i64,
+) -> Result<Option<Vec<(&'static str, Duration)>>, StoreError> {
+    let mut watch = Stopwatch::start();
+    let marked = conn
+        .prepare_cached(&super::sqlite_sql(MARK))?
+        .execute(params![
+            ballot_id,
+            owner,
+            p.offices_json,
+            p.results_json,
+            now
+        ])?;
+    if marked == 0 {
+        return Ok(None);
+    }
+    watch.lap("mark");
+    in_chunks(&p.seats, |chunk| {
+        let mut q = conn.prepare_cached(&format!(
+            "INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) VALUES {}",
+            placeholders(chunk.len(), 5)
+        ))?;
+        q.execute(params_from_iter(chunk.iter().flat_map(|s| {
+            [
+                &ballot_id as &dyn ToSql,
+                &s.slot_id,
+                &s.office_id,
+                &s.start_at,
+                &s.seats,
+            ]
+        })))?;
+        Ok(())
+    })?;
+    watch.lap("seats");
+    let (booked, zero) = ("booked", 0i64);
+    in_chunks(&p.appointments, |chunk| {
+        let mut q = conn.prepare_cached(&format!(
+            "INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) VALUES {}",
+            placeholders(chunk.len(), 12)
+        ))?;
+        q.execute(params_from_iter(chunk.iter().flat_map(|a| {
+            [
+                &a.tracking_code as &dyn ToSql,
+                &a.slot_id,
+                &a.office_id,
+                &a.start_at,
+                &a.application_id,
+                &a.national_code,
+                &service,
+                &a.payment_id,
+                &booked,
+                &now,
+                &now,
+                &zero,
+            ]
+        })))?;
+        Ok(())
+    })?;
+    watch.lap("appointments");
+    let taken = seats_per_slot(&p.appointments);
+    let mut q = conn.prepare_cached("UPDATE slots SET taken = taken + ?2 WHERE id = ?1")?;
+    let mut changed = 0;
+    for (slot_id, seats) in &taken {
+        changed += q.execute(params![slot_id, seats])? as u64;
+    }
+    require_changed("slot", changed, taken.len())?;
+    watch.lap("seats taken");
+    let (key, sms) = (notice_key(ballot_id), "sms");
+    in_chunks(&p.appointments, |chunk| {
+        let mut q = conn.prepare_cached(&format!(
+            "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) VALUES {}",
+            placeholders(chunk.len(), 7)
+        ))?;
+        q.execute(params_from_iter(chunk.iter().flat_map(|a| {
+            [
+                &a.national_code as &dyn ToSql,
+                &a.application_id,
+                &a.tracking_code,
+                &key,
+                &sms,
+                &a.notice,
+                &now,
+            ]
+        })))?;
+        Ok(())
+    })?;
+    watch.lap("outbox");
+    let (actor, kind) = (format!("ballot:{ballot_id}"), "booked_by_ballot");
+    in_chunks(&p.appointments, |chunk| {
+        let payloads: Vec<String> = chunk.iter().map(|a| event_payload(ballot_id, a)).collect();
+        let mut q = conn.prepare_cached(&format!(
+            "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES {}",
+            placeholders(chunk.len(), 5)
+        ))?;
+        q.execute(params_from_iter(chunk.iter().zip(&payloads).flat_map(
+            |(a, payload)| [&now as &dyn ToSql, &actor, &kind, &a.tracking_code, payload],
+        )))?;
+        Ok(())
+    })?;
+    watch.lap("events");
+    write_outcomes_lite(conn, ballot_id, p)?;
+    watch.lap("outcomes");
+    release_leftovers_lite(conn, ballot_id, service, now)?;
+    watch.lap("release leftovers");
+    // Other processes reload their availability view (seats taken, leftovers back).
+    conn.prepare_cached(BUMP)?.execute([])?;
+    Ok(Some(watch.steps))
+}
+
+/// Each entry's outcome, one keyed update per entry; every entry must be there.
+fn write_outcomes_lite(
+    conn: &Connection,
+    ballot_id: &str,
+    p: &ClosePublish,
+) -> Result<(), StoreError> {
+    let mut placed = conn.prepare_cached(
+        "UPDATE ballot_entries SET tracking_code = ?3, slot_id = ?4, office_id = ?5, start_at = ?6, distance_km = ?7, cost_m = ?8, part_of_day_kept = ?9 \
+         WHERE ballot_id = ?1 AND national_code = ?2",
+    )?;
+    let mut changed = 0;
+    for a in &p.appointments {
+        changed += placed.execute(params![
+            ballot_id,
+            a.national_code,
+            a.tracking_code,
+            a.slot_id,
+            a.office_id,
+            a.start_at,
+            a.distance_km,
+            a.cost_m,
+            a.part_of_day_kept
+        ])? as u64;
+    }
+    require_changed("placed entry", changed, p.appointments.len())?;
+    let mut unplaced = conn.prepare_cached(
+        "UPDATE ballot_entries SET reason = ?3, waitlist_rank = ?4 WHERE ballot_id = ?1 AND national_code = ?2",
+    )?;
+    let mut changed = 0;
+    for u in &p.unplaced {
+        changed += unplaced.execute(params![
+            ballot_id,
+            u.national_code,
+            u.reason,
+            u.waitlist_rank
+        ])? as u64;
+    }
+    require_changed("unplaced entry", changed, p.unplaced.len())
+}
+
+/// PostgreSQL's close: one transaction, the rows `PG_ROWS_PER_STATEMENT` to a statement.
+async fn publish_pg(
+    pool: &sqlx::PgPool,
+    b: &BallotRow,
+    owner: &str,
+    p: &ClosePublish,
+    now: i64,
+) -> Result<Option<PublishTimes>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut watch = Stopwatch::start();
+    let marked = sqlx::query(MARK)
+        .bind(&b.id)
+        .bind(owner)
+        .bind(&p.offices_json)
+        .bind(&p.results_json)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if marked == 0 {
+        return Ok(None);
+    }
+    watch.lap("mark");
+    for chunk in p.seats.chunks(PG_ROWS_PER_STATEMENT) {
+        sqlx::query(
+            "INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) \
+             SELECT $1, t.slot_id, t.office_id, t.start_at, t.seats FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) AS t(slot_id, office_id, start_at, seats)",
+        )
+        .bind(&b.id)
+        .bind(column(chunk, |s| s.slot_id))
+        .bind(column(chunk, |s| s.office_id.as_str()))
+        .bind(column(chunk, |s| s.start_at))
+        .bind(column(chunk, |s| s.seats))
+        .execute(&mut *tx)
+        .await?;
+    }
+    watch.lap("seats");
+    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
+        sqlx::query(
+            "INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
+             SELECT t.tc, t.slot_id, t.office_id, t.start_at, t.app, t.code, $7, t.pay, 'booked', $8, $8, 0 \
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $9::text[]) AS t(tc, slot_id, office_id, start_at, app, code, pay)",
+        )
+        .bind(column(chunk, |a| a.tracking_code.as_str()))
+        .bind(column(chunk, |a| a.slot_id))
+        .bind(column(chunk, |a| a.office_id.as_str()))
+        .bind(column(chunk, |a| a.start_at))
+        .bind(column(chunk, |a| a.application_id.as_str()))
+        .bind(column(chunk, |a| a.national_code.as_str()))
+        .bind(&b.service)
+        .bind(now)
+        .bind(column(chunk, |a| a.payment_id.as_str()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    watch.lap("appointments");
+    let taken = seats_per_slot(&p.appointments);
+    let slots: Vec<(i64, i64)> = taken.into_iter().collect();
+    let mut changed = 0;
+    for chunk in slots.chunks(PG_ROWS_PER_STATEMENT) {
+        changed += sqlx::query(
+            "UPDATE slots AS s SET taken = s.taken + t.seats FROM UNNEST($1::bigint[], $2::bigint[]) AS t(id, seats) WHERE s.id = t.id",
+        )
+        .bind(column(chunk, |s| s.0))
+        .bind(column(chunk, |s| s.1))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    require_changed("slot", changed, slots.len())?;
+    watch.lap("seats taken");
+    let key = notice_key(&b.id);
+    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
+        sqlx::query(
+            "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
+             SELECT t.code, t.app, t.tc, $4, 'sms', t.body, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $6::text[]) AS t(code, app, tc, body)",
+        )
+        .bind(column(chunk, |a| a.national_code.as_str()))
+        .bind(column(chunk, |a| a.application_id.as_str()))
+        .bind(column(chunk, |a| a.tracking_code.as_str()))
+        .bind(&key)
+        .bind(now)
+        .bind(column(chunk, |a| a.notice.as_str()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    watch.lap("outbox");
+    let actor = format!("ballot:{}", b.id);
+    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
+        sqlx::query(
+            "INSERT INTO events (at, actor, kind, subject, payload_json) \
+             SELECT $1, $2, 'booked_by_ballot', t.subject, t.payload FROM UNNEST($3::text[], $4::text[]) AS t(subject, payload)",
+        )
+        .bind(now)
+        .bind(&actor)
+        .bind(column(chunk, |a| a.tracking_code.as_str()))
+        .bind(column(chunk, |a| event_payload(&b.id, a)))
+        .execute(&mut *tx)
+        .await?;
+    }
+    watch.lap("events");
+    write_outcomes_pg(&mut tx, &b.id, p).await?;
+    watch.lap("outcomes");
+    release_leftovers_pg(&mut tx, &b.id, &b.service, now).await?;
+    watch.lap("release leftovers");
+    // Other processes reload their availability view (seats taken, leftovers back).
+    sqlx::query(BUMP).execute(&mut *tx).await?;
+    watch.lap("config version");
+    let committing = Instant::now();
+    tx.commit().await?;
+    Ok(Some(PublishTimes {
+        steps: watch.steps,
+        commit: committing.elapsed(),
+    }))
+}
+
+/// Each entry's outcome by key, many to a statement; every entry must be there.
+async fn write_outcomes_pg(
+    tx: &mut sqlx::PgConnection,
+    ballot_id: &str,
+    p: &ClosePublish,
+) -> Result<(), StoreError> {
+    let mut changed = 0;
+    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
+        changed += sqlx::query(
+            "UPDATE ballot_entries AS e SET tracking_code = t.tc, slot_id = t.slot_id, office_id = t.office_id, start_at = t.start_at, \
+             distance_km = t.km, cost_m = t.cost_m, part_of_day_kept = t.kept \
+             FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[], $9::bool[]) \
+               AS t(code, tc, slot_id, office_id, start_at, km, cost_m, kept) \
+             WHERE e.ballot_id = $1 AND e.national_code = t.code",
+        )
+        .bind(ballot_id)
+        .bind(column(chunk, |a| a.national_code.as_str()))
+        .bind(column(chunk, |a| a.tracking_code.as_str()))
+        .bind(column(chunk, |a| a.slot_id))
+        .bind(column(chunk, |a| a.office_id.as_str()))
+        .bind(column(chunk, |a| a.start_at))
+        .bind(column(chunk, |a| a.distance_km))
+        .bind(column(chunk, |a| a.cost_m))
+        .bind(column(chunk, |a| a.part_of_day_kept))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    require_changed("placed entry", changed, p.appointments.len())?;
+    let mut changed = 0;
+    for chunk in p.unplaced.chunks(PG_ROWS_PER_STATEMENT) {
+        changed += sqlx::query(
+            "UPDATE ballot_entries AS e SET reason = t.reason, waitlist_rank = t.rank \
+             FROM UNNEST($2::text[], $3::text[], $4::int4[]) AS t(code, reason, rank) \
+             WHERE e.ballot_id = $1 AND e.national_code = t.code",
+        )
+        .bind(ballot_id)
+        .bind(column(chunk, |u| u.national_code.as_str()))
+        .bind(column(chunk, |u| u.reason.as_str()))
+        .bind(column(chunk, |u| u.waitlist_rank))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    require_changed("unplaced entry", changed, p.unplaced.len())
+}

@@ -43,9 +43,11 @@ use nobat::domain::time::{Clock, ManualClock};
 use nobat::domain::{GeoPoint, NationalCode, ServiceCode};
 use nobat::http::AppState;
 use nobat::reserve::SeededIds;
-use nobat::store::{Store, StoreConfig};
-use sqlx::Connection;
+use nobat::store::StoreConfig;
 use tower::ServiceExt;
+
+#[path = "support/mod.rs"]
+mod support;
 
 /// The radius of the hot group around its point, in km.
 const HOT_KM: f64 = 15.0;
@@ -55,22 +57,14 @@ const HORIZON_DAYS: u32 = 365;
 /// Sunday 1 Mehr 1403, 09:00 in Tehran (the API tests' clock).
 const START: &str = "2024-09-22T05:30:00Z";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).map_or(default, |v| {
-        v.parse::<usize>()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a count"))
-            .max(1)
-    })
-}
-
 /// Requests in flight at once, one booking each (`BENCH_AUTOPICK_CLIENTS`, default 1,000).
 fn clients() -> usize {
-    env_usize("BENCH_AUTOPICK_CLIENTS", 1_000)
+    support::env_usize("BENCH_AUTOPICK_CLIENTS", 1_000)
 }
 
 /// Criterion samples per configuration (`BENCH_AUTOPICK_SAMPLES`, default and least 10).
 fn samples() -> usize {
-    env_usize("BENCH_AUTOPICK_SAMPLES", 10).max(10)
+    support::env_usize("BENCH_AUTOPICK_SAMPLES", 10).max(10)
 }
 
 /// One booking request: the applicant's token and the JSON body.
@@ -241,12 +235,12 @@ impl Rig {
                     .iter()
                     .map(|(c, _, i)| format!("('ap_{i}', '{c}', 'first_issuance', '{{}}', TRUE, 0)"))
                     .collect();
-                exec(store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES {}", apps.join(","))).await;
+                support::exec(store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES {}", apps.join(","))).await;
                 let pays: Vec<String> = chunk
                     .iter()
                     .map(|(_, _, i)| format!("('pp_{i}', 'ap_{i}', 600000, 'paid', 'sandbox', 0)"))
                     .collect();
-                exec(store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES {}", pays.join(","))).await;
+                support::exec(store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES {}", pays.join(","))).await;
             }
         });
         people
@@ -353,14 +347,6 @@ impl Rig {
     }
 }
 
-async fn exec(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-    }
-    .expect(sql);
-}
-
 fn run(c: &mut Criterion, backend: &str, store: StoreConfig) {
     let rig = Rig::new(store);
     let mut group = c.benchmark_group(format!("autopick/{backend}"));
@@ -415,7 +401,7 @@ fn run(c: &mut Criterion, backend: &str, store: StoreConfig) {
 
 /// Interleaved rounds after the criterion samples (`BENCH_AUTOPICK_ROUNDS`, default 5).
 fn interleaved_rounds() -> usize {
-    env_usize("BENCH_AUTOPICK_ROUNDS", 5)
+    support::env_usize("BENCH_AUTOPICK_ROUNDS", 5)
 }
 
 fn print_table(backend: &str, how: &str, tallies: &[Tally; 3]) {
@@ -450,37 +436,22 @@ fn sqlite(c: &mut Criterion) {
 }
 
 fn postgres(c: &mut Criterion) {
-    let Some(admin) = std::env::var("BENCH_DATABASE_URL")
-        .ok()
-        .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
-    else {
-        eprintln!("autopick/postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(support::ScratchDatabase::create(
+        "autopick/postgres",
+        "autopick",
+    )) else {
         return;
     };
-    let name = format!("nobat_autopick_{}", std::process::id());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     run(
         c,
         "postgres",
         StoreConfig {
             max_connections: 8,
-            ..StoreConfig::url(url)
+            ..StoreConfig::url(db.url.clone())
         },
     );
-    rt.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    });
+    rt.block_on(db.drop_now());
 }
 
 criterion_group!(benches, sqlite, postgres);

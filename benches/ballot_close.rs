@@ -31,7 +31,9 @@ use nobat::planning::scenario::Scenario;
 use nobat::reserve::ballot::export_record;
 use nobat::reserve::SeededIds;
 use nobat::store::{BallotRow, Store, StoreConfig};
-use sqlx::Connection;
+
+#[path = "support/mod.rs"]
+mod support;
 
 const SCENARIO: &str = "scenarios/iran-national.toml";
 /// Seat days of the ballot, from the scenario's start date.
@@ -65,14 +67,6 @@ fn peak_rss_mib() -> f64 {
 /// Resets the kernel's peak RSS mark to the current RSS (Linux: `clear_refs` 5).
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-async fn exec(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-    }
-    .unwrap_or_else(|e| panic!("{e}: {}", &sql[..sql.len().min(200)]));
 }
 
 async fn count(store: &Store, sql: &str) -> i64 {
@@ -212,7 +206,7 @@ async fn flush(store: &Store, rows: &mut Vec<String>) -> usize {
     if rows.is_empty() {
         return 0;
     }
-    exec(store, &format!("INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) VALUES {}", rows.join(", "))).await;
+    support::exec(store, &format!("INSERT INTO ballot_entries (ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at) VALUES {}", rows.join(", "))).await;
     let n = rows.len();
     rows.clear();
     n
@@ -338,33 +332,17 @@ fn main() {
     if !backend_wanted("postgres") {
         return;
     }
-    let Some(admin) = std::env::var("BENCH_DATABASE_URL")
-        .ok()
-        .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
-    else {
-        eprintln!("ballot_close/postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
-        return;
-    };
-    let name = format!("nobat_ballot_close_{}", std::process::id());
     rt.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        run(
-            "postgres",
-            StoreConfig {
-                max_connections: 8,
-                ..StoreConfig::url(url)
-            },
-            entries,
-        )
-        .await;
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
+        let Some(db) =
+            support::ScratchDatabase::create("ballot_close/postgres", "ballot_close").await
+        else {
+            return;
+        };
+        let config = StoreConfig {
+            max_connections: 8,
+            ..StoreConfig::url(db.url.clone())
+        };
+        run("postgres", config, entries).await;
+        db.drop_now().await;
     });
 }

@@ -28,7 +28,9 @@ use nobat::booking::{Confirm, Hold, Outcome, Request};
 use nobat::domain::time::ManualClock;
 use nobat::reserve::{EngineConfig, IdSource, Reservations, SeededIds};
 use nobat::store::{Store, StoreConfig, PG_BATCH_BEGIN};
-use sqlx::Connection;
+
+#[path = "support/mod.rs"]
+mod support;
 
 /// CPU seconds used so far by this process (all threads) and by every `postgres` process,
 /// from `/proc` (Linux; zero elsewhere). On a shared, noisy machine the CPU a pair costs is a
@@ -89,14 +91,6 @@ struct Bench {
     runtime: tokio::runtime::Runtime,
 }
 
-async fn exec(store: &Store, sql: &str) {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-    }
-    .expect(sql);
-}
-
 impl Bench {
     fn new(config: StoreConfig) -> Bench {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -106,8 +100,8 @@ impl Bench {
             .unwrap();
         let store = runtime.block_on(async {
             let store = Store::connect(&config).await.unwrap();
-            exec(&store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await;
-            exec(&store, "INSERT INTO offices (id, name, kind, province, city, area_code, lat, lon, stations, services, calendar_json, updated_at) VALUES ('021-0001', 'Bench', 'pishkhan', 'tehran', 'Tehran', '021', 35.7, 51.4, 1000, 'first_issuance', '{}', 0)").await;
+            support::exec(&store, "INSERT INTO services (code, name_en, name_fa, duration_minutes, office_kinds) VALUES ('first_issuance', 'First issuance', 'صدور', 15, 'pishkhan')").await;
+            support::exec(&store, "INSERT INTO offices (id, name, kind, province, city, area_code, lat, lon, stations, services, calendar_json, updated_at) VALUES ('021-0001', 'Bench', 'pishkhan', 'tehran', 'Tehran', '021', 35.7, 51.4, 1000, 'first_issuance', '{}', 0)").await;
             let slots: Vec<_> = (0..SLOTS).map(|i| ("021-0001".to_string(), 2_000_000_000 + i * 900, 15, 1_000_000)).collect();
             store.insert_slots(&slots).await.unwrap();
             store
@@ -128,9 +122,9 @@ impl Bench {
         self.runtime.block_on(async {
             for chunk in people.chunks(500) {
                 let apps: Vec<String> = chunk.iter().map(|(c, a, _)| format!("('{a}', '{c}', 'first_issuance', '{{}}', TRUE, 0)")).collect();
-                exec(&self.store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES {}", apps.join(","))).await;
+                support::exec(&self.store, &format!("INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES {}", apps.join(","))).await;
                 let pays: Vec<String> = chunk.iter().map(|(_, a, p)| format!("('{p}', '{a}', 600000, 'paid', 'sandbox', 0)")).collect();
-                exec(&self.store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES {}", pays.join(","))).await;
+                support::exec(&self.store, &format!("INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES {}", pays.join(","))).await;
             }
         });
         people
@@ -472,38 +466,23 @@ fn sqlite(c: &mut Criterion) {
 }
 
 fn postgres(c: &mut Criterion) {
-    let Some(admin) = std::env::var("BENCH_DATABASE_URL")
-        .ok()
-        .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
-    else {
-        eprintln!("booking/postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(support::ScratchDatabase::create(
+        "booking/postgres",
+        "bench",
+    )) else {
         return;
     };
-    let name = format!("nobat_bench_{}", std::process::id());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     run(
         c,
         "postgres",
         StoreConfig {
             max_connections: 8,
-            ..StoreConfig::url(url)
+            ..StoreConfig::url(db.url.clone())
         },
         None,
     );
-    rt.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    });
+    rt.block_on(db.drop_now());
 }
 
 criterion_group!(benches, sqlite, postgres);

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use nobat::planning::allocator::synthetic::national_style_instance;
+use nobat::planning::allocator::synthetic::{national_style_instance, with_earliest_days};
 use nobat::planning::allocator::{allocate, allocate_observed, FlowSolver, Phase, SolverOptions};
 
 fn bench_allocate(c: &mut Criterion) {
@@ -29,12 +29,7 @@ fn bench_allocate(c: &mut Criterion) {
     // The same 100k instance with a third of the applicants naming an earliest day (one of
     // five): each office becomes a chain of entry nodes. The ratio to the plain 100k run
     // above is the price of that constraint.
-    let mut problem = national_style_instance(100_000, 2_000, 30, 7);
-    for (i, a) in problem.applicants.iter_mut().enumerate() {
-        if i % 3 == 0 {
-            a.earliest_day = Some([1, 3, 7, 10, 14][i / 3 % 5]);
-        }
-    }
+    let problem = with_earliest_days(national_style_instance(100_000, 2_000, 30, 7));
     group.throughput(Throughput::Elements(100_000));
     group.bench_with_input(
         BenchmarkId::from_parameter("100000x2000x30/earliest_days"),

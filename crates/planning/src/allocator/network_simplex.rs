@@ -83,6 +83,9 @@ pub struct NetworkSimplex {
     succ_num: Vec<usize>,
     last_succ: Vec<usize>,
     pred_dir: Vec<i8>,
+    /// `pred_dir[u] × cost[pred[u]]`, kept with them: a derived potential then reads the
+    /// node's own entries (in scan order) rather than its tree arc's cost (anywhere).
+    pred_cost: Vec<i64>,
     /// Potentials of the stored nodes (`derived..`); see [`Self::pi_at`] for the others.
     pi: Vec<i64>,
     /// Nodes `0..derived` are pairwise non-adjacent and have derived potentials.
@@ -128,6 +131,7 @@ impl NetworkSimplex {
             succ_num: vec![0; n + 1],
             last_succ: vec![0; n + 1],
             pred_dir: vec![0; n + 1],
+            pred_cost: vec![0; n + 1],
             pi: vec![0; n + 1],
             derived: 0,
             on_thread: vec![true; n + 1],
@@ -222,7 +226,7 @@ impl NetworkSimplex {
     #[inline(always)]
     fn pi_at(&self, u: usize) -> i64 {
         if u < self.derived {
-            self.pi[self.parent[u]] - self.pred_dir[u] as i64 * self.cost[self.pred[u]]
+            self.pi[self.parent[u]] - self.pred_cost[u]
         } else {
             self.pi[u]
         }
@@ -285,6 +289,9 @@ impl NetworkSimplex {
         let mut last_kept = Vec::with_capacity(preorder.len());
         let mut prev = NONE;
         for &u in preorder {
+            if u != root {
+                self.pred_cost[u] = self.pred_dir[u] as i64 * self.cost[self.pred[u]];
+            }
             let keep = u >= self.derived || self.succ_num[u] > 1;
             self.on_thread[u] = keep;
             if keep {
@@ -587,6 +594,7 @@ impl NetworkSimplex {
             } else {
                 DIR_DOWN
             };
+            self.pred_cost[u_in] = self.pred_dir[u_in] as i64 * self.cost[in_arc];
             if self.thread[v_in] as usize != u_out {
                 let mut after = self.thread[old_last_succ] as usize;
                 self.thread[old_rev_thread] = after as u32;
@@ -647,6 +655,7 @@ impl NetworkSimplex {
                 let p = self.parent[u];
                 self.pred[u] = self.pred[p];
                 self.pred_dir[u] = -self.pred_dir[p];
+                self.pred_cost[u] = -self.pred_cost[p];
                 tmp_sc += self.succ_num[u] as isize - self.succ_num[p] as isize;
                 self.succ_num[u] = tmp_sc as usize;
                 self.last_succ[p] = tmp_ls;
@@ -658,6 +667,7 @@ impl NetworkSimplex {
             } else {
                 DIR_DOWN
             };
+            self.pred_cost[u_in] = self.pred_dir[u_in] as i64 * self.cost[in_arc];
             self.succ_num[u_in] = old_succ_num;
         }
 
@@ -753,6 +763,10 @@ impl NetworkSimplex {
             assert_eq!(self.succ_num[u], below, "subtree size of {u}");
             if !self.on_thread[u] {
                 assert!(u < self.derived && below == 1, "{u} is off the thread");
+            }
+            if u != root {
+                let cost = self.pred_dir[u] as i64 * self.cost[self.pred[u]];
+                assert_eq!(self.pred_cost[u], cost, "tree arc cost of {u}");
             }
         }
         let mut order = vec![root];

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use nobat::planning::allocator::synthetic::national_style_instance;
+use nobat::planning::allocator::synthetic::{national_style_instance, with_earliest_days};
 use nobat::planning::allocator::{allocate, allocate_observed, FlowSolver, Phase, SolverOptions};
 
 fn bench_allocate(c: &mut Criterion) {
@@ -29,12 +29,7 @@ fn bench_allocate(c: &mut Criterion) {
     // The same 100k instance with a third of the applicants naming an earliest day (one of
     // five): each office becomes a chain of entry nodes. The ratio to the plain 100k run
     // above is the price of that constraint.
-    let mut problem = national_style_instance(100_000, 2_000, 30, 7);
-    for (i, a) in problem.applicants.iter_mut().enumerate() {
-        if i % 3 == 0 {
-            a.earliest_day = Some([1, 3, 7, 10, 14][i / 3 % 5]);
-        }
-    }
+    let problem = with_earliest_days(national_style_instance(100_000, 2_000, 30, 7));
     group.throughput(Throughput::Elements(100_000));
     group.bench_with_input(
         BenchmarkId::from_parameter("100000x2000x30/earliest_days"),
@@ -91,9 +86,30 @@ fn bench_solvers(c: &mut Criterion) {
 /// fine solve 36.5 s (2.14 M pivots), four warm re-solves after pricing 10.3 s, five pricing
 /// scans 7.1 s. Warm start: coarse seed with the spread flow 4.6 s, first fine solve 10.9 s
 /// (0.27 M pivots, 5.1 s CPU), four re-solves 11.2 s (0.11 M pivots, 5.6 s CPU), five
-/// pricing scans 4.7 s. Still above the issue's 10 s: the pivots left re-hang large subtrees
-/// (their potential updates are most of the simplex time) and the re-solve after the first
-/// pricing round takes 0.1 M pivots.
+/// pricing scans 4.7 s.
+///
+/// Derived leaves off the thread, nearest-first spread, tree arc costs beside `pred` (issue
+/// 26, second pass; the same example, the warm-start binary and this one back to back, load
+/// 8-16, so user CPU is the figure to read; wall is mostly waiting for a core):
+///
+/// | seed | build | placed | cost (m) | pivots | user CPU | wall | peak RSS |
+/// |---|---|---:|---:|---:|---:|---:|---:|
+/// | 1 | warm start | 991,807 | 79,868,963,620 | 380,101 | 12.3 s | 43.9 s | 467 MB |
+/// | 1 | this | 991,807 | 79,868,963,620 | 321,471 | 6.3 s | 16.2 s | 469 MB |
+/// | 7 | warm start | 992,584 | 82,266,659,119 | 490,830 | 16.0 s | 58.4 s | 501 MB |
+/// | 7 | this | 992,584 | 82,266,659,119 | 442,492 | 8.8 s | 33.1 s | 508 MB |
+/// | 3 | warm start | 995,688 | 82,243,787,773 | 484,195 | 17.6 s | 55.6 s | 504 MB |
+/// | 3 | this | 995,688 | 82,243,787,773 | 437,044 | 10.2 s | 59.4 s | 505 MB |
+/// | 1, earliest days | warm start | 991,807 | 79,868,963,620 | 1,046,566 | 35.3 s | 55.4 s | 584 MB |
+/// | 1, earliest days | this | 991,807 | 79,868,963,620 | 959,856 | 17.4 s | 28.5 s | 586 MB |
+///
+/// By stage (seed 1, timers inside the simplex, separate runs under load 6-9): the first fine
+/// solve 4.0-5.7 s → 0.9 s (272 k → 214 k pivots; its potential updates 2.7-3.5 s → 0.1 s,
+/// ~2,300 → ~30 thread nodes a pivot), the re-solves after pricing 4.2 → 2.3 s (now mostly
+/// the entering-arc scan: few arcs price in late), pricing scans 1.4 → 1.25 s, coarse seed
+/// 1.3-1.9 s either way. The earliest-day variant reaches the plain instance's placed count
+/// and cost on seed 1 (its zones and arcs differ; wait cost depends only on which days fill,
+/// so an optimum that fills the same office-days can seat the earliest-day third later).
 fn bench_saturated(c: &mut Criterion) {
     let applicants: usize = std::env::var("NOBAT_BENCH_SATURATED")
         .ok()

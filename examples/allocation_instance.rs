@@ -2,13 +2,16 @@
 //! offices around the province capitals (in proportion to population), applicants on a 0.01°
 //! grid, a horizon of days, seats about 1.1 × demand with some offices nearly closed.
 //!
-//! `cargo run --release --example allocation_instance -- OUT_DIR [APPLICANTS] [OFFICES] [DAYS] [SEED]`
+//! `cargo run --release --example allocation_instance -- OUT_DIR [APPLICANTS] [OFFICES] [DAYS] [SEED]
+//! [earliest]`: with `earliest`, an `earliest_day` column where every third applicant names
+//! one (1, 3, 7, 10, 14 in turn: the planning crate's earliest-day variant, issue 26).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use nobat::domain::province::Province;
+use nobat::planning::allocator::synthetic::earliest_day_of;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,6 +28,11 @@ fn main() -> anyhow::Result<()> {
     let offices: usize = args.get(3).map_or(Ok(2_200), |s| s.parse())?;
     let days: u32 = args.get(4).map_or(Ok(30), |s| s.parse())?;
     let seed: u64 = args.get(5).map_or(Ok(1), |s| s.parse())?;
+    let earliest = match args.get(6).map(String::as_str) {
+        None => false,
+        Some("earliest") => true,
+        Some(other) => anyhow::bail!("unknown variant {other:?} (expected `earliest`)"),
+    };
     std::fs::create_dir_all(&out)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let provinces = Province::all();
@@ -87,7 +95,8 @@ fn main() -> anyhow::Result<()> {
     let mut w = BufWriter::new(File::create(out.join("applicants.csv"))?);
     writeln!(
         w,
-        "applicant_id,lat,lon,province,priority,service,registered_at"
+        "applicant_id,lat,lon,province,priority,service,registered_at{}",
+        if earliest { ",earliest_day" } else { "" }
     )?;
     for i in 0..applicants {
         let p = pick_province(&mut rng);
@@ -103,11 +112,18 @@ fn main() -> anyhow::Result<()> {
             "first_issuance"
         };
         let registered_at = 1_700_000_000 + rng.gen_range(0..86_400 * 3);
-        writeln!(
+        write!(
             w,
             "A{i:07},{:.2},{:.2},{},{priority},{service},{registered_at}",
             lat, lon, p.slug
         )?;
+        if earliest {
+            match earliest_day_of(i) {
+                Some(day) => write!(w, ",{day}")?,
+                None => write!(w, ",")?,
+            }
+        }
+        writeln!(w)?;
     }
     w.flush()?;
     eprintln!("wrote {}", out.display());

@@ -1,8 +1,9 @@
 //! The allocator on a generated saturated national instance (the `allocator` bench's
 //! generator), with phase timings: a quick loop for solver work that rebuilds only this
-//! crate. `cargo run --release -p nobat-planning --example saturated -- [APPLICANTS] [SEED]`
+//! crate. `cargo run --release -p nobat-planning --example saturated -- [APPLICANTS] [SEED]
+//! [earliest]` (`earliest`: a third of the applicants name an earliest day).
 
-use nobat_planning::allocator::synthetic::national_style_instance;
+use nobat_planning::allocator::synthetic::{national_style_instance, with_earliest_days};
 use nobat_planning::allocator::{allocate_observed, Phase, SolverOptions};
 use std::time::Instant;
 
@@ -12,7 +13,15 @@ fn main() {
         .get(1)
         .map_or(1_000_000, |s| s.parse().expect("applicants"));
     let seed: u64 = args.get(2).map_or(1, |s| s.parse().expect("seed"));
-    let problem = national_style_instance(applicants, 2_200, 30, seed);
+    let mut problem = national_style_instance(applicants, 2_200, 30, seed);
+    let earliest = match args.get(3).map(String::as_str) {
+        None => false,
+        Some("earliest") => true,
+        Some(other) => panic!("unknown variant {other:?} (expected `earliest`)"),
+    };
+    if earliest {
+        problem = with_earliest_days(problem);
+    }
     let start = Instant::now();
     let mut marks = Vec::new();
     let allocation = allocate_observed(&problem, &SolverOptions::default(), &mut |p| {
@@ -37,7 +46,8 @@ fn main() {
         st.warm_started
     );
     println!(
-        "{applicants} seed {seed}: placed {placed} cost {} m pivots {} | build {:.0} ms solve {:.0} ms seat {:.0} ms",
+        "{applicants} seed {seed}{}: placed {placed} cost {} m pivots {} | build {:.0} ms solve {:.0} ms seat {:.0} ms",
+        if earliest { " earliest days" } else { "" },
         allocation.stats.total_cost_m,
         allocation.stats.pivots,
         (at(Phase::Built) - start).as_secs_f64() * 1e3,

@@ -96,3 +96,21 @@ pub fn national_style_instance(
         lottery_seed: "bench".into(),
     }
 }
+
+/// The earliest days of the earliest-day variant: every third applicant names one, 1, 3, 7,
+/// 10 and 14 in turn, so each office becomes a chain of six entry nodes (see `solve.rs`).
+pub const EARLIEST_DAYS: [u32; 5] = [1, 3, 7, 10, 14];
+
+/// The earliest day applicant `i` of a generated instance names in the earliest-day variant.
+pub fn earliest_day_of(i: usize) -> Option<u32> {
+    (i % 3 == 0).then(|| EARLIEST_DAYS[i / 3 % EARLIEST_DAYS.len()])
+}
+
+/// `problem` with a third of its applicants naming an earliest day ([`earliest_day_of`]):
+/// the earliest-day variant of the saturated instance.
+pub fn with_earliest_days(mut problem: AllocationProblem) -> AllocationProblem {
+    for (i, a) in problem.applicants.iter_mut().enumerate() {
+        a.earliest_day = earliest_day_of(i);
+    }
+    problem
+}

@@ -343,13 +343,6 @@ impl NetworkSimplex {
             }
         }
         debug_assert_eq!(preorder.len(), n + 1);
-        for w in preorder.windows(2) {
-            self.thread[w[0]] = w[1];
-            self.rev_thread[w[1]] = w[0];
-        }
-        let last = *preorder.last().expect("the root");
-        self.thread[last] = root;
-        self.rev_thread[root] = last;
         for &u in &preorder {
             self.succ_num[u] = 1;
         }
@@ -359,8 +352,6 @@ impl NetworkSimplex {
                 self.succ_num[p] += self.succ_num[u];
             }
         }
-        for (i, &u) in preorder.iter().enumerate() {
-            self.last_succ[u] = preorder[i + self.succ_num[u] - 1];
-        }
+        self.thread_preorder(&preorder);
     }
 }

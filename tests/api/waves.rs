@@ -530,3 +530,36 @@ on_both_backends!(
     new_slots_join_the_pending_waves_t,
     super::new_slots_join_the_pending_waves
 );
+
+/// Overlapping waves created at once: one is made, each other is refused with the same 409
+/// `wave_overlap` a later one gets (on SQLite a deferred transaction whose read went stale
+/// used to fail with an error instead), and one wave row is written.
+async fn concurrent_overlapping_waves_one_wins(db: &TestDb) {
+    let app = app(db).await;
+    let office = office(&app);
+    let tasks = (0..8).map(|i| {
+        let body = json!({
+            "office_ids": [office],
+            "from_date": DAY,
+            "to_date": DAY,
+            "opens_at": at(&app, 3_600 + i),
+        });
+        let app = &app;
+        async move { wave(app, body).await }
+    });
+    let answers = futures_util::future::join_all(tasks).await;
+    let made = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(made, 1, "{answers:?}");
+    for answer in answers.iter().filter(|(s, _)| *s != 201) {
+        refused(answer, 409, "wave_overlap");
+    }
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM release_waves").await,
+        1
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    concurrent_overlapping_waves_get_409,
+    super::concurrent_overlapping_waves_one_wins
+);

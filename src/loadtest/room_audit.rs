@@ -136,7 +136,10 @@ type RoomScope = (String, String, i64, i64);
 /// pass (`room_pass_uses`, migration 0015: unexpired when used, of an admitted ticket of the
 /// same citizen); counted per citizen and kind, so a citizen with more holds than valid uses
 /// is a violation. Holds the writer made for waiters (`offer_…`) need none. A direct booking
-/// (`POST /v1/appointments`) is not checked: the load test makes none.
+/// (`POST /v1/appointments`, an office and start or a pick) writes a confirmed hold with its
+/// appointment; told apart by its `appointment_booked` event (no `hold_id`: not the
+/// confirmation of a hold), it needs a use of kind `appointment`, which is what the pass check
+/// records for it.
 pub async fn bookings_carried_a_valid_pass(
     store: &Store,
     room_id: &str,
@@ -154,16 +157,24 @@ pub async fn bookings_carried_a_valid_pass(
     };
     let provinces: Vec<String> = serde_json::from_str(&provinces).unwrap_or_default();
     let in_scope = |p: &str| provinces.is_empty() || provinces.iter().any(|q| q == p);
-    let holds: Vec<(String, String)> = on_pool!(store, pool, q = "SELECT h.national_code, o.province FROM holds h JOIN slots s ON s.id = h.slot_id JOIN offices o ON o.id = s.office_id WHERE h.created_at >= $1 AND h.created_at < $2 AND h.service = $3 AND h.id NOT LIKE 'offer%'" => {
+    let holds: Vec<(String, String, i64, i64)> = on_pool!(store, pool, q = "SELECT h.national_code, o.province, h.slot_id, h.created_at FROM holds h JOIN slots s ON s.id = h.slot_id JOIN offices o ON o.id = s.office_id WHERE h.created_at >= $1 AND h.created_at < $2 AND h.service = $3 AND h.id NOT LIKE 'offer%'" => {
         sqlx::query_as(q).bind(from).bind(to).bind(&service).fetch_all(pool).await?
     });
+    let mut direct = direct_bookings(store, from, to, &service).await?;
     let moves: Vec<(String, String)> = on_pool!(store, pool, q = "SELECT e.actor, e.payload_json FROM events e JOIN appointments a ON a.tracking_code = e.subject WHERE e.kind = 'appointment_rescheduled' AND e.at >= $1 AND e.at < $2 AND a.service = $3" => {
         sqlx::query_as(q).bind(from).bind(to).bind(&service).fetch_all(pool).await?
     });
     let mut needed: HashMap<(String, &'static str), i64> = HashMap::new();
-    for (code, province) in &holds {
-        if in_scope(province) {
-            *needed.entry((code.clone(), "hold")).or_default() += 1;
+    for (code, province, slot, at) in holds {
+        let kind = match direct.get_mut(&(code.clone(), slot, at)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                "appointment"
+            }
+            _ => "hold",
+        };
+        if in_scope(&province) {
+            *needed.entry((code, kind)).or_default() += 1;
         }
     }
     for (code, payload) in &moves {
@@ -209,10 +220,37 @@ pub async fn bookings_carried_a_valid_pass(
         "bookings_carried_a_valid_pass",
         violations,
         format!(
-            "all {writes} holds and reschedules in room {room_id}'s scope carried a valid pass"
+            "all {writes} holds, bookings and reschedules in room {room_id}'s scope carried a valid pass"
         ),
         format!("booking writes in room {room_id}'s scope without a valid pass"),
     ))
+}
+
+/// The direct bookings made in `[from, to)` for `service`, by (citizen, slot, time): their
+/// `appointment_booked` events name no `hold_id` (a hold's confirmation does) and no
+/// `pickup_of` (staff's card-pickup visits).
+async fn direct_bookings(
+    store: &Store,
+    from: i64,
+    to: i64,
+    service: &str,
+) -> Result<HashMap<(String, i64, i64), i64>, StoreError> {
+    let booked: Vec<(String, String, i64)> = on_pool!(store, pool, q = "SELECT e.actor, e.payload_json, e.at FROM events e JOIN appointments a ON a.tracking_code = e.subject WHERE e.kind = 'appointment_booked' AND e.at >= $1 AND e.at < $2 AND a.service = $3" => {
+        sqlx::query_as(q).bind(from).bind(to).bind(service).fetch_all(pool).await?
+    });
+    let mut direct: HashMap<(String, i64, i64), i64> = HashMap::new();
+    for (actor, payload, at) in booked {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            continue;
+        };
+        if v.get("hold_id").is_some() || v.get("pickup_of").is_some() {
+            continue;
+        }
+        if let Some(slot) = v["slot_id"].as_i64() {
+            *direct.entry((actor, slot, at)).or_default() += 1;
+        }
+    }
+    Ok(direct)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::staff::ADMIN_TOKEN;
 use nobat::domain::lottery::LotterySeed;
 use nobat::domain::time::Clock;
 use nobat::http::room::tick_once;
+use nobat::loadtest::room_audit::bookings_carried_a_valid_pass;
 use nobat::room::QueueOrder;
 use nobat::store::RoomState;
 
@@ -262,6 +263,10 @@ async fn passes_are_bound(db: &TestDb) {
         1,
         "the booking returned its pass"
     );
+    // The audit matches the direct booking (its confirmed hold) to its pass's use, of kind
+    // `appointment`.
+    let check = bookings_carried_a_valid_pass(&app.store, id).await.unwrap();
+    assert!(check.passed, "{check:?}");
     // A later joiner's ETA is measured against its wait; waits, admissions, the queue and
     // the passes in use are in /metrics.
     let late = app.login(&eligible_citizens(12, 1)[0]).await;
@@ -306,7 +311,35 @@ async fn passes_are_bound(db: &TestDb) {
     app.clock.advance(Duration::minutes(10));
     let (status, body) = poll(&app, &me.token, ticket).await;
     assert_eq!((status, &body["code"]), (410, &json!("ticket_expired")));
+    // Without the use the direct booking is a violation the audit names.
+    remove_pass_uses(&app).await;
+    let check = bookings_carried_a_valid_pass(&app.store, id).await.unwrap();
+    assert!(!check.passed && check.violations == 1, "{check:?}");
+    assert!(check.examples[0].contains("1 appointment(s)"), "{check:?}");
     app.stop().await;
+}
+
+/// Deletes the pass uses, append-only as they are (the trigger dropped first): what the
+/// audit must notice.
+async fn remove_pass_uses(app: &TestApp) {
+    match &app.store {
+        nobat::store::Store::Sqlite(pool) => {
+            for q in [
+                "DROP TRIGGER room_pass_uses_no_delete",
+                "DELETE FROM room_pass_uses",
+            ] {
+                sqlx::query(q).execute(pool).await.unwrap();
+            }
+        }
+        nobat::store::Store::Postgres(pool) => {
+            for q in [
+                "DROP TRIGGER room_pass_uses_no_update ON room_pass_uses",
+                "DELETE FROM room_pass_uses",
+            ] {
+                sqlx::query(q).execute(pool).await.unwrap();
+            }
+        }
+    }
 }
 on_both_backends!(a_pass_is_bound_to_its_citizen, super::passes_are_bound);
 

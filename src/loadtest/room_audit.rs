@@ -34,6 +34,15 @@ pub struct RoomOrder {
     /// Of `eta_samples`, pre-queue joiners.
     #[serde(default)]
     pub eta_samples_prequeue: u64,
+    /// The room's admission as created (JSON: `{"fixed":…}` or `{"auto":…}`), its rate at the
+    /// end of the run (the controller's last, for `auto`), and the places passed over because
+    /// their ticket was gone.
+    #[serde(default)]
+    pub admission: String,
+    #[serde(default)]
+    pub final_rate_per_minute: i64,
+    #[serde(default)]
+    pub skipped: i64,
 }
 
 /// seq, eta_at_join, when it was given (`eta_given_at`, else `joined_at`), admitted_at.
@@ -41,14 +50,20 @@ type TicketRow = (i64, Option<i64>, i64, Option<i64>);
 
 /// Reads the room's tickets and works out its order figures.
 pub async fn room_order(store: &Store, room_id: &str) -> Result<RoomOrder, StoreError> {
-    let prequeue: Option<Option<i64>> = on_pool!(store, pool, q = "SELECT prequeue FROM waiting_rooms WHERE id = $1" => {
-        sqlx::query_scalar(q).bind(room_id).fetch_optional(pool).await?
+    let room: Option<(Option<i64>, String, i64, i64)> = on_pool!(store, pool, q = "SELECT prequeue, admission, rate_per_minute, skipped FROM waiting_rooms WHERE id = $1" => {
+        sqlx::query_as(q).bind(room_id).fetch_optional(pool).await?
     });
-    let prequeue = prequeue.flatten().unwrap_or(0);
+    let (prequeue, admission, rate, skipped) = room.unwrap_or_default();
+    let prequeue = prequeue.unwrap_or(0);
     let rows: Vec<TicketRow> = on_pool!(store, pool, q = "SELECT seq, eta_at_join, COALESCE(eta_given_at, joined_at), admitted_at FROM room_tickets WHERE room_id = $1 ORDER BY seq" => {
         sqlx::query_as(q).bind(room_id).fetch_all(pool).await?
     });
-    Ok(order_of(room_id, prequeue, &rows))
+    Ok(RoomOrder {
+        admission,
+        final_rate_per_minute: rate,
+        skipped,
+        ..order_of(room_id, prequeue, &rows)
+    })
 }
 
 fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
@@ -88,6 +103,7 @@ fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
         eta_error_p90: quantile(0.9),
         eta_samples: errors.len() as u64,
         eta_samples_prequeue: measured.iter().filter(|m| m.1).count() as u64,
+        ..RoomOrder::default()
     }
 }
 

@@ -242,8 +242,15 @@ pub fn room_markdown(c: &RoomComparison) -> String {
     if let Some(o) = &c.with_room.order {
         let _ = writeln!(
             s,
-            "\nRoom {}: {} tickets ({} in the pre-queue), {} admitted ({} of the pre-queue).",
-            o.room_id, o.tickets, o.prequeue_tickets, o.admitted, o.admitted_prequeue
+            "\nRoom {}: admission {}, {} a minute at the end; {} tickets ({} in the pre-queue), {} admitted ({} of the pre-queue), {} places passed over (ticket gone).",
+            o.room_id,
+            o.admission,
+            o.final_rate_per_minute,
+            o.tickets,
+            o.prequeue_tickets,
+            o.admitted,
+            o.admitted_prequeue,
+            o.skipped
         );
     }
     s

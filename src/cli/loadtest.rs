@@ -56,6 +56,26 @@ pub struct LoadtestArgs {
     /// measured by a run without the room.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=600_000))]
     pub room_per_minute: Option<u32>,
+    /// A scenario with a waiting room: admit by the controller instead (in place of the file's
+    /// admission, after `--rate-scale`): `TARGET_P99_MS,MAX_ACTIVE`, e.g. `300,2000`, the
+    /// booking p99 it keeps under and the most passes in use.
+    #[arg(long, value_parser = parse_room_auto, conflicts_with = "room_per_minute")]
+    pub room_auto: Option<(u32, u32)>,
+}
+
+/// `TARGET_P99_MS,MAX_ACTIVE`, both at least 1.
+fn parse_room_auto(text: &str) -> Result<(u32, u32), String> {
+    let (p99, active) = text
+        .split_once(',')
+        .ok_or("TARGET_P99_MS,MAX_ACTIVE, e.g. 300,2000")?;
+    let number = |s: &str, what: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(format!("{what} is a whole number, at least 1"))
+    };
+    Ok((number(p99, "TARGET_P99_MS")?, number(active, "MAX_ACTIVE")?))
 }
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -83,6 +103,11 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         room.per_minute = Some(per_minute);
         room.auto_target_p99_ms = None;
         room.auto_max_active = None;
+    }
+    if let (Some((p99, max_active)), Some(room)) = (args.room_auto, scenario.room.as_mut()) {
+        room.per_minute = None;
+        room.auto_target_p99_ms = Some(p99);
+        room.auto_max_active = Some(max_active);
     }
     scenario.recheck(&args.scenario.display().to_string())?;
     std::fs::create_dir_all(&args.out)
@@ -181,5 +206,19 @@ fn run_label(r: &crate::loadtest::report::Report) -> String {
         format!("{}, room", r.scenario.booking)
     } else {
         r.scenario.booking.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_room_auto;
+
+    #[test]
+    fn room_auto_takes_a_target_and_a_bound() {
+        assert_eq!(parse_room_auto("300,2000"), Ok((300, 2000)));
+        assert_eq!(parse_room_auto(" 250 , 9 "), Ok((250, 9)));
+        for bad in ["300", "0,10", "300,0", "a,b", "300,2000,1", ""] {
+            assert!(parse_room_auto(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -202,13 +202,25 @@ fn admission(state: &RoomState) -> Admission {
     Admission {
         frontier: state.frontier.max(0) as u64,
         rate_per_minute: state.rate_per_minute.clamp(1, i64::from(u32::MAX)) as u32,
+        skipped: state.skipped.max(0) as u64,
     }
 }
 
-/// Tickets admitted so far.
-pub fn admitted(state: &RoomState) -> i64 {
+/// Ranks the frontier has passed: tickets admitted, and ranks skipped because their ticket
+/// was gone.
+pub fn passed(state: &RoomState) -> i64 {
     state.frontier / UNITS_PER_RANK
 }
+
+/// Tickets admitted so far (ranks passed less those skipped).
+pub fn admitted(state: &RoomState) -> i64 {
+    (passed(state) - state.skipped).max(0)
+}
+
+/// Ranks the ticker looks through for gone tickets per tick, at most: a mass expiry is passed
+/// over a tick at a time rather than in one long read (ranks past the cap in one tick count as
+/// admitted to nobody, as before this count existed).
+const PASS_OVER_RANKS_MAX: u64 = 50_000;
 
 /// Where the ticket numbered `seq` stands at `now`.
 pub fn place(room: &RoomRecord, state: &RoomState, seq: i64, now: i64) -> Place {
@@ -440,28 +452,72 @@ async fn tick_room(
     };
     let mut a = admission(&old);
     // Tickets numbered before the pre-queue froze (this tick freezes it if no join has).
-    a.tick(&room.admission, &observed, old.next_seq.max(0) as u64);
-    if store
-        .tick_room(
-            &room.id,
-            &old,
-            a.frontier.min(i64::MAX as u64) as i64,
-            i64::from(a.rate_per_minute),
-            now_ms,
-        )
-        .await?
-    {
+    let queued = old.next_seq.max(0) as u64;
+    let from = a.passed();
+    a.tick(&room.admission, &observed, queued);
+    pass_over_gone(
+        store,
+        room,
+        old.prequeue.unwrap_or(old.next_seq),
+        &mut a,
+        from,
+        queued,
+        now_ms / 1000,
+    )
+    .await?;
+    let new = RoomState {
+        frontier: a.frontier.min(i64::MAX as u64) as i64,
+        rate_per_minute: i64::from(a.rate_per_minute),
+        skipped: a.skipped.min(i64::MAX as u64) as i64,
+        ..old
+    };
+    if store.tick_room(&room.id, &old, &new, now_ms).await? {
         state.rooms.forget_state(&room.id);
-        let before = admitted(&old);
-        let after = a.frontier as i64 / UNITS_PER_RANK;
         metrics::counter!("nobat_room_admitted_total", "room" => room.id.clone())
-            .increment((after - before).max(0) as u64);
+            .increment((admitted(&new) - admitted(&old)).max(0) as u64);
+        metrics::counter!("nobat_room_skipped_total", "room" => room.id.clone())
+            .increment((new.skipped - old.skipped).max(0) as u64);
         metrics::gauge!("nobat_room_queue_length", "room" => room.id.clone())
-            .set((old.next_seq - after).max(0) as f64);
+            .set((old.next_seq - passed(&new)).max(0) as f64);
         metrics::gauge!("nobat_room_active_passes", "room" => room.id.clone())
             .set(active_passes as f64);
         metrics::gauge!("nobat_room_rate_per_minute", "room" => room.id.clone())
             .set(f64::from(a.rate_per_minute));
+    }
+    Ok(())
+}
+
+/// Moves the frontier over the ranks it has just passed (`from..`) whose tickets are gone
+/// (expired unpolled as of `now`, or queued again under a new number), and over those of the
+/// ranks that move brings in, until none is gone: so the rate admits live applicants. The
+/// ranks' tickets are found by inverting the opening's permutation (`prequeue` tickets
+/// shuffled; later ones in join order), a read of that many primary keys; expiry is final, so
+/// what this finds stays true, and nothing is written per ticket.
+async fn pass_over_gone(
+    store: &Store,
+    room: &RoomRecord,
+    prequeue: i64,
+    a: &mut Admission,
+    from: u64,
+    queued: u64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let order = QueueOrder::new(&room.seed, prequeue.max(0) as u64);
+    let seen_since = now - room.ticket_idle_minutes * 60;
+    let mut range = from..a.passed();
+    let mut looked = 0u64;
+    while !range.is_empty() && looked < PASS_OVER_RANKS_MAX {
+        let end = range.end.min(range.start + (PASS_OVER_RANKS_MAX - looked));
+        let seqs: Vec<i64> = (range.start..end)
+            .map(|rank| order.ticket_at(rank).min(i64::MAX as u64) as i64)
+            .collect();
+        looked += seqs.len() as u64;
+        let standing = store.standing_tickets(&room.id, &seqs, seen_since).await?;
+        let gone = (seqs.len() as u64).saturating_sub(standing);
+        if gone == 0 {
+            break;
+        }
+        range = a.pass_over(gone, queued);
     }
     Ok(())
 }

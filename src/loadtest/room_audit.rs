@@ -24,26 +24,46 @@ pub struct RoomOrder {
     pub spearman_prequeue: Option<f64>,
     /// The same among admitted later joiners: near 1 if they are admitted first in, first out.
     pub spearman_after_opening: Option<f64>,
-    /// |ETA given at the join − the wait until admission| / the wait, over tickets that got an
-    /// ETA at their join (joined after the opening) and were admitted after a wait of at least
-    /// a second.
+    /// |ETA − the wait from when it was given until admission| / that wait, over admitted
+    /// tickets that waited at least a second after their ETA: given at the join for later
+    /// joiners, at the first poll after the opening for pre-queue joiners (who have no order,
+    /// hence no ETA, before it).
     pub eta_error_p50: Option<f64>,
     pub eta_error_p90: Option<f64>,
     pub eta_samples: u64,
+    /// Of `eta_samples`, pre-queue joiners.
+    #[serde(default)]
+    pub eta_samples_prequeue: u64,
+    /// The room's admission as created (JSON: `{"fixed":…}` or `{"auto":…}`), its rate at the
+    /// end of the run (the controller's last, for `auto`), and the places passed over because
+    /// their ticket was gone.
+    #[serde(default)]
+    pub admission: String,
+    #[serde(default)]
+    pub final_rate_per_minute: i64,
+    #[serde(default)]
+    pub skipped: i64,
 }
 
-type TicketRow = (i64, i64, Option<i64>, Option<i64>);
+/// seq, eta_at_join, when it was given (`eta_given_at`, else `joined_at`), admitted_at.
+type TicketRow = (i64, Option<i64>, i64, Option<i64>);
 
 /// Reads the room's tickets and works out its order figures.
 pub async fn room_order(store: &Store, room_id: &str) -> Result<RoomOrder, StoreError> {
-    let prequeue: Option<Option<i64>> = on_pool!(store, pool, q = "SELECT prequeue FROM waiting_rooms WHERE id = $1" => {
-        sqlx::query_scalar(q).bind(room_id).fetch_optional(pool).await?
+    let room: Option<(Option<i64>, String, i64, i64)> = on_pool!(store, pool, q = "SELECT prequeue, admission, rate_per_minute, skipped FROM waiting_rooms WHERE id = $1" => {
+        sqlx::query_as(q).bind(room_id).fetch_optional(pool).await?
     });
-    let prequeue = prequeue.flatten().unwrap_or(0);
-    let rows: Vec<TicketRow> = on_pool!(store, pool, q = "SELECT seq, joined_at, eta_at_join, admitted_at FROM room_tickets WHERE room_id = $1 ORDER BY seq" => {
+    let (prequeue, admission, rate, skipped) = room.unwrap_or_default();
+    let prequeue = prequeue.unwrap_or(0);
+    let rows: Vec<TicketRow> = on_pool!(store, pool, q = "SELECT seq, eta_at_join, COALESCE(eta_given_at, joined_at), admitted_at FROM room_tickets WHERE room_id = $1 ORDER BY seq" => {
         sqlx::query_as(q).bind(room_id).fetch_all(pool).await?
     });
-    Ok(order_of(room_id, prequeue, &rows))
+    Ok(RoomOrder {
+        admission,
+        final_rate_per_minute: rate,
+        skipped,
+        ..order_of(room_id, prequeue, &rows)
+    })
 }
 
 fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
@@ -59,13 +79,14 @@ fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
             .unzip();
         spearman(&x, &y)
     };
-    let mut errors: Vec<f64> = rows
+    let measured: Vec<(f64, bool)> = rows
         .iter()
-        .filter_map(|(_, joined, eta, at)| {
-            let (eta, wait) = ((*eta)?, (*at)? - joined);
-            (wait >= 1).then(|| (eta - wait).abs() as f64 / wait as f64)
+        .filter_map(|(seq, eta, given, at)| {
+            let (eta, wait) = ((*eta)?, (*at)? - given);
+            (wait >= 1).then(|| ((eta - wait).abs() as f64 / wait as f64, *seq < prequeue))
         })
         .collect();
+    let mut errors: Vec<f64> = measured.iter().map(|m| m.0).collect();
     errors.sort_by(f64::total_cmp);
     let quantile = |q: f64| {
         (!errors.is_empty()).then(|| errors[((errors.len() - 1) as f64 * q).round() as usize])
@@ -81,6 +102,8 @@ fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
         eta_error_p50: quantile(0.5),
         eta_error_p90: quantile(0.9),
         eta_samples: errors.len() as u64,
+        eta_samples_prequeue: measured.iter().filter(|m| m.1).count() as u64,
+        ..RoomOrder::default()
     }
 }
 
@@ -129,7 +152,10 @@ type RoomScope = (String, String, i64, i64);
 /// pass (`room_pass_uses`, migration 0015: unexpired when used, of an admitted ticket of the
 /// same citizen); counted per citizen and kind, so a citizen with more holds than valid uses
 /// is a violation. Holds the writer made for waiters (`offer_…`) need none. A direct booking
-/// (`POST /v1/appointments`) is not checked: the load test makes none.
+/// (`POST /v1/appointments`, an office and start or a pick) writes a confirmed hold with its
+/// appointment; told apart by its `appointment_booked` event (no `hold_id`: not the
+/// confirmation of a hold), it needs a use of kind `appointment`, which is what the pass check
+/// records for it.
 pub async fn bookings_carried_a_valid_pass(
     store: &Store,
     room_id: &str,
@@ -147,16 +173,24 @@ pub async fn bookings_carried_a_valid_pass(
     };
     let provinces: Vec<String> = serde_json::from_str(&provinces).unwrap_or_default();
     let in_scope = |p: &str| provinces.is_empty() || provinces.iter().any(|q| q == p);
-    let holds: Vec<(String, String)> = on_pool!(store, pool, q = "SELECT h.national_code, o.province FROM holds h JOIN slots s ON s.id = h.slot_id JOIN offices o ON o.id = s.office_id WHERE h.created_at >= $1 AND h.created_at < $2 AND h.service = $3 AND h.id NOT LIKE 'offer%'" => {
+    let holds: Vec<(String, String, i64, i64)> = on_pool!(store, pool, q = "SELECT h.national_code, o.province, h.slot_id, h.created_at FROM holds h JOIN slots s ON s.id = h.slot_id JOIN offices o ON o.id = s.office_id WHERE h.created_at >= $1 AND h.created_at < $2 AND h.service = $3 AND h.id NOT LIKE 'offer%'" => {
         sqlx::query_as(q).bind(from).bind(to).bind(&service).fetch_all(pool).await?
     });
+    let mut direct = direct_bookings(store, from, to, &service).await?;
     let moves: Vec<(String, String)> = on_pool!(store, pool, q = "SELECT e.actor, e.payload_json FROM events e JOIN appointments a ON a.tracking_code = e.subject WHERE e.kind = 'appointment_rescheduled' AND e.at >= $1 AND e.at < $2 AND a.service = $3" => {
         sqlx::query_as(q).bind(from).bind(to).bind(&service).fetch_all(pool).await?
     });
     let mut needed: HashMap<(String, &'static str), i64> = HashMap::new();
-    for (code, province) in &holds {
-        if in_scope(province) {
-            *needed.entry((code.clone(), "hold")).or_default() += 1;
+    for (code, province, slot, at) in holds {
+        let kind = match direct.get_mut(&(code.clone(), slot, at)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                "appointment"
+            }
+            _ => "hold",
+        };
+        if in_scope(&province) {
+            *needed.entry((code, kind)).or_default() += 1;
         }
     }
     for (code, payload) in &moves {
@@ -202,10 +236,37 @@ pub async fn bookings_carried_a_valid_pass(
         "bookings_carried_a_valid_pass",
         violations,
         format!(
-            "all {writes} holds and reschedules in room {room_id}'s scope carried a valid pass"
+            "all {writes} holds, bookings and reschedules in room {room_id}'s scope carried a valid pass"
         ),
         format!("booking writes in room {room_id}'s scope without a valid pass"),
     ))
+}
+
+/// The direct bookings made in `[from, to)` for `service`, by (citizen, slot, time): their
+/// `appointment_booked` events name no `hold_id` (a hold's confirmation does) and no
+/// `pickup_of` (staff's card-pickup visits).
+async fn direct_bookings(
+    store: &Store,
+    from: i64,
+    to: i64,
+    service: &str,
+) -> Result<HashMap<(String, i64, i64), i64>, StoreError> {
+    let booked: Vec<(String, String, i64)> = on_pool!(store, pool, q = "SELECT e.actor, e.payload_json, e.at FROM events e JOIN appointments a ON a.tracking_code = e.subject WHERE e.kind = 'appointment_booked' AND e.at >= $1 AND e.at < $2 AND a.service = $3" => {
+        sqlx::query_as(q).bind(from).bind(to).bind(service).fetch_all(pool).await?
+    });
+    let mut direct: HashMap<(String, i64, i64), i64> = HashMap::new();
+    for (actor, payload, at) in booked {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            continue;
+        };
+        if v.get("hold_id").is_some() || v.get("pickup_of").is_some() {
+            continue;
+        }
+        if let Some(slot) = v["slot_id"].as_i64() {
+            *direct.entry((actor, slot, at)).or_default() += 1;
+        }
+    }
+    Ok(direct)
 }
 
 #[cfg(test)]
@@ -226,25 +287,28 @@ mod tests {
 
     #[test]
     fn order_figures_split_the_prequeue_from_later_joiners() {
-        // seq, joined_at, eta_at_join, admitted_at. The pre-queue (seq < 4) admitted in the
-        // shuffled order 2, 0, 3, 1; later joiners first in, first out; seq 7 not admitted.
+        // seq, eta, given at, admitted_at. The pre-queue (seq < 4) admitted in the shuffled
+        // order 2, 0, 3, 1, given their ETA at the opening (100) but for seq 3, admitted at its
+        // first poll (no wait, no sample); later joiners first in, first out; seq 7 not
+        // admitted.
         let rows: Vec<TicketRow> = vec![
-            (0, 0, None, Some(101)),
-            (1, 0, None, Some(103)),
-            (2, 0, None, Some(100)),
-            (3, 0, None, Some(102)),
-            (4, 100, Some(10), Some(110)),
-            (5, 100, Some(10), Some(112)),
-            (6, 101, Some(10), Some(121)),
-            (7, 101, Some(10), None),
+            (0, Some(1), 100, Some(101)),
+            (1, Some(3), 100, Some(103)),
+            (2, Some(0), 100, Some(100)),
+            (3, Some(0), 102, Some(102)),
+            (4, Some(10), 100, Some(110)),
+            (5, Some(10), 100, Some(112)),
+            (6, Some(10), 101, Some(121)),
+            (7, Some(10), 101, None),
         ];
         let o = order_of("room_x", 4, &rows);
         assert_eq!((o.tickets, o.prequeue_tickets), (8, 4));
         assert_eq!((o.admitted, o.admitted_prequeue), (7, 4));
         assert!((o.spearman_after_opening.unwrap() - 1.0).abs() < 1e-12);
         assert!(o.spearman_prequeue.unwrap().abs() < 0.5);
-        // Errors 0, 2/12, 10/20: the median is 2/12.
-        assert_eq!(o.eta_samples, 3);
-        assert!((o.eta_error_p50.unwrap() - 2.0 / 12.0).abs() < 1e-12);
+        // Errors 0, 0 (pre-queue), 0, 2/12, 10/20: the median is 0, the p90 10/20.
+        assert_eq!((o.eta_samples, o.eta_samples_prequeue), (5, 2));
+        assert_eq!(o.eta_error_p50, Some(0.0));
+        assert!((o.eta_error_p90.unwrap() - 0.5).abs() < 1e-12);
     }
 }

@@ -183,16 +183,17 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
         Some(w.bot_share_of_holds <= w.bot_share_of_identities),
     );
     add(
-        "ETA error p50 (abs(ETA at join − wait) / wait)",
+        "ETA error p50 (abs(ETA − wait since it was given) / wait)",
         "≤ 20%",
         match order.eta_error_p50 {
             Some(e) => format!(
-                "{:.1}% (p90 {:.1}%, {} tickets that joined after the opening)",
+                "{:.1}% (p90 {:.1}%, {} tickets: {} pre-queue joiners from their first ETA after the opening, the rest from their join)",
                 e * 100.0,
                 order.eta_error_p90.unwrap_or_default() * 100.0,
-                order.eta_samples
+                order.eta_samples,
+                order.eta_samples_prequeue
             ),
-            None => "no ticket with an ETA at its join was admitted".into(),
+            None => "no ticket with an ETA was admitted after a wait".into(),
         },
         order.eta_error_p50.map(|e| e <= 0.2),
     );
@@ -241,8 +242,15 @@ pub fn room_markdown(c: &RoomComparison) -> String {
     if let Some(o) = &c.with_room.order {
         let _ = writeln!(
             s,
-            "\nRoom {}: {} tickets ({} in the pre-queue), {} admitted ({} of the pre-queue).",
-            o.room_id, o.tickets, o.prequeue_tickets, o.admitted, o.admitted_prequeue
+            "\nRoom {}: admission {}, {} a minute at the end; {} tickets ({} in the pre-queue), {} admitted ({} of the pre-queue), {} places passed over (ticket gone).",
+            o.room_id,
+            o.admission,
+            o.final_rate_per_minute,
+            o.tickets,
+            o.prequeue_tickets,
+            o.admitted,
+            o.admitted_prequeue,
+            o.skipped
         );
     }
     s

@@ -37,9 +37,11 @@ pub struct SlotView {
     pub capacity: i64,
     pub taken: i64,
     /// The opening of the release wave that covers the slot, if any (`SlotRow::opens_at`).
-    /// The view does not tell services apart: a wave for one service closes the seat in
-    /// listings and auto-pick for every service (the writer decides exactly).
     pub opens_at: Option<UnixSeconds>,
+    /// The one service that wave closes the seat to (`SlotRow::opens_for`); `None`: every
+    /// service. Slots are not per service: the seat stays open to the others, as the writer
+    /// decides (`SlotRow::unreleased_for`).
+    pub opens_for: Option<Arc<str>>,
 }
 
 impl SlotView {
@@ -55,6 +57,21 @@ impl SlotView {
     /// Whether the slot's seats are bookable at `now` as far as its release wave goes.
     pub fn released(&self, now: UnixSeconds) -> bool {
         self.opens_after(now).is_none()
+    }
+
+    /// The opening still ahead at `now` for a booking of `service` (`None`: any service, so
+    /// a one-service wave counts): a wave for another service does not close the seat.
+    pub fn opens_after_for(&self, now: UnixSeconds, service: Option<&str>) -> Option<UnixSeconds> {
+        let opens = self.opens_after(now)?;
+        match (&self.opens_for, service) {
+            (Some(closed_to), Some(service)) if &**closed_to != service => None,
+            _ => Some(opens),
+        }
+    }
+
+    /// Whether a booking of `service` may take the slot's seats at `now` (the writer's rule).
+    pub fn released_for(&self, now: UnixSeconds, service: Option<&str>) -> bool {
+        self.opens_after_for(now, service).is_none()
     }
 }
 
@@ -103,6 +120,9 @@ pub struct DayPage {
     pub first_start: UnixSeconds,
     pub last_start: UnixSeconds,
     pub rendering: DayRendering,
+    /// A slot of the day carries a one-service wave: its shared rendering (for any service)
+    /// is not what a listing for one service shows.
+    pub service_bound: bool,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +135,8 @@ struct DaySeats {
     /// The earliest wave opening among the day's slots that the rendering may show as
     /// pending: once the clock passes it the rendering is replaced (`day_pages`).
     next_opening: Option<UnixSeconds>,
+    /// Some slot of the day carries a wave for one service (`DayPage::service_bound`).
+    service_bound: bool,
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +298,12 @@ impl Availability {
                 .entry(r.office_id.clone())
                 .or_insert_with(|| Arc::from(r.office_id.as_str()))
                 .clone();
+            let opens_for: Option<Arc<str>> = r.opens_for.as_deref().map(|s| {
+                names
+                    .entry(s.to_string())
+                    .or_insert_with(|| Arc::from(s))
+                    .clone()
+            });
             let day = slot_day(r.start_at);
             let slot = SlotView {
                 id: r.id,
@@ -285,6 +313,7 @@ impl Availability {
                 capacity: r.capacity,
                 taken: r.taken,
                 opens_at: r.opens_at,
+                opens_for,
             };
             let o = inner.offices.entry(office).or_default();
             o.starts.insert(r.start_at, r.id);
@@ -294,6 +323,7 @@ impl Availability {
                 ..DaySeats::default()
             });
             d.free += slot.free();
+            d.service_bound |= r.opens_at.is_some() && r.opens_for.is_some();
             if let Some(t) = r.opens_at {
                 d.next_opening = Some(d.next_opening.map_or(t, |n| n.min(t)));
                 o.openings.insert(t);
@@ -530,6 +560,7 @@ impl Availability {
                 first_start: d.first_start,
                 last_start: d.last_start,
                 rendering: d.rendering.clone(),
+                service_bound: d.service_bound,
             })
             .collect()
     }
@@ -544,6 +575,18 @@ impl Availability {
         office_id: &str,
         after: UnixSeconds,
         limit: usize,
+    ) -> Vec<SlotView> {
+        self.earliest_free_for(office_id, after, limit, None)
+    }
+
+    /// [`earliest_free`](Self::earliest_free) for a booking of `service`: a seat a wave for
+    /// another service holds back is free to it (`None`: closed if closed to any service).
+    pub fn earliest_free_for(
+        &self,
+        office_id: &str,
+        after: UnixSeconds,
+        limit: usize,
+        service: Option<&str>,
     ) -> Vec<SlotView> {
         let inner = self.read();
         let Some(o) = inner.offices.get(office_id) else {
@@ -562,7 +605,7 @@ impl Availability {
                 let Some(s) = inner.slots.get(id) else {
                     continue;
                 };
-                if s.free() > 0 && s.released(after) {
+                if s.free() > 0 && s.released_for(after, service) {
                     found.push(s.clone());
                     if found.len() == limit {
                         return found;
@@ -791,6 +834,7 @@ mod recount {
                     capacity: r.capacity,
                     taken: r.taken,
                     opens_at: None,
+                    opens_for: None,
                 }))
                 .collect();
             let mut now = BASE;

@@ -52,6 +52,8 @@ pub struct RoomState {
     pub frontier: i64,
     pub rate_per_minute: i64,
     pub last_tick_ms: i64,
+    /// Ranks passed over because their ticket was gone (migration 0016).
+    pub skipped: i64,
 }
 
 /// One applicant's place in one room.
@@ -62,7 +64,10 @@ pub struct TicketRecord {
     pub ticket: String,
     pub national_code: String,
     pub joined_at: i64,
+    /// The ETA served at `eta_given_at`: at the join, or for a pre-queue joiner at its first
+    /// poll after the opening (migration 0016).
     pub eta_at_join: Option<i64>,
+    pub eta_given_at: Option<i64>,
     pub last_seen_at: i64,
     pub admitted_at: Option<i64>,
 }
@@ -90,9 +95,9 @@ pub struct Joined {
 const ROOM_COLUMNS: &str =
     "id, service, provinces, prequeue_opens_at, opens_at, closes_at, admission, \
      pass_minutes, ticket_idle_minutes, seed, commitment, created_at, rate_per_minute";
-const STATE_COLUMNS: &str = "next_seq, prequeue, frontier, rate_per_minute, last_tick_ms";
-const TICKET_COLUMNS: &str =
-    "room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at, admitted_at";
+const STATE_COLUMNS: &str = "next_seq, prequeue, frontier, rate_per_minute, last_tick_ms, skipped";
+const TICKET_COLUMNS: &str = "room_id, seq, ticket, national_code, joined_at, eta_at_join, \
+     eta_given_at, last_seen_at, admitted_at";
 
 fn room_from<R: Row>(r: &R) -> Result<RoomRecord, StoreError>
 where
@@ -135,6 +140,7 @@ where
         frontier: r.try_get("frontier")?,
         rate_per_minute: r.try_get("rate_per_minute")?,
         last_tick_ms: r.try_get("last_tick_ms")?,
+        skipped: r.try_get("skipped")?,
     })
 }
 
@@ -152,6 +158,7 @@ where
         national_code: r.try_get("national_code")?,
         joined_at: r.try_get("joined_at")?,
         eta_at_join: r.try_get("eta_at_join")?,
+        eta_given_at: r.try_get("eta_given_at")?,
         last_seen_at: r.try_get("last_seen_at")?,
         admitted_at: r.try_get("admitted_at")?,
     })
@@ -267,6 +274,7 @@ impl Store {
             national_code: national_code.to_string(),
             joined_at: now,
             eta_at_join: None,
+            eta_given_at: None,
             last_seen_at: now,
             admitted_at: None,
         };
@@ -305,9 +313,14 @@ impl Store {
     }
 
     /// Records the ticket's admission (its pass given) at `now` unless recorded already;
-    /// returns the time recorded.
+    /// returns the time recorded. A ticket that never had an ETA (a pre-queue joiner admitted
+    /// at its first poll after the opening) is recorded as told "0 s" now.
     pub async fn admit_ticket(&self, ticket: &str, now: i64) -> Result<i64, StoreError> {
-        const SQL: &str = "UPDATE room_tickets SET admitted_at = COALESCE(admitted_at, $2) WHERE ticket = $1 RETURNING admitted_at";
+        // SET expressions all read the row as it was: `eta_at_join IS NULL` is the old value.
+        const SQL: &str = "UPDATE room_tickets SET admitted_at = COALESCE(admitted_at, $2), \
+               eta_given_at = CASE WHEN eta_at_join IS NULL THEN $2 ELSE eta_given_at END, \
+               eta_at_join = COALESCE(eta_at_join, 0) \
+             WHERE ticket = $1 RETURNING admitted_at";
         match self {
             Store::Sqlite(pool) => {
                 let ticket = ticket.to_string();
@@ -324,6 +337,65 @@ impl Store {
                 .fetch_one(pool)
                 .await?),
         }
+    }
+
+    /// Records the ETA first served to a pre-queue joiner after the opening (once: a ticket
+    /// with an ETA keeps it), and counts as a poll at `now`. One write per ticket in its life.
+    pub async fn record_eta(&self, ticket: &str, eta: i64, now: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE room_tickets SET eta_at_join = $2, eta_given_at = $3, \
+               last_seen_at = CASE WHEN last_seen_at < $3 THEN $3 ELSE last_seen_at END \
+             WHERE ticket = $1 AND eta_at_join IS NULL";
+        match self {
+            Store::Sqlite(pool) => {
+                let ticket = ticket.to_string();
+                lite_write(pool, move |conn| {
+                    conn.prepare_cached(&sqlite_sql(SQL))?
+                        .execute(rusqlite::params![ticket, eta, now])?;
+                    Ok(())
+                })
+                .await
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(SQL)
+                    .bind(ticket)
+                    .bind(eta)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// How many of the room's tickets numbered `seqs` still stand: admitted, or polled at or
+    /// after `seen_since` (the others expired unpolled; a number whose ticket was queued
+    /// again under a new one has no row). The ticker's count of gone ranks: a read of the
+    /// primary key, in chunks.
+    pub async fn standing_tickets(
+        &self,
+        room_id: &str,
+        seqs: &[i64],
+        seen_since: i64,
+    ) -> Result<u64, StoreError> {
+        const CHUNK: usize = 500;
+        let mut standing = 0u64;
+        for chunk in seqs.chunks(CHUNK) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 \
+                 AND (admitted_at IS NOT NULL OR last_seen_at >= $2) AND seq IN ({})",
+                list.join(", ")
+            );
+            let n: i64 = on_pool!(self, pool, q = &sql => {
+                let mut query = sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(seen_since);
+                for seq in chunk {
+                    query = query.bind(*seq);
+                }
+                query.fetch_one(pool).await?
+            });
+            standing += n.max(0) as u64;
+        }
+        Ok(standing)
     }
 
     /// A booking write carries a room's pass: records its use (which room, citizen and pass
@@ -403,20 +475,21 @@ impl Store {
         })
     }
 
-    /// Moves the room's admission on, if no other process did since `old.last_tick_ms`; also
-    /// freezes the pre-queue if it is not yet. Returns whether this call moved it.
+    /// Moves the room's admission on (`new`'s frontier, rate and skipped ranks), if no other
+    /// process did since `old.last_tick_ms`; also freezes the pre-queue if it is not yet.
+    /// Returns whether this call moved it.
     pub async fn tick_room(
         &self,
         room_id: &str,
         old: &RoomState,
-        frontier: i64,
-        rate_per_minute: i64,
+        new: &RoomState,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE waiting_rooms SET frontier = $3, rate_per_minute = $4, last_tick_ms = $5, \
-               prequeue = COALESCE(prequeue, next_seq) \
+               skipped = $6, prequeue = COALESCE(prequeue, next_seq) \
              WHERE id = $1 AND last_tick_ms = $2";
+        let (frontier, rate_per_minute, skipped) = (new.frontier, new.rate_per_minute, new.skipped);
         match self {
             Store::Sqlite(pool) => {
                 let (room_id, old_tick) = (room_id.to_string(), old.last_tick_ms);
@@ -428,7 +501,8 @@ impl Store {
                             old_tick,
                             frontier,
                             rate_per_minute,
-                            now_ms
+                            now_ms,
+                            skipped
                         ])?
                         == 1)
                 })
@@ -440,6 +514,7 @@ impl Store {
                 .bind(frontier)
                 .bind(rate_per_minute)
                 .bind(now_ms)
+                .bind(skipped)
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -451,16 +526,16 @@ impl Store {
 /// Takes the room's next number, freezing the pre-queue if the opening has passed.
 const TAKE_NUMBER: &str = "UPDATE waiting_rooms SET next_seq = next_seq + 1, \
        prequeue = CASE WHEN prequeue IS NULL AND opens_at <= $2 THEN next_seq ELSE prequeue END \
-     WHERE id = $1 RETURNING next_seq, prequeue, frontier, rate_per_minute, last_tick_ms";
+     WHERE id = $1 RETURNING next_seq, prequeue, frontier, rate_per_minute, last_tick_ms, skipped";
 const FIND_TICKET: &str =
-    "SELECT room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at, admitted_at \
+    "SELECT room_id, seq, ticket, national_code, joined_at, eta_at_join, eta_given_at, last_seen_at, admitted_at \
      FROM room_tickets WHERE room_id = $1 AND national_code = $2";
 /// A stale ticket queued again: the next number, a new id, as if joined now.
 const REQUEUE_TICKET: &str = "UPDATE room_tickets SET seq = $3, ticket = $4, joined_at = $5, \
-       eta_at_join = $6, last_seen_at = $5, admitted_at = NULL, returned_at = NULL \
+       eta_at_join = $6, eta_given_at = $7, last_seen_at = $5, admitted_at = NULL, returned_at = NULL \
      WHERE room_id = $1 AND national_code = $2";
-const INSERT_TICKET: &str = "INSERT INTO room_tickets (room_id, seq, ticket, national_code, joined_at, eta_at_join, last_seen_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $5)";
+const INSERT_TICKET: &str = "INSERT INTO room_tickets (room_id, seq, ticket, national_code, joined_at, eta_at_join, eta_given_at, last_seen_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $5)";
 
 fn lite_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
     Ok(TicketRecord {
@@ -470,8 +545,9 @@ fn lite_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRecord> {
         national_code: r.get(3)?,
         joined_at: r.get(4)?,
         eta_at_join: r.get(5)?,
-        last_seen_at: r.get(6)?,
-        admitted_at: r.get(7)?,
+        eta_given_at: r.get(6)?,
+        last_seen_at: r.get(7)?,
+        admitted_at: r.get(8)?,
     })
 }
 
@@ -492,6 +568,7 @@ fn lite_join(
             frontier: r.get(2)?,
             rate_per_minute: r.get(3)?,
             last_tick_ms: r.get(4)?,
+            skipped: r.get(5)?,
         })
     };
     let found = conn
@@ -519,6 +596,8 @@ fn lite_join(
         .ok_or_else(|| StoreError::corrupt("joining a room that does not exist"))?;
     new.seq = state.next_seq - 1;
     new.eta_at_join = eta(&state, new.seq);
+    // An ETA at the join (after the opening) is given at the join.
+    new.eta_given_at = new.eta_at_join.map(|_| new.joined_at);
     let sql = if requeue {
         REQUEUE_TICKET
     } else {
@@ -532,7 +611,8 @@ fn lite_join(
                 new.seq,
                 new.ticket,
                 new.joined_at,
-                new.eta_at_join
+                new.eta_at_join,
+                new.eta_given_at
             ])?;
         return Ok(Joined {
             ticket: new,
@@ -547,7 +627,8 @@ fn lite_join(
             new.ticket,
             new.national_code,
             new.joined_at,
-            new.eta_at_join
+            new.eta_at_join,
+            new.eta_given_at
         ])?;
     Ok(Joined {
         ticket: new,
@@ -594,6 +675,8 @@ async fn pg_join(
     }
     new.seq = state.next_seq - 1;
     new.eta_at_join = eta(&state, new.seq);
+    // An ETA at the join (after the opening) is given at the join.
+    new.eta_given_at = new.eta_at_join.map(|_| new.joined_at);
     if requeue {
         sqlx::query(REQUEUE_TICKET)
             .bind(&new.room_id)
@@ -602,6 +685,7 @@ async fn pg_join(
             .bind(&new.ticket)
             .bind(new.joined_at)
             .bind(new.eta_at_join)
+            .bind(new.eta_given_at)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -618,6 +702,7 @@ async fn pg_join(
         .bind(&new.national_code)
         .bind(new.joined_at)
         .bind(new.eta_at_join)
+        .bind(new.eta_given_at)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

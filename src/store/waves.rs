@@ -131,9 +131,10 @@ impl Store {
         );
         let json = |v: &Vec<String>| serde_json::to_string(v).expect("strings serialise");
         on_pool!(self, pool, q = &pending_sql => {
-            let mut tx = pool.begin().await?;
+            // Two admins creating overlapping waves at once: one waits for the other, then
+            // reads its wave and is refused like any overlap (409).
+            let mut tx = pool.begin_with(self.write_begin()).await?;
             if matches!(self, Store::Postgres(_)) {
-                // Two admins creating overlapping waves at once: one waits for the other.
                 sqlx::query("LOCK TABLE release_waves IN EXCLUSIVE MODE").execute(&mut *tx).await?;
             }
             let rows = sqlx::query(q).bind(now).fetch_all(&mut *tx).await?;
@@ -164,7 +165,7 @@ impl Store {
     pub async fn cancel_release_wave(&self, id: &str, now: i64) -> Result<Cancelled, StoreError> {
         let select = format!("SELECT {WAVE_COLS} FROM release_waves WHERE id = $1");
         on_pool!(self, pool, q = &select => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(self.write_begin()).await?;
             let Some(row) = sqlx::query(q).bind(id).fetch_optional(&mut *tx).await? else {
                 return Ok(Cancelled::NotFound);
             };
@@ -217,6 +218,17 @@ impl Store {
             });
         }
         Ok(written)
+    }
+
+    /// How a transaction that reads and then writes begins. On SQLite `BEGIN IMMEDIATE`
+    /// takes the write lock first: a deferred transaction reads a snapshot, and when another
+    /// writer commits meanwhile its first write fails (`SQLITE_BUSY_SNAPSHOT`, which the busy
+    /// timeout does not wait out) instead of waiting and reading the other's rows.
+    fn write_begin(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "BEGIN IMMEDIATE",
+            Store::Postgres(_) => "BEGIN",
+        }
     }
 
     /// The SQL text for this backend.

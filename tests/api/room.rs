@@ -16,7 +16,9 @@ use crate::staff::ADMIN_TOKEN;
 use nobat::domain::lottery::LotterySeed;
 use nobat::domain::time::Clock;
 use nobat::http::room::tick_once;
+use nobat::loadtest::room_audit::bookings_carried_a_valid_pass;
 use nobat::room::QueueOrder;
+use nobat::store::RoomState;
 
 const SECRET: &str = "shared-secret-0123456789abcdef012345";
 
@@ -261,6 +263,10 @@ async fn passes_are_bound(db: &TestDb) {
         1,
         "the booking returned its pass"
     );
+    // The audit matches the direct booking (its confirmed hold) to its pass's use, of kind
+    // `appointment`.
+    let check = bookings_carried_a_valid_pass(&app.store, id).await.unwrap();
+    assert!(check.passed, "{check:?}");
     // A later joiner's ETA is measured against its wait; waits, admissions, the queue and
     // the passes in use are in /metrics.
     let late = app.login(&eligible_citizens(12, 1)[0]).await;
@@ -305,7 +311,35 @@ async fn passes_are_bound(db: &TestDb) {
     app.clock.advance(Duration::minutes(10));
     let (status, body) = poll(&app, &me.token, ticket).await;
     assert_eq!((status, &body["code"]), (410, &json!("ticket_expired")));
+    // Without the use the direct booking is a violation the audit names.
+    remove_pass_uses(&app).await;
+    let check = bookings_carried_a_valid_pass(&app.store, id).await.unwrap();
+    assert!(!check.passed && check.violations == 1, "{check:?}");
+    assert!(check.examples[0].contains("1 appointment(s)"), "{check:?}");
     app.stop().await;
+}
+
+/// Deletes the pass uses, append-only as they are (the trigger dropped first): what the
+/// audit must notice.
+async fn remove_pass_uses(app: &TestApp) {
+    match &app.store {
+        nobat::store::Store::Sqlite(pool) => {
+            for q in [
+                "DROP TRIGGER room_pass_uses_no_delete",
+                "DELETE FROM room_pass_uses",
+            ] {
+                sqlx::query(q).execute(pool).await.unwrap();
+            }
+        }
+        nobat::store::Store::Postgres(pool) => {
+            for q in [
+                "DROP TRIGGER room_pass_uses_no_update ON room_pass_uses",
+                "DELETE FROM room_pass_uses",
+            ] {
+                sqlx::query(q).execute(pool).await.unwrap();
+            }
+        }
+    }
 }
 on_both_backends!(a_pass_is_bound_to_its_citizen, super::passes_are_bound);
 
@@ -460,6 +494,97 @@ async fn fixed_rate(db: &TestDb) {
 }
 on_both_backends!(a_fixed_rate_is_respected, super::fixed_rate);
 
+/// Tickets gone by the time the frontier reaches them (expired unpolled, or queued again
+/// under a new number) are passed over: at one a second the 11 live tickets of a pre-queue of
+/// 21 are admitted in 11 seconds, not in about 21, and the public count leaves the 10 gone
+/// ones out.
+async fn gone_passed_over(db: &TestDb) {
+    let app = app(db).await;
+    let room = room(&app, 400, json!({ "per_minute": 60 })).await;
+    let id = room["room_id"].as_str().unwrap();
+    let (mut live, mut quiet) = (Vec::new(), Vec::new());
+    for (i, c) in eligible_citizens(170, 20).iter().enumerate() {
+        let token = app.login(c).await;
+        let (status, t) = join(&app, &token, id).await;
+        assert_eq!(status, 201, "{t}");
+        let entry = (token, t["ticket"].as_str().unwrap().to_string());
+        if i % 2 == 0 {
+            live.push(entry);
+        } else {
+            quiet.push(entry);
+        }
+    }
+    // The live half polls every two minutes through the pre-queue; the quiet half never does
+    // and has expired by the sixth minute.
+    for _ in 0..3 {
+        app.clock.advance(Duration::minutes(2));
+        for (token, ticket) in &live {
+            assert_eq!(poll(&app, token, ticket).await.0, 200);
+        }
+    }
+    // One quiet citizen joins again before the opening: a new number, the old one a hole.
+    let (status, again) = join(&app, &quiet[0].0, id).await;
+    assert_eq!(status, 201, "{again}");
+    live.push((
+        quiet[0].0.clone(),
+        again["ticket"].as_str().unwrap().to_string(),
+    ));
+    app.clock.advance(Duration::seconds(40));
+    run_for(&[&app], 11).await;
+    for (token, ticket) in &live {
+        let (status, body) = poll(&app, token, ticket).await;
+        assert_eq!((status, &body["admitted"]), (200, &json!(true)), "{body}");
+    }
+    // The gone ranks the frontier has reached are skipped; those past the last live one (as
+    // the seed shuffled them) are still ahead of it.
+    let (_, view) = app.get(None, &format!("/v1/queue/rooms/{id}")).await;
+    let n = |k: &str| view[k].as_i64().unwrap();
+    assert_eq!(n("admitted"), 11, "{view}");
+    assert_eq!(n("skipped") + n("queue_length"), 10, "{view}");
+    app.stop().await;
+}
+on_both_backends!(gone_tickets_are_passed_over, super::gone_passed_over);
+
+/// Pre-queue joiners' ETAs are measured too: the ETA first served after the opening is
+/// recorded with when it was given, and the room's order figures count its error (at a
+/// steady rate, polled every second, every ETA is met to the second).
+async fn prequeue_etas(db: &TestDb) {
+    let app = app(db).await;
+    let room = room(&app, 60, json!({ "per_minute": 60 })).await;
+    let id = room["room_id"].as_str().unwrap();
+    let mut tickets = Vec::new();
+    for c in eligible_citizens(195, 5) {
+        let token = app.login(&c).await;
+        let (status, t) = join(&app, &token, id).await;
+        assert_eq!(status, 201, "{t}");
+        assert_eq!(t["status"], "prequeue", "{t}");
+        tickets.push((token, t["ticket"].as_str().unwrap().to_string()));
+    }
+    app.clock.advance(Duration::seconds(60));
+    for _ in 0..6 {
+        run_for(&[&app], 1).await;
+        for (token, ticket) in &tickets {
+            assert_eq!(poll(&app, token, ticket).await.0, 200);
+        }
+    }
+    assert_eq!(
+        scalar(
+            &app.store,
+            "SELECT COUNT(*) FROM room_tickets WHERE eta_at_join IS NOT NULL AND eta_given_at IS NOT NULL AND admitted_at IS NOT NULL"
+        )
+        .await,
+        5
+    );
+    let order = nobat::loadtest::room_audit::room_order(&app.store, id)
+        .await
+        .unwrap();
+    // The first admitted at its first poll waited nothing: four samples, all met.
+    assert_eq!((order.eta_samples, order.eta_samples_prequeue), (4, 4));
+    assert_eq!(order.eta_error_p50, Some(0.0));
+    app.stop().await;
+}
+on_both_backends!(prequeue_joiners_etas_are_measured, super::prequeue_etas);
+
 /// Two app instances on one database tick the same room every second: one sequence is
 /// admitted (not twice the rate), and joins through either are numbered from one sequence.
 async fn two_instances(db: &TestDb) {
@@ -505,12 +630,30 @@ async fn two_instances(db: &TestDb) {
     let later = old.last_tick_ms + 1000;
     assert!(a
         .store
-        .tick_room(id, &old, old.frontier + 60_000, 30, later)
+        .tick_room(
+            id,
+            &old,
+            &RoomState {
+                frontier: old.frontier + 60_000,
+                rate_per_minute: 30,
+                ..old
+            },
+            later
+        )
         .await
         .unwrap());
     assert!(!b
         .store
-        .tick_room(id, &old, old.frontier + 120_000, 30, later + 400)
+        .tick_room(
+            id,
+            &old,
+            &RoomState {
+                frontier: old.frontier + 120_000,
+                rate_per_minute: 30,
+                ..old
+            },
+            later + 400
+        )
         .await
         .unwrap());
     let moved = b.store.room_state(id).await.unwrap().unwrap();

@@ -530,3 +530,119 @@ on_both_backends!(
     new_slots_join_the_pending_waves_t,
     super::new_slots_join_the_pending_waves
 );
+
+/// Overlapping waves created at once: one is made, each other is refused with the same 409
+/// `wave_overlap` a later one gets (on SQLite a deferred transaction whose read went stale
+/// used to fail with an error instead), and one wave row is written.
+async fn concurrent_overlapping_waves_one_wins(db: &TestDb) {
+    let app = app(db).await;
+    let office = office(&app);
+    let tasks = (0..8).map(|i| {
+        let body = json!({
+            "office_ids": [office],
+            "from_date": DAY,
+            "to_date": DAY,
+            "opens_at": at(&app, 3_600 + i),
+        });
+        let app = &app;
+        async move { wave(app, body).await }
+    });
+    let answers = futures_util::future::join_all(tasks).await;
+    let made = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(made, 1, "{answers:?}");
+    for answer in answers.iter().filter(|(s, _)| *s != 201) {
+        refused(answer, 409, "wave_overlap");
+    }
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM release_waves").await,
+        1
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    concurrent_overlapping_waves_get_409,
+    super::concurrent_overlapping_waves_one_wins
+);
+
+/// A wave for one service holds the seats back from that service only: a listing for another
+/// service shows them open (as the writer books them for it), one for the wave's service shows
+/// when they open, and one for any service shows the opening and the service it is for (the
+/// day's shared rendering, listed first, is not what a one-service listing serves).
+async fn a_one_service_wave_leaves_other_services_open(db: &TestDb) {
+    let app = app(db).await;
+    let (first, other) = (
+        ServiceCode::parse("first_issuance").unwrap(),
+        ServiceCode::parse("replacement").unwrap(),
+    );
+    let office = app
+        .state
+        .directory()
+        .all()
+        .iter()
+        .filter(|o| o.province == "tehran" && o.offers(first) && o.offers(other))
+        .map(|o| o.id.to_string())
+        .min()
+        .expect("a Tehran office of both services");
+    let opens_at = at(&app, 3_600);
+    let (status, w) = wave(
+        &app,
+        json!({ "service": "first_issuance", "office_ids": [office], "from_date": DAY,
+                "to_date": DAY, "opens_at": opens_at }),
+    )
+    .await;
+    assert_eq!(status, 201, "{w}");
+    let listed = |service: Option<&str>| {
+        let app = &app;
+        let path = match service {
+            Some(s) => format!("/v1/offices/{office}/slots?from={DAY}&to={DAY}&service={s}"),
+            None => format!("/v1/offices/{office}/slots?from={DAY}&to={DAY}"),
+        };
+        async move {
+            let (status, body) = app.get(None, &path).await;
+            assert_eq!(status, 200, "{body}");
+            body.as_array().unwrap().clone()
+        }
+    };
+    let any = listed(None).await;
+    assert!(
+        any.iter()
+            .all(|s| s["opens_at"] == opens_at.as_str() && s["opens_for"] == "first_issuance"),
+        "{any:?}"
+    );
+    let open = listed(Some("replacement")).await;
+    assert!(!open.is_empty());
+    assert!(
+        open.iter()
+            .all(|s| s.get("opens_at").is_none() && s.get("opens_for").is_none()),
+        "{open:?}"
+    );
+    let closed = listed(Some("first_issuance")).await;
+    assert!(
+        closed.iter().all(|s| s["opens_at"] == opens_at.as_str()),
+        "{closed:?}"
+    );
+    // A wave for every service says so by naming none.
+    let (status, _) = wave(
+        &app,
+        json!({ "office_ids": [office], "from_date": NEXT, "to_date": NEXT, "opens_at": opens_at }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, next) = app
+        .get(
+            None,
+            &format!("/v1/offices/{office}/slots?from={NEXT}&to={NEXT}&service=replacement"),
+        )
+        .await;
+    let next = next.as_array().unwrap();
+    assert!(
+        next.iter()
+            .all(|s| s["opens_at"] == opens_at.as_str() && s.get("opens_for").is_none()),
+        "{next:?}"
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    a_one_service_wave_leaves_other_services_open_t,
+    super::a_one_service_wave_leaves_other_services_open
+);

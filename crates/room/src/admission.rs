@@ -41,9 +41,14 @@ pub struct Observed {
 /// A room's admission state: what the ticking process stores and every process reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admission {
-    /// Ranks below `frontier / 60,000` are admitted.
+    /// Ranks below `frontier / 60,000` are passed: admitted, or skipped.
     pub frontier: u64,
     pub rate_per_minute: u32,
+    /// Passed ranks whose ticket was gone when the frontier reached them (expired unpolled,
+    /// or queued again under a new number): skipped, so the rate admits live applicants
+    /// rather than spending admissions on nobody ([`pass_over`](Self::pass_over)).
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 /// Where a ticket stands.
@@ -69,12 +74,37 @@ impl Admission {
         Self {
             frontier: 0,
             rate_per_minute: rate.clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE),
+            skipped: 0,
         }
     }
 
-    /// Tickets admitted so far (ranks `0..admitted()`).
-    pub fn admitted(&self) -> u64 {
+    /// Ranks the frontier has passed (`0..passed()`): each was admitted or skipped.
+    pub fn passed(&self) -> u64 {
         self.frontier / UNITS_PER_RANK
+    }
+
+    /// Tickets admitted so far: the ranks passed less those skipped.
+    pub fn admitted(&self) -> u64 {
+        self.passed().saturating_sub(self.skipped)
+    }
+
+    /// The frontier just passed `dead` ranks whose tickets were gone: it moves on by as many
+    /// (at most to `queued`) and counts them skipped, so what the rate allowed goes to live
+    /// tickets. Returns the ranks newly passed, for the caller to look for gone tickets in
+    /// turn (until a call finds none). Expiry is final (an expired ticket never stands
+    /// again; its citizen rejoins under a new number), so a skip judged at one tick stays
+    /// right: the count is exact, derived from the tickets, with no write per ticket.
+    pub fn pass_over(&mut self, dead: u64, queued: u64) -> std::ops::Range<u64> {
+        let from = self.passed();
+        let end = queued.saturating_mul(UNITS_PER_RANK).max(self.frontier);
+        // On by whole ranks (the fraction kept), at most to the queue's end.
+        self.frontier = self
+            .frontier
+            .saturating_add(dead.saturating_mul(UNITS_PER_RANK))
+            .min(end);
+        // The dead ranks were passed already: skipped whether or not the queue had more.
+        self.skipped += dead;
+        from..self.passed()
     }
 
     /// Moves admission on by what `observed` allows; `queued` is how many tickets the queue
@@ -111,11 +141,11 @@ impl Admission {
 
     /// Where the ticket at `rank` stands.
     pub fn standing(&self, rank: u64) -> Standing {
-        let admitted = self.admitted();
-        if rank < admitted {
+        let passed = self.passed();
+        if rank < passed {
             return Standing::Admitted;
         }
-        let position = rank - admitted;
+        let position = rank - passed;
         // Ranks to go until this one is admitted, in frontier units, at the current rate.
         let to_go = (rank + 1) * UNITS_PER_RANK - self.frontier;
         let per_second = u64::from(self.rate_per_minute) * 1000;
@@ -253,6 +283,36 @@ mod tests {
             seconds += 1;
         }
         assert_eq!(seconds, eta_seconds);
+    }
+
+    /// Half the queue gone: passing over the gone ranks admits the rate's worth of live
+    /// tickets, and the count admitted leaves the skipped out.
+    #[test]
+    fn gone_ranks_are_passed_over_and_the_rate_admits_live_tickets() {
+        let policy = AdmissionPolicy::Fixed { per_minute: 60 };
+        let mut a = Admission::opening(&policy);
+        let gone = |rank: u64| rank % 2 == 1;
+        let queued = 100;
+        for _ in 0..10 {
+            let from = a.passed();
+            tick(&mut a, &policy, 1000, queued);
+            let mut range = from..a.passed();
+            loop {
+                let dead = range.clone().filter(|&r| gone(r)).count() as u64;
+                if dead == 0 {
+                    break;
+                }
+                range = a.pass_over(dead, queued);
+            }
+        }
+        // Ranks 0, 2, …, 18 admitted; 1, 3, …, 17 skipped; 19 not reached yet.
+        assert_eq!(a.admitted(), 10);
+        assert_eq!(a.skipped, 9);
+        assert_eq!(a.passed(), 19);
+        // At the queue's end the frontier stops; the ranks found gone still count skipped.
+        let r = a.pass_over(5, 22);
+        assert_eq!((r, a.passed(), a.skipped), (19..22, 22, 14));
+        assert_eq!(a.admitted(), 8);
     }
 
     proptest! {

@@ -82,7 +82,12 @@ fn slot_full_problem(
         _ => None,
     };
     let same_office: Vec<_> = availability
-        .earliest_free(office_id, now, ALTERNATIVES_SAME_OFFICE + 1)
+        .earliest_free_for(
+            office_id,
+            now,
+            ALTERNATIVES_SAME_OFFICE + 1,
+            Some(service.as_str()),
+        )
         .iter()
         .filter(|s| Some(s.id) != full_slot)
         .take(ALTERNATIVES_SAME_OFFICE)
@@ -95,7 +100,12 @@ fn slot_full_problem(
             directory
                 .nearest_offering(o, service)
                 .filter_map(|(other, d)| {
-                    let free = availability.earliest_free(other.id.as_str(), now, 1);
+                    let free = availability.earliest_free_for(
+                        other.id.as_str(),
+                        now,
+                        1,
+                        Some(service.as_str()),
+                    );
                     free.first().map(|s| {
                         serde_json::json!({
                             "office_id": other.id.to_string(),

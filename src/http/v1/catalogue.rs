@@ -183,7 +183,12 @@ pub async fn list_offices(
         body.push_str(",\"distance_km\":");
         let distance_km = distance_km.map(|d| (d * 100.0).round() / 100.0);
         body.push_str(&serde_json::to_string(&distance_km).expect("a number or null"));
-        let earliest = availability.earliest_free(o.id.as_str(), now, EARLIEST_FREE_PER_OFFICE);
+        let earliest = availability.earliest_free_for(
+            o.id.as_str(),
+            now,
+            EARLIEST_FREE_PER_OFFICE,
+            service.map(ServiceCode::as_str),
+        );
         let key: Vec<i64> = std::iter::once(free_seats)
             .chain(earliest.iter().flat_map(|s| [s.id, s.capacity, s.free()]))
             .collect();
@@ -287,8 +292,8 @@ pub async fn list_slots(
             format!("no office {id}"),
         )
     })?;
-    if let Some(s) = q.service.as_deref() {
-        let service = ServiceCode::parse(s)?;
+    let service = q.service.as_deref().map(ServiceCode::parse).transpose()?;
+    if let Some(service) = service {
         if !office.offers(service) {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -338,9 +343,17 @@ pub async fn list_slots(
             if s.start_at <= now {
                 dto.free = 0;
             }
-            dto.opens_at = s.opens_after(now).map(iran_rfc3339);
+            // For a service, only a wave that holds the seats back from it (a wave for another
+            // service leaves them open to this one); for any service, every pending wave, with
+            // the one service it is for, if so.
+            let service = service.map(ServiceCode::as_str);
+            if let Some(opens) = s.opens_after_for(now, service) {
+                dto.opens_at = Some(iran_rfc3339(opens));
+                dto.opens_for = s.opens_for.as_deref().map(str::to_string);
+            }
             if crate::reserve::ballot::withheld(s.opens_at) {
                 dto.opens_at = None;
+                dto.opens_for = None;
                 dto.in_ballot = state
                     .engine
                     .ballot_of_slot(&s.office_id, s.start_at)
@@ -360,7 +373,10 @@ pub async fn list_slots(
     let mut body = String::from("[");
     for page in availability.day_pages(id.as_str(), start, end, now) {
         let (first, last) = (page.first_start.max(start), page.last_start.min(end - 1));
-        let whole = (first, last) == (page.first_start, page.last_start);
+        // A day's shared rendering is for any service; a listing for one service renders a
+        // day that has a one-service wave itself.
+        let whole = (first, last) == (page.first_start, page.last_start)
+            && !(service.is_some() && page.service_bound);
         let fresh;
         let fragment: &str = match page.rendering.get() {
             Some(kept) if whole && page.first_start > now => kept.as_str(),

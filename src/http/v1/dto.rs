@@ -143,6 +143,11 @@ pub struct SlotDto {
     /// free seats cannot be held or booked before. Absent once they are open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<String>,
+    /// With `opens_at`: the one service the wave holds the seats back from (they are open to
+    /// the others); absent: every service. A listing for a service shows only the waves
+    /// that hold its seats back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_for: Option<String>,
     /// The slot's seats are in a ballot: not bookable first come; assigned at its close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_ballot: Option<InBallotDto>,

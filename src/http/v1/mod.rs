@@ -136,6 +136,7 @@ impl JalaliDays {
             capacity: s.capacity,
             free: s.free(),
             opens_at: None,
+            opens_for: None,
             in_ballot: None,
         }
     }

@@ -245,6 +245,7 @@ pub fn resolve(
             part,
             wait_km_per_day: state.engine.config().wait_km_per_day,
             now: now.timestamp(),
+            service: Some(service.as_str()),
         },
         near,
         latest_given: latest.is_some(),

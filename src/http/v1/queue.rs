@@ -81,9 +81,12 @@ pub struct RoomDto {
     /// Tickets that joined before the opening (shuffled), once frozen at the opening.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prequeue_size: Option<i64>,
-    /// Tickets not yet admitted.
+    /// Tickets the admission frontier has not reached yet.
     pub queue_length: i64,
     pub admitted: i64,
+    /// Places the frontier passed over because their ticket was gone (expired unpolled, or
+    /// queued again at the back): not counted in `admitted`, and no admission spent on them.
+    pub skipped: i64,
     pub joined: i64,
     pub rate_per_minute: i64,
 }
@@ -102,6 +105,8 @@ pub struct OrderDto {
     /// 0-based place in the queue: `QueueOrder(seed, prequeue_size).rank(ticket_seq)`.
     pub rank: u64,
     pub in_prequeue: bool,
+    /// The admission frontier has passed this place (its ticket admitted, or skipped if the
+    /// ticket was gone by then).
     pub admitted: bool,
 }
 
@@ -360,15 +365,23 @@ pub async fn poll_ticket(
         let at = state.store.admit_ticket(&t.ticket, now).await?;
         let wait = (at - t.joined_at).max(0) as f64;
         metrics::histogram!("nobat_room_wait_seconds", "room" => room.id.clone()).record(wait);
+        // The ETA's error against the wait from when it was given: the join, or for a
+        // pre-queue joiner its first poll after the opening.
         if let Some(eta) = t.eta_at_join {
-            if wait > 0.0 {
+            let waited = (at - t.eta_given_at.unwrap_or(t.joined_at)).max(0) as f64;
+            if waited > 0.0 {
                 metrics::histogram!("nobat_room_eta_error_ratio", "room" => room.id.clone())
-                    .record((eta as f64 - wait).abs() / wait);
+                    .record((eta as f64 - waited).abs() / waited);
             }
         }
         let mut admitted = t.clone();
         admitted.admitted_at = Some(at);
         dto = ticket_dto(&state, &room, &rs, &admitted, now);
+    } else if let (None, Some(_), "waiting") = (t.eta_at_join, dto.position, dto.status.as_str()) {
+        // A pre-queue joiner's first ETA, served now that the opening has ordered it: recorded
+        // once, so its error is measured like a later joiner's (this write is also its poll).
+        let eta = dto.eta_seconds.min(i64::MAX as u64) as i64;
+        state.store.record_eta(&t.ticket, eta, now).await?;
     } else if t.admitted_at.is_none() && now - t.last_seen_at >= idle / 2 {
         state.store.touch_ticket(&t.ticket, now).await?;
     }
@@ -391,6 +404,7 @@ pub async fn get_room(
         .ok_or_else(room_not_found)?;
     let phase = Phase::of(&room, now);
     let admitted = room::admitted(&rs);
+    let passed = room::passed(&rs);
     Ok(Json(RoomDto {
         room_id: room.id.clone(),
         state: phase.as_str().to_string(),
@@ -402,8 +416,9 @@ pub async fn get_room(
         commitment: room.commitment.clone(),
         seed: (now >= room.opens_at).then(|| room.seed.to_hex()),
         prequeue_size: rs.prequeue,
-        queue_length: (rs.next_seq - admitted).max(0),
+        queue_length: (rs.next_seq - passed).max(0),
         admitted,
+        skipped: rs.skipped,
         joined: rs.next_seq,
         rate_per_minute: rs.rate_per_minute,
     }))
@@ -444,6 +459,6 @@ pub async fn get_order(
         ticket_seq: q.ticket_seq,
         rank,
         in_prequeue: q.ticket_seq < prequeue,
-        admitted: (rank as i64) < room::admitted(&rs),
+        admitted: (rank as i64) < room::passed(&rs),
     }))
 }

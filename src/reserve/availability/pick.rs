@@ -37,8 +37,10 @@ pub struct PickLimits {
     pub today: NaiveDate,
     pub part: PartOfDay,
     pub wait_km_per_day: f64,
-    /// The time of the pick: a slot whose release wave opens after it is no candidate.
+    /// The time of the pick: a slot whose release wave opens after it is no candidate...
     pub now: UnixSeconds,
+    /// ...unless the wave is for another service than this one (`None`: any service).
+    pub service: Option<&'static str>,
 }
 
 /// A free slot within the limits, with its cost.
@@ -153,7 +155,7 @@ impl PickMemo {
             office.hash(&mut h);
             km.to_bits().hash(&mut h);
         }
-        (l.after, l.before, l.today, l.part as u8, l.now).hash(&mut h);
+        (l.after, l.before, l.today, l.part as u8, l.now, l.service).hash(&mut h);
         l.wait_km_per_day.to_bits().hash(&mut h);
         h.finish()
     }
@@ -247,7 +249,7 @@ impl<'a> Walk<'a> {
                 continue;
             };
             if s.free() > 0
-                && s.released(self.limits.now)
+                && s.released_for(self.limits.now, self.limits.service)
                 && !self.exclude.contains(id)
                 && self.limits.part.fits(start)
             {
@@ -334,6 +336,7 @@ mod tests {
             part,
             wait_km_per_day: 5.0,
             now: BASE,
+            service: None,
         }
     }
 
@@ -456,6 +459,7 @@ mod tests {
                 part: [PartOfDay::Morning, PartOfDay::Afternoon, PartOfDay::Any][part],
                 wait_km_per_day: wait as f64 * 2.5,
                 now: BASE,
+                service: None,
             };
             let expected = brute(&view, &rows, &l);
             let walked: Vec<(i64, i64)> = view

@@ -222,9 +222,19 @@ impl<F: std::future::Future> std::future::Future for OnCpu<F> {
 /// summarised in the log at most once a second ([`ShedLog`]), not one line each: in a surge
 /// the log would otherwise carry thousands of lines a second.
 pub fn shed(code: Option<ProblemCode>) {
+    SHED_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let reason = code.map_or("other", ProblemCode::as_str);
     metrics::counter!("nobat_http_shed_total", "reason" => reason).increment(1);
     ShedLog::global().note(reason, Instant::now());
+}
+
+/// Requests shed by this process since it started: the waiting rooms' controller reads it at
+/// each tick (`http::room`), without going through the metrics recorder.
+static SHED_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Requests shed by this process so far ([`shed`]).
+pub fn shed_total() -> u64 {
+    SHED_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Counts shed requests between log lines; one line a second at most, with the counts.

@@ -255,6 +255,8 @@ pub struct Rooms {
     pub join_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Booking requests' latencies (microseconds) since the last tick, for the controller.
     booking_latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// The process's count of shed requests at the last tick ([`metrics::shed_total`]).
+    shed_seen: std::sync::atomic::AtomicU64,
     /// Each known room's state as last read, and when (the injected clock's milliseconds):
     /// polls read it from here while it is younger than a tick (see [`fresh_state`]).
     states: Mutex<HashMap<String, (RoomState, i64)>>,
@@ -281,6 +283,7 @@ impl Rooms {
             rooms: RwLock::new(Arc::new(rooms.into_iter().map(Arc::new).collect())),
             passes,
             join_limiter: governor::RateLimiter::keyed(quota),
+            shed_seen: std::sync::atomic::AtomicU64::new(crate::http::metrics::shed_total()),
             booking_latency: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)
                     .expect("valid histogram bounds"),
@@ -356,6 +359,15 @@ impl Rooms {
             .record(micros);
     }
 
+    /// Requests shed since the last call, and starts a new interval.
+    fn take_shed(&self) -> u32 {
+        let now = crate::http::metrics::shed_total();
+        let seen = self
+            .shed_seen
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
+        now.saturating_sub(seen).min(u64::from(u32::MAX)) as u32
+    }
+
     /// The booking p99 since the last call (milliseconds), and starts a new interval.
     fn take_booking_p99(&self) -> Option<u32> {
         let mut h = self
@@ -415,22 +427,32 @@ pub fn covering(state: &AppState, service: &str, province: &str, now: i64) -> Ve
 pub async fn tick_once(state: &AppState) {
     let now = state.engine.clock().now();
     let now_ms = now.timestamp_millis();
-    let p99 = state.rooms.take_booking_p99();
+    let load = Load {
+        booking_p99_ms: state.rooms.take_booking_p99(),
+        shed_requests: state.rooms.take_shed(),
+    };
     for room in state.rooms.all().iter() {
         if Phase::of(room, now.timestamp()) != Phase::Open {
             continue;
         }
-        if let Err(e) = tick_room(state, room, now_ms, p99).await {
+        if let Err(e) = tick_room(state, room, now_ms, load).await {
             tracing::warn!(error = %ErrorChain(&e), room = %room.id, "ticking a waiting room failed; will retry");
         }
     }
+}
+
+/// What the process saw of its own load since the last tick, for the controller.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    booking_p99_ms: Option<u32>,
+    shed_requests: u32,
 }
 
 async fn tick_room(
     state: &AppState,
     room: &RoomRecord,
     now_ms: i64,
-    booking_p99_ms: Option<u32>,
+    load: Load,
 ) -> Result<(), StoreError> {
     let store: &Store = &state.store;
     let Some(old) = store.room_state(&room.id).await? else {
@@ -445,7 +467,8 @@ async fn tick_room(
         .await?;
     let observed = Observed {
         elapsed_ms: (now_ms - old.last_tick_ms).max(0) as u64,
-        booking_p99_ms,
+        booking_p99_ms: load.booking_p99_ms,
+        shed_requests: load.shed_requests,
         writer_queue: state.engine.queued().min(u32::MAX as usize) as u32,
         writer_queue_max: state.engine.config().queue_bound.min(u32::MAX as usize) as u32,
         active_passes: active_passes.clamp(0, i64::from(u32::MAX)) as u32,

@@ -20,8 +20,8 @@ pub const RATE_MAX_PER_MINUTE: u32 = 600_000;
 pub enum AdmissionPolicy {
     /// A fixed number of admissions a minute.
     Fixed { per_minute: u32 },
-    /// As many as keep the booking p99 under the target, the writer's queue under half its
-    /// bound, and the passes in use at most `max_active`.
+    /// As many as keep the booking p99 under the target, nothing shed, the writer's queue
+    /// under half its bound, and the passes in use at most `max_active`.
     Auto { target_p99_ms: u32, max_active: u32 },
 }
 
@@ -36,6 +36,11 @@ pub struct Observed {
     pub writer_queue_max: u32,
     /// Passes given and neither expired nor returned (a booking done returns its pass).
     pub active_passes: u32,
+    /// Requests the process turned away with 503 over the interval (in-flight limit, booking
+    /// queue, time limit, storage). A shed request is never timed, so the booking p99 alone
+    /// misses an overload that sheds, or one in another route of the admitted applicants'
+    /// journey (applications, payments): any shed is a sign to back off.
+    pub shed_requests: u32,
 }
 
 /// A room's admission state: what the ticking process stores and every process reads.
@@ -117,7 +122,8 @@ impl Admission {
             max_active,
         } = *policy
         {
-            let slow = observed.booking_p99_ms.is_some_and(|p| p > target_p99_ms);
+            let slow = observed.booking_p99_ms.is_some_and(|p| p > target_p99_ms)
+                || observed.shed_requests > 0;
             let backed_up = observed.writer_queue_max > 0
                 && u64::from(observed.writer_queue) * 2 > u64::from(observed.writer_queue_max);
             let rate = self.rate_per_minute;
@@ -239,6 +245,17 @@ mod tests {
             1_000_000,
         );
         assert!(a.rate_per_minute < r);
+        // A request shed backs off too, however fast the bookings that got through were.
+        let r = a.rate_per_minute;
+        a.tick(
+            &policy,
+            &Observed {
+                shed_requests: 1,
+                ..calm
+            },
+            1_000_000,
+        );
+        assert_eq!(a.rate_per_minute, r - r * 3 / 10);
         // All passes in use: nobody more is admitted, whatever the rate.
         let full = a.admitted();
         a.tick(

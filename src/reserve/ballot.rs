@@ -480,6 +480,64 @@ pub fn withheld(opens_at: Option<i64>) -> bool {
     opens_at == Some(BALLOT_WITHHELD_UNTIL)
 }
 
+/// One stored entry into the record: its input (unless it took no part: its citizen was
+/// booked already) and its published outcome.
+fn export_entry(
+    e: EntryRow,
+    entries: &mut Vec<Entry>,
+    placements: &mut Vec<crate::planning::ballot::Placement>,
+    unplaced: &mut Vec<crate::planning::ballot::Unplaced>,
+) -> Result<(), StoreError> {
+    use crate::planning::ballot::{Placement, Unplaced, UnplacedReason};
+    match e.outcome {
+        Some(EntryOutcome::Placed {
+            office_id,
+            start_at,
+            distance_km,
+            cost_m,
+            part_of_day_kept,
+            ..
+        }) => {
+            let (date, start) = local(start_at);
+            placements.push(Placement {
+                key: e.entry_key.clone(),
+                office_id,
+                date,
+                start,
+                distance_km,
+                cost_m,
+                part_of_day_kept,
+            });
+        }
+        Some(EntryOutcome::Unplaced { reason, .. }) if reason == REASON_ALREADY_BOOKED => {
+            return Ok(());
+        }
+        Some(EntryOutcome::Unplaced {
+            reason,
+            waitlist_rank,
+        }) => {
+            let reason =
+                serde_json::from_value::<UnplacedReason>(serde_json::Value::String(reason))
+                    .map_err(|e| StoreError::corrupt(format!("ballot reason: {e}")))?;
+            unplaced.push(Unplaced {
+                key: e.entry_key.clone(),
+                reason,
+                waitlist_rank: waitlist_rank.unwrap_or_default().max(0) as u32,
+            });
+        }
+        None => return Err(StoreError::corrupt("a published entry without an outcome")),
+    }
+    entries.push(entry_of(
+        e.entry_key,
+        e.home_lat,
+        e.home_lon,
+        e.province,
+        e.priority,
+        &e.preferences_json,
+    )?);
+    Ok(())
+}
+
 /// The audit record of a published ballot, from the database (`None`: no such ballot, or not
 /// published): the anonymised input the close decided from (entries under their salted keys,
 /// the seats withheld at the close, the offices), the revealed seed and the assignment.
@@ -487,9 +545,7 @@ pub async fn export_record(
     store: &crate::store::Store,
     id: &str,
 ) -> Result<Option<crate::planning::ballot::BallotRecord>, StoreError> {
-    use crate::planning::ballot::{
-        BallotRecord, Placement, Unplaced, UnplacedReason, RECORD_FORMAT,
-    };
+    use crate::planning::ballot::{BallotRecord, RECORD_FORMAT};
     let Some(b) = store.ballot(id).await? else {
         return Ok(None);
     };
@@ -502,58 +558,17 @@ pub async fn export_record(
     };
     let offices: Vec<BallotOffice> = serde_json::from_str(offices_json)
         .map_err(|e| StoreError::corrupt(format!("ballot offices: {e}")))?;
-    let entries = store.ballot_entries(id).await?;
-    let taking_part = |e: &&EntryRow| !matches!(&e.outcome, Some(EntryOutcome::Unplaced { reason, .. }) if reason == REASON_ALREADY_BOOKED);
     let seats = store.ballot_seats(id).await?;
-    let mut input_entries = Vec::with_capacity(entries.len());
+    let mut input_entries = Vec::new();
     let mut placements = Vec::new();
     let mut unplaced = Vec::new();
-    for e in entries.iter().filter(taking_part) {
-        input_entries.push(entry_of(
-            e.entry_key.clone(),
-            e.home_lat,
-            e.home_lon,
-            e.province.clone(),
-            e.priority,
-            &e.preferences_json,
-        )?);
-        match &e.outcome {
-            Some(EntryOutcome::Placed {
-                office_id,
-                start_at,
-                distance_km,
-                cost_m,
-                part_of_day_kept,
-                ..
-            }) => {
-                let (date, start) = local(*start_at);
-                placements.push(Placement {
-                    key: e.entry_key.clone(),
-                    office_id: office_id.clone(),
-                    date,
-                    start,
-                    distance_km: *distance_km,
-                    cost_m: *cost_m,
-                    part_of_day_kept: *part_of_day_kept,
-                });
-            }
-            Some(EntryOutcome::Unplaced {
-                reason,
-                waitlist_rank,
-            }) => {
-                let reason = serde_json::from_value::<UnplacedReason>(serde_json::Value::String(
-                    reason.clone(),
-                ))
-                .map_err(|e| StoreError::corrupt(format!("ballot reason: {e}")))?;
-                unplaced.push(Unplaced {
-                    key: e.entry_key.clone(),
-                    reason,
-                    waitlist_rank: waitlist_rank.unwrap_or_default().max(0) as u32,
-                });
-            }
-            None => return Err(StoreError::corrupt("a published entry without an outcome")),
-        }
-    }
+    store
+        .for_each_entry(id, |e| {
+            export_entry(e, &mut input_entries, &mut placements, &mut unplaced)
+        })
+        .await?;
+    input_entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    placements.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let stored = stored_input(&b, input_entries, &seats, offices)?;
     unplaced.sort_by_key(|u| u.waitlist_rank);
     Ok(Some(BallotRecord {

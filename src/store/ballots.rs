@@ -284,6 +284,24 @@ impl Store {
         })
     }
 
+    /// Every entry of a ballot with its outcome, streamed to `each` in storage order (the
+    /// export of a national ballot: no million rows in memory, no walk of the key index over
+    /// a table larger than the page cache).
+    pub async fn for_each_entry(
+        &self,
+        ballot_id: &str,
+        mut each: impl FnMut(EntryRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let sql = format!("SELECT {ENTRY_COLS} FROM ballot_entries WHERE ballot_id = $1");
+        on_pool!(self, pool, q = &sql => {
+            let mut rows = sqlx::query(q).bind(ballot_id).fetch(pool);
+            while let Some(r) = rows.try_next().await? {
+                each(entry_of!(&r)?)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every entry of a ballot as the close needs it, streamed to `each` one row at a time (a
     /// national ballot's million wide rows are never all in memory at once).
     pub async fn for_each_close_entry(
@@ -381,11 +399,14 @@ impl Store {
     pub async fn withheld_slots(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
         const SQL: &str = "SELECT id, office_id, start_at, capacity, taken FROM slots WHERE ballot_id = $1 ORDER BY id";
         on_pool!(self, pool, q = SQL => {
-            let rows = sqlx::query(q).bind(id).fetch_all(pool).await?;
-            rows.iter().map(|r| {
+            // Streamed: a national ballot withholds 1.5 M slots; the raw rows are not all kept.
+            let mut rows = sqlx::query(q).bind(id).fetch(pool);
+            let mut slots = Vec::new();
+            while let Some(r) = rows.try_next().await? {
                 let (capacity, taken): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
-                Ok(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: (capacity - taken).max(0) })
-            }).collect()
+                slots.push(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: (capacity - taken).max(0) });
+            }
+            Ok(slots)
         })
     }
 
@@ -403,11 +424,12 @@ impl Store {
     pub async fn ballot_seats(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
         const SQL: &str = "SELECT slot_id, office_id, start_at, seats FROM ballot_seats WHERE ballot_id = $1 ORDER BY slot_id";
         on_pool!(self, pool, q = SQL => {
-            let rows = sqlx::query(q).bind(id).fetch_all(pool).await?;
-            rows.iter().map(|r| {
-                let seats: i64 = r.try_get(3)?;
-                Ok(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats })
-            }).collect()
+            let mut rows = sqlx::query(q).bind(id).fetch(pool);
+            let mut seats = Vec::new();
+            while let Some(r) = rows.try_next().await? {
+                seats.push(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: r.try_get(3)? });
+            }
+            Ok(seats)
         })
     }
 }

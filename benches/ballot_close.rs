@@ -56,10 +56,20 @@ fn backend_wanted(name: &str) -> bool {
 
 /// The process's peak resident set since the last [`reset_peak_rss`], in MiB.
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// The process's resident set now, in MiB.
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// A `/proc/self/status` field in kB, in MiB.
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
@@ -247,6 +257,9 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
         .await
         .unwrap());
     reset_peak_rss();
+    // What the process holds before the close: the server's view of the slots, the
+    // directory, SQLite's page caches; the close's own share is the peak above it.
+    let before = rss_mib();
     let t = Instant::now();
     let report = state
         .engine
@@ -265,7 +278,7 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
     let write = report.publish.written() + report.publish.commit;
     eprintln!(
         "ballot_close/{backend}: {} entries, {} placed; close {} = read {} + pure close {} + prepare {} + write {} ({}) + commit {}; \
-         write + commit = {:.0}% of the close; peak RSS {peak:.0} MiB",
+         write + commit = {:.0}% of the close; peak RSS {peak:.0} MiB ({before:.0} MiB before the close, the close's share {:.0} MiB)",
         report.entries,
         report.placed,
         secs(total),
@@ -276,6 +289,7 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
         steps.join(", "),
         secs(report.publish.commit),
         100.0 * write.as_secs_f64() / total.as_secs_f64(),
+        peak - before,
     );
     let appointments = count(
         &state.store,
@@ -296,6 +310,8 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
         (appointments, notices, over),
         (report.placed as i64, report.placed as i64, 0)
     );
+    reset_peak_rss();
+    let before = rss_mib();
     let t = Instant::now();
     let record = export_record(&state.store, &b.id)
         .await
@@ -305,11 +321,12 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
     let t = Instant::now();
     let verified = verify(&record).expect("the record verifies");
     eprintln!(
-        "ballot_close/{backend}: export read {} , verify {} (placed {}, objective {} m)\n",
+        "ballot_close/{backend}: export read {} , verify {} (placed {}, objective {} m); peak RSS {:.0} MiB ({before:.0} MiB before the export)\n",
         secs(exported),
         secs(t.elapsed()),
         verified.placed,
         verified.total_cost_m,
+        peak_rss_mib(),
     );
     assert_eq!(verified.placed, report.placed);
 }

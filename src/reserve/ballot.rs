@@ -3,7 +3,7 @@
 //! `store::ballots`): read the entries and the withheld seats, run the pure
 //! `planning::ballot::close`, and publish every effect in one transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,8 @@ use crate::planning::ballot::{
     Preferences, WithheldSeats,
 };
 use crate::store::{
-    BallotAppointment, BallotRow, BallotUnplaced, ClosePublish, EntryOutcome, EntryRow,
-    PublishTimes, StoreError, WithheldSlot, BALLOT_WITHHELD_UNTIL,
+    BallotRow, CloseEntryRow, ClosePublish, EntryOutcome, EntryRow, PlacedOutcome, PublishTimes,
+    SmsTemplate, StoreError, UnplacedOutcome, WithheldSlot, BALLOT_WITHHELD_UNTIL,
 };
 
 /// Why an entry took no part in the close: its citizen already had an active appointment
@@ -74,54 +74,91 @@ fn local(start_at: i64) -> (NaiveDate, NaiveTime) {
     (t.date(), t.time())
 }
 
-/// The SMS of a seat won in a ballot.
+/// The SMS of a seat won in a ballot: [`ballot_sms_head`], the office, [`SMS_BEFORE_CODE`],
+/// the tracking code, [`SMS_END`] (the close assembles the same in SQL from these parts).
 pub fn ballot_sms(start_at: i64, office_id: &str, tracking_code: &str) -> String {
     format!(
-        "نتیجهٔ قرعه‌کشی نوبت کارت ملی: برای شما نوبت گرفته شد، {} در دفتر {office_id}، کد رهگیری {tracking_code}.",
+        "{}{office_id}{SMS_BEFORE_CODE}{tracking_code}{SMS_END}",
+        ballot_sms_head(start_at)
+    )
+}
+
+/// The SMS's text before the office id: it depends on the slot's start only.
+pub fn ballot_sms_head(start_at: i64) -> String {
+    format!(
+        "نتیجهٔ قرعه‌کشی نوبت کارت ملی: برای شما نوبت گرفته شد، {} در دفتر ",
         crate::booking::persian_when(start_at)
     )
+}
+
+/// The SMS's text between the office id and the tracking code.
+pub const SMS_BEFORE_CODE: &str = "، کد رهگیری ";
+/// The SMS's end, after the tracking code.
+pub const SMS_END: &str = ".";
+
+/// The withheld slots by (office, date, start), for seating the pure close's placements;
+/// offices interned (a national ballot has 1.5 M slots of 2,200 offices).
+#[derive(Default)]
+pub struct SlotIndex {
+    office: HashMap<String, u32>,
+    slot: HashMap<(u32, NaiveDate, NaiveTime), (i64, i64)>,
+}
+
+impl SlotIndex {
+    fn insert(&mut self, s: &WithheldSlot, date: NaiveDate, start: NaiveTime) {
+        let next = self.office.len() as u32;
+        let office = *self.office.entry(s.office_id.clone()).or_insert(next);
+        self.slot
+            .insert((office, date, start), (s.slot_id, s.start_at));
+    }
+
+    /// (slot id, start) of the slot of `office_id` at `date` `start`.
+    fn get(&self, office_id: &str, date: NaiveDate, start: NaiveTime) -> Option<(i64, i64)> {
+        let office = *self.office.get(office_id)?;
+        self.slot.get(&(office, date, start)).copied()
+    }
 }
 
 /// A ballot's close input, rebuilt from what is stored (the export rebuilds the same).
 pub struct StoredInput {
     pub input: BallotInput,
-    /// Entry key → national code (only the entries that take part).
-    pub code_of: HashMap<String, String>,
-    /// (office, date, start) → slot.
-    pub slot_of: HashMap<(String, NaiveDate, NaiveTime), WithheldSlot>,
+    pub slot_of: SlotIndex,
 }
 
-/// The input of a close from the stored ballot, entries, withheld seats and offices.
+/// The pure close's entry of a stored one.
+fn entry_of(
+    key: String,
+    home_lat: f64,
+    home_lon: f64,
+    province: Option<String>,
+    priority: i32,
+    preferences_json: &str,
+) -> Result<Entry, StoreError> {
+    let preferences: Preferences = serde_json::from_str(preferences_json)
+        .map_err(|err| StoreError::corrupt(format!("ballot preferences: {err}")))?;
+    Ok(Entry {
+        key,
+        home: GeoPoint {
+            lat: home_lat,
+            lon: home_lon,
+        },
+        province,
+        priority,
+        preferences,
+    })
+}
+
+/// The input of a close from the stored ballot, the entries taking part, the withheld seats
+/// and the offices.
 pub fn stored_input(
     b: &BallotRow,
-    entries: &[EntryRow],
+    entries: Vec<Entry>,
     slots: &[WithheldSlot],
     offices: Vec<BallotOffice>,
-    left_out: &HashSet<String>,
 ) -> Result<StoredInput, StoreError> {
     let terms: BallotTerms = serde_json::from_str(&b.terms_json)
         .map_err(|e| StoreError::corrupt(format!("ballot terms: {e}")))?;
-    let mut code_of = HashMap::new();
-    let mut input_entries = Vec::with_capacity(entries.len());
-    for e in entries
-        .iter()
-        .filter(|e| !left_out.contains(&e.national_code))
-    {
-        let preferences: Preferences = serde_json::from_str(&e.preferences_json)
-            .map_err(|err| StoreError::corrupt(format!("ballot preferences: {err}")))?;
-        code_of.insert(e.entry_key.clone(), e.national_code.clone());
-        input_entries.push(Entry {
-            key: e.entry_key.clone(),
-            home: GeoPoint {
-                lat: e.home_lat,
-                lon: e.home_lon,
-            },
-            province: e.province.clone(),
-            priority: e.priority,
-            preferences,
-        });
-    }
-    let mut slot_of = HashMap::new();
+    let mut slot_of = SlotIndex::default();
     let mut seats = Vec::with_capacity(slots.len());
     let used: HashSet<&str> = slots.iter().map(|s| s.office_id.as_str()).collect();
     for s in slots {
@@ -135,7 +172,7 @@ pub fn stored_input(
             start,
             seats: s.seats as u32,
         });
-        slot_of.insert((s.office_id.clone(), date, start), s.clone());
+        slot_of.insert(s, date, start);
     }
     let offices = offices
         .into_iter()
@@ -146,11 +183,35 @@ pub fn stored_input(
             terms,
             offices,
             seats,
-            entries: input_entries,
+            entries,
         },
-        code_of,
         slot_of,
     })
+}
+
+/// The entries of a close as read: those taking part, by key, with their rows (same order),
+/// and the outcomes of those left out (their citizen is booked already).
+struct CloseEntries {
+    entries: Vec<Entry>,
+    rows: Vec<i64>,
+    left_out: Vec<UnplacedOutcome>,
+}
+
+/// Where a close's outcomes go: the entries (by key) with their rows, and the slots.
+struct OutcomeRows<'a> {
+    entries: &'a [Entry],
+    rows: &'a [i64],
+    slot_of: &'a SlotIndex,
+}
+
+impl OutcomeRows<'_> {
+    fn row_of(&self, key: &str) -> Option<i64> {
+        let i = self
+            .entries
+            .binary_search_by(|e| e.key.as_str().cmp(key))
+            .ok()?;
+        self.rows.get(i).copied()
+    }
 }
 
 impl Reservations {
@@ -232,8 +293,7 @@ impl Reservations {
         now: i64,
     ) -> Result<Option<CloseReport>, StoreError> {
         let started = Instant::now();
-        let entries = self.store.ballot_entries(&b.id).await?;
-        let booked: HashSet<String> = self.store.booked_entrants(b).await?.into_iter().collect();
+        let read = self.close_entries(b).await?;
         let slots = self.store.withheld_slots(&b.id).await?;
         let offices = self
             .store
@@ -246,10 +306,10 @@ impl Reservations {
                 province: Some(o.province.clone()),
             })
             .collect();
-        let stored = stored_input(b, &entries, &slots, offices, &booked)?;
+        let stored = stored_input(b, read.entries, &slots, offices)?;
         let seed = BallotSeed::from_hex(&b.seed_hex)
             .map_err(|_| StoreError::corrupt("ballot seed is not 64 hex digits"))?;
-        let read = started.elapsed();
+        let read_time = started.elapsed();
         let started = Instant::now();
         let input = Arc::new(stored.input);
         let run = input.clone();
@@ -261,26 +321,33 @@ impl Reservations {
         let started = Instant::now();
         let results_json =
             serde_json::to_string(&results(&input, &outcome)).expect("results serialise");
-        let (appointments, unplaced) =
-            self.close_rows(&entries, &booked, &stored.slot_of, &stored.code_of, outcome)?;
+        let offices_json = serde_json::to_string(&input.offices).expect("offices serialise");
+        let rows = OutcomeRows {
+            entries: &input.entries,
+            rows: &read.rows,
+            slot_of: &stored.slot_of,
+        };
+        let (placed, mut unplaced, sms) = self.close_rows(&rows, outcome)?;
+        unplaced.extend(read.left_out);
         let report = CloseReport {
             entries: input.entries.len(),
-            placed: appointments.len(),
-            read,
+            placed: placed.len(),
+            read: read_time,
             decided,
             prepared: started.elapsed(),
             publish: PublishTimes::default(),
         };
-        let publish = ClosePublish {
-            seats: slots.into_iter().filter(|s| s.seats > 0).collect(),
-            appointments,
-            unplaced,
-            offices_json: serde_json::to_string(&input.offices).expect("offices serialise"),
-            results_json,
-        };
         // What the write does not need goes before it (a million entries are most of the
         // close's memory).
-        drop((entries, stored.slot_of, stored.code_of, input));
+        drop((read.rows, stored.slot_of, input));
+        let publish = ClosePublish {
+            seats: slots.into_iter().filter(|s| s.seats > 0).collect(),
+            placed,
+            unplaced,
+            sms,
+            offices_json,
+            results_json,
+        };
         let Some(publish) = self.store.publish_ballot(b, owner, publish, now).await? else {
             return Ok(None);
         };
@@ -293,59 +360,96 @@ impl Reservations {
         Ok(Some(CloseReport { publish, ..report }))
     }
 
-    /// The rows a close writes from the pure outcome: each placement's appointment (tracking
-    /// code, SMS) and outcome, each other entry's reason and waitlist rank.
+    /// The entries of a close, streamed from the store and parsed as they come: only the
+    /// pure close's fields and each row's place are kept.
+    async fn close_entries(&self, b: &BallotRow) -> Result<CloseEntries, StoreError> {
+        let booked: HashSet<String> = self.store.booked_entry_keys(b).await?.into_iter().collect();
+        let mut read: Vec<(Entry, i64)> = Vec::new();
+        let mut left_out = Vec::new();
+        self.store
+            .for_each_close_entry(&b.id, |e: CloseEntryRow| {
+                if booked.contains(&e.entry_key) {
+                    left_out.push(UnplacedOutcome {
+                        row: e.row,
+                        entry_key: e.entry_key,
+                        reason: REASON_ALREADY_BOOKED,
+                        waitlist_rank: None,
+                    });
+                } else {
+                    let entry = entry_of(
+                        e.entry_key,
+                        e.home_lat,
+                        e.home_lon,
+                        e.province,
+                        e.priority,
+                        &e.preferences_json,
+                    )?;
+                    read.push((entry, e.row));
+                }
+                Ok(())
+            })
+            .await?;
+        // By key, as the pure close orders them: a placement finds its row by binary search.
+        read.sort_unstable_by(|a, b| a.0.key.cmp(&b.0.key));
+        let rows = read.iter().map(|e| e.1).collect();
+        let entries = read.into_iter().map(|e| e.0).collect();
+        Ok(CloseEntries {
+            entries,
+            rows,
+            left_out,
+        })
+    }
+
+    /// The rows a close writes from the pure outcome: each placement's outcome (tracking code,
+    /// slot), each other entry's reason and waitlist rank, and the SMS template's heads (one
+    /// per slot start placed).
     fn close_rows(
         &self,
-        entries: &[EntryRow],
-        booked: &HashSet<String>,
-        slot_of: &HashMap<(String, NaiveDate, NaiveTime), WithheldSlot>,
-        code_of: &HashMap<String, String>,
+        at: &OutcomeRows<'_>,
         outcome: CloseOutcome,
-    ) -> Result<(Vec<BallotAppointment>, Vec<BallotUnplaced>), StoreError> {
-        let by_key: HashMap<&str, &EntryRow> =
-            entries.iter().map(|e| (e.entry_key.as_str(), e)).collect();
-        let mut appointments = Vec::with_capacity(outcome.placements.len());
+    ) -> Result<(Vec<PlacedOutcome>, Vec<UnplacedOutcome>, SmsTemplate), StoreError> {
+        let mut heads = BTreeMap::new();
+        let mut placed = Vec::with_capacity(outcome.placements.len());
         for p in outcome.placements {
-            let (Some(e), Some(slot)) = (
-                by_key.get(p.key.as_str()),
-                slot_of.get(&(p.office_id, p.date, p.start)),
+            let (Some(row), Some((slot_id, start_at))) = (
+                at.row_of(&p.key),
+                at.slot_of.get(&p.office_id, p.date, p.start),
             ) else {
                 return Err(StoreError::corrupt("a placement names no entry or slot"));
             };
-            let tracking_code = self.ids.tracking_code();
-            appointments.push(BallotAppointment {
-                national_code: e.national_code.clone(),
-                notice: ballot_sms(slot.start_at, &slot.office_id, &tracking_code),
-                tracking_code,
-                slot_id: slot.slot_id,
-                office_id: slot.office_id.clone(),
-                start_at: slot.start_at,
-                application_id: e.application_id.clone(),
-                payment_id: e.payment_id.clone(),
+            heads
+                .entry(start_at)
+                .or_insert_with(|| ballot_sms_head(start_at));
+            placed.push(PlacedOutcome {
+                row,
+                entry_key: p.key,
+                tracking_code: self.ids.tracking_code(),
+                slot_id,
+                office_id: p.office_id,
+                start_at,
                 distance_km: p.distance_km,
                 cost_m: p.cost_m,
                 part_of_day_kept: p.part_of_day_kept,
             });
         }
-        let mut unplaced = Vec::with_capacity(outcome.unplaced.len() + booked.len());
+        let mut unplaced = Vec::with_capacity(outcome.unplaced.len());
         for u in outcome.unplaced {
-            if let Some(code) = code_of.get(&u.key) {
-                unplaced.push(BallotUnplaced {
-                    national_code: code.clone(),
-                    reason: u.reason.as_str().to_string(),
-                    waitlist_rank: Some(u.waitlist_rank as i32),
-                });
-            }
-        }
-        for e in entries.iter().filter(|e| booked.contains(&e.national_code)) {
-            unplaced.push(BallotUnplaced {
-                national_code: e.national_code.clone(),
-                reason: REASON_ALREADY_BOOKED.to_string(),
-                waitlist_rank: None,
+            let row = at
+                .row_of(&u.key)
+                .ok_or_else(|| StoreError::corrupt("an unplaced entry names no entry"))?;
+            unplaced.push(UnplacedOutcome {
+                row,
+                entry_key: u.key,
+                reason: u.reason.as_str(),
+                waitlist_rank: Some(u.waitlist_rank as i32),
             });
         }
-        Ok((appointments, unplaced))
+        let sms = SmsTemplate {
+            heads: heads.into_iter().collect(),
+            before_code: SMS_BEFORE_CODE,
+            end: SMS_END,
+        };
+        Ok((placed, unplaced, sms))
     }
 
     /// Runs [`Self::ballot_tick`] every `interval` until the engine stops.
@@ -376,6 +480,64 @@ pub fn withheld(opens_at: Option<i64>) -> bool {
     opens_at == Some(BALLOT_WITHHELD_UNTIL)
 }
 
+/// One stored entry into the record: its input (unless it took no part: its citizen was
+/// booked already) and its published outcome.
+fn export_entry(
+    e: EntryRow,
+    entries: &mut Vec<Entry>,
+    placements: &mut Vec<crate::planning::ballot::Placement>,
+    unplaced: &mut Vec<crate::planning::ballot::Unplaced>,
+) -> Result<(), StoreError> {
+    use crate::planning::ballot::{Placement, Unplaced, UnplacedReason};
+    match e.outcome {
+        Some(EntryOutcome::Placed {
+            office_id,
+            start_at,
+            distance_km,
+            cost_m,
+            part_of_day_kept,
+            ..
+        }) => {
+            let (date, start) = local(start_at);
+            placements.push(Placement {
+                key: e.entry_key.clone(),
+                office_id,
+                date,
+                start,
+                distance_km,
+                cost_m,
+                part_of_day_kept,
+            });
+        }
+        Some(EntryOutcome::Unplaced { reason, .. }) if reason == REASON_ALREADY_BOOKED => {
+            return Ok(());
+        }
+        Some(EntryOutcome::Unplaced {
+            reason,
+            waitlist_rank,
+        }) => {
+            let reason =
+                serde_json::from_value::<UnplacedReason>(serde_json::Value::String(reason))
+                    .map_err(|e| StoreError::corrupt(format!("ballot reason: {e}")))?;
+            unplaced.push(Unplaced {
+                key: e.entry_key.clone(),
+                reason,
+                waitlist_rank: waitlist_rank.unwrap_or_default().max(0) as u32,
+            });
+        }
+        None => return Err(StoreError::corrupt("a published entry without an outcome")),
+    }
+    entries.push(entry_of(
+        e.entry_key,
+        e.home_lat,
+        e.home_lon,
+        e.province,
+        e.priority,
+        &e.preferences_json,
+    )?);
+    Ok(())
+}
+
 /// The audit record of a published ballot, from the database (`None`: no such ballot, or not
 /// published): the anonymised input the close decided from (entries under their salted keys,
 /// the seats withheld at the close, the offices), the revealed seed and the assignment.
@@ -383,9 +545,7 @@ pub async fn export_record(
     store: &crate::store::Store,
     id: &str,
 ) -> Result<Option<crate::planning::ballot::BallotRecord>, StoreError> {
-    use crate::planning::ballot::{
-        BallotRecord, Placement, Unplaced, UnplacedReason, RECORD_FORMAT,
-    };
+    use crate::planning::ballot::{BallotRecord, RECORD_FORMAT};
     let Some(b) = store.ballot(id).await? else {
         return Ok(None);
     };
@@ -398,59 +558,18 @@ pub async fn export_record(
     };
     let offices: Vec<BallotOffice> = serde_json::from_str(offices_json)
         .map_err(|e| StoreError::corrupt(format!("ballot offices: {e}")))?;
-    let entries = store.ballot_entries(id).await?;
-    let left_out: HashSet<String> = entries
-        .iter()
-        .filter(|e| {
-            matches!(&e.outcome, Some(EntryOutcome::Unplaced { reason, .. }) if reason == REASON_ALREADY_BOOKED)
-        })
-        .map(|e| e.national_code.clone())
-        .collect();
     let seats = store.ballot_seats(id).await?;
-    let stored = stored_input(&b, &entries, &seats, offices, &left_out)?;
+    let mut input_entries = Vec::new();
     let mut placements = Vec::new();
     let mut unplaced = Vec::new();
-    for e in entries
-        .iter()
-        .filter(|e| !left_out.contains(&e.national_code))
-    {
-        match &e.outcome {
-            Some(EntryOutcome::Placed {
-                office_id,
-                start_at,
-                distance_km,
-                cost_m,
-                part_of_day_kept,
-                ..
-            }) => {
-                let (date, start) = local(*start_at);
-                placements.push(Placement {
-                    key: e.entry_key.clone(),
-                    office_id: office_id.clone(),
-                    date,
-                    start,
-                    distance_km: *distance_km,
-                    cost_m: *cost_m,
-                    part_of_day_kept: *part_of_day_kept,
-                });
-            }
-            Some(EntryOutcome::Unplaced {
-                reason,
-                waitlist_rank,
-            }) => {
-                let reason = serde_json::from_value::<UnplacedReason>(serde_json::Value::String(
-                    reason.clone(),
-                ))
-                .map_err(|e| StoreError::corrupt(format!("ballot reason: {e}")))?;
-                unplaced.push(Unplaced {
-                    key: e.entry_key.clone(),
-                    reason,
-                    waitlist_rank: waitlist_rank.unwrap_or_default().max(0) as u32,
-                });
-            }
-            None => return Err(StoreError::corrupt("a published entry without an outcome")),
-        }
-    }
+    store
+        .for_each_entry(id, |e| {
+            export_entry(e, &mut input_entries, &mut placements, &mut unplaced)
+        })
+        .await?;
+    input_entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    placements.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    let stored = stored_input(&b, input_entries, &seats, offices)?;
     unplaced.sort_by_key(|u| u.waitlist_rank);
     Ok(Some(BallotRecord {
         format: RECORD_FORMAT,

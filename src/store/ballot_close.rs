@@ -31,17 +31,17 @@ use super::lite_writer::{in_chunks, placeholders};
 use super::{Store, StoreError};
 use crate::booking::PartOfDay;
 
-/// An entry the close placed: its appointment (with its SMS) and its outcome.
+/// An entry the close placed: its outcome, from which its appointment, notice and event are
+/// written in SQL (the entry's row holds the citizen, application and payment).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BallotAppointment {
-    pub national_code: String,
+pub struct PlacedOutcome {
+    /// Where the entry's row is: SQLite's `rowid` (`CloseEntryRow::row`).
+    pub row: i64,
+    pub entry_key: String,
     pub tracking_code: String,
     pub slot_id: i64,
     pub office_id: String,
     pub start_at: i64,
-    pub application_id: String,
-    pub payment_id: String,
-    pub notice: String,
     pub distance_km: f64,
     pub cost_m: i64,
     pub part_of_day_kept: bool,
@@ -49,19 +49,32 @@ pub struct BallotAppointment {
 
 /// An entry the close did not place.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BallotUnplaced {
-    pub national_code: String,
-    pub reason: String,
+pub struct UnplacedOutcome {
+    pub row: i64,
+    pub entry_key: String,
+    pub reason: &'static str,
     /// `None`: the entry took no part (its citizen had an appointment already).
     pub waitlist_rank: Option<i32>,
+}
+
+/// The notices' text, assembled in SQL per placed entry: `head(start) || office ||
+/// before_code || tracking code || end`. The head holds the Persian date and time, so there
+/// is one per slot start (a few hundred in a 30-day ballot), not one text per entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SmsTemplate {
+    /// (slot start, the text before the office id), one per start of a placement.
+    pub heads: Vec<(i64, String)>,
+    pub before_code: &'static str,
+    pub end: &'static str,
 }
 
 /// Everything a close writes, in its one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosePublish {
     pub seats: Vec<WithheldSlot>,
-    pub appointments: Vec<BallotAppointment>,
-    pub unplaced: Vec<BallotUnplaced>,
+    pub placed: Vec<PlacedOutcome>,
+    pub unplaced: Vec<UnplacedOutcome>,
+    pub sms: SmsTemplate,
     pub offices_json: String,
     pub results_json: String,
 }
@@ -92,15 +105,10 @@ fn notice_key(ballot_id: &str) -> String {
     format!("ballot:{ballot_id}")
 }
 
-/// The `booked_by_ballot` event's payload (what `/v1/status` shows of it).
-fn event_payload(ballot_id: &str, a: &BallotAppointment) -> String {
-    serde_json::json!({ "ballot_id": ballot_id, "slot_id": a.slot_id, "office_id": a.office_id, "application_id": a.application_id }).to_string()
-}
-
 /// Seats taken per slot, ascending by slot id (the order rows are locked in).
-fn seats_per_slot(appointments: &[BallotAppointment]) -> BTreeMap<i64, i64> {
+fn seats_per_slot(placed: &[PlacedOutcome]) -> BTreeMap<i64, i64> {
     let mut taken = BTreeMap::new();
-    for a in appointments {
+    for a in placed {
         *taken.entry(a.slot_id).or_insert(0) += 1;
     }
     taken
@@ -295,11 +303,14 @@ const RELEASE: &str = "UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE 
 
 /// The waiting entries for the service ($2) of the entrants the ballot ($1) placed, fulfilled
 /// at $3 with their placement's tracking code.
+/// Driven by the waiting entries, each probing its citizen's ballot entry by primary key (an
+/// `IN (SELECT ...)` read the whole ballot's placed entries first: a million rows at random).
 const FULFIL_WAITERS: &str = "UPDATE waitlist_entries SET status = 'booked', updated_at = $3, \
      tracking_code = (SELECT be.tracking_code FROM ballot_entries be \
        WHERE be.ballot_id = $1 AND be.national_code = waitlist_entries.national_code) \
-     WHERE service = $2 AND status = 'waiting' AND national_code IN \
-       (SELECT national_code FROM ballot_entries WHERE ballot_id = $1 AND tracking_code IS NOT NULL)";
+     WHERE service = $2 AND status = 'waiting' AND EXISTS \
+       (SELECT 1 FROM ballot_entries be WHERE be.ballot_id = $1 AND be.national_code = waitlist_entries.national_code \
+        AND be.tracking_code IS NOT NULL)";
 
 /// The entries [`FULFIL_WAITERS`] ended: booked with a tracking code of the ballot ($1).
 const FULFILLED: &str = "SELECT w.id FROM waitlist_entries w JOIN ballot_entries be \
@@ -373,6 +384,45 @@ fn kept_payload(kept: &[(i64, i64)]) -> Option<String> {
     (seats > 0).then(|| serde_json::json!({ "slots": kept.len(), "seats": seats }).to_string())
 }
 
+/// The appointments of the placed entries, from their rows (after the outcomes): $1 ballot,
+/// $2 service, $3 now; `{entries}` the entries' table ([`LITE_ENTRIES`] on SQLite).
+fn appointments_from_entries(entries: &str) -> String {
+    format!(
+        "INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
+         SELECT tracking_code, slot_id, office_id, start_at, application_id, national_code, $2, payment_id, 'booked', $3, $3, 0 \
+         FROM {entries} WHERE ballot_id = $1 AND tracking_code IS NOT NULL"
+    )
+}
+
+/// SQLite reads the placed entries by a scan of the table in rowid order: through the key
+/// index (its plan otherwise) every row is a random page of a table larger than the page
+/// cache (measured at 1 M entries: 45 s for the appointments alone). The other ballots'
+/// entries are scanned too, a sequential read.
+const LITE_ENTRIES: &str = "ballot_entries NOT INDEXED";
+
+/// The notices of the placed entries: $1 ballot, $2 notice key, $3 and $4 the template's
+/// text before the code and its end, $5 now; `{entries}` the entries' table as `e`, `{heads}`
+/// the (start_at, head) rows as `h`.
+fn outbox_from_entries(entries: &str, heads: &str) -> String {
+    format!(
+        "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
+         SELECT e.national_code, e.application_id, e.tracking_code, $2, 'sms', h.head || e.office_id || $3 || e.tracking_code || $4, $5 \
+         FROM {entries} JOIN {heads} ON h.start_at = e.start_at \
+         WHERE e.ballot_id = $1 AND e.tracking_code IS NOT NULL"
+    )
+}
+
+/// The `booked_by_ballot` events (what `/v1/status` shows): $1 ballot, $2 now, $3 actor;
+/// `{object}` the backend's JSON object constructor.
+fn events_from_entries(entries: &str, object: &str, ballot: &str) -> String {
+    format!(
+        "INSERT INTO events (at, actor, kind, subject, payload_json) \
+         SELECT $2, $3, 'booked_by_ballot', tracking_code, \
+           {object}('application_id', application_id, 'ballot_id', {ballot}, 'office_id', office_id, 'slot_id', slot_id) \
+         FROM {entries} WHERE ballot_id = $1 AND tracking_code IS NOT NULL"
+    )
+}
+
 /// SQLite's close, in a savepoint of the writer thread's transaction (any error rolls it
 /// back). `None`: the lease was not ours any more, nothing written.
 fn publish_lite(
@@ -384,15 +434,14 @@ fn publish_lite(
     now: i64,
 ) -> Result<Option<Vec<(&'static str, Duration)>>, StoreError> {
     let mut watch = Stopwatch::start();
-    let marked = conn
-        .prepare_cached(&super::sqlite_sql(MARK))?
-        .execute(params![
-            ballot_id,
-            owner,
-            p.offices_json,
-            p.results_json,
-            now
-        ])?;
+    let sql = |pg: &str| super::sqlite_sql(pg);
+    let marked = conn.prepare_cached(&sql(MARK))?.execute(params![
+        ballot_id,
+        owner,
+        p.offices_json,
+        p.results_json,
+        now
+    ])?;
     if marked == 0 {
         return Ok(None);
     }
@@ -414,32 +463,15 @@ fn publish_lite(
         Ok(())
     })?;
     watch.lap("seats");
-    let (booked, zero) = ("booked", 0i64);
-    in_chunks(&p.appointments, |chunk| {
-        let mut q = conn.prepare_cached(&format!(
-            "INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) VALUES {}",
-            placeholders(chunk.len(), 12)
-        ))?;
-        q.execute(params_from_iter(chunk.iter().flat_map(|a| {
-            [
-                &a.tracking_code as &dyn ToSql,
-                &a.slot_id,
-                &a.office_id,
-                &a.start_at,
-                &a.application_id,
-                &a.national_code,
-                &service,
-                &a.payment_id,
-                &booked,
-                &now,
-                &now,
-                &zero,
-            ]
-        })))?;
-        Ok(())
-    })?;
+    write_outcomes_lite(conn, ballot_id, p)?;
+    watch.lap("outcomes");
+    let placed = p.placed.len();
+    let n = conn
+        .prepare_cached(&sql(&appointments_from_entries(LITE_ENTRIES)))?
+        .execute(params![ballot_id, service, now])?;
+    require_changed("appointment", n as u64, placed)?;
     watch.lap("appointments");
-    let taken = seats_per_slot(&p.appointments);
+    let taken = seats_per_slot(&p.placed);
     let mut q = conn.prepare_cached("UPDATE slots SET taken = taken + ?2 WHERE id = ?1")?;
     let mut changed = 0;
     for (slot_id, seats) in &taken {
@@ -447,41 +479,38 @@ fn publish_lite(
     }
     require_changed("slot", changed, taken.len())?;
     watch.lap("seats taken");
-    let (key, sms) = (notice_key(ballot_id), "sms");
-    in_chunks(&p.appointments, |chunk| {
-        let mut q = conn.prepare_cached(&format!(
-            "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) VALUES {}",
-            placeholders(chunk.len(), 7)
-        ))?;
-        q.execute(params_from_iter(chunk.iter().flat_map(|a| {
-            [
-                &a.national_code as &dyn ToSql,
-                &a.application_id,
-                &a.tracking_code,
-                &key,
-                &sms,
-                &a.notice,
-                &now,
-            ]
-        })))?;
-        Ok(())
-    })?;
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS ballot_sms_heads (start_at INTEGER PRIMARY KEY, head TEXT NOT NULL); \
+         DELETE FROM temp.ballot_sms_heads;",
+    )?;
+    let mut head = conn.prepare_cached("INSERT INTO temp.ballot_sms_heads VALUES (?1, ?2)")?;
+    for (start_at, text) in &p.sms.heads {
+        head.execute(params![start_at, text])?;
+    }
+    let n = conn
+        .prepare(&sql(&outbox_from_entries(
+            "ballot_entries AS e NOT INDEXED",
+            "temp.ballot_sms_heads h",
+        )))?
+        .execute(params![
+            ballot_id,
+            notice_key(ballot_id),
+            p.sms.before_code,
+            p.sms.end,
+            now
+        ])?;
+    conn.execute_batch("DROP TABLE temp.ballot_sms_heads")?;
+    require_changed("notice", n as u64, placed)?;
     watch.lap("outbox");
-    let (actor, kind) = (format!("ballot:{ballot_id}"), "booked_by_ballot");
-    in_chunks(&p.appointments, |chunk| {
-        let payloads: Vec<String> = chunk.iter().map(|a| event_payload(ballot_id, a)).collect();
-        let mut q = conn.prepare_cached(&format!(
-            "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES {}",
-            placeholders(chunk.len(), 5)
-        ))?;
-        q.execute(params_from_iter(chunk.iter().zip(&payloads).flat_map(
-            |(a, payload)| [&now as &dyn ToSql, &actor, &kind, &a.tracking_code, payload],
-        )))?;
-        Ok(())
-    })?;
+    let n = conn
+        .prepare_cached(&sql(&events_from_entries(
+            LITE_ENTRIES,
+            "json_object",
+            "$1",
+        )))?
+        .execute(params![ballot_id, now, format!("ballot:{ballot_id}")])?;
+    require_changed("event", n as u64, placed)?;
     watch.lap("events");
-    write_outcomes_lite(conn, ballot_id, p)?;
-    watch.lap("outcomes");
     release_leftovers_lite(conn, ballot_id, service, now)?;
     watch.lap("release leftovers");
     // Other processes reload their availability view (seats taken, leftovers back).
@@ -489,21 +518,26 @@ fn publish_lite(
     Ok(Some(watch.steps))
 }
 
-/// Each entry's outcome, one keyed update per entry; every entry must be there.
+/// Each entry's outcome, one update per entry by rowid in rowid order: the table's pages are
+/// visited in order, each once (by key, the updates wandered over a table larger than the
+/// page cache). The key and ballot are checked too; every entry must be there.
 fn write_outcomes_lite(
     conn: &Connection,
     ballot_id: &str,
     p: &ClosePublish,
 ) -> Result<(), StoreError> {
-    let mut placed = conn.prepare_cached(
-        "UPDATE ballot_entries SET tracking_code = ?3, slot_id = ?4, office_id = ?5, start_at = ?6, distance_km = ?7, cost_m = ?8, part_of_day_kept = ?9 \
-         WHERE ballot_id = ?1 AND national_code = ?2",
+    let mut placed: Vec<&PlacedOutcome> = p.placed.iter().collect();
+    placed.sort_unstable_by_key(|a| a.row);
+    let mut q = conn.prepare_cached(
+        "UPDATE ballot_entries SET tracking_code = ?4, slot_id = ?5, office_id = ?6, start_at = ?7, distance_km = ?8, cost_m = ?9, part_of_day_kept = ?10 \
+         WHERE rowid = ?1 AND ballot_id = ?2 AND entry_key = ?3",
     )?;
     let mut changed = 0;
-    for a in &p.appointments {
-        changed += placed.execute(params![
+    for a in placed {
+        changed += q.execute(params![
+            a.row,
             ballot_id,
-            a.national_code,
+            a.entry_key,
             a.tracking_code,
             a.slot_id,
             a.office_id,
@@ -513,15 +547,18 @@ fn write_outcomes_lite(
             a.part_of_day_kept
         ])? as u64;
     }
-    require_changed("placed entry", changed, p.appointments.len())?;
-    let mut unplaced = conn.prepare_cached(
-        "UPDATE ballot_entries SET reason = ?3, waitlist_rank = ?4 WHERE ballot_id = ?1 AND national_code = ?2",
+    require_changed("placed entry", changed, p.placed.len())?;
+    let mut unplaced: Vec<&UnplacedOutcome> = p.unplaced.iter().collect();
+    unplaced.sort_unstable_by_key(|u| u.row);
+    let mut q = conn.prepare_cached(
+        "UPDATE ballot_entries SET reason = ?4, waitlist_rank = ?5 WHERE rowid = ?1 AND ballot_id = ?2 AND entry_key = ?3",
     )?;
     let mut changed = 0;
-    for u in &p.unplaced {
-        changed += unplaced.execute(params![
+    for u in unplaced {
+        changed += q.execute(params![
+            u.row,
             ballot_id,
-            u.national_code,
+            u.entry_key,
             u.reason,
             u.waitlist_rank
         ])? as u64;
@@ -566,26 +603,19 @@ async fn publish_pg(
         .await?;
     }
     watch.lap("seats");
-    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
-        sqlx::query(
-            "INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
-             SELECT t.tc, t.slot_id, t.office_id, t.start_at, t.app, t.code, $7, t.pay, 'booked', $8, $8, 0 \
-             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $9::text[]) AS t(tc, slot_id, office_id, start_at, app, code, pay)",
-        )
-        .bind(column(chunk, |a| a.tracking_code.as_str()))
-        .bind(column(chunk, |a| a.slot_id))
-        .bind(column(chunk, |a| a.office_id.as_str()))
-        .bind(column(chunk, |a| a.start_at))
-        .bind(column(chunk, |a| a.application_id.as_str()))
-        .bind(column(chunk, |a| a.national_code.as_str()))
+    write_outcomes_pg(&mut tx, &b.id, p).await?;
+    watch.lap("outcomes");
+    let placed = p.placed.len();
+    let n = sqlx::query(&appointments_from_entries("ballot_entries"))
+        .bind(&b.id)
         .bind(&b.service)
         .bind(now)
-        .bind(column(chunk, |a| a.payment_id.as_str()))
         .execute(&mut *tx)
-        .await?;
-    }
+        .await?
+        .rows_affected();
+    require_changed("appointment", n, placed)?;
     watch.lap("appointments");
-    let taken = seats_per_slot(&p.appointments);
+    let taken = seats_per_slot(&p.placed);
     let slots: Vec<(i64, i64)> = taken.into_iter().collect();
     let mut changed = 0;
     for chunk in slots.chunks(PG_ROWS_PER_STATEMENT) {
@@ -600,38 +630,35 @@ async fn publish_pg(
     }
     require_changed("slot", changed, slots.len())?;
     watch.lap("seats taken");
-    let key = notice_key(&b.id);
-    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
-        sqlx::query(
-            "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
-             SELECT t.code, t.app, t.tc, $4, 'sms', t.body, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $6::text[]) AS t(code, app, tc, body)",
-        )
-        .bind(column(chunk, |a| a.national_code.as_str()))
-        .bind(column(chunk, |a| a.application_id.as_str()))
-        .bind(column(chunk, |a| a.tracking_code.as_str()))
-        .bind(&key)
-        .bind(now)
-        .bind(column(chunk, |a| a.notice.as_str()))
-        .execute(&mut *tx)
-        .await?;
-    }
+    let n = sqlx::query(&outbox_from_entries(
+        "ballot_entries e",
+        "UNNEST($6::bigint[], $7::text[]) AS h(start_at, head)",
+    ))
+    .bind(&b.id)
+    .bind(notice_key(&b.id))
+    .bind(p.sms.before_code)
+    .bind(p.sms.end)
+    .bind(now)
+    .bind(column(&p.sms.heads, |h| h.0))
+    .bind(column(&p.sms.heads, |h| h.1.as_str()))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    require_changed("notice", n, placed)?;
     watch.lap("outbox");
-    let actor = format!("ballot:{}", b.id);
-    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
-        sqlx::query(
-            "INSERT INTO events (at, actor, kind, subject, payload_json) \
-             SELECT $1, $2, 'booked_by_ballot', t.subject, t.payload FROM UNNEST($3::text[], $4::text[]) AS t(subject, payload)",
-        )
-        .bind(now)
-        .bind(&actor)
-        .bind(column(chunk, |a| a.tracking_code.as_str()))
-        .bind(column(chunk, |a| event_payload(&b.id, a)))
-        .execute(&mut *tx)
-        .await?;
-    }
+    let n = sqlx::query(&events_from_entries(
+        "ballot_entries",
+        "jsonb_build_object",
+        "$1::text",
+    ))
+    .bind(&b.id)
+    .bind(now)
+    .bind(format!("ballot:{}", b.id))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    require_changed("event", n, placed)?;
     watch.lap("events");
-    write_outcomes_pg(&mut tx, &b.id, p).await?;
-    watch.lap("outcomes");
     release_leftovers_pg(&mut tx, &b.id, &b.service, now).await?;
     watch.lap("release leftovers");
     // Other processes reload their availability view (seats taken, leftovers back).
@@ -652,16 +679,16 @@ async fn write_outcomes_pg(
     p: &ClosePublish,
 ) -> Result<(), StoreError> {
     let mut changed = 0;
-    for chunk in p.appointments.chunks(PG_ROWS_PER_STATEMENT) {
+    for chunk in p.placed.chunks(PG_ROWS_PER_STATEMENT) {
         changed += sqlx::query(
             "UPDATE ballot_entries AS e SET tracking_code = t.tc, slot_id = t.slot_id, office_id = t.office_id, start_at = t.start_at, \
              distance_km = t.km, cost_m = t.cost_m, part_of_day_kept = t.kept \
              FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[], $9::bool[]) \
-               AS t(code, tc, slot_id, office_id, start_at, km, cost_m, kept) \
-             WHERE e.ballot_id = $1 AND e.national_code = t.code",
+               AS t(key, tc, slot_id, office_id, start_at, km, cost_m, kept) \
+             WHERE e.ballot_id = $1 AND e.entry_key = t.key",
         )
         .bind(ballot_id)
-        .bind(column(chunk, |a| a.national_code.as_str()))
+        .bind(column(chunk, |a| a.entry_key.as_str()))
         .bind(column(chunk, |a| a.tracking_code.as_str()))
         .bind(column(chunk, |a| a.slot_id))
         .bind(column(chunk, |a| a.office_id.as_str()))
@@ -673,17 +700,17 @@ async fn write_outcomes_pg(
         .await?
         .rows_affected();
     }
-    require_changed("placed entry", changed, p.appointments.len())?;
+    require_changed("placed entry", changed, p.placed.len())?;
     let mut changed = 0;
     for chunk in p.unplaced.chunks(PG_ROWS_PER_STATEMENT) {
         changed += sqlx::query(
             "UPDATE ballot_entries AS e SET reason = t.reason, waitlist_rank = t.rank \
-             FROM UNNEST($2::text[], $3::text[], $4::int4[]) AS t(code, reason, rank) \
-             WHERE e.ballot_id = $1 AND e.national_code = t.code",
+             FROM UNNEST($2::text[], $3::text[], $4::int4[]) AS t(key, reason, rank) \
+             WHERE e.ballot_id = $1 AND e.entry_key = t.key",
         )
         .bind(ballot_id)
-        .bind(column(chunk, |u| u.national_code.as_str()))
-        .bind(column(chunk, |u| u.reason.as_str()))
+        .bind(column(chunk, |u| u.entry_key.as_str()))
+        .bind(column(chunk, |u| u.reason))
         .bind(column(chunk, |u| u.waitlist_rank))
         .execute(&mut *tx)
         .await?

@@ -7,6 +7,7 @@
 //! in bulk): a process killed before that commit wrote nothing, and a second writer finds the
 //! status moved and writes nothing.
 
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use super::{on_pool, sqlite_sql, Store, StoreError};
@@ -90,6 +91,21 @@ pub struct WithheldSlot {
     pub seats: i64,
 }
 
+/// One entry as the close reads it: only what the pure close decides from, and where its
+/// outcome goes (a million of these are read per national close, so nothing else).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloseEntryRow {
+    /// SQLite: the row's `rowid` (the outcomes are written in rowid order, each table page
+    /// visited once); PostgreSQL: 0 (the outcomes go by key there).
+    pub row: i64,
+    pub entry_key: String,
+    pub home_lat: f64,
+    pub home_lon: f64,
+    pub province: Option<String>,
+    pub priority: i32,
+    pub preferences_json: String,
+}
+
 const BALLOT_COLS: &str = "id, service, provinces, office_ids, terms_json, from_unix, to_unix, opens_at, closes_at, seed_hex, salt_hex, commitment, status, offices_json, results_json, created_at, published_at";
 const ENTRY_COLS: &str = "ballot_id, national_code, entry_key, application_id, payment_id, home_lat, home_lon, province, priority, preferences_json, created_at, updated_at, tracking_code, slot_id, office_id, start_at, distance_km, cost_m, part_of_day_kept, reason, waitlist_rank";
 
@@ -157,6 +173,21 @@ macro_rules! entry_of {
             created_at: row.try_get(10)?,
             updated_at: row.try_get(11)?,
             outcome,
+        })
+    }};
+}
+
+macro_rules! close_entry_of {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<_, StoreError>(CloseEntryRow {
+            row: row.try_get(0)?,
+            entry_key: row.try_get(1)?,
+            home_lat: row.try_get(2)?,
+            home_lon: row.try_get(3)?,
+            province: row.try_get(4)?,
+            priority: row.try_get(5)?,
+            preferences_json: row.try_get(6)?,
         })
     }};
 }
@@ -253,6 +284,52 @@ impl Store {
         })
     }
 
+    /// Every entry of a ballot with its outcome, streamed to `each` in storage order (the
+    /// export of a national ballot: no million rows in memory, no walk of the key index over
+    /// a table larger than the page cache).
+    pub async fn for_each_entry(
+        &self,
+        ballot_id: &str,
+        mut each: impl FnMut(EntryRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let sql = format!("SELECT {ENTRY_COLS} FROM ballot_entries WHERE ballot_id = $1");
+        on_pool!(self, pool, q = &sql => {
+            let mut rows = sqlx::query(q).bind(ballot_id).fetch(pool);
+            while let Some(r) = rows.try_next().await? {
+                each(entry_of!(&r)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every entry of a ballot as the close needs it, streamed to `each` one row at a time (a
+    /// national ballot's million wide rows are never all in memory at once).
+    pub async fn for_each_close_entry(
+        &self,
+        ballot_id: &str,
+        mut each: impl FnMut(CloseEntryRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        const COLS: &str =
+            "entry_key, home_lat, home_lon, province, priority, preferences_json FROM ballot_entries WHERE ballot_id = $1";
+        match self {
+            Store::Sqlite(pool) => {
+                let sql = sqlite_sql(&format!("SELECT rowid, {COLS}"));
+                let mut rows = sqlx::query(&sql).bind(ballot_id).fetch(pool);
+                while let Some(r) = rows.try_next().await? {
+                    each(close_entry_of!(&r)?)?;
+                }
+            }
+            Store::Postgres(pool) => {
+                let sql = format!("SELECT 0::bigint, {COLS}");
+                let mut rows = sqlx::query(&sql).bind(ballot_id).fetch(pool);
+                while let Some(r) = rows.try_next().await? {
+                    each(close_entry_of!(&r)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a scheduled ballot whose time came: its status and the withholding of its slots
     /// (free of another ballot) in one transaction. `true` when this call opened it.
     pub async fn open_ballot(&self, b: &BallotRow, now: i64) -> Result<bool, StoreError> {
@@ -322,18 +399,21 @@ impl Store {
     pub async fn withheld_slots(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
         const SQL: &str = "SELECT id, office_id, start_at, capacity, taken FROM slots WHERE ballot_id = $1 ORDER BY id";
         on_pool!(self, pool, q = SQL => {
-            let rows = sqlx::query(q).bind(id).fetch_all(pool).await?;
-            rows.iter().map(|r| {
+            // Streamed: a national ballot withholds 1.5 M slots; the raw rows are not all kept.
+            let mut rows = sqlx::query(q).bind(id).fetch(pool);
+            let mut slots = Vec::new();
+            while let Some(r) = rows.try_next().await? {
                 let (capacity, taken): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
-                Ok(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: (capacity - taken).max(0) })
-            }).collect()
+                slots.push(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: (capacity - taken).max(0) });
+            }
+            Ok(slots)
         })
     }
 
-    /// The citizens with an active appointment for `service` (their entries take no
-    /// part in the close: one active appointment per citizen and service).
-    pub async fn booked_entrants(&self, b: &BallotRow) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "SELECT a.national_code FROM appointments a JOIN ballot_entries e ON e.national_code = a.national_code \
+    /// The entry keys of the citizens with an active appointment for `service` (their
+    /// entries take no part in the close: one active appointment per citizen and service).
+    pub async fn booked_entry_keys(&self, b: &BallotRow) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT e.entry_key FROM appointments a JOIN ballot_entries e ON e.national_code = a.national_code \
              WHERE e.ballot_id = $1 AND a.service = $2 AND (a.status = 'booked' OR a.status = 'checked_in')";
         on_pool!(self, pool, q = SQL => {
             Ok(sqlx::query_scalar::<_, String>(q).bind(&b.id).bind(&b.service).fetch_all(pool).await?)
@@ -344,11 +424,12 @@ impl Store {
     pub async fn ballot_seats(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
         const SQL: &str = "SELECT slot_id, office_id, start_at, seats FROM ballot_seats WHERE ballot_id = $1 ORDER BY slot_id";
         on_pool!(self, pool, q = SQL => {
-            let rows = sqlx::query(q).bind(id).fetch_all(pool).await?;
-            rows.iter().map(|r| {
-                let seats: i64 = r.try_get(3)?;
-                Ok(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats })
-            }).collect()
+            let mut rows = sqlx::query(q).bind(id).fetch(pool);
+            let mut seats = Vec::new();
+            while let Some(r) = rows.try_next().await? {
+                seats.push(WithheldSlot { slot_id: r.try_get(0)?, office_id: r.try_get(1)?, start_at: r.try_get(2)?, seats: r.try_get(3)? });
+            }
+            Ok(seats)
         })
     }
 }

@@ -35,10 +35,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
-pub use ballot_close::{BallotAppointment, BallotUnplaced, ClosePublish, PublishTimes};
+pub use ballot_close::{ClosePublish, PlacedOutcome, PublishTimes, SmsTemplate, UnplacedOutcome};
 pub use ballot_entries::{EntryChange, EntryRefusal, EntryWrite};
 pub use ballots::{
-    BallotRow, EntryOutcome, EntryRow, WithheldSlot, BALLOT_WITHHELD_UNTIL, CLOSE_LEASE_SECS,
+    BallotRow, CloseEntryRow, EntryOutcome, EntryRow, WithheldSlot, BALLOT_WITHHELD_UNTIL,
+    CLOSE_LEASE_SECS,
 };
 pub use batch_plan::{Stored, OFFER_HOLD_PREFIX};
 pub use booking::{

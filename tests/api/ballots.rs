@@ -790,6 +790,33 @@ async fn entries_race_the_close(db: &TestDb) {
 }
 on_both_backends!(ballot_entries_race_the_close, super::entries_race_the_close);
 
+/// Each notice of a ballot as (body, start, office, tracking code), and each `booked_by_ballot`
+/// event's payload beside its appointment's (slot, office, application) and the subject.
+async fn notices_and_events(
+    store: &nobat::store::Store,
+    id: &str,
+) -> (
+    Vec<(String, i64, String, String)>,
+    Vec<(String, i64, String, String, String)>,
+) {
+    let notices = format!(
+        "SELECT o.body, a.start_at, a.office_id, a.tracking_code FROM outbox o JOIN appointments a ON a.tracking_code = o.tracking_code \
+         WHERE o.notice_key = 'ballot:{id}' ORDER BY a.tracking_code"
+    );
+    let events = "SELECT e.payload_json, a.slot_id, a.office_id, a.application_id, e.subject FROM events e \
+         JOIN appointments a ON a.tracking_code = e.subject WHERE e.kind = 'booked_by_ballot' ORDER BY e.subject";
+    match store {
+        nobat::store::Store::Sqlite(pool) => (
+            sqlx::query_as(&notices).fetch_all(pool).await.unwrap(),
+            sqlx::query_as(events).fetch_all(pool).await.unwrap(),
+        ),
+        nobat::store::Store::Postgres(pool) => (
+            sqlx::query_as(&notices).fetch_all(pool).await.unwrap(),
+            sqlx::query_as(events).fetch_all(pool).await.unwrap(),
+        ),
+    }
+}
+
 /// `(entry_key, office_id, start_at)` of the placed entries, by key.
 async fn placed_entries(store: &nobat::store::Store, id: &str) -> Vec<(String, String, i64)> {
     let sql = format!(
@@ -935,6 +962,23 @@ async fn bulk_close(db: &TestDb) {
         count(&app.store, "SELECT COUNT(*) FROM outbox".into()).await,
         placed
     );
+    // The notices and events the close assembles in SQL are the server's texts, each one.
+    let (notices, events) = notices_and_events(&app.store, &id).await;
+    assert_eq!(notices.len() as i64, placed);
+    for (body, start_at, office_id, tracking_code) in &notices {
+        assert_eq!(
+            body,
+            &nobat::reserve::ballot::ballot_sms(*start_at, office_id, tracking_code)
+        );
+    }
+    assert_eq!(events.len() as i64, placed);
+    for (payload, slot_id, office_id, application_id, _) in &events {
+        let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(
+            payload,
+            json!({ "ballot_id": id, "slot_id": slot_id, "office_id": office_id, "application_id": application_id })
+        );
+    }
     assert_eq!(
         count(
             &app.store,

@@ -188,6 +188,24 @@ fn address_of(n: u64) -> String {
 }
 
 impl User {
+    /// The `n`-th shot of a bot with this identity: its token and address, its own seed and
+    /// idempotency keys (bots do not reuse them), never backing off, due `n` intervals after
+    /// `first`.
+    fn bot_shot(&self, n: u32, first: Instant, interval_ms: u64) -> User {
+        User {
+            id: self.id,
+            rng: ChaCha8Rng::seed_from_u64(u64::from(n)),
+            token: self.token.clone(),
+            impatient: true,
+            due: first + Duration::from_millis(interval_ms * u64::from(n)),
+            arrived: self.arrived,
+            requests: 1_000_000 + u64::from(n) * 1_000,
+            address: self.address.clone(),
+            pass: None,
+            admitted: false,
+        }
+    }
+
     fn think(&mut self, ctx: &Ctx) {
         let b = &ctx.scenario.behaviour;
         let ms = self.rng.gen_range(b.think_ms_min..=b.think_ms_max);
@@ -885,20 +903,7 @@ async fn bot(
     let mut shots = tokio::task::JoinSet::new();
     let first = Instant::now().max(user.due);
     for n in 0..b.bot_requests {
-        let mut shooter = User {
-            id: user.id,
-            rng: ChaCha8Rng::seed_from_u64(n as u64),
-            token: user.token.clone(),
-            // Bots never back off.
-            impatient: true,
-            due: first + Duration::from_millis(b.bot_interval_ms * n as u64),
-            arrived: user.arrived,
-            // Distinct idempotency keys per shot: bots do not reuse them.
-            requests: 1_000_000 + u64::from(n) * 1_000,
-            address: user.address.clone(),
-            pass: None,
-            admitted: false,
-        };
+        let mut shooter = user.bot_shot(n, first, b.bot_interval_ms);
         let body = body.clone();
         let ctx = ctx.clone();
         let ticket = ticket.clone();
@@ -1045,18 +1050,7 @@ async fn bot_entries(
     let mut shots = tokio::task::JoinSet::new();
     let first = Instant::now().max(user.due);
     for n in 0..b.bot_requests {
-        let mut shooter = User {
-            id: user.id,
-            rng: ChaCha8Rng::seed_from_u64(n as u64),
-            token: user.token.clone(),
-            impatient: true,
-            due: first + Duration::from_millis(b.bot_interval_ms * n as u64),
-            arrived: user.arrived,
-            requests: 1_000_000 + u64::from(n) * 1_000,
-            address: user.address.clone(),
-            pass: None,
-            admitted: false,
-        };
+        let mut shooter = user.bot_shot(n, first, b.bot_interval_ms);
         let (ctx, body, path, identity) = (
             ctx.clone(),
             body.clone(),

@@ -336,20 +336,19 @@ async fn create_room(
         "pass_minutes": room.pass_minutes,
         "ticket_idle_minutes": room.ticket_idle_minutes,
     });
-    let fail = |e: String| LoadtestError::Server(format!("creating the waiting room: {e}"));
-    let resp = client
-        .post(format!("{base_url}/v1/admin/waiting-rooms"))
-        .bearer_auth(admin_token)
-        .json(&body)
-        .send()
+    let admin = AdminApi {
+        client,
+        base_url,
+        admin_token,
+    };
+    admin
+        .create(
+            "the waiting room",
+            "/v1/admin/waiting-rooms",
+            &body,
+            "room_id",
+        )
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    let status = resp.status();
-    let v: serde_json::Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
-    match v["room_id"].as_str() {
-        Some(id) if status.is_success() => Ok(id.to_string()),
-        _ => Err(fail(format!("{status}: {v}"))),
-    }
 }
 
 /// The scenario with its waiting room, then (with `room.compare_without`) the same arrivals
@@ -690,20 +689,14 @@ async fn create_ballot(
         "seats": { "from_date": from.to_string(), "to_date": to.to_string() },
         "max_km": ballot.max_km,
     });
-    let fail = |e: String| LoadtestError::Server(format!("creating the ballot: {e}"));
-    let resp = client
-        .post(format!("{base_url}/v1/admin/ballots"))
-        .bearer_auth(admin_token)
-        .json(&body)
-        .send()
+    let admin = AdminApi {
+        client,
+        base_url,
+        admin_token,
+    };
+    admin
+        .create("the ballot", "/v1/admin/ballots", &body, "ballot_id")
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    let status = resp.status();
-    let v: serde_json::Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
-    match v["ballot_id"].as_str() {
-        Some(id) if status.is_success() => Ok(id.to_string()),
-        _ => Err(fail(format!("{status}: {v}"))),
-    }
 }
 
 /// Waits (up to `wait_secs`) for the server to close and publish the ballot; the audit says
@@ -748,6 +741,40 @@ fn backend_name(c: &StoreConfig) -> String {
 
 fn stats_lock(s: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
     s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The spawned server's admin API, as the generator uses it.
+struct AdminApi<'a> {
+    client: &'a reqwest::Client,
+    base_url: &'a str,
+    admin_token: &'a str,
+}
+
+impl AdminApi<'_> {
+    /// POSTs `body` to `path` and returns the new object's id (the answer's `id_field`).
+    async fn create(
+        &self,
+        what: &str,
+        path: &str,
+        body: &serde_json::Value,
+        id_field: &str,
+    ) -> Result<String, LoadtestError> {
+        let fail = |e: String| LoadtestError::Server(format!("creating {what}: {e}"));
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+        match v[id_field].as_str() {
+            Some(id) if status.is_success() => Ok(id.to_string()),
+            _ => Err(fail(format!("{status}: {v}"))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, TryAcquireError};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::{EngineConfig, Reservations, ReserveError};
@@ -190,14 +190,7 @@ async fn write(store: &Store, clock: &dyn Clock, batch: Vec<EntryJob>) {
 impl Reservations {
     /// Queues a change of a ballot entry and waits for its committed answer.
     pub async fn change_entry(&self, change: EntryChange) -> Result<EntryWrite, ReserveError> {
-        let waiting = self
-            .waiting
-            .clone()
-            .try_acquire_owned()
-            .map_err(|e| match e {
-                TryAcquireError::NoPermits => ReserveError::Overloaded,
-                TryAcquireError::Closed => ReserveError::Stopped,
-            })?;
+        let waiting = self.queue_place()?;
         let (reply, answer) = oneshot::channel();
         self.entries
             .jobs

@@ -367,20 +367,25 @@ impl Reservations {
         self.enqueue_to(queue, request, idempotency)
     }
 
+    /// A place among the requests waiting for a writer (booking and entry queues share the
+    /// bound): `Overloaded` when every place is taken, `Stopped` once the engine shuts down.
+    pub(crate) fn queue_place(&self) -> Result<OwnedSemaphorePermit, ReserveError> {
+        self.waiting
+            .clone()
+            .try_acquire_owned()
+            .map_err(|e| match e {
+                TryAcquireError::NoPermits => ReserveError::Overloaded,
+                TryAcquireError::Closed => ReserveError::Stopped,
+            })
+    }
+
     fn enqueue_to(
         &self,
         queue: usize,
         request: Request,
         idempotency: Option<Keyed>,
     ) -> Result<oneshot::Receiver<Result<Reply, ReserveError>>, ReserveError> {
-        let waiting = self
-            .waiting
-            .clone()
-            .try_acquire_owned()
-            .map_err(|e| match e {
-                TryAcquireError::NoPermits => ReserveError::Overloaded,
-                TryAcquireError::Closed => ReserveError::Stopped,
-            })?;
+        let waiting = self.queue_place()?;
         let (reply, answer) = oneshot::channel();
         self.queues[queue]
             .send(Job {

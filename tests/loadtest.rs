@@ -402,6 +402,8 @@ async fn through_the_room(dir: &std::path::Path, database_url: Option<String>) {
     }
     let pass_check = room.report.audit.check("bookings_carried_a_valid_pass");
     assert!(pass_check.is_some_and(|c| c.passed), "{pass_check:?}");
+    let order_check = room.report.audit.check("room_admitted_in_published_order");
+    assert!(order_check.is_some_and(|c| c.passed), "{order_check:?}");
     assert!(no_room
         .report
         .audit

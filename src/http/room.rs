@@ -49,8 +49,8 @@ const PASS_PREFIX: &str = "bp1.";
 const PASS_CHARS_MAX: usize = 512;
 const NONCE_BYTES: usize = 24;
 const CODE_BYTES: usize = 10;
-/// Units of the admission frontier per rank (`nobat_room::admission`).
-const UNITS_PER_RANK: i64 = 60_000;
+/// Units of the admission frontier per rank.
+const UNITS_PER_RANK: i64 = crate::room::UNITS_PER_RANK as i64;
 /// How often a room's admission moves on, at most.
 pub const TICK_MS: i64 = 1000;
 
@@ -199,10 +199,16 @@ pub fn rank(room: &RoomRecord, prequeue: i64, seq: i64) -> u64 {
 }
 
 fn admission(state: &RoomState) -> Admission {
+    let rate_per_minute = state.rate_per_minute.clamp(1, i64::from(u32::MAX)) as u32;
     Admission {
         frontier: state.frontier.max(0) as u64,
-        rate_per_minute: state.rate_per_minute.clamp(1, i64::from(u32::MAX)) as u32,
+        rate_per_minute,
         skipped: state.skipped.max(0) as u64,
+        // Not yet ticked: the starting rate.
+        pace_per_minute: match state.pace_per_minute {
+            0 => rate_per_minute,
+            pace => pace.clamp(1, i64::from(u32::MAX)) as u32,
+        },
     }
 }
 
@@ -461,9 +467,13 @@ async fn tick_room(
     if now_ms - old.last_tick_ms < TICK_MS {
         return Ok(());
     }
-    // Passes given within their lifetime (an index range of the room's admissions).
+    // Passes given within their lifetime and not returned.
     let active_passes = store
-        .passes_given_since(&room.id, now_ms / 1000 - room.pass_minutes * 60)
+        .passes_in_use(
+            &room.id,
+            admitted(&old),
+            now_ms - room.pass_minutes * 60_000,
+        )
         .await?;
     let observed = Observed {
         elapsed_ms: (now_ms - old.last_tick_ms).max(0) as u64,
@@ -492,6 +502,7 @@ async fn tick_room(
         frontier: a.frontier.min(i64::MAX as u64) as i64,
         rate_per_minute: i64::from(a.rate_per_minute),
         skipped: a.skipped.min(i64::MAX as u64) as i64,
+        pace_per_minute: i64::from(a.pace_per_minute),
         ..old
     };
     if store.tick_room(&room.id, &old, &new, now_ms).await? {

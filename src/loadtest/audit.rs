@@ -18,6 +18,8 @@
 //!   server acknowledged and that plus the requests that got no definite answer;
 //! - `bookings_carried_a_valid_pass` (a run with a waiting room): see
 //!   [`super::room_audit::bookings_carried_a_valid_pass`].
+//! - `room_admitted_in_published_order` (a run with a waiting room): see
+//!   [`super::room_audit::admitted_in_published_order`].
 
 use std::collections::HashMap;
 
@@ -130,6 +132,7 @@ pub async fn audit(
     checks.push(counts_match(store, journal, p, &rows).await?);
     if let Some(room_id) = &p.room_id {
         checks.push(super::room_audit::bookings_carried_a_valid_pass(store, room_id).await?);
+        checks.push(super::room_audit::admitted_in_published_order(store, room_id).await?);
     }
     Ok(AuditReport {
         passed: checks.iter().all(|c| c.passed),

@@ -18,9 +18,10 @@ pub struct RoomOrder {
     pub prequeue_tickets: u64,
     pub admitted: u64,
     pub admitted_prequeue: u64,
-    /// Spearman's ρ between join order (`seq`) and admission order (`admitted_at`, when the
-    /// ticket's first poll after its admission was given the pass; ties share their mean
-    /// rank), among admitted pre-queue joiners: ≈ 0 if the opening's shuffle is fair.
+    /// Spearman's ρ between join order (`seq`) and admission order, among admitted pre-queue
+    /// joiners: ≈ 0 if the opening's shuffle is fair. Admission order is by `admitted_at` (the
+    /// tick whose frontier passed the ticket, migration 0019), and within a tick by the rank
+    /// recomputed from the revealed seed (a tick passes ranks in order).
     pub spearman_prequeue: Option<f64>,
     /// The same among admitted later joiners: near 1 if they are admitted first in, first out.
     pub spearman_after_opening: Option<f64>,
@@ -30,6 +31,12 @@ pub struct RoomOrder {
     /// hence no ETA, before it).
     pub eta_error_p50: Option<f64>,
     pub eta_error_p90: Option<f64>,
+    /// Seconds from a ticket's admission to its first poll that was given the pass
+    /// (`pass_given_at − admitted_at`): how long applicants took to learn they were in.
+    #[serde(default)]
+    pub pass_pickup_p50_secs: Option<f64>,
+    #[serde(default)]
+    pub pass_pickup_p95_secs: Option<f64>,
     pub eta_samples: u64,
     /// Of `eta_samples`, pre-queue joiners.
     #[serde(default)]
@@ -45,31 +52,120 @@ pub struct RoomOrder {
     pub skipped: i64,
 }
 
-/// seq, eta_at_join, when it was given (`eta_given_at`, else `joined_at`), admitted_at.
-type TicketRow = (i64, Option<i64>, i64, Option<i64>);
+/// seq, eta_at_join, when it was given (`eta_given_at`, else `joined_at`), admitted_at,
+/// pass_given_at.
+type TicketRow = (i64, Option<i64>, i64, Option<i64>, Option<i64>);
+
+/// What the audit reads of a room to order its tickets: the pre-queue's size once frozen and
+/// the seed (served from the opening), the admission as created, the final rate and skips.
+type RoomRow = (Option<i64>, String, String, i64, i64);
+
+async fn room_row(store: &Store, room_id: &str) -> Result<Option<RoomRow>, StoreError> {
+    Ok(
+        on_pool!(store, pool, q = "SELECT prequeue, seed, admission, rate_per_minute, skipped FROM waiting_rooms WHERE id = $1" => {
+            sqlx::query_as(q).bind(room_id).fetch_optional(pool).await?
+        }),
+    )
+}
+
+async fn ticket_rows(store: &Store, room_id: &str) -> Result<Vec<TicketRow>, StoreError> {
+    Ok(
+        on_pool!(store, pool, q = "SELECT seq, eta_at_join, COALESCE(eta_given_at, joined_at), admitted_at, pass_given_at FROM room_tickets WHERE room_id = $1 ORDER BY seq" => {
+            sqlx::query_as(q).bind(room_id).fetch_all(pool).await?
+        }),
+    )
+}
+
+/// Each ticket's rank in the room's order, recomputed from the seed (the opening's shuffle
+/// of the pre-queue, then join order): the audit's own reading of the published order.
+fn ranks_of(seed_hex: &str, prequeue: i64, rows: &[TicketRow]) -> Option<Vec<u64>> {
+    let seed = crate::domain::lottery::LotterySeed::from_hex(seed_hex).ok()?;
+    let order = crate::room::QueueOrder::new(&seed, prequeue.max(0) as u64);
+    Some(rows.iter().map(|r| order.rank(r.0.max(0) as u64)).collect())
+}
 
 /// Reads the room's tickets and works out its order figures.
 pub async fn room_order(store: &Store, room_id: &str) -> Result<RoomOrder, StoreError> {
-    let room: Option<(Option<i64>, String, i64, i64)> = on_pool!(store, pool, q = "SELECT prequeue, admission, rate_per_minute, skipped FROM waiting_rooms WHERE id = $1" => {
-        sqlx::query_as(q).bind(room_id).fetch_optional(pool).await?
-    });
-    let (prequeue, admission, rate, skipped) = room.unwrap_or_default();
+    let (prequeue, seed, admission, rate, skipped) =
+        room_row(store, room_id).await?.unwrap_or_default();
     let prequeue = prequeue.unwrap_or(0);
-    let rows: Vec<TicketRow> = on_pool!(store, pool, q = "SELECT seq, eta_at_join, COALESCE(eta_given_at, joined_at), admitted_at FROM room_tickets WHERE room_id = $1 ORDER BY seq" => {
-        sqlx::query_as(q).bind(room_id).fetch_all(pool).await?
-    });
+    let rows = ticket_rows(store, room_id).await?;
+    // Without a readable seed, seq stands in for the rank (ties then stay ties).
+    let ranks = ranks_of(&seed, prequeue, &rows)
+        .unwrap_or_else(|| rows.iter().map(|r| r.0.max(0) as u64).collect());
     Ok(RoomOrder {
         admission,
         final_rate_per_minute: rate,
         skipped,
-        ..order_of(room_id, prequeue, &rows)
+        ..order_of(room_id, prequeue, &rows, &ranks)
     })
 }
 
-fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
-    let admitted: Vec<(f64, f64, bool)> = rows
+/// `room_admitted_in_published_order`: no admitted ticket was admitted before one ranked
+/// ahead of it in the order recomputed from the room's revealed seed (`admitted_at` never
+/// decreases along the ranks). A ticket admitted late because its applicant polled late is
+/// not a violation: the admission is the frontier's tick, not the poll.
+pub async fn admitted_in_published_order(
+    store: &Store,
+    room_id: &str,
+) -> Result<CheckResult, StoreError> {
+    let name = "room_admitted_in_published_order";
+    let Some((prequeue, seed, ..)) = room_row(store, room_id).await? else {
+        return Ok(check(
+            name,
+            vec![format!("room {room_id} is not in the database")],
+            String::new(),
+            "the run's room is missing".into(),
+        ));
+    };
+    let rows = ticket_rows(store, room_id).await?;
+    let Some(ranks) = ranks_of(&seed, prequeue.unwrap_or(0), &rows) else {
+        return Ok(check(
+            name,
+            vec![format!("room {room_id}'s seed is not 64 hex digits")],
+            String::new(),
+            "the room's order cannot be recomputed".into(),
+        ));
+    };
+    let mut admitted: Vec<(u64, i64, i64)> = rows
         .iter()
-        .filter_map(|(seq, _, _, at)| at.map(|at| (*seq as f64, at as f64, *seq < prequeue)))
+        .zip(&ranks)
+        .filter_map(|(r, &rank)| r.3.map(|at| (rank, at, r.0)))
+        .collect();
+    admitted.sort_unstable();
+    let violations: Vec<String> = admitted
+        .windows(2)
+        .filter(|w| w[1].1 < w[0].1)
+        .map(|w| {
+            format!(
+                "ticket {} (rank {}) admitted at {}, before ticket {} (rank {}) at {}",
+                w[1].2, w[1].0, w[1].1, w[0].2, w[0].0, w[0].1
+            )
+        })
+        .collect();
+    Ok(check(
+        name,
+        violations,
+        format!(
+            "{} admitted tickets of room {room_id} were admitted in the order its seed gives",
+            admitted.len()
+        ),
+        format!("tickets of room {room_id} admitted out of the published order"),
+    ))
+}
+
+fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow], ranks: &[u64]) -> RoomOrder {
+    // Admitted tickets in admission order: by the tick, then by rank within it.
+    let mut by_admission: Vec<(i64, u64, i64)> = rows
+        .iter()
+        .zip(ranks)
+        .filter_map(|(r, &rank)| r.3.map(|at| (at, rank, r.0)))
+        .collect();
+    by_admission.sort_unstable();
+    let admitted: Vec<(f64, f64, bool)> = by_admission
+        .iter()
+        .enumerate()
+        .map(|(place, &(_, _, seq))| (seq as f64, place as f64, seq < prequeue))
         .collect();
     let group = |pre: bool| {
         let (x, y): (Vec<f64>, Vec<f64>) = admitted
@@ -81,16 +177,18 @@ fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
     };
     let measured: Vec<(f64, bool)> = rows
         .iter()
-        .filter_map(|(seq, eta, given, at)| {
+        .filter_map(|(seq, eta, given, at, _)| {
             let (eta, wait) = ((*eta)?, (*at)? - given);
             (wait >= 1).then(|| ((eta - wait).abs() as f64 / wait as f64, *seq < prequeue))
         })
         .collect();
     let mut errors: Vec<f64> = measured.iter().map(|m| m.0).collect();
     errors.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        (!errors.is_empty()).then(|| errors[((errors.len() - 1) as f64 * q).round() as usize])
-    };
+    let mut pickups: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| Some(((r.4? - r.3?).max(0)) as f64))
+        .collect();
+    pickups.sort_by(f64::total_cmp);
     RoomOrder {
         room_id: room_id.to_string(),
         tickets: rows.len() as u64,
@@ -99,12 +197,19 @@ fn order_of(room_id: &str, prequeue: i64, rows: &[TicketRow]) -> RoomOrder {
         admitted_prequeue: admitted.iter().filter(|a| a.2).count() as u64,
         spearman_prequeue: group(true),
         spearman_after_opening: group(false),
-        eta_error_p50: quantile(0.5),
-        eta_error_p90: quantile(0.9),
+        eta_error_p50: quantile(&errors, 0.5),
+        eta_error_p90: quantile(&errors, 0.9),
         eta_samples: errors.len() as u64,
         eta_samples_prequeue: measured.iter().filter(|m| m.1).count() as u64,
+        pass_pickup_p50_secs: quantile(&pickups, 0.5),
+        pass_pickup_p95_secs: quantile(&pickups, 0.95),
         ..RoomOrder::default()
     }
+}
+
+/// The `q` quantile of sorted values (nearest rank), none of none.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
 
 /// Ranks from 1, ties given their mean rank.
@@ -287,28 +392,37 @@ mod tests {
 
     #[test]
     fn order_figures_split_the_prequeue_from_later_joiners() {
-        // seq, eta, given at, admitted_at. The pre-queue (seq < 4) admitted in the shuffled
-        // order 2, 0, 3, 1, given their ETA at the opening (100) but for seq 3, admitted at its
-        // first poll (no wait, no sample); later joiners first in, first out; seq 7 not
-        // admitted.
+        // seq, eta, given at, admitted_at, pass given at. The pre-queue (seq < 4) shuffled to
+        // ranks 1, 3, 0, 2 and admitted in that order (seq 2 and 0 in the same tick, 100),
+        // given their ETA at their first poll after the opening (99, 100) but for seq 3,
+        // admitted before its first poll (no wait, no sample); later joiners first in, first out, seq 5 picking its pass up 4 s
+        // late; seq 7 not admitted.
         let rows: Vec<TicketRow> = vec![
-            (0, Some(1), 100, Some(101)),
-            (1, Some(3), 100, Some(103)),
-            (2, Some(0), 100, Some(100)),
-            (3, Some(0), 102, Some(102)),
-            (4, Some(10), 100, Some(110)),
-            (5, Some(10), 100, Some(112)),
-            (6, Some(10), 101, Some(121)),
-            (7, Some(10), 101, None),
+            (0, Some(1), 99, Some(100), Some(101)),
+            (1, Some(3), 100, Some(103), Some(103)),
+            (2, Some(0), 100, Some(100), Some(100)),
+            (3, Some(0), 102, Some(102), Some(102)),
+            (4, Some(10), 100, Some(110), Some(110)),
+            (5, Some(10), 100, Some(112), Some(116)),
+            (6, Some(10), 101, Some(121), Some(121)),
+            (7, Some(10), 101, None, None),
         ];
-        let o = order_of("room_x", 4, &rows);
+        let ranks = [1, 3, 0, 2, 4, 5, 6, 7];
+        let o = order_of("room_x", 4, &rows, &ranks);
         assert_eq!((o.tickets, o.prequeue_tickets), (8, 4));
         assert_eq!((o.admitted, o.admitted_prequeue), (7, 4));
         assert!((o.spearman_after_opening.unwrap() - 1.0).abs() < 1e-12);
-        assert!(o.spearman_prequeue.unwrap().abs() < 0.5);
+        // Admission order seq 2, 0, 3, 1, so places 1, 3, 0, 2 against seq 0, 1, 2, 3:
+        // Σd² = 10, ρ = 1 − 6·10/(4·15) = 0 (no ties: the tick shared by seq 2 and 0 is split
+        // by rank; by time alone they would share a place and ρ would be 0.21).
+        let rho = o.spearman_prequeue.unwrap();
+        assert!(rho.abs() < 1e-12, "{rho}");
         // Errors 0, 0 (pre-queue), 0, 2/12, 10/20: the median is 0, the p90 10/20.
         assert_eq!((o.eta_samples, o.eta_samples_prequeue), (5, 2));
         assert_eq!(o.eta_error_p50, Some(0.0));
         assert!((o.eta_error_p90.unwrap() - 0.5).abs() < 1e-12);
+        // Pick-ups 1, 0, 0, 0, 0, 4, 0 s.
+        assert_eq!(o.pass_pickup_p50_secs, Some(0.0));
+        assert_eq!(o.pass_pickup_p95_secs, Some(4.0));
     }
 }

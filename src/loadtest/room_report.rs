@@ -208,6 +208,17 @@ pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
             .check("bookings_carried_a_valid_pass")
             .map(|c| c.passed),
     );
+    add(
+        "audit: tickets admitted in the order recomputed from the revealed seed",
+        "passed",
+        match room.audit.check("room_admitted_in_published_order") {
+            Some(c) => c.detail.clone(),
+            None => "not checked".into(),
+        },
+        room.audit
+            .check("room_admitted_in_published_order")
+            .map(|c| c.passed),
+    );
     RoomComparison {
         scenario: room.scenario.name.clone(),
         backend: room.target.backend.clone(),
@@ -252,6 +263,12 @@ pub fn room_markdown(c: &RoomComparison) -> String {
             o.admitted_prequeue,
             o.skipped
         );
+        if let (Some(p50), Some(p95)) = (o.pass_pickup_p50_secs, o.pass_pickup_p95_secs) {
+            let _ = writeln!(
+                s,
+                "Admission is the tick whose frontier passed a ticket; applicants learned of it at their next poll, {p50:.0} s later at the median (p95 {p95:.0} s)."
+            );
+        }
     }
     s
 }

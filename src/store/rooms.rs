@@ -54,6 +54,8 @@ pub struct RoomState {
     pub last_tick_ms: i64,
     /// Ranks passed over because their ticket was gone (migration 0016).
     pub skipped: i64,
+    /// How fast the frontier may move, ranks a minute (migration 0019; 0: not yet ticked).
+    pub pace_per_minute: i64,
 }
 
 /// One applicant's place in one room.
@@ -95,7 +97,8 @@ pub struct Joined {
 const ROOM_COLUMNS: &str =
     "id, service, provinces, prequeue_opens_at, opens_at, closes_at, admission, \
      pass_minutes, ticket_idle_minutes, seed, commitment, created_at, rate_per_minute";
-const STATE_COLUMNS: &str = "next_seq, prequeue, frontier, rate_per_minute, last_tick_ms, skipped";
+const STATE_COLUMNS: &str =
+    "next_seq, prequeue, frontier, rate_per_minute, last_tick_ms, skipped, pace_per_minute";
 const TICKET_COLUMNS: &str = "room_id, seq, ticket, national_code, joined_at, eta_at_join, \
      eta_given_at, last_seen_at, admitted_at";
 
@@ -141,6 +144,7 @@ where
         rate_per_minute: r.try_get("rate_per_minute")?,
         last_tick_ms: r.try_get("last_tick_ms")?,
         skipped: r.try_get("skipped")?,
+        pace_per_minute: r.try_get("pace_per_minute")?,
     })
 }
 
@@ -312,13 +316,18 @@ impl Store {
         }
     }
 
-    /// Records the ticket's admission (its pass given) at `now` unless recorded already;
-    /// returns the time recorded. A ticket that never had an ETA (a pre-queue joiner admitted
-    /// at its first poll after the opening) is recorded as told "0 s" now.
-    pub async fn admit_ticket(&self, ticket: &str, now: i64) -> Result<i64, StoreError> {
+    /// Records the ticket's admission, unless recorded already, as its first poll after it
+    /// (at `now`) finds it: the admission is the time of the first tick whose frontier passed
+    /// the ticket's `rank` (`room_ticks`; `now` if no tick recorded it), and the pass is given
+    /// now. Returns the admission time recorded. A ticket that never had an ETA (a pre-queue
+    /// joiner admitted before its first poll after the opening) is recorded as told "0 s" now.
+    pub async fn admit_ticket(&self, ticket: &str, rank: i64, now: i64) -> Result<i64, StoreError> {
         // SET expressions all read the row as it was: `eta_at_join IS NULL` is the old value.
-        const SQL: &str = "UPDATE room_tickets SET admitted_at = COALESCE(admitted_at, $2), \
-               eta_given_at = CASE WHEN eta_at_join IS NULL THEN $2 ELSE eta_given_at END, \
+        const SQL: &str = "UPDATE room_tickets SET admitted_at = COALESCE(admitted_at, \
+                 (SELECT k.tick_ms / 1000 FROM room_ticks k WHERE k.room_id = room_tickets.room_id \
+                    AND k.passed > $2 ORDER BY k.passed LIMIT 1), $3), \
+               pass_given_at = COALESCE(pass_given_at, $3), \
+               eta_given_at = CASE WHEN eta_at_join IS NULL THEN $3 ELSE eta_given_at END, \
                eta_at_join = COALESCE(eta_at_join, 0) \
              WHERE ticket = $1 RETURNING admitted_at";
         match self {
@@ -327,12 +336,13 @@ impl Store {
                 lite_write(pool, move |conn| {
                     Ok(conn
                         .prepare_cached(&sqlite_sql(SQL))?
-                        .query_row(rusqlite::params![ticket, now], |r| r.get(0))?)
+                        .query_row(rusqlite::params![ticket, rank, now], |r| r.get(0))?)
                 })
                 .await
             }
             Store::Postgres(pool) => Ok(sqlx::query_scalar::<_, i64>(SQL)
                 .bind(ticket)
+                .bind(rank)
                 .bind(now)
                 .fetch_one(pool)
                 .await?),
@@ -466,18 +476,34 @@ impl Store {
         }
     }
 
-    /// Passes given since `since` and not returned (the passes in use).
-    pub async fn passes_given_since(&self, room_id: &str, since: i64) -> Result<i64, StoreError> {
-        const SQL: &str =
-            "SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 AND admitted_at IS NOT NULL AND admitted_at > $2 AND returned_at IS NULL";
-        on_pool!(self, pool, q = SQL => {
-            Ok(sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since).fetch_one(pool).await?)
-        })
+    /// The passes in use: tickets admitted since `since_ms` (the room's tick log: admitted by
+    /// the last tick then, against `admitted_now`), less those of them returned by a booking.
+    /// Counted from the admission, not from the applicant's first poll after it, so passes
+    /// given but not yet collected count too. Two reads of an index.
+    pub async fn passes_in_use(
+        &self,
+        room_id: &str,
+        admitted_now: i64,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        const THEN: &str = "SELECT admitted FROM room_ticks WHERE room_id = $1 AND tick_ms <= $2 \
+             ORDER BY tick_ms DESC LIMIT 1";
+        const RETURNED: &str = "SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 \
+             AND admitted_at IS NOT NULL AND admitted_at * 1000 > $2 AND returned_at IS NOT NULL";
+        let then: Option<i64> = on_pool!(self, pool, q = THEN => {
+            sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since_ms).fetch_optional(pool).await?
+        });
+        let returned: i64 = on_pool!(self, pool, q = RETURNED => {
+            sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since_ms).fetch_one(pool).await?
+        });
+        Ok((admitted_now - then.unwrap_or(0) - returned).max(0))
     }
 
-    /// Moves the room's admission on (`new`'s frontier, rate and skipped ranks), if no other
-    /// process did since `old.last_tick_ms`; also freezes the pre-queue if it is not yet.
-    /// Returns whether this call moved it.
+    /// Moves the room's admission on (`new`'s frontier, rate, pace and skipped ranks), if no
+    /// other process did since `old.last_tick_ms`; also freezes the pre-queue if it is not
+    /// yet. A tick that passed more ranks is logged in `room_ticks` in the same transaction
+    /// (`passed` ranks passed and `admitted` tickets admitted by `now_ms`). Returns whether
+    /// this call moved it.
     pub async fn tick_room(
         &self,
         room_id: &str,
@@ -487,38 +513,70 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE waiting_rooms SET frontier = $3, rate_per_minute = $4, last_tick_ms = $5, \
-               skipped = $6, prequeue = COALESCE(prequeue, next_seq) \
+               skipped = $6, pace_per_minute = $7, prequeue = COALESCE(prequeue, next_seq) \
              WHERE id = $1 AND last_tick_ms = $2";
-        let (frontier, rate_per_minute, skipped) = (new.frontier, new.rate_per_minute, new.skipped);
+        const LOG: &str = "INSERT INTO room_ticks (room_id, passed, tick_ms, admitted) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (room_id, passed) DO NOTHING";
+        let passed = new.frontier / crate::room::UNITS_PER_RANK as i64;
+        let logged = (passed > old.frontier / crate::room::UNITS_PER_RANK as i64)
+            .then_some((passed, (passed - new.skipped).max(0)));
+        let (frontier, rate_per_minute, skipped, pace) = (
+            new.frontier,
+            new.rate_per_minute,
+            new.skipped,
+            new.pace_per_minute,
+        );
         match self {
             Store::Sqlite(pool) => {
                 let (room_id, old_tick) = (room_id.to_string(), old.last_tick_ms);
+                // The writer runs this in a savepoint of its own: both statements or neither.
                 lite_write(pool, move |conn| {
-                    Ok(conn
-                        .prepare_cached(&sqlite_sql(SQL))?
-                        .execute(rusqlite::params![
-                            room_id,
-                            old_tick,
-                            frontier,
-                            rate_per_minute,
-                            now_ms,
-                            skipped
-                        ])?
-                        == 1)
+                    let moved =
+                        conn.prepare_cached(&sqlite_sql(SQL))?
+                            .execute(rusqlite::params![
+                                room_id,
+                                old_tick,
+                                frontier,
+                                rate_per_minute,
+                                now_ms,
+                                skipped,
+                                pace
+                            ])?
+                            == 1;
+                    if let (true, Some((passed, admitted))) = (moved, logged) {
+                        conn.prepare_cached(&sqlite_sql(LOG))?
+                            .execute(rusqlite::params![room_id, passed, now_ms, admitted])?;
+                    }
+                    Ok(moved)
                 })
                 .await
             }
-            Store::Postgres(pool) => Ok(sqlx::query(SQL)
-                .bind(room_id)
-                .bind(old.last_tick_ms)
-                .bind(frontier)
-                .bind(rate_per_minute)
-                .bind(now_ms)
-                .bind(skipped)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                == 1),
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let moved = sqlx::query(SQL)
+                    .bind(room_id)
+                    .bind(old.last_tick_ms)
+                    .bind(frontier)
+                    .bind(rate_per_minute)
+                    .bind(now_ms)
+                    .bind(skipped)
+                    .bind(pace)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if let (true, Some((passed, admitted))) = (moved, logged) {
+                    sqlx::query(LOG)
+                        .bind(room_id)
+                        .bind(passed)
+                        .bind(now_ms)
+                        .bind(admitted)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(moved)
+            }
         }
     }
 }
@@ -526,13 +584,14 @@ impl Store {
 /// Takes the room's next number, freezing the pre-queue if the opening has passed.
 const TAKE_NUMBER: &str = "UPDATE waiting_rooms SET next_seq = next_seq + 1, \
        prequeue = CASE WHEN prequeue IS NULL AND opens_at <= $2 THEN next_seq ELSE prequeue END \
-     WHERE id = $1 RETURNING next_seq, prequeue, frontier, rate_per_minute, last_tick_ms, skipped";
+     WHERE id = $1 RETURNING next_seq, prequeue, frontier, rate_per_minute, last_tick_ms, skipped, pace_per_minute";
 const FIND_TICKET: &str =
     "SELECT room_id, seq, ticket, national_code, joined_at, eta_at_join, eta_given_at, last_seen_at, admitted_at \
      FROM room_tickets WHERE room_id = $1 AND national_code = $2";
 /// A stale ticket queued again: the next number, a new id, as if joined now.
 const REQUEUE_TICKET: &str = "UPDATE room_tickets SET seq = $3, ticket = $4, joined_at = $5, \
-       eta_at_join = $6, eta_given_at = $7, last_seen_at = $5, admitted_at = NULL, returned_at = NULL \
+       eta_at_join = $6, eta_given_at = $7, last_seen_at = $5, admitted_at = NULL, pass_given_at = NULL, \
+       returned_at = NULL \
      WHERE room_id = $1 AND national_code = $2";
 const INSERT_TICKET: &str = "INSERT INTO room_tickets (room_id, seq, ticket, national_code, joined_at, eta_at_join, eta_given_at, last_seen_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $5)";
@@ -569,6 +628,7 @@ fn lite_join(
             rate_per_minute: r.get(3)?,
             last_tick_ms: r.get(4)?,
             skipped: r.get(5)?,
+            pace_per_minute: r.get(6)?,
         })
     };
     let found = conn

@@ -10,7 +10,7 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use crate::applicant::{eligible_citizens, nearest_offices};
-use crate::helpers::{scalar, test_clock, TestApp, TestDb};
+use crate::helpers::{exec, scalar, test_clock, TestApp, TestDb};
 use crate::on_both_backends;
 use crate::staff::ADMIN_TOKEN;
 use nobat::domain::lottery::LotterySeed;
@@ -584,6 +584,112 @@ async fn prequeue_etas(db: &TestDb) {
     app.stop().await;
 }
 on_both_backends!(prequeue_joiners_etas_are_measured, super::prequeue_etas);
+
+/// A ticket is admitted when the frontier passes it, not when its applicant next polls: the
+/// recorded admission is that tick's time, the pass runs from it, the late poll is recorded as
+/// the pick-up, and the audit finds the admissions in the order the seed gives (and not once
+/// two are swapped).
+async fn admission_is_the_tick(db: &TestDb) {
+    let app = app(db).await;
+    let room = room(&app, 5, json!({ "per_minute": 60 })).await;
+    let id = room["room_id"].as_str().unwrap();
+    let opens = app.clock.now().timestamp() + 5;
+    let mut tickets = Vec::new();
+    for c in eligible_citizens(230, 3) {
+        let token = app.login(&c).await;
+        let (status, t) = join(&app, &token, id).await;
+        assert_eq!(status, 201, "{t}");
+        tickets.push((token, t["ticket"].as_str().unwrap().to_string()));
+    }
+    // One a second from the opening: ranks 0, 1, 2 at the opening + 1, 2, 3 s. Nobody polls
+    // until 40 s later.
+    run_for(&[&app], 8).await;
+    app.clock.advance(Duration::seconds(40));
+    let now = app.clock.now().timestamp();
+    for (token, ticket) in &tickets {
+        let (status, body) = poll(&app, token, ticket).await;
+        assert_eq!((status, &body["admitted"]), (200, &json!(true)), "{body}");
+        let at = scalar(
+            &app.store,
+            &format!("SELECT admitted_at FROM room_tickets WHERE ticket = '{ticket}'"),
+        )
+        .await;
+        let expires = chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+        assert_eq!(expires, at + 10 * 60, "the pass runs from the admission");
+    }
+    let times = |sql: &'static str| {
+        let store = app.store.clone();
+        async move {
+            let mut v = Vec::new();
+            for seq in 0..3 {
+                v.push(scalar(&store, &format!("{sql} AND seq = {seq}")).await);
+            }
+            v
+        }
+    };
+    let mut admitted_at = times("SELECT admitted_at FROM room_tickets WHERE true").await;
+    admitted_at.sort_unstable();
+    assert_eq!(admitted_at, vec![opens + 1, opens + 2, opens + 3]);
+    assert_eq!(
+        times("SELECT pass_given_at FROM room_tickets WHERE true").await,
+        vec![now; 3]
+    );
+    let order = nobat::loadtest::room_audit::room_order(&app.store, id)
+        .await
+        .unwrap();
+    assert_eq!(order.pass_pickup_p50_secs, Some((now - opens - 2) as f64));
+    let check = nobat::loadtest::room_audit::admitted_in_published_order(&app.store, id)
+        .await
+        .unwrap();
+    assert!(check.passed, "{check:?}");
+    // The first and last admitted swapped: out of the seed's order.
+    exec(
+        &app.store,
+        &format!(
+            "UPDATE room_tickets SET admitted_at = {} - admitted_at WHERE room_id = '{id}' \
+             AND admitted_at IN ({}, {})",
+            2 * opens + 4,
+            opens + 1,
+            opens + 3
+        ),
+    )
+    .await;
+    let check = nobat::loadtest::room_audit::admitted_in_published_order(&app.store, id)
+        .await
+        .unwrap();
+    assert!(!check.passed, "{check:?}");
+    app.stop().await;
+}
+on_both_backends!(
+    an_admission_is_the_tick_that_passed_it,
+    super::admission_is_the_tick
+);
+
+/// Admitted tickets hold their passes from the admission, polled or not: with 3 passes and
+/// nobody polling, 3 of 8 are admitted, not all 8.
+async fn unpolled_admissions_hold_passes(db: &TestDb) {
+    let app = app(db).await;
+    let room = room(
+        &app,
+        5,
+        json!({ "auto": { "target_p99_ms": 5000, "max_active": 3 } }),
+    )
+    .await;
+    let id = room["room_id"].as_str().unwrap();
+    for c in eligible_citizens(240, 8) {
+        let token = app.login(&c).await;
+        assert_eq!(join(&app, &token, id).await.0, 201);
+    }
+    run_for(&[&app], 40).await;
+    assert_eq!(admitted(&app, id).await, 3);
+    app.stop().await;
+}
+on_both_backends!(
+    unpolled_admissions_hold_their_passes,
+    super::unpolled_admissions_hold_passes
+);
 
 /// Two app instances on one database tick the same room every second: one sequence is
 /// admitted (not twice the rate), and joins through either are numbered from one sequence.

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Units of the frontier per rank: a rate in ranks per minute times milliseconds.
-const UNITS_PER_RANK: u64 = 60_000;
+pub const UNITS_PER_RANK: u64 = 60_000;
 /// The controller's floor and ceiling, in admissions per minute.
 pub const RATE_MIN_PER_MINUTE: u32 = 6;
 pub const RATE_MAX_PER_MINUTE: u32 = 600_000;
@@ -54,6 +54,13 @@ pub struct Admission {
     /// rather than spending admissions on nobody ([`pass_over`](Self::pass_over)).
     #[serde(default)]
     pub skipped: u64,
+    /// How fast the frontier may move, in ranks a minute, smoothed over the last few ticks:
+    /// what the rate and, for `auto`, the free passes allowed, whether or not the queue had
+    /// that many to admit ([`tick`](Self::tick)). ETAs are counted at this pace: under `auto`
+    /// the passes in use, not the rate, often bound the admissions, and a rate that rose a
+    /// moment ago has not yet moved anyone.
+    #[serde(default)]
+    pub pace_per_minute: u32,
 }
 
 /// Where a ticket stands.
@@ -63,7 +70,7 @@ pub enum Standing {
     Waiting {
         /// Tickets ahead (0: next).
         position: u64,
-        /// At the current rate.
+        /// At the current pace.
         eta_seconds: u64,
     },
 }
@@ -76,10 +83,12 @@ impl Admission {
             AdmissionPolicy::Fixed { per_minute } => per_minute,
             AdmissionPolicy::Auto { max_active, .. } => (max_active / 10).max(RATE_MIN_PER_MINUTE),
         };
+        let rate = rate.clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE);
         Self {
             frontier: 0,
-            rate_per_minute: rate.clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE),
+            rate_per_minute: rate,
             skipped: 0,
+            pace_per_minute: rate,
         }
     }
 
@@ -114,35 +123,47 @@ impl Admission {
 
     /// Moves admission on by what `observed` allows; `queued` is how many tickets the queue
     /// holds (the frontier stops there).
+    ///
+    /// The controller (`auto`) raises its rate only while the rate is what holds the queue
+    /// back: once the frontier has caught up with the queue, a higher rate would admit nobody
+    /// more now and would only let the next burst in all at once (TCP's rule for an
+    /// application-limited sender, RFC 7661).
     pub fn tick(&mut self, policy: &AdmissionPolicy, observed: &Observed, queued: u64) {
         let elapsed = observed.elapsed_ms.min(60_000);
+        let end = queued.saturating_mul(UNITS_PER_RANK);
         let mut advance = u64::from(self.rate_per_minute) * elapsed;
         if let AdmissionPolicy::Auto {
             target_p99_ms,
             max_active,
         } = *policy
         {
+            let room = u64::from(max_active.saturating_sub(observed.active_passes));
+            let whole = self.frontier % UNITS_PER_RANK;
+            // At most `room` more admitted now: the passes in use stay within max_active.
+            advance = advance.min(room * UNITS_PER_RANK - whole.min(room * UNITS_PER_RANK));
             let slow = observed.booking_p99_ms.is_some_and(|p| p > target_p99_ms)
                 || observed.shed_requests > 0;
             let backed_up = observed.writer_queue_max > 0
                 && u64::from(observed.writer_queue) * 2 > u64::from(observed.writer_queue_max);
+            let queue_limited = self.frontier.saturating_add(advance) >= end;
             let rate = self.rate_per_minute;
             self.rate_per_minute = if slow || backed_up {
                 // Multiplicative decrease: back off fast when bookings slow.
                 rate - rate * 3 / 10
-            } else if observed.active_passes < max_active {
-                // Additive increase while passes are free.
+            } else if observed.active_passes < max_active && !queue_limited {
+                // Additive increase while passes are free and the rate holds the queue back.
                 rate.saturating_add((rate / 10).max(RATE_MIN_PER_MINUTE))
             } else {
                 rate
             }
             .clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE);
-            let room = u64::from(max_active.saturating_sub(observed.active_passes));
-            let whole = self.frontier % UNITS_PER_RANK;
-            // At most `room` more admitted now: the passes in use stay within max_active.
-            advance = advance.min(room * UNITS_PER_RANK - whole.min(room * UNITS_PER_RANK));
         }
-        self.frontier = (self.frontier + advance).min(queued * UNITS_PER_RANK);
+        // Ranks a minute this tick allowed (units per millisecond), a quarter weight.
+        if let Some(allowed) = advance.checked_div(elapsed) {
+            let allowed = allowed.min(u64::from(RATE_MAX_PER_MINUTE));
+            self.pace_per_minute = ((u64::from(self.pace_per_minute) * 3 + allowed) / 4) as u32;
+        }
+        self.frontier = (self.frontier + advance).min(end.max(self.frontier));
     }
 
     /// Where the ticket at `rank` stands.
@@ -152,9 +173,9 @@ impl Admission {
             return Standing::Admitted;
         }
         let position = rank - passed;
-        // Ranks to go until this one is admitted, in frontier units, at the current rate.
+        // Ranks to go until this one is admitted, in frontier units, at the current pace.
         let to_go = (rank + 1) * UNITS_PER_RANK - self.frontier;
-        let per_second = u64::from(self.rate_per_minute) * 1000;
+        let per_second = u64::from(self.pace_per_minute.max(RATE_MIN_PER_MINUTE)) * 1000;
         Standing::Waiting {
             position,
             eta_seconds: to_go.div_ceil(per_second),
@@ -300,6 +321,68 @@ mod tests {
             seconds += 1;
         }
         assert_eq!(seconds, eta_seconds);
+    }
+
+    /// Caught up with the queue, the controller holds its rate: a quiet minute does not let
+    /// the next burst in at once.
+    #[test]
+    fn the_controller_does_not_raise_a_rate_the_queue_does_not_use() {
+        let policy = AdmissionPolicy::Auto {
+            target_p99_ms: 250,
+            max_active: 10_000,
+        };
+        let mut a = Admission::opening(&policy);
+        let start = a.rate_per_minute;
+        let calm = Observed {
+            elapsed_ms: 1000,
+            booking_p99_ms: Some(40),
+            ..Observed::default()
+        };
+        // Three joins a second, fewer than the rate admits: the queue is drained each tick.
+        for second in 1..=120 {
+            a.tick(&policy, &calm, 3 * second);
+            assert_eq!(a.admitted(), 3 * second);
+        }
+        assert_eq!(a.rate_per_minute, start);
+        // A burst: now the rate holds the queue back, and it rises.
+        a.tick(&policy, &calm, 100_000);
+        assert!(a.rate_per_minute > start);
+    }
+
+    /// With every pass in use but a few returned each tick, admissions follow the returns,
+    /// not the rate, and the ETA is counted at that pace.
+    #[test]
+    fn etas_follow_the_pace_the_free_passes_allow() {
+        let policy = AdmissionPolicy::Auto {
+            target_p99_ms: 250,
+            max_active: 100,
+        };
+        let mut a = Admission {
+            frontier: 0,
+            rate_per_minute: 60_000,
+            skipped: 0,
+            pace_per_minute: 60_000,
+        };
+        // Two passes free a second: 120 a minute, whatever the rate.
+        let tight = Observed {
+            elapsed_ms: 1000,
+            booking_p99_ms: Some(40),
+            active_passes: 98,
+            ..Observed::default()
+        };
+        for _ in 0..40 {
+            a.tick(&policy, &tight, 1_000_000);
+        }
+        assert_eq!(a.admitted(), 80);
+        assert!(
+            (115..=125).contains(&a.pace_per_minute),
+            "{}",
+            a.pace_per_minute
+        );
+        let Standing::Waiting { eta_seconds, .. } = a.standing(80 + 119) else {
+            panic!()
+        };
+        assert!((58..=63).contains(&eta_seconds), "{eta_seconds}");
     }
 
     /// Half the queue gone: passing over the gone ranks admits the rate's worth of live

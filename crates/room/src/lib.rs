@@ -14,5 +14,5 @@
 pub mod admission;
 pub mod order;
 
-pub use admission::{Admission, AdmissionPolicy, Observed, Standing};
+pub use admission::{Admission, AdmissionPolicy, Observed, Standing, UNITS_PER_RANK};
 pub use order::{FeistelPermutation, QueueOrder};

@@ -362,7 +362,11 @@ pub async fn poll_ticket(
         .ok_or_else(ticket_not_found)?;
     let mut dto = ticket_dto(&state, &room, &rs, &t, now);
     if dto.admitted && t.admitted_at.is_none() {
-        let at = state.store.admit_ticket(&t.ticket, now).await?;
+        // Admitted when the frontier passed the ticket's rank (the tick's time), given its
+        // pass now: the pass, the wait and the ETA's error run from the admission.
+        let prequeue = rs.prequeue.unwrap_or(rs.next_seq);
+        let rank = room::rank(&room, prequeue, t.seq).min(i64::MAX as u64) as i64;
+        let at = state.store.admit_ticket(&t.ticket, rank, now).await?;
         let wait = (at - t.joined_at).max(0) as f64;
         metrics::histogram!("nobat_room_wait_seconds", "room" => room.id.clone()).record(wait);
         // The ETA's error against the wait from when it was given: the join, or for a

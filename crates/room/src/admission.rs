@@ -54,11 +54,10 @@ pub struct Admission {
     /// rather than spending admissions on nobody ([`pass_over`](Self::pass_over)).
     #[serde(default)]
     pub skipped: u64,
-    /// How fast the frontier may move, in ranks a minute, smoothed over the last few ticks:
-    /// what the rate and, for `auto`, the free passes allowed, whether or not the queue had
-    /// that many to admit ([`tick`](Self::tick)). ETAs are counted at this pace: under `auto`
-    /// the passes in use, not the rate, often bound the admissions, and a rate that rose a
-    /// moment ago has not yet moved anyone.
+    /// How fast the frontier may move, in ranks a minute, whether or not the queue has that
+    /// many to admit ([`tick`](Self::tick)): the rate, or under `auto` while the passes in use
+    /// bind, what the free passes allowed over the last few ticks (smoothed). ETAs are counted
+    /// at this pace.
     #[serde(default)]
     pub pace_per_minute: u32,
 }
@@ -132,6 +131,7 @@ impl Admission {
         let elapsed = observed.elapsed_ms.min(60_000);
         let end = queued.saturating_mul(UNITS_PER_RANK);
         let mut advance = u64::from(self.rate_per_minute) * elapsed;
+        let mut passes_bind = false;
         if let AdmissionPolicy::Auto {
             target_p99_ms,
             max_active,
@@ -140,7 +140,9 @@ impl Admission {
             let room = u64::from(max_active.saturating_sub(observed.active_passes));
             let whole = self.frontier % UNITS_PER_RANK;
             // At most `room` more admitted now: the passes in use stay within max_active.
-            advance = advance.min(room * UNITS_PER_RANK - whole.min(room * UNITS_PER_RANK));
+            let by_passes = room * UNITS_PER_RANK - whole.min(room * UNITS_PER_RANK);
+            passes_bind = by_passes < advance;
+            advance = advance.min(by_passes);
             let slow = observed.booking_p99_ms.is_some_and(|p| p > target_p99_ms)
                 || observed.shed_requests > 0;
             let backed_up = observed.writer_queue_max > 0
@@ -158,8 +160,12 @@ impl Admission {
             }
             .clamp(RATE_MIN_PER_MINUTE, RATE_MAX_PER_MINUTE);
         }
-        // Ranks a minute this tick allowed (units per millisecond), a quarter weight.
-        if let Some(allowed) = advance.checked_div(elapsed) {
+        if !passes_bind {
+            // The rate binds: the next tick admits at the rate as it now is.
+            self.pace_per_minute = self.rate_per_minute;
+        } else if let Some(allowed) = advance.checked_div(elapsed) {
+            // The free passes bind, as the returns come: ranks a minute this tick allowed
+            // (units per millisecond), smoothed with a quarter weight.
             let allowed = allowed.min(u64::from(RATE_MAX_PER_MINUTE));
             self.pace_per_minute = ((u64::from(self.pace_per_minute) * 3 + allowed) / 4) as u32;
         }

@@ -341,7 +341,7 @@ impl Reservations {
         // close's memory).
         drop((read.rows, stored.slot_of, input));
         let publish = ClosePublish {
-            seats: slots.into_iter().filter(|s| s.seats > 0).collect(),
+            seats: slots,
             placed,
             unplaced,
             sms,

@@ -28,8 +28,8 @@ use nobat::domain::time::{Clock, ManualClock};
 use nobat::domain::ServiceCode;
 use nobat::http::AppState;
 use nobat::planning::ballot::{
-    close_observed, entry_key, verify, BallotSeed, BallotTerms, Condition, EntrantFacts, PartOfDay, Preferences, PriorityRule,
-    DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY,
+    close_observed, entry_key, verify, BallotSeed, BallotTerms, Condition, EntrantFacts, PartOfDay,
+    Preferences, PriorityRule, DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY,
 };
 use nobat::planning::scenario::Scenario;
 use nobat::reserve::ballot::export_record;
@@ -267,7 +267,11 @@ async fn prepare(backend: &str, config: StoreConfig, entries: usize) {
             .expect("checkpoint");
         pool.close().await;
         let wal = std::fs::metadata(file.with_extension("building-wal")).map_or(0, |m| m.len());
-        assert_eq!((busy, wal), (0, 0), "the prepared store's WAL was not emptied");
+        assert_eq!(
+            (busy, wal),
+            (0, 0),
+            "the prepared store's WAL was not emptied"
+        );
     }
 }
 
@@ -334,13 +338,19 @@ async fn run(backend: &str, config: StoreConfig) {
         .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
         .collect();
     let write = report.publish.written() + report.publish.commit;
+    let read_steps: Vec<String> = report
+        .read_steps
+        .iter()
+        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
+        .collect();
     eprintln!(
-        "ballot_close/{backend}: {} entries, {} placed; close {} = read {} + pure close {} + prepare {} + write {} ({}) + commit {}; \
+        "ballot_close/{backend}: {} entries, {} placed; close {} = read {} ({}) + pure close {} + prepare {} + write {} ({}) + commit {}; \
          write + commit = {:.0}% of the close; peak RSS {peak:.0} MiB ({before:.0} MiB before the close, the close's share {:.0} MiB)",
         report.entries,
         report.placed,
         secs(total),
         secs(report.read),
+        read_steps.join(", "),
         secs(report.decided),
         secs(report.prepared),
         secs(report.publish.written()),
@@ -405,7 +415,10 @@ async fn run(backend: &str, config: StoreConfig) {
         last = Instant::now();
     })
     .expect("the close re-runs");
-    eprintln!("ballot_close/{backend}: verify's pure close by phase: {}", phases.join(", "));
+    eprintln!(
+        "ballot_close/{backend}: verify's pure close by phase: {}",
+        phases.join(", ")
+    );
     eprintln!(
         "ballot_close/{backend}: export read {}, verify {} (the pure close alone {}; placed {}, objective {} m); peak RSS {peak:.0} MiB ({before:.0} MiB before the export)\n",
         secs(exported),
@@ -450,12 +463,9 @@ fn main() {
     }
     rt.block_on(async {
         let template = format!("nobat_ballot_close_{entries}");
-        let Some(template) = support::TemplateDatabase::open(
-            "ballot_close/postgres",
-            &template,
-            kept.is_some(),
-        )
-        .await
+        let Some(template) =
+            support::TemplateDatabase::open("ballot_close/postgres", &template, kept.is_some())
+                .await
         else {
             return;
         };

@@ -127,8 +127,11 @@ impl TemplateDatabase {
     pub async fn copy(&self, prefix: &str) -> ScratchDatabase {
         if !self.exists().await {
             let building = format!("{}_building", self.name);
-            self.alone(&building, &format!("ALTER DATABASE {building} RENAME TO {}", self.name))
-                .await;
+            self.alone(
+                &building,
+                &format!("ALTER DATABASE {building} RENAME TO {}", self.name),
+            )
+            .await;
         }
         let name = format!("nobat_{prefix}_{}", std::process::id());
         self.alone(
@@ -163,7 +166,10 @@ impl TemplateDatabase {
     pub async fn drop_unless_kept(self) {
         if !self.keep {
             let _ = self
-                .admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .admin(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
                 .await;
         }
     }

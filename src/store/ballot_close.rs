@@ -553,12 +553,12 @@ async fn publish_pg(
     watch.lap("outcomes");
     let placed = p.placed.len();
     let n = sqlx::query(&appointments_from_entries("ballot_entries"))
-    .bind(&b.id)
-    .bind(&b.service)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+        .bind(&b.id)
+        .bind(&b.service)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     require_changed("appointment", n, placed)?;
     watch.lap("appointments");
     let n = sqlx::query(&outbox_from_entries(

@@ -327,14 +327,7 @@ impl Store {
         match self {
             Store::Sqlite(pool) => {
                 let sql = sqlite_sql(&format!("SELECT rowid, {COLS}"));
-                lite_for_each(
-                    pool,
-                    sql,
-                    texts([ballot_id]),
-                    |r| close_entry_of!(r),
-                    each,
-                )
-                .await?;
+                lite_for_each(pool, sql, texts([ballot_id]), |r| close_entry_of!(r), each).await?;
             }
             Store::Postgres(pool) => {
                 let sql = format!("SELECT 0::bigint, {COLS}");

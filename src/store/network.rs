@@ -369,9 +369,14 @@ impl Store {
             ($row:expr) => {{
                 let row = $row;
                 Ok::<_, StoreError>(crate::booking::SlotRow {
-                    id: row.try_get(0)?, office_id: row.try_get(1)?, start_at: row.try_get(2)?,
-                    duration_minutes: row.try_get(3)?, capacity: row.try_get(4)?, taken: row.try_get(5)?,
-                    opens_at: row.try_get(6)?, opens_for: row.try_get(7)?,
+                    id: row.try_get(0)?,
+                    office_id: row.try_get(1)?,
+                    start_at: row.try_get(2)?,
+                    duration_minutes: row.try_get(3)?,
+                    capacity: row.try_get(4)?,
+                    taken: row.try_get(5)?,
+                    opens_at: row.try_get(6)?,
+                    opens_for: row.try_get(7)?,
                 })
             }};
         }

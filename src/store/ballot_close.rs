@@ -520,6 +520,9 @@ async fn publish_pg(
     now: i64,
 ) -> Result<Option<PublishTimes>, StoreError> {
     let mut tx = pool.begin().await?;
+    // The close sorts a million rows per insert and hashes a million outcomes: with the
+    // default 4 MB each spills to temporary files. For this transaction only.
+    sqlx::query(CLOSE_WORK_MEM).execute(&mut *tx).await?;
     let mut watch = Stopwatch::start();
     let marked = sqlx::query(MARK)
         .bind(&b.id)
@@ -602,6 +605,9 @@ async fn publish_pg(
         commit: committing.elapsed(),
     }))
 }
+
+/// Memory per sort or hash of the close's statements on PostgreSQL (`SET LOCAL`).
+const CLOSE_WORK_MEM: &str = "SET LOCAL work_mem = '256MB'";
 
 /// Bytes of `COPY` text sent to the server at a time.
 const COPY_CHUNK_BYTES: usize = 1 << 20;

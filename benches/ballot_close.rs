@@ -10,8 +10,12 @@
 //! is not), then the export read back from the database and `ballot verify` on it.
 //!
 //! Setup (network, ballot, entries written in bulk by SQL) is not timed. PostgreSQL runs when
-//! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` is set (a fresh database for the run);
-//! `BALLOT_CLOSE_BACKENDS=sqlite` (or `postgres`) runs one.
+//! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` is set; `BALLOT_CLOSE_BACKENDS=sqlite` (or
+//! `postgres`) runs one. The close runs on a copy of the set-up store (the SQLite file copied,
+//! a PostgreSQL database created from it as a template); `BALLOT_CLOSE_PREPARED=DIR` keeps the
+//! set-up store for the next run (SQLite: `DIR/ballot_close_<entries>.db`; PostgreSQL: the
+//! database `nobat_ballot_close_<entries>`; delete them to set up again), so a run after the
+//! first skips the setup's minutes. `BALLOT_CLOSE_VERIFY=0` skips the export and verify.
 //! `cargo bench --bench ballot_close`; `BALLOT_ENTRIES=100000` for a quicker run.
 
 use std::sync::Arc;
@@ -24,8 +28,8 @@ use nobat::domain::time::{Clock, ManualClock};
 use nobat::domain::ServiceCode;
 use nobat::http::AppState;
 use nobat::planning::ballot::{
-    entry_key, verify, BallotTerms, Condition, EntrantFacts, PartOfDay, Preferences, PriorityRule,
-    DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY,
+    close_observed, entry_key, verify, BallotSeed, BallotTerms, Condition, EntrantFacts, PartOfDay,
+    Preferences, PriorityRule, DEFAULT_MAX_KM, DEFAULT_WAIT_KM_PER_DAY,
 };
 use nobat::planning::scenario::Scenario;
 use nobat::reserve::ballot::export_record;
@@ -226,7 +230,9 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-async fn run(backend: &str, config: StoreConfig, entries: usize) {
+/// Sets up the store `config` names (network, ballot, entries; a fresh store), then closes
+/// the app so that the store can be copied.
+async fn prepare(backend: &str, config: StoreConfig, entries: usize) {
     let clock = Arc::new(ManualClock::new(START.parse::<DateTime<Utc>>().unwrap()));
     let t = Instant::now();
     let state = app(config, clock.clone()).await;
@@ -238,6 +244,63 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
     clock.advance(chrono::Duration::seconds(60));
     state.engine.ballot_tick("bench").await.expect("open");
     let written = write_entries(&state.store, &scenario, &b, &terms, entries).await;
+    eprintln!(
+        "ballot_close/{backend}: setup {} ({written} entries written)",
+        secs(t.elapsed())
+    );
+    let file = match &state.store {
+        Store::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf()),
+        Store::Postgres(_) => None,
+    };
+    state.store.close().await;
+    drop(state);
+    if let Some(file) = file {
+        // The file alone is copied: every page must be in it, the WAL empty.
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&file),
+        )
+        .await
+        .expect("open the prepared store");
+        let (busy,): (i64,) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&pool)
+            .await
+            .expect("checkpoint");
+        pool.close().await;
+        let wal = std::fs::metadata(file.with_extension("building-wal")).map_or(0, |m| m.len());
+        assert_eq!(
+            (busy, wal),
+            (0, 0),
+            "the prepared store's WAL was not emptied"
+        );
+    }
+}
+
+/// Where the prepared store of `entries` entries is kept between runs: `BALLOT_CLOSE_PREPARED`
+/// (a directory for SQLite's file; PostgreSQL keeps a template database named after it too).
+fn prepared_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("BALLOT_CLOSE_PREPARED").map(Into::into)
+}
+
+fn verify_wanted() -> bool {
+    std::env::var("BALLOT_CLOSE_VERIFY").map_or(true, |v| v != "0")
+}
+
+async fn run(backend: &str, config: StoreConfig) {
+    let clock = Arc::new(ManualClock::new(START.parse::<DateTime<Utc>>().unwrap()));
+    clock.advance(chrono::Duration::seconds(60));
+    let t = Instant::now();
+    let state = app(config, clock.clone()).await;
+    let b = state
+        .store
+        .ballot("ballot_bench")
+        .await
+        .expect("read the ballot")
+        .expect("the prepared store holds the ballot");
+    let written = count(
+        &state.store,
+        "SELECT COUNT(*) FROM ballot_entries WHERE ballot_id = 'ballot_bench'",
+    )
+    .await;
     let slots = count(
         &state.store,
         "SELECT COUNT(*) FROM slots WHERE ballot_id = 'ballot_bench'",
@@ -245,10 +308,9 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
     .await;
     let seats = count(&state.store, "SELECT CAST(COALESCE(SUM(capacity - taken), 0) AS BIGINT) FROM slots WHERE ballot_id = 'ballot_bench'").await;
     eprintln!(
-        "ballot_close/{backend}: setup {} ({written} entries, {seats} seats in {slots} withheld slots)",
+        "ballot_close/{backend}: app on the prepared store {} ({written} entries, {seats} seats in {slots} withheld slots)",
         secs(t.elapsed())
     );
-    drop(scenario);
     clock.advance(chrono::Duration::seconds(3_600));
     let now = clock.now().timestamp();
     assert!(state
@@ -276,13 +338,19 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
         .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
         .collect();
     let write = report.publish.written() + report.publish.commit;
+    let read_steps: Vec<String> = report
+        .read_steps
+        .iter()
+        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
+        .collect();
     eprintln!(
-        "ballot_close/{backend}: {} entries, {} placed; close {} = read {} + pure close {} + prepare {} + write {} ({}) + commit {}; \
+        "ballot_close/{backend}: {} entries, {} placed; close {} = read {} ({}) + pure close {} + prepare {} + write {} ({}) + commit {}; \
          write + commit = {:.0}% of the close; peak RSS {peak:.0} MiB ({before:.0} MiB before the close, the close's share {:.0} MiB)",
         report.entries,
         report.placed,
         secs(total),
         secs(report.read),
+        read_steps.join(", "),
         secs(report.decided),
         secs(report.prepared),
         secs(report.publish.written()),
@@ -310,6 +378,21 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
         (appointments, notices, over),
         (report.placed as i64, report.placed as i64, 0)
     );
+    if let Store::Postgres(pool) = &state.store {
+        // How many of the close's updates stayed on their page (HOT, migration 0017).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let hot: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
+             WHERE relname IN ('ballot_entries', 'slots') ORDER BY relname",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("table statistics");
+        eprintln!("ballot_close/{backend}: updates (HOT) since the copy: {hot:?}");
+    }
+    if !verify_wanted() {
+        return;
+    }
     reset_peak_rss();
     let before = rss_mib();
     let t = Instant::now();
@@ -320,13 +403,29 @@ async fn run(backend: &str, config: StoreConfig, entries: usize) {
     let exported = t.elapsed();
     let t = Instant::now();
     let verified = verify(&record).expect("the record verifies");
+    let verify_time = t.elapsed();
+    let peak = peak_rss_mib();
+    // Verify's share that is the pure close again (allocate + seat), timed alone.
+    let seed = BallotSeed::from_hex(&record.seed).expect("the record's seed");
+    let t = Instant::now();
+    let mut last = t;
+    let mut phases = Vec::new();
+    close_observed(&record.input, &seed, &mut |phase| {
+        phases.push(format!("{phase:?} {:.1} s", last.elapsed().as_secs_f64()));
+        last = Instant::now();
+    })
+    .expect("the close re-runs");
     eprintln!(
-        "ballot_close/{backend}: export read {} , verify {} (placed {}, objective {} m); peak RSS {:.0} MiB ({before:.0} MiB before the export)\n",
+        "ballot_close/{backend}: verify's pure close by phase: {}",
+        phases.join(", ")
+    );
+    eprintln!(
+        "ballot_close/{backend}: export read {}, verify {} (the pure close alone {}; placed {}, objective {} m); peak RSS {peak:.0} MiB ({before:.0} MiB before the export)\n",
         secs(exported),
+        secs(verify_time),
         secs(t.elapsed()),
         verified.placed,
         verified.total_cost_m,
-        peak_rss_mib(),
     );
     assert_eq!(verified.placed, report.placed);
 }
@@ -338,28 +437,52 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = prepared_dir();
     if backend_wanted("sqlite") {
-        let dir = tempfile::tempdir().unwrap();
-        rt.block_on(run(
-            "sqlite",
-            StoreConfig::sqlite(dir.path().join("ballot_close.db")),
-            entries,
-        ));
+        let prepared = kept
+            .as_deref()
+            .unwrap_or(dir.path())
+            .join(format!("ballot_close_{entries}.db"));
+        if !prepared.exists() {
+            let building = prepared.with_extension("building");
+            let _ = std::fs::remove_file(&building);
+            rt.block_on(prepare(
+                "sqlite",
+                StoreConfig::sqlite(building.clone()),
+                entries,
+            ));
+            std::fs::rename(&building, &prepared).expect("keep the prepared store");
+        }
+        let run_db = dir.path().join("ballot_close_run.db");
+        std::fs::copy(&prepared, &run_db).expect("copy the prepared store");
+        rt.block_on(run("sqlite", StoreConfig::sqlite(run_db)));
     }
     if !backend_wanted("postgres") {
         return;
     }
     rt.block_on(async {
-        let Some(db) =
-            support::ScratchDatabase::create("ballot_close/postgres", "ballot_close").await
+        let template = format!("nobat_ballot_close_{entries}");
+        let Some(template) =
+            support::TemplateDatabase::open("ballot_close/postgres", &template, kept.is_some())
+                .await
         else {
             return;
         };
-        let config = StoreConfig {
-            max_connections: 8,
-            ..StoreConfig::url(db.url.clone())
-        };
-        run("postgres", config, entries).await;
+        if !template.exists().await {
+            let url = template.create().await;
+            prepare("postgres", pg_config(url), entries).await;
+        }
+        let db = template.copy("ballot_close").await;
+        run("postgres", pg_config(db.url.clone())).await;
         db.drop_now().await;
+        template.drop_unless_kept().await;
     });
+}
+
+fn pg_config(url: String) -> StoreConfig {
+    StoreConfig {
+        max_connections: 8,
+        ..StoreConfig::url(url)
+    }
 }

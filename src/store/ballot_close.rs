@@ -5,8 +5,9 @@
 //! commit wrote nothing, and a second closer finds the status moved and writes nothing. The
 //! rows go many to a statement instead of one statement per row (which paid a round trip or a
 //! statement execution per row, six per placed entry):
-//! - PostgreSQL: `INSERT ... SELECT FROM UNNEST($1::text[], ...)` and `UPDATE ... FROM UNNEST`,
-//!   `PG_ROWS_PER_STATEMENT` rows to a statement;
+//! - PostgreSQL: `COPY` of the seats and of the outcomes (into a temporary table joined once
+//!   to the entries), `INSERT ... SELECT` of the rest from the entries, one `UPDATE ... FROM
+//!   UNNEST` of each withheld slot (`PG_ROWS_PER_STATEMENT` rows to a statement);
 //! - SQLite: on the writer thread's connection (`lite_writer`, no wait for the write lock),
 //!   cached prepared multi-row inserts in chunks (`in_chunks`, far under SQLite's parameter
 //!   limit) and cached keyed updates, one execution per row (a few microseconds each there).
@@ -71,6 +72,8 @@ pub struct SmsTemplate {
 /// Everything a close writes, in its one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosePublish {
+    /// The ballot's withheld slots as the close read them (`ballot_seats` keeps those with
+    /// seats; PostgreSQL's close updates each of them once).
     pub seats: Vec<WithheldSlot>,
     pub placed: Vec<PlacedOutcome>,
     pub unplaced: Vec<UnplacedOutcome>,
@@ -230,75 +233,6 @@ fn release_leftovers_lite(
     Ok(())
 }
 
-/// See [`release_leftovers_lite`].
-async fn release_leftovers_pg(
-    tx: &mut sqlx::PgConnection,
-    ballot_id: &str,
-    service: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let fulfilled = sqlx::query(FULFIL_WAITERS)
-        .bind(ballot_id)
-        .bind(service)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if fulfilled > 0 {
-        sqlx::query(&fulfil_events_sql())
-            .bind(ballot_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&fulfilled_offices_sql())
-            .bind(ballot_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let fits: Vec<WaiterFit> = sqlx::query_as(WAITER_FITS)
-        .bind(ballot_id)
-        .bind(service)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-    let kept = seats_for_waiters(&fits);
-    if !kept.is_empty() {
-        let (slots, seats): (Vec<i64>, Vec<i64>) = kept.iter().copied().unzip();
-        sqlx::query(
-            "UPDATE slots SET taken = slots.taken + k.seats \
-             FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seats) WHERE slots.id = k.id",
-        )
-        .bind(&slots)
-        .bind(&seats)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO seat_releases (slot_id, release_at, status, created_at) \
-             SELECT k.id, $3, 'pending', $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seats), \
-             generate_series(1, k.seats)",
-        )
-        .bind(&slots)
-        .bind(&seats)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if let Some(payload) = kept_payload(&kept) {
-        sqlx::query(KEPT_EVENT)
-            .bind(now)
-            .bind(notice_key(ballot_id))
-            .bind(ballot_id)
-            .bind(payload)
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query(RELEASE)
-        .bind(ballot_id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 const RELEASE: &str = "UPDATE slots SET opens_at = NULL, ballot_id = NULL WHERE ballot_id = $1";
 
 /// The waiting entries for the service ($2) of the entrants the ballot ($1) placed, fulfilled
@@ -384,13 +318,18 @@ fn kept_payload(kept: &[(i64, i64)]) -> Option<String> {
     (seats > 0).then(|| serde_json::json!({ "slots": kept.len(), "seats": seats }).to_string())
 }
 
+/// The rows the close inserts from the placed entries go in tracking-code order: the unique
+/// indexes on the (random) codes (`appointments`' key, `outbox`'s code and notice key,
+/// `events_subject`) then fill in order instead of at random pages of indexes larger than
+/// the cache.
+///
 /// The appointments of the placed entries, from their rows (after the outcomes): $1 ballot,
 /// $2 service, $3 now; `{entries}` the entries' table ([`LITE_ENTRIES`] on SQLite).
 fn appointments_from_entries(entries: &str) -> String {
     format!(
         "INSERT INTO appointments (tracking_code, slot_id, office_id, start_at, application_id, national_code, service, payment_id, status, created_at, updated_at, reschedules) \
          SELECT tracking_code, slot_id, office_id, start_at, application_id, national_code, $2, payment_id, 'booked', $3, $3, 0 \
-         FROM {entries} WHERE ballot_id = $1 AND tracking_code IS NOT NULL"
+         FROM {entries} WHERE ballot_id = $1 AND tracking_code IS NOT NULL ORDER BY tracking_code"
     )
 }
 
@@ -408,7 +347,7 @@ fn outbox_from_entries(entries: &str, heads: &str) -> String {
         "INSERT INTO outbox (national_code, application_id, tracking_code, notice_key, channel, body, created_at) \
          SELECT e.national_code, e.application_id, e.tracking_code, $2, 'sms', h.head || e.office_id || $3 || e.tracking_code || $4, $5 \
          FROM {entries} JOIN {heads} ON h.start_at = e.start_at \
-         WHERE e.ballot_id = $1 AND e.tracking_code IS NOT NULL"
+         WHERE e.ballot_id = $1 AND e.tracking_code IS NOT NULL ORDER BY e.tracking_code"
     )
 }
 
@@ -419,7 +358,7 @@ fn events_from_entries(entries: &str, object: &str, ballot: &str) -> String {
         "INSERT INTO events (at, actor, kind, subject, payload_json) \
          SELECT $2, $3, 'booked_by_ballot', tracking_code, \
            {object}('application_id', application_id, 'ballot_id', {ballot}, 'office_id', office_id, 'slot_id', slot_id) \
-         FROM {entries} WHERE ballot_id = $1 AND tracking_code IS NOT NULL"
+         FROM {entries} WHERE ballot_id = $1 AND tracking_code IS NOT NULL ORDER BY tracking_code"
     )
 }
 
@@ -446,7 +385,8 @@ fn publish_lite(
         return Ok(None);
     }
     watch.lap("mark");
-    in_chunks(&p.seats, |chunk| {
+    let seats: Vec<&WithheldSlot> = p.seats.iter().filter(|s| s.seats > 0).collect();
+    in_chunks(&seats, |chunk| {
         let mut q = conn.prepare_cached(&format!(
             "INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) VALUES {}",
             placeholders(chunk.len(), 5)
@@ -566,7 +506,12 @@ fn write_outcomes_lite(
     require_changed("unplaced entry", changed, p.unplaced.len())
 }
 
-/// PostgreSQL's close: one transaction, the rows `PG_ROWS_PER_STATEMENT` to a statement.
+/// PostgreSQL's close: one transaction. The rows the close computed go by `COPY` (the seats
+/// into `ballot_seats`, the outcomes into a temporary table joined once to the entries); the
+/// appointments, notices and events are `INSERT ... SELECT` from the entries in tracking-code
+/// order (their unique indexes on the random codes are then filled in order, not at random);
+/// each withheld slot is updated once, its seats taken and the withholding lifted together
+/// (`fillfactor` and no index on `ballot_id`, migration 0017: the update stays on the page).
 async fn publish_pg(
     pool: &sqlx::PgPool,
     b: &BallotRow,
@@ -575,6 +520,9 @@ async fn publish_pg(
     now: i64,
 ) -> Result<Option<PublishTimes>, StoreError> {
     let mut tx = pool.begin().await?;
+    // The close sorts a million rows per insert and hashes a million outcomes: with the
+    // default 4 MB each spills to temporary files. For this transaction only.
+    sqlx::query(CLOSE_WORK_MEM).execute(&mut *tx).await?;
     let mut watch = Stopwatch::start();
     let marked = sqlx::query(MARK)
         .bind(&b.id)
@@ -589,19 +537,20 @@ async fn publish_pg(
         return Ok(None);
     }
     watch.lap("mark");
-    for chunk in p.seats.chunks(PG_ROWS_PER_STATEMENT) {
-        sqlx::query(
-            "INSERT INTO ballot_seats (ballot_id, slot_id, office_id, start_at, seats) \
-             SELECT $1, t.slot_id, t.office_id, t.start_at, t.seats FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) AS t(slot_id, office_id, start_at, seats)",
-        )
-        .bind(&b.id)
-        .bind(column(chunk, |s| s.slot_id))
-        .bind(column(chunk, |s| s.office_id.as_str()))
-        .bind(column(chunk, |s| s.start_at))
-        .bind(column(chunk, |s| s.seats))
-        .execute(&mut *tx)
-        .await?;
-    }
+    let seats: Vec<&WithheldSlot> = p.seats.iter().filter(|s| s.seats > 0).collect();
+    let n = copy_in(
+        &mut tx,
+        "COPY ballot_seats (ballot_id, slot_id, office_id, start_at, seats) FROM STDIN",
+        &seats,
+        |out, s| {
+            copy_text(out, &b.id);
+            copy_fields(out, &[&s.slot_id as &dyn std::fmt::Display]);
+            copy_text(out, &s.office_id);
+            copy_fields(out, &[&s.start_at, &s.seats]);
+        },
+    )
+    .await?;
+    require_changed("seat", n, seats.len())?;
     watch.lap("seats");
     write_outcomes_pg(&mut tx, &b.id, p).await?;
     watch.lap("outcomes");
@@ -615,21 +564,6 @@ async fn publish_pg(
         .rows_affected();
     require_changed("appointment", n, placed)?;
     watch.lap("appointments");
-    let taken = seats_per_slot(&p.placed);
-    let slots: Vec<(i64, i64)> = taken.into_iter().collect();
-    let mut changed = 0;
-    for chunk in slots.chunks(PG_ROWS_PER_STATEMENT) {
-        changed += sqlx::query(
-            "UPDATE slots AS s SET taken = s.taken + t.seats FROM UNNEST($1::bigint[], $2::bigint[]) AS t(id, seats) WHERE s.id = t.id",
-        )
-        .bind(column(chunk, |s| s.0))
-        .bind(column(chunk, |s| s.1))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    }
-    require_changed("slot", changed, slots.len())?;
-    watch.lap("seats taken");
     let n = sqlx::query(&outbox_from_entries(
         "ballot_entries e",
         "UNNEST($6::bigint[], $7::text[]) AS h(start_at, head)",
@@ -659,8 +593,8 @@ async fn publish_pg(
     .rows_affected();
     require_changed("event", n, placed)?;
     watch.lap("events");
-    release_leftovers_pg(&mut tx, &b.id, &b.service, now).await?;
-    watch.lap("release leftovers");
+    release_slots_pg(&mut tx, &b.id, &b.service, p, now).await?;
+    watch.lap("slots: seats taken, leftovers released");
     // Other processes reload their availability view (seats taken, leftovers back).
     sqlx::query(BUMP).execute(&mut *tx).await?;
     watch.lap("config version");
@@ -672,49 +606,218 @@ async fn publish_pg(
     }))
 }
 
-/// Each entry's outcome by key, many to a statement; every entry must be there.
+/// Memory per sort or hash of the close's statements on PostgreSQL (`SET LOCAL`).
+const CLOSE_WORK_MEM: &str = "SET LOCAL work_mem = '256MB'";
+
+/// Bytes of `COPY` text sent to the server at a time.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
+
+/// `COPY ... FROM STDIN` (text format) of `rows`, each written by `row` as tab-separated
+/// fields (each ends with a tab; the last is replaced by the line's end). Returns the rows
+/// copied.
+async fn copy_in<R>(
+    tx: &mut sqlx::PgConnection,
+    statement: &str,
+    rows: &[R],
+    row: impl Fn(&mut String, &R),
+) -> Result<u64, StoreError> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    let mut out = String::with_capacity(COPY_CHUNK_BYTES + 4096);
+    for r in rows {
+        row(&mut out, r);
+        out.pop();
+        out.push('\n');
+        if out.len() >= COPY_CHUNK_BYTES {
+            copy.send(out.as_bytes()).await?;
+            out.clear();
+        }
+    }
+    if !out.is_empty() {
+        copy.send(out.as_bytes()).await?;
+    }
+    Ok(copy.finish().await?)
+}
+
+/// A text field of a `COPY` line, escaped, then a tab.
+fn copy_text(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\t');
+}
+
+/// Fields that need no escaping (numbers, booleans), each followed by a tab.
+fn copy_fields(out: &mut String, fields: &[&dyn std::fmt::Display]) {
+    use std::fmt::Write;
+    for f in fields {
+        let _ = write!(out, "{f}\t");
+    }
+}
+
+/// A NULL field of a `COPY` line.
+fn copy_null(out: &mut String) {
+    out.push_str("\\N\t");
+}
+
+/// Each entry's outcome: every outcome copied into a temporary table, then one update of the
+/// entries joined to it by key (a hash join over one pass of the table instead of a million
+/// index probes); every entry must be there.
 async fn write_outcomes_pg(
     tx: &mut sqlx::PgConnection,
     ballot_id: &str,
     p: &ClosePublish,
 ) -> Result<(), StoreError> {
-    let mut changed = 0;
-    for chunk in p.placed.chunks(PG_ROWS_PER_STATEMENT) {
-        changed += sqlx::query(
-            "UPDATE ballot_entries AS e SET tracking_code = t.tc, slot_id = t.slot_id, office_id = t.office_id, start_at = t.start_at, \
-             distance_km = t.km, cost_m = t.cost_m, part_of_day_kept = t.kept \
-             FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[], $9::bool[]) \
-               AS t(key, tc, slot_id, office_id, start_at, km, cost_m, kept) \
-             WHERE e.ballot_id = $1 AND e.entry_key = t.key",
-        )
+    sqlx::query(
+        "CREATE TEMPORARY TABLE ballot_outcomes (entry_key TEXT COLLATE \"C\" NOT NULL, tracking_code TEXT, slot_id BIGINT, \
+         office_id TEXT, start_at BIGINT, distance_km DOUBLE PRECISION, cost_m BIGINT, part_of_day_kept BOOLEAN, \
+         reason TEXT, waitlist_rank INTEGER) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    const COPY: &str = "COPY ballot_outcomes FROM STDIN";
+    let mut n = copy_in(tx, COPY, &p.placed, |out, a| {
+        copy_text(out, &a.entry_key);
+        copy_text(out, &a.tracking_code);
+        copy_fields(out, &[&a.slot_id]);
+        copy_text(out, &a.office_id);
+        copy_fields(
+            out,
+            &[&a.start_at, &a.distance_km, &a.cost_m, &a.part_of_day_kept],
+        );
+        copy_null(out);
+        copy_null(out);
+    })
+    .await?;
+    n += copy_in(tx, COPY, &p.unplaced, |out, u| {
+        copy_text(out, &u.entry_key);
+        for _ in 0..7 {
+            copy_null(out);
+        }
+        copy_text(out, u.reason);
+        match u.waitlist_rank {
+            Some(rank) => copy_fields(out, &[&rank]),
+            None => copy_null(out),
+        }
+    })
+    .await?;
+    let outcomes = p.placed.len() + p.unplaced.len();
+    require_changed("outcome", n, outcomes)?;
+    sqlx::query("ANALYZE ballot_outcomes")
+        .execute(&mut *tx)
+        .await?;
+    let changed = sqlx::query(
+        "UPDATE ballot_entries AS e SET tracking_code = t.tracking_code, slot_id = t.slot_id, office_id = t.office_id, \
+         start_at = t.start_at, distance_km = t.distance_km, cost_m = t.cost_m, part_of_day_kept = t.part_of_day_kept, \
+         reason = t.reason, waitlist_rank = t.waitlist_rank \
+         FROM ballot_outcomes t WHERE e.ballot_id = $1 AND e.entry_key = t.entry_key",
+    )
+    .bind(ballot_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    require_changed("entry", changed, outcomes)
+}
+
+/// Every withheld slot of the ballot updated once: the seats the close placed in it and those
+/// kept for the waitlist added to `taken` (the `CHECK` refuses a slot over capacity), the
+/// withholding lifted. The waitlist's share is computed first, as in
+/// [`release_leftovers_lite`] (the fulfilled waiters, then the waiters each leftover slot
+/// fits), from the free seats less the ones placed.
+async fn release_slots_pg(
+    tx: &mut sqlx::PgConnection,
+    ballot_id: &str,
+    service: &str,
+    p: &ClosePublish,
+    now: i64,
+) -> Result<(), StoreError> {
+    let fulfilled = sqlx::query(FULFIL_WAITERS)
         .bind(ballot_id)
-        .bind(column(chunk, |a| a.entry_key.as_str()))
-        .bind(column(chunk, |a| a.tracking_code.as_str()))
-        .bind(column(chunk, |a| a.slot_id))
-        .bind(column(chunk, |a| a.office_id.as_str()))
-        .bind(column(chunk, |a| a.start_at))
-        .bind(column(chunk, |a| a.distance_km))
-        .bind(column(chunk, |a| a.cost_m))
-        .bind(column(chunk, |a| a.part_of_day_kept))
+        .bind(service)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if fulfilled > 0 {
+        sqlx::query(&fulfil_events_sql())
+            .bind(ballot_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&fulfilled_offices_sql())
+            .bind(ballot_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut taken = seats_per_slot(&p.placed);
+    // The slots' rows are not updated yet: their free seats less those placed.
+    let fits: Vec<WaiterFit> = sqlx::query_as(WAITER_FITS)
+        .bind(ballot_id)
+        .bind(service)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let fits: Vec<WaiterFit> = fits
+        .into_iter()
+        .map(|(id, start, free, part, waiters)| {
+            let free = free - taken.get(&id).copied().unwrap_or(0);
+            (id, start, free, part, waiters)
+        })
+        .filter(|f| f.2 > 0)
+        .collect();
+    let kept = seats_for_waiters(&fits);
+    for &(slot_id, seats) in &kept {
+        *taken.entry(slot_id).or_insert(0) += seats;
+    }
+    let mut slots: Vec<i64> = p.seats.iter().map(|s| s.slot_id).collect();
+    slots.sort_unstable();
+    let mut changed = 0;
+    for chunk in slots.chunks(PG_ROWS_PER_STATEMENT) {
+        let added = column(chunk, |id| taken.get(id).copied().unwrap_or(0));
+        changed += sqlx::query(
+            "UPDATE slots AS s SET taken = s.taken + t.seats, opens_at = NULL, ballot_id = NULL \
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS t(id, seats) WHERE s.id = t.id AND s.ballot_id = $3",
+        )
+        .bind(chunk)
+        .bind(&added)
+        .bind(ballot_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     }
-    require_changed("placed entry", changed, p.placed.len())?;
-    let mut changed = 0;
-    for chunk in p.unplaced.chunks(PG_ROWS_PER_STATEMENT) {
-        changed += sqlx::query(
-            "UPDATE ballot_entries AS e SET reason = t.reason, waitlist_rank = t.rank \
-             FROM UNNEST($2::text[], $3::text[], $4::int4[]) AS t(key, reason, rank) \
-             WHERE e.ballot_id = $1 AND e.entry_key = t.key",
+    require_changed("slot", changed, slots.len())?;
+    if !kept.is_empty() {
+        let (slots, seats): (Vec<i64>, Vec<i64>) = kept.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO seat_releases (slot_id, release_at, status, created_at) \
+             SELECT k.id, $3, 'pending', $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seats), \
+             generate_series(1, k.seats)",
         )
-        .bind(ballot_id)
-        .bind(column(chunk, |u| u.entry_key.as_str()))
-        .bind(column(chunk, |u| u.reason))
-        .bind(column(chunk, |u| u.waitlist_rank))
+        .bind(&slots)
+        .bind(&seats)
+        .bind(now)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
     }
-    require_changed("unplaced entry", changed, p.unplaced.len())
+    if let Some(payload) = kept_payload(&kept) {
+        sqlx::query(KEPT_EVENT)
+            .bind(now)
+            .bind(notice_key(ballot_id))
+            .bind(ballot_id)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // A slot withheld after the close read the ballot's slots (none: a closing ballot
+    // withholds no more) would otherwise stay withheld.
+    sqlx::query(RELEASE)
+        .bind(ballot_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -10,6 +10,7 @@
 use futures_util::TryStreamExt;
 use sqlx::Row;
 
+use super::lite_read::{lite_for_each, texts, LiteGet};
 use super::{on_pool, sqlite_sql, Store, StoreError};
 
 /// `slots.opens_at` of a slot withheld by an open ballot (the year 3000): the booking writer
@@ -293,13 +294,25 @@ impl Store {
         mut each: impl FnMut(EntryRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let sql = format!("SELECT {ENTRY_COLS} FROM ballot_entries WHERE ballot_id = $1");
-        on_pool!(self, pool, q = &sql => {
-            let mut rows = sqlx::query(q).bind(ballot_id).fetch(pool);
-            while let Some(r) = rows.try_next().await? {
-                each(entry_of!(&r)?)?;
+        match self {
+            Store::Sqlite(pool) => {
+                lite_for_each(
+                    pool,
+                    sqlite_sql(&sql),
+                    texts([ballot_id]),
+                    |r| entry_of!(r),
+                    each,
+                )
+                .await
             }
-            Ok(())
-        })
+            Store::Postgres(pool) => {
+                let mut rows = sqlx::query(&sql).bind(ballot_id).fetch(pool);
+                while let Some(r) = rows.try_next().await? {
+                    each(entry_of!(&r)?)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Every entry of a ballot as the close needs it, streamed to `each` one row at a time (a
@@ -314,10 +327,7 @@ impl Store {
         match self {
             Store::Sqlite(pool) => {
                 let sql = sqlite_sql(&format!("SELECT rowid, {COLS}"));
-                let mut rows = sqlx::query(&sql).bind(ballot_id).fetch(pool);
-                while let Some(r) = rows.try_next().await? {
-                    each(close_entry_of!(&r)?)?;
-                }
+                lite_for_each(pool, sql, texts([ballot_id]), |r| close_entry_of!(r), each).await?;
             }
             Store::Postgres(pool) => {
                 let sql = format!("SELECT 0::bigint, {COLS}");
@@ -398,6 +408,29 @@ impl Store {
     /// The slots a ballot withholds, with their free seats now.
     pub async fn withheld_slots(&self, id: &str) -> Result<Vec<WithheldSlot>, StoreError> {
         const SQL: &str = "SELECT id, office_id, start_at, capacity, taken FROM slots WHERE ballot_id = $1 ORDER BY id";
+        if let Store::Sqlite(pool) = self {
+            let mut slots = Vec::new();
+            lite_for_each(
+                pool,
+                sqlite_sql(SQL),
+                texts([id]),
+                |r| {
+                    let (capacity, taken): (i64, i64) = (r.get(3)?, r.get(4)?);
+                    Ok(WithheldSlot {
+                        slot_id: r.get(0)?,
+                        office_id: r.get(1)?,
+                        start_at: r.get(2)?,
+                        seats: (capacity - taken).max(0),
+                    })
+                },
+                |s| {
+                    slots.push(s);
+                    Ok(())
+                },
+            )
+            .await?;
+            return Ok(slots);
+        }
         on_pool!(self, pool, q = SQL => {
             // Streamed: a national ballot withholds 1.5 M slots; the raw rows are not all kept.
             let mut rows = sqlx::query(q).bind(id).fetch(pool);

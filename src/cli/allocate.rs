@@ -958,3 +958,105 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offices() -> Vec<OfficeSite> {
+        ["O1", "O2"]
+            .iter()
+            .map(|id| OfficeSite {
+                id: id.to_string(),
+                lat: 35.7,
+                lon: 51.4,
+                services: None,
+                stations: None,
+                province: None,
+            })
+            .collect()
+    }
+
+    /// An applicants file past the parallel threshold; `row(i)` may replace row i.
+    fn big_file(row: impl Fn(usize) -> Option<String>) -> (tempfile::NamedTempFile, usize) {
+        let mut text = String::from("applicant_id,lat,lon,province,priority,service,registered_at,earliest_day,preferred_offices\n");
+        let mut rows = 0;
+        while text.len() < PARALLEL_PARSE_MIN_BYTES + (1 << 20) {
+            let line = row(rows).unwrap_or_else(|| {
+                format!(
+                    "A{rows:07},{:.2},{:.2},tehran,{},first_issuance,{},{},{}\n",
+                    30.0 + (rows % 900) as f64 / 100.0,
+                    50.0 + (rows % 700) as f64 / 100.0,
+                    rows % 3,
+                    1_700_000_000 + rows,
+                    if rows % 3 == 0 {
+                        "5".to_string()
+                    } else {
+                        String::new()
+                    },
+                    if rows % 5 == 0 { "O1;O2" } else { "" },
+                )
+            });
+            text.push_str(&line);
+            rows += 1;
+        }
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        (file, rows)
+    }
+
+    /// The same applicants, in file order, whether the rows are parsed on one core or several.
+    #[test]
+    fn a_big_file_parsed_in_parallel_matches_one_pass() {
+        let (file, rows) = big_file(|_| None);
+        let offices = offices();
+        let bytes = std::fs::read(file.path()).expect("read");
+        let index = office_index(&offices);
+        let parallel = applicants_in_parallel(file.path(), &bytes, &index);
+        let mut table =
+            Table::from_reader(file.path(), &bytes[..], &["applicant_id", "lat", "lon"]).unwrap();
+        let mut one_pass = Vec::new();
+        table
+            .for_each(|_, row| {
+                one_pass.push(applicant_row(row, &index)?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(one_pass.len(), rows);
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert_eq!(parallel.as_ref(), Some(&one_pass));
+        }
+        assert_eq!(load_applicants(file.path(), &offices).unwrap(), one_pass);
+    }
+
+    /// A bad row or a duplicate id late in a big file is reported at its line, as one pass
+    /// reports it (the first problem in file order).
+    #[test]
+    fn a_big_file_reports_its_first_bad_row_by_line() {
+        let offices = offices();
+        let (file, rows) = big_file(|i| match i {
+            70_000 => Some("A9999999,91,51,tehran,0,first_issuance,1,,\n".into()),
+            _ => None,
+        });
+        assert!(rows > 70_000);
+        let err = load_applicants(file.path(), &offices)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(":70002: `lat` = 91 is outside [-90, 90]"),
+            "{err}"
+        );
+        let (file, _) = big_file(|i| match i {
+            66_000 => Some("A0000007,35,51,tehran,0,first_issuance,1,,\n".into()),
+            69_000 => Some("A0000001,35,51\n".into()),
+            _ => None,
+        });
+        let err = load_applicants(file.path(), &offices)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(":66002: duplicate applicant_id \"A0000007\""),
+            "{err}"
+        );
+    }
+}

@@ -110,6 +110,27 @@ fn bench_solvers(c: &mut Criterion) {
 /// 1.3-1.9 s either way. The earliest-day variant reaches the plain instance's placed count
 /// and cost on seed 1 (its zones and arcs differ; wait cost depends only on which days fill,
 /// so an optimum that fills the same office-days can seat the earliest-day third later).
+///
+/// Third pass (issue 26, branch i26c: altering candidate list in the simplex, 8 priced arcs
+/// per zone and round, FxHash, candidate search on both cores; in `nobat allocate` also the
+/// applicants parsed on both cores, the output files written in parallel and freed memory
+/// kept). This bench at 1M, seed 1: 3.64 s a run [3.57, 3.71] (build 445 ms, solve 2,905 ms,
+/// seat 375 ms; load 2.5-4.9 while it ran). The `saturated` example, seed 1, user CPU, load
+/// 4-6: 5.72 s before, 4.14-4.79 s after (fine solves 217 k pivots against 321 k; with the
+/// head of the list at 0.01 / 0.1 / 0.3 / 1.0 of a block: 282 / 235 / 217 / 199 k pivots).
+/// `nobat allocate` on the CSV instances (`examples/allocation_instance`), main's binary and
+/// this one back to back, same placed and cost, every certificate verified:
+///
+/// | instance | binary | placed | cost (m) | pivots | user + sys CPU | wall (load) | peak RSS |
+/// |---|---|---:|---:|---:|---:|---:|---:|
+/// | seed 1 | main | 981,959 | 79,321,493,531 | 818,919 | 11.8 s | 11.9 s (2.5) | 577 MB |
+/// | seed 1 | this | 981,959 | 79,321,493,531 | 597,674 | 10.7 s | 10.7 s (2.4) | 659 MB |
+/// | seed 7 | main | 985,154 | 81,528,129,607 | 884,085 | 14.3 s | 18.9 s (2.5) | 567 MB |
+/// | seed 7 | this | 985,154 | 81,528,129,607 | 639,729 | 10.0 s | 9.5 s (2.7) | 675 MB |
+/// | seed 3 | main | 994,484 | 82,504,966,389 | 986,905 | 13.6 s | 18.0 s (4.5) | 568 MB |
+/// | seed 3 | this | 994,484 | 82,504,966,389 | 741,965 | 10.6 s | 16.5 s (4.5) | 700 MB |
+/// | seed 1, earliest days | main | 981,959 | 79,322,297,473 | 1,342,389 | 23.1 s | 28.7 s (4.0) | 704 MB |
+/// | seed 1, earliest days | this | 981,959 | 79,322,297,473 | 994,786 | 19.5 s | 20.4 s (4.3) | 829 MB |
 fn bench_saturated(c: &mut Criterion) {
     let applicants: usize = std::env::var("NOBAT_BENCH_SATURATED")
         .ok()

@@ -4,7 +4,7 @@
 //! with `file:line: reason` (line 1 is the header). The in-memory problem is the engine's
 //! [`AllocationProblem`], so the `--scenario` path only has to build the same value.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::json;
 
 use crate::domain::office::OfficeKind;
@@ -147,6 +148,7 @@ pub struct AllocateArgs {
 
 pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::keep_freed_memory();
     let problem = load_problem(&args.problem)?;
     let load_ms = ms(started);
 
@@ -176,11 +178,22 @@ pub fn run(args: AllocateArgs) -> anyhow::Result<()> {
     let Some(out) = &args.out else {
         bail!("pass --out");
     };
-    write_assignments(out, &problem, &allocation.outcomes)?;
-    if let Some(path) = &args.certificate {
-        write_certificate(path, &problem, &allocation.certificate)?;
-    }
-    let summary = summarise(&problem, &allocation);
+    // The two files and the summary are independent: one core each.
+    let (written, certified, summary) = std::thread::scope(|scope| {
+        let written = scope.spawn(|| write_assignments(out, &problem, &allocation.outcomes));
+        let certified = scope.spawn(|| match &args.certificate {
+            Some(path) => write_certificate(path, &problem, &allocation.certificate),
+            None => Ok(()),
+        });
+        let summary = summarise(&problem, &allocation);
+        let join = |h: std::thread::ScopedJoinHandle<'_, anyhow::Result<()>>| {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        (join(written), join(certified), summary)
+    });
+    written?;
+    certified?;
     let write_ms = ms(write_start);
     eprintln!(
         "allocated {} of {} applicants (cost {:.1} km) in {:.0} ms",
@@ -328,24 +341,31 @@ pub fn load_problem(args: &ProblemArgs) -> anyhow::Result<AllocationProblem> {
 }
 
 /// A CSV file read by header name, with `file:line` on every error.
-struct Table {
+struct Table<R = File> {
     path: String,
-    reader: csv::Reader<File>,
-    columns: HashMap<String, usize>,
+    reader: csv::Reader<R>,
+    columns: FxHashMap<String, usize>,
 }
 
 impl Table {
     fn open(path: &Path, required: &[&str]) -> anyhow::Result<Self> {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Table::from_reader(path, file, required)
+    }
+}
+
+impl<R: std::io::Read> Table<R> {
+    /// Reads the header of `reader` (the contents of `path`).
+    fn from_reader(path: &Path, reader: R, required: &[&str]) -> anyhow::Result<Self> {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
-            .from_reader(file);
+            .from_reader(reader);
         let name = path.display().to_string();
         let headers = reader
             .headers()
             .map_err(|e| anyhow::anyhow!("{name}:1: cannot read the header: {e}"))?
             .clone();
-        let mut columns = HashMap::new();
+        let mut columns = FxHashMap::default();
         for (i, h) in headers.iter().enumerate() {
             let h = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
             if columns.insert(h.clone(), i).is_some() {
@@ -396,7 +416,7 @@ impl Table {
 
 struct Row<'a> {
     record: &'a csv::StringRecord,
-    columns: &'a HashMap<String, usize>,
+    columns: &'a FxHashMap<String, usize>,
 }
 
 impl Row<'_> {
@@ -434,7 +454,7 @@ impl Row<'_> {
 fn load_offices(path: &Path) -> anyhow::Result<Vec<OfficeSite>> {
     let mut table = Table::open(path, &["office_id", "lat", "lon"])?;
     let mut offices = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: FxHashSet<String> = FxHashSet::default();
     table.for_each(|_, row| {
         let id = row.req("office_id")?.to_string();
         if !seen.insert(id.clone()) {
@@ -482,12 +502,8 @@ fn load_offices(path: &Path) -> anyhow::Result<Vec<OfficeSite>> {
 
 fn load_capacity(path: &Path, offices: &[OfficeSite]) -> anyhow::Result<Vec<OfficeDaySeats>> {
     let mut table = Table::open(path, &["office_id", "day", "seats"])?;
-    let index: HashMap<&str, usize> = offices
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.id.as_str(), i))
-        .collect();
-    let mut seen: HashSet<(usize, u32)> = HashSet::new();
+    let index = office_index(offices);
+    let mut seen: FxHashSet<(usize, u32)> = FxHashSet::default();
     let mut seats = Vec::new();
     table.for_each(|_, row| {
         let id = row.req("office_id")?;
@@ -541,75 +557,172 @@ fn parse_registered_at(raw: &str) -> Result<i64, String> {
     ))
 }
 
-fn load_applicants(path: &Path, offices: &[OfficeSite]) -> anyhow::Result<Vec<Applicant>> {
-    let mut table = Table::open(path, &["applicant_id", "lat", "lon"])?;
-    let mut applicants = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let office_index: HashMap<&str, usize> = offices
+/// Office index by id.
+fn office_index(offices: &[OfficeSite]) -> FxHashMap<&str, usize> {
+    offices
         .iter()
         .enumerate()
         .map(|(i, o)| (o.id.as_str(), i))
-        .collect();
+        .collect()
+}
+
+/// Applicants files at least this big are parsed in parallel (see [`applicants_in_parallel`]).
+const PARALLEL_PARSE_MIN_BYTES: usize = 4 << 20;
+
+fn load_applicants(path: &Path, offices: &[OfficeSite]) -> anyhow::Result<Vec<Applicant>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let office_index = office_index(offices);
+    if let Some(applicants) = applicants_in_parallel(path, &bytes, &office_index) {
+        return Ok(applicants);
+    }
+    // One pass in file order: the first bad row (or the file's own error) is the one reported.
+    let mut table = Table::from_reader(path, &bytes[..], &["applicant_id", "lat", "lon"])?;
+    let mut applicants = Vec::new();
+    let mut seen: FxHashSet<String> = FxHashSet::default();
     table.for_each(|_, row| {
-        let id = row.req("applicant_id")?.to_string();
-        let (lat, lon) = row.coords()?;
-        let priority = row
-            .opt("priority")
-            .map(|p| {
-                p.parse::<i32>()
-                    .map_err(|_| format!("`priority` = {p:?} is not a whole number"))
-            })
-            .transpose()?
-            .unwrap_or(0);
-        let max_km = match row.opt("max_km") {
-            Some(_) => {
-                let m = row.float("max_km")?;
-                if m < 0.0 {
-                    return Err(format!("`max_km` = {m} is negative"));
-                }
-                Some(m)
-            }
-            None => None,
-        };
-        let registered_at = row
-            .opt("registered_at")
-            .map(parse_registered_at)
-            .transpose()?;
-        let earliest_day = row
-            .opt("earliest_day")
-            .map(|d| {
-                d.parse::<u32>()
-                    .map_err(|_| format!("`earliest_day` = {d:?} is not a day index (0, 1, ...)"))
-            })
-            .transpose()?;
-        let preferred_offices = row
-            .opt("preferred_offices")
-            .map(|cell| parse_preferred_offices(cell, &office_index))
-            .transpose()?;
-        if !seen.insert(id.clone()) {
-            return Err(format!("duplicate applicant_id {id:?}"));
+        let applicant = applicant_row(row, &office_index)?;
+        if !seen.insert(applicant.id.clone()) {
+            return Err(format!("duplicate applicant_id {:?}", applicant.id));
         }
-        applicants.push(Applicant {
-            id,
-            lat,
-            lon,
-            priority,
-            max_km,
-            service: row.opt("service").map(str::to_string),
-            registered_at,
-            province: row.opt("province").map(str::to_string),
-            earliest_day,
-            preferred_offices,
-        });
+        applicants.push(applicant);
         Ok(())
     })?;
     Ok(applicants)
 }
 
+/// A large applicants file split at line ends into one run of rows per core, each parsed on
+/// its own thread, the runs joined in file order. Only the all-good path: a file with a
+/// quote (a quoted cell may hold a line end), a row of the wrong width, a bad row or a
+/// duplicate id gives `None`, and the caller's single pass then reports the first problem
+/// exactly as always.
+fn applicants_in_parallel(
+    path: &Path,
+    bytes: &[u8],
+    office_index: &FxHashMap<&str, usize>,
+) -> Option<Vec<Applicant>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || bytes.len() < PARALLEL_PARSE_MIN_BYTES || bytes.contains(&b'"') {
+        return None;
+    }
+    // Cut points just after a line end, the first run holding the header.
+    let mut cuts = vec![0usize];
+    for t in 1..threads {
+        let from = (bytes.len() * t / threads).max(*cuts.last()?);
+        let cut = from + bytes[from..].iter().position(|&b| b == b'\n')? + 1;
+        cuts.push(cut);
+    }
+    cuts.push(bytes.len());
+    let mut first =
+        Table::from_reader(path, &bytes[..cuts[1]], &["applicant_id", "lat", "lon"]).ok()?;
+    let width = first.reader.headers().ok()?.len();
+    let columns = first.columns.clone();
+    let parse_run = |reader: &mut csv::Reader<&[u8]>, capacity: usize| -> Option<Vec<Applicant>> {
+        let mut record = csv::StringRecord::new();
+        let mut run = Vec::with_capacity(capacity);
+        while reader.read_record(&mut record).ok()? {
+            if record.len() != width {
+                return None;
+            }
+            let row = Row {
+                record: &record,
+                columns: &columns,
+            };
+            run.push(applicant_row(&row, office_index).ok()?);
+        }
+        Some(run)
+    };
+    // Rows run about 60 bytes in the national files; a guess only sizes the vectors.
+    let guess = |len: usize| len / 48 + 16;
+    let runs: Vec<Option<Vec<Applicant>>> = std::thread::scope(|scope| {
+        let rest: Vec<_> = cuts
+            .windows(2)
+            .skip(1)
+            .map(|w| {
+                let slice = &bytes[w[0]..w[1]];
+                let parse_run = &parse_run;
+                scope.spawn(move || {
+                    let mut reader = csv::ReaderBuilder::new()
+                        .trim(csv::Trim::All)
+                        .has_headers(false)
+                        .from_reader(slice);
+                    parse_run(&mut reader, guess(slice.len()))
+                })
+            })
+            .collect();
+        let mut runs = vec![parse_run(&mut first.reader, guess(cuts[1]))];
+        runs.extend(rest.into_iter().map(|h| h.join().ok().flatten()));
+        runs
+    });
+    let total: usize = runs.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum();
+    if total > MAX_ROWS {
+        return None;
+    }
+    let mut applicants = Vec::with_capacity(total);
+    for run in runs {
+        applicants.extend(run?);
+    }
+    let mut seen: FxHashSet<&str> = FxHashSet::with_capacity_and_hasher(total, Default::default());
+    if !applicants.iter().all(|a| seen.insert(a.id.as_str())) {
+        return None;
+    }
+    Some(applicants)
+}
+
+/// One row of the applicants file.
+fn applicant_row(row: &Row, office_index: &FxHashMap<&str, usize>) -> Result<Applicant, String> {
+    let id = row.req("applicant_id")?.to_string();
+    let (lat, lon) = row.coords()?;
+    let priority = row
+        .opt("priority")
+        .map(|p| {
+            p.parse::<i32>()
+                .map_err(|_| format!("`priority` = {p:?} is not a whole number"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let max_km = match row.opt("max_km") {
+        Some(_) => {
+            let m = row.float("max_km")?;
+            if m < 0.0 {
+                return Err(format!("`max_km` = {m} is negative"));
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let registered_at = row
+        .opt("registered_at")
+        .map(parse_registered_at)
+        .transpose()?;
+    let earliest_day = row
+        .opt("earliest_day")
+        .map(|d| {
+            d.parse::<u32>()
+                .map_err(|_| format!("`earliest_day` = {d:?} is not a day index (0, 1, ...)"))
+        })
+        .transpose()?;
+    let preferred_offices = row
+        .opt("preferred_offices")
+        .map(|cell| parse_preferred_offices(cell, office_index))
+        .transpose()?;
+    Ok(Applicant {
+        id,
+        lat,
+        lon,
+        priority,
+        max_km,
+        service: row.opt("service").map(str::to_string),
+        registered_at,
+        province: row.opt("province").map(str::to_string),
+        earliest_day,
+        preferred_offices,
+    })
+}
+
 /// `preferred_offices`: office ids separated by `;`, each one in offices.csv.
 fn parse_preferred_offices(
     cell: &str,
-    office_index: &HashMap<&str, usize>,
+    office_index: &FxHashMap<&str, usize>,
 ) -> Result<Vec<usize>, String> {
     let mut list = Vec::new();
     for id in cell.split(';').map(str::trim).filter(|id| !id.is_empty()) {
@@ -761,12 +874,7 @@ fn read_certificate(path: &Path, problem: &AllocationProblem) -> anyhow::Result<
             file.format
         );
     }
-    let index: HashMap<&str, usize> = problem
-        .offices
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.id.as_str(), i))
-        .collect();
+    let index = office_index(&problem.offices);
     let mut office_day_price_m = Vec::with_capacity(file.office_days.len());
     for (id, day, price) in &file.office_days {
         let Some(&o) = index.get(id.as_str()) else {
@@ -792,18 +900,13 @@ fn read_assignments(
     path: &Path,
     problem: &AllocationProblem,
 ) -> anyhow::Result<Vec<Option<(usize, u32)>>> {
-    let applicant_index: HashMap<&str, usize> = problem
+    let applicant_index: FxHashMap<&str, usize> = problem
         .applicants
         .iter()
         .enumerate()
         .map(|(i, a)| (a.id.as_str(), i))
         .collect();
-    let office_index: HashMap<&str, usize> = problem
-        .offices
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.id.as_str(), i))
-        .collect();
+    let office_index = office_index(&problem.offices);
     let mut assignment = vec![None; problem.applicants.len()];
     let mut table = Table::open(path, &["applicant_id", "office_id", "day"])?;
     table.for_each(|_, row| {
@@ -854,4 +957,106 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offices() -> Vec<OfficeSite> {
+        ["O1", "O2"]
+            .iter()
+            .map(|id| OfficeSite {
+                id: id.to_string(),
+                lat: 35.7,
+                lon: 51.4,
+                services: None,
+                stations: None,
+                province: None,
+            })
+            .collect()
+    }
+
+    /// An applicants file past the parallel threshold; `row(i)` may replace row i.
+    fn big_file(row: impl Fn(usize) -> Option<String>) -> (tempfile::NamedTempFile, usize) {
+        let mut text = String::from("applicant_id,lat,lon,province,priority,service,registered_at,earliest_day,preferred_offices\n");
+        let mut rows = 0;
+        while text.len() < PARALLEL_PARSE_MIN_BYTES + (1 << 20) {
+            let line = row(rows).unwrap_or_else(|| {
+                format!(
+                    "A{rows:07},{:.2},{:.2},tehran,{},first_issuance,{},{},{}\n",
+                    30.0 + (rows % 900) as f64 / 100.0,
+                    50.0 + (rows % 700) as f64 / 100.0,
+                    rows % 3,
+                    1_700_000_000 + rows,
+                    if rows % 3 == 0 {
+                        "5".to_string()
+                    } else {
+                        String::new()
+                    },
+                    if rows % 5 == 0 { "O1;O2" } else { "" },
+                )
+            });
+            text.push_str(&line);
+            rows += 1;
+        }
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        (file, rows)
+    }
+
+    /// The same applicants, in file order, whether the rows are parsed on one core or several.
+    #[test]
+    fn a_big_file_parsed_in_parallel_matches_one_pass() {
+        let (file, rows) = big_file(|_| None);
+        let offices = offices();
+        let bytes = std::fs::read(file.path()).expect("read");
+        let index = office_index(&offices);
+        let parallel = applicants_in_parallel(file.path(), &bytes, &index);
+        let mut table =
+            Table::from_reader(file.path(), &bytes[..], &["applicant_id", "lat", "lon"]).unwrap();
+        let mut one_pass = Vec::new();
+        table
+            .for_each(|_, row| {
+                one_pass.push(applicant_row(row, &index)?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(one_pass.len(), rows);
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert_eq!(parallel.as_ref(), Some(&one_pass));
+        }
+        assert_eq!(load_applicants(file.path(), &offices).unwrap(), one_pass);
+    }
+
+    /// A bad row or a duplicate id late in a big file is reported at its line, as one pass
+    /// reports it (the first problem in file order).
+    #[test]
+    fn a_big_file_reports_its_first_bad_row_by_line() {
+        let offices = offices();
+        let (file, rows) = big_file(|i| match i {
+            70_000 => Some("A9999999,91,51,tehran,0,first_issuance,1,,\n".into()),
+            _ => None,
+        });
+        assert!(rows > 70_000);
+        let err = load_applicants(file.path(), &offices)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(":70002: `lat` = 91 is outside [-90, 90]"),
+            "{err}"
+        );
+        let (file, _) = big_file(|i| match i {
+            66_000 => Some("A0000007,35,51,tehran,0,first_issuance,1,,\n".into()),
+            69_000 => Some("A0000001,35,51\n".into()),
+            _ => None,
+        });
+        let err = load_applicants(file.path(), &offices)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(":66002: duplicate applicant_id \"A0000007\""),
+            "{err}"
+        );
+    }
 }

@@ -75,6 +75,9 @@ pub struct SolverOptions {
     /// Nearest candidate offices per zone in the first model; pricing adds any others needed.
     pub candidates_per_zone: usize,
     /// Most violating arcs added per zone and pricing round (the most negative first).
+    /// Default 8: on the saturated 1M × 2,200 × 30 instance (seeds 1, 3, 7; with the
+    /// candidate-list simplex) 8 took 3-10 % less CPU than 2 (fewer rounds, fewer pivots
+    /// after them), and 1 more.
     pub pricing_arcs_per_zone: usize,
     /// Bound on pricing rounds (each adds at least one arc, so the loop is finite anyway).
     pub max_pricing_rounds: u32,
@@ -112,7 +115,7 @@ impl Default for SolverOptions {
     fn default() -> Self {
         Self {
             candidates_per_zone: 3,
-            pricing_arcs_per_zone: 2,
+            pricing_arcs_per_zone: 8,
             max_pricing_rounds: 1000,
             max_pivots: 2_000_000_000,
             force_two_stage: false,

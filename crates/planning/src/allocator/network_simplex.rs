@@ -1,12 +1,14 @@
 //! An exact primal network simplex for min-cost flow with integer (i64) costs and capacities.
 //!
 //! The design follows the classic spanning-tree implementation (parent / thread / successor
-//! lists, block-search pivoting, strongly feasible trees so it cannot cycle), as in LEMON's
-//! `NetworkSimplex`, re-written for this crate. Two additions matter for the allocator:
+//! lists, altering-candidate-list pivoting over search blocks, strongly feasible trees so it
+//! cannot cycle), as in LEMON's `NetworkSimplex`, re-written for this crate. Two additions
+//! matter for the allocator:
 //!
 //! - **Warm restarts.** Arcs may be added after a solve (they enter at their lower bound, flow 0,
-//!   so the current tree stays a feasible basis) and `solve` continues from where it stopped. The
-//!   allocator uses this to add the arcs its pricing step finds without starting again.
+//!   so the current tree stays a feasible basis) and `solve` continues from where it stopped,
+//!   looking at the new arcs first. The allocator uses this to add the arcs its pricing step
+//!   finds without starting again.
 //! - **A certificate.** After every solve the flow is checked against capacities and node
 //!   balances, and the potentials against complementary slackness on every arc. Passing that
 //!   check proves optimality whatever the pivoting did, so a bug can only cost time, not
@@ -54,11 +56,24 @@ pub enum FlowError {
     Shape(String),
 }
 
-/// Block search scans `BLOCK_FACTOR × √arcs` arcs per pivot candidate. LEMON uses 1.0; on the
-/// allocation networks (arcs sorted by zone, most of them never entering) 0.25 measured
-/// fastest: 10k applicants 96 → 84 ms, 100k 5.0 → 4.1 s, iran-national 15.4 → 10.2 s
-/// (0.03, 0.1, 0.2, 0.3, 1 and 3 were tried).
+/// The entering-arc search scans blocks of `BLOCK_FACTOR × √arcs` arcs. LEMON uses 1.0; on
+/// the allocation networks (arcs sorted by zone, most of them never entering) 0.25 measured
+/// fastest with block search: 10k applicants 96 → 84 ms, 100k 5.0 → 4.1 s, iran-national
+/// 15.4 → 10.2 s (0.03, 0.1, 0.2, 0.3, 1 and 3 were tried); with the candidate list 0.1 and
+/// 0.5 were no better (saturated instance, seed 7).
 const BLOCK_FACTOR: f64 = 0.25;
+
+/// Candidates kept from one look for the entering arc to the next, as a share of the block
+/// (see [`NetworkSimplex::find_entering_arc`]). LEMON uses 0.01 (a handful); on the saturated
+/// national instance (seed 1, 1M applicants) 0.01 / 0.1 / 0.3 / 1.0 took 282 / 235 / 217 /
+/// 199 thousand pivots and 1.99 / 1.51 / 1.35 / 1.42 s of CPU in the fine solves: the
+/// re-solves after pricing gain from a long list, the first solve (many arcs price in) pays
+/// for re-checking it.
+const HEAD_FACTOR: f64 = 0.3;
+
+fn head_length(block: usize) -> usize {
+    ((block as f64 * HEAD_FACTOR) as usize).max(3)
+}
 
 /// Min-cost flow on a directed graph with node supplies (positive = source) that sum to zero.
 #[derive(Debug, Clone)]
@@ -94,6 +109,13 @@ pub struct NetworkSimplex {
     /// the thread then holds the stored nodes and the few derived nodes between them.
     on_thread: Vec<bool>,
     dirty_revs: Vec<usize>,
+    /// Arcs that priced in at the last look and were not entered yet (the candidate list,
+    /// see [`Self::find_entering_arc`]): (signed reduced cost, arc).
+    candidates: Vec<(i64, usize)>,
+    /// The first arc added since the last solve, where the next one starts looking.
+    first_new_arc: usize,
+    /// Arcs looked at by the entering-arc search (a measure of its work).
+    scanned: u64,
     initialised: bool,
     cost_bound: i64,
     art_cost: i64,
@@ -136,6 +158,9 @@ impl NetworkSimplex {
             derived: 0,
             on_thread: vec![true; n + 1],
             dirty_revs: Vec::new(),
+            candidates: Vec::new(),
+            first_new_arc: NONE,
+            scanned: 0,
             initialised: false,
             cost_bound: cost_bound.max(0),
             art_cost: 0,
@@ -192,7 +217,22 @@ impl NetworkSimplex {
                 bound: self.cost_bound,
             });
         }
-        Ok(self.push_arc(u, v, cap.max(0), cost, STATE_LOWER))
+        let e = self.push_arc(u, v, cap.max(0), cost, STATE_LOWER);
+        if self.first_new_arc == NONE {
+            self.first_new_arc = e;
+        }
+        Ok(e)
+    }
+
+    /// Room for `additional` more arcs without growing the arc arrays again (a national
+    /// network has millions: growing by doubling copies and faults in each array twice).
+    pub fn reserve_arcs(&mut self, additional: usize) {
+        self.source.reserve(additional);
+        self.target.reserve(additional);
+        self.cap.reserve(additional);
+        self.cost.reserve(additional);
+        self.flow.reserve(additional);
+        self.state.reserve(additional);
     }
 
     pub fn node_count(&self) -> usize {
@@ -207,6 +247,11 @@ impl NetworkSimplex {
     /// Pivots performed over all solves.
     pub fn pivots(&self) -> u64 {
         self.pivots
+    }
+
+    /// Arcs the entering-arc search has looked at over all solves.
+    pub fn arcs_scanned(&self) -> u64 {
+        self.scanned
     }
 
     pub fn flow(&self, arc: usize) -> i64 {
@@ -368,11 +413,18 @@ impl NetworkSimplex {
         let search_len = search_end - search_start;
         if search_len > 0 {
             let block = (((search_len as f64).sqrt() * BLOCK_FACTOR) as usize).max(10);
+            let head = head_length(block);
+            // Arcs added since the last solve (the allocator's pricing adds only arcs that
+            // price in) are looked at first.
+            if self.first_new_arc != NONE {
+                self.next_arc = self.first_new_arc;
+            }
+            self.first_new_arc = NONE;
             if self.next_arc < search_start || self.next_arc >= search_end {
                 self.next_arc = search_start;
             }
             let mut done: u64 = 0;
-            while self.find_entering_arc(search_start, search_end, block) {
+            while self.find_entering_arc(search_start, search_end, block, head) {
                 if done >= max_pivots {
                     return Err(FlowError::PivotLimit(max_pivots));
                 }
@@ -430,9 +482,20 @@ impl NetworkSimplex {
         self.cost[e] + self.pi_at(self.source[e] as usize) - self.pi_at(self.target[e] as usize)
     }
 
-    fn find_entering_arc(&mut self, start: usize, end: usize, block: usize) -> bool {
-        let mut min = 0i64;
-        let mut best = NONE;
+    /// Altering candidate list (LEMON's `AlteringListPivotRule`, on the block search's
+    /// blocks): the arcs that priced in at the last look are checked again first (their
+    /// reduced cost may have changed with the pivot), then blocks are scanned from where the
+    /// last look stopped, collecting every arc that prices in, until a block ends with more
+    /// than `head` candidates (or, after the first block, any). The most negative enters;
+    /// the next best `head` are kept for the next look. Late in a solve few arcs price in
+    /// and those come in clusters (arcs are grouped by zone, zones by nearest office): block
+    /// search entered one per block and scanned past the rest until its next wrap-around.
+    fn find_entering_arc(&mut self, start: usize, end: usize, block: usize, head: usize) -> bool {
+        let mut list = std::mem::take(&mut self.candidates);
+        list.retain_mut(|(c, e)| {
+            *c = self.state[*e] as i64 * self.reduced_cost(*e);
+            *c < 0
+        });
         let mut e = self.next_arc;
         let total = end - start;
         // Arcs come grouped by source (the allocator adds each zone's together): its
@@ -441,6 +504,7 @@ impl NetworkSimplex {
         let mut source_pi = 0i64;
         let mut scanned = 0usize;
         let mut block_left = block;
+        let mut limit = head;
         // Runs of arcs that neither wrap nor cross a block end, scanned over zipped slices
         // (no per-arc bounds, wrap or block checks: the scan is most of a late pivot).
         while scanned < total {
@@ -456,9 +520,8 @@ impl NetworkSimplex {
                     source_pi = self.pi_at(source as usize);
                 }
                 let c = state as i64 * (cost + source_pi - self.pi_at(target as usize));
-                if c < min {
-                    min = c;
-                    best = e + i;
+                if c < 0 {
+                    list.push((c, e + i));
                 }
             }
             scanned += run;
@@ -468,17 +531,28 @@ impl NetworkSimplex {
             }
             block_left -= run;
             if block_left == 0 {
-                if min < 0 {
+                if list.len() > limit {
                     break;
                 }
+                limit = 0;
                 block_left = block;
             }
         }
-        if min >= 0 {
+        self.scanned += scanned as u64;
+        self.next_arc = e;
+        if list.is_empty() {
+            self.candidates = list;
             return false;
         }
-        self.in_arc = best;
-        self.next_arc = e;
+        // The best first, then the next `head` (in any order); the rest are dropped.
+        let keep = (head + 1).min(list.len());
+        if keep < list.len() {
+            list.select_nth_unstable(keep - 1);
+            list.truncate(keep);
+        }
+        let best = (0..list.len()).min_by_key(|&i| list[i]).expect("not empty");
+        self.in_arc = list.swap_remove(best).1;
+        self.candidates = list;
         true
     }
 

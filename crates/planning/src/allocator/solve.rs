@@ -58,7 +58,7 @@
 //! pivots in the first fine solve, 0.27-0.32 million from the spread flow). It is a start
 //! only: the solve and pricing prove the optimum as before.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use nobat_domain::geo::{haversine_km, EARTH_RADIUS_KM};
 
@@ -162,7 +162,8 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
             return Err(AllocationError::InvalidMaxKm(m));
         }
     }
-    let mut office_ids = HashSet::with_capacity(problem.offices.len());
+    let mut office_ids =
+        FxHashSet::with_capacity_and_hasher(problem.offices.len(), Default::default());
     for o in &problem.offices {
         if bad_coords(o.lat, o.lon) {
             return Err(AllocationError::InvalidOffice {
@@ -177,7 +178,7 @@ fn validate(problem: &AllocationProblem) -> Result<(), AllocationError> {
             });
         }
     }
-    let mut seen = HashSet::with_capacity(problem.seats.len());
+    let mut seen = FxHashSet::with_capacity_and_hasher(problem.seats.len(), Default::default());
     for (i, s) in problem.seats.iter().enumerate() {
         if s.office >= problem.offices.len() {
             return Err(AllocationError::UnknownOffice {
@@ -311,7 +312,7 @@ pub fn allocate_observed(
 /// Offices by service, each list with its nearest-office index: `[0]` holds every office,
 /// `[s]` those offering service `s` (numbered from 1 in the applicants' order of first use).
 struct Services<'p> {
-    ids: HashMap<&'p str, usize>,
+    ids: FxHashMap<&'p str, usize>,
     offices: Vec<Vec<u32>>,
     indexes: Vec<OfficeIndex>,
     /// Unit vectors of the offices, in the problem's order.
@@ -321,7 +322,7 @@ struct Services<'p> {
 impl<'p> Services<'p> {
     fn build(problem: &'p AllocationProblem) -> Self {
         let office_count = problem.offices.len();
-        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut ids: FxHashMap<&str, usize> = FxHashMap::default();
         for a in &problem.applicants {
             if let Some(s) = &a.service {
                 let next = ids.len() + 1;
@@ -436,9 +437,9 @@ struct Zoning {
 
 impl Zoning {
     fn build(problem: &AllocationProblem, services: &Services, entry_days: &EntryDays) -> Self {
-        let mut preference_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut preference_ids: FxHashMap<Vec<u32>, u32> = FxHashMap::default();
         let mut preference_sets: Vec<Vec<u32>> = Vec::new();
-        let mut zone_ids: HashMap<(u64, u64, ZoneTraits), u32> = HashMap::new();
+        let mut zone_ids: FxHashMap<(u64, u64, ZoneTraits), u32> = FxHashMap::default();
         let mut zones: Vec<Zone> = Vec::new();
         let mut zone_of: Vec<u32> = Vec::with_capacity(problem.applicants.len());
         for a in &problem.applicants {
@@ -509,9 +510,53 @@ struct Candidates {
 
 impl Candidates {
     /// The K nearest eligible offices within reach of each zone (exactly its preferred ones
-    /// when it has a preference set).
+    /// when it has a preference set). Zones are independent: they are split over the cores
+    /// in contiguous runs, and the runs' answers joined in zone order.
     fn find(problem: &AllocationProblem, services: &Services, zoning: &Zoning, k: usize) -> Self {
-        let zones = &zoning.zones;
+        let count = zoning.zones.len();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = count.div_ceil(threads).max(PRICE_CHUNK_MIN);
+        if count <= chunk {
+            return Self::find_range(problem, services, zoning, k, 0..count);
+        }
+        let parts: Vec<Self> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .step_by(chunk)
+                .map(|first| {
+                    let range = first..(first + chunk).min(count);
+                    scope.spawn(move || Self::find_range(problem, services, zoning, k, range))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("candidate thread panicked"))
+                .collect()
+        });
+        let mut found = Self {
+            arcs: Vec::with_capacity(parts.iter().map(|p| p.arcs.len()).sum()),
+            zone_reason: Vec::with_capacity(count),
+            zone_complete: Vec::with_capacity(count),
+            zone_last_m: Vec::with_capacity(count),
+        };
+        for part in parts {
+            found.arcs.extend(part.arcs);
+            found.zone_reason.extend(part.zone_reason);
+            found.zone_complete.extend(part.zone_complete);
+            found.zone_last_m.extend(part.zone_last_m);
+        }
+        found
+    }
+
+    /// [`Self::find`] for the zones of `range` (its vectors indexed from `range.start`).
+    fn find_range(
+        problem: &AllocationProblem,
+        services: &Services,
+        zoning: &Zoning,
+        k: usize,
+        range: std::ops::Range<usize>,
+    ) -> Self {
+        let first = range.start;
+        let zones = &zoning.zones[range];
         let mut found = Self {
             arcs: Vec::with_capacity(zones.len() * k),
             zone_reason: vec![None; zones.len()],
@@ -523,7 +568,7 @@ impl Candidates {
         for (z, zone) in zones.iter().enumerate() {
             let before = found.arcs.len();
             let arc = |office: u32, distance_m: i64| CandidateArc {
-                zone: z as u32,
+                zone: (first + z) as u32,
                 office,
                 distance_m,
             };
@@ -691,7 +736,7 @@ impl<'p> Model<'p> {
             .zip(&candidates.zone_reason)
             .filter(|(_, r)| r.is_none())
             .map(|(z, _)| z.priority)
-            .collect::<HashSet<_>>()
+            .collect::<FxHashSet<_>>()
             .into_iter()
             .collect();
         classes.sort_unstable_by(|a, b| b.cmp(a));
@@ -1350,6 +1395,15 @@ impl Context<'_> {
             let mut simplex = NetworkSimplex::new(supply, spec.cost_bound);
             // Zones (nodes 0..za) are never adjacent to each other.
             simplex.derive_potentials_of_first(za);
+            // Every arc of the network, and room for what pricing adds.
+            simplex.reserve_arcs(
+                candidates.len()
+                    + self.day_arcs.len()
+                    + self.offices * (entries - 1)
+                    + za
+                    + self.class_count
+                    + za / 4,
+            );
             FlowNet::Simplex(Box::new(simplex))
         };
         let mut candidate_arc = Vec::with_capacity(candidates.len());
@@ -1568,7 +1622,8 @@ impl Context<'_> {
     fn coarse_zones(&self) -> Option<CoarseZones> {
         let mut cell_deg = SEED_CELL_DEG;
         let (parent, coarse_count) = loop {
-            let mut ids: HashMap<(i64, i64, ZoneTraits), u32> = HashMap::new();
+            let mut ids: FxHashMap<(i64, i64, ZoneTraits), u32> =
+                FxHashMap::with_capacity_and_hasher(self.active.len() / 2, Default::default());
             let mut parent = vec![u32::MAX; self.zones.len()];
             for &z in self.active {
                 let zone = &self.zones[z as usize];

@@ -1,6 +1,8 @@
 //! Figures about an allocation: distances, waits, provinces, fairness, office utilisation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use super::model::{Allocation, AllocationProblem, Outcome, UnassignedReason};
 
@@ -100,7 +102,7 @@ pub fn summarise(problem: &AllocationProblem, allocation: &Allocation) -> Alloca
         .map(|r| (r.as_str(), 0))
         .collect();
     // province -> (applicants, assigned, distance sum, wait sum)
-    let mut provinces: HashMap<&str, (usize, usize, f64, f64)> = HashMap::new();
+    let mut provinces: FxHashMap<&str, (usize, usize, f64, f64)> = FxHashMap::default();
     let mut used_per_office = vec![0u64; problem.offices.len()];
     for (a, outcome) in problem.applicants.iter().zip(&allocation.outcomes) {
         let entry = provinces

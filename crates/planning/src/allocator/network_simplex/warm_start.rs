@@ -54,12 +54,12 @@ impl NetworkSimplex {
             return false;
         }
         self.flow[n..].copy_from_slice(flow);
-        if !self.cancel_free_cycles() {
+        let Some(forest) = self.cancel_free_cycles() else {
             self.flow[n..].iter_mut().for_each(|f| *f = 0);
             return false;
-        }
+        };
         self.art_cost = (self.cost_bound + 1).saturating_mul(n as i64 + 1);
-        self.install_tree();
+        self.install_tree(forest);
         self.initialised = true;
         true
     }
@@ -68,14 +68,14 @@ impl NetworkSimplex {
         self.flow[e] > 0 && self.flow[e] < self.cap[e]
     }
 
-    /// Pushes flow round cycles of free arcs until the free arcs form a forest; false if a
-    /// cycle has no bound (cannot happen on the allocator's networks, which have no directed
-    /// cycle of unbounded arcs).
-    fn cancel_free_cycles(&mut self) -> bool {
+    /// Pushes flow round cycles of free arcs until the free arcs form a forest, and returns
+    /// that forest; `None` if a cycle has no bound (cannot happen on the allocator's
+    /// networks, which have no directed cycle of unbounded arcs).
+    fn cancel_free_cycles(&mut self) -> Option<FreeForest> {
         loop {
             let forest = self.free_forest();
             if forest.closers.is_empty() {
-                return true;
+                return Some(forest);
             }
             let mut cycle: Vec<(usize, i64)> = Vec::new();
             for &e in &forest.closers {
@@ -100,7 +100,7 @@ impl NetworkSimplex {
                     .min()
                     .unwrap_or(0);
                 if amount == i64::MAX {
-                    return false;
+                    return None;
                 }
                 for &(a, s) in &cycle {
                     self.flow[a] += s * sign * amount;
@@ -214,10 +214,10 @@ impl NetworkSimplex {
 
     /// The spanning tree of the (now basic) flow: each free-arc component hangs from the
     /// root by the artificial arc of its least-potential node; thread, sizes and potentials
-    /// follow from one preorder walk per component.
-    fn install_tree(&mut self) {
+    /// follow from one preorder walk per component. `forest` is the free arcs' BFS forest
+    /// that [`Self::cancel_free_cycles`] ended with (no cycle left to close).
+    fn install_tree(&mut self, forest: FreeForest) {
         let n = self.node_count;
-        let forest = self.free_forest();
         debug_assert!(forest.closers.is_empty());
         for e in n..self.source.len() {
             self.state[e] = if self.is_free(e) {

@@ -184,6 +184,13 @@ fn room_to_join(
         .ok_or_else(room_not_found)
 }
 
+/// The longest a waiting ticket is told to wait before its next poll. An admission counts
+/// against the room's passes from the tick that made it, so a ticket told to come back in
+/// minutes would hold a pass it does not know it has (and an ETA that turns out long would
+/// keep it away): a poll every 20 s at most is a cheap read (the room's state is cached a
+/// tick per process) against passes left idle.
+const POLL_AFTER_WAITING_MAX_SECS: u64 = 20;
+
 /// The answer about a ticket at `now`; gives the pass once admitted.
 fn ticket_dto(
     state: &AppState,
@@ -223,7 +230,9 @@ fn ticket_dto(
         Place::Prequeue { .. } => ((room.opens_at - now).max(1) as u64)
             .min(idle_secs / 3)
             .max(1),
-        Place::Waiting { eta_seconds, .. } => (eta_seconds / 2).clamp(1, (idle_secs / 3).max(1)),
+        Place::Waiting { eta_seconds, .. } => {
+            (eta_seconds / 2).clamp(1, (idle_secs / 3).clamp(1, POLL_AFTER_WAITING_MAX_SECS))
+        }
     };
     TicketDto {
         ticket: t.ticket.clone(),

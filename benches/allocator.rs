@@ -131,6 +131,13 @@ fn bench_solvers(c: &mut Criterion) {
 /// | seed 3 | this | 994,484 | 82,504,966,389 | 741,965 | 10.6 s | 16.5 s (4.5) | 700 MB |
 /// | seed 1, earliest days | main | 981,959 | 79,322,297,473 | 1,342,389 | 23.1 s | 28.7 s (4.0) | 704 MB |
 /// | seed 1, earliest days | this | 981,959 | 79,322,297,473 | 994,786 | 19.5 s | 20.4 s (4.3) | 829 MB |
+///
+/// The same instances on a quiet machine (main at 05a1128, load average 0.5-0.9, two runs of
+/// each; `/usr/bin/time`; placed and cost as above, recomputed from the assignment files to
+/// the metre against main's previous binary): seed 1 9.35 / 9.09 s, seed 7 8.81 / 8.65 s,
+/// seed 3 9.45 / 9.20 s, peak RSS 664-705 MB; seed 1 with earliest days 15.96 s, 820 MB;
+/// `allocate verify` of seed 1 with its certificate 6.7 s. The previous binary, same minute:
+/// seed 1 9.69 s, seed 7 10.89 s, 568 MB.
 fn bench_saturated(c: &mut Criterion) {
     let applicants: usize = std::env::var("NOBAT_BENCH_SATURATED")
         .ok()

@@ -365,32 +365,16 @@ impl Store {
         from_unix: i64,
     ) -> Result<Vec<crate::booking::SlotRow>, StoreError> {
         const SQL: &str = "SELECT id, office_id, start_at, duration_minutes, capacity, taken, opens_at, opens_for FROM slots WHERE start_at >= $1";
-        macro_rules! slot_of {
-            ($row:expr) => {{
-                let row = $row;
-                Ok::<_, StoreError>(crate::booking::SlotRow {
-                    id: row.try_get(0)?,
-                    office_id: row.try_get(1)?,
-                    start_at: row.try_get(2)?,
-                    duration_minutes: row.try_get(3)?,
-                    capacity: row.try_get(4)?,
-                    taken: row.try_get(5)?,
-                    opens_at: row.try_get(6)?,
-                    opens_for: row.try_get(7)?,
-                })
-            }};
-        }
         // Streamed: the national network has 1.5 M slots; a million raw rows held at once
         // (`fetch_all`) were the process's peak at every load of the availability view.
         let mut slots = Vec::new();
         match self {
             Store::Sqlite(pool) => {
-                use super::lite_read::LiteGet;
                 super::lite_read::lite_for_each(
                     pool,
                     super::sqlite_sql(SQL),
                     vec![rusqlite::types::Value::Integer(from_unix)],
-                    |r| slot_of!(r),
+                    super::lite_writer::slot,
                     |s| {
                         slots.push(s);
                         Ok(())
@@ -402,7 +386,7 @@ impl Store {
                 use futures_util::TryStreamExt;
                 let mut rows = sqlx::query(SQL).bind(from_unix).fetch(pool);
                 while let Some(r) = rows.try_next().await? {
-                    slots.push(slot_of!(&r)?);
+                    slots.push(super::booking::pg::slot(&r)?);
                 }
             }
         }

@@ -488,13 +488,16 @@ impl Store {
     ) -> Result<i64, StoreError> {
         const THEN: &str = "SELECT admitted FROM room_ticks WHERE room_id = $1 AND tick_ms <= $2 \
              ORDER BY tick_ms DESC LIMIT 1";
+        // Seconds against the column as it is, so the `(room_id, admitted_at)` index bounds
+        // the read to the passes of the window.
         const RETURNED: &str = "SELECT COUNT(*) FROM room_tickets WHERE room_id = $1 \
-             AND admitted_at IS NOT NULL AND admitted_at * 1000 > $2 AND returned_at IS NOT NULL";
+             AND admitted_at IS NOT NULL AND admitted_at > $2 AND returned_at IS NOT NULL";
+        let since_s = since_ms.div_euclid(1000);
         let then: Option<i64> = on_pool!(self, pool, q = THEN => {
             sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since_ms).fetch_optional(pool).await?
         });
         let returned: i64 = on_pool!(self, pool, q = RETURNED => {
-            sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since_ms).fetch_one(pool).await?
+            sqlx::query_scalar::<_, i64>(q).bind(room_id).bind(since_s).fetch_one(pool).await?
         });
         Ok((admitted_now - then.unwrap_or(0) - returned).max(0))
     }

@@ -32,16 +32,22 @@ pub struct ScratchDatabase {
     pub url: String,
 }
 
+/// The PostgreSQL server's admin URL (`BENCH_DATABASE_URL`, else `TEST_DATABASE_URL`);
+/// `None`, with a note that `what` is skipped, when neither is set.
+fn admin_url(what: &str) -> Option<String> {
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .ok()
+        .or_else(|| std::env::var("TEST_DATABASE_URL").ok());
+    if url.is_none() {
+        eprintln!("{what} skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+    }
+    url
+}
+
 impl ScratchDatabase {
     /// `None` (with a note that `what` is skipped) when no PostgreSQL is configured.
     pub async fn create(what: &str, prefix: &str) -> Option<Self> {
-        let Some(admin) = std::env::var("BENCH_DATABASE_URL")
-            .ok()
-            .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
-        else {
-            eprintln!("{what} skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
-            return None;
-        };
+        let admin = admin_url(what)?;
         let name = format!("nobat_{prefix}_{}", std::process::id());
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -75,13 +81,7 @@ pub struct TemplateDatabase {
 impl TemplateDatabase {
     /// `None` (with a note that `what` is skipped) when no PostgreSQL is configured.
     pub async fn open(what: &str, name: &str, keep: bool) -> Option<Self> {
-        let Some(admin) = std::env::var("BENCH_DATABASE_URL")
-            .ok()
-            .or_else(|| std::env::var("TEST_DATABASE_URL").ok())
-        else {
-            eprintln!("{what} skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
-            return None;
-        };
+        let admin = admin_url(what)?;
         let name = if keep {
             name.to_string()
         } else {

@@ -231,16 +231,20 @@ const PASS_OVER_RANKS_MAX: u64 = 50_000;
 /// Where the ticket numbered `seq` stands at `now`.
 pub fn place(room: &RoomRecord, state: &RoomState, seq: i64, now: i64) -> Place {
     let Some(prequeue) = state.prequeue else {
-        // Before the opening every pre-queue ticket is as likely to be anywhere in it: half
-        // the pre-queue at the starting rate, after the opening.
-        let rate = state.rate_per_minute.max(1) as u64;
-        let half = (state.next_seq.max(0) as u64).div_ceil(2);
+        // Before the opening every pre-queue ticket is as likely to be anywhere in it: the
+        // middle of the pre-queue, as admission would reach it from the opening.
+        let middle = (state.next_seq.max(0) as u64) / 2;
         let to_open = (room.opens_at - now).max(0) as u64;
+        let after_opening = match admission(state).standing(&room.admission, middle, TICK_MS as u64)
+        {
+            Standing::Waiting { eta_seconds, .. } => eta_seconds,
+            Standing::Admitted => 0,
+        };
         return Place::Prequeue {
-            eta_seconds: to_open + (half * 60).div_ceil(rate),
+            eta_seconds: to_open + after_opening,
         };
     };
-    match admission(state).standing(rank(room, prequeue, seq)) {
+    match admission(state).standing(&room.admission, rank(room, prequeue, seq), TICK_MS as u64) {
         Standing::Admitted => Place::Admitted,
         Standing::Waiting {
             position,

@@ -337,6 +337,18 @@ async fn run(backend: &str, config: StoreConfig) {
         .iter()
         .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
         .collect();
+    let beside: Vec<String> = report
+        .publish
+        .beside
+        .iter()
+        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
+        .collect();
+    if !beside.is_empty() {
+        eprintln!(
+            "ballot_close/{backend}: written beside the pure close (off the critical path): {}",
+            beside.join(", ")
+        );
+    }
     let write = report.publish.written() + report.publish.commit;
     let read_steps: Vec<String> = report
         .read_steps

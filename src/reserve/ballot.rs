@@ -33,8 +33,9 @@ pub struct CloseReport {
     pub placed: usize,
     /// Reading the entries, the seats and the offices, and building the pure input.
     pub read: Duration,
-    /// The read's parts: the entries (streamed and parsed, sorted by key), the withheld
-    /// slots, the input built (offices read, the slots indexed by office, day and start).
+    /// The read's parts: the entries (streamed and parsed, sorted by key) with the withheld
+    /// slots read beside them, of which the slots' read, then the input built (offices read,
+    /// the slots indexed by office, day and start).
     pub read_steps: Vec<(&'static str, Duration)>,
     /// The pure close: allocate and seat.
     pub decided: Duration,
@@ -307,10 +308,16 @@ impl Reservations {
         now: i64,
     ) -> Result<Option<CloseReport>, StoreError> {
         let started = Instant::now();
-        let read = self.close_entries(b).await?;
+        // The entries and the withheld slots are read at once (two connections): the
+        // database reads the slots while this task parses the entries.
+        let slots_read_at = std::sync::OnceLock::new();
+        let (read, slots) = tokio::try_join!(self.close_entries(b), async {
+            let slots = self.store.withheld_slots(&b.id).await;
+            let _ = slots_read_at.set(started.elapsed());
+            slots
+        })?;
         let entries_read = started.elapsed();
-        let slots = self.store.withheld_slots(&b.id).await?;
-        let slots_read = started.elapsed();
+        let slots_read = slots_read_at.get().copied().unwrap_or_default();
         let offices = self
             .store
             .offices()
@@ -327,10 +334,14 @@ impl Reservations {
             .map_err(|_| StoreError::corrupt("ballot seed is not 64 hex digits"))?;
         let read_time = started.elapsed();
         let read_steps = vec![
-            ("entries", entries_read),
-            ("slots", slots_read - entries_read),
-            ("input", read_time - slots_read),
+            ("entries, and beside them the slots", entries_read),
+            ("of which the slots", slots_read),
+            ("input", read_time - entries_read),
         ];
+        // The write starts with what the close does not change (the seats it read), beside
+        // the allocator; an error there is the publish's.
+        let slots = Arc::new(slots);
+        let begun = self.store.begin_ballot_publish(&b.id, slots.clone());
         let started = Instant::now();
         let input = Arc::new(stored.input);
         let run = input.clone();
@@ -370,7 +381,11 @@ impl Reservations {
             offices_json,
             results_json,
         };
-        let Some(publish) = self.store.publish_ballot(b, owner, publish, now).await? else {
+        let Some(publish) = self
+            .store
+            .publish_ballot(b, owner, begun, publish, now)
+            .await?
+        else {
             return Ok(None);
         };
         tracing::info!(

@@ -21,6 +21,7 @@
 //! (`release_leftovers_*`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::types::ToSql;
@@ -73,8 +74,9 @@ pub struct SmsTemplate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosePublish {
     /// The ballot's withheld slots as the close read them (`ballot_seats` keeps those with
-    /// seats; PostgreSQL's close updates each of them once).
-    pub seats: Vec<WithheldSlot>,
+    /// seats; PostgreSQL's close updates each of them once). Shared with the write begun
+    /// while the close was decided ([`Store::begin_ballot_publish`]).
+    pub seats: Arc<Vec<WithheldSlot>>,
     pub placed: Vec<PlacedOutcome>,
     pub unplaced: Vec<UnplacedOutcome>,
     pub sms: SmsTemplate,
@@ -85,6 +87,9 @@ pub struct ClosePublish {
 /// How long each write of a close's transaction took, in order, then its commit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PublishTimes {
+    /// The writes made while the close was decided ([`Store::begin_ballot_publish`]): off
+    /// the close's critical path, except for any wait for them counted in `steps`.
+    pub beside: Vec<(&'static str, Duration)>,
     pub steps: Vec<(&'static str, Duration)>,
     /// On SQLite this includes the wait for the writer thread's queue.
     pub commit: Duration,
@@ -152,7 +157,58 @@ fn require_changed(what: &str, changed: u64, expected: usize) -> Result<(), Stor
     }
 }
 
+/// A close's write begun while the close is decided ([`Store::begin_ballot_publish`]).
+pub struct PublishStart(Begun);
+
+enum Begun {
+    /// SQLite: nothing (the writer thread writes the close at once, in its transaction).
+    Nothing,
+    /// PostgreSQL: the transaction, the seats recorded in it, on a task of its own.
+    Postgres(tokio::task::JoinHandle<Result<PgBegun, StoreError>>),
+}
+
+/// A close that stops before its publish (an error, a panic, the process stopping) stops
+/// the begun copy too: its transaction rolls back now, not when the copy ends, and the next
+/// attempt does not wait behind its uncommitted seats.
+impl Drop for PublishStart {
+    fn drop(&mut self) {
+        if let Begun::Postgres(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+struct PgBegun {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    steps: Vec<(&'static str, Duration)>,
+}
+
 impl Store {
+    /// Begins a close's write while the close is being decided, with what is known before
+    /// it: on PostgreSQL the transaction opens and the seats the close read (`ballot_seats`,
+    /// a row per withheld slot with seats, 1.5 M at national scale) are copied into it on a
+    /// task of their own, so the server records them while the allocator runs (they were
+    /// 6 s of the close's writes after it). Nothing is visible until the publish commits;
+    /// the lease is checked then, by the publish's `MARK`, as before (this takes no lock a
+    /// lease takeover or an entry batch waits for: `ballot_seats`' foreign key locks the
+    /// ballot's row `FOR KEY SHARE` only). An error here is the publish's error. SQLite:
+    /// nothing begins (its close is one call on the writer thread).
+    pub fn begin_ballot_publish(
+        &self,
+        ballot_id: &str,
+        seats: Arc<Vec<WithheldSlot>>,
+    ) -> PublishStart {
+        match self {
+            Store::Postgres(pool) => {
+                let (pool, ballot_id) = (pool.clone(), ballot_id.to_string());
+                PublishStart(Begun::Postgres(tokio::spawn(async move {
+                    begin_pg(&pool, &ballot_id, &seats).await
+                })))
+            }
+            Store::Sqlite(_) => PublishStart(Begun::Nothing),
+        }
+    }
+
     /// Publishes a ballot's close: every effect in one transaction, only while `owner` holds
     /// the lease (`Ok(None)`: another process published it, nothing written). Returns how
     /// long each write and the commit took.
@@ -160,11 +216,12 @@ impl Store {
         &self,
         b: &BallotRow,
         owner: &str,
+        begun: PublishStart,
         p: ClosePublish,
         now: i64,
     ) -> Result<Option<PublishTimes>, StoreError> {
         match self {
-            Store::Postgres(pool) => publish_pg(pool, b, owner, &p, now).await,
+            Store::Postgres(_) => publish_pg(begun, b, owner, &p, now).await,
             Store::Sqlite(pool) => {
                 let (id, service, owner) = (b.id.clone(), b.service.clone(), owner.to_string());
                 let submitted = Instant::now();
@@ -176,7 +233,11 @@ impl Store {
                     let commit = submitted
                         .elapsed()
                         .saturating_sub(steps.iter().map(|s| s.1).sum());
-                    PublishTimes { steps, commit }
+                    PublishTimes {
+                        beside: Vec::new(),
+                        steps,
+                        commit,
+                    }
                 }))
             }
         }
@@ -506,24 +567,67 @@ fn write_outcomes_lite(
     require_changed("unplaced entry", changed, p.unplaced.len())
 }
 
-/// PostgreSQL's close: one transaction. The rows the close computed go by `COPY` (the seats
-/// into `ballot_seats`, the outcomes into a temporary table joined once to the entries); the
-/// appointments, notices and events are `INSERT ... SELECT` from the entries in tracking-code
-/// order (their unique indexes on the random codes are then filled in order, not at random);
-/// each withheld slot is updated once, its seats taken and the withholding lifted together
-/// (`fillfactor` and no index on `ballot_id`, migration 0017: the update stays on the page).
-async fn publish_pg(
+/// PostgreSQL's close, begun beside the allocator: the transaction with the close's memory
+/// setting and the seats copied into `ballot_seats`.
+async fn begin_pg(
     pool: &sqlx::PgPool,
-    b: &BallotRow,
-    owner: &str,
-    p: &ClosePublish,
-    now: i64,
-) -> Result<Option<PublishTimes>, StoreError> {
+    ballot_id: &str,
+    seats: &[WithheldSlot],
+) -> Result<PgBegun, StoreError> {
     let mut tx = pool.begin().await?;
     // The close sorts a million rows per insert and hashes a million outcomes: with the
     // default 4 MB each spills to temporary files. For this transaction only.
     sqlx::query(CLOSE_WORK_MEM).execute(&mut *tx).await?;
     let mut watch = Stopwatch::start();
+    let seats: Vec<&WithheldSlot> = seats.iter().filter(|s| s.seats > 0).collect();
+    let n = copy_in(
+        &mut tx,
+        "COPY ballot_seats (ballot_id, slot_id, office_id, start_at, seats) FROM STDIN",
+        &seats,
+        |out, s| {
+            copy_text(out, ballot_id);
+            copy_fields(out, &[&s.slot_id as &dyn std::fmt::Display]);
+            copy_text(out, &s.office_id);
+            copy_fields(out, &[&s.start_at, &s.seats]);
+        },
+    )
+    .await?;
+    require_changed("seat", n, seats.len())?;
+    watch.lap("seats");
+    Ok(PgBegun {
+        tx,
+        steps: watch.steps,
+    })
+}
+
+/// PostgreSQL's close: one transaction, begun by [`begin_pg`] with the seats (`COPY`). The
+/// rows the close computed go by `COPY` too (the outcomes into a temporary table joined once
+/// to the entries); the appointments, notices and events are `INSERT ... SELECT` from the
+/// entries in tracking-code order (their unique indexes on the random codes are then filled
+/// in order, not at random); each withheld slot is updated once, its seats taken and the
+/// withholding lifted together (`fillfactor` and no index on `ballot_id`, migration 0017:
+/// the update stays on the page).
+async fn publish_pg(
+    begun: PublishStart,
+    b: &BallotRow,
+    owner: &str,
+    p: &ClosePublish,
+    now: i64,
+) -> Result<Option<PublishTimes>, StoreError> {
+    let mut watch = Stopwatch::start();
+    let mut begun = begun;
+    let Begun::Postgres(task) = std::mem::replace(&mut begun.0, Begun::Nothing) else {
+        return Err(StoreError::corrupt(
+            "a PostgreSQL close's write was not begun on PostgreSQL",
+        ));
+    };
+    let PgBegun {
+        mut tx,
+        steps: beside,
+    } = task
+        .await
+        .map_err(|e| StoreError::corrupt(format!("the close's seat copy stopped: {e}")))??;
+    watch.lap("wait for the seats (copied beside the close)");
     let marked = sqlx::query(MARK)
         .bind(&b.id)
         .bind(owner)
@@ -537,21 +641,6 @@ async fn publish_pg(
         return Ok(None);
     }
     watch.lap("mark");
-    let seats: Vec<&WithheldSlot> = p.seats.iter().filter(|s| s.seats > 0).collect();
-    let n = copy_in(
-        &mut tx,
-        "COPY ballot_seats (ballot_id, slot_id, office_id, start_at, seats) FROM STDIN",
-        &seats,
-        |out, s| {
-            copy_text(out, &b.id);
-            copy_fields(out, &[&s.slot_id as &dyn std::fmt::Display]);
-            copy_text(out, &s.office_id);
-            copy_fields(out, &[&s.start_at, &s.seats]);
-        },
-    )
-    .await?;
-    require_changed("seat", n, seats.len())?;
-    watch.lap("seats");
     write_outcomes_pg(&mut tx, &b.id, p).await?;
     watch.lap("outcomes");
     let placed = p.placed.len();
@@ -601,6 +690,7 @@ async fn publish_pg(
     let committing = Instant::now();
     tx.commit().await?;
     Ok(Some(PublishTimes {
+        beside,
         steps: watch.steps,
         commit: committing.elapsed(),
     }))

@@ -58,6 +58,15 @@ fn backend_wanted(name: &str) -> bool {
     std::env::var("BALLOT_CLOSE_BACKENDS").map_or(true, |v| v.split(',').any(|b| b == name))
 }
 
+/// Named phases as "name 1.23 s, …".
+fn timed_steps(steps: &[(&'static str, Duration)]) -> String {
+    steps
+        .iter()
+        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The process's peak resident set since the last [`reset_peak_rss`], in MiB.
 fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
@@ -331,30 +340,15 @@ async fn run(backend: &str, config: StoreConfig) {
         .expect("this close published");
     let total = t.elapsed();
     let peak = peak_rss_mib();
-    let steps: Vec<String> = report
-        .publish
-        .steps
-        .iter()
-        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
-        .collect();
-    let beside: Vec<String> = report
-        .publish
-        .beside
-        .iter()
-        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
-        .collect();
-    if !beside.is_empty() {
+    let steps = timed_steps(&report.publish.steps);
+    if !report.publish.beside.is_empty() {
         eprintln!(
             "ballot_close/{backend}: written beside the pure close (off the critical path): {}",
-            beside.join(", ")
+            timed_steps(&report.publish.beside)
         );
     }
     let write = report.publish.written() + report.publish.commit;
-    let read_steps: Vec<String> = report
-        .read_steps
-        .iter()
-        .map(|(step, d)| format!("{step} {:.2} s", d.as_secs_f64()))
-        .collect();
+    let read_steps = timed_steps(&report.read_steps);
     eprintln!(
         "ballot_close/{backend}: {} entries, {} placed; close {} = read {} ({}) + pure close {} + prepare {} + write {} ({}) + commit {}; \
          write + commit = {:.0}% of the close; peak RSS {peak:.0} MiB ({before:.0} MiB before the close, the close's share {:.0} MiB)",
@@ -362,11 +356,11 @@ async fn run(backend: &str, config: StoreConfig) {
         report.placed,
         secs(total),
         secs(report.read),
-        read_steps.join(", "),
+        read_steps,
         secs(report.decided),
         secs(report.prepared),
         secs(report.publish.written()),
-        steps.join(", "),
+        steps,
         secs(report.publish.commit),
         100.0 * write.as_secs_f64() / total.as_secs_f64(),
         peak - before,

@@ -33,9 +33,8 @@ pub struct CloseReport {
     pub placed: usize,
     /// Reading the entries, the seats and the offices, and building the pure input.
     pub read: Duration,
-    /// The read's parts: the entries (streamed and parsed, sorted by key) with the withheld
-    /// slots read beside them, of which the slots' read, then the input built (offices read,
-    /// the slots indexed by office, day and start).
+    /// The read's parts: the entries (streamed and parsed, sorted by key), the withheld
+    /// slots, the input built (offices read, the slots indexed by office, day and start).
     pub read_steps: Vec<(&'static str, Duration)>,
     /// The pure close: allocate and seat.
     pub decided: Duration,
@@ -308,16 +307,10 @@ impl Reservations {
         now: i64,
     ) -> Result<Option<CloseReport>, StoreError> {
         let started = Instant::now();
-        // The entries and the withheld slots are read at once (two connections): the
-        // database reads the slots while this task parses the entries.
-        let slots_read_at = std::sync::OnceLock::new();
-        let (read, slots) = tokio::try_join!(self.close_entries(b), async {
-            let slots = self.store.withheld_slots(&b.id).await;
-            let _ = slots_read_at.set(started.elapsed());
-            slots
-        })?;
+        let read = self.close_entries(b).await?;
         let entries_read = started.elapsed();
-        let slots_read = slots_read_at.get().copied().unwrap_or_default();
+        let slots = self.store.withheld_slots(&b.id).await?;
+        let slots_read = started.elapsed();
         let offices = self
             .store
             .offices()
@@ -334,9 +327,9 @@ impl Reservations {
             .map_err(|_| StoreError::corrupt("ballot seed is not 64 hex digits"))?;
         let read_time = started.elapsed();
         let read_steps = vec![
-            ("entries, and beside them the slots", entries_read),
-            ("of which the slots", slots_read),
-            ("input", read_time - entries_read),
+            ("entries", entries_read),
+            ("slots", slots_read - entries_read),
+            ("input", read_time - slots_read),
         ];
         // The write starts with what the close does not change (the seats it read), beside
         // the allocator; an error there is the publish's.

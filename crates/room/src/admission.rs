@@ -214,7 +214,8 @@ impl Admission {
         let (mut left, mut ms) = (to_go, 0u64);
         for _ in 0..PROJECTED_TICKS_MAX {
             let step = rate * tick_ms;
-            if step >= left {
+            // At the ceiling the rest is linear: counted at once below (polls ask this).
+            if step >= left || rate >= u64::from(RATE_MAX_PER_MINUTE) {
                 break;
             }
             left -= step;
@@ -227,7 +228,7 @@ impl Admission {
 }
 
 /// Ticks an ETA projects the controller's growth over, at most (an hour of 1-second ticks;
-/// the rate reaches its ceiling from its floor in far fewer).
+/// the rate reaches its ceiling from its floor in about 120, and the projection stops there).
 const PROJECTED_TICKS_MAX: u32 = 3_600;
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use sqlx::Row;
 
-use super::booking::{lite, lite_writer_of, pg, IdempotencyRecord, StoredAnswer, APPT_COLS};
-use super::{on_pool, sqlite_sql, Store, StoreError};
+use super::booking::{lite_writer_of, pg, IdempotencyRecord, StoredAnswer, APPT_COLS};
+use super::lite_read::{lite_row, LiteGet};
+use super::{keyed_read, sqlite_sql, Store, StoreError};
 use crate::booking::{AppointmentRow, HoldRow, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,14 +74,11 @@ impl Store {
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         const SQL: &str = "SELECT request_hash, format_version, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2";
-        on_pool!(self, pool, q = SQL => {
-            let row = sqlx::query(q).bind(scope).bind(key).fetch_optional(pool).await?;
-            row.map(|r| Ok(IdempotencyRecord {
-                scope: scope.to_string(), key: key.to_string(),
-                request_hash: r.try_get(0)?,
-                answer: StoredAnswer::from_columns(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
-            })).transpose()
-        })
+        keyed_read!(optional self, SQL, (scope, key), |r| Ok(IdempotencyRecord {
+            scope: scope.to_string(), key: key.to_string(),
+            request_hash: r.try_get(0)?,
+            answer: StoredAnswer::from_columns(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
+        }))
     }
 
     /// Stores an answer; if a concurrent duplicate stored one first, theirs stands.
@@ -217,13 +215,10 @@ impl Store {
 
     pub async fn application(&self, id: &str) -> Result<Option<ApplicationRecord>, StoreError> {
         const SQL: &str = "SELECT id, national_code, service, form_json, eligible, created_at FROM applications WHERE id = $1";
-        on_pool!(self, pool, q = SQL => {
-            let row = sqlx::query(q).bind(id).fetch_optional(pool).await?;
-            row.map(|r| Ok(ApplicationRecord {
-                id: r.try_get(0)?, national_code: r.try_get(1)?, service: r.try_get(2)?, form_json: r.try_get(3)?,
-                eligible: r.try_get(4)?, created_at: r.try_get(5)?,
-            })).transpose()
-        })
+        keyed_read!(optional self, SQL, (id), |r| Ok(ApplicationRecord {
+            id: r.try_get(0)?, national_code: r.try_get(1)?, service: r.try_get(2)?, form_json: r.try_get(3)?,
+            eligible: r.try_get(4)?, created_at: r.try_get(5)?,
+        }))
     }
 
     /// The paid payment of an application, if any (so paying twice never charges twice).
@@ -233,18 +228,12 @@ impl Store {
     ) -> Result<Option<PaymentRecord>, StoreError> {
         const SQL: &str = "SELECT id, application_id, amount_rials, status, gateway, created_at FROM payments \
                            WHERE application_id = $1 AND status = 'paid' AND duplicate_of IS NULL LIMIT 1";
-        on_pool!(self, pool, q = SQL => {
-            let row = sqlx::query(q).bind(application_id).fetch_optional(pool).await?;
-            row.map(|r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?)).transpose()
-        })
+        keyed_read!(optional self, SQL, (application_id), |r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?))
     }
 
     pub async fn payment(&self, id: &str) -> Result<Option<PaymentRecord>, StoreError> {
         const SQL: &str = "SELECT id, application_id, amount_rials, status, gateway, created_at FROM payments WHERE id = $1";
-        on_pool!(self, pool, q = SQL => {
-            let row = sqlx::query(q).bind(id).fetch_optional(pool).await?;
-            row.map(|r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?)).transpose()
-        })
+        keyed_read!(optional self, SQL, (id), |r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?))
     }
 
     /// Inserts a payment and its event in one transaction, unless it is paid and its
@@ -349,12 +338,12 @@ impl Store {
                 .await?
                 .map(|r| pg::appointment(&r))
                 .transpose(),
-            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(&sql))
-                .bind(tracking_code)
-                .fetch_optional(pool)
-                .await?
-                .map(|r| lite::appointment(&r))
-                .transpose(),
+            Store::Sqlite(pool) => lite_row(
+                pool,
+                &sqlite_sql(&sql),
+                [tracking_code],
+                super::lite_writer::appointment,
+            ),
         }
     }
 
@@ -367,12 +356,7 @@ impl Store {
                 .await?
                 .map(|r| pg::hold(&r))
                 .transpose(),
-            Store::Sqlite(pool) => sqlx::query(&super::sqlite_sql(sql))
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .map(|r| lite::hold(&r))
-                .transpose(),
+            Store::Sqlite(pool) => lite_row(pool, &sqlite_sql(sql), [id], super::lite_writer::hold),
         }
     }
 
@@ -384,15 +368,9 @@ impl Store {
     ) -> Result<Vec<EventRecord>, StoreError> {
         let subjects = subjects.iter().take(16).cloned().collect::<Vec<_>>();
         let sql = events_about_sql(subjects.len());
-        on_pool!(self, pool, q = &sql => {
-            let mut query = sqlx::query(q).bind(limit);
-            for s in &subjects {
-                query = query.bind(s);
-            }
-            query.fetch_all(pool).await?.iter().map(|r| Ok(EventRecord {
-                at: r.try_get(0)?, actor: r.try_get(1)?, kind: r.try_get(2)?, subject: r.try_get(3)?, payload_json: r.try_get(4)?,
-            })).collect()
-        })
+        keyed_read!(all self, &sql, (limit); subjects.iter(), |r| Ok(EventRecord {
+            at: r.try_get(0)?, actor: r.try_get(1)?, kind: r.try_get(2)?, subject: r.try_get(3)?, payload_json: r.try_get(4)?,
+        }))
     }
 }
 

@@ -4,9 +4,21 @@
 //! through sqlx's SQLite worker and its per-row values. The rows come back in batches over a
 //! bounded channel, so the reader never holds more than a few batches ahead of the consumer.
 //! One `SELECT` is one read transaction (WAL: a consistent snapshot beside the writer).
+//!
+//! Small keyed reads (a login's failure counts, an idempotency record, an application, a
+//! status page's rows) run on the calling thread instead ([`lite_rows`]), on a read-only
+//! connection that thread keeps: through sqlx each one was two thread hand-offs to a pooled
+//! connection's worker and back, and at surge rates those hand-offs (futex wakes, context
+//! switches) cost the server more CPU than the reads themselves (a quarter of it at
+//! `surge-day.toml` rate scale 1, `scenarios/loadtest/README.md`).
+
+use std::cell::RefCell;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::types::{FromSql, Value};
-use rusqlite::{params_from_iter, Connection, OpenFlags, Row, RowIndex};
+use rusqlite::{params_from_iter, Connection, OpenFlags, Params, Row, RowIndex};
 
 use super::{StoreError, SQLITE_BUSY_TIMEOUT};
 
@@ -64,6 +76,97 @@ pub(super) async fn lite_for_each<T: Send + 'static>(
         .await
         .map_err(|e| StoreError::corrupt(format!("a SQLite read panicked: {e}")))?;
     stopped.and(read)
+}
+
+/// Read-only connections a thread keeps, by database file: a worker thread of a test process
+/// may serve several stores in turn. Each is a few hundred KiB of page cache.
+const READERS_PER_THREAD: usize = 4;
+/// Prepared statements each kept connection caches (the keyed reads are a dozen).
+const READER_STATEMENTS: usize = 64;
+
+/// A kept read-only connection, with the file it was opened on (device and inode), so a file
+/// removed and created again at the same path is opened afresh rather than read stale.
+struct Reader {
+    path: PathBuf,
+    file: (u64, u64),
+    conn: Connection,
+}
+
+thread_local! {
+    static READERS: RefCell<Vec<Reader>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs one keyed `SELECT` on this thread and maps every row. For reads that touch a few
+/// pages by an index (the callers' queries are keyed or carry a `LIMIT`): the thread blocks
+/// for the read, as it would on a short lock. WAL readers do not wait for the writer.
+pub(super) fn lite_rows<T>(
+    pool: &sqlx::SqlitePool,
+    sql: &str,
+    params: impl Params,
+    mut map: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    with_reader(pool.connect_options().get_filename(), |conn| {
+        let mut statement = conn.prepare_cached(sql)?;
+        let mut rows = statement.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(map(row)?);
+        }
+        Ok(out)
+    })
+}
+
+/// [`lite_rows`]' first row, if any.
+pub(super) fn lite_row<T>(
+    pool: &sqlx::SqlitePool,
+    sql: &str,
+    params: impl Params,
+    map: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    with_reader(pool.connect_options().get_filename(), |conn| {
+        let mut statement = conn.prepare_cached(sql)?;
+        let mut rows = statement.query(params)?;
+        rows.next()?.map(map).transpose()
+    })
+}
+
+fn with_reader<R>(
+    path: &Path,
+    read: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let meta = std::fs::metadata(path).map_err(|e| StoreError::Unavailable(Arc::new(e)))?;
+    let file = (meta.dev(), meta.ino());
+    READERS.with(|cell| {
+        // Taken out while it reads, so a read that somehow nests opens its own.
+        let kept = {
+            let mut readers = cell.borrow_mut();
+            let at = readers.iter().position(|r| r.file == file && r.path == path);
+            at.map(|i| readers.remove(i))
+        };
+        let reader = match kept {
+            Some(r) => r,
+            None => {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+                conn.set_prepared_statement_cache_capacity(READER_STATEMENTS);
+                Reader {
+                    path: path.to_path_buf(),
+                    file,
+                    conn,
+                }
+            }
+        };
+        let result = read(&reader.conn);
+        let mut readers = cell.borrow_mut();
+        readers.push(reader);
+        if readers.len() > READERS_PER_THREAD {
+            readers.remove(0);
+        }
+        result
+    })
 }
 
 /// `try_get` on rusqlite's rows, as on sqlx's: the stores' row macros decode either.

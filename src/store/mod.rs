@@ -130,6 +130,62 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// A keyed read on either backend: on PostgreSQL through the pool, on SQLite on the calling
+/// thread ([`lite_read::lite_rows`]). `$sql` is PostgreSQL-style text; `($p, …)` are bound
+/// first, then each item of `; $many` (an iterator of `&String`) when given. `$decode` maps the
+/// row `$r` (sqlx's or rusqlite's: both have `try_get`) to a `Result`. `optional` gives the
+/// first row if any, `all` every row.
+macro_rules! keyed_read {
+    (@pg $pool:ident, $sql:expr, ($($p:expr),*) $(; $many:expr)?) => {{
+        #[allow(unused_mut)]
+        let mut query = sqlx::query($sql)$(.bind($p))*;
+        $(for m in $many {
+            query = query.bind(m);
+        })?
+        query
+    }};
+    (@lite ($($p:expr),*) $(; $many:expr)?) => {{
+        #[allow(unused_mut)]
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![$(&$p),*];
+        $(for m in $many {
+            params.push(m);
+        })?
+        rusqlite::params_from_iter(params)
+    }};
+    (optional $store:expr, $sql:expr, ($($p:expr),*) $(; $many:expr)?, |$r:ident| $decode:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pool) => $crate::store::lite_read::lite_row(
+                pool,
+                &$crate::store::sqlite_sql($sql),
+                keyed_read!(@lite ($($p),*) $(; $many)?),
+                |$r| $decode,
+            ),
+            $crate::store::Store::Postgres(pool) => keyed_read!(@pg pool, $sql, ($($p),*) $(; $many)?)
+                .fetch_optional(pool)
+                .await?
+                .map(|$r| $decode)
+                .transpose(),
+        }
+    };
+    (all $store:expr, $sql:expr, ($($p:expr),*) $(; $many:expr)?, |$r:ident| $decode:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pool) => $crate::store::lite_read::lite_rows(
+                pool,
+                &$crate::store::sqlite_sql($sql),
+                keyed_read!(@lite ($($p),*) $(; $many)?),
+                |$r| $decode,
+            ),
+            $crate::store::Store::Postgres(pool) => keyed_read!(@pg pool, $sql, ($($p),*) $(; $many)?)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|$r| $decode)
+                .collect(),
+        }
+    };
+}
+pub(crate) use keyed_read;
+
 /// Rewrites `$1`-style placeholders to SQLite's numbered `?1` form.
 pub(crate) fn sqlite_sql(pg: &str) -> String {
     let mut out = String::with_capacity(pg.len());

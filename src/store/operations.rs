@@ -5,7 +5,8 @@
 use sqlx::Row;
 
 use super::booking::{lite, pg};
-use super::{on_pool, Store, StoreError};
+use super::lite_read::LiteGet;
+use super::{keyed_read, on_pool, Store, StoreError};
 use crate::booking::{AppointmentRow, CardRow, HoldRow, SlotRow};
 
 /// Most appointments one office-day listing returns.
@@ -270,13 +271,10 @@ impl Store {
     /// The card of an enrolment, found by the enrolment's or the pickup's tracking code.
     pub async fn card(&self, tracking_code: &str) -> Result<Option<CardRow>, StoreError> {
         const SQL: &str = "SELECT tracking_code, office_id, ready_date, pickup_tracking_code, created_at FROM cards WHERE tracking_code = $1 OR pickup_tracking_code = $1";
-        on_pool!(self, pool, q = SQL => {
-            let row = sqlx::query(q).bind(tracking_code).fetch_optional(pool).await?;
-            row.map(|r| Ok(CardRow {
-                tracking_code: r.try_get(0)?, office_id: r.try_get(1)?, ready_date: r.try_get(2)?,
-                pickup_tracking_code: r.try_get(3)?, created_at: r.try_get(4)?,
-            })).transpose()
-        })
+        keyed_read!(optional self, SQL, (tracking_code), |r| Ok(CardRow {
+            tracking_code: r.try_get(0)?, office_id: r.try_get(1)?, ready_date: r.try_get(2)?,
+            pickup_tracking_code: r.try_get(3)?, created_at: r.try_get(4)?,
+        }))
     }
 
     /// Unsent outbox rows, oldest first, at most `limit`.

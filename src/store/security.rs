@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use super::applicants::lite_write;
-use super::{on_pool, sqlite_sql, Store, StoreError};
+use super::lite_read::LiteGet;
+use super::{keyed_read, on_pool, sqlite_sql, Store, StoreError};
 use crate::domain::{FeeSchedule, ServiceCode};
 
 /// Most audit rows one page returns.
@@ -74,15 +75,10 @@ impl Store {
             "SELECT key, failures, window_start FROM login_failures WHERE window_start > $1 AND key IN ({})",
             placeholders.join(", ")
         );
-        on_pool!(self, pool, q = &sql => {
-            let mut query = sqlx::query(q).bind(now_unix - window_secs);
-            for k in &keys {
-                query = query.bind(k.as_str());
-            }
-            query.fetch_all(pool).await?.iter().map(|r| Ok((r.try_get(0)?, FailureCount {
-                failures: r.try_get(1)?, window_start: r.try_get(2)?,
-            }))).collect()
-        })
+        let since = now_unix - window_secs;
+        keyed_read!(all self, &sql, (since); keys.iter().copied(), |r| Ok((r.try_get(0)?, FailureCount {
+            failures: r.try_get(1)?, window_start: r.try_get(2)?,
+        })))
     }
 
     /// Counts one failed login against each key, in one transaction; appends a

@@ -140,7 +140,9 @@ fn with_reader<R>(
         // Taken out while it reads, so a read that somehow nests opens its own.
         let kept = {
             let mut readers = cell.borrow_mut();
-            let at = readers.iter().position(|r| r.file == file && r.path == path);
+            let at = readers
+                .iter()
+                .position(|r| r.file == file && r.path == path);
             at.map(|i| readers.remove(i))
         };
         let reader = match kept {
@@ -243,5 +245,72 @@ mod tests {
         .await;
         assert!(stopped.is_err());
         assert_eq!(n, 5_000);
+    }
+
+    async fn sqlite_store(path: &Path) -> (crate::store::Store, sqlx::SqlitePool) {
+        let store = crate::store::Store::connect(&crate::store::StoreConfig::sqlite(path))
+            .await
+            .unwrap();
+        let crate::store::Store::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        let pool = pool.clone();
+        sqlx::query("CREATE TABLE IF NOT EXISTS t (k TEXT NOT NULL, v INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (store, pool)
+    }
+
+    fn values(pool: &sqlx::SqlitePool, k: &str) -> Vec<i64> {
+        lite_rows(pool, "SELECT v FROM t WHERE k = ?1 ORDER BY v", [k], |r| {
+            Ok(r.get::<_, i64>(0)?)
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn kept_readers_see_each_commit_and_a_file_made_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kept.db");
+        let (store, pool) = sqlite_store(&path).await;
+        assert_eq!(values(&pool, "a"), Vec::<i64>::new());
+        assert_eq!(
+            lite_row(&pool, "SELECT v FROM t WHERE k = ?1", ["a"], |r| Ok(r
+                .get::<_, i64>(
+                0
+            )?))
+            .unwrap(),
+            None
+        );
+        // A commit made elsewhere after this thread's connection was opened is seen by its
+        // next read (each statement is a read transaction of its own).
+        sqlx::query("INSERT INTO t VALUES ('a', 1), ('a', 2), ('b', 3)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(values(&pool, "a"), vec![1, 2]);
+        // A read-only connection refuses writes, whatever the SQL asks.
+        assert!(lite_rows(&pool, "DELETE FROM t RETURNING v", [], |r| Ok(
+            r.get::<_, i64>(0)?
+        ))
+        .is_err());
+        assert_eq!(values(&pool, "b"), vec![3]);
+        // The file removed and made again at the same path: read afresh, not from the kept
+        // connection to the removed file.
+        pool.close().await;
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let (_store, pool) = sqlite_store(&path).await;
+        assert_eq!(values(&pool, "a"), Vec::<i64>::new());
+        sqlx::query("INSERT INTO t VALUES ('a', 7)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(values(&pool, "a"), vec![7]);
+        // A thread keeps a few connections, the most recently used.
+        READERS.with(|r| assert!(r.borrow().len() <= READERS_PER_THREAD));
     }
 }

@@ -79,7 +79,8 @@ pub(super) async fn lite_for_each<T: Send + 'static>(
 }
 
 /// Read-only connections a thread keeps, by database file: a worker thread of a test process
-/// may serve several stores in turn. Each is a few hundred KiB of page cache.
+/// may serve several stores in turn. Each keeps SQLite's default page cache (2 MiB at most;
+/// in WAL mode it starts empty again after every commit of the writer).
 const READERS_PER_THREAD: usize = 4;
 /// Prepared statements each kept connection caches (the keyed reads are a dozen).
 const READER_STATEMENTS: usize = 64;
@@ -162,10 +163,13 @@ fn with_reader<R>(
             }
         };
         let result = read(&reader.conn);
-        let mut readers = cell.borrow_mut();
-        readers.push(reader);
-        if readers.len() > READERS_PER_THREAD {
-            readers.remove(0);
+        // A connection that failed a read is closed: the next read opens a fresh one.
+        if result.is_ok() {
+            let mut readers = cell.borrow_mut();
+            readers.push(reader);
+            if readers.len() > READERS_PER_THREAD {
+                readers.remove(0);
+            }
         }
         result
     })
@@ -295,6 +299,8 @@ mod tests {
             r.get::<_, i64>(0)?
         ))
         .is_err());
+        // The failed connection was closed; the next read opens another and sees the rows.
+        READERS.with(|r| assert!(r.borrow().iter().all(|kept| kept.path != path)));
         assert_eq!(values(&pool, "b"), vec![3]);
         // The file removed and made again at the same path: read afresh, not from the kept
         // connection to the removed file.

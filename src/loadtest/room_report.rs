@@ -92,7 +92,6 @@ pub struct RoomComparison {
     pub targets: Vec<Target>,
 }
 
-/// The targets: the run with the room against the same arrivals without it.
 /// How far from 0 the pre-queue's Spearman ρ may be and still read as a fair shuffle: 0.1, or
 /// where `n` admitted is too few for that, three standard deviations of ρ over uniformly
 /// random permutations of `n` (`1/√(n−1)`). A fixed 0.1 fails a fair shuffle of 141 about one
@@ -102,6 +101,7 @@ pub fn prequeue_rho_bound(n: u64) -> f64 {
     (3.0 * sd).max(0.1)
 }
 
+/// The targets: the run with the room against the same arrivals without it.
 pub fn room_figures(room: &Report, no_room: &Report) -> RoomComparison {
     let (w, wo) = (&room.surge, &no_room.surge);
     let mut targets = Vec::new();

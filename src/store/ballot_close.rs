@@ -608,14 +608,13 @@ async fn begin_pg(
 /// withholding lifted together (`fillfactor` and no index on `ballot_id`, migration 0017:
 /// the update stays on the page).
 async fn publish_pg(
-    begun: PublishStart,
+    mut begun: PublishStart,
     b: &BallotRow,
     owner: &str,
     p: &ClosePublish,
     now: i64,
 ) -> Result<Option<PublishTimes>, StoreError> {
     let mut watch = Stopwatch::start();
-    let mut begun = begun;
     let Begun::Postgres(task) = std::mem::replace(&mut begun.0, Begun::Nothing) else {
         return Err(StoreError::corrupt(
             "a PostgreSQL close's write was not begun on PostgreSQL",

@@ -1,7 +1,8 @@
 //! What the spawned server spent: its process CPU seconds (`/proc/<pid>/stat`, all threads)
 //! over the run, per completed journey, and per request kind from the server's own
 //! `nobat_http_cpu_microseconds_total{route,method}` (each request's task: handler and
-//! middleware). The rest (the booking writer, HTTP parsing, the sweeper, the runtime) is
+//! middleware; the server times one request in eight and scales up, so a kind with few
+//! requests is an estimate). The rest (the booking writer, HTTP parsing, the sweeper, the runtime) is
 //! reported as not attributed to a request. Sampled when arrivals start and when the drain
 //! ends, so a regression shows in the next run's report.
 

@@ -18,7 +18,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound::{Excluded, Included};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use chrono::NaiveDate;
 
@@ -76,9 +76,28 @@ impl SlotView {
 }
 
 /// A rendering of one office-day that a reader made and others reuse until the day's seats
-/// change (the view then hands out a fresh, empty one). What is rendered is the reader's
-/// business (the HTTP layer keeps the day's slots as JSON).
-pub type DayRendering = Arc<OnceLock<Rendered>>;
+/// change (the view then hands out a fresh, empty cell) or until the instant it was made to
+/// hold before, whichever comes first. What is rendered is the reader's business (the HTTP
+/// layer keeps the day's slots as JSON, good until the next of them starts: a started slot
+/// shows no free seat).
+pub type DayRendering = Arc<DayRenderingCell>;
+
+/// The cell behind a [`DayRendering`]: a reader replaces a rendering that no longer holds.
+#[derive(Debug, Default)]
+pub struct DayRenderingCell(RwLock<Option<Arc<Rendered>>>);
+
+impl DayRenderingCell {
+    /// The kept rendering, if there is one and it holds at `now`.
+    pub fn get(&self, now: UnixSeconds) -> Option<Arc<Rendered>> {
+        let kept = self.0.read().unwrap_or_else(|p| p.into_inner());
+        kept.as_ref().filter(|r| now < r.valid_before).cloned()
+    }
+
+    /// Keeps `rendering` for the next readers, in place of any earlier one.
+    pub fn set(&self, rendering: Rendered) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(rendering));
+    }
+}
 
 /// Most bytes the process keeps in shared day renderings: a crawler listing every office-day
 /// of the national network would otherwise keep them all (≈ 2,200 offices × 31 days × 4 KB).
@@ -88,28 +107,33 @@ static RENDERED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// A day's rendering, counted against `RENDERED_BYTES_MAX` while it is kept.
 #[derive(Debug)]
-pub struct Rendered(String);
+pub struct Rendered {
+    text: String,
+    /// The rendering holds while the clock is before this instant.
+    valid_before: UnixSeconds,
+}
 
 impl Rendered {
-    /// The text to keep, or `None` when the process keeps enough already (render per request).
-    pub fn keep(text: String) -> Option<Rendered> {
+    /// The text to keep until `valid_before`, or `None` when the process keeps enough already
+    /// (render per request).
+    pub fn keep(text: String, valid_before: UnixSeconds) -> Option<Rendered> {
         let len = text.len();
         RENDERED_BYTES
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 (held + len <= RENDERED_BYTES_MAX).then_some(held + len)
             })
             .ok()
-            .map(|_| Rendered(text))
+            .map(|_| Rendered { text, valid_before })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl Drop for Rendered {
     fn drop(&mut self) {
-        RENDERED_BYTES.fetch_sub(self.0.len(), Ordering::AcqRel);
+        RENDERED_BYTES.fetch_sub(self.text.len(), Ordering::AcqRel);
     }
 }
 
@@ -911,12 +935,13 @@ mod recount {
         ]);
         let pages = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         assert_eq!(pages.len(), 1);
+        const FOREVER: UnixSeconds = UnixSeconds::MAX;
         pages[0]
             .rendering
-            .set(Rendered::keep("pending".into()).unwrap())
-            .unwrap();
+            .set(Rendered::keep("pending".into(), FOREVER).unwrap());
         let before = view.day_pages("A", BASE, BASE + 48 * HOUR, opens - 1);
-        assert_eq!(before[0].rendering.get().unwrap().as_str(), "pending");
+        let kept = |page: &DayPage, now| page.rendering.get(now).map(|r| r.as_str().to_string());
+        assert_eq!(kept(&before[0], opens - 1).as_deref(), Some("pending"));
         let ids = |now| -> Vec<i64> {
             view.earliest_free("A", now, 5)
                 .iter()
@@ -925,15 +950,14 @@ mod recount {
         };
         assert_eq!(ids(opens - 1), vec![2]);
         let after = view.day_pages("A", BASE, BASE + 48 * HOUR, opens);
-        assert!(after[0].rendering.get().is_none(), "renewed at the opening");
+        assert_eq!(kept(&after[0], opens), None, "renewed at the opening");
         after[0]
             .rendering
-            .set(Rendered::keep("open".into()).unwrap())
-            .unwrap();
+            .set(Rendered::keep("open".into(), FOREVER).unwrap());
         let later = view.day_pages("A", BASE, BASE + 48 * HOUR, opens + HOUR);
         assert_eq!(
-            later[0].rendering.get().unwrap().as_str(),
-            "open",
+            kept(&later[0], opens + HOUR).as_deref(),
+            Some("open"),
             "renewed once"
         );
         assert_eq!(ids(opens), vec![1, 2]);
@@ -968,17 +992,20 @@ mod recount {
         assert_eq!(pages.len(), 2);
         for p in &pages {
             p.rendering
-                .set(Rendered::keep("rendered".into()).unwrap())
-                .unwrap();
+                .set(Rendered::keep("rendered".into(), UnixSeconds::MAX).unwrap());
         }
         view.apply(&BTreeMap::from([(1, 1)]));
         let again = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         assert!(
-            again[0].rendering.get().is_none(),
+            again[0].rendering.get(BASE).is_none(),
             "the changed day is rendered afresh"
         );
         assert_eq!(
-            again[1].rendering.get().map(Rendered::as_str),
+            again[1]
+                .rendering
+                .get(BASE)
+                .as_deref()
+                .map(Rendered::as_str),
             Some("rendered")
         );
         // A delta that changes no free seat (more taken in a full slot) keeps the rendering.
@@ -986,20 +1013,34 @@ mod recount {
         let full = view.day_pages("A", BASE, BASE + 48 * HOUR, BASE);
         full[1]
             .rendering
-            .set(Rendered::keep("full".into()).unwrap())
-            .unwrap();
+            .set(Rendered::keep("full".into(), UnixSeconds::MAX).unwrap());
         view.apply(&BTreeMap::from([(2, 1)]));
         assert_eq!(
             view.day_pages("A", BASE, BASE + 48 * HOUR, BASE)[1]
                 .rendering
-                .get()
+                .get(BASE)
+                .as_deref()
                 .map(Rendered::as_str),
             Some("full")
         );
         view.apply(&BTreeMap::from([(2, -1)]));
         assert!(view.day_pages("A", BASE, BASE + 48 * HOUR, BASE)[1]
             .rendering
-            .get()
+            .get(BASE)
             .is_none());
+    }
+
+    /// A rendering made to hold until an instant (the next start of one of its slots) is not
+    /// handed out from that instant on, and a later one takes its place.
+    #[test]
+    fn a_day_rendering_holds_until_the_instant_it_was_made_for() {
+        let cell = DayRenderingCell::default();
+        let text = |now| cell.get(now).map(|r| r.as_str().to_string());
+        cell.set(Rendered::keep("before nine".into(), BASE + 9 * HOUR).unwrap());
+        assert_eq!(text(BASE + 9 * HOUR - 1).as_deref(), Some("before nine"));
+        assert_eq!(text(BASE + 9 * HOUR), None);
+        cell.set(Rendered::keep("after nine".into(), BASE + 10 * HOUR).unwrap());
+        assert_eq!(text(BASE + 9 * HOUR).as_deref(), Some("after nine"));
+        assert_eq!(text(BASE + 10 * HOUR), None);
     }
 }

@@ -45,6 +45,14 @@ pub(super) async fn lite_write<T: Send + 'static>(
     lite_writer_of(pool)?.write(write)?.result().await
 }
 
+/// [`lite_write`] for a write of many pages (`LiteWriter::write_large`).
+pub(super) async fn lite_write_large<T: Send + 'static>(
+    pool: &sqlx::SqlitePool,
+    write: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    lite_writer_of(pool)?.write_large(write)?.result().await
+}
+
 /// A foreign key checked by hand: `sql` (one `?1` parameter) must find a row, else the write
 /// is refused as the declared constraint would refuse it.
 fn require_row(

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::ToSql;
 use rusqlite::{params, params_from_iter, Connection};
 
-use super::applicants::lite_write;
+use super::applicants::lite_write_large;
 use super::ballots::{BallotRow, WithheldSlot};
 use super::lite_writer::{in_chunks, placeholders};
 use super::{Store, StoreError};
@@ -225,7 +225,7 @@ impl Store {
             Store::Sqlite(pool) => {
                 let (id, service, owner) = (b.id.clone(), b.service.clone(), owner.to_string());
                 let submitted = Instant::now();
-                let steps = lite_write(pool, move |conn| {
+                let steps = lite_write_large(pool, move |conn| {
                     publish_lite(conn, &id, &service, &owner, &p, now)
                 })
                 .await?;

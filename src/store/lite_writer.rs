@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::ToSql;
 use rusqlite::{
@@ -76,13 +76,15 @@ struct Write {
 enum Job {
     Batch(Box<Batch>),
     Write(Write),
+    /// A write of many pages (a ballot's close), run alone with `LARGE_CACHE_KIB`.
+    Large(Write),
 }
 
 impl Job {
     fn fail(self, e: StoreError) {
         let reply = match self {
             Job::Batch(b) => b.reply,
-            Job::Write(w) => w.reply,
+            Job::Write(w) | Job::Large(w) => w.reply,
         };
         let _ = reply.send(Err(e));
     }
@@ -109,12 +111,31 @@ pub(super) struct LiteWriter {
 
 /// Most writes of their own that share one transaction.
 const WRITES_PER_TX: usize = 256;
+/// How long a write of its own waits for others to share its commit, when the thread
+/// committed within `BUSY_WITHIN` before it arrived. Each commit is an fsync of the WAL, and on
+/// a surge the applications and payments came one to a commit (the thread was never far
+/// behind): this trades a millisecond of their latency for fewer commits. An idle writer
+/// commits at once. The thread sleeps rather than waiting on the channel, so a write sent
+/// meanwhile does not wake it (a wake-up per write would cost the context switches the
+/// grouping saves, and on one core it would preempt the handlers making those writes).
+const WRITE_LINGER: Duration = Duration::from_millis(1);
+/// A commit this recent means the writer is busy: a write of its own lingers.
+const BUSY_WITHIN: Duration = Duration::from_millis(5);
 
 /// The writer threads of this process, by database file.
 static WRITERS: Mutex<Vec<(PathBuf, Weak<LiteWriter>)>> = Mutex::new(Vec::new());
 
-/// Page cache of the writer's connection: 64 MiB (SQLite's default is 2 MiB).
-const CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of the writer's connection: 8 MiB (SQLite's default is 2 MiB). Not more: each
+/// commit that follows a page split scans the cache's whole page hash, which grows with the
+/// cache and never shrinks. SQLite's `balance_nonroot` renumbers pages through the
+/// pending-byte page (262,145), so the cache's largest key stays far above the file's size
+/// and the next truncate to the file's size walks every bucket: with 64 MiB (16,384 buckets)
+/// that was 5 % of a surge-day server's CPU.
+const CACHE_KIB: i64 = 8 * 1024;
+/// Page cache for a write of many pages (`LiteWriter::write_large`: a ballot's close writes
+/// a million rows in one transaction); the connection is reopened after it, so the page
+/// hash it grew does not stay.
+const LARGE_CACHE_KIB: i64 = 64 * 1024;
 /// WAL pages between the checkpoints the writer runs after its commits (SQLite's default is
 /// 1,000). The same hot pages (slot rows, index roots) are copied back once per checkpoint, so
 /// rarer checkpoints copy less per booking; the WAL stays under ~40 MiB.
@@ -169,10 +190,27 @@ impl LiteWriter {
         &self,
         write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<Pending<T>, StoreError> {
+        self.queue(write, Job::Write)
+    }
+
+    /// [`LiteWriter::write`] for a write of many pages (a ballot's close): it runs in a
+    /// transaction of its own with a larger page cache, on a connection opened afresh after.
+    pub fn write_large<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Pending<T>, StoreError> {
+        self.queue(write, Job::Large)
+    }
+
+    fn queue<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        job: fn(Write) -> Job,
+    ) -> Result<Pending<T>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let run: WriteFn = Box::new(move |conn| Ok(Box::new(write(conn)?) as Box<dyn Any + Send>));
         self.jobs
-            .send(Job::Write(Write { run, reply }))
+            .send(job(Write { run, reply }))
             .map_err(|_| stopped())?;
         Ok(Pending {
             answer,
@@ -264,6 +302,8 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
     let mut conn: Option<Connection> = None;
     // A booking batch that arrived while writes were being grouped: it runs next.
     let mut next: Option<Job> = None;
+    // When the last transaction ended (a write of its own lingers while the writer is busy).
+    let mut last_commit: Option<Instant> = None;
     while let Some(job) = next.take().or_else(|| jobs.recv().ok()) {
         let c = match &mut conn {
             Some(c) => c,
@@ -299,25 +339,58 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
                 sound
             }
             Job::Write(first) => {
-                let mut group = vec![first];
-                while group.len() < WRITES_PER_TX {
-                    match jobs.try_recv() {
-                        Ok(Job::Write(w)) => group.push(w),
-                        Ok(batch) => {
-                            next = Some(batch);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
+                let busy = last_commit.is_some_and(|t| t.elapsed() < BUSY_WITHIN);
+                let group = group_writes(first, &jobs, &mut next, busy);
                 run_writes(c, group)
             }
+            Job::Large(write) => {
+                // The connection is dropped after (below): the page hash this grows only
+                // shrinks with a new connection.
+                match c.pragma_update(None, "cache_size", -LARGE_CACHE_KIB) {
+                    Ok(()) => {
+                        run_writes(c, vec![write]);
+                    }
+                    Err(e) => {
+                        let _ = write.reply.send(Err(e.into()));
+                    }
+                }
+                false
+            }
         };
+        last_commit = Some(Instant::now());
         if !sound {
             // After anything but a refused write, start again from a fresh connection.
             conn = None;
         }
     }
+}
+
+/// `first` and the writes of their own queued behind it, up to `WRITES_PER_TX`; when `busy`,
+/// also those that arrive within `WRITE_LINGER`. A booking batch met on the way ends the
+/// group and is left in `next`, to run after it in its order.
+fn group_writes(
+    first: Write,
+    jobs: &std_mpsc::Receiver<Job>,
+    next: &mut Option<Job>,
+    busy: bool,
+) -> Vec<Write> {
+    let mut group = vec![first];
+    let mut lingered = !busy;
+    while group.len() < WRITES_PER_TX {
+        match jobs.try_recv() {
+            Ok(Job::Write(w)) => group.push(w),
+            Ok(batch) => {
+                *next = Some(batch);
+                break;
+            }
+            Err(std_mpsc::TryRecvError::Empty) if !lingered => {
+                lingered = true;
+                std::thread::sleep(WRITE_LINGER);
+            }
+            Err(_) => break,
+        }
+    }
+    group
 }
 
 /// Runs a group of writes of their own in one transaction, each in a savepoint, and answers

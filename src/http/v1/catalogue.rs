@@ -333,25 +333,40 @@ pub async fn list_slots(
             s
         });
     // Each office-day is rendered once and its JSON reused until the day's seats change (the
-    // view hands out a fresh rendering then); a day that has begun is rendered per request,
-    // since its started slots show no free seat whatever they have left.
+    // view hands out a fresh cell then) or until the next of its slots starts: a started slot
+    // shows no free seat whatever it has left, so a day that has begun is rendered again at
+    // each slot's start, not per request.
     let mut days = JalaliDays::default();
     let mut render = |first: UnixSeconds, last: UnixSeconds| {
         let mut out = Vec::new();
+        let mut next_start = UnixSeconds::MAX;
         for s in availability.range(id.as_str(), first, last + 1, usize::MAX) {
-            let mut dto = days.slot_dto(&s);
-            if s.start_at <= now {
-                dto.free = 0;
+            let free = if s.start_at <= now {
+                0
+            } else {
+                next_start = next_start.min(s.start_at);
+                s.free()
+            };
+            if !out.is_empty() {
+                out.push(b',');
             }
             // For a service, only a wave that holds the seats back from it (a wave for another
             // service leaves them open to this one); for any service, every pending wave, with
             // the one service it is for, if so.
             let service = service.map(ServiceCode::as_str);
-            if let Some(opens) = s.opens_after_for(now, service) {
+            let opens = s.opens_after_for(now, service);
+            let withheld = crate::reserve::ballot::withheld(s.opens_at);
+            if opens.is_none() && !withheld {
+                super::write_plain_slot_json(&mut out, &s, free);
+                continue;
+            }
+            let mut dto = days.slot_dto(&s);
+            dto.free = free;
+            if let Some(opens) = opens {
                 dto.opens_at = Some(iran_rfc3339(opens));
                 dto.opens_for = s.opens_for.as_deref().map(str::to_string);
             }
-            if crate::reserve::ballot::withheld(s.opens_at) {
+            if withheld {
                 dto.opens_at = None;
                 dto.opens_for = None;
                 dto.in_ballot = state
@@ -362,13 +377,13 @@ pub async fn list_slots(
                         closes_at: iran_rfc3339(m.closes_at),
                     });
             }
-            if !out.is_empty() {
-                out.push(b',');
-            }
             // A struct of strings and integers always serialises.
             serde_json::to_writer(&mut out, &dto).expect("SlotDto serialises");
         }
-        String::from_utf8(out).expect("serde_json writes UTF-8")
+        (
+            String::from_utf8(out).expect("serde_json writes UTF-8"),
+            next_start,
+        )
     };
     let mut body = String::from("[");
     for page in availability.day_pages(id.as_str(), start, end, now) {
@@ -377,18 +392,20 @@ pub async fn list_slots(
         // day that has a one-service wave itself.
         let whole = (first, last) == (page.first_start, page.last_start)
             && !(service.is_some() && page.service_bound);
+        let kept = whole.then(|| page.rendering.get(now)).flatten();
         let fresh;
-        let fragment: &str = match page.rendering.get() {
-            Some(kept) if whole && page.first_start > now => kept.as_str(),
-            _ => {
-                fresh = render(first, last);
-                // Kept for the next reader while the process keeps few enough (a full
-                // rendering set by another reader meanwhile is as good).
-                if let Some(kept) = (whole && page.first_start > now)
-                    .then(|| Rendered::keep(fresh.clone()))
+        let fragment: &str = match &kept {
+            Some(kept) => kept.as_str(),
+            None => {
+                let valid_before;
+                (fresh, valid_before) = render(first, last);
+                // Kept for the next reader while the process keeps few enough (a rendering
+                // set by another reader meanwhile is as good).
+                if let Some(kept) = whole
+                    .then(|| Rendered::keep(fresh.clone(), valid_before))
                     .flatten()
                 {
-                    let _ = page.rendering.set(kept);
+                    page.rendering.set(kept);
                 }
                 &fresh
             }

@@ -146,6 +146,56 @@ pub fn slot_dto(s: &SlotView) -> SlotDto {
     JalaliDays::default().slot_dto(s)
 }
 
+/// Appends a slot's JSON with `free` seats, byte for byte as [`SlotDto`] serialises when it
+/// has no opening and no ballot, from a kept prefix (`{"start":…,"capacity":`): what comes
+/// before the counts depends only on the slot's start and length, which every office on the
+/// same grid shares, so a listing re-rendered after each booking of its day no longer formats
+/// dates and Persian text per slot.
+pub fn write_plain_slot_json(out: &mut Vec<u8>, s: &SlotView, free: i64) {
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    use std::sync::{OnceLock, RwLock};
+    /// Prefixes kept at most: a month of slot starts on a few grids is a few thousand; the
+    /// map starts over if planners' hours ever make more.
+    const PREFIXES_MAX: usize = 100_000;
+    type Prefixes = RwLock<HashMap<(UnixSeconds, i64), Box<str>>>;
+    static PREFIXES: OnceLock<Prefixes> = OnceLock::new();
+    let prefixes = PREFIXES.get_or_init(Prefixes::default);
+    let key = (s.start_at, s.duration_minutes);
+    let tail = |out: &mut Vec<u8>| {
+        // Integers always write to a Vec.
+        let _ = write!(out, "{},\"free\":{free}}}", s.capacity);
+    };
+    if let Some(prefix) = prefixes.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        out.extend_from_slice(prefix.as_bytes());
+        tail(out);
+        return;
+    }
+    let dto = SlotDto {
+        capacity: 0,
+        free: 0,
+        ..slot_dto(s)
+    };
+    // A struct of strings and integers always serialises.
+    let whole = serde_json::to_string(&dto).expect("SlotDto serialises");
+    let Some(prefix) = whole.strip_suffix("0,\"free\":0}").map(str::to_string) else {
+        // Not the shape this relies on (a field after the counts): serialised whole.
+        let dto = SlotDto {
+            free,
+            ..slot_dto(s)
+        };
+        serde_json::to_writer(out, &dto).expect("SlotDto serialises");
+        return;
+    };
+    out.extend_from_slice(prefix.as_bytes());
+    tail(out);
+    let mut kept = prefixes.write().unwrap_or_else(|p| p.into_inner());
+    if kept.len() >= PREFIXES_MAX {
+        kept.clear();
+    }
+    kept.insert(key, prefix.into_boxed_str());
+}
+
 /// Resolves an (office, start) a client asked for into a bookable slot, or says precisely why
 /// not: unknown office, a service it does not offer, a start that is not RFC 3339, in the past,
 /// on a closed day, outside hours, off the slot grid, or beyond the booking window.
@@ -407,5 +457,41 @@ mod tests {
         // 2024-09-22T08:00+03:30 is 1 Mehr 1403.
         assert_eq!(jalali(1_726_979_400).0, "1403-07-01");
         assert!(jalali(1_726_979_400).1.ends_with("۰۸:۰۰"));
+    }
+
+    /// The kept-prefix rendering is byte for byte what serialising the slot's DTO gives, the
+    /// first time (prefix made) and after (prefix kept), for other counts and other offices on
+    /// the same start, and for another length at the same start.
+    #[test]
+    fn plain_slot_json_is_the_dto_serialised() {
+        let slot = |office: &str, start_at, duration_minutes, capacity, taken| SlotView {
+            id: start_at,
+            office_id: office.into(),
+            start_at,
+            duration_minutes,
+            capacity,
+            taken,
+            opens_at: None,
+            opens_for: None,
+        };
+        let start = 1_726_979_400;
+        for s in [
+            slot("A", start, 15, 4, 1),
+            slot("A", start, 15, 4, 1),
+            slot("B", start, 15, 12, 12),
+            slot("B", start, 30, 2, 0),
+            slot("C", start + 20 * 3600, 15, 3, 0),
+        ] {
+            for free in [0, s.free(), 1_000] {
+                let mut out = b"[".to_vec();
+                write_plain_slot_json(&mut out, &s, free);
+                let dto = SlotDto {
+                    free,
+                    ..slot_dto(&s)
+                };
+                let expected = format!("[{}", serde_json::to_string(&dto).unwrap());
+                assert_eq!(String::from_utf8(out).unwrap(), expected);
+            }
+        }
     }
 }

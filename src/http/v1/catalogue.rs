@@ -350,35 +350,7 @@ pub async fn list_slots(
             if !out.is_empty() {
                 out.push(b',');
             }
-            // For a service, only a wave that holds the seats back from it (a wave for another
-            // service leaves them open to this one); for any service, every pending wave, with
-            // the one service it is for, if so.
-            let service = service.map(ServiceCode::as_str);
-            let opens = s.opens_after_for(now, service);
-            let withheld = crate::reserve::ballot::withheld(s.opens_at);
-            if opens.is_none() && !withheld {
-                super::write_plain_slot_json(&mut out, &s, free);
-                continue;
-            }
-            let mut dto = days.slot_dto(&s);
-            dto.free = free;
-            if let Some(opens) = opens {
-                dto.opens_at = Some(iran_rfc3339(opens));
-                dto.opens_for = s.opens_for.as_deref().map(str::to_string);
-            }
-            if withheld {
-                dto.opens_at = None;
-                dto.opens_for = None;
-                dto.in_ballot = state
-                    .engine
-                    .ballot_of_slot(&s.office_id, s.start_at)
-                    .map(|m| super::dto::InBallotDto {
-                        ballot_id: m.ballot_id,
-                        closes_at: iran_rfc3339(m.closes_at),
-                    });
-            }
-            // A struct of strings and integers always serialises.
-            serde_json::to_writer(&mut out, &dto).expect("SlotDto serialises");
+            write_listed_slot(&state, &mut out, &mut days, &s, free, now, service);
         }
         (
             String::from_utf8(out).expect("serde_json writes UTF-8"),
@@ -422,4 +394,45 @@ pub async fn list_slots(
     let body = Bytes::from(body);
     state.answers.keep(&key, &directory, stamp, body.clone());
     Ok(answers::json(body))
+}
+
+/// Appends one slot of a listing at `now` with `free` seats shown, for `service` if given.
+fn write_listed_slot(
+    state: &AppState,
+    out: &mut Vec<u8>,
+    days: &mut JalaliDays,
+    s: &crate::reserve::SlotView,
+    free: i64,
+    now: UnixSeconds,
+    service: Option<ServiceCode>,
+) {
+    // For a service, only a wave that holds the seats back from it (a wave for another
+    // service leaves them open to this one); for any service, every pending wave, with the
+    // one service it is for, if so.
+    let service = service.map(ServiceCode::as_str);
+    let opens = s.opens_after_for(now, service);
+    let withheld = crate::reserve::ballot::withheld(s.opens_at);
+    if opens.is_none() && !withheld {
+        super::write_plain_slot_json(out, s, free);
+        return;
+    }
+    let mut dto = days.slot_dto(s);
+    dto.free = free;
+    if let Some(opens) = opens {
+        dto.opens_at = Some(iran_rfc3339(opens));
+        dto.opens_for = s.opens_for.as_deref().map(str::to_string);
+    }
+    if withheld {
+        dto.opens_at = None;
+        dto.opens_for = None;
+        dto.in_ballot = state
+            .engine
+            .ballot_of_slot(&s.office_id, s.start_at)
+            .map(|m| super::dto::InBallotDto {
+                ballot_id: m.ballot_id,
+                closes_at: iran_rfc3339(m.closes_at),
+            });
+    }
+    // A struct of strings and integers always serialises.
+    serde_json::to_writer(out, &dto).expect("SlotDto serialises");
 }

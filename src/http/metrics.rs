@@ -203,9 +203,8 @@ fn thread_cpu() -> Duration {
 
 /// A request's future with the CPU its polls took, on whichever worker thread each ran:
 /// `nobat_http_cpu_microseconds_total{route}` (sampled, see [`CPU_SAMPLE_EVERY`]) is what each
-/// kind of request costs the server in
-/// its own task (the handler and the middleware inside the router), so that the load test can
-/// say where the server's CPU went. Work done for it elsewhere (the booking writer, HTTP
+/// kind of request costs the server in its own task (the handler and the middleware inside
+/// the router), so that the load test can say where the server's CPU went. Work done for it elsewhere (the booking writer, HTTP
 /// parsing) is not in it.
 struct OnCpu<F> {
     inner: std::pin::Pin<Box<F>>,

@@ -112,7 +112,7 @@ pub(super) struct LiteWriter {
 /// Most writes of their own that share one transaction.
 const WRITES_PER_TX: usize = 256;
 /// How long a write of its own waits for others to share its commit, when the thread
-/// committed within `BUSY_WITHIN` before it arrived. Each commit is an fsync of the WAL, and on
+/// committed within `BUSY_WITHIN` before taking it up. Each commit is an fsync of the WAL, and on
 /// a surge the applications and payments came one to a commit (the thread was never far
 /// behind): this trades a millisecond of their latency for fewer commits. An idle writer
 /// commits at once. The thread sleeps rather than waiting on the channel, so a write sent
@@ -366,8 +366,8 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
 }
 
 /// `first` and the writes of their own queued behind it, up to `WRITES_PER_TX`; when `busy`,
-/// also those that arrive within `WRITE_LINGER`. A booking batch met on the way ends the
-/// group and is left in `next`, to run after it in its order.
+/// also those that arrive within `WRITE_LINGER`. A booking batch or a large write met on the
+/// way ends the group and is left in `next`, to run after it in its order.
 fn group_writes(
     first: Write,
     jobs: &std_mpsc::Receiver<Job>,

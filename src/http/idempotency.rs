@@ -6,9 +6,11 @@
 //! transaction, so the effect and its record commit together: the handler hands the writer its
 //! render function with the request (`Reservations::submit_rendered`), the writer renders the
 //! outcome there, stores the answer, and the handler sends that same answer ([`respond`]).
-//! Other POSTs (sessions, applications, payments) use [`replay_or_run`], which records the
-//! answer after the handler's own commit; those handlers are themselves safe to repeat (a
-//! payment for an already paid application returns that payment instead of charging again).
+//! Other POSTs (applications, payments, waitlist entries) use [`replay_or_run`]. Applications
+//! and payments store the answer in the transaction of their effect too ([`Recorder`]); the
+//! rest record it after the handler's own commit, and those handlers are themselves safe to
+//! repeat (a payment for an already paid application returns that payment instead of charging
+//! again).
 //!
 //! Records of format 1, written before: booking records held the engine's outcome instead. The
 //! writer still replays them, decoded and rendered afresh, while the outcome's form reads them;
@@ -22,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::problem::ProblemCode;
 use super::Problem;
 use crate::reserve::{IdempotencyKey, Rendered};
-use crate::store::{IdempotencyRecord, Store, StoredAnswer};
+use crate::store::{IdempotencyRecord, KeptAnswer, Store, StoredAnswer};
 
 /// Longest key accepted (a UUID is 36).
 const KEY_CHARS_MAX: usize = 128;
@@ -116,7 +118,85 @@ pub fn respond(answer: Rendered) -> Response {
     response
 }
 
-/// For non-booking POSTs: replays a stored answer, or runs `handler` and stores its answer.
+/// What a handler run by [`replay_or_run`] answered.
+pub enum Ran {
+    /// Its answer; `kept` when its own write stored the answer under the key, with the effect
+    /// (a [`Recorder::answer`] handed to the store, and the write done).
+    Answer {
+        status: StatusCode,
+        body: serde_json::Value,
+        kept: bool,
+    },
+    /// Its write found the key stored by a twin request that committed first, and wrote
+    /// nothing: the twin's answer is the one to give.
+    KeyTaken,
+}
+
+impl Ran {
+    /// An answer its write did not store ([`replay_or_run`] stores it after).
+    pub fn answer(status: StatusCode, body: serde_json::Value) -> Ran {
+        Ran::Answer {
+            status,
+            body,
+            kept: false,
+        }
+    }
+}
+
+/// Handed to a handler run by [`replay_or_run`]: the key its own write may store its answer
+/// under.
+pub struct Recorder {
+    key: Option<IdempotencyKey>,
+    now_unix: i64,
+}
+
+impl Recorder {
+    /// The record to write in the effect's own transaction, if the request has a key. The
+    /// handler answers `Ran::Answer { kept: true, .. }` once that write is done, or
+    /// [`Ran::KeyTaken`] if the store found the key taken.
+    pub fn answer(&self, status: StatusCode, body: &serde_json::Value) -> Option<KeptAnswer> {
+        let key = self.key.as_ref()?;
+        Some(KeptAnswer {
+            record: IdempotencyRecord {
+                scope: key.scope.clone(),
+                key: key.key.clone(),
+                request_hash: key.request_hash.clone(),
+                answer: StoredAnswer::Http {
+                    status: status.as_u16(),
+                    body: body.to_string(),
+                },
+            },
+            at_unix: self.now_unix,
+        })
+    }
+}
+
+/// The stored answer of `key`, if any; a key stored for another request is refused.
+async fn stored_answer(
+    store: &Store,
+    key: &IdempotencyKey,
+) -> Result<Option<(StatusCode, serde_json::Value)>, Problem> {
+    let Some(rec) = store.idempotency_record(&key.scope, &key.key).await? else {
+        return Ok(None);
+    };
+    if rec.request_hash != key.request_hash {
+        return Err(key_reused());
+    }
+    // Only a booking's record holds anything but an HTTP answer, and its request hash (its
+    // method and path) is never this request's.
+    let StoredAnswer::Http { status, body } = rec.answer else {
+        return Err(record_unreadable());
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    Ok(Some((status, body)))
+}
+
+/// For non-booking POSTs: replays a stored answer, or runs `handler` and makes sure its answer
+/// is stored. A handler whose write is one transaction stores the answer in it
+/// ([`Recorder::answer`]): one commit instead of two, and a retry never finds the effect
+/// without its answer, nor a twin sent at once run twice. Answers its write did not store
+/// (an early one, a refusal of the store's) are stored after it.
 pub async fn replay_or_run<F, Fut>(
     store: &Store,
     key: Option<IdempotencyKey>,
@@ -124,39 +204,52 @@ pub async fn replay_or_run<F, Fut>(
     handler: F,
 ) -> Result<(StatusCode, serde_json::Value), Problem>
 where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), Problem>>,
+    F: FnOnce(Recorder) -> Fut,
+    Fut: std::future::Future<Output = Result<Ran, Problem>>,
 {
-    let Some(key) = key else {
-        return handler().await;
-    };
-    if let Some(rec) = store.idempotency_record(&key.scope, &key.key).await? {
-        if rec.request_hash != key.request_hash {
-            return Err(key_reused());
+    if let Some(key) = &key {
+        if let Some(answer) = stored_answer(store, key).await? {
+            return Ok(answer);
         }
-        // Only a booking's record holds anything but an HTTP answer, and its request hash (its
-        // method and path) is never this request's.
-        let StoredAnswer::Http { status, body } = rec.answer else {
-            return Err(record_unreadable());
-        };
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-        return Ok((status, body));
     }
-    let (status, body) = handler().await?;
-    store
-        .put_idempotency_record(
-            &IdempotencyRecord {
-                scope: key.scope,
-                key: key.key,
-                request_hash: key.request_hash,
-                answer: StoredAnswer::Http {
-                    status: status.as_u16(),
-                    body: body.to_string(),
+    let recorder = Recorder {
+        key: key.clone(),
+        now_unix,
+    };
+    let (status, body) = match handler(recorder).await? {
+        Ran::Answer {
+            status,
+            body,
+            kept: true,
+        } => return Ok((status, body)),
+        Ran::Answer { status, body, .. } => (status, body),
+        Ran::KeyTaken => {
+            // Only a write handed a record finds its key taken, and a record needs a key.
+            let answer = match &key {
+                Some(key) => stored_answer(store, key).await?,
+                None => None,
+            };
+            return answer.ok_or_else(|| {
+                tracing::error!("a write found its idempotency key taken, but no record");
+                Problem::internal()
+            });
+        }
+    };
+    if let Some(key) = key {
+        store
+            .put_idempotency_record(
+                &IdempotencyRecord {
+                    scope: key.scope,
+                    key: key.key,
+                    request_hash: key.request_hash,
+                    answer: StoredAnswer::Http {
+                        status: status.as_u16(),
+                        body: body.to_string(),
+                    },
                 },
-            },
-            now_unix,
-        )
-        .await?;
+                now_unix,
+            )
+            .await?;
+    }
     Ok((status, body))
 }

@@ -36,6 +36,84 @@ pub struct EventRecord {
     pub payload_json: String,
 }
 
+/// An idempotency record written in the transaction of the effect it answers, so a retry finds
+/// either both or neither (`http::idempotency::replay_or_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAnswer {
+    pub record: IdempotencyRecord,
+    pub at_unix: i64,
+}
+
+/// How an insert that may carry a [`KeptAnswer`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The row, its event and the answer (if one came) were committed together.
+    Done,
+    /// A payment only: the application already has a paid payment, returned; nothing was
+    /// written.
+    AlreadyPaid(PaymentRecord),
+    /// The answer's key was stored first by a twin request (same key, committed before this
+    /// one): nothing was written, and the twin's answer is the one to give.
+    KeyTaken,
+}
+
+/// Refusals a SQLite write returns to roll its savepoint back, told apart after it by the
+/// constraint they name (a savepoint is rolled back by an error only; `lite_writer`).
+const KEY_TAKEN: &str = "idempotency_keys primary key";
+const ONE_PAID: &str = "payments_one_paid";
+
+fn refused(constraint: &str) -> StoreError {
+    StoreError::Constraint {
+        constraint: constraint.to_string(),
+        source: None,
+    }
+}
+
+fn refused_as(result: &Result<(), StoreError>, constraint: &str) -> bool {
+    matches!(result, Err(StoreError::Constraint { constraint: c, source: None }) if c == constraint)
+}
+
+/// Stores an idempotency record unless its key is stored; `false` if it was.
+const PUT_ANSWER: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING";
+
+fn lite_put_answer(conn: &rusqlite::Connection, kept: &KeptAnswer) -> Result<bool, StoreError> {
+    let rec = &kept.record;
+    let (format_version, status, body) = rec.answer.columns();
+    let rows = conn
+        .prepare_cached(&sqlite_sql(PUT_ANSWER))?
+        .execute(rusqlite::params![
+            rec.scope,
+            rec.key,
+            rec.request_hash,
+            format_version,
+            status,
+            body,
+            kept.at_unix
+        ])?;
+    Ok(rows == 1)
+}
+
+async fn pg_put_answer<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    kept: &KeptAnswer,
+) -> Result<bool, StoreError> {
+    let rec = &kept.record;
+    let (format_version, status, body) = rec.answer.columns();
+    let rows = sqlx::query(PUT_ANSWER)
+        .bind(&rec.scope)
+        .bind(&rec.key)
+        .bind(&rec.request_hash)
+        .bind(format_version)
+        .bind(status)
+        .bind(body)
+        .bind(kept.at_unix)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(rows == 1)
+}
+
 /// Runs a write on the SQLite writer thread (`lite_writer`: no wait for the write lock, and
 /// a commit shared with the writes queued beside it).
 pub(super) async fn lite_write<T: Send + 'static>(
@@ -95,64 +173,46 @@ impl Store {
         rec: &IdempotencyRecord,
         now_unix: i64,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
-                           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING";
+        let kept = KeptAnswer {
+            record: rec.clone(),
+            at_unix: now_unix,
+        };
         match self {
             Store::Sqlite(pool) => {
-                let rec = rec.clone();
-                lite_write(pool, move |conn| {
-                    let (format_version, status, body) = rec.answer.columns();
-                    conn.prepare_cached(&sqlite_sql(SQL))?
-                        .execute(rusqlite::params![
-                            rec.scope,
-                            rec.key,
-                            rec.request_hash,
-                            format_version,
-                            status,
-                            body,
-                            now_unix
-                        ])?;
-                    Ok(())
-                })
-                .await
+                lite_write(pool, move |conn| lite_put_answer(conn, &kept).map(drop)).await
             }
-            Store::Postgres(pool) => {
-                let (format_version, status, body) = rec.answer.columns();
-                sqlx::query(SQL)
-                    .bind(&rec.scope)
-                    .bind(&rec.key)
-                    .bind(&rec.request_hash)
-                    .bind(format_version)
-                    .bind(status)
-                    .bind(body)
-                    .bind(now_unix)
-                    .execute(pool)
-                    .await?;
-                Ok(())
-            }
+            Store::Postgres(pool) => pg_put_answer(pool, &kept).await.map(drop),
         }
     }
 
-    /// Inserts an application, its event, and the citizen's row if this is their first, in one
-    /// transaction. `citizen` is (serial, birth date, province) from the civil registry.
+    /// Inserts an application, its event, the citizen's row if this is their first, and
+    /// `answer` if one comes, in one transaction. `citizen` is (serial, birth date, province)
+    /// from the civil registry.
     pub async fn insert_application(
         &self,
         app: &ApplicationRecord,
         citizen: (&str, &str, &str),
-    ) -> Result<(), StoreError> {
+        answer: Option<&KeptAnswer>,
+    ) -> Result<Inserted, StoreError> {
         const SQL: &str = "INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         const EVENT: &str = "INSERT INTO events (at, actor, kind, subject, payload_json) VALUES ($1, $2, 'application_created', $3, $4)";
         let payload =
             serde_json::json!({ "service": app.service, "eligible": app.eligible }).to_string();
         match self {
             Store::Sqlite(pool) => {
-                let app = app.clone();
+                let (app, answer) = (app.clone(), answer.cloned());
                 let (serial, birth_date, province) = (
                     citizen.0.to_string(),
                     citizen.1.to_string(),
                     citizen.2.to_string(),
                 );
-                lite_write(pool, move |conn| {
+                let result = lite_write(pool, move |conn| {
+                    // The answer first: a twin's stored key stops the write before its rows.
+                    if let Some(answer) = &answer {
+                        if !lite_put_answer(conn, answer)? {
+                            return Err(refused(KEY_TAKEN));
+                        }
+                    }
                     // The writer thread's connection leaves foreign keys to whoever writes
                     // through it (`lite_writer`): the service must exist.
                     require_row(
@@ -187,10 +247,20 @@ impl Store {
                         ])?;
                     Ok(())
                 })
-                .await
+                .await;
+                if refused_as(&result, KEY_TAKEN) {
+                    return Ok(Inserted::KeyTaken);
+                }
+                result.map(|()| Inserted::Done)
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                // First, so that a twin waits on the key's row and then finds it taken.
+                if let Some(answer) = answer {
+                    if !pg_put_answer(&mut *tx, answer).await? {
+                        return Ok(Inserted::KeyTaken);
+                    }
+                }
                 sqlx::query(SQL)
                     .bind(&app.id)
                     .bind(&app.national_code)
@@ -216,7 +286,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(Inserted::Done)
             }
         }
     }
@@ -244,14 +314,15 @@ impl Store {
         keyed_read!(optional self, SQL, (id), |r| payment_record(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get::<String, _>(3)?, r.try_get(4)?, r.try_get(5)?))
     }
 
-    /// Inserts a payment and its event in one transaction, unless it is paid and its
-    /// application already has a paid payment (`payments_one_paid`): then nothing is written
-    /// and that payment is returned. `Ok(None)`: this one was stored.
+    /// Inserts a payment, its event and `answer` if one comes, in one transaction, unless the
+    /// payment is paid and its application already has a paid payment (`payments_one_paid`):
+    /// then nothing is written and that payment is returned.
     pub async fn insert_payment(
         &self,
         p: &PaymentRecord,
         actor: &str,
-    ) -> Result<Option<PaymentRecord>, StoreError> {
+        answer: Option<&KeptAnswer>,
+    ) -> Result<Inserted, StoreError> {
         // The conflict target names the partial index, so a second paid payment of an
         // application is skipped whoever wins the race, on either backend.
         const SQL: &str = "INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -261,8 +332,13 @@ impl Store {
         let payload = serde_json::json!({ "payment_id": p.id, "amount_rials": p.amount_rials, "gateway": p.gateway }).to_string();
         let inserted = match self {
             Store::Sqlite(pool) => {
-                let (p, actor) = (p.clone(), actor.to_string());
-                lite_write(pool, move |conn| {
+                let (p, actor, answer) = (p.clone(), actor.to_string(), answer.cloned());
+                let result = lite_write(pool, move |conn| {
+                    if let Some(answer) = &answer {
+                        if !lite_put_answer(conn, answer)? {
+                            return Err(refused(KEY_TAKEN));
+                        }
+                    }
                     require_row(
                         conn,
                         "SELECT 1 FROM applications WHERE id = ?1",
@@ -280,22 +356,38 @@ impl Store {
                                 p.created_at
                             ])?
                             == 1;
-                    if inserted {
-                        conn.prepare_cached(&sqlite_sql(EVENT))?
-                            .execute(rusqlite::params![
-                                p.created_at,
-                                actor,
-                                kind,
-                                p.application_id,
-                                payload
-                            ])?;
+                    if !inserted {
+                        // Rolls the answer back with it: that answer told of this payment.
+                        return Err(refused(ONE_PAID));
                     }
-                    Ok(inserted)
+                    conn.prepare_cached(&sqlite_sql(EVENT))?
+                        .execute(rusqlite::params![
+                            p.created_at,
+                            actor,
+                            kind,
+                            p.application_id,
+                            payload
+                        ])?;
+                    Ok(())
                 })
-                .await?
+                .await;
+                if refused_as(&result, KEY_TAKEN) {
+                    return Ok(Inserted::KeyTaken);
+                }
+                if refused_as(&result, ONE_PAID) {
+                    false
+                } else {
+                    result?;
+                    true
+                }
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                if let Some(answer) = answer {
+                    if !pg_put_answer(&mut *tx, answer).await? {
+                        return Ok(Inserted::KeyTaken);
+                    }
+                }
                 let inserted = sqlx::query(SQL)
                     .bind(&p.id)
                     .bind(&p.application_id)
@@ -307,6 +399,7 @@ impl Store {
                     .await?
                     .rows_affected()
                     == 1;
+                // Not inserted: the transaction is dropped, and the answer with it.
                 if inserted {
                     sqlx::query(EVENT)
                         .bind(p.created_at)
@@ -316,17 +409,17 @@ impl Store {
                         .bind(&payload)
                         .execute(&mut *tx)
                         .await?;
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
                 inserted
             }
         };
         if inserted {
-            return Ok(None);
+            return Ok(Inserted::Done);
         }
         // The winner committed before this insert saw its row.
         match self.paid_payment_for(&p.application_id).await? {
-            Some(paid) => Ok(Some(paid)),
+            Some(paid) => Ok(Inserted::AlreadyPaid(paid)),
             None => Err(StoreError::corrupt(format!(
                 "application {} conflicts with a paid payment that cannot be read",
                 p.application_id

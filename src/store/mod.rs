@@ -35,7 +35,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use applicants::{events_about_sql, ApplicationRecord, EventRecord, PaymentRecord};
+pub use applicants::{
+    events_about_sql, ApplicationRecord, EventRecord, Inserted, KeptAnswer, PaymentRecord,
+};
 pub use ballot_close::{ClosePublish, PlacedOutcome, PublishTimes, SmsTemplate, UnplacedOutcome};
 pub use ballot_entries::{EntryChange, EntryRefusal, EntryWrite};
 pub use ballots::{

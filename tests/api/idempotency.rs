@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::applicant::{eligible_citizens, nearest_offices, Ready};
+use crate::applicant::{eligible_citizens, form, nearest_offices, Ready};
 use crate::helpers::{exec, scalar, TestApp, TestDb};
 use crate::on_both_backends;
 
@@ -204,4 +204,58 @@ async fn first_format_records(db: &TestDb) {
 on_both_backends!(
     first_format_booking_records_replay_or_are_refused,
     super::first_format_records
+);
+
+/// Twins of an application and of a payment, sent at once under one key (a client that timed
+/// out and retried while the first was still running): each takes effect once, and every twin
+/// gets the first one's answer, byte for byte, whichever of them reached the writer first. The
+/// answer is stored with the effect, so no twin runs again after the first committed.
+async fn twins_sent_at_once(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let citizen = &eligible_citizens(6, 1)[0];
+    let token = app.login(citizen).await;
+    let me = Ready {
+        citizen: citizen.clone(),
+        token,
+        application_id: String::new(),
+        payment_id: String::new(),
+    };
+    let twins = |path: &'static str, key: &'static str, body: Value| {
+        let me = &me;
+        let app = &app;
+        futures_util::future::join_all((0..6).map(move |_| {
+            let body = body.clone();
+            async move { send(app, me, path, key, &body).await }
+        }))
+    };
+    let applied = json!({ "service": "first_issuance", "form": form(citizen) });
+    let answers = twins("/v1/applications", "k-apply", applied).await;
+    assert_eq!(answers[0].status, 201, "{:?}", answers[0].json());
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    let application_id = answers[0].json()["application_id"].clone();
+    let own = format!(
+        "SELECT COUNT(*) FROM applications WHERE national_code = '{}'",
+        citizen.national_code
+    );
+    assert_eq!(scalar(&app.store, &own).await, 1);
+    assert_eq!(
+        record(&app, "k-apply").await,
+        (2, 201, String::from_utf8(answers[0].body.clone()).unwrap())
+    );
+
+    let paid = json!({ "application_id": application_id, "sandbox_outcome": "decline" });
+    let answers = twins("/v1/payments", "k-pay", paid).await;
+    assert_eq!(answers[0].status, 201, "{:?}", answers[0].json());
+    assert_eq!(answers[0].json()["status"], "declined");
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(
+        scalar(&app.store, "SELECT COUNT(*) FROM payments").await,
+        1,
+        "a declined payment is not deduplicated by the application: only the key kept it once"
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    twins_sent_at_once_take_effect_once,
+    super::twins_sent_at_once
 );

@@ -231,14 +231,14 @@ async fn applications_and_payments_need_their_parents(db: &TestDb) {
     let citizen = ("ه29/289467", "1997-04-18", "tehran");
     let events = "SELECT COUNT(*) FROM events";
     let no_service = store
-        .insert_application(&app("a9", "no_such_service"), citizen)
+        .insert_application(&app("a9", "no_such_service"), citizen, None)
         .await;
     assert!(
         matches!(no_service, Err(StoreError::Constraint { .. })),
         "{no_service:?}"
     );
     let no_application = store
-        .insert_payment(&pay("p9", "no_such_application"), "0499370899")
+        .insert_payment(&pay("p9", "no_such_application"), "0499370899", None)
         .await;
     assert!(
         matches!(no_application, Err(StoreError::Constraint { .. })),
@@ -252,11 +252,11 @@ async fn applications_and_payments_need_their_parents(db: &TestDb) {
     assert_eq!(scalar(&store, events).await, 0);
 
     store
-        .insert_application(&app("a3", "first_issuance"), citizen)
+        .insert_application(&app("a3", "first_issuance"), citizen, None)
         .await
         .unwrap();
     store
-        .insert_payment(&pay("p3", "a3"), "0499370899")
+        .insert_payment(&pay("p3", "a3"), "0499370899", None)
         .await
         .unwrap();
     assert_eq!(
@@ -299,6 +299,131 @@ async fn applications_and_payments_need_their_parents(db: &TestDb) {
 on_both_backends!(
     applications_and_payments_need_their_parents,
     super::applications_and_payments_need_their_parents
+);
+
+/// An answer handed to an application's or a payment's insert commits with it, or not at all:
+/// a key stored first (a twin request) writes nothing, and a payment refused because the
+/// application is paid leaves no answer claiming it was made.
+async fn answers_commit_with_their_effect(db: &TestDb) {
+    use nobat::booking::PaymentStatus;
+    use nobat::store::{
+        ApplicationRecord, IdempotencyRecord, Inserted, KeptAnswer, PaymentRecord, StoredAnswer,
+    };
+    let store = db.store().await;
+    fixture(&store).await;
+    let code = "0499370899";
+    let app = |id: &str| ApplicationRecord {
+        id: id.into(),
+        national_code: code.into(),
+        service: "first_issuance".into(),
+        form_json: "{}".into(),
+        eligible: true,
+        created_at: 5,
+    };
+    let pay = |id: &str, status: PaymentStatus| PaymentRecord {
+        id: id.into(),
+        application_id: "kept-a1".into(),
+        amount_rials: 600_000,
+        status,
+        gateway: "sandbox".into(),
+        created_at: 6,
+    };
+    let answer = |key: &str, body: &str| KeptAnswer {
+        record: IdempotencyRecord {
+            scope: code.into(),
+            key: key.into(),
+            request_hash: format!("hash of {key}"),
+            answer: StoredAnswer::Http {
+                status: 201,
+                body: body.into(),
+            },
+        },
+        at_unix: 9,
+    };
+    let citizen = ("ه29/289467", "1997-04-18", "tehran");
+
+    let first = answer("app-key", "first application");
+    let done = store
+        .insert_application(&app("kept-a1"), citizen, Some(&first))
+        .await
+        .unwrap();
+    assert_eq!(done, Inserted::Done);
+    assert_eq!(
+        store.idempotency_record(code, "app-key").await.unwrap(),
+        Some(first.record.clone())
+    );
+    let twin = answer("app-key", "a twin's application");
+    let taken = store
+        .insert_application(&app("kept-a2"), citizen, Some(&twin))
+        .await
+        .unwrap();
+    assert_eq!(taken, Inserted::KeyTaken);
+    let applications = "SELECT COUNT(*) FROM applications WHERE id LIKE 'kept-%'";
+    let events = "SELECT COUNT(*) FROM events WHERE subject LIKE 'kept-%'";
+    let rows = (
+        scalar(&store, applications).await,
+        scalar(&store, events).await,
+    );
+    assert_eq!(rows, (1, 1), "applications and events");
+    assert_eq!(
+        store.idempotency_record(code, "app-key").await.unwrap(),
+        Some(first.record.clone()),
+        "the first answer stands"
+    );
+
+    let declined = answer("declined-key", "declined");
+    let done = store
+        .insert_payment(
+            &pay("kept-p1", PaymentStatus::Declined),
+            code,
+            Some(&declined),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, Inserted::Done);
+    let paid = answer("paid-key", "paid");
+    let done = store
+        .insert_payment(&pay("kept-p2", PaymentStatus::Paid), code, Some(&paid))
+        .await
+        .unwrap();
+    assert_eq!(done, Inserted::Done);
+    // The application is paid: the third is refused, and so is its answer.
+    let again = answer("again-key", "paid again");
+    let refused = store
+        .insert_payment(&pay("kept-p3", PaymentStatus::Paid), code, Some(&again))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        Inserted::AlreadyPaid(pay("kept-p2", PaymentStatus::Paid))
+    );
+    assert_eq!(
+        store.idempotency_record(code, "again-key").await.unwrap(),
+        None
+    );
+    // A declined payment under a key already stored: nothing is written.
+    let twin = store
+        .insert_payment(
+            &pay("kept-p4", PaymentStatus::Declined),
+            code,
+            Some(&declined),
+        )
+        .await
+        .unwrap();
+    assert_eq!(twin, Inserted::KeyTaken);
+    assert_eq!(store.payment("kept-p4").await.unwrap(), None);
+    let payments = "SELECT COUNT(*) FROM payments WHERE application_id = 'kept-a1'";
+    let answers = "SELECT COUNT(*) FROM idempotency_keys";
+    let rows = (
+        scalar(&store, payments).await,
+        scalar(&store, events).await,
+        scalar(&store, answers).await,
+    );
+    assert_eq!(rows, (2, 3, 3), "payments, events and answers");
+}
+on_both_backends!(
+    answers_commit_with_their_effect,
+    super::answers_commit_with_their_effect
 );
 
 async fn offices_round_trip(db: &TestDb) {

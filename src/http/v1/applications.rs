@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
+use super::bookings::own_application;
 use super::dto::{
     ApplicationRequest, ApplicationResponse, EligibilityDto, FormDto, PaymentRequest,
     PaymentResponse, RuleDto,
@@ -17,11 +18,11 @@ use crate::domain::time::iran_date;
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::ApiJson;
-use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash};
+use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash, Ran};
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::ports::payments::SandboxOutcome;
-use crate::store::{ApplicationRecord, PaymentRecord};
+use crate::store::{ApplicationRecord, Inserted, PaymentRecord};
 
 fn raw_form(f: &FormDto) -> RawApplicationForm {
     let person = |p: &super::dto::PersonDto| RawPerson {
@@ -83,80 +84,92 @@ pub async fn create_application(
     let scope = applicant.national_code.to_string();
     let now = state.engine.clock().now();
     let idem = engine_key(&scope, key, hash);
-    let (status, body) = replay_or_run(&state.store, idem, now.timestamp(), || async {
-        let service = ServiceCode::parse(&req.service)?;
-        if service == ServiceCode::CardPickup {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ProblemCode::ServiceNotBookable,
-                "card pickup is booked by the office when biometrics are taken",
-            ));
-        }
-        let form = ApplicationForm::parse(&raw_form(&req.form)).map_err(|errors| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ProblemCode::InvalidForm,
-                format!("{} field(s) are invalid", errors.len()),
-            )
-            .with_errors(&errors)
-        })?;
-        if form.personal.national_code != applicant.national_code {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ProblemCode::NationalCodeMismatch,
-                "the form's national code is not the logged-in applicant's",
-            ));
-        }
-        let eligibility = form.eligibility(iran_date(now));
-        let failed: Vec<RuleDto> = eligibility
-            .failed
-            .iter()
-            .map(|r| RuleDto {
-                code: r.code().to_string(),
-                detail: r.message(),
-            })
-            .collect();
-        if !eligibility.is_eligible() {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ProblemCode::NotEligible,
-                "the applicant is not eligible for a card",
-            )
-            .with_extra(serde_json::json!({ "failed": failed })));
-        }
-        let record = ApplicationRecord {
-            id: state.engine.ids().opaque("app"),
-            national_code: scope.clone(),
-            service: service.to_string(),
-            form_json: serde_json::to_string(&req.form).unwrap_or_default(),
-            eligible: true,
-            created_at: now.timestamp(),
-        };
-        let province = state
-            .registry
-            .lookup(&form.personal.national_code)
-            .map(|c| c.province)
-            .unwrap_or_default();
-        let serial = form.personal.birth_certificate_serial.to_string();
-        let birth_date = form.personal.birth_date.to_string();
-        state
-            .store
-            .insert_application(&record, (&serial, &birth_date, &province))
-            .await?;
-        let response = ApplicationResponse {
-            application_id: record.id,
-            service: record.service,
-            eligibility: EligibilityDto {
+    let state = &state;
+    let (status, body) =
+        replay_or_run(&state.store, idem, now.timestamp(), |recorder| async move {
+            let service = ServiceCode::parse(&req.service)?;
+            if service == ServiceCode::CardPickup {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ProblemCode::ServiceNotBookable,
+                    "card pickup is booked by the office when biometrics are taken",
+                ));
+            }
+            let form = ApplicationForm::parse(&raw_form(&req.form)).map_err(|errors| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ProblemCode::InvalidForm,
+                    format!("{} field(s) are invalid", errors.len()),
+                )
+                .with_errors(&errors)
+            })?;
+            if form.personal.national_code != applicant.national_code {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ProblemCode::NationalCodeMismatch,
+                    "the form's national code is not the logged-in applicant's",
+                ));
+            }
+            let eligibility = form.eligibility(iran_date(now));
+            let failed: Vec<RuleDto> = eligibility
+                .failed
+                .iter()
+                .map(|r| RuleDto {
+                    code: r.code().to_string(),
+                    detail: r.message(),
+                })
+                .collect();
+            if !eligibility.is_eligible() {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ProblemCode::NotEligible,
+                    "the applicant is not eligible for a card",
+                )
+                .with_extra(serde_json::json!({ "failed": failed })));
+            }
+            let record = ApplicationRecord {
+                id: state.engine.ids().opaque("app"),
+                national_code: scope.clone(),
+                service: service.to_string(),
+                form_json: serde_json::to_string(&req.form).unwrap_or_default(),
                 eligible: true,
-                failed,
-            },
-        };
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(response).unwrap_or_default(),
-        ))
-    })
-    .await?;
+                created_at: now.timestamp(),
+            };
+            let province = state
+                .registry
+                .lookup(&form.personal.national_code)
+                .map(|c| c.province)
+                .unwrap_or_default();
+            let serial = form.personal.birth_certificate_serial.to_string();
+            let birth_date = form.personal.birth_date.to_string();
+            let response = ApplicationResponse {
+                application_id: record.id.clone(),
+                service: record.service.clone(),
+                eligibility: EligibilityDto {
+                    eligible: true,
+                    failed,
+                },
+            };
+            let body = serde_json::to_value(response).unwrap_or_default();
+            let answer = recorder.answer(StatusCode::CREATED, &body);
+            let citizen = (serial.as_str(), birth_date.as_str(), province.as_str());
+            Ok(
+                match state
+                    .store
+                    .insert_application(&record, citizen, answer.as_ref())
+                    .await?
+                {
+                    Inserted::KeyTaken => Ran::KeyTaken,
+                    // `AlreadyPaid` is a payment's only.
+                    Inserted::Done | Inserted::AlreadyPaid(_) => Ran::Answer {
+                        status: StatusCode::CREATED,
+                        body,
+                        kept: answer.is_some(),
+                    },
+                },
+            )
+        })
+        .await?;
     Ok((status, Json(body)))
 }
 
@@ -184,71 +197,69 @@ pub async fn create_payment(
     let scope = applicant.national_code.to_string();
     let now = state.engine.clock().now();
     let idem = engine_key(&scope, key, hash);
-    let (status, body) = replay_or_run(&state.store, idem, now.timestamp(), || async {
-        let sandbox = match req.sandbox_outcome.as_deref() {
-            None | Some("approve") => SandboxOutcome::Approve,
-            Some("decline") => SandboxOutcome::Decline,
-            Some(other) => {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    ProblemCode::InvalidSandboxOutcome,
-                    format!("sandbox_outcome is approve or decline, not {other:?}"),
-                ))
+    let state = &state;
+    let (status, body) =
+        replay_or_run(&state.store, idem, now.timestamp(), |recorder| async move {
+            let sandbox = match req.sandbox_outcome.as_deref() {
+                None | Some("approve") => SandboxOutcome::Approve,
+                Some("decline") => SandboxOutcome::Decline,
+                Some(other) => {
+                    return Err(Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ProblemCode::InvalidSandboxOutcome,
+                        format!("sandbox_outcome is approve or decline, not {other:?}"),
+                    ))
+                }
+            };
+            let (app, service) = own_application(state, &applicant, &req.application_id).await?;
+            if let Some(paid) = state.store.paid_payment_for(&app.id).await? {
+                return Ok(Ran::answer(StatusCode::OK, paid_body(&paid)));
             }
-        };
-        let app = state
-            .store
-            .application(&req.application_id)
-            .await?
-            .filter(|a| a.national_code == scope)
-            .ok_or_else(|| {
+            let year = JalaliDate::from_gregorian(iran_date(now)).year();
+            let amount = state.fees.fee_rials(service, year).ok_or_else(|| {
                 Problem::new(
-                    StatusCode::NOT_FOUND,
-                    ProblemCode::ApplicationNotFound,
-                    "no such application",
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ProblemCode::NoTariff,
+                    format!("no fee is published for {service} in {year}"),
                 )
             })?;
-        if let Some(paid) = state.store.paid_payment_for(&app.id).await? {
-            return Ok((
-                StatusCode::OK,
-                serde_json::to_value(payment_response(&paid)).unwrap_or_default(),
-            ));
-        }
-        let service = ServiceCode::parse(&app.service)?;
-        let year = JalaliDate::from_gregorian(iran_date(now)).year();
-        let amount = state.fees.fee_rials(service, year).ok_or_else(|| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ProblemCode::NoTariff,
-                format!("no fee is published for {service} in {year}"),
+            let amount_rials = i64::try_from(amount).unwrap_or(i64::MAX);
+            // Keyed by the application: a charge racing this one for the same application is the
+            // same order at the gateway, which settles it once.
+            let status = state.payments.charge(&app.id, amount_rials, sandbox);
+            let record = PaymentRecord {
+                id: state.engine.ids().opaque("pay"),
+                application_id: app.id.clone(),
+                amount_rials,
+                status,
+                gateway: state.payments.name().to_string(),
+                created_at: now.timestamp(),
+            };
+            let body = paid_body(&record);
+            let answer = recorder.answer(StatusCode::CREATED, &body);
+            Ok(
+                match state
+                    .store
+                    .insert_payment(&record, &scope, answer.as_ref())
+                    .await?
+                {
+                    Inserted::Done => Ran::Answer {
+                        status: StatusCode::CREATED,
+                        body,
+                        kept: answer.is_some(),
+                    },
+                    // Another request paid this application first; this one recorded nothing.
+                    Inserted::AlreadyPaid(paid) => Ran::answer(StatusCode::OK, paid_body(&paid)),
+                    Inserted::KeyTaken => Ran::KeyTaken,
+                },
             )
-        })?;
-        let amount_rials = i64::try_from(amount).unwrap_or(i64::MAX);
-        // Keyed by the application: a charge racing this one for the same application is the
-        // same order at the gateway, which settles it once.
-        let status = state.payments.charge(&app.id, amount_rials, sandbox);
-        let record = PaymentRecord {
-            id: state.engine.ids().opaque("pay"),
-            application_id: app.id.clone(),
-            amount_rials,
-            status,
-            gateway: state.payments.name().to_string(),
-            created_at: now.timestamp(),
-        };
-        if let Some(paid) = state.store.insert_payment(&record, &scope).await? {
-            // Another request paid this application first; this one recorded nothing.
-            return Ok((
-                StatusCode::OK,
-                serde_json::to_value(payment_response(&paid)).unwrap_or_default(),
-            ));
-        }
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(payment_response(&record)).unwrap_or_default(),
-        ))
-    })
-    .await?;
+        })
+        .await?;
     Ok((status, Json(body)))
+}
+
+fn paid_body(p: &PaymentRecord) -> serde_json::Value {
+    serde_json::to_value(payment_response(p)).unwrap_or_default()
 }
 
 fn payment_response(p: &PaymentRecord) -> PaymentResponse {

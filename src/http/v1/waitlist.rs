@@ -26,7 +26,7 @@ use crate::booking::{
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::{ApiJson, ApiPath};
-use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash};
+use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash, Ran};
 use crate::http::{AppState, Problem};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -139,10 +139,10 @@ pub async fn join_waitlist(
     let now = state.engine.clock().now().timestamp();
     // Joining is itself safe to repeat (the same request answers 200 with the entry); the key
     // makes a retry answer what the first got (201 rather than 200, or the refusal).
-    let (status, body) = replay_or_run(&state.store, idem, now, || async {
+    let (status, body) = replay_or_run(&state.store, idem, now, |_| async {
         let (status, entry) = join(&state, &applicant, &req).await?;
         let body = serde_json::to_value(entry).map_err(|_| Problem::internal())?;
-        Ok((status, body))
+        Ok(Ran::answer(status, body))
     })
     .await?;
     Ok((status, Json(body)).into_response())

@@ -235,20 +235,10 @@ where
             });
         }
     };
-    if let Some(key) = key {
+    let recorder = Recorder { key, now_unix };
+    if let Some(kept) = recorder.answer(status, &body) {
         store
-            .put_idempotency_record(
-                &IdempotencyRecord {
-                    scope: key.scope,
-                    key: key.key,
-                    request_hash: key.request_hash,
-                    answer: StoredAnswer::Http {
-                        status: status.as_u16(),
-                        body: body.to_string(),
-                    },
-                },
-                now_unix,
-            )
+            .put_idempotency_record(&kept.record, kept.at_unix)
             .await?;
     }
     Ok((status, body))

@@ -45,6 +45,12 @@ impl Metrics {
                             &BATCH_BUCKETS,
                         )
                     })
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full("nobat_sqlite_writes_per_transaction".into()),
+                            &BATCH_BUCKETS,
+                        )
+                    })
                     // A full name is matched before a suffix.
                     .and_then(|b| {
                         b.set_buckets_for_metric(

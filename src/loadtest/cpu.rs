@@ -4,7 +4,8 @@
 //! middleware; the server times one request in eight and scales up, so a kind with few
 //! requests is an estimate). The rest (the booking writer, HTTP parsing, the sweeper, the runtime) is
 //! reported as not attributed to a request. Sampled when arrivals start and when the drain
-//! ends, so a regression shows in the next run's report.
+//! ends, so a regression shows in the next run's report. Beside the CPU, the database's
+//! commits (`Commits`): each is an fsync, the largest cost per journey below saturation.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,35 @@ pub struct Sample {
     pub cpu_secs: f64,
     /// (method, route) → (CPU µs in the request's task, requests).
     pub routes: BTreeMap<(String, String), (f64, f64)>,
+    /// The commit counters (`COMMIT_SERIES`), by series as exposed (name and labels).
+    pub commits: BTreeMap<String, f64>,
+}
+
+/// The series `Commits` is made of: booking batches (both backends) and the SQLite writer
+/// thread's transactions by kind and its writes per transaction (`store::lite_writer`).
+const COMMIT_SERIES: [&str; 5] = [
+    "nobat_booking_batch_size_sum",
+    "nobat_booking_batch_size_count",
+    SQLITE_TRANSACTIONS,
+    "nobat_sqlite_writes_per_transaction_sum",
+    "nobat_sqlite_writes_per_transaction_count",
+];
+
+/// The writer thread's transactions, one series per `kind` label.
+const SQLITE_TRANSACTIONS: &str = "nobat_sqlite_transactions_total";
+
+/// What the database committed over the run, per completed journey where it helps.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Commits {
+    /// Booking batches (one transaction each, on either backend).
+    pub booking_batches: u64,
+    pub booking_requests_per_batch: f64,
+    /// SQLite: every transaction of the writer thread by what it ran (`booking_batch`,
+    /// `writes`: applications, payments and other writes of their own grouped, `large_write`);
+    /// empty on PostgreSQL, where each such write is a transaction of its request.
+    pub sqlite_transactions: BTreeMap<String, u64>,
+    pub sqlite_transactions_per_journey: Option<f64>,
+    pub sqlite_writes_per_transaction: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +69,7 @@ pub struct ServerCpu {
     pub by_route: Vec<RouteCpu>,
     /// CPU outside any request's task: the booking writer, HTTP parsing, sweeper, runtime.
     pub not_attributed_secs: f64,
+    pub commits: Commits,
 }
 
 /// User + system CPU seconds of a process, all its threads.
@@ -69,15 +100,15 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 pub fn parse_metrics(text: &str) -> BTreeMap<(String, String), (f64, f64)> {
     let mut routes: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
     for line in text.lines() {
-        let (is_cpu, rest) =
-            if let Some(r) = line.strip_prefix("nobat_http_cpu_microseconds_total{") {
-                (true, r)
-            } else if let Some(r) = line.strip_prefix("nobat_http_requests_total{") {
-                (false, r)
-            } else {
-                continue;
-            };
-        let Some((labels, value)) = rest.rsplit_once('}') else {
+        let (is_cpu, rest) = if let Some(r) = line.strip_prefix("nobat_http_cpu_microseconds_total")
+        {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("nobat_http_requests_total") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.strip_prefix('{').and_then(|r| r.rsplit_once('}')) else {
             continue;
         };
         let (Some(route), Some(method), Ok(value)) = (
@@ -99,6 +130,64 @@ pub fn parse_metrics(text: &str) -> BTreeMap<(String, String), (f64, f64)> {
     routes
 }
 
+/// The `COMMIT_SERIES` values of an exposition.
+pub fn parse_commits(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| COMMIT_SERIES.iter().any(|s| line.starts_with(s)))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_string(), value.trim().parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+/// The commits between two readings of `parse_commits`.
+fn commits_between(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    journeys: u64,
+) -> Commits {
+    let delta = |series: &str| {
+        (after.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0))
+            .max(0.0)
+    };
+    let ratio = |sum: f64, count: f64| {
+        if count > 0.0 {
+            round1(sum / count)
+        } else {
+            0.0
+        }
+    };
+    let batches = delta("nobat_booking_batch_size_count");
+    let sqlite_transactions: BTreeMap<String, u64> = after
+        .keys()
+        .filter_map(|series| {
+            let kind = label(series.strip_prefix(SQLITE_TRANSACTIONS)?, "kind")?;
+            Some((kind.to_string(), delta(series).round() as u64))
+        })
+        .collect();
+    let (sqlite_transactions_per_journey, sqlite_writes_per_transaction) =
+        if sqlite_transactions.is_empty() {
+            (None, None)
+        } else {
+            let total: u64 = sqlite_transactions.values().sum();
+            (
+                Some(round3(total as f64 / journeys.max(1) as f64)),
+                Some(ratio(
+                    delta("nobat_sqlite_writes_per_transaction_sum"),
+                    delta("nobat_sqlite_writes_per_transaction_count"),
+                )),
+            )
+        };
+    Commits {
+        booking_batches: batches.round() as u64,
+        booking_requests_per_batch: ratio(delta("nobat_booking_batch_size_sum"), batches),
+        sqlite_transactions,
+        sqlite_transactions_per_journey,
+        sqlite_writes_per_transaction,
+    }
+}
+
 /// Reads the server's CPU and its per-route counters now.
 pub async fn sample(pid: u32, client: &reqwest::Client, base_url: &str) -> Option<Sample> {
     let cpu_secs = process_cpu_secs(pid)?;
@@ -114,6 +203,7 @@ pub async fn sample(pid: u32, client: &reqwest::Client, base_url: &str) -> Optio
     Some(Sample {
         cpu_secs,
         routes: parse_metrics(&text),
+        commits: parse_commits(&text),
     })
 }
 
@@ -149,6 +239,7 @@ pub fn between(before: &Sample, after: &Sample, journeys: u64) -> ServerCpu {
         cpu_us_per_request: round1(cpu_secs * 1e6 / requests.max(1) as f64),
         by_route,
         not_attributed_secs: round3((cpu_secs - attributed).max(0.0)),
+        commits: commits_between(&before.commits, &after.commits, journeys),
     }
 }
 
@@ -180,6 +271,28 @@ pub fn markdown(c: &ServerCpu) -> String {
             r.method, r.route, r.requests, r.cpu_secs, r.cpu_us_per_request
         );
     }
+    let k = &c.commits;
+    let _ = write!(
+        s,
+        "\nCommits: {} booking batches ({:.1} requests each)",
+        k.booking_batches, k.booking_requests_per_batch
+    );
+    if let (Some(per_journey), Some(writes)) = (
+        k.sqlite_transactions_per_journey,
+        k.sqlite_writes_per_transaction,
+    ) {
+        let kinds: Vec<String> = k
+            .sqlite_transactions
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        let _ = write!(
+            s,
+            "; SQLite writer: **{per_journey:.3} transactions per journey** ({}; {writes:.1} writes per `writes` transaction)",
+            kinds.join(", ")
+        );
+    }
+    s.push_str(".\n");
     s
 }
 
@@ -197,6 +310,13 @@ mod tests {
     #[test]
     fn per_route_cpu_between_two_scrapes() {
         let before = Sample {
+            commits: parse_commits(
+                "nobat_booking_batch_size_sum 40\n\
+                 nobat_booking_batch_size_count 10\n\
+                 nobat_sqlite_transactions_total{kind=\"writes\"} 5\n\
+                 nobat_sqlite_writes_per_transaction_sum 15\n\
+                 nobat_sqlite_writes_per_transaction_count 5\n",
+            ),
             cpu_secs: 10.0,
             routes: parse_metrics(
                 "nobat_http_cpu_microseconds_total{route=\"/v1/offices\",method=\"GET\"} 1000\n\
@@ -204,6 +324,16 @@ mod tests {
             ),
         };
         let after = Sample {
+            commits: parse_commits(
+                "# TYPE nobat_booking_batch_size histogram\n\
+                 nobat_booking_batch_size_bucket{le=\"1\"} 3\n\
+                 nobat_booking_batch_size_sum 340\n\
+                 nobat_booking_batch_size_count 60\n\
+                 nobat_sqlite_transactions_total{kind=\"booking_batch\"} 50\n\
+                 nobat_sqlite_transactions_total{kind=\"writes\"} 105\n\
+                 nobat_sqlite_writes_per_transaction_sum 415\n\
+                 nobat_sqlite_writes_per_transaction_count 105\n",
+            ),
             cpu_secs: 12.5,
             routes: parse_metrics(
                 "# TYPE nobat_http_requests_total counter\n\
@@ -223,5 +353,28 @@ mod tests {
         assert_eq!(c.by_route[1].requests, 2_000);
         assert_eq!(c.by_route[1].cpu_us_per_request, 250.0);
         assert_eq!(c.not_attributed_secs, 1.0);
+        // 50 batches of 300 requests in all; 150 transactions (the 50 batches and 100 of 400 writes).
+        assert_eq!(c.commits.booking_batches, 50);
+        assert_eq!(c.commits.booking_requests_per_batch, 6.0);
+        assert_eq!(c.commits.sqlite_transactions["booking_batch"], 50);
+        assert_eq!(c.commits.sqlite_transactions["writes"], 100);
+        assert_eq!(c.commits.sqlite_transactions_per_journey, Some(1.5));
+        assert_eq!(c.commits.sqlite_writes_per_transaction, Some(4.0));
+        assert!(markdown(&c).contains("**1.500 transactions per journey**"));
+    }
+
+    #[test]
+    fn no_sqlite_writer_no_sqlite_figures() {
+        let none = BTreeMap::new();
+        let after = parse_commits(
+            "nobat_booking_batch_size_sum 8\nnobat_booking_batch_size_count 2\n\
+             nobat_http_requests_total{route=\"/v1/holds\",method=\"POST\",status=\"201\"} 8\n",
+        );
+        assert_eq!(after.len(), 2);
+        let c = commits_between(&none, &after, 4);
+        assert_eq!(c.booking_batches, 2);
+        assert_eq!(c.booking_requests_per_batch, 4.0);
+        assert!(c.sqlite_transactions.is_empty());
+        assert_eq!(c.sqlite_transactions_per_journey, None);
     }
 }

@@ -118,6 +118,10 @@ const WRITES_PER_TX: usize = 256;
 /// commits at once. The thread sleeps rather than waiting on the channel, so a write sent
 /// meanwhile does not wake it (a wake-up per write would cost the context switches the
 /// grouping saves, and on one core it would preempt the handlers making those writes).
+/// Not longer: 3 and 6 ms cut the server's CPU per journey by 8 and 15 % where the core had
+/// room (`surge-day.toml` rate scale 1), but near its edge (1.5) the writes' wait became
+/// everyone's: request p99 180 ms at 1 ms, 567 and 282 ms at 3 and 6
+/// (`scenarios/loadtest/README.md`, 2026-12-07).
 const WRITE_LINGER: Duration = Duration::from_millis(1);
 /// A commit this recent means the writer is busy: a write of its own lingers.
 const BUSY_WITHIN: Duration = Duration::from_millis(5);
@@ -336,14 +340,19 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
                 let sound =
                     !matches!(&result, Err(e) if !matches!(e, StoreError::Constraint { .. }));
                 let _ = reply.send(result);
+                count_transaction("booking_batch");
                 sound
             }
             Job::Write(first) => {
                 let busy = last_commit.is_some_and(|t| t.elapsed() < BUSY_WITHIN);
                 let group = group_writes(first, &jobs, &mut next, busy);
+                metrics::histogram!("nobat_sqlite_writes_per_transaction")
+                    .record(group.len() as f64);
+                count_transaction("writes");
                 run_writes(c, group)
             }
             Job::Large(write) => {
+                count_transaction("large_write");
                 // The connection is dropped after (below): the page hash this grows only
                 // shrinks with a new connection.
                 match c.pragma_update(None, "cache_size", -LARGE_CACHE_KIB) {
@@ -363,6 +372,12 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
             conn = None;
         }
     }
+}
+
+/// Counts a transaction of the writer thread by what it ran: each is a commit (an fsync of
+/// the WAL), the cost a surge pays most per journey, so its rate is worth watching.
+fn count_transaction(kind: &'static str) {
+    metrics::counter!("nobat_sqlite_transactions_total", "kind" => kind).increment(1);
 }
 
 /// `first` and the writes of their own queued behind it, up to `WRITES_PER_TX`; when `busy`,

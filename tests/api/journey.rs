@@ -243,6 +243,21 @@ async fn whole_journey(db: &TestDb) {
         .await
         .unwrap();
     assert!(metrics.contains("nobat_http_requests_total"), "{metrics}");
+    assert!(
+        metrics.contains("nobat_booking_batch_size_count"),
+        "{metrics}"
+    );
+    if matches!(db, TestDb::Sqlite { .. }) {
+        // The writer thread's commits by kind: this journey made both.
+        for kind in ["booking_batch", "writes"] {
+            let series = format!("nobat_sqlite_transactions_total{{kind=\"{kind}\"}} ");
+            let count = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .map(|n| n.trim().parse::<f64>().unwrap());
+            assert!(count.is_some_and(|n| n >= 1.0), "{series}: {metrics}");
+        }
+    }
     app.stop().await;
 }
 on_both_backends!(the_whole_applicant_journey, super::whole_journey);

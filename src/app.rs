@@ -338,6 +338,7 @@ impl App {
                 settings.room_join_burst_per_address,
             )),
             answers: Arc::default(),
+            owners: Arc::default(),
         });
         let relay = settings.outbox_interval.map(|every| {
             crate::ports::notify::spawn_relay(

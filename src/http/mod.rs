@@ -109,6 +109,8 @@ pub struct AppParts {
     pub rooms: Arc<room::Rooms>,
     /// Listing answers kept until the seats they show change.
     pub answers: Arc<v1::answers::Answers>,
+    /// Who owns each application this process has written or read (applications never change).
+    pub owners: Arc<v1::owners::Owners>,
 }
 
 impl AppParts {

@@ -134,6 +134,8 @@ async fn table(db: &TestDb) {
         .await;
     assert_eq!(status, 201);
     let reissue_id = reissue["application_id"].as_str().unwrap().to_string();
+    // Another applicant's application, filed (and so its owner kept) in this process.
+    let others_id = app.ready(&eligible_citizens(2, 1)[0]).await.application_id;
     let offices = nearest_offices(&app, c).await;
     let office = &offices[0];
     let office_id = office["office_id"].as_str().unwrap().to_string();
@@ -475,6 +477,20 @@ async fn table(db: &TestDb) {
             json!({ "service": "card_pickup", "form": form(c) }),
             422,
             "service_not_bookable",
+        ),
+        post(
+            "hold on another applicant's application",
+            "/v1/holds",
+            hold(&good_start, &office_id, &others_id),
+            404,
+            "application_not_found",
+        ),
+        post(
+            "pay another applicant's application",
+            "/v1/payments",
+            json!({ "application_id": others_id }),
+            404,
+            "application_not_found",
         ),
         post(
             "pay an unknown application",

@@ -10,6 +10,7 @@ use super::dto::{
     ApplicationRequest, ApplicationResponse, EligibilityDto, FormDto, PaymentRequest,
     PaymentResponse, RuleDto,
 };
+use super::owners::Owner;
 use crate::domain::applicant::{
     ApplicationForm, RawApplicationForm, RawChild, RawPerson, RawPersonal,
 };
@@ -161,11 +162,19 @@ pub async fn create_application(
                 {
                     Inserted::KeyTaken => Ran::KeyTaken,
                     // `AlreadyPaid` is a payment's only.
-                    Inserted::Done | Inserted::AlreadyPaid(_) => Ran::Answer {
-                        status: StatusCode::CREATED,
-                        body,
-                        kept: answer.is_some(),
-                    },
+                    Inserted::Done | Inserted::AlreadyPaid(_) => {
+                        // The holds and the payment that follow find their owner here.
+                        let owner = Owner {
+                            national_code: record.national_code.as_str().into(),
+                            service,
+                        };
+                        state.owners.put(&record.id, owner);
+                        Ran::Answer {
+                            status: StatusCode::CREATED,
+                            body,
+                            kept: answer.is_some(),
+                        }
+                    }
                 },
             )
         })

@@ -10,6 +10,7 @@ use super::dto::{
     AppointmentDto, BookRequest, ConfirmRequest, HoldRequest, HoldResponse, PickedDto,
     RescheduleRequest,
 };
+use super::owners::Owner;
 use super::pick::{self, seat_form, SeatForm};
 use super::receipt::appointment_dto;
 use super::{iran_rfc3339, jalali, refusal_problem, resolve_slot, slot_dto};
@@ -27,7 +28,6 @@ use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::reserve::ids::normalise_tracking_code;
 use crate::reserve::{Candidate, IdempotencyKey, Render, Rendered};
-use crate::store::ApplicationRecord;
 
 /// Alternatives offered with `slot_full`: free slots at the same office, then at the nearest
 /// other offices offering the service.
@@ -50,21 +50,43 @@ pub(super) async fn own_application(
     state: &AppState,
     applicant: &Applicant,
     id: &str,
-) -> Result<(ApplicationRecord, ServiceCode), Problem> {
-    let app = state
-        .store
-        .application(id)
-        .await?
-        .filter(|a| a.national_code == applicant.national_code.to_string())
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                ProblemCode::ApplicationNotFound,
-                "no such application",
-            )
-        })?;
-    let service = ServiceCode::parse(&app.service)?;
-    Ok((app, service))
+) -> Result<(OwnApplication, ServiceCode), Problem> {
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            ProblemCode::ApplicationNotFound,
+            "no such application",
+        )
+    };
+    let owner = match state.owners.get(id) {
+        Some(owner) => owner,
+        None => {
+            let app = state.store.application(id).await?.ok_or_else(not_found)?;
+            let owner = Owner {
+                national_code: app.national_code.into(),
+                service: ServiceCode::parse(&app.service)?,
+            };
+            state.owners.put(id, owner.clone());
+            owner
+        }
+    };
+    let national_code = applicant.national_code.to_string();
+    if *owner.national_code != *national_code {
+        return Err(not_found());
+    }
+    let app = OwnApplication {
+        id: id.to_string(),
+        national_code,
+        service: owner.service.as_str().to_string(),
+    };
+    Ok((app, owner.service))
+}
+
+/// An application the logged-in applicant filed: what a request on it names.
+pub(super) struct OwnApplication {
+    pub id: String,
+    pub national_code: String,
+    pub service: String,
 }
 
 fn slot_full_problem(

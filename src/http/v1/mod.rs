@@ -6,6 +6,7 @@ pub mod ballots;
 pub mod bookings;
 pub mod catalogue;
 pub mod dto;
+pub mod owners;
 pub mod pick;
 pub mod queue;
 pub mod receipt;

@@ -420,10 +420,22 @@ fn run_writes(conn: &mut Connection, group: Vec<Write>) -> bool {
             let savepoint = tx.savepoint()?;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&savepoint)))
                 .unwrap_or_else(|_| Err(StoreError::Sqlite(message("a write panicked"))));
-            if result.is_ok() {
-                savepoint.commit()?;
-            } // else dropped: rolled back to where it began
-            results.push(result);
+            match result {
+                Ok(value) => {
+                    savepoint.commit()?;
+                    results.push(Ok(value));
+                }
+                Err(e) => {
+                    // Dropped: rolled back to where it began. Some errors (I/O, a full disk)
+                    // make SQLite roll back the whole transaction: then the writes before
+                    // this one are gone too, and none after it may run outside a transaction.
+                    drop(savepoint);
+                    if tx.is_autocommit() {
+                        return Err(e);
+                    }
+                    results.push(Err(e));
+                }
+            }
         }
         tx.commit()?;
         Ok(results)
@@ -1159,6 +1171,49 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(rows, vec![("a".to_string(), 1), ("b".to_string(), 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_ends_the_transaction_fails_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(&dir);
+        let w = LiteWriter::shared(s.clone()).unwrap();
+        let (open_gate, gate) = std_mpsc::channel::<()>();
+        let held = w
+            .write(move |_| {
+                gate.recv().unwrap();
+                Ok(0)
+            })
+            .unwrap();
+        let pending = vec![
+            w.write(insert("a", 1)).unwrap(),
+            // What SQLite does itself on some errors (I/O, a full disk): the whole
+            // transaction rolled back, the earlier writes' savepoints with it.
+            w.write(|conn| {
+                conn.execute_batch("ROLLBACK")?;
+                Err(StoreError::corrupt("the transaction ended"))
+            })
+            .unwrap(),
+            w.write(insert("b", 2)).unwrap(),
+        ];
+        open_gate.send(()).unwrap();
+        // The held write may have been grouped with them (then it fails with them).
+        let _ = held.result().await;
+        for p in pending {
+            let result = p.result().await;
+            assert!(result.is_err(), "{result:?}");
+        }
+        let rows = |path: &std::path::Path| -> Vec<String> {
+            let conn = Connection::open(path).unwrap();
+            let mut q = conn.prepare("SELECT k FROM t ORDER BY k").unwrap();
+            let keys = q.query_map([], |r| r.get(0)).unwrap();
+            keys.collect::<Result<_, _>>().unwrap()
+        };
+        // None of the group committed: not the write after the rollback either, which
+        // outside a transaction would have committed on its own while its answer said failed.
+        assert_eq!(rows(&s.path), Vec::<String>::new());
+        assert_eq!(w.write(insert("c", 3)).unwrap().result().await.unwrap(), 3);
+        assert_eq!(rows(&s.path), vec!["c".to_string()]);
     }
 
     #[tokio::test]

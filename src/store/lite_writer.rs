@@ -1112,14 +1112,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn writes_queued_together_fail_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = settings(&dir);
+    /// A writer thread held in a first write until the returned sender sends, so that the
+    /// writes queued meanwhile run as one group; and that first write's answer.
+    fn held_writer(
+        dir: &tempfile::TempDir,
+    ) -> (
+        Arc<LiteWriter>,
+        LiteSettings,
+        std_mpsc::Sender<()>,
+        Pending<i64>,
+    ) {
+        let s = settings(dir);
         let w = LiteWriter::shared(s.clone()).unwrap();
-        // The thread is held in a first write while the others queue: they run as one group,
-        // one transaction, and the duplicate key, the panic and the refusal roll back their
-        // own savepoints only.
         let (open_gate, gate) = std_mpsc::channel::<()>();
         let held = w
             .write(move |_| {
@@ -1127,6 +1131,16 @@ mod tests {
                 Ok(0)
             })
             .unwrap();
+        (w, s, open_gate, held)
+    }
+
+    #[tokio::test]
+    async fn writes_queued_together_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // The thread is held in a first write while the others queue: they run as one group,
+        // one transaction, and the duplicate key, the panic and the refusal roll back their
+        // own savepoints only.
+        let (w, s, open_gate, held) = held_writer(&dir);
         let pending = vec![
             w.write(insert("a", 1)).unwrap(),
             w.write(insert("a", 2)).unwrap(),
@@ -1176,15 +1190,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_ends_the_transaction_fails_its_whole_group() {
         let dir = tempfile::tempdir().unwrap();
-        let s = settings(&dir);
-        let w = LiteWriter::shared(s.clone()).unwrap();
-        let (open_gate, gate) = std_mpsc::channel::<()>();
-        let held = w
-            .write(move |_| {
-                gate.recv().unwrap();
-                Ok(0)
-            })
-            .unwrap();
+        let (w, s, open_gate, held) = held_writer(&dir);
         let pending = vec![
             w.write(insert("a", 1)).unwrap(),
             // What SQLite does itself on some errors (I/O, a full disk): the whole

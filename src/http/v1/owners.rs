@@ -2,8 +2,8 @@
 //! names an application, and the request may act on it only for the applicant who filed it.
 //! An application never changes once written (no statement updates or deletes one), so a
 //! kept owner is never stale, in this process or beside others sharing a PostgreSQL database;
-//! what this process does not know it reads from the store. On a surge the read was most of a
-//! hold's own work: a reader's page cache starts again after every commit of the writer, so
+//! what this process does not know it reads from the store. On a surge the read was a third of
+//! a hold's own work: a reader's page cache starts again after every commit of the writer, so
 //! each lookup paid for its pages afresh (`scenarios/loadtest/README.md`, issue 25).
 
 use std::collections::HashMap;

@@ -124,25 +124,56 @@ impl AppParts {
 }
 
 /// Answers 503 problem+json with `Retry-After` when a request runs past [`REQUEST_TIMEOUT`]
-/// (its work is dropped: nothing is acknowledged that did not commit).
-async fn time_limit(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            // Outside the metrics middleware: counted here.
-            metrics::shed(Some(ProblemCode::Timeout));
-            let mut p = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ProblemCode::Timeout,
-                "the request took too long; retry shortly",
-            );
-            p.retry_after_secs = Some(problem::RETRY_AFTER_SECS);
-            axum::response::IntoResponse::into_response(p)
-        }
+/// (its work is dropped: nothing is acknowledged that did not commit). Every request passes
+/// through it, so it is a service of its own: `from_fn` would box its future and clone the
+/// services below it for each request.
+#[derive(Clone)]
+struct TimeLimit<S> {
+    inner: S,
+    limit: Duration,
+}
+
+type Answered = Result<axum::response::Response, std::convert::Infallible>;
+
+impl<S> tower::Service<axum::extract::Request> for TimeLimit<S>
+where
+    S: tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+    >,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Map<
+        tokio::time::Timeout<S::Future>,
+        fn(Result<Answered, tokio::time::error::Elapsed>) -> Answered,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        use futures_util::FutureExt;
+        let answer: fn(_) -> _ = |ran: Result<Answered, _>| ran.unwrap_or_else(|_| Ok(timed_out()));
+        tokio::time::timeout(self.limit, self.inner.call(request)).map(answer)
+    }
+}
+
+fn timed_out() -> axum::response::Response {
+    // Outside the metrics middleware: counted here.
+    metrics::shed(Some(ProblemCode::Timeout));
+    let mut p = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ProblemCode::Timeout,
+        "the request took too long; retry shortly",
+    );
+    p.retry_after_secs = Some(problem::RETRY_AFTER_SECS);
+    axum::response::IntoResponse::into_response(p)
 }
 
 /// The applicant API (`v1`) behind the waiting rooms' pass check ([`room::require_pass`]):
@@ -228,12 +259,21 @@ pub fn router(state: AppState, planner: Option<planner::PlannerState>) -> Router
         .with_state(state)
         // The planner's routes set their own, larger body limit (a scenario file), innermost.
         .merge(planner.map(planner::router).unwrap_or_default())
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(Problem::internal())
-        }))
-        .layer(axum::middleware::from_fn(time_limit))
-        .layer(TraceLayer::new_for_http().on_failure(log_failure))
+        // One `layer` call for the four: each call wraps every route in a boxed `Route` of its
+        // own, and a request clones the boxes of every level below the one it enters, level by
+        // level. Outermost first.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http().on_failure(log_failure))
+                .layer(CatchPanicLayer::custom(|_| {
+                    axum::response::IntoResponse::into_response(Problem::internal())
+                }))
+                .layer(tower::layer::layer_fn(|inner| TimeLimit {
+                    inner,
+                    limit: REQUEST_TIMEOUT,
+                }))
+                .layer(DefaultBodyLimit::max(BODY_BYTES_MAX)),
+        )
 }
 
 /// tower-http's default logs every 5xx at ERROR. A 503 is load shed on purpose and is
@@ -251,5 +291,44 @@ fn log_failure(
             latency_ms = latency.as_millis() as u64,
             "response failed"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::{Service, ServiceExt};
+
+    use super::*;
+
+    /// Asks a [`TimeLimit`] of 20 ms over a service that answers 200 after `after`.
+    async fn limited(after: Duration) -> axum::response::Response {
+        let inner = tower::service_fn(move |_: axum::extract::Request| async move {
+            tokio::time::sleep(after).await;
+            Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
+        });
+        let mut limited = TimeLimit {
+            inner,
+            limit: Duration::from_millis(20),
+        };
+        let request = axum::extract::Request::new(Body::empty());
+        limited.ready().await.unwrap().call(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_time_limit_is_answered_503_timeout() {
+        let started = std::time::Instant::now();
+        let answer = limited(Duration::from_secs(5)).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "cut short");
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.headers().contains_key("retry-after"));
+        let body = axum::body::to_bytes(answer.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "timeout");
+
+        let answer = limited(Duration::ZERO).await;
+        assert_eq!(answer.status(), StatusCode::OK, "in time: the inner answer");
     }
 }

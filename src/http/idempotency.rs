@@ -6,11 +6,13 @@
 //! transaction, so the effect and its record commit together: the handler hands the writer its
 //! render function with the request (`Reservations::submit_rendered`), the writer renders the
 //! outcome there, stores the answer, and the handler sends that same answer ([`respond`]).
-//! Other POSTs (applications, payments, waitlist entries) use [`replay_or_run`]. Applications
-//! and payments store the answer in the transaction of their effect too ([`Recorder`]); the
-//! rest record it after the handler's own commit, and those handlers are themselves safe to
-//! repeat (a payment for an already paid application returns that payment instead of charging
-//! again).
+//! Other POSTs (applications, payments, waitlist entries) use [`replay_or_run`], or
+//! [`run_then_replay`] where the handler does nothing before its write but check (applications:
+//! the record is read only when the write did not take effect). Applications and payments
+//! store the answer in the transaction of their effect too ([`Recorder`]); the rest record it
+//! after the handler's own commit, and those handlers are themselves safe to repeat (a payment
+//! for an already paid application returns that payment instead of charging again). Payments
+//! read first: a retry must not reach the gateway again.
 //!
 //! Records of format 1, written before: booking records held the engine's outcome instead. The
 //! writer still replays them, decoded and rendered afresh, while the outcome's form reads them;
@@ -216,14 +218,80 @@ where
         key: key.clone(),
         now_unix,
     };
-    let (status, body) = match handler(recorder).await? {
-        Ran::Answer {
+    let ran = handler(recorder).await;
+    finish(store, key, now_unix, ran, Read::Before).await
+}
+
+/// [`replay_or_run`] for a handler that does nothing before its write but read and check, and
+/// whose write stores the answer under the key whenever it takes effect: the handler runs
+/// first, and the key's record is read only when it did not take effect. Its write found the
+/// key taken (a retry, a twin), or it refused before writing: the record, if any, answers
+/// then, as it would have before the run (a retry of a request that has since taken effect
+/// gets its first answer, and a key used for another request is refused). A first request,
+/// nearly every one, is spared a read of a record that is not there; a retry pays for its
+/// checks again.
+pub async fn run_then_replay<F, Fut>(
+    store: &Store,
+    key: Option<IdempotencyKey>,
+    now_unix: i64,
+    handler: F,
+) -> Result<(StatusCode, serde_json::Value), Problem>
+where
+    F: FnOnce(Recorder) -> Fut,
+    Fut: std::future::Future<Output = Result<Ran, Problem>>,
+{
+    let recorder = Recorder {
+        key: key.clone(),
+        now_unix,
+    };
+    let ran = handler(recorder).await;
+    finish(store, key, now_unix, ran, Read::After).await
+}
+
+/// When the key's record was read: before the handler ran (none was there), or not yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Before,
+    After,
+}
+
+/// The answer to give once `handler` ran, storing it when its write did not.
+async fn finish(
+    store: &Store,
+    key: Option<IdempotencyKey>,
+    now_unix: i64,
+    ran: Result<Ran, Problem>,
+    read: Read,
+) -> Result<(StatusCode, serde_json::Value), Problem> {
+    // Whatever did not take effect defers to a record stored before it, when none was read.
+    let stored_first = |key: &Option<IdempotencyKey>| {
+        let key = key.clone().filter(|_| read == Read::After);
+        async move {
+            match key {
+                Some(key) => stored_answer(store, &key).await,
+                None => Ok(None),
+            }
+        }
+    };
+    let (status, body) = match ran {
+        Err(problem) => {
+            return match stored_first(&key).await? {
+                Some(answer) => Ok(answer),
+                None => Err(problem),
+            }
+        }
+        Ok(Ran::Answer {
             status,
             body,
             kept: true,
-        } => return Ok((status, body)),
-        Ran::Answer { status, body, .. } => (status, body),
-        Ran::KeyTaken => {
+        }) => return Ok((status, body)),
+        Ok(Ran::Answer { status, body, .. }) => {
+            if let Some(answer) = stored_first(&key).await? {
+                return Ok(answer);
+            }
+            (status, body)
+        }
+        Ok(Ran::KeyTaken) => {
             // Only a write handed a record finds its key taken, and a record needs a key.
             let answer = match &key {
                 Some(key) => stored_answer(store, key).await?,

@@ -259,3 +259,65 @@ on_both_backends!(
     twins_sent_at_once_take_effect_once,
     super::twins_sent_at_once
 );
+
+/// An application's handler runs before its key's record is read (`run_then_replay`): a retry
+/// is answered from the record its first write kept, and a key already used is still refused
+/// when its new request would be refused anyway, or written.
+async fn application_retries(db: &TestDb) {
+    let app = TestApp::spawn(db).await;
+    let citizen = &eligible_citizens(7, 1)[0];
+    let token = app.login(citizen).await;
+    let me = Ready {
+        citizen: citizen.clone(),
+        token,
+        application_id: String::new(),
+        payment_id: String::new(),
+    };
+    let apply = |service: &str| json!({ "service": service, "form": form(citizen) });
+    let applied = twice(
+        &app,
+        &me,
+        "/v1/applications",
+        "k-app",
+        &apply("first_issuance"),
+    )
+    .await;
+    assert_eq!(applied.status, 201, "{:?}", applied.json());
+    assert_eq!(
+        record(&app, "k-app").await,
+        (2, 201, String::from_utf8(applied.body.clone()).unwrap())
+    );
+
+    // Card pickup is refused before any write; under a fresh key it says so, and keeps nothing.
+    let pickup = apply("card_pickup");
+    for _ in 0..2 {
+        let refused = send(&app, &me, "/v1/applications", "k-pickup", &pickup).await;
+        assert_eq!(
+            (refused.status, refused.json()["code"].clone()),
+            (422, json!("service_not_bookable"))
+        );
+    }
+    let kept = "SELECT COUNT(*) FROM idempotency_keys WHERE key = 'k-pickup'";
+    assert_eq!(scalar(&app.store, kept).await, 0, "a refusal is not kept");
+    // Under the used key, the key's first use answers: the refusal, or the write, never runs.
+    let mut rewritten = apply("first_issuance");
+    rewritten["form"]["father"]["first_name"] = json!("حسن");
+    for other in [pickup, rewritten] {
+        let reused = send(&app, &me, "/v1/applications", "k-app", &other).await;
+        assert_eq!(
+            (reused.status, reused.json()["code"].clone()),
+            (422, json!("idempotency_key_reused")),
+            "{other}"
+        );
+    }
+    let own = format!(
+        "SELECT COUNT(*) FROM applications WHERE national_code = '{}'",
+        citizen.national_code
+    );
+    assert_eq!(scalar(&app.store, &own).await, 1, "one application written");
+    app.stop().await;
+}
+on_both_backends!(
+    an_application_is_run_before_its_key_is_read,
+    super::application_retries
+);

@@ -19,7 +19,9 @@ use crate::domain::time::iran_date;
 use crate::domain::ServiceCode;
 use crate::http::auth::Applicant;
 use crate::http::extract::ApiJson;
-use crate::http::idempotency::{engine_key, key_from_headers, replay_or_run, request_hash, Ran};
+use crate::http::idempotency::{
+    engine_key, key_from_headers, replay_or_run, request_hash, run_then_replay, Ran,
+};
 use crate::http::problem::ProblemCode;
 use crate::http::{AppState, Problem};
 use crate::ports::payments::SandboxOutcome;
@@ -86,8 +88,10 @@ pub async fn create_application(
     let now = state.engine.clock().now();
     let idem = engine_key(&scope, key, hash);
     let state = &state;
+    // Nothing happens before the write but checks, and the write keeps its answer: the key's
+    // record is read only if the write did not take effect.
     let (status, body) =
-        replay_or_run(&state.store, idem, now.timestamp(), |recorder| async move {
+        run_then_replay(&state.store, idem, now.timestamp(), |recorder| async move {
             let service = ServiceCode::parse(&req.service)?;
             if service == ServiceCode::CardPickup {
                 return Err(Problem::new(

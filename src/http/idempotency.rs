@@ -214,12 +214,7 @@ where
             return Ok(answer);
         }
     }
-    let recorder = Recorder {
-        key: key.clone(),
-        now_unix,
-    };
-    let ran = handler(recorder).await;
-    finish(store, key, now_unix, ran, Read::Before).await
+    run(store, key, now_unix, handler, Read::Before).await
 }
 
 /// [`replay_or_run`] for a handler that does nothing before its write but read and check, and
@@ -240,12 +235,7 @@ where
     F: FnOnce(Recorder) -> Fut,
     Fut: std::future::Future<Output = Result<Ran, Problem>>,
 {
-    let recorder = Recorder {
-        key: key.clone(),
-        now_unix,
-    };
-    let ran = handler(recorder).await;
-    finish(store, key, now_unix, ran, Read::After).await
+    run(store, key, now_unix, handler, Read::After).await
 }
 
 /// When the key's record was read: before the handler ran (none was there), or not yet.
@@ -255,14 +245,23 @@ enum Read {
     After,
 }
 
-/// The answer to give once `handler` ran, storing it when its write did not.
-async fn finish(
+/// Runs `handler` and gives its answer, storing it when its write did not.
+async fn run<F, Fut>(
     store: &Store,
     key: Option<IdempotencyKey>,
     now_unix: i64,
-    ran: Result<Ran, Problem>,
+    handler: F,
     read: Read,
-) -> Result<(StatusCode, serde_json::Value), Problem> {
+) -> Result<(StatusCode, serde_json::Value), Problem>
+where
+    F: FnOnce(Recorder) -> Fut,
+    Fut: std::future::Future<Output = Result<Ran, Problem>>,
+{
+    let ran = handler(Recorder {
+        key: key.clone(),
+        now_unix,
+    })
+    .await;
     // Whatever did not take effect defers to a record stored before it, when none was read.
     let stored_first = |key: &Option<IdempotencyKey>| {
         let key = key.clone().filter(|_| read == Read::After);

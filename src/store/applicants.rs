@@ -149,46 +149,69 @@ fn require_row(
     }
 }
 
-/// Records a citizen the first time they apply.
+/// The start of a PostgreSQL write that stores its answer in its own statement: the answer's
+/// key inserted first ($1–$7, all null without a key: [`bind_answer`]), and `go`, one row when
+/// the write may go on (no key, or the key was free). A twin's key, committed or not, leaves
+/// `go` empty: the twin waits on the key's row, finds it taken, and writes nothing.
+macro_rules! pg_answer_first {
+    () => {
+        "WITH answer AS (\
+            INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
+            SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $2::text IS NOT NULL \
+            ON CONFLICT (scope, key) DO NOTHING RETURNING 1), \
+        go AS (SELECT 1 WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM answer)), "
+    };
+}
+
+/// Binds a kept answer as $1–$7 of a statement begun with [`pg_answer_first`].
+fn bind_answer<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    answer: Option<&'q KeptAnswer>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let columns = answer.map(|kept| kept.record.answer.columns());
+    query
+        .bind(answer.map(|kept| kept.record.scope.as_str()))
+        .bind(answer.map(|kept| kept.record.key.as_str()))
+        .bind(answer.map(|kept| kept.record.request_hash.as_str()))
+        .bind(columns.map(|(format_version, _, _)| format_version))
+        .bind(columns.map(|(_, status, _)| status))
+        .bind(columns.map(|(_, _, body)| body))
+        .bind(answer.map(|kept| kept.at_unix))
+}
+
 /// An application on PostgreSQL in one statement, so one round trip and its own transaction:
-/// the answer's key first when there is one ($12 not null), and the rows only if it was free
-/// (`go`). A twin's key, committed or not, leaves `go` empty: the twin waits on the key's row,
-/// finds it taken, and the statement writes nothing. Returns how many applications it wrote.
-const PG_APPLY: &str = "WITH answer AS (\
-        INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
-        SELECT $11, $12, $13, $14, $15, $16, $17 WHERE $12::text IS NOT NULL \
-        ON CONFLICT (scope, key) DO NOTHING RETURNING 1), \
-    go AS (SELECT 1 WHERE $12::text IS NULL OR EXISTS (SELECT 1 FROM answer)), \
-    application AS (\
+/// the rows only if the answer's key was free. Returns how many applications it wrote.
+const PG_APPLY: &str = concat!(
+    pg_answer_first!(),
+    "application AS (\
         INSERT INTO applications (id, national_code, service, form_json, eligible, created_at) \
-        SELECT $1, $2, $3, $4, $5, $6 FROM go RETURNING 1), \
+        SELECT $8, $9, $10, $11, $12, $13 FROM go RETURNING 1), \
     event AS (\
         INSERT INTO events (at, actor, kind, subject, payload_json) \
-        SELECT $6, $2, 'application_created', $1, $7 FROM go), \
+        SELECT $13, $9, 'application_created', $8, $14 FROM go), \
     citizen AS (\
         INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
-        SELECT $2, $8, $9, $10, $6 FROM go ON CONFLICT (national_code) DO NOTHING) \
-    SELECT COUNT(*) FROM application";
+        SELECT $9, $15, $16, $17, $13 FROM go ON CONFLICT (national_code) DO NOTHING) \
+    SELECT COUNT(*) FROM application"
+);
 
-/// A payment on PostgreSQL in one statement (inside a transaction its caller rolls back when
-/// the payment was not written: the answer told of it). As [`PG_APPLY`], the answer's key
-/// first ($11 not null); then the payment, unless its application already has a paid one
-/// (`payments_one_paid`), and its event. Returns whether the key was free and whether the
-/// payment was written.
-const PG_PAY: &str = "WITH answer AS (\
-        INSERT INTO idempotency_keys (scope, key, request_hash, format_version, response_status, response_body, created_at) \
-        SELECT $10, $11, $12, $13, $14, $15, $16 WHERE $11::text IS NOT NULL \
-        ON CONFLICT (scope, key) DO NOTHING RETURNING 1), \
-    go AS (SELECT 1 WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM answer)), \
-    payment AS (\
+/// A payment on PostgreSQL in one statement, inside a transaction its caller rolls back when
+/// the payment was not written (the answer told of it): the payment, unless its application
+/// already has a paid one (`payments_one_paid`), and its event, if the answer's key was free.
+/// Returns whether the key was free and whether the payment was written.
+const PG_PAY: &str = concat!(
+    pg_answer_first!(),
+    "payment AS (\
         INSERT INTO payments (id, application_id, amount_rials, status, gateway, created_at) \
-        SELECT $1, $2, $3, $4, $5, $6 FROM go \
+        SELECT $8, $9, $10, $11, $12, $13 FROM go \
         ON CONFLICT (application_id) WHERE status = 'paid' AND duplicate_of IS NULL DO NOTHING RETURNING 1), \
     event AS (\
         INSERT INTO events (at, actor, kind, subject, payload_json) \
-        SELECT $6, $7, $8, $2, $9 FROM payment) \
-    SELECT EXISTS (SELECT 1 FROM go), EXISTS (SELECT 1 FROM payment)";
+        SELECT $13, $14, $15, $9, $16 FROM payment) \
+    SELECT EXISTS (SELECT 1 FROM go), EXISTS (SELECT 1 FROM payment)"
+);
 
+/// Records a citizen the first time they apply.
 const REMEMBER_CITIZEN: &str = "INSERT INTO citizens (national_code, birth_certificate_serial, birth_date, province, first_seen_at) \
                                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (national_code) DO NOTHING";
 
@@ -293,8 +316,7 @@ impl Store {
                 result.map(|()| Inserted::Done)
             }
             Store::Postgres(pool) => {
-                let answer = answer.map(|kept| (kept, kept.record.answer.columns()));
-                let written: i64 = sqlx::query_scalar(PG_APPLY)
+                let (written,): (i64,) = bind_answer(sqlx::query_as(PG_APPLY), answer)
                     .bind(&app.id)
                     .bind(&app.national_code)
                     .bind(&app.service)
@@ -305,13 +327,6 @@ impl Store {
                     .bind(citizen.0)
                     .bind(citizen.1)
                     .bind(citizen.2)
-                    .bind(answer.map(|(kept, _)| kept.record.scope.as_str()))
-                    .bind(answer.map(|(kept, _)| kept.record.key.as_str()))
-                    .bind(answer.map(|(kept, _)| kept.record.request_hash.as_str()))
-                    .bind(answer.map(|(_, (format_version, _, _))| format_version))
-                    .bind(answer.map(|(_, (_, status, _))| status))
-                    .bind(answer.map(|(_, (_, _, body))| body))
-                    .bind(answer.map(|(kept, _)| kept.at_unix))
                     .fetch_one(pool)
                     .await?;
                 Ok(if written == 1 {
@@ -414,27 +429,20 @@ impl Store {
                 }
             }
             Store::Postgres(pool) => {
-                let answer = answer.map(|kept| (kept, kept.record.answer.columns()));
                 let mut tx = pool.begin().await?;
-                let (key_free, inserted): (bool, bool) = sqlx::query_as(PG_PAY)
-                    .bind(&p.id)
-                    .bind(&p.application_id)
-                    .bind(p.amount_rials)
-                    .bind(p.status.as_str())
-                    .bind(&p.gateway)
-                    .bind(p.created_at)
-                    .bind(actor)
-                    .bind(&kind)
-                    .bind(&payload)
-                    .bind(answer.map(|(kept, _)| kept.record.scope.as_str()))
-                    .bind(answer.map(|(kept, _)| kept.record.key.as_str()))
-                    .bind(answer.map(|(kept, _)| kept.record.request_hash.as_str()))
-                    .bind(answer.map(|(_, (format_version, _, _))| format_version))
-                    .bind(answer.map(|(_, (_, status, _))| status))
-                    .bind(answer.map(|(_, (_, _, body))| body))
-                    .bind(answer.map(|(kept, _)| kept.at_unix))
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let (key_free, inserted): (bool, bool) =
+                    bind_answer(sqlx::query_as(PG_PAY), answer)
+                        .bind(&p.id)
+                        .bind(&p.application_id)
+                        .bind(p.amount_rials)
+                        .bind(p.status.as_str())
+                        .bind(&p.gateway)
+                        .bind(p.created_at)
+                        .bind(actor)
+                        .bind(&kind)
+                        .bind(&payload)
+                        .fetch_one(&mut *tx)
+                        .await?;
                 if !key_free {
                     return Ok(Inserted::KeyTaken);
                 }

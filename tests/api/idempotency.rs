@@ -53,6 +53,17 @@ async fn twice(app: &TestApp, me: &Ready, path: &str, key: &str, body: &Value) -
     first
 }
 
+/// The `nth` eligible citizen, logged in, with nothing filed yet.
+async fn logged_in(app: &TestApp, nth: usize) -> Ready {
+    let citizen = eligible_citizens(nth, 1).remove(0);
+    Ready {
+        token: app.login(&citizen).await,
+        citizen,
+        application_id: String::new(),
+        payment_id: String::new(),
+    }
+}
+
 /// The stored record of `key`: format, status and body.
 async fn record(app: &TestApp, key: &str) -> (i64, i64, String) {
     let sql = format!(
@@ -212,14 +223,8 @@ on_both_backends!(
 /// answer is stored with the effect, so no twin runs again after the first committed.
 async fn twins_sent_at_once(db: &TestDb) {
     let app = TestApp::spawn(db).await;
-    let citizen = &eligible_citizens(6, 1)[0];
-    let token = app.login(citizen).await;
-    let me = Ready {
-        citizen: citizen.clone(),
-        token,
-        application_id: String::new(),
-        payment_id: String::new(),
-    };
+    let me = logged_in(&app, 6).await;
+    let citizen = &me.citizen;
     let twins = |path: &'static str, key: &'static str, body: Value| {
         let me = &me;
         let app = &app;
@@ -265,14 +270,8 @@ on_both_backends!(
 /// when its new request would be refused anyway, or written.
 async fn application_retries(db: &TestDb) {
     let app = TestApp::spawn(db).await;
-    let citizen = &eligible_citizens(7, 1)[0];
-    let token = app.login(citizen).await;
-    let me = Ready {
-        citizen: citizen.clone(),
-        token,
-        application_id: String::new(),
-        payment_id: String::new(),
-    };
+    let me = logged_in(&app, 7).await;
+    let citizen = &me.citizen;
     let apply = |service: &str| json!({ "service": service, "form": form(citizen) });
     let applied = twice(
         &app,

@@ -40,6 +40,7 @@ async fn run_surge(
     crash_after: Option<Duration>,
 ) -> RunOutcome {
     let (scenario, path) = surge_short();
+    let bound = scenario.limits.journeys_in_flight_max;
     let outcome = run(RunConfig {
         scenario,
         scenario_path: path,
@@ -67,6 +68,11 @@ async fn run_surge(
         outcome.journal.appointments.len()
     );
     assert!(r.totals.arrivals >= 50, "{:?}", r.totals);
+    // The most journeys at once: some, within the generator's bound, and at it if it shed.
+    let peak = r.totals.journeys_in_flight_peak;
+    assert!(peak >= 1 && peak <= bound as u64, "{:?}", r.totals);
+    assert!(r.totals.shed_by_generator == 0 || peak == bound as u64);
+    assert_eq!(r.scenario.journeys_in_flight_max, bound);
     // The reports are written, and the JSON carries the audit.
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("report/report.json")).expect("report.json"),

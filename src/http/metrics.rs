@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -84,39 +83,118 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn track(State(_state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str());
-    let handles = RouteMetrics::of(route, request.method());
-    // One request in `CPU_SAMPLE_EVERY` is timed and counts for that many: the thread's CPU
-    // clock is a system call (the vDSO does not serve it), two per poll, which cost 2–4 % of
-    // a surge-day server when every request was timed.
-    let response =
-        if CPU_SAMPLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CPU_SAMPLE_EVERY == 0 {
-            let (response, cpu) = OnCpu::new(next.run(request)).await;
-            handles
-                .cpu
-                .increment(cpu.as_micros() as u64 * CPU_SAMPLE_EVERY);
-            response
-        } else {
-            next.run(request).await
-        };
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        shed(response.extensions().get::<ProblemCode>().copied());
+/// Counts every request by route, method and status, times it, and times the CPU of one in
+/// [`CPU_SAMPLE_EVERY`]; 503s are counted as shed ([`shed`]). A service of its own rather than
+/// `from_fn`, since every request passes through it: `from_fn` boxes its future and clones the
+/// services below it per request. It sits inside the router (after routing), where the
+/// request carries its `MatchedPath`.
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S> Track<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
     }
-    handles.requests(response.status()).increment(1);
-    handles.duration.record(started.elapsed().as_secs_f64());
-    response
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str());
+        let handles = RouteMetrics::of(route, request.method());
+        // One request in `CPU_SAMPLE_EVERY` is timed and counts for that many: the thread's CPU
+        // clock is a system call (the vDSO does not serve it), two per poll, which cost 2–4 % of
+        // a surge-day server when every request was timed.
+        let timed =
+            CPU_SAMPLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CPU_SAMPLE_EVERY == 0;
+        Tracked {
+            inner: self.inner.call(request),
+            handles,
+            started,
+            cpu_spent: timed.then_some(Duration::ZERO),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer on its way through [`Track`]: with the CPU its polls took, on
+    /// whichever worker thread each ran, when it is one of the timed requests.
+    /// `nobat_http_cpu_microseconds_total{route}` (sampled) is what each kind of request costs
+    /// the server in its own task (the handler and the middleware inside the router), so that
+    /// the load test can say where the server's CPU went. Work done for it elsewhere (the
+    /// booking writer, HTTP parsing) is not in it.
+    pub struct Tracked<F> {
+        #[pin]
+        inner: F,
+        handles: Arc<RouteMetrics>,
+        started: Instant,
+        cpu_spent: Option<Duration>,
+    }
+}
+
+impl<F> std::future::Future for Tracked<F>
+where
+    F: std::future::Future<Output = Result<Response, std::convert::Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let polled = match this.cpu_spent {
+            Some(spent) => {
+                let before = thread_cpu();
+                let polled = this.inner.poll(cx);
+                *spent += thread_cpu().saturating_sub(before);
+                polled
+            }
+            None => this.inner.poll(cx),
+        };
+        let std::task::Poll::Ready(Ok(response)) = polled else {
+            return polled;
+        };
+        if let Some(spent) = this.cpu_spent {
+            this.handles
+                .cpu
+                .increment(spent.as_micros() as u64 * CPU_SAMPLE_EVERY);
+        }
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed(response.extensions().get::<ProblemCode>().copied());
+        }
+        this.handles.requests(response.status()).increment(1);
+        this.handles
+            .duration
+            .record(this.started.elapsed().as_secs_f64());
+        std::task::Poll::Ready(Ok(response))
+    }
 }
 
 /// Requests between two whose CPU is timed (`nobat_http_cpu_microseconds_total` is an
 /// estimate from every `CPU_SAMPLE_EVERY`-th request, scaled up).
 const CPU_SAMPLE_EVERY: u64 = 8;
 
-/// Requests seen by [`track`], for picking the timed ones.
+/// Requests seen by [`Track`], for picking the timed ones.
 static CPU_SAMPLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The metric handles of one route and method, looked up once per process: building a metric's
@@ -205,40 +283,6 @@ fn thread_cpu() -> Duration {
         t.tv_sec.max(0) as u64,
         t.tv_nsec.clamp(0, 999_999_999) as u32,
     )
-}
-
-/// A request's future with the CPU its polls took, on whichever worker thread each ran:
-/// `nobat_http_cpu_microseconds_total{route}` (sampled, see [`CPU_SAMPLE_EVERY`]) is what each
-/// kind of request costs the server in its own task (the handler and the middleware inside
-/// the router), so that the load test can say where the server's CPU went. Work done for it elsewhere (the booking writer, HTTP
-/// parsing) is not in it.
-struct OnCpu<F> {
-    inner: std::pin::Pin<Box<F>>,
-    spent: Duration,
-}
-
-impl<F: std::future::Future> OnCpu<F> {
-    fn new(inner: F) -> Self {
-        Self {
-            inner: Box::pin(inner),
-            spent: Duration::ZERO,
-        }
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for OnCpu<F> {
-    type Output = (F::Output, Duration);
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let before = thread_cpu();
-        let polled = self.inner.as_mut().poll(cx);
-        let spent = thread_cpu().saturating_sub(before);
-        self.spent += spent;
-        polled.map(|out| (out, self.spent))
-    }
 }
 
 /// A request turned away with 503 (`overloaded`: the in-flight limit or the booking queue;

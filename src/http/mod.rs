@@ -193,7 +193,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     let shed = tower::ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(
             |_: tower::BoxError| async {
-                // Counted and logged (once a second) by `metrics::track`, like every 503.
+                // Counted and logged (once a second) by `metrics::Track`, like every 503.
                 let mut p = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ProblemCode::Overloaded,
@@ -252,14 +252,10 @@ pub fn router(state: AppState, planner: Option<planner::PlannerState>) -> Router
                 "this endpoint does not take this method; `Allow` lists those it takes",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
         .with_state(state)
         // The planner's routes set their own, larger body limit (a scenario file), innermost.
         .merge(planner.map(planner::router).unwrap_or_default())
-        // One `layer` call for the four: each call wraps every route in a boxed `Route` of its
+        // One `layer` call for the five: each call wraps every route in a boxed `Route` of its
         // own, and a request clones the boxes of every level below the one it enters, level by
         // level. Outermost first.
         .layer(
@@ -272,7 +268,8 @@ pub fn router(state: AppState, planner: Option<planner::PlannerState>) -> Router
                     inner,
                     limit: REQUEST_TIMEOUT,
                 }))
-                .layer(DefaultBodyLimit::max(BODY_BYTES_MAX)),
+                .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+                .layer(tower::layer::layer_fn(metrics::Track::new)),
         )
 }
 

@@ -538,16 +538,18 @@ async fn send_arrivals(ctx: &Arc<flow::Ctx>, arrival_secs: f64) -> tokio::task::
         tokio::time::sleep_until(at).await;
         seq += 1;
         while journeys.try_join_next().is_some() {}
+        let bound = scenario.limits.journeys_in_flight_max;
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                stats_lock(&ctx.stats).arrival(t, false);
+                let in_flight = bound - permits.available_permits();
+                stats_lock(&ctx.stats).arrival(t, false, in_flight as u64);
                 let ctx = ctx.clone();
                 journeys.spawn(async move {
                     flow::journey(ctx, seq, at).await;
                     drop(permit);
                 });
             }
-            Err(_) => stats_lock(&ctx.stats).arrival(t, true),
+            Err(_) => stats_lock(&ctx.stats).arrival(t, true, bound as u64),
         }
     }
     journeys
@@ -609,6 +611,7 @@ fn scenario_info(config: &RunConfig, scenario: &LoadScenario) -> ScenarioInfo {
         drain_secs: scenario.drain_secs,
         peak_arrivals_per_sec: scenario.peak_rate(),
         expected_arrivals: scenario.expected_arrivals().round(),
+        journeys_in_flight_max: scenario.limits.journeys_in_flight_max,
         booking: scenario.booking.mode.as_str().to_string(),
     }
 }

@@ -25,6 +25,8 @@ pub struct ScenarioInfo {
     pub drain_secs: f64,
     pub peak_arrivals_per_sec: f64,
     pub expected_arrivals: f64,
+    /// `limits.journeys_in_flight_max`: the generator's bound on journeys running at once.
+    pub journeys_in_flight_max: usize,
     /// How booking journeys took their seat (`slot` or `pick`).
     pub booking: String,
 }
@@ -75,6 +77,9 @@ pub struct SecondReport {
 pub struct Totals {
     pub arrivals: u64,
     pub shed_by_generator: u64,
+    /// The most journeys running at once; at the scenario's `journeys_in_flight_max` the
+    /// generator sheds arrivals, whatever the server does.
+    pub journeys_in_flight_peak: u64,
     pub journeys_done: u64,
     pub journeys_cut: u64,
     pub requests: u64,
@@ -194,6 +199,7 @@ pub fn build(
         conflicts,
         arrivals: stats.arrivals,
         shed_by_generator: stats.shed,
+        journeys_in_flight_peak: stats.journeys_in_flight_peak,
         journeys_done: stats.journeys_done,
         journeys_cut: stats.journeys_cut,
         requests: sum(|s| s.requests),
@@ -277,12 +283,15 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "- arrivals: {} over {:.0} s (peak {:.1}/s, rate scale {}), shed by the generator: {}",
+        "- arrivals: {} over {:.0} s (peak {:.1}/s, rate scale {}), shed by the generator: {} \
+         (journeys in flight: at most {} of the {} allowed)",
         t.arrivals,
         r.scenario.arrival_secs,
         r.scenario.peak_arrivals_per_sec,
         r.scenario.rate_scale,
-        t.shed_by_generator
+        t.shed_by_generator,
+        t.journeys_in_flight_peak,
+        r.scenario.journeys_in_flight_max
     );
     let _ = writeln!(
         s,

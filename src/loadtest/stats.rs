@@ -164,6 +164,10 @@ pub struct Stats {
     pub time_to_book_us: Option<Histogram<u64>>,
     pub arrivals: u64,
     pub shed: u64,
+    /// The most journeys running at once: beside `limits.journeys_in_flight_max` it shows
+    /// whether the generator's own bound was near (journeys run for seconds of think time, so
+    /// arrivals × journey length is what the bound must hold).
+    pub journeys_in_flight_peak: u64,
     pub journeys_done: u64,
     pub journeys_cut: u64,
     pub latency_clamped: u64,
@@ -198,8 +202,10 @@ impl Stats {
         self.timeline.get_mut(i)
     }
 
-    pub fn arrival(&mut self, at_secs: f64, shed: bool) {
+    /// An arrival, with the journeys running once it started (or was shed).
+    pub fn arrival(&mut self, at_secs: f64, shed: bool, in_flight: u64) {
         self.arrivals += 1;
+        self.journeys_in_flight_peak = self.journeys_in_flight_peak.max(in_flight);
         if shed {
             self.shed += 1;
         }

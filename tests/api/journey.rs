@@ -243,6 +243,20 @@ async fn whole_journey(db: &TestDb) {
         .await
         .unwrap();
     assert!(metrics.contains("nobat_http_requests_total"), "{metrics}");
+    // Every request is counted and timed by route (the cancel above was refused with 409; the
+    // recorder is the process's, shared with other tests, so the count is not checked).
+    assert!(
+        metrics.contains(
+            "nobat_http_requests_total{route=\"/v1/appointments/{tracking_code}/cancel\",method=\"POST\",status=\"409\"} "
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "nobat_http_request_duration_seconds_count{route=\"/v1/holds\",method=\"POST\"}"
+        ),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("nobat_booking_batch_size_count"),
         "{metrics}"

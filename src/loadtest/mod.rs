@@ -520,9 +520,8 @@ async fn send_arrivals(ctx: &Arc<flow::Ctx>, arrival_secs: f64) -> tokio::task::
     let scenario = &ctx.scenario;
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(scenario.seed, "loadtest-arrivals", 0));
     let peak = scenario.peak_rate();
-    let permits = Arc::new(tokio::sync::Semaphore::new(
-        scenario.limits.journeys_in_flight_max,
-    ));
+    let bound = scenario.limits.journeys_in_flight_max;
+    let permits = Arc::new(tokio::sync::Semaphore::new(bound));
     let mut journeys = tokio::task::JoinSet::new();
     let mut t = 0.0_f64;
     let mut seq = 0_u64;
@@ -538,7 +537,6 @@ async fn send_arrivals(ctx: &Arc<flow::Ctx>, arrival_secs: f64) -> tokio::task::
         tokio::time::sleep_until(at).await;
         seq += 1;
         while journeys.try_join_next().is_some() {}
-        let bound = scenario.limits.journeys_in_flight_max;
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let in_flight = bound - permits.available_permits();

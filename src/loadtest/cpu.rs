@@ -5,7 +5,10 @@
 //! requests is an estimate). The rest (the booking writer, HTTP parsing, the sweeper, the runtime) is
 //! reported as not attributed to a request. Sampled when arrivals start and when the drain
 //! ends, so a regression shows in the next run's report. Beside the CPU, the database's
-//! commits (`Commits`): each is an fsync, the largest cost per journey below saturation.
+//! commits (`Commits`): each is an fsync, the largest cost per journey below saturation, and
+//! the bytes the server made the kernel write to storage (`/proc/<pid>/io`), where the commits'
+//! write amplification shows. Beside the server, the generator's own CPU (`GeneratorCpu`): a
+//! generator near the limit of its cores delays its own requests, and the run then measures it.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,9 @@ pub struct Sample {
     pub routes: BTreeMap<(String, String), (f64, f64)>,
     /// The commit counters (`COMMIT_SERIES`), by series as exposed (name and labels).
     pub commits: BTreeMap<String, f64>,
+    /// Bytes the process caused to be written to storage (`write_bytes` of `/proc/<pid>/io`;
+    /// `None` where the kernel does not say).
+    pub storage_write_bytes: Option<u64>,
 }
 
 /// The series `Commits` is made of: booking batches (both backends) and the SQLite writer
@@ -70,6 +76,67 @@ pub struct ServerCpu {
     /// CPU outside any request's task: the booking writer, HTTP parsing, sweeper, runtime.
     pub not_attributed_secs: f64,
     pub commits: Commits,
+    /// What the server made the kernel write to storage over the run (its WAL, checkpoints and
+    /// database file; on PostgreSQL the database's own writes are not the server's).
+    pub storage_write_mib: Option<f64>,
+    pub storage_write_kib_per_journey: Option<f64>,
+}
+
+/// This generator's own CPU over the same span as `ServerCpu`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratorCpu {
+    pub cpu_secs: f64,
+    pub wall_secs: f64,
+    /// CPU seconds per second of the span: 0.9 is 90 % of one core.
+    pub busy_cores: f64,
+    /// The cores it may run on (its affinity, e.g. after `--generator-cpus`).
+    pub cores: usize,
+}
+
+/// At this share of its cores, the generator's own queueing shows in the latencies it reports.
+const GENERATOR_BUSY_WARNING: f64 = 0.85;
+
+/// A reading of this process, taken beside each `Sample` of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratorSample {
+    cpu_secs: f64,
+    at: std::time::Instant,
+}
+
+impl GeneratorSample {
+    pub fn now() -> Option<Self> {
+        Some(Self {
+            cpu_secs: process_cpu_secs(std::process::id())?,
+            at: std::time::Instant::now(),
+        })
+    }
+
+    /// What this process spent since `self`.
+    pub fn until(&self, after: &Self) -> GeneratorCpu {
+        let cpu_secs = (after.cpu_secs - self.cpu_secs).max(0.0);
+        let wall_secs = after.at.saturating_duration_since(self.at).as_secs_f64();
+        GeneratorCpu {
+            cpu_secs: round3(cpu_secs),
+            wall_secs: round3(wall_secs),
+            busy_cores: round3(cpu_secs / wall_secs.max(1e-9)),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// `write_bytes` of a `/proc/<pid>/io` text.
+fn io_write_bytes(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Bytes a process caused to be written to storage so far (needs the right to trace it: the
+/// spawned server is this process's child).
+fn storage_write_bytes(pid: u32) -> Option<u64> {
+    io_write_bytes(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?)
 }
 
 /// User + system CPU seconds of a process, all its threads.
@@ -204,6 +271,7 @@ pub async fn sample(pid: u32, client: &reqwest::Client, base_url: &str) -> Optio
         cpu_secs,
         routes: parse_metrics(&text),
         commits: parse_commits(&text),
+        storage_write_bytes: storage_write_bytes(pid),
     })
 }
 
@@ -231,6 +299,10 @@ pub fn between(before: &Sample, after: &Sample, journeys: u64) -> ServerCpu {
     by_route.sort_by(|a, b| b.cpu_secs.total_cmp(&a.cpu_secs));
     let attributed: f64 = by_route.iter().map(|r| r.cpu_secs).sum();
     let requests: u64 = by_route.iter().map(|r| r.requests).sum();
+    let written = before
+        .storage_write_bytes
+        .zip(after.storage_write_bytes)
+        .map(|(b, a)| a.saturating_sub(b) as f64);
     ServerCpu {
         cpu_secs: round3(cpu_secs),
         journeys_completed: journeys,
@@ -240,6 +312,8 @@ pub fn between(before: &Sample, after: &Sample, journeys: u64) -> ServerCpu {
         by_route,
         not_attributed_secs: round3((cpu_secs - attributed).max(0.0)),
         commits: commits_between(&before.commits, &after.commits, journeys),
+        storage_write_mib: written.map(|b| round1(b / (1024.0 * 1024.0))),
+        storage_write_kib_per_journey: written.map(|b| round1(b / 1024.0 / journeys.max(1) as f64)),
     }
 }
 
@@ -251,8 +325,8 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The report's section on the server's CPU.
-pub fn markdown(c: &ServerCpu) -> String {
+/// The report's section on the server's CPU (and the generator's, where it was read).
+pub fn markdown(c: &ServerCpu, generator: Option<&GeneratorCpu>) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
@@ -293,6 +367,27 @@ pub fn markdown(c: &ServerCpu) -> String {
         );
     }
     s.push_str(".\n");
+    if let (Some(mib), Some(kib)) = (c.storage_write_mib, c.storage_write_kib_per_journey) {
+        let _ = writeln!(
+            s,
+            "\nWritten to storage by the server: {mib:.1} MiB, **{kib:.1} KiB per journey**."
+        );
+    }
+    if let Some(g) = generator {
+        let _ = writeln!(
+            s,
+            "\nThe generator itself: {:.2} CPU s in {:.1} s, {:.0} % of its {} core(s).",
+            g.cpu_secs,
+            g.wall_secs,
+            100.0 * g.busy_cores / g.cores as f64,
+            g.cores
+        );
+        if g.busy_cores >= GENERATOR_BUSY_WARNING * g.cores as f64 {
+            s.push_str(
+                "\n**The generator was near the limit of its cores: its own delays are in the latencies above.**\n",
+            );
+        }
+    }
     s
 }
 
@@ -310,6 +405,7 @@ mod tests {
     #[test]
     fn per_route_cpu_between_two_scrapes() {
         let before = Sample {
+            storage_write_bytes: Some(1 << 20),
             commits: parse_commits(
                 "nobat_booking_batch_size_sum 40\n\
                  nobat_booking_batch_size_count 10\n\
@@ -324,6 +420,7 @@ mod tests {
             ),
         };
         let after = Sample {
+            storage_write_bytes: Some(201 << 20),
             commits: parse_commits(
                 "# TYPE nobat_booking_batch_size histogram\n\
                  nobat_booking_batch_size_bucket{le=\"1\"} 3\n\
@@ -360,7 +457,40 @@ mod tests {
         assert_eq!(c.commits.sqlite_transactions["writes"], 100);
         assert_eq!(c.commits.sqlite_transactions_per_journey, Some(1.5));
         assert_eq!(c.commits.sqlite_writes_per_transaction, Some(4.0));
-        assert!(markdown(&c).contains("**1.500 transactions per journey**"));
+        assert!(markdown(&c, None).contains("**1.500 transactions per journey**"));
+        // 200 MiB over 100 journeys.
+        assert_eq!(c.storage_write_mib, Some(200.0));
+        assert_eq!(c.storage_write_kib_per_journey, Some(2048.0));
+        assert!(markdown(&c, None).contains("**2048.0 KiB per journey**"));
+        let busy = GeneratorCpu {
+            cpu_secs: 9.0,
+            wall_secs: 10.0,
+            busy_cores: 0.9,
+            cores: 1,
+        };
+        assert!(markdown(&c, Some(&busy)).contains("90 % of its 1 core(s)"));
+        assert!(markdown(&c, Some(&busy)).contains("near the limit of its cores"));
+        let idle = GeneratorCpu {
+            busy_cores: 0.5,
+            ..busy.clone()
+        };
+        assert!(!markdown(&c, Some(&idle)).contains("near the limit"));
+        let two = GeneratorCpu { cores: 2, ..busy };
+        assert!(!markdown(&c, Some(&two)).contains("near the limit"));
+    }
+
+    #[test]
+    fn proc_io_write_bytes_and_this_process_cpu() {
+        let io = "rchar: 10\nwchar: 20\nsyscr: 1\nsyscw: 2\nread_bytes: 0\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n";
+        assert_eq!(io_write_bytes(io), Some(4096));
+        assert_eq!(io_write_bytes("rchar: 10\n"), None);
+        let before = GeneratorSample::now().expect("this process's /proc/self/stat");
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        let g = before.until(&GeneratorSample::now().unwrap());
+        assert!(g.wall_secs >= 0.03 && g.cores >= 1 && g.busy_cores >= 0.0);
     }
 
     #[test]

@@ -200,11 +200,15 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         Some(pid) => cpu::sample(pid, &ctx.client, &ctx.base_url).await,
         None => None,
     };
+    let generator_before = cpu::GeneratorSample::now();
     let spawned = spawned.map(|s| Arc::new(tokio::sync::Mutex::new(s)));
     let crash_task = schedule_crash(config.crash_after, spawned.as_ref(), t0)?;
     let journeys = send_arrivals(&ctx, arrival_secs).await;
     drain(journeys, &ctx).await;
     let crash = crash_outcome(crash_task).await?;
+    let generator_cpu = generator_before
+        .zip(cpu::GeneratorSample::now())
+        .map(|(before, after)| before.until(&after));
     // A restarted server is another process: its CPU is not comparable, so none is reported.
     let server_cpu =
         match (pid, &cpu_before, &crash) {
@@ -257,6 +261,7 @@ pub async fn run(config: RunConfig) -> Result<RunOutcome, LoadtestError> {
         audit_report,
     );
     report.server_cpu = server_cpu;
+    report.generator_cpu = generator_cpu;
     report.surge = room_report::surge_figures(&stats_lock(&stats), &report, room_order);
     report.ballot = ballot_figures;
     report::write(&config.out_dir, &report)?;

@@ -128,6 +128,8 @@ pub struct Report {
     pub audit: AuditReport,
     /// The spawned server's CPU over the run (none for a given target or a crash run).
     pub server_cpu: Option<super::cpu::ServerCpu>,
+    /// This generator's own CPU from the first arrival to the drain.
+    pub generator_cpu: Option<super::cpu::GeneratorCpu>,
     /// What a waiting room is judged by (set after the run; with or without a room).
     pub surge: super::room_report::SurgeFigures,
     /// A ballot day's close (set after the run).
@@ -241,6 +243,7 @@ pub fn build(
         timeline,
         audit,
         server_cpu: None,
+        generator_cpu: None,
         surge: Default::default(),
         ballot: None,
     }
@@ -330,7 +333,7 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     if let Some(c) = &r.server_cpu {
-        s.push_str(&super::cpu::markdown(c));
+        s.push_str(&super::cpu::markdown(c, r.generator_cpu.as_ref()));
     }
     let _ = writeln!(
         s,

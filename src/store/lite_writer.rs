@@ -45,6 +45,7 @@ use super::booking::{
     APPT_COLS, CANCELLATIONS_OF_LITE, ENTRY_COLS, HOLD_COLS, RELEASE_COLS, SLOT_COLS,
 };
 use super::error::message;
+use super::lite_checkpoint::{Checkpoints, WAL_BACKSTOP_PAGES};
 use super::StoreError;
 use crate::booking::{
     ApplicationRef, AppointmentRow, AppointmentStatus, BatchKeys, BatchState, HoldRow, HoldStatus,
@@ -140,10 +141,6 @@ const CACHE_KIB: i64 = 8 * 1024;
 /// a million rows in one transaction); the connection is reopened after it, so the page
 /// hash it grew does not stay.
 const LARGE_CACHE_KIB: i64 = 64 * 1024;
-/// WAL pages between the checkpoints the writer runs after its commits (SQLite's default is
-/// 1,000). The same hot pages (slot rows, index roots) are copied back once per checkpoint, so
-/// rarer checkpoints copy less per booking; the WAL stays under ~40 MiB.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// Prepared statements the connection keeps: a batch's multi-row writes take up to eight
 /// distinct row counts each (`ROWS_PER_STATEMENT`), about 60 statements, plus a dozen reads.
 const STATEMENT_CACHE: usize = 256;
@@ -297,12 +294,15 @@ fn open(settings: &LiteSettings) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    // Checkpoints run on a thread of their own (`lite_checkpoint`); the writer's own, inside a
+    // `COMMIT`, only if that thread falls behind.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
 fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
+    let checkpoints = Checkpoints::start(settings.path.clone(), settings.busy_timeout);
     let mut conn: Option<Connection> = None;
     // A booking batch that arrived while writes were being grouped: it runs next.
     let mut next: Option<Job> = None;
@@ -370,6 +370,10 @@ fn serve(settings: LiteSettings, jobs: std_mpsc::Receiver<Job>) {
         if !sound {
             // After anything but a refused write, start again from a fresh connection.
             conn = None;
+        } else if let Some(c) = &conn {
+            // After the answers went out: what the checkpoint thread left, if it finished a
+            // round.
+            checkpoints.catch_up(c);
         }
     }
 }

@@ -17,6 +17,7 @@ mod ballots;
 mod batch_plan;
 mod booking;
 mod error;
+mod lite_checkpoint;
 mod lite_read;
 mod lite_writer;
 mod network;

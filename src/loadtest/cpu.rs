@@ -325,8 +325,8 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The report's section on the server's CPU (and the generator's, where it was read).
-pub fn markdown(c: &ServerCpu, generator: Option<&GeneratorCpu>) -> String {
+/// The report's section on the server's CPU.
+pub fn markdown(c: &ServerCpu) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
@@ -373,20 +373,23 @@ pub fn markdown(c: &ServerCpu, generator: Option<&GeneratorCpu>) -> String {
             "\nWritten to storage by the server: {mib:.1} MiB, **{kib:.1} KiB per journey**."
         );
     }
-    if let Some(g) = generator {
-        let _ = writeln!(
-            s,
-            "\nThe generator itself: {:.2} CPU s in {:.1} s, {:.0} % of its {} core(s).",
-            g.cpu_secs,
-            g.wall_secs,
-            100.0 * g.busy_cores / g.cores as f64,
-            g.cores
+    s
+}
+
+/// The report's line on the generator's own CPU (read in every run, a given target's too),
+/// with a warning when it was near the limit of its cores.
+pub fn generator_markdown(g: &GeneratorCpu) -> String {
+    let mut s = format!(
+        "\nThe generator itself: {:.2} CPU s in {:.1} s, {:.0} % of its {} core(s).\n",
+        g.cpu_secs,
+        g.wall_secs,
+        100.0 * g.busy_cores / g.cores as f64,
+        g.cores
+    );
+    if g.busy_cores >= GENERATOR_BUSY_WARNING * g.cores as f64 {
+        s.push_str(
+            "\n**The generator was near the limit of its cores: its own delays are in the latencies above.**\n",
         );
-        if g.busy_cores >= GENERATOR_BUSY_WARNING * g.cores as f64 {
-            s.push_str(
-                "\n**The generator was near the limit of its cores: its own delays are in the latencies above.**\n",
-            );
-        }
     }
     s
 }
@@ -457,26 +460,26 @@ mod tests {
         assert_eq!(c.commits.sqlite_transactions["writes"], 100);
         assert_eq!(c.commits.sqlite_transactions_per_journey, Some(1.5));
         assert_eq!(c.commits.sqlite_writes_per_transaction, Some(4.0));
-        assert!(markdown(&c, None).contains("**1.500 transactions per journey**"));
+        assert!(markdown(&c).contains("**1.500 transactions per journey**"));
         // 200 MiB over 100 journeys.
         assert_eq!(c.storage_write_mib, Some(200.0));
         assert_eq!(c.storage_write_kib_per_journey, Some(2048.0));
-        assert!(markdown(&c, None).contains("**2048.0 KiB per journey**"));
+        assert!(markdown(&c).contains("**2048.0 KiB per journey**"));
         let busy = GeneratorCpu {
             cpu_secs: 9.0,
             wall_secs: 10.0,
             busy_cores: 0.9,
             cores: 1,
         };
-        assert!(markdown(&c, Some(&busy)).contains("90 % of its 1 core(s)"));
-        assert!(markdown(&c, Some(&busy)).contains("near the limit of its cores"));
+        assert!(generator_markdown(&busy).contains("90 % of its 1 core(s)"));
+        assert!(generator_markdown(&busy).contains("near the limit of its cores"));
         let idle = GeneratorCpu {
             busy_cores: 0.5,
             ..busy.clone()
         };
-        assert!(!markdown(&c, Some(&idle)).contains("near the limit"));
+        assert!(!generator_markdown(&idle).contains("near the limit"));
         let two = GeneratorCpu { cores: 2, ..busy };
-        assert!(!markdown(&c, Some(&two)).contains("near the limit"));
+        assert!(!generator_markdown(&two).contains("near the limit"));
     }
 
     #[test]

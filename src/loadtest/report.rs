@@ -332,9 +332,8 @@ pub fn markdown(r: &Report) -> String {
             c.killed_at_secs, c.ready_again_at_secs, c.downtime_secs
         );
     }
-    if let Some(c) = &r.server_cpu {
-        s.push_str(&super::cpu::markdown(c, r.generator_cpu.as_ref()));
-    }
+    s.extend(r.server_cpu.as_ref().map(super::cpu::markdown));
+    s.extend(r.generator_cpu.as_ref().map(super::cpu::generator_markdown));
     let _ = writeln!(
         s,
         "\n## Audit: {}\n",
